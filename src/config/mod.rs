@@ -1,0 +1,525 @@
+//! Configuration: `outdial.toml` (SIP listeners, RTP ports, logging, database, HTTP) and the
+//! trunk profiles in `sip-profiles/*.toml` (one carrier each, like FreeSWITCH gateways), loaded,
+//! checked and handed out as plain typed values. `docs/configuration.md` documents every key.
+//!
+//! Loading reads the files, applies the `OUTDIAL_*` environment overrides and collects *every*
+//! problem, each as one line naming the file, the key and the value (`ConfigErrors`), so that
+//! `outdial check-config` can show them all at once.
+//!
+//! It must not open sockets, start logging or print anything: callers decide what to do with the
+//! result. It never panics on user input, and never shows a password: `Secret` prints as `***`,
+//! database URLs lose their password in `Debug` and in errors.
+
+mod error;
+mod profile;
+mod reader;
+mod settings;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub use error::{ConfigError, ConfigErrors};
+
+/// Where `outdial.toml` is looked for when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "outdial.toml";
+/// Where trunk profiles are looked for when no `--profiles` is given.
+pub const DEFAULT_PROFILES_DIR: &str = "sip-profiles";
+
+/// Everything outdial is configured with: `outdial.toml` plus the trunk profiles.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub sip: SipSettings,
+    pub rtp: RtpSettings,
+    pub log: LogSettings,
+    pub database: DatabaseSettings,
+    pub http: HttpSettings,
+    /// Loaded from the profiles directory, sorted by file name.
+    pub profiles: Vec<Profile>,
+}
+
+/// `[sip]`: where the user agent listens and how it presents itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SipSettings {
+    /// UDP listener; `None` when disabled (`listen_udp = false`).
+    pub listen_udp: Option<SocketAddr>,
+    /// TCP listener; `None` when disabled (`listen_tcp = false`).
+    pub listen_tcp: Option<SocketAddr>,
+    /// Public address advertised in Via/Contact when behind NAT.
+    pub external_addr: Option<IpAddr>,
+    /// `User-Agent` header value.
+    pub user_agent: String,
+}
+
+impl Default for SipSettings {
+    fn default() -> Self {
+        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060);
+        SipSettings {
+            listen_udp: Some(any),
+            listen_tcp: Some(any),
+            external_addr: None,
+            user_agent: default_user_agent(),
+        }
+    }
+}
+
+/// `outdial/<version>`.
+pub fn default_user_agent() -> String {
+    format!("outdial/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// `[rtp]`: the media port range. `port_min < port_max`, both >= 1024, checked on load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtpSettings {
+    pub bind_addr: IpAddr,
+    pub port_min: u16,
+    pub port_max: u16,
+    /// Public address advertised in SDP `c=` when behind NAT.
+    pub external_addr: Option<IpAddr>,
+}
+
+impl Default for RtpSettings {
+    fn default() -> Self {
+        RtpSettings {
+            bind_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port_min: 10000,
+            port_max: 20000,
+            external_addr: None,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// A level (`error|warn|info|debug|trace`) or an EnvFilter directive list such as
+    /// `info,outdial::sip=debug`; checked on load, so `EnvFilter::new` will accept it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// `[database]`. `Debug` hides the URL's password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// `sqlite://…` or `postgres://…`.
+    pub url: String,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: "sqlite://outdial.db".to_string(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &reader::redact_url(&self.url))
+            .finish()
+    }
+}
+
+/// `[http]`: the admin API and web page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+        }
+    }
+}
+
+/// SIP transport towards a trunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// Case-insensitive `udp`, `tcp` or `tls`.
+    pub fn parse(s: &str) -> Option<Transport> {
+        match s.to_ascii_lowercase().as_str() {
+            "udp" => Some(Transport::Udp),
+            "tcp" => Some(Transport::Tcp),
+            "tls" => Some(Transport::Tls),
+            _ => None,
+        }
+    }
+
+    /// Lowercase name, as written in profiles.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// 5060, or 5061 for TLS.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A codec a profile may offer, in preference order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodecName {
+    Pcmu,
+    Pcma,
+    TelephoneEvent,
+}
+
+impl CodecName {
+    /// Every codec, in the default preference order.
+    pub const ALL: [CodecName; 3] = [CodecName::Pcmu, CodecName::Pcma, CodecName::TelephoneEvent];
+
+    /// Case-insensitive `PCMU`, `PCMA` or `telephone-event`.
+    pub fn parse(s: &str) -> Option<CodecName> {
+        match s.to_ascii_lowercase().as_str() {
+            "pcmu" => Some(CodecName::Pcmu),
+            "pcma" => Some(CodecName::Pcma),
+            "telephone-event" => Some(CodecName::TelephoneEvent),
+            _ => None,
+        }
+    }
+
+    /// The SDP encoding name: `PCMU`, `PCMA`, `telephone-event`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodecName::Pcmu => "PCMU",
+            CodecName::Pcma => "PCMA",
+            CodecName::TelephoneEvent => "telephone-event",
+        }
+    }
+
+    /// True for codecs that carry sound (not telephone-event).
+    pub fn is_audio(self) -> bool {
+        !matches!(self, CodecName::TelephoneEvent)
+    }
+}
+
+impl fmt::Display for CodecName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A SIP host and port. `host` holds no brackets; `Display` adds them for IPv6: `[::1]:5060`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    pub fn new(host: impl Into<String>, port: u16) -> HostPort {
+        HostPort {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// Parses `host`, `host:port`, `1.2.3.4:5060`, `[::1]:5060`, `[::1]` or `::1`; a missing port
+    /// becomes `default_port`. The error is a reason fit to follow `key = "value": `.
+    pub fn parse(text: &str, default_port: u16) -> Result<HostPort, String> {
+        const EXPECTED: &str = "expected host or host:port such as sip.carrier.example:5060";
+        if text.is_empty() {
+            return Err(format!("must not be empty; {EXPECTED}"));
+        }
+        let lower = text.to_ascii_lowercase();
+        if lower.starts_with("sip:") || lower.starts_with("sips:") {
+            return Err(format!(
+                "write the host without the sip: prefix; {EXPECTED}"
+            ));
+        }
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("must not contain spaces; {EXPECTED}"));
+        }
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let Some((inner, after)) = rest.split_once(']') else {
+                return Err(format!("missing ']' after the IPv6 address; {EXPECTED}"));
+            };
+            if inner.parse::<Ipv6Addr>().is_err() {
+                return Err(format!("{inner:?} is not an IPv6 address; {EXPECTED}"));
+            }
+            let port = match after {
+                "" => None,
+                p => match p.strip_prefix(':') {
+                    Some(p) => Some(p),
+                    None => return Err(EXPECTED.to_string()),
+                },
+            };
+            (inner, port)
+        } else if text.parse::<Ipv6Addr>().is_ok() {
+            (text, None)
+        } else {
+            match text.split_once(':') {
+                Some((h, p)) => {
+                    if p.contains(':') {
+                        return Err(format!(
+                            "write IPv6 addresses in brackets, as [::1]:5060; {EXPECTED}"
+                        ));
+                    }
+                    (h, Some(p))
+                }
+                None => (text, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("the host is missing; {EXPECTED}"));
+        }
+        if !host.contains(':') && !valid_hostname(host) {
+            return Err(format!("{host:?} is not a valid host name; {EXPECTED}"));
+        }
+        let port = match port {
+            None => default_port,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(format!("the port {p:?} must be a number from 1 to 65535")),
+            },
+        };
+        Ok(HostPort::new(host, port))
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Letters, digits, `-` and `_` in dot-separated, non-empty labels (IPv4 addresses pass too).
+pub(crate) fn valid_hostname(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        // Looks like an IPv4 address: it must be one.
+        return host.parse::<Ipv4Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// A password. `Debug` and `Display` print `***`; only `expose` gives the text, for the one
+/// place that computes a digest response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// One trunk: `sip-profiles/<name>.toml`.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// `name` key, or the file stem.
+    pub name: String,
+    /// The file it came from (empty for profiles built in code).
+    pub file: PathBuf,
+    pub proxy: HostPort,
+    pub transport: Transport,
+    pub realm: Option<String>,
+    pub username: Option<String>,
+    /// From `password` or from the variable named by `password_env`.
+    pub password: Option<Secret>,
+    pub register: bool,
+    /// Seconds, 60..=86400.
+    pub register_expires: u32,
+    pub from_user: Option<String>,
+    pub from_domain: Option<String>,
+    pub caller_id: Option<String>,
+    /// P-Asserted-Identity.
+    pub pai: Option<String>,
+    /// P-Preferred-Identity.
+    pub ppi: Option<String>,
+    /// Preference order; at least one audio codec.
+    pub codecs: Vec<CodecName>,
+    pub max_channels: Option<u32>,
+    /// Calls per second; > 0.
+    pub max_cps: Option<f64>,
+    pub outbound_proxy: Option<HostPort>,
+    /// OPTIONS keepalive in seconds; `None` = off (`0` in the file also means off).
+    pub ping_interval: Option<u32>,
+}
+
+impl Profile {
+    /// A profile with every optional setting at its default (no auth, no registration, UDP,
+    /// all codecs): for tests and for code that builds trunks without a file.
+    pub fn new(name: impl Into<String>, proxy: HostPort) -> Profile {
+        Profile {
+            name: name.into(),
+            file: PathBuf::new(),
+            proxy,
+            transport: Transport::Udp,
+            realm: None,
+            username: None,
+            password: None,
+            register: false,
+            register_expires: 3600,
+            from_user: None,
+            from_domain: None,
+            caller_id: None,
+            pai: None,
+            ppi: None,
+            codecs: CodecName::ALL.to_vec(),
+            max_channels: None,
+            max_cps: None,
+            outbound_proxy: None,
+            ping_interval: None,
+        }
+    }
+
+    /// Parses one profile file's text. `file` names it in errors and gives the default name;
+    /// `env` looks up `password_env`.
+    pub fn from_toml(
+        file: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Profile, ConfigErrors> {
+        let (parsed, errors) = profile::parse(file, text, env);
+        match parsed {
+            Some(p) if errors.is_empty() => Ok(p.profile),
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `config_path` and every `*.toml` in `profiles_dir` (sorted by file name), then
+    /// applies the environment overrides (`OUTDIAL_SIP_LISTEN`, `OUTDIAL_RTP_PORTS`,
+    /// `OUTDIAL_DATABASE_URL`, `OUTDIAL_HTTP_LISTEN`, `OUTDIAL_LOG`; empty = unset).
+    ///
+    /// A missing config file means built-in defaults unless `explicit`; a missing profiles
+    /// directory means no profiles unless `profiles_explicit`. Every problem is returned.
+    pub fn load(
+        config_path: &Path,
+        explicit: bool,
+        profiles_dir: &Path,
+        profiles_explicit: bool,
+    ) -> Result<Config, ConfigErrors> {
+        Config::load_with_env(
+            config_path,
+            explicit,
+            profiles_dir,
+            profiles_explicit,
+            &process_env,
+        )
+    }
+
+    /// `load` with the environment given as a lookup function (tests pass a map, so they never
+    /// touch the process environment).
+    pub fn load_with_env(
+        config_path: &Path,
+        explicit: bool,
+        profiles_dir: &Path,
+        profiles_explicit: bool,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut config = settings::load(config_path, explicit, env, &mut errors);
+        config.profiles = profile::load_dir(profiles_dir, profiles_explicit, env, &mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The profile called `name`; an unknown name gives one line listing the known ones.
+    pub fn profile(&self, name: &str) -> Result<&Profile, ConfigError> {
+        self.profiles
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| ConfigError::UnknownProfile {
+                name: name.to_string(),
+                known: self.profiles.iter().map(|p| p.name.clone()).collect(),
+            })
+    }
+
+    /// `config ok: 2 profiles (acme, backup)`.
+    pub fn summary(&self) -> String {
+        let names: Vec<&str> = self.profiles.iter().map(|p| p.name.as_str()).collect();
+        match names.len() {
+            0 => "config ok: 0 profiles".to_string(),
+            1 => format!("config ok: 1 profile ({})", names[0]),
+            n => format!("config ok: {n} profiles ({})", names.join(", ")),
+        }
+    }
+}
+
+/// What `outdial check-config` runs: loads everything and returns the summary line, or every
+/// problem found.
+pub fn check(
+    config_path: &Path,
+    explicit: bool,
+    profiles_dir: &Path,
+    profiles_explicit: bool,
+) -> Result<String, ConfigErrors> {
+    Config::load(config_path, explicit, profiles_dir, profiles_explicit).map(|c| c.summary())
+}
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}

@@ -1,0 +1,427 @@
+//! Trunk profiles: every `*.toml` in the profiles directory is one carrier (`Profile`).
+//!
+//! Checks each file on its own (keys, types, ranges, credentials), then across files (names must
+//! be unique). Passwords come from `password` or from the environment variable named by
+//! `password_env`, and are never rendered: errors print `password = ***`.
+//! Must not print, and must not resolve host names (the SIP layer does, at call time).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::error::ConfigError;
+use super::reader::{self, Doc, Val};
+use super::{CodecName, HostPort, Profile, Secret, Transport};
+
+const KEYS: &[&str] = &[
+    "name",
+    "proxy",
+    "transport",
+    "realm",
+    "username",
+    "password",
+    "password_env",
+    "register",
+    "register_expires",
+    "from_user",
+    "from_domain",
+    "caller_id",
+    "pai",
+    "ppi",
+    "codecs",
+    "max_channels",
+    "max_cps",
+    "outbound_proxy",
+    "ping_interval",
+];
+
+/// A parsed profile and where its name came from (for the duplicate-name check).
+pub(super) struct Parsed {
+    pub profile: Profile,
+    /// Line of the `name` key; None when the name is the file stem.
+    name_line: Option<usize>,
+}
+
+/// Every `*.toml` in `dir`, sorted by file name. Hidden files (`.x.toml`) and sub-directories
+/// are skipped. A missing directory is no profiles, unless `explicit`.
+pub(super) fn load_dir(
+    dir: &Path,
+    explicit: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Profile> {
+    let read_error = |reason: String| ConfigError::Read {
+        file: dir.to_path_buf(),
+        reason,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if explicit {
+                errors.push(read_error("profiles directory not found".to_string()));
+            }
+            return Vec::new();
+        }
+        Err(_) if !dir.is_dir() => {
+            errors.push(read_error("is not a directory".to_string()));
+            return Vec::new();
+        }
+        Err(e) => {
+            errors.push(read_error(format!(
+                "cannot read the profiles directory: {e}"
+            )));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') || !name.ends_with(".toml") {
+                    continue;
+                }
+                let path = entry.path();
+                if path.is_file() {
+                    files.push(path);
+                }
+            }
+            Err(e) => {
+                errors.push(read_error(format!(
+                    "cannot read the profiles directory: {e}"
+                )));
+                return Vec::new();
+            }
+        }
+    }
+    files.sort();
+
+    let mut profiles = Vec::new();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for file in files {
+        let text = match reader::read_text(&file) {
+            Ok(Some(text)) => text,
+            Ok(None) => continue, // removed meanwhile
+            Err(reason) => {
+                errors.push(ConfigError::Read { file, reason });
+                continue;
+            }
+        };
+        let (parsed, file_errors) = parse(&file, &text, env);
+        errors.extend(file_errors);
+        let Some(parsed) = parsed else { continue };
+        let name = parsed.profile.name.clone();
+        if let Some(first) = seen.get(&name) {
+            let from_stem = if parsed.name_line.is_none() {
+                " (taken from the file name)"
+            } else {
+                ""
+            };
+            errors.push(ConfigError::Invalid {
+                file: file.clone(),
+                line: parsed.name_line,
+                key: "name".to_string(),
+                value: format!("{name:?}"),
+                reason: format!(
+                    "profile name already used by {}{from_stem}",
+                    first.display()
+                ),
+            });
+            continue;
+        }
+        seen.insert(name, file);
+        profiles.push(parsed.profile);
+    }
+    profiles
+}
+
+/// Parses one profile file. Returns the profile when it could be built at all, and every
+/// problem found (the profile is only usable when there are none).
+pub(super) fn parse(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Option<Parsed>, Vec<ConfigError>) {
+    let mut doc = Doc::new(file, text);
+    let parsed = parse_doc(&mut doc, env);
+    (parsed, doc.finish())
+}
+
+fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<Parsed> {
+    let root = doc.parse()?;
+    let f = doc.fields("", root.get_ref(), KEYS);
+    let stem = doc
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    // name
+    let mut name_line = None;
+    let name = match f.get("name") {
+        Some(v) => {
+            name_line = doc.line(&v.span());
+            match doc.string("name", v) {
+                Some(name) => {
+                    if !valid_name(&name) {
+                        doc.invalid("name", v, NAME_RULE);
+                    }
+                    name
+                }
+                None => stem,
+            }
+        }
+        None => {
+            if !valid_name(&stem) {
+                doc.key_error(
+                    "name",
+                    None,
+                    format!(
+                        "the file name {stem:?} is not a valid profile name ({NAME_RULE}); rename the file or set name"
+                    ),
+                );
+            }
+            stem
+        }
+    };
+
+    // transport first: it decides the default port of proxy and outbound_proxy.
+    let mut transport = Transport::Udp;
+    if let Some(v) = f.get("transport") {
+        if let Some(s) = doc.string("transport", v) {
+            match Transport::parse(&s) {
+                Some(t) => transport = t,
+                None => doc.invalid("transport", v, "must be one of udp, tcp, tls"),
+            }
+        }
+    }
+    let proxy = match f.get("proxy") {
+        Some(v) => host_port(doc, "proxy", v, transport),
+        None => {
+            doc.key_error(
+                "proxy",
+                None,
+                "missing; set the carrier's SIP server, e.g. proxy = \"sip.carrier.example:5060\"",
+            );
+            None
+        }
+    };
+    let outbound_proxy = f
+        .get("outbound_proxy")
+        .and_then(|v| host_port(doc, "outbound_proxy", v, transport));
+
+    let realm = f.get("realm").and_then(|v| doc.text("realm", v));
+    let username = f.get("username").and_then(|v| doc.text("username", v));
+
+    // password / password_env
+    let password_v = f.get("password");
+    let password_env_v = f.get("password_env");
+    let mut password = None;
+    match (password_v, password_env_v) {
+        (Some(v), Some(_)) => doc.invalid(
+            "password",
+            v,
+            "set either password or password_env, not both",
+        ),
+        (Some(v), None) => {
+            if let Some(s) = doc.string("password", v) {
+                if s.is_empty() {
+                    doc.invalid("password", v, "must not be empty; remove the key instead");
+                } else {
+                    password = Some(Secret::new(s));
+                }
+            }
+        }
+        (None, Some(v)) => {
+            if let Some(var) = doc.text("password_env", v) {
+                match env(&var) {
+                    None => doc.invalid(
+                        "password_env",
+                        v,
+                        format!("environment variable {var} is not set"),
+                    ),
+                    Some(s) if s.is_empty() => doc.invalid(
+                        "password_env",
+                        v,
+                        format!("environment variable {var} is empty"),
+                    ),
+                    Some(s) => password = Some(Secret::new(s)),
+                }
+            }
+        }
+        (None, None) => {}
+    }
+
+    let mut register = false;
+    if let Some(v) = f.get("register") {
+        if let Some(b) = doc.boolean("register", v) {
+            register = b;
+            // Only complain about what is absent: a key present but wrong is reported already.
+            let mut missing = Vec::new();
+            if b && f.get("username").is_none() {
+                missing.push("username");
+            }
+            if b && password_v.is_none() && password_env_v.is_none() {
+                missing.push("password or password_env");
+            }
+            if !missing.is_empty() {
+                doc.invalid(
+                    "register",
+                    v,
+                    format!(
+                        "registration needs username and password (missing: {})",
+                        missing.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    let register_expires = f
+        .get("register_expires")
+        .and_then(|v| doc.integer("register_expires", v, 60..=86400))
+        .map_or(3600, |n| n as u32);
+
+    let from_user = f
+        .get("from_user")
+        .and_then(|v| user_part(doc, "from_user", v));
+    let from_domain = f.get("from_domain").and_then(|v| {
+        let s = doc.text("from_domain", v)?;
+        if super::valid_hostname(&s) || s.parse::<std::net::IpAddr>().is_ok() {
+            Some(s)
+        } else {
+            doc.invalid(
+                "from_domain",
+                v,
+                "expected a domain or IP address such as carrier.example (no port, no sip:)",
+            );
+            None
+        }
+    });
+    let caller_id = f
+        .get("caller_id")
+        .and_then(|v| user_part(doc, "caller_id", v));
+    let pai = f.get("pai").and_then(|v| doc.text("pai", v));
+    let ppi = f.get("ppi").and_then(|v| doc.text("ppi", v));
+
+    let codecs = match f.get("codecs") {
+        Some(v) => codecs(doc, v).unwrap_or_else(|| CodecName::ALL.to_vec()),
+        None => CodecName::ALL.to_vec(),
+    };
+
+    let max_channels = f
+        .get("max_channels")
+        .and_then(|v| doc.integer("max_channels", v, 1..=i64::from(u32::MAX)))
+        .map(|n| n as u32);
+    let max_cps = f.get("max_cps").and_then(|v| {
+        let n = doc.number("max_cps", v)?;
+        if n.is_finite() && n > 0.0 {
+            Some(n)
+        } else {
+            doc.invalid(
+                "max_cps",
+                v,
+                "must be greater than 0 (remove the key for no limit)",
+            );
+            None
+        }
+    });
+    let ping_interval = f
+        .get("ping_interval")
+        .and_then(|v| doc.integer("ping_interval", v, 0..=86400))
+        .and_then(|n| if n == 0 { None } else { Some(n as u32) });
+
+    let mut profile = Profile::new(name, proxy?);
+    profile.file = doc.file.to_path_buf();
+    profile.transport = transport;
+    profile.realm = realm;
+    profile.username = username;
+    profile.password = password;
+    profile.register = register;
+    profile.register_expires = register_expires;
+    profile.from_user = from_user;
+    profile.from_domain = from_domain;
+    profile.caller_id = caller_id;
+    profile.pai = pai;
+    profile.ppi = ppi;
+    profile.codecs = codecs;
+    profile.max_channels = max_channels;
+    profile.max_cps = max_cps;
+    profile.outbound_proxy = outbound_proxy;
+    profile.ping_interval = ping_interval;
+    Some(Parsed { profile, name_line })
+}
+
+const NAME_RULE: &str = "use letters, digits, '.', '_' and '-'";
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn host_port(doc: &mut Doc<'_>, key: &str, v: &Val<'_>, transport: Transport) -> Option<HostPort> {
+    let s = doc.string(key, v)?;
+    match HostPort::parse(&s, transport.default_port()) {
+        Ok(hp) => Some(hp),
+        Err(reason) => {
+            doc.invalid(key, v, reason);
+            None
+        }
+    }
+}
+
+/// The user part of a SIP URI (a number or a name): no spaces, no `@`, no `sip:`.
+fn user_part(doc: &mut Doc<'_>, key: &str, v: &Val<'_>) -> Option<String> {
+    let s = doc.text(key, v)?;
+    if s.contains(|c: char| c.is_whitespace() || matches!(c, '@' | '<' | '>' | '"' | ';'))
+        || s.to_ascii_lowercase().starts_with("sip:")
+    {
+        doc.invalid(
+            key,
+            v,
+            "expected the user part only, such as +15551234567 (no spaces, no sip:, no @domain)",
+        );
+        return None;
+    }
+    Some(s)
+}
+
+fn codecs(doc: &mut Doc<'_>, v: &Val<'_>) -> Option<Vec<CodecName>> {
+    let names = doc.string_list("codecs", v)?;
+    if names.is_empty() {
+        doc.invalid(
+            "codecs",
+            v,
+            "must list at least one codec, such as [\"PCMU\"]",
+        );
+        return None;
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in &names {
+        match CodecName::parse(name) {
+            None => {
+                doc.invalid(
+                    "codecs",
+                    v,
+                    format!("unknown codec {name:?}; supported: PCMU, PCMA, telephone-event"),
+                );
+                return None;
+            }
+            Some(c) if out.contains(&c) => {
+                doc.invalid("codecs", v, format!("{c} is listed twice"));
+                return None;
+            }
+            Some(c) => out.push(c),
+        }
+    }
+    if !out.iter().any(|c| c.is_audio()) {
+        doc.invalid(
+            "codecs",
+            v,
+            "needs an audio codec (PCMU or PCMA); telephone-event only carries DTMF",
+        );
+        return None;
+    }
+    Some(out)
+}

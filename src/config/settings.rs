@@ -1,0 +1,409 @@
+//! `outdial.toml` (`[sip]`, `[rtp]`, `[log]`, `[database]`, `[http]`) and the `OUTDIAL_*`
+//! environment overrides applied after it.
+//!
+//! Starts from the built-in defaults, so every key is optional and a missing file (when not
+//! named explicitly) is the defaults. Collects every problem; must not print or open sockets.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use toml::de::DeTable;
+
+use super::error::ConfigError;
+use super::reader::{self, Doc, Fields, Val};
+use super::{Config, DatabaseSettings, HttpSettings, LogSettings, RtpSettings, SipSettings};
+
+const TOP: &[&str] = &["sip", "rtp", "log", "database", "http"];
+const SIP: &[&str] = &["listen_udp", "listen_tcp", "external_addr", "user_agent"];
+const RTP: &[&str] = &["bind_addr", "port_min", "port_max", "external_addr"];
+const LOG: &[&str] = &["level"];
+const DATABASE: &[&str] = &["url"];
+const HTTP: &[&str] = &["listen"];
+
+pub(crate) const ENV_SIP_LISTEN: &str = "OUTDIAL_SIP_LISTEN";
+pub(crate) const ENV_RTP_PORTS: &str = "OUTDIAL_RTP_PORTS";
+pub(crate) const ENV_DATABASE_URL: &str = "OUTDIAL_DATABASE_URL";
+pub(crate) const ENV_HTTP_LISTEN: &str = "OUTDIAL_HTTP_LISTEN";
+pub(crate) const ENV_LOG: &str = "OUTDIAL_LOG";
+
+const LISTEN_EXPECTED: &str = "expected IP:PORT such as 0.0.0.0:5060 ([::]:5060 for IPv6)";
+
+/// Reads `path` (defaults when absent and not `explicit`), then applies the environment.
+pub(super) fn load(
+    path: &Path,
+    explicit: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Config {
+    let mut config = Config::default();
+    match reader::read_text(path) {
+        Ok(Some(text)) => {
+            let mut doc = Doc::new(path, &text);
+            parse_file(&mut doc, &mut config);
+            errors.extend(doc.finish());
+        }
+        Ok(None) if !explicit => {}
+        Ok(None) => errors.push(ConfigError::Read {
+            file: path.to_path_buf(),
+            reason: "file not found".to_string(),
+        }),
+        Err(reason) => errors.push(ConfigError::Read {
+            file: path.to_path_buf(),
+            reason,
+        }),
+    }
+    apply_env(&mut config, env, errors);
+    config
+}
+
+fn parse_file(doc: &mut Doc<'_>, config: &mut Config) {
+    let Some(root) = doc.parse() else { return };
+    let top = doc.fields("", root.get_ref(), TOP);
+    if let Some(t) = section(doc, &top, "sip") {
+        parse_sip(doc, t, &mut config.sip);
+    }
+    if let Some(t) = section(doc, &top, "rtp") {
+        parse_rtp(doc, t, &mut config.rtp);
+    }
+    if let Some(t) = section(doc, &top, "log") {
+        parse_log(doc, t, &mut config.log);
+    }
+    if let Some(t) = section(doc, &top, "database") {
+        parse_database(doc, t, &mut config.database);
+    }
+    if let Some(t) = section(doc, &top, "http") {
+        parse_http(doc, t, &mut config.http);
+    }
+}
+
+fn section<'t, 'i>(doc: &mut Doc<'_>, top: &Fields<'t, 'i>, name: &str) -> Option<&'t DeTable<'i>> {
+    let v = top.get(name)?;
+    doc.table(name, v)
+}
+
+fn parse_sip(doc: &mut Doc<'_>, t: &DeTable<'_>, sip: &mut SipSettings) {
+    let f = doc.fields("sip.", t, SIP);
+    let udp = f.get("listen_udp");
+    let tcp = f.get("listen_tcp");
+    if let Some(v) = udp {
+        if let Some(a) = listener(doc, &f.key("listen_udp"), v) {
+            sip.listen_udp = a;
+        }
+    }
+    if let Some(v) = tcp {
+        if let Some(a) = listener(doc, &f.key("listen_tcp"), v) {
+            sip.listen_tcp = a;
+        }
+    }
+    if sip.listen_udp.is_none() && sip.listen_tcp.is_none() {
+        if let Some(v) = udp {
+            doc.invalid(
+                "sip.listen_udp",
+                v,
+                "sip.listen_tcp is disabled too; outdial needs at least one SIP listener",
+            );
+        }
+    }
+    if let Some(v) = f.get("external_addr") {
+        if let Some(ip) = external_addr(doc, &f.key("external_addr"), v) {
+            sip.external_addr = Some(ip);
+        }
+    }
+    if let Some(v) = f.get("user_agent") {
+        if let Some(s) = doc.text(&f.key("user_agent"), v) {
+            sip.user_agent = s;
+        }
+    }
+}
+
+/// An address string, or `false` for "disabled".
+fn listener(doc: &mut Doc<'_>, key: &str, v: &Val<'_>) -> Option<Option<SocketAddr>> {
+    match v.get_ref() {
+        toml::de::DeValue::Boolean(false) => Some(None),
+        toml::de::DeValue::String(s) => match parse_listen(s) {
+            Ok(a) => Some(Some(a)),
+            Err(reason) => {
+                doc.invalid(key, v, format!("{reason}, or false to disable"));
+                None
+            }
+        },
+        _ => {
+            doc.invalid(
+                key,
+                v,
+                "expected an address such as \"0.0.0.0:5060\", or false to disable",
+            );
+            None
+        }
+    }
+}
+
+fn external_addr(doc: &mut Doc<'_>, key: &str, v: &Val<'_>) -> Option<IpAddr> {
+    let s = doc.string(key, v)?;
+    match s.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
+            doc.invalid(
+                key,
+                v,
+                "must be the public address peers can reach, not a wildcard or multicast address",
+            );
+            None
+        }
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            doc.invalid(
+                key,
+                v,
+                "expected an IP address such as 203.0.113.10 (no port)",
+            );
+            None
+        }
+    }
+}
+
+fn parse_rtp(doc: &mut Doc<'_>, t: &DeTable<'_>, rtp: &mut RtpSettings) {
+    let f = doc.fields("rtp.", t, RTP);
+    if let Some(v) = f.get("bind_addr") {
+        let key = f.key("bind_addr");
+        if let Some(s) = doc.string(&key, v) {
+            match s.parse::<IpAddr>() {
+                Ok(ip) if !ip.is_multicast() => rtp.bind_addr = ip,
+                _ => doc.invalid(
+                    &key,
+                    v,
+                    "expected a local IP address such as 0.0.0.0 (no port)",
+                ),
+            }
+        }
+    }
+    if let Some(v) = f.get("external_addr") {
+        if let Some(ip) = external_addr(doc, &f.key("external_addr"), v) {
+            rtp.external_addr = Some(ip);
+        }
+    }
+    let min_v = f.get("port_min");
+    let max_v = f.get("port_max");
+    let min = min_v.map(|v| doc.integer(&f.key("port_min"), v, 1024..=65535));
+    let max = max_v.map(|v| doc.integer(&f.key("port_max"), v, 1024..=65535));
+    // Stop when either written value was bad: it was reported already.
+    if matches!(min, Some(None)) || matches!(max, Some(None)) {
+        return;
+    }
+    let lo = min.flatten().map_or(rtp.port_min, |n| n as u16);
+    let hi = max.flatten().map_or(rtp.port_max, |n| n as u16);
+    if let Err(problem) = check_port_range(lo, hi) {
+        // Blame the key the user wrote (port_min when both are written).
+        let blamed = match (min_v, max_v) {
+            (Some(v), _) => Some(("rtp.port_min", v)),
+            (None, Some(v)) => Some(("rtp.port_max", v)),
+            (None, None) => None, // the defaults are fine
+        };
+        if let Some((key, v)) = blamed {
+            let reason = match problem {
+                RangeProblem::Order if min_v.is_some() => {
+                    format!("must be less than rtp.port_max ({hi})")
+                }
+                RangeProblem::Order => format!("must be greater than rtp.port_min ({lo})"),
+                RangeProblem::NoPair => no_pair_reason(lo, hi),
+            };
+            doc.invalid(key, v, reason);
+        }
+    }
+    rtp.port_min = lo;
+    rtp.port_max = hi;
+}
+
+fn parse_log(doc: &mut Doc<'_>, t: &DeTable<'_>, log: &mut LogSettings) {
+    let f = doc.fields("log.", t, LOG);
+    if let Some(v) = f.get("level") {
+        let key = f.key("level");
+        if let Some(s) = doc.string(&key, v) {
+            match check_level(&s) {
+                Ok(()) => log.level = s.trim().to_string(),
+                Err(reason) => doc.invalid(&key, v, reason),
+            }
+        }
+    }
+}
+
+fn parse_database(doc: &mut Doc<'_>, t: &DeTable<'_>, db: &mut DatabaseSettings) {
+    let f = doc.fields("database.", t, DATABASE);
+    if let Some(v) = f.get("url") {
+        let key = f.key("url");
+        if let Some(s) = doc.text(&key, v) {
+            match check_database_url(&s) {
+                Ok(()) => db.url = s,
+                Err(reason) => doc.invalid(&key, v, reason),
+            }
+        }
+    }
+}
+
+fn parse_http(doc: &mut Doc<'_>, t: &DeTable<'_>, http: &mut HttpSettings) {
+    let f = doc.fields("http.", t, HTTP);
+    if let Some(v) = f.get("listen") {
+        let key = f.key("listen");
+        if let Some(s) = doc.string(&key, v) {
+            match parse_listen(&s) {
+                Ok(a) => http.listen = a,
+                Err(reason) => doc.invalid(&key, v, reason.replace("5060", "8080")),
+            }
+        }
+    }
+}
+
+/// Applies the `OUTDIAL_*` overrides. Empty variables count as unset.
+fn apply_env(
+    config: &mut Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let get = |name: &str| {
+        env(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let env_error = |var: &str, value: &str, reason: String| ConfigError::Env {
+        var: var.to_string(),
+        value: format!("{value:?}"),
+        reason,
+    };
+
+    if let Some(v) = get(ENV_SIP_LISTEN) {
+        match parse_listen(&v) {
+            // Moves the enabled listeners; one disabled in the file stays disabled.
+            Ok(a) => {
+                if config.sip.listen_udp.is_some() {
+                    config.sip.listen_udp = Some(a);
+                }
+                if config.sip.listen_tcp.is_some() {
+                    config.sip.listen_tcp = Some(a);
+                }
+            }
+            Err(reason) => errors.push(env_error(ENV_SIP_LISTEN, &v, reason.to_string())),
+        }
+    }
+    if let Some(v) = get(ENV_RTP_PORTS) {
+        match parse_port_range(&v) {
+            Ok((lo, hi)) => {
+                config.rtp.port_min = lo;
+                config.rtp.port_max = hi;
+            }
+            Err(reason) => errors.push(env_error(ENV_RTP_PORTS, &v, reason)),
+        }
+    }
+    if let Some(v) = get(ENV_DATABASE_URL) {
+        match check_database_url(&v) {
+            Ok(()) => config.database.url = v,
+            Err(reason) => errors.push(ConfigError::Env {
+                var: ENV_DATABASE_URL.to_string(),
+                value: reader::redact_url(&format!("{v:?}")),
+                reason,
+            }),
+        }
+    }
+    if let Some(v) = get(ENV_HTTP_LISTEN) {
+        match parse_listen(&v) {
+            Ok(a) => config.http.listen = a,
+            Err(reason) => errors.push(env_error(
+                ENV_HTTP_LISTEN,
+                &v,
+                reason.replace("5060", "8080"),
+            )),
+        }
+    }
+    if let Some(v) = get(ENV_LOG) {
+        match check_level(&v) {
+            Ok(()) => config.log.level = v,
+            Err(reason) => errors.push(env_error(ENV_LOG, &v, reason)),
+        }
+    }
+}
+
+/// `IP:PORT`; port 0 (any free port) is allowed.
+pub(crate) fn parse_listen(s: &str) -> Result<SocketAddr, &'static str> {
+    s.trim().parse::<SocketAddr>().map_err(|_| LISTEN_EXPECTED)
+}
+
+enum RangeProblem {
+    /// min >= max
+    Order,
+    /// no even port p with p + 1 inside the range
+    NoPair,
+}
+
+fn check_port_range(lo: u16, hi: u16) -> Result<(), RangeProblem> {
+    if lo >= hi {
+        return Err(RangeProblem::Order);
+    }
+    let first_even = if lo % 2 == 0 {
+        lo
+    } else {
+        lo.saturating_add(1)
+    };
+    if first_even >= hi {
+        return Err(RangeProblem::NoPair);
+    }
+    Ok(())
+}
+
+fn no_pair_reason(lo: u16, hi: u16) -> String {
+    format!("the range {lo}-{hi} holds no even RTP port with its RTCP port after it; widen it")
+}
+
+/// `MIN-MAX`, both >= 1024, MIN < MAX, holding at least one RTP/RTCP pair.
+pub(crate) fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    const EXPECTED: &str = "expected MIN-MAX such as 10000-20000";
+    let Some((a, b)) = s.split_once('-') else {
+        return Err(EXPECTED.to_string());
+    };
+    let (Ok(lo), Ok(hi)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>()) else {
+        return Err(format!("{EXPECTED}, ports up to 65535"));
+    };
+    if lo < 1024 || hi < 1024 {
+        return Err("ports must be 1024 or above".to_string());
+    }
+    match check_port_range(lo, hi) {
+        Ok(()) => Ok((lo, hi)),
+        Err(RangeProblem::Order) => Err("MIN must be less than MAX".to_string()),
+        Err(RangeProblem::NoPair) => Err(no_pair_reason(lo, hi)),
+    }
+}
+
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// A level, or a comma-separated EnvFilter directive list (`info,outdial::sip=debug`).
+/// Bare words must be levels: a bare `infoo` would be a valid EnvFilter *target* and silently
+/// turn on tracing for nothing, so it is refused here.
+pub(crate) fn check_level(s: &str) -> Result<(), String> {
+    const HINT: &str =
+        "use error, warn, info, debug, trace, or directives such as info,outdial::sip=debug";
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(format!("must not be empty; {HINT}"));
+    }
+    for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains(['=', '['])
+            && !LEVELS.contains(&directive.to_ascii_lowercase().as_str())
+        {
+            return Err(format!("{directive:?} is not a log level; {HINT}"));
+        }
+    }
+    match tracing_subscriber::EnvFilter::builder().parse(s) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("not a valid log filter ({e}); {HINT}")),
+    }
+}
+
+/// `sqlite:…` or `postgres://…` / `postgresql://…`.
+pub(crate) fn check_database_url(s: &str) -> Result<(), String> {
+    let lower = s.to_ascii_lowercase();
+    if lower.starts_with("sqlite:")
+        || lower.starts_with("postgres://")
+        || lower.starts_with("postgresql://")
+    {
+        Ok(())
+    } else {
+        Err("expected a sqlite:// or postgres:// URL, such as sqlite://outdial.db".to_string())
+    }
+}

@@ -1,0 +1,929 @@
+//! Tests for config loading. The environment is passed as a map (`load_with_env`), so tests never
+//! race on process variables; the one test of `Config::load`/`check` uses a variable no other
+//! test touches.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+/// A temporary directory holding `outdial.toml` and `sip-profiles/`.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("sip-profiles")).expect("mkdir");
+        Fixture { dir }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("outdial.toml")
+    }
+
+    fn profiles_dir(&self) -> PathBuf {
+        self.dir.path().join("sip-profiles")
+    }
+
+    fn main(&self, text: &str) -> &Fixture {
+        std::fs::write(self.config_path(), text).expect("write");
+        self
+    }
+
+    fn profile(&self, file: &str, text: &str) -> &Fixture {
+        std::fs::write(self.profiles_dir().join(file), text).expect("write");
+        self
+    }
+
+    /// Loads; errors come back as lines with the temporary directory stripped.
+    fn load(&self, env: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| env.get(k).cloned();
+        Config::load_with_env(
+            &self.config_path(),
+            false,
+            &self.profiles_dir(),
+            false,
+            &lookup,
+        )
+        .map_err(|e| self.lines(&e))
+    }
+
+    fn lines(&self, e: &ConfigErrors) -> Vec<String> {
+        let prefix = format!("{}/", self.dir.path().display());
+        e.iter()
+            .map(|e| e.to_string().replace(&prefix, ""))
+            .collect()
+    }
+
+    /// Loads, expecting exactly one problem; returns its line.
+    fn one_error(&self, env: &[(&str, &str)]) -> String {
+        match self.load(env) {
+            Ok(_) => panic!("expected an error, loaded fine"),
+            Err(lines) => {
+                assert_eq!(lines.len(), 1, "expected one error, got {lines:#?}");
+                lines.into_iter().next().unwrap_or_default()
+            }
+        }
+    }
+}
+
+fn main_error(toml: &str) -> String {
+    Fixture::new().main(toml).one_error(&[])
+}
+
+fn profile_error(toml: &str) -> String {
+    Fixture::new().profile("acme.toml", toml).one_error(&[])
+}
+
+const PROXY: &str = "proxy = \"sip.carrier.example\"\n";
+
+fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+// ---- defaults and examples -------------------------------------------------------------------
+
+#[test]
+fn defaults_when_file_absent() {
+    let fx = Fixture::new();
+    let c = fx.load(&[]).expect("defaults load");
+    let any5060 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060);
+    assert_eq!(c.sip.listen_udp, Some(any5060));
+    assert_eq!(c.sip.listen_tcp, Some(any5060));
+    assert_eq!(c.sip.external_addr, None);
+    assert_eq!(
+        c.sip.user_agent,
+        format!("outdial/{}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(c.rtp, RtpSettings::default());
+    assert_eq!(c.rtp.bind_addr, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!((c.rtp.port_min, c.rtp.port_max), (10000, 20000));
+    assert_eq!(c.rtp.external_addr, None);
+    assert_eq!(c.log.level, "info");
+    assert_eq!(c.database.url, "sqlite://outdial.db");
+    assert_eq!(c.http.listen, "127.0.0.1:8080".parse().unwrap());
+    assert!(c.profiles.is_empty());
+    assert_eq!(c.summary(), "config ok: 0 profiles");
+}
+
+#[test]
+fn missing_directory_means_no_profiles_unless_explicit() {
+    let fx = Fixture::new();
+    let gone = fx.dir.path().join("nowhere");
+    let none = |_: &str| None;
+    let c = Config::load_with_env(&fx.config_path(), false, &gone, false, &none).unwrap();
+    assert!(c.profiles.is_empty());
+    let e = Config::load_with_env(&fx.config_path(), false, &gone, true, &none).unwrap_err();
+    assert_eq!(fx.lines(&e), ["nowhere: profiles directory not found"]);
+}
+
+#[test]
+fn missing_explicit_config_file_is_an_error() {
+    let fx = Fixture::new();
+    let none = |_: &str| None;
+    let e = Config::load_with_env(&fx.config_path(), true, &fx.profiles_dir(), false, &none)
+        .unwrap_err();
+    assert_eq!(fx.lines(&e), ["outdial.toml: file not found"]);
+}
+
+#[test]
+fn empty_file_is_the_defaults() {
+    let c = Fixture::new().main("").load(&[]).unwrap();
+    assert_eq!(c.sip, SipSettings::default());
+    assert_eq!(c.rtp, RtpSettings::default());
+}
+
+/// The repository's example files, copied so that other profiles added to `sip-profiles/`
+/// later do not change this test.
+fn example_fixture() -> Fixture {
+    let fx = Fixture::new();
+    let main = std::fs::read_to_string(repo_file("outdial.toml")).expect("outdial.toml");
+    let carrier = std::fs::read_to_string(repo_file("sip-profiles/example-carrier.toml"))
+        .expect("sip-profiles/example-carrier.toml");
+    fx.main(&main).profile("example-carrier.toml", &carrier);
+    fx
+}
+
+#[test]
+fn example_files_parse() {
+    let fx = example_fixture();
+    let c = fx
+        .load(&[("EXAMPLE_CARRIER_PASSWORD", "s3cr3t-example")])
+        .expect("examples load");
+    assert_eq!(c.sip, SipSettings::default());
+    assert_eq!(c.rtp, RtpSettings::default());
+    assert_eq!(c.log, LogSettings::default());
+    assert_eq!(c.database, DatabaseSettings::default());
+    assert_eq!(c.http, HttpSettings::default());
+    let p = c.profile("example-carrier").expect("profile");
+    assert_eq!(p.proxy, HostPort::new("sip.carrier.example", 5060));
+    assert_eq!(p.transport, Transport::Udp);
+    assert_eq!(p.username.as_deref(), Some("outdial-trunk"));
+    assert_eq!(
+        p.password.as_ref().map(Secret::expose),
+        Some("s3cr3t-example")
+    );
+    assert!(!p.register);
+    assert_eq!(p.codecs, CodecName::ALL.to_vec());
+    assert_eq!(p.max_channels, Some(30));
+    assert_eq!(p.max_cps, Some(5.0));
+    assert_eq!(p.ping_interval, None);
+    assert!(p.file.ends_with("sip-profiles/example-carrier.toml"));
+
+    // Without the variable, the one problem names it, at its line.
+    let text = std::fs::read_to_string(repo_file("sip-profiles/example-carrier.toml")).unwrap();
+    let line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("password_env"))
+        .expect("the example sets password_env");
+    assert_eq!(
+        fx.one_error(&[]),
+        format!(
+            "sip-profiles/example-carrier.toml: password_env = \"EXAMPLE_CARRIER_PASSWORD\": \
+             environment variable EXAMPLE_CARRIER_PASSWORD is not set (line {line})"
+        )
+    );
+}
+
+#[test]
+fn load_and_check_read_the_process_environment() {
+    // The only test that touches the process environment, with a variable of its own.
+    let fx = Fixture::new();
+    fx.profile(
+        "envtest.toml",
+        "proxy = \"sip.carrier.example\"\npassword_env = \"OUTDIAL_CONFIG_TEST_ONLY_PW\"\n",
+    );
+    std::env::set_var("OUTDIAL_CONFIG_TEST_ONLY_PW", "from-process-env");
+    let c = Config::load(&fx.config_path(), false, &fx.profiles_dir(), true).unwrap();
+    assert_eq!(
+        c.profiles[0].password.as_ref().map(Secret::expose),
+        Some("from-process-env")
+    );
+    let summary = check(&fx.config_path(), false, &fx.profiles_dir(), true).unwrap();
+    assert_eq!(summary, "config ok: 1 profile (envtest)");
+    std::env::remove_var("OUTDIAL_CONFIG_TEST_ONLY_PW");
+    let e = check(&fx.config_path(), false, &fx.profiles_dir(), true).unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert!(e
+        .to_string()
+        .contains("OUTDIAL_CONFIG_TEST_ONLY_PW is not set"));
+}
+
+#[test]
+fn full_main_file() {
+    let c = Fixture::new()
+        .main(
+            r#"
+[sip]
+listen_udp = "127.0.0.1:5070"
+listen_tcp = false
+external_addr = "203.0.113.10"
+user_agent = "acme-dialer"
+[rtp]
+bind_addr = "::"
+port_min = 30000
+port_max = 30999
+external_addr = "2001:db8::1"
+[log]
+level = "info,outdial::sip=debug"
+[database]
+url = "postgres://outdial:pw@db:5432/outdial"
+[http]
+listen = "[::1]:9000"
+"#,
+        )
+        .load(&[])
+        .unwrap();
+    assert_eq!(c.sip.listen_udp, Some("127.0.0.1:5070".parse().unwrap()));
+    assert_eq!(c.sip.listen_tcp, None);
+    assert_eq!(c.sip.external_addr, Some("203.0.113.10".parse().unwrap()));
+    assert_eq!(c.sip.user_agent, "acme-dialer");
+    assert_eq!(c.rtp.bind_addr, "::".parse::<IpAddr>().unwrap());
+    assert_eq!((c.rtp.port_min, c.rtp.port_max), (30000, 30999));
+    assert_eq!(c.rtp.external_addr, Some("2001:db8::1".parse().unwrap()));
+    assert_eq!(c.log.level, "info,outdial::sip=debug");
+    assert_eq!(c.database.url, "postgres://outdial:pw@db:5432/outdial");
+    assert_eq!(c.http.listen, "[::1]:9000".parse().unwrap());
+    let debug = format!("{c:?}");
+    assert!(!debug.contains(":pw@"), "{debug}");
+    assert!(
+        debug.contains("postgres://outdial:***@db:5432/outdial"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn full_profile_file() {
+    let c = Fixture::new()
+        .profile(
+            "acme.toml",
+            r#"
+name = "acme-east"
+proxy = "sip.acme.example"
+transport = "TLS"
+realm = "acme.example"
+username = "trunk1"
+password = "pw-inline"
+register = true
+register_expires = 600
+from_user = "trunk1"
+from_domain = "acme.example"
+caller_id = "+15555550100"
+pai = "<sip:+15555550100@acme.example>"
+ppi = "<sip:+15555550100@acme.example>"
+codecs = ["pcma", "Telephone-Event"]
+max_channels = 10
+max_cps = 0.5
+outbound_proxy = "[2001:db8::5]"
+ping_interval = 0
+"#,
+        )
+        .load(&[])
+        .unwrap();
+    let p = c.profile("acme-east").unwrap();
+    assert_eq!(p.proxy, HostPort::new("sip.acme.example", 5061));
+    assert_eq!(p.transport, Transport::Tls);
+    assert_eq!(p.realm.as_deref(), Some("acme.example"));
+    assert_eq!(p.password.as_ref().map(Secret::expose), Some("pw-inline"));
+    assert!(p.register);
+    assert_eq!(p.register_expires, 600);
+    assert_eq!(p.from_user.as_deref(), Some("trunk1"));
+    assert_eq!(p.from_domain.as_deref(), Some("acme.example"));
+    assert_eq!(p.caller_id.as_deref(), Some("+15555550100"));
+    assert!(p.pai.is_some() && p.ppi.is_some());
+    assert_eq!(p.codecs, [CodecName::Pcma, CodecName::TelephoneEvent]);
+    assert_eq!(p.max_channels, Some(10));
+    assert_eq!(p.max_cps, Some(0.5));
+    assert_eq!(p.outbound_proxy, Some(HostPort::new("2001:db8::5", 5061)));
+    assert_eq!(
+        p.outbound_proxy.as_ref().unwrap().to_string(),
+        "[2001:db8::5]:5061"
+    );
+    assert_eq!(p.ping_interval, None);
+}
+
+#[test]
+fn profile_name_defaults_to_file_stem_and_files_are_sorted() {
+    let c = Fixture::new()
+        .profile("zeta.toml", PROXY)
+        .profile("alpha.toml", &format!("{PROXY}ping_interval = 20\n"))
+        .profile("notes.txt", "not a profile")
+        .profile(".hidden.toml", "garbage = [")
+        .load(&[])
+        .unwrap();
+    let names: Vec<&str> = c.profiles.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["alpha", "zeta"]);
+    assert_eq!(c.profiles[0].ping_interval, Some(20));
+    assert_eq!(c.summary(), "config ok: 2 profiles (alpha, zeta)");
+}
+
+#[test]
+fn unknown_profile_lists_known_names() {
+    let c = Fixture::new()
+        .profile("a.toml", PROXY)
+        .profile("b.toml", PROXY)
+        .load(&[])
+        .unwrap();
+    assert_eq!(c.profile("b").unwrap().name, "b");
+    assert_eq!(
+        c.profile("nope").unwrap_err().to_string(),
+        "unknown profile \"nope\"; known profiles: a, b"
+    );
+    assert_eq!(
+        Config::default().profile("x").unwrap_err().to_string(),
+        "unknown profile \"x\"; no profiles are loaded"
+    );
+}
+
+// ---- one rule, one line ----------------------------------------------------------------------
+
+#[test]
+fn unknown_keys() {
+    assert_eq!(
+        main_error("[sip]\nlisten = \"0.0.0.0:5060\"\n"),
+        "outdial.toml: sip.listen = \"0.0.0.0:5060\": unknown key; expected one of listen_udp, \
+         listen_tcp, external_addr, user_agent (line 2)"
+    );
+    assert_eq!(
+        main_error("[rtp]\nport_mni = 10000\n"),
+        "outdial.toml: rtp.port_mni = 10000: unknown key; did you mean port_min? (line 2)"
+    );
+    assert_eq!(
+        main_error("\n[metrics]\nx = 1\n"),
+        "outdial.toml: [metrics]: unknown key; expected one of sip, rtp, log, database, http (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}trasport = \"udp\"\n")),
+        "sip-profiles/acme.toml: trasport = \"udp\": unknown key; did you mean transport? (line 2)"
+    );
+}
+
+#[test]
+fn unknown_key_that_looks_like_a_password_is_not_shown() {
+    let line = profile_error(&format!("{PROXY}pasword = \"hunter2\"\n"));
+    assert_eq!(
+        line,
+        "sip-profiles/acme.toml: pasword = ***: unknown key; did you mean password? (line 2)"
+    );
+}
+
+#[test]
+fn syntax_errors_have_a_line() {
+    assert_eq!(
+        main_error("[sip]\nlisten_udp = \n"),
+        "outdial.toml: invalid TOML: string values must be quoted, expected literal string (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!(
+            "{PROXY}transport = \"udp\"\ntransport = \"tcp\"\n"
+        )),
+        "sip-profiles/acme.toml: invalid TOML: duplicate key (line 3)"
+    );
+}
+
+#[test]
+fn wrong_types() {
+    assert_eq!(
+        profile_error(&format!("{PROXY}register = \"yes\"\n")),
+        "sip-profiles/acme.toml: register = \"yes\": expected true or false (found string) (line 2)"
+    );
+    assert_eq!(
+        main_error("sip = 5\n"),
+        "outdial.toml: sip = 5: expected a table [sip] (found integer) (line 1)"
+    );
+    assert_eq!(
+        main_error("[rtp]\nport_min = \"10000\"\n"),
+        "outdial.toml: rtp.port_min = \"10000\": expected a whole number (found string) (line 2)"
+    );
+}
+
+#[test]
+fn duplicate_profile_names() {
+    let fx = Fixture::new();
+    fx.profile("a.toml", &format!("name = \"acme\"\n{PROXY}"))
+        .profile("b.toml", &format!("{PROXY}name = \"acme\"\n"));
+    assert_eq!(
+        fx.one_error(&[]),
+        "sip-profiles/b.toml: name = \"acme\": profile name already used by \
+         sip-profiles/a.toml (line 2)"
+    );
+    let fx = Fixture::new();
+    fx.profile("a.toml", &format!("name = \"b\"\n{PROXY}"))
+        .profile("b.toml", PROXY);
+    assert_eq!(
+        fx.one_error(&[]),
+        "sip-profiles/b.toml: name = \"b\": profile name already used by \
+         sip-profiles/a.toml (taken from the file name)"
+    );
+}
+
+#[test]
+fn profile_names() {
+    assert_eq!(
+        profile_error(&format!("name = \"acme east\"\n{PROXY}")),
+        "sip-profiles/acme.toml: name = \"acme east\": use letters, digits, '.', '_' and '-' (line 1)"
+    );
+    assert_eq!(
+        Fixture::new()
+            .profile("my carrier.toml", PROXY)
+            .one_error(&[]),
+        "sip-profiles/my carrier.toml: name: the file name \"my carrier\" is not a valid profile \
+         name (use letters, digits, '.', '_' and '-'); rename the file or set name"
+    );
+}
+
+#[test]
+fn proxy_rules() {
+    assert_eq!(
+        profile_error("transport = \"udp\"\n"),
+        "sip-profiles/acme.toml: proxy: missing; set the carrier's SIP server, e.g. \
+         proxy = \"sip.carrier.example:5060\""
+    );
+    assert_eq!(
+        profile_error("proxy = \"sip.carrier.example:99999\"\n"),
+        "sip-profiles/acme.toml: proxy = \"sip.carrier.example:99999\": the port \"99999\" must \
+         be a number from 1 to 65535 (line 1)"
+    );
+    assert_eq!(
+        profile_error("proxy = \"sip:carrier.example\"\n"),
+        "sip-profiles/acme.toml: proxy = \"sip:carrier.example\": write the host without the \
+         sip: prefix; expected host or host:port such as sip.carrier.example:5060 (line 1)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}outbound_proxy = \"sbc..example\"\n")),
+        "sip-profiles/acme.toml: outbound_proxy = \"sbc..example\": \"sbc..example\" is not a \
+         valid host name; expected host or host:port such as sip.carrier.example:5060 (line 2)"
+    );
+}
+
+#[test]
+fn transport_rule() {
+    assert_eq!(
+        profile_error(&format!("{PROXY}transport = \"sctp\"\n")),
+        "sip-profiles/acme.toml: transport = \"sctp\": must be one of udp, tcp, tls (line 2)"
+    );
+}
+
+#[test]
+fn register_needs_credentials() {
+    assert_eq!(
+        profile_error(&format!("{PROXY}register = true\n")),
+        "sip-profiles/acme.toml: register = true: registration needs username and password \
+         (missing: username, password or password_env) (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}username = \"u\"\nregister = true\n")),
+        "sip-profiles/acme.toml: register = true: registration needs username and password \
+         (missing: password or password_env) (line 3)"
+    );
+}
+
+#[test]
+fn password_and_password_env_together() {
+    let line = profile_error(&format!(
+        "{PROXY}password = \"hunter2\"\npassword_env = \"ACME_PW_BOTH\"\n"
+    ));
+    assert_eq!(
+        line,
+        "sip-profiles/acme.toml: password = ***: set either password or password_env, not both \
+         (line 2)"
+    );
+}
+
+#[test]
+fn password_env_unset_or_empty() {
+    let fx = Fixture::new();
+    fx.profile("acme.toml", &format!("{PROXY}password_env = \"ACME_PW\"\n"));
+    assert_eq!(
+        fx.one_error(&[]),
+        "sip-profiles/acme.toml: password_env = \"ACME_PW\": environment variable ACME_PW is \
+         not set (line 2)"
+    );
+    assert_eq!(
+        fx.one_error(&[("ACME_PW", "")]),
+        "sip-profiles/acme.toml: password_env = \"ACME_PW\": environment variable ACME_PW is \
+         empty (line 2)"
+    );
+    let c = fx.load(&[("ACME_PW", "pw")]).unwrap();
+    assert_eq!(c.profiles[0].password.as_ref().unwrap().expose(), "pw");
+}
+
+#[test]
+fn password_type_error_does_not_show_the_value() {
+    assert_eq!(
+        profile_error(&format!("{PROXY}password = 12345678\n")),
+        "sip-profiles/acme.toml: password = ***: expected a string (found integer) (line 2)"
+    );
+}
+
+#[test]
+fn register_expires_range() {
+    assert_eq!(
+        profile_error(&format!("{PROXY}register_expires = 30\n")),
+        "sip-profiles/acme.toml: register_expires = 30: must be between 60 and 86400 (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}register_expires = 100000\n")),
+        "sip-profiles/acme.toml: register_expires = 100000: must be between 60 and 86400 (line 2)"
+    );
+}
+
+#[test]
+fn codec_rules() {
+    assert_eq!(
+        profile_error(&format!("{PROXY}codecs = [\"PCMU\", \"G729\"]\n")),
+        "sip-profiles/acme.toml: codecs = [\"PCMU\", \"G729\"]: unknown codec \"G729\"; \
+         supported: PCMU, PCMA, telephone-event (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}codecs = []\n")),
+        "sip-profiles/acme.toml: codecs = []: must list at least one codec, such as [\"PCMU\"] \
+         (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}codecs = [\"telephone-event\"]\n")),
+        "sip-profiles/acme.toml: codecs = [\"telephone-event\"]: needs an audio codec (PCMU or \
+         PCMA); telephone-event only carries DTMF (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}codecs = [\"PCMU\", \"pcmu\"]\n")),
+        "sip-profiles/acme.toml: codecs = [\"PCMU\", \"pcmu\"]: PCMU is listed twice (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}codecs = [\n  \"PCMU\",\n  0,\n]\n")),
+        "sip-profiles/acme.toml: codecs = [ \"PCMU\", 0, ]: expected a list of strings (an \
+         element is integer) (line 2)"
+    );
+}
+
+#[test]
+fn limits() {
+    assert_eq!(
+        profile_error(&format!("{PROXY}max_cps = 0\n")),
+        "sip-profiles/acme.toml: max_cps = 0: must be greater than 0 (remove the key for no \
+         limit) (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}max_cps = -1.5\n")),
+        "sip-profiles/acme.toml: max_cps = -1.5: must be greater than 0 (remove the key for no \
+         limit) (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}max_channels = 0\n")),
+        "sip-profiles/acme.toml: max_channels = 0: must be between 1 and 4294967295 (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}ping_interval = -5\n")),
+        "sip-profiles/acme.toml: ping_interval = -5: must be between 0 and 86400 (line 2)"
+    );
+}
+
+#[test]
+fn header_values_refuse_line_breaks() {
+    assert_eq!(
+        profile_error(&format!("{PROXY}pai = \"<sip:1@x>\\r\\nX-Evil: 1\"\n")),
+        "sip-profiles/acme.toml: pai = \"<sip:1@x>\\r\\nX-Evil: 1\": must not contain control \
+         characters (line breaks, tabs) (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}caller_id = \"+1 555 0100\"\n")),
+        "sip-profiles/acme.toml: caller_id = \"+1 555 0100\": expected the user part only, such \
+         as +15551234567 (no spaces, no sip:, no @domain) (line 2)"
+    );
+}
+
+#[test]
+fn rtp_port_rules() {
+    assert_eq!(
+        main_error("[rtp]\nport_min = 20000\n"),
+        "outdial.toml: rtp.port_min = 20000: must be less than rtp.port_max (20000) (line 2)"
+    );
+    assert_eq!(
+        main_error("[rtp]\nport_max = 9000\n"),
+        "outdial.toml: rtp.port_max = 9000: must be greater than rtp.port_min (10000) (line 2)"
+    );
+    assert_eq!(
+        main_error("[rtp]\nport_min = 80\nport_max = 2000\n"),
+        "outdial.toml: rtp.port_min = 80: must be between 1024 and 65535 (line 2)"
+    );
+    assert_eq!(
+        main_error("[rtp]\nport_min = 10001\nport_max = 10002\n"),
+        "outdial.toml: rtp.port_min = 10001: the range 10001-10002 holds no even RTP port with \
+         its RTCP port after it; widen it (line 2)"
+    );
+    let c = Fixture::new()
+        .main("[rtp]\nport_min = 10000\nport_max = 10001\n")
+        .load(&[])
+        .unwrap();
+    assert_eq!((c.rtp.port_min, c.rtp.port_max), (10000, 10001));
+}
+
+#[test]
+fn listen_rules() {
+    assert_eq!(
+        main_error("[sip]\nlisten_udp = \"0.0.0.0\"\n"),
+        "outdial.toml: sip.listen_udp = \"0.0.0.0\": expected IP:PORT such as 0.0.0.0:5060 \
+         ([::]:5060 for IPv6), or false to disable (line 2)"
+    );
+    assert_eq!(
+        main_error("[sip]\nlisten_tcp = true\n"),
+        "outdial.toml: sip.listen_tcp = true: expected an address such as \"0.0.0.0:5060\", or \
+         false to disable (line 2)"
+    );
+    assert_eq!(
+        main_error("[sip]\nlisten_udp = false\nlisten_tcp = false\n"),
+        "outdial.toml: sip.listen_udp = false: sip.listen_tcp is disabled too; outdial needs at \
+         least one SIP listener (line 2)"
+    );
+    assert_eq!(
+        main_error("[http]\nlisten = \"localhost:8080\"\n"),
+        "outdial.toml: http.listen = \"localhost:8080\": expected IP:PORT such as 0.0.0.0:8080 \
+         ([::]:8080 for IPv6) (line 2)"
+    );
+    assert_eq!(
+        main_error("[sip]\nexternal_addr = \"0.0.0.0\"\n"),
+        "outdial.toml: sip.external_addr = \"0.0.0.0\": must be the public address peers can \
+         reach, not a wildcard or multicast address (line 2)"
+    );
+}
+
+#[test]
+fn log_level_rules() {
+    assert_eq!(
+        main_error("[log]\nlevel = \"verbose\"\n"),
+        "outdial.toml: log.level = \"verbose\": \"verbose\" is not a log level; use error, warn, \
+         info, debug, trace, or directives such as info,outdial::sip=debug (line 2)"
+    );
+    let line = main_error("[log]\nlevel = \"info,outdial=loud\"\n");
+    assert!(
+        line.starts_with("outdial.toml: log.level = \"info,outdial=loud\": not a valid log filter"),
+        "{line}"
+    );
+    for ok in [
+        "error",
+        "WARN",
+        "debug",
+        "trace",
+        "off",
+        "warn,outdial::sip=trace",
+    ] {
+        let c = Fixture::new()
+            .main(&format!("[log]\nlevel = \"{ok}\"\n"))
+            .load(&[])
+            .unwrap();
+        assert_eq!(c.log.level, ok);
+    }
+}
+
+#[test]
+fn database_url_rule_hides_the_password() {
+    let line = main_error("[database]\nurl = \"mysql://root:hunter2@db/x\"\n");
+    assert_eq!(
+        line,
+        "outdial.toml: database.url = \"mysql://root:***@db/x\": expected a sqlite:// or \
+         postgres:// URL, such as sqlite://outdial.db (line 2)"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_in_file_order() {
+    let fx = Fixture::new();
+    fx.main("[rtp]\nport_min = 1\n[sip]\nlisten_udp = \"x\"\n")
+        .profile(
+            "acme.toml",
+            "transport = \"sctp\"\ncodecs = []\nmax_cps = 0\nbogus = 1\n",
+        );
+    let lines = fx.load(&[("OUTDIAL_LOG", "loud")]).unwrap_err();
+    assert_eq!(
+        lines,
+        [
+            "outdial.toml: rtp.port_min = 1: must be between 1024 and 65535 (line 2)",
+            "outdial.toml: sip.listen_udp = \"x\": expected IP:PORT such as 0.0.0.0:5060 \
+             ([::]:5060 for IPv6), or false to disable (line 4)",
+            "environment variable OUTDIAL_LOG = \"loud\": \"loud\" is not a log level; use error, \
+             warn, info, debug, trace, or directives such as info,outdial::sip=debug",
+            "sip-profiles/acme.toml: transport = \"sctp\": must be one of udp, tcp, tls (line 1)",
+            "sip-profiles/acme.toml: codecs = []: must list at least one codec, such as \
+             [\"PCMU\"] (line 2)",
+            "sip-profiles/acme.toml: max_cps = 0: must be greater than 0 (remove the key for no \
+             limit) (line 3)",
+            "sip-profiles/acme.toml: bogus = 1: unknown key; expected one of name, proxy, \
+             transport, realm, username, password, password_env, register, register_expires, \
+             from_user, from_domain, caller_id, pai, ppi, codecs, max_channels, max_cps, \
+             outbound_proxy, ping_interval (line 4)",
+            "sip-profiles/acme.toml: proxy: missing; set the carrier's SIP server, e.g. \
+             proxy = \"sip.carrier.example:5060\"",
+        ]
+    );
+    let e = ConfigErrors(vec![]);
+    assert!(e.is_empty());
+}
+
+// ---- environment overrides ------------------------------------------------------------------
+
+#[test]
+fn env_overrides() {
+    let fx = Fixture::new();
+    fx.main("[log]\nlevel = \"warn\"\n[rtp]\nport_min = 12000\n");
+    let c = fx
+        .load(&[
+            ("OUTDIAL_SIP_LISTEN", "127.0.0.1:5080"),
+            ("OUTDIAL_RTP_PORTS", " 40000 - 40100 "),
+            ("OUTDIAL_DATABASE_URL", "postgres://u:p@localhost/test"),
+            ("OUTDIAL_HTTP_LISTEN", "0.0.0.0:9090"),
+            ("OUTDIAL_LOG", "debug"),
+        ])
+        .unwrap();
+    let addr: SocketAddr = "127.0.0.1:5080".parse().unwrap();
+    assert_eq!(c.sip.listen_udp, Some(addr));
+    assert_eq!(c.sip.listen_tcp, Some(addr));
+    assert_eq!((c.rtp.port_min, c.rtp.port_max), (40000, 40100));
+    assert_eq!(c.database.url, "postgres://u:p@localhost/test");
+    assert_eq!(c.http.listen, "0.0.0.0:9090".parse().unwrap());
+    assert_eq!(c.log.level, "debug");
+
+    // Empty variables are unset; a listener disabled in the file stays disabled.
+    let fx = Fixture::new();
+    fx.main("[sip]\nlisten_tcp = false\n");
+    let c = fx
+        .load(&[
+            ("OUTDIAL_SIP_LISTEN", "127.0.0.1:5080"),
+            ("OUTDIAL_LOG", ""),
+        ])
+        .unwrap();
+    assert_eq!(c.sip.listen_udp, Some(addr));
+    assert_eq!(c.sip.listen_tcp, None);
+    assert_eq!(c.log.level, "info");
+}
+
+#[test]
+fn env_override_errors_name_the_variable() {
+    let fx = Fixture::new();
+    for (var, value, expected) in [
+        (
+            "OUTDIAL_RTP_PORTS",
+            "10000",
+            "environment variable OUTDIAL_RTP_PORTS = \"10000\": expected MIN-MAX such as \
+             10000-20000",
+        ),
+        (
+            "OUTDIAL_RTP_PORTS",
+            "20000-10000",
+            "environment variable OUTDIAL_RTP_PORTS = \"20000-10000\": MIN must be less than MAX",
+        ),
+        (
+            "OUTDIAL_RTP_PORTS",
+            "80-2000",
+            "environment variable OUTDIAL_RTP_PORTS = \"80-2000\": ports must be 1024 or above",
+        ),
+        (
+            "OUTDIAL_RTP_PORTS",
+            "a-b",
+            "environment variable OUTDIAL_RTP_PORTS = \"a-b\": expected MIN-MAX such as \
+             10000-20000, ports up to 65535",
+        ),
+        (
+            "OUTDIAL_SIP_LISTEN",
+            "5060",
+            "environment variable OUTDIAL_SIP_LISTEN = \"5060\": expected IP:PORT such as \
+             0.0.0.0:5060 ([::]:5060 for IPv6)",
+        ),
+        (
+            "OUTDIAL_HTTP_LISTEN",
+            "nope",
+            "environment variable OUTDIAL_HTTP_LISTEN = \"nope\": expected IP:PORT such as \
+             0.0.0.0:8080 ([::]:8080 for IPv6)",
+        ),
+        (
+            "OUTDIAL_DATABASE_URL",
+            "redis://:hunter2@r/0",
+            "environment variable OUTDIAL_DATABASE_URL = \"redis://:***@r/0\": expected a \
+             sqlite:// or postgres:// URL, such as sqlite://outdial.db",
+        ),
+    ] {
+        assert_eq!(fx.one_error(&[(var, value)]), expected);
+    }
+}
+
+// ---- secrets ---------------------------------------------------------------------------------
+
+#[test]
+fn passwords_never_appear_in_output() {
+    const PW: &str = "hunter2-very-secret";
+    let fx = Fixture::new();
+    fx.profile(
+        "acme.toml",
+        &format!("{PROXY}username = \"u\"\npassword = \"{PW}\"\nregister = true\n"),
+    );
+    let c = fx.load(&[]).unwrap();
+    let p = c.profile("acme").unwrap();
+    assert_eq!(p.password.as_ref().unwrap().expose(), PW);
+    for shown in [
+        format!("{p:?}"),
+        format!("{c:?}"),
+        format!("{}", p.password.as_ref().unwrap()),
+        format!("{:?}", p.password.as_ref().unwrap()),
+    ] {
+        assert!(!shown.contains(PW), "{shown}");
+    }
+    assert!(format!("{p:?}").contains("password: Some(***)"));
+
+    // Errors around the password: every line shows *** instead.
+    let fx = Fixture::new();
+    fx.profile(
+        "acme.toml",
+        &format!("{PROXY}password = \"{PW}\"\npassword_env = \"X_PW\"\n"),
+    )
+    .profile("b.toml", &format!("{PROXY}password = [\"{PW}\"]\n"))
+    .profile("c.toml", &format!("{PROXY}pass_word = \"{PW}\"\n"))
+    .profile("d.toml", &format!("{PROXY}password = \"{PW}\n"));
+    let none = |_: &str| None;
+    let e = Config::load_with_env(&fx.config_path(), false, &fx.profiles_dir(), false, &none)
+        .unwrap_err();
+    assert_eq!(e.len(), 4, "{e}");
+    for shown in [e.to_string(), format!("{e:?}")] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    // Parsed from text, too.
+    let e = Profile::from_toml(
+        Path::new("x.toml"),
+        &format!("proxy = \"h\"\npassword = \"{PW}\"\nregister_expires = 1\n"),
+        &none,
+    )
+    .unwrap_err();
+    assert!(!e.to_string().contains(PW));
+}
+
+// ---- small types ---------------------------------------------------------------------------
+
+#[test]
+fn host_port_parsing_and_display() {
+    let ok = |s: &str, d: u16| HostPort::parse(s, d).unwrap();
+    assert_eq!(
+        ok("sip.example.com", 5060),
+        HostPort::new("sip.example.com", 5060)
+    );
+    assert_eq!(
+        ok("sip.example.com:5080", 5060).to_string(),
+        "sip.example.com:5080"
+    );
+    assert_eq!(ok("10.0.0.1", 5061).to_string(), "10.0.0.1:5061");
+    assert_eq!(ok("[::1]:5070", 5060), HostPort::new("::1", 5070));
+    assert_eq!(ok("[::1]", 5060).to_string(), "[::1]:5060");
+    assert_eq!(ok("::1", 5061).to_string(), "[::1]:5061");
+    for bad in [
+        "",
+        "host:",
+        "host:0",
+        "host:65536",
+        "host:+5",
+        "[::1",
+        "[nope]:5060",
+        "a b",
+        "1:2:3:x",
+        "300.1.1.1",
+        "-bad.example",
+        "sips:x",
+    ] {
+        assert!(HostPort::parse(bad, 5060).is_err(), "{bad:?} parsed");
+    }
+}
+
+#[test]
+fn names_parse_case_insensitively() {
+    assert_eq!(Transport::parse("TCP"), Some(Transport::Tcp));
+    assert_eq!(Transport::Tls.default_port(), 5061);
+    assert_eq!(Transport::Udp.to_string(), "udp");
+    assert_eq!(CodecName::parse("pcmu"), Some(CodecName::Pcmu));
+    assert_eq!(
+        CodecName::parse("TELEPHONE-EVENT"),
+        Some(CodecName::TelephoneEvent)
+    );
+    assert_eq!(CodecName::parse("opus"), None);
+    assert_eq!(CodecName::TelephoneEvent.to_string(), "telephone-event");
+    assert!(!CodecName::TelephoneEvent.is_audio());
+}
+
+#[test]
+fn non_utf8_and_directory_paths_are_errors() {
+    let fx = Fixture::new();
+    std::fs::write(fx.profiles_dir().join("bin.toml"), [0xff, 0xfe, 0x00]).unwrap();
+    assert_eq!(
+        fx.one_error(&[]),
+        "sip-profiles/bin.toml: is not UTF-8 text"
+    );
+    let fx = Fixture::new();
+    std::fs::create_dir(fx.config_path()).unwrap();
+    assert_eq!(
+        fx.one_error(&[]),
+        "outdial.toml: is a directory, expected a file"
+    );
+}

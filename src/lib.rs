@@ -1,0 +1,9 @@
+//! outdial: a telephony-native outbound dialer and SIP/RTP media server.
+//!
+//! The library holds every part; `src/main.rs` is only the command line.
+//! `call` is the one place that joins SIP signalling (`sip`) with media (`media`).
+
+pub mod call;
+pub mod config;
+pub mod media;
+pub mod sip;

@@ -1,0 +1,289 @@
+//! The `outdial` command line: a thin shell over the library.
+//!
+//! Parses arguments, loads the configuration, and runs one command. Every
+//! error a user can cause ends here as one line on stderr and a non-zero exit
+//! code; nothing below prints to stdout except the command's own result.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use outdial::call::{Call, CallEvent, CallRequest, CallSummary};
+use outdial::config::{Config, ConfigErrors};
+use outdial::media::wav::{load_wav_8k_mono, WavRecorder};
+use outdial::sip::{RegistrationState, UserAgent};
+
+#[derive(Parser)]
+#[command(name = "outdial", version, about = "Outbound dialer and SIP/RTP media server")]
+struct Cli {
+    /// Main configuration file (built-in defaults when the default path is absent).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Directory of trunk profiles (*.toml).
+    #[arg(long, global = true, value_name = "DIR")]
+    profiles: Option<PathBuf>,
+    /// Log at the configured level (default for `call`: warnings only).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Place one call and report what became of it.
+    Call(CallArgs),
+    /// Validate outdial.toml and every trunk profile; one line per problem.
+    CheckConfig,
+    /// Run the SIP user agent: register trunks, answer OPTIONS, until Ctrl-C.
+    Serve,
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    /// A phone number (sent through the trunk) or a sip: URI (dialed directly).
+    destination: String,
+    /// Trunk profile to use (by name); optional when exactly one is configured.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Caller ID presented in From.
+    #[arg(long = "from", value_name = "CALLER_ID")]
+    from: Option<String>,
+    /// WAV file to play once answered (any rate/channels); hang up when it ends.
+    #[arg(long, value_name = "FILE.wav")]
+    play: Option<PathBuf>,
+    /// Record the received audio (8 kHz mono WAV), early media included.
+    #[arg(long, value_name = "FILE.wav")]
+    record: Option<PathBuf>,
+    /// Seconds to let it ring before CANCEL.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = positive_secs)]
+    ring_timeout: f64,
+    /// Longest answered call in seconds; then we hang up.
+    #[arg(long, value_name = "SECS", default_value_t = 3600.0, value_parser = positive_secs)]
+    max_duration: f64,
+    /// Print exactly one JSON object describing the call on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds between 0 and 86400")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the context chain joined.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("outdial: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, ConfigErrors> {
+    let (config, explicit) = match &cli.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("outdial.toml"), false),
+    };
+    let (profiles, profiles_explicit) = match &cli.profiles {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("sip-profiles"), false),
+    };
+    Config::load(&config, explicit, &profiles, profiles_explicit)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::CheckConfig = cli.command {
+        let (config, explicit) = match &cli.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from("outdial.toml"), false),
+        };
+        let (profiles, profiles_explicit) = match &cli.profiles {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from("sip-profiles"), false),
+        };
+        return Ok(
+            match outdial::config::check(&config, explicit, &profiles, profiles_explicit) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    for e in &errors.0 {
+                        eprintln!("{e}");
+                    }
+                    ExitCode::from(1)
+                }
+            },
+        );
+    }
+    let config = match load_config(&cli) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("outdial: {e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let quiet = matches!(cli.command, Command::Call(_)) && !cli.verbose;
+    init_logs(&config.log.level, quiet);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Call(args) => runtime.block_on(call(config, args)),
+        Command::Serve => runtime.block_on(serve(config)),
+        Command::CheckConfig => unreachable!("handled above"),
+    }
+}
+
+fn init_logs(level: &str, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::new(v),
+        // rsipstack logs whole messages (digest responses included) at info:
+        // keep it at warn unless asked for explicitly through RUST_LOG.
+        _ if quiet => EnvFilter::new("warn,rsipstack=error"),
+        _ => EnvFilter::new(format!("{level},rsipstack=warn")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
+    let is_uri = args.destination.starts_with("sip:") || args.destination.starts_with("sips:");
+    let profile = match &args.profile {
+        Some(name) => Some(config.profile(name)?.clone()),
+        None if !is_uri && config.profiles.len() == 1 => config.profiles.first().cloned(),
+        None => None,
+    };
+    let playback = match &args.play {
+        Some(path) => Some(load_wav_8k_mono(path)?),
+        None => None,
+    };
+    let mut recorder = match &args.record {
+        Some(path) => Some(WavRecorder::create(path)?),
+        None => None,
+    };
+
+    let ua = UserAgent::start(&config).await?;
+    if let Some(p) = profile.as_ref().filter(|p| p.register) {
+        ua.start_trunks(std::slice::from_ref(p));
+        match ua.wait_registration(&p.name, Duration::from_secs(10)).await {
+            RegistrationState::Registered { expires } => {
+                tracing::info!(trunk = %p.name, expires, "trunk registered")
+            }
+            other => tracing::warn!(trunk = %p.name, state = ?other, "trunk not registered; calling anyway"),
+        }
+    }
+
+    let request = CallRequest {
+        destination: args.destination.clone(),
+        profile,
+        caller_id: args.from.clone(),
+        ring_timeout: Duration::from_secs_f64(args.ring_timeout),
+        max_duration: Duration::from_secs_f64(args.max_duration),
+    };
+    let mut call = Call::dial(ua.clone(), request).await?;
+    let mut audio = call.take_audio();
+    let recording = tokio::spawn(async move {
+        let mut result = Ok(());
+        while let Some(frame) = audio.recv().await {
+            if let (Some(r), Ok(())) = (recorder.as_mut(), &result) {
+                result = r.write(&frame.samples);
+            }
+        }
+        match recorder {
+            Some(r) if result.is_ok() => r.finish(),
+            _ => result,
+        }
+    });
+
+    let summary = drive(&mut call, playback).await;
+    drop(call);
+    let recorded = recording.await;
+    ua.shutdown().await;
+    let summary = summary.context("the call ended without a summary")?;
+    match recorded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("outdial: recording incomplete: {e}"),
+        Err(e) => eprintln!("outdial: recording incomplete: {e}"),
+    }
+    print_summary(&summary, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Plays the file once answered, hangs up when it has been played (or on
+/// Ctrl-C), and returns the call's summary.
+async fn drive(call: &mut Call, playback: Option<Vec<i16>>) -> Option<CallSummary> {
+    let mut playback = playback;
+    let hang_up_after_play = playback.is_some();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            ev = call.next_event() => match ev? {
+                CallEvent::Answered { .. } => {
+                    if let Some(samples) = playback.take() {
+                        call.play(samples);
+                    }
+                }
+                CallEvent::PlaybackFinished => {
+                    if hang_up_after_play {
+                        call.hangup();
+                    }
+                }
+                CallEvent::Ringing { .. } => {}
+                CallEvent::Ended(summary) => return Some(summary),
+            },
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                call.hangup();
+            }
+        }
+    }
+}
+
+fn print_summary(s: &CallSummary, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(s)?);
+    } else {
+        println!(
+            "{} (SIP {} {}) call-id {} ring {} ms, answer {} ms, duration {} ms, rtp sent {} received {}, codec {}",
+            s.outcome,
+            s.sip_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            s.reason,
+            s.call_id,
+            s.ring_ms.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            s.answer_ms.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            s.duration_ms,
+            s.rtp.sent,
+            s.rtp.received,
+            s.codec.unwrap_or("-"),
+        );
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let ua: Arc<UserAgent> = UserAgent::start(&config).await?;
+    ua.start_trunks(&config.profiles);
+    tracing::info!(profiles = config.profiles.len(), "outdial serving; Ctrl-C to stop");
+    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    ua.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,69 @@
+//! Media: everything between a call's RTP socket and 20 ms PCM frames.
+//!
+//! The per-call interface is [`MediaSession`]: `call` hands it an [`RtpSocket`] leased from the
+//! [`PortPool`] and the negotiated [`Codec`]; it gets back a channel of [`MediaEvent`]s.
+//!
+//! * **Frames** are 16-bit signed linear PCM, mono, 8 kHz ([`SAMPLE_RATE`]); one frame is 20 ms
+//!   ([`FRAME_MS`]) = 160 samples ([`FRAME_SAMPLES`]). Received audio arrives as one
+//!   [`AudioFrame`] per RTP packet (160 samples at the usual 20 ms ptime), tagged with the packet's
+//!   RTP timestamp so gaps and reordering stay visible to whoever consumes them.
+//! * **Outgoing audio** is queued PCM at the same rate ([`MediaSession::play`] for prompts,
+//!   [`MediaSession::send_frame`] for bridged audio). The session paces one packet every 20 ms
+//!   on a monotonic clock and sends G.711 silence when nothing is queued, so the far end always
+//!   sees a continuous stream.
+//!
+//! The protocol pieces ([`rtp`], [`g711`]) are sans-IO: they parse, build and convert buffers and
+//! never touch a socket or a clock. Only [`session`] (tokio tasks) and [`ports`] (binding) do I/O.
+//! Nothing here may panic on bytes from the network or on a file's contents.
+
+pub mod g711;
+pub mod ports;
+pub mod rtp;
+pub mod session;
+pub mod wav;
+
+use std::path::PathBuf;
+
+pub use g711::Codec;
+pub use ports::{PortLease, PortPool, RtpSocket};
+pub use rtp::{is_rtcp, write_rtp, RtpPacket, RtpSender};
+pub use session::{AudioFrame, MediaEvent, MediaSession, RtpStats};
+pub use wav::{load_wav_8k_mono, WavRecorder};
+
+/// Sample rate of every PCM buffer the media layer takes or gives, in Hz.
+pub const SAMPLE_RATE: u32 = 8000;
+/// Samples in one 20 ms frame at [`SAMPLE_RATE`].
+pub const FRAME_SAMPLES: usize = 160;
+/// Length of one frame (and of one sent RTP packet), in milliseconds.
+pub const FRAME_MS: u64 = 20;
+
+/// Everything that can go wrong in the media layer; each reads as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// Every even port of the configured RTP range is leased or taken by another process.
+    #[error("RTP port range {min}-{max} exhausted: every port is in use")]
+    PortsExhausted { min: u16, max: u16 },
+    /// The configured RTP range cannot hold a single RTP port.
+    #[error("RTP port range {min}-{max} holds no even port to use for RTP")]
+    PortRange { min: u16, max: u16 },
+    /// Binding failed for a reason other than the port being in use (wrong address, permissions).
+    #[error("cannot bind RTP socket to {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    /// A WAV file could not be opened, parsed or converted.
+    #[error("cannot read WAV file {}: {reason}", path.display())]
+    Wav { path: PathBuf, reason: String },
+    /// A WAV recording could not be created or written.
+    #[error("cannot write WAV file {}: {reason}", path.display())]
+    WavWrite { path: PathBuf, reason: String },
+    #[error("media I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// An RTP packet that does not follow RFC 3550, or a misuse of the RTP layer.
+    #[error("invalid RTP packet: {0}")]
+    Rtp(String),
+    /// [`MediaSession::start`] was called outside a tokio runtime.
+    #[error("media session cannot start: not inside a tokio runtime")]
+    NoRuntime,
+}

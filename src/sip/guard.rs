@@ -1,0 +1,309 @@
+//! Guard on the SIP UDP socket: malformed datagrams are logged and answered.
+//!
+//! rsipstack drops datagrams it cannot parse without a word. This wrapper sits
+//! between the socket and rsipstack: a request that does not parse, or lacks a
+//! header every transaction needs, gets `400 Bad Request` (an unknown method
+//! gets `501 Not Implemented`) built from whatever headers can be read, and is
+//! never passed on. Malformed responses are logged and dropped. It keeps no
+//! state and never panics on what arrives.
+
+use std::net::SocketAddr;
+
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::SipMessage;
+use tracing::warn;
+
+/// A socket rsipstack reads from, with malformed SIP filtered out.
+pub struct GuardedUdpSocket {
+    inner: tokio::net::UdpSocket,
+    server_name: String,
+}
+
+impl GuardedUdpSocket {
+    pub fn new(inner: tokio::net::UdpSocket, server_name: String) -> Self {
+        GuardedUdpSocket { inner, server_name }
+    }
+}
+
+#[async_trait::async_trait]
+impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
+    async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
+        loop {
+            let (len, from) = self.inner.recv_from(buf).await?;
+            let packet = &buf[..len];
+            match check(packet) {
+                Verdict::Pass => return Ok((len, from)),
+                Verdict::Drop(why) => {
+                    warn!(%from, len, reason = %why, "dropped malformed SIP message");
+                }
+                Verdict::Answer { code, reason, why } => {
+                    warn!(%from, len, code, reason = %why, "answered malformed SIP request");
+                    if let Some(resp) = error_response(packet, code, reason, from, &self.server_name)
+                    {
+                        if let Err(e) = self.inner.send_to(resp.as_bytes(), from).await {
+                            warn!(%from, error = %e, "could not send error response");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
+        Ok(self.inner.send_to(buf, addr).await?)
+    }
+
+    fn local_addr(&self) -> rsipstack::Result<SocketAddr> {
+        Ok(self.inner.local_addr()?)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Drop(String),
+    Answer {
+        code: u16,
+        reason: &'static str,
+        why: String,
+    },
+}
+
+/// Methods rsipstack parses; any other token in a request line is answered 501.
+const KNOWN_METHODS: [&str; 14] = [
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
+];
+
+/// Decides what to do with one datagram.
+pub fn check(packet: &[u8]) -> Verdict {
+    // Keep-alives (CRLF) are rsipstack's business.
+    if packet.iter().all(|b| b.is_ascii_whitespace()) {
+        return Verdict::Pass;
+    }
+    let first_line = first_line(packet);
+    let is_response = first_line.starts_with("SIP/");
+    let method = if is_response {
+        None
+    } else {
+        first_line.split(' ').next()
+    };
+    if let Some(m) = method {
+        let is_token = !m.is_empty()
+            && m.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+        if is_token && !KNOWN_METHODS.contains(&m) && first_line.ends_with("SIP/2.0") {
+            return Verdict::Answer {
+                code: 501,
+                reason: "Not Implemented",
+                why: format!("unknown method {m}"),
+            };
+        }
+        if m == "ACK" {
+            // Never answer an ACK, even a broken one.
+            if SipMessage::try_from(packet).is_err() {
+                return Verdict::Drop("malformed ACK".into());
+            }
+        }
+    }
+    let bad = |why: String| {
+        if is_response {
+            Verdict::Drop(why)
+        } else {
+            Verdict::Answer {
+                code: 400,
+                reason: "Bad Request",
+                why,
+            }
+        }
+    };
+    let msg = match SipMessage::try_from(packet) {
+        Ok(m) => m,
+        Err(e) => return bad(format!("unparsable: {e}")),
+    };
+    if msg.via_header().is_err() {
+        return bad("missing Via".into());
+    }
+    if msg.call_id_header().is_err() {
+        return bad("missing Call-ID".into());
+    }
+    if msg.from_header().and_then(|h| h.tag()).is_err() {
+        return bad("missing or malformed From".into());
+    }
+    if msg.to_header().and_then(|h| h.tag()).is_err() {
+        return bad("missing or malformed To".into());
+    }
+    match msg.cseq_header().and_then(|c| c.seq().and_then(|_| c.method())) {
+        Ok(_) => {}
+        Err(_) => return bad("missing or malformed CSeq".into()),
+    }
+    if let SipMessage::Request(req) = &msg {
+        if let Ok(Ok(m)) = req.cseq_header().map(|c| c.method()) {
+            if m != req.method && !(req.method == rsipstack::sip::Method::Ack) {
+                return bad("CSeq method does not match the request".into());
+            }
+        }
+    }
+    Verdict::Pass
+}
+
+fn first_line(packet: &[u8]) -> String {
+    let end = packet
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(packet.len());
+    String::from_utf8_lossy(&packet[..end.min(512)]).trim().to_string()
+}
+
+/// Builds an error response from the raw headers of a request rsipstack
+/// rejected. Needs at least one Via to know where the answer goes.
+pub fn error_response(
+    packet: &[u8],
+    code: u16,
+    reason: &str,
+    from: SocketAddr,
+    server: &str,
+) -> Option<String> {
+    let text = String::from_utf8_lossy(packet);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let mut vias = Vec::new();
+    let (mut from_h, mut to_h, mut call_id, mut cseq) = (None, None, None, None);
+    for line in head.lines().skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if value.contains(['\r', '\n']) || value.len() > 1024 {
+            continue;
+        }
+        match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" => vias.extend(value.split(',').map(|v| v.trim().to_string())),
+            "from" | "f" => from_h = Some(value.to_string()),
+            "to" | "t" => to_h = Some(value.to_string()),
+            "call-id" | "i" => call_id = Some(value.to_string()),
+            "cseq" => cseq = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    let top = vias.first_mut()?;
+    // RFC 3581: answer to where the request came from.
+    if top.contains(";rport") && !top.contains(";rport=") {
+        *top = top.replacen(";rport", &format!(";rport={}", from.port()), 1);
+    }
+    if !top.contains(";received=") {
+        top.push_str(&format!(";received={}", from.ip()));
+    }
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in &vias {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    if let Some(f) = from_h {
+        out.push_str(&format!("From: {f}\r\n"));
+    }
+    if let Some(t) = to_h {
+        if t.contains(";tag=") {
+            out.push_str(&format!("To: {t}\r\n"));
+        } else {
+            out.push_str(&format!("To: {t};tag={:08x}\r\n", rand::random::<u32>()));
+        }
+    }
+    if let Some(c) = call_id {
+        out.push_str(&format!("Call-ID: {c}\r\n"));
+    }
+    if let Some(c) = cseq {
+        out.push_str(&format!("CSeq: {c}\r\n"));
+    }
+    out.push_str(&format!("Server: {server}\r\nContent-Length: 0\r\n\r\n"));
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "OPTIONS sip:outdial@127.0.0.1 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-1;rport\r\n\
+        From: <sip:probe@127.0.0.1>;tag=a1\r\n\
+        To: <sip:outdial@127.0.0.1>\r\n\
+        Call-ID: c1@127.0.0.1\r\n\
+        CSeq: 1 OPTIONS\r\n\
+        Max-Forwards: 70\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn good_request_passes() {
+        assert_eq!(check(GOOD.as_bytes()), Verdict::Pass);
+        assert_eq!(check(b"\r\n\r\n"), Verdict::Pass);
+    }
+
+    #[test]
+    fn missing_headers_are_400() {
+        for header in ["Call-ID: c1@127.0.0.1\r\n", "CSeq: 1 OPTIONS\r\n", "From: <sip:probe@127.0.0.1>;tag=a1\r\n"] {
+            let broken = GOOD.replace(header, "");
+            match check(broken.as_bytes()) {
+                Verdict::Answer { code: 400, .. } => {}
+                other => panic!("{header:?} removed gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_method_is_501() {
+        let foo = GOOD.replace("OPTIONS sip", "FOO sip").replace("1 OPTIONS", "1 FOO");
+        assert!(matches!(check(foo.as_bytes()), Verdict::Answer { code: 501, .. }));
+    }
+
+    #[test]
+    fn error_response_routes_back_with_rport() {
+        let broken = GOOD.replace("CSeq: 1 OPTIONS\r\n", "CSeq: banana\r\n");
+        let from: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        let resp = error_response(broken.as_bytes(), 400, "Bad Request", from, "outdial").unwrap();
+        assert!(resp.starts_with("SIP/2.0 400 Bad Request\r\n"));
+        assert!(resp.contains("Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-1;rport=5099;received=127.0.0.1\r\n"), "{resp}");
+        assert!(resp.contains("Call-ID: c1@127.0.0.1\r\n"));
+        assert!(resp.contains("CSeq: banana\r\n"));
+        assert!(resp.contains("To: <sip:outdial@127.0.0.1>;tag="));
+        // The answer itself parses as SIP.
+        assert!(SipMessage::try_from(resp.as_str()).is_ok());
+    }
+
+    #[test]
+    fn no_via_no_answer() {
+        let no_via = GOOD.replace("Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-1;rport\r\n", "");
+        let from: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        assert!(error_response(no_via.as_bytes(), 400, "Bad Request", from, "x").is_none());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let base = GOOD.as_bytes();
+        for i in 0..4000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut p = base.to_vec();
+            let cut = (seed as usize) % p.len();
+            if i % 3 == 0 {
+                p.truncate(cut);
+            } else {
+                p[cut] = (seed >> 24) as u8;
+            }
+            let from: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+            let _ = check(&p);
+            let _ = error_response(&p, 400, "Bad Request", from, "x");
+        }
+    }
+}

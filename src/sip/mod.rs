@@ -1,0 +1,42 @@
+//! SIP signalling: the user agent on rsipstack, SDP offer/answer, outcomes.
+//!
+//! `ua` owns the endpoint (transports, registrations, out-of-dialog requests);
+//! `sdp` and `outcome` are sans-IO helpers; `guard` filters malformed datagrams
+//! before rsipstack sees them. A call's dialog is driven from `crate::call`.
+
+pub mod guard;
+pub mod outcome;
+pub mod sdp;
+pub mod ua;
+
+pub use outcome::Outcome;
+pub use ua::{RegistrationState, UserAgent};
+
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    #[error("cannot listen for SIP over {transport} on {addr}: {reason}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        reason: String,
+    },
+    #[error("no SIP transport configured: set sip.listen_udp or sip.listen_tcp")]
+    NoTransport,
+    #[error("invalid SIP URI {uri:?}: {reason}")]
+    BadUri { uri: String, reason: String },
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("SIP stack error: {0}")]
+    Stack(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The reason phrase the peer sent, or the standard one for the code.
+pub fn reason_phrase(resp: &rsipstack::sip::Response) -> String {
+    resp.wire_reason
+        .clone()
+        .unwrap_or_else(|| resp.status_code.text().to_string())
+}

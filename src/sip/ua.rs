@@ -1,0 +1,541 @@
+//! The SIP user agent: transports, the endpoint loop, trunk registrations and
+//! the answers to requests that belong to no call.
+//!
+//! One `UserAgent` per process. It owns rsipstack's endpoint and dialog layer;
+//! calls (`crate::call`) borrow it to send INVITEs. Requests inside a call's
+//! dialog are handed to that dialog, whose state changes reach the call's own
+//! task; nothing here holds per-call state. Out-of-dialog OPTIONS get 200,
+//! unknown dialogs 481, methods we do not serve 405 (501 for unknown ones,
+//! answered by the socket guard).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rsipstack::dialog::authenticate::Credential;
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::registration::{Registration, RefreshOutcome};
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::transaction::endpoint::EndpointInnerRef;
+use rsipstack::transaction::{Transaction, TransactionReceiver};
+use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::udp::{UdpConnection, UdpInner};
+use rsipstack::transport::{SipAddr, TransportLayer};
+use rsipstack::EndpointBuilder;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::guard::GuardedUdpSocket;
+use super::SipError;
+use crate::config::{Config, HostPort, Profile, Transport};
+use crate::media::ports::PortPool;
+
+/// What a trunk's registration looks like now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationState {
+    /// The trunk does not register (IP-authenticated), or has not tried yet.
+    Idle,
+    Registering,
+    /// The registrar accepted us for `expires` seconds.
+    Registered { expires: u32 },
+    /// The last attempt failed; the next one follows after a backoff.
+    Failed { code: Option<u16>, reason: String },
+}
+
+/// Receive buffer for the SIP UDP socket: the default 208 KiB drops packets
+/// under load long before the CPU is busy.
+const SIP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+pub struct UserAgent {
+    endpoint: rsipstack::transaction::endpoint::Endpoint,
+    pub(crate) dialog_layer: Arc<DialogLayer>,
+    cancel: CancellationToken,
+    udp: Option<SocketAddr>,
+    tcp: Option<SocketAddr>,
+    external_sip: Option<IpAddr>,
+    rtp_external: Option<IpAddr>,
+    rtp_bind: IpAddr,
+    pub(crate) ports: PortPool,
+    pub(crate) user_agent: String,
+    registrations: parking_lot::Mutex<HashMap<String, watch::Receiver<RegistrationState>>>,
+}
+
+impl UserAgent {
+    /// Binds the SIP transports and starts the endpoint and its request loop.
+    pub async fn start(config: &Config) -> Result<Arc<UserAgent>, SipError> {
+        let cancel = CancellationToken::new();
+        let transport_layer = TransportLayer::new(cancel.child_token());
+        let external = config.sip.external_addr;
+        let user_agent = config.sip.user_agent.clone();
+
+        let mut udp = None;
+        if let Some(addr) = config.sip.listen_udp {
+            let socket = bind_udp(addr).map_err(|e| SipError::Bind {
+                transport: "UDP",
+                addr,
+                reason: e.to_string(),
+            })?;
+            let local = socket.local_addr()?;
+            let guarded = GuardedUdpSocket::new(socket, user_agent.clone());
+            let conn = UdpConnection::attach(
+                UdpInner {
+                    conn: Arc::new(guarded),
+                    addr: SipAddr {
+                        r#type: Some(rsipstack::sip::Transport::Udp),
+                        addr: advertised(local, None).into(),
+                    },
+                },
+                external.map(|ip| SocketAddr::new(ip, local.port())),
+                Some(cancel.child_token()),
+            )
+            .await;
+            transport_layer.add_transport(conn.into());
+            udp = Some(local);
+        }
+        let mut tcp = None;
+        if let Some(mut addr) = config.sip.listen_tcp {
+            if addr.port() == 0 {
+                // rsipstack binds the listener later, with the port it is
+                // given: choose the port now so Via and Contact are right.
+                let probe = std::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0))?;
+                addr.set_port(probe.local_addr()?.port());
+            }
+            let conn = TcpListenerConnection::new(
+                addr,
+                external.map(|ip| SocketAddr::new(ip, addr.port())),
+            )
+            .await
+            .map_err(|e| SipError::Bind {
+                transport: "TCP",
+                addr,
+                reason: e.to_string(),
+            })?;
+            transport_layer.add_transport(conn.into());
+            tcp = Some(addr);
+        }
+        if udp.is_none() && tcp.is_none() {
+            return Err(SipError::NoTransport);
+        }
+
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(cancel.clone())
+            .with_transport_layer(transport_layer)
+            .with_user_agent(&user_agent)
+            .with_allows(vec![
+                Method::Invite,
+                Method::Ack,
+                Method::Cancel,
+                Method::Bye,
+                Method::Options,
+                Method::Info,
+                Method::Update,
+            ])
+            .build();
+        let incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| SipError::Stack(e.to_string()))?;
+        let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+
+        let inner = endpoint.inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = inner.serve().await {
+                warn!(error = %e, "SIP endpoint stopped");
+            }
+        });
+        tokio::spawn(serve_requests(
+            incoming,
+            dialog_layer.clone(),
+            user_agent.clone(),
+        ));
+
+        let ports = PortPool::new(config.rtp.bind_addr, config.rtp.port_min, config.rtp.port_max);
+        info!(?udp, ?tcp, "SIP user agent listening");
+        Ok(Arc::new(UserAgent {
+            endpoint,
+            dialog_layer,
+            cancel,
+            udp,
+            tcp,
+            external_sip: external,
+            rtp_external: config.rtp.external_addr,
+            rtp_bind: config.rtp.bind_addr,
+            ports,
+            user_agent,
+            registrations: parking_lot::Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn endpoint(&self) -> EndpointInnerRef {
+        self.endpoint.inner.clone()
+    }
+
+    /// The local address SIP listens on for a transport.
+    pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        match transport {
+            Transport::Udp => self.udp,
+            Transport::Tcp => self.tcp,
+            Transport::Tls => None,
+        }
+    }
+
+    /// The address we put in Contact for `transport`, toward `peer`.
+    pub fn contact_addr(&self, transport: Transport, peer: Option<SocketAddr>) -> Option<SocketAddr> {
+        let local = self.local_addr(transport)?;
+        Some(SocketAddr::new(
+            self.external_sip.unwrap_or_else(|| advertised(local, peer).ip()),
+            local.port(),
+        ))
+    }
+
+    /// The address we write into SDP for media toward `peer`.
+    pub fn media_addr(&self, peer: Option<SocketAddr>) -> IpAddr {
+        if let Some(ip) = self.rtp_external.or(self.external_sip) {
+            return ip;
+        }
+        advertised(SocketAddr::new(self.rtp_bind, 0), peer).ip()
+    }
+
+    /// Starts registering (and refreshing) every trunk that asks for it, and
+    /// OPTIONS keep-alives for trunks with a ping interval.
+    pub fn start_trunks(self: &Arc<Self>, profiles: &[Profile]) {
+        for p in profiles {
+            if p.register {
+                let (tx, rx) = watch::channel(RegistrationState::Registering);
+                self.registrations.lock().insert(p.name.clone(), rx);
+                tokio::spawn(keep_registered(self.clone(), p.clone(), tx));
+            }
+            if let Some(secs) = p.ping_interval.filter(|s| *s > 0) {
+                tokio::spawn(keep_pinging(self.clone(), p.clone(), Duration::from_secs(u64::from(secs))));
+            }
+        }
+    }
+
+    /// The registration state of a trunk; `Idle` for trunks that don't register.
+    pub fn registration(&self, profile: &str) -> RegistrationState {
+        self.registrations
+            .lock()
+            .get(profile)
+            .map(|rx| rx.borrow().clone())
+            .unwrap_or(RegistrationState::Idle)
+    }
+
+    /// Waits until the trunk's first registration attempt has an answer
+    /// (registered or failed), at most `limit`.
+    pub async fn wait_registration(&self, profile: &str, limit: Duration) -> RegistrationState {
+        let rx = self.registrations.lock().get(profile).cloned();
+        let Some(mut rx) = rx else {
+            return RegistrationState::Idle;
+        };
+        let settled = async {
+            loop {
+                let state = rx.borrow_and_update().clone();
+                if !matches!(state, RegistrationState::Registering) {
+                    return state;
+                }
+                if rx.changed().await.is_err() {
+                    return rx.borrow().clone();
+                }
+            }
+        };
+        match tokio::time::timeout(limit, settled).await {
+            Ok(state) => state,
+            Err(_) => self.registration(profile),
+        }
+    }
+
+    /// Unregisters trunks (best effort, bounded) and stops the endpoint.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        // Let unregister transactions get out before the transports close.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for UserAgent {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The digest credential of a trunk, if it has one.
+pub fn credential(p: &Profile) -> Option<Credential> {
+    let username = p.username.clone()?;
+    let password = p.password.as_ref()?.expose().to_string();
+    Some(Credential {
+        username,
+        password,
+        realm: p.realm.clone(),
+        auth_username: None,
+    })
+}
+
+/// `sip:host:port` of the trunk's proxy, with the transport parameter.
+pub fn trunk_uri(p: &Profile, user: Option<&str>) -> Result<rsipstack::sip::Uri, SipError> {
+    let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+    let transport = match p.transport {
+        Transport::Udp => "",
+        Transport::Tcp => ";transport=tcp",
+        Transport::Tls => ";transport=tls",
+    };
+    let scheme = if p.transport == Transport::Tls { "sips" } else { "sip" };
+    let text = format!("{scheme}:{user}{}{transport}", host_port(&p.proxy));
+    rsipstack::sip::Uri::try_from(text.as_str()).map_err(|e| SipError::BadUri {
+        uri: text,
+        reason: e.to_string(),
+    })
+}
+
+pub fn host_port(hp: &HostPort) -> String {
+    if hp.host.contains(':') && !hp.host.starts_with('[') {
+        format!("[{}]:{}", hp.host, hp.port)
+    } else {
+        format!("{}:{}", hp.host, hp.port)
+    }
+}
+
+/// Resolves a proxy address to a socket address (DNS A/AAAA; no SRV yet).
+pub async fn resolve(hp: &HostPort) -> Result<SocketAddr, SipError> {
+    let mut addrs = tokio::net::lookup_host((hp.host.as_str(), hp.port))
+        .await
+        .map_err(|e| SipError::Resolve {
+            host: hp.to_string(),
+            reason: e.to_string(),
+        })?;
+    addrs.next().ok_or_else(|| SipError::Resolve {
+        host: hp.to_string(),
+        reason: "no address".into(),
+    })
+}
+
+async fn keep_registered(ua: Arc<UserAgent>, p: Profile, state: watch::Sender<RegistrationState>) {
+    let server = match registrar_uri(&p) {
+        Ok(u) => u,
+        Err(e) => {
+            state.send_replace(RegistrationState::Failed {
+                code: None,
+                reason: e.to_string(),
+            });
+            return;
+        }
+    };
+    let mut reg = Registration::new(ua.endpoint(), credential(&p));
+    if let Some(proxy) = &p.outbound_proxy {
+        match resolve(proxy).await {
+            Ok(addr) => reg.outbound_proxy = Some(addr),
+            Err(e) => warn!(trunk = %p.name, error = %e, "outbound proxy does not resolve"),
+        }
+    }
+    let token = ua.cancel.child_token();
+    let name = p.name.clone();
+    info!(trunk = %name, registrar = %server, "registering");
+    reg.keep_alive(server.clone(), p.register_expires, token, |outcome| {
+        let next = match outcome {
+            RefreshOutcome::Registered(resp) => {
+                let expires = resp
+                    .expires_header()
+                    .and_then(|e| e.value().trim().parse::<u32>().ok())
+                    .unwrap_or(p.register_expires);
+                info!(trunk = %name, expires, "registered");
+                RegistrationState::Registered { expires }
+            }
+            RefreshOutcome::Rejected(resp) => {
+                let code = u16::from(resp.status_code.clone());
+                let reason = super::reason_phrase(resp);
+                warn!(trunk = %name, code, %reason, "registration rejected; retrying with backoff");
+                RegistrationState::Failed {
+                    code: Some(code),
+                    reason,
+                }
+            }
+            RefreshOutcome::Failed(e) => {
+                warn!(trunk = %name, error = %e, "registration failed; retrying with backoff");
+                RegistrationState::Failed {
+                    code: None,
+                    reason: e.to_string(),
+                }
+            }
+        };
+        state.send_replace(next);
+    })
+    .await;
+    // Shutting down: remove the binding, bounded so exit is never held up.
+    let unregister = reg.register(server, Some(0));
+    if tokio::time::timeout(Duration::from_secs(2), unregister).await.is_ok() {
+        debug!(trunk = %p.name, "unregistered");
+    }
+}
+
+fn registrar_uri(p: &Profile) -> Result<rsipstack::sip::Uri, SipError> {
+    match &p.from_domain {
+        Some(domain) => {
+            let transport = match p.transport {
+                Transport::Udp => "",
+                Transport::Tcp => ";transport=tcp",
+                Transport::Tls => ";transport=tls",
+            };
+            let text = format!("sip:{domain}{transport}");
+            rsipstack::sip::Uri::try_from(text.as_str()).map_err(|e| SipError::BadUri {
+                uri: text,
+                reason: e.to_string(),
+            })
+        }
+        None => trunk_uri(p, None),
+    }
+}
+
+/// OPTIONS to the trunk every `every`: keeps NAT bindings open and logs when
+/// the carrier stops answering.
+async fn keep_pinging(ua: Arc<UserAgent>, p: Profile, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    let mut seq = 0u32;
+    let mut was_up = None;
+    loop {
+        tokio::select! {
+            _ = ua.cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        seq += 1;
+        let up = match options_ping(&ua, &p, seq).await {
+            Ok(code) => {
+                debug!(trunk = %p.name, code, "OPTIONS answered");
+                true
+            }
+            Err(e) => {
+                debug!(trunk = %p.name, error = %e, "OPTIONS not answered");
+                false
+            }
+        };
+        if was_up != Some(up) {
+            if up {
+                info!(trunk = %p.name, "trunk reachable");
+            } else {
+                warn!(trunk = %p.name, "trunk does not answer OPTIONS");
+            }
+            was_up = Some(up);
+        }
+    }
+}
+
+async fn options_ping(ua: &UserAgent, p: &Profile, seq: u32) -> Result<u16, SipError> {
+    use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+    let uri = trunk_uri(p, None)?;
+    let endpoint = ua.endpoint();
+    let via = endpoint
+        .get_via(None, None)
+        .map_err(|e| SipError::Stack(e.to_string()))?;
+    let user = p.from_user.clone().unwrap_or_else(|| "outdial".into());
+    let domain = p.from_domain.clone().unwrap_or_else(|| p.proxy.host.clone());
+    let from_uri = rsipstack::sip::Uri::try_from(format!("sip:{user}@{domain}").as_str())
+        .map_err(|e| SipError::Stack(e.to_string()))?;
+    let from = rsipstack::sip::typed::From {
+        display_name: None,
+        uri: from_uri,
+        params: vec![],
+    }
+    .with_tag(rsipstack::transaction::make_tag());
+    let to = rsipstack::sip::typed::To {
+        display_name: None,
+        uri: uri.clone(),
+        params: vec![],
+    };
+    let req = endpoint.make_request(Method::Options, uri, via, from, to, seq, None);
+    let key = TransactionKey::from_request(&req, TransactionRole::Client)
+        .map_err(|e| SipError::Stack(e.to_string()))?;
+    let mut tx = Transaction::new_client(key, req, endpoint.clone(), None);
+    if let Some(proxy) = &p.outbound_proxy {
+        tx.destination = Some(SipAddr::from(resolve(proxy).await?));
+    }
+    tx.send().await.map_err(|e| SipError::Stack(e.to_string()))?;
+    while let Some(msg) = tx.receive().await {
+        if let rsipstack::sip::SipMessage::Response(resp) = msg {
+            let code = u16::from(resp.status_code.clone());
+            if code >= 200 {
+                return Ok(code);
+            }
+        }
+    }
+    Err(SipError::Stack("no response".into()))
+}
+
+/// Answers every request rsipstack hands us: in-dialog ones go to their
+/// dialog, the rest are answered here.
+async fn serve_requests(mut incoming: TransactionReceiver, dialogs: Arc<DialogLayer>, server: String) {
+    while let Some(mut tx) = incoming.recv().await {
+        let has_to_tag = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .is_some();
+        let method = tx.original.method;
+        if has_to_tag || matches!(method, Method::Cancel | Method::Ack) {
+            if let Some(mut dialog) = dialogs.match_dialog(&tx) {
+                tokio::spawn(async move {
+                    if let Err(e) = dialog.handle(&mut tx).await {
+                        debug!(error = %e, "in-dialog request ended with an error");
+                    }
+                });
+                continue;
+            }
+        }
+        let reply = match method {
+            Method::Ack => continue,
+            Method::Options => StatusCode::OK,
+            _ if has_to_tag => StatusCode::CallTransactionDoesNotExist,
+            Method::Bye | Method::Cancel | Method::Info | Method::Update | Method::PRack => {
+                StatusCode::CallTransactionDoesNotExist
+            }
+            // A dialer takes no inbound calls yet.
+            Method::Invite => StatusCode::TemporarilyUnavailable,
+            _ => StatusCode::MethodNotAllowed,
+        };
+        let headers = vec![
+            Header::Allow("INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE".into()),
+            Header::Accept("application/sdp".into()),
+            Header::Server(server.clone().into()),
+        ];
+        debug!(%method, code = %reply, "answering out-of-dialog request");
+        tokio::spawn(async move {
+            if let Err(e) = tx.reply_with(reply, headers, None).await {
+                debug!(error = %e, "could not answer request");
+            }
+        });
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(SIP_SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SIP_SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// The address a peer can reach us at: the bound address, or for a wildcard
+/// bind the local address of the route toward `peer` (or any non-loopback
+/// interface when the peer is unknown).
+fn advertised(local: SocketAddr, peer: Option<SocketAddr>) -> SocketAddr {
+    if !local.ip().is_unspecified() {
+        return local;
+    }
+    let probe_target = peer.unwrap_or_else(|| SocketAddr::from(([192, 0, 2, 1], 9)));
+    let unspecified: SocketAddr = if probe_target.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let ip = std::net::UdpSocket::bind(unspecified)
+        .and_then(|s| {
+            s.connect(probe_target)?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    SocketAddr::new(ip, local.port())
+}
