@@ -91,8 +91,13 @@ pub struct CallSummary {
 #[derive(Debug, Clone)]
 pub enum CallEvent {
     /// 180/183; `early_media` when the response carried SDP.
-    Ringing { code: u16, early_media: bool },
-    Answered { codec: Codec },
+    Ringing {
+        code: u16,
+        early_media: bool,
+    },
+    Answered {
+        codec: Codec,
+    },
     /// Everything queued with [`Call::play`] has been sent.
     PlaybackFinished,
     /// The call is over; the last event.
@@ -315,14 +320,21 @@ impl Plan {
         let caller = parse_uri(&format!("sip:{}@{}", uri_user(&user), domain))?;
         let contact = parse_uri(&format!(
             "sip:{}@{}",
-            uri_user(profile.and_then(|p| p.username.as_deref()).unwrap_or("outdial")),
+            uri_user(
+                profile
+                    .and_then(|p| p.username.as_deref())
+                    .unwrap_or("outdial")
+            ),
             contact_addr
         ))?;
 
         let mut headers = Vec::new();
         if let Some(p) = profile {
             let domain = p.from_domain.clone().unwrap_or_else(|| host_port(&p.proxy));
-            for (name, value) in [("P-Asserted-Identity", &p.pai), ("P-Preferred-Identity", &p.ppi)] {
+            for (name, value) in [
+                ("P-Asserted-Identity", &p.pai),
+                ("P-Preferred-Identity", &p.ppi),
+            ] {
                 if let Some(v) = value {
                     let v = if v.contains(':') {
                         format!("<{v}>")
@@ -333,14 +345,17 @@ impl Plan {
                 }
             }
         }
-        let formats = profile
-            .map(|p| formats_of(&p.codecs))
-            .unwrap_or_else(|| formats_of(&[CodecName::Pcmu, CodecName::Pcma, CodecName::TelephoneEvent]));
+        let formats = profile.map(|p| formats_of(&p.codecs)).unwrap_or_else(|| {
+            formats_of(&[CodecName::Pcmu, CodecName::Pcma, CodecName::TelephoneEvent])
+        });
 
         Ok(Plan {
             callee,
             caller,
-            display_name: req.caller_id.clone().or_else(|| profile.and_then(|p| p.caller_id.clone())),
+            display_name: req
+                .caller_id
+                .clone()
+                .or_else(|| profile.and_then(|p| p.caller_id.clone())),
             contact,
             destination,
             peer,
@@ -529,10 +544,7 @@ impl CallTask {
     }
 
     /// The INVITE transaction ended. Returns true when the call is over.
-    async fn on_invite_done(
-        &mut self,
-        res: Result<InviteResult, tokio::task::JoinError>,
-    ) -> bool {
+    async fn on_invite_done(&mut self, res: Result<InviteResult, tokio::task::JoinError>) -> bool {
         match res {
             Ok(Ok((_, Some(resp)))) => {
                 let code = u16::from(resp.status_code.clone());
@@ -602,7 +614,10 @@ impl CallTask {
                         Ok(remote) => {
                             self.use_remote(&remote);
                             info!(addr = ?remote.addr, direction = ?remote.direction, "media updated by peer");
-                            (StatusCode::OK, Some(self.local.answer(&remote, &self.formats)))
+                            (
+                                StatusCode::OK,
+                                Some(self.local.answer(&remote, &self.formats)),
+                            )
                         }
                         Err(e) => {
                             warn!(error = %e, "re-INVITE SDP refused");
@@ -613,7 +628,10 @@ impl CallTask {
                 let headers = body
                     .as_ref()
                     .map(|_| vec![Header::ContentType("application/sdp".into())]);
-                if let Err(e) = handle.respond(code, headers, body.map(String::into_bytes)).await {
+                if let Err(e) = handle
+                    .respond(code, headers, body.map(String::into_bytes))
+                    .await
+                {
                     debug!(error = %e, "re-INVITE answer not sent");
                 }
             }
@@ -765,10 +783,24 @@ mod tests {
 
     #[test]
     fn phone_numbers() {
-        for ok in ["12025550101", "+1 (202) 555-0101", "*67", "911", "+44.20.7946.0018", "#31#"] {
+        for ok in [
+            "12025550101",
+            "+1 (202) 555-0101",
+            "*67",
+            "911",
+            "+44.20.7946.0018",
+            "#31#",
+        ] {
             assert!(is_phone_number(ok), "{ok}");
         }
-        for bad in ["", "+", "abc", "12a3", "sip:x@y", "1234567890123456789012345678901234"] {
+        for bad in [
+            "",
+            "+",
+            "abc",
+            "12a3",
+            "sip:x@y",
+            "1234567890123456789012345678901234",
+        ] {
             assert!(!is_phone_number(bad), "{bad}");
         }
     }
@@ -785,7 +817,10 @@ mod tests {
             duration_ms: 4000,
             hangup: Some(Hangup::Remote),
             early_media: EarlyMedia { received: 0 },
-            rtp: RtpCounts { sent: 200, received: 190 },
+            rtp: RtpCounts {
+                sent: 200,
+                received: 190,
+            },
             codec: Some("PCMU"),
         };
         let v: serde_json::Value = serde_json::to_value(&s).unwrap();

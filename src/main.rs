@@ -17,7 +17,11 @@ use outdial::media::wav::{load_wav_8k_mono, WavRecorder};
 use outdial::sip::{RegistrationState, UserAgent};
 
 #[derive(Parser)]
-#[command(name = "outdial", version, about = "Outbound dialer and SIP/RTP media server")]
+#[command(
+    name = "outdial",
+    version,
+    about = "Outbound dialer and SIP/RTP media server"
+)]
 struct Cli {
     /// Main configuration file (built-in defaults when the default path is absent).
     #[arg(long, global = true, value_name = "PATH")]
@@ -72,7 +76,9 @@ struct CallArgs {
 fn positive_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a number of seconds between 0 and 86400")),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0 and 86400"
+        )),
     }
 }
 
@@ -186,7 +192,9 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
             RegistrationState::Registered { expires } => {
                 tracing::info!(trunk = %p.name, expires, "trunk registered")
             }
-            other => tracing::warn!(trunk = %p.name, state = ?other, "trunk not registered; calling anyway"),
+            other => {
+                tracing::warn!(trunk = %p.name, state = ?other, "trunk not registered; calling anyway")
+            }
         }
     }
 
@@ -282,8 +290,13 @@ fn print_summary(s: &CallSummary, json: bool) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let ua: Arc<UserAgent> = UserAgent::start(&config).await?;
     ua.start_trunks(&config.profiles);
-    tracing::info!(profiles = config.profiles.len(), "outdial serving; Ctrl-C to stop");
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    tracing::info!(
+        profiles = config.profiles.len(),
+        "outdial serving; Ctrl-C to stop"
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
     ua.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

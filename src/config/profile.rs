@@ -316,6 +316,9 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
         let n = doc.number("max_cps", v)?;
         if n.is_finite() && n > 0.0 {
             Some(n)
+        } else if !n.is_finite() {
+            doc.invalid("max_cps", v, "must be a finite number greater than 0");
+            None
         } else {
             doc.invalid(
                 "max_cps",

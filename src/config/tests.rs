@@ -927,3 +927,52 @@ fn non_utf8_and_directory_paths_are_errors() {
         "outdial.toml: is a directory, expected a file"
     );
 }
+
+#[test]
+fn odd_inputs_give_one_line_errors_without_panicking() {
+    let odd = [
+        "[[sip]]\nlisten_udp = \"0.0.0.0:5060\"\n",
+        "sip = { listen_udp = 1 }\n",
+        "\"sip\".\"listen udp\" = 1\n",
+        "[sip]\nuser_agent = \"\"\"\nmulti\nline\n\"\"\"\n",
+        "[sip]\nuser_agent = \"\u{1F4DE}\u{0}\"\n",
+        "[rtp]\nport_min = 99999999999999999999999\n",
+        "[rtp]\nport_min = 1.5\nport_max = inf\n",
+        "[log]\nlevel = [\"info\"]\n",
+        "[database]\nurl = 1979-05-27T07:32:00Z\n",
+        "=\n",
+        "\u{FEFF}[sip]\n",
+        &format!("[sip]\nuser_agent = {}\n", "x".repeat(500)),
+        &format!("[sip]\nlisten_udp = \"{}\"\n", "9".repeat(500)),
+    ];
+    for text in odd {
+        let fx = Fixture::new();
+        fx.main(text).profile("p.toml", text);
+        if let Err(lines) = fx.load(&[]) {
+            for line in lines {
+                assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
+                assert!(line.len() < 400, "{line}");
+            }
+        }
+    }
+    // Profile-specific odd values.
+    for text in [
+        "proxy = [\"a\"]\n",
+        "proxy = \"[::1]:\"\n",
+        "proxy = \"\u{e9}t\u{e9}.example\"\n",
+        "proxy = \"h\"\npassword = { nested = \"hunter2\" }\n",
+        "proxy = \"h\"\npassword.x = \"hunter2\"\n",
+        "proxy = \"h\"\nmax_cps = nan\n",
+        "proxy = \"h\"\nmax_cps = 1e400\n",
+        "proxy = \"h\"\nmax_cps = -inf\n",
+        "proxy = \"h\"\nname = \"\"\n",
+    ] {
+        let fx = Fixture::new();
+        fx.profile("p.toml", text);
+        let lines = fx.load(&[]).expect_err(text);
+        for line in &lines {
+            assert!(!line.contains('\n'), "{line:?}");
+            assert!(!line.contains("hunter2"), "{line}");
+        }
+    }
+}

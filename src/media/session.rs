@@ -824,6 +824,14 @@ mod tests {
     }
 
     #[test]
+    fn handle_and_events_can_move_between_tasks() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<MediaSession>();
+        assert_send_sync::<mpsc::Receiver<MediaEvent>>();
+        assert_send_sync::<RtpStats>();
+    }
+
+    #[test]
     fn start_outside_a_runtime_is_an_error() {
         let pool = test_pool();
         let err = MediaSession::start(pool.bind().expect("port"), Codec::Pcmu, None)

@@ -38,7 +38,8 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
                 }
                 Verdict::Answer { code, reason, why } => {
                     warn!(%from, len, code, reason = %why, "answered malformed SIP request");
-                    if let Some(resp) = error_response(packet, code, reason, from, &self.server_name)
+                    if let Some(resp) =
+                        error_response(packet, code, reason, from, &self.server_name)
                     {
                         if let Err(e) = self.inner.send_to(resp.as_bytes(), from).await {
                             warn!(%from, error = %e, "could not send error response");
@@ -145,7 +146,10 @@ pub fn check(packet: &[u8]) -> Verdict {
     if msg.to_header().and_then(|h| h.tag()).is_err() {
         return bad("missing or malformed To".into());
     }
-    match msg.cseq_header().and_then(|c| c.seq().and_then(|_| c.method())) {
+    match msg
+        .cseq_header()
+        .and_then(|c| c.seq().and_then(|_| c.method()))
+    {
         Ok(_) => {}
         Err(_) => return bad("missing or malformed CSeq".into()),
     }
@@ -164,7 +168,9 @@ fn first_line(packet: &[u8]) -> String {
         .iter()
         .position(|&b| b == b'\r' || b == b'\n')
         .unwrap_or(packet.len());
-    String::from_utf8_lossy(&packet[..end.min(512)]).trim().to_string()
+    String::from_utf8_lossy(&packet[..end.min(512)])
+        .trim()
+        .to_string()
 }
 
 /// Builds an error response from the raw headers of a request rsipstack
@@ -250,7 +256,11 @@ mod tests {
 
     #[test]
     fn missing_headers_are_400() {
-        for header in ["Call-ID: c1@127.0.0.1\r\n", "CSeq: 1 OPTIONS\r\n", "From: <sip:probe@127.0.0.1>;tag=a1\r\n"] {
+        for header in [
+            "Call-ID: c1@127.0.0.1\r\n",
+            "CSeq: 1 OPTIONS\r\n",
+            "From: <sip:probe@127.0.0.1>;tag=a1\r\n",
+        ] {
             let broken = GOOD.replace(header, "");
             match check(broken.as_bytes()) {
                 Verdict::Answer { code: 400, .. } => {}
@@ -261,8 +271,13 @@ mod tests {
 
     #[test]
     fn unknown_method_is_501() {
-        let foo = GOOD.replace("OPTIONS sip", "FOO sip").replace("1 OPTIONS", "1 FOO");
-        assert!(matches!(check(foo.as_bytes()), Verdict::Answer { code: 501, .. }));
+        let foo = GOOD
+            .replace("OPTIONS sip", "FOO sip")
+            .replace("1 OPTIONS", "1 FOO");
+        assert!(matches!(
+            check(foo.as_bytes()),
+            Verdict::Answer { code: 501, .. }
+        ));
     }
 
     #[test]
@@ -281,7 +296,10 @@ mod tests {
 
     #[test]
     fn no_via_no_answer() {
-        let no_via = GOOD.replace("Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-1;rport\r\n", "");
+        let no_via = GOOD.replace(
+            "Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-1;rport\r\n",
+            "",
+        );
         let from: SocketAddr = "127.0.0.1:5099".parse().unwrap();
         assert!(error_response(no_via.as_bytes(), 400, "Bad Request", from, "x").is_none());
     }

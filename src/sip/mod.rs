@@ -4,6 +4,8 @@
 //! `sdp` and `outcome` are sans-IO helpers; `guard` filters malformed datagrams
 //! before rsipstack sees them. A call's dialog is driven from `crate::call`.
 
+#[cfg(test)]
+mod digest_tests;
 pub mod guard;
 pub mod outcome;
 pub mod sdp;

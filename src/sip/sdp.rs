@@ -143,12 +143,18 @@ impl LocalMedia {
         s.push_str("s=outdial\r\n");
         s.push_str(&format!("c=IN {ip_kind} {}\r\n", self.addr));
         s.push_str("t=0 0\r\n");
-        s.push_str(&format!("m=audio {} RTP/AVP {}\r\n", self.port, pts.join(" ")));
+        s.push_str(&format!(
+            "m=audio {} RTP/AVP {}\r\n",
+            self.port,
+            pts.join(" ")
+        ));
         for f in formats {
             match f {
-                Format::Audio(c) => {
-                    s.push_str(&format!("a=rtpmap:{} {}/8000\r\n", c.payload_type(), c.name()))
-                }
+                Format::Audio(c) => s.push_str(&format!(
+                    "a=rtpmap:{} {}/8000\r\n",
+                    c.payload_type(),
+                    c.name()
+                )),
                 Format::TelephoneEvent(pt) => {
                     s.push_str(&format!("a=rtpmap:{pt} telephone-event/8000\r\n"));
                     s.push_str(&format!("a=fmtp:{pt} 0-16\r\n"));
@@ -182,7 +188,7 @@ pub fn parse_remote(body: &[u8], ours: &[Format]) -> Result<RemoteMedia, SdpErro
             (p.trim() == pt).then(|| name.trim().to_ascii_lowercase())
         })
     };
-    let we_offer = |c: Codec| ours.iter().any(|f| *f == Format::Audio(c));
+    let we_offer = |c: Codec| ours.contains(&Format::Audio(c));
 
     let mut codec = None;
     let mut dtmf_pt = None;
@@ -200,12 +206,14 @@ pub fn parse_remote(body: &[u8], ours: &[Format]) -> Result<RemoteMedia, SdpErro
             if codec.is_none() && we_offer(c) {
                 codec = Some(c);
             }
-        } else if name.as_deref().is_some_and(|n| n.starts_with("telephone-event/8000")) {
+        } else if name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("telephone-event/8000"))
+        {
             dtmf_pt.get_or_insert(pt);
         }
     }
-    let codec =
-        codec.ok_or_else(|| SdpError::NoCommonCodec(media.media_name.formats.join(" ")))?;
+    let codec = codec.ok_or_else(|| SdpError::NoCommonCodec(media.media_name.formats.join(" ")))?;
 
     let direction = ["sendrecv", "sendonly", "recvonly", "inactive"]
         .iter()
@@ -261,7 +269,10 @@ mod tests {
             Format::TelephoneEvent(101),
         ];
         let offer = local.offer(&order, Direction::SendRecv);
-        assert!(offer.contains("m=audio 20000 RTP/AVP 8 0 101\r\n"), "{offer}");
+        assert!(
+            offer.contains("m=audio 20000 RTP/AVP 8 0 101\r\n"),
+            "{offer}"
+        );
         assert!(offer.contains("a=rtpmap:101 telephone-event/8000\r\n"));
         assert!(offer.contains("c=IN IP4 192.0.2.10\r\n"));
         let back = parse_remote(offer.as_bytes(), &OURS).unwrap();
@@ -276,7 +287,15 @@ mod tests {
         let mut local = LocalMedia::new("127.0.0.1".parse().unwrap(), 4000);
         let a = local.offer(&OURS, Direction::SendRecv);
         let b = local.offer(&OURS, Direction::SendRecv);
-        let version = |s: &str| s.lines().nth(1).unwrap().split(' ').nth(2).unwrap().to_string();
+        let version = |s: &str| {
+            s.lines()
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .nth(2)
+                .unwrap()
+                .to_string()
+        };
         assert_ne!(version(&a), version(&b));
     }
 

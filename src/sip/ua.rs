@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog_layer::DialogLayer;
-use rsipstack::dialog::registration::{Registration, RefreshOutcome};
+use rsipstack::dialog::registration::{RefreshOutcome, Registration};
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::endpoint::EndpointInnerRef;
@@ -40,9 +40,14 @@ pub enum RegistrationState {
     Idle,
     Registering,
     /// The registrar accepted us for `expires` seconds.
-    Registered { expires: u32 },
+    Registered {
+        expires: u32,
+    },
     /// The last attempt failed; the next one follows after a backoff.
-    Failed { code: Option<u16>, reason: String },
+    Failed {
+        code: Option<u16>,
+        reason: String,
+    },
 }
 
 /// Receive buffer for the SIP UDP socket: the default 208 KiB drops packets
@@ -59,7 +64,6 @@ pub struct UserAgent {
     rtp_external: Option<IpAddr>,
     rtp_bind: IpAddr,
     pub(crate) ports: PortPool,
-    pub(crate) user_agent: String,
     registrations: parking_lot::Mutex<HashMap<String, watch::Receiver<RegistrationState>>>,
 }
 
@@ -151,7 +155,11 @@ impl UserAgent {
             user_agent.clone(),
         ));
 
-        let ports = PortPool::new(config.rtp.bind_addr, config.rtp.port_min, config.rtp.port_max);
+        let ports = PortPool::new(
+            config.rtp.bind_addr,
+            config.rtp.port_min,
+            config.rtp.port_max,
+        );
         info!(?udp, ?tcp, "SIP user agent listening");
         Ok(Arc::new(UserAgent {
             endpoint,
@@ -163,7 +171,6 @@ impl UserAgent {
             rtp_external: config.rtp.external_addr,
             rtp_bind: config.rtp.bind_addr,
             ports,
-            user_agent,
             registrations: parking_lot::Mutex::new(HashMap::new()),
         }))
     }
@@ -182,10 +189,15 @@ impl UserAgent {
     }
 
     /// The address we put in Contact for `transport`, toward `peer`.
-    pub fn contact_addr(&self, transport: Transport, peer: Option<SocketAddr>) -> Option<SocketAddr> {
+    pub fn contact_addr(
+        &self,
+        transport: Transport,
+        peer: Option<SocketAddr>,
+    ) -> Option<SocketAddr> {
         let local = self.local_addr(transport)?;
         Some(SocketAddr::new(
-            self.external_sip.unwrap_or_else(|| advertised(local, peer).ip()),
+            self.external_sip
+                .unwrap_or_else(|| advertised(local, peer).ip()),
             local.port(),
         ))
     }
@@ -208,7 +220,11 @@ impl UserAgent {
                 tokio::spawn(keep_registered(self.clone(), p.clone(), tx));
             }
             if let Some(secs) = p.ping_interval.filter(|s| *s > 0) {
-                tokio::spawn(keep_pinging(self.clone(), p.clone(), Duration::from_secs(u64::from(secs))));
+                tokio::spawn(keep_pinging(
+                    self.clone(),
+                    p.clone(),
+                    Duration::from_secs(u64::from(secs)),
+                ));
             }
         }
     }
@@ -280,7 +296,11 @@ pub fn trunk_uri(p: &Profile, user: Option<&str>) -> Result<rsipstack::sip::Uri,
         Transport::Tcp => ";transport=tcp",
         Transport::Tls => ";transport=tls",
     };
-    let scheme = if p.transport == Transport::Tls { "sips" } else { "sip" };
+    let scheme = if p.transport == Transport::Tls {
+        "sips"
+    } else {
+        "sip"
+    };
     let text = format!("{scheme}:{user}{}{transport}", host_port(&p.proxy));
     rsipstack::sip::Uri::try_from(text.as_str()).map_err(|e| SipError::BadUri {
         uri: text,
@@ -363,7 +383,10 @@ async fn keep_registered(ua: Arc<UserAgent>, p: Profile, state: watch::Sender<Re
     .await;
     // Shutting down: remove the binding, bounded so exit is never held up.
     let unregister = reg.register(server, Some(0));
-    if tokio::time::timeout(Duration::from_secs(2), unregister).await.is_ok() {
+    if tokio::time::timeout(Duration::from_secs(2), unregister)
+        .await
+        .is_ok()
+    {
         debug!(trunk = %p.name, "unregistered");
     }
 }
@@ -427,7 +450,10 @@ async fn options_ping(ua: &UserAgent, p: &Profile, seq: u32) -> Result<u16, SipE
         .get_via(None, None)
         .map_err(|e| SipError::Stack(e.to_string()))?;
     let user = p.from_user.clone().unwrap_or_else(|| "outdial".into());
-    let domain = p.from_domain.clone().unwrap_or_else(|| p.proxy.host.clone());
+    let domain = p
+        .from_domain
+        .clone()
+        .unwrap_or_else(|| p.proxy.host.clone());
     let from_uri = rsipstack::sip::Uri::try_from(format!("sip:{user}@{domain}").as_str())
         .map_err(|e| SipError::Stack(e.to_string()))?;
     let from = rsipstack::sip::typed::From {
@@ -448,7 +474,9 @@ async fn options_ping(ua: &UserAgent, p: &Profile, seq: u32) -> Result<u16, SipE
     if let Some(proxy) = &p.outbound_proxy {
         tx.destination = Some(SipAddr::from(resolve(proxy).await?));
     }
-    tx.send().await.map_err(|e| SipError::Stack(e.to_string()))?;
+    tx.send()
+        .await
+        .map_err(|e| SipError::Stack(e.to_string()))?;
     while let Some(msg) = tx.receive().await {
         if let rsipstack::sip::SipMessage::Response(resp) = msg {
             let code = u16::from(resp.status_code.clone());
@@ -462,7 +490,11 @@ async fn options_ping(ua: &UserAgent, p: &Profile, seq: u32) -> Result<u16, SipE
 
 /// Answers every request rsipstack hands us: in-dialog ones go to their
 /// dialog, the rest are answered here.
-async fn serve_requests(mut incoming: TransactionReceiver, dialogs: Arc<DialogLayer>, server: String) {
+async fn serve_requests(
+    mut incoming: TransactionReceiver,
+    dialogs: Arc<DialogLayer>,
+    server: String,
+) {
     while let Some(mut tx) = incoming.recv().await {
         let has_to_tag = tx
             .original
@@ -508,7 +540,11 @@ async fn serve_requests(mut incoming: TransactionReceiver, dialogs: Arc<DialogLa
 
 fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     let _ = socket.set_recv_buffer_size(SIP_SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SIP_SOCKET_BUFFER);
