@@ -198,6 +198,7 @@ impl Call {
             early_received: 0,
             codec: None,
             cancelled: false,
+            heard_from_peer: false,
         };
         tokio::spawn(
             task.run(invite, state_rx, cmd_rx, media_events)
@@ -453,6 +454,8 @@ struct CallTask {
     early_received: u64,
     codec: Option<Codec>,
     cancelled: bool,
+    /// Any response (100 included) arrived for our INVITE.
+    heard_from_peer: bool,
 }
 
 type InviteResult = rsipstack::dialog::invitation::InviteAsyncResult;
@@ -482,7 +485,12 @@ impl CallTask {
             tokio::select! {
                 res = &mut invite, if !invite_done => {
                     invite_done = true;
-                    if self.on_invite_done(res).await {
+                    // States sent before the INVITE ended come first.
+                    let mut over = false;
+                    while let Ok(state) = states.try_recv() {
+                        over |= self.on_state(state).await;
+                    }
+                    if over || self.on_invite_done(res).await {
                         break;
                     }
                 }
@@ -557,6 +565,13 @@ impl CallTask {
                     self.on_answer(&resp);
                     return false;
                 }
+                if code == 408 && !self.heard_from_peer {
+                    // rsipstack's own 408 on Timer B: nobody answered at all.
+                    info!("no response to INVITE");
+                    self.outcome = Some(Outcome::Failed);
+                    self.reason = "no response (timeout)".into();
+                    return true;
+                }
                 self.final_code = Some(code);
                 if !(self.cancelled && code == 487) {
                     self.reason = reason_phrase(&resp);
@@ -592,6 +607,7 @@ impl CallTask {
     async fn on_state(&mut self, state: DialogState) -> bool {
         match state {
             DialogState::Early(_, resp) => {
+                self.heard_from_peer = true;
                 let code = u16::from(resp.status_code.clone());
                 self.ring_ms
                     .get_or_insert(self.started.elapsed().as_millis() as u64);
@@ -670,7 +686,8 @@ impl CallTask {
                 // Unanswered: the INVITE's final response (from the invite
                 // task) says why; keep waiting for it.
             }
-            DialogState::Calling(_) | DialogState::Trying(_) | DialogState::WaitAck(_, _) => {}
+            DialogState::Trying(_) => self.heard_from_peer = true,
+            DialogState::Calling(_) | DialogState::WaitAck(_, _) => {}
         }
         false
     }
