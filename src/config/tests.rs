@@ -145,8 +145,8 @@ fn empty_file_is_the_defaults() {
 fn example_fixture() -> Fixture {
     let fx = Fixture::new();
     let main = std::fs::read_to_string(repo_file("outdial.toml")).expect("outdial.toml");
-    let carrier = std::fs::read_to_string(repo_file("sip-profiles/example-carrier.toml"))
-        .expect("sip-profiles/example-carrier.toml");
+    let carrier = std::fs::read_to_string(repo_file("sip-profiles/example-carrier.toml.sample"))
+        .expect("sip-profiles/example-carrier.toml.sample");
     fx.main(&main).profile("example-carrier.toml", &carrier);
     fx
 }
@@ -178,7 +178,7 @@ fn example_files_parse() {
     assert!(p.file.ends_with("sip-profiles/example-carrier.toml"));
 
     // Without the variable, the one problem names it, at its line.
-    let text = std::fs::read_to_string(repo_file("sip-profiles/example-carrier.toml")).unwrap();
+    let text = std::fs::read_to_string(repo_file("sip-profiles/example-carrier.toml.sample")).unwrap();
     let line = 1 + text
         .lines()
         .position(|l| l.starts_with("password_env"))
