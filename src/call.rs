@@ -114,6 +114,8 @@ pub enum CallError {
     Sip(#[from] SipError),
     #[error(transparent)]
     Media(#[from] MediaError),
+    #[error(transparent)]
+    TrunkFull(#[from] crate::sip::limits::TrunkFull),
     #[error("cannot send INVITE: {0}")]
     Invite(String),
 }
@@ -141,6 +143,10 @@ impl Call {
     /// caller's (bad destination, no free RTP port): no INVITE went out.
     pub async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, CallError> {
         let plan = Plan::new(&ua, &req).await?;
+        let channel = match &req.profile {
+            Some(p) => ua.trunk_limit(p).admit().await?,
+            None => None,
+        };
         let socket = ua.ports.bind()?;
         let media_ip = ua.media_addr(plan.peer);
         let mut local = LocalMedia::new(media_ip, socket.port);
@@ -199,6 +205,7 @@ impl Call {
             codec: None,
             cancelled: false,
             heard_from_peer: false,
+            _channel: channel,
         };
         tokio::spawn(
             task.run(invite, state_rx, cmd_rx, media_events)
@@ -456,6 +463,8 @@ struct CallTask {
     cancelled: bool,
     /// Any response (100 included) arrived for our INVITE.
     heard_from_peer: bool,
+    /// The trunk channel this call occupies, freed when the task ends.
+    _channel: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 type InviteResult = rsipstack::dialog::invitation::InviteAsyncResult;

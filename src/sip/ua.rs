@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::guard::GuardedUdpSocket;
+use super::limits::TrunkLimit;
 use super::SipError;
 use crate::config::{Config, HostPort, Profile, Transport};
 use crate::media::ports::PortPool;
@@ -65,6 +66,7 @@ pub struct UserAgent {
     rtp_bind: IpAddr,
     pub(crate) ports: PortPool,
     registrations: parking_lot::Mutex<HashMap<String, watch::Receiver<RegistrationState>>>,
+    limits: parking_lot::Mutex<HashMap<String, Arc<TrunkLimit>>>,
 }
 
 impl UserAgent {
@@ -172,6 +174,7 @@ impl UserAgent {
             rtp_bind: config.rtp.bind_addr,
             ports,
             registrations: parking_lot::Mutex::new(HashMap::new()),
+            limits: parking_lot::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -260,6 +263,15 @@ impl UserAgent {
             Ok(state) => state,
             Err(_) => self.registration(profile),
         }
+    }
+
+    /// The channel and pace limits of a trunk, shared by every call on it.
+    pub fn trunk_limit(&self, p: &Profile) -> Arc<TrunkLimit> {
+        self.limits
+            .lock()
+            .entry(p.name.clone())
+            .or_insert_with(|| Arc::new(TrunkLimit::new(&p.name, p.max_channels, p.max_cps)))
+            .clone()
     }
 
     /// Unregisters trunks (best effort, bounded) and stops the endpoint.
