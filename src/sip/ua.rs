@@ -59,6 +59,10 @@ pub struct UserAgent {
     endpoint: rsipstack::transaction::endpoint::Endpoint,
     pub(crate) dialog_layer: Arc<DialogLayer>,
     cancel: CancellationToken,
+    /// Ends the trunk tasks (registration, OPTIONS pings) before the endpoint,
+    /// so their last requests (unregister) still get out.
+    trunks_cancel: CancellationToken,
+    trunk_tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     udp: Option<SocketAddr>,
     tcp: Option<SocketAddr>,
     external_sip: Option<IpAddr>,
@@ -126,7 +130,12 @@ impl UserAgent {
             return Err(SipError::NoTransport);
         }
 
+        let option = rsipstack::transaction::endpoint::EndpointOption {
+            callid_suffix: Some("outdial".into()),
+            ..Default::default()
+        };
         let endpoint = EndpointBuilder::new()
+            .with_option(option)
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport_layer)
             .with_user_agent(&user_agent)
@@ -167,6 +176,8 @@ impl UserAgent {
             endpoint,
             dialog_layer,
             cancel,
+            trunks_cancel: CancellationToken::new(),
+            trunk_tasks: parking_lot::Mutex::new(Vec::new()),
             udp,
             tcp,
             external_sip: external,
@@ -220,14 +231,13 @@ impl UserAgent {
             if p.register {
                 let (tx, rx) = watch::channel(RegistrationState::Registering);
                 self.registrations.lock().insert(p.name.clone(), rx);
-                tokio::spawn(keep_registered(self.clone(), p.clone(), tx));
+                let task = tokio::spawn(keep_registered(self.clone(), p.clone(), tx));
+                self.trunk_tasks.lock().push(task);
             }
             if let Some(secs) = p.ping_interval.filter(|s| *s > 0) {
-                tokio::spawn(keep_pinging(
-                    self.clone(),
-                    p.clone(),
-                    Duration::from_secs(u64::from(secs)),
-                ));
+                let every = Duration::from_secs(u64::from(secs));
+                let task = tokio::spawn(keep_pinging(self.clone(), p.clone(), every));
+                self.trunk_tasks.lock().push(task);
             }
         }
     }
@@ -274,11 +284,16 @@ impl UserAgent {
             .clone()
     }
 
-    /// Unregisters trunks (best effort, bounded) and stops the endpoint.
+    /// Unregisters trunks (best effort, at most a few seconds) and stops the
+    /// endpoint.
     pub async fn shutdown(&self) {
+        self.trunks_cancel.cancel();
+        let tasks: Vec<_> = std::mem::take(&mut *self.trunk_tasks.lock());
+        let all = futures_join_all(tasks);
+        if tokio::time::timeout(Duration::from_secs(3), all).await.is_err() {
+            warn!("trunks did not unregister in time");
+        }
         self.cancel.cancel();
-        // Let unregister transactions get out before the transports close.
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -360,7 +375,7 @@ async fn keep_registered(ua: Arc<UserAgent>, p: Profile, state: watch::Sender<Re
             Err(e) => warn!(trunk = %p.name, error = %e, "outbound proxy does not resolve"),
         }
     }
-    let token = ua.cancel.child_token();
+    let token = ua.trunks_cancel.child_token();
     let name = p.name.clone();
     info!(trunk = %name, registrar = %server, "registering");
     reg.keep_alive(server.clone(), p.register_expires, token, |outcome| {
@@ -429,7 +444,7 @@ async fn keep_pinging(ua: Arc<UserAgent>, p: Profile, every: Duration) {
     let mut was_up = None;
     loop {
         tokio::select! {
-            _ = ua.cancel.cancelled() => return,
+            _ = ua.trunks_cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
         seq += 1;
@@ -547,6 +562,12 @@ async fn serve_requests(
                 debug!(error = %e, "could not answer request");
             }
         });
+    }
+}
+
+async fn futures_join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
     }
 }
 
