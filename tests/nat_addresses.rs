@@ -35,7 +35,10 @@ external_addr = "203.0.113.10"
         .args(["call", &format!("sip:nat@127.0.0.1:{peer_port}"), "--json"])
         .args(["--ring-timeout", "10"])
         .current_dir(dir.path())
-        .env("OUTDIAL_RTP_PORTS", format!("{}-{}", rtp_base, rtp_base + 19))
+        .env(
+            "OUTDIAL_RTP_PORTS",
+            format!("{}-{}", rtp_base, rtp_base + 19),
+        )
         .env_remove("OUTDIAL_SIP_LISTEN")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
@@ -69,7 +72,10 @@ external_addr = "203.0.113.10"
     // End the call: 486 back to where the INVITE came from.
     let mut resp = String::from("SIP/2.0 486 Busy Here\r\n");
     for name in ["Via", "From", "Call-ID", "CSeq"] {
-        resp.push_str(&format!("{name}: {}\r\n", header(&invite, name).expect(name)));
+        resp.push_str(&format!(
+            "{name}: {}\r\n",
+            header(&invite, name).expect(name)
+        ));
     }
     resp.push_str(&format!(
         "To: {};tag=nat486\r\nContent-Length: 0\r\n\r\n",
@@ -78,7 +84,11 @@ external_addr = "203.0.113.10"
     peer.send_to(resp.as_bytes(), from).expect("send 486");
 
     let out = child.wait_with_output().expect("outdial ends");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(v["outcome"], "busy");
     assert_eq!(v["sip_code"], 486);

@@ -178,7 +178,8 @@ fn example_files_parse() {
     assert!(p.file.ends_with("sip-profiles/example-carrier.toml"));
 
     // Without the variable, the one problem names it, at its line.
-    let text = std::fs::read_to_string(repo_file("sip-profiles/example-carrier.toml.sample")).unwrap();
+    let text =
+        std::fs::read_to_string(repo_file("sip-profiles/example-carrier.toml.sample")).unwrap();
     let line = 1 + text
         .lines()
         .position(|l| l.starts_with("password_env"))

@@ -99,7 +99,10 @@ mod tests {
         let a = limit.admit().await.unwrap();
         let _b = limit.admit().await.unwrap();
         let err = limit.admit().await.unwrap_err();
-        assert_eq!(err.to_string(), "trunk acme is at its max_channels limit (2 calls in progress)");
+        assert_eq!(
+            err.to_string(),
+            "trunk acme is at its max_channels limit (2 calls in progress)"
+        );
         drop(a);
         assert!(limit.admit().await.is_ok());
     }

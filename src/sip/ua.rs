@@ -290,7 +290,10 @@ impl UserAgent {
         self.trunks_cancel.cancel();
         let tasks: Vec<_> = std::mem::take(&mut *self.trunk_tasks.lock());
         let all = futures_join_all(tasks);
-        if tokio::time::timeout(Duration::from_secs(3), all).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(3), all)
+            .await
+            .is_err()
+        {
             warn!("trunks did not unregister in time");
         }
         self.cancel.cancel();
@@ -369,13 +372,34 @@ async fn keep_registered(ua: Arc<UserAgent>, p: Profile, state: watch::Sender<Re
         }
     };
     let mut reg = Registration::new(ua.endpoint(), credential(&p));
-    if let Some(proxy) = &p.outbound_proxy {
-        match resolve(proxy).await {
-            Ok(addr) => reg.outbound_proxy = Some(addr),
-            Err(e) => warn!(trunk = %p.name, error = %e, "outbound proxy does not resolve"),
+    let token = ua.trunks_cancel.child_token();
+    // The REGISTER names the trunk's domain but travels to its proxy (or
+    // outbound proxy): the domain need not resolve at all.
+    if p.outbound_proxy.is_some() || p.from_domain.is_some() {
+        let hop = p.outbound_proxy.as_ref().unwrap_or(&p.proxy);
+        let mut failures = 0;
+        loop {
+            match resolve(hop).await {
+                Ok(addr) => {
+                    reg.outbound_proxy = Some(addr);
+                    break;
+                }
+                Err(e) => {
+                    warn!(trunk = %p.name, error = %e, "trunk proxy does not resolve; retrying");
+                    state.send_replace(RegistrationState::Failed {
+                        code: None,
+                        reason: e.to_string(),
+                    });
+                    let wait = rsipstack::dialog::registration::backoff_interval(failures);
+                    failures += 1;
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
         }
     }
-    let token = ua.trunks_cancel.child_token();
     let name = p.name.clone();
     info!(trunk = %name, registrar = %server, "registering");
     reg.keep_alive(server.clone(), p.register_expires, token, |outcome| {
@@ -408,7 +432,11 @@ async fn keep_registered(ua: Arc<UserAgent>, p: Profile, state: watch::Sender<Re
         state.send_replace(next);
     })
     .await;
-    // Shutting down: remove the binding, bounded so exit is never held up.
+    // Shutting down: remove the binding we hold (none after a failure),
+    // bounded so exit is never held up.
+    if !matches!(*state.borrow(), RegistrationState::Registered { .. }) {
+        return;
+    }
     let unregister = reg.register(server, Some(0));
     if tokio::time::timeout(Duration::from_secs(2), unregister)
         .await

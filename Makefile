@@ -1,0 +1,56 @@
+# outdial: build, test and demo entry points.
+#
+#   make setup   install the real SIP/RTP peers the tests drive (Debian/Ubuntu, apt; idempotent)
+#   make build   cargo build --all-targets
+#   make test    setup, then fmt check, clippy -D warnings, cargo test --all-targets
+#   make demo    setup + build, then one real call against sipp (scripts/demo.sh)
+#   make clean   remove demo output (the demo's temp dirs); the cargo build cache is kept
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+CARGO ?= cargo
+# Debian packages the integration tests and the demo need.
+PACKAGES := sip-tester baresip kamailio kamailio-extra-modules sox espeak-ng
+# apt needs root; use sudo only when not root (CI runs as root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all setup check-cargo build test demo clean
+
+all: build
+
+check-cargo:
+	@command -v $(CARGO) >/dev/null 2>&1 || { \
+	  echo "error: '$(CARGO)' not found: install a Rust toolchain (https://rustup.rs) and put cargo on PATH" >&2; \
+	  exit 1; }
+
+setup: check-cargo
+	@command -v dpkg >/dev/null 2>&1 || { \
+	  echo "error: make setup needs a Debian/Ubuntu system (dpkg, apt-get); install by hand: $(PACKAGES)" >&2; \
+	  exit 1; }
+	@missing=""; \
+	for p in $(PACKAGES); do \
+	  status=$$(dpkg -s "$$p" 2>/dev/null || true); \
+	  case "$$status" in *"Status: install ok installed"*) ;; *) missing="$$missing $$p" ;; esac; \
+	done; \
+	if [ -z "$$missing" ]; then \
+	  echo "setup: all packages present ($(PACKAGES))"; \
+	else \
+	  echo "setup: installing$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+build: check-cargo
+	$(CARGO) build --all-targets
+
+test: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets
+
+demo: setup build
+	scripts/demo.sh
+
+clean:
+	rm -rf demo-out "$${TMPDIR:-/tmp}"/outdial-demo.*

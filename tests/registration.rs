@@ -1,0 +1,135 @@
+//! Trunk registration through the library API, against kamailio as the
+//! carrier's registrar: the state a campaign or the admin API would read.
+//! A good password ends `Registered`; a wrong one ends `Failed` with the
+//! carrier's code after exactly one authenticated try, then backs off.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{test_dir, write_profile, CarrierConfig, Kamailio};
+use outdial::config::Config;
+use outdial::sip::{RegistrationState, UserAgent};
+
+fn carrier(dir: &std::path::Path, password: &str, register_with_401: bool) -> Kamailio {
+    Kamailio::start(
+        dir,
+        &CarrierConfig {
+            realm: "carrier.test".into(),
+            username: "trunk-user".into(),
+            password: password.into(),
+            ua_uri: "sip:nobody@127.0.0.1:9".into(),
+            register_with_401,
+        },
+    )
+}
+
+fn load(dir: &std::path::Path) -> Config {
+    let (lo, hi) = common::free_rtp_range(20);
+    let env: HashMap<String, String> = [
+        ("OUTDIAL_SIP_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        ("OUTDIAL_RTP_PORTS".to_string(), format!("{lo}-{hi}")),
+    ]
+    .into_iter()
+    .collect();
+    Config::load_with_env(
+        &dir.join("outdial.toml"),
+        false,
+        &dir.join("profiles"),
+        true,
+        &|k| env.get(k).cloned(),
+    )
+    .unwrap_or_else(|e| panic!("config: {e}"))
+}
+
+fn profile(proxy: &str, user: &str, password: &str) -> String {
+    format!(
+        "proxy = \"{proxy}\"\nrealm = \"carrier.test\"\nusername = \"{user}\"\n\
+         password = \"{password}\"\nregister = true\nregister_expires = 120\n"
+    )
+}
+
+async fn registers(register_with_401: bool) {
+    let dir = test_dir("registration");
+    let password = format!("pw-{}", common::random_u64());
+    let kam = carrier(dir.path(), &password, register_with_401);
+    write_profile(
+        &dir.path().join("profiles"),
+        "good",
+        &profile(&kam.addr(), "trunk-user", &password),
+    );
+    let config = load(dir.path());
+    let ua = UserAgent::start(&config).await.expect("user agent");
+    assert_eq!(ua.registration("good"), RegistrationState::Idle);
+    ua.start_trunks(&config.profiles);
+    let state = ua.wait_registration("good", Duration::from_secs(10)).await;
+    assert!(
+        matches!(state, RegistrationState::Registered { expires } if expires > 0 && expires <= 120),
+        "{state:?}\n{}",
+        common::tail(&kam.log(), 30)
+    );
+    assert!(
+        kam.count("REGISTER challenged") >= 1,
+        "the carrier challenged first"
+    );
+    assert_eq!(
+        kam.count("REGISTER accepted"),
+        1,
+        "{:?}",
+        kam.carrier_lines()
+    );
+    // Shutting down removes the binding (expires=0).
+    ua.shutdown().await;
+    drop(ua);
+    assert!(
+        kam.wait_for("REGISTER unregistered", Duration::from_secs(3)),
+        "{:?}",
+        kam.carrier_lines()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_answering_a_407_challenge() {
+    registers(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_answering_a_401_challenge() {
+    registers(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_fails_with_the_code_and_does_not_loop() {
+    let dir = test_dir("registration-bad");
+    let kam = carrier(dir.path(), "the-right-password", false);
+    write_profile(
+        &dir.path().join("profiles"),
+        "bad",
+        &profile(&kam.addr(), "trunk-user", "not-the-password"),
+    );
+    let config = load(dir.path());
+    let ua = UserAgent::start(&config).await.expect("user agent");
+    ua.start_trunks(&config.profiles);
+    let state = ua.wait_registration("bad", Duration::from_secs(10)).await;
+    assert_eq!(
+        state,
+        RegistrationState::Failed {
+            code: Some(407),
+            reason: "Proxy Authentication Required".into()
+        },
+        "{}",
+        common::tail(&kam.log(), 30)
+    );
+    // One unauthenticated and one authenticated REGISTER, then a backoff of
+    // a second before the next attempt: never a tight loop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        kam.count("REGISTER auth failed"),
+        1,
+        "{:?}",
+        kam.carrier_lines()
+    );
+    assert_eq!(kam.count("REGISTER accepted"), 0);
+    ua.shutdown().await;
+}

@@ -1,0 +1,305 @@
+//! `outdial call sip:…` against sipp UAS scenarios (tests/scenarios/uas_*.xml).
+//!
+//! sipp runs `-m 1` and exits 0 only if the whole scenario passed, so a passing sipp proves
+//! that outdial sent every request the scenario waits for (ACK, BYE, CANCEL) and answered
+//! what sipp sent (200 to its BYE). The JSON result and the recording are checked on our side.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const SIPP_WAIT: Duration = Duration::from_secs(20);
+
+/// What the far end says in the audio scenarios.
+const FAR_END_TEXT: &str = "Hello, you have reached the far end. Testing one two three.";
+/// What we play.
+const OUR_TEXT: &str = "This is outdial calling with a short test message. Goodbye.";
+
+fn assert_ok_exit(run: &CallRun) {
+    assert!(
+        run.status.success(),
+        "outdial call must exit 0 whatever the outcome; got {:?}\nstderr: {}",
+        run.status,
+        run.stderr
+    );
+}
+
+fn assert_no_answer_fields(run: &CallRun) {
+    assert!(run.json["answer_ms"].is_null(), "{}", run.json);
+    assert!(run.json["hangup"].is_null(), "{}", run.json);
+    assert!(
+        run.json["call_id"].as_str().is_some_and(|c| !c.is_empty()),
+        "{}",
+        run.json
+    );
+}
+
+/// An answered call with audio both ways: we play, sipp streams, we record.
+fn answered_with_audio(name: &str, transport: Transport) {
+    let dir = test_dir(name);
+    let d = dir.path();
+    let far_end = d.join("far_end.wav");
+    speech_wav_padded(&far_end, FAR_END_TEXT, 0.2, 0.3);
+    let ours = d.join("ours.wav");
+    // longer than the far end's stream, so our recording holds all of it
+    speech_wav_padded(&ours, OUR_TEXT, 0.2, 2.5);
+    let rec = d.join("received.wav");
+
+    let sipp = Sipp::uas(d, "uas_answer_audio.xml")
+        .transport(transport)
+        .stream_wav(&far_end)
+        .start();
+    let run = run_call(
+        d,
+        &[
+            &sipp.uri("test"),
+            "--play",
+            path_str(&ours),
+            "--record",
+            path_str(&rec),
+            "--max-duration",
+            "15",
+        ],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    assert_eq!(run.sip_code(), Some(200), "{}", run.json);
+    assert_eq!(run.json["reason"], "OK", "{}", run.json);
+    assert_eq!(run.json["hangup"], "local", "{}", run.json);
+    assert_eq!(run.json["codec"], "PCMU", "{}", run.json);
+    assert!(run.json["answer_ms"].is_u64(), "{}", run.json);
+    assert!(run.json["ring_ms"].is_u64(), "{}", run.json);
+    let (sent, received) = run.rtp();
+    assert!(sent > 100, "rtp.sent = {sent}: {}", run.json);
+    assert!(received > 100, "rtp.received = {received}: {}", run.json);
+    let ours_len_ms = read_wav_8k(&ours).len() as u64 / 8;
+    let duration = run.json["duration_ms"].as_u64().unwrap_or(0);
+    assert!(
+        duration + 300 >= ours_len_ms && duration < ours_len_ms + 3000,
+        "--play should hang up right after the file ({ours_len_ms} ms); duration_ms = {duration}"
+    );
+
+    sipp_run.assert_passed("answered call (needs our ACK and BYE)");
+    assert_eq!(sipp_run.received_requests("ACK").len(), 1);
+    let byes = sipp_run.received_requests("BYE");
+    assert_eq!(byes.len(), 1);
+    let call_id = run.json["call_id"].as_str().unwrap();
+    assert_eq!(byes[0].header("Call-ID"), Some(call_id));
+
+    let reference = read_wav_8k(&far_end);
+    let received_audio = read_wav_8k(&rec);
+    assert!(
+        received_audio.len() > 8000,
+        "recording holds {} samples",
+        received_audio.len()
+    );
+    let (corr, lag) = best_correlation(&reference, &received_audio, 16000);
+    eprintln!("our --record vs sipp's stream: {corr:.3} at lag {lag}");
+    assert!(
+        corr > 0.5,
+        "our recording does not match what sipp streamed: correlation {corr:.3} at lag {lag}"
+    );
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn answered_call_with_audio_over_udp() {
+    answered_with_audio("answered-udp", Transport::Udp);
+}
+
+#[test]
+fn answered_call_with_audio_over_tcp() {
+    answered_with_audio("answered-tcp", Transport::Tcp);
+}
+
+/// A call that ends with a final error response.
+fn rejected_call(name: &str, scenario: &str, code: u64, outcome: &str) {
+    let dir = test_dir(name);
+    let sipp = Sipp::uas(dir.path(), scenario).start();
+    let run = run_call(
+        dir.path(),
+        &[&sipp.uri("15551230000"), "--max-duration", "10"],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), outcome, "{}", run.json);
+    assert_eq!(run.sip_code(), Some(code), "{}", run.json);
+    assert_no_answer_fields(&run);
+    assert!(run.json["ring_ms"].is_u64(), "180 was sent: {}", run.json);
+    assert!(
+        run.elapsed < Duration::from_secs(8),
+        "took {:?}",
+        run.elapsed
+    );
+    sipp_run.assert_passed(&format!("{scenario} (needs our ACK for the {code})"));
+    assert_eq!(sipp_run.received_requests("ACK").len(), 1);
+    assert_eq!(sipp_run.received_requests("INVITE").len(), 1);
+}
+
+#[test]
+fn busy_486_is_busy() {
+    rejected_call("busy", "uas_busy.xml", 486, "busy");
+}
+
+#[test]
+fn decline_603_is_rejected() {
+    rejected_call("reject", "uas_reject.xml", 603, "rejected");
+}
+
+#[test]
+fn not_found_404_is_invalid_number() {
+    rejected_call("404", "uas_404.xml", 404, "invalid_number");
+}
+
+#[test]
+fn temporarily_unavailable_480_is_unavailable() {
+    rejected_call("480", "uas_480.xml", 480, "unavailable");
+}
+
+#[test]
+fn service_unavailable_503_is_failed() {
+    rejected_call("503", "uas_503.xml", 503, "failed");
+}
+
+#[test]
+fn ring_timeout_cancels_the_call() {
+    let dir = test_dir("ring-timeout");
+    let sipp = Sipp::uas(dir.path(), "uas_ring_forever.xml").start();
+    let run = run_call(
+        dir.path(),
+        &[
+            &sipp.uri("15551230001"),
+            "--ring-timeout",
+            "2",
+            "--max-duration",
+            "10",
+        ],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "no_answer", "{}", run.json);
+    assert_no_answer_fields(&run);
+    assert!(run.json["ring_ms"].is_u64(), "{}", run.json);
+    assert!(
+        run.elapsed < Duration::from_secs(6),
+        "a 2 s ring timeout took {:?}",
+        run.elapsed
+    );
+    assert!(
+        run.elapsed >= Duration::from_millis(1900),
+        "gave up after {:?}, before the 2 s ring timeout",
+        run.elapsed
+    );
+    let cancels = sipp_run.received_requests("CANCEL");
+    assert_eq!(
+        cancels.len(),
+        1,
+        "sipp saw no CANCEL:\n{}",
+        sipp_run.messages
+    );
+    sipp_run.assert_passed("ring forever (needs our CANCEL and the ACK for 487)");
+}
+
+#[test]
+fn early_media_before_answer_is_counted() {
+    let dir = test_dir("early-media");
+    let far_end = dir.path().join("far_end.wav");
+    speech_wav_padded(
+        &far_end,
+        "Please hold while we connect your call. This is early media.",
+        0.0,
+        1.0,
+    );
+    let sipp = Sipp::uas(dir.path(), "uas_early_media.xml")
+        .stream_wav(&far_end)
+        .start();
+    let run = run_call(
+        dir.path(),
+        &[&sipp.uri("15551230002"), "--max-duration", "3"],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    assert_eq!(run.sip_code(), Some(200), "{}", run.json);
+    let early = run.json["early_media"]["received"].as_u64().unwrap_or(0);
+    assert!(
+        early > 50,
+        "2 s of early media, but early_media.received = {early}: {}",
+        run.json
+    );
+    assert_eq!(run.json["hangup"], "max_duration", "{}", run.json);
+    let answer_ms = run.json["answer_ms"].as_u64().unwrap_or(0);
+    assert!(answer_ms >= 1800, "answer_ms = {answer_ms}: {}", run.json);
+    sipp_run.assert_passed("early media (needs our ACK and BYE)");
+}
+
+#[test]
+fn remote_bye_ends_the_call() {
+    let dir = test_dir("remote-bye");
+    let far_end = dir.path().join("far_end.wav");
+    speech_wav(&far_end, FAR_END_TEXT);
+    let sipp = Sipp::uas(dir.path(), "uas_remote_bye.xml")
+        .stream_wav(&far_end)
+        .start();
+    let run = run_call(
+        dir.path(),
+        &[&sipp.uri("15551230003"), "--max-duration", "12"],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    assert_eq!(run.json["hangup"], "remote", "{}", run.json);
+    let duration = run.json["duration_ms"].as_u64().unwrap_or(0);
+    assert!(
+        (1800..6000).contains(&duration),
+        "sipp hangs up 2 s after the ACK; duration_ms = {duration}"
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(8),
+        "took {:?}",
+        run.elapsed
+    );
+    let (_, received) = run.rtp();
+    assert!(received > 50, "rtp.received = {received}");
+    assert_eq!(
+        sipp_run.received_requests("BYE").len(),
+        0,
+        "we must not send our own BYE after the remote one"
+    );
+    sipp_run.assert_passed("remote BYE (needs our 200 to its BYE)");
+}
+
+#[test]
+fn from_flag_sets_the_caller_id() {
+    let dir = test_dir("caller-id");
+    let sipp = Sipp::uas(dir.path(), "uas_busy.xml").start();
+    let run = run_call(
+        dir.path(),
+        &[&sipp.uri("15551230004"), "--from", "15550001111"],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "busy", "{}", run.json);
+    let invites = sipp_run.received_requests("INVITE");
+    assert_eq!(invites.len(), 1);
+    let from = invites[0].header("From").unwrap_or("");
+    assert!(
+        from.contains("15550001111"),
+        "INVITE From does not carry --from: {from}"
+    );
+    assert!(
+        invites[0]
+            .first_line
+            .starts_with("INVITE sip:15551230004@127.0.0.1"),
+        "{}",
+        invites[0].first_line
+    );
+}
