@@ -308,6 +308,7 @@ fn kamailio_challenges_register_and_checks_the_password() {
                 password: "s3cret".into(),
                 ua_uri: "sip:nobody@127.0.0.1:9".into(),
                 register_with_401,
+                sha256: false,
             },
         );
         let challenge: u16 = if register_with_401 { 401 } else { 407 };
@@ -359,6 +360,7 @@ fn kamailio_relays_an_authenticated_call_to_baresip() {
             password: "s3cret".into(),
             ua_uri: phone.uri(),
             register_with_401: false,
+            sha256: false,
         },
     );
     let capture = RtpCapture::start();

@@ -13,6 +13,15 @@ use outdial::config::Config;
 use outdial::sip::{RegistrationState, UserAgent};
 
 fn carrier(dir: &std::path::Path, password: &str, register_with_401: bool) -> Kamailio {
+    carrier_with(dir, password, register_with_401, false)
+}
+
+fn carrier_with(
+    dir: &std::path::Path,
+    password: &str,
+    register_with_401: bool,
+    sha256: bool,
+) -> Kamailio {
     Kamailio::start(
         dir,
         &CarrierConfig {
@@ -21,6 +30,7 @@ fn carrier(dir: &std::path::Path, password: &str, register_with_401: bool) -> Ka
             password: password.into(),
             ua_uri: "sip:nobody@127.0.0.1:9".into(),
             register_with_401,
+            sha256,
         },
     )
 }
@@ -131,5 +141,35 @@ async fn wrong_password_fails_with_the_code_and_does_not_loop() {
         kam.carrier_lines()
     );
     assert_eq!(kam.count("REGISTER accepted"), 0);
+    ua.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_with_a_sha256_qop_auth_challenge() {
+    let dir = test_dir("registration-sha256");
+    let password = format!("pw-{}", common::random_u64());
+    let kam = carrier_with(dir.path(), &password, false, true);
+    write_profile(
+        &dir.path().join("profiles"),
+        "sha",
+        &profile(&kam.addr(), "trunk-user", &password),
+    );
+    let config = load(dir.path());
+    let ua = UserAgent::start(&config).await.expect("user agent");
+    ua.start_trunks(&config.profiles);
+    let state = ua.wait_registration("sha", Duration::from_secs(10)).await;
+    assert!(
+        matches!(state, RegistrationState::Registered { .. }),
+        "{state:?}\n{}",
+        common::tail(&kam.log(), 30)
+    );
+    // The carrier verified a SHA-256 digest computed with qop=auth.
+    assert!(
+        kam.carrier_lines()
+            .iter()
+            .any(|l| l == "REGISTER digest ok algorithm=SHA-256 qop=auth"),
+        "{:?}",
+        kam.carrier_lines()
+    );
     ua.shutdown().await;
 }

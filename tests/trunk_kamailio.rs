@@ -49,6 +49,7 @@ fn carrier_config(ua_uri: String) -> CarrierConfig {
         password: PASSWORD.into(),
         ua_uri,
         register_with_401: false,
+        sha256: false,
     }
 }
 
@@ -275,4 +276,41 @@ fn wrong_password_on_register_does_not_loop() {
             out.stderr
         );
     }
+}
+
+#[test]
+fn sha256_qop_auth_challenge_on_invite_is_answered() {
+    let dir = test_dir("trunk-sha256");
+    let d = dir.path();
+    let phone_wav = d.join("phone.wav");
+    speech_wav(&phone_wav, "Hello from the phone.");
+    let phone = Baresip::start(d, &phone_wav);
+    let carrier = Kamailio::start(
+        d,
+        &CarrierConfig {
+            sha256: true,
+            ..carrier_config(phone.uri())
+        },
+    );
+    let profiles = write_profile(
+        &d.join("profiles"),
+        "carrier",
+        &carrier_profile(&carrier, false, &format!("password = \"{PASSWORD}\"")),
+    );
+    let mut cmd = outdial_cmd(d);
+    cmd.arg("--profiles").arg(&profiles);
+    let run = run_call_in(
+        cmd,
+        &[NUMBER, "--profile", "carrier", "--max-duration", "2"],
+        Duration::from_secs(40),
+    );
+    let lines = carrier.carrier_lines().join("\n");
+    assert_eq!(run.outcome(), "answered", "{}\ncarrier:\n{lines}", run.json);
+    assert!(
+        carrier
+            .carrier_lines()
+            .iter()
+            .any(|l| l == "INVITE digest ok algorithm=SHA-256 qop=auth"),
+        "carrier:\n{lines}"
+    );
 }

@@ -7,6 +7,7 @@
 #[cfg(test)]
 mod digest_tests;
 pub mod guard;
+pub mod interop;
 pub mod limits;
 pub mod outcome;
 pub mod sdp;

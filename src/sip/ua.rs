@@ -136,6 +136,7 @@ impl UserAgent {
         };
         let endpoint = EndpointBuilder::new()
             .with_option(option)
+            .with_inspector(Box::new(super::interop::DigestAlgorithmNames))
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport_layer)
             .with_user_agent(&user_agent)

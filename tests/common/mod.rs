@@ -1146,6 +1146,8 @@ pub struct CarrierConfig {
     pub ua_uri: String,
     /// Challenge REGISTER with 401/WWW-Authenticate instead of 407/Proxy-Authenticate.
     pub register_with_401: bool,
+    /// Challenge with SHA-256 and qop=auth instead of MD5 without qop.
+    pub sha256: bool,
 }
 
 /// kamailio running `tests/peers/kamailio.cfg` on 127.0.0.1 (UDP and TCP, same port).
@@ -1205,6 +1207,9 @@ impl Kamailio {
         .collect();
         if cfg.register_with_401 {
             args.extend(["-A".to_string(), "REG_WWW".to_string()]);
+        }
+        if cfg.sha256 {
+            args.extend(["-A".to_string(), "AUTH_SHA256".to_string()]);
         }
         let mut peer = Peer::spawn(
             "kamailio",
