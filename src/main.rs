@@ -42,7 +42,7 @@ enum Command {
     Call(CallArgs),
     /// Validate outdial.toml and every trunk profile; one line per problem.
     CheckConfig,
-    /// Run the SIP user agent: register trunks, answer OPTIONS, until Ctrl-C.
+    /// Run the SIP user agent: register trunks, answer OPTIONS, until Ctrl-C or SIGTERM.
     Serve,
 }
 
@@ -239,7 +239,7 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
 async fn drive(call: &mut Call, playback: Option<Vec<i16>>) -> Option<CallSummary> {
     let mut playback = playback;
     let hang_up_after_play = playback.is_some();
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = stop_signal();
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     loop {
@@ -294,9 +294,31 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         profiles = config.profiles.len(),
         "outdial serving; Ctrl-C to stop"
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
+    stop_signal().await;
+    tracing::info!("stopping: unregistering trunks");
     ua.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM (what `docker stop` and systemd send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -173,3 +173,49 @@ async fn registers_with_a_sha256_qop_auth_challenge() {
     );
     ua.shutdown().await;
 }
+
+/// `outdial serve` registers its trunks at start and removes the binding
+/// when stopped with SIGTERM (docker stop, systemd), then exits 0.
+#[test]
+fn serve_registers_and_unregisters_on_sigterm() {
+    let dir = test_dir("serve-register");
+    let password = format!("pw-{}", common::random_u64());
+    let kam = carrier(dir.path(), &password, false);
+    let profiles = write_profile(
+        &dir.path().join("profiles"),
+        "good",
+        &profile(&kam.addr(), "trunk-user", &password),
+    );
+    let mut cmd = common::outdial_cmd(dir.path());
+    cmd.arg("--profiles").arg(&profiles).arg("serve");
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn outdial serve");
+    let registered = kam.wait_for("REGISTER accepted", Duration::from_secs(10));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(registered, "{:?}", kam.carrier_lines());
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "serve must exit 0 on SIGTERM: {exit:?}"
+    );
+    assert!(
+        kam.wait_for("REGISTER unregistered", Duration::from_secs(2)),
+        "{:?}",
+        kam.carrier_lines()
+    );
+}
