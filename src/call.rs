@@ -567,8 +567,12 @@ impl CallTask {
                 let code = u16::from(resp.status_code.clone());
                 if resp.status_code.kind() == StatusCodeKind::Successful {
                     if self.cancelled {
-                        // rsipstack ACKs and BYEs a 200 that crossed our CANCEL.
+                        // rsipstack ACKs and BYEs a 200 that crossed our CANCEL:
+                        // the attempt stays what made us cancel (no answer in
+                        // time), with the 200 on record.
                         info!(code, "answered after CANCEL: ACK and BYE sent");
+                        self.final_code = Some(code);
+                        self.reason = "answered after CANCEL; ended with BYE".into();
                         return true;
                     }
                     self.on_answer(&resp);

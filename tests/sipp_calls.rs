@@ -303,3 +303,67 @@ fn from_flag_sets_the_caller_id() {
         invites[0].first_line
     );
 }
+
+#[test]
+fn answer_crossing_our_cancel_is_acked_and_ended_with_bye() {
+    let dir = test_dir("answer-after-cancel");
+    let sipp = Sipp::uas(dir.path(), "uas_answer_after_cancel.xml").start();
+    let run = run_call(
+        dir.path(),
+        &[
+            &sipp.uri("15551230009"),
+            "--ring-timeout",
+            "2",
+            "--max-duration",
+            "10",
+        ],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "no_answer", "{}", run.json);
+    assert_eq!(run.sip_code(), Some(200), "{}", run.json);
+    assert_eq!(run.json["duration_ms"], 0, "{}", run.json);
+    assert_eq!(sipp_run.received_requests("CANCEL").len(), 1);
+    assert_eq!(
+        sipp_run.received_requests("BYE").len(),
+        1,
+        "the late 200 must be ended with a BYE:\n{}",
+        sipp_run.messages
+    );
+    sipp_run.assert_passed("answer after CANCEL (needs our ACK, then our BYE)");
+}
+
+#[test]
+fn invite_401_and_stale_nonce_are_answered_once_each() {
+    let dir = test_dir("auth-stale");
+    let sipp = Sipp::uas(dir.path(), "uas_auth_stale.xml").start();
+    let profiles = write_profile(
+        &dir.path().join("profiles"),
+        "uas",
+        "proxy = \"127.0.0.1:9\"\nusername = \"alice\"\npassword = \"wonderland\"\n",
+    );
+    let mut cmd = outdial_cmd(dir.path());
+    cmd.arg("--profiles").arg(&profiles);
+    // A sip: URI dialed directly, with the profile lending its credentials.
+    let run = run_call_in(
+        cmd,
+        &[
+            &sipp.uri("15551230010"),
+            "--profile",
+            "uas",
+            "--max-duration",
+            "1",
+        ],
+        Duration::from_secs(30),
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    assert_eq!(
+        sipp_run.received_requests("INVITE").len(),
+        3,
+        "one INVITE per challenge, the stale one included:\n{}",
+        sipp_run.messages
+    );
+    sipp_run.assert_passed("401 then stale=true 401, each answered with the new nonce");
+}

@@ -314,3 +314,37 @@ fn sha256_qop_auth_challenge_on_invite_is_answered() {
         "carrier:\n{lines}"
     );
 }
+
+#[test]
+fn trunk_over_tcp_authenticates_and_connects() {
+    let dir = test_dir("trunk-tcp");
+    let d = dir.path();
+    let phone_wav = d.join("phone.wav");
+    speech_wav(&phone_wav, "Hello over TCP.");
+    let phone = Baresip::start(d, &phone_wav);
+    let carrier = Kamailio::start(d, &carrier_config(phone.uri()));
+    let profile = carrier_profile(&carrier, true, &format!("password = \"{PASSWORD}\""))
+        .replace("transport = \"udp\"", "transport = \"tcp\"");
+    let profiles = write_profile(&d.join("profiles"), "carrier", &profile);
+    let mut cmd = outdial_cmd(d);
+    cmd.arg("--profiles").arg(&profiles);
+    let run = run_call_in(
+        cmd,
+        &[NUMBER, "--profile", "carrier", "--max-duration", "2"],
+        Duration::from_secs(40),
+    );
+    let lines = carrier.carrier_lines().join("\n");
+    assert_eq!(run.outcome(), "answered", "{}\ncarrier:\n{lines}", run.json);
+    let (_sent, received) = run.rtp();
+    assert!(received > 0, "{}", run.json);
+    for method in ["REGISTER", "INVITE", "BYE"] {
+        assert!(
+            carrier
+                .carrier_lines()
+                .iter()
+                .any(|l| l.starts_with(&format!("{method} from")) && l.contains("proto=tcp")),
+            "{method} must arrive over TCP:\n{lines}"
+        );
+    }
+    assert_eq!(carrier.count("REGISTER accepted"), 1, "{lines}");
+}
