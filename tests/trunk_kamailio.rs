@@ -53,6 +53,38 @@ fn carrier_config(ua_uri: String) -> CarrierConfig {
     }
 }
 
+/// A carrier (kamailio) in front of a phone (baresip) that says `phone_says`,
+/// in a fresh test dir.
+struct Line {
+    dir: tempfile::TempDir,
+    phone: Baresip,
+    carrier: Kamailio,
+}
+
+impl Line {
+    fn new(name: &str, phone_says: &str, cfg: impl FnOnce(CarrierConfig) -> CarrierConfig) -> Line {
+        let dir = test_dir(name);
+        let phone_wav = dir.path().join("phone.wav");
+        speech_wav(&phone_wav, phone_says);
+        let phone = Baresip::start(dir.path(), &phone_wav);
+        let carrier = Kamailio::start(dir.path(), &cfg(carrier_config(phone.uri())));
+        Line {
+            dir,
+            phone,
+            carrier,
+        }
+    }
+
+    /// `outdial --profiles DIR` with `profile` written as the "carrier" trunk.
+    fn outdial(&self, profile: &str) -> std::process::Command {
+        let d = self.dir.path();
+        let profiles = write_profile(&d.join("profiles"), "carrier", profile);
+        let mut cmd = outdial_cmd(d);
+        cmd.arg("--profiles").arg(&profiles);
+        cmd
+    }
+}
+
 #[test]
 fn registered_trunk_call_reaches_baresip_with_audio_both_ways() {
     let dir = test_dir("trunk-ok");
@@ -170,19 +202,13 @@ fn registered_trunk_call_reaches_baresip_with_audio_both_ways() {
 
 #[test]
 fn wrong_password_fails_fast_without_looping() {
-    let dir = test_dir("trunk-bad-pw");
-    let d = dir.path();
-    let phone_wav = d.join("phone.wav");
-    speech_wav(&phone_wav, "You should never hear this.");
-    let phone = Baresip::start(d, &phone_wav);
-    let carrier = Kamailio::start(d, &carrier_config(phone.uri()));
-    let profiles = write_profile(
-        &d.join("profiles"),
-        "carrier",
-        &carrier_profile(&carrier, false, "password = \"not-the-password\""),
-    );
-    let mut cmd = outdial_cmd(d);
-    cmd.arg("--profiles").arg(&profiles);
+    let line = Line::new("trunk-bad-pw", "You should never hear this.", |c| c);
+    let (phone, carrier) = (&line.phone, &line.carrier);
+    let cmd = line.outdial(&carrier_profile(
+        carrier,
+        false,
+        "password = \"not-the-password\"",
+    ));
     let run = run_call_in(
         cmd,
         &[NUMBER, "--profile", "carrier", "--max-duration", "30"],
@@ -219,19 +245,13 @@ fn wrong_password_fails_fast_without_looping() {
 
 #[test]
 fn wrong_password_on_register_does_not_loop() {
-    let dir = test_dir("trunk-bad-reg");
-    let d = dir.path();
-    let phone_wav = d.join("phone.wav");
-    speech_wav(&phone_wav, "You should never hear this.");
-    let phone = Baresip::start(d, &phone_wav);
-    let carrier = Kamailio::start(d, &carrier_config(phone.uri()));
-    let profiles = write_profile(
-        &d.join("profiles"),
-        "carrier",
-        &carrier_profile(&carrier, true, "password = \"not-the-password\""),
-    );
-    let mut cmd = outdial_cmd(d);
-    cmd.arg("--profiles").arg(&profiles);
+    let line = Line::new("trunk-bad-reg", "You should never hear this.", |c| c);
+    let (phone, carrier) = (&line.phone, &line.carrier);
+    let mut cmd = line.outdial(&carrier_profile(
+        carrier,
+        true,
+        "password = \"not-the-password\"",
+    ));
     let out = run_with_timeout(
         cmd.args([
             "call",
@@ -280,25 +300,16 @@ fn wrong_password_on_register_does_not_loop() {
 
 #[test]
 fn sha256_qop_auth_challenge_on_invite_is_answered() {
-    let dir = test_dir("trunk-sha256");
-    let d = dir.path();
-    let phone_wav = d.join("phone.wav");
-    speech_wav(&phone_wav, "Hello from the phone.");
-    let phone = Baresip::start(d, &phone_wav);
-    let carrier = Kamailio::start(
-        d,
-        &CarrierConfig {
-            sha256: true,
-            ..carrier_config(phone.uri())
-        },
-    );
-    let profiles = write_profile(
-        &d.join("profiles"),
-        "carrier",
-        &carrier_profile(&carrier, false, &format!("password = \"{PASSWORD}\"")),
-    );
-    let mut cmd = outdial_cmd(d);
-    cmd.arg("--profiles").arg(&profiles);
+    let line = Line::new("trunk-sha256", "Hello from the phone.", |c| CarrierConfig {
+        sha256: true,
+        ..c
+    });
+    let carrier = &line.carrier;
+    let cmd = line.outdial(&carrier_profile(
+        carrier,
+        false,
+        &format!("password = \"{PASSWORD}\""),
+    ));
     let run = run_call_in(
         cmd,
         &[NUMBER, "--profile", "carrier", "--max-duration", "2"],
@@ -317,17 +328,12 @@ fn sha256_qop_auth_challenge_on_invite_is_answered() {
 
 #[test]
 fn trunk_over_tcp_authenticates_and_connects() {
-    let dir = test_dir("trunk-tcp");
-    let d = dir.path();
-    let phone_wav = d.join("phone.wav");
-    speech_wav(&phone_wav, "Hello over TCP.");
-    let phone = Baresip::start(d, &phone_wav);
-    let carrier = Kamailio::start(d, &carrier_config(phone.uri()));
-    let profile = carrier_profile(&carrier, true, &format!("password = \"{PASSWORD}\""))
-        .replace("transport = \"udp\"", "transport = \"tcp\"");
-    let profiles = write_profile(&d.join("profiles"), "carrier", &profile);
-    let mut cmd = outdial_cmd(d);
-    cmd.arg("--profiles").arg(&profiles);
+    let line = Line::new("trunk-tcp", "Hello over TCP.", |c| c);
+    let carrier = &line.carrier;
+    let cmd = line.outdial(
+        &carrier_profile(carrier, true, &format!("password = \"{PASSWORD}\""))
+            .replace("transport = \"udp\"", "transport = \"tcp\""),
+    );
     let run = run_call_in(
         cmd,
         &[NUMBER, "--profile", "carrier", "--max-duration", "2"],
