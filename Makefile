@@ -2,7 +2,8 @@
 #
 #   make setup   install the real SIP/RTP peers the tests drive (Debian/Ubuntu, apt; idempotent)
 #   make build   cargo build --all-targets
-#   make test    setup, then fmt check, clippy -D warnings, cargo test --all-targets
+#   make test    setup, then fmt check, clippy -D warnings, cargo test --all-targets, fuzz (20 s/target)
+#   make fuzz    run every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each (0 crashes expected)
 #   make demo    setup + build, then one real call against sipp (scripts/demo.sh)
 #   make clean   remove demo output (the demo's temp dirs); the cargo build cache is kept
 
@@ -15,7 +16,7 @@ PACKAGES := sip-tester baresip kamailio kamailio-extra-modules sox espeak-ng
 # apt needs root; use sudo only when not root (CI runs as root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup check-cargo build test demo clean
+.PHONY: all setup check-cargo build test fuzz demo clean
 
 all: build
 
@@ -48,6 +49,18 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
+	$(MAKE) fuzz FUZZ_SECONDS=20
+
+# The parsers that read the network, fuzzed for a bounded time. cargo-fuzz needs nightly
+# features (sanitizers); RUSTC_BOOTSTRAP lets the stable toolchain provide them.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := sip_guard sdp_parse rtp_parse
+fuzz: check-cargo
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked --version 0.13.2
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | grep -E '^(Done|==|SUMMARY)|stat::number_of_executed_units' ; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz target $$t failed" >&2; exit 1; }; \
+	done
 
 demo: setup build
 	scripts/demo.sh
