@@ -12,7 +12,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 # Debian packages the integration tests and the demo need.
-PACKAGES := sip-tester baresip kamailio kamailio-extra-modules sox espeak-ng
+PACKAGES := sip-tester baresip kamailio kamailio-extra-modules sox espeak-ng rtpengine-daemon
 # apt needs root; use sudo only when not root (CI runs as root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

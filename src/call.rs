@@ -24,8 +24,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{CodecName, Profile, Transport};
+use crate::media::dtmf::{parse_info_body, DtmfDigit, DtmfError};
 use crate::media::g711::Codec;
 use crate::media::session::{AudioFrame, MediaEvent, MediaSession, RtpStats};
+use crate::media::tones::ToneEvent;
 use crate::media::MediaError;
 use crate::sip::sdp::{self, Direction, Format, LocalMedia, RemoteMedia, TELEPHONE_EVENT_PT};
 use crate::sip::ua::{credential, host_port, resolve, UserAgent};
@@ -85,6 +87,10 @@ pub struct CallSummary {
     pub early_media: EarlyMedia,
     pub rtp: RtpCounts,
     pub codec: Option<&'static str>,
+    /// Digits the far end pressed, in order (RFC 4733, SIP INFO or in-band).
+    pub dtmf_received: String,
+    /// Beeps, SIT and fax tones heard after the answer (times: ms of received audio).
+    pub tones: Vec<ToneEvent>,
 }
 
 /// What the call tells its owner.
@@ -100,6 +106,10 @@ pub enum CallEvent {
     },
     /// Everything queued with [`Call::play`] has been sent.
     PlaybackFinished,
+    /// The far end pressed a key.
+    Dtmf(DtmfDigit),
+    /// A beep, SIT or fax tone in the answered call's audio.
+    Tone(ToneEvent),
     /// The call is over; the last event.
     Ended(CallSummary),
 }
@@ -124,6 +134,7 @@ enum Command {
     Hangup,
     Play(Vec<i16>),
     Frame(Vec<i16>),
+    Dtmf(String, u32),
 }
 
 /// A handle on a call in progress. Dropping it hangs the call up.
@@ -206,6 +217,8 @@ impl Call {
             cancelled: false,
             heard_from_peer: false,
             _channel: channel,
+            dtmf_received: String::new(),
+            tones: Vec::new(),
         };
         tokio::spawn(
             task.run(invite, state_rx, cmd_rx, media_events)
@@ -231,6 +244,21 @@ impl Call {
     /// Queues one 20 ms frame (160 samples).
     pub fn send_frame(&self, samples: Vec<i16>) {
         let _ = self.commands.send(Command::Frame(samples));
+    }
+
+    /// Sends digits (RFC 4733 when negotiated, else in-band), each `duration_ms` long.
+    /// Invalid digits are refused here, before anything is sent.
+    pub fn send_dtmf(&self, digits: &str, duration_ms: u32) -> Result<(), DtmfError> {
+        if let Some(bad) = digits
+            .chars()
+            .find(|c| crate::media::dtmf::event_code(*c).is_none())
+        {
+            return Err(DtmfError::InvalidDigit(bad));
+        }
+        let _ = self
+            .commands
+            .send(Command::Dtmf(digits.to_string(), duration_ms));
+        Ok(())
     }
 
     /// CANCEL before the answer, BYE after it.
@@ -463,6 +491,8 @@ struct CallTask {
     cancelled: bool,
     /// Any response (100 included) arrived for our INVITE.
     heard_from_peer: bool,
+    dtmf_received: String,
+    tones: Vec<ToneEvent>,
     /// The trunk channel this call occupies, freed when the task ends.
     _channel: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -529,6 +559,11 @@ impl CallTask {
                 cmd = commands.recv(), if commands_open => match cmd {
                     Some(Command::Play(samples)) => self.media.play(samples),
                     Some(Command::Frame(samples)) => self.media.send_frame(&samples),
+                    Some(Command::Dtmf(digits, ms)) => {
+                        if let Err(e) = self.media.send_dtmf(&digits, ms) {
+                            warn!(error = %e, "DTMF not sent");
+                        }
+                    }
                     Some(Command::Hangup) | None => {
                         commands_open = false;
                         if self.answered_at.is_some() {
@@ -545,13 +580,16 @@ impl CallTask {
                 },
                 ev = media_events.recv(), if media_open => match ev {
                     Some(MediaEvent::Frame(frame)) => {
-                        if self.answered_at.is_none() {
-                            self.early_received += 1;
-                        }
                         let _ = self.audio.try_send(frame);
                     }
                     Some(MediaEvent::PlaybackFinished) => {
                         let _ = self.events.send(CallEvent::PlaybackFinished);
+                    }
+                    Some(MediaEvent::Dtmf(digit)) => self.on_dtmf(digit),
+                    Some(MediaEvent::Tone(tone)) => {
+                        info!(?tone, "tone heard");
+                        self.tones.push(tone);
+                        let _ = self.events.send(CallEvent::Tone(tone));
                     }
                     None => media_open = false,
                 },
@@ -665,8 +703,12 @@ impl CallTask {
                 }
             }
             DialogState::Info(_, req, handle) => {
-                debug!(content_type = ?content_type(&req), "INFO received");
+                let ctype = content_type(&req).unwrap_or_default();
+                debug!(content_type = %ctype, "INFO received");
                 let _ = handle.reply(StatusCode::OK).await;
+                if let Some(digit) = parse_info_body(&ctype, &req.body) {
+                    self.on_dtmf(digit);
+                }
             }
             DialogState::Options(_, _, handle) => {
                 let _ = handle
@@ -710,6 +752,8 @@ impl CallTask {
             return;
         }
         self.answered_at = Some(Instant::now());
+        // Packets that arrived before the answer: early media.
+        self.early_received = self.media.stats().received;
         self.answer_ms = Some(self.started.elapsed().as_millis() as u64);
         self.final_code = Some(u16::from(resp.status_code.clone()));
         self.reason = reason_phrase(resp);
@@ -717,9 +761,17 @@ impl CallTask {
         if let Err(e) = self.apply_remote(&resp.body) {
             warn!(error = %e, "answer SDP unusable: no audio will flow");
         }
+        // Ringback and busy are single tones too: listen for beeps only now.
+        self.media.set_tone_detection(true);
         info!(codec = ?self.codec, answer_ms = self.answer_ms, "answered");
         let codec = self.codec.unwrap_or(Codec::Pcmu);
         let _ = self.events.send(CallEvent::Answered { codec });
+    }
+
+    fn on_dtmf(&mut self, digit: DtmfDigit) {
+        info!(digit = %digit.digit, source = ?digit.source, "DTMF received");
+        self.dtmf_received.push(digit.digit);
+        let _ = self.events.send(CallEvent::Dtmf(digit));
     }
 
     fn apply_remote(&mut self, body: &[u8]) -> Result<(), sdp::SdpError> {
@@ -733,6 +785,12 @@ impl CallTask {
             self.media.set_codec(remote.codec);
             self.codec = Some(remote.codec);
         }
+        let we_take_dtmf = self
+            .formats
+            .iter()
+            .any(|f| matches!(f, Format::TelephoneEvent(_)));
+        self.media
+            .set_dtmf_pt(remote.dtmf_pt.filter(|_| we_take_dtmf));
         self.media
             .set_remote(remote.addr.filter(|_| remote.peer_receives()));
     }
@@ -771,13 +829,19 @@ impl CallTask {
                 .unwrap_or(0),
             hangup: self.hangup,
             early_media: EarlyMedia {
-                received: self.early_received,
+                received: if self.answered_at.is_some() {
+                    self.early_received
+                } else {
+                    stats.received
+                },
             },
             rtp: RtpCounts {
                 sent: stats.sent,
                 received: stats.received,
             },
             codec: self.codec.map(Codec::name),
+            dtmf_received: self.dtmf_received,
+            tones: self.tones,
         };
         info!(
             outcome = %summary.outcome,
@@ -852,6 +916,8 @@ mod tests {
                 received: 190,
             },
             codec: Some("PCMU"),
+            dtmf_received: "12#".into(),
+            tones: vec![],
         };
         let v: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(v["outcome"], "answered");
@@ -861,5 +927,7 @@ mod tests {
         assert_eq!(v["rtp"]["received"], 190);
         assert_eq!(v["codec"], "PCMU");
         assert_eq!(v["early_media"]["received"], 0);
+        assert_eq!(v["dtmf_received"], "12#");
+        assert_eq!(v["tones"], serde_json::json!([]));
     }
 }

@@ -44,6 +44,54 @@ enum Command {
     CheckConfig,
     /// Run the SIP user agent: register trunks, answer OPTIONS, until Ctrl-C or SIGTERM.
     Serve,
+    /// Measure outdial itself (and rtpengine alongside, for comparison).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// RTP relay (receive → decode → encode → send) at N concurrent streams on 127.0.0.1,
+    /// next to rtpengine in userspace relaying the same traffic.
+    Media(MediaBenchArgs),
+    /// The traffic generator `bench media` runs as its child (control over stdin/stdout).
+    #[command(hide = true)]
+    MediaGen {
+        #[arg(long)]
+        streams: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct MediaBenchArgs {
+    /// Concurrent streams (each 50 packets/s in and out).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=30000))]
+    streams: u32,
+    /// Length of the measured window in seconds (after a 0.5 s warm-up).
+    #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
+    seconds: f64,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Measure outdial only.
+    #[arg(long)]
+    no_rtpengine: bool,
+    /// Relay worker threads, 1 or 2 [default: 1 up to 2,500 streams, else 2]: one wakes up
+    /// less often (cheaper per packet), two keep latency down near one core's worth of load.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2))]
+    workers: Option<u32>,
+    /// Sleep after each relay round, in µs: fewer wake-ups, up to that much added latency.
+    #[arg(long, value_name = "US", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=20000))]
+    coalesce_us: u64,
+    /// The generator's tick in µs: the packets due within one leave in one burst.
+    #[arg(long, value_name = "US", default_value_t = 500, value_parser = clap::value_parser!(u64).range(20..=20000))]
+    gen_tick_us: u64,
+    /// Also run the generator straight into its own sinks: the measurement's own floor.
+    #[arg(long)]
+    baseline: bool,
+    /// rtpengine binary (default: `rtpengine` on PATH).
+    #[arg(long, value_name = "PATH", env = "OUTDIAL_RTPENGINE")]
+    rtpengine: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -68,9 +116,27 @@ struct CallArgs {
     /// Longest answered call in seconds; then we hang up.
     #[arg(long, value_name = "SECS", default_value_t = 3600.0, value_parser = positive_secs)]
     max_duration: f64,
+    /// Digits to send once answered (RFC 4733 when negotiated, else in-band), before --play.
+    #[arg(long, value_name = "DIGITS", value_parser = dtmf_digits)]
+    dtmf: Option<String>,
     /// Print exactly one JSON object describing the call on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// How long each digit of `--dtmf` lasts.
+const DTMF_MS: u32 = 100;
+
+fn dtmf_digits(s: &str) -> Result<String, String> {
+    let digits = s.to_ascii_uppercase();
+    match digits
+        .chars()
+        .find(|c| outdial::media::dtmf::event_code(*c).is_none())
+    {
+        Some(bad) => Err(format!("{bad:?} is not a DTMF digit (0-9, *, #, A-D)")),
+        None if digits.is_empty() => Err("no digits".into()),
+        None => Ok(digits),
+    }
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -108,6 +174,9 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigErrors> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Bench(b) = cli.command {
+        return bench(b);
+    }
     if let Command::CheckConfig = cli.command {
         let (config, explicit) = match &cli.config {
             Some(p) => (p.clone(), true),
@@ -150,7 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Call(args) => runtime.block_on(call(config, args)),
         Command::Serve => runtime.block_on(serve(config)),
-        Command::CheckConfig => unreachable!("handled above"),
+        Command::CheckConfig | Command::Bench(_) => unreachable!("handled above"),
     }
 }
 
@@ -220,7 +289,7 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         }
     });
 
-    let summary = drive(&mut call, playback).await;
+    let summary = drive(&mut call, playback, args.dtmf.clone()).await;
     drop(call);
     let recorded = recording.await;
     ua.shutdown().await;
@@ -236,8 +305,13 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
 
 /// Plays the file once answered, hangs up when it has been played (or on
 /// Ctrl-C), and returns the call's summary.
-async fn drive(call: &mut Call, playback: Option<Vec<i16>>) -> Option<CallSummary> {
+async fn drive(
+    call: &mut Call,
+    playback: Option<Vec<i16>>,
+    dtmf: Option<String>,
+) -> Option<CallSummary> {
     let mut playback = playback;
+    let mut dtmf = dtmf;
     let hang_up_after_play = playback.is_some();
     let ctrl_c = stop_signal();
     tokio::pin!(ctrl_c);
@@ -246,6 +320,10 @@ async fn drive(call: &mut Call, playback: Option<Vec<i16>>) -> Option<CallSummar
         tokio::select! {
             ev = call.next_event() => match ev? {
                 CallEvent::Answered { .. } => {
+                    if let Some(digits) = dtmf.take() {
+                        // Checked when the arguments were read.
+                        let _ = call.send_dtmf(&digits, DTMF_MS);
+                    }
                     if let Some(samples) = playback.take() {
                         call.play(samples);
                     }
@@ -255,7 +333,7 @@ async fn drive(call: &mut Call, playback: Option<Vec<i16>>) -> Option<CallSummar
                         call.hangup();
                     }
                 }
-                CallEvent::Ringing { .. } => {}
+                CallEvent::Ringing { .. } | CallEvent::Dtmf(_) | CallEvent::Tone(_) => {}
                 CallEvent::Ended(summary) => return Some(summary),
             },
             _ = &mut ctrl_c, if !interrupted => {
@@ -285,6 +363,43 @@ fn print_summary(s: &CallSummary, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `outdial bench …`: needs no configuration; results on stdout, notes on stderr.
+fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::MediaGen { streams } => {
+            outdial::bench::gen::main(streams).context("bench media-gen")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Media(args) => {
+            let opts = outdial::bench::MediaBenchOptions {
+                streams: args.streams as usize,
+                seconds: args.seconds,
+                workers: args.workers.map_or(0, |w| w as usize),
+                coalesce_us: args.coalesce_us,
+                rtpengine: !args.no_rtpengine,
+                rtpengine_bin: args.rtpengine,
+                exe: std::env::current_exe().context("cannot find the outdial binary")?,
+                baseline: args.baseline,
+                gen_tick_us: args.gen_tick_us,
+            };
+            let report = outdial::bench::run_media(&opts).map_err(anyhow::Error::msg)?;
+            if let Some(why) = report
+                .rtpengine_skipped
+                .as_deref()
+                .filter(|_| !args.no_rtpengine)
+            {
+                eprintln!("outdial: bench: rtpengine not measured: {why}");
+            }
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {

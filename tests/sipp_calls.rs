@@ -367,3 +367,20 @@ fn invite_401_and_stale_nonce_are_answered_once_each() {
     );
     sipp_run.assert_passed("401 then stale=true 401, each answered with the new nonce");
 }
+
+#[test]
+fn rfc4733_digits_from_the_far_end_are_reported_once_each() {
+    let dir = test_dir("dtmf-in");
+    // sipp's play_dtmf sends telephone-events with payload type 96 although its SDP says 101,
+    // preceded by zero-length padding events: both are real-world quirks to survive.
+    let sipp = Sipp::uas(dir.path(), "uas_dtmf.xml").start();
+    let run = run_call(
+        dir.path(),
+        &[&sipp.uri("15551230011"), "--max-duration", "10"],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    assert_eq!(run.json["dtmf_received"], "159#", "{}", run.json);
+    sipp_run.assert_passed("dtmf (plays 159# then hangs up)");
+}

@@ -4,22 +4,31 @@
 //! [`PortPool`] and the negotiated [`Codec`]; it gets back a channel of [`MediaEvent`]s.
 //!
 //! * **Frames** are 16-bit signed linear PCM, mono, 8 kHz ([`SAMPLE_RATE`]); one frame is 20 ms
-//!   ([`FRAME_MS`]) = 160 samples ([`FRAME_SAMPLES`]). Received audio arrives as one
-//!   [`AudioFrame`] per RTP packet (160 samples at the usual 20 ms ptime), tagged with the packet's
-//!   RTP timestamp so gaps and reordering stay visible to whoever consumes them.
+//!   ([`FRAME_MS`]) = 160 samples ([`FRAME_SAMPLES`]). Received audio goes through an adaptive
+//!   [`jitter`] buffer and arrives as one [`AudioFrame`] per 20 ms of playout (at the usual
+//!   ptime), in order, tagged with the packet's RTP timestamp; a turn no packet filled in time
+//!   comes as a concealed frame (`concealed: true`), so the timeline has no holes.
+//! * **RTCP** ([`rtcp`]) runs on the port after the RTP port (or multiplexed on it): loss,
+//!   jitter and round-trip time both ways end up in [`RtpStats`].
 //! * **Outgoing audio** is queued PCM at the same rate ([`MediaSession::play`] for prompts,
 //!   [`MediaSession::send_frame`] for bridged audio). The session paces one packet every 20 ms
 //!   on a monotonic clock and sends G.711 silence when nothing is queued, so the far end always
 //!   sees a continuous stream.
 //!
-//! The protocol pieces ([`rtp`], [`g711`]) are sans-IO: they parse, build and convert buffers and
-//! never touch a socket or a clock. Only [`session`] (tokio tasks) and [`ports`] (binding) do I/O.
+//! The protocol pieces ([`rtp`], [`rtcp`], [`jitter`], [`g711`]) are sans-IO: they parse, build
+//! and convert buffers and never touch a socket or a clock. Only [`session`] (tokio tasks) and
+//! [`ports`] (binding) do I/O.
 //! Nothing here may panic on bytes from the network or on a file's contents.
 
+pub mod dtmf;
 pub mod g711;
+pub mod jitter;
 pub mod ports;
+pub mod resample;
+pub mod rtcp;
 pub mod rtp;
 pub mod session;
+pub mod tones;
 pub mod wav;
 
 use std::path::PathBuf;
@@ -27,7 +36,7 @@ use std::path::PathBuf;
 pub use g711::Codec;
 pub use ports::{PortLease, PortPool, RtpSocket};
 pub use rtp::{is_rtcp, write_rtp, RtpPacket, RtpSender};
-pub use session::{AudioFrame, MediaEvent, MediaSession, RtpStats};
+pub use session::{AudioFrame, MediaEvent, MediaOptions, MediaSession, RtpStats};
 pub use wav::{load_wav_8k_mono, WavRecorder};
 
 /// Sample rate of every PCM buffer the media layer takes or gives, in Hz.
@@ -40,11 +49,11 @@ pub const FRAME_MS: u64 = 20;
 /// Everything that can go wrong in the media layer; each reads as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
-    /// Every even port of the configured RTP range is leased or taken by another process.
+    /// Every RTP/RTCP port pair of the configured range is leased or taken by another process.
     #[error("RTP port range {min}-{max} exhausted: every port is in use")]
     PortsExhausted { min: u16, max: u16 },
-    /// The configured RTP range cannot hold a single RTP port.
-    #[error("RTP port range {min}-{max} holds no even port to use for RTP")]
+    /// The configured RTP range cannot hold a single RTP/RTCP port pair.
+    #[error("RTP port range {min}-{max} holds no even RTP port with its RTCP port after it")]
     PortRange { min: u16, max: u16 },
     /// Binding failed for a reason other than the port being in use (wrong address, permissions).
     #[error("cannot bind RTP socket to {addr}: {source}")]
@@ -60,6 +69,9 @@ pub enum MediaError {
     WavWrite { path: PathBuf, reason: String },
     #[error("media I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A sample-rate conversion that is not offered.
+    #[error("{0}")]
+    Resample(String),
     /// An RTP packet that does not follow RFC 3550, or a misuse of the RTP layer.
     #[error("invalid RTP packet: {0}")]
     Rtp(String),

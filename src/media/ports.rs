@@ -1,13 +1,16 @@
-//! The RTP port pool: leases even UDP ports from the configured range, one per call leg.
+//! The RTP port pool: leases pairs of UDP ports from the configured range, one pair per call leg:
+//! an even port for RTP and the odd port after it for RTCP (RFC 3550 §11). Both are bound, so
+//! the RTCP port cannot be taken by anyone else while the lease lasts; a pair whose RTCP port
+//! would fall outside the range is not used.
 //!
-//! Ports are handed out round-robin, starting after the last one leased, so a port that was just
+//! Pairs are handed out round-robin, starting after the last one leased, so a port that was just
 //! released is not reused at once (late packets of the old call would land in the new one).
-//! Ports this pool has leased are skipped, and so are ports another process holds (their bind
-//! fails with "address in use"); after one full sweep with nothing free the pool answers
-//! [`MediaError::PortsExhausted`]. Only the even RTP port is bound; RTCP (port + 1) is left
-//! unbound for now. A lease goes back to the pool when its [`RtpSocket`] (or the
-//! [`PortLease`] taken out of it) is dropped. The pool never blocks on the network: binding is the
-//! only I/O it does.
+//! Pairs this pool has leased are skipped, and so are pairs where another process holds either
+//! port (its bind fails with "address in use"); after one full sweep with nothing free the pool
+//! answers [`MediaError::PortsExhausted`]. A lease goes back to the pool when its [`RtpSocket`]
+//! (or the [`PortLease`] taken out of it) is dropped; the RTCP socket stays in the lease until a
+//! driver takes it ([`PortLease::take_rtcp_socket`]). The pool never blocks on the network:
+//! binding is the only I/O it does.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +22,8 @@ use super::MediaError;
 /// Socket buffer size asked for on every RTP socket: a burst of a few hundred packets must not
 /// overflow the kernel's queue while a task is descheduled.
 const SOCKET_BUFFER_BYTES: usize = 1 << 20;
+/// RTCP carries a packet every few seconds: the kernel's default buffers are plenty.
+const RTCP_BUFFER_BYTES: Option<usize> = None;
 
 /// A shared pool of RTP ports; clones share the same leases.
 #[derive(Debug, Clone)]
@@ -38,7 +43,7 @@ struct PoolInner {
 
 #[derive(Debug)]
 struct PoolState {
-    /// `leased[i]` is true while port `first + 2 * i` is out.
+    /// `leased[i]` is true while the pair at port `first + 2 * i` is out.
     leased: Vec<bool>,
     /// Index the next sweep starts at.
     next: usize,
@@ -59,11 +64,11 @@ impl PoolInner {
 }
 
 impl PortPool {
-    /// A pool over the even ports in `min..=max`, bound on `bind_ip`.
+    /// A pool over the (even, odd) port pairs inside `min..=max`, bound on `bind_ip`.
     pub fn new(bind_ip: IpAddr, min: u16, max: u16) -> Self {
         let first = (min as u32 + 1) & !1;
-        let count = if first <= max as u32 {
-            ((max as u32 - first) / 2 + 1) as usize
+        let count = if first < max as u32 {
+            ((max as u32 - 1 - first) / 2 + 1) as usize
         } else {
             0
         };
@@ -81,7 +86,7 @@ impl PortPool {
         }
     }
 
-    /// How many RTP ports the range holds (even ports only).
+    /// How many RTP/RTCP port pairs the range holds.
     pub fn capacity(&self) -> usize {
         self.inner.lock().leased.len()
     }
@@ -91,7 +96,8 @@ impl PortPool {
         self.inner.lock().leased.iter().filter(|l| **l).count()
     }
 
-    /// Binds the next free even port: non-blocking, 1 MiB send and receive buffers.
+    /// Binds the next free pair: the even RTP port (non-blocking, 1 MiB send and receive
+    /// buffers) and its RTCP port (non-blocking).
     pub fn bind(&self) -> Result<RtpSocket, MediaError> {
         let inner = &self.inner;
         let mut state = inner.lock();
@@ -109,24 +115,33 @@ impl PortPool {
             }
             let port = inner.port(index);
             let addr = SocketAddr::new(inner.bind_ip, port);
-            match bind_udp(addr) {
-                Ok(socket) => {
+            let rtcp_addr = SocketAddr::new(inner.bind_ip, port + 1);
+            let bound = bind_udp(addr, Some(SOCKET_BUFFER_BYTES))
+                .map_err(|e| (addr, e))
+                .and_then(|rtp| {
+                    let rtcp =
+                        bind_udp(rtcp_addr, RTCP_BUFFER_BYTES).map_err(|e| (rtcp_addr, e))?;
+                    Ok((rtp, rtcp))
+                });
+            match bound {
+                Ok((socket, rtcp)) => {
                     state.leased[index] = true;
                     state.next = (index + 1) % count;
                     return Ok(RtpSocket {
                         socket,
                         port,
                         lease: PortLease {
+                            rtcp: Some(rtcp),
                             pool: Arc::clone(inner),
                             index,
                             port,
                         },
                     });
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                    tracing::debug!(port, "RTP port held by another process, skipping");
+                Err((at, e)) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tracing::debug!(port = at.port(), "port held by another process, skipping");
                 }
-                Err(source) => return Err(MediaError::Bind { addr, source }),
+                Err((addr, source)) => return Err(MediaError::Bind { addr, source }),
             }
         }
         Err(MediaError::PortsExhausted {
@@ -136,14 +151,16 @@ impl PortPool {
     }
 }
 
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+fn bind_udp(addr: SocketAddr, buffer_bytes: Option<usize>) -> std::io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // The kernel may clamp the size (net.core.rmem_max); a smaller buffer still works.
-    if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
-        tracing::debug!(error = %e, "cannot set SO_RCVBUF on RTP socket");
-    }
-    if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
-        tracing::debug!(error = %e, "cannot set SO_SNDBUF on RTP socket");
+    if let Some(bytes) = buffer_bytes {
+        if let Err(e) = socket.set_recv_buffer_size(bytes) {
+            tracing::debug!(error = %e, "cannot set SO_RCVBUF on RTP socket");
+        }
+        if let Err(e) = socket.set_send_buffer_size(bytes) {
+            tracing::debug!(error = %e, "cannot set SO_SNDBUF on RTP socket");
+        }
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -161,28 +178,55 @@ pub struct RtpSocket {
 
 impl RtpSocket {
     /// Splits the socket from its lease, for a driver that moves the socket into a task and
-    /// must keep the port reserved until that task has closed it.
+    /// must keep the ports reserved until that task has closed it. The RTCP socket stays in the
+    /// lease ([`PortLease::take_rtcp_socket`]).
     pub fn into_parts(self) -> (UdpSocket, PortLease) {
         (self.socket, self.lease)
     }
+
+    /// The RTCP port: the RTP port + 1.
+    pub fn rtcp_port(&self) -> u16 {
+        self.lease.rtcp_port()
+    }
+
+    /// The bound RTCP socket, unless it was taken out of the lease.
+    pub fn rtcp_socket(&self) -> Option<&UdpSocket> {
+        self.lease.rtcp.as_ref()
+    }
 }
 
-/// Holds one port of a [`PortPool`]; dropping it makes the port available again.
+/// Holds one port pair of a [`PortPool`] (and, until taken, the bound RTCP socket); dropping it
+/// makes the pair available again.
 #[derive(Debug)]
 pub struct PortLease {
+    rtcp: Option<UdpSocket>,
     pool: Arc<PoolInner>,
     index: usize,
     port: u16,
 }
 
 impl PortLease {
+    /// The RTP port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The RTCP port: the RTP port + 1.
+    pub fn rtcp_port(&self) -> u16 {
+        self.port + 1
+    }
+
+    /// Takes the bound RTCP socket out of the lease (once). The taker must close it before it
+    /// drops the lease, so the pair is not handed out while the socket is still open.
+    pub fn take_rtcp_socket(&mut self) -> Option<UdpSocket> {
+        self.rtcp.take()
     }
 }
 
 impl Drop for PortLease {
     fn drop(&mut self) {
+        // Close the RTCP socket before the pair is marked free.
+        drop(self.rtcp.take());
         let mut state = self.pool.lock();
         if let Some(flag) = state.leased.get_mut(self.index) {
             *flag = false;
@@ -201,7 +245,7 @@ mod tests {
     fn free_range(n: u16) -> u16 {
         for _ in 0..200 {
             let base = rand::random_range(20_000u16..30_000) & !1;
-            let all_free = (0..n).all(|i| UdpSocket::bind((LOCALHOST, base + 2 * i)).is_ok());
+            let all_free = (0..2 * n).all(|i| UdpSocket::bind((LOCALHOST, base + i)).is_ok());
             if all_free {
                 return base;
             }
@@ -278,15 +322,68 @@ mod tests {
     }
 
     #[test]
+    fn rtcp_port_is_bound_with_the_lease_and_released_with_it() {
+        let base = free_range(2);
+        let pool = PortPool::new(LOCALHOST, base, base + 3);
+        let a = pool.bind().expect("first pair");
+        assert_eq!((a.port, a.rtcp_port()), (base, base + 1));
+        let rtcp = a.rtcp_socket().expect("bound RTCP socket");
+        assert_eq!(rtcp.local_addr().expect("addr").port(), base + 1);
+        assert!(
+            UdpSocket::bind((LOCALHOST, base + 1)).is_err(),
+            "RTCP port reserved"
+        );
+        let (socket, mut lease) = a.into_parts();
+        let rtcp = lease.take_rtcp_socket().expect("taken once");
+        assert!(lease.take_rtcp_socket().is_none());
+        drop(rtcp);
+        drop(socket);
+        drop(lease);
+        assert_eq!(pool.in_use(), 0);
+        assert!(UdpSocket::bind((LOCALHOST, base + 1)).is_ok(), "released");
+        // Dropping a whole RtpSocket closes both ports.
+        let b = pool.bind().expect("second pair");
+        assert_eq!(b.port, base + 2);
+        drop(b);
+        assert!(UdpSocket::bind((LOCALHOST, base + 3)).is_ok());
+    }
+
+    #[test]
+    fn pair_with_its_rtcp_port_held_elsewhere_is_skipped() {
+        let base = free_range(2);
+        let other = UdpSocket::bind((LOCALHOST, base + 1)).expect("someone else's RTCP port");
+        let pool = PortPool::new(LOCALHOST, base, base + 3);
+        let a = pool.bind().expect("the second pair is free");
+        assert_eq!(a.port, base + 2);
+        assert!(matches!(
+            pool.bind(),
+            Err(MediaError::PortsExhausted { .. })
+        ));
+        drop(other);
+        let b = pool.bind().expect("now free");
+        assert_eq!(
+            b.port, base,
+            "the RTP port of the skipped pair was not left bound"
+        );
+        assert_eq!(pool.in_use(), 2);
+        drop((a, b));
+    }
+
+    #[test]
     fn odd_bounds_and_empty_ranges() {
         let pool = PortPool::new(LOCALHOST, 10_001, 10_010);
-        assert_eq!(pool.capacity(), 5); // 10002..=10010
+        assert_eq!(pool.capacity(), 4); // 10002/3 ..= 10008/9; 10011 is outside the range
+        assert_eq!(PortPool::new(LOCALHOST, 10_000, 10_001).capacity(), 1);
+        assert_eq!(PortPool::new(LOCALHOST, 10_000, 10_000).capacity(), 0);
+        assert_eq!(PortPool::new(LOCALHOST, 65_534, 65_535).capacity(), 1);
+        let empty = PortPool::new(LOCALHOST, 10_001, 10_002);
+        assert_eq!(empty.capacity(), 0);
         let empty = PortPool::new(LOCALHOST, 10_001, 10_001);
         assert_eq!(empty.capacity(), 0);
         let err = empty.bind().expect_err("no even port");
         assert_eq!(
             err.to_string(),
-            "RTP port range 10001-10001 holds no even port to use for RTP"
+            "RTP port range 10001-10001 holds no even RTP port with its RTCP port after it"
         );
         assert_eq!(PortPool::new(LOCALHOST, 65_535, 65_535).capacity(), 0);
         assert_eq!(PortPool::new(LOCALHOST, 20_000, 10_000).capacity(), 0);

@@ -5,8 +5,10 @@
 //! resampler when the rate has a whole 20 ms chunk (`rate % 50 == 0`), the asynchronous sinc
 //! resampler otherwise. Files are loaded whole: this is for prompts, not for streaming, and it
 //! runs off the media tasks (call it before a call, or in `spawn_blocking`).
-//! [`WavRecorder`] writes as audio arrives and rewrites the header at least once per second of
-//! audio, so a crash loses at most the last second. Every error names the file and the reason.
+//! [`WavRecorder`] (received audio, mono) and [`CallRecorder`] (received, sent, or both as a stereo
+//! file aligned by 20 ms slots, see [`RecordMode`]) write as audio arrives and rewrite the header
+//! at least once per second of audio, so a crash loses at most the last second. Every error names
+//! the file and the reason; nothing here panics on a file's contents.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Async, Fft, FixedAsync, FixedSync, Resampler, SincInterpolationParameters};
 
-use super::{MediaError, SAMPLE_RATE};
+use super::{MediaError, FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Longest prompt accepted, in seconds: a guard against headers that would make us allocate
 /// gigabytes.
@@ -186,28 +188,22 @@ fn resample_to_8k(mono: Vec<f32>, rate_in: u32) -> Result<Vec<f32>, String> {
     Ok(output.take_data())
 }
 
-/// Records 8 kHz mono 16-bit PCM to a WAV file as it arrives.
-pub struct WavRecorder {
+/// A 16-bit 8 kHz WAV file written as audio arrives, its header brought up to date on every
+/// second of audio: a crash loses at most the last second.
+struct CheckpointedWriter {
     writer: hound::WavWriter<BufWriter<File>>,
     path: PathBuf,
-    written: u64,
+    channels: u16,
+    /// Sample frames written (one sample per channel each).
+    frames: u64,
+    /// Sample frames since the header was last rewritten.
     since_flush: u64,
 }
 
-impl std::fmt::Debug for WavRecorder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WavRecorder")
-            .field("path", &self.path)
-            .field("written", &self.written)
-            .finish()
-    }
-}
-
-impl WavRecorder {
-    /// Creates (or truncates) `path` as an 8 kHz mono 16-bit WAV file.
-    pub fn create(path: &Path) -> Result<Self, MediaError> {
+impl CheckpointedWriter {
+    fn create(path: &Path, channels: u16) -> Result<Self, MediaError> {
         let spec = hound::WavSpec {
-            channels: 1,
+            channels,
             sample_rate: SAMPLE_RATE,
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
@@ -216,10 +212,11 @@ impl WavRecorder {
             path: path.to_path_buf(),
             reason: describe_hound_error(&e),
         })?;
-        Ok(WavRecorder {
+        Ok(CheckpointedWriter {
             writer,
             path: path.to_path_buf(),
-            written: 0,
+            channels,
+            frames: 0,
             since_flush: 0,
         })
     }
@@ -231,18 +228,21 @@ impl WavRecorder {
         }
     }
 
-    /// Appends samples; the header is brought up to date after every second of audio.
-    pub fn write(&mut self, samples: &[i16]) -> Result<(), MediaError> {
-        if self.written + samples.len() as u64 > MAX_RECORDED_SAMPLES {
+    /// Appends interleaved samples (a whole number of frames); the header is rewritten on every
+    /// second boundary.
+    fn write_interleaved(&mut self, samples: &[i16]) -> Result<(), MediaError> {
+        let channels = self.channels.max(1) as usize;
+        let total_samples = (self.frames + (samples.len() / channels) as u64) * channels as u64;
+        if total_samples > MAX_RECORDED_SAMPLES {
             return Err(MediaError::WavWrite {
                 path: self.path.clone(),
                 reason: "the 4 GiB WAV size limit is reached".to_string(),
             });
         }
-        let mut rest = samples;
+        let mut rest = &samples[..samples.len() - samples.len() % channels];
         while !rest.is_empty() {
             // Up to the next checkpoint, so the header is rewritten on every second boundary.
-            let room = (SAMPLE_RATE as u64 - self.since_flush).max(1) as usize;
+            let room = (SAMPLE_RATE as u64 - self.since_flush).max(1) as usize * channels;
             let (chunk, tail) = rest.split_at(room.min(rest.len()));
             rest = tail;
             let mut writer = self.writer.get_i16_writer(chunk.len() as u32);
@@ -252,8 +252,9 @@ impl WavRecorder {
             if let Err(e) = writer.flush() {
                 return Err(self.write_error(&e));
             }
-            self.written += chunk.len() as u64;
-            self.since_flush += chunk.len() as u64;
+            let frames = (chunk.len() / channels) as u64;
+            self.frames += frames;
+            self.since_flush += frames;
             if self.since_flush >= SAMPLE_RATE as u64 {
                 self.since_flush = 0;
                 if let Err(e) = self.writer.flush() {
@@ -264,22 +265,186 @@ impl WavRecorder {
         Ok(())
     }
 
-    /// Samples written so far (at 8 kHz: divide by 8000 for seconds).
-    pub fn samples_written(&self) -> u64 {
-        self.written
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Writes the final header and closes the file.
-    pub fn finish(self) -> Result<(), MediaError> {
+    fn finish(self) -> Result<(), MediaError> {
         let path = self.path;
         self.writer.finalize().map_err(|e| MediaError::WavWrite {
             path,
             reason: describe_hound_error(&e),
         })
+    }
+}
+
+/// Records 8 kHz mono 16-bit PCM to a WAV file as it arrives.
+pub struct WavRecorder {
+    out: CheckpointedWriter,
+}
+
+impl std::fmt::Debug for WavRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WavRecorder")
+            .field("path", &self.out.path)
+            .field("written", &self.out.frames)
+            .finish()
+    }
+}
+
+impl WavRecorder {
+    /// Creates (or truncates) `path` as an 8 kHz mono 16-bit WAV file.
+    pub fn create(path: &Path) -> Result<Self, MediaError> {
+        Ok(WavRecorder {
+            out: CheckpointedWriter::create(path, 1)?,
+        })
+    }
+
+    /// Appends samples; the header is brought up to date after every second of audio.
+    pub fn write(&mut self, samples: &[i16]) -> Result<(), MediaError> {
+        self.out.write_interleaved(samples)
+    }
+
+    /// Samples written so far (at 8 kHz: divide by 8000 for seconds).
+    pub fn samples_written(&self) -> u64 {
+        self.out.frames
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.out.path
+    }
+
+    /// Writes the final header and closes the file.
+    pub fn finish(self) -> Result<(), MediaError> {
+        self.out.finish()
+    }
+}
+
+/// Which audio of a call a [`CallRecorder`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordMode {
+    /// What the far end sent us (mono). The default, and what [`WavRecorder`] records.
+    #[default]
+    Inbound,
+    /// What we sent (mono): prompts, bridged audio, the silence in between.
+    Outbound,
+    /// Both, in one 2-channel file: received on the left, sent on the right.
+    Stereo,
+}
+
+impl RecordMode {
+    /// Channels in the file this mode writes.
+    pub fn channels(self) -> u16 {
+        match self {
+            RecordMode::Inbound | RecordMode::Outbound => 1,
+            RecordMode::Stereo => 2,
+        }
+    }
+
+    /// The mode's name as configuration and the API spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordMode::Inbound => "inbound",
+            RecordMode::Outbound => "outbound",
+            RecordMode::Stereo => "stereo",
+        }
+    }
+
+    /// Parses `inbound`, `outbound` or `stereo` (any case).
+    pub fn from_name(name: &str) -> Option<RecordMode> {
+        [
+            RecordMode::Inbound,
+            RecordMode::Outbound,
+            RecordMode::Stereo,
+        ]
+        .into_iter()
+        .find(|m| m.name().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+/// Records a call as 8 kHz 16-bit WAV in one of the [`RecordMode`]s, one frame slot at a time.
+///
+/// The caller hands over, once per 20 ms tick, what was received and what was sent in that
+/// tick ([`CallRecorder::write_slot`]); a side with nothing for the slot is written as silence,
+/// so the two sides (and the file's time line) stay aligned with the call. The header is
+/// rewritten on every second of audio, as with [`WavRecorder`].
+pub struct CallRecorder {
+    out: CheckpointedWriter,
+    mode: RecordMode,
+    /// Interleaving buffer, reused from slot to slot.
+    scratch: Vec<i16>,
+}
+
+impl std::fmt::Debug for CallRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallRecorder")
+            .field("path", &self.out.path)
+            .field("mode", &self.mode)
+            .field("frames", &self.out.frames)
+            .finish()
+    }
+}
+
+impl CallRecorder {
+    /// Creates (or truncates) `path`: mono for [`RecordMode::Inbound`] and
+    /// [`RecordMode::Outbound`], 2 channels for [`RecordMode::Stereo`].
+    pub fn create(path: &Path, mode: RecordMode) -> Result<Self, MediaError> {
+        Ok(CallRecorder {
+            out: CheckpointedWriter::create(path, mode.channels())?,
+            mode,
+            scratch: Vec::with_capacity(2 * FRAME_SAMPLES),
+        })
+    }
+
+    /// Writes one slot: the audio received and the audio sent during the same tick.
+    ///
+    /// The slot lasts as long as the longer of the two (a 20 ms frame is 160 samples; a side with
+    /// 30 ms packets gives 240); a missing or shorter side is padded with silence. A slot with
+    /// neither side is 20 ms of silence. Mono modes ignore the other side's samples but still
+    /// count its length, so their time line matches the stereo one.
+    pub fn write_slot(
+        &mut self,
+        received: Option<&[i16]>,
+        sent: Option<&[i16]>,
+    ) -> Result<(), MediaError> {
+        let rx = received.unwrap_or(&[]);
+        let tx = sent.unwrap_or(&[]);
+        let slot = match rx.len().max(tx.len()) {
+            0 => FRAME_SAMPLES,
+            n => n,
+        };
+        let padded = |side: &[i16], i: usize| side.get(i).copied().unwrap_or(0);
+        self.scratch.clear();
+        match self.mode {
+            RecordMode::Inbound => self.scratch.extend((0..slot).map(|i| padded(rx, i))),
+            RecordMode::Outbound => self.scratch.extend((0..slot).map(|i| padded(tx, i))),
+            RecordMode::Stereo => {
+                for i in 0..slot {
+                    self.scratch.push(padded(rx, i));
+                    self.scratch.push(padded(tx, i));
+                }
+            }
+        }
+        self.out.write_interleaved(&self.scratch)
+    }
+
+    pub fn mode(&self) -> RecordMode {
+        self.mode
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.out.path
+    }
+
+    /// Sample frames written so far (one per channel each; divide by 8000 for seconds).
+    pub fn frames_written(&self) -> u64 {
+        self.out.frames
+    }
+
+    /// Audio written so far, in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        self.out.frames * 1000 / SAMPLE_RATE as u64
+    }
+
+    /// Writes the final header and closes the file.
+    pub fn finish(self) -> Result<(), MediaError> {
+        self.out.finish()
     }
 }
 
@@ -505,5 +670,154 @@ mod tests {
         assert_eq!(back.len(), 9600);
         assert_eq!(&back[..160], &frame[..]);
         assert_eq!(&back[9440..], &frame[..]);
+    }
+
+    /// A frame whose samples say which slot and side they came from.
+    fn tagged(slot: usize, side: i16, len: usize) -> Vec<i16> {
+        (0..len)
+            .map(|i| side * 10_000 + (slot % 100) as i16 * 10 + (i % 10) as i16)
+            .collect()
+    }
+
+    fn read_all(path: &Path) -> (hound::WavSpec, Vec<i16>) {
+        let mut reader = hound::WavReader::open(path).expect("open recording");
+        let spec = reader.spec();
+        let samples = reader
+            .samples::<i16>()
+            .collect::<Result<Vec<_>, _>>()
+            .expect("samples");
+        (spec, samples)
+    }
+
+    /// 20 slots; received audio is missing in slots 3 and 4, sent audio in slot 7; slot 10 has a
+    /// 30 ms received packet; slot 12 has nothing at all.
+    fn record_pattern(rec: &mut CallRecorder) -> (Vec<i16>, Vec<i16>) {
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        for slot in 0..20 {
+            let rx_len = if slot == 10 { 240 } else { 160 };
+            let rx = (![3, 4, 12].contains(&slot)).then(|| tagged(slot, 1, rx_len));
+            let tx = (![7, 12].contains(&slot)).then(|| tagged(slot, 2, 160));
+            rec.write_slot(rx.as_deref(), tx.as_deref())
+                .expect("write slot");
+            let len = rx
+                .as_ref()
+                .map_or(0, Vec::len)
+                .max(tx.as_ref().map_or(0, Vec::len));
+            let len = if len == 0 { 160 } else { len };
+            for i in 0..len {
+                left.push(rx.as_ref().and_then(|v| v.get(i).copied()).unwrap_or(0));
+                right.push(tx.as_ref().and_then(|v| v.get(i).copied()).unwrap_or(0));
+            }
+        }
+        (left, right)
+    }
+
+    #[test]
+    fn call_recorder_inbound_outbound_and_stereo() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for mode in [
+            RecordMode::Inbound,
+            RecordMode::Outbound,
+            RecordMode::Stereo,
+        ] {
+            let path = dir.path().join(format!("{}.wav", mode.name()));
+            let mut rec = CallRecorder::create(&path, mode).expect("create");
+            assert_eq!(rec.mode(), mode);
+            let (left, right) = record_pattern(&mut rec);
+            assert_eq!(rec.frames_written(), left.len() as u64);
+            assert_eq!(rec.duration_ms(), 20 * 19 + 30);
+            rec.finish().expect("finish");
+            let (spec, samples) = read_all(&path);
+            assert_eq!(spec.sample_rate, 8000);
+            assert_eq!(spec.bits_per_sample, 16);
+            assert_eq!(spec.channels, mode.channels());
+            match mode {
+                RecordMode::Inbound => assert_eq!(samples, left),
+                RecordMode::Outbound => assert_eq!(samples, right),
+                RecordMode::Stereo => {
+                    let l: Vec<i16> = samples.iter().step_by(2).copied().collect();
+                    let r: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+                    assert_eq!(l, left, "left channel = received");
+                    assert_eq!(r, right, "right channel = sent");
+                    // Slot 3 had no received audio: silence on the left, audio on the right.
+                    let at = 3 * 160;
+                    assert!(l[at..at + 160].iter().all(|&s| s == 0));
+                    assert_eq!(&r[at..at + 160], &tagged(3, 2, 160)[..]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn record_mode_names() {
+        for mode in [
+            RecordMode::Inbound,
+            RecordMode::Outbound,
+            RecordMode::Stereo,
+        ] {
+            assert_eq!(RecordMode::from_name(mode.name()), Some(mode));
+        }
+        assert_eq!(RecordMode::from_name(" Stereo "), Some(RecordMode::Stereo));
+        assert_eq!(RecordMode::from_name("both"), None);
+        assert_eq!(RecordMode::default(), RecordMode::Inbound);
+    }
+
+    #[test]
+    fn stereo_recording_survives_a_crash_minus_the_last_second() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("crash.wav");
+        let mut rec = CallRecorder::create(&path, RecordMode::Stereo).expect("create");
+        // 3.5 s = 175 slots.
+        for slot in 0..175 {
+            let rx = tagged(slot, 1, 160);
+            let tx = tagged(slot, 2, 160);
+            rec.write_slot(Some(&rx), Some(&tx)).expect("write");
+        }
+        // Read while the recorder is still open, then "crash": no finish, no drop (hound's drop
+        // would fix the header, which a killed process never does).
+        let (spec, live) = read_all(&path);
+        std::mem::forget(rec);
+        assert_eq!(spec.channels, 2);
+        let frames = live.len() / 2;
+        assert!(
+            frames >= 3 * 8000,
+            "only {frames} frames readable after 3.5 s"
+        );
+        for (slot, pair) in live.chunks(320).enumerate() {
+            let l: Vec<i16> = pair.iter().step_by(2).copied().collect();
+            let r: Vec<i16> = pair.iter().skip(1).step_by(2).copied().collect();
+            assert_eq!(l, tagged(slot, 1, 160), "slot {slot} left");
+            assert_eq!(r, tagged(slot, 2, 160), "slot {slot} right");
+        }
+        // The mono loader still reads the crashed file (channels averaged).
+        let mono = load_wav_8k_mono(&path).expect("load crashed recording");
+        assert!(mono.len() >= 3 * 8000);
+    }
+
+    #[test]
+    fn mono_call_recording_survives_a_crash_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("crash-mono.wav");
+        let mut rec = CallRecorder::create(&path, RecordMode::Outbound).expect("create");
+        for slot in 0..175 {
+            rec.write_slot(None, Some(&tagged(slot, 2, 160)))
+                .expect("write");
+        }
+        std::mem::forget(rec);
+        let (_, samples) = read_all(&path);
+        assert!(samples.len() >= 3 * 8000, "{} samples", samples.len());
+    }
+
+    #[test]
+    fn call_recorder_errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err =
+            CallRecorder::create(&dir.path().join("no/such/dir/call.wav"), RecordMode::Stereo)
+                .expect_err("no dir")
+                .to_string();
+        assert!(
+            err.starts_with("cannot write WAV file ") && err.contains("call.wav"),
+            "{err}"
+        );
     }
 }

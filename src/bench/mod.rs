@@ -1,0 +1,530 @@
+//! Benchmarks of outdial itself: `outdial bench media`.
+//!
+//! `bench media` measures the media relay a bridged call runs ([`relay`]: receive → parse →
+//! G.711 decode → encode → send, batched with recvmmsg/sendmmsg on ≤ 2 epoll worker threads)
+//! at N concurrent calls of RTP on 127.0.0.1, and, in the same run, rtpengine in userspace
+//! relaying the same traffic ([`rtpengine`]), so the two figures come from one machine and one
+//! moment.
+//!
+//! The traffic comes from a child process (`outdial bench media-gen`, [`gen`]) so that its CPU
+//! is not counted as ours: N streams × 50 packets/s of 172-byte PCMU RTP from one socket with
+//! sendmmsg, back on a few sinks with recvmmsg and kernel receive timestamps. The parent takes
+//! its own CPU (getrusage RUSAGE_SELF: the relay threads plus an idle main thread) and
+//! rtpengine's (/proc/PID/stat) between the generator's `window_start` and `window_end`.
+//!
+//! One stream = one relayed direction of one call: 50 packets/s in, 50 out. Definitions:
+//! * transit = kernel receive time at the sink − time the packet was handed to sendmmsg;
+//! * loss = packets sent in the window and never received back (within the drain time);
+//! * jitter added = p99 over packets of |transit − median transit|.
+//!
+//! Linux only. Nothing here runs in the server: it is a measuring tool.
+
+pub mod bencode;
+pub mod gen;
+pub mod relay;
+pub mod rtpengine;
+pub mod sys;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use gen::{GenCommand, GenEvent, GenResult};
+use relay::{Relay, StreamSpec};
+
+/// Warm-up before the counted window (endpoint learning, caches, first wake-ups).
+const WARMUP_MS: u64 = 500;
+/// Above this many streams the relay uses two workers unless told otherwise: one worker is
+/// cheaper per packet (fewer wake-ups) but near a whole core's load its latency tail grows.
+pub const ONE_WORKER_MAX_STREAMS: usize = 2500;
+/// How long the generator keeps receiving after the window, for packets still in flight.
+const DRAIN_MS: u64 = 300;
+
+/// What `outdial bench media` was asked to do.
+#[derive(Debug, Clone)]
+pub struct MediaBenchOptions {
+    pub streams: usize,
+    pub seconds: f64,
+    /// Relay worker threads (1 or 2; 0: 1 up to [`ONE_WORKER_MAX_STREAMS`] streams, else 2).
+    pub workers: usize,
+    /// Sleep after each relay round, µs (0: wake on every readiness).
+    pub coalesce_us: u64,
+    /// Run rtpengine too.
+    pub rtpengine: bool,
+    /// The rtpengine binary (default: `rtpengine` on PATH).
+    pub rtpengine_bin: Option<PathBuf>,
+    /// The outdial binary to run as the generator (normally `std::env::current_exe()`).
+    pub exe: PathBuf,
+    /// Also measure the generator against itself (its streams sent straight to its sinks):
+    /// the floor under every latency and jitter figure.
+    pub baseline: bool,
+    /// The generator's tick, µs: packets due within a tick leave in one burst.
+    pub gen_tick_us: u64,
+}
+
+/// The result: outdial's figures, then rtpengine's (null when it did not run).
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaReport {
+    pub streams: usize,
+    pub seconds: f64,
+    /// outdial's CPU over the window, % of one core.
+    pub cpu_percent: f64,
+    /// outdial's CPU per relayed packet, µs.
+    pub cpu_us_per_packet: Option<f64>,
+    pub loss_ratio: f64,
+    /// p99 of |transit − median transit|, ms.
+    pub jitter_added_ms_p99: f64,
+    pub rtpengine_cpu_percent: Option<f64>,
+    pub rtpengine_cpu_us_per_packet: Option<f64>,
+    pub rtpengine_loss_ratio: Option<f64>,
+    pub rtpengine_jitter_added_ms_p99: Option<f64>,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub rtpengine_latency_ms_p50: Option<f64>,
+    pub rtpengine_latency_ms_p99: Option<f64>,
+    /// Packets the generator sent in the window / got back.
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    /// Packets outdial's relay sent in the window (what cpu_us_per_packet divides by).
+    pub packets_relayed: u64,
+    pub payload_mismatches: u64,
+    pub rtpengine_packets_sent: Option<u64>,
+    pub rtpengine_packets_received: Option<u64>,
+    pub workers: usize,
+    pub coalesce_us: u64,
+    pub gen_tick_us: u64,
+    /// Every process on the machine over outdial's window, % of one core: when it is well above
+    /// cpu_percent + generator_cpu_percent, something else was running and figures are noisy.
+    pub host_cpu_percent: Option<f64>,
+    pub rtpengine_host_cpu_percent: Option<f64>,
+    /// Relay wake-ups per second (epoll rounds, all workers).
+    pub wakeups_per_s: f64,
+    pub generator_cpu_percent: f64,
+    pub rtpengine_generator_cpu_percent: Option<f64>,
+    /// Why rtpengine's fields are null, when they are.
+    pub rtpengine_skipped: Option<String>,
+    /// With `--baseline` only: the generator sending straight to its own sinks (no relay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_latency_ms_p50: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_latency_ms_p99: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_jitter_added_ms_p99: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_loss_ratio: Option<f64>,
+}
+
+impl MediaReport {
+    /// A table for people.
+    pub fn table(&self) -> String {
+        let f = |v: Option<f64>, prec: usize| match v {
+            Some(x) => format!("{x:.prec$}"),
+            None => "-".into(),
+        };
+        let u = |v: Option<u64>| v.map_or("-".into(), |x| x.to_string());
+        let pct = |v: Option<f64>| v.map_or("-".into(), |x| format!("{:.4} %", 100.0 * x));
+        let mut s = format!(
+            "outdial bench media: {} streams × 50 packets/s (172-byte PCMU RTP), {} s window, 127.0.0.1\n\
+             relay: {} worker thread(s), coalesce {} µs, {:.0} wake-ups/s; generator tick {} µs\n\n",
+            self.streams,
+            self.seconds,
+            self.workers,
+            self.coalesce_us,
+            self.wakeups_per_s,
+            self.gen_tick_us
+        );
+        let rows: Vec<(&str, String, String)> = vec![
+            (
+                "CPU, % of one core",
+                f(Some(self.cpu_percent), 1),
+                f(self.rtpengine_cpu_percent, 1),
+            ),
+            (
+                "CPU per packet, µs",
+                f(self.cpu_us_per_packet, 2),
+                f(self.rtpengine_cpu_us_per_packet, 2),
+            ),
+            (
+                "packets sent",
+                self.packets_sent.to_string(),
+                u(self.rtpengine_packets_sent),
+            ),
+            (
+                "packets received",
+                self.packets_received.to_string(),
+                u(self.rtpengine_packets_received),
+            ),
+            (
+                "loss",
+                pct(Some(self.loss_ratio)),
+                pct(self.rtpengine_loss_ratio),
+            ),
+            (
+                "latency p50, ms",
+                f(Some(self.latency_ms_p50), 3),
+                f(self.rtpengine_latency_ms_p50, 3),
+            ),
+            (
+                "latency p99, ms",
+                f(Some(self.latency_ms_p99), 3),
+                f(self.rtpengine_latency_ms_p99, 3),
+            ),
+            (
+                "jitter added p99, ms",
+                f(Some(self.jitter_added_ms_p99), 3),
+                f(self.rtpengine_jitter_added_ms_p99, 3),
+            ),
+            (
+                "generator CPU, %",
+                f(Some(self.generator_cpu_percent), 1),
+                f(self.rtpengine_generator_cpu_percent, 1),
+            ),
+            (
+                "whole machine CPU, %",
+                f(self.host_cpu_percent, 1),
+                f(self.rtpengine_host_cpu_percent, 1),
+            ),
+        ];
+        s.push_str(&format!("{:<24}{:>14}{:>14}\n", "", "outdial", "rtpengine"));
+        for (name, a, b) in rows {
+            s.push_str(&format!("{name:<24}{a:>14}{b:>14}\n"));
+        }
+        if let (Some(p50), Some(p99), Some(j)) = (
+            self.baseline_latency_ms_p50,
+            self.baseline_latency_ms_p99,
+            self.baseline_jitter_added_ms_p99,
+        ) {
+            s.push_str(&format!(
+                "\nbaseline (generator straight to its sinks): latency p50 {p50:.3} ms, \
+                 p99 {p99:.3} ms, jitter p99 {j:.3} ms\n"
+            ));
+        }
+        if let Some(why) = &self.rtpengine_skipped {
+            s.push_str(&format!("\nrtpengine not measured: {why}\n"));
+        }
+        s.push_str(
+            "\nlatency = kernel receive time at the sink − time handed to sendmmsg; \
+             jitter added = p99 of |latency − median latency|; one stream = one relayed direction.\n",
+        );
+        s
+    }
+}
+
+/// The generator child process and its control pipes.
+struct GenProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    source: SocketAddrV4,
+    sinks: Vec<SocketAddrV4>,
+    tick_us: u64,
+}
+
+impl GenProcess {
+    fn spawn(exe: &std::path::Path, streams: usize) -> Result<GenProcess, String> {
+        let mut child = Command::new(exe)
+            .args(["bench", "media-gen", "--streams", &streams.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the generator {}: {e}", exe.display()))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("generator pipes missing".into());
+        };
+        let mut g = GenProcess {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            source: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
+            sinks: Vec::new(),
+            tick_us: gen::TICK_NS / 1000,
+        };
+        match g.next_event()? {
+            GenEvent::Ready { source, sinks } if !sinks.is_empty() => {
+                g.source = source;
+                g.sinks = sinks;
+                Ok(g)
+            }
+            GenEvent::Error { message } => Err(message),
+            other => Err(format!("generator said {other:?} instead of ready")),
+        }
+    }
+
+    fn next_event(&mut self) -> Result<GenEvent, String> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) => Err("the generator exited early".into()),
+            Ok(_) => serde_json::from_str(line.trim())
+                .map_err(|e| format!("unreadable generator event {line:?}: {e}")),
+            Err(e) => Err(format!("reading the generator: {e}")),
+        }
+    }
+
+    fn send(&mut self, cmd: &GenCommand) -> Result<(), String> {
+        let line = serde_json::to_string(cmd).map_err(|e| e.to_string())?;
+        writeln!(self.stdin, "{line}")
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| format!("writing to the generator: {e}"))
+    }
+
+    /// Where stream `i`'s packets must be delivered.
+    fn sink(&self, i: usize) -> SocketAddrV4 {
+        self.sinks[i % self.sinks.len()]
+    }
+
+    /// Runs one measured phase; `at_start` / `at_end` snapshot whatever is being measured.
+    fn run_phase<T>(
+        &mut self,
+        targets: Vec<SocketAddrV4>,
+        seconds: f64,
+        ssrc_base: u32,
+        mut snapshot: impl FnMut() -> T,
+    ) -> Result<(GenResult, T, T), String> {
+        self.send(&GenCommand::Run {
+            targets,
+            warmup_ms: WARMUP_MS,
+            seconds,
+            drain_ms: DRAIN_MS,
+            ssrc_base,
+            tick_us: self.tick_us,
+        })?;
+        let mut start = None;
+        let mut end = None;
+        loop {
+            match self.next_event()? {
+                GenEvent::WindowStart => start = Some(snapshot()),
+                GenEvent::WindowEnd => end = Some(snapshot()),
+                GenEvent::Result(r) => {
+                    return match (start, end) {
+                        (Some(s), Some(e)) => Ok((r, s, e)),
+                        _ => Err("the generator skipped its window events".into()),
+                    }
+                }
+                GenEvent::Error { message } => return Err(message),
+                GenEvent::Ready { .. } => {}
+            }
+        }
+    }
+
+    fn exit(mut self) {
+        let _ = self.send(&GenCommand::Exit);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GenProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Loss as a ratio of what was sent.
+fn loss(r: &GenResult) -> f64 {
+    if r.sent == 0 {
+        return 0.0;
+    }
+    r.sent.saturating_sub(r.received) as f64 / r.sent as f64
+}
+
+/// Busy and total jiffies of all CPUs, and the number of CPUs, from /proc/stat.
+fn host_cpu() -> Option<(u64, u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut lines = stat.lines();
+    let all: Vec<u64> = lines
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let cpus = lines.filter(|l| l.starts_with("cpu")).count() as u64;
+    // user nice system idle iowait irq softirq steal …: idle and iowait are not busy.
+    let total: u64 = all.iter().take(8).sum();
+    let idle = all.get(3)? + all.get(4).copied().unwrap_or(0);
+    Some((total - idle, total, cpus.max(1)))
+}
+
+/// Host CPU between two [`host_cpu`] readings, % of one core.
+fn host_percent(a: Option<(u64, u64, u64)>, b: Option<(u64, u64, u64)>) -> Option<f64> {
+    let ((busy0, total0, cpus), (busy1, total1, _)) = (a?, b?);
+    let total = total1.checked_sub(total0).filter(|&t| t > 0)?;
+    let busy = busy1.saturating_sub(busy0);
+    Some(round(100.0 * busy as f64 * cpus as f64 / total as f64, 1))
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+/// Runs `outdial bench media`. Errors are about outdial's own measurement; a failure of the
+/// rtpengine half is reported in `rtpengine_skipped` and on stderr, not as an error.
+pub fn run_media(opts: &MediaBenchOptions) -> Result<MediaReport, String> {
+    if opts.streams == 0 {
+        return Err("--streams must be at least 1".into());
+    }
+    // The generator keeps one 4-byte transit time per packet.
+    if opts.streams as f64 * 50.0 * opts.seconds > 100e6 {
+        return Err(format!(
+            "{} streams for {} s is over 100 million packets: shorten --seconds",
+            opts.streams, opts.seconds
+        ));
+    }
+    // 2 sockets per stream here, 4 per call in rtpengine (it inherits our limit), slack.
+    let want_files = 4 * opts.streams as u64 + 1024;
+    match sys::raise_nofile(want_files) {
+        Ok(have) if have < 2 * opts.streams as u64 + 64 => {
+            return Err(format!(
+                "open-file limit is {have}, {} streams need about {}: raise `ulimit -n`",
+                opts.streams,
+                2 * opts.streams + 64
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(format!("cannot read the open-file limit: {e}")),
+    }
+    let mut gen = GenProcess::spawn(&opts.exe, opts.streams)?;
+    gen.tick_us = opts.gen_tick_us;
+
+    // ── outdial ──
+    let specs: Vec<StreamSpec> = (0..opts.streams)
+        .map(|i| StreamSpec {
+            a_peer: gen.source,
+            b_peer: gen.sink(i),
+        })
+        .collect();
+    let workers = match opts.workers {
+        0 if opts.streams > ONE_WORKER_MAX_STREAMS => 2,
+        0 => 1,
+        w => w.min(2),
+    };
+    let relay = Relay::start(&specs, workers, Duration::from_micros(opts.coalesce_us))
+        .map_err(|e| format!("cannot start the relay: {e}"))?;
+    let targets = relay.a_addrs().to_vec();
+    let snapshot = || {
+        (
+            sys::cpu_time_us(false).ok(),
+            sys::monotonic_ns(),
+            relay.counters(),
+            host_cpu(),
+        )
+    };
+    let phase = gen.run_phase(targets, opts.seconds, 0x1000_0000, snapshot);
+    let stopped = relay.stop();
+    let (res, (cpu0, wall0, c0, h0), (cpu1, wall1, c1, h1)) = phase?;
+    stopped.map_err(|e| format!("relay failed: {e}"))?;
+    let (Some(cpu0), Some(cpu1)) = (cpu0, cpu1) else {
+        return Err("getrusage failed: cannot measure outdial's CPU".into());
+    };
+    let wall_us = (wall1.saturating_sub(wall0) / 1000).max(1) as f64;
+    let cpu_us = cpu1.saturating_sub(cpu0) as f64;
+    let relayed = c1.sent.saturating_sub(c0.sent);
+    let mut report = MediaReport {
+        streams: opts.streams,
+        seconds: opts.seconds,
+        cpu_percent: round(100.0 * cpu_us / wall_us, 2),
+        cpu_us_per_packet: (relayed > 0).then(|| round(cpu_us / relayed as f64, 3)),
+        loss_ratio: round(loss(&res), 6),
+        jitter_added_ms_p99: round(res.jitter_us_p99 / 1000.0, 3),
+        rtpengine_cpu_percent: None,
+        rtpengine_cpu_us_per_packet: None,
+        rtpengine_loss_ratio: None,
+        rtpengine_jitter_added_ms_p99: None,
+        latency_ms_p50: round(res.transit_us_p50 / 1000.0, 3),
+        latency_ms_p99: round(res.transit_us_p99 / 1000.0, 3),
+        rtpengine_latency_ms_p50: None,
+        rtpengine_latency_ms_p99: None,
+        packets_sent: res.sent,
+        packets_received: res.received,
+        packets_relayed: relayed,
+        payload_mismatches: res.payload_mismatches,
+        rtpengine_packets_sent: None,
+        rtpengine_packets_received: None,
+        workers,
+        coalesce_us: opts.coalesce_us,
+        gen_tick_us: opts.gen_tick_us,
+        host_cpu_percent: host_percent(h0, h1),
+        rtpengine_host_cpu_percent: None,
+        wakeups_per_s: round(
+            c1.wakeups.saturating_sub(c0.wakeups) as f64 / (wall_us / 1e6),
+            0,
+        ),
+        generator_cpu_percent: round(res.cpu_percent, 2),
+        rtpengine_generator_cpu_percent: None,
+        rtpengine_skipped: None,
+        baseline_latency_ms_p50: None,
+        baseline_latency_ms_p99: None,
+        baseline_jitter_added_ms_p99: None,
+        baseline_loss_ratio: None,
+    };
+
+    // ── baseline: no relay at all ──
+    if opts.baseline {
+        let targets = (0..opts.streams).map(|i| gen.sink(i)).collect();
+        let (res, (), ()) = gen.run_phase(targets, opts.seconds, 0x3000_0000, || ())?;
+        report.baseline_latency_ms_p50 = Some(round(res.transit_us_p50 / 1000.0, 3));
+        report.baseline_latency_ms_p99 = Some(round(res.transit_us_p99 / 1000.0, 3));
+        report.baseline_jitter_added_ms_p99 = Some(round(res.jitter_us_p99 / 1000.0, 3));
+        report.baseline_loss_ratio = Some(round(loss(&res), 6));
+    }
+
+    // ── rtpengine ──
+    let skipped = if !opts.rtpengine {
+        Some("--no-rtpengine".to_string())
+    } else {
+        match rtpengine::find(opts.rtpengine_bin.as_deref()) {
+            None => Some("rtpengine not found on PATH (apt-get install rtpengine-daemon)".into()),
+            Some(bin) => run_rtpengine(&mut gen, &bin, opts, &mut report).err(),
+        }
+    };
+    report.rtpengine_skipped = skipped;
+    gen.exit();
+    Ok(report)
+}
+
+fn run_rtpengine(
+    gen: &mut GenProcess,
+    bin: &std::path::Path,
+    opts: &MediaBenchOptions,
+    report: &mut MediaReport,
+) -> Result<(), String> {
+    let mut engine = rtpengine::Rtpengine::start(bin, opts.streams)?;
+    let a: Vec<SocketAddrV4> = vec![gen.source; opts.streams];
+    let b: Vec<SocketAddrV4> = (0..opts.streams).map(|i| gen.sink(i)).collect();
+    let targets = engine.setup_calls(&a, &b)?;
+    let pid = engine.pid();
+    let snapshot = || (rtpengine::proc_cpu_us(pid), sys::monotonic_ns(), host_cpu());
+    let phase = gen.run_phase(targets, opts.seconds, 0x2000_0000, snapshot);
+    let deleted = engine.delete_calls();
+    engine.stop();
+    let (res, (cpu0, wall0, h0), (cpu1, wall1, h1)) = phase?;
+    if let Err(e) = deleted {
+        eprintln!("outdial: bench: deleting rtpengine's calls: {e}");
+    }
+    let (Some(cpu0), Some(cpu1)) = (cpu0, cpu1) else {
+        return Err(format!("cannot read /proc/{pid}/stat"));
+    };
+    let wall_us = (wall1.saturating_sub(wall0) / 1000).max(1) as f64;
+    let cpu_us = cpu1.saturating_sub(cpu0) as f64;
+    report.rtpengine_cpu_percent = Some(round(100.0 * cpu_us / wall_us, 2));
+    report.rtpengine_cpu_us_per_packet =
+        (res.received > 0).then(|| round(cpu_us / res.received as f64, 3));
+    report.rtpengine_loss_ratio = Some(round(loss(&res), 6));
+    report.rtpengine_jitter_added_ms_p99 = Some(round(res.jitter_us_p99 / 1000.0, 3));
+    report.rtpengine_latency_ms_p50 = Some(round(res.transit_us_p50 / 1000.0, 3));
+    report.rtpengine_latency_ms_p99 = Some(round(res.transit_us_p99 / 1000.0, 3));
+    report.rtpengine_packets_sent = Some(res.sent);
+    report.rtpengine_packets_received = Some(res.received);
+    report.rtpengine_generator_cpu_percent = Some(round(res.cpu_percent, 2));
+    report.rtpengine_host_cpu_percent = host_percent(h0, h1);
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Smoke tests of `outdial bench media`: a short run at 20 streams must relay every packet and
+//! print one JSON object with every field; with rtpengine (installed by `make setup`) its
+//! fields must be filled in too. Each run is bounded (well under 10 s).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const OUTDIAL_FIELDS: &[&str] = &[
+    "streams",
+    "seconds",
+    "cpu_percent",
+    "cpu_us_per_packet",
+    "loss_ratio",
+    "jitter_added_ms_p99",
+    "latency_ms_p50",
+    "latency_ms_p99",
+    "packets_sent",
+    "packets_received",
+    "packets_relayed",
+];
+
+const RTPENGINE_FIELDS: &[&str] = &[
+    "rtpengine_cpu_percent",
+    "rtpengine_cpu_us_per_packet",
+    "rtpengine_loss_ratio",
+    "rtpengine_jitter_added_ms_p99",
+    "rtpengine_latency_ms_p50",
+    "rtpengine_latency_ms_p99",
+    "rtpengine_packets_sent",
+    "rtpengine_packets_received",
+];
+
+/// Runs the bench and returns its one JSON object (stdout must hold nothing else).
+fn bench(extra: &[&str]) -> Value {
+    let out = common::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_outdial"))
+            .args([
+                "bench",
+                "media",
+                "--streams",
+                "20",
+                "--seconds",
+                "2",
+                "--json",
+            ])
+            .args(extra),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.map(|s| s.success()).unwrap_or(false),
+        "bench failed ({:?}) after {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        out.elapsed,
+        out.stdout,
+        out.stderr
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must be one JSON line: {}",
+        out.stdout
+    );
+    let v: Value = serde_json::from_str(lines[0]).expect("JSON");
+    assert!(v.is_object());
+    assert_eq!(v["streams"], 20);
+    assert_eq!(v["seconds"].as_f64(), Some(2.0));
+    for f in OUTDIAL_FIELDS {
+        assert!(v[f].is_number(), "{f} missing or null in {v}");
+    }
+    // 20 streams × 50 packets/s × 2 s, give or take one packet per stream at the edges.
+    let sent = v["packets_sent"].as_u64().unwrap();
+    assert!((1960..=2040).contains(&sent), "packets_sent {sent}");
+    assert_eq!(v["loss_ratio"].as_f64(), Some(0.0), "{v}");
+    assert_eq!(v["packets_received"], v["packets_sent"]);
+    assert_eq!(v["payload_mismatches"], 0);
+    assert!(v["cpu_us_per_packet"].as_f64().unwrap() > 0.0);
+    v
+}
+
+#[test]
+fn bench_media_without_rtpengine() {
+    let started = std::time::Instant::now();
+    let v = bench(&["--no-rtpengine"]);
+    for f in RTPENGINE_FIELDS {
+        assert!(v[f].is_null(), "{f} should be null in {v}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn bench_media_with_rtpengine() {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join("rtpengine").is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`rtpengine` is not installed: run `make setup` (installs rtpengine-daemon)"
+    );
+    let v = bench(&[]);
+    assert!(v["rtpengine_skipped"].is_null(), "{v}");
+    for f in RTPENGINE_FIELDS {
+        assert!(v[f].is_number(), "{f} missing or null in {v}");
+    }
+    assert_eq!(v["rtpengine_loss_ratio"].as_f64(), Some(0.0), "{v}");
+}

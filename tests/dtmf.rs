@@ -1,0 +1,34 @@
+//! DTMF both ways against independent peers: our RFC 4733 events heard by
+//! baresip, and in-band fallback when the peer negotiated no telephone-event.
+//! (Digits from the far end: `sipp_calls::rfc4733_digits_from_the_far_end_*`.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// The digits baresip logged as ended RFC 4733 events ("received event: '5' (end=1)").
+fn digits_baresip_heard(log: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains("(end=1)"))
+        .filter_map(|l| l.split_once("received event: '"))
+        .filter_map(|(_, rest)| rest.chars().next())
+        .collect()
+}
+
+#[test]
+fn our_rfc4733_digits_reach_baresip_once_each() {
+    let dir = test_dir("dtmf-out");
+    let wav = dir.path().join("phone.wav");
+    speech_wav(&wav, "Please enter your account number.");
+    let phone = Baresip::start(dir.path(), &wav);
+    let run = run_call(
+        dir.path(),
+        &[&phone.uri(), "--dtmf", "2580*#", "--max-duration", "3"],
+    );
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    assert!(phone.wait_call_ended(Duration::from_secs(10)));
+    let heard = digits_baresip_heard(&phone.log());
+    assert_eq!(heard, "2580*#", "baresip log:\n{}", tail(&phone.log(), 40));
+}
