@@ -1774,4 +1774,39 @@ mod tests {
         w.insert(-5);
         assert_eq!(w.contains(10_000), Some(true));
     }
+
+    #[test]
+    fn netem_like_link_plays_nearly_every_delivered_packet() {
+        // 3 % loss, 40 ms ± 20 ms delay, 5 % reordered by another 40 ms: the netem line.
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut packets = Vec::new();
+        for p in stream(1500, 100, 1000, 20.0) {
+            if rnd() < 0.03 {
+                continue;
+            }
+            let mut delay = 40.0 + (rnd() * 2.0 - 1.0) * 20.0;
+            if rnd() < 0.05 {
+                delay += 40.0;
+            }
+            let mut p = p;
+            p.at_us += (delay * 1000.0) as i64;
+            packets.push(p);
+        }
+        let delivered = packets.len();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        let t0 = Instant::now();
+        let out = run(&mut jb, t0, &packets, 1500 * 20 + 1000);
+        let played = out.iter().filter(|o| o.kind == FrameKind::Audio).count();
+        let stats = jb.stats();
+        assert!(
+            played * 100 >= delivered * 97,
+            "played {played} of {delivered} delivered packets; stats {stats:?}"
+        );
+    }
 }
