@@ -33,7 +33,7 @@ struct Relay {
     forwarded: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     /// PCMU packets from outdial that the link delivered: (sequence, payload).
-    delivered_to_phone: Arc<Mutex<Vec<(u16, Vec<u8>)>>>,
+    delivered_to_phone: Captured,
 }
 
 impl Drop for Relay {
@@ -56,7 +56,11 @@ impl Rng {
     }
 }
 
-type Queue = Arc<Mutex<BinaryHeap<Reverse<(Instant, u64, usize, SocketAddr, Vec<u8>)>>>>;
+/// A datagram waiting in the link: (due, order, socket index, destination, bytes).
+type InFlight = (Instant, u64, usize, SocketAddr, Vec<u8>);
+type Queue = Arc<Mutex<BinaryHeap<Reverse<InFlight>>>>;
+/// RTP packets (sequence, payload) seen by the link.
+type Captured = Arc<Mutex<Vec<(u16, Vec<u8>)>>>;
 
 /// Relays outer 127.0.0.2:p <-> inner socket -> 127.0.0.1:p for every port p in lo..=hi.
 fn start_relay(lo: u16, hi: u16) -> Relay {
@@ -64,7 +68,7 @@ fn start_relay(lo: u16, hi: u16) -> Relay {
     let forwarded = Arc::new(AtomicU64::new(0));
     let dropped = Arc::new(AtomicU64::new(0));
     let queue: Queue = Arc::new(Mutex::new(BinaryHeap::new()));
-    let delivered_to_phone = Arc::new(Mutex::new(Vec::new()));
+    let delivered_to_phone: Captured = Arc::new(Mutex::new(Vec::new()));
     let mut sockets = Vec::new(); // (outer, inner, outdial's real address)
     for p in lo..=hi {
         let outer = UdpSocket::bind(("127.0.0.2", p)).expect("bind relay outer");
