@@ -293,6 +293,38 @@ fn audio_and_dtmf_survive_loss_jitter_and_reordering() {
     );
 }
 
+#[test]
+fn far_end_digits_cross_the_bad_link_once_each() {
+    // sipp answers and presses 159# (RFC 4733, with its payload-type quirk); its packets reach
+    // us through the impaired link because our SDP names the relay's address.
+    let dir = test_dir("impaired-dtmf");
+    let d = dir.path();
+    std::fs::write(
+        d.join("outdial.toml"),
+        "[rtp]\nbind_addr = \"127.0.0.1\"\nexternal_addr = \"127.0.0.2\"\n",
+    )
+    .expect("config");
+    let (lo, hi) = free_rtp_range(20);
+    let relay = start_relay(lo, hi);
+    let sipp = Sipp::uas(d, "uas_dtmf.xml").start();
+    let cmd = outdial_cmd_with_rtp(d, &format!("{lo}-{hi}"));
+    let run = run_call_in(
+        cmd,
+        &[&sipp.uri("15551230012"), "--max-duration", "10"],
+        Duration::from_secs(30),
+    );
+    let sipp_run = sipp.wait(Duration::from_secs(20));
+    let forwarded = relay.forwarded.load(Ordering::Relaxed);
+    drop(relay);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    assert!(
+        forwarded > 50,
+        "sipp's RTP went through the link: {forwarded}"
+    );
+    assert_eq!(run.json["dtmf_received"], "159#", "{}", run.json);
+    sipp_run.assert_passed("dtmf over the impaired link");
+}
+
 fn path_str(p: &std::path::Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
