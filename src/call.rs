@@ -46,6 +46,8 @@ pub struct CallRequest {
     pub ring_timeout: Duration,
     /// Longest answered call; then we hang up.
     pub max_duration: Duration,
+    /// Deliver the audio we send too ([`Call::take_sent_audio`]), e.g. for stereo recording.
+    pub tap_sent: bool,
 }
 
 /// Who ended an answered call.
@@ -143,6 +145,7 @@ pub struct Call {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<CallEvent>,
     audio: mpsc::Receiver<AudioFrame>,
+    sent_audio: mpsc::Receiver<Vec<i16>>,
 }
 
 /// Received audio frames waiting for the owner; older ones are dropped when
@@ -162,7 +165,12 @@ impl Call {
         let media_ip = ua.media_addr(plan.peer);
         let mut local = LocalMedia::new(media_ip, socket.port);
         let offer = local.offer(&plan.formats, Direction::SendRecv);
-        let (media, media_events) = MediaSession::start(socket, plan.preferred_codec(), None)?;
+        let options = crate::media::MediaOptions {
+            tap_sent: req.tap_sent,
+            ..Default::default()
+        };
+        let (media, media_events) =
+            MediaSession::start_with(socket, plan.preferred_codec(), None, options)?;
 
         let call_id = format!(
             "{:016x}{:08x}@outdial",
@@ -193,6 +201,7 @@ impl Call {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (event_tx, event_rx) = mpsc::unbounded_channel();
         let (audio_tx, audio_rx) = mpsc::channel(AUDIO_QUEUE);
+        let (sent_tx, sent_rx) = mpsc::channel(AUDIO_QUEUE);
         let task = CallTask {
             ua,
             dialog,
@@ -205,6 +214,7 @@ impl Call {
             max_duration: req.max_duration,
             events: event_tx,
             audio: audio_tx,
+            sent_audio: sent_tx,
             ring_ms: None,
             answered_at: None,
             answer_ms: None,
@@ -229,6 +239,7 @@ impl Call {
             commands: cmd_tx,
             events: event_rx,
             audio: audio_rx,
+            sent_audio: sent_rx,
         })
     }
 
@@ -274,6 +285,12 @@ impl Call {
     /// The next received audio frame (early media included).
     pub async fn next_audio(&mut self) -> Option<AudioFrame> {
         self.audio.recv().await
+    }
+
+    /// The audio we send, 20 ms frames, when the request asked for it (`tap_sent`).
+    pub fn take_sent_audio(&mut self) -> mpsc::Receiver<Vec<i16>> {
+        let (_tx, rx) = mpsc::channel(1);
+        std::mem::replace(&mut self.sent_audio, rx)
     }
 
     /// Splits the audio receiver off, for a consumer in another task.
@@ -479,6 +496,7 @@ struct CallTask {
     max_duration: Duration,
     events: mpsc::UnboundedSender<CallEvent>,
     audio: mpsc::Sender<AudioFrame>,
+    sent_audio: mpsc::Sender<Vec<i16>>,
     ring_ms: Option<u64>,
     answered_at: Option<Instant>,
     answer_ms: Option<u64>,
@@ -586,6 +604,9 @@ impl CallTask {
                         let _ = self.events.send(CallEvent::PlaybackFinished);
                     }
                     Some(MediaEvent::Dtmf(digit)) => self.on_dtmf(digit),
+                    Some(MediaEvent::Sent(frame)) => {
+                        let _ = self.sent_audio.try_send(frame);
+                    }
                     Some(MediaEvent::Tone(tone)) => {
                         info!(?tone, "tone heard");
                         self.tones.push(tone);

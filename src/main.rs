@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use outdial::call::{Call, CallEvent, CallRequest, CallSummary};
 use outdial::config::{Config, ConfigErrors};
-use outdial::media::wav::{load_wav_8k_mono, WavRecorder};
+use outdial::media::wav::{load_wav_8k_mono, CallRecorder, RecordMode};
 use outdial::sip::{RegistrationState, UserAgent};
 
 #[derive(Parser)]
@@ -107,9 +107,13 @@ struct CallArgs {
     /// WAV file to play once answered (any rate/channels); hang up when it ends.
     #[arg(long, value_name = "FILE.wav")]
     play: Option<PathBuf>,
-    /// Record the received audio (8 kHz mono WAV), early media included.
+    /// Record the call's audio (8 kHz WAV, flushed every second), early media included.
     #[arg(long, value_name = "FILE.wav")]
     record: Option<PathBuf>,
+    /// What --record holds: inbound (what we hear), outbound (what we send) or stereo
+    /// (inbound left, outbound right).
+    #[arg(long, value_name = "MODE", default_value = "inbound", value_parser = record_mode)]
+    record_mode: RecordMode,
     /// Seconds to let it ring before CANCEL.
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = positive_secs)]
     ring_timeout: f64,
@@ -137,6 +141,10 @@ fn dtmf_digits(s: &str) -> Result<String, String> {
         None if digits.is_empty() => Err("no digits".into()),
         None => Ok(digits),
     }
+}
+
+fn record_mode(s: &str) -> Result<RecordMode, String> {
+    RecordMode::from_name(s).ok_or_else(|| format!("{s:?} is not one of inbound, outbound, stereo"))
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -249,8 +257,8 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(load_wav_8k_mono(path)?),
         None => None,
     };
-    let mut recorder = match &args.record {
-        Some(path) => Some(WavRecorder::create(path)?),
+    let recorder = match &args.record {
+        Some(path) => Some(CallRecorder::create(path, args.record_mode)?),
         None => None,
     };
 
@@ -273,21 +281,10 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         caller_id: args.from.clone(),
         ring_timeout: Duration::from_secs_f64(args.ring_timeout),
         max_duration: Duration::from_secs_f64(args.max_duration),
+        tap_sent: recorder.is_some() && args.record_mode != RecordMode::Inbound,
     };
     let mut call = Call::dial(ua.clone(), request).await?;
-    let mut audio = call.take_audio();
-    let recording = tokio::spawn(async move {
-        let mut result = Ok(());
-        while let Some(frame) = audio.recv().await {
-            if let (Some(r), Ok(())) = (recorder.as_mut(), &result) {
-                result = r.write(&frame.samples);
-            }
-        }
-        match recorder {
-            Some(r) if result.is_ok() => r.finish(),
-            _ => result,
-        }
-    });
+    let recording = tokio::spawn(record(call.take_audio(), call.take_sent_audio(), recorder));
 
     let summary = drive(&mut call, playback, args.dtmf.clone()).await;
     drop(call);
@@ -301,6 +298,51 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
     }
     print_summary(&summary, args.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the call's audio into the recorder: received frames and (for outbound and stereo)
+/// sent frames, paired slot by slot; a side that runs ahead alone (the other not started, or
+/// silent) is written with silence on the other. Drains both channels even without a recorder.
+async fn record(
+    mut received: tokio::sync::mpsc::Receiver<outdial::media::AudioFrame>,
+    mut sent: tokio::sync::mpsc::Receiver<Vec<i16>>,
+    mut recorder: Option<CallRecorder>,
+) -> Result<(), outdial::media::MediaError> {
+    use std::collections::VecDeque;
+    const AHEAD: usize = 3;
+    let (mut rx, mut tx): (VecDeque<Vec<i16>>, VecDeque<Vec<i16>>) = Default::default();
+    let (mut rx_open, mut tx_open) = (true, true);
+    let mut result = Ok(());
+    while rx_open || tx_open {
+        tokio::select! {
+            f = received.recv(), if rx_open => match f {
+                Some(f) => rx.push_back(f.samples),
+                None => rx_open = false,
+            },
+            f = sent.recv(), if tx_open => match f {
+                Some(f) => tx.push_back(f),
+                None => tx_open = false,
+            },
+        }
+        let done = !rx_open && !tx_open;
+        while let Some(r) = recorder.as_mut().filter(|_| result.is_ok()) {
+            let slot = match (rx.front(), tx.front()) {
+                (Some(_), Some(_)) => (rx.pop_front(), tx.pop_front()),
+                (Some(_), None) if rx.len() > AHEAD || done => (rx.pop_front(), None),
+                (None, Some(_)) if tx.len() > AHEAD || done => (None, tx.pop_front()),
+                _ => break,
+            };
+            result = r.write_slot(slot.0.as_deref(), slot.1.as_deref());
+        }
+        if recorder.is_none() {
+            rx.clear();
+            tx.clear();
+        }
+    }
+    match recorder {
+        Some(r) if result.is_ok() => r.finish(),
+        _ => result,
+    }
 }
 
 /// Plays the file once answered, hangs up when it has been played (or on

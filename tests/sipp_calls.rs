@@ -384,3 +384,55 @@ fn rfc4733_digits_from_the_far_end_are_reported_once_each() {
     assert_eq!(run.json["dtmf_received"], "159#", "{}", run.json);
     sipp_run.assert_passed("dtmf (plays 159# then hangs up)");
 }
+
+#[test]
+fn stereo_recording_holds_both_sides() {
+    let dir = test_dir("stereo");
+    let d = dir.path();
+    let far_end = d.join("far_end.wav");
+    speech_wav_padded(&far_end, FAR_END_TEXT, 0.2, 0.3);
+    let ours = d.join("ours.wav");
+    speech_wav_padded(&ours, OUR_TEXT, 0.2, 2.5);
+    let rec = d.join("stereo.wav");
+    let sipp = Sipp::uas(d, "uas_answer_audio.xml")
+        .stream_wav(&far_end)
+        .start();
+    let run = run_call(
+        d,
+        &[
+            &sipp.uri("test"),
+            "--play",
+            path_str(&ours),
+            "--record",
+            path_str(&rec),
+            "--record-mode",
+            "stereo",
+            "--max-duration",
+            "15",
+        ],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    sipp_run.assert_passed("answered call");
+
+    let mut reader = hound::WavReader::open(&rec).expect("stereo recording");
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.sample_rate), (2, 8000));
+    let samples: Vec<i16> = reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let (heard, _) = best_correlation(&read_wav_8k(&far_end), &left, 16000);
+    let (said, _) = best_correlation(&read_wav_8k(&ours), &right, 16000);
+    assert!(heard > 0.5, "left channel = what we heard: {heard:.3}");
+    assert!(said > 0.5, "right channel = what we sent: {said:.3}");
+    // And the sides are not swapped.
+    let (crossed, _) = best_correlation(&read_wav_8k(&ours), &left, 16000);
+    assert!(
+        crossed < heard,
+        "left should not look like our own audio: {crossed:.3}"
+    );
+}

@@ -82,6 +82,9 @@ pub struct MediaOptions {
     pub rtcp_interval: Duration,
     /// Frames the event channel holds before frames are dropped.
     pub event_capacity: usize,
+    /// Report every 20 ms audio frame we send as [`MediaEvent::Sent`] (for outbound or stereo
+    /// recording); off by default.
+    pub tap_sent: bool,
 }
 
 impl Default for MediaOptions {
@@ -95,6 +98,7 @@ impl Default for MediaOptions {
             rtcp: true,
             rtcp_interval: DEFAULT_INTERVAL,
             event_capacity: EVENT_CHANNEL_CAPACITY,
+            tap_sent: false,
         }
     }
 }
@@ -126,6 +130,8 @@ pub enum MediaEvent {
     /// ([`MediaSession::set_tone_detection`]). Times are in received-audio time: ms since the
     /// first received frame.
     Tone(ToneEvent),
+    /// A 20 ms frame of audio we just sent (only with [`MediaOptions::tap_sent`]).
+    Sent(Vec<i16>),
     /// Everything queued with [`MediaSession::play`] has been sent.
     PlaybackFinished,
 }
@@ -323,6 +329,7 @@ impl MediaSession {
             events_tx,
             cancel.clone(),
             ssrc,
+            options.tap_sent,
         ));
         Ok((
             MediaSession {
@@ -509,6 +516,7 @@ async fn send_loop(
     events: mpsc::Sender<MediaEvent>,
     cancel: CancellationToken,
     ssrc: u32,
+    tap_sent: bool,
 ) {
     let mut rtp = RtpSender::new(ssrc, rand::random(), rand::random());
     let mut frame = [0i16; FRAME_SAMPLES];
@@ -591,6 +599,10 @@ async fn send_loop(
                     ts.copy_from_slice(&event_ts.to_be_bytes());
                 }
             } else {
+                if tap_sent {
+                    // Dropped when the channel is full: a recording gap, never a stall.
+                    let _ = events.try_send(MediaEvent::Sent(frame.to_vec()));
+                }
                 codec.encode(&frame, &mut payload);
                 rtp.packet(
                     &mut packet,
@@ -1283,7 +1295,7 @@ mod tests {
                 e = a_events.recv() => match e {
                     Some(MediaEvent::PlaybackFinished) => finished = true,
                     Some(MediaEvent::Frame(f)) => a_frames.push(f),
-                    Some(MediaEvent::Dtmf(_) | MediaEvent::Tone(_)) => {}
+                    Some(MediaEvent::Dtmf(_) | MediaEvent::Tone(_) | MediaEvent::Sent(_)) => {}
                     None => panic!("a's events closed"),
                 },
                 Some(MediaEvent::Frame(f)) = b_events.recv() => b_frames.push(f),
