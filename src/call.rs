@@ -65,10 +65,18 @@ pub struct EarlyMedia {
     pub received: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct RtpCounts {
     pub sent: u64,
     pub received: u64,
+    /// Packets the far end sent that never arrived (RFC 3550 expected − received).
+    pub lost: i64,
+    /// Interarrival jitter of the far end's stream, ms (RFC 3550).
+    pub jitter_ms: f64,
+    /// Round-trip time from RTCP reports, ms; `None` when no report came back.
+    pub rtt_ms: Option<f64>,
+    /// Frames the jitter buffer had to make up (loss, late packets).
+    pub concealed: u64,
 }
 
 /// The record of one attempt, as the CLI prints it and a campaign stores it.
@@ -859,6 +867,10 @@ impl CallTask {
             rtp: RtpCounts {
                 sent: stats.sent,
                 received: stats.received,
+                lost: stats.lost,
+                jitter_ms: (stats.jitter_ms * 100.0).round() / 100.0,
+                rtt_ms: stats.rtt_ms.map(|r| (r * 100.0).round() / 100.0),
+                concealed: stats.jitter_buffer.concealed,
             },
             codec: self.codec.map(Codec::name),
             dtmf_received: self.dtmf_received,
@@ -935,6 +947,10 @@ mod tests {
             rtp: RtpCounts {
                 sent: 200,
                 received: 190,
+                lost: 3,
+                jitter_ms: 1.25,
+                rtt_ms: None,
+                concealed: 4,
             },
             codec: Some("PCMU"),
             dtmf_received: "12#".into(),

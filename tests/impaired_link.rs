@@ -277,6 +277,12 @@ fn audio_and_dtmf_survive_loss_jitter_and_reordering() {
         "the RTP went through the relay: {forwarded}"
     );
     assert!(dropped > 0, "the link lost packets");
+    // The call record shows the link: loss, jitter, RTT (from baresip's RTCP reports).
+    let rtp = &run.json["rtp"];
+    assert!(rtp["lost"].as_i64().unwrap_or(0) > 0, "{rtp}");
+    assert!(rtp["jitter_ms"].as_f64().unwrap_or(0.0) > 1.0, "{rtp}");
+    assert!(rtp["concealed"].as_u64().unwrap_or(0) > 0, "{rtp}");
+    eprintln!("rtp: {rtp}");
 
     let (corr, lag) = best_correlation(&read_wav_8k(&ours), &delivered, 16000);
     eprintln!("the phone was given our file: {corr:.3} at lag {lag}");
