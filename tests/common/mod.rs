@@ -1358,6 +1358,17 @@ impl Baresip {
     }
 
     /// How many calls baresip has answered ("Call established").
+    /// The digits baresip logged as ended RFC 4733 events ("received event: '5' (end=1)"),
+    /// in order: each key press once.
+    pub fn dtmf_heard(&self) -> String {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("(end=1)"))
+            .filter_map(|l| l.split_once("received event: '"))
+            .filter_map(|(_, rest)| rest.chars().next())
+            .collect()
+    }
+
     pub fn calls_established(&self) -> usize {
         self.log().matches("Call established").count()
     }
