@@ -136,49 +136,47 @@ impl Resampler {
     /// Each whole 20 ms of input (counting what earlier calls left over) appends exactly 20 ms
     /// of output; a partial frame is kept for the next call.
     pub fn process(&mut self, frame_in: &[i16], out: &mut Vec<i16>) -> Result<(), MediaError> {
-        let Some(inner) = self.inner.as_mut() else {
-            out.extend_from_slice(frame_in);
-            return Ok(());
-        };
-        let mut rest = frame_in;
-        while !rest.is_empty() {
-            let take = (inner.chunk_in - inner.pending.len()).min(rest.len());
-            let (now, later) = rest.split_at(take);
-            inner
-                .pending
-                .extend(now.iter().map(|&s| f32::from(s) / 32768.0));
-            rest = later;
-            if inner.pending.len() == inner.chunk_in {
-                inner.run_chunk(self.from_hz, self.to_hz)?;
-                out.extend(
-                    inner
-                        .output
-                        .iter()
-                        .map(|&x| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16),
-                );
-            }
-        }
-        Ok(())
+        self.feed(
+            frame_in,
+            |&s| f32::from(s) / 32768.0,
+            out,
+            |x| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16,
+        )
     }
 
     /// Resamples float samples (full scale ±1.0), appending the result to `out`; same rules as
     /// [`Resampler::process`]. Non-finite input samples are taken as silence.
     pub fn process_f32(&mut self, frame_in: &[f32], out: &mut Vec<f32>) -> Result<(), MediaError> {
+        self.feed(
+            frame_in,
+            |&x| if x.is_finite() { x } else { 0.0 },
+            out,
+            |x| x,
+        )
+    }
+
+    /// Buffers input (converted to f32) and resamples each whole 20 ms chunk into `out`.
+    fn feed<I: Copy, O: Copy>(
+        &mut self,
+        frame_in: &[I],
+        to_f32: impl Fn(&I) -> f32,
+        out: &mut Vec<O>,
+        from_f32: impl Fn(f32) -> O,
+    ) -> Result<(), MediaError> {
         let Some(inner) = self.inner.as_mut() else {
-            out.extend_from_slice(frame_in);
+            // Equal rates: f32 round trips are exact for both sample types.
+            out.extend(frame_in.iter().map(|x| from_f32(to_f32(x))));
             return Ok(());
         };
         let mut rest = frame_in;
         while !rest.is_empty() {
             let take = (inner.chunk_in - inner.pending.len()).min(rest.len());
             let (now, later) = rest.split_at(take);
-            inner
-                .pending
-                .extend(now.iter().map(|&x| if x.is_finite() { x } else { 0.0 }));
+            inner.pending.extend(now.iter().map(&to_f32));
             rest = later;
             if inner.pending.len() == inner.chunk_in {
                 inner.run_chunk(self.from_hz, self.to_hz)?;
-                out.extend_from_slice(&inner.output);
+                out.extend(inner.output.iter().map(|&x| from_f32(x)));
             }
         }
         Ok(())
