@@ -219,3 +219,30 @@ fn serve_registers_and_unregisters_on_sigterm() {
         kam.carrier_lines()
     );
 }
+
+/// `ping_interval`: `serve` keeps the trunk alive with OPTIONS at that pace (no REGISTER).
+#[test]
+fn serve_pings_the_trunk_with_options() {
+    let dir = test_dir("serve-ping");
+    let kam = carrier(dir.path(), "unused-password", false);
+    let profiles = write_profile(
+        &dir.path().join("profiles"),
+        "pinged",
+        &format!("proxy = \"{}\"\nping_interval = 1\n", kam.addr()),
+    );
+    let mut cmd = common::outdial_cmd(dir.path());
+    cmd.arg("--profiles").arg(&profiles).arg("serve");
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn outdial serve");
+    std::thread::sleep(Duration::from_millis(2600));
+    let _ = child.kill();
+    let _ = child.wait();
+    let pings = kam.count("OPTIONS from");
+    assert!(
+        (2..=4).contains(&pings),
+        "one OPTIONS per second for 2.6 s, got {pings}: {:?}",
+        kam.carrier_lines()
+    );
+    assert_eq!(kam.count("REGISTER"), 0, "register = false");
+}
