@@ -253,10 +253,7 @@ impl Rfc4733Receiver {
                     return;
                 }
                 cur.duration = cur.duration.max(p.duration);
-                cur.volume = p.volume;
-                cur.last_update_ms = now;
-                if p.end {
-                    let d = Self::finish(cur);
+                if let Some(d) = Self::refresh(cur, &p, now) {
                     self.pending.push_back(d);
                 }
                 return;
@@ -279,10 +276,7 @@ impl Rfc4733Receiver {
                 cur.carried = cur.carried.saturating_add(u32::from(MAX_SEGMENT));
                 cur.timestamp = timestamp;
                 cur.duration = p.duration;
-                cur.volume = p.volume;
-                cur.last_update_ms = now;
-                if p.end {
-                    let d = Self::finish(cur);
+                if let Some(d) = Self::refresh(cur, &p, now) {
                     self.pending.push_back(d);
                 }
                 return;
@@ -309,6 +303,13 @@ impl Rfc4733Receiver {
             self.pending.push_back(d);
         }
         self.current = Some(event);
+    }
+
+    /// Takes a packet's volume and time into the current event; its end bit ends the event.
+    fn refresh(event: &mut RxEvent, p: &EventPayload, now: u64) -> Option<DtmfDigit> {
+        event.volume = p.volume;
+        event.last_update_ms = now;
+        p.end.then(|| Self::finish(event))
     }
 
     fn finish(event: &mut RxEvent) -> DtmfDigit {
