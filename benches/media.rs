@@ -1,17 +1,21 @@
 //! Hot paths of the media relay (`cargo bench --bench media`):
-//! RTP parse, G.711 decode + encode of one 20 ms frame, the whole per-packet media work, and one
-//! packet / a batch of 32 through the relay's real epoll + recvmmsg + sendmmsg path on
-//! 127.0.0.1. The socket benches include the bench's own send and receive, so they bound the
-//! relay's cost from above. Each bench is short (20 samples, about a second).
+//! RTP parse, G.711 decode + encode of one 20 ms frame, the whole per-packet media work of a leg
+//! (parse → jitter buffer → decode → encode → write, on a simulated 20 ms clock), and one packet
+//! per stream for 1 and 32 streams through the relay worker's real tick (epoll + recvmmsg with
+//! kernel timestamps → jitter buffer → sendmmsg) on 127.0.0.1. The socket benches include the
+//! bench's own send and receive, so they bound the relay's cost from above. Each bench is short
+//! (20 samples, about a second).
 
 use std::hint::black_box;
 use std::net::UdpSocket;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use outdial::bench::gen::tone_payload;
-use outdial::bench::relay::{bind_loopback, local_v4, Counters, MediaPath, StreamSpec, Worker};
+use outdial::bench::relay::{
+    bind_loopback, call_jitter_config, local_v4, Counters, LegMedia, StreamSpec, Worker,
+};
 use outdial::media::rtp::{write_rtp, RtpPacket};
 use outdial::media::Codec;
 
@@ -28,6 +32,15 @@ fn packet() -> Vec<u8> {
     );
     p
 }
+
+/// Makes `pkt` packet `k` of its stream: sequence number 4711 + k, timestamp 160 × that.
+fn set_sequence(pkt: &mut [u8], k: u32) {
+    let seq = 4711u32.wrapping_add(k);
+    pkt[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
+    pkt[4..8].copy_from_slice(&seq.wrapping_mul(160).to_be_bytes());
+}
+
+const FRAME: Duration = Duration::from_millis(20);
 
 fn codec_paths(c: &mut Criterion) {
     let pkt = packet();
@@ -48,10 +61,25 @@ fn codec_paths(c: &mut Criterion) {
             black_box(out.len())
         })
     });
-    let mut media = MediaPath::new();
-    let mut buf = Vec::with_capacity(2048);
-    g.bench_function("media_path_packet", |b| {
-        b.iter(|| media.process(black_box(&pkt), &mut buf))
+    // One leg on a simulated clock: each iteration packet k arrives 20 ms after packet k - 1
+    // and the frame due then plays (packet k - 2: 40 ms of jitter buffer).
+    let mut leg = LegMedia::new(call_jitter_config());
+    let (mut pcm, mut buf) = (Vec::with_capacity(320), Vec::with_capacity(2048));
+    let mut input = packet();
+    let t0 = Instant::now();
+    let mut k = 0u32;
+    g.bench_function("leg_packet_jitter_decode_encode", |b| {
+        b.iter(|| {
+            set_sequence(&mut input, k);
+            let now = t0 + FRAME * k;
+            leg.receive(black_box(&input), now, &mut buf);
+            let mut sent = 0;
+            while leg.play(now, &mut pcm, &mut buf).is_some() {
+                sent += buf.len();
+            }
+            k += 1;
+            black_box(sent)
+        })
     });
     g.finish();
 }
@@ -64,31 +92,33 @@ fn relay_setup(streams: usize) -> (Worker, Vec<std::net::SocketAddrV4>, UdpSocke
         a_peer: local_v4(&a_party).expect("addr"),
         b_peer: local_v4(&b_party).expect("addr"),
     };
-    let (worker, a_addrs) =
-        Worker::bind(&vec![spec; streams], Arc::new(Counters::default())).expect("worker");
+    let (worker, a_addrs) = Worker::bind(
+        &vec![spec; streams],
+        call_jitter_config(),
+        Arc::new(Counters::default()),
+    )
+    .expect("worker");
     (worker, a_addrs, a_party, b_party)
 }
 
-/// Sends one packet to every stream, relays until all came out, receives them.
+/// Round `k` on a simulated 20 ms clock: sends packet `k` to every stream, runs one tick
+/// (which takes them in and plays out the frames due, packet k - 2 of each stream once the
+/// 40 ms jitter buffer has filled), receives what the tick sent.
 fn relay_round(
     worker: &mut Worker,
     a_addrs: &[std::net::SocketAddrV4],
     a_party: &UdpSocket,
     b_party: &UdpSocket,
-    pkt: &[u8],
+    (pkt, k, t0): (&mut [u8], u32, Instant),
     buf: &mut [u8],
 ) {
+    set_sequence(pkt, k);
     for a in a_addrs {
         a_party.send_to(pkt, a).expect("send");
     }
-    let mut relayed = 0;
-    while relayed < a_addrs.len() {
-        relayed += worker
-            .poll_once(Some(Duration::from_secs(1)))
-            .expect("poll");
-    }
+    let relayed = worker.tick(t0 + FRAME * k).expect("tick");
     let mut got = 0;
-    while got < a_addrs.len() {
+    while got < relayed {
         match b_party.recv_from(buf) {
             Ok(_) => got += 1,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
@@ -98,15 +128,24 @@ fn relay_round(
 }
 
 fn relay_paths(c: &mut Criterion) {
-    let pkt = packet();
+    let mut pkt = packet();
     let mut buf = [0u8; 2048];
     let mut g = c.benchmark_group("relay");
     for streams in [1usize, 32] {
         let (mut worker, a_addrs, a_party, b_party) = relay_setup(streams);
+        let t0 = Instant::now();
+        let mut k = 0;
         g.throughput(Throughput::Elements(streams as u64));
-        g.bench_function(format!("epoll_recvmmsg_sendmmsg_{streams}_streams"), |b| {
-            b.iter(|| relay_round(&mut worker, &a_addrs, &a_party, &b_party, &pkt, &mut buf))
-        });
+        g.bench_function(
+            format!("tick_jitter_recvmmsg_sendmmsg_{streams}_streams"),
+            |b| {
+                b.iter(|| {
+                    let state = (pkt.as_mut_slice(), k, t0);
+                    relay_round(&mut worker, &a_addrs, &a_party, &b_party, state, &mut buf);
+                    k += 1;
+                })
+            },
+        );
     }
     g.finish();
 }

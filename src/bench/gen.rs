@@ -7,7 +7,8 @@
 //! CLOCK_MONOTONIC, and takes the relayed packets back on a few sink sockets with `recvmmsg`.
 //! Transit time = the kernel's receive timestamp at the sink (`SO_TIMESTAMPNS`) − the time
 //! the batch was handed to `sendmmsg`, so the generator's own wake-up delay on the receive
-//! side is not counted. It wakes at most once a tick (default [`TICK_NS`]), so it stays
+//! side is not counted. Besides loss and transit times it keeps, per stream, the change in
+//! transit between consecutive packets (RFC 3550's D), in 10 µs bins. It wakes at most once a tick (default [`TICK_NS`]), so it stays
 //! cheap (one send batch, one `epoll_wait` and a few receive batches per wake-up); the packets
 //! due within a tick therefore leave together, as from a media gateway that batches.
 //!
@@ -91,6 +92,9 @@ pub struct GenResult {
     pub transit_us_max: f64,
     /// p99 of |transit − median transit|.
     pub jitter_us_p99: f64,
+    /// p99 over consecutive packets n, n+1 of one stream of |transit(n+1) − transit(n)|.
+    #[serde(default)]
+    pub stream_jitter_us_p99: f64,
     /// Length of the counted window, seconds.
     pub window_s: f64,
     /// The generator's own CPU over the window, % of one core.
@@ -126,6 +130,62 @@ pub struct RunSpec {
     pub ssrc_base: u32,
     /// Shortest interval between two wake-ups.
     pub tick: Duration,
+}
+
+/// Width of one bin of the stream-jitter histogram, ns.
+const D_BIN_NS: u64 = 10_000;
+/// Bins of the stream-jitter histogram (the last one holds everything from 100 ms up).
+const D_BINS: usize = 10_001;
+
+/// What the receive side measures: transit times and, per stream, the change in transit
+/// between consecutive packets.
+struct Tally {
+    transits: Vec<u32>,
+    /// Per stream: the last counted packet's sequence number and transit (ns), if any.
+    last: Vec<Option<(u16, u32)>>,
+    /// Histogram of |transit(n+1) − transit(n)| in [`D_BIN_NS`] bins.
+    d_hist: Vec<u64>,
+}
+
+impl Tally {
+    fn new(streams: usize, expected: usize) -> Self {
+        Tally {
+            transits: Vec::with_capacity(expected.min(50_000_000)),
+            last: vec![None; streams],
+            d_hist: vec![0; D_BINS],
+        }
+    }
+
+    /// Records a counted packet of stream `i` with sequence `seq` and `transit` ns.
+    fn record(&mut self, i: usize, seq: u16, transit: u32) {
+        self.transits.push(transit);
+        if let Some(Some((prev_seq, prev))) = self.last.get(i) {
+            if seq == prev_seq.wrapping_add(1) {
+                let d = u64::from(transit.abs_diff(*prev));
+                self.d_hist[((d / D_BIN_NS) as usize).min(D_BINS - 1)] += 1;
+            }
+        }
+        if let Some(l) = self.last.get_mut(i) {
+            *l = Some((seq, transit));
+        }
+    }
+
+    /// The `q` quantile of the histogram, µs (upper edge of its bin).
+    fn d_quantile_us(&self, q: f64) -> f64 {
+        let total: u64 = self.d_hist.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        let rank = ((total as f64 * q).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (bin, &count) in self.d_hist.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return ((bin as u64 + 1) * D_BIN_NS) as f64 / 1000.0;
+            }
+        }
+        (D_BINS as u64 * D_BIN_NS) as f64 / 1000.0
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -201,7 +261,7 @@ impl Generator {
         }
         let mut slots = vec![Slot::default(); n * SLOTS];
         let expected = (n as f64 * 50.0 * seconds * 1.05) as usize + 64;
-        let mut transits: Vec<u32> = Vec::with_capacity(expected.min(50_000_000));
+        let mut tally = Tally::new(n, expected);
         let mut batch_meta: Vec<(u32, u16)> = Vec::with_capacity(self.tx.capacity());
         // Per-stream random-ish starting points, derived from the stream index.
         let seq0 = |i: usize| (i as u32).wrapping_mul(2_654_435_761) as u16;
@@ -248,7 +308,7 @@ impl Generator {
             if !self.tx.is_empty() {
                 self.flush(&mut batch_meta, &mut slots, &mut res)?;
             }
-            self.receive(n, ssrc_base, &mut slots, &mut transits, &mut res)?;
+            self.receive(n, ssrc_base, &mut slots, &mut tally, &mut res)?;
             let next = due(g).max(now + tick_ns).min(window_end);
             sys::sleep_until_monotonic(next);
         }
@@ -257,15 +317,16 @@ impl Generator {
         event(GenEvent::WindowEnd);
         let drain_end = sys::monotonic_ns() + drain.as_nanos() as u64;
         while sys::monotonic_ns() < drain_end {
-            self.receive(n, ssrc_base, &mut slots, &mut transits, &mut res)?;
+            self.receive(n, ssrc_base, &mut slots, &mut tally, &mut res)?;
             sys::sleep_until_monotonic(sys::monotonic_ns() + tick_ns);
         }
-        self.receive(n, ssrc_base, &mut slots, &mut transits, &mut res)?;
+        self.receive(n, ssrc_base, &mut slots, &mut tally, &mut res)?;
 
         let wall_us = (wall_end.saturating_sub(wall_start) / 1000).max(1);
         res.window_s = wall_us as f64 / 1e6;
         res.cpu_percent = 100.0 * cpu_end.saturating_sub(cpu_start) as f64 / wall_us as f64;
-        summarize(&mut transits, &mut res);
+        summarize(&mut tally.transits, &mut res);
+        res.stream_jitter_us_p99 = tally.d_quantile_us(0.99);
         Ok(res)
     }
 
@@ -306,7 +367,7 @@ impl Generator {
         n: usize,
         ssrc_base: u32,
         slots: &mut [Slot],
-        transits: &mut Vec<u32>,
+        tally: &mut Tally,
         res: &mut GenResult,
     ) -> io::Result<()> {
         let ready = self.epoll.wait(Some(Duration::ZERO))?;
@@ -339,7 +400,7 @@ impl Generator {
                             res.received += 1;
                             let rx_ns = self.rx.timestamp_ns(j).unwrap_or(fallback_ns);
                             let transit = rx_ns.saturating_sub(slot.sent_ns);
-                            transits.push(transit.min(u32::MAX as u64) as u32);
+                            tally.record(i, p.sequence, transit.min(u32::MAX as u64) as u32);
                             if p.payload != self.payload {
                                 res.payload_mismatches += 1;
                             }
@@ -506,6 +567,25 @@ mod tests {
             r.transit_us_p50 > 0.0 && r.transit_us_p50 < 100_000.0,
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn stream_jitter_counts_consecutive_packets_only() {
+        let mut t = Tally::new(2, 16);
+        // Stream 0: transits 1.000, 1.025, 1.001 ms; stream 1 far slower but steady.
+        t.record(0, 10, 1_000_000);
+        t.record(1, 7, 9_000_000);
+        t.record(0, 11, 1_025_000);
+        t.record(1, 8, 9_000_000);
+        t.record(0, 12, 1_001_000);
+        // A gap (13 missing): no difference taken across it.
+        t.record(0, 14, 5_000_000);
+        assert_eq!(t.transits.len(), 6);
+        assert_eq!(t.d_hist.iter().sum::<u64>(), 3);
+        // Differences 25 and 24 µs (the 20-30 µs bin) and 0 (the first bin).
+        assert_eq!(t.d_quantile_us(0.99), 30.0);
+        assert_eq!(t.d_quantile_us(0.3), 10.0);
+        assert_eq!(Tally::new(1, 1).d_quantile_us(0.99), 0.0);
     }
 
     #[test]

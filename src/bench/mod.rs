@@ -1,8 +1,9 @@
-//! Benchmarks of outdial itself: `outdial bench media`.
+//! Benchmarks of outdial itself: `outdial bench media` and `outdial bench import`
+//! ([`import`]: bulk contact import into a fresh SQLite store).
 //!
 //! `bench media` measures the media relay a bridged call runs ([`relay`]: receive → parse →
-//! G.711 decode → encode → send, batched with recvmmsg/sendmmsg on ≤ 2 epoll worker threads)
-//! at N concurrent calls of RTP on 127.0.0.1, and, in the same run, rtpengine in userspace
+//! jitter buffer → G.711 decode → encode → send, batched with recvmmsg/sendmmsg on ≤ 2 worker
+//! threads that each wake once per play-out tick) at N concurrent calls of RTP on 127.0.0.1, and, in the same run, rtpengine in userspace
 //! relaying the same traffic ([`rtpengine`]), so the two figures come from one machine and one
 //! moment.
 //!
@@ -15,12 +16,16 @@
 //! One stream = one relayed direction of one call: 50 packets/s in, 50 out. Definitions:
 //! * transit = kernel receive time at the sink − time the packet was handed to sendmmsg;
 //! * loss = packets sent in the window and never received back (within the drain time);
-//! * jitter added = p99 over packets of |transit − median transit|.
+//! * jitter added = p99 over packets of |transit − median transit| (all streams together: a
+//!   stream whose delay is steadily higher than another's counts);
+//! * stream jitter = p99 over consecutive packets n, n+1 of one stream of
+//!   |transit(n+1) − transit(n)| (RFC 3550's D: how uneven one call's packets come out).
 //!
 //! Linux only. Nothing here runs in the server: it is a measuring tool.
 
 pub mod bencode;
 pub mod gen;
+pub mod import;
 pub mod relay;
 pub mod rtpengine;
 pub mod sys;
@@ -51,8 +56,8 @@ pub struct MediaBenchOptions {
     pub seconds: f64,
     /// Relay worker threads (1 or 2; 0: 1 up to [`ONE_WORKER_MAX_STREAMS`] streams, else 2).
     pub workers: usize,
-    /// Sleep after each relay round, µs (0: wake on every readiness).
-    pub coalesce_us: u64,
+    /// The relay's play-out tick, µs: each worker wakes once per tick (see [`relay`]).
+    pub tick_us: u64,
     /// Run rtpengine too.
     pub rtpengine: bool,
     /// The rtpengine binary (default: `rtpengine` on PATH).
@@ -78,10 +83,13 @@ pub struct MediaReport {
     pub loss_ratio: f64,
     /// p99 of |transit − median transit|, ms.
     pub jitter_added_ms_p99: f64,
+    /// p99 of |transit(n+1) − transit(n)| within a stream, ms.
+    pub stream_jitter_ms_p99: f64,
     pub rtpengine_cpu_percent: Option<f64>,
     pub rtpengine_cpu_us_per_packet: Option<f64>,
     pub rtpengine_loss_ratio: Option<f64>,
     pub rtpengine_jitter_added_ms_p99: Option<f64>,
+    pub rtpengine_stream_jitter_ms_p99: Option<f64>,
     pub latency_ms_p50: f64,
     pub latency_ms_p99: f64,
     pub rtpengine_latency_ms_p50: Option<f64>,
@@ -94,14 +102,16 @@ pub struct MediaReport {
     pub payload_mismatches: u64,
     pub rtpengine_packets_sent: Option<u64>,
     pub rtpengine_packets_received: Option<u64>,
+    /// What the relay's jitter buffers did in the window.
+    pub jitter_buffer: JitterBufferReport,
     pub workers: usize,
-    pub coalesce_us: u64,
+    pub tick_us: u64,
     pub gen_tick_us: u64,
     /// Every process on the machine over outdial's window, % of one core: when it is well above
     /// cpu_percent + generator_cpu_percent, something else was running and figures are noisy.
     pub host_cpu_percent: Option<f64>,
     pub rtpengine_host_cpu_percent: Option<f64>,
-    /// Relay wake-ups per second (epoll rounds, all workers).
+    /// Relay wake-ups per second (play-out ticks, all workers).
     pub wakeups_per_s: f64,
     pub generator_cpu_percent: f64,
     pub rtpengine_generator_cpu_percent: Option<f64>,
@@ -129,13 +139,21 @@ impl MediaReport {
         let pct = |v: Option<f64>| v.map_or("-".into(), |x| format!("{:.4} %", 100.0 * x));
         let mut s = format!(
             "outdial bench media: {} streams × 50 packets/s (172-byte PCMU RTP), {} s window, 127.0.0.1\n\
-             relay: {} worker thread(s), coalesce {} µs, {:.0} wake-ups/s; generator tick {} µs\n\n",
+             relay: {} worker thread(s), play-out tick {} µs, {:.0} wake-ups/s; generator tick {} µs\n\
+             jitter buffer {}-{} ms, {} ms to start: {} frames played, {} concealed, {} late, {} duplicates\n\n",
             self.streams,
             self.seconds,
             self.workers,
-            self.coalesce_us,
+            self.tick_us,
             self.wakeups_per_s,
-            self.gen_tick_us
+            self.gen_tick_us,
+            self.jitter_buffer.min_ms,
+            self.jitter_buffer.max_ms,
+            self.jitter_buffer.initial_ms,
+            self.jitter_buffer.played,
+            self.jitter_buffer.concealed,
+            self.jitter_buffer.late,
+            self.jitter_buffer.duplicates,
         );
         let rows: Vec<(&str, String, String)> = vec![
             (
@@ -179,6 +197,11 @@ impl MediaReport {
                 f(self.rtpengine_jitter_added_ms_p99, 3),
             ),
             (
+                "stream jitter p99, ms",
+                f(Some(self.stream_jitter_ms_p99), 3),
+                f(self.rtpengine_stream_jitter_ms_p99, 3),
+            ),
+            (
                 "generator CPU, %",
                 f(Some(self.generator_cpu_percent), 1),
                 f(self.rtpengine_generator_cpu_percent, 1),
@@ -208,10 +231,28 @@ impl MediaReport {
         }
         s.push_str(
             "\nlatency = kernel receive time at the sink − time handed to sendmmsg; \
-             jitter added = p99 of |latency − median latency|; one stream = one relayed direction.\n",
+             jitter added = p99 of |latency − median latency|, all streams; stream jitter = p99 of \
+             |latency(n+1) − latency(n)| within a stream; one stream = one relayed direction.\n",
         );
         s
     }
+}
+
+/// The relay's jitter buffers over the measured window: their settings (those of a real call)
+/// and what they did, summed over streams.
+#[derive(Debug, Clone, Serialize)]
+pub struct JitterBufferReport {
+    pub min_ms: u64,
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    /// Turns that played a received packet.
+    pub played: u64,
+    /// Turns with no packet to play (counted, not sent).
+    pub concealed: u64,
+    /// Packets dropped because their turn had passed.
+    pub late: u64,
+    /// Packets dropped as received before.
+    pub duplicates: u64,
 }
 
 /// The generator child process and its control pipes.
@@ -407,7 +448,8 @@ pub fn run_media(opts: &MediaBenchOptions) -> Result<MediaReport, String> {
         0 => 1,
         w => w.min(2),
     };
-    let relay = Relay::start(&specs, workers, Duration::from_micros(opts.coalesce_us))
+    let jitter = relay::call_jitter_config();
+    let relay = Relay::start(&specs, workers, Duration::from_micros(opts.tick_us), jitter)
         .map_err(|e| format!("cannot start the relay: {e}"))?;
     let targets = relay.a_addrs().to_vec();
     let snapshot = || {
@@ -435,10 +477,12 @@ pub fn run_media(opts: &MediaBenchOptions) -> Result<MediaReport, String> {
         cpu_us_per_packet: (relayed > 0).then(|| round(cpu_us / relayed as f64, 3)),
         loss_ratio: round(loss(&res), 6),
         jitter_added_ms_p99: round(res.jitter_us_p99 / 1000.0, 3),
+        stream_jitter_ms_p99: round(res.stream_jitter_us_p99 / 1000.0, 3),
         rtpengine_cpu_percent: None,
         rtpengine_cpu_us_per_packet: None,
         rtpengine_loss_ratio: None,
         rtpengine_jitter_added_ms_p99: None,
+        rtpengine_stream_jitter_ms_p99: None,
         latency_ms_p50: round(res.transit_us_p50 / 1000.0, 3),
         latency_ms_p99: round(res.transit_us_p99 / 1000.0, 3),
         rtpengine_latency_ms_p50: None,
@@ -449,8 +493,17 @@ pub fn run_media(opts: &MediaBenchOptions) -> Result<MediaReport, String> {
         payload_mismatches: res.payload_mismatches,
         rtpengine_packets_sent: None,
         rtpengine_packets_received: None,
+        jitter_buffer: JitterBufferReport {
+            min_ms: jitter.min_delay.as_millis() as u64,
+            initial_ms: jitter.initial_delay.as_millis() as u64,
+            max_ms: jitter.max_delay.as_millis() as u64,
+            played: c1.played.saturating_sub(c0.played),
+            concealed: c1.concealed.saturating_sub(c0.concealed),
+            late: c1.late.saturating_sub(c0.late),
+            duplicates: c1.duplicates.saturating_sub(c0.duplicates),
+        },
         workers,
-        coalesce_us: opts.coalesce_us,
+        tick_us: opts.tick_us,
         gen_tick_us: opts.gen_tick_us,
         host_cpu_percent: host_percent(h0, h1),
         rtpengine_host_cpu_percent: None,
@@ -520,6 +573,7 @@ fn run_rtpengine(
         (res.received > 0).then(|| round(cpu_us / res.received as f64, 3));
     report.rtpengine_loss_ratio = Some(round(loss(&res), 6));
     report.rtpengine_jitter_added_ms_p99 = Some(round(res.jitter_us_p99 / 1000.0, 3));
+    report.rtpengine_stream_jitter_ms_p99 = Some(round(res.stream_jitter_us_p99 / 1000.0, 3));
     report.rtpengine_latency_ms_p50 = Some(round(res.transit_us_p50 / 1000.0, 3));
     report.rtpengine_latency_ms_p99 = Some(round(res.transit_us_p99 / 1000.0, 3));
     report.rtpengine_packets_sent = Some(res.sent);

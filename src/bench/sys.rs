@@ -383,6 +383,11 @@ impl Epoll {
         Ok(())
     }
 
+    /// How many ready descriptors one [`Epoll::wait`] can report at most.
+    pub fn capacity(&self) -> usize {
+        self.events.len()
+    }
+
     /// Waits up to `timeout` (None: forever; zero: just look) and returns how many descriptors
     /// are ready; read their tokens with [`Epoll::token`]. Interrupted waits return 0.
     pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<usize> {

@@ -1,10 +1,16 @@
-//! G.711 µ-law (PCMU, payload type 0) and A-law (PCMA, payload type 8), sans-IO.
+//! G.711 µ-law (PCMU, payload type 0) and A-law (PCMA, payload type 8), sans-IO; and, with the
+//! `g722` feature, the name of G.722 (payload type 9), which [`super::codec`] codes.
 //!
 //! Encoding follows the ITU-T G.191 reference implementation of G.711 bit for bit (negative
 //! samples use the one's complement, as the reference does); decoding reads 256-entry tables
 //! built at compile time from the same reference. Silence encodes as 0xFF (PCMU) and 0xD5 (PCMA).
 //! This module only converts buffers: it never allocates beyond growing the caller's `Vec`, and
 //! every input byte or sample is valid, so nothing here can fail or panic.
+//!
+//! G.722 keeps state from one frame to the next (ADPCM predictors, band-split filters, and the
+//! 16 ↔ 8 kHz resampling around it), so the stateless conversions here do not apply to it: a
+//! stream's audio goes through [`super::codec::FrameEncoder`] / [`super::codec::FrameDecoder`],
+//! which use these for G.711. Called on [`Codec::G722`] directly, they give silence.
 
 /// A G.711 variant, as negotiated in SDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +19,10 @@ pub enum Codec {
     Pcmu,
     /// A-law, static payload type 8 (most of the rest of the world).
     Pcma,
+    /// G.722 at 64 kbit/s, static payload type 9: 16 kHz audio on an 8 kHz RTP clock
+    /// (RFC 3551). Stateful: see the module documentation.
+    #[cfg(feature = "g722")]
+    G722,
 }
 
 impl Codec {
@@ -21,7 +31,14 @@ impl Codec {
         match self {
             Codec::Pcmu => 0,
             Codec::Pcma => 8,
+            #[cfg(feature = "g722")]
+            Codec::G722 => 9,
         }
+    }
+
+    /// G.711 (stateless: [`Codec::encode`] and [`Codec::decode`] apply).
+    pub fn is_g711(self) -> bool {
+        matches!(self, Codec::Pcmu | Codec::Pcma)
     }
 
     /// The SDP encoding name (`a=rtpmap:0 PCMU/8000`).
@@ -29,14 +46,18 @@ impl Codec {
         match self {
             Codec::Pcmu => "PCMU",
             Codec::Pcma => "PCMA",
+            #[cfg(feature = "g722")]
+            Codec::G722 => "G722",
         }
     }
 
-    /// The codec for a static payload type, if it is G.711.
+    /// The codec for a static payload type, if it is one of ours.
     pub fn from_payload_type(pt: u8) -> Option<Codec> {
         match pt {
             0 => Some(Codec::Pcmu),
             8 => Some(Codec::Pcma),
+            #[cfg(feature = "g722")]
+            9 => Some(Codec::G722),
             _ => None,
         }
     }
@@ -48,50 +69,69 @@ impl Codec {
         } else if name.eq_ignore_ascii_case("PCMA") {
             Some(Codec::Pcma)
         } else {
+            #[cfg(feature = "g722")]
+            if name.eq_ignore_ascii_case("G722") {
+                return Some(Codec::G722);
+            }
             None
         }
     }
 
-    /// The byte that decodes to (near) zero: what a silent frame is filled with.
+    /// The byte that decodes to (near) zero: what a silent frame is filled with (G.711; G.722
+    /// has no such byte, and gets µ-law's).
     pub fn silence_byte(self) -> u8 {
         match self {
-            Codec::Pcmu => 0xFF,
             Codec::Pcma => 0xD5,
+            _ => 0xFF,
         }
     }
 
-    /// Encodes one sample.
+    /// Encodes one sample (G.711; G.722 gives [`Codec::silence_byte`]).
     #[inline]
     pub fn encode_sample(self, sample: i16) -> u8 {
         match self {
             Codec::Pcmu => LINEAR_TO_ULAW[ulaw_index(sample)],
             Codec::Pcma => LINEAR_TO_ALAW[alaw_index(sample)],
+            #[cfg(feature = "g722")]
+            Codec::G722 => self.silence_byte(),
         }
     }
 
-    /// Decodes one byte.
+    /// Decodes one byte (G.711; G.722 gives silence).
     #[inline]
     pub fn decode_sample(self, byte: u8) -> i16 {
         match self {
             Codec::Pcmu => ULAW_TO_LINEAR[byte as usize],
             Codec::Pcma => ALAW_TO_LINEAR[byte as usize],
+            #[cfg(feature = "g722")]
+            Codec::G722 => 0,
         }
     }
 
-    /// Appends one encoded byte per sample of `pcm` to `out`.
+    /// Appends one encoded byte per sample of `pcm` to `out` (G.711; for G.722, which needs
+    /// its [`super::codec::FrameEncoder`], nothing).
     pub fn encode(self, pcm: &[i16], out: &mut Vec<u8>) {
         out.reserve(pcm.len());
         match self {
             Codec::Pcmu => out.extend(pcm.iter().map(|&s| LINEAR_TO_ULAW[ulaw_index(s)])),
             Codec::Pcma => out.extend(pcm.iter().map(|&s| LINEAR_TO_ALAW[alaw_index(s)])),
+            #[cfg(feature = "g722")]
+            Codec::G722 => {}
         }
     }
 
-    /// Appends one decoded sample per byte of `payload` to `out`.
+    /// Appends one decoded sample per byte of `payload` to `out` (G.711; for G.722, which
+    /// needs its [`super::codec::FrameDecoder`], as many samples of silence: the 8 kHz length
+    /// of a 64 kbit/s payload).
     pub fn decode(self, payload: &[u8], out: &mut Vec<i16>) {
         let table = match self {
             Codec::Pcmu => &ULAW_TO_LINEAR,
             Codec::Pcma => &ALAW_TO_LINEAR,
+            #[cfg(feature = "g722")]
+            Codec::G722 => {
+                out.resize(out.len() + payload.len(), 0);
+                return;
+            }
         };
         out.reserve(payload.len());
         out.extend(payload.iter().map(|&b| table[b as usize]));

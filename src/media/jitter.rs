@@ -133,6 +133,8 @@ pub struct JitterFrame<'a> {
     pub timestamp: u32,
     /// Sequence number of the packet played (`None` unless a packet was played).
     pub sequence: Option<u16>,
+    /// The played packet's marker bit (false when no packet was played).
+    pub marker: bool,
     /// The packet's payload type; for concealed frames the last audio payload type.
     pub payload_type: u8,
     /// The packet's payload (empty for concealed frames and comfort gaps).
@@ -198,6 +200,7 @@ struct Slot {
     /// What the packet carried, for the output.
     raw_seq: u16,
     raw_ts: u32,
+    marker: bool,
     payload_type: u8,
     payload: Vec<u8>,
 }
@@ -389,6 +392,7 @@ impl JitterBuffer {
             ts: 0,
             raw_seq: 0,
             raw_ts: 0,
+            marker: false,
             payload_type: 0,
             payload: Vec::with_capacity(SLOT_BYTES),
         };
@@ -770,6 +774,7 @@ impl JitterBuffer {
         slot.ts = ts;
         slot.raw_seq = p.sequence;
         slot.raw_ts = p.timestamp;
+        slot.marker = p.marker;
         slot.payload_type = p.payload_type;
         slot.payload.clear();
         slot.payload.extend_from_slice(p.payload);
@@ -857,6 +862,7 @@ impl JitterBuffer {
                 kind,
                 timestamp: (s.next_ts as u32).wrapping_sub(s.ts_offset),
                 sequence: None,
+                marker: false,
                 payload_type,
                 payload: &[],
                 samples: s.ptime as u32,
@@ -923,6 +929,7 @@ impl JitterBuffer {
                     kind,
                     timestamp: slot.raw_ts,
                     sequence: Some(slot.raw_seq),
+                    marker: slot.marker,
                     payload_type: slot.payload_type,
                     payload: &slot.payload,
                     samples: s.ptime as u32,
@@ -945,6 +952,7 @@ impl JitterBuffer {
             kind,
             timestamp: (turn_ts as u32).wrapping_sub(s.ts_offset),
             sequence: None,
+            marker: false,
             payload_type,
             payload: &[],
             samples: s.ptime as u32,

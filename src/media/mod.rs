@@ -20,6 +20,7 @@
 //! [`ports`] (binding) do I/O.
 //! Nothing here may panic on bytes from the network or on a file's contents.
 
+pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;

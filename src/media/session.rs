@@ -8,7 +8,8 @@
 //!   the expected source (symmetric RTP: once [`LATCH_PACKETS`] packets in a row come from
 //!   another address than the SDP one — a NAT — replies go there; with
 //!   [`MediaOptions::strict_source`] such packets are dropped and counted instead), fed to the
-//!   RTCP statistics, and G.711 or comfort noise goes into the jitter buffer; telephone-events
+//!   RTCP statistics, and audio (G.711, or G.722 with the `g722` feature, decoded through a
+//!   stateful [`FrameDecoder`] to 8 kHz) or comfort noise goes into the jitter buffer; telephone-events
 //!   and other payload types are noted, not decoded. A playout tick pops one frame per 20 ms
 //!   from the buffer and sends it as [`MediaEvent::Frame`] with `try_send` on a bounded channel:
 //!   a slow consumer loses frames (counted in [`RtpStats::dropped_frames`]), it never stalls the
@@ -40,6 +41,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::codec::{FrameDecoder, FrameEncoder};
 use super::dtmf::{
     inband_samples, DtmfDigit, DtmfError, InbandDtmfDetector, Rfc4733Receiver, Rfc4733Sender,
 };
@@ -519,6 +521,8 @@ async fn send_loop(
     tap_sent: bool,
 ) {
     let mut rtp = RtpSender::new(ssrc, rand::random(), rand::random());
+    // G.722 keeps state from frame to frame: one encoder for the stream.
+    let mut encoder = FrameEncoder::new();
     let mut frame = [0i16; FRAME_SAMPLES];
     let mut payload = Vec::with_capacity(FRAME_SAMPLES);
     let mut packet = Vec::with_capacity(RTP_HEADER_LEN + FRAME_SAMPLES);
@@ -603,7 +607,7 @@ async fn send_loop(
                     // Dropped when the channel is full: a recording gap, never a stall.
                     let _ = events.try_send(MediaEvent::Sent(frame.to_vec()));
                 }
-                codec.encode(&frame, &mut payload);
+                encoder.encode(codec, &frame, &mut payload);
                 rtp.packet(
                     &mut packet,
                     codec.payload_type(),
@@ -712,6 +716,7 @@ impl Latch {
 #[derive(Debug)]
 struct Receiver {
     jitter: JitterBuffer,
+    decoder: FrameDecoder,
     concealer: Concealer,
     rtcp: RtcpState,
     rtcp_enabled: bool,
@@ -749,6 +754,7 @@ impl Receiver {
         cfg.seed = rand::random();
         Receiver {
             jitter,
+            decoder: FrameDecoder::new(),
             concealer: Concealer::new(),
             rtcp: RtcpState::new(cfg, Instant::now().into_std(), SystemTime::now()),
             rtcp_enabled: options.rtcp,
@@ -955,7 +961,7 @@ impl Receiver {
             let codec = Codec::from_payload_type(frame.payload_type);
             let concealed = match (frame.kind, codec) {
                 (FrameKind::Audio, Some(codec)) => {
-                    codec.decode(frame.payload, &mut samples);
+                    self.decoder.decode(codec, frame.payload, &mut samples);
                     self.concealer.observe(&samples);
                     false
                 }

@@ -154,7 +154,7 @@ fn resample_to_8k(mono: Vec<f32>, rate_in: u32) -> Result<Vec<f32>, String> {
         .map_err(|e| format!("cannot wrap audio for resampling: {e}"))?;
     let construction =
         |e: rubato::ResamplerConstructionError| format!("cannot resample from {rate_in} Hz: {e}");
-    let mut resampler: Box<dyn Resampler<f32>> = if rate_in % 50 == 0 {
+    let mut resampler: Box<dyn Resampler<f32>> = if rate_in.is_multiple_of(50) {
         // Exactly 20 ms in and 20 ms out per chunk.
         let chunk = (rate_in / 50) as usize;
         Box::new(
