@@ -1,10 +1,13 @@
 # outdial: build, test and demo entry points.
 #
 #   make setup   install the real SIP/RTP peers the tests drive (Debian/Ubuntu, apt; idempotent)
+#                and the pinned Python tools of the tests (.venv: openapi-spec-validator)
 #   make build   cargo build --all-targets
-#   make test    setup, then fmt check, clippy -D warnings, cargo test --all-targets, fuzz (20 s/target)
+#   make test    setup, then fmt check, clippy -D warnings, cargo test --all-targets, the unit
+#                tests and the baresip call again with G.722 (--features g722), fuzz (20 s/target)
 #   make fuzz    run every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each (0 crashes expected)
-#   make demo    setup + build, then one real call against sipp (scripts/demo.sh)
+#   make demo    setup + build, then a small campaign against sipp far ends (scripts/demo.sh)
+#   make demo-call  one real call against sipp (scripts/demo-call.sh)
 #   make clean   remove demo output (the demo's temp dirs); the cargo build cache is kept
 
 SHELL := /bin/bash
@@ -12,11 +15,15 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 # Debian packages the integration tests and the demo need.
-PACKAGES := sip-tester baresip kamailio kamailio-extra-modules sox espeak-ng rtpengine-daemon
+PACKAGES := sip-tester baresip kamailio kamailio-extra-modules sox espeak-ng rtpengine-daemon python3 python3-venv curl
+# Python tools the tests run (tests/api.rs validates the OpenAPI document), every package
+# pinned in tests/requirements-tools.txt, installed into .venv.
+VENV := .venv
+PY_TOOLS := tests/requirements-tools.txt
 # apt needs root; use sudo only when not root (CI runs as root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup check-cargo build test fuzz demo clean
+.PHONY: all setup check-cargo build test fuzz demo demo-call clean
 
 all: build
 
@@ -41,6 +48,14 @@ setup: check-cargo
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
+	@if [ -x $(VENV)/bin/python ] && \
+	   diff -q <(grep -v '^#' $(PY_TOOLS) | sort -f) <($(VENV)/bin/python -m pip freeze 2>/dev/null | sort -f) >/dev/null; then \
+	  echo "setup: $(VENV) has the pinned Python tools ($(PY_TOOLS))"; \
+	else \
+	  echo "setup: installing $(PY_TOOLS) into $(VENV)"; \
+	  python3 -m venv $(VENV); \
+	  $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(PY_TOOLS); \
+	fi
 
 build: check-cargo
 	$(CARGO) build --all-targets
@@ -49,12 +64,13 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
+	$(CARGO) test --features g722 --lib --test g722_baresip
 	$(MAKE) fuzz FUZZ_SECONDS=20
 
 # The parsers that read the network, fuzzed for a bounded time. cargo-fuzz needs nightly
 # features (sanitizers); RUSTC_BOOTSTRAP lets the stable toolchain provide them.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := sip_guard sdp_parse rtp_parse rtcp_parse dtmf_parse
+FUZZ_TARGETS := sip_guard sdp_parse rtp_parse rtcp_parse dtmf_parse csv_import
 fuzz: check-cargo
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked --version 0.13.2
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
@@ -64,6 +80,9 @@ fuzz: check-cargo
 
 demo: setup build
 	scripts/demo.sh
+
+demo-call: setup build
+	scripts/demo-call.sh
 
 clean:
 	rm -rf demo-out "$${TMPDIR:-/tmp}"/outdial-demo.*

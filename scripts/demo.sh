@@ -1,37 +1,36 @@
 #!/usr/bin/env bash
-# One real outbound call, end to end, on this machine only (127.0.0.1):
+# A small campaign, end to end, on this machine only (127.0.0.1):
 #
-#   sipp answers as the far end (100, 180, 200 with SDP), talks (streams speech as µ-law RTP)
-#   and waits for our BYE; outdial dials it, plays a spoken prompt, records what it hears,
-#   hangs up when the prompt is done and prints the call result as JSON.
+#   sipp plays the carrier's far end: numbers ending in 6 or 7 are busy, 8 never answers,
+#   9 declines, every other number answers (and talks). outdial serve runs the campaign on
+#   the embedded SQLite store (a fresh file in the demo's work dir) with its admin API on
+#   127.0.0.1. The demo makes an API key, creates a campaign, imports a CSV through the API,
+#   starts it, shows progress each second and, once it has finished, prints every contact's
+#   final status and attempts. Then it stops everything it started.
 #
-# Needs: target/debug/outdial (make build), sipp, espeak-ng, sox (make setup).
-# Leaves its files (the recording, sipp's logs) in a temp dir it prints at the end.
+# Needs: target/debug/outdial (make build), sipp, espeak-ng, sox, curl (make setup).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${OUTDIAL_BIN:-$repo/target/debug/outdial}"
-scenario="$repo/tests/scenarios/uas_answer_audio.xml"
+scenario="$repo/tests/scenarios/uas_by_number.xml"
 
 die() { echo "demo: $*" >&2; exit 1; }
 
 [ -x "$bin" ] || die "$bin not found: run 'make build' first"
 [ -f "$scenario" ] || die "missing $scenario"
-for tool in sipp espeak-ng sox; do
+for tool in sipp espeak-ng sox curl; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' not installed: run 'make setup'"
 done
 
-# --- ports ------------------------------------------------------------------------------------
-
-# Whether any socket on this machine has UDP or TCP port $1 bound (reads /proc: no extra tools).
+# Whether any socket on this machine has UDP or TCP port $1 bound (reads /proc).
 port_in_use() {
   local hex
   hex=$(printf ':%04X ' "$1")
-  # no pipe: under pipefail, `cat | grep -q` fails when grep stops reading early
   grep -qs -- "$hex" /proc/net/udp /proc/net/udp6 /proc/net/tcp /proc/net/tcp6
 }
 
-# A random base in 20000-30999 (below the usual ephemeral range) with $1 consecutive free ports.
+# A random even base in 20000-30999 with $1 consecutive free ports.
 free_ports() {
   local n=$1 base i ok
   for _ in $(seq 1 200); do
@@ -45,104 +44,122 @@ free_ports() {
   die "no $n free ports found in 20000-30999"
 }
 
-# --- work dir and audio -----------------------------------------------------------------------
-
 work="$(mktemp -d "${TMPDIR:-/tmp}/outdial-demo.XXXXXX")"
 cd "$work"
-sipp_pid=""
+pids=()
 cleanup() {
-  if [ -n "$sipp_pid" ] && kill -0 "$sipp_pid" 2>/dev/null; then
-    kill "$sipp_pid" 2>/dev/null || true
-    wait "$sipp_pid" 2>/dev/null || true
-  fi
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
 echo "demo: working in $work"
 
-# What we say: 8 kHz mono 16-bit speech, with a little silence around it.
-espeak-ng -v en-us -s 150 -w prompt.raw.wav \
-  "Hello, this is outdial, calling with a short demonstration message. Thank you, and goodbye."
-sox prompt.raw.wav -r 8000 -c 1 -b 16 -e signed-integer speech.wav pad 0.3 0.5
-# What the far end says: sipp 3.6.1 streams the file's bytes as-is, so raw µ-law, no header.
-espeak-ng -v en-us -s 150 -w far.raw.wav \
-  "Hi, you have reached the demo line. This is the far end talking back to you."
-sox far.raw.wav -r 8000 -c 1 -b 16 -e signed-integer far_end.wav pad 0.2 0.3
-sox far_end.wav -t ul stream.ulaw
-rm -f prompt.raw.wav far.raw.wav
+# --- audio: what we play to people, what the far end says ---------------------------------------
+espeak-ng -v en-us -s 150 -w msg.raw.wav \
+  "Hello, this is a reminder from the outdial demonstration. Thank you, and goodbye."
+sox msg.raw.wav -r 8000 -c 1 -b 16 -e signed-integer message.wav pad 0.2 0.3
+espeak-ng -v en-us -s 150 -w far.raw.wav "Hello? Yes, speaking."
+sox far.raw.wav -r 8000 -c 1 -t ul stream.ulaw pad 0.1 3
+rm -f msg.raw.wav far.raw.wav
 
-# --- the far end: sipp UAS --------------------------------------------------------------------
+# --- the far end: one sipp for every number -----------------------------------------------------
+sip_port=$(free_ports 1)
+media_port=$(free_ports 4)
+sipp -sf "$scenario" -t u1 -i 127.0.0.1 -mi 127.0.0.1 -p "$sip_port" -mp "$media_port" \
+  -nostdin -trace_err -error_file sipp_errors.log >sipp_screen.log 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do port_in_use "$sip_port" && break; sleep 0.1; done
+port_in_use "$sip_port" || die "sipp did not start; see $work/sipp_screen.log"
+echo "demo: far end (sipp) on 127.0.0.1:$sip_port"
 
-cp "$scenario" uas.xml
-for attempt in 1 2 3 4 5; do
-  sip_port=$(free_ports 1)
-  media_port=$(free_ports 4)   # sipp binds media_port and media_port + 2
-  ctrl_port=$(free_ports 1)
-  sipp -sf uas.xml -t u1 -i 127.0.0.1 -mi 127.0.0.1 -p "$sip_port" -mp "$media_port" \
-    -cp "$ctrl_port" -m 1 -nostdin -timeout 60s \
-    -trace_msg -message_file sipp_messages.log -trace_err -error_file sipp_errors.log \
-    >sipp_screen.log 2>&1 &
-  sipp_pid=$!
-  for _ in $(seq 1 50); do
-    if port_in_use "$sip_port" || ! kill -0 "$sipp_pid" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  if kill -0 "$sipp_pid" 2>/dev/null && port_in_use "$sip_port"; then break; fi
-  cleanup
-  sipp_pid=""
-  [ "$attempt" = 5 ] && die "sipp did not start; see $work/sipp_screen.log"
+# --- outdial: config, a trunk to the far end, an API key, the server ----------------------------
+http_port=$(free_ports 1)
+rtp_base=$(free_ports 40)
+mkdir -p sip-profiles
+cat > sip-profiles/demo-carrier.toml <<EOT
+proxy = "127.0.0.1:$sip_port"
+EOT
+cat > outdial.toml <<EOT
+[sip]
+listen_udp = "127.0.0.1:0"
+listen_tcp = false
+
+[rtp]
+bind_addr = "127.0.0.1"
+port_min = $rtp_base
+port_max = $((rtp_base + 39))
+
+[database]
+url = "sqlite://$work/outdial.db"
+
+[http]
+listen = "127.0.0.1:$http_port"
+EOT
+od() { env -u RUST_LOG "$bin" --config outdial.toml --profiles sip-profiles "$@"; }
+
+key=$(od keys create --login demo --name "Demo admin")
+echo "demo: API key made for login 'demo' (printed once by 'outdial keys create')"
+
+od serve >serve.log 2>&1 &
+pids+=($!)
+api="http://127.0.0.1:$http_port"
+for _ in $(seq 1 100); do curl -fsS "$api/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fsS "$api/healthz" >/dev/null || die "outdial serve did not come up; see $work/serve.log"
+echo "demo: outdial serve: admin API on $api, SIP and RTP on 127.0.0.1, store $work/outdial.db"
+
+call() { # METHOD PATH [curl args...]
+  local method=$1 path=$2; shift 2
+  curl -fsS -X "$method" -H "Authorization: Bearer $key" "$api$path" "$@"
+}
+json_field() { # crude: the first "FIELD":NUMBER in stdin
+  grep -o "\"$1\":[0-9]*" | head -1 | cut -d: -f2
+}
+
+# --- the campaign -------------------------------------------------------------------------------
+campaign=$(call POST /v1/campaigns -H 'Content-Type: application/json' -d @- <<EOT | json_field id
+{"name": "Demo reminders", "description": "make demo", "pace": 120, "max_concurrent": 3,
+ "ring_timeout_secs": 4, "ring_timeout_override": true, "max_retries": 1,
+ "retry_interval": {"value": 3, "unit": "seconds"}, "play_message": "$work/message.wav",
+ "caller_id": "+12025550100", "sip_profile": "demo-carrier", "default_country": "US"}
+EOT
+)
+[ -n "$campaign" ] || die "campaign not created"
+echo "demo: campaign $campaign created"
+
+cat > contacts.csv <<'EOT'
+12025550101,John Doe,Google Ads
+12025550102,Jane Smith,Website visitor
+12025550103,Peter Jones,Whatsapp query
+12025550106,Busy Bee,always busy
+12025550108,Nobody Home,never answers
+12025550109,Dee Clined,declines
+not-a-number,Bad Row,shows a per-row error
+EOT
+echo "demo: importing contacts.csv (7 rows, one of them bad):"
+call POST "/v1/campaigns/$campaign/contacts/import" -H 'Content-Type: text/csv' \
+  --data-binary @contacts.csv
+echo
+
+call POST "/v1/campaigns/$campaign/start" >/dev/null
+echo "demo: campaign $campaign started; progress:"
+status=""
+for i in $(seq 1 120); do
+  sleep 1
+  show=$(od campaign show "$campaign")
+  status=$(echo "$show" | head -1 | sed 's/.*: \([a-z_]*\) (pace.*/\1/')
+  echo "  ${i}s: $status; $(echo "$show" | sed -n 2p)"
+  [ "$status" = finished ] && break
 done
-echo "demo: sipp (far end) listening on 127.0.0.1:$sip_port, media port $media_port"
-
-# --- the call ---------------------------------------------------------------------------------
-
-rtp_base=$(free_ports 20)
-echo "demo: outdial call sip:demo@127.0.0.1:$sip_port --play speech.wav --record received.wav --max-duration 8 --json"
-set +e
-env -u RUST_LOG OUTDIAL_SIP_LISTEN=127.0.0.1:0 OUTDIAL_RTP_PORTS="$rtp_base-$((rtp_base + 19))" \
-  timeout 30 "$bin" call "sip:demo@127.0.0.1:$sip_port" \
-  --play speech.wav --record received.wav --max-duration 8 --json >result.json 2>outdial_stderr.log
-call_rc=$?
-set -e
 
 echo
-echo "call result (JSON):"
-cat result.json
+echo "demo: final status of every contact:"
+od contacts list --campaign "$campaign"
 echo
-if [ "$call_rc" != 0 ]; then
-  echo "demo: outdial exited with $call_rc; its stderr:" >&2
-  cat outdial_stderr.log >&2
-fi
-
-# --- the far end's verdict --------------------------------------------------------------------
-
-sipp_rc=""
-for _ in $(seq 1 150); do
-  if ! kill -0 "$sipp_pid" 2>/dev/null; then
-    set +e
-    wait "$sipp_pid"
-    sipp_rc=$?
-    set -e
-    sipp_pid=""
-    break
-  fi
-  sleep 0.1
-done
-
-if [ -f received.wav ]; then
-  echo "recording of what the far end said: $work/received.wav"
-else
-  echo "no recording was written ($work/received.wav missing)"
-fi
-echo "sipp logs: $work/sipp_messages.log, $work/sipp_errors.log"
-
-if [ -z "$sipp_rc" ]; then
-  echo "sipp: scenario did not finish within 15 s (no BYE from us?): FAILED"
-  exit 1
-elif [ "$sipp_rc" = 0 ]; then
-  echo "sipp: scenario passed (it got our ACK and our BYE)"
-else
-  echo "sipp: scenario FAILED (exit $sipp_rc); see $work/sipp_errors.log"
-fi
-[ "$call_rc" = 0 ] && [ "$sipp_rc" = 0 ]
+echo "demo: logs: $work/serve.log, $work/sipp_errors.log"
+[ "$status" = finished ] || die "the campaign did not finish in 120 s"
+echo "demo: done"

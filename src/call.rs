@@ -437,15 +437,29 @@ impl Plan {
     }
 }
 
+/// The formats a profile's codecs offer, in its order, except that G.722 (listed only) comes
+/// right after the last G.711 codec: a peer that takes the first codec it knows of ours still
+/// gets G.711, as from any G.711 trunk, and one that prefers wideband can pick G.722.
 fn formats_of(codecs: &[CodecName]) -> Vec<Format> {
-    codecs
-        .iter()
-        .map(|c| match c {
-            CodecName::Pcmu => Format::Audio(Codec::Pcmu),
-            CodecName::Pcma => Format::Audio(Codec::Pcma),
-            CodecName::TelephoneEvent => Format::TelephoneEvent(TELEPHONE_EVENT_PT),
-        })
-        .collect()
+    let mut formats = Vec::with_capacity(codecs.len());
+    for c in codecs {
+        match c {
+            CodecName::Pcmu => formats.push(Format::Audio(Codec::Pcmu)),
+            CodecName::Pcma => formats.push(Format::Audio(Codec::Pcma)),
+            CodecName::TelephoneEvent => formats.push(Format::TelephoneEvent(TELEPHONE_EVENT_PT)),
+            #[cfg(feature = "g722")]
+            CodecName::G722 => {}
+        }
+    }
+    #[cfg(feature = "g722")]
+    if codecs.contains(&CodecName::G722) {
+        let after_g711 = formats
+            .iter()
+            .rposition(|f| matches!(f, Format::Audio(c) if c.is_g711()))
+            .map_or(0, |i| i + 1);
+        formats.insert(after_g711, Format::Audio(Codec::G722));
+    }
+    formats
 }
 
 /// Digits with an optional leading `+` (spaces, dashes, dots and brackets
@@ -904,6 +918,51 @@ fn no_response_reason(e: &rsipstack::Error) -> String {
     }
 }
 
+/// Writes the call's audio into the recorder: received frames and (for outbound and stereo)
+/// sent frames, paired slot by slot; a side that runs ahead alone (the other not started, or
+/// silent) is written with silence on the other. Drains both channels even without a recorder.
+pub async fn record_call(
+    mut received: mpsc::Receiver<AudioFrame>,
+    mut sent: mpsc::Receiver<Vec<i16>>,
+    mut recorder: Option<crate::media::wav::CallRecorder>,
+) -> Result<(), MediaError> {
+    use std::collections::VecDeque;
+    const AHEAD: usize = 3;
+    let (mut rx, mut tx): (VecDeque<Vec<i16>>, VecDeque<Vec<i16>>) = Default::default();
+    let (mut rx_open, mut tx_open) = (true, true);
+    let mut result = Ok(());
+    while rx_open || tx_open {
+        tokio::select! {
+            f = received.recv(), if rx_open => match f {
+                Some(f) => rx.push_back(f.samples),
+                None => rx_open = false,
+            },
+            f = sent.recv(), if tx_open => match f {
+                Some(f) => tx.push_back(f),
+                None => tx_open = false,
+            },
+        }
+        let done = !rx_open && !tx_open;
+        while let Some(r) = recorder.as_mut().filter(|_| result.is_ok()) {
+            let slot = match (rx.front(), tx.front()) {
+                (Some(_), Some(_)) => (rx.pop_front(), tx.pop_front()),
+                (Some(_), None) if rx.len() > AHEAD || done => (rx.pop_front(), None),
+                (None, Some(_)) if tx.len() > AHEAD || done => (None, tx.pop_front()),
+                _ => break,
+            };
+            result = r.write_slot(slot.0.as_deref(), slot.1.as_deref());
+        }
+        if recorder.is_none() {
+            rx.clear();
+            tx.clear();
+        }
+    }
+    match recorder {
+        Some(r) if result.is_ok() => r.finish(),
+        _ => result,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -930,6 +989,41 @@ mod tests {
         ] {
             assert!(!is_phone_number(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn profile_codecs_become_offered_formats() {
+        let f = formats_of(&[CodecName::Pcma, CodecName::TelephoneEvent, CodecName::Pcmu]);
+        assert_eq!(
+            f,
+            [
+                Format::Audio(Codec::Pcma),
+                Format::TelephoneEvent(TELEPHONE_EVENT_PT),
+                Format::Audio(Codec::Pcmu)
+            ]
+        );
+    }
+
+    #[cfg(feature = "g722")]
+    #[test]
+    fn g722_is_offered_after_g711_only_when_listed() {
+        let f = formats_of(&[
+            CodecName::G722,
+            CodecName::Pcmu,
+            CodecName::Pcma,
+            CodecName::TelephoneEvent,
+        ]);
+        assert_eq!(
+            f,
+            [
+                Format::Audio(Codec::Pcmu),
+                Format::Audio(Codec::Pcma),
+                Format::Audio(Codec::G722),
+                Format::TelephoneEvent(TELEPHONE_EVENT_PT)
+            ]
+        );
+        assert!(!formats_of(&CodecName::ALL).contains(&Format::Audio(Codec::G722)));
+        assert_eq!(formats_of(&[CodecName::G722]), [Format::Audio(Codec::G722)]);
     }
 
     #[test]

@@ -3,8 +3,12 @@
 //! The library holds every part; `src/main.rs` is only the command line.
 //! `call` is the one place that joins SIP signalling (`sip`) with media (`media`).
 
+pub mod api;
 pub mod bench;
 pub mod call;
+pub mod campaign;
 pub mod config;
+pub mod contacts;
 pub mod media;
 pub mod sip;
+pub mod store;

@@ -11,10 +11,26 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use outdial::call::{Call, CallEvent, CallRequest, CallSummary};
+use outdial::call::{record_call, Call, CallEvent, CallRequest, CallSummary};
 use outdial::config::{Config, ConfigErrors};
 use outdial::media::wav::{load_wav_8k_mono, CallRecorder, RecordMode};
 use outdial::sip::{RegistrationState, UserAgent};
+
+#[path = "cli/admin.rs"]
+mod admin;
+
+/// Milliseconds since the Unix epoch (what the store counts in).
+fn now_ms() -> i64 {
+    outdial::campaign::engine::now_ms()
+}
+
+/// Opens (and migrates) the campaign store the configuration names.
+async fn open_store(config: &Config) -> anyhow::Result<outdial::store::Store> {
+    let url = &config.database.url;
+    outdial::store::Store::open(url)
+        .await
+        .with_context(|| format!("database {}", outdial::store::redact_url(url)))
+}
 
 #[derive(Parser)]
 #[command(
@@ -47,19 +63,43 @@ enum Command {
     /// Measure outdial itself (and rtpengine alongside, for comparison).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// API keys: `keys create --login NAME` prints a new key once.
+    #[command(subcommand)]
+    Keys(admin::KeysCommand),
+    /// Campaigns: create, list, show, start, pause, resume, stop, restart.
+    #[command(subcommand)]
+    Campaign(admin::CampaignCommand),
+    /// Contacts: `contacts import FILE --campaign ID`.
+    #[command(subcommand)]
+    Contacts(admin::ContactsCommand),
 }
 
 #[derive(Subcommand)]
 enum BenchCommand {
-    /// RTP relay (receive → decode → encode → send) at N concurrent streams on 127.0.0.1,
+    /// RTP relay (receive → jitter buffer → decode → encode → send) at N concurrent streams on 127.0.0.1,
     /// next to rtpengine in userspace relaying the same traffic.
     Media(MediaBenchArgs),
+    /// Bulk-insert N generated contacts into a fresh SQLite store; prints rows/s.
+    Import(ImportBenchArgs),
     /// The traffic generator `bench media` runs as its child (control over stdin/stdout).
     #[command(hide = true)]
     MediaGen {
         #[arg(long)]
         streams: usize,
     },
+}
+
+#[derive(clap::Args)]
+struct ImportBenchArgs {
+    /// Contacts to import (1 in 1,000 is a duplicate phone).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
+    rows: u64,
+    /// SQLite file to create (must not exist) and keep; default: a temporary file.
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -80,9 +120,11 @@ struct MediaBenchArgs {
     /// less often (cheaper per packet), two keep latency down near one core's worth of load.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2))]
     workers: Option<u32>,
-    /// Sleep after each relay round, in µs: fewer wake-ups, up to that much added latency.
-    #[arg(long, value_name = "US", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=20000))]
-    coalesce_us: u64,
+    /// The relay's play-out tick in µs: each worker wakes once per tick, takes in what
+    /// arrived and plays out what its jitter buffers hold due (at most 20 ms, the jitter
+    /// buffer's minimum delay).
+    #[arg(long, value_name = "US", default_value_t = 20000, value_parser = clap::value_parser!(u64).range(1000..=20000))]
+    tick_us: u64,
     /// The generator's tick in µs: the packets due within one leave in one burst.
     #[arg(long, value_name = "US", default_value_t = 500, value_parser = clap::value_parser!(u64).range(20..=20000))]
     gen_tick_us: u64,
@@ -218,7 +260,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let quiet = matches!(cli.command, Command::Call(_)) && !cli.verbose;
+    let quiet = matches!(
+        cli.command,
+        Command::Call(_) | Command::Keys(_) | Command::Campaign(_) | Command::Contacts(_)
+    ) && !cli.verbose;
     init_logs(&config.log.level, quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -227,6 +272,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Call(args) => runtime.block_on(call(config, args)),
         Command::Serve => runtime.block_on(serve(config)),
+        Command::Keys(cmd) => runtime.block_on(async {
+            admin::keys(open_store(&config).await?, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Campaign(cmd) => runtime.block_on(async {
+            admin::campaign(open_store(&config).await?, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Contacts(cmd) => runtime.block_on(async {
+            admin::contacts(open_store(&config).await?, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::CheckConfig | Command::Bench(_) => unreachable!("handled above"),
     }
 }
@@ -284,7 +341,11 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         tap_sent: recorder.is_some() && args.record_mode != RecordMode::Inbound,
     };
     let mut call = Call::dial(ua.clone(), request).await?;
-    let recording = tokio::spawn(record(call.take_audio(), call.take_sent_audio(), recorder));
+    let recording = tokio::spawn(record_call(
+        call.take_audio(),
+        call.take_sent_audio(),
+        recorder,
+    ));
 
     let summary = drive(&mut call, playback, args.dtmf.clone()).await;
     drop(call);
@@ -298,51 +359,6 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
     }
     print_summary(&summary, args.json)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes the call's audio into the recorder: received frames and (for outbound and stereo)
-/// sent frames, paired slot by slot; a side that runs ahead alone (the other not started, or
-/// silent) is written with silence on the other. Drains both channels even without a recorder.
-async fn record(
-    mut received: tokio::sync::mpsc::Receiver<outdial::media::AudioFrame>,
-    mut sent: tokio::sync::mpsc::Receiver<Vec<i16>>,
-    mut recorder: Option<CallRecorder>,
-) -> Result<(), outdial::media::MediaError> {
-    use std::collections::VecDeque;
-    const AHEAD: usize = 3;
-    let (mut rx, mut tx): (VecDeque<Vec<i16>>, VecDeque<Vec<i16>>) = Default::default();
-    let (mut rx_open, mut tx_open) = (true, true);
-    let mut result = Ok(());
-    while rx_open || tx_open {
-        tokio::select! {
-            f = received.recv(), if rx_open => match f {
-                Some(f) => rx.push_back(f.samples),
-                None => rx_open = false,
-            },
-            f = sent.recv(), if tx_open => match f {
-                Some(f) => tx.push_back(f),
-                None => tx_open = false,
-            },
-        }
-        let done = !rx_open && !tx_open;
-        while let Some(r) = recorder.as_mut().filter(|_| result.is_ok()) {
-            let slot = match (rx.front(), tx.front()) {
-                (Some(_), Some(_)) => (rx.pop_front(), tx.pop_front()),
-                (Some(_), None) if rx.len() > AHEAD || done => (rx.pop_front(), None),
-                (None, Some(_)) if tx.len() > AHEAD || done => (None, tx.pop_front()),
-                _ => break,
-            };
-            result = r.write_slot(slot.0.as_deref(), slot.1.as_deref());
-        }
-        if recorder.is_none() {
-            rx.clear();
-            tx.clear();
-        }
-    }
-    match recorder {
-        Some(r) if result.is_ok() => r.finish(),
-        _ => result,
-    }
 }
 
 /// Plays the file once answered, hangs up when it has been played (or on
@@ -414,12 +430,27 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             outdial::bench::gen::main(streams).context("bench media-gen")?;
             Ok(ExitCode::SUCCESS)
         }
+        BenchCommand::Import(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let report = runtime
+                .block_on(outdial::bench::import::run(args.rows as usize, args.db))
+                .context("bench import")?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.line());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Media(args) => {
             let opts = outdial::bench::MediaBenchOptions {
                 streams: args.streams as usize,
                 seconds: args.seconds,
                 workers: args.workers.map_or(0, |w| w as usize),
-                coalesce_us: args.coalesce_us,
+                tick_us: args.tick_us,
                 rtpengine: !args.no_rtpengine,
                 rtpengine_bin: args.rtpengine,
                 exe: std::env::current_exe().context("cannot find the outdial binary")?,
@@ -445,15 +476,54 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let store = open_store(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen for the admin API on {}", config.http.listen))?;
     let ua: Arc<UserAgent> = UserAgent::start(&config).await?;
     ua.start_trunks(&config.profiles);
+    let config = Arc::new(config);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let node = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "outdial".into()),
+        std::process::id()
+    );
+    let data_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let (engine, engine_task) = outdial::campaign::engine::spawn(
+        store.clone(),
+        ua.clone(),
+        config.clone(),
+        outdial::campaign::engine::EngineOptions {
+            node,
+            recordings_dir: data_dir.join("recordings"),
+        },
+        wake.clone(),
+    );
+    let state = outdial::api::AppState::new(store.clone(), wake, data_dir.join("exports"));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let api_stop = stop.clone();
+    let api = tokio::spawn(outdial::api::serve(listener, state, async move {
+        api_stop.cancelled().await
+    }));
     tracing::info!(
         profiles = config.profiles.len(),
+        http = %config.http.listen,
+        database = %outdial::store::redact_url(&config.database.url),
         "outdial serving; Ctrl-C to stop"
     );
     stop_signal().await;
-    tracing::info!("stopping: unregistering trunks");
+    tracing::info!("stopping: hanging up live calls, unregistering trunks");
+    stop.cancel();
+    engine.shutdown();
+    let _ = engine_task.await;
+    match api.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("admin API: {e}"),
+        Err(e) => tracing::warn!("admin API task: {e}"),
+    }
     ua.shutdown().await;
+    store.close().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -44,6 +44,8 @@ fn start_server() -> Server {
             "OUTDIAL_RTP_PORTS",
             format!("{}-{}", rtp_base, rtp_base + 19),
         )
+        // Several servers run at once: each takes its own admin port.
+        .env("OUTDIAL_HTTP_LISTEN", "127.0.0.1:0")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

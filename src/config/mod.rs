@@ -193,28 +193,37 @@ pub enum CodecName {
     Pcmu,
     Pcma,
     TelephoneEvent,
+    /// G.722 (built with the `g722` feature): offered only when a profile lists it, after
+    /// PCMU/PCMA.
+    #[cfg(feature = "g722")]
+    G722,
 }
 
 impl CodecName {
-    /// Every codec, in the default preference order.
+    /// What a profile offers when it lists no codecs, in preference order (every codec but
+    /// G.722, which is offered only when listed).
     pub const ALL: [CodecName; 3] = [CodecName::Pcmu, CodecName::Pcma, CodecName::TelephoneEvent];
 
-    /// Case-insensitive `PCMU`, `PCMA` or `telephone-event`.
+    /// Case-insensitive `PCMU`, `PCMA`, `telephone-event` (or `G722` with the feature).
     pub fn parse(s: &str) -> Option<CodecName> {
         match s.to_ascii_lowercase().as_str() {
             "pcmu" => Some(CodecName::Pcmu),
             "pcma" => Some(CodecName::Pcma),
             "telephone-event" => Some(CodecName::TelephoneEvent),
+            #[cfg(feature = "g722")]
+            "g722" => Some(CodecName::G722),
             _ => None,
         }
     }
 
-    /// The SDP encoding name: `PCMU`, `PCMA`, `telephone-event`.
+    /// The SDP encoding name: `PCMU`, `PCMA`, `telephone-event`, `G722`.
     pub fn as_str(self) -> &'static str {
         match self {
             CodecName::Pcmu => "PCMU",
             CodecName::Pcma => "PCMA",
             CodecName::TelephoneEvent => "telephone-event",
+            #[cfg(feature = "g722")]
+            CodecName::G722 => "G722",
         }
     }
 

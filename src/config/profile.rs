@@ -403,11 +403,24 @@ fn codecs(doc: &mut Doc<'_>, v: &Val<'_>) -> Option<Vec<CodecName>> {
     let mut out = Vec::with_capacity(names.len());
     for name in &names {
         match CodecName::parse(name) {
-            None => {
+            None if name.eq_ignore_ascii_case("G722") && !cfg!(feature = "g722") => {
                 doc.invalid(
                     "codecs",
                     v,
-                    format!("unknown codec {name:?}; supported: PCMU, PCMA, telephone-event"),
+                    "G722 needs outdial built with the g722 feature (cargo build --features g722)",
+                );
+                return None;
+            }
+            None => {
+                let supported = if cfg!(feature = "g722") {
+                    "PCMU, PCMA, G722, telephone-event"
+                } else {
+                    "PCMU, PCMA, telephone-event"
+                };
+                doc.invalid(
+                    "codecs",
+                    v,
+                    format!("unknown codec {name:?}; supported: {supported}"),
                 );
                 return None;
             }
@@ -422,7 +435,11 @@ fn codecs(doc: &mut Doc<'_>, v: &Val<'_>) -> Option<Vec<CodecName>> {
         doc.invalid(
             "codecs",
             v,
-            "needs an audio codec (PCMU or PCMA); telephone-event only carries DTMF",
+            if cfg!(feature = "g722") {
+                "needs an audio codec (PCMU, PCMA or G722); telephone-event only carries DTMF"
+            } else {
+                "needs an audio codec (PCMU or PCMA); telephone-event only carries DTMF"
+            },
         );
         return None;
     }

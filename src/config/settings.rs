@@ -336,7 +336,7 @@ fn check_port_range(lo: u16, hi: u16) -> Result<(), RangeProblem> {
     if lo >= hi {
         return Err(RangeProblem::Order);
     }
-    let first_even = if lo % 2 == 0 {
+    let first_even = if lo.is_multiple_of(2) {
         lo
     } else {
         lo.saturating_add(1)

@@ -538,10 +538,17 @@ fn register_expires_range() {
 
 #[test]
 fn codec_rules() {
+    let (supported, audio) = if cfg!(feature = "g722") {
+        ("PCMU, PCMA, G722, telephone-event", "PCMU, PCMA or G722")
+    } else {
+        ("PCMU, PCMA, telephone-event", "PCMU or PCMA")
+    };
     assert_eq!(
         profile_error(&format!("{PROXY}codecs = [\"PCMU\", \"G729\"]\n")),
-        "sip-profiles/acme.toml: codecs = [\"PCMU\", \"G729\"]: unknown codec \"G729\"; \
-         supported: PCMU, PCMA, telephone-event (line 2)"
+        format!(
+            "sip-profiles/acme.toml: codecs = [\"PCMU\", \"G729\"]: unknown codec \"G729\"; \
+             supported: {supported} (line 2)"
+        )
     );
     assert_eq!(
         profile_error(&format!("{PROXY}codecs = []\n")),
@@ -550,8 +557,10 @@ fn codec_rules() {
     );
     assert_eq!(
         profile_error(&format!("{PROXY}codecs = [\"telephone-event\"]\n")),
-        "sip-profiles/acme.toml: codecs = [\"telephone-event\"]: needs an audio codec (PCMU or \
-         PCMA); telephone-event only carries DTMF (line 2)"
+        format!(
+            "sip-profiles/acme.toml: codecs = [\"telephone-event\"]: needs an audio codec \
+             ({audio}); telephone-event only carries DTMF (line 2)"
+        )
     );
     assert_eq!(
         profile_error(&format!("{PROXY}codecs = [\"PCMU\", \"pcmu\"]\n")),
@@ -911,6 +920,35 @@ fn names_parse_case_insensitively() {
     assert_eq!(CodecName::parse("opus"), None);
     assert_eq!(CodecName::TelephoneEvent.to_string(), "telephone-event");
     assert!(!CodecName::TelephoneEvent.is_audio());
+}
+
+#[cfg(feature = "g722")]
+#[test]
+fn g722_is_a_codec_a_profile_may_list() {
+    assert_eq!(CodecName::parse("g722"), Some(CodecName::G722));
+    assert!(CodecName::G722.is_audio());
+    assert!(
+        !CodecName::ALL.contains(&CodecName::G722),
+        "offered only when listed"
+    );
+    let fx = Fixture::new();
+    fx.profile(
+        "acme.toml",
+        &format!("{PROXY}codecs = [\"G722\", \"PCMA\"]\n"),
+    );
+    let c = fx.load(&[]).expect("valid");
+    assert_eq!(c.profiles[0].codecs, [CodecName::G722, CodecName::Pcma]);
+}
+
+#[cfg(not(feature = "g722"))]
+#[test]
+fn g722_without_the_feature_says_how_to_get_it() {
+    assert_eq!(CodecName::parse("G722"), None);
+    assert_eq!(
+        profile_error(&format!("{PROXY}codecs = [\"PCMU\", \"G722\"]\n")),
+        "sip-profiles/acme.toml: codecs = [\"PCMU\", \"G722\"]: G722 needs outdial built with \
+         the g722 feature (cargo build --features g722) (line 2)"
+    );
 }
 
 #[test]

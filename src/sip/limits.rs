@@ -41,6 +41,13 @@ impl TrunkLimit {
         }
     }
 
+    /// Channels free right now; `None` when the trunk has no channel limit.
+    pub fn free_channels(&self) -> Option<u32> {
+        self.channels
+            .as_ref()
+            .map(|sem| u32::try_from(sem.available_permits()).unwrap_or(u32::MAX))
+    }
+
     /// Takes a channel (error when none is free), then waits for the next
     /// attempt slot. The permit frees the channel when dropped.
     pub async fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, TrunkFull> {
@@ -96,14 +103,18 @@ mod tests {
     #[tokio::test]
     async fn channels_are_limited_and_freed() {
         let limit = TrunkLimit::new("acme", Some(2), None);
+        assert_eq!(limit.free_channels(), Some(2));
         let a = limit.admit().await.unwrap();
         let _b = limit.admit().await.unwrap();
+        assert_eq!(limit.free_channels(), Some(0));
         let err = limit.admit().await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "trunk acme is at its max_channels limit (2 calls in progress)"
         );
         drop(a);
+        assert_eq!(limit.free_channels(), Some(1));
         assert!(limit.admit().await.is_ok());
+        assert_eq!(TrunkLimit::new("open", None, None).free_channels(), None);
     }
 }

@@ -1,4 +1,5 @@
-//! SDP offer/answer for one audio stream (RFC 3264), G.711 plus telephone-event.
+//! SDP offer/answer for one audio stream (RFC 3264), G.711 (and G.722 with the `g722` feature:
+//! `a=rtpmap:9 G722/8000`, its RTP clock being 8 kHz per RFC 3551) plus telephone-event.
 //!
 //! Sans-IO: builds our offer or answer as text and reads the peer's SDP into a
 //! [`RemoteMedia`] (where to send, which codec, which direction). Parsing is done
@@ -200,6 +201,10 @@ pub fn parse_remote(body: &[u8], ours: &[Format]) -> Result<RemoteMedia, SdpErro
             (_, Some(n)) if n.starts_with("pcma/8000") => Some(Codec::Pcma),
             (0, None) => Some(Codec::Pcmu),
             (8, None) => Some(Codec::Pcma),
+            #[cfg(feature = "g722")]
+            (_, Some(n)) if n.starts_with("g722/8000") => Some(Codec::G722),
+            #[cfg(feature = "g722")]
+            (9, None) => Some(Codec::G722),
             _ => None,
         };
         if let Some(c) = audio {
@@ -371,5 +376,56 @@ mod tests {
         ] {
             assert!(parse_remote(body, &OURS).is_err());
         }
+    }
+
+    #[cfg(feature = "g722")]
+    #[test]
+    fn g722_is_offered_as_payload_type_9_and_negotiated() {
+        let ours = [
+            Format::Audio(Codec::Pcmu),
+            Format::Audio(Codec::Pcma),
+            Format::Audio(Codec::G722),
+            Format::TelephoneEvent(TELEPHONE_EVENT_PT),
+        ];
+        let mut local = LocalMedia::new("192.0.2.10".parse().unwrap(), 20000);
+        let offer = local.offer(&ours, Direction::SendRecv);
+        assert!(
+            offer.contains("m=audio 20000 RTP/AVP 0 8 9 101\r\n"),
+            "{offer}"
+        );
+        assert!(offer.contains("a=rtpmap:9 G722/8000\r\n"), "{offer}");
+        // A peer that prefers wideband answers with G.722 first (by name, or by static type).
+        for answer in [
+            "m=audio 30000 RTP/AVP 9 0\r\na=rtpmap:9 G722/8000\r\n",
+            "m=audio 30000 RTP/AVP 9 0\r\n",
+        ] {
+            let sdp = format!(
+                "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n{answer}"
+            );
+            let r = parse_remote(sdp.as_bytes(), &ours).unwrap();
+            assert_eq!(r.codec, Codec::G722, "{answer}");
+            assert_eq!(r.codec.payload_type(), 9);
+        }
+        // Not offered: not taken, even when the peer puts it first.
+        let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+                   m=audio 30000 RTP/AVP 9 8\r\na=rtpmap:9 G722/8000\r\n";
+        assert_eq!(
+            parse_remote(sdp.as_bytes(), &OURS).unwrap().codec,
+            Codec::Pcma
+        );
+        // Our answer to a G.722 offer names it.
+        let r = parse_remote(
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+             m=audio 30000 RTP/AVP 9 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+                .as_bytes(),
+            &ours,
+        )
+        .unwrap();
+        let answer = local.answer(&r, &ours);
+        assert!(
+            answer.contains("m=audio 20000 RTP/AVP 9 101\r\n"),
+            "{answer}"
+        );
+        assert!(answer.contains("a=rtpmap:9 G722/8000\r\n"), "{answer}");
     }
 }

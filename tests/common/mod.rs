@@ -13,7 +13,8 @@
 //!
 //! Every peer runs as a child process (under `timeout`, so none outlives a killed test run),
 //! logs into the test's temp dir, is stopped on drop, and prints its log tail when the test
-//! panics. Every wait here is bounded. Nothing here talks to anything but 127.0.0.1.
+//! panics. Every wait here is bounded. Nothing here talks to anything but 127.0.0.1, except
+//! a peer placed with [`At::netns`] inside a network namespace a test made for itself.
 #![allow(dead_code)]
 
 use std::collections::HashSet;
@@ -222,6 +223,12 @@ pub fn free_rtp_range(n: u16) -> (u16, u16) {
 /// Whether something on this machine has 127.0.0.1:port (or 0.0.0.0:port) bound for UDP, or
 /// listening for TCP. Reads /proc so it never races the peer for the port.
 pub fn port_bound(port: u16, tcp: bool) -> bool {
+    port_bound_in(None, port, tcp)
+}
+
+/// [`port_bound`] in network namespace `netns` (`None`: ours), read there with
+/// `ip netns exec NETNS cat /proc/net/…`.
+pub fn port_bound_in(netns: Option<&str>, port: u16, tcp: bool) -> bool {
     let files: &[&str] = if tcp {
         &["/proc/net/tcp", "/proc/net/tcp6"]
     } else {
@@ -229,7 +236,17 @@ pub fn port_bound(port: u16, tcp: bool) -> bool {
     };
     let hex_port = format!(":{port:04X}");
     for f in files {
-        let Ok(text) = fs::read_to_string(f) else {
+        let text = match netns {
+            None => fs::read_to_string(f).ok(),
+            Some(ns) => Command::new("ip")
+                .args(["netns", "exec", ns, "cat", f])
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
+        };
+        let Some(text) = text else {
             continue;
         };
         for line in text.lines().skip(1) {
@@ -273,6 +290,8 @@ pub fn outdial_cmd_with_rtp(dir: &Path, rtp_ports: &str) -> Command {
     }
     cmd.env_remove("RUST_LOG")
         .env("OUTDIAL_SIP_LISTEN", "127.0.0.1:0")
+        // `serve` also opens the admin API: never the shared default port in tests.
+        .env("OUTDIAL_HTTP_LISTEN", "127.0.0.1:0")
         .env("OUTDIAL_RTP_PORTS", rtp_ports);
     cmd
 }
@@ -599,22 +618,66 @@ pub fn best_correlation(reference: &[i16], received: &[i16], max_lag_samples: us
 // peer processes
 // ---------------------------------------------------------------------------------------------
 
+/// Where a peer runs and which address it uses: 127.0.0.1 in our own network namespace by
+/// default, or an address inside a network namespace a test created (`ip netns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At {
+    /// `ip netns exec NETNS …` runs the peer there; `None`: our own namespace.
+    pub netns: Option<String>,
+    /// The address it listens on and puts in its SDP.
+    pub ip: String,
+}
+
+impl At {
+    pub fn loopback() -> At {
+        At {
+            netns: None,
+            ip: "127.0.0.1".into(),
+        }
+    }
+
+    pub fn netns(netns: &str, ip: &str) -> At {
+        At {
+            netns: Some(netns.into()),
+            ip: ip.into(),
+        }
+    }
+}
+
 /// A peer child process: own process group, stdout+stderr into `log`, bounded lifetime.
 struct Peer {
     name: String,
     child: Option<Child>,
     log: PathBuf,
     status: Option<ExitStatus>,
+    /// The network namespace it runs in (for the bound-port checks).
+    netns: Option<String>,
 }
 
 impl Peer {
     /// Starts `program args…` under `timeout PEER_LIFETIME_S` in `cwd`, logging into `log`.
     fn spawn(name: &str, cwd: &Path, program: &str, args: &[String], log: PathBuf) -> Peer {
+        Self::spawn_in(None, name, cwd, program, args, log)
+    }
+
+    /// Like [`Peer::spawn`], inside network namespace `netns` when given.
+    fn spawn_in(
+        netns: Option<&str>,
+        name: &str,
+        cwd: &Path,
+        program: &str,
+        args: &[String],
+        log: PathBuf,
+    ) -> Peer {
         require_tool(program);
         let out = File::create(&log).expect("create peer log");
         let err = out.try_clone().expect("clone log handle");
         let mut cmd = Command::new("timeout");
-        cmd.args(["-k", "5", &PEER_LIFETIME_S.to_string(), program])
+        cmd.args(["-k", "5", &PEER_LIFETIME_S.to_string()]);
+        if let Some(ns) = netns {
+            cmd.args(["ip", "netns", "exec", ns]);
+        }
+        cmd.arg(program)
             .args(args)
             .current_dir(cwd)
             .stdin(Stdio::null())
@@ -629,6 +692,7 @@ impl Peer {
             child: Some(child),
             log,
             status: None,
+            netns: netns.map(str::to_string),
         }
     }
 
@@ -680,7 +744,8 @@ impl Peer {
         let deadline = Instant::now() + timeout;
         loop {
             self.assert_running(&format!("starting (waiting for port {port})"));
-            if (!udp || port_bound(port, false)) && (!tcp || port_bound(port, true)) {
+            let ns = self.netns.as_deref();
+            if (!udp || port_bound_in(ns, port, false)) && (!tcp || port_bound_in(ns, port, true)) {
                 return;
             }
             if Instant::now() >= deadline {
@@ -786,9 +851,16 @@ pub struct SippBuilder {
     remote: Option<String>,
     transport: Transport,
     args: Vec<String>,
+    at: At,
 }
 
 impl SippBuilder {
+    /// Runs sipp at `at` (a network namespace and address) instead of 127.0.0.1.
+    pub fn at(mut self, at: At) -> Self {
+        self.at = at;
+        self
+    }
+
     /// Over TCP (`-t t1`) instead of UDP (`-t u1`).
     pub fn tcp(mut self) -> Self {
         self.transport = Transport::Tcp;
@@ -858,9 +930,9 @@ impl SippBuilder {
             "-t",
             t,
             "-i",
-            "127.0.0.1",
+            &self.at.ip,
             "-mi",
-            "127.0.0.1",
+            &self.at.ip,
             "-p",
             &port.to_string(),
             "-mp",
@@ -882,7 +954,8 @@ impl SippBuilder {
             args.push(a.to_string());
         }
         args.extend(self.args);
-        let mut peer = Peer::spawn(
+        let mut peer = Peer::spawn_in(
+            self.at.netns.as_deref(),
             &format!("sipp {}", self.scenario_name),
             &self.dir,
             "sipp",
@@ -900,6 +973,7 @@ impl SippBuilder {
             transport: self.transport,
             messages,
             errors,
+            ip: self.at.ip,
         }
     }
 }
@@ -912,6 +986,8 @@ pub struct Sipp {
     pub transport: Transport,
     messages: PathBuf,
     errors: PathBuf,
+    /// The address it listens on.
+    ip: String,
 }
 
 impl Sipp {
@@ -924,6 +1000,7 @@ impl Sipp {
             remote: None,
             transport: Transport::Udp,
             args: Vec::new(),
+            at: At::loopback(),
         }
     }
 
@@ -934,11 +1011,11 @@ impl Sipp {
         b
     }
 
-    /// `sip:USER@127.0.0.1:PORT`, with `;transport=tcp` over TCP.
+    /// `sip:USER@127.0.0.1:PORT` (its address), with `;transport=tcp` over TCP.
     pub fn uri(&self, user: &str) -> String {
         match self.transport {
-            Transport::Udp => format!("sip:{user}@127.0.0.1:{}", self.port),
-            Transport::Tcp => format!("sip:{user}@127.0.0.1:{};transport=tcp", self.port),
+            Transport::Udp => format!("sip:{user}@{}:{}", self.ip, self.port),
+            Transport::Tcp => format!("sip:{user}@{}:{};transport=tcp", self.ip, self.port),
         }
     }
 
@@ -1286,28 +1363,60 @@ fn baresip_module_path() -> PathBuf {
 /// into `rec/*-dec.wav` (sndfile).
 pub struct Baresip {
     peer: Peer,
+    /// The address it listens on.
+    pub ip: String,
     pub port: u16,
     pub dir: PathBuf,
     pub rec_dir: PathBuf,
-    /// The exact audio baresip sends (8 kHz mono, padded).
+    /// The exact audio baresip sends (8 kHz mono, padded; 16 kHz for G.722).
     pub source: PathBuf,
 }
 
 impl Baresip {
     pub fn start(dir: &Path, source_wav: &Path) -> Baresip {
+        Self::start_at(dir, source_wav, &At::loopback())
+    }
+
+    /// Like [`Baresip::start`], at `at` (a network namespace and address).
+    pub fn start_at(dir: &Path, source_wav: &Path, at: &At) -> Baresip {
+        Self::start_with_codecs(dir, source_wav, at, "pcmu,pcma")
+    }
+
+    /// Like [`Baresip::start_at`], offering and accepting only `audio_codecs` (baresip's
+    /// account syntax, comma-separated: `pcmu`, `pcma`, `G722/16000/1`).
+    pub fn start_with_codecs(
+        dir: &Path,
+        source_wav: &Path,
+        at: &At,
+        audio_codecs: &str,
+    ) -> Baresip {
         require_tool("baresip");
         let seq = next_seq();
         let bdir = dir.join(format!("baresip-{seq}"));
         let rec_dir = bdir.join("rec");
         fs::create_dir_all(&rec_dir).expect("baresip dir");
         let source = bdir.join("source.wav");
-        to_8k_mono_padded(source_wav, &source, 20.0);
+        let g722 = audio_codecs.to_ascii_lowercase().contains("g722");
+        if g722 {
+            // baresip's aufile plays a source at the codec's own rate: 16 kHz for G.722.
+            require_tool("sox");
+            run_tool(
+                Command::new("sox")
+                    .arg(source_wav)
+                    .args(["-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+                    .arg(&source)
+                    .args(["pad", "0", "20"]),
+                "sox (to 16 kHz mono)",
+            );
+        } else {
+            to_8k_mono_padded(source_wav, &source, 20.0);
+        }
         // baresip listens on PORT (UDP, TCP) and PORT + 1 (TLS)
         let port = reserve_ports(2, true);
         let (rtp_lo, rtp_hi) = free_rtp_range(20);
         let config = format!(
             "poll_method\t\tepoll\n\
-             sip_listen\t\t127.0.0.1:{port}\n\
+             sip_listen\t\t{ip}:{port}\n\
              call_local_timeout\t120\n\
              call_max_calls\t\t4\n\
              audio_player\t\taubridge,nil\n\
@@ -1318,14 +1427,17 @@ impl Baresip {
              rtp_ports\t\t{rtp_lo}-{rtp_hi}\n\
              rtcp_mux\t\tno\n\
              jitter_buffer_delay\t5-10\n\
-             net_interface\t\t127.0.0.1\n\
+             net_interface\t\t{ip}\n\
              module_path\t\t{modules}\n\
              module\t\t\tg711.so\n\
+             {g722}\
              module\t\t\taufile.so\n\
              module\t\t\taubridge.so\n\
              module\t\t\tsndfile.so\n\
              module_tmp\t\taccount.so\n\
              snd_path\t\t{rec}\n",
+            ip = at.ip,
+            g722 = if g722 { "module\t\t\tg722.so\n" } else { "" },
             source = source.display(),
             modules = baresip_module_path().display(),
             rec = rec_dir.display(),
@@ -1333,14 +1445,25 @@ impl Baresip {
         fs::write(bdir.join("config"), config).expect("write baresip config");
         fs::write(
             bdir.join("accounts"),
-            "<sip:baresip@127.0.0.1>;regint=0;answermode=auto;audio_codecs=pcmu,pcma\n",
+            format!(
+                "<sip:baresip@{}>;regint=0;answermode=auto;audio_codecs={audio_codecs}\n",
+                at.ip
+            ),
         )
         .expect("write baresip accounts");
         let args = vec!["-f".to_string(), bdir.to_string_lossy().into_owned()];
-        let mut peer = Peer::spawn("baresip", &bdir, "baresip", &args, bdir.join("baresip.log"));
+        let mut peer = Peer::spawn_in(
+            at.netns.as_deref(),
+            "baresip",
+            &bdir,
+            "baresip",
+            &args,
+            bdir.join("baresip.log"),
+        );
         peer.wait_bound(port, true, true, Duration::from_secs(15));
         Baresip {
             peer,
+            ip: at.ip.clone(),
             port,
             dir: bdir,
             rec_dir,
@@ -1348,9 +1471,9 @@ impl Baresip {
         }
     }
 
-    /// `sip:baresip@127.0.0.1:PORT`.
+    /// `sip:baresip@127.0.0.1:PORT` (its address).
     pub fn uri(&self) -> String {
-        format!("sip:baresip@127.0.0.1:{}", self.port)
+        format!("sip:baresip@{}:{}", self.ip, self.port)
     }
 
     pub fn log(&self) -> String {

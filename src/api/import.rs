@@ -1,0 +1,361 @@
+//! CSV contact import, streamed: the request body (`text/csv`, or the file part of a
+//! `multipart/form-data` upload) goes chunk by chunk into the sans-IO
+//! [`crate::contacts::Importer`], and each batch of accepted rows is inserted as it fills.
+//! Nothing holds the whole file: memory stays at one line (capped by the importer) plus
+//! one batch, whatever the upload's size, so there is no total body limit on this route.
+//!
+//! A row is accepted whole or refused whole, with its line, value and reason; a phone
+//! already in the campaign is counted as a duplicate and left as it was. A whole-file
+//! problem (empty, header only, no phone column, UTF-16) is a 400 and inserts nothing.
+//! If the upload breaks off midway, the batches already inserted stay (each is one
+//! transaction) and the answer says how many.
+
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{header, StatusCode};
+use axum::Json;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::campaigns::{load, record_event};
+use super::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use super::AppState;
+use crate::campaign::model::ContactStatus;
+use crate::contacts::{ImportOptions, ImportRow, Importer, RowError};
+use crate::store::NewContact;
+
+/// Row errors returned (the count covers them all).
+pub const MAX_ERRORS_SHOWN: usize = 1000;
+
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// ISO 3166 alpha-2 for numbers without a `+` (default: the campaign's).
+    pub default_country: Option<String>,
+}
+
+/// One refused row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImportRowError {
+    /// 1-based line where the row starts.
+    pub line: u64,
+    /// The offending cell, or the start of the line.
+    pub value: String,
+    pub reason: String,
+}
+
+impl From<RowError> for ImportRowError {
+    fn from(e: RowError) -> Self {
+        ImportRowError {
+            line: e.line,
+            value: e.value,
+            reason: e.reason,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImportResult {
+    /// Contacts added to the campaign.
+    pub inserted: u64,
+    /// Accepted rows whose phone was already in the campaign (left as they were).
+    pub duplicates: u64,
+    /// Refused rows, in file order (the first 1000).
+    pub errors: Vec<ImportRowError>,
+    /// All refused rows.
+    pub error_count: u64,
+    /// Data rows read (header and blank lines not counted).
+    pub rows: u64,
+    /// Lines read.
+    pub lines: u64,
+    pub has_header: bool,
+    /// The header as written, when there is one.
+    pub columns: Vec<String>,
+    /// The delimiter found on the first line.
+    pub delimiter: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// What the handler keeps while rows stream in.
+struct Sink<'a> {
+    state: &'a AppState,
+    campaign_id: i64,
+    inserted: u64,
+    duplicates: u64,
+    /// Rows the importer accepted but the store's rules refuse.
+    refused: Vec<ImportRowError>,
+    refused_count: u64,
+}
+
+impl Sink<'_> {
+    async fn insert(&mut self, batch: Vec<ImportRow>) -> ApiResult<()> {
+        let mut contacts = Vec::with_capacity(batch.len());
+        for row in batch {
+            let contact = NewContact {
+                phone: row.phone,
+                name: row.name,
+                comments: row.comments,
+                tags: row.tags,
+                timezone: row.timezone,
+                status: row.status.unwrap_or(ContactStatus::Pending),
+                next_attempt_at: None,
+            };
+            match contact.validate() {
+                Ok(()) => contacts.push(contact),
+                Err(e) => {
+                    self.refused_count += 1;
+                    if self.refused.len() < MAX_ERRORS_SHOWN {
+                        self.refused.push(ImportRowError {
+                            line: row.line,
+                            value: contact.phone.clone(),
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        if contacts.is_empty() {
+            return Ok(());
+        }
+        let inserted = self
+            .state
+            .store
+            .bulk_insert_contacts(self.campaign_id, &contacts, self.state.now())
+            .await?;
+        self.inserted += inserted;
+        self.duplicates += contacts.len() as u64 - inserted.min(contacts.len() as u64);
+        Ok(())
+    }
+}
+
+/// Feeds one chunk and inserts the batches that filled.
+async fn feed(importer: &mut Importer, sink: &mut Sink<'_>, chunk: &[u8]) -> ApiResult<()> {
+    importer.feed(chunk);
+    while let Some(batch) = importer.take_batch() {
+        sink.insert(batch).await?;
+    }
+    Ok(())
+}
+
+fn is_multipart(content_type: &str) -> bool {
+    content_type.starts_with("multipart/form-data")
+}
+
+fn is_csv(content_type: &str) -> bool {
+    matches!(
+        content_type,
+        "text/csv"
+            | "application/csv"
+            | "text/plain"
+            | "application/octet-stream"
+            | "application/vnd.ms-excel"
+            | "text/comma-separated-values"
+    )
+}
+
+/// Imports contacts from a CSV file: the guide's header-less `phone,name,comments`, or a
+/// header row in any column order (phone, name, first_name, last_name, comments, tags,
+/// timezone, status). Send the file as the body (`Content-Type: text/csv`) or as the file
+/// part of `multipart/form-data`.
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/contacts/import",
+    tag = "contacts",
+    params(("id" = i64, Path, description = "Campaign id"), ImportQuery),
+    request_body(
+        description = "The CSV file (text/csv), or multipart/form-data with a `file` part",
+        content(
+            (String = "text/csv", example = "12025550101,John Doe,Google Ads\n12025550102,Jane Smith,Website visitor\n"),
+            (String = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Imported (row errors listed)", body = ImportResult),
+        (status = 400, description = "The file cannot be read at all (empty, no phone column, UTF-16) or a bad parameter", body = ErrorBody),
+        (status = 401, description = "No valid credentials", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 415, description = "Neither text/csv nor multipart/form-data", body = ErrorBody),
+    )
+)]
+pub async fn import_contacts(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<ImportQuery>,
+    request: Request,
+) -> ApiResult<(StatusCode, Json<ImportResult>)> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let multipart = is_multipart(&content_type);
+    if !multipart && !is_csv(&content_type) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the CSV file as the body (Content-Type: text/csv) or as multipart/form-data",
+        ));
+    }
+    let campaign = load(&state, id).await?;
+    let country = query
+        .default_country
+        .unwrap_or_else(|| campaign.settings.default_country.clone());
+    let mut importer = Importer::new(ImportOptions {
+        max_errors: MAX_ERRORS_SHOWN,
+        ..ImportOptions::new(country)
+    })
+    .map_err(|e| {
+        let message = e.to_string();
+        let reason = message
+            .strip_prefix("default_country: ")
+            .unwrap_or(&message)
+            .to_string();
+        ApiError::invalid("default_country", reason)
+    })?;
+    let mut sink = Sink {
+        state: &state,
+        campaign_id: id,
+        inserted: 0,
+        duplicates: 0,
+        refused: Vec::new(),
+        refused_count: 0,
+    };
+
+    let read = if multipart {
+        read_multipart(request, &state, &mut importer, &mut sink).await
+    } else {
+        read_body(request, &mut importer, &mut sink).await
+    };
+    if let Err(e) = read {
+        if sink.inserted > 0 {
+            state.wake_engine();
+        }
+        return Err(ApiError {
+            message: format!(
+                "{} ({} contacts were imported before that)",
+                e.message, sink.inserted
+            ),
+            ..e
+        });
+    }
+    importer.finish();
+    while let Some(batch) = importer.take_batch() {
+        sink.insert(batch).await?;
+    }
+    let report = importer.into_report();
+    if let Some(problem) = report.file_error {
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_csv", problem.to_string())
+                .with_field("file"),
+        );
+    }
+    let mut errors: Vec<ImportRowError> = report
+        .errors
+        .into_iter()
+        .map(ImportRowError::from)
+        .collect();
+    errors.extend(sink.refused);
+    errors.sort_by_key(|e| e.line);
+    errors.truncate(MAX_ERRORS_SHOWN);
+    let result = ImportResult {
+        inserted: sink.inserted,
+        duplicates: sink.duplicates,
+        errors,
+        error_count: report.rejected + sink.refused_count,
+        rows: report.rows,
+        lines: report.lines,
+        has_header: report.has_header,
+        columns: report.columns,
+        delimiter: report.delimiter.map(String::from),
+        warnings: report.warnings,
+    };
+    record_event(
+        &state,
+        Some(id),
+        "contacts.import",
+        serde_json::json!({
+            "inserted": result.inserted,
+            "duplicates": result.duplicates,
+            "errors": result.error_count,
+        }),
+    )
+    .await;
+    if result.inserted > 0 {
+        state.wake_engine();
+    }
+    tracing::info!(
+        campaign = id,
+        inserted = result.inserted,
+        duplicates = result.duplicates,
+        errors = result.error_count,
+        "contacts imported"
+    );
+    Ok((StatusCode::OK, Json(result)))
+}
+
+/// Streams a raw body into the importer.
+async fn read_body(
+    request: Request,
+    importer: &mut Importer,
+    sink: &mut Sink<'_>,
+) -> ApiResult<()> {
+    let mut stream = request.into_body().into_data_stream();
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("the upload broke off after {bytes} bytes: {e}"))
+        })?;
+        bytes += chunk.len() as u64;
+        feed(importer, sink, &chunk).await?;
+    }
+    Ok(())
+}
+
+/// Streams the file part (named `file`, or the first part with a file name, or the first
+/// part) of a multipart upload into the importer.
+async fn read_multipart(
+    request: Request,
+    state: &AppState,
+    importer: &mut Importer,
+    sink: &mut Sink<'_>,
+) -> ApiResult<()> {
+    let mut multipart = Multipart::from_request(request, state)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("multipart body: {}", e.body_text())))?;
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        ApiError::bad_request(format!("multipart body: {}", e.body_text()))
+    };
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        let is_file = field.name() == Some("file") || field.file_name().is_some();
+        if !is_file {
+            continue;
+        }
+        while let Some(chunk) = field.chunk().await.map_err(bad)? {
+            feed(importer, sink, &chunk).await?;
+        }
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "file",
+        "the multipart body has no file part (name it \"file\")",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert!(is_csv("text/csv"));
+        assert!(is_csv("text/plain"));
+        assert!(!is_csv("application/json"));
+        assert!(is_multipart("multipart/form-data"));
+    }
+}

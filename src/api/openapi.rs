@@ -1,0 +1,233 @@
+//! The OpenAPI 3.1 document (utoipa): every route is registered through
+//! [`api_router`], which builds the axum routes and their documentation from the same
+//! `#[utoipa::path]` handlers, so the document cannot miss a route the server answers.
+//!
+//! The model's words (statuses, actions, AMD modes, interval units) get string-enum schemas
+//! here, written by hand from their `ALL` lists, so the document lists exactly the values
+//! the API writes.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{RefOr, Tag};
+use utoipa::{PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{auth, campaigns, contacts, dnc, exports, import, reports, schedules, AppState};
+use crate::campaign::model::{
+    AmdMode, CampaignAction, CampaignStatus, ContactStatus, IntervalUnit, MachineAction,
+};
+
+macro_rules! word_schema {
+    ($($ty:ty => $name:literal, $doc:literal;)+) => {$(
+        impl PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                let object: Object = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some($doc))
+                    .enum_values(Some(<$ty>::ALL.iter().map(|v| v.as_str())))
+                    .build();
+                RefOr::T(Schema::Object(object))
+            }
+        }
+
+        impl ToSchema for $ty {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    )+};
+}
+
+word_schema! {
+    CampaignStatus => "CampaignStatus",
+        "Where a campaign is (input also accepts either guide's word: active, completed, cancelled, draft).";
+    CampaignAction => "CampaignAction", "What an admin does to a campaign.";
+    ContactStatus => "ContactStatus",
+        "Where a contact is (input also accepts either guide's word: upcoming, not answered, no conversation, busy…).";
+    AmdMode => "AmdMode", "Answering-machine detection (text_based and ml_based are accepted too).";
+    MachineAction => "MachineAction", "What to do when a machine answers.";
+    IntervalUnit => "IntervalUnit", "The unit of an interval.";
+}
+
+/// Every route of the API with its documentation.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    let (schemas, paths, import_route) = routes!(import::import_contacts);
+    OpenApiRouter::new()
+        .routes(routes!(auth::healthz))
+        .routes(routes!(openapi_json))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(
+            campaigns::list_campaigns,
+            campaigns::create_campaign
+        ))
+        .routes(routes!(
+            campaigns::get_campaign,
+            campaigns::update_campaign,
+            campaigns::delete_campaign
+        ))
+        .routes(routes!(campaigns::start_campaign))
+        .routes(routes!(campaigns::stop_campaign))
+        .routes(routes!(campaigns::pause_campaign))
+        .routes(routes!(campaigns::resume_campaign))
+        .routes(routes!(campaigns::restart_campaign))
+        .routes(routes!(contacts::list_contacts, contacts::create_contact))
+        .routes(routes!(
+            contacts::get_contact,
+            contacts::update_contact,
+            contacts::delete_contact
+        ))
+        .routes(routes!(contacts::remove_contacts))
+        .routes(routes!(contacts::retry_contacts))
+        // The import streams the body: no total size limit (the importer caps each line).
+        .routes((
+            schemas,
+            paths,
+            import_route.layer(DefaultBodyLimit::disable()),
+        ))
+        .routes(routes!(exports::create_export))
+        .routes(routes!(exports::list_exports))
+        .routes(routes!(exports::get_export))
+        .routes(routes!(exports::download_export))
+        .routes(routes!(reports::campaign_report))
+        .routes(routes!(reports::list_attempts))
+        .routes(routes!(dnc::list_dnc, dnc::add_dnc))
+        .routes(routes!(dnc::get_dnc, dnc::delete_dnc))
+        .routes(routes!(
+            schedules::list_schedules,
+            schedules::create_schedule
+        ))
+        .routes(routes!(
+            schedules::get_schedule,
+            schedules::update_schedule,
+            schedules::delete_schedule
+        ))
+}
+
+/// The title, the bearer scheme (required everywhere unless a route says otherwise) and
+/// the tags.
+pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    doc.info.title = "outdial admin API".into();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.info.description = Some(
+        "Campaigns, contacts, CSV import, exports, reports, DNC and business hours. \
+         Authenticate with `Authorization: Bearer <API key or session token>` (POST /v1/login \
+         trades a login and API key for a session token). Times are milliseconds since the \
+         Unix epoch, UTC. Errors: {\"error\":{\"code\",\"message\",\"field\"?}}."
+            .into(),
+    );
+    doc.info.license = None;
+    doc.info.contact = None;
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.security_schemes.insert(
+        "bearer".into(),
+        RefOr::T(SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("An API key (odk_…) or a session token (ods_…)"))
+                .build(),
+        )),
+    );
+    doc.security = Some(vec![SecurityRequirement::new(
+        "bearer",
+        Vec::<String>::new(),
+    )]);
+    doc.tags = Some(
+        [
+            ("health", "Liveness"),
+            ("auth", "Log in, log out, who am I"),
+            ("campaigns", "Campaigns and their actions"),
+            (
+                "contacts",
+                "Contacts of a campaign, CSV import, manual retry",
+            ),
+            (
+                "exports",
+                "Contact exports (XLSX, CSV , and ;) and their history",
+            ),
+            ("reports", "Campaign progress, heat map and call attempts"),
+            ("dnc", "The Do-Not-Call list"),
+            ("schedules", "Business-hours schedules"),
+            ("openapi", "This document"),
+        ]
+        .into_iter()
+        .map(|(name, description)| {
+            let mut tag = Tag::new(name);
+            tag.description = Some(description.into());
+            tag
+        })
+        .collect(),
+    );
+    doc
+}
+
+/// The finished document (built once).
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| finish(api_router().split_for_parts().1))
+}
+
+/// The document as JSON (built once).
+pub fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        serde_json::to_string_pretty(document()).unwrap_or_else(|_| "{}".to_string())
+    })
+}
+
+/// This OpenAPI document.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "openapi",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"),
+        (status = 401, description = "No valid credentials", body = super::ErrorBody),
+    )
+)]
+pub async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document_json(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_the_issue_routes() {
+        let doc = document();
+        let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
+        for p in [
+            "/v1/login",
+            "/v1/campaigns",
+            "/v1/campaigns/{id}",
+            "/v1/campaigns/{id}/start",
+            "/v1/campaigns/{id}/stop",
+            "/v1/campaigns/{id}/pause",
+            "/v1/campaigns/{id}/resume",
+            "/v1/campaigns/{id}/restart",
+            "/v1/campaigns/{id}/contacts",
+            "/v1/campaigns/{id}/contacts/import",
+            "/v1/campaigns/{id}/report",
+            "/v1/campaigns/{id}/attempts",
+            "/v1/openapi.json",
+            "/healthz",
+        ] {
+            assert!(paths.contains(&p), "{p} missing from {paths:?}");
+        }
+        let json = document_json();
+        assert!(json.contains("\"openapi\": \"3.1"), "{}", &json[..200]);
+        assert!(json.contains("\"CampaignStatus\""));
+    }
+}

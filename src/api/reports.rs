@@ -1,0 +1,337 @@
+//! Campaign reports: progress (contacts per status, answered / not answered / total calls),
+//! rates (answer, human answer), average call duration and the 7 × 24 answer-rate heat map
+//! in a chosen time zone (guide 2's dashboard); and the call attempts (CDRs) with the
+//! reporting tab's filters.
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::campaigns::{load, CallCountsView, ContactCountsView};
+use super::contacts::contact_filter;
+use super::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use super::{split_list, AppState, PageQuery, Paged};
+use crate::campaign::model::{CampaignStatus, Millis};
+use crate::store::{AttemptFilter, CallAttempt, HeatMap};
+
+pub const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    /// IANA zone of the heat map (default: the campaign's business-hours zone, else its
+    /// schedule zone).
+    pub tz: Option<String>,
+}
+
+/// One hour of one weekday.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeatCellView {
+    pub attempts: i64,
+    pub answered: i64,
+    /// answered / attempts (0 when there were none).
+    pub rate: f64,
+}
+
+/// Answer rate by weekday (rows, Monday first) × hour (columns, 0–23) in `timezone`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeatMapView {
+    pub timezone: String,
+    /// The row names, Monday first.
+    pub days: Vec<String>,
+    /// 7 rows of 24 cells.
+    pub cells: Vec<Vec<HeatCellView>>,
+}
+
+impl From<&HeatMap> for HeatMapView {
+    fn from(map: &HeatMap) -> Self {
+        HeatMapView {
+            timezone: map.timezone.clone(),
+            days: WEEKDAYS.iter().map(|d| d.to_string()).collect(),
+            cells: map
+                .cells
+                .iter()
+                .map(|day| {
+                    day.iter()
+                        .map(|c| HeatCellView {
+                            attempts: c.attempts,
+                            answered: c.answered,
+                            rate: c.rate(),
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Contacts in a final status out of all.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    pub finished: i64,
+    pub total: i64,
+    /// 0–100.
+    pub percent: f64,
+}
+
+/// The campaign dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReportView {
+    pub campaign_id: i64,
+    pub name: String,
+    pub status: CampaignStatus,
+    /// Contacts per status.
+    pub contacts: ContactCountsView,
+    /// Call attempts: answered, not answered, total.
+    pub calls: CallCountsView,
+    pub progress: ProgressView,
+    /// Answered attempts / attempts (0–1).
+    pub answer_rate: f64,
+    /// Attempts a person answered / attempts (0–1): answered and not classed as a
+    /// machine, fax or unknown by AMD.
+    pub human_answer_rate: f64,
+    /// Attempts answered by a person.
+    pub human_answered: i64,
+    /// Mean talk time of answered attempts, seconds.
+    pub average_duration_secs: f64,
+    pub heat_map: HeatMapView,
+}
+
+fn ratio(part: i64, whole: i64) -> f64 {
+    if whole <= 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The campaign's progress, rates and heat map.
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns/{id}/report",
+    tag = "reports",
+    params(("id" = i64, Path, description = "Campaign id"), ReportQuery),
+    responses(
+        (status = 200, description = "The report", body = ReportView),
+        (status = 400, description = "tz is not an IANA zone", body = ErrorBody),
+        (status = 401, description = "No valid credentials", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+    )
+)]
+pub async fn campaign_report(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<ReportQuery>,
+) -> ApiResult<Json<ReportView>> {
+    let campaign = load(&state, id).await?;
+    let tz = match query
+        .tz
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+    {
+        Some(tz) => {
+            if tz.parse::<chrono_tz::Tz>().is_err() {
+                return Err(ApiError::invalid(
+                    "tz",
+                    format!("{tz:?} is not an IANA time zone"),
+                ));
+            }
+            tz
+        }
+        None => match campaign.settings.business_hours_id {
+            Some(hours) => match state.store.get_business_hours(hours).await {
+                Ok(h) => h.spec.timezone,
+                Err(_) => campaign.settings.schedule_timezone.clone(),
+            },
+            None => campaign.settings.schedule_timezone.clone(),
+        },
+    };
+    let report = state.store.campaign_report(id, &tz).await?;
+    let stats = state.store.attempt_stats(id).await?;
+    let finished = report.contacts.finished();
+    Ok(Json(ReportView {
+        campaign_id: id,
+        name: campaign.settings.name,
+        status: campaign.status,
+        contacts: (&report.contacts).into(),
+        calls: (&report.calls).into(),
+        progress: ProgressView {
+            finished,
+            total: report.contacts.total,
+            percent: 100.0 * ratio(finished, report.contacts.total),
+        },
+        answer_rate: ratio(report.calls.answered, report.calls.total),
+        human_answer_rate: ratio(stats.human_answered, report.calls.total),
+        human_answered: stats.human_answered,
+        average_duration_secs: stats.average_duration_ms / 1000.0,
+        heat_map: (&report.heat_map).into(),
+    }))
+}
+
+/// One call attempt (CDR).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptView {
+    pub id: i64,
+    pub campaign_id: Option<i64>,
+    pub contact_id: Option<i64>,
+    pub attempt_number: i64,
+    pub call_id: String,
+    pub sip_profile: String,
+    pub caller_id: String,
+    pub billable_account: String,
+    pub destination: String,
+    pub started_at: Millis,
+    pub ended_at: Option<Millis>,
+    pub ring_ms: Option<i64>,
+    pub answer_ms: Option<i64>,
+    pub duration_ms: i64,
+    pub sip_code: Option<i64>,
+    pub reason: String,
+    /// answered, busy, rejected, no_answer, unavailable, invalid_number, failed, …
+    pub outcome: String,
+    pub hangup: Option<String>,
+    pub codec: Option<String>,
+    pub amd_mode: Option<String>,
+    pub amd_verdict: Option<String>,
+    /// human, machine_start, machine_end_beep, machine_end_silence, machine_end_other,
+    /// fax, unknown.
+    pub answered_by: Option<String>,
+    pub amd_cause: Option<String>,
+    pub amd_confidence: Option<f64>,
+    pub amd_decision_ms: Option<i64>,
+    pub beep_ms: Option<i64>,
+    pub rtp_sent: i64,
+    pub rtp_received: i64,
+    pub rtp_lost: i64,
+    pub jitter_ms: Option<f64>,
+    pub rtt_ms: Option<f64>,
+    pub recording_path: Option<String>,
+    pub dtmf: String,
+}
+
+impl From<CallAttempt> for AttemptView {
+    fn from(a: CallAttempt) -> Self {
+        let r = a.record;
+        AttemptView {
+            id: a.id,
+            campaign_id: r.campaign_id,
+            contact_id: r.contact_id,
+            attempt_number: r.attempt_number,
+            call_id: r.call_id,
+            sip_profile: r.sip_profile,
+            caller_id: r.caller_id,
+            billable_account: r.billable_account,
+            destination: r.destination,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            ring_ms: r.ring_ms,
+            answer_ms: r.answer_ms,
+            duration_ms: r.duration_ms,
+            sip_code: r.sip_code,
+            reason: r.reason,
+            outcome: r.outcome,
+            hangup: r.hangup,
+            codec: r.codec,
+            amd_mode: r.amd_mode,
+            amd_verdict: r.amd_verdict,
+            answered_by: r.answered_by,
+            amd_cause: r.amd_cause,
+            amd_confidence: r.amd_confidence,
+            amd_decision_ms: r.amd_decision_ms,
+            beep_ms: r.beep_ms,
+            rtp_sent: r.rtp_sent,
+            rtp_received: r.rtp_received,
+            rtp_lost: r.rtp_lost,
+            jitter_ms: r.jitter_ms,
+            rtt_ms: r.rtt_ms,
+            recording_path: r.recording_path,
+            dtmf: r.dtmf,
+        }
+    }
+}
+
+/// The reporting tab's filters: the contact's status, tags, retries and text; the
+/// attempt's outcome and time.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttemptListQuery {
+    /// Comma-separated contact statuses (either guide's words).
+    pub status: Option<String>,
+    /// Comma-separated attempt outcomes (answered, busy, no_answer, …).
+    pub outcome: Option<String>,
+    /// Comma-separated contact tags.
+    pub tags: Option<String>,
+    pub min_retries: Option<i64>,
+    pub max_retries: Option<i64>,
+    /// Text in the contact's name, phone or comments.
+    pub q: Option<String>,
+    pub contact_id: Option<i64>,
+    /// Started at or after (ms).
+    pub since: Option<Millis>,
+    /// Started before (ms).
+    pub until: Option<Millis>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// The campaign's call attempts, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns/{id}/attempts",
+    tag = "reports",
+    params(("id" = i64, Path, description = "Campaign id"), AttemptListQuery),
+    responses(
+        (status = 200, description = "A page of attempts", body = Paged<AttemptView>),
+        (status = 400, description = "A bad filter (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid credentials", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+    )
+)]
+pub async fn list_attempts(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<AttemptListQuery>,
+) -> ApiResult<Json<Paged<AttemptView>>> {
+    let page = PageQuery {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .page()?;
+    let contact = contact_filter(
+        query.status.as_deref(),
+        query.tags.as_deref(),
+        query.min_retries,
+        query.max_retries,
+        query.q.as_deref(),
+    )?;
+    if let (Some(since), Some(until)) = (query.since, query.until) {
+        if since > until {
+            return Err(ApiError::invalid("since", "is after until"));
+        }
+    }
+    load(&state, id).await?;
+    let filter = AttemptFilter {
+        campaign_id: Some(id),
+        contact_id: query.contact_id,
+        outcomes: query
+            .outcome
+            .as_deref()
+            .map(|o| split_list(o).map(|w| w.to_ascii_lowercase()).collect())
+            .unwrap_or_default(),
+        since: query.since,
+        until: query.until,
+        contact,
+    };
+    let found = state.store.list_attempts(&filter, page).await?;
+    let items = found.items.into_iter().map(AttemptView::from).collect();
+    Ok(Json(Paged::new(items, found.total, page)))
+}

@@ -1,0 +1,606 @@
+//! The campaign engine: the tokio driver around the sans-IO [`Scheduler`].
+//!
+//! Once a tick (at most a second apart, sooner when the scheduler asks or when the API
+//! wakes it through the shared `Notify`), it reads the campaigns that may dial from the
+//! store, takes a lease on each (so several nodes sharing a PostgreSQL store split the
+//! campaigns instead of doubling their pace), asks the scheduler what to do, and acts:
+//! stores status changes, checks every contact against the DNC list, claims it (so no two
+//! nodes dial one contact) and spawns one task per attempt. An attempt task places the
+//! call ([`run_attempt`]), writes its attempt record (CDR), moves the contact on
+//! ([`after_attempt`]) and reports back.
+//!
+//! Settings are re-read every tick, so edits apply to queued calls at once; pause stops
+//! new dials at the next tick; stop (canceled) also hangs up the campaign's live calls.
+//! The engine never decides anything itself: pacing, hours, windows, retries and
+//! lifecycle are the scheduler's and the retry rules'.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::attempt::{run_attempt, AttemptPlan, AttemptReport, MAX_CALL};
+use super::contact_tz::zones_for_contact;
+use super::hours::CompiledHours;
+use super::retry::{after_attempt, AttemptResult};
+use super::scheduler::{CampaignView, Candidate, Scheduler};
+use super::{Campaign, CampaignStatus, Contact, ContactStatus, Millis};
+use crate::config::{Config, Profile};
+use crate::media::wav::load_wav_8k_mono;
+use crate::sip::UserAgent;
+use crate::store::attempts::AttemptRecord;
+use crate::store::contacts::ContactTransition;
+use crate::store::{Store, StoreError};
+
+/// Longest sleep between two ticks.
+const MAX_TICK: Duration = Duration::from_secs(1);
+/// How long a campaign lease lasts; renewed every tick.
+const LEASE_MS: Millis = 5_000;
+/// Contacts read per campaign per tick at most (candidates for the free slots).
+const CANDIDATES: i64 = 200;
+
+/// The current time as the store and the scheduler count it.
+pub fn now_ms() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// What the engine needs besides the store and the user agent.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// This node's name in campaign leases (unique per node).
+    pub node: String,
+    /// Where call recordings go (campaigns with `recording` on).
+    pub recordings_dir: PathBuf,
+}
+
+struct Live {
+    campaign_id: i64,
+    stop: watch::Sender<bool>,
+}
+
+struct Finished {
+    contact_id: i64,
+}
+
+/// The running engine's handle: wake it after a change, stop it on shutdown.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub wake: Arc<Notify>,
+    cancel: CancellationToken,
+}
+
+impl EngineHandle {
+    /// Asks for a tick now (after an API change).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops dialing and hangs up every live call; the engine task then ends.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Starts the engine on its own task. `wake` is shared with the API.
+pub fn spawn(
+    store: Store,
+    ua: Arc<UserAgent>,
+    config: Arc<Config>,
+    options: EngineOptions,
+    wake: Arc<Notify>,
+) -> (EngineHandle, tokio::task::JoinHandle<()>) {
+    let cancel = CancellationToken::new();
+    let handle = EngineHandle {
+        wake: wake.clone(),
+        cancel: cancel.clone(),
+    };
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let engine = Engine {
+        store,
+        ua,
+        config,
+        options,
+        wake,
+        cancel,
+        scheduler: Scheduler::new(),
+        live: HashMap::new(),
+        hours: HashMap::new(),
+        messages: HashMap::new(),
+        done_tx,
+        done_rx,
+    };
+    let task = tokio::spawn(engine.run());
+    (handle, task)
+}
+
+struct Engine {
+    store: Store,
+    ua: Arc<UserAgent>,
+    config: Arc<Config>,
+    options: EngineOptions,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+    scheduler: Scheduler,
+    /// Live attempts by contact id.
+    live: HashMap<i64, Live>,
+    /// Compiled business hours by schedule id (with the spec they came from).
+    hours: HashMap<i64, (super::BusinessHoursSpec, Arc<CompiledHours>)>,
+    /// Loaded WAV messages by path.
+    messages: HashMap<String, Arc<Vec<i16>>>,
+    done_tx: mpsc::UnboundedSender<Finished>,
+    done_rx: mpsc::UnboundedReceiver<Finished>,
+}
+
+impl Engine {
+    async fn run(mut self) {
+        if let Err(e) = self.recover().await {
+            tracing::error!("campaign engine: recovering interrupted calls: {e}");
+        }
+        loop {
+            let now = now_ms();
+            let wake_at = match self.tick(now).await {
+                Ok(wake_at) => wake_at,
+                Err(e) => {
+                    tracing::error!("campaign engine: {e}");
+                    None
+                }
+            };
+            let sleep = wake_at
+                .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+                .unwrap_or(MAX_TICK)
+                .min(MAX_TICK);
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                Some(done) = self.done_rx.recv() => { self.live.remove(&done.contact_id); }
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            while let Ok(done) = self.done_rx.try_recv() {
+                self.live.remove(&done.contact_id);
+            }
+        }
+        // Shutdown: hang up what is live and wait for the attempts to write their records.
+        for live in self.live.values() {
+            let _ = live.stop.send(true);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.live.is_empty() {
+            match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
+                Ok(Some(done)) => {
+                    self.live.remove(&done.contact_id);
+                }
+                _ => break,
+            }
+        }
+        let _ = self.store.release_campaign_leases(&self.options.node).await;
+    }
+
+    /// Contacts left `dialing`/`on_hold` by a node that stopped mid-call go back to the
+    /// queue (retry now) once their call cannot be alive anywhere any more.
+    async fn recover(&self) -> Result<(), StoreError> {
+        let stale_before = now_ms() - (MAX_CALL.as_millis() as Millis) - 600_000;
+        let n = self
+            .store
+            .requeue_stuck_contacts(stale_before, now_ms())
+            .await?;
+        if n > 0 {
+            tracing::warn!("campaign engine: {n} contacts left mid-call were queued again");
+        }
+        Ok(())
+    }
+
+    /// One pass over every campaign that may dial; returns when to come back.
+    async fn tick(&mut self, now: Millis) -> Result<Option<Millis>, StoreError> {
+        let campaigns = self
+            .store
+            .campaigns_in_status(&[
+                CampaignStatus::Scheduled,
+                CampaignStatus::Processing,
+                CampaignStatus::Paused,
+                CampaignStatus::Canceled,
+                CampaignStatus::Overdue,
+            ])
+            .await?;
+        self.hang_up_canceled(&campaigns);
+        let mut wake_at: Option<Millis> = None;
+        for campaign in &campaigns {
+            if !matches!(
+                campaign.status,
+                CampaignStatus::Scheduled | CampaignStatus::Processing
+            ) {
+                continue;
+            }
+            if !self
+                .store
+                .take_campaign_lease(campaign.id, &self.options.node, now, now + LEASE_MS)
+                .await?
+            {
+                continue;
+            }
+            match self.tick_campaign(campaign, now).await {
+                Ok(Some(at)) => wake_at = Some(wake_at.map_or(at, |w: Millis| w.min(at))),
+                Ok(None) => {}
+                Err(e) => tracing::error!(campaign = campaign.id, "campaign engine: {e}"),
+            }
+        }
+        Ok(wake_at)
+    }
+
+    /// Stop means stop: calls of canceled campaigns are hung up.
+    fn hang_up_canceled(&mut self, campaigns: &[Campaign]) {
+        for campaign in campaigns
+            .iter()
+            .filter(|c| c.status == CampaignStatus::Canceled)
+        {
+            for live in self.live.values().filter(|l| l.campaign_id == campaign.id) {
+                let _ = live.stop.send(true);
+            }
+            self.scheduler.forget(campaign.id);
+        }
+    }
+
+    async fn tick_campaign(
+        &mut self,
+        campaign: &Campaign,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let settings = &campaign.settings;
+        if settings.completion_timeout.as_millis() > 0 {
+            self.store
+                .complete_called_contacts(
+                    campaign.id,
+                    now - settings.completion_timeout.as_millis(),
+                    now,
+                )
+                .await?;
+        }
+        let hours = match settings.business_hours_id {
+            Some(id) => Some(self.compiled_hours(id).await?),
+            None => None,
+        };
+        let live_calls = self
+            .live
+            .values()
+            .filter(|l| l.campaign_id == campaign.id)
+            .count() as u32;
+        let profile = self.profile_for(campaign);
+        let trunk_free_channels = profile
+            .as_ref()
+            .and_then(|p| self.ua.trunk_limit(p).free_channels());
+        let free = (settings.max_concurrent.max(0) as u32).saturating_sub(live_calls);
+        let due = if free > 0 && campaign.status == CampaignStatus::Processing {
+            self.store
+                .due_contacts(campaign.id, now, (i64::from(free) * 4).min(CANDIDATES))
+                .await?
+        } else {
+            Vec::new()
+        };
+        let candidates: Vec<Candidate> = due
+            .iter()
+            .map(|c| Candidate {
+                id: c.id,
+                zones: zones_for_contact(c, &settings.default_country),
+            })
+            .collect();
+        let has_unfinished = self.store.count_non_final(campaign.id).await? > 0;
+        let next_due_at = self.store.next_due_at(campaign.id, now).await?;
+        let view = CampaignView {
+            campaign,
+            hours: hours.as_deref(),
+            live_calls,
+            trunk_free_channels,
+            trunk_cps_allowance: None,
+            candidates: &candidates,
+            next_due_at,
+            has_unfinished: has_unfinished || live_calls > 0,
+        };
+        let tick = self.scheduler.tick(now, &view);
+        if let Some(to) = tick.status_change {
+            match self
+                .store
+                .set_campaign_status(campaign.id, campaign.status, to, now)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(campaign = campaign.id, from = %campaign.status, %to, "campaign status");
+                    let _ = self
+                        .store
+                        .append_event(
+                            Some(campaign.id),
+                            None,
+                            "campaign_status",
+                            &serde_json::json!({"from": campaign.status, "to": to, "by": "engine"}),
+                            now,
+                        )
+                        .await;
+                }
+                // Someone (an admin) changed it meanwhile: their word wins; next tick.
+                Err(StoreError::Conflict(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            if to != CampaignStatus::Processing {
+                return Ok(tick.wake_at);
+            }
+        }
+        for contact_id in tick.dials {
+            if let Some(contact) = due.iter().find(|c| c.id == contact_id) {
+                self.dial(campaign, contact, profile.clone(), now).await?;
+            }
+        }
+        Ok(tick.wake_at)
+    }
+
+    fn profile_for(&self, campaign: &Campaign) -> Option<Profile> {
+        let name = campaign.settings.sip_profile.trim();
+        if name.is_empty() {
+            self.config.profiles.first().cloned()
+        } else {
+            self.config.profile(name).ok().cloned()
+        }
+    }
+
+    async fn compiled_hours(&mut self, id: i64) -> Result<Arc<CompiledHours>, StoreError> {
+        let stored = self.store.get_business_hours(id).await?;
+        if let Some((spec, compiled)) = self.hours.get(&id) {
+            if *spec == stored.spec {
+                return Ok(compiled.clone());
+            }
+        }
+        let compiled = Arc::new(
+            CompiledHours::compile(&stored.spec)
+                .map_err(|e| StoreError::Invalid(format!("business hours {id}: {e}")))?,
+        );
+        self.hours.insert(id, (stored.spec, compiled.clone()));
+        Ok(compiled)
+    }
+
+    fn message(&mut self, path: &str) -> Result<Arc<Vec<i16>>, String> {
+        if let Some(samples) = self.messages.get(path) {
+            return Ok(samples.clone());
+        }
+        let samples =
+            Arc::new(load_wav_8k_mono(std::path::Path::new(path)).map_err(|e| e.to_string())?);
+        self.messages.insert(path.to_string(), samples.clone());
+        Ok(samples)
+    }
+
+    /// DNC check, claim, then the attempt on its own task.
+    async fn dial(
+        &mut self,
+        campaign: &Campaign,
+        contact: &Contact,
+        profile: Option<Profile>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let settings = &campaign.settings;
+        if self.store.dnc_contains(&contact.phone).await? {
+            let update = after_attempt(settings, contact, AttemptResult::Dnc, now);
+            self.store
+                .transition_contact(
+                    contact.id,
+                    &[ContactStatus::Pending, ContactStatus::Retry],
+                    &ContactTransition {
+                        status: update.status,
+                        next_attempt_at: update.next_attempt_at,
+                        last_outcome: update.last_outcome,
+                    },
+                    now,
+                )
+                .await?;
+            let _ = self
+                .store
+                .append_event(
+                    Some(campaign.id),
+                    Some(contact.id),
+                    "dnc_skipped",
+                    &serde_json::json!({"phone": contact.phone}),
+                    now,
+                )
+                .await;
+            return Ok(());
+        }
+        let Some(claimed) = self
+            .store
+            .claim_contact(
+                contact.id,
+                &[ContactStatus::Pending, ContactStatus::Retry],
+                now,
+            )
+            .await?
+        else {
+            return Ok(()); // another node took it, or an admin moved it
+        };
+        let message = match settings.play_message.as_deref().filter(|p| !p.is_empty()) {
+            Some(path) => match self.message(path) {
+                Ok(samples) => Some(samples),
+                Err(e) => {
+                    tracing::error!(campaign = campaign.id, "play_message {path}: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let record_to = settings.recording.then(|| {
+            self.options.recordings_dir.join(format!(
+                "c{}-contact{}-a{}.wav",
+                campaign.id, claimed.id, claimed.attempts
+            ))
+        });
+        if record_to.is_some() {
+            let _ = std::fs::create_dir_all(&self.options.recordings_dir);
+        }
+        let plan = AttemptPlan {
+            destination: claimed.phone.clone(),
+            profile: profile.clone(),
+            caller_id: Some(settings.caller_id.clone()),
+            ring_timeout: Duration::from_millis(settings.ring_timeout_ms().max(0) as u64),
+            max_duration: MAX_CALL,
+            message,
+            record_to,
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        self.live.insert(
+            claimed.id,
+            Live {
+                campaign_id: campaign.id,
+                stop: stop_tx,
+            },
+        );
+        let job = AttemptJob {
+            store: self.store.clone(),
+            ua: self.ua.clone(),
+            campaign: campaign.clone(),
+            contact: claimed,
+            profile_name: profile.map(|p| p.name).unwrap_or_default(),
+            done: self.done_tx.clone(),
+            wake: self.wake.clone(),
+        };
+        tokio::spawn(job.run(plan, stop_rx));
+        Ok(())
+    }
+}
+
+/// One attempt's task: call, record, move the contact on, report.
+struct AttemptJob {
+    store: Store,
+    ua: Arc<UserAgent>,
+    campaign: Campaign,
+    /// As claimed (status dialing, `attempts` already counts this attempt).
+    contact: Contact,
+    profile_name: String,
+    done: mpsc::UnboundedSender<Finished>,
+    wake: Arc<Notify>,
+}
+
+impl AttemptJob {
+    async fn run(self, plan: AttemptPlan, stop: watch::Receiver<bool>) {
+        let span = tracing::info_span!(
+            "attempt",
+            campaign = self.campaign.id,
+            contact = self.contact.id
+        );
+        let _enter = span.enter();
+        drop(_enter);
+        let started_at = now_ms();
+        let report = run_attempt(self.ua.clone(), plan.clone(), stop).await;
+        let ended_at = now_ms();
+        if let Err(e) = self.finish(&plan, report, started_at, ended_at).await {
+            tracing::error!(
+                campaign = self.campaign.id,
+                contact = self.contact.id,
+                "storing the attempt failed: {e}"
+            );
+        }
+        let _ = self.done.send(Finished {
+            contact_id: self.contact.id,
+        });
+        self.wake.notify_one();
+    }
+
+    async fn finish(
+        &self,
+        plan: &AttemptPlan,
+        report: Result<AttemptReport, super::attempt::AttemptError>,
+        started_at: Millis,
+        ended_at: Millis,
+    ) -> Result<(), StoreError> {
+        let settings = &self.campaign.settings;
+        let mut record = AttemptRecord {
+            campaign_id: Some(self.campaign.id),
+            contact_id: Some(self.contact.id),
+            attempt_number: self.contact.attempts,
+            sip_profile: self.profile_name.clone(),
+            caller_id: settings.caller_id.clone(),
+            billable_account: settings.billable_account.clone(),
+            destination: plan.destination.clone(),
+            started_at,
+            ended_at: Some(ended_at),
+            amd_mode: Some(settings.amd_mode.as_str().to_string()),
+            ..AttemptRecord::default()
+        };
+        let result = match &report {
+            Ok(r) => {
+                let s = &r.summary;
+                record.call_id = s.call_id.clone();
+                record.ring_ms = s.ring_ms.map(|v| v as i64);
+                record.answer_ms = s.answer_ms.map(|v| v as i64);
+                record.duration_ms = s.duration_ms as i64;
+                record.sip_code = s.sip_code.map(i64::from);
+                record.reason = s.reason.clone();
+                record.outcome = s.outcome.as_str().to_string();
+                record.hangup = s.hangup.map(|h| {
+                    serde_json::to_value(h)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                });
+                record.codec = s.codec.map(str::to_string);
+                record.rtp_sent = s.rtp.sent as i64;
+                record.rtp_received = s.rtp.received as i64;
+                record.rtp_lost = s.rtp.lost;
+                record.jitter_ms = Some(s.rtp.jitter_ms);
+                record.rtt_ms = s.rtp.rtt_ms;
+                record.dtmf = s.dtmf_received.clone();
+                record.recording_path = r.recording.as_ref().map(|p| p.display().to_string());
+                AttemptResult::from_call(s.outcome, false)
+            }
+            Err(e) => {
+                record.outcome = "failed".into();
+                record.reason = e.to_string();
+                AttemptResult::Failed
+            }
+        };
+        self.store.insert_attempt(&record).await?;
+        // The retry rules count attempts themselves: give them the contact as it was
+        // before this attempt was claimed.
+        let mut before = self.contact.clone();
+        before.attempts = before.attempts.saturating_sub(1).max(0);
+        // Settings may have changed while the call ran: the current ones decide.
+        let current = self
+            .store
+            .get_campaign(self.campaign.id)
+            .await
+            .map(|c| c.settings)
+            .unwrap_or_else(|_| settings.clone());
+        let update = after_attempt(&current, &before, result, ended_at);
+        self.store
+            .transition_contact(
+                self.contact.id,
+                &[ContactStatus::Dialing, ContactStatus::OnHold],
+                &ContactTransition {
+                    status: update.status,
+                    next_attempt_at: update.next_attempt_at,
+                    last_outcome: update.last_outcome.clone(),
+                },
+                ended_at,
+            )
+            .await?;
+        tracing::info!(
+            campaign = self.campaign.id,
+            contact = self.contact.id,
+            call_id = %record.call_id,
+            outcome = %record.outcome,
+            status = %update.status,
+            "attempt done"
+        );
+        let _ = self
+            .store
+            .append_event(
+                Some(self.campaign.id),
+                Some(self.contact.id),
+                "attempt",
+                &serde_json::json!({
+                    "attempt": record.attempt_number,
+                    "outcome": record.outcome,
+                    "sip_code": record.sip_code,
+                    "status": update.status,
+                }),
+                ended_at,
+            )
+            .await;
+        Ok(())
+    }
+}

@@ -1,0 +1,22 @@
+//! Campaigns: the vocabulary of both product guides (`model`) and the sans-IO scheduler
+//! core that turns campaign state plus `now` into dial decisions: business hours
+//! (`hours`), the contact's own calling window (`contact_tz`), pacing and lifecycle
+//! (`scheduler`), and what an attempt's result does to its contact (`retry`). One campaign
+//! call is placed by `attempt`; `engine` is the tokio driver that runs it all against the
+//! store and the SIP user agent.
+
+pub mod attempt;
+pub mod contact_tz;
+pub mod engine;
+pub mod hours;
+pub mod model;
+pub mod retry;
+pub mod scheduler;
+#[cfg(test)]
+mod tests;
+
+pub use contact_tz::{zones_for_contact, zones_for_number, CompiledWindow};
+pub use hours::CompiledHours;
+pub use model::*;
+pub use retry::{after_attempt, complete_due, manual_retry, restart, AttemptResult, ContactUpdate};
+pub use scheduler::{CampaignView, Candidate, ContactId, Scheduler, Tick, OVERDUE_GRACE_MS};

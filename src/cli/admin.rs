@@ -1,0 +1,430 @@
+//! `outdial keys …`, `outdial campaign …`, `outdial contacts import …`: scripting the
+//! campaign store from a shell. They open the store named by the configuration (the same
+//! one `outdial serve` uses, SQLite or PostgreSQL) and work on it directly; a running
+//! server's engine sees the change at its next tick (within a second).
+//!
+//! Output: one line per item for people, or `--json` for scripts. Errors are one line.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use outdial::campaign::{
+    apply_action, CampaignAction, CampaignSettings, CampaignStatus, Interval, IntervalUnit,
+};
+use outdial::contacts::import::{ImportOptions, Importer};
+use outdial::store::contacts::{ContactFilter, NewContact};
+use outdial::store::{CampaignFilter, Page, Store};
+
+use super::now_ms;
+
+#[derive(clap::Subcommand)]
+pub enum KeysCommand {
+    /// Make a new API key for LOGIN (the account is created if new) and print it once.
+    Create {
+        #[arg(long)]
+        login: String,
+        /// The account's display name (new accounts only).
+        #[arg(long)]
+        name: Option<String>,
+        /// A label to tell keys apart.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+}
+
+#[derive(clap::Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
+pub enum CampaignCommand {
+    /// Create a campaign (status new, or scheduled with --start-at).
+    Create(CreateArgs),
+    /// List campaigns with their progress.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One campaign, its settings and contact counts.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start dialing (or schedule, when the start time is ahead).
+    Start { id: i64 },
+    /// Stop dialing for now; progress is kept.
+    Pause { id: i64 },
+    /// Continue a paused campaign.
+    Resume { id: i64 },
+    /// Cancel the campaign: no more calls, live calls hung up.
+    Stop { id: i64 },
+    /// Dial a finished or canceled campaign's contacts again from the start.
+    Restart { id: i64 },
+}
+
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    name: String,
+    #[arg(long, default_value = "")]
+    description: String,
+    /// Where answered people are connected (SIP URI or number).
+    #[arg(long, default_value = "")]
+    connect_to: String,
+    /// Calls per minute.
+    #[arg(long, default_value_t = 10.0)]
+    pace: f64,
+    #[arg(long, default_value_t = 10)]
+    max_concurrent: i64,
+    #[arg(long, default_value = "")]
+    caller_id: String,
+    /// Trunk profile name.
+    #[arg(long, default_value = "")]
+    profile: String,
+    /// Seconds to ring (below 15 needs --ring-timeout-override).
+    #[arg(long, default_value_t = 30)]
+    ring_timeout: i64,
+    #[arg(long)]
+    ring_timeout_override: bool,
+    #[arg(long, default_value_t = 2)]
+    max_retries: i64,
+    /// Retry interval in seconds.
+    #[arg(long, default_value_t = 1800)]
+    retry_interval: i64,
+    /// WAV played to whoever answers, then hang up.
+    #[arg(long)]
+    play: Option<String>,
+    /// Default country for numbers without +.
+    #[arg(long, default_value = "US")]
+    country: String,
+    /// Every setting as a JSON object (the API's field names); flags above override it.
+    #[arg(long, value_name = "FILE.json")]
+    settings: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum ContactsCommand {
+    /// Import a CSV file of contacts into a campaign (header-less phone,name,comments, or
+    /// a header row naming the columns).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        campaign: i64,
+        /// Default country for numbers without + (default: the campaign's).
+        #[arg(long)]
+        country: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A campaign's contacts with their status and attempts.
+    List {
+        #[arg(long)]
+        campaign: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn keys(store: Store, cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Create { login, name, label } => {
+            let now = now_ms();
+            let account = match store.account_by_login(&login).await? {
+                Some(a) => a,
+                None => {
+                    store
+                        .create_account(&login, name.as_deref().unwrap_or(&login), now)
+                        .await?
+                }
+            };
+            let key = store.create_api_key(account.id, &label, now).await?;
+            eprintln!(
+                "API key for login {:?} (shown once; keep it safe):",
+                account.login
+            );
+            println!("{}", key.secret);
+        }
+    }
+    Ok(())
+}
+
+pub async fn campaign(store: Store, cmd: CampaignCommand) -> anyhow::Result<()> {
+    let action = |id, a| (id, a);
+    let (id, act) = match cmd {
+        CampaignCommand::Create(args) => return create(store, args).await,
+        CampaignCommand::List { json } => return list(store, json).await,
+        CampaignCommand::Show { id, json } => return show(store, id, json).await,
+        CampaignCommand::Start { id } => action(id, CampaignAction::Start),
+        CampaignCommand::Pause { id } => action(id, CampaignAction::Pause),
+        CampaignCommand::Resume { id } => action(id, CampaignAction::Resume),
+        CampaignCommand::Stop { id } => action(id, CampaignAction::Stop),
+        CampaignCommand::Restart { id } => action(id, CampaignAction::Restart),
+    };
+    let now = now_ms();
+    let campaign = store.get_campaign(id).await?;
+    let ahead = campaign.settings.schedule_start.is_some_and(|s| s > now);
+    let to = apply_action(campaign.status, act, ahead)?;
+    if act == CampaignAction::Restart {
+        store.reset_contacts_for_restart(id, now).await?;
+    }
+    let updated = store
+        .set_campaign_status(id, campaign.status, to, now)
+        .await?;
+    store
+        .append_event(
+            Some(id),
+            None,
+            "campaign_status",
+            &serde_json::json!({"from": campaign.status, "to": to, "action": act, "by": "cli"}),
+            now,
+        )
+        .await?;
+    println!("campaign {id}: {} -> {}", campaign.status, updated.status);
+    Ok(())
+}
+
+async fn create(store: Store, args: CreateArgs) -> anyhow::Result<()> {
+    let mut settings = match &args.settings {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str::<CampaignSettings>(&text)
+                .with_context(|| format!("{}", path.display()))?
+        }
+        None => CampaignSettings::default(),
+    };
+    settings.name = args.name;
+    if !args.description.is_empty() {
+        settings.description = args.description;
+    }
+    if !args.connect_to.is_empty() {
+        settings.connect_to = args.connect_to;
+    }
+    if args.settings.is_none() {
+        settings.pace = args.pace;
+        settings.max_concurrent = args.max_concurrent;
+        settings.ring_timeout_secs = args.ring_timeout;
+        settings.ring_timeout_override = args.ring_timeout_override;
+        settings.max_retries = args.max_retries;
+        settings.retry_interval = Interval::new(args.retry_interval, IntervalUnit::Seconds);
+        settings.default_country = args.country;
+    }
+    if !args.caller_id.is_empty() {
+        settings.caller_id = args.caller_id;
+    }
+    if !args.profile.is_empty() {
+        settings.sip_profile = args.profile;
+    }
+    if args.play.is_some() {
+        settings.play_message = args.play;
+    }
+    let status = if settings.schedule_start.is_some_and(|s| s > now_ms()) {
+        CampaignStatus::Scheduled
+    } else {
+        CampaignStatus::New
+    };
+    let campaign = store
+        .create_campaign(None, &settings, status, now_ms())
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&campaign)?);
+    } else {
+        println!("{}", campaign.id);
+    }
+    Ok(())
+}
+
+async fn list(store: Store, json: bool) -> anyhow::Result<()> {
+    let page = store
+        .list_campaigns(
+            &CampaignFilter::default(),
+            Page {
+                limit: 1000,
+                offset: 0,
+            },
+        )
+        .await?;
+    for row in &page.items {
+        if json {
+            println!("{}", serde_json::to_string(row)?);
+        } else {
+            println!(
+                "{:>5}  {:<11} {:<30}  calls: {} answered, {} not answered, {} total",
+                row.campaign.id,
+                row.campaign.status.as_str(),
+                row.campaign.settings.name,
+                row.calls.answered,
+                row.calls.not_answered,
+                row.calls.total
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn show(store: Store, id: i64, json: bool) -> anyhow::Result<()> {
+    let campaign = store.get_campaign(id).await?;
+    let (contacts, calls) = store.campaign_counts(id).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"campaign": campaign, "contacts": contacts, "calls": calls})
+        );
+    } else {
+        println!(
+            "campaign {} {:?}: {} (pace {}/min, max {} live)",
+            campaign.id,
+            campaign.settings.name,
+            campaign.status,
+            campaign.settings.pace,
+            campaign.settings.max_concurrent
+        );
+        println!(
+            "calls: {} answered, {} not answered, {} total",
+            calls.answered, calls.not_answered, calls.total
+        );
+        println!("contacts: {}", serde_json::to_string(&contacts)?);
+    }
+    Ok(())
+}
+
+pub async fn contacts(store: Store, cmd: ContactsCommand) -> anyhow::Result<()> {
+    let (file, campaign, country, json) = match cmd {
+        ContactsCommand::Import {
+            file,
+            campaign,
+            country,
+            json,
+        } => (file, campaign, country, json),
+        ContactsCommand::List { campaign, json } => {
+            return list_contacts(store, campaign, json).await
+        }
+    };
+    let stored = store.get_campaign(campaign).await?;
+    let country = country.unwrap_or(stored.settings.default_country.clone());
+    let mut input =
+        std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+    let total = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = if std::io::stderr().is_terminal() && !json {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let mut importer = Importer::new(ImportOptions::new(country))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut inserted = 0u64;
+    let mut offered = 0u64;
+    let now = now_ms();
+    loop {
+        let n = input
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", file.display()))?;
+        if n == 0 {
+            importer.finish();
+        } else {
+            importer.feed(&buf[..n]);
+        }
+        while let Some(batch) = importer.take_batch() {
+            offered += batch.len() as u64;
+            let rows: Vec<NewContact> = batch
+                .into_iter()
+                .map(|r| NewContact {
+                    phone: r.phone,
+                    name: r.name,
+                    comments: r.comments,
+                    tags: r.tags,
+                    timezone: r.timezone,
+                    status: r
+                        .status
+                        .unwrap_or(outdial::campaign::ContactStatus::Pending),
+                    next_attempt_at: None,
+                })
+                .collect();
+            inserted += store.bulk_insert_contacts(campaign, &rows, now).await?;
+        }
+        if let Some(bar) = &bar {
+            bar.inc(n as u64);
+            bar.set_message(format!("{inserted} imported"));
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = importer.into_report();
+    let duplicates = offered - inserted;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "inserted": inserted,
+                "duplicates": duplicates,
+                "errors": report.errors,
+                "error_count": report.rejected,
+                "file_error": report.file_error.as_ref().map(|e| e.to_string()),
+            })
+        );
+    } else {
+        for e in &report.errors {
+            eprintln!("line {}: {:?}: {}", e.line, e.value, e.reason);
+        }
+        if let Some(e) = &report.file_error {
+            eprintln!("{e}");
+        }
+        println!(
+            "{inserted} contacts imported, {duplicates} already in the campaign, {} rows rejected",
+            report.rejected
+        );
+    }
+    if report.file_error.is_some() && inserted == 0 {
+        bail!("nothing imported from {}", file.display());
+    }
+    Ok(())
+}
+
+async fn list_contacts(store: Store, campaign: i64, json: bool) -> anyhow::Result<()> {
+    store.get_campaign(campaign).await?;
+    let mut offset = 0;
+    if !json {
+        println!(
+            "{:<16} {:<20} {:<16} {:>8}  last outcome",
+            "phone", "name", "status", "attempts"
+        );
+    }
+    loop {
+        let page = store
+            .list_contacts(
+                campaign,
+                &ContactFilter::default(),
+                Page { limit: 500, offset },
+            )
+            .await?;
+        for c in &page.items {
+            if json {
+                println!("{}", serde_json::to_string(c)?);
+            } else {
+                println!(
+                    "{:<16} {:<20} {:<16} {:>8}  {}",
+                    c.phone,
+                    c.name,
+                    c.status.as_str(),
+                    c.attempts,
+                    c.last_outcome.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        offset += page.items.len() as i64;
+        if page.items.is_empty() || offset >= page.total {
+            break;
+        }
+    }
+    Ok(())
+}

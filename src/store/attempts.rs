@@ -1,0 +1,456 @@
+//! Call attempts: one CDR per call placed (SIP result, timings, AMD verdict, RTP figures,
+//! recording, DTMF), and the campaign report built from them: per-status contact counts,
+//! answered / not answered / total calls and the 7 × 24 answer-rate heat map.
+//!
+//! The heat map is bucketed in Rust: SQL groups attempts by UTC quarter hour (every zone
+//! in use today is offset by whole quarter hours), and each quarter hour is placed in the
+//! requested IANA zone's weekday × hour, so both engines give the same answer.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::campaigns::{CallCounts, ContactCounts};
+use super::contacts::{filter_conditions, ContactFilter};
+use super::{where_clause, Arg, Page, Paged, Result, Sql, Store, StoreError};
+use crate::campaign::model::Millis;
+
+/// The outcome word of an answered attempt (what the heat map and the counts call
+/// answered).
+pub const ANSWERED: &str = "answered";
+const QUARTER_HOUR_MS: i64 = 15 * 60 * 1000;
+
+/// One call attempt as the call reports it (a CDR).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttemptRecord {
+    pub campaign_id: Option<i64>,
+    pub contact_id: Option<i64>,
+    /// 1 for the first call of the contact.
+    pub attempt_number: i64,
+    pub call_id: String,
+    /// Trunk profile used.
+    pub sip_profile: String,
+    pub caller_id: String,
+    pub billable_account: String,
+    /// The number or URI dialed.
+    pub destination: String,
+    pub started_at: Millis,
+    pub ended_at: Option<Millis>,
+    /// INVITE → first 18x.
+    pub ring_ms: Option<i64>,
+    /// INVITE → 200 OK.
+    pub answer_ms: Option<i64>,
+    /// Answer → end; 0 when not answered.
+    pub duration_ms: i64,
+    pub sip_code: Option<i64>,
+    pub reason: String,
+    /// answered, busy, rejected, no_answer, unavailable, invalid_number, failed, …
+    pub outcome: String,
+    /// Who hung up: `caller`, `callee`, … (`None`: never answered).
+    pub hangup: Option<String>,
+    pub codec: Option<String>,
+    pub amd_mode: Option<String>,
+    /// MACHINE / HUMAN / NOTSURE / HANGUP (Asterisk words) or the detector's own.
+    pub amd_verdict: Option<String>,
+    /// Twilio's AnsweredBy: human, machine_start, machine_end_beep, …
+    pub answered_by: Option<String>,
+    pub amd_cause: Option<String>,
+    pub amd_confidence: Option<f64>,
+    /// Answer → verdict.
+    pub amd_decision_ms: Option<i64>,
+    /// Answer → beep, when one was heard.
+    pub beep_ms: Option<i64>,
+    pub rtp_sent: i64,
+    pub rtp_received: i64,
+    pub rtp_lost: i64,
+    pub jitter_ms: Option<f64>,
+    pub rtt_ms: Option<f64>,
+    pub recording_path: Option<String>,
+    /// Digits the callee pressed, in order.
+    pub dtmf: String,
+}
+
+/// A stored attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallAttempt {
+    pub id: i64,
+    #[serde(flatten)]
+    pub record: AttemptRecord,
+}
+
+/// Which attempts a list shows. The contact conditions (status, tags, retries, text)
+/// apply to the attempt's contact.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttemptFilter {
+    pub campaign_id: Option<i64>,
+    pub contact_id: Option<i64>,
+    /// Any of these outcomes.
+    pub outcomes: Vec<String>,
+    /// Started at or after.
+    pub since: Option<Millis>,
+    /// Started before.
+    pub until: Option<Millis>,
+    pub contact: ContactFilter,
+}
+
+/// One cell of the heat map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeatCell {
+    pub attempts: i64,
+    pub answered: i64,
+}
+
+impl HeatCell {
+    /// answered / attempts, 0 when there were none.
+    pub fn rate(&self) -> f64 {
+        if self.attempts == 0 {
+            0.0
+        } else {
+            self.answered as f64 / self.attempts as f64
+        }
+    }
+}
+
+/// Attempts and answers by weekday (0 = Monday … 6 = Sunday) × hour (0–23) of the
+/// attempt's start, in `timezone`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeatMap {
+    pub timezone: String,
+    pub cells: Vec<[HeatCell; 24]>,
+}
+
+impl HeatMap {
+    pub fn cell(&self, weekday: usize, hour: usize) -> HeatCell {
+        self.cells[weekday][hour]
+    }
+}
+
+/// What the campaign dashboard shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignReport {
+    pub campaign_id: i64,
+    pub contacts: ContactCounts,
+    pub calls: CallCounts,
+    pub heat_map: HeatMap,
+}
+
+const COLUMNS: &str = "id, campaign_id, contact_id, attempt_number, call_id, sip_profile, \
+    caller_id, billable_account, destination, started_at, ended_at, ring_ms, answer_ms, \
+    duration_ms, sip_code, reason, outcome, hangup, codec, amd_mode, amd_verdict, answered_by, \
+    amd_cause, amd_confidence, amd_decision_ms, beep_ms, rtp_sent, rtp_received, rtp_lost, \
+    jitter_ms, rtt_ms, recording_path, dtmf";
+
+fn attempt_from(row: &AnyRow) -> Result<CallAttempt> {
+    Ok(CallAttempt {
+        id: row.try_get("id")?,
+        record: AttemptRecord {
+            campaign_id: row.try_get("campaign_id")?,
+            contact_id: row.try_get("contact_id")?,
+            attempt_number: row.try_get("attempt_number")?,
+            call_id: row.try_get("call_id")?,
+            sip_profile: row.try_get("sip_profile")?,
+            caller_id: row.try_get("caller_id")?,
+            billable_account: row.try_get("billable_account")?,
+            destination: row.try_get("destination")?,
+            started_at: row.try_get("started_at")?,
+            ended_at: row.try_get("ended_at")?,
+            ring_ms: row.try_get("ring_ms")?,
+            answer_ms: row.try_get("answer_ms")?,
+            duration_ms: row.try_get("duration_ms")?,
+            sip_code: row.try_get("sip_code")?,
+            reason: row.try_get("reason")?,
+            outcome: row.try_get("outcome")?,
+            hangup: row.try_get("hangup")?,
+            codec: row.try_get("codec")?,
+            amd_mode: row.try_get("amd_mode")?,
+            amd_verdict: row.try_get("amd_verdict")?,
+            answered_by: row.try_get("answered_by")?,
+            amd_cause: row.try_get("amd_cause")?,
+            amd_confidence: row.try_get("amd_confidence")?,
+            amd_decision_ms: row.try_get("amd_decision_ms")?,
+            beep_ms: row.try_get("beep_ms")?,
+            rtp_sent: row.try_get("rtp_sent")?,
+            rtp_received: row.try_get("rtp_received")?,
+            rtp_lost: row.try_get("rtp_lost")?,
+            jitter_ms: row.try_get("jitter_ms")?,
+            rtt_ms: row.try_get("rtt_ms")?,
+            recording_path: row.try_get("recording_path")?,
+            dtmf: row.try_get("dtmf")?,
+        },
+    })
+}
+
+fn record_args(r: &AttemptRecord) -> Vec<Arg> {
+    vec![
+        Arg::OptI64(r.campaign_id),
+        Arg::OptI64(r.contact_id),
+        Arg::I64(r.attempt_number),
+        Arg::Text(r.call_id.clone()),
+        Arg::Text(r.sip_profile.clone()),
+        Arg::Text(r.caller_id.clone()),
+        Arg::Text(r.billable_account.clone()),
+        Arg::Text(r.destination.clone()),
+        Arg::I64(r.started_at),
+        Arg::OptI64(r.ended_at),
+        Arg::OptI64(r.ring_ms),
+        Arg::OptI64(r.answer_ms),
+        Arg::I64(r.duration_ms),
+        Arg::OptI64(r.sip_code),
+        Arg::Text(r.reason.clone()),
+        Arg::Text(r.outcome.clone()),
+        Arg::OptText(r.hangup.clone()),
+        Arg::OptText(r.codec.clone()),
+        Arg::OptText(r.amd_mode.clone()),
+        Arg::OptText(r.amd_verdict.clone()),
+        Arg::OptText(r.answered_by.clone()),
+        Arg::OptText(r.amd_cause.clone()),
+        Arg::OptF64(r.amd_confidence),
+        Arg::OptI64(r.amd_decision_ms),
+        Arg::OptI64(r.beep_ms),
+        Arg::I64(r.rtp_sent),
+        Arg::I64(r.rtp_received),
+        Arg::I64(r.rtp_lost),
+        Arg::OptF64(r.jitter_ms),
+        Arg::OptF64(r.rtt_ms),
+        Arg::OptText(r.recording_path.clone()),
+        Arg::Text(r.dtmf.clone()),
+    ]
+}
+
+fn parse_zone(timezone: &str) -> Result<chrono_tz::Tz> {
+    timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+        StoreError::Invalid(format!("timezone: {timezone:?} is not an IANA time zone"))
+    })
+}
+
+/// Places `(quarter-hour index since the epoch, attempts, answered)` rows in `tz`'s
+/// weekday × hour grid.
+pub fn bucket_heat_map(tz: chrono_tz::Tz, quarters: &[(i64, i64, i64)]) -> HeatMap {
+    use chrono::{Datelike, TimeZone, Timelike};
+    let mut cells = vec![[HeatCell::default(); 24]; 7];
+    for &(quarter, attempts, answered) in quarters {
+        let Some(utc) = chrono::Utc
+            .timestamp_millis_opt(quarter.saturating_mul(QUARTER_HOUR_MS))
+            .single()
+        else {
+            continue;
+        };
+        let local = utc.with_timezone(&tz);
+        let cell =
+            &mut cells[local.weekday().num_days_from_monday() as usize][local.hour() as usize];
+        cell.attempts += attempts;
+        cell.answered += answered;
+    }
+    HeatMap {
+        timezone: tz.name().to_string(),
+        cells,
+    }
+}
+
+impl Store {
+    /// Records an attempt; returns its id.
+    pub async fn insert_attempt(&self, record: &AttemptRecord) -> Result<i64> {
+        let mut sql = Sql::default();
+        let values: Vec<String> = record_args(record)
+            .into_iter()
+            .map(|a| sql.arg(a))
+            .collect();
+        let columns = COLUMNS.trim_start_matches("id, ");
+        sql.text = format!(
+            "INSERT INTO call_attempts ({columns}) VALUES ({}) RETURNING id",
+            values.join(", ")
+        );
+        let row = sql.query().fetch_one(&self.pool).await.map_err(|e| {
+            super::conflict_on_constraint(e, || {
+                "the attempt's campaign or contact does not exist".into()
+            })
+        })?;
+        Ok(row.try_get("id")?)
+    }
+
+    pub async fn get_attempt(&self, id: i64) -> Result<CallAttempt> {
+        let sql = format!("SELECT {COLUMNS} FROM call_attempts WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("attempt {id}")))?;
+        attempt_from(&row)
+    }
+
+    /// A page of attempts, newest first, with the filtered total.
+    pub async fn list_attempts(
+        &self,
+        filter: &AttemptFilter,
+        page: Page,
+    ) -> Result<Paged<CallAttempt>> {
+        let page = page.clamped();
+        let mut sql = Sql::default();
+        let mut conds = Vec::new();
+        if let Some(c) = filter.campaign_id {
+            conds.push(format!("a.campaign_id = {}", sql.arg(Arg::I64(c))));
+        }
+        if let Some(c) = filter.contact_id {
+            conds.push(format!("a.contact_id = {}", sql.arg(Arg::I64(c))));
+        }
+        if !filter.outcomes.is_empty() {
+            let list = super::in_list(
+                &mut sql,
+                filter.outcomes.iter().map(|o| Arg::Text(o.clone())),
+            );
+            conds.push(format!("a.outcome IN ({list})"));
+        }
+        if let Some(t) = filter.since {
+            conds.push(format!("a.started_at >= {}", sql.arg(Arg::I64(t))));
+        }
+        if let Some(t) = filter.until {
+            conds.push(format!("a.started_at < {}", sql.arg(Arg::I64(t))));
+        }
+        let before = conds.len();
+        filter_conditions(&mut sql, &mut conds, "c.", &filter.contact);
+        let join = if conds.len() > before {
+            " JOIN contacts c ON c.id = a.contact_id"
+        } else {
+            ""
+        };
+        let wc = where_clause(&conds);
+        let count = Sql {
+            text: format!("SELECT COUNT(*) AS n FROM call_attempts a{join}{wc}"),
+            args: sql.args.clone(),
+        };
+        let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
+        let limit = sql.arg(Arg::I64(page.limit));
+        let offset = sql.arg(Arg::I64(page.offset));
+        let columns = COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sql.text = format!(
+            "SELECT {columns} FROM call_attempts a{join}{wc} \
+             ORDER BY a.started_at DESC, a.id DESC LIMIT {limit} OFFSET {offset}"
+        );
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        let items = rows.iter().map(attempt_from).collect::<Result<Vec<_>>>()?;
+        Ok(Paged { items, total })
+    }
+
+    /// The answer-rate heat map of a campaign's attempts in `timezone` (IANA).
+    pub async fn heat_map(&self, campaign_id: i64, timezone: &str) -> Result<HeatMap> {
+        let tz = parse_zone(timezone)?;
+        let rows = sqlx::query(
+            "SELECT started_at / 900000 AS q, COUNT(*) AS n, \
+                    CAST(COALESCE(SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END), 0) AS BIGINT) AS answered \
+             FROM call_attempts WHERE campaign_id = $1 GROUP BY started_at / 900000",
+        )
+        .bind(campaign_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut quarters = Vec::with_capacity(rows.len());
+        for row in &rows {
+            quarters.push((
+                row.try_get::<i64, _>("q")?,
+                row.try_get::<i64, _>("n")?,
+                row.try_get::<i64, _>("answered")?,
+            ));
+        }
+        Ok(bucket_heat_map(tz, &quarters))
+    }
+
+    /// Contact counts, call counts and the heat map of one campaign.
+    pub async fn campaign_report(
+        &self,
+        campaign_id: i64,
+        timezone: &str,
+    ) -> Result<CampaignReport> {
+        parse_zone(timezone)?;
+        self.get_campaign(campaign_id).await?;
+        let (contacts, calls) = self.campaign_counts(campaign_id).await?;
+        let heat_map = self.heat_map(campaign_id, timezone).await?;
+        Ok(CampaignReport {
+            campaign_id,
+            contacts,
+            calls,
+            heat_map,
+        })
+    }
+}
+
+/// What the dashboard adds to the counts: attempts a person answered and the mean talk time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttemptStats {
+    /// Attempts in the campaign.
+    pub attempts: i64,
+    /// Attempts with outcome `answered`.
+    pub answered: i64,
+    /// Answered attempts AMD did not class as a machine, fax or unknown (`answered_by`
+    /// human, or none when AMD was off).
+    pub human_answered: i64,
+    /// Mean `duration_ms` of answered attempts (0 when none).
+    pub average_duration_ms: f64,
+}
+
+impl Store {
+    /// Answered, human-answered and mean duration of a campaign's attempts.
+    pub async fn attempt_stats(&self, campaign_id: i64) -> Result<AttemptStats> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, \
+                    CAST(COALESCE(SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END), 0) AS BIGINT) AS answered, \
+                    CAST(COALESCE(SUM(CASE WHEN outcome = 'answered' \
+                         AND (answered_by IS NULL OR answered_by = 'human') THEN 1 ELSE 0 END), 0) AS BIGINT) AS human, \
+                    CAST(COALESCE(SUM(CASE WHEN outcome = 'answered' THEN duration_ms ELSE 0 END), 0) AS BIGINT) AS talk_ms \
+             FROM call_attempts WHERE campaign_id = $1",
+        )
+        .bind(campaign_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let attempts: i64 = row.try_get("n")?;
+        let answered: i64 = row.try_get("answered")?;
+        let talk_ms: i64 = row.try_get("talk_ms")?;
+        Ok(AttemptStats {
+            attempts,
+            answered,
+            human_answered: row.try_get("human")?,
+            average_duration_ms: if answered > 0 {
+                talk_ms as f64 / answered as f64
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quarter_hours_land_in_local_weekday_and_hour() {
+        // 2024-01-01 00:00 UTC is a Monday; in New York (UTC-5) it is Sunday 19:00.
+        let q = 1_704_067_200_000 / QUARTER_HOUR_MS;
+        let map = bucket_heat_map(chrono_tz::America::New_York, &[(q, 3, 1)]);
+        assert_eq!(
+            map.cell(6, 19),
+            HeatCell {
+                attempts: 3,
+                answered: 1
+            }
+        );
+        assert_eq!(
+            map.cells.iter().flatten().map(|c| c.attempts).sum::<i64>(),
+            3
+        );
+        // Kolkata (UTC+5:30): Monday 05:30 → hour 5.
+        let map = bucket_heat_map(chrono_tz::Asia::Kolkata, &[(q, 2, 2)]);
+        assert_eq!(
+            map.cell(0, 5),
+            HeatCell {
+                attempts: 2,
+                answered: 2
+            }
+        );
+        assert_eq!(map.cell(0, 5).rate(), 1.0);
+    }
+}

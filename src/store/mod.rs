@@ -1,0 +1,480 @@
+//! The campaign store: accounts, campaigns, contacts, call attempts (CDRs), the DNC list,
+//! business hours, export jobs and an append-only event log, in SQLite or PostgreSQL.
+//!
+//! One [`Store`] type over sqlx's `Any` driver: every query is one SQL text that both
+//! engines accept (`$1` placeholders, BIGINT milliseconds for times, BIGINT 0/1 for flags,
+//! TEXT for JSON). The two schemas live in `migrations/sqlite` and `migrations/postgres`,
+//! embedded in the binary and applied by [`Store::open`]. Queries are built at run time
+//! (no `query!` macros, so no database is needed to build).
+//!
+//! What it must not do: decide anything about a campaign (that is the scheduler's job),
+//! read the clock (callers pass `now`), log secrets (API keys and session tokens are
+//! stored and compared as SHA-256 hashes only), or let two nodes take the same contact or
+//! start the same campaign: those writes are compare-and-set `UPDATE … WHERE status …`.
+//!
+//! One file per group of tables: [`accounts`], [`campaigns`], [`contacts`], [`attempts`],
+//! [`dnc`], [`hours`], [`exports`], [`events`].
+
+pub mod accounts;
+pub mod attempts;
+pub mod campaigns;
+pub mod contacts;
+pub mod dnc;
+pub mod events;
+pub mod exports;
+pub mod hours;
+pub mod leases;
+
+pub use accounts::{Account, ApiKey, Authenticated, NewApiKey, Session};
+pub use attempts::{
+    AttemptFilter, AttemptRecord, AttemptStats, CallAttempt, CampaignReport, HeatCell, HeatMap,
+    ANSWERED,
+};
+pub use campaigns::{CallCounts, CampaignFilter, CampaignSummary, ContactCounts};
+pub use contacts::{ContactFilter, ContactTransition, NewContact};
+pub use dnc::DncEntry;
+pub use events::{Event, EventFilter};
+pub use exports::{ExportFormat, ExportJob, ExportScope, ExportStatus, ExportUpdate, NewExport};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor, Row};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long a SQLite connection waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most rows one page may hold.
+pub const MAX_PAGE: i64 = 10_000;
+
+/// Why a store call failed; one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist ("campaign 7").
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request clashes with what is stored: a duplicate, a status that changed
+    /// meanwhile, a contact that is no longer pending, a schedule still in use.
+    #[error("{0}")]
+    Conflict(String),
+    /// The input is not acceptable (names the field).
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed (connection, SQL, migration, a stored value we cannot read).
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Db(sqlx::Error::Migrate(Box::new(e)))
+    }
+}
+
+impl From<crate::campaign::model::ModelError> for StoreError {
+    fn from(e: crate::campaign::model::ModelError) -> Self {
+        StoreError::Invalid(e.to_string())
+    }
+}
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Rows `limit` from `offset` (in the list's own order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page {
+            limit: 50,
+            offset: 0,
+        }
+    }
+}
+
+impl Page {
+    pub fn new(limit: i64, offset: i64) -> Page {
+        Page { limit, offset }
+    }
+
+    /// The page with its limit in 1..=[`MAX_PAGE`] and a non-negative offset.
+    pub fn clamped(self) -> Page {
+        Page {
+            limit: self.limit.clamp(1, MAX_PAGE),
+            offset: self.offset.max(0),
+        }
+    }
+}
+
+/// One page of a list and how many rows the whole list (same filters) holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+/// The campaign store. Cheap to clone (a pool handle).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path.db`, `sqlite::memory:`, `postgres://…`) and applies
+    /// the migrations that have not run yet. A SQLite file is created if missing and put in
+    /// WAL mode; foreign keys are on and writers wait for each other (busy timeout).
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Invalid(format!(
+                "database url {:?}: expected sqlite:… or postgres://…",
+                redact_url(url)
+            )));
+        };
+        let pool = match backend {
+            Backend::Sqlite => open_sqlite(url).await?,
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(10)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?
+            }
+        };
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for what this module does not cover yet.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Waits for the connections to close.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn is_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+async fn open_sqlite(url: &str) -> Result<AnyPool> {
+    let memory = is_memory(url);
+    if !memory {
+        // Create the file and switch it to WAL once (the mode is kept in the file);
+        // the Any driver only reads a URL, so this is done with the native driver.
+        let mut conn = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .connect()
+            .await?;
+        conn.execute("SELECT 1").await?;
+        conn.close().await?;
+    }
+    let mut options = AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // foreign_keys is already on by sqlx's default; say it anyway.
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                // Safe with WAL: a crash loses at most the last transactions, never the file.
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute("PRAGMA temp_store = MEMORY").await?;
+                Ok(())
+            })
+        });
+    options = if memory {
+        // Every connection to :memory: is a new database: keep exactly one, forever.
+        options
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        options.max_connections(4)
+    };
+    Ok(options.connect(url).await?)
+}
+
+/// `url` without its password, for error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers shared by the table files.
+
+/// A value bound to a dynamically built query.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    I64(i64),
+    OptI64(Option<i64>),
+    F64(f64),
+    OptF64(Option<f64>),
+    Text(String),
+    OptText(Option<String>),
+}
+
+/// A query text built piece by piece with its arguments (`$n` numbered in push order).
+#[derive(Debug, Default)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub args: Vec<Arg>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds an argument and returns its placeholder.
+    pub fn arg(&mut self, a: Arg) -> String {
+        self.args.push(a);
+        format!("${}", self.args.len())
+    }
+
+    pub fn query(&self) -> Query<'static, Any, AnyArguments> {
+        bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(self.text.clone())),
+            &self.args,
+        )
+    }
+}
+
+pub(crate) fn bind_all(
+    mut q: Query<'static, Any, AnyArguments>,
+    args: &[Arg],
+) -> Query<'static, Any, AnyArguments> {
+    for a in args {
+        q = match a {
+            Arg::I64(v) => q.bind(*v),
+            Arg::OptI64(v) => q.bind(*v),
+            Arg::F64(v) => q.bind(*v),
+            Arg::OptF64(v) => q.bind(*v),
+            Arg::Text(v) => q.bind(v.clone()),
+            Arg::OptText(v) => q.bind(v.clone()),
+        };
+    }
+    q
+}
+
+/// `WHERE a AND b …` (or nothing) from conditions.
+pub(crate) fn where_clause(conds: &[String]) -> String {
+    if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    }
+}
+
+/// `$a, $b, …` for a list of values (added to `sql`'s arguments).
+pub(crate) fn in_list(sql: &mut Sql, values: impl IntoIterator<Item = Arg>) -> String {
+    values
+        .into_iter()
+        .map(|v| sql.arg(v))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A LIKE pattern matching `text` anywhere, lowercased, with `%`, `_` and `\` escaped
+/// (use with `ESCAPE '\'`).
+pub(crate) fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// A decode error for a stored value we cannot read.
+pub(crate) fn corrupt(column: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("column {column}: unreadable stored value {value:?}").into())
+}
+
+/// Reads a BIGINT 0/1 flag.
+pub(crate) fn get_flag(row: &AnyRow, column: &str) -> Result<bool> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+/// Reads a word column through `parse`.
+pub(crate) fn get_word<T>(
+    row: &AnyRow,
+    column: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T> {
+    let text: String = row.try_get(column)?;
+    parse(&text).ok_or_else(|| StoreError::Db(corrupt(column, &text)))
+}
+
+/// Reads a JSON text column.
+pub(crate) fn get_json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|_| StoreError::Db(corrupt(column, &text)))
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
+    // Serialising plain data (strings, numbers, vectors) cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+pub(crate) fn flag(b: bool) -> i64 {
+    i64::from(b)
+}
+
+/// Maps a unique or foreign-key violation to a conflict with `what` as its message.
+pub(crate) fn conflict_on_constraint(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    if let Some(db) = e.as_database_error() {
+        // SQLite reports a RESTRICT action as a trigger constraint (1811), not 787.
+        if db.is_unique_violation()
+            || db.is_foreign_key_violation()
+            || db.message().contains("FOREIGN KEY constraint failed")
+        {
+            return StoreError::Conflict(what());
+        }
+    }
+    StoreError::Db(e)
+}
+
+/// True for an E.164 number: `+`, then 1–15 digits, the first not 0.
+pub fn is_e164(phone: &str) -> bool {
+    let Some(digits) = phone.strip_prefix('+') else {
+        return false;
+    };
+    (1..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+/// Hex of SHA-256 of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("50%_A\\b"), "%50\\%\\_a\\\\b%");
+    }
+
+    #[test]
+    fn e164_is_plus_and_digits() {
+        assert!(is_e164("+12025550101"));
+        assert!(!is_e164("12025550101"));
+        assert!(!is_e164("+"));
+        assert!(!is_e164("+0123"));
+        assert!(!is_e164("+1202555010112345"));
+        assert!(!is_e164("+1 202"));
+    }
+
+    #[test]
+    fn pages_are_clamped() {
+        assert_eq!(Page::new(0, -5).clamped(), Page::new(1, 0));
+        assert_eq!(Page::new(1_000_000, 3).clamped(), Page::new(MAX_PAGE, 3));
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn sha256_hex_matches_the_known_vector() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_store_opens_and_migrates() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        assert_eq!(store.backend(), Backend::Sqlite);
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM campaigns")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}

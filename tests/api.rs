@@ -1,0 +1,1787 @@
+//! The admin API over real HTTP: each test starts the router on 127.0.0.1:0 (a real
+//! TcpListener, in-process) over a fresh database and talks to it with reqwest. Every
+//! scenario runs twice: on SQLite (a file in a temp dir) and on PostgreSQL (a database
+//! created for the test and dropped after it; server from `OUTDIAL_TEST_PG_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`, trust auth).
+//!
+//! The first API key is made with the store directly (as `outdial keys create` would).
+//! The OpenAPI document is checked by `openapi-spec-validator` (installed pinned by
+//! `make setup` into `.venv`; `OPENAPI_SPEC_VALIDATOR` names another binary).
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outdial::api::{AppState, Clock};
+use outdial::campaign::model::ContactStatus;
+use outdial::store::{AttemptRecord, ContactTransition, Store};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor};
+use tokio::sync::Notify;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn pg_admin_url() -> String {
+    std::env::var("OUTDIAL_TEST_PG_URL").unwrap_or_else(|_| PG_DEFAULT.to_string())
+}
+
+/// `postgres://…/test` → `postgres://…/{db}`.
+fn pg_url_for(db: &str) -> String {
+    let admin = pg_admin_url();
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b.to_string(), format!("?{q}")),
+        None => (admin.clone(), String::new()),
+    };
+    let cut = base.rfind('/').expect("a database URL has a path");
+    format!("{}/{db}{query}", &base[..cut])
+}
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    key: String,
+    store: Store,
+    state: AppState,
+    account_id: i64,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pg_db: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(db: Db) -> Server {
+        // RUST_LOG=outdial=debug shows the server's log lines.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let (url, pg_db) = match db {
+            Db::Sqlite => (
+                format!("sqlite://{}", dir.path().join("api.db").display()),
+                None,
+            ),
+            Db::Postgres => {
+                let name = format!("outdial_api_{}_{}", std::process::id(), rand_suffix());
+                let mut admin = sqlx::PgConnection::connect(&pg_admin_url())
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "PostgreSQL at {} is needed for these tests: {e}",
+                            pg_admin_url()
+                        )
+                    });
+                // Parallel tests create databases at once; PostgreSQL may refuse one briefly.
+                let mut tries = 0;
+                while let Err(e) = admin
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                {
+                    tries += 1;
+                    assert!(tries < 5, "CREATE DATABASE {name}: {e}");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                admin.close().await.ok();
+                (pg_url_for(&name), Some(name))
+            }
+        };
+        let store = Store::open(&url).await.unwrap();
+        let now = Clock::system().now();
+        let account = store.create_account("admin", "Admin", now).await.unwrap();
+        let key = store
+            .create_api_key(account.id, "tests", now)
+            .await
+            .unwrap()
+            .secret;
+        let state = AppState::new(
+            store.clone(),
+            Arc::new(Notify::new()),
+            dir.path().join("exports"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(outdial::api::serve(listener, state.clone(), async move {
+            rx.await.ok();
+        }));
+        Server {
+            base,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+            key,
+            store,
+            state,
+            account_id: account.id,
+            shutdown: Some(tx),
+            task: Some(task),
+            pg_db,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            tx.send(()).ok();
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("the server stops")
+                .unwrap()
+                .unwrap();
+        }
+        self.store.close().await;
+        if let Some(name) = self.pg_db.take() {
+            let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+            admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .await
+                .unwrap();
+            admin.close().await.ok();
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.key)
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.req(method, path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    async fn import(&self, campaign: i64, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let resp = self
+            .req(
+                Method::POST,
+                &format!("/v1/campaigns/{campaign}/contacts/import"),
+            )
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        read(resp).await
+    }
+
+    async fn campaign(&self, name: &str) -> i64 {
+        let (status, body) = self.post("/v1/campaigns", json!({ "name": name })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// Every contact of a campaign, straight from the store.
+    async fn stored(&self, campaign: i64) -> Vec<outdial::campaign::model::Contact> {
+        self.store
+            .list_contacts(
+                campaign,
+                &Default::default(),
+                outdial::store::Page::new(10_000, 0),
+            )
+            .await
+            .unwrap()
+            .items
+    }
+}
+
+/// A test that panicked never reached `stop`: its PostgreSQL database is dropped here.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_db.take() else {
+            return;
+        };
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    admin.execute(sqlx::AssertSqlSafe(sql)).await.ok();
+                    admin.close().await.ok();
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    nanos * 1000 + N.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{status}: not JSON: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            )
+        })
+    };
+    (status, value)
+}
+
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+fn assert_field(status: StatusCode, body: &Value, field: &str) {
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], field, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(field),
+        "the message names the field: {body}"
+    );
+}
+
+/// Runs each scenario on both databases.
+macro_rules! on_both {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Db::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Db::Postgres).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both!(
+    auth,
+    every_documented_route_needs_auth,
+    campaigns_crud_and_actions,
+    campaign_validation_names_the_field,
+    contacts_crud_filters_and_retry,
+    import_the_guides_csv_and_headed_files,
+    import_bad_csvs,
+    exports_in_three_formats,
+    reports_and_attempts,
+    dnc_list,
+    schedules,
+    request_errors,
+);
+
+// ---------------------------------------------------------------------------------------
+// Scenarios.
+
+async fn auth(db: Db) {
+    let s = Server::start(db).await;
+    // No credentials: 401 JSON, /healthz answers.
+    let resp = s.client.get(s.url("/v1/campaigns")).send().await.unwrap();
+    assert!(resp.headers().contains_key("www-authenticate"));
+    let (status, body) = read(resp).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = read(s.client.get(s.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    // Unknown routes: 401 without a key, 404 with one.
+    let (status, body) = read(s.client.get(s.url("/v1/nope")).send().await.unwrap()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = s.get("/v1/nope").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    // A bearer key works; a wrong one does not.
+    assert_eq!(s.get("/v1/campaigns").await.0, StatusCode::OK);
+    let wrong = format!("odk_{}", "0".repeat(64));
+    for bad in [wrong.as_str(), "garbage", "ods_nope"] {
+        let resp = s
+            .client
+            .get(s.url("/v1/campaigns"))
+            .bearer_auth(bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (status, me) = s.get("/v1/me").await;
+    assert_eq!(
+        (status, me["login"].as_str()),
+        (StatusCode::OK, Some("admin"))
+    );
+
+    // Login with the guide's Login + API Key.
+    let login = |login: &str, key: &str| {
+        s.client
+            .post(s.url("/v1/login"))
+            .json(&json!({ "login": login, "api_key": key }))
+            .send()
+    };
+    let (status, body) = read(login("admin", "odk_wrong").await.unwrap()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = read(login("someone", &s.key).await.unwrap()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = read(login("admin", &s.key).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    assert!(
+        !body.to_string().contains(&s.key),
+        "the key is never echoed"
+    );
+    assert!(body["expires_at"].as_i64().unwrap() > s.state.now());
+    let with_token = |path: &str| s.client.get(s.url(path)).bearer_auth(&token).send();
+    assert_eq!(
+        with_token("/v1/campaigns").await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // Logout ends the session.
+    let resp = s
+        .client
+        .post(s.url("/v1/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        with_token("/v1/campaigns").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A session expires.
+    let (_, body) = read(login("admin", &s.key).await.unwrap()).await;
+    let token = body["token"].as_str().unwrap().to_string();
+    let ok = s
+        .client
+        .get(s.url("/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    s.state.clock.advance(s.state.session_ttl_ms + 1000);
+    let late = s
+        .client
+        .get(s.url("/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), StatusCode::UNAUTHORIZED);
+
+    // A revoked key stops working at once.
+    let keys = s.store.list_api_keys(s.account_id).await.unwrap();
+    s.store
+        .revoke_api_key(keys[0].id, s.state.now())
+        .await
+        .unwrap();
+    let (status, body) = s.get("/v1/campaigns").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, _) = read(login("admin", &s.key).await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
+/// Every path and method of the OpenAPI document answers 401 without credentials (and
+/// with a wrong key), except GET /healthz: "401 on every route".
+async fn every_documented_route_needs_auth(db: Db) {
+    let s = Server::start(db).await;
+    let (status, doc) = s.get("/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 20, "{} paths", paths.len());
+    let mut checked = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{id}", "1")
+            .replace("{contact_id}", "1")
+            .replace("{phone}", "%2B12025550101");
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let public = path == "/healthz";
+            for key in [None, Some("odk_not_a_key")] {
+                let mut req = s.client.request(m.clone(), s.url(&concrete));
+                if let Some(k) = key {
+                    req = req.bearer_auth(k);
+                }
+                if m != Method::GET && m != Method::DELETE {
+                    req = req.json(&json!({}));
+                }
+                let (status, body) = read(req.send().await.unwrap()).await;
+                if public {
+                    assert_eq!(status, StatusCode::OK, "{method} {path}");
+                } else {
+                    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 60, "{checked} requests");
+    s.stop().await;
+}
+
+async fn campaigns_crud_and_actions(db: Db) {
+    let s = Server::start(db).await;
+    let engine = s.state.engine.clone();
+    let woken = || async {
+        tokio::time::timeout(Duration::from_secs(5), engine.notified())
+            .await
+            .is_ok()
+    };
+    // Guide 1 v2's dialog, plus v1's DID number as an alias of connect_to.
+    let (status, c) = s
+        .post(
+            "/v1/campaigns",
+            json!({
+                "name": "Q1 Sales Outreach",
+                "status": "new",
+                "did_number": "+12025550100",
+                "schedule_start": null,
+                "pace": 12,
+                "description": "Leads from ads",
+                "billable_account": "acct-7",
+                "caller_id": "+12025550199",
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    assert!(woken().await, "create wakes the engine");
+    let id = c["id"].as_i64().unwrap();
+    assert_eq!(c["status"], "new");
+    assert_eq!(c["connect_to"], "+12025550100");
+    assert_eq!(c["pace"], 12.0);
+    assert_eq!(c["caller_id"], "+12025550199");
+    assert_eq!(c["billable_account"], "acct-7");
+    assert_eq!(c["description"], "Leads from ads");
+    assert_eq!(
+        c["calls"],
+        json!({"answered": 0, "not_answered": 0, "total": 0})
+    );
+    assert_eq!(c["contacts"]["by_status"]["pending"], 0);
+
+    // List and read.
+    let (status, list) = s.get("/v1/campaigns?status=new&q=outreach").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["id"], id);
+    let (_, list) = s.get("/v1/campaigns?status=Active").await;
+    assert_eq!(list["total"], 0);
+    let (status, got) = s.get(&format!("/v1/campaigns/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["name"], "Q1 Sales Outreach");
+
+    // PATCH merges (guide 2's settings).
+    let (status, hours) = s.post("/v1/schedules", office_hours()).await;
+    assert_eq!(status, StatusCode::CREATED, "{hours}");
+    let (status, p) = s
+        .patch(
+            &format!("/v1/campaigns/{id}"),
+            json!({
+                "pace": 30,
+                "call_interval": "1min",
+                "ring_timeout": "20s",
+                "retry_interval": {"value": 2, "unit": "hours"},
+                "completion_timeout": {"value": 1, "unit": "days"},
+                "amd_mode": "ml_based",
+                "max_retries": 4,
+                "business_hours_id": hours["id"],
+                "ai_agent_url": "wss://agent.example/stream",
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert!(woken().await, "settings changes wake the engine");
+    assert_eq!(p["pace"], 30.0);
+    assert_eq!(p["call_interval_secs"], 60);
+    assert_eq!(p["ring_timeout_secs"], 20);
+    assert_eq!(p["retry_interval"], json!({"value": 2, "unit": "hours"}));
+    assert_eq!(p["completion_timeout"], json!({"value": 1, "unit": "days"}));
+    assert_eq!(p["amd_mode"], "ml");
+    assert_eq!(p["max_retries"], 4);
+    assert_eq!(p["business_hours_id"], hours["id"]);
+    assert_eq!(p["name"], "Q1 Sales Outreach", "untouched fields stay");
+    assert_eq!(p["connect_to"], "+12025550100");
+    let (_, p) = s
+        .patch(
+            &format!("/v1/campaigns/{id}"),
+            json!({"ai_agent_url": null}),
+        )
+        .await;
+    assert_eq!(p["ai_agent_url"], Value::Null, "null clears");
+    assert_eq!(p["pace"], 30.0);
+
+    // Contacts to see Restart reset them.
+    for phone in ["+12025550101", "+12025550102"] {
+        let (status, body) = s
+            .post(
+                &format!("/v1/campaigns/{id}/contacts"),
+                json!({"phone": phone}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    // Every action, and the illegal ones.
+    let act = |action: &'static str| s.post_empty(id, action);
+    let (status, c) = act("start").await;
+    assert_eq!(
+        (status, c["status"].as_str()),
+        (StatusCode::OK, Some("processing"))
+    );
+    assert!(woken().await, "actions wake the engine");
+    let (status, body) = act("start").await;
+    assert_error(status, &body, StatusCode::CONFLICT, "illegal_action");
+    assert_eq!(
+        body["error"]["message"],
+        "cannot start a campaign that is processing"
+    );
+    let (status, body) = act("restart").await;
+    assert_error(status, &body, StatusCode::CONFLICT, "illegal_action");
+    let (_, c) = act("pause").await;
+    assert_eq!(c["status"], "paused");
+    let (status, body) = act("pause").await;
+    assert_error(status, &body, StatusCode::CONFLICT, "illegal_action");
+    let (_, c) = act("resume").await;
+    assert_eq!(c["status"], "processing");
+    // The engine finishes the contacts; then Stop and Restart.
+    for contact in s.stored(id).await {
+        s.store
+            .transition_contact(
+                contact.id,
+                &[],
+                &ContactTransition {
+                    status: ContactStatus::NotAnswered,
+                    next_attempt_at: None,
+                    last_outcome: Some("no_answer".into()),
+                },
+                s.state.now(),
+            )
+            .await
+            .unwrap();
+    }
+    let (_, c) = act("stop").await;
+    assert_eq!(c["status"], "canceled");
+    let (status, body) = act("resume").await;
+    assert_error(status, &body, StatusCode::CONFLICT, "illegal_action");
+    let (status, c) = act("restart").await;
+    assert_eq!(
+        (status, c["status"].as_str()),
+        (StatusCode::OK, Some("processing"))
+    );
+    assert!(s
+        .stored(id)
+        .await
+        .iter()
+        .all(|c| c.status == ContactStatus::Pending && c.attempts == 0));
+    assert_eq!(c["contacts"]["by_status"]["pending"], 2);
+
+    // A scheduled campaign (guide 1: the initial status), with a local start time.
+    let (status, sc) = s
+        .post(
+            "/v1/campaigns",
+            json!({
+                "name": "Webinar invites",
+                "status": "scheduled",
+                "schedule_start": "2099-03-01T09:30",
+                "schedule_timezone": "America/New_York",
+                "connect_to": "sip:agents@pbx.example",
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sc}");
+    assert_eq!(sc["status"], "scheduled");
+    assert_eq!(
+        sc["schedule_start"], 4_076_058_600_000i64,
+        "09:30 EST = 14:30 UTC"
+    );
+    let sid = sc["id"].as_i64().unwrap();
+    let (_, sc2) = s.post_empty(sid, "start").await;
+    assert_eq!(sc2["status"], "scheduled", "the start time is ahead");
+    let (_, sc2) = s.post_empty(sid, "pause").await;
+    assert_eq!(sc2["status"], "paused");
+
+    // Delete: not while processing.
+    let (status, body) = s.delete(&format!("/v1/campaigns/{id}")).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    act("pause").await;
+    let (status, _) = s.delete(&format!("/v1/campaigns/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = s.get(&format!("/v1/campaigns/{id}")).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = s.post_empty(id, "start").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    s.stop().await;
+}
+
+impl Server {
+    async fn post_empty(&self, campaign: i64, action: &str) -> (StatusCode, Value) {
+        read(
+            self.req(Method::POST, &format!("/v1/campaigns/{campaign}/{action}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+impl Server {
+    /// Polls an export job until it is done.
+    async fn wait_export(&self, job: i64) -> Value {
+        for _ in 0..600 {
+            let (status, j) = self.get(&format!("/v1/exports/{job}")).await;
+            assert_eq!(status, StatusCode::OK);
+            match j["status"].as_str().unwrap() {
+                "done" => return j,
+                "failed" => panic!("export failed: {j}"),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("export {job} never finished");
+    }
+
+    /// (Content-Disposition, Content-Type, bytes) of a finished export.
+    async fn download(&self, job: i64) -> (String, String, Vec<u8>) {
+        let resp = self
+            .req(Method::GET, &format!("/v1/exports/{job}/download"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let disposition = resp.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+        (disposition, kind, resp.bytes().await.unwrap().to_vec())
+    }
+}
+
+fn office_hours() -> Value {
+    let day = json!([{"start": "09:00", "end": "17:00"}]);
+    json!({
+        "name": "Office",
+        "timezone": "America/New_York",
+        "week": [day, day, day, day, day, [], []],
+        "closed_dates": ["2099-12-25"],
+    })
+}
+
+async fn campaign_validation_names_the_field(db: Db) {
+    let s = Server::start(db).await;
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({}), "name"),
+        (json!({"name": "  "}), "name"),
+        (json!({"name": "x", "pace": "fast"}), "pace"),
+        (json!({"name": "x", "pace": -1}), "pace"),
+        (
+            json!({"name": "x", "ring_timeout": 10}),
+            "ring_timeout_secs",
+        ),
+        (
+            json!({"name": "x", "ring_timeout": "forever"}),
+            "ring_timeout",
+        ),
+        (json!({"name": "x", "max_retries": 11}), "max_retries"),
+        (
+            json!({"name": "x", "schedule_timezone": "Mars/Olympus"}),
+            "schedule_timezone",
+        ),
+        (
+            json!({"name": "x", "schedule_start": "next week"}),
+            "schedule_start",
+        ),
+        (
+            json!({"name": "x", "schedule_start": 1000}),
+            "schedule_start",
+        ),
+        (json!({"name": "x", "status": "processing"}), "status"),
+        (json!({"name": "x", "status": "sleeping"}), "status"),
+        (
+            json!({"name": "x", "status": "scheduled"}),
+            "schedule_start",
+        ),
+        (json!({"name": "x", "amd_mode": "psychic"}), "amd_mode"),
+        (
+            json!({"name": "x", "retry_interval": {"value": 2, "unit": "weeks"}}),
+            "retry_interval.unit",
+        ),
+        (
+            json!({"name": "x", "retry_interval": {"value": 2}}),
+            "retry_interval.unit",
+        ),
+        (
+            json!({"name": "x", "ai_agent_url": "http://agent"}),
+            "ai_agent_url",
+        ),
+        (
+            json!({"name": "x", "default_country": "USA"}),
+            "default_country",
+        ),
+        (
+            json!({"name": "x", "business_hours_id": 999}),
+            "business_hours_id",
+        ),
+        (json!({"name": "x", "colour": "red"}), "colour"),
+        (
+            json!({"name": "x", "machine_action": "leave_message"}),
+            "voicemail_message",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = s.post("/v1/campaigns", body.clone()).await;
+        assert_field(status, &answer, field);
+    }
+    let id = s.campaign("ok").await;
+    let (status, body) = s
+        .patch(
+            &format!("/v1/campaigns/{id}"),
+            json!({"status": "processing"}),
+        )
+        .await;
+    assert_field(status, &body, "status");
+    let (status, body) = s
+        .patch(
+            &format!("/v1/campaigns/{id}"),
+            json!({"contact_window": {"start": "21:00", "end": "09:00"}}),
+        )
+        .await;
+    assert_field(status, &body, "contact_window");
+    let (status, body) = s.get("/v1/campaigns/abc").await;
+    assert_field(status, &body, "id");
+    assert_eq!(s.stored(id).await.len(), 0);
+    let (_, list) = s.get("/v1/campaigns").await;
+    assert_eq!(list["total"], 1, "no invalid campaign was stored");
+    s.stop().await;
+}
+
+async fn contacts_crud_filters_and_retry(db: Db) {
+    let s = Server::start(db).await;
+    let id = s.campaign("Contacts").await;
+    let other = s.campaign("Other").await;
+    let base = format!("/v1/campaigns/{id}/contacts");
+    // Guide 1's dialog: phone, name, comments, status.
+    let (status, c) = s
+        .post(
+            &base,
+            json!({"phone": "(202) 555-0101", "name": "John Doe", "comments": "Google Ads",
+                   "status": "Upcoming", "tags": ["vip", "ads"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    assert_eq!(c["phone"], "+12025550101");
+    assert_eq!(c["status"], "pending");
+    assert_eq!(c["tags"], json!(["vip", "ads"]));
+    let john = c["id"].as_i64().unwrap();
+    let (status, body) = s.post(&base, json!({"phone": "+1 202 555 0101"})).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, body) = s.post(&base, json!({"phone": "12"})).await;
+    assert_field(status, &body, "phone");
+    let (status, body) = s.post(&base, json!({"name": "no phone"})).await;
+    assert_field(status, &body, "phone");
+    let (status, body) = s
+        .post(&base, json!({"phone": "+12025550109", "status": "dialing"}))
+        .await;
+    assert_field(status, &body, "status");
+    for (phone, name, tags) in [
+        ("2025550102", "Jane Smith", vec!["ads"]),
+        ("2025550103", "Peter Jones", vec!["whatsapp"]),
+        ("+442079460958", "London Office", vec![]),
+    ] {
+        let (status, body) = s
+            .post(&base, json!({"phone": phone, "name": name, "tags": tags}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, _) = s
+        .post(
+            &format!("/v1/campaigns/{other}/contacts"),
+            json!({"phone": "2025550101"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the same phone in another campaign is fine"
+    );
+
+    // Peter was called: not answered, 2 retries; Jane is in a call.
+    let all = s.stored(id).await;
+    let by_name = |n: &str| all.iter().find(|c| c.name == n).unwrap().id;
+    let (jane, peter, london) = (
+        by_name("Jane Smith"),
+        by_name("Peter Jones"),
+        by_name("London Office"),
+    );
+    for _ in 0..3 {
+        s.store
+            .claim_contact(
+                peter,
+                &[ContactStatus::Pending, ContactStatus::Retry],
+                s.state.now(),
+            )
+            .await
+            .unwrap();
+        s.store
+            .transition_contact(
+                peter,
+                &[],
+                &ContactTransition {
+                    status: ContactStatus::Retry,
+                    next_attempt_at: None,
+                    last_outcome: Some("no_answer".into()),
+                },
+                s.state.now(),
+            )
+            .await
+            .unwrap();
+    }
+    s.store
+        .transition_contact(
+            peter,
+            &[],
+            &ContactTransition {
+                status: ContactStatus::NotAnswered,
+                next_attempt_at: None,
+                last_outcome: None,
+            },
+            s.state.now(),
+        )
+        .await
+        .unwrap();
+    s.store
+        .claim_contact(jane, &[ContactStatus::Pending], s.state.now())
+        .await
+        .unwrap();
+
+    // Filters: status in either guide's words, tags, retries, text; paging.
+    let count = |q: String| {
+        let s = &s;
+        let base = base.clone();
+        async move {
+            let (status, body) = s.get(&format!("{base}?{q}")).await;
+            assert_eq!(status, StatusCode::OK, "{q}: {body}");
+            body["total"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(count("".into()).await, 4);
+    assert_eq!(count("status=upcoming".into()).await, 2);
+    assert_eq!(count("status=Not%20answered".into()).await, 1);
+    assert_eq!(count("status=dialing,not_answered".into()).await, 2);
+    assert_eq!(count("tags=ads".into()).await, 2);
+    assert_eq!(count("tags=vip,whatsapp".into()).await, 2);
+    assert_eq!(count("min_retries=1".into()).await, 1);
+    assert_eq!(count("max_retries=0".into()).await, 3);
+    assert_eq!(count("q=smith".into()).await, 1);
+    assert_eq!(count("q=4420".into()).await, 1);
+    assert_eq!(count("q=google".into()).await, 1);
+    let (_, page) = s.get(&format!("{base}?limit=2&offset=1")).await;
+    assert_eq!(
+        (
+            page["items"].as_array().unwrap().len(),
+            page["total"].as_i64()
+        ),
+        (2, Some(4))
+    );
+    let (status, body) = s.get(&format!("{base}?status=sleeping")).await;
+    assert_field(status, &body, "status");
+    let (status, body) = s.get(&format!("{base}?min_retries=x")).await;
+    assert_field(status, &body, "min_retries");
+
+    // Read, edit.
+    let (status, c) = s.get(&format!("{base}/{john}")).await;
+    assert_eq!(
+        (status, c["name"].as_str()),
+        (StatusCode::OK, Some("John Doe"))
+    );
+    let (status, c) = s
+        .patch(
+            &format!("{base}/{john}"),
+            json!({"comments": "called back", "timezone": "America/New_York"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    assert_eq!(
+        (c["comments"].as_str(), c["name"].as_str()),
+        (Some("called back"), Some("John Doe"))
+    );
+    assert_eq!(c["timezone"], "America/New_York");
+    let (status, body) = s
+        .patch(&format!("{base}/{jane}"), json!({"status": "completed"}))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, body) = s
+        .get(&format!("/v1/campaigns/{other}/contacts/{john}"))
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    // Delete: pending only.
+    let (status, body) = s.delete(&format!("{base}/{peter}")).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, _) = s.delete(&format!("{base}/{london}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s.get(&format!("{base}/{london}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Manual retry: Peter (final) goes back to retry; John (pending) and Jane (dialing) stay.
+    let (status, r) = s
+        .post(
+            &format!("{base}/retry"),
+            json!({"ids": [peter, john, jane, 999_999]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["retried"].as_u64(), r["skipped"].as_u64()),
+        (Some(1), Some(3))
+    );
+    let (_, p) = s.get(&format!("{base}/{peter}")).await;
+    assert_eq!(p["status"], "retry");
+
+    // Bulk remove: only pending ones go.
+    let (status, r) = s
+        .post(
+            &format!("{base}/remove"),
+            json!({"ids": [john, peter, jane]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["removed"].as_u64(), r["skipped"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(s.stored(id).await.len(), 2);
+    assert_eq!(
+        s.stored(other).await.len(),
+        1,
+        "the other campaign is untouched"
+    );
+    s.stop().await;
+}
+
+const GUIDE_CSV: &str = "12025550101,John Doe,Google Ads\n12025550102,Jane Smith,Website visitor\n12025550103,Peter Jones,Whatsapp query\n";
+
+async fn import_the_guides_csv_and_headed_files(db: Db) {
+    let s = Server::start(db).await;
+    let id = s.campaign("Import").await;
+    let (status, r) = s.import(id, GUIDE_CSV).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (
+            r["inserted"].as_u64(),
+            r["duplicates"].as_u64(),
+            r["error_count"].as_u64()
+        ),
+        (Some(3), Some(0), Some(0))
+    );
+    let stored = s.stored(id).await;
+    assert_eq!(stored.len(), 3);
+    let jane = stored.iter().find(|c| c.phone == "+12025550102").unwrap();
+    assert_eq!(
+        (jane.name.as_str(), jane.comments.as_str()),
+        ("Jane Smith", "Website visitor")
+    );
+    assert_eq!(jane.status, ContactStatus::Pending);
+
+    // The same file again: all duplicates of the campaign, nothing changes.
+    let (_, r) = s.import(id, GUIDE_CSV).await;
+    assert_eq!(
+        (r["inserted"].as_u64(), r["duplicates"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(s.stored(id).await.len(), 3);
+
+    // A header in odd order, `;`, a BOM, CRLF, quotes, a duplicate inside the file.
+    let headed = "\u{feff}Tags;Time Zone;Comments;Name;Phone Number\r\n\
+                  vip|ads;America/Chicago;\"says \"\"hi\"\"; twice\";Ann Lee;+1 (202) 555-0104\r\n\
+                  ;;;Bob;202-555-0105\r\n\
+                  ;;;Bob again;2025550105\r\n";
+    let (status, r) = s.import(id, headed).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["inserted"], 2, "{r}");
+    assert_eq!(r["has_header"], true);
+    assert_eq!(r["delimiter"], ";");
+    assert_eq!(r["error_count"], 1);
+    assert_eq!(r["errors"][0]["line"], 4);
+    assert!(
+        r["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate"),
+        "{r}"
+    );
+    let stored = s.stored(id).await;
+    let ann = stored.iter().find(|c| c.phone == "+12025550104").unwrap();
+    assert_eq!(ann.name, "Ann Lee");
+    assert_eq!(ann.comments, "says \"hi\"; twice");
+    assert_eq!(ann.tags, vec!["vip".to_string(), "ads".to_string()]);
+    assert_eq!(ann.timezone.as_deref(), Some("America/Chicago"));
+
+    // Multipart upload with a file part, and another default country.
+    let form = reqwest::multipart::Form::new()
+        .text("note", "ignored")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"phone,name\n020 7946 0958,London\n".to_vec())
+                .file_name("contacts.csv")
+                .mime_str("text/csv")
+                .unwrap(),
+        );
+    let resp = s
+        .req(
+            Method::POST,
+            &format!("/v1/campaigns/{id}/contacts/import?default_country=GB"),
+        )
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, r) = read(resp).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["inserted"], 1, "{r}");
+    assert!(s
+        .stored(id)
+        .await
+        .iter()
+        .any(|c| c.phone == "+442079460958"));
+
+    // Not CSV, unknown country, unknown campaign.
+    let resp = s
+        .req(Method::POST, &format!("/v1/campaigns/{id}/contacts/import"))
+        .json(&json!({"phone": "1"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(resp).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    let resp = s
+        .req(
+            Method::POST,
+            &format!("/v1/campaigns/{id}/contacts/import?default_country=XX"),
+        )
+        .header("content-type", "text/csv")
+        .body(GUIDE_CSV)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(resp).await;
+    assert_field(status, &body, "default_country");
+    let (status, body) = s.import(999_999, GUIDE_CSV).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    s.stop().await;
+}
+
+async fn import_bad_csvs(db: Db) {
+    let s = Server::start(db).await;
+    let id = s.campaign("Bad files").await;
+
+    // Wrong column count and bad numbers: per-row errors, the good rows go in.
+    let (status, r) = s
+        .import(
+            id,
+            "phone,name\n+12025550101,Ann\n+12025550102,Bob,extra,cells\nnot a number,Carl\n12,Dee\n+12025550103,Eve\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["inserted"], 2, "{r}");
+    assert_eq!(r["error_count"], 3, "{r}");
+    let lines: Vec<u64> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![3, 4, 5]);
+    for e in r["errors"].as_array().unwrap() {
+        assert!(e["reason"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
+        assert!(e["value"].is_string(), "{e}");
+    }
+    assert!(
+        r["errors"][0]["reason"].as_str().unwrap().contains("cells"),
+        "{r}"
+    );
+
+    // Header-less with too many columns.
+    let (_, r) = s
+        .import(id, "12025550104,A,b,c,d,e\n12025550105,Fay\n")
+        .await;
+    assert_eq!(
+        (r["inserted"].as_u64(), r["error_count"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+
+    // A 50 MB line between two good rows: reported, skipped, never held in memory.
+    let mut big = b"12025550106,Gus\n12025550107,".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 50 * 1024 * 1024));
+    big.extend_from_slice(b"\n12025550108,Hal\n");
+    let (status, r) = s.import(id, big).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["inserted"].as_u64(), r["error_count"].as_u64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
+    assert_eq!(r["errors"][0]["line"], 2);
+    assert!(
+        r["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("longer"),
+        "{r}"
+    );
+    assert!(r["errors"][0]["value"].as_str().unwrap().len() <= 400);
+    assert_eq!(
+        s.get("/healthz").await.0,
+        StatusCode::OK,
+        "the server still answers"
+    );
+
+    // Invalid UTF-8 on one line.
+    let (_, r) = s
+        .import(
+            id,
+            b"12025550109,Ivy\n12025550110,\xff\xfeBad\n12025550111,Jo\n".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (r["inserted"].as_u64(), r["error_count"].as_u64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
+    assert!(
+        r["errors"][0]["reason"].as_str().unwrap().contains("UTF-8"),
+        "{r}"
+    );
+
+    // Empty files and files without contacts: a 400 naming the file, nothing stored.
+    let before = s.stored(id).await.len();
+    for body in ["", "\n\n", "phone,name\n", "name,comments\nAnn,hi\n"] {
+        let (status, r) = s.import(id, body).await;
+        assert_error(status, &r, StatusCode::BAD_REQUEST, "invalid_csv");
+        assert_eq!(r["error"]["field"], "file");
+    }
+    let (status, r) = s.import(id, b"\xff\xfep\x00h\x00".to_vec()).await;
+    assert_error(status, &r, StatusCode::BAD_REQUEST, "invalid_csv");
+
+    // Nothing half-imported or corrupt: exactly the good rows, each whole.
+    let stored = s.stored(id).await;
+    assert_eq!(stored.len(), before);
+    let mut phones: Vec<&str> = stored.iter().map(|c| c.phone.as_str()).collect();
+    phones.sort();
+    assert_eq!(
+        phones,
+        vec![
+            "+12025550101",
+            "+12025550103",
+            "+12025550105",
+            "+12025550106",
+            "+12025550108",
+            "+12025550109",
+            "+12025550111"
+        ]
+    );
+    for c in &stored {
+        assert!(c.phone.starts_with("+1") && c.phone.len() == 12, "{c:?}");
+        assert!(!c.name.contains('\u{fffd}') && !c.name.is_empty(), "{c:?}");
+        assert_eq!(c.status, ContactStatus::Pending);
+    }
+    s.stop().await;
+}
+
+async fn exports_in_three_formats(db: Db) {
+    let s = Server::start(db).await;
+    let id = s.campaign("Export me").await;
+    let base = format!("/v1/campaigns/{id}/contacts");
+    let evil = "=HYPERLINK(\"http://evil.example\",\"click\")";
+    for (phone, name, comments) in [
+        ("+12025550101", evil, "-2+3"),
+        ("+12025550102", "Jane Smith", "@SUM(A1)"),
+        ("+12025550103", "Peter Jones", "plain; with, separators"),
+    ] {
+        let (status, body) = s
+            .post(
+                &base,
+                json!({"phone": phone, "name": name, "comments": comments}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // CSV with commas: parsed back, formula text escaped.
+    let (status, job) = s
+        .post(
+            &format!("/v1/campaigns/{id}/exports"),
+            json!({"format": "csv_comma", "scope": "all"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = s.wait_export(job["id"].as_i64().unwrap()).await;
+    assert_eq!(done["row_count"], 3);
+    assert_eq!(done["format_label"], ".csv (,)");
+    let (disposition, kind, bytes) = s.download(done["id"].as_i64().unwrap()).await;
+    assert!(disposition.contains(".csv\""), "{disposition}");
+    assert!(kind.starts_with("text/csv"), "{kind}");
+    let text = String::from_utf8(bytes).unwrap();
+    let mut reader =
+        csv::ReaderBuilder::new().from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let name_col = header.iter().position(|h| h == "name").unwrap();
+    let comments_col = header.iter().position(|h| h == "comments").unwrap();
+    let phone_col = header.iter().position(|h| h == "phone").unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    let evil_row = rows
+        .iter()
+        .find(|r| &r[phone_col] == "+12025550101")
+        .unwrap();
+    assert_eq!(&evil_row[name_col], format!("'{evil}"));
+    assert_eq!(&evil_row[comments_col], "'-2+3");
+    assert!(rows.iter().any(|r| &r[comments_col] == "'@SUM(A1)"));
+    assert!(rows
+        .iter()
+        .any(|r| &r[comments_col] == "plain; with, separators"));
+
+    // CSV with semicolons (filtered scope).
+    let (status, job) = s
+        .post(
+            &format!("/v1/campaigns/{id}/exports"),
+            json!({"format": "csv_semicolon", "scope": "filtered", "filter": {"q": "smith"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = s.wait_export(job["id"].as_i64().unwrap()).await;
+    assert_eq!(done["row_count"], 1);
+    let (_, _, bytes) = s.download(done["id"].as_i64().unwrap()).await;
+    let text = String::from_utf8(bytes).unwrap();
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].iter().any(|c| c == "Jane Smith"));
+
+    // XLSX (selection): a zip with the data, the formula text as a plain string.
+    let evil_id = s
+        .stored(id)
+        .await
+        .iter()
+        .find(|c| c.phone == "+12025550101")
+        .unwrap()
+        .id;
+    let (status, job) = s
+        .post(
+            &format!("/v1/campaigns/{id}/exports"),
+            json!({"format": "xlsx", "scope": "selection", "ids": [evil_id]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = s.wait_export(job["id"].as_i64().unwrap()).await;
+    assert_eq!(done["row_count"], 1);
+    assert_eq!(done["format_label"], ".xlsx");
+    let (disposition, kind, bytes) = s.download(done["id"].as_i64().unwrap()).await;
+    assert!(disposition.contains(".xlsx\""), "{disposition}");
+    assert!(kind.contains("spreadsheetml"), "{kind}");
+    assert_eq!(&bytes[..2], b"PK");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut xml = String::new();
+    for name in ["xl/worksheets/sheet1.xml", "xl/sharedStrings.xml"] {
+        if let Ok(mut part) = zip.by_name(name) {
+            part.read_to_string(&mut xml).unwrap();
+        }
+    }
+    assert!(xml.contains("+12025550101"), "the data is in the workbook");
+    assert!(xml.contains("HYPERLINK"), "the name is in the workbook");
+    assert!(
+        !xml.contains("<f>") && !xml.contains("<f "),
+        "no cell is a formula"
+    );
+
+    // History, bad requests, a download before the job is done.
+    let (_, history) = s.get(&format!("/v1/exports?campaign_id={id}")).await;
+    assert_eq!(history["total"], 3);
+    let formats: Vec<&str> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(formats, vec!["xlsx", "csv_semicolon", "csv_comma"]);
+    let (status, body) = s
+        .post(
+            &format!("/v1/campaigns/{id}/exports"),
+            json!({"format": "pdf"}),
+        )
+        .await;
+    assert_field(status, &body, "format");
+    let (status, body) = s
+        .post(
+            &format!("/v1/campaigns/{id}/exports"),
+            json!({"format": "xlsx", "scope": "selection"}),
+        )
+        .await;
+    assert_field(status, &body, "ids");
+    let (status, body) = s
+        .post(
+            &format!("/v1/campaigns/{id}/exports"),
+            json!({"format": "xlsx", "scope": "filtered", "filter": {"status": "nope"}}),
+        )
+        .await;
+    assert_field(status, &body, "filter.status");
+    let (status, body) = s.get("/v1/exports/999999/download").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    // A job a stopped server left queued is failed at the next start, and says why.
+    let stale = s
+        .store
+        .create_export(
+            &outdial::store::NewExport {
+                campaign_id: id,
+                format: outdial::store::ExportFormat::CsvComma,
+                scope: outdial::store::ExportScope::Campaign,
+                params: json!({}),
+            },
+            s.state.now(),
+        )
+        .await
+        .unwrap();
+    let (status, body) = s.get(&format!("/v1/exports/{}/download", stale.id)).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert_eq!(
+        outdial::api::exports::fail_interrupted_exports(&s.state)
+            .await
+            .unwrap(),
+        1
+    );
+    let (_, job) = s.get(&format!("/v1/exports/{}", stale.id)).await;
+    assert_eq!(job["status"], "failed");
+    assert!(
+        job["error"].as_str().unwrap().contains("interrupted"),
+        "{job}"
+    );
+    s.stop().await;
+}
+
+/// Monday 2024-01-01 10:00 UTC + `hours`.
+fn monday_10_utc(hours: i64) -> i64 {
+    1_704_103_200_000 + hours * 3_600_000
+}
+
+async fn reports_and_attempts(db: Db) {
+    let s = Server::start(db).await;
+    let id = s.campaign("Report").await;
+    let (_, r) = s.import(id, GUIDE_CSV).await;
+    assert_eq!(r["inserted"], 3);
+    let contacts = s.stored(id).await;
+    let attempt =
+        |contact: usize, at: i64, outcome: &str, answered_by: Option<&str>, duration_ms: i64| {
+            AttemptRecord {
+                campaign_id: Some(id),
+                contact_id: Some(contacts[contact].id),
+                attempt_number: 1,
+                call_id: format!("call-{contact}-{at}"),
+                destination: contacts[contact].phone.clone(),
+                started_at: at,
+                duration_ms,
+                outcome: outcome.into(),
+                answered_by: answered_by.map(str::to_string),
+                ..AttemptRecord::default()
+            }
+        };
+    for record in [
+        attempt(0, monday_10_utc(0), "answered", Some("human"), 30_000),
+        attempt(1, monday_10_utc(0), "no_answer", None, 0),
+        attempt(
+            2,
+            monday_10_utc(0),
+            "answered",
+            Some("machine_end_beep"),
+            10_000,
+        ),
+        attempt(1, monday_10_utc(24), "busy", None, 0),
+    ] {
+        s.store.insert_attempt(&record).await.unwrap();
+    }
+    s.store
+        .transition_contact(
+            contacts[0].id,
+            &[],
+            &ContactTransition {
+                status: ContactStatus::Answered,
+                next_attempt_at: None,
+                last_outcome: Some("answered".into()),
+            },
+            s.state.now(),
+        )
+        .await
+        .unwrap();
+    s.store
+        .transition_contact(
+            contacts[1].id,
+            &[],
+            &ContactTransition {
+                status: ContactStatus::Retry,
+                next_attempt_at: None,
+                last_outcome: Some("busy".into()),
+            },
+            s.state.now(),
+        )
+        .await
+        .unwrap();
+
+    let (status, rep) = s.get(&format!("/v1/campaigns/{id}/report?tz=UTC")).await;
+    assert_eq!(status, StatusCode::OK, "{rep}");
+    assert_eq!(
+        rep["calls"],
+        json!({"answered": 2, "not_answered": 2, "total": 4})
+    );
+    assert_eq!(rep["contacts"]["total"], 3);
+    assert_eq!(rep["contacts"]["by_status"]["answered"], 1);
+    assert_eq!(rep["contacts"]["by_status"]["retry"], 1);
+    assert_eq!(rep["contacts"]["by_status"]["pending"], 1);
+    assert_eq!(rep["progress"]["finished"], 1);
+    assert_eq!(rep["answer_rate"], 0.5);
+    assert_eq!(rep["human_answered"], 1);
+    assert_eq!(rep["human_answer_rate"], 0.25);
+    assert_eq!(rep["average_duration_secs"], 20.0);
+    let cells = rep["heat_map"]["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 7);
+    assert!(cells.iter().all(|d| d.as_array().unwrap().len() == 24));
+    assert_eq!(rep["heat_map"]["days"][0], "monday");
+    assert_eq!(
+        cells[0][10],
+        json!({"attempts": 3, "answered": 2, "rate": 2.0 / 3.0})
+    );
+    assert_eq!(cells[1][10]["attempts"], 1, "Tuesday 10:00");
+    // The same attempts in New York: Monday 05:00.
+    let (_, rep) = s
+        .get(&format!("/v1/campaigns/{id}/report?tz=America/New_York"))
+        .await;
+    assert_eq!(rep["heat_map"]["timezone"], "America/New_York");
+    assert_eq!(rep["heat_map"]["cells"][0][5]["attempts"], 3);
+    // Default: the campaign's zone.
+    let (_, rep) = s.get(&format!("/v1/campaigns/{id}/report")).await;
+    assert_eq!(rep["heat_map"]["timezone"], "UTC");
+    let (status, body) = s
+        .get(&format!("/v1/campaigns/{id}/report?tz=Mars/Base"))
+        .await;
+    assert_field(status, &body, "tz");
+
+    // The campaign list shows the guide's Calls column.
+    let (_, list) = s.get("/v1/campaigns").await;
+    assert_eq!(list["items"][0]["calls"]["answered"], 2);
+
+    // Attempts with filters.
+    let total = |q: &'static str| {
+        let s = &s;
+        async move {
+            let (status, body) = s.get(&format!("/v1/campaigns/{id}/attempts?{q}")).await;
+            assert_eq!(status, StatusCode::OK, "{q}: {body}");
+            body["total"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(total("").await, 4);
+    assert_eq!(total("outcome=answered").await, 2);
+    assert_eq!(total("outcome=busy,no_answer").await, 2);
+    assert_eq!(total("status=retry").await, 2);
+    assert_eq!(total("q=jane").await, 2);
+    assert_eq!(total("q=peter&outcome=answered").await, 1);
+    assert_eq!(total("max_retries=0").await, 4);
+    assert_eq!(total("min_retries=1").await, 0);
+    let (_, page) = s.get(&format!("/v1/campaigns/{id}/attempts?limit=1")).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["outcome"], "busy", "newest first");
+    let (status, body) = s
+        .get(&format!("/v1/campaigns/{id}/attempts?limit=5000"))
+        .await;
+    assert_field(status, &body, "limit");
+    s.stop().await;
+}
+
+async fn dnc_list(db: Db) {
+    let s = Server::start(db).await;
+    let (status, e) = s
+        .post(
+            "/v1/dnc",
+            json!({"phone": "(202) 555-0199", "reason": "asked"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    assert_eq!(e["phone"], "+12025550199");
+    let (status, body) = s.post("/v1/dnc", json!({"phone": "+1 202 555 0199"})).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, body) = s.post("/v1/dnc", json!({"phone": "call me"})).await;
+    assert_field(status, &body, "phone");
+    let (status, _) = s
+        .post(
+            "/v1/dnc",
+            json!({"phone": "020 7946 0958", "default_country": "GB"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, list) = s.get("/v1/dnc").await;
+    assert_eq!(list["total"], 2);
+    let (_, list) = s.get("/v1/dnc?q=asked").await;
+    assert_eq!(list["total"], 1);
+    let (status, got) = s.get("/v1/dnc/%2B12025550199").await;
+    assert_eq!(
+        (status, got["reason"].as_str()),
+        (StatusCode::OK, Some("asked"))
+    );
+    let (status, _) = s.delete("/v1/dnc/2025550199").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = s.delete("/v1/dnc/2025550199").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    assert!(!s.store.dnc_contains("+12025550199").await.unwrap());
+    assert!(s.store.dnc_contains("+442079460958").await.unwrap());
+    s.stop().await;
+}
+
+async fn schedules(db: Db) {
+    let s = Server::start(db).await;
+    let (status, h) = s.post("/v1/schedules", office_hours()).await;
+    assert_eq!(status, StatusCode::CREATED, "{h}");
+    let hid = h["id"].as_i64().unwrap();
+    assert_eq!(h["week"][0], json!([{"start": "09:00", "end": "17:00"}]));
+    assert_eq!(h["week"][6], json!([]));
+    let mut bad = office_hours();
+    bad["timezone"] = json!("Mars/Base");
+    let (status, body) = s.post("/v1/schedules", bad).await;
+    assert_field(status, &body, "timezone");
+    let mut bad = office_hours();
+    bad["week"].as_array_mut().unwrap().pop();
+    let (status, body) = s.post("/v1/schedules", bad).await;
+    assert_field(status, &body, "week");
+    let mut bad = office_hours();
+    bad["week"][0] = json!([{"start": "17:00", "end": "09:00"}]);
+    let (status, body) = s.post("/v1/schedules", bad).await;
+    assert_field(status, &body, "week");
+    let mut bad = office_hours();
+    bad["closed_dates"] = json!(["Christmas"]);
+    let (status, body) = s.post("/v1/schedules", bad).await;
+    assert_field(status, &body, "closed_dates");
+
+    let (_, list) = s.get("/v1/schedules").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let mut changed = office_hours();
+    changed["name"] = json!("Late office");
+    changed["week"][4] = json!([{"start": "12:00", "end": "24:00"}]);
+    let (status, h) = s
+        .call(Method::PUT, &format!("/v1/schedules/{hid}"), Some(changed))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{h}");
+    assert_eq!(h["name"], "Late office");
+    let (_, got) = s.get(&format!("/v1/schedules/{hid}")).await;
+    assert_eq!(got["week"][4][0]["end"], "24:00");
+
+    // In use by a campaign: 409; then free.
+    let (status, c) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Hours", "business_hours_id": hid}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    let (status, body) = s.delete(&format!("/v1/schedules/{hid}")).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let cid = c["id"].as_i64().unwrap();
+    s.patch(
+        &format!("/v1/campaigns/{cid}"),
+        json!({"business_hours_id": null}),
+    )
+    .await;
+    let (status, _) = s.delete(&format!("/v1/schedules/{hid}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = s.get(&format!("/v1/schedules/{hid}")).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    s.stop().await;
+}
+
+async fn request_errors(db: Db) {
+    let s = Server::start(db).await;
+    // 415: not JSON.
+    let resp = s
+        .req(Method::POST, "/v1/campaigns")
+        .header("content-type", "text/plain")
+        .body("{\"name\":\"x\"}")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(resp).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    // 413: over 1 MiB of JSON.
+    // The server answers as soon as the limit is passed and may close the connection while
+    // the client still writes (EPIPE): a little over the limit, and a retry for that race.
+    let huge = json!({"name": "x", "description": "d".repeat(1024 * 1024 + 1024)});
+    let mut answer = None;
+    for _ in 0..5 {
+        if let Ok(resp) = s
+            .req(Method::POST, "/v1/campaigns")
+            .json(&huge)
+            .send()
+            .await
+        {
+            answer = Some(read(resp).await);
+            break;
+        }
+    }
+    let (status, body) = answer.expect("an answer to the oversized body");
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    // 400: broken JSON, empty body, wrong type.
+    let resp = s
+        .req(Method::POST, "/v1/campaigns")
+        .header("content-type", "application/json")
+        .body("{\"name\":")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(resp).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid");
+    let resp = s
+        .req(Method::POST, "/v1/campaigns")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(resp).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid");
+    let (status, body) = s.post("/v1/campaigns", json!("a campaign")).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid");
+    // Paging and path parameters.
+    let (status, body) = s.get("/v1/campaigns?limit=0").await;
+    assert_field(status, &body, "limit");
+    let (status, body) = s.get("/v1/campaigns?offset=-3").await;
+    assert_field(status, &body, "offset");
+    let (status, body) = s.get("/v1/campaigns?limit=ten").await;
+    assert_field(status, &body, "limit");
+    let (status, body) = s.get("/v1/campaigns/12/contacts/x").await;
+    assert_field(status, &body, "contact_id");
+    // 405 in the same shape.
+    let (status, body) = s.call(Method::PUT, "/v1/campaigns", Some(json!({}))).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    s.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The OpenAPI document, validated by an independent validator.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_is_valid() {
+    let s = Server::start(Db::Sqlite).await;
+    let resp = s.req(Method::GET, "/v1/openapi.json").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/v1/campaigns/{id}/contacts/import",
+        "/v1/campaigns/{id}/exports",
+        "/v1/exports/{id}/download",
+        "/v1/dnc/{phone}",
+        "/v1/schedules/{id}",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is documented");
+    }
+    let file = s._dir.path().join("openapi.json");
+    std::fs::write(&file, &text).unwrap();
+    let validator = std::env::var("OPENAPI_SPEC_VALIDATOR").unwrap_or_else(|_| {
+        format!(
+            "{}/.venv/bin/openapi-spec-validator",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    let out = std::process::Command::new(&validator)
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{validator}: {e} (run `make setup` to install openapi-spec-validator)")
+        });
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator rejects the document:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.stop().await;
+}

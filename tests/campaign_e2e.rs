@@ -1,0 +1,285 @@
+//! A campaign of 20 contacts dialed end to end: `outdial serve` (SQLite store, admin API,
+//! engine, SIP user agent) against one sipp far end that answers, is busy, never answers
+//! or declines depending on the number's last digit (tests/scenarios/uas_by_number.xml).
+//! Everything goes through the real HTTP API: a key made by `outdial keys create`, the
+//! campaign created, the CSV imported, the campaign started; then every contact must end
+//! in the right status with the right attempt count, and the attempt records (CDRs) must
+//! carry what sipp answered.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// `outdial serve` as a child process, stopped (SIGTERM, then kill) on drop.
+struct Server {
+    child: Child,
+    api: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        unsafe_free_sigterm(&self.child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SIGTERM through the `kill` command (no unsafe code in tests).
+fn unsafe_free_sigterm(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+fn write_config(dir: &Path, sip_port: u16, http_port: u16) {
+    let (lo, hi) = free_rtp_range(40);
+    std::fs::write(
+        dir.join("outdial.toml"),
+        format!(
+            "[sip]\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = false\n\n\
+             [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {lo}\nport_max = {hi}\n\n\
+             [database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+            dir.join("outdial.db").display()
+        ),
+    )
+    .expect("write outdial.toml");
+    write_profile(
+        &dir.join("sip-profiles"),
+        "far-end",
+        &format!("proxy = \"127.0.0.1:{sip_port}\"\n"),
+    );
+}
+
+fn outdial(dir: &Path) -> Command {
+    let mut cmd = outdial_cmd_with_rtp(dir, "0-0");
+    cmd.env_remove("OUTDIAL_RTP_PORTS")
+        .env_remove("OUTDIAL_SIP_LISTEN")
+        .env_remove("OUTDIAL_HTTP_LISTEN")
+        .args(["--config", "outdial.toml", "--profiles", "sip-profiles"]);
+    cmd
+}
+
+fn start_server(dir: &Path, http_port: u16) -> Server {
+    let log = dir.join("serve.log");
+    let child = outdial(dir)
+        .arg("serve")
+        .env("RUST_LOG", "info,rsipstack=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("serve.log"))
+        .spawn()
+        .expect("spawn outdial serve");
+    let server = Server {
+        child,
+        api: format!("http://127.0.0.1:{http_port}"),
+        log,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if port_bound(http_port, true) {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "outdial serve did not listen on {http_port}: {}",
+        std::fs::read_to_string(&server.log).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
+    let dir = test_dir("campaign_e2e");
+    let dir = dir.path();
+    speech_wav_padded(&dir.join("far.wav"), "Hello? Yes, speaking.", 0.1, 2.0);
+    speech_wav_padded(
+        &dir.join("message.wav"),
+        "This is a reminder. Goodbye.",
+        0.1,
+        0.2,
+    );
+    let sipp = Sipp::uas(dir, "uas_by_number.xml")
+        .stream_wav(&dir.join("far.wav"))
+        .args(["-m", "1000"])
+        .start();
+    let http_port = free_tcp_port();
+    write_config(dir, sipp.port, http_port);
+
+    let key = outdial(dir)
+        .args(["keys", "create", "--login", "e2e"])
+        .output()
+        .expect("outdial keys create");
+    assert!(
+        key.status.success(),
+        "{}",
+        String::from_utf8_lossy(&key.stderr)
+    );
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    assert!(!key.is_empty(), "keys create printed no key");
+
+    let server = start_server(dir, http_port);
+    let http = reqwest::Client::new();
+    let auth = format!("Bearer {key}");
+
+    let created: Value = http
+        .post(format!("{}/v1/campaigns", server.api))
+        .header("Authorization", &auth)
+        .json(&json!({
+            "name": "e2e", "pace": 600, "max_concurrent": 5,
+            "ring_timeout_secs": 3, "ring_timeout_override": true,
+            "max_retries": 1, "retry_interval": {"value": 2, "unit": "seconds"},
+            "play_message": dir.join("message.wav").display().to_string(),
+            "sip_profile": "far-end", "caller_id": "+12025550100"
+        }))
+        .send()
+        .await
+        .expect("POST /v1/campaigns")
+        .json()
+        .await
+        .expect("campaign JSON");
+    let id = created["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no id in {created}"));
+
+    // Last digit: 0-5 answer, 6-7 busy, 8 never answers, 9 declines; two of each.
+    let csv: String = (0..20)
+        .map(|i| format!("120255501{i:02},Contact {i},e2e\n"))
+        .collect();
+    let imported: Value = http
+        .post(format!("{}/v1/campaigns/{id}/contacts/import", server.api))
+        .header("Authorization", &auth)
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("import")
+        .json()
+        .await
+        .expect("import JSON");
+    assert_eq!(imported["inserted"], 20, "{imported}");
+
+    let started = http
+        .post(format!("{}/v1/campaigns/{id}/start", server.api))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .expect("start");
+    assert!(started.status().is_success(), "start: {}", started.status());
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut campaign = Value::Null;
+    while Instant::now() < deadline {
+        campaign = http
+            .get(format!("{}/v1/campaigns/{id}", server.api))
+            .header("Authorization", &auth)
+            .send()
+            .await
+            .expect("GET campaign")
+            .json()
+            .await
+            .expect("campaign JSON");
+        if campaign["status"] == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        campaign["status"],
+        "finished",
+        "campaign did not finish: {campaign}\n{}",
+        tail(
+            &std::fs::read_to_string(&server.log).unwrap_or_default(),
+            40
+        )
+    );
+
+    let contacts: Value = http
+        .get(format!(
+            "{}/v1/campaigns/{id}/contacts?limit=100",
+            server.api
+        ))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .expect("contacts")
+        .json()
+        .await
+        .expect("contacts JSON");
+    let items = contacts["items"].as_array().expect("items");
+    assert_eq!(items.len(), 20, "{contacts}");
+    for c in items {
+        let phone = c["phone"].as_str().expect("phone");
+        let last = phone
+            .chars()
+            .last()
+            .and_then(|d| d.to_digit(10))
+            .expect("digit");
+        let (status, attempts) = match last {
+            0..=5 => ("answered", 1),
+            6 | 7 => ("rejected", 2),
+            8 => ("not_answered", 2),
+            _ => ("rejected", 2),
+        };
+        assert_eq!(c["status"], status, "{phone}: {c}");
+        assert_eq!(c["attempts"], attempts, "{phone}: {c}");
+    }
+
+    let attempts: Value = http
+        .get(format!(
+            "{}/v1/campaigns/{id}/attempts?limit=200",
+            server.api
+        ))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .expect("attempts")
+        .json()
+        .await
+        .expect("attempts JSON");
+    let rows = attempts["items"].as_array().expect("items");
+    assert_eq!(rows.len(), 12 + 4 * 2 + 2 * 2 + 2 * 2, "{attempts}");
+    let mut codes: HashMap<i64, usize> = HashMap::new();
+    for a in rows {
+        *codes
+            .entry(a["sip_code"].as_i64().unwrap_or(0))
+            .or_default() += 1;
+        assert!(!a["call_id"].as_str().unwrap_or("").is_empty(), "{a}");
+        if a["outcome"] == "answered" {
+            assert!(
+                a["rtp_received"].as_i64().unwrap_or(0) > 10,
+                "no audio heard: {a}"
+            );
+            assert!(a["duration_ms"].as_i64().unwrap_or(0) > 500, "{a}");
+        }
+    }
+    assert_eq!(codes.get(&200), Some(&12), "{codes:?}");
+    assert_eq!(codes.get(&486), Some(&8), "{codes:?}");
+    assert_eq!(codes.get(&487), Some(&4), "{codes:?}");
+    assert_eq!(codes.get(&603), Some(&4), "{codes:?}");
+
+    let report: Value = http
+        .get(format!("{}/v1/campaigns/{id}/report", server.api))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .expect("report")
+        .json()
+        .await
+        .expect("report JSON");
+    assert!(report.to_string().contains("\"answered\":12"), "{report}");
+    drop(server);
+    drop(sipp);
+}

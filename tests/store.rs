@@ -1,0 +1,1644 @@
+//! The store against both engines: every test body runs once on a fresh SQLite file and
+//! once on a fresh PostgreSQL database.
+//!
+//! PostgreSQL: `OUTDIAL_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`,
+//! trust auth) is the admin connection; each test creates `outdial_t_<random>` and drops it
+//! at the end. When PostgreSQL cannot be reached the PostgreSQL tests fail, saying so.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use outdial::campaign::model::{
+    AmdMode, BusinessHoursSpec, CampaignSettings, CampaignStatus, ContactStatus, ContactWindow,
+    Interval, IntervalUnit, MachineAction, OpenHours, RetryOn,
+};
+use outdial::store::{
+    AttemptFilter, AttemptRecord, CampaignFilter, ContactFilter, ContactTransition, EventFilter,
+    ExportFormat, ExportScope, ExportStatus, ExportUpdate, NewContact, NewExport, Page, Store,
+    StoreError,
+};
+use sqlx::Connection;
+
+const NOW: i64 = 1_717_243_200_000; // 2024-06-01 12:00:00 UTC
+
+struct TestDb {
+    store: Store,
+    url: String,
+    drop: Option<(String, String)>, // (admin url, database name) for PostgreSQL
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn admin_url() -> String {
+    std::env::var("OUTDIAL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await;
+        let _ = conn.close().await;
+    }
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = Store::open(&url).await.expect("open sqlite store");
+        TestDb {
+            store,
+            url,
+            drop: None,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> TestDb {
+        let admin = admin_url();
+        let mut conn = match sqlx::PgConnection::connect(&admin).await {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "PostgreSQL is unreachable at {admin} ({e}); these tests need it \
+                 (start it, or point OUTDIAL_TEST_POSTGRES_URL at one)"
+            ),
+        };
+        let name = format!("outdial_t_{:016x}", rand::random::<u64>());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database");
+        conn.close().await.ok();
+        let url = with_database(&admin, &name);
+        let store = Store::open(&url).await.expect("open postgres store");
+        TestDb {
+            store,
+            url,
+            drop: Some((admin, name)),
+            _dir: None,
+        }
+    }
+
+    async fn finish(mut self) {
+        self.store.close().await;
+        if let Some((admin, name)) = self.drop.take() {
+            drop_database(&admin, &name).await;
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // A test that panicked: drop its database from a thread of its own.
+        if let Some((admin, name)) = self.drop.take() {
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(drop_database(&admin, &name));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+macro_rules! both {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = super::TestDb::sqlite().await;
+                super::$name(&db).await;
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let db = super::TestDb::postgres().await;
+                super::$name(&db).await;
+                db.finish().await;
+            }
+        }
+    )+};
+}
+
+both!(
+    migrations_apply_twice,
+    campaign_round_trip,
+    campaign_status_is_compare_and_set,
+    campaign_list_counts_and_paging,
+    contacts_unique_delete_filters_paging,
+    claim_is_exclusive_under_concurrency,
+    due_contacts_order_and_time,
+    contact_lifecycle_helpers,
+    attempt_cdr_round_trip_and_filters,
+    heat_map_in_new_york,
+    dnc_list,
+    business_hours_crud,
+    export_jobs,
+    api_keys_and_sessions,
+    bulk_insert_dedupes,
+    events_append_and_page,
+);
+
+fn settings(name: &str) -> CampaignSettings {
+    CampaignSettings {
+        name: name.into(),
+        ..CampaignSettings::default()
+    }
+}
+
+async fn campaign(store: &Store, name: &str) -> i64 {
+    store
+        .create_campaign(None, &settings(name), CampaignStatus::New, NOW)
+        .await
+        .unwrap()
+        .id
+}
+
+fn contact(phone: &str, name: &str) -> NewContact {
+    NewContact {
+        name: name.into(),
+        ..NewContact::new(phone)
+    }
+}
+
+fn week_9_to_5() -> BusinessHoursSpec {
+    let day = vec![OpenHours {
+        start: "09:00".into(),
+        end: "17:00".into(),
+    }];
+    BusinessHoursSpec {
+        name: "Office".into(),
+        timezone: "America/New_York".into(),
+        week: [
+            day.clone(),
+            day.clone(),
+            day.clone(),
+            day.clone(),
+            day,
+            vec![],
+            vec![],
+        ],
+        closed_dates: vec!["2024-12-25".into()],
+    }
+}
+
+async fn migrations_apply_twice(db: &TestDb) {
+    let again = Store::open(&db.url).await.expect("second open");
+    let id = campaign(&again, "x").await;
+    assert_eq!(db.store.get_campaign(id).await.unwrap().settings.name, "x");
+    again.close().await;
+}
+
+async fn campaign_round_trip(db: &TestDb) {
+    let s = &db.store;
+    let hours = s.create_business_hours(&week_9_to_5(), NOW).await.unwrap();
+    let account = s.create_account("alice", "Alice", NOW).await.unwrap();
+    let full = CampaignSettings {
+        name: "Q1 Sales Outreach".into(),
+        description: "Leads from Google Ads".into(),
+        connect_to: "sip:sales@pbx.example".into(),
+        ai_agent_url: Some("wss://agent.example/stream".into()),
+        schedule_start: Some(NOW + 3_600_000),
+        schedule_timezone: "Europe/Berlin".into(),
+        pace: 12.5,
+        max_concurrent: 7,
+        call_interval_secs: 30,
+        ring_timeout_secs: 10,
+        ring_timeout_override: true,
+        business_hours_id: Some(hours.id),
+        contact_window: Some(ContactWindow {
+            start: "09:00".into(),
+            end: "21:00".into(),
+        }),
+        amd_mode: AmdMode::Ml,
+        machine_action: MachineAction::LeaveMessage,
+        voicemail_message: Some("vm.wav".into()),
+        play_message: Some("hello.wav".into()),
+        max_retries: 5,
+        retry_interval: Interval::new(2, IntervalUnit::Hours),
+        retry_on: RetryOn {
+            busy: false,
+            no_answer: true,
+            failed: false,
+            machine: true,
+        },
+        completion_timeout: Interval::new(3, IntervalUnit::Days),
+        caller_id: "+12025550100".into(),
+        billable_account: "acct-42".into(),
+        sip_profile: "carrier-a".into(),
+        recording: true,
+        default_country: "DE".into(),
+    };
+    let created = s
+        .create_campaign(Some(account.id), &full, CampaignStatus::New, NOW)
+        .await
+        .unwrap();
+    assert_eq!(created.settings, full);
+    assert_eq!(created.status, CampaignStatus::New);
+    assert_eq!((created.created_at, created.updated_at), (NOW, NOW));
+    assert_eq!((created.started_at, created.finished_at), (None, None));
+    let got = s.get_campaign(created.id).await.unwrap();
+    assert_eq!(got, created);
+    assert_eq!(
+        s.campaign_owner(created.id).await.unwrap(),
+        Some(account.id)
+    );
+
+    // Every field to another value (and the options back to None).
+    let other = CampaignSettings {
+        name: "Renamed".into(),
+        ai_agent_url: None,
+        schedule_start: None,
+        business_hours_id: None,
+        contact_window: None,
+        amd_mode: AmdMode::Auto,
+        machine_action: MachineAction::Hangup,
+        voicemail_message: None,
+        play_message: None,
+        retry_on: RetryOn::default(),
+        recording: false,
+        ring_timeout_override: false,
+        ring_timeout_secs: 45,
+        ..full.clone()
+    };
+    let updated = s
+        .update_campaign(created.id, &other, NOW + 5)
+        .await
+        .unwrap();
+    assert_eq!(updated.settings, other);
+    assert_eq!(updated.updated_at, NOW + 5);
+    assert_eq!(s.get_campaign(created.id).await.unwrap(), updated);
+
+    // Invalid settings name the field; unknown references conflict.
+    let err = s
+        .update_campaign(created.id, &settings(""), NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.starts_with("name")),
+        "{err}"
+    );
+    let dangling = CampaignSettings {
+        business_hours_id: Some(9999),
+        ..settings("x")
+    };
+    assert!(matches!(
+        s.create_campaign(None, &dangling, CampaignStatus::New, NOW)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.get_campaign(424242).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Delete cascades to contacts, attempts and exports.
+    let c = s
+        .create_contact(created.id, &contact("+12025550101", "A"), NOW)
+        .await
+        .unwrap();
+    s.insert_attempt(&AttemptRecord {
+        campaign_id: Some(created.id),
+        contact_id: Some(c.id),
+        outcome: "busy".into(),
+        started_at: NOW,
+        ..AttemptRecord::default()
+    })
+    .await
+    .unwrap();
+    s.create_export(
+        &NewExport {
+            campaign_id: created.id,
+            format: ExportFormat::Xlsx,
+            scope: ExportScope::Campaign,
+            params: serde_json::Value::Null,
+        },
+        NOW,
+    )
+    .await
+    .unwrap();
+    s.delete_campaign(created.id).await.unwrap();
+    assert!(matches!(
+        s.get_contact(c.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let attempts = s
+        .list_attempts(&AttemptFilter::default(), Page::default())
+        .await
+        .unwrap();
+    assert_eq!(attempts.total, 0);
+    assert_eq!(
+        s.list_exports(None, Page::default()).await.unwrap().total,
+        0
+    );
+    assert!(matches!(
+        s.delete_campaign(created.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn campaign_status_is_compare_and_set(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "cas").await;
+    let started = s
+        .set_campaign_status(id, CampaignStatus::New, CampaignStatus::Processing, NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(started.status, CampaignStatus::Processing);
+    assert_eq!(started.started_at, Some(NOW + 1));
+    let err = s
+        .set_campaign_status(id, CampaignStatus::New, CampaignStatus::Processing, NOW + 2)
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::Conflict(m) => assert!(m.contains("processing"), "{m}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let done = s
+        .set_campaign_status(
+            id,
+            CampaignStatus::Processing,
+            CampaignStatus::Finished,
+            NOW + 3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.finished_at, Some(NOW + 3));
+    assert_eq!(done.started_at, Some(NOW + 1));
+    assert!(matches!(
+        s.set_campaign_status(9999, CampaignStatus::New, CampaignStatus::Processing, NOW)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Two nodes start the same campaign at once: exactly one wins.
+    for round in 0..10 {
+        let id = campaign(s, &format!("race {round}")).await;
+        let (a, b) = tokio::join!(
+            s.set_campaign_status(id, CampaignStatus::New, CampaignStatus::Processing, NOW),
+            s.set_campaign_status(id, CampaignStatus::New, CampaignStatus::Processing, NOW),
+        );
+        assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "round {round}");
+    }
+    let processing = s
+        .campaigns_in_status(&[CampaignStatus::Processing])
+        .await
+        .unwrap();
+    assert_eq!(processing.len(), 10);
+}
+
+async fn campaign_list_counts_and_paging(db: &TestDb) {
+    let s = &db.store;
+    let alice = s.create_account("alice", "", NOW).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let owner = if i % 2 == 0 { Some(alice.id) } else { None };
+        let mut st = settings(&format!("Campaign {i}"));
+        st.description = if i == 3 {
+            "Spring SALE".into()
+        } else {
+            String::new()
+        };
+        ids.push(
+            s.create_campaign(owner, &st, CampaignStatus::New, NOW + i)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    // Campaign 0: 3 contacts, one answered call, two not answered.
+    let batch: Vec<_> = (1..=3)
+        .map(|i| contact(&format!("+1202555010{i}"), ""))
+        .collect();
+    s.bulk_insert_contacts(ids[0], &batch, NOW).await.unwrap();
+    let first = s
+        .list_contacts(ids[0], &ContactFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .items;
+    s.claim_contact(first[0].id, &[ContactStatus::Pending], NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    for outcome in ["answered", "busy", "no_answer"] {
+        s.insert_attempt(&AttemptRecord {
+            campaign_id: Some(ids[0]),
+            contact_id: Some(first[0].id),
+            outcome: outcome.into(),
+            started_at: NOW,
+            ..AttemptRecord::default()
+        })
+        .await
+        .unwrap();
+    }
+
+    let all = s
+        .list_campaigns(&CampaignFilter::default(), Page::new(2, 0))
+        .await
+        .unwrap();
+    assert_eq!(all.total, 5);
+    assert_eq!(
+        all.items.iter().map(|c| c.campaign.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]]
+    );
+    let last = s
+        .list_campaigns(&CampaignFilter::default(), Page::new(2, 4))
+        .await
+        .unwrap();
+    assert_eq!(last.items.len(), 1);
+    let c0 = &last.items[0];
+    assert_eq!(c0.campaign.id, ids[0]);
+    assert_eq!(c0.account_id, Some(alice.id));
+    assert_eq!(c0.contacts.total, 3);
+    assert_eq!(c0.contacts.get(ContactStatus::Pending), 2);
+    assert_eq!(c0.contacts.get(ContactStatus::Dialing), 1);
+    assert_eq!(c0.contacts.by_status.len(), ContactStatus::ALL.len());
+    assert_eq!(
+        (c0.calls.answered, c0.calls.not_answered, c0.calls.total),
+        (1, 2, 3)
+    );
+
+    let mine = s
+        .list_campaigns(
+            &CampaignFilter {
+                account_id: Some(alice.id),
+                ..CampaignFilter::default()
+            },
+            Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(mine.total, 3);
+    let sale = s
+        .list_campaigns(
+            &CampaignFilter {
+                search: Some("sale".into()),
+                ..CampaignFilter::default()
+            },
+            Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sale.total, 1);
+    assert_eq!(sale.items[0].campaign.id, ids[3]);
+    s.set_campaign_status(ids[1], CampaignStatus::New, CampaignStatus::Paused, NOW)
+        .await
+        .unwrap();
+    let paused = s
+        .list_campaigns(
+            &CampaignFilter {
+                statuses: vec![CampaignStatus::Paused],
+                ..CampaignFilter::default()
+            },
+            Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(paused.total, 1);
+    assert_eq!(paused.items[0].contacts.total, 0);
+}
+
+async fn contacts_unique_delete_filters_paging(db: &TestDb) {
+    let s = &db.store;
+    let a = campaign(s, "a").await;
+    let b = campaign(s, "b").await;
+    let john = s
+        .create_contact(
+            a,
+            &NewContact {
+                phone: "+12025550101".into(),
+                name: "John Doe".into(),
+                comments: "Google Ads".into(),
+                tags: vec!["vip".into(), "east".into()],
+                timezone: Some("America/New_York".into()),
+                status: ContactStatus::Pending,
+                next_attempt_at: None,
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(john.tags, vec!["vip".to_string(), "east".to_string()]);
+    assert_eq!(john.timezone.as_deref(), Some("America/New_York"));
+    assert_eq!((john.attempts, john.retries), (0, 0));
+    assert_eq!(s.get_contact(john.id).await.unwrap(), john);
+
+    // Unique per campaign, not across campaigns.
+    let dup = s
+        .create_contact(a, &contact("+12025550101", "Again"), NOW)
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    s.create_contact(b, &contact("+12025550101", "Other campaign"), NOW)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_contact(a, &contact("2025550101", "no plus"), NOW)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.create_contact(999_999, &contact("+12025550109", ""), NOW)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let jane = s
+        .create_contact(
+            a,
+            &NewContact {
+                comments: "Website visitor".into(),
+                tags: vec!["west".into()],
+                ..contact("+12025550102", "Jane Smith")
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    let peter = s
+        .create_contact(
+            a,
+            &NewContact {
+                comments: "Whatsapp query".into(),
+                tags: vec!["vip".into()],
+                status: ContactStatus::NotAnswered,
+                ..contact("+12025550103", "Peter Jones")
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    for i in 0..20 {
+        s.create_contact(
+            a,
+            &contact(&format!("+1303555{i:04}"), &format!("Filler {i}")),
+            NOW,
+        )
+        .await
+        .unwrap();
+    }
+
+    // Update; phone clash; no status change during a call.
+    let mut edit = NewContact {
+        phone: jane.phone.clone(),
+        name: "Jane S.".into(),
+        comments: jane.comments.clone(),
+        tags: vec!["west".into(), "vip".into()],
+        timezone: None,
+        status: ContactStatus::Pending,
+        next_attempt_at: None,
+    };
+    let jane = s.update_contact(jane.id, &edit, NOW + 1).await.unwrap();
+    assert_eq!(jane.name, "Jane S.");
+    assert_eq!(jane.updated_at, NOW + 1);
+    edit.phone = john.phone.clone();
+    assert!(matches!(
+        s.update_contact(jane.id, &edit, NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    edit.phone = jane.phone.clone();
+
+    // Only pending contacts can be removed.
+    assert!(matches!(
+        s.delete_contact(peter.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.claim_contact(jane.id, &[ContactStatus::Pending], NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    edit.status = ContactStatus::Completed;
+    assert!(matches!(
+        s.update_contact(jane.id, &edit, NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.delete_contact(jane.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Filters.
+    let list = |f: ContactFilter| async move {
+        s.list_contacts(a, &f, Page::new(100, 0))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|c| c.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(ContactFilter {
+            tags: vec!["vip".into()],
+            ..ContactFilter::default()
+        })
+        .await,
+        vec![john.id, jane.id, peter.id]
+    );
+    assert_eq!(
+        list(ContactFilter {
+            tags: vec!["east".into(), "west".into()],
+            ..ContactFilter::default()
+        })
+        .await,
+        vec![john.id, jane.id]
+    );
+    assert_eq!(
+        list(ContactFilter {
+            statuses: vec![ContactStatus::Dialing, ContactStatus::NotAnswered],
+            ..ContactFilter::default()
+        })
+        .await,
+        vec![jane.id, peter.id]
+    );
+    assert_eq!(
+        list(ContactFilter {
+            search: Some("WHATSAPP".into()),
+            ..ContactFilter::default()
+        })
+        .await,
+        vec![peter.id]
+    );
+    assert_eq!(
+        list(ContactFilter {
+            search: Some("john".into()),
+            ..ContactFilter::default()
+        })
+        .await,
+        vec![john.id]
+    );
+    assert_eq!(
+        list(ContactFilter {
+            search: Some("5550103".into()),
+            ..ContactFilter::default()
+        })
+        .await,
+        vec![peter.id]
+    );
+    assert_eq!(
+        list(ContactFilter {
+            search: Some("100%".into()),
+            ..ContactFilter::default()
+        })
+        .await,
+        Vec::<i64>::new()
+    );
+    // Retries: jane was claimed once (attempts 1, retries 0); claim her again → retries 1.
+    s.transition_contact(
+        jane.id,
+        &[ContactStatus::Dialing],
+        &ContactTransition {
+            status: ContactStatus::Retry,
+            next_attempt_at: Some(NOW),
+            last_outcome: Some("busy".into()),
+        },
+        NOW,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let again = s
+        .claim_contact(jane.id, &[ContactStatus::Retry], NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.attempts, again.retries), (2, 1));
+    assert_eq!(again.last_outcome.as_deref(), Some("busy"));
+    assert_eq!(
+        list(ContactFilter {
+            min_retries: Some(1),
+            ..ContactFilter::default()
+        })
+        .await,
+        vec![jane.id]
+    );
+    assert_eq!(
+        list(ContactFilter {
+            max_retries: Some(0),
+            tags: vec!["vip".into()],
+            ..ContactFilter::default()
+        })
+        .await,
+        vec![john.id, peter.id]
+    );
+
+    // Paging: 23 contacts in campaign a, by id.
+    let p1 = s
+        .list_contacts(a, &ContactFilter::default(), Page::new(10, 0))
+        .await
+        .unwrap();
+    let p3 = s
+        .list_contacts(a, &ContactFilter::default(), Page::new(10, 20))
+        .await
+        .unwrap();
+    assert_eq!((p1.total, p1.items.len()), (23, 10));
+    assert_eq!((p3.total, p3.items.len()), (23, 3));
+    assert!(p1.items.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(p1.items.last().unwrap().id < p3.items[0].id);
+
+    s.delete_contact(john.id).await.unwrap();
+    assert!(matches!(
+        s.delete_contact(john.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let fillers: Vec<i64> = p3.items.iter().map(|c| c.id).collect();
+    assert_eq!(
+        s.delete_pending_contacts(a, &[fillers[0], fillers[1], peter.id])
+            .await
+            .unwrap(),
+        2
+    );
+}
+
+async fn claim_is_exclusive_under_concurrency(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "race").await;
+    let batch: Vec<_> = (0..100)
+        .map(|i| contact(&format!("+1415555{i:04}"), ""))
+        .collect();
+    assert_eq!(s.bulk_insert_contacts(id, &batch, NOW).await.unwrap(), 100);
+    let ids: Arc<Vec<i64>> = Arc::new(
+        s.list_contacts(id, &ContactFilter::default(), Page::new(1000, 0))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|c| c.id)
+            .collect(),
+    );
+    let mut tasks = Vec::new();
+    for node in 0..2 {
+        let store = s.clone();
+        let ids = ids.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            // The two nodes walk the list in opposite directions and meet in the middle.
+            let order: Vec<i64> = if node == 0 {
+                ids.iter().copied().collect()
+            } else {
+                ids.iter().rev().copied().collect()
+            };
+            for cid in order {
+                if let Some(c) = store
+                    .claim_contact(cid, &[ContactStatus::Pending, ContactStatus::Retry], NOW)
+                    .await
+                    .unwrap()
+                {
+                    assert_eq!(c.status, ContactStatus::Dialing);
+                    won.push(cid);
+                }
+            }
+            won
+        }));
+    }
+    let mut claimed: HashMap<i64, u32> = HashMap::new();
+    for t in tasks {
+        for cid in t.await.unwrap() {
+            *claimed.entry(cid).or_default() += 1;
+        }
+    }
+    assert_eq!(claimed.len(), 100);
+    assert!(claimed.values().all(|n| *n == 1), "{claimed:?}");
+    let all = s
+        .list_contacts(id, &ContactFilter::default(), Page::new(1000, 0))
+        .await
+        .unwrap();
+    assert!(all
+        .items
+        .iter()
+        .all(|c| c.status == ContactStatus::Dialing && c.attempts == 1 && c.retries == 0));
+}
+
+async fn due_contacts_order_and_time(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "due").await;
+    let other = campaign(s, "other").await;
+    let add = |phone: &str, status: ContactStatus, next: Option<i64>| NewContact {
+        status,
+        next_attempt_at: next,
+        ..NewContact::new(phone)
+    };
+    let rows = vec![
+        add("+15550000001", ContactStatus::Pending, Some(NOW - 10)),
+        add("+15550000002", ContactStatus::Pending, None),
+        add("+15550000003", ContactStatus::Retry, Some(NOW - 20)),
+        add("+15550000004", ContactStatus::Retry, Some(NOW + 10)),
+        add("+15550000005", ContactStatus::Completed, None),
+        add("+15550000006", ContactStatus::Pending, None),
+        add("+15550000007", ContactStatus::Retry, Some(NOW)),
+        add("+15550000008", ContactStatus::NotAnswered, Some(NOW - 100)),
+    ];
+    s.bulk_insert_contacts(id, &rows, NOW).await.unwrap();
+    s.bulk_insert_contacts(
+        other,
+        &[add("+15550000009", ContactStatus::Pending, None)],
+        NOW,
+    )
+    .await
+    .unwrap();
+    let phone_of = |cs: Vec<outdial::campaign::model::Contact>| {
+        cs.into_iter()
+            .map(|c| c.phone[c.phone.len() - 1..].to_string())
+            .collect::<Vec<_>>()
+            .join("")
+    };
+    let due = s.due_contacts(id, NOW, 100).await.unwrap();
+    assert_eq!(phone_of(due), "26317");
+    let due = s.due_contacts(id, NOW, 3).await.unwrap();
+    assert_eq!(phone_of(due), "263");
+    let later = s.due_contacts(id, NOW + 10, 100).await.unwrap();
+    assert_eq!(phone_of(later), "263174");
+    let early = s.due_contacts(id, NOW - 15, 100).await.unwrap();
+    assert_eq!(phone_of(early), "263");
+    // A claimed contact is no longer due.
+    let first = s.due_contacts(id, NOW, 1).await.unwrap().remove(0);
+    s.claim_contact(first.id, &[ContactStatus::Pending], NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        phone_of(s.due_contacts(id, NOW, 100).await.unwrap()),
+        "6317"
+    );
+    assert!(s.due_contacts(id, NOW, 0).await.unwrap().is_empty());
+}
+
+async fn contact_lifecycle_helpers(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "life").await;
+    let batch: Vec<_> = (0..5)
+        .map(|i| contact(&format!("+1612555000{i}"), ""))
+        .collect();
+    s.bulk_insert_contacts(id, &batch, NOW).await.unwrap();
+    let cs = s
+        .list_contacts(id, &ContactFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(s.count_non_final(id).await.unwrap(), 5);
+    for (c, status) in cs.iter().zip([
+        ContactStatus::Answered,
+        ContactStatus::NotAnswered,
+        ContactStatus::Called,
+    ]) {
+        s.claim_contact(c.id, &[ContactStatus::Pending], NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        let moved = s
+            .transition_contact(
+                c.id,
+                &[ContactStatus::Dialing],
+                &ContactTransition {
+                    status,
+                    next_attempt_at: None,
+                    last_outcome: Some(status.as_str().into()),
+                },
+                NOW + 1,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.status, status);
+    }
+    // The status moved on: a second transition from dialing does nothing.
+    assert!(s
+        .transition_contact(
+            cs[0].id,
+            &[ContactStatus::Dialing],
+            &ContactTransition {
+                status: ContactStatus::Failed,
+                next_attempt_at: None,
+                last_outcome: None,
+            },
+            NOW,
+        )
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        s.transition_contact(
+            987_654,
+            &[],
+            &ContactTransition {
+                status: ContactStatus::Failed,
+                next_attempt_at: None,
+                last_outcome: None,
+            },
+            NOW
+        )
+        .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.count_non_final(id).await.unwrap(), 3); // called + 2 pending
+
+    // The completion timeout turns old `called` contacts into `completed`.
+    assert_eq!(
+        s.complete_called_contacts(id, NOW, NOW + 2).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        s.complete_called_contacts(id, NOW + 1, NOW + 2)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.get_contact(cs[2].id).await.unwrap().status,
+        ContactStatus::Completed
+    );
+
+    // Manual retry: final ones go to retry now; pending ones are left alone.
+    let n = s
+        .manual_retry(&[cs[0].id, cs[1].id, cs[3].id], NOW + 5)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let retried = s.get_contact(cs[1].id).await.unwrap();
+    assert_eq!(retried.status, ContactStatus::Retry);
+    assert_eq!(retried.next_attempt_at, Some(NOW + 5));
+
+    // Restart: everyone pending, counters cleared.
+    assert_eq!(s.reset_contacts_for_restart(id, NOW + 9).await.unwrap(), 5);
+    let after = s
+        .list_contacts(id, &ContactFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .items;
+    assert!(after.iter().all(|c| c.status == ContactStatus::Pending
+        && c.attempts == 0
+        && c.retries == 0
+        && c.next_attempt_at.is_none()));
+    assert_eq!(s.count_non_final(id).await.unwrap(), 5);
+}
+
+fn full_record(campaign_id: i64, contact_id: i64) -> AttemptRecord {
+    AttemptRecord {
+        campaign_id: Some(campaign_id),
+        contact_id: Some(contact_id),
+        attempt_number: 2,
+        call_id: "a84b4c76e66710@pc33".into(),
+        sip_profile: "carrier-a".into(),
+        caller_id: "+12025550100".into(),
+        billable_account: "acct-42".into(),
+        destination: "+12025550101".into(),
+        started_at: NOW,
+        ended_at: Some(NOW + 25_000),
+        ring_ms: Some(1_200),
+        answer_ms: Some(6_400),
+        duration_ms: 18_600,
+        sip_code: Some(200),
+        reason: "OK".into(),
+        outcome: "answered".into(),
+        hangup: Some("callee".into()),
+        codec: Some("PCMU".into()),
+        amd_mode: Some("heuristic".into()),
+        amd_verdict: Some("MACHINE".into()),
+        answered_by: Some("machine_end_beep".into()),
+        amd_cause: Some("LONGGREETING".into()),
+        amd_confidence: Some(0.875),
+        amd_decision_ms: Some(2_340),
+        beep_ms: Some(7_020),
+        rtp_sent: 930,
+        rtp_received: 925,
+        rtp_lost: 5,
+        jitter_ms: Some(3.25),
+        rtt_ms: Some(41.5),
+        recording_path: Some("recordings/a84b4c76e66710.wav".into()),
+        dtmf: "12#".into(),
+    }
+}
+
+async fn attempt_cdr_round_trip_and_filters(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "cdr").await;
+    let vip = s
+        .create_contact(
+            id,
+            &NewContact {
+                tags: vec!["vip".into()],
+                ..contact("+12025550101", "John Doe")
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    let plain = s
+        .create_contact(id, &contact("+12025550102", "Jane"), NOW)
+        .await
+        .unwrap();
+    let record = full_record(id, vip.id);
+    let aid = s.insert_attempt(&record).await.unwrap();
+    let got = s.get_attempt(aid).await.unwrap();
+    assert_eq!(got.id, aid);
+    assert_eq!(got.record, record);
+    // A bare record (every option None) round-trips too.
+    let bare = AttemptRecord {
+        campaign_id: Some(id),
+        contact_id: Some(plain.id),
+        attempt_number: 1,
+        started_at: NOW + 60_000,
+        outcome: "busy".into(),
+        sip_code: Some(486),
+        ..AttemptRecord::default()
+    };
+    let bid = s.insert_attempt(&bare).await.unwrap();
+    assert_eq!(s.get_attempt(bid).await.unwrap().record, bare);
+    assert!(matches!(
+        s.insert_attempt(&AttemptRecord {
+            campaign_id: Some(424_242),
+            ..bare.clone()
+        })
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let list = |f: AttemptFilter| async move {
+        let page = s.list_attempts(&f, Page::default()).await.unwrap();
+        (
+            page.total,
+            page.items.into_iter().map(|a| a.id).collect::<Vec<_>>(),
+        )
+    };
+    let for_campaign = AttemptFilter {
+        campaign_id: Some(id),
+        ..AttemptFilter::default()
+    };
+    assert_eq!(list(for_campaign.clone()).await, (2, vec![bid, aid]));
+    assert_eq!(
+        list(AttemptFilter {
+            outcomes: vec!["answered".into()],
+            ..for_campaign.clone()
+        })
+        .await,
+        (1, vec![aid])
+    );
+    let mut tagged = for_campaign.clone();
+    tagged.contact.tags = vec!["vip".into()];
+    assert_eq!(list(tagged).await, (1, vec![aid]));
+    let mut text = for_campaign.clone();
+    text.contact.search = Some("jane".into());
+    assert_eq!(list(text).await, (1, vec![bid]));
+    let mut by_status = for_campaign.clone();
+    by_status.contact.statuses = vec![ContactStatus::Pending];
+    assert_eq!(list(by_status).await.0, 2);
+    let mut retried = for_campaign.clone();
+    retried.contact.min_retries = Some(1);
+    assert_eq!(list(retried).await.0, 0);
+    assert_eq!(
+        list(AttemptFilter {
+            since: Some(NOW + 1),
+            ..for_campaign.clone()
+        })
+        .await,
+        (1, vec![bid])
+    );
+    assert_eq!(
+        list(AttemptFilter {
+            contact_id: Some(vip.id),
+            ..AttemptFilter::default()
+        })
+        .await,
+        (1, vec![aid])
+    );
+
+    let report = s.campaign_report(id, "UTC").await.unwrap();
+    assert_eq!(
+        (
+            report.calls.answered,
+            report.calls.not_answered,
+            report.calls.total
+        ),
+        (1, 1, 2)
+    );
+    assert_eq!(report.contacts.get(ContactStatus::Pending), 2);
+    assert!(matches!(
+        s.campaign_report(id, "Mars/Olympus").await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+async fn heat_map_in_new_york(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "heat").await;
+    let at = |utc: &str| {
+        chrono::DateTime::parse_from_rfc3339(utc)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let attempts = [
+        // Winter (EST, UTC-5): Monday 2024-01-01 00:30 UTC = Sunday 19:30 in New York.
+        ("2024-01-01T00:30:00Z", "answered"),
+        ("2024-01-01T00:59:59Z", "no_answer"),
+        // Summer (EDT, UTC-4): Monday 2024-07-01 13:00 UTC = Monday 09:00.
+        ("2024-07-01T13:00:00Z", "answered"),
+        ("2024-07-01T13:45:00Z", "answered"),
+        ("2024-07-01T13:59:00Z", "busy"),
+        // Monday 2024-07-01 03:59 UTC = Sunday 23:59 in New York.
+        ("2024-06-30T03:59:00Z", "failed"),
+        // Saturday 2024-07-06 16:15 UTC = Saturday 12:15 EDT.
+        ("2024-07-06T16:15:00Z", "answered"),
+    ];
+    for (when, outcome) in attempts {
+        s.insert_attempt(&AttemptRecord {
+            campaign_id: Some(id),
+            started_at: at(when),
+            outcome: outcome.into(),
+            ..AttemptRecord::default()
+        })
+        .await
+        .unwrap();
+    }
+    // Another campaign's attempts stay out of this map.
+    let other = campaign(s, "other").await;
+    s.insert_attempt(&AttemptRecord {
+        campaign_id: Some(other),
+        started_at: at("2024-07-01T13:00:00Z"),
+        outcome: "answered".into(),
+        ..AttemptRecord::default()
+    })
+    .await
+    .unwrap();
+
+    let map = s.heat_map(id, "America/New_York").await.unwrap();
+    assert_eq!(map.timezone, "America/New_York");
+    assert_eq!((map.cells.len(), map.cells[0].len()), (7, 24));
+    let cell = |d: usize, h: usize| (map.cell(d, h).attempts, map.cell(d, h).answered);
+    assert_eq!(cell(6, 19), (2, 1)); // Sunday 19:00
+    assert_eq!(cell(0, 9), (3, 2)); // Monday 09:00
+    assert_eq!(cell(5, 23), (1, 0)); // Saturday 23:59 (2024-06-29)
+    assert_eq!(cell(5, 12), (1, 1)); // Saturday 12:00
+    let total: i64 = map.cells.iter().flatten().map(|c| c.attempts).sum();
+    assert_eq!(total, 7);
+    // The same attempts in UTC.
+    let utc = s.heat_map(id, "UTC").await.unwrap();
+    assert_eq!(utc.cell(0, 0).attempts, 2);
+    assert_eq!(utc.cell(0, 13).attempts, 3);
+}
+
+async fn dnc_list(db: &TestDb) {
+    let s = &db.store;
+    let e = s
+        .add_dnc("+12025550101", "asked not to call", NOW)
+        .await
+        .unwrap();
+    assert_eq!(e.phone, "+12025550101");
+    assert!(matches!(
+        s.add_dnc("+12025550101", "again", NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.add_dnc("call me", "", NOW).await,
+        Err(StoreError::Invalid(_))
+    ));
+    s.add_dnc("+442071234567", "UK TPS", NOW).await.unwrap();
+    assert!(s.dnc_contains("+12025550101").await.unwrap());
+    assert!(!s.dnc_contains("+12025550102").await.unwrap());
+    let all = s.list_dnc(None, Page::default()).await.unwrap();
+    assert_eq!(all.total, 2);
+    assert_eq!(all.items[0].phone, "+12025550101");
+    assert_eq!(all.items[0], e);
+    let uk = s.list_dnc(Some("tps"), Page::default()).await.unwrap();
+    assert_eq!((uk.total, uk.items[0].phone.as_str()), (1, "+442071234567"));
+    s.delete_dnc("+12025550101").await.unwrap();
+    assert!(!s.dnc_contains("+12025550101").await.unwrap());
+    assert!(matches!(
+        s.delete_dnc("+12025550101").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn business_hours_crud(db: &TestDb) {
+    let s = &db.store;
+    let spec = week_9_to_5();
+    let h = s.create_business_hours(&spec, NOW).await.unwrap();
+    assert_eq!(h.spec, spec);
+    assert_eq!(s.get_business_hours(h.id).await.unwrap(), h);
+    let mut changed = spec.clone();
+    changed.name = "Weekends".into();
+    changed.timezone = "Europe/London".into();
+    changed.week[5] = vec![OpenHours {
+        start: "10:00".into(),
+        end: "24:00".into(),
+    }];
+    changed.closed_dates.clear();
+    let h2 = s.update_business_hours(h.id, &changed, NOW).await.unwrap();
+    assert_eq!(h2.spec, changed);
+    let mut bad = spec.clone();
+    bad.timezone = "Nowhere/Else".into();
+    assert!(matches!(
+        s.create_business_hours(&bad, NOW).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let other = s.create_business_hours(&spec, NOW).await.unwrap();
+    let names: Vec<_> = s
+        .list_business_hours()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.spec.name)
+        .collect();
+    assert_eq!(names, vec!["Office", "Weekends"]);
+
+    // In use by a campaign: cannot be deleted.
+    let st = CampaignSettings {
+        business_hours_id: Some(h.id),
+        ..settings("hours")
+    };
+    let c = s
+        .create_campaign(None, &st, CampaignStatus::New, NOW)
+        .await
+        .unwrap();
+    let in_use = s.delete_business_hours(h.id).await;
+    assert!(matches!(in_use, Err(StoreError::Conflict(_))), "{in_use:?}");
+    s.delete_business_hours(other.id).await.unwrap();
+    s.delete_campaign(c.id).await.unwrap();
+    s.delete_business_hours(h.id).await.unwrap();
+    assert!(matches!(
+        s.get_business_hours(h.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.update_business_hours(h.id, &spec, NOW).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn export_jobs(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "exports").await;
+    let params = serde_json::json!({"filter": {"statuses": ["pending"], "tags": ["vip"]}});
+    let job = s
+        .create_export(
+            &NewExport {
+                campaign_id: id,
+                format: ExportFormat::CsvSemicolon,
+                scope: ExportScope::Filtered,
+                params: params.clone(),
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(job.status, ExportStatus::Queued);
+    assert_eq!(job.params, params);
+    assert_eq!(
+        (job.row_count, job.has_content, job.finished_at),
+        (0, false, None)
+    );
+    let running = s
+        .update_export(
+            job.id,
+            &ExportUpdate::status(ExportStatus::Running),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (running.status, running.finished_at),
+        (ExportStatus::Running, None)
+    );
+    let bytes = b"phone;name\n+12025550101;John\n".to_vec();
+    let done = s
+        .update_export(
+            job.id,
+            &ExportUpdate {
+                status: ExportStatus::Done,
+                file_path: Some("exports/7.csv".into()),
+                row_count: Some(1),
+                error: None,
+                content: Some(bytes.clone()),
+            },
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExportStatus::Done);
+    assert_eq!(done.finished_at, Some(NOW + 2));
+    assert_eq!(done.row_count, 1);
+    assert!(done.has_content);
+    assert_eq!(done.file_path.as_deref(), Some("exports/7.csv"));
+    assert_eq!(s.export_content(job.id).await.unwrap(), Some(bytes));
+    assert_eq!(s.get_export(job.id).await.unwrap(), done);
+
+    let failed = s
+        .create_export(
+            &NewExport {
+                campaign_id: id,
+                format: ExportFormat::Xlsx,
+                scope: ExportScope::Selection,
+                params: serde_json::json!({"ids": [1, 2, 3]}),
+            },
+            NOW + 3,
+        )
+        .await
+        .unwrap();
+    let failed = s
+        .update_export(
+            failed.id,
+            &ExportUpdate {
+                error: Some("disk full".into()),
+                ..ExportUpdate::status(ExportStatus::Failed)
+            },
+            NOW + 4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.error.as_deref(), Some("disk full"));
+    assert_eq!(s.export_content(failed.id).await.unwrap(), None);
+    let list = s.list_exports(Some(id), Page::default()).await.unwrap();
+    assert_eq!(list.total, 2);
+    assert_eq!(
+        list.items.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![failed.id, job.id]
+    );
+    assert_eq!(
+        s.list_exports(Some(id + 1000), Page::default())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    assert_eq!(
+        s.list_exports(None, Page::new(1, 1)).await.unwrap().items[0].id,
+        job.id
+    );
+    assert!(matches!(
+        s.create_export(
+            &NewExport {
+                campaign_id: 424_242,
+                format: ExportFormat::CsvComma,
+                scope: ExportScope::Campaign,
+                params: serde_json::Value::Null,
+            },
+            NOW
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.get_export(424_242).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn api_keys_and_sessions(db: &TestDb) {
+    let s = &db.store;
+    let alice = s.create_account("alice", "Alice", NOW).await.unwrap();
+    let bob = s.create_account("bob", "Bob", NOW).await.unwrap();
+    assert!(matches!(
+        s.create_account("alice", "again", NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.account_by_login("bob").await.unwrap(), Some(bob.clone()));
+    let key = s.create_api_key(alice.id, "ci", NOW).await.unwrap();
+    assert!(key.secret.starts_with("odk_"));
+    assert!(key.secret.starts_with(&format!("odk_{}", key.key.prefix)));
+    // Only the hash is stored.
+    let stored: Vec<String> = sqlx::query_scalar("SELECT hash FROM api_keys")
+        .fetch_all(s.pool())
+        .await
+        .unwrap();
+    assert!(stored
+        .iter()
+        .all(|h| h.len() == 64 && !key.secret.contains(h.as_str())));
+
+    let ok = s
+        .verify_api_key(Some("alice"), &key.secret, NOW + 10)
+        .await
+        .unwrap()
+        .expect("the right key");
+    assert_eq!(ok.account, alice);
+    assert_eq!(ok.key_id, Some(key.key.id));
+    assert!(s
+        .verify_api_key(None, &key.secret, NOW)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s
+        .verify_api_key(Some("bob"), &key.secret, NOW)
+        .await
+        .unwrap()
+        .is_none());
+    let mut wrong = key.secret.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == '0' { '1' } else { '0' });
+    assert!(s
+        .verify_api_key(Some("alice"), &wrong, NOW)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .verify_api_key(None, "odk_nothex", NOW)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.verify_api_key(None, "", NOW).await.unwrap().is_none());
+    let keys = s.list_api_keys(alice.id).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].last_used_at, Some(NOW));
+    s.revoke_api_key(key.key.id, NOW + 20).await.unwrap();
+    assert!(s
+        .verify_api_key(Some("alice"), &key.secret, NOW)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.list_api_keys(alice.id).await.unwrap()[0].revoked_at,
+        Some(NOW + 20)
+    );
+    assert!(matches!(
+        s.revoke_api_key(424_242, NOW).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let second = s.create_api_key(alice.id, "", NOW).await.unwrap();
+    assert!(s
+        .verify_api_key(Some("alice"), &second.secret, NOW)
+        .await
+        .unwrap()
+        .is_some());
+
+    // Sessions.
+    let (session, token) = s.create_session(bob.id, 60_000, NOW).await.unwrap();
+    assert_eq!(session.expires_at, NOW + 60_000);
+    let who = s
+        .verify_session(&token, NOW + 59_999)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((who.account.id, who.key_id), (bob.id, None));
+    assert!(s
+        .verify_session(&token, NOW + 60_000)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.verify_session("ods_forged", NOW).await.unwrap().is_none());
+    assert!(s.verify_session(&key.secret, NOW).await.unwrap().is_none());
+    assert_eq!(s.purge_sessions(NOW + 60_000).await.unwrap(), 1);
+    let (_, token2) = s.create_session(bob.id, 60_000, NOW).await.unwrap();
+    assert!(s.delete_session(&token2).await.unwrap());
+    assert!(s.verify_session(&token2, NOW).await.unwrap().is_none());
+    assert!(!s.delete_session(&token2).await.unwrap());
+    s.delete_account(bob.id).await.unwrap();
+    assert!(matches!(
+        s.get_account(bob.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.list_accounts().await.unwrap(), vec![alice]);
+}
+
+async fn bulk_insert_dedupes(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "import").await;
+    let other = campaign(s, "other").await;
+    s.create_contact(id, &contact("+12025550101", "Existing"), NOW)
+        .await
+        .unwrap();
+    s.create_contact(other, &contact("+12025550102", "Elsewhere"), NOW)
+        .await
+        .unwrap();
+    let mut batch = vec![
+        contact("+12025550101", "Existing again"), // already in the campaign
+        contact("+12025550102", "Jane"),           // only in another campaign
+        contact("+12025550103", "Peter"),
+        contact("+12025550103", "Peter twice"), // twice in the file
+    ];
+    // Enough rows for more than one INSERT chunk.
+    for i in 0..4_500 {
+        batch.push(NewContact {
+            tags: vec!["import".into()],
+            comments: format!("row {i}"),
+            ..contact(&format!("+1718{i:07}"), &format!("Person {i}"))
+        });
+    }
+    let inserted = s.bulk_insert_contacts(id, &batch, NOW).await.unwrap();
+    assert_eq!(inserted, 2 + 4_500);
+    let all = s
+        .list_contacts(id, &ContactFilter::default(), Page::new(1, 0))
+        .await
+        .unwrap();
+    assert_eq!(all.total, 1 + 2 + 4_500);
+    let existing = s
+        .contact_by_phone(id, "+12025550101")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(existing.name, "Existing");
+    let peter = s
+        .contact_by_phone(id, "+12025550103")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(peter.name, "Peter");
+    let row = s
+        .contact_by_phone(id, "+17180004499")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.tags, vec!["import".to_string()]);
+    assert_eq!(row.comments, "row 4499");
+    assert_eq!(row.status, ContactStatus::Pending);
+    // Importing the same file again inserts nothing.
+    assert_eq!(s.bulk_insert_contacts(id, &batch, NOW).await.unwrap(), 0);
+    // One bad row rejects the batch, naming it.
+    let err = s
+        .bulk_insert_contacts(id, &[contact("+19995550000", ""), contact("oops", "")], NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.starts_with("row 2")),
+        "{err}"
+    );
+    assert!(s
+        .contact_by_phone(id, "+19995550000")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        s.bulk_insert_contacts(424_242, &batch[..1], NOW).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn events_append_and_page(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "events").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            s.append_event(
+                Some(id),
+                if i % 2 == 0 { Some(100 + i) } else { None },
+                if i < 3 {
+                    "contact.status"
+                } else {
+                    "campaign.status"
+                },
+                &serde_json::json!({"n": i, "to": "dialing"}),
+                NOW + i,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    s.append_event(None, None, "system.start", &serde_json::json!({}), NOW)
+        .await
+        .unwrap();
+    let all = s
+        .list_events(&EventFilter {
+            campaign_id: Some(id),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+    assert_eq!(all[2].detail, serde_json::json!({"n": 2, "to": "dialing"}));
+    assert_eq!((all[2].contact_id, all[2].at), (Some(102), NOW + 2));
+    let after = s
+        .list_events(&EventFilter {
+            campaign_id: Some(id),
+            after_id: Some(ids[1]),
+            limit: 2,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after.iter().map(|e| e.id).collect::<Vec<_>>(), ids[2..4]);
+    let kind = s
+        .list_events(&EventFilter {
+            kind: Some("campaign.status".into()),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(kind.len(), 2);
+    let contact = s
+        .list_events(&EventFilter {
+            contact_id: Some(104),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(contact.len(), 1);
+    assert_eq!(
+        s.list_events(&EventFilter::default()).await.unwrap().len(),
+        6
+    );
+}
