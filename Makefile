@@ -1,7 +1,8 @@
 # outdial: build, test and demo entry points.
 #
 #   make setup   install the real SIP/RTP peers the tests drive (Debian/Ubuntu, apt; idempotent)
-#                and the pinned Python tools of the tests (.venv: openapi-spec-validator)
+#                and the pinned Python tools of the tests (.venv: openapi-spec-validator), and the
+#                pinned ONNX Runtime + Silero VAD wheels into the model cache (scripts/fetch-models.sh)
 #   make build   cargo build --all-targets
 #   make test    setup, then fmt check, clippy -D warnings, cargo test --all-targets, the unit
 #                tests and the baresip call again with G.722 (--features g722), fuzz (20 s/target)
@@ -15,7 +16,8 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 # Debian packages the integration tests and the demo need.
-PACKAGES := sip-tester baresip kamailio kamailio-extra-modules sox espeak-ng rtpengine-daemon python3 python3-venv curl
+PACKAGES := sip-tester baresip kamailio kamailio-extra-modules sox espeak-ng rtpengine-daemon python3 python3-venv python3-pip curl \
+	festival flite festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 # Python tools the tests run (tests/api.rs validates the OpenAPI document), every package
 # pinned in tests/requirements-tools.txt, installed into .venv.
 VENV := .venv
@@ -56,6 +58,7 @@ setup: check-cargo
 	  python3 -m venv $(VENV); \
 	  $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(PY_TOOLS); \
 	fi
+	PYTHON=$(VENV)/bin/python scripts/fetch-models.sh
 
 build: check-cargo
 	$(CARGO) build --all-targets

@@ -3,6 +3,7 @@
 //! The library holds every part; `src/main.rs` is only the command line.
 //! `call` is the one place that joins SIP signalling (`sip`) with media (`media`).
 
+pub mod amd;
 pub mod api;
 pub mod bench;
 pub mod call;

@@ -18,6 +18,8 @@ use outdial::sip::{RegistrationState, UserAgent};
 
 #[path = "cli/admin.rs"]
 mod admin;
+#[path = "cli/amd.rs"]
+mod amd_cli;
 
 /// Milliseconds since the Unix epoch (what the store counts in).
 fn now_ms() -> i64 {
@@ -72,6 +74,11 @@ enum Command {
     /// Contacts: `contacts import FILE --campaign ID`.
     #[command(subcommand)]
     Contacts(admin::ContactsCommand),
+    /// Answering-machine detection over a labeled corpus (WAVs + labels.csv), through the
+    /// live code path: one JSON line per file, then a summary.
+    AmdEval(amd_cli::EvalArgs),
+    /// Write the ML detector's feature vectors of a labeled corpus as CSV (for training).
+    AmdFeatures(amd_cli::FeaturesArgs),
 }
 
 #[derive(Subcommand)]
@@ -165,9 +172,19 @@ struct CallArgs {
     /// Digits to send once answered (RFC 4733 when negotiated, else in-band), before --play.
     #[arg(long, value_name = "DIGITS", value_parser = dtmf_digits)]
     dtmf: Option<String>,
+    /// Answering-machine detection on the answered call: heuristic, ml or auto (text: not yet).
+    /// With --play, the file plays once a person is detected, or after a machine's greeting
+    /// (beep or silence); without --play the call hangs up once detection is done.
+    #[arg(long, value_name = "MODE", value_parser = amd_mode)]
+    amd: Option<outdial::amd::AmdMode>,
     /// Print exactly one JSON object describing the call on stdout.
     #[arg(long)]
     json: bool,
+}
+
+fn amd_mode(s: &str) -> Result<outdial::amd::AmdMode, String> {
+    outdial::amd::AmdMode::from_name(s)
+        .ok_or_else(|| format!("{s:?} is not one of heuristic, text, ml, auto"))
 }
 
 /// How long each digit of `--dtmf` lasts.
@@ -224,9 +241,12 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigErrors> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Bench(b) = cli.command {
-        return bench(b);
-    }
+    let cli = match cli.command {
+        Command::Bench(b) => return bench(b),
+        Command::AmdEval(args) => return amd_cli::eval(args),
+        Command::AmdFeatures(args) => return amd_cli::features(args),
+        _ => cli,
+    };
     if let Command::CheckConfig = cli.command {
         let (config, explicit) = match &cli.config {
             Some(p) => (p.clone(), true),
@@ -284,7 +304,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin::contacts(open_store(&config).await?, cmd).await?;
             Ok(ExitCode::SUCCESS)
         }),
-        Command::CheckConfig | Command::Bench(_) => unreachable!("handled above"),
+        Command::CheckConfig
+        | Command::Bench(_)
+        | Command::AmdEval(_)
+        | Command::AmdFeatures(_) => unreachable!("handled above"),
     }
 }
 
@@ -318,6 +341,14 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(CallRecorder::create(path, args.record_mode)?),
         None => None,
     };
+    // Built before dialing: a missing runtime or model fails here, in one line.
+    let amd = match args.amd {
+        Some(mode) => Some(
+            outdial::amd::Amd::new(outdial::amd::AmdConfig::with_mode(mode))
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
 
     let ua = UserAgent::start(&config).await?;
     if let Some(p) = profile.as_ref().filter(|p| p.register) {
@@ -341,15 +372,22 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         tap_sent: recorder.is_some() && args.record_mode != RecordMode::Inbound,
     };
     let mut call = Call::dial(ua.clone(), request).await?;
-    let recording = tokio::spawn(record_call(
-        call.take_audio(),
-        call.take_sent_audio(),
-        recorder,
-    ));
+    let (audio, mut tap) = match amd {
+        Some(amd) => {
+            let (audio, tap) = outdial::call::AmdTap::start(call.take_audio(), amd);
+            (audio, Some(tap))
+        }
+        None => (call.take_audio(), None),
+    };
+    let recording = tokio::spawn(record_call(audio, call.take_sent_audio(), recorder));
 
-    let summary = drive(&mut call, playback, args.dtmf.clone()).await;
+    let summary = drive(&mut call, playback, args.dtmf.clone(), tap.as_mut()).await;
     drop(call);
     let recorded = recording.await;
+    let amd_result = match tap {
+        Some(tap) => tap.result().await,
+        None => None,
+    };
     ua.shutdown().await;
     let summary = summary.context("the call ended without a summary")?;
     match recorded {
@@ -357,33 +395,62 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         Ok(Err(e)) => eprintln!("outdial: recording incomplete: {e}"),
         Err(e) => eprintln!("outdial: recording incomplete: {e}"),
     }
-    print_summary(&summary, args.json)?;
+    print_summary(&summary, amd_result.as_ref(), args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Plays the file once answered, hangs up when it has been played (or on
-/// Ctrl-C), and returns the call's summary.
+/// Plays the file once answered (with AMD: once a person is detected or a machine's greeting
+/// has ended), hangs up when it has been played (or on Ctrl-C, or, with AMD and nothing to
+/// play, when detection is done), and returns the call's summary.
 async fn drive(
     call: &mut Call,
     playback: Option<Vec<i16>>,
     dtmf: Option<String>,
+    mut amd: Option<&mut outdial::call::AmdTap>,
 ) -> Option<CallSummary> {
+    use outdial::amd::AmdEvent;
     let mut playback = playback;
     let mut dtmf = dtmf;
     let hang_up_after_play = playback.is_some();
     let ctrl_c = stop_signal();
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
+    let mut amd_open = amd.is_some();
     loop {
         tokio::select! {
+            ev = async { amd.as_mut()?.next_event().await }, if amd_open => match ev {
+                None => amd_open = false,
+                Some(ev) => {
+                    let done = match ev {
+                        AmdEvent::MachineDetected { .. } | AmdEvent::Beep { .. } => false,
+                        AmdEvent::Fax { .. } => {
+                            playback = None;
+                            true
+                        }
+                        _ => true,
+                    };
+                    if done {
+                        match playback.take() {
+                            Some(samples) => call.play(samples),
+                            None if !hang_up_after_play => call.hangup(),
+                            None => {}
+                        }
+                    }
+                }
+            },
             ev = call.next_event() => match ev? {
                 CallEvent::Answered { .. } => {
                     if let Some(digits) = dtmf.take() {
                         // Checked when the arguments were read.
                         let _ = call.send_dtmf(&digits, DTMF_MS);
                     }
-                    if let Some(samples) = playback.take() {
-                        call.play(samples);
+                    match amd.as_deref() {
+                        Some(tap) => tap.answered(),
+                        None => {
+                            if let Some(samples) = playback.take() {
+                                call.play(samples);
+                            }
+                        }
                     }
                 }
                 CallEvent::PlaybackFinished => {
@@ -402,10 +469,32 @@ async fn drive(
     }
 }
 
-fn print_summary(s: &CallSummary, json: bool) -> anyhow::Result<()> {
+fn print_summary(
+    s: &CallSummary,
+    amd: Option<&outdial::amd::AmdResult>,
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(s)?);
+        let mut value = serde_json::to_value(s)?;
+        if let (Some(obj), Some(r)) = (value.as_object_mut(), amd) {
+            obj.insert("amd".into(), serde_json::to_value(r)?);
+        }
+        println!("{value}");
     } else {
+        if let Some(r) = amd {
+            println!(
+                "amd {}: {} (answered_by {}, {} {}, confidence {:.2}) at {} ms{}",
+                r.mode,
+                r.verdict.name(),
+                r.answered_by.name(),
+                r.status.name(),
+                r.cause.name(),
+                r.confidence,
+                r.decision_ms.map_or("-".to_string(), |v| v.to_string()),
+                r.beep_ms
+                    .map_or(String::new(), |b| format!(", beep at {b} ms")),
+            );
+        }
         println!(
             "{} (SIP {} {}) call-id {} ring {} ms, answer {} ms, duration {} ms, rtp sent {} received {}, codec {}",
             s.outcome,
