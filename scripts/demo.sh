@@ -2,7 +2,10 @@
 # A small campaign, end to end, on this machine only (127.0.0.1):
 #
 #   sipp plays the carrier's far end: numbers ending in 6 or 7 are busy, 8 never answers,
-#   9 declines, every other number answers (and talks). outdial serve runs the campaign on
+#   9 declines, 4 and 5 reach a voicemail greeting with its beep, every other number is a
+#   person who answers ("Hello? Yes, speaking." and waits). Answering-machine detection (ml)
+#   tells them apart: people hear the message, machines get the voicemail message after the
+#   beep. outdial serve runs the campaign on
 #   the embedded SQLite store (a fresh file in the demo's work dir) with its admin API on
 #   127.0.0.1. The demo makes an API key, creates a campaign, imports a CSV through the API,
 #   starts it, shows progress each second and, once it has finished, prints every contact's
@@ -65,7 +68,15 @@ espeak-ng -v en-us -s 150 -w msg.raw.wav \
 sox msg.raw.wav -r 8000 -c 1 -b 16 -e signed-integer message.wav pad 0.2 0.3
 espeak-ng -v en-us -s 150 -w far.raw.wav "Hello? Yes, speaking."
 sox far.raw.wav -r 8000 -c 1 -t ul stream.ulaw pad 0.1 3
-rm -f msg.raw.wav far.raw.wav
+espeak-ng -v en-us -s 150 -w vm.raw.wav \
+  "Hi, you have reached Mary. I can't take your call right now. Please leave a message after the tone."
+sox vm.raw.wav -r 8000 -c 1 -b 16 -e signed-integer greeting.wav pad 0.3 0.6
+sox -n -r 8000 -c 1 -b 16 -e signed-integer beep.wav synth 0.5 sine 1000 vol 0.3 pad 0 4
+sox greeting.wav beep.wav -t ul voicemail.ulaw
+espeak-ng -v en-us -s 150 -w vmmsg.raw.wav \
+  "Hello, this is the outdial demonstration leaving you a voicemail. Goodbye."
+sox vmmsg.raw.wav -r 8000 -c 1 -b 16 -e signed-integer voicemail.wav pad 0.2 0.3
+rm -f msg.raw.wav far.raw.wav vm.raw.wav vmmsg.raw.wav greeting.wav beep.wav
 
 # --- the far end: one sipp for every number -----------------------------------------------------
 sip_port=$(free_ports 1)
@@ -125,6 +136,7 @@ campaign=$(call POST /v1/campaigns -H 'Content-Type: application/json' -d @- <<E
 {"name": "Demo reminders", "description": "make demo", "pace": 120, "max_concurrent": 3,
  "ring_timeout_secs": 4, "ring_timeout_override": true, "max_retries": 1,
  "retry_interval": {"value": 3, "unit": "seconds"}, "play_message": "$work/message.wav",
+ "amd_mode": "ml", "machine_action": "leave_message", "voicemail_message": "$work/voicemail.wav",
  "caller_id": "+12025550100", "sip_profile": "demo-carrier", "default_country": "US"}
 EOT
 )
@@ -135,12 +147,14 @@ cat > contacts.csv <<'EOT'
 12025550101,John Doe,Google Ads
 12025550102,Jane Smith,Website visitor
 12025550103,Peter Jones,Whatsapp query
+12025550104,Mary Voicemail,voicemail greeting
+12025550105,Max Mailbox,voicemail greeting
 12025550106,Busy Bee,always busy
 12025550108,Nobody Home,never answers
 12025550109,Dee Clined,declines
 not-a-number,Bad Row,shows a per-row error
 EOT
-echo "demo: importing contacts.csv (7 rows, one of them bad):"
+echo "demo: importing contacts.csv (9 rows, one of them bad):"
 call POST "/v1/campaigns/$campaign/contacts/import" -H 'Content-Type: text/csv' \
   --data-binary @contacts.csv
 echo

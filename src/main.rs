@@ -88,12 +88,40 @@ enum BenchCommand {
     Media(MediaBenchArgs),
     /// Bulk-insert N generated contacts into a fresh SQLite store; prints rows/s.
     Import(ImportBenchArgs),
+    /// Answering-machine detection at N concurrent calls, paced in real time, on a corpus's
+    /// audio; plus the unpaced per-frame cost of the mode.
+    Amd(AmdBenchArgs),
     /// The traffic generator `bench media` runs as its child (control over stdin/stdout).
     #[command(hide = true)]
     MediaGen {
         #[arg(long)]
         streams: usize,
     },
+}
+
+#[derive(clap::Args)]
+struct AmdBenchArgs {
+    /// heuristic | ml | auto
+    #[arg(long, value_parser = amd_mode)]
+    mode: outdial::amd::AmdMode,
+    /// Heuristic mode with the Silero VAD.
+    #[arg(long)]
+    vad: bool,
+    /// Concurrent calls.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=20000))]
+    streams: u32,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    workers: u32,
+    /// Length of the paced run.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
+    seconds: f64,
+    /// Corpus directory (WAVs + labels.csv) whose audio the calls carry.
+    #[arg(long, value_name = "DIR")]
+    corpus: PathBuf,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -517,6 +545,38 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::MediaGen { streams } => {
             outdial::bench::gen::main(streams).context("bench media-gen")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Amd(args) => {
+            let audio =
+                outdial::bench::amd::load_corpus(&args.corpus, 200).map_err(anyhow::Error::msg)?;
+            let r = outdial::bench::amd::run(
+                args.mode,
+                args.vad,
+                args.streams as usize,
+                args.workers as usize,
+                args.seconds,
+                audio,
+            )
+            .map_err(anyhow::Error::msg)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "bench amd {}: {} streams on {} workers for {} s: CPU {:.1} % ({:.2} µs per \
+                     stream-frame), {} of {} turns late, {} detections; unpaced {:.2} µs per frame",
+                    r.mode,
+                    r.streams,
+                    r.workers,
+                    r.seconds,
+                    r.cpu_percent,
+                    r.cpu_us_per_frame,
+                    r.late_ticks,
+                    r.ticks,
+                    r.detections,
+                    r.frame_cost_us
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Import(args) => {

@@ -115,6 +115,8 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
         .stream_wav(&dir.join("far.wav"))
         .args(["-m", "1000"])
         .start();
+    // Numbers ending in 4 or 5 reach a voicemail stream; AMD is off here, so it is just audio.
+    to_ulaw_raw(&dir.join("far.wav"), &dir.join("voicemail.ulaw"));
     let http_port = free_tcp_port();
     write_config(dir, sipp.port, http_port);
 

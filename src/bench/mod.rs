@@ -1,5 +1,6 @@
-//! Benchmarks of outdial itself: `outdial bench media` and `outdial bench import`
-//! ([`import`]: bulk contact import into a fresh SQLite store).
+//! Benchmarks of outdial itself: `outdial bench media`, `outdial bench import`
+//! ([`import`]: bulk contact import into a fresh SQLite store) and `outdial bench amd`
+//! ([`amd`]: answering-machine detection at N concurrent calls in real time).
 //!
 //! `bench media` measures the media relay a bridged call runs ([`relay`]: receive → parse →
 //! jitter buffer → G.711 decode → encode → send, batched with recvmmsg/sendmmsg on ≤ 2 worker
@@ -23,6 +24,7 @@
 //!
 //! Linux only. Nothing here runs in the server: it is a measuring tool.
 
+pub mod amd;
 pub mod bencode;
 pub mod gen;
 pub mod import;

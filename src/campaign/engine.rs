@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::attempt::{run_attempt, AttemptPlan, AttemptReport, MAX_CALL};
 use super::contact_tz::zones_for_contact;
 use super::hours::CompiledHours;
+use super::model::{AmdMode, MachineAction};
 use super::retry::{after_attempt, AttemptResult};
 use super::scheduler::{CampaignView, Candidate, Scheduler};
 use super::{Campaign, CampaignStatus, Contact, ContactStatus, Millis};
@@ -432,6 +433,29 @@ impl Engine {
         if record_to.is_some() {
             let _ = std::fs::create_dir_all(&self.options.recordings_dir);
         }
+        let amd = amd_config(settings.amd_mode);
+        let voicemail = match (amd, settings.machine_action) {
+            (Some(_), MachineAction::LeaveMessage) => {
+                match settings
+                    .voicemail_message
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                {
+                    Some(path) => match self.message(path) {
+                        Ok(samples) => Some(samples),
+                        Err(e) => {
+                            tracing::error!(
+                                campaign = campaign.id,
+                                "voicemail_message {path}: {e}"
+                            );
+                            None
+                        }
+                    },
+                    None => None,
+                }
+            }
+            _ => None,
+        };
         let plan = AttemptPlan {
             destination: claimed.phone.clone(),
             profile: profile.clone(),
@@ -440,6 +464,9 @@ impl Engine {
             max_duration: MAX_CALL,
             message,
             record_to,
+            amd,
+            machine_action: settings.machine_action,
+            voicemail,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         self.live.insert(
@@ -545,7 +572,19 @@ impl AttemptJob {
                 record.rtt_ms = s.rtp.rtt_ms;
                 record.dtmf = s.dtmf_received.clone();
                 record.recording_path = r.recording.as_ref().map(|p| p.display().to_string());
-                AttemptResult::from_call(s.outcome, false)
+                let mut machine = false;
+                if let Some(a) = &r.amd {
+                    record.amd_verdict = Some(a.verdict.name().to_string());
+                    record.answered_by = Some(a.answered_by.name().to_string());
+                    record.amd_cause = Some(a.cause.name().to_string());
+                    record.amd_confidence = Some(a.confidence as f64);
+                    record.amd_decision_ms = a.decision_ms.map(|v| v as i64);
+                    record.beep_ms = a.beep_ms.map(|v| v as i64);
+                    // A machine, a fax, or a line where nobody ever spoke.
+                    machine = a.verdict == crate::amd::Verdict::Machine
+                        || a.cause == crate::amd::Cause::Initialsilence;
+                }
+                AttemptResult::from_call(s.outcome, machine)
             }
             Err(e) => {
                 record.outcome = "failed".into();
@@ -597,10 +636,25 @@ impl AttemptJob {
                     "outcome": record.outcome,
                     "sip_code": record.sip_code,
                     "status": update.status,
+                    "answered_by": record.answered_by,
+                    "amd_cause": record.amd_cause,
+                    "amd_decision_ms": record.amd_decision_ms,
                 }),
                 ended_at,
             )
             .await;
         Ok(())
     }
+}
+
+/// The detection a campaign's AMD mode asks for (`None` when it is off).
+pub fn amd_config(mode: AmdMode) -> Option<crate::amd::AmdConfig> {
+    let mode = match mode {
+        AmdMode::Off => return None,
+        AmdMode::Heuristic => crate::amd::AmdMode::Heuristic,
+        AmdMode::Text => crate::amd::AmdMode::Text,
+        AmdMode::Ml => crate::amd::AmdMode::Ml,
+        AmdMode::Auto => crate::amd::AmdMode::Auto,
+    };
+    Some(crate::amd::AmdConfig::with_mode(mode))
 }

@@ -392,13 +392,38 @@ pub async fn contacts(store: Store, cmd: ContactsCommand) -> anyhow::Result<()> 
 
 async fn list_contacts(store: Store, campaign: i64, json: bool) -> anyhow::Result<()> {
     store.get_campaign(campaign).await?;
-    let mut offset = 0;
+    // The last attempt's AnsweredBy per contact (AMD), for the table.
+    let mut answered_by: std::collections::HashMap<i64, (i64, String)> = Default::default();
     if !json {
+        let filter = outdial::store::attempts::AttemptFilter {
+            campaign_id: Some(campaign),
+            ..Default::default()
+        };
+        let mut offset = 0;
+        loop {
+            let page = store
+                .list_attempts(&filter, Page { limit: 500, offset })
+                .await?;
+            for a in &page.items {
+                let (Some(contact), Some(by)) = (a.record.contact_id, &a.record.answered_by) else {
+                    continue;
+                };
+                let n = a.record.attempt_number;
+                if answered_by.get(&contact).is_none_or(|(m, _)| *m <= n) {
+                    answered_by.insert(contact, (n, by.clone()));
+                }
+            }
+            offset += page.items.len() as i64;
+            if page.items.is_empty() || offset >= page.total {
+                break;
+            }
+        }
         println!(
-            "{:<16} {:<20} {:<16} {:>8}  last outcome",
-            "phone", "name", "status", "attempts"
+            "{:<16} {:<20} {:<16} {:>8}  {:<16} last outcome",
+            "phone", "name", "status", "attempts", "answered_by"
         );
     }
+    let mut offset = 0;
     loop {
         let page = store
             .list_contacts(
@@ -412,11 +437,12 @@ async fn list_contacts(store: Store, campaign: i64, json: bool) -> anyhow::Resul
                 println!("{}", serde_json::to_string(c)?);
             } else {
                 println!(
-                    "{:<16} {:<20} {:<16} {:>8}  {}",
+                    "{:<16} {:<20} {:<16} {:>8}  {:<16} {}",
                     c.phone,
                     c.name,
                     c.status.as_str(),
                     c.attempts,
+                    answered_by.get(&c.id).map_or("-", |(_, by)| by.as_str()),
                     c.last_outcome.as_deref().unwrap_or("-")
                 );
             }

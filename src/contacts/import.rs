@@ -196,6 +196,7 @@ impl Importer {
                 seen: HashMap::new(),
                 ready: Vec::new(),
                 report: ImportReport::default(),
+                lines_at_error: None,
                 delimiter: b',',
             },
             head: Vec::new(),
@@ -610,6 +611,8 @@ struct Rows {
     seen: HashMap<u64, u64>,
     ready: Vec<ImportRow>,
     report: ImportReport,
+    /// The line where a file error stopped the import.
+    lines_at_error: Option<u64>,
 }
 
 impl Rows {
@@ -643,7 +646,7 @@ impl Rows {
     }
 
     fn finish(&mut self, lines: u64) {
-        self.report.lines = lines;
+        self.report.lines = self.lines_at_error.unwrap_or(lines);
         if self.report.file_error.is_some() {
             return;
         }
@@ -705,6 +708,11 @@ impl Rows {
             }
         }
         if matches!(self.layout, Layout::Unknown) && self.is_header(&cells) {
+            if self.report.file_error.is_some() {
+                // The file stops here: count its lines up to this one, however much of the
+                // rest had been fed already.
+                self.lines_at_error = Some(record.line);
+            }
             return;
         }
         if matches!(self.layout, Layout::Dead) {
@@ -1266,6 +1274,23 @@ mod tests {
         assert_eq!(report.rows, 0);
         let (_, report) = import(b"\xff\xfep\x00h\x00");
         assert_eq!(report.file_error, Some(FileError::Utf16));
+    }
+
+    /// Found by the csv_import fuzz target: a file error's report counted however many lines
+    /// had been fed, so one chunk and many small ones disagreed.
+    #[test]
+    fn a_file_error_counts_lines_up_to_it_however_the_file_is_fed() {
+        let file = b"\n\tcomments\n\0\0\0\0\0\0\0\0\0\0\0\0?\t\t\n\x1e\r\r\r\r\r\r\r\r\0A\x0b\xd7";
+        let whole = import(file).1;
+        let mut importer = Importer::new(ImportOptions::new("US")).expect("options");
+        for b in file.chunks(3) {
+            importer.feed(b);
+        }
+        importer.finish();
+        let chunked = importer.into_report();
+        assert_eq!(whole.file_error, Some(FileError::NoPhoneColumn));
+        assert_eq!(whole, chunked);
+        assert_eq!(whole.lines, 2);
     }
 
     #[test]
