@@ -5,7 +5,9 @@
 #                pinned ONNX Runtime + Silero VAD wheels into the model cache (scripts/fetch-models.sh)
 #   make build   cargo build --all-targets
 #   make test    setup, then fmt check, clippy -D warnings, cargo test --all-targets, the unit
-#                tests and the baresip call again with G.722 (--features g722), fuzz (20 s/target)
+#                tests and the baresip call again with G.722 (--features g722), amd-check,
+#                fuzz (20 s/target)
+#   make amd-check  answering-machine detection on a generated held-out corpus, with floors
 #   make fuzz    run every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each (0 crashes expected)
 #   make demo    setup + build, then a small campaign against sipp far ends (scripts/demo.sh)
 #   make demo-call  one real call against sipp (scripts/demo-call.sh)
@@ -25,7 +27,7 @@ PY_TOOLS := tests/requirements-tools.txt
 # apt needs root; use sudo only when not root (CI runs as root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup check-cargo build test fuzz demo demo-call clean
+.PHONY: all setup check-cargo build test amd-check fuzz demo demo-call clean
 
 all: build
 
@@ -68,7 +70,20 @@ test: setup
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
 	$(CARGO) test --features g722 --lib --test g722_baresip
+	$(MAKE) amd-check
 	$(MAKE) fuzz FUZZ_SECONDS=20
+
+# Answering-machine detection on a held-out corpus (voices and phrasings never trained on,
+# generated with models/amd/corpus/generate.py), through `outdial amd-eval`: fails when a mode
+# falls under its floor. Floors sit a few points under what README's table measured.
+AMD_EVAL_DIR := target/amd-heldout
+amd-check: check-cargo
+	$(CARGO) build
+	python3 models/amd/corpus/generate.py --out $(AMD_EVAL_DIR) --split heldout --per-class 60 --seed 1 --jobs 2
+	target/debug/outdial amd-eval --mode heuristic --corpus $(AMD_EVAL_DIR)/heldout \
+	  --json $(AMD_EVAL_DIR)/heuristic.jsonl --min-accuracy 0.55
+	target/debug/outdial amd-eval --mode ml --corpus $(AMD_EVAL_DIR)/heldout \
+	  --json $(AMD_EVAL_DIR)/ml.jsonl --min-accuracy 0.78 --max-false-machine 0.05
 
 # The parsers that read the network, fuzzed for a bounded time. cargo-fuzz needs nightly
 # features (sanitizers); RUSTC_BOOTSTRAP lets the stable toolchain provide them.

@@ -50,27 +50,35 @@ impl SpeechSource for FixedThreshold {
     }
 }
 
-/// Speech when a frame stands clear of the noise floor: `margin_db` above a floor that drops at
-/// once to a quieter frame and rises by at most `rise_db_per_s` (so speech never lifts it far),
-/// and above `min_db` in any case. Hangover keeps short gaps inside words as speech.
+/// Frames quieter than this (about one LSB of noise) are digital silence.
+const DIGITAL_SILENCE_DB: f32 = -85.0;
+
+/// Speech when a frame stands clear of the line's noise floor: `margin_db` above the quietest
+/// frame of the last [`FLOOR_WINDOW`] frames (1.5 s; minimum statistics: pauses between words
+/// keep it at the noise), and above `min_db` in any case. Digital silence is ignored for the
+/// floor. Hangover keeps short gaps inside words as speech.
 #[derive(Debug, Clone)]
 pub struct AdaptiveEnergy {
-    floor_db: Option<f32>,
+    levels: [f32; FLOOR_WINDOW],
+    filled: usize,
+    pos: usize,
     pub margin_db: f32,
     pub min_db: f32,
-    pub rise_db_per_frame: f32,
     hangover: u32,
     pub hangover_frames: u32,
 }
 
+/// Frames in the noise-floor window.
+pub const FLOOR_WINDOW: usize = 75;
+
 impl Default for AdaptiveEnergy {
     fn default() -> Self {
         AdaptiveEnergy {
-            floor_db: None,
+            levels: [0.0; FLOOR_WINDOW],
+            filled: 0,
+            pos: 0,
             margin_db: 10.0,
             min_db: -52.0,
-            // 1.5 dB per second at 50 frames/s.
-            rise_db_per_frame: 0.03,
             hangover: 0,
             hangover_frames: 2,
         }
@@ -80,19 +88,24 @@ impl Default for AdaptiveEnergy {
 impl AdaptiveEnergy {
     /// The current noise floor estimate, in dB.
     pub fn floor_db(&self) -> Option<f32> {
-        self.floor_db
+        self.levels[..self.filled].iter().copied().reduce(f32::min)
     }
 }
 
 impl SpeechSource for AdaptiveEnergy {
     fn is_speech(&mut self, frame: &[i16]) -> bool {
         let db = level_db(frame);
-        let floor = match self.floor_db {
-            None => db.max(-90.0),
-            Some(f) if db < f => db.max(-90.0),
-            Some(f) => (f + self.rise_db_per_frame).min(db),
-        };
-        self.floor_db = Some(floor);
+        // Digital silence (a lost or concealed packet, a muted line) says nothing about the
+        // line's noise: it would drop the floor to nothing and make the noise itself read as
+        // speech for as long as the window remembers it.
+        if db < DIGITAL_SILENCE_DB {
+            self.hangover = 0;
+            return false;
+        }
+        self.levels[self.pos] = db;
+        self.pos = (self.pos + 1) % FLOOR_WINDOW;
+        self.filled = (self.filled + 1).min(FLOOR_WINDOW);
+        let floor = self.floor_db().unwrap_or(db);
         let loud = db >= self.min_db && db >= floor + self.margin_db;
         if loud {
             self.hangover = self.hangover_frames;
@@ -134,13 +147,14 @@ mod tests {
         // Steady noise at about -35 dB: not speech once the floor is learned.
         let noise = tone(800.0, 160);
         let early: Vec<bool> = (0..100).map(|_| a.is_speech(&noise)).collect();
-        assert!(early.iter().skip(5).all(|s| !s), "{early:?}");
-        // Speech 20 dB above it is.
-        assert!(a.is_speech(&tone(8000.0, 160)));
-        // And a second of speech does not lift the floor past itself.
-        for _ in 0..50 {
+        assert!(early.iter().all(|s| !s), "{early:?}");
+        // Speech 20 dB above it is, for as long as the window still holds a quieter frame.
+        for _ in 0..FLOOR_WINDOW - 1 {
             assert!(a.is_speech(&tone(8000.0, 160)));
         }
+        // Digital silence (a lost packet) changes nothing.
+        assert!(!a.is_speech(&[0; 160]));
+        assert!(a.floor_db().is_some_and(|f| f < -30.0));
     }
 
     #[test]

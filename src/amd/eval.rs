@@ -344,12 +344,27 @@ pub fn summarize(mode: &str, reports: &[FileReport]) -> Summary {
 pub fn dump_features(dir: &Path, out: &mut dyn std::io::Write) -> Result<usize, String> {
     let rows = read_labels(dir)?;
     let mut w = csv::Writer::from_writer(out);
-    let mut header = vec!["file", "label", "t_ms", "since_onset_ms"];
+    let mut header = vec!["file", "label", "t_ms", "since_onset_ms", "beep_heard_ms"];
     header.extend(FEATURE_NAMES);
     w.write_record(&header).map_err(|e| e.to_string())?;
     let mut n = 0;
     for row in &rows {
         let audio = load_audio(&dir.join(&row.file))?;
+        // When the live path's beep detector reports the first beep: a verdict of its own
+        // (machine) that training must weigh against the classifier's.
+        let mut tones = crate::media::tones::ToneDetectors::new();
+        let beep_heard = audio
+            .chunks_exact(FRAME_SAMPLES)
+            .enumerate()
+            .find_map(|(i, f)| {
+                let at = i as u64 * FRAME_MS;
+                tones
+                    .process(f, at)
+                    .iter()
+                    .any(|e| matches!(e, crate::media::tones::ToneEvent::Beep { .. }))
+                    .then_some(at + FRAME_MS)
+            })
+            .map_or(String::new(), |t| t.to_string());
         let mut tracker = Tracker::new();
         let mut t = 0;
         let mut next: Option<u64> = None;
@@ -372,6 +387,7 @@ pub fn dump_features(dir: &Path, out: &mut dyn std::io::Write) -> Result<usize, 
                 row.label.name().to_string(),
                 t.to_string(),
                 (t - onset).to_string(),
+                beep_heard.clone(),
             ];
             record.extend(tracker.features().iter().map(|v| format!("{v:.5}")));
             w.write_record(&record).map_err(|e| e.to_string())?;

@@ -507,6 +507,11 @@ mod tests {
             .collect()
     }
 
+    /// A quiet line: noise about 60 dB below full scale.
+    fn hiss(n: usize) -> Vec<i16> {
+        speech_like(n, 99).iter().map(|s| s / 300).collect()
+    }
+
     fn feed(t: &mut Tracker, samples: &[i16], clock: &mut u64) {
         for f in samples.chunks(160) {
             t.push(f, *clock);
@@ -518,11 +523,11 @@ mod tests {
     fn tracker_measures_segments_pauses_and_the_running_silence() {
         let mut t = Tracker::new();
         let mut clock = 0;
-        feed(&mut t, &[0; 4000], &mut clock); // 500 ms lead
+        feed(&mut t, &hiss(4000), &mut clock); // 500 ms lead
         feed(&mut t, &speech_like(4800, 7), &mut clock); // 600 ms
-        feed(&mut t, &[0; 4000], &mut clock); // 500 ms pause
+        feed(&mut t, &hiss(4000), &mut clock); // 500 ms pause
         feed(&mut t, &speech_like(3200, 9), &mut clock); // 400 ms
-        feed(&mut t, &[0; 8000], &mut clock); // 1 s silence
+        feed(&mut t, &hiss(8000), &mut clock); // 1 s silence
         let f = t.features();
         let get = |name: &str| f[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()];
         assert_eq!(t.onset_ms(), Some(500));

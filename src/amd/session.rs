@@ -2,10 +2,13 @@
 //! fax) and the end-of-greeting tracker, fed the same 20 ms frames.
 //!
 //! Order of things, per frame:
-//! 1. Tones first. A fax tone before any verdict ends detection as `fax`. A beep before any
-//!    verdict is a machine (cause BEEP) whose greeting just ended; a beep after a machine verdict
-//!    ends the greeting (`machine_end_beep`). The beep detector keeps running after every
-//!    verdict, so a late beep is still reported (as a [`AmdEvent::Beep`]).
+//! 1. Tones first. A fax tone before any verdict ends detection as `fax`. A beep counts once
+//!    [`BEEP_QUIET_MS`] after its end have passed without speech (a recorder waits in silence
+//!    after its beep; a steady vowel of a synthetic or sung greeting that the tone detector took
+//!    for a beep is followed by more speech, and is dropped). A beep before any verdict is then
+//!    a machine (cause BEEP) whose greeting just ended; a beep after a machine verdict ends the
+//!    greeting (`machine_end_beep`). The beep detector keeps running after every verdict, so a
+//!    late beep is still reported (as a [`AmdEvent::Beep`]).
 //! 2. Until a verdict, the mode's detector. `auto` is the ML detector with the beep and fax
 //!    rules above; the transcript will join it when text mode exists.
 //! 3. After a machine verdict, the greeting ends at `greeting_end_silence_ms` of silence
@@ -25,6 +28,18 @@ use super::{
     GreetingEnd, SpeechSource, Verdict, FRAME_MS,
 };
 use crate::media::tones::{ToneDetectors, ToneEvent};
+
+/// Silence needed after a beep's end for it to count (the detector reports it about 120 ms
+/// after its end already).
+pub const BEEP_QUIET_MS: u64 = 400;
+
+/// A beep the tone detector reported, waiting for the silence that confirms it.
+#[derive(Debug, Clone, Copy)]
+struct PendingBeep {
+    onset_ms: u64,
+    frequency_hz: f32,
+    end_ms: u64,
+}
 
 /// Everything a campaign or the CLI can set for one call's detection.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -109,6 +124,7 @@ pub struct Amd {
     silence_run_ms: u64,
     now_ms: u64,
     frames: u64,
+    pending_beep: Option<PendingBeep>,
 }
 
 impl Amd {
@@ -142,6 +158,7 @@ impl Amd {
             silence_run_ms: 0,
             now_ms: 0,
             frames: 0,
+            pending_beep: None,
         }
     }
 
@@ -175,6 +192,14 @@ impl Amd {
         let speech = self.after.is_speech(frame);
         for tone in self.tones.process(frame, at_ms) {
             self.on_tone(tone, events);
+        }
+        if let Some(beep) = self.pending_beep {
+            if speech {
+                self.pending_beep = None;
+            } else if self.now_ms >= beep.end_ms + BEEP_QUIET_MS {
+                self.pending_beep = None;
+                self.on_beep(beep, events);
+            }
         }
         if !self.decided {
             if let Some(d) = self.detector.push(frame, at_ms) {
@@ -222,31 +247,11 @@ impl Amd {
                 frequency_hz,
                 duration_ms,
             } => {
-                events.push(AmdEvent::Beep {
+                self.pending_beep = Some(PendingBeep {
                     onset_ms,
                     frequency_hz,
-                    confidence: 0.95,
-                    at_ms: now,
+                    end_ms: onset_ms + duration_ms as u64,
                 });
-                if self.result.beep_ms.is_none() {
-                    self.result.beep_ms = Some(onset_ms);
-                    self.result.beep_hz = Some(frequency_hz);
-                }
-                if !self.decided {
-                    self.on_decision(
-                        Decision {
-                            verdict: Verdict::Machine,
-                            cause: Cause::Beep,
-                            confidence: 0.95,
-                            at_ms: now,
-                        },
-                        events,
-                    );
-                }
-                if self.result.verdict == Verdict::Machine && !self.greeting_ended {
-                    let end = onset_ms + duration_ms as u64;
-                    self.end_greeting(GreetingEnd::Beep, end, now, 0.95, events);
-                }
             }
             ToneEvent::Fax { onset_ms, .. } => {
                 if !self.decided {
@@ -266,6 +271,35 @@ impl Amd {
                 }
             }
             ToneEvent::Sit { .. } => {}
+        }
+    }
+
+    /// A beep confirmed by the silence after it.
+    fn on_beep(&mut self, beep: PendingBeep, events: &mut Vec<AmdEvent>) {
+        let now = self.now_ms;
+        events.push(AmdEvent::Beep {
+            onset_ms: beep.onset_ms,
+            frequency_hz: beep.frequency_hz,
+            confidence: 0.95,
+            at_ms: now,
+        });
+        if self.result.beep_ms.is_none() {
+            self.result.beep_ms = Some(beep.onset_ms);
+            self.result.beep_hz = Some(beep.frequency_hz);
+        }
+        if !self.decided {
+            self.on_decision(
+                Decision {
+                    verdict: Verdict::Machine,
+                    cause: Cause::Beep,
+                    confidence: 0.95,
+                    at_ms: now,
+                },
+                events,
+            );
+        }
+        if self.result.verdict == Verdict::Machine && !self.greeting_ended {
+            self.end_greeting(GreetingEnd::Beep, beep.end_ms, now, 0.95, events);
         }
     }
 
