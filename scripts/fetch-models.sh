@@ -20,7 +20,7 @@ fi
 
 mkdir -p "$CACHE"
 tmp=""
-cleanup() { [ -n "$tmp" ] && rm -rf "$tmp"; }
+cleanup() { if [ -n "$tmp" ]; then rm -rf "$tmp"; fi; }
 trap cleanup EXIT
 
 for entry in "${WHEELS[@]}"; do

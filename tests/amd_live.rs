@@ -18,27 +18,6 @@ fn human_pickup(path: &Path) {
     speech_wav_padded(path, "Hello?", 0.4, 6.0);
 }
 
-/// A voicemail greeting, 0.6 s of silence, a 1 kHz beep of 500 ms, silence. Returns the beep's
-/// onset in ms from the start of the file.
-fn voicemail_with_beep(dir: &Path, path: &Path) -> u64 {
-    let greeting = dir.join("greeting.wav");
-    speech_wav_padded(
-        &greeting,
-        "Hi, you have reached John Smith. I can't take your call right now. \
-         Please leave a message after the tone and I will get back to you.",
-        0.3,
-        0.6,
-    );
-    let mut audio = read_wav_8k(&greeting);
-    let beep_at = audio.len() as u64 / 8;
-    audio.extend((0..4000).map(|i| {
-        (9000.0 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / 8000.0).sin()) as i16
-    }));
-    audio.extend(std::iter::repeat_n(0i16, 8000 * 4));
-    write_wav_8k(path, &audio);
-    beep_at
-}
-
 fn call_with_amd(d: &Path, far_end: &Path, mode: &str) -> (CallRun, serde_json::Value) {
     let sipp = Sipp::uas(d, "uas_answer_audio.xml")
         .stream_wav(far_end)

@@ -111,12 +111,13 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
         0.1,
         0.2,
     );
+    // Numbers ending in 4 or 5 reach a voicemail stream; AMD is off here, so it is just audio.
+    // (sipp reads its stream files when it starts.)
+    to_ulaw_raw(&dir.join("far.wav"), &dir.join("voicemail.ulaw"));
     let sipp = Sipp::uas(dir, "uas_by_number.xml")
         .stream_wav(&dir.join("far.wav"))
         .args(["-m", "1000"])
         .start();
-    // Numbers ending in 4 or 5 reach a voicemail stream; AMD is off here, so it is just audio.
-    to_ulaw_raw(&dir.join("far.wav"), &dir.join("voicemail.ulaw"));
     let http_port = free_tcp_port();
     write_config(dir, sipp.port, http_port);
 
@@ -282,6 +283,162 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
         .await
         .expect("report JSON");
     assert!(report.to_string().contains("\"answered\":12"), "{report}");
+    drop(server);
+    drop(sipp);
+}
+
+/// GET or POST through the API, as JSON.
+async fn api_json(
+    http: &reqwest::Client,
+    auth: &str,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> Value {
+    let mut req = http.request(method, &url).header("Authorization", auth);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    resp.json()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: not JSON: {e}"))
+}
+
+/// Answering-machine detection in a campaign: two people and two voicemail greetings with a
+/// beep (numbers ending in 4 and 5 stream the greeting). People get the message and end
+/// `answered` with AnsweredBy `human`; machines get the voicemail message after their beep and
+/// end `no_conversation` with `machine_end_beep`, the beep onset and the verdict on the CDR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
+    let dir = test_dir("campaign_amd");
+    let dir = dir.path();
+    speech_wav_padded(&dir.join("far.wav"), "Hello? Yes, speaking.", 0.1, 3.0);
+    voicemail_with_beep(dir, &dir.join("voicemail-stream.wav"));
+    to_ulaw_raw(
+        &dir.join("voicemail-stream.wav"),
+        &dir.join("voicemail.ulaw"),
+    );
+    speech_wav_padded(&dir.join("message.wav"), "This is a reminder.", 0.1, 0.2);
+    speech_wav_padded(&dir.join("vm.wav"), "Please call us back.", 0.1, 0.2);
+    let sipp = Sipp::uas(dir, "uas_by_number.xml")
+        .stream_wav(&dir.join("far.wav"))
+        .args(["-m", "1000"])
+        .start();
+    let http_port = free_tcp_port();
+    write_config(dir, sipp.port, http_port);
+    let key = outdial(dir)
+        .args(["keys", "create", "--login", "amd"])
+        .output()
+        .expect("outdial keys create");
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    assert!(!key.is_empty(), "keys create printed no key");
+    let server = start_server(dir, http_port);
+    let http = reqwest::Client::new();
+    let auth = format!("Bearer {key}");
+    let api = |path: &str| format!("{}{path}", server.api);
+
+    let created = api_json(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api("/v1/campaigns"),
+        Some(json!({
+            "name": "amd", "pace": 600, "max_concurrent": 4, "max_retries": 0,
+            "amd_mode": "ml", "machine_action": "leave_message",
+            "voicemail_message": dir.join("vm.wav").display().to_string(),
+            "play_message": dir.join("message.wav").display().to_string(),
+            "sip_profile": "far-end", "caller_id": "+12025550100"
+        })),
+    )
+    .await;
+    let id = created["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no id in {created}"));
+    let imported = http
+        .post(api(&format!("/v1/campaigns/{id}/contacts/import")))
+        .header("Authorization", &auth)
+        .header("Content-Type", "text/csv")
+        .body("12025550101,Ann\n12025550102,Bob\n12025550104,Vee\n12025550105,Max\n")
+        .send()
+        .await
+        .expect("import");
+    assert!(imported.status().is_success());
+    let started = api_json(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api(&format!("/v1/campaigns/{id}/start")),
+        None,
+    )
+    .await;
+    assert!(started.is_object(), "{started}");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut campaign = Value::Null;
+    while Instant::now() < deadline {
+        campaign = api_json(
+            &http,
+            &auth,
+            reqwest::Method::GET,
+            api(&format!("/v1/campaigns/{id}")),
+            None,
+        )
+        .await;
+        if campaign["status"] == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        campaign["status"],
+        "finished",
+        "{campaign}\n{}",
+        tail(
+            &std::fs::read_to_string(&server.log).unwrap_or_default(),
+            40
+        )
+    );
+    let contacts = api_json(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        api(&format!("/v1/campaigns/{id}/contacts?limit=10")),
+        None,
+    )
+    .await;
+    let attempts = api_json(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        api(&format!("/v1/campaigns/{id}/attempts?limit=10")),
+        None,
+    )
+    .await;
+    let rows = attempts["items"].as_array().expect("attempts");
+    assert_eq!(rows.len(), 4, "{attempts}");
+    for c in contacts["items"].as_array().expect("contacts") {
+        let phone = c["phone"].as_str().expect("phone");
+        let machine = phone.ends_with('4') || phone.ends_with('5');
+        let a = rows
+            .iter()
+            .find(|a| a["destination"] == phone)
+            .unwrap_or_else(|| panic!("no attempt for {phone}: {attempts}"));
+        assert_eq!(a["amd_mode"], "ml", "{a}");
+        if machine {
+            assert_eq!(c["status"], "no_conversation", "{phone}: {c}");
+            assert_eq!(a["answered_by"], "machine_end_beep", "{a}");
+            assert_eq!(a["amd_verdict"], "machine", "{a}");
+            assert!(a["beep_ms"].as_i64().is_some(), "{a}");
+            // The voicemail message was played after the beep, then we hung up.
+            let beep = a["beep_ms"].as_i64().unwrap_or(0);
+            assert!(a["duration_ms"].as_i64().unwrap_or(0) > beep + 1000, "{a}");
+        } else {
+            assert_eq!(c["status"], "answered", "{phone}: {c}");
+            assert_eq!(a["answered_by"], "human", "{a}");
+            assert_eq!(a["amd_verdict"], "human", "{a}");
+        }
+    }
     drop(server);
     drop(sipp);
 }
