@@ -9,7 +9,8 @@
 //!   detectors (beep, fax) and the end-of-greeting tracker, and keeps the [`AmdResult`].
 //! * Modes: [`heuristic`] (Asterisk app_amd's word/silence state machine, speech from energy or
 //!   from the Silero VAD), [`ml`] (a small streaming ONNX classifier trained here on log-mel
-//!   [`features`]), `auto` (see [`session`]). Text mode (ASR) is not built yet.
+//!   [`features`]), `auto` (see [`session`]). Text mode's decision logic ([`text`]) takes
+//!   transcripts from any [`text::Transcriber`]; no in-process ASR ships yet.
 //! * [`runtime`] finds ONNX Runtime and the third-party models that `make setup` caches.
 //! * [`eval`] reads a labeled corpus for `outdial amd-eval`.
 //!
@@ -23,6 +24,7 @@ pub mod heuristic;
 pub mod ml;
 pub mod runtime;
 pub mod session;
+pub mod text;
 pub mod vad;
 
 pub use session::{Amd, AmdConfig};
@@ -158,6 +160,8 @@ pub enum Cause {
     Model,
     /// A voicemail beep was heard before any other verdict.
     Beep,
+    /// A voicemail phrase in the transcript.
+    Transcript,
     /// A fax tone.
     Fax,
     /// The call ended before a verdict.
@@ -175,6 +179,7 @@ impl Cause {
             Cause::Maxwords => "MAXWORDS",
             Cause::Model => "MODEL",
             Cause::Beep => "BEEP",
+            Cause::Transcript => "TRANSCRIPT",
             Cause::Fax => "FAX",
             Cause::Hangup => "HANGUP",
         }
