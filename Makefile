@@ -88,7 +88,7 @@ amd-check: check-cargo
 # The parsers that read the network, fuzzed for a bounded time. cargo-fuzz needs nightly
 # features (sanitizers); RUSTC_BOOTSTRAP lets the stable toolchain provide them.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := sip_guard sdp_parse rtp_parse rtcp_parse dtmf_parse csv_import
+FUZZ_TARGETS := sip_guard sdp_parse rtp_parse rtcp_parse dtmf_parse csv_import amd_corpus
 fuzz: check-cargo
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked --version 0.13.2
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

@@ -32,10 +32,14 @@ pub struct Labeled {
 /// Reads `DIR/labels.csv`. Every problem names the line.
 pub fn read_labels(dir: &Path) -> Result<Vec<Labeled>, String> {
     let path = dir.join("labels.csv");
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file =
+        std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_labels(file, &path)
+}
+
+/// Parses a labels.csv (`path` only names it in errors).
+pub fn parse_labels(input: impl std::io::Read, path: &Path) -> Result<Vec<Labeled>, String> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
     let headers = reader
         .headers()
         .map_err(|e| format!("{}: header: {e}", path.display()))?
@@ -114,7 +118,7 @@ pub fn load_audio(path: &Path) -> Result<Vec<i16>, String> {
 }
 
 /// Decodes a µ-law (format 7) or A-law (format 6) WAV; `None` when the file is something else.
-fn g711_wav(bytes: &[u8]) -> Option<Result<Vec<i16>, String>> {
+pub fn g711_wav(bytes: &[u8]) -> Option<Result<Vec<i16>, String>> {
     if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
         return None;
     }

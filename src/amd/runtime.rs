@@ -88,38 +88,32 @@ pub fn environment() -> Result<&'static ort::environment::Environment, String> {
         .map_err(|e| e.clone())
 }
 
-/// A session on one thread (AMD runs many small models side by side; parallelism is across
-/// calls, not inside one).
-pub fn session_from_file(path: &Path, what: &str) -> Result<ort::session::Session, String> {
-    require_file(path, what)?;
+/// A session builder for one thread (AMD runs many small models side by side; parallelism is
+/// across calls, not inside one).
+fn single_threaded(what: &str) -> Result<ort::session::builder::SessionBuilder, String> {
     let env = environment()?;
-    let fail = |e: String| format!("cannot load {what} from {}: {e}", path.display());
-    let mut builder = ort::session::Session::builder(env)
+    let fail = |e: String| format!("cannot load {what}: {e}");
+    ort::session::Session::builder(env)
         .map_err(|e| fail(e.to_string()))?
         .with_intra_threads(1)
         .map_err(|e| fail(e.to_string()))?
         .with_inter_threads(1)
         .map_err(|e| fail(e.to_string()))?
         .with_intra_op_spinning(false)
-        .map_err(|e| fail(e.to_string()))?;
-    builder
-        .commit_from_file(path)
         .map_err(|e| fail(e.to_string()))
 }
 
-/// As [`session_from_file`], from bytes built into the binary.
+/// A model session from a file.
+pub fn session_from_file(path: &Path, what: &str) -> Result<ort::session::Session, String> {
+    require_file(path, what)?;
+    single_threaded(what)?
+        .commit_from_file(path)
+        .map_err(|e| format!("cannot load {what} from {}: {e}", path.display()))
+}
+
+/// A model session from bytes built into the binary.
 pub fn session_from_memory(bytes: &[u8], what: &str) -> Result<ort::session::Session, String> {
-    let env = environment()?;
-    let fail = |e: String| format!("cannot load {what}: {e}");
-    let mut builder = ort::session::Session::builder(env)
-        .map_err(|e| fail(e.to_string()))?
-        .with_intra_threads(1)
-        .map_err(|e| fail(e.to_string()))?
-        .with_inter_threads(1)
-        .map_err(|e| fail(e.to_string()))?
-        .with_intra_op_spinning(false)
-        .map_err(|e| fail(e.to_string()))?;
-    builder
+    single_threaded(what)?
         .commit_from_memory(bytes)
-        .map_err(|e| fail(e.to_string()))
+        .map_err(|e| format!("cannot load {what}: {e}"))
 }
