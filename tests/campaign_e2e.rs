@@ -185,15 +185,14 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut campaign = Value::Null;
     while Instant::now() < deadline {
-        campaign = http
-            .get(format!("{}/v1/campaigns/{id}", server.api))
-            .header("Authorization", &auth)
-            .send()
-            .await
-            .expect("GET campaign")
-            .json()
-            .await
-            .expect("campaign JSON");
+        campaign = api_json(
+            &http,
+            &auth,
+            reqwest::Method::GET,
+            format!("{}/v1/campaigns/{id}", server.api),
+            None,
+        )
+        .await;
         if campaign["status"] == "finished" {
             break;
         }
@@ -209,18 +208,14 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
         )
     );
 
-    let contacts: Value = http
-        .get(format!(
-            "{}/v1/campaigns/{id}/contacts?limit=100",
-            server.api
-        ))
-        .header("Authorization", &auth)
-        .send()
-        .await
-        .expect("contacts")
-        .json()
-        .await
-        .expect("contacts JSON");
+    let contacts: Value = api_json(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        format!("{}/v1/campaigns/{id}/contacts?limit=100", server.api),
+        None,
+    )
+    .await;
     let items = contacts["items"].as_array().expect("items");
     assert_eq!(items.len(), 20, "{contacts}");
     for c in items {
@@ -240,18 +235,14 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
         assert_eq!(c["attempts"], attempts, "{phone}: {c}");
     }
 
-    let attempts: Value = http
-        .get(format!(
-            "{}/v1/campaigns/{id}/attempts?limit=200",
-            server.api
-        ))
-        .header("Authorization", &auth)
-        .send()
-        .await
-        .expect("attempts")
-        .json()
-        .await
-        .expect("attempts JSON");
+    let attempts: Value = api_json(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        format!("{}/v1/campaigns/{id}/attempts?limit=200", server.api),
+        None,
+    )
+    .await;
     let rows = attempts["items"].as_array().expect("items");
     assert_eq!(rows.len(), 12 + 4 * 2 + 2 * 2 + 2 * 2, "{attempts}");
     let mut codes: HashMap<i64, usize> = HashMap::new();
@@ -273,15 +264,14 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
     assert_eq!(codes.get(&487), Some(&4), "{codes:?}");
     assert_eq!(codes.get(&603), Some(&4), "{codes:?}");
 
-    let report: Value = http
-        .get(format!("{}/v1/campaigns/{id}/report", server.api))
-        .header("Authorization", &auth)
-        .send()
-        .await
-        .expect("report")
-        .json()
-        .await
-        .expect("report JSON");
+    let report: Value = api_json(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        format!("{}/v1/campaigns/{id}/report", server.api),
+        None,
+    )
+    .await;
     assert!(report.to_string().contains("\"answered\":12"), "{report}");
     drop(server);
     drop(sipp);
