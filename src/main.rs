@@ -79,6 +79,9 @@ enum Command {
     AmdEval(amd_cli::EvalArgs),
     /// Write the ML detector's feature vectors of a labeled corpus as CSV (for training).
     AmdFeatures(amd_cli::FeaturesArgs),
+    /// Transcribe WAV files with the in-process Whisper model text-mode AMD uses (one JSON
+    /// line per file: text, seconds of audio, CPU ms).
+    Transcribe(amd_cli::TranscribeArgs),
 }
 
 #[derive(Subcommand)]
@@ -273,6 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(b) => return bench(b),
         Command::AmdEval(args) => return amd_cli::eval(args),
         Command::AmdFeatures(args) => return amd_cli::features(args),
+        Command::Transcribe(args) => return amd_cli::transcribe(args),
         _ => cli,
     };
     if let Command::CheckConfig = cli.command {
@@ -335,7 +339,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig
         | Command::Bench(_)
         | Command::AmdEval(_)
-        | Command::AmdFeatures(_) => unreachable!("handled above"),
+        | Command::AmdFeatures(_)
+        | Command::Transcribe(_) => unreachable!("handled above"),
     }
 }
 

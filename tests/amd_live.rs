@@ -2,7 +2,8 @@
 //! peers that answer and stream a person's pickup or a voicemail greeting with its beep (raw
 //! µ-law over RTP), so the verdict comes from audio that crossed the network.
 //!
-//! Needs `make setup` for the ml mode (ONNX Runtime in the model cache).
+//! Needs `make setup` for the ml, text and auto modes (ONNX Runtime, the converted Whisper
+//! model in the model cache).
 
 mod common;
 
@@ -102,9 +103,28 @@ fn ml_finds_the_machine_and_its_beep_over_rtp() {
 }
 
 #[test]
-fn text_mode_is_refused_in_one_line_before_dialing() {
+fn text_tells_a_person_over_rtp() {
+    check_human("text");
+}
+
+#[test]
+fn text_finds_the_machine_and_its_beep_over_rtp() {
+    check_machine("text");
+}
+
+#[test]
+fn auto_finds_the_machine_and_its_beep_over_rtp() {
+    check_machine("auto");
+}
+
+#[test]
+fn text_mode_without_its_model_is_refused_in_one_line_before_dialing() {
     let dir = test_dir("amd-text");
+    let empty = dir.path().join("no-models");
+    std::fs::create_dir_all(&empty).expect("mkdir");
     let out = outdial_cmd(dir.path())
+        .env("OUTDIAL_MODEL_DIR", &empty)
+        .env_remove("ORT_DYLIB_PATH")
         .args(["call", "sip:nobody@127.0.0.1:9", "--amd", "text", "--json"])
         .output()
         .expect("run outdial");
@@ -113,5 +133,8 @@ fn text_mode_is_refused_in_one_line_before_dialing() {
     assert!(out.stdout.is_empty(), "nothing dialed, nothing printed");
     let lines = stderr_lines(&stderr);
     assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].contains("text mode"), "{stderr}");
+    assert!(
+        lines[0].contains("text mode") && lines[0].contains("make setup"),
+        "{stderr}"
+    );
 }

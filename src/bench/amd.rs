@@ -85,6 +85,7 @@ pub fn run(
 ) -> Result<AmdBenchReport, String> {
     let cfg = AmdConfig {
         heuristic_vad: vad,
+        offline: true,
         ..AmdConfig::with_mode(mode)
     };
     Amd::new(cfg)?;

@@ -554,13 +554,6 @@ impl CampaignSettings {
                 return Err(invalid("contact_window", "start must be before end"));
             }
         }
-        if self.amd_mode == AmdMode::Text {
-            return Err(invalid(
-                "amd_mode",
-                "text (transcript-based) detection is not available in this build: use off, \
-                 heuristic, ml or auto",
-            ));
-        }
         if self.machine_action == MachineAction::LeaveMessage
             && self.voicemail_message.as_deref().unwrap_or("").is_empty()
         {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use outdial::amd::eval::{check_files, dump_features, read_labels, run_file, summarize};
+use outdial::amd::eval::{
+    check_files, dump_features, read_labels, run_file, summarize, FileReport,
+};
 use outdial::amd::{AmdConfig, AmdMode};
 
 #[derive(clap::Args)]
@@ -28,6 +30,10 @@ pub struct EvalArgs {
     /// Fail (exit 1) when more than this fraction of humans are called machines.
     #[arg(long, value_name = "FRACTION")]
     max_false_machine: Option<f64>,
+    /// Files evaluated at once (threads). Results and their order do not depend on it;
+    /// transcription holds each result back by its own CPU time, not by the wall clock.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    jobs: usize,
 }
 
 #[derive(clap::Args)]
@@ -47,6 +53,7 @@ fn parse_mode(s: &str) -> Result<AmdMode, String> {
 pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let cfg = AmdConfig {
         heuristic_vad: args.vad,
+        offline: true,
         ..AmdConfig::with_mode(args.mode)
     };
     // Fail on a missing runtime or model before reading any audio.
@@ -59,9 +66,30 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         )),
         None => Box::new(std::io::stdout().lock()),
     };
+    let jobs = args.jobs.clamp(1, 64);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<FileReport, String>>>> =
+        rows.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(row) = rows.get(i) else { return };
+                let r = run_file(cfg, &args.corpus, row);
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
     let mut reports = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let r = run_file(cfg, &args.corpus, row).map_err(anyhow::Error::msg)?;
+    for slot in results {
+        let r = slot
+            .into_inner()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Err("evaluation thread failed".to_string()))
+            .map_err(anyhow::Error::msg)?;
         writeln!(out, "{}", serde_json::to_string(&r)?)?;
         reports.push(r);
     }
@@ -119,5 +147,40 @@ pub fn features(args: FeaturesArgs) -> anyhow::Result<ExitCode> {
     let n = dump_features(&args.corpus, &mut w).map_err(anyhow::Error::msg)?;
     w.flush()?;
     eprintln!("{n} feature rows written to {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct TranscribeArgs {
+    /// WAV files (8 kHz µ-law/A-law/PCM or any rate of PCM; resampled to 16 kHz).
+    #[arg(required = true, value_name = "WAV")]
+    files: Vec<PathBuf>,
+}
+
+pub fn transcribe(args: TranscribeArgs) -> anyhow::Result<ExitCode> {
+    let mut whisper = outdial::asr::whisper::Whisper::load().map_err(anyhow::Error::msg)?;
+    let mut resampler = outdial::media::resample::Resampler::new(8000, 16_000)?;
+    for path in &args.files {
+        let audio = outdial::amd::eval::load_audio(path).map_err(anyhow::Error::msg)?;
+        resampler.reset();
+        let pcm: Vec<f32> = audio.iter().map(|&s| f32::from(s) / 32768.0).collect();
+        let mut wide = Vec::with_capacity(pcm.len() * 2);
+        resampler.process_f32(&pcm, &mut wide)?;
+        let cpu = || outdial::bench::sys::cpu_time_us(true).unwrap_or(0);
+        let t = cpu();
+        let r = whisper.transcribe(&wide).map_err(anyhow::Error::msg)?;
+        let cpu_ms = cpu().saturating_sub(t) as f64 / 1000.0;
+        println!(
+            "{}",
+            serde_json::json!({
+                "file": path.display().to_string(),
+                "text": r.text,
+                "tokens": r.tokens,
+                "audio_s": audio.len() as f64 / 8000.0,
+                "window_s": r.window_s,
+                "cpu_ms": cpu_ms,
+            })
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
