@@ -1,8 +1,9 @@
 # outdial: build, test and demo entry points.
 #
 #   make setup   install the real SIP/RTP peers the tests drive (Debian/Ubuntu, apt; idempotent)
-#                and the pinned Python tools of the tests (.venv: openapi-spec-validator), and the
-#                pinned ONNX Runtime + Silero VAD wheels into the model cache (scripts/fetch-models.sh)
+#                and the pinned Python tools (.venv: openapi-spec-validator; numpy + onnx), and the
+#                pinned ONNX Runtime + Silero VAD wheels and the Whisper tiny.en weights, converted
+#                to ONNX, into the model cache (scripts/fetch-models.sh)
 #   make build   cargo build --all-targets
 #   make test    setup, then fmt check, clippy -D warnings, cargo test --all-targets, the unit
 #                tests and the baresip call again with G.722 (--features g722), amd-check,
@@ -84,6 +85,8 @@ amd-check: check-cargo
 	  --json $(AMD_EVAL_DIR)/heuristic.jsonl --min-accuracy 0.55
 	target/debug/outdial amd-eval --mode ml --corpus $(AMD_EVAL_DIR)/heldout \
 	  --json $(AMD_EVAL_DIR)/ml.jsonl --min-accuracy 0.78 --max-false-machine 0.05
+	target/debug/outdial amd-eval --mode text --corpus $(AMD_EVAL_DIR)/heldout --jobs 2 \
+	  --json $(AMD_EVAL_DIR)/text.jsonl --min-accuracy 0.90 --max-false-machine 0.05
 
 # The parsers that read the network, fuzzed for a bounded time. cargo-fuzz needs nightly
 # features (sanitizers); RUSTC_BOOTSTRAP lets the stable toolchain provide them.

@@ -104,7 +104,7 @@ enum BenchCommand {
 
 #[derive(clap::Args)]
 struct AmdBenchArgs {
-    /// heuristic | ml | auto
+    /// heuristic | text | ml | auto
     #[arg(long, value_parser = amd_mode)]
     mode: outdial::amd::AmdMode,
     /// Heuristic mode with the Silero VAD.
@@ -248,7 +248,10 @@ fn positive_secs(s: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result = run(cli);
+    // Transcriptions still running would be cut inside ONNX Runtime by the exit.
+    outdial::asr::stream::Workers::wait_idle(std::time::Duration::from_secs(5));
+    match result {
         Ok(code) => code,
         Err(e) => {
             // One line: the context chain joined.
@@ -581,6 +584,9 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                     r.detections,
                     r.frame_cost_us
                 );
+                if let Some(q) = r.asr_max_queued {
+                    println!("  transcription queue: at most {q} waiting");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

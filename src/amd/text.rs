@@ -139,8 +139,8 @@ impl Default for TextConfig {
             end_silence_ms: 800,
             human_max_words: 6,
             human_max_speech_ms: 1800,
-            machine_min_words: 14,
-            machine_speech_ms: 6000,
+            machine_min_words: 18,
+            machine_speech_ms: 8000,
             max_ms: 15_000,
             no_speech_ms: 5000,
             human_wait_ms: 2000,
@@ -359,6 +359,7 @@ mod tests {
         }
         for person in [
             "Hello?",
+            "You've reached Riverside Motors, this is Jim.",
             "Good morning, Riverside Motors, Jim speaking, how can I help you?",
             "Yes, who is this please?",
         ] {
@@ -371,9 +372,9 @@ mod tests {
         let d = run(
             &[(500, 6000)],
             &[
-                ("hi you have reached", 1500, false),
+                ("hi you have reached the voicemail", 1500, false),
                 (
-                    "hi you have reached Mary please leave a message",
+                    "hi you have reached the voicemail of Mary please leave a message",
                     3000,
                     true,
                 ),

@@ -172,7 +172,8 @@ mod tests {
 
     #[test]
     fn filters_match_librosa_slaney_values() {
-        // librosa.filters.mel(sr=16000, n_fft=400, n_mels=80): first filter peaks at bin 1
+        // verify.py mel_filters() (librosa filters.mel(sr=16000, n_fft=400, n_mels=80), Slaney):
+        // the first filter peaks at bin 1
         // with 0.02486259 (Slaney area normalisation), the last filter ends at bin 200.
         let f = mel_filters();
         assert!((f[0][1] - 0.024_862_59).abs() < 1e-6, "{}", f[0][1]);

@@ -13,6 +13,7 @@
 //! reports the decision times a live call on an unloaded core would see); `Background` hands it to the
 //! process's ASR worker threads and returns it when they are done (live calls).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -54,6 +55,11 @@ struct Job {
 pub struct Workers {
     jobs: Mutex<Sender<Job>>,
     pub pool: Arc<WhisperPool>,
+    /// Jobs waiting for a worker now, and the most there have been.
+    queued: Arc<AtomicUsize>,
+    max_queued: AtomicUsize,
+    /// Jobs submitted and not yet answered.
+    pending: Arc<AtomicUsize>,
 }
 
 static WORKERS: OnceLock<Result<Workers, String>> = OnceLock::new();
@@ -72,9 +78,13 @@ impl Workers {
                 let pool = Arc::new(WhisperPool::load(n)?);
                 let (tx, rx) = mpsc::channel::<Job>();
                 let rx = Arc::new(Mutex::new(rx));
+                let queued = Arc::new(AtomicUsize::new(0));
+                let pending = Arc::new(AtomicUsize::new(0));
                 for i in 0..pool.size() {
                     let rx = Arc::clone(&rx);
                     let pool = Arc::clone(&pool);
+                    let queued = Arc::clone(&queued);
+                    let pending = Arc::clone(&pending);
                     std::thread::Builder::new()
                         .name(format!("asr-{i}"))
                         .spawn(move || loop {
@@ -83,13 +93,18 @@ impl Workers {
                                 Err(_) => return,
                             };
                             let Ok(job) = job else { return };
+                            queued.fetch_sub(1, Ordering::Relaxed);
                             let _ = job.reply.send(pool.transcribe(&job.audio));
+                            pending.fetch_sub(1, Ordering::Release);
                         })
                         .map_err(|e| format!("cannot start ASR worker: {e}"))?;
                 }
                 Ok(Workers {
                     jobs: Mutex::new(tx),
                     pool,
+                    queued,
+                    max_queued: AtomicUsize::new(0),
+                    pending,
                 })
             })
             .as_ref()
@@ -99,9 +114,32 @@ impl Workers {
     fn submit(&self, audio: Vec<f32>) -> Receiver<Result<Recognized, String>> {
         let (reply, rx) = mpsc::channel();
         if let Ok(jobs) = self.jobs.lock() {
-            let _ = jobs.send(Job { audio, reply });
+            let now = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
+            self.max_queued.fetch_max(now, Ordering::Relaxed);
+            self.pending.fetch_add(1, Ordering::Acquire);
+            if jobs.send(Job { audio, reply }).is_err() {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                self.pending.fetch_sub(1, Ordering::Release);
+            }
         }
         rx
+    }
+
+    /// Waits (up to `limit`) until no transcription is queued or running, so that a process
+    /// can exit without cutting a run short inside ONNX Runtime. A no-op when the workers were
+    /// never started.
+    pub fn wait_idle(limit: std::time::Duration) {
+        let Some(Ok(w)) = WORKERS.get() else { return };
+        let until = std::time::Instant::now() + limit;
+        while w.pending.load(Ordering::Acquire) > 0 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// The longest the job queue has been (jobs waiting for a free worker): above zero for
+    /// long, transcription is not keeping up and text verdicts come late.
+    pub fn max_queued(&self) -> usize {
+        self.max_queued.load(Ordering::Relaxed)
     }
 }
 

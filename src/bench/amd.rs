@@ -6,6 +6,8 @@
 //! and go as on a dialer). The figure that matters is whether each 20 ms turn's work fits in the
 //! 20 ms: `late_ticks` counts turns that overran, and CPU is the process's own over the run.
 //! A per-frame cost is measured too, single-threaded and unpaced, for each detector.
+//! Text and auto hand transcription to the ASR worker threads as live calls do; the process
+//! CPU counts them, and `asr_max_queued` shows whether they kept up.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,6 +35,9 @@ pub struct AmdBenchReport {
     pub detections: u64,
     /// Unpaced, one thread: µs per 20 ms frame through one detection (mode's full path).
     pub frame_cost_us: f64,
+    /// Text and auto: the longest the transcription queue got (0 = a worker was always free).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asr_max_queued: Option<usize>,
 }
 
 /// Loads up to `max_files` corpus files (whole, 8 kHz).
@@ -83,13 +88,20 @@ pub fn run(
     seconds: f64,
     audio: Vec<Vec<i16>>,
 ) -> Result<AmdBenchReport, String> {
-    let cfg = AmdConfig {
+    // The unpaced cost runs transcription inline (its CPU counted on this thread); the paced
+    // run hands it to the ASR worker threads as a live call does, and the process's CPU time
+    // counts them.
+    let unpaced = AmdConfig {
         heuristic_vad: vad,
         offline: true,
         ..AmdConfig::with_mode(mode)
     };
+    let cfg = AmdConfig {
+        offline: false,
+        ..unpaced
+    };
     Amd::new(cfg)?;
-    let frame_cost = frame_cost_us(cfg, &audio[..audio.len().min(20)])?;
+    let frame_cost = frame_cost_us(unpaced, &audio[..audio.len().min(20)])?;
     let workers = workers.clamp(1, 16).min(streams.max(1));
     let audio = std::sync::Arc::new(audio);
     let ticks_total = (seconds * 1000.0 / FRAME_MS as f64).ceil() as u64;
@@ -171,5 +183,12 @@ pub fn run(
         ticks: ticks_total * workers as u64,
         detections,
         frame_cost_us: (frame_cost * 100.0).round() / 100.0,
+        asr_max_queued: matches!(mode, AmdMode::Text | AmdMode::Auto)
+            .then(|| {
+                crate::asr::stream::Workers::shared()
+                    .map(|w| w.max_queued())
+                    .ok()
+            })
+            .flatten(),
     })
 }
