@@ -3,9 +3,9 @@
 #
 #   sipp plays the carrier's far end: numbers ending in 6 or 7 are busy, 8 never answers,
 #   9 declines, 4 and 5 reach a voicemail greeting with its beep, every other number is a
-#   person who answers ("Hello? Yes, speaking." and waits). Answering-machine detection (ml)
-#   tells them apart: people hear the message, machines get the voicemail message after the
-#   beep. outdial serve runs the campaign on
+#   person who answers ("Hello? Yes, speaking." and waits). Answering-machine detection (auto:
+#   ML + transcript) tells them apart: people hear the message, machines get the voicemail
+#   message after the beep. outdial serve runs the campaign on
 #   the embedded SQLite store (a fresh file in the demo's work dir) with its admin API on
 #   127.0.0.1. The demo makes an API key, creates a campaign, imports a CSV through the API,
 #   starts it, shows progress each second and, once it has finished, prints every contact's
@@ -118,7 +118,7 @@ campaign=$(call POST /v1/campaigns -H 'Content-Type: application/json' -d @- <<E
 {"name": "Demo reminders", "description": "make demo", "pace": 120, "max_concurrent": 3,
  "ring_timeout_secs": 4, "ring_timeout_override": true, "max_retries": 1,
  "retry_interval": {"value": 3, "unit": "seconds"}, "play_message": "$work/message.wav",
- "amd_mode": "ml", "machine_action": "leave_message", "voicemail_message": "$work/voicemail.wav",
+ "amd_mode": "auto", "machine_action": "leave_message", "voicemail_message": "$work/voicemail.wav",
  "caller_id": "+12025550100", "sip_profile": "demo-carrier", "default_country": "US"}
 EOT
 )

@@ -335,7 +335,7 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
         api("/v1/campaigns"),
         Some(json!({
             "name": "amd", "pace": 600, "max_concurrent": 4, "max_retries": 0,
-            "amd_mode": "ml", "machine_action": "leave_message",
+            "amd_mode": "auto", "machine_action": "leave_message",
             "voicemail_message": dir.join("vm.wav").display().to_string(),
             "play_message": dir.join("message.wav").display().to_string(),
             "sip_profile": "far-end", "caller_id": "+12025550100"
@@ -414,7 +414,7 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
             .iter()
             .find(|a| a["destination"] == phone)
             .unwrap_or_else(|| panic!("no attempt for {phone}: {attempts}"));
-        assert_eq!(a["amd_mode"], "ml", "{a}");
+        assert_eq!(a["amd_mode"], "auto", "{a}");
         if machine {
             assert_eq!(c["status"], "no_conversation", "{phone}: {c}");
             assert_eq!(a["answered_by"], "machine_end_beep", "{a}");

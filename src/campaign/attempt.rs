@@ -85,9 +85,15 @@ pub async fn run_attempt(
         max_duration: plan.max_duration,
         tap_sent: recorder.is_some(),
     };
-    // Built before dialing, so a missing runtime or model fails the attempt before any INVITE.
+    // Built before dialing, so a missing runtime or model fails the attempt before any INVITE;
+    // off the async workers, since the first one loads the models from disk.
     let amd = match plan.amd {
-        Some(cfg) => Some(Amd::new(cfg).map_err(|e| AttemptError(format!("AMD: {e}")))?),
+        Some(cfg) => Some(
+            tokio::task::spawn_blocking(move || Amd::new(cfg))
+                .await
+                .map_err(|e| AttemptError(format!("AMD: {e}")))?
+                .map_err(|e| AttemptError(format!("AMD: {e}")))?,
+        ),
         None => None,
     };
     let mut call = Call::dial(ua, request)
