@@ -185,10 +185,15 @@ pub struct FileReport {
     pub labeled_beep_ms: Option<u64>,
     #[serde(skip)]
     pub speech_onset_ms: Option<u64>,
-    #[serde(skip)]
+    /// CPU time of this call's detection (written as `cpu_ms`).
+    #[serde(rename = "cpu_ms", serialize_with = "us_as_ms")]
     pub cpu_us: u64,
     #[serde(skip)]
     pub audio_ms: u64,
+}
+
+fn us_as_ms<S: serde::Serializer>(us: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((*us as f64 / 100.0).round() / 10.0)
 }
 
 fn thread_cpu_us() -> u64 {
@@ -278,6 +283,8 @@ pub struct Summary {
     /// Beeps reported in files that have none labeled.
     pub false_beeps: usize,
     pub cpu_ms: f64,
+    /// Mean CPU per call (file), ms.
+    pub cpu_ms_per_call: Option<f64>,
     pub cpu_us_per_audio_second: Option<f64>,
 }
 
@@ -341,6 +348,8 @@ pub fn summarize(mode: &str, reports: &[FileReport]) -> Summary {
             .filter(|r| r.labeled_beep_ms.is_none() && r.beep_ms.is_some())
             .count(),
         cpu_ms: (cpu_us as f64 / 100.0).round() / 10.0,
+        cpu_ms_per_call: (!reports.is_empty())
+            .then(|| (cpu_us as f64 / reports.len() as f64 / 100.0).round() / 10.0),
         cpu_us_per_audio_second: (audio_ms > 0)
             .then(|| (cpu_us as f64 / (audio_ms as f64 / 1000.0) * 10.0).round() / 10.0),
     }

@@ -35,6 +35,8 @@ pub const MIN_SPEECH_MS: u64 = 400;
 /// Nothing after this much greeting is transcribed (text mode has decided by then).
 pub const MAX_GREETING_MS: u64 = 20_000;
 const RATE: usize = 16_000;
+/// ASR worker threads by default at most (memory: one model each).
+pub const DEFAULT_MAX_THREADS: usize = 8;
 
 /// Where transcription runs.
 #[derive(Clone)]
@@ -65,8 +67,9 @@ pub struct Workers {
 static WORKERS: OnceLock<Result<Workers, String>> = OnceLock::new();
 
 impl Workers {
-    /// The shared workers, started (and their models loaded) on first use: as many as the
-    /// machine has cores unless `OUTDIAL_ASR_THREADS` says otherwise.
+    /// The shared workers, started (and their models loaded) on first use: one per core, at
+    /// most [`DEFAULT_MAX_THREADS`] (each holds its own ≈ 150 MB model), unless
+    /// `OUTDIAL_ASR_THREADS` says otherwise.
     pub fn shared() -> Result<&'static Workers, String> {
         WORKERS
             .get_or_init(|| {
@@ -74,7 +77,11 @@ impl Workers {
                     .ok()
                     .and_then(|v| v.trim().parse::<usize>().ok())
                     .filter(|&n| n > 0)
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                    .unwrap_or_else(|| {
+                        std::thread::available_parallelism()
+                            .map_or(1, |n| n.get())
+                            .min(DEFAULT_MAX_THREADS)
+                    });
                 let pool = Arc::new(WhisperPool::load(n)?);
                 let (tx, rx) = mpsc::channel::<Job>();
                 let rx = Arc::new(Mutex::new(rx));

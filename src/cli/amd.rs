@@ -108,7 +108,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{name}: {} files, accuracy {}, humans called machines {}, machines called humans {}, \
              median decision after speech onset: human {}, machine {}; beep recall {} ({} beeps); \
-             CPU {:.1} µs per audio second",
+             CPU {:.1} µs per audio second, {:.1} ms per call",
             summary.files,
             pct(summary.accuracy),
             pct(summary.false_machine_rate),
@@ -118,6 +118,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
             pct(summary.beep_recall),
             summary.labeled_beeps,
             summary.cpu_us_per_audio_second.unwrap_or(0.0),
+            summary.cpu_ms_per_call.unwrap_or(0.0),
         );
     }
     let mut ok = true;
