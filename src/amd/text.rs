@@ -36,7 +36,9 @@ pub struct Transcript {
 
 /// Speech-to-text for one call: takes the same 20 ms frames, returns transcripts as they come.
 pub trait Transcriber: Send {
-    fn push(&mut self, frame: &[i16], at_ms: u64);
+    /// One frame, with the detector's speech/silence call for it (so a transcriber that
+    /// segments on speech need not detect it again).
+    fn push(&mut self, frame: &[i16], at_ms: u64, speech: bool);
     /// The next transcript, if one is ready.
     fn poll(&mut self) -> Option<Transcript>;
 }
@@ -221,7 +223,8 @@ impl<T: Transcriber> Detector for TextDetector<T> {
             return None;
         }
         self.now_ms = at_ms + FRAME_MS;
-        self.transcriber.push(frame, at_ms);
+        let speech = self.speech.is_speech(frame);
+        self.transcriber.push(frame, at_ms, speech);
         while let Some(t) = self.transcriber.poll() {
             self.transcripts += 1;
             self.covered_ms = self.covered_ms.max(t.end_ms);
@@ -233,7 +236,7 @@ impl<T: Transcriber> Detector for TextDetector<T> {
                 self.interim = w;
             }
         }
-        if self.speech.is_speech(frame) {
+        if speech {
             self.onset_ms.get_or_insert(at_ms);
             self.speech_ms += FRAME_MS;
             self.silence_run_ms = 0;
@@ -298,7 +301,7 @@ mod tests {
             now: u64,
         }
         impl Transcriber for Timed {
-            fn push(&mut self, _frame: &[i16], at_ms: u64) {
+            fn push(&mut self, _frame: &[i16], at_ms: u64, _speech: bool) {
                 self.now = at_ms + FRAME_MS;
             }
             fn poll(&mut self) -> Option<Transcript> {

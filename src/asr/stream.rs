@@ -2,7 +2,8 @@
 //! [`Transcriber`](crate::amd::text::Transcriber) for text-mode AMD.
 //!
 //! Whisper is not a streaming model, so the greeting is re-transcribed as it grows: audio is
-//! kept (resampled to 16 kHz) from 300 ms before the first speech; a run is started when an
+//! kept (resampled to 16 kHz) from 300 ms before the first speech (speech as the text
+//! detector's level detector calls it, passed in with each frame); a run is started when an
 //! utterance ends (300 ms of silence after new speech) or, while speech goes on, every
 //! [`INTERIM_MS`], once [`MIN_SPEECH_MS`] of speech have been heard. Each result is the whole greeting so far, delivered as an interim
 //! transcript that replaces the previous one. One run at a time per call; nothing is
@@ -18,9 +19,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::whisper::{Recognized, WhisperPool};
-use crate::amd::energy::AdaptiveEnergy;
 use crate::amd::text::{Transcriber, Transcript};
-use crate::amd::{SpeechSource, FRAME_MS};
+use crate::amd::FRAME_MS;
 use crate::bench::sys::cpu_time_us;
 use crate::media::resample::Resampler;
 
@@ -166,10 +166,11 @@ struct Run {
 pub struct WhisperStream {
     exec: Exec,
     resampler: Option<Resampler>,
-    speech: AdaptiveEnergy,
     /// 16 kHz audio from `kept_from_ms`.
     audio: Vec<f32>,
     kept_from_ms: u64,
+    /// One frame as floats, before and after resampling (reused).
+    frame8: Vec<f32>,
     frame16: Vec<f32>,
     now_ms: u64,
     onset_ms: Option<u64>,
@@ -180,8 +181,6 @@ pub struct WhisperStream {
     last_run_ms: u64,
     run: Option<Run>,
     ready: Vec<Transcript>,
-    /// Transcription runs started.
-    pub runs: u32,
 }
 
 impl WhisperStream {
@@ -189,9 +188,9 @@ impl WhisperStream {
         WhisperStream {
             exec,
             resampler: Resampler::new(8000, RATE as u32).ok(),
-            speech: AdaptiveEnergy::default(),
             audio: Vec::new(),
             kept_from_ms: 0,
+            frame8: Vec::with_capacity(RATE / 100),
             frame16: Vec::with_capacity(RATE / 50),
             now_ms: 0,
             onset_ms: None,
@@ -201,27 +200,21 @@ impl WhisperStream {
             last_run_ms: 0,
             run: None,
             ready: Vec::new(),
-            runs: 0,
         }
     }
 
     fn keep(&mut self, frame: &[i16], at_ms: u64) {
+        self.frame8.clear();
+        self.frame8
+            .extend(frame.iter().map(|&s| f32::from(s) / 32768.0));
         self.frame16.clear();
         match self.resampler.as_mut() {
             Some(r) => {
-                let _ = r.process_f32(
-                    &frame
-                        .iter()
-                        .map(|&s| f32::from(s) / 32768.0)
-                        .collect::<Vec<_>>(),
-                    &mut self.frame16,
-                );
+                let _ = r.process_f32(&self.frame8, &mut self.frame16);
             }
-            None => self.frame16.extend(
-                frame
-                    .iter()
-                    .flat_map(|&s| [f32::from(s) / 32768.0, f32::from(s) / 32768.0]),
-            ),
+            None => self
+                .frame16
+                .extend(self.frame8.iter().flat_map(|&x| [x, x])),
         }
         if self.onset_ms.is_none() {
             // Before speech keep only the pre-roll.
@@ -239,7 +232,6 @@ impl WhisperStream {
     fn start_run(&mut self) {
         self.fresh_speech = false;
         self.last_run_ms = self.now_ms;
-        self.runs += 1;
         let audio = self.audio.clone();
         let state = match &self.exec {
             Exec::Inline(pool) => {
@@ -288,9 +280,8 @@ impl WhisperStream {
 }
 
 impl Transcriber for WhisperStream {
-    fn push(&mut self, frame: &[i16], at_ms: u64) {
+    fn push(&mut self, frame: &[i16], at_ms: u64, speech: bool) {
         self.now_ms = at_ms + FRAME_MS;
-        let speech = self.speech.is_speech(frame);
         self.keep(frame, at_ms);
         if speech {
             self.onset_ms.get_or_insert(at_ms);

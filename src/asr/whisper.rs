@@ -366,16 +366,7 @@ mod tests {
     /// Needs `make setup` (ONNX Runtime, the converted model) and espeak-ng.
     #[test]
     fn transcribes_speech_in_process() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let wav = dir.path().join("s.wav");
-        let ok = std::process::Command::new("espeak-ng")
-            .args(["-v", "en-us", "-w"])
-            .arg(&wav)
-            .arg("Please leave a message after the tone.")
-            .status()
-            .expect("espeak-ng");
-        assert!(ok.success());
-        let pcm = crate::media::load_wav_8k_mono(&wav).expect("wav");
+        let pcm = crate::amd::espeak_8k("Please leave a message after the tone.");
         let mut r = crate::media::resample::Resampler::new(8000, 16_000).expect("resampler");
         let mut wide = Vec::new();
         let pcm: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32768.0).collect();
