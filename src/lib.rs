@@ -1,16 +1,19 @@
 //! outdial: a telephony-native outbound dialer and SIP/RTP media server.
 //!
 //! The library holds every part; `src/main.rs` is only the command line.
-//! `call` is the one place that joins SIP signalling (`sip`) with media (`media`).
+//! `call` is the one place that joins SIP signalling (`sip`) with media (`media`); `flow` runs
+//! an answered call's plan over it and `bridge` joins it with a second party.
 
 pub mod amd;
 pub mod api;
 pub mod asr;
 pub mod bench;
+pub mod bridge;
 pub mod call;
 pub mod campaign;
 pub mod config;
 pub mod contacts;
+pub mod flow;
 pub mod media;
 pub mod sip;
 pub mod store;

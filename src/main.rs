@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use outdial::call::{record_call, Call, CallEvent, CallRequest, CallSummary};
+use outdial::call::CallRequest;
 use outdial::config::{Config, ConfigErrors};
 use outdial::media::wav::{load_wav_8k_mono, CallRecorder, RecordMode};
 use outdial::sip::{RegistrationState, UserAgent};
@@ -203,11 +203,16 @@ struct CallArgs {
     /// Digits to send once answered (RFC 4733 when negotiated, else in-band), before --play.
     #[arg(long, value_name = "DIGITS", value_parser = dtmf_digits)]
     dtmf: Option<String>,
-    /// Answering-machine detection on the answered call: heuristic, ml or auto (text: not yet).
+    /// Answering-machine detection on the answered call: heuristic, text, ml or auto.
     /// With --play, the file plays once a person is detected, or after a machine's greeting
     /// (beep or silence); without --play the call hangs up once detection is done.
     #[arg(long, value_name = "MODE", value_parser = amd_mode)]
     amd: Option<outdial::amd::AmdMode>,
+    /// Connect whoever answers (a person, with --amd) to TARGET: a phone number (through the
+    /// trunk profile) or a sip: URI. Both legs' audio is relayed; a hang-up on either side
+    /// ends both. The JSON gains a "bridge" object.
+    #[arg(long, value_name = "TARGET")]
+    connect_to: Option<String>,
     /// Print exactly one JSON object describing the call on stdout.
     #[arg(long)]
     json: bool,
@@ -217,9 +222,6 @@ fn amd_mode(s: &str) -> Result<outdial::amd::AmdMode, String> {
     outdial::amd::AmdMode::from_name(s)
         .ok_or_else(|| format!("{s:?} is not one of heuristic, text, ml, auto"))
 }
-
-/// How long each digit of `--dtmf` lasts.
-const DTMF_MS: u32 = 100;
 
 fn dtmf_digits(s: &str) -> Result<String, String> {
     let digits = s.to_ascii_uppercase();
@@ -386,6 +388,17 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
+    let connect = match &args.connect_to {
+        Some(target) => Some(outdial::flow::Connect {
+            target: connect_target(&config, target, profile.as_ref())?,
+            queue_timeout: Duration::from_secs_f64(args.ring_timeout),
+            ring_timeout: Duration::from_secs_f64(args.ring_timeout),
+            campaign_id: None,
+            contact_id: None,
+        }),
+        None => None,
+    };
+
     let ua = UserAgent::start(&config).await?;
     if let Some(p) = profile.as_ref().filter(|p| p.register) {
         ua.start_trunks(std::slice::from_ref(p));
@@ -399,124 +412,100 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let request = CallRequest {
-        destination: args.destination.clone(),
-        profile,
-        caller_id: args.from.clone(),
-        ring_timeout: Duration::from_secs_f64(args.ring_timeout),
-        max_duration: Duration::from_secs_f64(args.max_duration),
-        tap_sent: recorder.is_some() && args.record_mode != RecordMode::Inbound,
+    let mut request = CallRequest::new(
+        args.destination.clone(),
+        Duration::from_secs_f64(args.ring_timeout),
+        Duration::from_secs_f64(args.max_duration),
+    );
+    request.profile = profile.clone();
+    request.caller_id = args.from.clone();
+    request.tap_sent = recorder.is_some() && args.record_mode != RecordMode::Inbound;
+    let playback = playback.map(Arc::new);
+    let plan = outdial::flow::FlowPlan {
+        send_dtmf: args.dtmf.clone(),
+        hang_up_when_idle: playback.is_some() || amd.is_some() || connect.is_some(),
+        amd,
+        message: playback.clone(),
+        voicemail: playback,
+        abandon_message: None,
+        // With AMD, the file plays after a machine's greeting too.
+        machine_action: outdial::campaign::model::MachineAction::LeaveMessage,
+        recorder,
+        connect,
     };
-    let mut call = Call::dial(ua.clone(), request).await?;
-    let (audio, mut tap) = match amd {
-        Some(amd) => {
-            let (audio, tap) = outdial::call::AmdTap::start(call.take_audio(), amd);
-            (audio, Some(tap))
-        }
-        None => (call.take_audio(), None),
-    };
-    let recording = tokio::spawn(record_call(audio, call.take_sent_audio(), recorder));
-
-    let summary = drive(&mut call, playback, args.dtmf.clone(), tap.as_mut()).await;
-    drop(call);
-    let recorded = recording.await;
-    let amd_result = match tap {
-        Some(tap) => tap.result().await,
-        None => None,
-    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let report = outdial::flow::run(ua.clone(), request, plan, stop_rx).await;
     ua.shutdown().await;
-    let summary = summary.context("the call ended without a summary")?;
-    match recorded {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("outdial: recording incomplete: {e}"),
-        Err(e) => eprintln!("outdial: recording incomplete: {e}"),
+    let report = report?;
+    if let Some(e) = &report.recording_error {
+        eprintln!("outdial: recording incomplete: {e}");
     }
-    print_summary(&summary, amd_result.as_ref(), args.json)?;
+    print_summary(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Plays the file once answered (with AMD: once a person is detected or a machine's greeting
-/// has ended), hangs up when it has been played (or on Ctrl-C, or, with AMD and nothing to
-/// play, when detection is done), and returns the call's summary.
-async fn drive(
-    call: &mut Call,
-    playback: Option<Vec<i16>>,
-    dtmf: Option<String>,
-    mut amd: Option<&mut outdial::call::AmdTap>,
-) -> Option<CallSummary> {
-    use outdial::amd::AmdEvent;
-    let mut playback = playback;
-    let mut dtmf = dtmf;
-    let hang_up_after_play = playback.is_some();
-    let ctrl_c = stop_signal();
-    tokio::pin!(ctrl_c);
-    let mut interrupted = false;
-    let mut amd_open = amd.is_some();
-    loop {
-        tokio::select! {
-            ev = async { amd.as_mut()?.next_event().await }, if amd_open => match ev {
-                None => amd_open = false,
-                Some(ev) => {
-                    let done = match ev {
-                        AmdEvent::MachineDetected { .. } | AmdEvent::Beep { .. } => false,
-                        AmdEvent::Fax { .. } => {
-                            playback = None;
-                            true
-                        }
-                        _ => true,
-                    };
-                    if done {
-                        match playback.take() {
-                            Some(samples) => call.play(samples),
-                            None if !hang_up_after_play => call.hangup(),
-                            None => {}
-                        }
-                    }
-                }
-            },
-            ev = call.next_event() => match ev? {
-                CallEvent::Answered { .. } => {
-                    if let Some(digits) = dtmf.take() {
-                        // Checked when the arguments were read.
-                        let _ = call.send_dtmf(&digits, DTMF_MS);
-                    }
-                    match amd.as_deref() {
-                        Some(tap) => tap.answered(),
-                        None => {
-                            if let Some(samples) = playback.take() {
-                                call.play(samples);
-                            }
-                        }
-                    }
-                }
-                CallEvent::PlaybackFinished => {
-                    if hang_up_after_play {
-                        call.hangup();
-                    }
-                }
-                CallEvent::Ringing { .. } | CallEvent::Dtmf(_) | CallEvent::Tone(_) => {}
-                CallEvent::Ended(summary) => return Some(summary),
-            },
-            _ = &mut ctrl_c, if !interrupted => {
-                interrupted = true;
-                call.hangup();
-            }
-        }
+/// `--connect-to`: a phone number (through the call's trunk profile) or a `sip:` URI.
+fn connect_target(
+    config: &Config,
+    target: &str,
+    profile: Option<&outdial::config::Profile>,
+) -> anyhow::Result<outdial::bridge::BridgeTarget> {
+    let target = target.trim();
+    let is_uri = target.starts_with("sip:") || target.starts_with("sips:");
+    if !is_uri && !outdial::call::is_phone_number(target) {
+        anyhow::bail!("--connect-to {target:?} is neither a phone number nor a sip: URI");
     }
+    let profile = match profile {
+        Some(p) => Some(p.clone()),
+        None if !is_uri && config.profiles.len() == 1 => config.profiles.first().cloned(),
+        None if !is_uri => anyhow::bail!(
+            "--connect-to {target:?} is a number: name the trunk to send it through (--profile)"
+        ),
+        None => None,
+    };
+    Ok(outdial::bridge::BridgeTarget::Sip {
+        destination: target.to_string(),
+        profile,
+    })
 }
 
-fn print_summary(
-    s: &CallSummary,
-    amd: Option<&outdial::amd::AmdResult>,
-    json: bool,
-) -> anyhow::Result<()> {
+fn print_summary(report: &outdial::flow::FlowReport, json: bool) -> anyhow::Result<()> {
+    let s = &report.summary;
+    let amd = report.amd.as_ref();
     if json {
         let mut value = serde_json::to_value(s)?;
-        if let (Some(obj), Some(r)) = (value.as_object_mut(), amd) {
-            obj.insert("amd".into(), serde_json::to_value(r)?);
+        if let Some(obj) = value.as_object_mut() {
+            if let Some(r) = amd {
+                obj.insert("amd".into(), serde_json::to_value(r)?);
+            }
+            if let Some(b) = &report.bridge {
+                obj.insert("bridge".into(), serde_json::to_value(b)?);
+            }
         }
         println!("{value}");
     } else {
+        if let Some(b) = &report.bridge {
+            println!(
+                "bridge to {}: {} (SIP {}), bridged after {} ms, talk {} ms, ended by {}",
+                b.target,
+                if b.answered {
+                    "answered"
+                } else {
+                    "not answered"
+                },
+                b.sip_code.map_or("-".to_string(), |c| c.to_string()),
+                b.bridge_ms.map_or("-".to_string(), |v| v.to_string()),
+                b.talk_ms,
+                b.ended_by
+                    .and_then(|e| serde_json::to_value(e).ok())
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
         if let Some(r) = amd {
             println!(
                 "amd {}: {} (answered_by {}, {} {}, confidence {:.2}) at {} ms{}",

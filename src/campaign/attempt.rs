@@ -1,25 +1,23 @@
-//! One call attempt of a campaign: dial the contact through the campaign's trunk, run the
-//! call plan on an answer, and report everything the attempt record (CDR) keeps.
+//! One call attempt of a campaign: the campaign's settings turned into a call request and a
+//! flow plan, run through the one call-flow runner ([`crate::flow::run`]), and the report the
+//! attempt record (CDR) keeps.
 //!
-//! The call plan: without answering-machine detection, play the campaign's message (if any)
-//! and hang up; with no message, hang up at once. With AMD, the received audio goes through
-//! the campaign's mode from the answer on, and the verdict picks the branch:
-//! * a person (or no verdict in time): the message, as above;
-//! * a machine: `machine_action` — hang up at once, leave the voicemail message once the
-//!   greeting has ended (beep or silence), or treat it as a person;
-//! * a fax, or nobody saying anything: hang up.
-//!
-//! Bridges (connect-to, AI agent) plug in here from their own modules. This is a thin driver: it owns no campaign state and never
-//! touches the store; the engine decides what the report means for the contact.
+//! The plan itself (AMD verdict → message, voicemail after the greeting, bridge to the
+//! `connect_to` target, abandon, hang-up) is the flow's; this is a thin adapter. It owns no
+//! campaign state and never touches the store; the engine decides what the report means for
+//! the contact.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::amd::{Amd, AmdConfig, AmdEvent, AmdResult};
-use crate::call::{record_call, AmdTap, Call, CallEvent, CallRequest, CallSummary};
+use crate::amd::{Amd, AmdConfig, AmdResult};
+use crate::bridge::BridgeReport;
+use crate::call::{CallRequest, CallSummary};
 use crate::campaign::model::MachineAction;
 use crate::config::Profile;
+use crate::flow::core::FlowRecord;
+use crate::flow::{Connect, FlowPlan};
 use crate::media::wav::{CallRecorder, RecordMode};
 use crate::sip::{Outcome, UserAgent};
 
@@ -35,7 +33,8 @@ pub struct AttemptPlan {
     pub caller_id: Option<String>,
     pub ring_timeout: Duration,
     pub max_duration: Duration,
-    /// 8 kHz mono samples played to whoever answers; the call ends when they are done.
+    /// 8 kHz mono samples played to a person (when there is no `connect`); the call ends
+    /// when they are done.
     pub message: Option<Arc<Vec<i16>>>,
     /// Stereo recording (far end left, us right) written here when set.
     pub record_to: Option<PathBuf>,
@@ -45,6 +44,10 @@ pub struct AttemptPlan {
     pub machine_action: MachineAction,
     /// Played after a machine's greeting when `machine_action` is leave_message.
     pub voicemail: Option<Arc<Vec<i16>>>,
+    /// Where a person is connected (the campaign's `connect_to`); the message is not played then.
+    pub connect: Option<Connect>,
+    /// Played to a person who could not be connected in time.
+    pub abandon_message: Option<Arc<Vec<i16>>>,
 }
 
 /// What became of the attempt.
@@ -55,6 +58,10 @@ pub struct AttemptReport {
     pub recording: Option<PathBuf>,
     /// AMD's result, when the plan asked for detection and the call was answered.
     pub amd: Option<AmdResult>,
+    /// The bridge's record, when a person was to be connected.
+    pub bridge: Option<BridgeReport>,
+    /// What the plan did (abandoned, queue wait, voicemail left, message played).
+    pub flow: FlowRecord,
 }
 
 /// Why an attempt could not even be placed (no INVITE left): bad destination, no RTP port,
@@ -68,7 +75,7 @@ pub struct AttemptError(pub String);
 pub async fn run_attempt(
     ua: Arc<UserAgent>,
     plan: AttemptPlan,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<AttemptReport, AttemptError> {
     let recorder = match &plan.record_to {
         Some(path) => Some(
@@ -77,14 +84,14 @@ pub async fn run_attempt(
         ),
         None => None,
     };
-    let request = CallRequest {
-        destination: plan.destination.clone(),
-        profile: plan.profile.clone(),
-        caller_id: plan.caller_id.clone().filter(|c| !c.is_empty()),
-        ring_timeout: plan.ring_timeout,
-        max_duration: plan.max_duration,
-        tap_sent: recorder.is_some(),
-    };
+    let mut request = CallRequest::new(
+        plan.destination.clone(),
+        plan.ring_timeout,
+        plan.max_duration,
+    );
+    request.profile = plan.profile.clone();
+    request.caller_id = plan.caller_id.clone().filter(|c| !c.is_empty());
+    request.tap_sent = recorder.is_some();
     // Built before dialing, so a missing runtime or model fails the attempt before any INVITE;
     // off the async workers, since the first one loads the models from disk.
     let amd = match plan.amd {
@@ -96,59 +103,24 @@ pub async fn run_attempt(
         ),
         None => None,
     };
-    let mut call = Call::dial(ua, request)
+    let flow_plan = FlowPlan {
+        send_dtmf: None,
+        amd,
+        message: plan.message.clone(),
+        voicemail: plan.voicemail.clone(),
+        abandon_message: plan.abandon_message.clone(),
+        machine_action: plan.machine_action,
+        recorder,
+        connect: plan.connect.clone(),
+        hang_up_when_idle: true,
+    };
+    let report = crate::flow::run(ua, request, flow_plan, stop)
         .await
         .map_err(|e| AttemptError(e.to_string()))?;
-    let (audio, mut tap) = match amd {
-        Some(amd) => {
-            let (audio, tap) = AmdTap::start(call.take_audio(), amd);
-            (audio, Some(tap))
-        }
-        None => (call.take_audio(), None),
-    };
-    let recording = tokio::spawn(record_call(audio, call.take_sent_audio(), recorder));
-    let mut stopping = *stop.borrow();
-    if stopping {
-        call.hangup();
-    }
-    let mut amd_open = tap.is_some();
-    // A machine whose greeting is awaited before the voicemail message.
-    let mut awaiting_greeting_end = false;
-    let summary = loop {
-        tokio::select! {
-            event = async { tap.as_mut()?.next_event().await }, if amd_open => match event {
-                None => amd_open = false,
-                Some(event) => on_amd_event(&call, &plan, event, &mut awaiting_greeting_end),
-            },
-            event = call.next_event() => match event {
-                Some(CallEvent::Answered { .. }) => match &tap {
-                    Some(tap) => tap.answered(),
-                    None => play_or_hang_up(&call, plan.message.as_deref()),
-                },
-                Some(CallEvent::PlaybackFinished) => call.hangup(),
-                Some(CallEvent::Ended(summary)) => break Some(summary),
-                Some(_) => {}
-                None => break None,
-            },
-            changed = stop.changed(), if !stopping => {
-                if changed.is_err() || *stop.borrow() {
-                    stopping = true;
-                    call.hangup();
-                }
-            }
-        }
-    };
-    drop(call);
-    let recorded = recording.await;
-    let amd = match tap {
-        Some(tap) => tap.result().await,
-        None => None,
-    };
-    let summary = summary.ok_or_else(|| AttemptError("the call ended without a summary".into()))?;
-    let recording = match (plan.record_to, recorded) {
-        (Some(path), Ok(Ok(()))) if summary.outcome == Outcome::Answered => Some(path),
-        (Some(path), Ok(Err(e))) => {
-            tracing::warn!(call_id = %summary.call_id, "recording {} incomplete: {e}", path.display());
+    let recording = match (plan.record_to, &report.recording_error) {
+        (Some(path), None) if report.summary.outcome == Outcome::Answered => Some(path),
+        (Some(path), Some(e)) if report.summary.outcome == Outcome::Answered => {
+            tracing::warn!(call_id = %report.summary.call_id, "recording {} incomplete: {e}", path.display());
             Some(path)
         }
         (Some(path), _) => {
@@ -159,41 +131,10 @@ pub async fn run_attempt(
         (None, _) => None,
     };
     Ok(AttemptReport {
-        summary,
+        summary: report.summary,
         recording,
-        amd,
+        amd: report.amd,
+        bridge: report.bridge,
+        flow: report.flow,
     })
-}
-
-fn play_or_hang_up(call: &Call, samples: Option<&Vec<i16>>) {
-    match samples {
-        Some(samples) => call.play(samples.clone()),
-        None => call.hangup(),
-    }
-}
-
-/// The call plan's answer to one detection event.
-fn on_amd_event(
-    call: &Call,
-    plan: &AttemptPlan,
-    event: AmdEvent,
-    awaiting_greeting_end: &mut bool,
-) {
-    match event {
-        // Undecided: give whoever it is the benefit of the doubt.
-        AmdEvent::HumanDetected { .. } | AmdEvent::Timeout { .. } => {
-            play_or_hang_up(call, plan.message.as_deref())
-        }
-        AmdEvent::NoSpeech { .. } | AmdEvent::Fax { .. } => call.hangup(),
-        AmdEvent::MachineDetected { .. } => match plan.machine_action {
-            MachineAction::Hangup => call.hangup(),
-            MachineAction::Connect => play_or_hang_up(call, plan.message.as_deref()),
-            MachineAction::LeaveMessage => *awaiting_greeting_end = true,
-        },
-        AmdEvent::MachineGreetingEnded { .. } if *awaiting_greeting_end => {
-            *awaiting_greeting_end = false;
-            play_or_hang_up(call, plan.voicemail.as_deref());
-        }
-        AmdEvent::MachineGreetingEnded { .. } | AmdEvent::Beep { .. } => {}
-    }
 }

@@ -467,6 +467,8 @@ impl Engine {
             amd,
             machine_action: settings.machine_action,
             voicemail,
+            connect: connect_plan(settings, profile.as_ref(), campaign.id, claimed.id),
+            abandon_message: None,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         self.live.insert(
@@ -489,6 +491,35 @@ impl Engine {
         Ok(())
     }
 }
+
+/// Where a person who answers is connected: the campaign's `connect_to` (a number through the
+/// campaign's trunk, or a SIP URI), if set. A number with no trunk to send it through is left
+/// for the bridge to refuse (the person is then abandoned, and it is on the record).
+fn connect_plan(
+    settings: &super::CampaignSettings,
+    profile: Option<&Profile>,
+    campaign_id: i64,
+    contact_id: i64,
+) -> Option<crate::flow::Connect> {
+    let target = settings.connect_to.trim();
+    if target.is_empty() {
+        return None;
+    }
+    let ring_timeout = Duration::from_secs(CONNECT_RING_SECS);
+    Some(crate::flow::Connect {
+        target: crate::bridge::BridgeTarget::Sip {
+            destination: target.to_string(),
+            profile: profile.cloned(),
+        },
+        queue_timeout: ring_timeout,
+        ring_timeout,
+        campaign_id: Some(campaign_id),
+        contact_id: Some(contact_id),
+    })
+}
+
+/// How long a `connect_to` target may ring before the person is abandoned.
+const CONNECT_RING_SECS: u64 = 15;
 
 /// One attempt's task: call, record, move the contact on, report.
 struct AttemptJob {

@@ -1,0 +1,138 @@
+//! Bridges: joining an answered callee with a second party — a SIP target (agent, hunt group,
+//! auto-attendant) here; AI-agent legs come through the same [`Bridge`] trait.
+//!
+//! A bridge is started by the call-flow runner once a person is to be connected. It reaches
+//! the far side, joins the media when the far side answers, follows what either side does
+//! (hold, digits sent out of band, hang-up) and keeps the bridge's part of the attempt record
+//! ([`BridgeReport`]). Adding a kind of bridge is one file plus a match arm in [`start`].
+//!
+//! A bridge must not own or end the callee's leg: it asks the runner ([`BridgeEvent`]), which
+//! owns it. It must not decide the plan (queue timeouts, abandons): the flow core does.
+
+pub mod sip;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::call::{Call, CallEvent};
+use crate::config::Profile;
+use crate::sip::UserAgent;
+
+/// Where a person is connected.
+#[derive(Debug, Clone)]
+pub enum BridgeTarget {
+    /// A number through a trunk profile, or a `sip:` URI.
+    Sip {
+        destination: String,
+        profile: Option<Profile>,
+    },
+}
+
+impl BridgeTarget {
+    /// The target as the attempt record and the CLI's JSON show it.
+    pub fn describe(&self) -> String {
+        match self {
+            BridgeTarget::Sip { destination, .. } => destination.clone(),
+        }
+    }
+}
+
+/// Who ended a bridged call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndedBy {
+    /// The person we called hung up.
+    Callee,
+    /// The agent (the bridge's far side) hung up.
+    Agent,
+    /// We did: the plan ended it (queue timeout, stop, maximum duration).
+    System,
+}
+
+/// What the bridge tells the runner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BridgeEvent {
+    /// The far side answered and the media is joined.
+    Connected,
+    /// The far side was not reached (busy, no answer, rejected, failure).
+    Failed,
+    /// The far side put the call on hold (`true`) or took it off (`false`): hold the callee.
+    HoldCallee(bool),
+    /// The far side hung up after being connected.
+    Ended,
+}
+
+/// The bridge's part of the attempt record (the CLI's `bridge` object).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BridgeReport {
+    pub target: String,
+    /// `sip` here; AI-agent kinds later.
+    pub kind: &'static str,
+    /// The far side answered.
+    pub answered: bool,
+    /// The far side's final SIP code, when one came.
+    pub sip_code: Option<u16>,
+    /// The second leg's Call-ID.
+    pub call_id: Option<String>,
+    /// Bridge start → first 180/183 of the far side.
+    pub ring_ms: Option<u64>,
+    /// Bridge start → the far side's answer (media joined).
+    pub bridge_ms: Option<u64>,
+    /// Joined → ended.
+    pub talk_ms: u64,
+    /// Who ended the bridged call; `None` when it never connected.
+    pub ended_by: Option<EndedBy>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("bridge target {target:?}: {reason}")]
+    Target { target: String, reason: String },
+}
+
+/// What a bridge knows about the call it joins.
+#[derive(Clone)]
+pub struct BridgeContext {
+    pub ua: Arc<UserAgent>,
+    /// The callee's number (or URI) as dialed: what the agent sees as the caller.
+    pub callee: String,
+    /// Sent as `X-Outdial-Campaign` / `X-Outdial-Contact` when set.
+    pub campaign_id: Option<i64>,
+    pub contact_id: Option<i64>,
+    /// How long the far side may ring.
+    pub ring_timeout: Duration,
+    /// Longest bridged call.
+    pub max_duration: Duration,
+}
+
+/// A bridge in progress; see the module documentation.
+#[async_trait]
+pub trait Bridge: Send {
+    /// The next thing the far side did; `None` once the bridge is over and every event was read.
+    async fn next_event(&mut self) -> Option<BridgeEvent>;
+    /// The callee did something the far side should follow (hold, out-of-band digits).
+    fn callee_event(&mut self, event: &CallEvent);
+    /// End the bridge (the far side is hung up on); `by` is recorded as who ended it.
+    fn stop(&mut self, by: EndedBy);
+    /// Waits for the far side to be gone and returns the record.
+    async fn finish(self: Box<Self>) -> BridgeReport;
+}
+
+/// Starts the bridge to `target` for the answered `callee`.
+pub async fn start(
+    target: &BridgeTarget,
+    callee: &Call,
+    ctx: BridgeContext,
+) -> Result<Box<dyn Bridge>, BridgeError> {
+    match target {
+        BridgeTarget::Sip {
+            destination,
+            profile,
+        } => Ok(Box::new(
+            sip::SipBridge::start(destination, profile.clone(), callee, ctx).await?,
+        )),
+    }
+}

@@ -1,0 +1,202 @@
+//! The SIP bridge (B2BUA): a second outbound leg to the target, its media joined to the
+//! callee's once it answers.
+//!
+//! The second leg is an ordinary [`Call`] (same plan, core and driver as the callee's), sent
+//! with the callee's number in From and P-Asserted-Identity (so the agent sees who is on the
+//! line) and `X-Outdial-Campaign` / `X-Outdial-Contact`. When it answers, the two legs' media
+//! sessions are linked: each RTP packet received on one leg leaves the other at once. Hold and
+//! unhold on either side are passed on as re-INVITEs, digits the callee sends by SIP INFO are
+//! sent on to the agent (RTP and in-band digits cross inside the media link).
+//!
+//! It must not end the callee's leg (the runner owns it) and must not wait on anything but the
+//! second leg.
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use tracing::{info, warn};
+
+use super::{Bridge, BridgeContext, BridgeError, BridgeEvent, BridgeReport, EndedBy};
+use crate::call::{is_phone_number, Call, CallEvent, CallRequest, CallSummary};
+use crate::config::Profile;
+use crate::media::dtmf::DtmfSource;
+use crate::media::session::MediaSession;
+use crate::sip::sdp::Direction;
+
+/// A SIP bridge in progress.
+pub struct SipBridge {
+    target: String,
+    agent: Call,
+    callee_media: Weak<MediaSession>,
+    started: Instant,
+    ring_at: Option<Instant>,
+    answered_at: Option<Instant>,
+    ended_at: Option<Instant>,
+    ended_by: Option<EndedBy>,
+    link: Option<MediaJoin>,
+    /// The agent holds the callee (its last re-INVITE was not sendrecv).
+    agent_holds: bool,
+    summary: Option<CallSummary>,
+}
+
+impl SipBridge {
+    /// Dials the target; the media is joined when it answers ([`Bridge::next_event`]).
+    pub async fn start(
+        destination: &str,
+        profile: Option<Profile>,
+        callee: &Call,
+        ctx: BridgeContext,
+    ) -> Result<SipBridge, BridgeError> {
+        let mut request = CallRequest::new(destination, ctx.ring_timeout, ctx.max_duration);
+        request.profile = profile;
+        if is_phone_number(&ctx.callee) {
+            request.caller_id = Some(ctx.callee.clone());
+            request.asserted_identity = Some(ctx.callee.clone());
+        }
+        if let Some(id) = ctx.campaign_id {
+            request
+                .headers
+                .push(("X-Outdial-Campaign".into(), id.to_string()));
+        }
+        if let Some(id) = ctx.contact_id {
+            request
+                .headers
+                .push(("X-Outdial-Contact".into(), id.to_string()));
+        }
+        let agent = Call::dial(ctx.ua.clone(), request)
+            .await
+            .map_err(|e| BridgeError::Target {
+                target: destination.to_string(),
+                reason: e.to_string(),
+            })?;
+        info!(
+            target = destination,
+            agent_call_id = agent.call_id(),
+            "bridge dialing"
+        );
+        Ok(SipBridge {
+            target: destination.to_string(),
+            agent,
+            callee_media: callee
+                .media()
+                .as_ref()
+                .map_or_else(Weak::new, Arc::downgrade),
+            started: Instant::now(),
+            ring_at: None,
+            answered_at: None,
+            ended_at: None,
+            ended_by: None,
+            link: None,
+            agent_holds: false,
+            summary: None,
+        })
+    }
+
+    fn join_media(&mut self) {
+        let (Some(callee), Some(agent)) = (self.callee_media.upgrade(), self.agent.media()) else {
+            warn!("bridge: a leg's media is gone before the join");
+            return;
+        };
+        self.link = Some(MediaJoin::new(&callee, &agent));
+    }
+}
+
+#[async_trait]
+impl Bridge for SipBridge {
+    async fn next_event(&mut self) -> Option<BridgeEvent> {
+        loop {
+            match self.agent.next_event().await? {
+                CallEvent::Ringing { .. } => {
+                    self.ring_at.get_or_insert_with(Instant::now);
+                }
+                CallEvent::Answered { .. } => {
+                    self.answered_at = Some(Instant::now());
+                    self.join_media();
+                    return Some(BridgeEvent::Connected);
+                }
+                CallEvent::Reoffered { direction, .. } => {
+                    let holds = matches!(direction, Direction::SendOnly | Direction::Inactive);
+                    if holds != self.agent_holds {
+                        self.agent_holds = holds;
+                        return Some(BridgeEvent::HoldCallee(holds));
+                    }
+                }
+                CallEvent::Ended(summary) => {
+                    self.ended_at = Some(Instant::now());
+                    self.link = None;
+                    self.summary = Some(summary);
+                    return Some(if self.answered_at.is_some() {
+                        self.ended_by.get_or_insert(EndedBy::Agent);
+                        BridgeEvent::Ended
+                    } else {
+                        BridgeEvent::Failed
+                    });
+                }
+                CallEvent::PlaybackFinished | CallEvent::Dtmf(_) | CallEvent::Tone(_) => {}
+            }
+        }
+    }
+
+    fn callee_event(&mut self, event: &CallEvent) {
+        match event {
+            CallEvent::Reoffered { direction, .. } => self.agent.hold(matches!(
+                direction,
+                Direction::SendOnly | Direction::Inactive
+            )),
+            CallEvent::Dtmf(d) if d.source == DtmfSource::SipInfo => {
+                let _ = self
+                    .agent
+                    .send_dtmf(&d.digit.to_string(), d.duration_ms.max(100));
+            }
+            _ => {}
+        }
+    }
+
+    fn stop(&mut self, by: EndedBy) {
+        if self.answered_at.is_some() {
+            self.ended_by.get_or_insert(by);
+        }
+        self.link = None;
+        self.agent.hangup();
+    }
+
+    async fn finish(mut self: Box<Self>) -> BridgeReport {
+        self.link = None;
+        if self.summary.is_none() {
+            self.agent.hangup();
+            while let Some(ev) = self.agent.next_event().await {
+                if let CallEvent::Ended(summary) = ev {
+                    self.ended_at = Some(Instant::now());
+                    self.summary = Some(summary);
+                    break;
+                }
+            }
+        }
+        let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_millis() as u64;
+        let summary = self.summary.as_ref();
+        BridgeReport {
+            target: self.target.clone(),
+            kind: "sip",
+            answered: self.answered_at.is_some(),
+            sip_code: summary.and_then(|s| s.sip_code),
+            call_id: Some(self.agent.call_id().to_string()),
+            ring_ms: self.ring_at.map(|r| ms(self.started, r)),
+            bridge_ms: self.answered_at.map(|a| ms(self.started, a)),
+            talk_ms: match (self.answered_at, self.ended_at) {
+                (Some(a), Some(e)) => ms(a, e),
+                _ => 0,
+            },
+            ended_by: self.answered_at.and(self.ended_by),
+        }
+    }
+}
+
+/// PLACEHOLDER until the media engine's leg linking lands: holds nothing, relays nothing.
+struct MediaJoin;
+
+impl MediaJoin {
+    fn new(_callee: &MediaSession, _agent: &MediaSession) -> MediaJoin {
+        MediaJoin
+    }
+}

@@ -1,0 +1,893 @@
+//! The sans-IO core of one outbound leg: what the INVITE's responses, the dialog's in-dialog
+//! requests, the owner's commands and the clock mean for the call, and what to do about them.
+//!
+//! One input door, one output door (as str0m does it): the driver feeds [`Input`]s with the
+//! current time to [`CallCore::handle`], drains [`CallCore::poll_output`] until it returns
+//! `None` and executes each [`Output`] (send CANCEL or BYE, answer a re-INVITE, re-point the
+//! media, tell the owner), then sleeps until [`CallCore::poll_timeout`]. The core keeps the
+//! record of the leg (outcome, codes, times, who hung up, digits, tones) and builds the
+//! [`CallSummary`] at the end.
+//!
+//! States and the allowed transitions (RFC 3261 §13, UAC side; our CANCEL per §9):
+//!
+//! ```text
+//!             1xx                     2xx
+//!  Calling ─────────▶ Proceeding ───────────────▶ Answered ──BYE sent/received, max──▶ Ended
+//!     │  ╲               │   ╲                        ▲
+//!     │   ╲ 2xx ─────────┼────╲───────────────────────┘
+//!     │ ring timeout,    │ ring timeout, hang-up
+//!     │ hang-up          ▼
+//!     └──────────▶ Cancelling ──487 / any final / 2xx (ACK+BYE by the stack) / give-up──▶ Ended
+//!  Calling, Proceeding ──3xx-6xx, timer B, transport error──▶ Ended
+//! ```
+//!
+//! It must not do I/O: no sockets, no sleeping, no spawning, no reading a clock (time is
+//! always an argument), no SIP parsing beyond the SDP it is handed as bytes. Nothing a peer
+//! sends may make it panic: bad SDP is logged by the driver and answered 488.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::media::dtmf::DtmfDigit;
+use crate::media::g711::Codec;
+use crate::media::session::RtpStats;
+use crate::media::tones::ToneEvent;
+use crate::sip::sdp::{self, Direction, Format, LocalMedia, RemoteMedia};
+use crate::sip::Outcome;
+
+use super::{CallEvent, CallSummary, EarlyMedia, Hangup, RtpCounts};
+
+/// How long past the ring timeout we wait for the INVITE to end after our CANCEL (487 or a
+/// late 200) before giving up on the peer (Timer B's 32 s plus a margin).
+pub const CANCEL_GRACE: Duration = Duration::from_secs(34);
+
+/// Where the leg is; see the diagram in the module header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// INVITE sent, no provisional response yet (a 100 Trying may have come).
+    Calling,
+    /// 180/183 received.
+    Proceeding,
+    /// We sent CANCEL; waiting for the INVITE's final response.
+    Cancelling,
+    /// 200 received and acknowledged: the call is up.
+    Answered,
+    /// Over; the summary can be taken.
+    Ended,
+}
+
+impl State {
+    /// The transition table: whether `self → next` is allowed.
+    fn allows(self, next: State) -> bool {
+        use State::*;
+        matches!(
+            (self, next),
+            (Calling, Proceeding)
+                | (Calling | Proceeding, Answered)
+                | (Calling | Proceeding, Cancelling)
+                | (Calling | Proceeding | Cancelling | Answered, Ended)
+        )
+    }
+}
+
+/// Something that happened to the leg.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input<'a> {
+    /// 100 Trying: the peer heard the INVITE.
+    Trying,
+    /// A 180/183, with its SDP (empty when none).
+    Provisional { code: u16, sdp: &'a [u8] },
+    /// The dialog is confirmed by a 2xx (ACK sent by the stack).
+    Confirmed {
+        code: u16,
+        reason: &'a str,
+        sdp: &'a [u8],
+    },
+    /// The INVITE transaction ended with this final response.
+    InviteFinal {
+        code: u16,
+        reason: &'a str,
+        sdp: &'a [u8],
+    },
+    /// The INVITE transaction ended without a final response (`error` says why, when known).
+    InviteGone { error: Option<String> },
+    /// A re-INVITE or UPDATE from the peer, with its SDP (empty: the peer asks for our offer).
+    Reoffer { sdp: &'a [u8] },
+    /// The peer pressed a key (RFC 4733, SIP INFO or in-band).
+    Dtmf(DtmfDigit),
+    /// A beep, SIT or fax tone was heard.
+    Tone(ToneEvent),
+    /// The dialog is gone: `by_remote` when the peer's BYE ended it.
+    Terminated { by_remote: bool },
+    /// The owner asks to end the call (CANCEL before the answer, BYE after).
+    Hangup,
+    /// The owner asks to put the peer on hold (`true`) or take it off (`false`) with a
+    /// re-INVITE of ours.
+    Hold(bool),
+    /// The time passed [`CallCore::poll_timeout`].
+    Timeout,
+}
+
+/// Where the media should go now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaUpdate {
+    pub codec: Codec,
+    /// The peer's telephone-event payload type, when both sides take DTMF events.
+    pub dtmf_pt: Option<u8>,
+    /// Where to send RTP; `None` stops sending (the peer holds or does not receive).
+    pub remote: Option<SocketAddr>,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send CANCEL for the INVITE.
+    Cancel,
+    /// Send BYE (media sending stops first).
+    Bye,
+    /// Answer the peer's re-INVITE/UPDATE with this code and SDP.
+    AnswerReoffer { code: u16, sdp: Option<String> },
+    /// Send a re-INVITE of ours with this SDP offer.
+    Reinvite { sdp: String },
+    /// Re-point the media session.
+    Media(MediaUpdate),
+    /// Start listening for beeps, SIT and fax tones (after the answer: ringback is a tone too).
+    ToneDetection,
+    /// Tell the owner.
+    Event(CallEvent),
+}
+
+/// The core of one outbound leg; see the module documentation.
+#[derive(Debug)]
+pub struct CallCore {
+    state: State,
+    started: Instant,
+    ring_timeout: Duration,
+    max_duration: Duration,
+    formats: Vec<Format>,
+    local: LocalMedia,
+    codec: Option<Codec>,
+    /// The peer's last direction, so a hold of ours can be undone.
+    holding: bool,
+    /// Any response (100 included) arrived for our INVITE.
+    heard_from_peer: bool,
+    ring_ms: Option<u64>,
+    answered_at: Option<Instant>,
+    ended_at: Option<Instant>,
+    final_code: Option<u16>,
+    reason: String,
+    outcome: Option<Outcome>,
+    hangup: Option<Hangup>,
+    dtmf_received: String,
+    tones: Vec<ToneEvent>,
+    out: VecDeque<Output>,
+}
+
+impl CallCore {
+    /// A leg whose INVITE (offering `formats` from `local`) leaves at `now`.
+    pub fn new(
+        now: Instant,
+        ring_timeout: Duration,
+        max_duration: Duration,
+        formats: Vec<Format>,
+        local: LocalMedia,
+    ) -> CallCore {
+        CallCore {
+            state: State::Calling,
+            started: now,
+            ring_timeout,
+            max_duration,
+            formats,
+            local,
+            codec: None,
+            holding: false,
+            heard_from_peer: false,
+            ring_ms: None,
+            answered_at: None,
+            ended_at: None,
+            final_code: None,
+            reason: String::new(),
+            outcome: None,
+            hangup: None,
+            dtmf_received: String::new(),
+            tones: Vec::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The call is over: no more inputs matter; take the summary.
+    pub fn is_over(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    /// When [`Input::Timeout`] is next due; `None` when the call is over.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let ring_deadline = self.started + self.ring_timeout;
+        match self.state {
+            State::Calling | State::Proceeding => Some(ring_deadline),
+            State::Cancelling => Some(ring_deadline.max(self.started) + CANCEL_GRACE),
+            State::Answered => self.answered_at.map(|at| at + self.max_duration),
+            State::Ended => None,
+        }
+    }
+
+    /// The next thing to do, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Feeds one input at `now`.
+    pub fn handle(&mut self, now: Instant, input: Input<'_>) {
+        if self.state == State::Ended {
+            return;
+        }
+        match input {
+            Input::Trying => self.heard_from_peer = true,
+            Input::Provisional { code, sdp } => self.on_provisional(now, code, sdp),
+            Input::Confirmed { code, reason, sdp } => {
+                if matches!(self.state, State::Calling | State::Proceeding) {
+                    self.on_answer(now, code, reason, sdp);
+                }
+            }
+            Input::InviteFinal { code, reason, sdp } => self.on_final(now, code, reason, sdp),
+            Input::InviteGone { error } => {
+                if self.state != State::Answered {
+                    self.outcome.get_or_insert(Outcome::Failed);
+                    if self.reason.is_empty() {
+                        self.reason = match error {
+                            Some(e) if e.to_ascii_lowercase().contains("timeout") => {
+                                "no response (timeout)".into()
+                            }
+                            Some(e) => e,
+                            None => "no final response".into(),
+                        };
+                    }
+                    self.end(now);
+                }
+            }
+            Input::Reoffer { sdp } => self.on_reoffer(sdp),
+            Input::Dtmf(digit) => {
+                self.dtmf_received.push(digit.digit);
+                self.out.push_back(Output::Event(CallEvent::Dtmf(digit)));
+            }
+            Input::Tone(tone) => {
+                self.tones.push(tone);
+                self.out.push_back(Output::Event(CallEvent::Tone(tone)));
+            }
+            Input::Terminated { by_remote } => {
+                // Unanswered: the INVITE's final response says why; keep waiting for it.
+                if self.state == State::Answered {
+                    self.hangup.get_or_insert(if by_remote {
+                        Hangup::Remote
+                    } else {
+                        Hangup::Local
+                    });
+                    self.end(now);
+                }
+            }
+            Input::Hangup => match self.state {
+                State::Answered => {
+                    self.hangup.get_or_insert(Hangup::Local);
+                    self.out.push_back(Output::Bye);
+                    self.end(now);
+                }
+                State::Calling | State::Proceeding => {
+                    self.outcome.get_or_insert(Outcome::Failed);
+                    if self.reason.is_empty() {
+                        self.reason = "cancelled by caller".into();
+                    }
+                    self.cancel();
+                }
+                State::Cancelling | State::Ended => {}
+            },
+            Input::Hold(hold) => {
+                if self.state == State::Answered && hold != self.holding {
+                    self.holding = hold;
+                    let direction = if hold {
+                        Direction::SendOnly
+                    } else {
+                        Direction::SendRecv
+                    };
+                    let sdp = self.offer(direction);
+                    self.out.push_back(Output::Reinvite { sdp });
+                }
+            }
+            Input::Timeout => self.on_timeout(now),
+        }
+    }
+
+    /// Our offer (the INVITE's, or a re-INVITE's) in the given direction.
+    pub fn offer(&mut self, direction: Direction) -> String {
+        self.local.offer(&self.formats, direction)
+    }
+
+    /// The attempt's record, once over; `rtp` is the media session's final statistics and
+    /// `early_received` the packets it had received when the call was answered.
+    pub fn summary(&self, call_id: &str, rtp: &RtpStats, early_received: u64) -> CallSummary {
+        let duration_ms = match (self.answered_at, self.ended_at) {
+            (Some(a), Some(e)) => ms(e.saturating_duration_since(a)),
+            _ => 0,
+        };
+        CallSummary {
+            outcome: self.outcome.unwrap_or(Outcome::Failed),
+            sip_code: self.final_code,
+            reason: self.reason.clone(),
+            call_id: call_id.to_string(),
+            ring_ms: self.ring_ms,
+            answer_ms: self.answered_at.map(|a| ms(a - self.started)),
+            duration_ms,
+            hangup: self.hangup,
+            early_media: EarlyMedia {
+                received: if self.answered_at.is_some() {
+                    early_received
+                } else {
+                    rtp.received
+                },
+            },
+            rtp: RtpCounts {
+                sent: rtp.sent,
+                received: rtp.received,
+                lost: rtp.lost,
+                jitter_ms: (rtp.jitter_ms * 100.0).round() / 100.0,
+                rtt_ms: rtp.rtt_ms.map(|r| (r * 100.0).round() / 100.0),
+                concealed: rtp.jitter_buffer.concealed,
+            },
+            codec: self.codec.map(Codec::name),
+            dtmf_received: self.dtmf_received.clone(),
+            tones: self.tones.clone(),
+        }
+    }
+
+    fn go(&mut self, next: State) {
+        debug_assert!(
+            self.state.allows(next),
+            "call state {:?} → {next:?} is not in the table",
+            self.state
+        );
+        if self.state.allows(next) {
+            self.state = next;
+        }
+    }
+
+    fn end(&mut self, now: Instant) {
+        self.go(State::Ended);
+        self.ended_at = Some(now);
+    }
+
+    fn cancel(&mut self) {
+        self.go(State::Cancelling);
+        self.out.push_back(Output::Cancel);
+    }
+
+    fn on_provisional(&mut self, now: Instant, code: u16, body: &[u8]) {
+        self.heard_from_peer = true;
+        if !matches!(self.state, State::Calling | State::Proceeding) {
+            return;
+        }
+        if self.state == State::Calling {
+            self.go(State::Proceeding);
+        }
+        self.ring_ms.get_or_insert(ms(now - self.started));
+        let early_media = !body.is_empty() && self.apply_remote(body).is_ok();
+        self.out
+            .push_back(Output::Event(CallEvent::Ringing { code, early_media }));
+    }
+
+    fn on_final(&mut self, now: Instant, code: u16, reason: &str, body: &[u8]) {
+        self.heard_from_peer |= code != 408;
+        if (200..300).contains(&code) {
+            match self.state {
+                State::Calling | State::Proceeding => self.on_answer(now, code, reason, body),
+                State::Cancelling => {
+                    // The stack ACKs and BYEs a 200 that crossed our CANCEL: the attempt
+                    // stays what made us cancel, with the 200 on record.
+                    self.final_code = Some(code);
+                    self.reason = "answered after CANCEL; ended with BYE".into();
+                    self.end(now);
+                }
+                State::Answered | State::Ended => {}
+            }
+            return;
+        }
+        if self.state == State::Answered {
+            return;
+        }
+        if code == 408 && !self.heard_from_peer {
+            // The stack's own 408 on Timer B: nobody answered at all.
+            self.outcome = Some(Outcome::Failed);
+            self.reason = "no response (timeout)".into();
+            self.end(now);
+            return;
+        }
+        self.final_code = Some(code);
+        if !(self.state == State::Cancelling && code == 487) {
+            self.reason = reason.to_string();
+            self.outcome = Some(Outcome::from_final_code(code));
+        }
+        self.end(now);
+    }
+
+    fn on_answer(&mut self, now: Instant, code: u16, reason: &str, body: &[u8]) {
+        self.go(State::Answered);
+        self.answered_at = Some(now);
+        self.final_code = Some(code);
+        self.reason = reason.to_string();
+        self.outcome = Some(Outcome::Answered);
+        // An unusable answer leaves the media where it was (no audio will flow).
+        let _ = self.apply_remote(body);
+        self.out.push_back(Output::ToneDetection);
+        let codec = self.codec.unwrap_or(Codec::Pcmu);
+        self.out
+            .push_back(Output::Event(CallEvent::Answered { codec }));
+    }
+
+    fn on_reoffer(&mut self, body: &[u8]) {
+        if body.is_empty() {
+            let sdp = self.offer(Direction::SendRecv);
+            self.out.push_back(Output::AnswerReoffer {
+                code: 200,
+                sdp: Some(sdp),
+            });
+            return;
+        }
+        match sdp::parse_remote(body, &self.formats) {
+            Ok(remote) => {
+                self.use_remote(&remote);
+                let sdp = self.local.answer(&remote, &self.formats);
+                self.out.push_back(Output::AnswerReoffer {
+                    code: 200,
+                    sdp: Some(sdp),
+                });
+                self.out.push_back(Output::Event(CallEvent::Reoffered {
+                    direction: remote.direction,
+                    remote: remote.addr,
+                }));
+            }
+            Err(_) => self.out.push_back(Output::AnswerReoffer {
+                code: 488,
+                sdp: None,
+            }),
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        let Some(due) = self.poll_timeout() else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        match self.state {
+            State::Calling | State::Proceeding => {
+                self.outcome = Some(Outcome::NoAnswer);
+                self.reason = "ring timeout".into();
+                self.cancel();
+            }
+            State::Cancelling => {
+                self.outcome.get_or_insert(Outcome::Failed);
+                self.end(now);
+            }
+            State::Answered => {
+                self.hangup = Some(Hangup::MaxDuration);
+                self.out.push_back(Output::Bye);
+                self.end(now);
+            }
+            State::Ended => {}
+        }
+    }
+
+    fn apply_remote(&mut self, body: &[u8]) -> Result<(), sdp::SdpError> {
+        let remote = sdp::parse_remote(body, &self.formats)?;
+        self.use_remote(&remote);
+        Ok(())
+    }
+
+    fn use_remote(&mut self, remote: &RemoteMedia) {
+        self.codec = Some(remote.codec);
+        let we_take_dtmf = self
+            .formats
+            .iter()
+            .any(|f| matches!(f, Format::TelephoneEvent(_)));
+        self.out.push_back(Output::Media(MediaUpdate {
+            codec: remote.codec,
+            dtmf_pt: remote.dtmf_pt.filter(|_| we_take_dtmf),
+            remote: remote.addr.filter(|_| remote.peer_receives()),
+        }));
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::sdp::TELEPHONE_EVENT_PT;
+
+    const RING: Duration = Duration::from_secs(30);
+    const MAX: Duration = Duration::from_secs(3600);
+
+    fn core(t0: Instant) -> CallCore {
+        CallCore::new(
+            t0,
+            RING,
+            MAX,
+            vec![
+                Format::Audio(Codec::Pcmu),
+                Format::Audio(Codec::Pcma),
+                Format::TelephoneEvent(TELEPHONE_EVENT_PT),
+            ],
+            LocalMedia::new("127.0.0.1".parse().unwrap(), 40000),
+        )
+    }
+
+    fn sdp(port: u16, pt: u8, direction: &str) -> Vec<u8> {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:101 telephone-event/8000\r\na={direction}\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn drain(c: &mut CallCore) -> Vec<Output> {
+        std::iter::from_fn(|| c.poll_output()).collect()
+    }
+
+    fn events(outs: &[Output]) -> Vec<&CallEvent> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn summary(c: &CallCore) -> CallSummary {
+        c.summary("x@outdial", &RtpStats::default(), 0)
+    }
+
+    #[test]
+    fn ringing_180_then_busy_486() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(t0 + Duration::from_millis(50), Input::Trying);
+        c.handle(
+            t0 + Duration::from_millis(300),
+            Input::Provisional {
+                code: 180,
+                sdp: b"",
+            },
+        );
+        assert_eq!(c.state(), State::Proceeding);
+        let outs = drain(&mut c);
+        assert!(matches!(
+            events(&outs)[..],
+            [CallEvent::Ringing {
+                code: 180,
+                early_media: false
+            }]
+        ));
+        c.handle(
+            t0 + Duration::from_secs(2),
+            Input::InviteFinal {
+                code: 486,
+                reason: "Busy Here",
+                sdp: b"",
+            },
+        );
+        assert!(c.is_over());
+        let s = summary(&c);
+        assert_eq!(s.outcome, Outcome::Busy);
+        assert_eq!(s.sip_code, Some(486));
+        assert_eq!(s.reason, "Busy Here");
+        assert_eq!(s.ring_ms, Some(300));
+        assert_eq!(s.answer_ms, None);
+        assert_eq!(s.duration_ms, 0);
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn early_media_183_then_200_with_other_sdp_moves_the_media() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(
+            t0 + Duration::from_millis(100),
+            Input::Provisional {
+                code: 183,
+                sdp: &sdp(7000, 8, "sendrecv"),
+            },
+        );
+        let outs = drain(&mut c);
+        assert!(outs.contains(&Output::Media(MediaUpdate {
+            codec: Codec::Pcma,
+            dtmf_pt: Some(101),
+            remote: Some("127.0.0.2:7000".parse().unwrap()),
+        })));
+        assert!(events(&outs).contains(&&CallEvent::Ringing {
+            code: 183,
+            early_media: true
+        }));
+        c.handle(
+            t0 + Duration::from_secs(1),
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(7100, 0, "sendrecv"),
+            },
+        );
+        let outs = drain(&mut c);
+        assert_eq!(
+            outs[0],
+            Output::Media(MediaUpdate {
+                codec: Codec::Pcmu,
+                dtmf_pt: Some(101),
+                remote: Some("127.0.0.2:7100".parse().unwrap()),
+            })
+        );
+        assert!(outs.contains(&Output::ToneDetection));
+        assert!(events(&outs).contains(&&CallEvent::Answered { codec: Codec::Pcmu }));
+        // The INVITE's own 200 after the dialog's: nothing new.
+        c.handle(
+            t0 + Duration::from_secs(1),
+            Input::InviteFinal {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(7100, 0, "sendrecv"),
+            },
+        );
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.state(), State::Answered);
+        assert_eq!(summary(&c).answer_ms, Some(1000));
+        assert_eq!(summary(&c).codec, Some("PCMU"));
+    }
+
+    #[test]
+    fn ok_200_crossing_our_cancel_is_recorded_not_answered() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(
+            t0,
+            Input::Provisional {
+                code: 180,
+                sdp: b"",
+            },
+        );
+        drain(&mut c);
+        c.handle(t0 + RING, Input::Timeout);
+        assert_eq!(drain(&mut c), [Output::Cancel]);
+        assert_eq!(c.state(), State::Cancelling);
+        c.handle(
+            t0 + RING + Duration::from_millis(5),
+            Input::InviteFinal {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(7000, 0, "sendrecv"),
+            },
+        );
+        assert!(c.is_over());
+        let outs = drain(&mut c);
+        assert!(events(&outs).is_empty(), "no Answered after our CANCEL");
+        let s = summary(&c);
+        assert_eq!(s.outcome, Outcome::NoAnswer);
+        assert_eq!(s.sip_code, Some(200));
+        assert_eq!(s.reason, "answered after CANCEL; ended with BYE");
+    }
+
+    #[test]
+    fn timer_b_408_with_no_response_at_all_is_a_failure() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(
+            t0 + Duration::from_secs(32),
+            Input::InviteFinal {
+                code: 408,
+                reason: "Request Timeout",
+                sdp: b"",
+            },
+        );
+        let s = summary(&c);
+        assert_eq!(s.outcome, Outcome::Failed);
+        assert_eq!(s.sip_code, None);
+        assert_eq!(s.reason, "no response (timeout)");
+    }
+
+    #[test]
+    fn a_408_from_a_peer_that_answered_trying_keeps_its_code() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(t0, Input::Trying);
+        c.handle(
+            t0 + Duration::from_secs(5),
+            Input::InviteFinal {
+                code: 408,
+                reason: "Request Timeout",
+                sdp: b"",
+            },
+        );
+        assert_eq!(summary(&c).sip_code, Some(408));
+    }
+
+    #[test]
+    fn hang_up_during_ringing_cancels_then_487_ends_it() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(
+            t0,
+            Input::Provisional {
+                code: 180,
+                sdp: b"",
+            },
+        );
+        drain(&mut c);
+        c.handle(t0 + Duration::from_secs(3), Input::Hangup);
+        assert_eq!(
+            drain(&mut c),
+            [Output::Cancel],
+            "CANCEL, never BYE, before the answer"
+        );
+        // A second hang-up sends nothing more.
+        c.handle(t0 + Duration::from_secs(3), Input::Hangup);
+        assert!(drain(&mut c).is_empty());
+        // The dialog's early termination does not end the call: the 487 does.
+        c.handle(
+            t0 + Duration::from_secs(3),
+            Input::Terminated { by_remote: false },
+        );
+        assert!(!c.is_over());
+        c.handle(
+            t0 + Duration::from_secs(3),
+            Input::InviteFinal {
+                code: 487,
+                reason: "Request Terminated",
+                sdp: b"",
+            },
+        );
+        let s = summary(&c);
+        assert!(c.is_over());
+        assert_eq!(s.outcome, Outcome::Failed);
+        assert_eq!(s.sip_code, Some(487));
+        assert_eq!(s.reason, "cancelled by caller");
+    }
+
+    #[test]
+    fn ring_timeout_cancels_and_gives_up_when_nothing_ends_the_invite() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        assert_eq!(c.poll_timeout(), Some(t0 + RING));
+        c.handle(t0 + RING - Duration::from_millis(1), Input::Timeout);
+        assert!(drain(&mut c).is_empty(), "not due yet");
+        c.handle(t0 + RING, Input::Timeout);
+        assert_eq!(drain(&mut c), [Output::Cancel]);
+        assert_eq!(c.poll_timeout(), Some(t0 + RING + CANCEL_GRACE));
+        c.handle(t0 + RING + CANCEL_GRACE, Input::Timeout);
+        assert!(c.is_over());
+        assert_eq!(summary(&c).outcome, Outcome::NoAnswer);
+    }
+
+    #[test]
+    fn remote_bye_after_answer_ends_with_duration() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(
+            t0 + Duration::from_secs(1),
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(7000, 0, "sendrecv"),
+            },
+        );
+        drain(&mut c);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(1) + MAX));
+        c.handle(
+            t0 + Duration::from_secs(6),
+            Input::Terminated { by_remote: true },
+        );
+        let s = summary(&c);
+        assert_eq!(s.hangup, Some(Hangup::Remote));
+        assert_eq!(s.duration_ms, 5000);
+        assert_eq!(s.outcome, Outcome::Answered);
+    }
+
+    #[test]
+    fn max_duration_sends_bye() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(
+            t0,
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(7000, 0, "sendrecv"),
+            },
+        );
+        drain(&mut c);
+        c.handle(t0 + MAX, Input::Timeout);
+        assert_eq!(drain(&mut c), [Output::Bye]);
+        assert_eq!(summary(&c).hangup, Some(Hangup::MaxDuration));
+    }
+
+    #[test]
+    fn peer_hold_reinvite_is_answered_recvonly_and_stops_sending() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(
+            t0,
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(7000, 0, "sendrecv"),
+            },
+        );
+        drain(&mut c);
+        c.handle(
+            t0,
+            Input::Reoffer {
+                sdp: &sdp(7000, 0, "sendonly"),
+            },
+        );
+        let outs = drain(&mut c);
+        assert!(matches!(
+            outs[0],
+            Output::Media(MediaUpdate { remote: None, .. })
+        ));
+        match &outs[1] {
+            Output::AnswerReoffer {
+                code: 200,
+                sdp: Some(s),
+            } => assert!(s.contains("a=recvonly"), "{s}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(events(&outs).contains(&&CallEvent::Reoffered {
+            direction: Direction::SendOnly,
+            remote: Some("127.0.0.2:7000".parse().unwrap()),
+        }));
+        c.handle(t0, Input::Reoffer { sdp: b"garbage" });
+        assert_eq!(
+            drain(&mut c),
+            [Output::AnswerReoffer {
+                code: 488,
+                sdp: None
+            }]
+        );
+    }
+
+    #[test]
+    fn our_hold_and_unhold_send_reinvites_once_each() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(t0, Input::Hold(true));
+        assert!(drain(&mut c).is_empty(), "no re-INVITE before the answer");
+        c.handle(
+            t0,
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(7000, 0, "sendrecv"),
+            },
+        );
+        drain(&mut c);
+        c.handle(t0, Input::Hold(true));
+        c.handle(t0, Input::Hold(true));
+        let outs = drain(&mut c);
+        assert_eq!(outs.len(), 1);
+        assert!(matches!(&outs[0], Output::Reinvite { sdp } if sdp.contains("a=sendonly")));
+        c.handle(t0, Input::Hold(false));
+        assert!(
+            matches!(&drain(&mut c)[..], [Output::Reinvite { sdp }] if sdp.contains("a=sendrecv"))
+        );
+    }
+
+    #[test]
+    fn transitions_outside_the_table_are_refused() {
+        assert!(!State::Answered.allows(State::Cancelling));
+        assert!(!State::Ended.allows(State::Answered));
+        assert!(!State::Cancelling.allows(State::Answered));
+        assert!(State::Calling.allows(State::Answered));
+    }
+}

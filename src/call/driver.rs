@@ -1,0 +1,425 @@
+//! The tokio driver of one leg: sends the INVITE, then turns what rsipstack and the media
+//! session report into [`Input`]s for the leg's [`CallCore`] and carries out its [`Output`]s.
+//!
+//! It decides nothing itself — every rule (timeouts, CANCEL or BYE, outcomes, SDP answers)
+//! is the core's. It must not block: SIP requests are awaited one at a time inside the task,
+//! received audio is passed on with `try_send` (a slow owner loses frames, never stalls the
+//! call), and in-dialog requests are always answered so the stack stops retransmitting.
+
+use std::sync::Arc;
+
+use rsipstack::dialog::dialog::{DialogState, TerminatedReason};
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{Header, StatusCode};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::core::{CallCore, Input, Output};
+use super::plan::Plan;
+use super::{Call, CallError, CallEvent, CallRequest, Command};
+use crate::media::dtmf::parse_info_body;
+use crate::media::session::{AudioFrame, MediaEvent, MediaSession};
+use crate::media::MediaOptions;
+use crate::sip::sdp::{Direction, LocalMedia};
+use crate::sip::{reason_phrase, UserAgent};
+
+/// Received audio frames waiting for the owner; older ones are dropped when it does not keep
+/// up (the media layer counts them).
+const AUDIO_QUEUE: usize = 256;
+
+type InviteResult = rsipstack::dialog::invitation::InviteAsyncResult;
+
+pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, CallError> {
+    let plan = Plan::new(&ua, &req).await?;
+    let channel = match &req.profile {
+        Some(p) => ua.trunk_limit(p).admit().await?,
+        None => None,
+    };
+    let socket = ua.ports.bind()?;
+    let media_ip = ua.media_addr(plan.peer);
+    let local = LocalMedia::new(media_ip, socket.port);
+    let options = MediaOptions {
+        tap_sent: req.tap_sent,
+        ..Default::default()
+    };
+    let (media, media_events) =
+        MediaSession::start_with(socket, plan.preferred_codec(), None, options)?;
+    let media = Arc::new(media);
+
+    let call_id = format!(
+        "{:016x}{:08x}@outdial",
+        rand::random::<u64>(),
+        rand::random::<u32>()
+    );
+    let mut core = CallCore::new(
+        std::time::Instant::now(),
+        req.ring_timeout,
+        req.max_duration,
+        plan.formats.clone(),
+        local,
+    );
+    let offer = core.offer(Direction::SendRecv);
+    let (state_tx, state_rx) = ua.dialog_layer.new_dialog_state_channel();
+    let opt = InviteOption {
+        caller_display_name: plan.display_name.clone(),
+        caller: plan.caller.clone(),
+        callee: plan.callee.clone(),
+        destination: plan.destination.clone(),
+        content_type: Some("application/sdp".into()),
+        offer: Some(offer.into_bytes()),
+        contact: plan.contact.clone(),
+        credential: plan.credential.clone(),
+        headers: Some(plan.headers.clone()),
+        call_id: Some(call_id.clone()),
+        ..Default::default()
+    };
+    let span = info_span!("call", call_id = %call_id, to = %plan.callee);
+    info!(parent: &span, trunk = ?req.profile.as_ref().map(|p| &p.name), "dialing");
+    let (dialog, invite) = ua
+        .dialog_layer
+        .do_invite_async(opt, state_tx)
+        .map_err(|e| CallError::Invite(e.to_string()))?;
+
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let (audio_tx, audio_rx) = mpsc::channel(AUDIO_QUEUE);
+    let (sent_tx, sent_rx) = mpsc::channel(AUDIO_QUEUE);
+    let weak = Arc::downgrade(&media);
+    let task = CallTask {
+        ua,
+        dialog,
+        call_id: call_id.clone(),
+        core,
+        media,
+        events: event_tx,
+        audio: audio_tx,
+        sent_audio: sent_tx,
+        early_received: 0,
+        _channel: channel,
+    };
+    tokio::spawn(
+        task.run(invite, state_rx, cmd_rx, media_events)
+            .instrument(span),
+    );
+    Ok(Call {
+        call_id,
+        commands: cmd_tx,
+        events: event_rx,
+        audio: audio_rx,
+        sent_audio: sent_rx,
+        media: weak,
+    })
+}
+
+/// The call's own task: owns the dialog, the media session and the core.
+struct CallTask {
+    ua: Arc<UserAgent>,
+    dialog: InviteDialog,
+    call_id: String,
+    core: CallCore,
+    /// The only strong reference (the handle holds a weak one), so the session stops here.
+    media: Arc<MediaSession>,
+    events: mpsc::UnboundedSender<CallEvent>,
+    audio: mpsc::Sender<AudioFrame>,
+    sent_audio: mpsc::Sender<Vec<i16>>,
+    /// Packets received before the answer (early media), taken when it comes.
+    early_received: u64,
+    /// The trunk channel this call occupies, freed when the task ends.
+    _channel: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl CallTask {
+    async fn run(
+        mut self,
+        mut invite: tokio::task::JoinHandle<InviteResult>,
+        mut states: rsipstack::dialog::dialog::DialogStateReceiver,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut media_events: mpsc::Receiver<MediaEvent>,
+    ) {
+        let mut invite_done = false;
+        let mut commands_open = true;
+        let mut media_open = true;
+        let mut states_open = true;
+        while !self.core.is_over() {
+            let deadline = self
+                .core
+                .poll_timeout()
+                .map(Instant::from_std)
+                .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600));
+            tokio::select! {
+                res = &mut invite, if !invite_done => {
+                    invite_done = true;
+                    // States sent before the INVITE ended come first.
+                    while let Ok(state) = states.try_recv() {
+                        self.on_state(state).await;
+                    }
+                    self.on_invite_done(res).await;
+                }
+                state = states.recv(), if states_open => match state {
+                    Some(state) => self.on_state(state).await,
+                    None => {
+                        // The dialog layer is gone (shutting down): the call is over.
+                        states_open = false;
+                        self.input(Input::Terminated { by_remote: false }).await;
+                        self.input(Input::InviteGone { error: Some("dialog layer closed".into()) }).await;
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => self.input(Input::Timeout).await,
+                cmd = commands.recv(), if commands_open => match cmd {
+                    Some(Command::Play(samples)) => self.media.play(samples),
+                    Some(Command::Frame(samples)) => self.media.send_frame(&samples),
+                    Some(Command::Dtmf(digits, ms)) => {
+                        if let Err(e) = self.media.send_dtmf(&digits, ms) {
+                            warn!(error = %e, "DTMF not sent");
+                        }
+                    }
+                    Some(Command::Hold(on)) => self.input(Input::Hold(on)).await,
+                    Some(Command::Hangup) | None => {
+                        commands_open = false;
+                        self.input(Input::Hangup).await;
+                    }
+                },
+                ev = media_events.recv(), if media_open => match ev {
+                    Some(MediaEvent::Frame(frame)) => {
+                        let _ = self.audio.try_send(frame);
+                    }
+                    Some(MediaEvent::PlaybackFinished) => {
+                        let _ = self.events.send(CallEvent::PlaybackFinished);
+                    }
+                    Some(MediaEvent::Dtmf(digit)) => {
+                        info!(digit = %digit.digit, source = ?digit.source, "DTMF received");
+                        self.input(Input::Dtmf(digit)).await;
+                    }
+                    Some(MediaEvent::Sent(frame)) => {
+                        let _ = self.sent_audio.try_send(frame);
+                    }
+                    Some(MediaEvent::Tone(tone)) => {
+                        info!(?tone, "tone heard");
+                        self.input(Input::Tone(tone)).await;
+                    }
+                    None => media_open = false,
+                },
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Feeds the core and carries out what it asks, in order.
+    async fn input(&mut self, input: Input<'_>) {
+        self.core.handle(std::time::Instant::now(), input);
+        while let Some(out) = self.core.poll_output() {
+            self.execute(out).await;
+        }
+    }
+
+    async fn execute(&mut self, out: Output) {
+        match out {
+            Output::Cancel => {
+                if let Err(e) = self.dialog.cancel().await {
+                    debug!(error = %e, "CANCEL not answered 200");
+                }
+            }
+            Output::Bye => {
+                self.media.set_remote(None);
+                if let Err(e) = self.dialog.bye().await {
+                    warn!(error = %e, "BYE failed");
+                }
+            }
+            Output::Reinvite { sdp } => {
+                let headers = vec![Header::ContentType("application/sdp".into())];
+                match self
+                    .dialog
+                    .reinvite(Some(headers), Some(sdp.into_bytes()))
+                    .await
+                {
+                    Ok(Some(resp)) => debug!(code = %resp.status_code, "re-INVITE answered"),
+                    Ok(None) => debug!("re-INVITE not sent: dialog not confirmed"),
+                    Err(e) => warn!(error = %e, "re-INVITE failed"),
+                }
+            }
+            Output::AnswerReoffer { .. } => {
+                // Answered where the request's handle is (on_state).
+            }
+            Output::Media(m) => {
+                self.media.set_codec(m.codec);
+                self.media.set_dtmf_pt(m.dtmf_pt);
+                self.media.set_remote(m.remote);
+            }
+            Output::ToneDetection => self.media.set_tone_detection(true),
+            Output::Event(event) => {
+                match &event {
+                    CallEvent::Answered { codec } => {
+                        self.early_received = self.media.stats().received;
+                        info!(?codec, "answered");
+                    }
+                    CallEvent::Reoffered { direction, remote } => {
+                        info!(?direction, ?remote, "media updated by peer")
+                    }
+                    _ => {}
+                }
+                let _ = self.events.send(event);
+            }
+        }
+    }
+
+    /// The INVITE transaction ended.
+    async fn on_invite_done(&mut self, res: Result<InviteResult, tokio::task::JoinError>) {
+        let input_error = match res {
+            Ok(Ok((_, Some(resp)))) => {
+                let code = u16::from(resp.status_code.clone());
+                let reason = reason_phrase(&resp);
+                info!(code, reason = %reason, "INVITE final response");
+                self.input(Input::InviteFinal {
+                    code,
+                    reason: &reason,
+                    sdp: &resp.body,
+                })
+                .await;
+                return;
+            }
+            Ok(Ok((_, None))) => None,
+            Ok(Err(e)) => {
+                warn!(error = %e, "INVITE failed");
+                Some(e.to_string())
+            }
+            Err(e) => {
+                warn!(error = %e, "INVITE task ended");
+                Some(e.to_string())
+            }
+        };
+        self.input(Input::InviteGone { error: input_error }).await;
+    }
+
+    /// A dialog state change.
+    async fn on_state(&mut self, state: DialogState) {
+        match state {
+            DialogState::Early(_, resp) => {
+                let code = u16::from(resp.status_code.clone());
+                self.input(Input::Provisional {
+                    code,
+                    sdp: &resp.body,
+                })
+                .await;
+            }
+            DialogState::Confirmed(_, resp) => {
+                let code = u16::from(resp.status_code.clone());
+                let reason = reason_phrase(&resp);
+                self.input(Input::Confirmed {
+                    code,
+                    reason: &reason,
+                    sdp: &resp.body,
+                })
+                .await;
+            }
+            DialogState::Updated(_, req, handle) => {
+                // re-INVITE or UPDATE: hold, unhold, a new media address.
+                self.core
+                    .handle(std::time::Instant::now(), Input::Reoffer { sdp: &req.body });
+                let mut answered = false;
+                while let Some(out) = self.core.poll_output() {
+                    if let Output::AnswerReoffer { code, sdp } = &out {
+                        answered = true;
+                        if *code != 200 {
+                            warn!(code, "re-INVITE SDP refused");
+                        }
+                        let headers = sdp
+                            .as_ref()
+                            .map(|_| vec![Header::ContentType("application/sdp".into())]);
+                        let status = StatusCode::from(*code);
+                        if let Err(e) = handle
+                            .respond(status, headers, sdp.clone().map(String::into_bytes))
+                            .await
+                        {
+                            debug!(error = %e, "re-INVITE answer not sent");
+                        }
+                    }
+                    self.execute(out).await;
+                }
+                if !answered {
+                    let _ = handle.reply(StatusCode::ServerInternalError).await;
+                }
+            }
+            DialogState::Info(_, req, handle) => {
+                let ctype = content_type(&req).unwrap_or_default();
+                debug!(content_type = %ctype, "INFO received");
+                let _ = handle.reply(StatusCode::OK).await;
+                if let Some(digit) = parse_info_body(&ctype, &req.body) {
+                    info!(digit = %digit.digit, source = ?digit.source, "DTMF received");
+                    self.input(Input::Dtmf(digit)).await;
+                }
+            }
+            DialogState::Options(_, _, handle) => {
+                let _ = handle
+                    .respond(
+                        StatusCode::OK,
+                        Some(vec![Header::Allow(
+                            "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE".into(),
+                        )]),
+                        None,
+                    )
+                    .await;
+            }
+            DialogState::Refer(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Notify(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
+                let _ = handle.reply(StatusCode::MethodNotAllowed).await;
+            }
+            DialogState::Terminated(_, reason) => {
+                debug!(?reason, "dialog terminated");
+                let by_remote = matches!(reason, TerminatedReason::UasBye);
+                self.input(Input::Terminated { by_remote }).await;
+            }
+            DialogState::Trying(_) => self.input(Input::Trying).await,
+            DialogState::Calling(_) | DialogState::WaitAck(_, _) => {}
+        }
+    }
+
+    async fn finish(self) {
+        self.ua.dialog_layer.remove_dialog(&self.dialog.id());
+        let media = match Arc::try_unwrap(self.media) {
+            Ok(media) => Some(media),
+            Err(shared) => {
+                // A bridge is linking this leg's media right now: it lets go at once; the
+                // session stops when the last reference drops.
+                shared.set_remote(None);
+                let stats = shared.stats();
+                drop(shared);
+                let summary = self
+                    .core
+                    .summary(&self.call_id, &stats, self.early_received);
+                log_end(&summary);
+                let _ = self.events.send(CallEvent::Ended(summary));
+                None
+            }
+        };
+        if let Some(media) = media {
+            let stats = media.stop().await;
+            let summary = self
+                .core
+                .summary(&self.call_id, &stats, self.early_received);
+            log_end(&summary);
+            let _ = self.events.send(CallEvent::Ended(summary));
+        }
+    }
+}
+
+fn log_end(summary: &super::CallSummary) {
+    info!(
+        outcome = %summary.outcome,
+        code = ?summary.sip_code,
+        duration_ms = summary.duration_ms,
+        sent = summary.rtp.sent,
+        received = summary.rtp.received,
+        "call ended"
+    );
+}
+
+fn content_type(req: &rsipstack::sip::Request) -> Option<String> {
+    req.headers.iter().find_map(|h| match h {
+        Header::ContentType(c) => Some(c.to_string()),
+        _ => None,
+    })
+}

@@ -1,0 +1,312 @@
+//! One outbound leg: the only place that joins SIP signalling and media.
+//!
+//! [`Call::dial`] works out the [`plan`] (destination, identity, codecs), takes an RTP port,
+//! sends the INVITE and hands the leg to its own task ([`driver`]) — the single owner of the
+//! dialog and the media session — whose decisions all come from the sans-IO [`core`]. The
+//! owner drives the leg with commands (play, send a frame or digits, hold, hang up) and reads
+//! [`CallEvent`]s (ringing, answered, re-offered, ended with a [`CallSummary`]) and received
+//! audio frames. No state is shared with the task behind locks. What happens once a leg is
+//! answered (detection, messages, bridges) is the [`flow`](crate::flow)'s business, not this
+//! module's: it must not know about campaigns, AMD or other legs.
+
+pub mod core;
+mod driver;
+mod plan;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::config::Profile;
+use crate::media::dtmf::{DtmfDigit, DtmfError};
+use crate::media::g711::Codec;
+use crate::media::session::{AudioFrame, MediaSession};
+use crate::media::tones::ToneEvent;
+use crate::media::MediaError;
+use crate::sip::sdp::Direction;
+use crate::sip::{Outcome, SipError, UserAgent};
+
+pub use plan::is_phone_number;
+
+/// What to dial and how.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    /// A phone number (sent through `profile`'s trunk) or a `sip:`/`sips:` URI
+    /// (dialed directly; a profile then only lends its identity and credentials).
+    pub destination: String,
+    pub profile: Option<Profile>,
+    /// Caller ID for the From header; overrides the profile's.
+    pub caller_id: Option<String>,
+    /// How long to let it ring before CANCEL.
+    pub ring_timeout: Duration,
+    /// Longest answered call; then we hang up.
+    pub max_duration: Duration,
+    /// Deliver the audio we send too ([`Call::take_sent_audio`]), e.g. for stereo recording.
+    pub tap_sent: bool,
+    /// P-Asserted-Identity (a number or a URI); overrides the profile's `pai`. A bridge sets
+    /// it to the number of the person it connects, so the agent sees who is on the line.
+    pub asserted_identity: Option<String>,
+    /// Extra headers sent with the INVITE (name, value), e.g. `X-Outdial-Campaign`.
+    pub headers: Vec<(String, String)>,
+}
+
+impl CallRequest {
+    /// A request for `destination` with no profile, caller ID or extra headers.
+    pub fn new(
+        destination: impl Into<String>,
+        ring_timeout: Duration,
+        max_duration: Duration,
+    ) -> Self {
+        CallRequest {
+            destination: destination.into(),
+            profile: None,
+            caller_id: None,
+            ring_timeout,
+            max_duration,
+            tap_sent: false,
+            asserted_identity: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Who ended an answered call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hangup {
+    Local,
+    Remote,
+    MaxDuration,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct EarlyMedia {
+    /// RTP packets received before the answer.
+    pub received: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct RtpCounts {
+    pub sent: u64,
+    pub received: u64,
+    /// Packets the far end sent that never arrived (RFC 3550 expected − received).
+    pub lost: i64,
+    /// Interarrival jitter of the far end's stream, ms (RFC 3550).
+    pub jitter_ms: f64,
+    /// Round-trip time from RTCP reports, ms; `None` when no report came back.
+    pub rtt_ms: Option<f64>,
+    /// Frames the jitter buffer had to make up (loss, late packets).
+    pub concealed: u64,
+}
+
+/// The record of one attempt, as the CLI prints it and a campaign stores it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallSummary {
+    pub outcome: Outcome,
+    /// The final SIP code; `None` when no final response came (timeout).
+    pub sip_code: Option<u16>,
+    pub reason: String,
+    pub call_id: String,
+    /// INVITE → first 180/183.
+    pub ring_ms: Option<u64>,
+    /// INVITE → 200 OK.
+    pub answer_ms: Option<u64>,
+    /// Answer → end; 0 when not answered.
+    pub duration_ms: u64,
+    pub hangup: Option<Hangup>,
+    pub early_media: EarlyMedia,
+    pub rtp: RtpCounts,
+    pub codec: Option<&'static str>,
+    /// Digits the far end pressed, in order (RFC 4733, SIP INFO or in-band).
+    pub dtmf_received: String,
+    /// Beeps, SIT and fax tones heard after the answer (times: ms of received audio).
+    pub tones: Vec<ToneEvent>,
+}
+
+/// What the call tells its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallEvent {
+    /// 180/183; `early_media` when the response carried SDP.
+    Ringing {
+        code: u16,
+        early_media: bool,
+    },
+    Answered {
+        codec: Codec,
+    },
+    /// Everything queued with [`Call::play`] has been sent.
+    PlaybackFinished,
+    /// The far end changed the media with a re-INVITE or UPDATE (hold, unhold, a new
+    /// address); already answered and applied.
+    Reoffered {
+        direction: Direction,
+        remote: Option<std::net::SocketAddr>,
+    },
+    /// The far end pressed a key.
+    Dtmf(DtmfDigit),
+    /// A beep, SIT or fax tone in the answered call's audio.
+    Tone(ToneEvent),
+    /// The call is over; the last event.
+    Ended(CallSummary),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("destination {0:?} is neither a phone number nor a sip: URI")]
+    BadDestination(String),
+    #[error("destination {0:?} is a number: name the trunk to send it through (--profile)")]
+    NoProfile(String),
+    #[error(transparent)]
+    Sip(#[from] SipError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    TrunkFull(#[from] crate::sip::limits::TrunkFull),
+    #[error("cannot send INVITE: {0}")]
+    Invite(String),
+}
+
+enum Command {
+    Hangup,
+    Hold(bool),
+    Play(Vec<i16>),
+    Frame(Vec<i16>),
+    Dtmf(String, u32),
+}
+
+/// A handle on a call in progress. Dropping it hangs the call up.
+pub struct Call {
+    call_id: String,
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<CallEvent>,
+    audio: mpsc::Receiver<AudioFrame>,
+    sent_audio: mpsc::Receiver<Vec<i16>>,
+    /// The leg's media session, owned by the call's task; reachable here only to link two
+    /// legs' media for a bridge.
+    media: Weak<MediaSession>,
+}
+
+impl Call {
+    /// Sends the INVITE and starts the call's task. Errors here are the
+    /// caller's (bad destination, no free RTP port): no INVITE went out.
+    pub async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, CallError> {
+        driver::dial(ua, req).await
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// Queues 8 kHz PCM to send after what is already queued.
+    pub fn play(&self, samples: Vec<i16>) {
+        let _ = self.commands.send(Command::Play(samples));
+    }
+
+    /// Queues one 20 ms frame (160 samples).
+    pub fn send_frame(&self, samples: Vec<i16>) {
+        let _ = self.commands.send(Command::Frame(samples));
+    }
+
+    /// Sends digits (RFC 4733 when negotiated, else in-band), each `duration_ms` long.
+    /// Invalid digits are refused here, before anything is sent.
+    pub fn send_dtmf(&self, digits: &str, duration_ms: u32) -> Result<(), DtmfError> {
+        if let Some(bad) = digits
+            .chars()
+            .find(|c| crate::media::dtmf::event_code(*c).is_none())
+        {
+            return Err(DtmfError::InvalidDigit(bad));
+        }
+        let _ = self
+            .commands
+            .send(Command::Dtmf(digits.to_string(), duration_ms));
+        Ok(())
+    }
+
+    /// CANCEL before the answer, BYE after it.
+    pub fn hangup(&self) {
+        let _ = self.commands.send(Command::Hangup);
+    }
+
+    /// Puts the far end on hold (a re-INVITE with `a=sendonly`) or takes it off hold
+    /// (`a=sendrecv`); nothing before the answer.
+    pub fn hold(&self, on: bool) {
+        let _ = self.commands.send(Command::Hold(on));
+    }
+
+    /// The leg's media session while the call runs (`None` once it ended), for linking two
+    /// legs' media; do not keep it.
+    pub fn media(&self) -> Option<Arc<MediaSession>> {
+        self.media.upgrade()
+    }
+
+    /// The next event; `None` after [`CallEvent::Ended`].
+    pub async fn next_event(&mut self) -> Option<CallEvent> {
+        self.events.recv().await
+    }
+
+    /// The next received audio frame (early media included).
+    pub async fn next_audio(&mut self) -> Option<AudioFrame> {
+        self.audio.recv().await
+    }
+
+    /// The audio we send, 20 ms frames, when the request asked for it (`tap_sent`).
+    pub fn take_sent_audio(&mut self) -> mpsc::Receiver<Vec<i16>> {
+        let (_tx, rx) = mpsc::channel(1);
+        std::mem::replace(&mut self.sent_audio, rx)
+    }
+
+    /// Splits the audio receiver off, for a consumer in another task.
+    pub fn take_audio(&mut self) -> mpsc::Receiver<AudioFrame> {
+        let (_tx, rx) = mpsc::channel(1);
+        std::mem::replace(&mut self.audio, rx)
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Hangup);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_json_has_the_documented_shape() {
+        let s = CallSummary {
+            outcome: Outcome::Answered,
+            sip_code: Some(200),
+            reason: "OK".into(),
+            call_id: "abc@outdial".into(),
+            ring_ms: Some(120),
+            answer_ms: Some(900),
+            duration_ms: 4000,
+            hangup: Some(Hangup::Remote),
+            early_media: EarlyMedia { received: 0 },
+            rtp: RtpCounts {
+                sent: 200,
+                received: 190,
+                lost: 3,
+                jitter_ms: 1.25,
+                rtt_ms: None,
+                concealed: 4,
+            },
+            codec: Some("PCMU"),
+            dtmf_received: "12#".into(),
+            tones: vec![],
+        };
+        let v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["outcome"], "answered");
+        assert_eq!(v["sip_code"], 200);
+        assert_eq!(v["hangup"], "remote");
+        assert_eq!(v["rtp"]["sent"], 200);
+        assert_eq!(v["rtp"]["received"], 190);
+        assert_eq!(v["codec"], "PCMU");
+        assert_eq!(v["early_media"]["received"], 0);
+        assert_eq!(v["dtmf_received"], "12#");
+        assert_eq!(v["tones"], serde_json::json!([]));
+    }
+}

@@ -1,0 +1,278 @@
+//! The plan of one leg: who we call, as whom, through where, offering which codecs —
+//! everything decided before the INVITE goes out.
+//!
+//! It reads the request and the trunk profile and resolves the first hop; it must not send
+//! anything, hold call state, or decide what happens once the call is up.
+
+use std::net::SocketAddr;
+
+use rsipstack::sip::uri::ParamsExt;
+use rsipstack::sip::Header;
+use rsipstack::transport::SipAddr;
+
+use super::{CallError, CallRequest};
+use crate::config::{CodecName, Transport};
+use crate::media::g711::Codec;
+use crate::sip::sdp::{Format, TELEPHONE_EVENT_PT};
+use crate::sip::ua::{credential, host_port, resolve, UserAgent};
+use crate::sip::SipError;
+
+/// Who we call, as whom, and through where: everything decided before the
+/// INVITE goes out.
+pub(super) struct Plan {
+    pub(super) callee: rsipstack::sip::Uri,
+    pub(super) caller: rsipstack::sip::Uri,
+    pub(super) display_name: Option<String>,
+    pub(super) contact: rsipstack::sip::Uri,
+    pub(super) destination: Option<SipAddr>,
+    pub(super) peer: Option<SocketAddr>,
+    pub(super) credential: Option<rsipstack::dialog::authenticate::Credential>,
+    pub(super) headers: Vec<Header>,
+    pub(super) formats: Vec<Format>,
+}
+
+impl Plan {
+    pub(super) async fn new(ua: &UserAgent, req: &CallRequest) -> Result<Plan, CallError> {
+        let dest = req.destination.trim();
+        let profile = req.profile.as_ref();
+        let is_uri = dest.starts_with("sip:") || dest.starts_with("sips:");
+        let (callee, transport, peer, destination) = if is_uri {
+            let uri = rsipstack::sip::Uri::try_from(dest)
+                .map_err(|_| CallError::BadDestination(dest.to_string()))?;
+            let transport = match uri.transport() {
+                Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
+                Some(rsipstack::sip::Transport::Tls) => Transport::Tls,
+                _ => Transport::Udp,
+            };
+            let peer = uri_peer(&uri).await;
+            (uri, transport, peer, None)
+        } else {
+            if !is_phone_number(dest) {
+                return Err(CallError::BadDestination(dest.to_string()));
+            }
+            let p = profile.ok_or_else(|| CallError::NoProfile(dest.to_string()))?;
+            let number = dest.replace([' ', '-', '(', ')', '.'], "");
+            let uri = crate::sip::ua::trunk_uri(p, Some(&number))?;
+            let hop = p.outbound_proxy.as_ref().unwrap_or(&p.proxy);
+            let peer = resolve(hop).await?;
+            let destination = p.outbound_proxy.as_ref().map(|_| SipAddr {
+                r#type: Some(match p.transport {
+                    Transport::Udp => rsipstack::sip::Transport::Udp,
+                    Transport::Tcp => rsipstack::sip::Transport::Tcp,
+                    Transport::Tls => rsipstack::sip::Transport::Tls,
+                }),
+                addr: peer.into(),
+            });
+            (uri, p.transport, Some(peer), destination)
+        };
+
+        let user = req
+            .caller_id
+            .clone()
+            .or_else(|| profile.and_then(|p| p.caller_id.clone()))
+            .or_else(|| profile.and_then(|p| p.from_user.clone()))
+            .or_else(|| profile.and_then(|p| p.username.clone()))
+            .unwrap_or_else(|| "outdial".to_string());
+        let contact_addr = ua
+            .contact_addr(transport, peer)
+            .or_else(|| ua.contact_addr(Transport::Udp, peer))
+            .ok_or(SipError::NoTransport)?;
+        let domain = profile
+            .and_then(|p| p.from_domain.clone().or_else(|| p.realm.clone()))
+            .or_else(|| profile.map(|p| p.proxy.host.clone()))
+            .unwrap_or_else(|| contact_addr.ip().to_string());
+        let caller = parse_uri(&format!("sip:{}@{}", uri_user(&user), domain))?;
+        let contact = parse_uri(&format!(
+            "sip:{}@{}",
+            uri_user(
+                profile
+                    .and_then(|p| p.username.as_deref())
+                    .unwrap_or("outdial")
+            ),
+            contact_addr
+        ))?;
+
+        let mut headers = Vec::new();
+        let id_domain = profile
+            .map(|p| p.from_domain.clone().unwrap_or_else(|| host_port(&p.proxy)))
+            .unwrap_or_else(|| domain.clone());
+        let pai = req
+            .asserted_identity
+            .as_ref()
+            .or_else(|| profile.and_then(|p| p.pai.as_ref()));
+        let ppi = profile.and_then(|p| p.ppi.as_ref());
+        for (name, value) in [("P-Asserted-Identity", pai), ("P-Preferred-Identity", ppi)] {
+            if let Some(v) = value {
+                let v = if v.contains(':') {
+                    format!("<{v}>")
+                } else {
+                    format!("<sip:{}@{id_domain}>", uri_user(v))
+                };
+                headers.push(Header::Other(name.into(), v));
+            }
+        }
+        for (name, value) in &req.headers {
+            headers.push(Header::Other(name.clone(), value.clone()));
+        }
+        let formats = profile.map(|p| formats_of(&p.codecs)).unwrap_or_else(|| {
+            formats_of(&[CodecName::Pcmu, CodecName::Pcma, CodecName::TelephoneEvent])
+        });
+
+        Ok(Plan {
+            callee,
+            caller,
+            display_name: req
+                .caller_id
+                .clone()
+                .or_else(|| profile.and_then(|p| p.caller_id.clone())),
+            contact,
+            destination,
+            peer,
+            credential: profile.and_then(credential),
+            headers,
+            formats,
+        })
+    }
+
+    pub(super) fn preferred_codec(&self) -> Codec {
+        self.formats
+            .iter()
+            .find_map(|f| match f {
+                Format::Audio(c) => Some(*c),
+                Format::TelephoneEvent(_) => None,
+            })
+            .unwrap_or(Codec::Pcmu)
+    }
+}
+
+/// The formats a profile's codecs offer, in its order, except that G.722 (listed only) comes
+/// right after the last G.711 codec: a peer that takes the first codec it knows of ours still
+/// gets G.711, as from any G.711 trunk, and one that prefers wideband can pick G.722.
+fn formats_of(codecs: &[CodecName]) -> Vec<Format> {
+    let mut formats = Vec::with_capacity(codecs.len());
+    for c in codecs {
+        match c {
+            CodecName::Pcmu => formats.push(Format::Audio(Codec::Pcmu)),
+            CodecName::Pcma => formats.push(Format::Audio(Codec::Pcma)),
+            CodecName::TelephoneEvent => formats.push(Format::TelephoneEvent(TELEPHONE_EVENT_PT)),
+            #[cfg(feature = "g722")]
+            CodecName::G722 => {}
+        }
+    }
+    #[cfg(feature = "g722")]
+    if codecs.contains(&CodecName::G722) {
+        let after_g711 = formats
+            .iter()
+            .rposition(|f| matches!(f, Format::Audio(c) if c.is_g711()))
+            .map_or(0, |i| i + 1);
+        formats.insert(after_g711, Format::Audio(Codec::G722));
+    }
+    formats
+}
+
+/// Digits with an optional leading `+` (spaces, dashes, dots and brackets
+/// allowed as separators), or `*`/`#` service codes.
+pub fn is_phone_number(s: &str) -> bool {
+    let body = s.strip_prefix('+').unwrap_or(s);
+    let mut digits = 0;
+    for c in body.chars() {
+        match c {
+            '0'..='9' | '*' | '#' => digits += 1,
+            ' ' | '-' | '(' | ')' | '.' => {}
+            _ => return false,
+        }
+    }
+    (1..=32).contains(&digits)
+}
+
+/// Escapes what a SIP user part may not hold raw (`#` in service codes).
+fn uri_user(user: &str) -> String {
+    user.replace('#', "%23")
+}
+
+fn parse_uri(text: &str) -> Result<rsipstack::sip::Uri, SipError> {
+    rsipstack::sip::Uri::try_from(text).map_err(|e| SipError::BadUri {
+        uri: text.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+async fn uri_peer(uri: &rsipstack::sip::Uri) -> Option<SocketAddr> {
+    let port = uri
+        .host_with_port
+        .port
+        .as_ref()
+        .map(|p| p.0)
+        .unwrap_or(5060);
+    match &uri.host_with_port.host {
+        rsipstack::sip::Host::IpAddr(ip) => Some(SocketAddr::new(*ip, port)),
+        rsipstack::sip::Host::Domain(d) => tokio::net::lookup_host((d.to_string(), port))
+            .await
+            .ok()?
+            .next(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers() {
+        for ok in [
+            "12025550101",
+            "+1 (202) 555-0101",
+            "*67",
+            "911",
+            "+44.20.7946.0018",
+            "#31#",
+        ] {
+            assert!(is_phone_number(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "+",
+            "abc",
+            "12a3",
+            "sip:x@y",
+            "1234567890123456789012345678901234",
+        ] {
+            assert!(!is_phone_number(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn profile_codecs_become_offered_formats() {
+        let f = formats_of(&[CodecName::Pcma, CodecName::TelephoneEvent, CodecName::Pcmu]);
+        assert_eq!(
+            f,
+            [
+                Format::Audio(Codec::Pcma),
+                Format::TelephoneEvent(TELEPHONE_EVENT_PT),
+                Format::Audio(Codec::Pcmu)
+            ]
+        );
+    }
+
+    #[cfg(feature = "g722")]
+    #[test]
+    fn g722_is_offered_after_g711_only_when_listed() {
+        let f = formats_of(&[
+            CodecName::G722,
+            CodecName::Pcmu,
+            CodecName::Pcma,
+            CodecName::TelephoneEvent,
+        ]);
+        assert_eq!(
+            f,
+            [
+                Format::Audio(Codec::Pcmu),
+                Format::Audio(Codec::Pcma),
+                Format::Audio(Codec::G722),
+                Format::TelephoneEvent(TELEPHONE_EVENT_PT)
+            ]
+        );
+        assert!(!formats_of(&CodecName::ALL).contains(&Format::Audio(Codec::G722)));
+        assert_eq!(formats_of(&[CodecName::G722]), [Format::Audio(Codec::G722)]);
+    }
+}

@@ -1,0 +1,16 @@
+//! The call flow: one runner of an answered call's plan — answering-machine detection,
+//! recording, digits, messages, voicemail drop, the bridge to a person, hang-up — used by
+//! `outdial call` and the campaign engine alike.
+//!
+//! [`core`] decides (sans-IO), [`runner`] carries it out around a [`Call`](crate::call::Call);
+//! [`tap`] runs the detector beside the call and [`record`] writes the recording. Nothing here
+//! knows about the store or campaigns' lifecycles: the caller records the [`FlowReport`].
+
+pub mod core;
+pub mod record;
+pub mod runner;
+pub mod tap;
+
+pub use record::record_call;
+pub use runner::{run, Connect, FlowError, FlowPlan, FlowReport};
+pub use tap::AmdTap;
