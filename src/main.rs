@@ -213,6 +213,10 @@ struct CallArgs {
     /// ends both. The JSON gains a "bridge" object.
     #[arg(long, value_name = "TARGET")]
     connect_to: Option<String>,
+    /// How --connect-to joins: bridge (a second leg, media relayed by us) or refer (blind
+    /// transfer: the callee is asked to call TARGET itself; our leg ends once it answered).
+    #[arg(long, value_name = "HOW", default_value = "bridge", value_parser = ["bridge", "refer"])]
+    transfer: String,
     /// Print exactly one JSON object describing the call on stdout.
     #[arg(long)]
     json: bool,
@@ -390,7 +394,7 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
 
     let connect = match &args.connect_to {
         Some(target) => Some(outdial::flow::Connect {
-            target: connect_target(&config, target, profile.as_ref())?,
+            target: connect_target(&config, target, profile.as_ref(), args.transfer == "refer")?,
             queue_timeout: Duration::from_secs_f64(args.ring_timeout),
             ring_timeout: Duration::from_secs_f64(args.ring_timeout),
             campaign_id: None,
@@ -453,6 +457,7 @@ fn connect_target(
     config: &Config,
     target: &str,
     profile: Option<&outdial::config::Profile>,
+    refer: bool,
 ) -> anyhow::Result<outdial::bridge::BridgeTarget> {
     let target = target.trim();
     let is_uri = target.starts_with("sip:") || target.starts_with("sips:");
@@ -467,6 +472,13 @@ fn connect_target(
         ),
         None => None,
     };
+    if refer {
+        let uri = match &profile {
+            Some(p) if !is_uri => outdial::sip::ua::trunk_uri(p, Some(target))?.to_string(),
+            _ => target.to_string(),
+        };
+        return Ok(outdial::bridge::BridgeTarget::Refer { uri });
+    }
     Ok(outdial::bridge::BridgeTarget::Sip {
         destination: target.to_string(),
         profile,

@@ -9,6 +9,7 @@
 //! A bridge must not own or end the callee's leg: it asks the runner ([`BridgeEvent`]), which
 //! owns it. It must not decide the plan (queue timeouts, abandons): the flow core does.
 
+pub mod refer;
 pub mod sip;
 
 use std::sync::Arc;
@@ -29,6 +30,9 @@ pub enum BridgeTarget {
         destination: String,
         profile: Option<Profile>,
     },
+    /// Blind transfer: the callee is asked (REFER) to call this URI itself; our leg and its
+    /// media are released once the target answers.
+    Refer { uri: String },
 }
 
 impl BridgeTarget {
@@ -36,6 +40,7 @@ impl BridgeTarget {
     pub fn describe(&self) -> String {
         match self {
             BridgeTarget::Sip { destination, .. } => destination.clone(),
+            BridgeTarget::Refer { uri } => uri.clone(),
         }
     }
 }
@@ -69,7 +74,7 @@ pub enum BridgeEvent {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BridgeReport {
     pub target: String,
-    /// `sip` here; AI-agent kinds later.
+    /// `sip` (a second leg) or `refer` (blind transfer); AI-agent kinds later.
     pub kind: &'static str,
     /// The far side answered.
     pub answered: bool,
@@ -134,5 +139,6 @@ pub async fn start(
         } => Ok(Box::new(
             sip::SipBridge::start(destination, profile.clone(), callee, ctx).await?,
         )),
+        BridgeTarget::Refer { uri } => Ok(Box::new(refer::ReferBridge::start(uri, callee))),
     }
 }

@@ -50,9 +50,9 @@ impl SipBridge {
     ) -> Result<SipBridge, BridgeError> {
         let mut request = CallRequest::new(destination, ctx.ring_timeout, ctx.max_duration);
         request.profile = profile;
-        if is_phone_number(&ctx.callee) {
-            request.caller_id = Some(ctx.callee.clone());
-            request.asserted_identity = Some(ctx.callee.clone());
+        if let Some(number) = callee_number(&ctx.callee) {
+            request.caller_id = Some(number.clone());
+            request.asserted_identity = Some(number);
         }
         if let Some(id) = ctx.campaign_id {
             request
@@ -133,7 +133,10 @@ impl Bridge for SipBridge {
                         BridgeEvent::Failed
                     });
                 }
-                CallEvent::PlaybackFinished | CallEvent::Dtmf(_) | CallEvent::Tone(_) => {}
+                CallEvent::PlaybackFinished
+                | CallEvent::Dtmf(_)
+                | CallEvent::Tone(_)
+                | CallEvent::Transfer { .. } => {}
             }
         }
     }
@@ -189,6 +192,39 @@ impl Bridge for SipBridge {
             },
             ended_by: self.answered_at.and(self.ended_by),
         }
+    }
+}
+
+/// The callee's number as the agent should see it: the number dialed, or the user part of a
+/// `sip:` URI when that is a number.
+fn callee_number(dialed: &str) -> Option<String> {
+    let dialed = dialed.trim();
+    if is_phone_number(dialed) {
+        return Some(dialed.to_string());
+    }
+    let rest = dialed
+        .strip_prefix("sip:")
+        .or_else(|| dialed.strip_prefix("sips:"))?;
+    let user = rest.split_once('@')?.0;
+    is_phone_number(user).then(|| user.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::callee_number;
+
+    #[test]
+    fn the_agent_sees_the_callee_number_from_a_number_or_a_uri() {
+        assert_eq!(
+            callee_number("+12025550101").as_deref(),
+            Some("+12025550101")
+        );
+        assert_eq!(
+            callee_number("sip:12025550101@10.0.0.1:5060").as_deref(),
+            Some("12025550101")
+        );
+        assert_eq!(callee_number("sip:alice@example.com"), None);
+        assert_eq!(callee_number("sip:nouser.example.com"), None);
     }
 }
 

@@ -105,6 +105,12 @@ pub enum Input<'a> {
     /// The owner asks to put the peer on hold (`true`) or take it off (`false`) with a
     /// re-INVITE of ours.
     Hold(bool),
+    /// The owner asks to transfer the peer to `target` (a URI) with REFER (RFC 3515).
+    Refer { target: &'a str },
+    /// Our REFER was answered with this code (202 accepted; ≥ 300 refused).
+    ReferAnswered { code: u16 },
+    /// A NOTIFY of the transfer's progress, with its `message/sipfrag` body.
+    TransferNotify { sipfrag: &'a [u8] },
     /// The time passed [`CallCore::poll_timeout`].
     Timeout,
 }
@@ -130,6 +136,8 @@ pub enum Output {
     AnswerReoffer { code: u16, sdp: Option<String> },
     /// Send a re-INVITE of ours with this SDP offer.
     Reinvite { sdp: String },
+    /// Send REFER with this Refer-To URI.
+    Refer { target: String },
     /// Re-point the media session.
     Media(MediaUpdate),
     /// Start listening for beeps, SIT and fax tones (after the answer: ringback is a tone too).
@@ -148,8 +156,10 @@ pub struct CallCore {
     formats: Vec<Format>,
     local: LocalMedia,
     codec: Option<Codec>,
-    /// The peer's last direction, so a hold of ours can be undone.
+    /// We hold the peer (our last re-INVITE offered sendonly).
     holding: bool,
+    /// Our REFER is out and its final NOTIFY has not come.
+    transferring: bool,
     /// Any response (100 included) arrived for our INVITE.
     heard_from_peer: bool,
     ring_ms: Option<u64>,
@@ -182,6 +192,7 @@ impl CallCore {
             local,
             codec: None,
             holding: false,
+            transferring: false,
             heard_from_peer: false,
             ring_ms: None,
             answered_at: None,
@@ -295,6 +306,42 @@ impl CallCore {
                     };
                     let sdp = self.offer(direction);
                     self.out.push_back(Output::Reinvite { sdp });
+                }
+            }
+            Input::Refer { target } => {
+                if self.state == State::Answered && !self.transferring {
+                    self.transferring = true;
+                    self.out.push_back(Output::Refer {
+                        target: target.to_string(),
+                    });
+                }
+            }
+            Input::ReferAnswered { code } => {
+                if self.transferring && code >= 300 {
+                    self.transferring = false;
+                    self.out
+                        .push_back(Output::Event(CallEvent::Transfer { code }));
+                }
+            }
+            Input::TransferNotify { sipfrag } => {
+                let Some(code) = sipfrag_code(sipfrag) else {
+                    return;
+                };
+                if !self.transferring || code < 200 {
+                    if self.transferring {
+                        self.out
+                            .push_back(Output::Event(CallEvent::Transfer { code }));
+                    }
+                    return;
+                }
+                self.transferring = false;
+                self.out
+                    .push_back(Output::Event(CallEvent::Transfer { code }));
+                if (200..300).contains(&code) && self.state == State::Answered {
+                    // The peer is with the target now: our part is over (RFC 5589 §6.1).
+                    self.hangup.get_or_insert(Hangup::Transferred);
+                    self.out.push_back(Output::Bye);
+                    self.end(now);
                 }
             }
             Input::Timeout => self.on_timeout(now),
@@ -499,6 +546,15 @@ impl CallCore {
             remote: remote.addr.filter(|_| remote.peer_receives()),
         }));
     }
+}
+
+/// The status code of a `message/sipfrag` status line ("SIP/2.0 200 OK").
+fn sipfrag_code(body: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(body).ok()?;
+    let line = text.lines().next()?.trim();
+    let rest = line.strip_prefix("SIP/2.0")?.trim_start();
+    let code: u16 = rest.get(..3)?.parse().ok()?;
+    (100..700).contains(&code).then_some(code)
 }
 
 fn ms(d: Duration) -> u64 {
@@ -881,6 +937,116 @@ mod tests {
         assert!(
             matches!(&drain(&mut c)[..], [Output::Reinvite { sdp }] if sdp.contains("a=sendrecv"))
         );
+    }
+
+    #[test]
+    fn refer_accepted_then_notify_200_releases_our_leg() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(
+            t0,
+            Input::Refer {
+                target: "sip:agent@pbx",
+            },
+        );
+        assert!(drain(&mut c).is_empty(), "no REFER before the answer");
+        c.handle(
+            t0,
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(7000, 0, "sendrecv"),
+            },
+        );
+        drain(&mut c);
+        c.handle(
+            t0,
+            Input::Refer {
+                target: "sip:agent@pbx",
+            },
+        );
+        assert_eq!(
+            drain(&mut c),
+            [Output::Refer {
+                target: "sip:agent@pbx".into()
+            }]
+        );
+        c.handle(t0, Input::ReferAnswered { code: 202 });
+        assert!(drain(&mut c).is_empty());
+        c.handle(
+            t0,
+            Input::TransferNotify {
+                sipfrag: b"SIP/2.0 100 Trying\r\n",
+            },
+        );
+        assert_eq!(
+            drain(&mut c),
+            [Output::Event(CallEvent::Transfer { code: 100 })]
+        );
+        c.handle(
+            t0 + Duration::from_secs(3),
+            Input::TransferNotify {
+                sipfrag: b"SIP/2.0 200 OK\r\n",
+            },
+        );
+        assert_eq!(
+            drain(&mut c),
+            [
+                Output::Event(CallEvent::Transfer { code: 200 }),
+                Output::Bye
+            ]
+        );
+        assert!(c.is_over());
+        assert_eq!(summary(&c).hangup, Some(Hangup::Transferred));
+    }
+
+    #[test]
+    fn refused_refer_and_failed_transfer_keep_the_call() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(
+            t0,
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(7000, 0, "sendrecv"),
+            },
+        );
+        drain(&mut c);
+        c.handle(t0, Input::Refer { target: "sip:a@b" });
+        drain(&mut c);
+        c.handle(t0, Input::ReferAnswered { code: 603 });
+        assert_eq!(
+            drain(&mut c),
+            [Output::Event(CallEvent::Transfer { code: 603 })]
+        );
+        c.handle(t0, Input::Refer { target: "sip:a@b" });
+        drain(&mut c);
+        c.handle(
+            t0,
+            Input::TransferNotify {
+                sipfrag: b"SIP/2.0 486 Busy Here",
+            },
+        );
+        assert_eq!(
+            drain(&mut c),
+            [Output::Event(CallEvent::Transfer { code: 486 })]
+        );
+        assert_eq!(c.state(), State::Answered);
+        // Garbage in a NOTIFY changes nothing.
+        c.handle(
+            t0,
+            Input::TransferNotify {
+                sipfrag: b"\xff\xfe",
+            },
+        );
+        c.handle(
+            t0,
+            Input::TransferNotify {
+                sipfrag: b"SIP/2.0 2",
+            },
+        );
+        assert!(drain(&mut c).is_empty());
     }
 
     #[test]

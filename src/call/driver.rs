@@ -176,6 +176,9 @@ impl CallTask {
                         }
                     }
                     Some(Command::Hold(on)) => self.input(Input::Hold(on)).await,
+                    Some(Command::Transfer(target)) => {
+                        self.input(Input::Refer { target: &target }).await
+                    }
                     Some(Command::Hangup) | None => {
                         commands_open = false;
                         self.input(Input::Hangup).await;
@@ -239,6 +242,25 @@ impl CallTask {
                     Err(e) => warn!(error = %e, "re-INVITE failed"),
                 }
             }
+            Output::Refer { target } => {
+                let code = match rsipstack::sip::Uri::try_from(target.as_str()) {
+                    Ok(uri) => match self.dialog.refer(uri, None, None).await {
+                        Ok(Some(resp)) => u16::from(resp.status_code.clone()),
+                        Ok(None) => 481,
+                        Err(e) => {
+                            warn!(error = %e, "REFER failed");
+                            408
+                        }
+                    },
+                    Err(e) => {
+                        warn!(error = %e, target = %target, "transfer target is not a URI");
+                        400
+                    }
+                };
+                info!(code, target = %target, "REFER answered");
+                self.core
+                    .handle(std::time::Instant::now(), Input::ReferAnswered { code });
+            }
             Output::AnswerReoffer { .. } => {
                 // Answered where the request's handle is (on_state).
             }
@@ -257,6 +279,7 @@ impl CallTask {
                     CallEvent::Reoffered { direction, remote } => {
                         info!(?direction, ?remote, "media updated by peer")
                     }
+                    CallEvent::Transfer { code } => info!(code, "transfer progress"),
                     _ => {}
                 }
                 let _ = self.events.send(event);
@@ -361,9 +384,17 @@ impl CallTask {
                     )
                     .await;
             }
+            DialogState::Notify(_, req, handle) => {
+                let _ = handle.reply(StatusCode::OK).await;
+                let is_sipfrag = content_type(&req)
+                    .is_some_and(|c| c.to_ascii_lowercase().starts_with("message/sipfrag"));
+                if is_sipfrag {
+                    self.input(Input::TransferNotify { sipfrag: &req.body })
+                        .await;
+                }
+            }
             DialogState::Refer(_, _, handle)
             | DialogState::Message(_, _, handle)
-            | DialogState::Notify(_, _, handle)
             | DialogState::Publish(_, _, handle) => {
                 let _ = handle.reply(StatusCode::MethodNotAllowed).await;
             }
@@ -419,7 +450,7 @@ fn log_end(summary: &super::CallSummary) {
 
 fn content_type(req: &rsipstack::sip::Request) -> Option<String> {
     req.headers.iter().find_map(|h| match h {
-        Header::ContentType(c) => Some(c.to_string()),
+        Header::ContentType(c) => Some(c.value().to_string()),
         _ => None,
     })
 }

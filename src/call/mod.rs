@@ -79,6 +79,8 @@ pub enum Hangup {
     Local,
     Remote,
     MaxDuration,
+    /// Our BYE after the far end reached the transfer target (REFER).
+    Transferred,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -144,6 +146,11 @@ pub enum CallEvent {
         direction: Direction,
         remote: Option<std::net::SocketAddr>,
     },
+    /// Progress of a transfer we asked for ([`Call::transfer`]): the code the target answered
+    /// (from the NOTIFY's sipfrag), or the code that refused our REFER. A 2xx ends the call.
+    Transfer {
+        code: u16,
+    },
     /// The far end pressed a key.
     Dtmf(DtmfDigit),
     /// A beep, SIT or fax tone in the answered call's audio.
@@ -170,6 +177,7 @@ pub enum CallError {
 
 enum Command {
     Hangup,
+    Transfer(String),
     Hold(bool),
     Play(Vec<i16>),
     Frame(Vec<i16>),
@@ -233,6 +241,12 @@ impl Call {
     /// (`a=sendrecv`); nothing before the answer.
     pub fn hold(&self, on: bool) {
         let _ = self.commands.send(Command::Hold(on));
+    }
+
+    /// Blind transfer (RFC 3515): asks the far end to call `target` (a URI) itself; progress
+    /// comes as [`CallEvent::Transfer`], and our leg ends once the target answered.
+    pub fn transfer(&self, target: &str) {
+        let _ = self.commands.send(Command::Transfer(target.to_string()));
     }
 
     /// The leg's media session while the call runs (`None` once it ended), for linking two
