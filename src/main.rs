@@ -481,7 +481,7 @@ fn connect_target(
     }
     Ok(outdial::bridge::BridgeTarget::Sip {
         destination: target.to_string(),
-        profile,
+        profile: profile.map(Box::new),
     })
 }
 

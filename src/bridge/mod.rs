@@ -28,7 +28,7 @@ pub enum BridgeTarget {
     /// A number through a trunk profile, or a `sip:` URI.
     Sip {
         destination: String,
-        profile: Option<Profile>,
+        profile: Option<Box<Profile>>,
     },
     /// Blind transfer: the callee is asked (REFER) to call this URI itself; our leg and its
     /// media are released once the target answers.
@@ -137,7 +137,7 @@ pub async fn start(
             destination,
             profile,
         } => Ok(Box::new(
-            sip::SipBridge::start(destination, profile.clone(), callee, ctx).await?,
+            sip::SipBridge::start(destination, profile.as_deref().cloned(), callee, ctx).await?,
         )),
         BridgeTarget::Refer { uri } => Ok(Box::new(refer::ReferBridge::start(uri, callee))),
     }

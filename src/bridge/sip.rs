@@ -209,6 +209,15 @@ fn callee_number(dialed: &str) -> Option<String> {
     is_phone_number(user).then(|| user.to_string())
 }
 
+/// PLACEHOLDER until the media engine's leg linking lands: holds nothing, relays nothing.
+struct MediaJoin;
+
+impl MediaJoin {
+    fn new(_callee: &MediaSession, _agent: &MediaSession) -> MediaJoin {
+        MediaJoin
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::callee_number;
@@ -225,14 +234,5 @@ mod tests {
         );
         assert_eq!(callee_number("sip:alice@example.com"), None);
         assert_eq!(callee_number("sip:nouser.example.com"), None);
-    }
-}
-
-/// PLACEHOLDER until the media engine's leg linking lands: holds nothing, relays nothing.
-struct MediaJoin;
-
-impl MediaJoin {
-    fn new(_callee: &MediaSession, _agent: &MediaSession) -> MediaJoin {
-        MediaJoin
     }
 }

@@ -509,7 +509,7 @@ fn connect_plan(
     Some(crate::flow::Connect {
         target: crate::bridge::BridgeTarget::Sip {
             destination: target.to_string(),
-            profile: profile.cloned(),
+            profile: profile.cloned().map(Box::new),
         },
         queue_timeout: ring_timeout,
         ring_timeout,
