@@ -11,6 +11,7 @@ pub mod call;
 pub mod campaign;
 pub mod config;
 pub mod contacts;
+pub mod flow;
 pub mod media;
 pub mod sip;
 pub mod store;

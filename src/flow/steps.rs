@@ -1,0 +1,940 @@
+//! Message plans: the ordered steps an answered call runs (play a WAV, collect digits,
+//! record the reply, connect, hang up), their validation, and [`PlanCursor`], the pure
+//! interpreter a call-flow runner drives step by step.
+//!
+//! A plan is JSON, each step tagged by `"type"`:
+//!
+//! ```json
+//! [{"type": "play", "file": "welcome.wav"},
+//!  {"type": "collect", "prompt": "menu.wav", "max_digits": 1, "timeout_secs": 5.0,
+//!   "on": {"1": "connect", "9": "dnc", "2": "next", "*": "hangup"}, "otherwise": "next"},
+//!  {"type": "record", "max_secs": 30, "silence_end_secs": 3.0, "beep": true},
+//!  {"type": "hangup"}]
+//! ```
+//!
+//! [`validate`] returns every problem at once, each naming the step and the field
+//! (`steps[2].max_digits: must be 1-32, got 0`). Whether a `connect` step or action has a
+//! target is the campaign's business (it knows `connect_to`): see [`first_connect`].
+//!
+//! The cursor works like this: the runner calls [`PlanCursor::start`], performs the
+//! [`Action`] it gets, and reports how that ended (`on_played`, `on_digits`, `on_timeout`,
+//! `on_recorded`); each report returns the next action, until a final one (`Connect`,
+//! `AddDncThenHangup`, `Hangup`). Timers belong to the runner: a `Collect` action carries
+//! its timeout and the runner calls `on_timeout` when it expires.
+//!
+//! What this module must NOT do: any I/O — no files (names are checked as text; whether a
+//! file exists is `config::media`'s job), no clock, no sockets, no store. It never panics on
+//! a plan, however it was written.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The most steps a plan may hold.
+pub const MAX_STEPS: usize = 50;
+/// The most digits one `collect` step gathers.
+pub const MAX_DIGITS: i64 = 32;
+/// Longest wait for digits, and longest silence that ends a recording, in seconds.
+pub const MAX_COLLECT_TIMEOUT_SECS: f64 = 120.0;
+/// Longest recording, in seconds.
+pub const MAX_RECORD_SECS: f64 = 600.0;
+pub const MAX_SILENCE_END_SECS: f64 = 60.0;
+/// Longest media file name, in bytes.
+pub const MAX_FILE_NAME_LEN: usize = 200;
+
+/// What a collected digit (or digit string) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DigitAction {
+    /// Bridge the callee to the campaign's `connect_to`.
+    Connect,
+    /// Put the number on the DNC list, then hang up.
+    Dnc,
+    /// Go on with the next step (the plan ends with a hang-up after the last one).
+    Next,
+    Hangup,
+}
+
+fn default_max_digits() -> i64 {
+    1
+}
+fn default_timeout_secs() -> f64 {
+    5.0
+}
+fn default_otherwise() -> DigitAction {
+    DigitAction::Next
+}
+fn default_record_secs() -> f64 {
+    30.0
+}
+fn default_silence_end_secs() -> f64 {
+    3.0
+}
+fn default_true() -> bool {
+    true
+}
+
+/// One step of a message plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Play a WAV from the media directory.
+    Play { file: String },
+    /// Gather DTMF digits (optionally while a prompt plays) and act on them.
+    Collect {
+        /// Played while waiting; a digit pressed during it is kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt: Option<String>,
+        /// Digits to gather, 1–32 (default 1): collection ends when this many arrived.
+        #[serde(default = "default_max_digits")]
+        max_digits: i64,
+        /// How long to wait (after the prompt) before `otherwise` applies (default 5 s).
+        #[serde(default = "default_timeout_secs")]
+        timeout_secs: f64,
+        /// A key that ends the entry early (`#` usually); it is not part of the digits.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        finish_on: Option<String>,
+        /// Digit (or digit string when `max_digits` > 1) → action.
+        #[serde(default)]
+        on: BTreeMap<String, DigitAction>,
+        /// What a timeout or an entry not in `on` does (default `next`).
+        #[serde(default = "default_otherwise")]
+        otherwise: DigitAction,
+    },
+    /// Record the callee's reply to a WAV file.
+    Record {
+        /// Longest recording, seconds (default 30).
+        #[serde(default = "default_record_secs")]
+        max_secs: f64,
+        /// Silence that ends the recording, seconds (default 3).
+        #[serde(default = "default_silence_end_secs")]
+        silence_end_secs: f64,
+        /// Play a beep before recording (default true).
+        #[serde(default = "default_true")]
+        beep: bool,
+    },
+    /// Bridge to the campaign's `connect_to`; the plan ends here.
+    Connect,
+    /// Hang up; the plan ends here.
+    Hangup,
+}
+
+impl Step {
+    /// The step's `type` word.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Play { .. } => "play",
+            Step::Collect { .. } => "collect",
+            Step::Record { .. } => "record",
+            Step::Connect => "connect",
+            Step::Hangup => "hangup",
+        }
+    }
+
+    /// The media files this step plays (for checking that they exist).
+    pub fn files(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Step::Play { file } => vec![("file", file.as_str())],
+            Step::Collect {
+                prompt: Some(p), ..
+            } => vec![("prompt", p.as_str())],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The plan a campaign without `steps` runs: its `play_message` (if any), then hang up.
+pub fn default_steps(play_message: Option<&str>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if let Some(file) = play_message.filter(|f| !f.is_empty()) {
+        steps.push(Step::Play { file: file.into() });
+    }
+    steps.push(Step::Hangup);
+    steps
+}
+
+/// One problem with a plan: `steps[2].max_digits: must be 1-32, got 0`. `index` is `None`
+/// for a problem with the list itself (too many steps).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {reason}", self.path())]
+pub struct StepError {
+    pub index: Option<usize>,
+    pub field: String,
+    pub reason: String,
+}
+
+impl StepError {
+    fn new(index: usize, field: impl Into<String>, reason: impl Into<String>) -> StepError {
+        StepError {
+            index: Some(index),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// `steps[2].max_digits`, `steps[1]` or `steps`.
+    pub fn path(&self) -> String {
+        match (self.index, self.field.is_empty()) {
+            (Some(i), false) => format!("steps[{i}].{}", self.field),
+            (Some(i), true) => format!("steps[{i}]"),
+            (None, _) => "steps".to_string(),
+        }
+    }
+}
+
+/// Why a name is not a media file name, or `None` when it is one: a plain `.wav` file
+/// name (no directory part, no `..`, no control characters, not hidden).
+pub fn media_name_problem(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some("must name a WAV file, got an empty name".into());
+    }
+    if name.starts_with('/') || name.starts_with('\\') || name.get(1..2) == Some(":") {
+        return Some(format!(
+            "{name:?} is an absolute path; give a file name in the media directory"
+        ));
+    }
+    if name.split(['/', '\\']).any(|part| part == "..") {
+        return Some(format!("{name:?} leaves the media directory (..)"));
+    }
+    if name.contains(['/', '\\']) {
+        return Some(format!(
+            "{name:?} is a path; give a file name in the media directory"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Some(format!("{name:?} contains control characters"));
+    }
+    if name.starts_with('.') {
+        return Some(format!("{name:?} is a hidden file name"));
+    }
+    if name.len() > MAX_FILE_NAME_LEN {
+        return Some(format!(
+            "file name is {} bytes, longer than {MAX_FILE_NAME_LEN}",
+            name.len()
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if !lower.ends_with(".wav") || lower.len() == 4 {
+        return Some(format!("{name:?} is not a .wav file name"));
+    }
+    None
+}
+
+fn is_dtmf(c: char) -> bool {
+    c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
+}
+
+fn check_secs(
+    errors: &mut Vec<StepError>,
+    index: usize,
+    field: &str,
+    value: f64,
+    min: f64,
+    max: f64,
+) {
+    if !value.is_finite() || value < min || value > max {
+        errors.push(StepError::new(
+            index,
+            field,
+            format!("must be {min}-{max} seconds, got {value}"),
+        ));
+    }
+}
+
+/// Checks a whole plan; every problem found, each naming its step and field.
+pub fn validate(steps: &[Step]) -> Result<(), Vec<StepError>> {
+    let mut errors = Vec::new();
+    if steps.is_empty() {
+        errors.push(StepError {
+            index: None,
+            field: String::new(),
+            reason: "must hold at least one step (leave steps out for the default plan)".into(),
+        });
+    }
+    if steps.len() > MAX_STEPS {
+        errors.push(StepError {
+            index: None,
+            field: String::new(),
+            reason: format!("at most {MAX_STEPS} steps, got {}", steps.len()),
+        });
+    }
+    for (i, step) in steps.iter().enumerate().take(MAX_STEPS) {
+        for (field, file) in step.files() {
+            if let Some(problem) = media_name_problem(file) {
+                errors.push(StepError::new(i, field, problem));
+            }
+        }
+        match step {
+            Step::Collect {
+                max_digits,
+                timeout_secs,
+                finish_on,
+                on,
+                ..
+            } => {
+                let max_digits = *max_digits;
+                if !(1..=MAX_DIGITS).contains(&max_digits) {
+                    errors.push(StepError::new(
+                        i,
+                        "max_digits",
+                        format!("must be 1-{MAX_DIGITS}, got {max_digits}"),
+                    ));
+                }
+                check_secs(
+                    &mut errors,
+                    i,
+                    "timeout_secs",
+                    *timeout_secs,
+                    0.5,
+                    MAX_COLLECT_TIMEOUT_SECS,
+                );
+                let finish = match finish_on.as_deref() {
+                    None => None,
+                    Some(f) => {
+                        let mut chars = f.chars();
+                        match (chars.next(), chars.next()) {
+                            (Some(c), None) if is_dtmf(c) => Some(c),
+                            _ => {
+                                errors.push(StepError::new(
+                                    i,
+                                    "finish_on",
+                                    format!("{f:?} is not one DTMF key (0-9 * # A-D)"),
+                                ));
+                                None
+                            }
+                        }
+                    }
+                };
+                for key in on.keys() {
+                    let field = format!("on.{key}");
+                    let len = key.chars().count() as i64;
+                    if key.is_empty() || !key.chars().all(is_dtmf) {
+                        errors.push(StepError::new(
+                            i,
+                            field,
+                            format!("{key:?} is not DTMF keys (0-9 * # A-D)"),
+                        ));
+                    } else if len > max_digits.max(1) {
+                        errors.push(StepError::new(
+                            i,
+                            field,
+                            format!("{key:?} has {len} digits, more than max_digits {max_digits}"),
+                        ));
+                    } else if finish.is_some_and(|f| key.contains(f)) {
+                        errors.push(StepError::new(
+                            i,
+                            field,
+                            format!("{key:?} contains the finish_on key"),
+                        ));
+                    }
+                }
+            }
+            Step::Record {
+                max_secs,
+                silence_end_secs,
+                ..
+            } => {
+                check_secs(&mut errors, i, "max_secs", *max_secs, 1.0, MAX_RECORD_SECS);
+                check_secs(
+                    &mut errors,
+                    i,
+                    "silence_end_secs",
+                    *silence_end_secs,
+                    0.5,
+                    MAX_SILENCE_END_SECS,
+                );
+            }
+            Step::Play { .. } | Step::Connect | Step::Hangup => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// The first place that connects (a `connect` step, or a digit action `connect`), as the
+/// error path to report when the campaign has no `connect_to`: `steps[3]` or
+/// `steps[1].on.1`.
+pub fn first_connect(steps: &[Step]) -> Option<StepError> {
+    steps.iter().enumerate().find_map(|(i, step)| match step {
+        Step::Connect => Some(StepError::new(
+            i,
+            "",
+            "a connect step needs the campaign's connect_to",
+        )),
+        Step::Collect { on, otherwise, .. } => on
+            .iter()
+            .find(|(_, a)| **a == DigitAction::Connect)
+            .map(|(key, _)| {
+                StepError::new(
+                    i,
+                    format!("on.{key}"),
+                    "connect needs the campaign's connect_to",
+                )
+            })
+            .or_else(|| {
+                (*otherwise == DigitAction::Connect).then(|| {
+                    StepError::new(i, "otherwise", "connect needs the campaign's connect_to")
+                })
+            }),
+        _ => None,
+    })
+}
+
+/// What the runner does next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Play this media file, then call [`PlanCursor::on_played`].
+    Play(String),
+    /// Play the prompt (if any) and gather digits: stop at `max_digits` digits or at
+    /// `finish_on`, then call [`PlanCursor::on_digits`]; with no entry `timeout` after the
+    /// prompt ended, call [`PlanCursor::on_timeout`].
+    Collect {
+        prompt: Option<String>,
+        max_digits: usize,
+        timeout: Duration,
+        finish_on: Option<char>,
+    },
+    /// Beep (if asked), record the callee up to `max` or until `silence_end` of silence,
+    /// then call [`PlanCursor::on_recorded`].
+    Record {
+        max: Duration,
+        silence_end: Duration,
+        beep: bool,
+    },
+    /// Bridge to the campaign's `connect_to`. Final.
+    Connect,
+    /// Add the callee's number to the DNC list, then hang up. Final.
+    AddDncThenHangup,
+    /// Hang up. Final.
+    Hangup,
+    /// The report did not fit the step in progress (or the plan is over): keep doing
+    /// what is being done.
+    Wait,
+}
+
+impl Action {
+    /// After this action the plan is over.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Action::Connect | Action::AddDncThenHangup | Action::Hangup
+        )
+    }
+}
+
+/// Where the cursor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// `start` not called yet.
+    NotStarted,
+    /// Running step `i` (a play, collect or record).
+    Step(usize),
+    /// A final action was returned.
+    Done,
+}
+
+/// The interpreter of one plan for one call: pure, driven by the runner's reports.
+///
+/// | at | report | next |
+/// |---|---|---|
+/// | not started | `start` | step 0 |
+/// | play | `on_played` | next step |
+/// | collect | `on_digits(d)` | `on[d]`, else `otherwise` |
+/// | collect | `on_timeout` | `otherwise` |
+/// | record | `on_recorded` | next step |
+/// | any other pair | | `Wait`, nothing changes |
+///
+/// Entering `connect` or `hangup`, or running past the last step, is final.
+#[derive(Debug, Clone)]
+pub struct PlanCursor {
+    steps: Vec<Step>,
+    at: At,
+    digits: String,
+}
+
+impl PlanCursor {
+    pub fn new(steps: Vec<Step>) -> PlanCursor {
+        PlanCursor {
+            steps,
+            at: At::NotStarted,
+            digits: String::new(),
+        }
+    }
+
+    /// Every digit collected so far, in order, entries one after the other (what the
+    /// attempt's `digits` records).
+    pub fn digits(&self) -> &str {
+        &self.digits
+    }
+
+    /// The index of the step in progress, if any.
+    pub fn step_index(&self) -> Option<usize> {
+        match self.at {
+            At::Step(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.at == At::Done
+    }
+
+    /// Begins the plan: the first step's action.
+    pub fn start(&mut self) -> Action {
+        if self.at != At::NotStarted {
+            return Action::Wait;
+        }
+        self.enter(0)
+    }
+
+    /// The play in progress ended.
+    pub fn on_played(&mut self) -> Action {
+        match self.current() {
+            Some((i, Step::Play { .. })) => self.enter(i + 1),
+            _ => Action::Wait,
+        }
+    }
+
+    /// The callee entered `digits` during a collect (a trailing `finish_on` key is dropped).
+    /// An empty entry counts as a timeout.
+    pub fn on_digits(&mut self, digits: String) -> Action {
+        let Some((
+            i,
+            Step::Collect {
+                finish_on,
+                on,
+                otherwise,
+                ..
+            },
+        )) = self.current()
+        else {
+            return Action::Wait;
+        };
+        let mut entry = digits.as_str();
+        if let Some(f) = finish_on.as_deref() {
+            entry = entry.strip_suffix(f).unwrap_or(entry);
+        }
+        let action = if entry.is_empty() {
+            *otherwise
+        } else {
+            on.get(entry).copied().unwrap_or(*otherwise)
+        };
+        self.digits.push_str(entry);
+        self.apply(i, action)
+    }
+
+    /// No entry came before the collect's timeout.
+    pub fn on_timeout(&mut self) -> Action {
+        match self.current() {
+            Some((i, Step::Collect { otherwise, .. })) => {
+                let action = *otherwise;
+                self.apply(i, action)
+            }
+            _ => Action::Wait,
+        }
+    }
+
+    /// The recording in progress ended (time limit, silence, or the callee stopped).
+    pub fn on_recorded(&mut self) -> Action {
+        match self.current() {
+            Some((i, Step::Record { .. })) => self.enter(i + 1),
+            _ => Action::Wait,
+        }
+    }
+
+    fn current(&self) -> Option<(usize, &Step)> {
+        match self.at {
+            At::Step(i) => self.steps.get(i).map(|s| (i, s)),
+            _ => None,
+        }
+    }
+
+    fn apply(&mut self, at: usize, action: DigitAction) -> Action {
+        match action {
+            DigitAction::Next => self.enter(at + 1),
+            DigitAction::Connect => self.finish(Action::Connect),
+            DigitAction::Dnc => self.finish(Action::AddDncThenHangup),
+            DigitAction::Hangup => self.finish(Action::Hangup),
+        }
+    }
+
+    fn finish(&mut self, action: Action) -> Action {
+        self.at = At::Done;
+        action
+    }
+
+    fn enter(&mut self, i: usize) -> Action {
+        let Some(step) = self.steps.get(i) else {
+            return self.finish(Action::Hangup);
+        };
+        let action = match step {
+            Step::Play { file } => Action::Play(file.clone()),
+            Step::Collect {
+                prompt,
+                max_digits,
+                timeout_secs,
+                finish_on,
+                ..
+            } => Action::Collect {
+                prompt: prompt.clone(),
+                max_digits: (*max_digits).clamp(1, MAX_DIGITS) as usize,
+                timeout: secs(*timeout_secs, MAX_COLLECT_TIMEOUT_SECS),
+                finish_on: finish_on.as_deref().and_then(|f| f.chars().next()),
+            },
+            Step::Record {
+                max_secs,
+                silence_end_secs,
+                beep,
+            } => Action::Record {
+                max: secs(*max_secs, MAX_RECORD_SECS),
+                silence_end: secs(*silence_end_secs, MAX_SILENCE_END_SECS),
+                beep: *beep,
+            },
+            Step::Connect => return self.finish(Action::Connect),
+            Step::Hangup => return self.finish(Action::Hangup),
+        };
+        self.at = At::Step(i);
+        action
+    }
+}
+
+/// Seconds as a duration, clamped to `0..=max` (NaN → 0): never panics on an unvalidated plan.
+fn secs(value: f64, max: f64) -> Duration {
+    let v = if value.is_finite() {
+        value.clamp(0.0, max)
+    } else {
+        0.0
+    };
+    Duration::from_secs_f64(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(json: &str) -> Vec<Step> {
+        serde_json::from_str(json).expect("test plan parses")
+    }
+
+    fn menu() -> Vec<Step> {
+        plan(
+            r#"[{"type":"play","file":"welcome.wav"},
+                {"type":"collect","prompt":"menu.wav","max_digits":1,"timeout_secs":5.0,
+                 "on":{"1":"connect","9":"dnc","2":"next","*":"hangup"},"otherwise":"next"},
+                {"type":"record","max_secs":30,"silence_end_secs":3.0,"beep":true},
+                {"type":"play","file":"thanks.wav"}]"#,
+        )
+    }
+
+    /// Runs the menu up to its collect step.
+    fn at_menu() -> PlanCursor {
+        let mut cursor = PlanCursor::new(menu());
+        assert_eq!(cursor.start(), Action::Play("welcome.wav".into()));
+        let collect = cursor.on_played();
+        assert_eq!(
+            collect,
+            Action::Collect {
+                prompt: Some("menu.wav".into()),
+                max_digits: 1,
+                timeout: Duration::from_secs(5),
+                finish_on: None,
+            }
+        );
+        cursor
+    }
+
+    #[test]
+    fn caller_presses_9_gets_dnc_then_hangup() {
+        let mut cursor = at_menu();
+        assert_eq!(cursor.on_digits("9".into()), Action::AddDncThenHangup);
+        assert!(cursor.is_done());
+        assert_eq!(cursor.digits(), "9");
+        // Nothing more happens once the plan is over.
+        assert_eq!(cursor.on_timeout(), Action::Wait);
+        assert_eq!(cursor.on_digits("1".into()), Action::Wait);
+    }
+
+    #[test]
+    fn caller_presses_1_is_connected() {
+        let mut cursor = at_menu();
+        assert_eq!(cursor.on_digits("1".into()), Action::Connect);
+        assert!(Action::Connect.is_final());
+    }
+
+    #[test]
+    fn caller_presses_star_is_hung_up_on() {
+        let mut cursor = at_menu();
+        assert_eq!(cursor.on_digits("*".into()), Action::Hangup);
+    }
+
+    #[test]
+    fn no_digit_before_timeout_follows_otherwise() {
+        let mut cursor = at_menu();
+        assert_eq!(
+            cursor.on_timeout(),
+            Action::Record {
+                max: Duration::from_secs(30),
+                silence_end: Duration::from_secs(3),
+                beep: true,
+            }
+        );
+        assert_eq!(cursor.digits(), "");
+    }
+
+    #[test]
+    fn a_key_not_in_the_menu_follows_otherwise() {
+        let mut plan = menu();
+        if let Step::Collect { otherwise, .. } = &mut plan[1] {
+            *otherwise = DigitAction::Hangup;
+        }
+        let mut cursor = PlanCursor::new(plan);
+        cursor.start();
+        cursor.on_played();
+        assert_eq!(cursor.on_digits("5".into()), Action::Hangup);
+        assert_eq!(cursor.digits(), "5");
+    }
+
+    #[test]
+    fn caller_presses_2_then_records_a_reply_and_hears_thanks_then_hangup() {
+        let mut cursor = at_menu();
+        assert!(matches!(
+            cursor.on_digits("2".into()),
+            Action::Record { .. }
+        ));
+        // A stray report for another step changes nothing.
+        assert_eq!(cursor.on_played(), Action::Wait);
+        assert_eq!(cursor.step_index(), Some(2));
+        assert_eq!(cursor.on_recorded(), Action::Play("thanks.wav".into()));
+        assert_eq!(cursor.on_played(), Action::Hangup);
+        assert!(cursor.is_done());
+    }
+
+    #[test]
+    fn an_account_number_ended_by_hash_matches_without_the_hash() {
+        let steps = plan(
+            r##"[{"type":"collect","max_digits":4,"finish_on":"#",
+                 "on":{"1234":"connect","12":"dnc"},"otherwise":"hangup"}]"##,
+        );
+        assert_eq!(validate(&steps), Ok(()));
+        let mut cursor = PlanCursor::new(steps.clone());
+        assert_eq!(
+            cursor.start(),
+            Action::Collect {
+                prompt: None,
+                max_digits: 4,
+                timeout: Duration::from_secs(5),
+                finish_on: Some('#'),
+            }
+        );
+        assert_eq!(cursor.on_digits("12#".into()), Action::AddDncThenHangup);
+        assert_eq!(cursor.digits(), "12");
+        let mut cursor = PlanCursor::new(steps);
+        cursor.start();
+        assert_eq!(cursor.on_digits("1234".into()), Action::Connect);
+    }
+
+    #[test]
+    fn only_a_finish_key_counts_as_no_entry() {
+        let steps = plan(
+            r##"[{"type":"collect","finish_on":"#","on":{"1":"connect"},"otherwise":"dnc"}]"##,
+        );
+        let mut cursor = PlanCursor::new(steps);
+        cursor.start();
+        assert_eq!(cursor.on_digits("#".into()), Action::AddDncThenHangup);
+        assert_eq!(cursor.digits(), "");
+    }
+
+    #[test]
+    fn digits_of_two_menus_are_kept_in_order() {
+        let steps = plan(
+            r#"[{"type":"collect","on":{"1":"next"}},
+                {"type":"collect","on":{"3":"hangup"}}]"#,
+        );
+        let mut cursor = PlanCursor::new(steps);
+        cursor.start();
+        assert!(matches!(
+            cursor.on_digits("1".into()),
+            Action::Collect { .. }
+        ));
+        assert_eq!(cursor.on_digits("3".into()), Action::Hangup);
+        assert_eq!(cursor.digits(), "13");
+    }
+
+    #[test]
+    fn running_past_the_last_step_hangs_up() {
+        let mut cursor = PlanCursor::new(plan(r#"[{"type":"play","file":"a.wav"}]"#));
+        assert_eq!(cursor.start(), Action::Play("a.wav".into()));
+        assert_eq!(cursor.on_played(), Action::Hangup);
+        assert_eq!(cursor.start(), Action::Wait, "a cursor starts once");
+    }
+
+    #[test]
+    fn an_empty_plan_hangs_up_at_once() {
+        let mut cursor = PlanCursor::new(Vec::new());
+        assert_eq!(cursor.start(), Action::Hangup);
+    }
+
+    #[test]
+    fn a_connect_step_ends_the_plan_before_later_steps() {
+        let mut cursor = PlanCursor::new(plan(
+            r#"[{"type":"connect"},{"type":"play","file":"never.wav"}]"#,
+        ));
+        assert_eq!(cursor.start(), Action::Connect);
+        assert_eq!(cursor.on_played(), Action::Wait);
+    }
+
+    #[test]
+    fn no_steps_means_play_message_then_hangup() {
+        assert_eq!(
+            default_steps(Some("hello.wav")),
+            vec![
+                Step::Play {
+                    file: "hello.wav".into()
+                },
+                Step::Hangup
+            ]
+        );
+        assert_eq!(default_steps(None), vec![Step::Hangup]);
+        assert_eq!(default_steps(Some("")), vec![Step::Hangup]);
+    }
+
+    #[test]
+    fn defaults_fill_a_bare_collect_and_record() {
+        let steps = plan(r#"[{"type":"collect"},{"type":"record"}]"#);
+        assert_eq!(
+            steps[0],
+            Step::Collect {
+                prompt: None,
+                max_digits: 1,
+                timeout_secs: 5.0,
+                finish_on: None,
+                on: BTreeMap::new(),
+                otherwise: DigitAction::Next,
+            }
+        );
+        assert_eq!(
+            steps[1],
+            Step::Record {
+                max_secs: 30.0,
+                silence_end_secs: 3.0,
+                beep: true,
+            }
+        );
+        // And they round-trip.
+        let json = serde_json::to_string(&steps).unwrap();
+        assert_eq!(plan(&json), steps);
+    }
+
+    #[test]
+    fn unknown_types_and_fields_are_refused_when_parsing() {
+        let err = serde_json::from_str::<Vec<Step>>(r#"[{"type":"dance"}]"#).unwrap_err();
+        assert!(err.to_string().contains("dance"), "{err}");
+        let err = serde_json::from_str::<Vec<Step>>(r#"[{"type":"play","file":"a.wav","loop":2}]"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("loop"), "{err}");
+        let err =
+            serde_json::from_str::<Vec<Step>>(r#"[{"type":"collect","on":{"1":"transfer"}}]"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("transfer"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_named_by_step_and_field() {
+        let steps = plan(
+            r###"[{"type":"play","file":"/etc/passwd"},
+                {"type":"play","file":"ok.wav"},
+                {"type":"collect","prompt":"../x.wav","max_digits":0,"timeout_secs":0,
+                 "finish_on":"##","on":{"12":"next","x":"hangup"}},
+                {"type":"record","max_secs":100000,"silence_end_secs":-1}]"###,
+        );
+        let errors: Vec<String> = validate(&steps)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let expect = [
+            "steps[0].file: \"/etc/passwd\" is an absolute path",
+            "steps[2].prompt: \"../x.wav\" leaves the media directory",
+            "steps[2].max_digits: must be 1-32, got 0",
+            "steps[2].timeout_secs: must be 0.5-120 seconds, got 0",
+            "steps[2].finish_on: \"##\" is not one DTMF key",
+            "steps[2].on.12: \"12\" has 2 digits, more than max_digits 0",
+            "steps[2].on.x: \"x\" is not DTMF keys",
+            "steps[3].max_secs: must be 1-600 seconds, got 100000",
+            "steps[3].silence_end_secs: must be 0.5-60 seconds, got -1",
+        ];
+        assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+        for (got, want) in errors.iter().zip(expect) {
+            assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+        }
+    }
+
+    #[test]
+    fn too_many_or_no_steps_are_refused() {
+        let many = vec![Step::Hangup; MAX_STEPS + 1];
+        let errors = validate(&many).unwrap_err();
+        assert_eq!(errors[0].to_string(), "steps: at most 50 steps, got 51");
+        assert!(validate(&vec![Step::Hangup; MAX_STEPS]).is_ok());
+        assert_eq!(validate(&[]).unwrap_err()[0].path(), "steps");
+    }
+
+    #[test]
+    fn media_names_are_plain_wav_file_names() {
+        assert_eq!(media_name_problem("welcome.wav"), None);
+        assert_eq!(media_name_problem("Menu 2.WAV"), None);
+        for bad in [
+            "",
+            "/tmp/a.wav",
+            "C:\\a.wav",
+            "../a.wav",
+            "sub/a.wav",
+            "a.mp3",
+            ".wav",
+            ".hidden.wav",
+            "a\n.wav",
+        ] {
+            assert!(media_name_problem(bad).is_some(), "{bad:?} accepted");
+        }
+        assert!(media_name_problem(&format!("{}.wav", "a".repeat(300))).is_some());
+    }
+
+    #[test]
+    fn connect_anywhere_in_the_plan_is_found() {
+        assert_eq!(first_connect(&menu()).unwrap().path(), "steps[1].on.1");
+        let steps = plan(r#"[{"type":"play","file":"a.wav"},{"type":"connect"}]"#);
+        assert_eq!(first_connect(&steps).unwrap().path(), "steps[1]");
+        let steps = plan(r#"[{"type":"collect","otherwise":"connect"}]"#);
+        assert_eq!(first_connect(&steps).unwrap().path(), "steps[0].otherwise");
+        assert_eq!(first_connect(&default_steps(Some("a.wav"))), None);
+    }
+
+    #[test]
+    fn an_unvalidated_plan_never_panics() {
+        let steps = plan(
+            r#"[{"type":"collect","max_digits":-5,"timeout_secs":1e300},
+                {"type":"record","max_secs":-1,"silence_end_secs":1e308}]"#,
+        );
+        let mut cursor = PlanCursor::new(steps);
+        assert_eq!(
+            cursor.start(),
+            Action::Collect {
+                prompt: None,
+                max_digits: 1,
+                timeout: Duration::from_secs(120),
+                finish_on: None,
+            }
+        );
+        assert_eq!(
+            cursor.on_timeout(),
+            Action::Record {
+                max: Duration::ZERO,
+                silence_end: Duration::from_secs(60),
+                beep: true,
+            }
+        );
+    }
+}
