@@ -19,7 +19,7 @@ use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{auth, campaigns, contacts, dnc, exports, import, reports, schedules, AppState};
+use super::{auth, campaigns, contacts, dnc, exports, import, media, reports, schedules, AppState};
 use crate::campaign::model::{
     AmdMode, CampaignAction, CampaignStatus, ContactStatus, IntervalUnit, MachineAction,
 };
@@ -59,6 +59,7 @@ word_schema! {
 /// Every route of the API with its documentation.
 pub fn api_router() -> OpenApiRouter<AppState> {
     let (schemas, paths, import_route) = routes!(import::import_contacts);
+    let (media_schemas, media_paths, media_route) = routes!(media::list_media, media::upload_media);
     OpenApiRouter::new()
         .routes(routes!(auth::healthz))
         .routes(routes!(openapi_json))
@@ -99,6 +100,14 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(exports::download_export))
         .routes(routes!(reports::campaign_report))
         .routes(routes!(reports::list_attempts))
+        .routes(routes!(media::get_attempt_recording))
+        // A WAV upload is held whole (it is checked before it is stored): its own limit.
+        .routes((
+            media_schemas,
+            media_paths,
+            media_route.layer(DefaultBodyLimit::max(media::UPLOAD_BODY_LIMIT)),
+        ))
+        .routes(routes!(media::delete_media))
         .routes(routes!(dnc::list_dnc, dnc::add_dnc))
         .routes(routes!(dnc::get_dnc, dnc::delete_dnc))
         .routes(routes!(
@@ -156,6 +165,10 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             ("reports", "Campaign progress, heat map and call attempts"),
             ("dnc", "The Do-Not-Call list"),
             ("schedules", "Business-hours schedules"),
+            (
+                "media",
+                "WAV files campaigns play (each account's uploads, shared files)",
+            ),
             ("openapi", "This document"),
         ]
         .into_iter()

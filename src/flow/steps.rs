@@ -44,7 +44,7 @@ pub const MAX_SILENCE_END_SECS: f64 = 60.0;
 pub const MAX_FILE_NAME_LEN: usize = 200;
 
 /// What a collected digit (or digit string) does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DigitAction {
     /// Bridge the callee to the campaign's `connect_to`.
@@ -76,7 +76,7 @@ fn default_true() -> bool {
 }
 
 /// One step of a message plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     /// Play a WAV from the media directory.
