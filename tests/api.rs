@@ -1996,19 +1996,25 @@ async fn message_plans_and_media_files(db: Db) {
         &body,
         &["steps[0].file: \"missing.wav\" is not in the media directory"],
     );
-    // A step that does not parse at all is a 400 naming where.
+    // Steps that do not read as steps: 422 too, naming the step and field.
     let (status, body) = s
         .post(
             "/v1/campaigns",
-            json!({"name": "Dance", "steps": [{"type": "dance"}]}),
+            json!({"name": "Dance", "steps": [
+                {"type": "dance"},
+                {"type": "collect", "max_digits": "two"},
+                {"type": "play", "file": "welcome.wav", "loop": 2}
+            ]}),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(
-        body["error"]["field"]
-            .as_str()
-            .is_some_and(|f| f.starts_with("steps")),
-        "{body}"
+    assert_steps_error(
+        status,
+        &body,
+        &[
+            "steps[0].type: \"dance\" is not a step type",
+            "steps[1].max_digits: invalid type: string \"two\"",
+            "steps[2].loop: unknown field `loop`",
+        ],
     );
 
     // The campaign's other WAV fields take a media name only.

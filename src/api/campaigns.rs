@@ -27,7 +27,7 @@ use crate::campaign::model::{
     apply_action, AmdMode, Campaign, CampaignAction, CampaignSettings, CampaignStatus,
     ContactStatus, ContactWindow, Interval, IntervalUnit, MachineAction, Millis, RetryOn,
 };
-use crate::flow::steps::Step;
+use crate::flow::steps::{parse_steps, Step};
 use crate::store::{CallCounts, CampaignFilter, ContactCounts};
 
 // ---------------------------------------------------------------------------------------
@@ -299,9 +299,11 @@ pub struct CampaignInput {
     pub play_message: Option<Option<String>>,
     /// The message plan (null: `play_message`, then hang up). Problems answer 422 with
     /// every step and field named.
+    /// Read by [`crate::flow::steps::parse_steps`] so that every problem names its step
+    /// and field.
     #[serde(deserialize_with = "nullable")]
     #[schema(value_type = Option<Vec<Step>>)]
-    pub steps: Option<Option<Vec<Step>>>,
+    pub steps: Option<Option<serde_json::Value>>,
     /// 0–10 (default 2).
     pub max_retries: Option<i64>,
     /// Calendar time between retries.
@@ -358,7 +360,19 @@ impl CampaignInput {
         set(&mut s.machine_action, self.machine_action);
         set(&mut s.voicemail_message, self.voicemail_message);
         set(&mut s.play_message, self.play_message);
-        set(&mut s.steps, self.steps);
+        if let Some(steps) = self.steps {
+            s.steps = match steps {
+                None | Some(serde_json::Value::Null) => None,
+                Some(value) => Some(parse_steps(&value).map_err(|errors| {
+                    ApiError::invalid_steps(
+                        errors
+                            .iter()
+                            .map(|e| (e.path(), e.reason.clone()))
+                            .collect(),
+                    )
+                })?),
+            };
+        }
         set(&mut s.max_retries, self.max_retries);
         set(
             &mut s.retry_interval,

@@ -136,6 +136,14 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc.info.license = None;
     doc.info.contact = None;
     let components = doc.components.get_or_insert_with(Default::default);
+    // A message-plan step is its fields plus `type` (allOf): the field schemas must stay
+    // open, or a validator would refuse `type` as an unknown property. The server still
+    // refuses unknown fields.
+    for name in ["Play", "Collect", "Record"] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+            object.additional_properties = None;
+        }
+    }
     components.security_schemes.insert(
         "bearer".into(),
         RefOr::T(SecurityScheme::Http(
@@ -216,6 +224,21 @@ pub async fn openapi_json() -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_schemas_accept_their_type_beside_their_fields() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for name in ["Play", "Collect", "Record"] {
+            assert!(schemas[name].is_object(), "{name} is documented");
+            assert!(
+                schemas[name].get("additionalProperties").is_none(),
+                "{name}: {}",
+                schemas[name]
+            );
+        }
+        assert_eq!(schemas["Step"]["oneOf"].as_array().map(Vec::len), Some(5));
+    }
 
     #[test]
     fn the_document_lists_the_issue_routes() {

@@ -981,7 +981,7 @@ mod tests {
         // With a target and a sound max_digits the same plan is fine.
         let mut fixed = settings.clone();
         fixed.connect_to = "sip:agent@127.0.0.1".into();
-        if let Some(Step::Collect { max_digits, .. }) =
+        if let Some(Step::Collect(steps::Collect { max_digits, .. })) =
             fixed.steps.as_mut().and_then(|s| s.first_mut())
         {
             *max_digits = 1;

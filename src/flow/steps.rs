@@ -75,58 +75,183 @@ fn default_true() -> bool {
     true
 }
 
-/// One step of a message plan.
+/// Play a WAV from the media directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct Play {
+    pub file: String,
+}
+
+/// Gather DTMF digits (optionally while a prompt plays) and act on them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Collect {
+    /// Played while waiting; a digit pressed during it is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Digits to gather, 1–32 (default 1): collection ends when this many arrived.
+    #[serde(default = "default_max_digits")]
+    pub max_digits: i64,
+    /// How long to wait (after the prompt) before `otherwise` applies (default 5 s).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: f64,
+    /// A key that ends the entry early (`#` usually); it is not part of the digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_on: Option<String>,
+    /// Digit (or digit string when `max_digits` > 1) → action.
+    #[serde(default)]
+    pub on: BTreeMap<String, DigitAction>,
+    /// What a timeout or an entry not in `on` does (default `next`).
+    #[serde(default = "default_otherwise")]
+    pub otherwise: DigitAction,
+}
+
+impl Default for Collect {
+    fn default() -> Self {
+        Collect {
+            prompt: None,
+            max_digits: default_max_digits(),
+            timeout_secs: default_timeout_secs(),
+            finish_on: None,
+            on: BTreeMap::new(),
+            otherwise: default_otherwise(),
+        }
+    }
+}
+
+/// Record the callee's reply to a WAV file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// Longest recording, seconds (default 30).
+    #[serde(default = "default_record_secs")]
+    pub max_secs: f64,
+    /// Silence that ends the recording, seconds (default 3).
+    #[serde(default = "default_silence_end_secs")]
+    pub silence_end_secs: f64,
+    /// Play a beep before recording (default true).
+    #[serde(default = "default_true")]
+    pub beep: bool,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record {
+            max_secs: default_record_secs(),
+            silence_end_secs: default_silence_end_secs(),
+            beep: true,
+        }
+    }
+}
+
+/// One step of a message plan (JSON: the step's fields beside `"type"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Step {
-    /// Play a WAV from the media directory.
-    Play { file: String },
-    /// Gather DTMF digits (optionally while a prompt plays) and act on them.
-    Collect {
-        /// Played while waiting; a digit pressed during it is kept.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        prompt: Option<String>,
-        /// Digits to gather, 1–32 (default 1): collection ends when this many arrived.
-        #[serde(default = "default_max_digits")]
-        max_digits: i64,
-        /// How long to wait (after the prompt) before `otherwise` applies (default 5 s).
-        #[serde(default = "default_timeout_secs")]
-        timeout_secs: f64,
-        /// A key that ends the entry early (`#` usually); it is not part of the digits.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        finish_on: Option<String>,
-        /// Digit (or digit string when `max_digits` > 1) → action.
-        #[serde(default)]
-        on: BTreeMap<String, DigitAction>,
-        /// What a timeout or an entry not in `on` does (default `next`).
-        #[serde(default = "default_otherwise")]
-        otherwise: DigitAction,
-    },
-    /// Record the callee's reply to a WAV file.
-    Record {
-        /// Longest recording, seconds (default 30).
-        #[serde(default = "default_record_secs")]
-        max_secs: f64,
-        /// Silence that ends the recording, seconds (default 3).
-        #[serde(default = "default_silence_end_secs")]
-        silence_end_secs: f64,
-        /// Play a beep before recording (default true).
-        #[serde(default = "default_true")]
-        beep: bool,
-    },
+    Play(Play),
+    Collect(Collect),
+    Record(Record),
     /// Bridge to the campaign's `connect_to`; the plan ends here.
     Connect,
     /// Hang up; the plan ends here.
     Hangup,
 }
 
+/// The `type` words, for error messages.
+pub const STEP_TYPES: &str = "play, collect, record, connect, hangup";
+
+/// Reads a plan from JSON, naming the step and field of every problem
+/// (`steps[1].max_digits: invalid type: string "two", expected i64`), where plain serde
+/// would stop at the first and lose the field inside a tagged step.
+pub fn parse_steps(value: &serde_json::Value) -> Result<Vec<Step>, Vec<StepError>> {
+    let Some(items) = value.as_array() else {
+        return Err(vec![StepError {
+            index: None,
+            field: String::new(),
+            reason: "must be a list of steps".into(),
+        }]);
+    };
+    let mut steps = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(object) = item.as_object() else {
+            errors.push(StepError::new(i, "", "must be an object with a \"type\""));
+            continue;
+        };
+        let mut fields = object.clone();
+        let kind = match fields.remove("type") {
+            Some(serde_json::Value::String(kind)) => kind,
+            Some(other) => {
+                errors.push(StepError::new(
+                    i,
+                    "type",
+                    format!("{other} is not a step type ({STEP_TYPES})"),
+                ));
+                continue;
+            }
+            None => {
+                errors.push(StepError::new(i, "type", format!("missing ({STEP_TYPES})")));
+                continue;
+            }
+        };
+        let fields = serde_json::Value::Object(fields);
+        let parsed = match kind.as_str() {
+            "play" => field_errors(i, &fields).map(Step::Play),
+            "collect" => field_errors(i, &fields).map(Step::Collect),
+            "record" => field_errors(i, &fields).map(Step::Record),
+            "connect" => field_errors::<Empty>(i, &fields).map(|_| Step::Connect),
+            "hangup" => field_errors::<Empty>(i, &fields).map(|_| Step::Hangup),
+            other => Err(StepError::new(
+                i,
+                "type",
+                format!("{other:?} is not a step type ({STEP_TYPES})"),
+            )),
+        };
+        match parsed {
+            Ok(step) => steps.push(step),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(steps)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A step with no fields of its own (`connect`, `hangup`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+fn field_errors<T: serde::de::DeserializeOwned>(
+    index: usize,
+    fields: &serde_json::Value,
+) -> Result<T, StepError> {
+    serde_path_to_error::deserialize(fields).map_err(|e| {
+        let path = e.path().to_string();
+        let reason = e.inner().to_string();
+        // An unknown or missing field is named in the message, not the path.
+        let named = reason
+            .split('`')
+            .nth(1)
+            .filter(|_| reason.starts_with("unknown field") || reason.starts_with("missing field"));
+        let field = match named {
+            Some(name) if path == "." || path.is_empty() => name.to_string(),
+            _ if path == "." => String::new(),
+            _ => path,
+        };
+        StepError::new(index, field, reason)
+    })
+}
+
 impl Step {
     /// The step's `type` word.
     pub fn kind(&self) -> &'static str {
         match self {
-            Step::Play { .. } => "play",
-            Step::Collect { .. } => "collect",
-            Step::Record { .. } => "record",
+            Step::Play(_) => "play",
+            Step::Collect(_) => "collect",
+            Step::Record(_) => "record",
             Step::Connect => "connect",
             Step::Hangup => "hangup",
         }
@@ -135,10 +260,10 @@ impl Step {
     /// The media files this step plays (for checking that they exist).
     pub fn files(&self) -> Vec<(&'static str, &str)> {
         match self {
-            Step::Play { file } => vec![("file", file.as_str())],
-            Step::Collect {
+            Step::Play(Play { file }) => vec![("file", file.as_str())],
+            Step::Collect(Collect {
                 prompt: Some(p), ..
-            } => vec![("prompt", p.as_str())],
+            }) => vec![("prompt", p.as_str())],
             _ => Vec::new(),
         }
     }
@@ -148,7 +273,7 @@ impl Step {
 pub fn default_steps(play_message: Option<&str>) -> Vec<Step> {
     let mut steps = Vec::new();
     if let Some(file) = play_message.filter(|f| !f.is_empty()) {
-        steps.push(Step::Play { file: file.into() });
+        steps.push(Step::Play(Play { file: file.into() }));
     }
     steps.push(Step::Hangup);
     steps
@@ -266,13 +391,13 @@ pub fn validate(steps: &[Step]) -> Result<(), Vec<StepError>> {
             }
         }
         match step {
-            Step::Collect {
+            Step::Collect(Collect {
                 max_digits,
                 timeout_secs,
                 finish_on,
                 on,
                 ..
-            } => {
+            }) => {
                 let max_digits = *max_digits;
                 if !(1..=MAX_DIGITS).contains(&max_digits) {
                     errors.push(StepError::new(
@@ -330,11 +455,11 @@ pub fn validate(steps: &[Step]) -> Result<(), Vec<StepError>> {
                     }
                 }
             }
-            Step::Record {
+            Step::Record(Record {
                 max_secs,
                 silence_end_secs,
                 ..
-            } => {
+            }) => {
                 check_secs(&mut errors, i, "max_secs", *max_secs, 1.0, MAX_RECORD_SECS);
                 check_secs(
                     &mut errors,
@@ -345,7 +470,7 @@ pub fn validate(steps: &[Step]) -> Result<(), Vec<StepError>> {
                     MAX_SILENCE_END_SECS,
                 );
             }
-            Step::Play { .. } | Step::Connect | Step::Hangup => {}
+            Step::Play(_) | Step::Connect | Step::Hangup => {}
         }
     }
     if errors.is_empty() {
@@ -365,7 +490,7 @@ pub fn first_connect(steps: &[Step]) -> Option<StepError> {
             "",
             "a connect step needs the campaign's connect_to",
         )),
-        Step::Collect { on, otherwise, .. } => on
+        Step::Collect(Collect { on, otherwise, .. }) => on
             .iter()
             .find(|(_, a)| **a == DigitAction::Connect)
             .map(|(key, _)| {
@@ -494,7 +619,7 @@ impl PlanCursor {
     /// The play in progress ended.
     pub fn on_played(&mut self) -> Action {
         match self.current() {
-            Some((i, Step::Play { .. })) => self.enter(i + 1),
+            Some((i, Step::Play(_))) => self.enter(i + 1),
             _ => Action::Wait,
         }
     }
@@ -504,12 +629,12 @@ impl PlanCursor {
     pub fn on_digits(&mut self, digits: String) -> Action {
         let Some((
             i,
-            Step::Collect {
+            Step::Collect(Collect {
                 finish_on,
                 on,
                 otherwise,
                 ..
-            },
+            }),
         )) = self.current()
         else {
             return Action::Wait;
@@ -530,7 +655,7 @@ impl PlanCursor {
     /// No entry came before the collect's timeout.
     pub fn on_timeout(&mut self) -> Action {
         match self.current() {
-            Some((i, Step::Collect { otherwise, .. })) => {
+            Some((i, Step::Collect(Collect { otherwise, .. }))) => {
                 let action = *otherwise;
                 self.apply(i, action)
             }
@@ -541,7 +666,7 @@ impl PlanCursor {
     /// The recording in progress ended (time limit, silence, or the callee stopped).
     pub fn on_recorded(&mut self) -> Action {
         match self.current() {
-            Some((i, Step::Record { .. })) => self.enter(i + 1),
+            Some((i, Step::Record(_))) => self.enter(i + 1),
             _ => Action::Wait,
         }
     }
@@ -572,24 +697,24 @@ impl PlanCursor {
             return self.finish(Action::Hangup);
         };
         let action = match step {
-            Step::Play { file } => Action::Play(file.clone()),
-            Step::Collect {
+            Step::Play(Play { file }) => Action::Play(file.clone()),
+            Step::Collect(Collect {
                 prompt,
                 max_digits,
                 timeout_secs,
                 finish_on,
                 ..
-            } => Action::Collect {
+            }) => Action::Collect {
                 prompt: prompt.clone(),
                 max_digits: (*max_digits).clamp(1, MAX_DIGITS) as usize,
                 timeout: secs(*timeout_secs, MAX_COLLECT_TIMEOUT_SECS),
                 finish_on: finish_on.as_deref().and_then(|f| f.chars().next()),
             },
-            Step::Record {
+            Step::Record(Record {
                 max_secs,
                 silence_end_secs,
                 beep,
-            } => Action::Record {
+            }) => Action::Record {
                 max: secs(*max_secs, MAX_RECORD_SECS),
                 silence_end: secs(*silence_end_secs, MAX_SILENCE_END_SECS),
                 beep: *beep,
@@ -688,7 +813,7 @@ mod tests {
     #[test]
     fn a_key_not_in_the_menu_follows_otherwise() {
         let mut plan = menu();
-        if let Step::Collect { otherwise, .. } = &mut plan[1] {
+        if let Step::Collect(Collect { otherwise, .. }) = &mut plan[1] {
             *otherwise = DigitAction::Hangup;
         }
         let mut cursor = PlanCursor::new(plan);
@@ -792,9 +917,9 @@ mod tests {
         assert_eq!(
             default_steps(Some("hello.wav")),
             vec![
-                Step::Play {
+                Step::Play(Play {
                     file: "hello.wav".into()
-                },
+                }),
                 Step::Hangup
             ]
         );
@@ -807,26 +932,69 @@ mod tests {
         let steps = plan(r#"[{"type":"collect"},{"type":"record"}]"#);
         assert_eq!(
             steps[0],
-            Step::Collect {
+            Step::Collect(Collect {
                 prompt: None,
                 max_digits: 1,
                 timeout_secs: 5.0,
                 finish_on: None,
                 on: BTreeMap::new(),
                 otherwise: DigitAction::Next,
-            }
+            })
         );
+        assert_eq!(steps[0], Step::Collect(Collect::default()));
         assert_eq!(
             steps[1],
-            Step::Record {
+            Step::Record(Record {
                 max_secs: 30.0,
                 silence_end_secs: 3.0,
                 beep: true,
-            }
+            })
         );
+        assert_eq!(steps[1], Step::Record(Record::default()));
         // And they round-trip.
         let json = serde_json::to_string(&steps).unwrap();
         assert_eq!(plan(&json), steps);
+    }
+
+    #[test]
+    fn parse_steps_names_the_step_and_field_of_every_problem() {
+        let value: serde_json::Value = serde_json::from_str(
+            r#"[{"type":"play","file":"a.wav"},
+                {"type":"collect","max_digits":"two"},
+                {"type":"dance"},
+                {"type":"record","loop":true},
+                {"type":"hangup","after":1},
+                {"file":"b.wav"},
+                {"type":"play"},
+                {"type":"collect","on":{"1":"transfer"}},
+                7]"#,
+        )
+        .unwrap();
+        let errors: Vec<String> = parse_steps(&value)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let expect = [
+            "steps[1].max_digits: invalid type: string \"two\", expected i64",
+            "steps[2].type: \"dance\" is not a step type (play, collect, record, connect, hangup)",
+            "steps[3].loop: unknown field `loop`",
+            "steps[4].after: unknown field `after`",
+            "steps[5].type: missing (play, collect, record, connect, hangup)",
+            "steps[6].file: missing field `file`",
+            "steps[7].on.1: unknown variant `transfer`",
+            "steps[8]: must be an object with a \"type\"",
+        ];
+        assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+        for (got, want) in errors.iter().zip(expect) {
+            assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+        }
+        let good: serde_json::Value = serde_json::to_value(menu()).expect("a plan serialises");
+        assert_eq!(parse_steps(&good), Ok(menu()));
+        assert_eq!(
+            parse_steps(&serde_json::json!({"type": "play"})).unwrap_err()[0].to_string(),
+            "steps: must be a list of steps"
+        );
     }
 
     #[test]
