@@ -19,15 +19,18 @@
 //! The cursor works like this: the runner calls [`PlanCursor::start`], performs the
 //! [`Action`] it gets, and reports how that ended (`on_played`, `on_digits`, `on_timeout`,
 //! `on_recorded`); each report returns the next action, until a final one (`Connect`,
-//! `AddDncThenHangup`, `Hangup`). Timers belong to the runner: a `Collect` action carries
-//! its timeout and the runner calls `on_timeout` when it expires.
+//! `AddDncThenHangup`, `Hangup`). A collect is reported either whole (`on_digits` with the
+//! entry, `on_timeout`: the runner keeps the keys and the clock) or key by key with the time
+//! as an argument (`on_prompt_done(now)`, `on_key(k, now)`, `poll(now)` at
+//! `next_deadline()`: the cursor ends the entry at `max_digits`, at `finish_on`, or when the
+//! timeout passes after the prompt or the last key).
 //!
 //! What this module must NOT do: any I/O — no files (names are checked as text; whether a
 //! file exists is `config::media`'s job), no clock, no sockets, no store. It never panics on
 //! a plan, however it was written.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -570,6 +573,7 @@ enum At {
 /// | play | `on_played` | next step |
 /// | collect | `on_digits(d)` | `on[d]`, else `otherwise` |
 /// | collect | `on_timeout` | `otherwise` |
+/// | collect | `on_prompt_done(now)`, `on_key(k, now)`, `poll(now)` | the same, key by key |
 /// | record | `on_recorded` | next step |
 /// | any other pair | | `Wait`, nothing changes |
 ///
@@ -578,7 +582,12 @@ enum At {
 pub struct PlanCursor {
     steps: Vec<Step>,
     at: At,
+    /// Every entry acted on so far, in order.
     digits: String,
+    /// Keys of the collect in progress (the key-by-key door, [`PlanCursor::on_key`]).
+    entry: String,
+    /// When the collect in progress times out; `None` until its prompt has played.
+    deadline: Option<Instant>,
 }
 
 impl PlanCursor {
@@ -587,6 +596,8 @@ impl PlanCursor {
             steps,
             at: At::NotStarted,
             digits: String::new(),
+            entry: String::new(),
+            deadline: None,
         }
     }
 
@@ -671,6 +682,61 @@ impl PlanCursor {
         }
     }
 
+    /// The collect's prompt has played (or it has none): its timeout runs from `now`.
+    /// Key-by-key runners call this, then [`PlanCursor::on_key`] and [`PlanCursor::poll`].
+    pub fn on_prompt_done(&mut self, now: Instant) -> Action {
+        if let Some((_, Step::Collect(c))) = self.current() {
+            let wait = secs(c.timeout_secs, MAX_COLLECT_TIMEOUT_SECS);
+            if self.deadline.is_none() {
+                self.deadline = Some(now + wait);
+            }
+        }
+        Action::Wait
+    }
+
+    /// One DTMF key as it arrives (a key during the prompt counts; the runner stops the
+    /// prompt then). The entry is complete at `max_digits` keys or at the `finish_on` key,
+    /// and is then acted on as by [`PlanCursor::on_digits`]; otherwise each key gives the
+    /// callee the step's timeout again.
+    pub fn on_key(&mut self, key: char, now: Instant) -> Action {
+        let Some((_, Step::Collect(c))) = self.current() else {
+            return Action::Wait;
+        };
+        let finish = c.finish_on.as_deref().and_then(|f| f.chars().next());
+        let max = c.max_digits.clamp(1, MAX_DIGITS) as usize;
+        let wait = secs(c.timeout_secs, MAX_COLLECT_TIMEOUT_SECS);
+        if Some(key) != finish {
+            self.entry.push(key);
+        }
+        if Some(key) == finish || self.entry.chars().count() >= max {
+            let entry = std::mem::take(&mut self.entry);
+            return self.on_digits(entry);
+        }
+        self.deadline = Some(now + wait);
+        Action::Wait
+    }
+
+    /// When [`PlanCursor::poll`] has something to do: the collect's deadline, if running.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Time passed: at or after the collect's deadline, the keys so far are the entry (no
+    /// key at all: the timeout, `otherwise`).
+    pub fn poll(&mut self, now: Instant) -> Action {
+        match self.deadline {
+            Some(deadline) if now >= deadline => {
+                let entry = std::mem::take(&mut self.entry);
+                if entry.is_empty() {
+                    self.on_timeout()
+                } else {
+                    self.on_digits(entry)
+                }
+            }
+            _ => Action::Wait,
+        }
+    }
+
     fn current(&self) -> Option<(usize, &Step)> {
         match self.at {
             At::Step(i) => self.steps.get(i).map(|s| (i, s)),
@@ -689,10 +755,14 @@ impl PlanCursor {
 
     fn finish(&mut self, action: Action) -> Action {
         self.at = At::Done;
+        self.entry.clear();
+        self.deadline = None;
         action
     }
 
     fn enter(&mut self, i: usize) -> Action {
+        self.entry.clear();
+        self.deadline = None;
         let Some(step) = self.steps.get(i) else {
             return self.finish(Action::Hangup);
         };
@@ -794,6 +864,86 @@ mod tests {
     fn caller_presses_star_is_hung_up_on() {
         let mut cursor = at_menu();
         assert_eq!(cursor.on_digits("*".into()), Action::Hangup);
+    }
+
+    #[test]
+    fn caller_presses_9_during_the_prompt_gets_dnc_then_hangup_key_by_key() {
+        let t0 = Instant::now();
+        let mut cursor = at_menu();
+        assert_eq!(
+            cursor.next_deadline(),
+            None,
+            "no clock before the prompt ends"
+        );
+        assert_eq!(cursor.on_key('9', t0), Action::AddDncThenHangup);
+        assert_eq!(cursor.digits(), "9");
+        assert_eq!(cursor.next_deadline(), None);
+    }
+
+    #[test]
+    fn silence_after_the_prompt_follows_otherwise_exactly_at_the_deadline() {
+        let t0 = Instant::now();
+        let mut cursor = at_menu();
+        assert_eq!(cursor.poll(t0 + Duration::from_secs(60)), Action::Wait);
+        cursor.on_prompt_done(t0);
+        assert_eq!(cursor.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        assert_eq!(cursor.poll(t0 + Duration::from_millis(4999)), Action::Wait);
+        assert!(matches!(
+            cursor.poll(t0 + Duration::from_secs(5)),
+            Action::Record { .. }
+        ));
+        assert_eq!(cursor.next_deadline(), None);
+        assert_eq!(cursor.digits(), "");
+    }
+
+    #[test]
+    fn a_slow_caller_gets_the_timeout_again_after_each_key() {
+        let t0 = Instant::now();
+        let steps = plan(
+            r##"[{"type":"collect","max_digits":4,"finish_on":"#","timeout_secs":5,
+                 "on":{"12":"dnc","1234":"connect"},"otherwise":"hangup"}]"##,
+        );
+        let mut cursor = PlanCursor::new(steps.clone());
+        cursor.start();
+        cursor.on_prompt_done(t0);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(cursor.on_key('1', at(3000)), Action::Wait);
+        assert_eq!(cursor.next_deadline(), Some(at(8000)));
+        assert_eq!(
+            cursor.poll(at(6000)),
+            Action::Wait,
+            "past the first deadline"
+        );
+        assert_eq!(cursor.on_key('2', at(7000)), Action::Wait);
+        assert_eq!(cursor.poll(at(11_999)), Action::Wait);
+        assert_eq!(cursor.poll(at(12_000)), Action::AddDncThenHangup);
+        assert_eq!(cursor.digits(), "12");
+
+        // The same keys ended by # act at once; four keys end the entry by themselves.
+        let mut cursor = PlanCursor::new(steps.clone());
+        cursor.start();
+        cursor.on_key('1', at(0));
+        cursor.on_key('2', at(100));
+        assert_eq!(cursor.on_key('#', at(200)), Action::AddDncThenHangup);
+        let mut cursor = PlanCursor::new(steps);
+        cursor.start();
+        for (i, key) in "123".chars().enumerate() {
+            assert_eq!(cursor.on_key(key, at(i as u64 * 100)), Action::Wait);
+        }
+        assert_eq!(cursor.on_key('4', at(300)), Action::Connect);
+        assert_eq!(cursor.digits(), "1234");
+    }
+
+    #[test]
+    fn keys_outside_a_collect_are_ignored() {
+        let t0 = Instant::now();
+        let mut cursor = PlanCursor::new(menu());
+        cursor.start();
+        assert_eq!(cursor.on_key('9', t0), Action::Wait, "during the welcome");
+        assert_eq!(cursor.on_prompt_done(t0), Action::Wait);
+        assert_eq!(cursor.next_deadline(), None);
+        assert!(matches!(cursor.on_played(), Action::Collect { .. }));
+        assert_eq!(cursor.digits(), "", "the early key was not kept");
     }
 
     #[test]
