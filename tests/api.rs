@@ -2158,6 +2158,12 @@ async fn media_files_belong_to_their_account(db: Db) {
     assert_field(status, &body, "name");
     let (_, list) = s.get("/v1/media").await;
     assert_eq!(list["items"], json!([]));
+    // Well over the 1 MiB JSON limit but under the upload limit: stored.
+    let long = wav_bytes(200_000);
+    assert!(long.len() > 3 * 1024 * 1024);
+    let (status, body) = s.upload(&s.key, "long.wav", None, long.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["size"], json!(long.len()));
     // Over the size limit: 413.
     let big = vec![0u8; outdial::config::media::MAX_UPLOAD_BYTES + 1];
     let mut answer = None;
