@@ -59,6 +59,8 @@ espeak-ng -v en-us -s 150 -w vmmsg.raw.wav \
   "Hello, this is the outdial demonstration leaving you a voicemail. Goodbye."
 sox vmmsg.raw.wav -r 8000 -c 1 -b 16 -e signed-integer voicemail.wav pad 0.2 0.3
 rm -f msg.raw.wav far.raw.wav vm.raw.wav vmmsg.raw.wav greeting.wav beep.wav
+# Campaigns name files of the media directory (media/ beside outdial serve), not paths.
+mkdir -p media && cp message.wav voicemail.wav media/
 
 # --- the far end: one sipp for every number -----------------------------------------------------
 sip_port=$(free_ports 1)
@@ -117,8 +119,8 @@ json_field() { # crude: the first "FIELD":NUMBER in stdin
 campaign=$(call POST /v1/campaigns -H 'Content-Type: application/json' -d @- <<EOT | json_field id
 {"name": "Demo reminders", "description": "make demo", "pace": 120, "max_concurrent": 3,
  "ring_timeout_secs": 4, "ring_timeout_override": true, "max_retries": 1,
- "retry_interval": {"value": 3, "unit": "seconds"}, "play_message": "$work/message.wav",
- "amd_mode": "auto", "machine_action": "leave_message", "voicemail_message": "$work/voicemail.wav",
+ "retry_interval": {"value": 3, "unit": "seconds"}, "play_message": "message.wav",
+ "amd_mode": "auto", "machine_action": "leave_message", "voicemail_message": "voicemail.wav",
  "caller_id": "+12025550100", "sip_profile": "demo-carrier", "default_country": "US"}
 EOT
 )

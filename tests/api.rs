@@ -105,7 +105,8 @@ impl Server {
             store.clone(),
             Arc::new(Notify::new()),
             dir.path().join("exports"),
-        );
+        )
+        .with_media_dir(dir.path().join("media"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -326,6 +327,9 @@ on_both!(
     dnc_list,
     schedules,
     request_errors,
+    message_plans_and_media_files,
+    media_files_belong_to_their_account,
+    attempt_recordings_stream_to_their_account,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -453,7 +457,8 @@ async fn every_documented_route_needs_auth(db: Db) {
         let concrete = path
             .replace("{id}", "1")
             .replace("{contact_id}", "1")
-            .replace("{phone}", "%2B12025550101");
+            .replace("{phone}", "%2B12025550101")
+            .replace("{name}", "welcome.wav");
         for method in ["get", "post", "put", "patch", "delete"] {
             if item.get(method).is_none() {
                 continue;
@@ -1760,6 +1765,9 @@ async fn openapi_document_is_valid() {
         "/v1/exports/{id}/download",
         "/v1/dnc/{phone}",
         "/v1/schedules/{id}",
+        "/v1/media",
+        "/v1/media/{name}",
+        "/v1/attempts/{id}/recording",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }
@@ -1783,5 +1791,482 @@ async fn openapi_document_is_valid() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    s.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Message plans, media files, recordings.
+
+/// A short 8 kHz mono 16-bit WAV (a 400 Hz tone).
+fn wav_bytes(ms: u32) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    for i in 0..(8 * ms) {
+        let x = (i as f64 * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin();
+        w.write_sample((x * 8000.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    out.into_inner()
+}
+
+impl Server {
+    fn media_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("media")
+    }
+
+    /// POST /v1/media with a `file` part named `file_name` (and a `name` part if given).
+    async fn upload(
+        &self,
+        key: &str,
+        file_name: &str,
+        name: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(file_name.to_string())
+            .mime_str("audio/wav")
+            .unwrap();
+        let mut form = reqwest::multipart::Form::new().part("file", part);
+        if let Some(n) = name {
+            form = form.text("name", n.to_string());
+        }
+        let resp = self
+            .client
+            .post(self.url("/v1/media"))
+            .bearer_auth(key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        read(resp).await
+    }
+
+    /// A second account with its own key.
+    async fn other_account(&self, login: &str) -> (i64, String) {
+        let now = Clock::system().now();
+        let account = self.store.create_account(login, login, now).await.unwrap();
+        let key = self
+            .store
+            .create_api_key(account.id, "tests", now)
+            .await
+            .unwrap()
+            .secret;
+        (account.id, key)
+    }
+}
+
+fn assert_steps_error(status: StatusCode, body: &Value, expected: &[&str]) {
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_steps", "{body}");
+    let errors: Vec<&str> = body["error"]["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an errors list: {body}"))
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(errors.len(), expected.len(), "{body}");
+    for (got, want) in errors.iter().zip(expected) {
+        assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+    }
+    let first_path = expected[0].split(':').next().unwrap();
+    assert_eq!(body["error"]["field"], first_path, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with(expected[0]));
+}
+
+async fn message_plans_and_media_files(db: Db) {
+    let s = Server::start(db).await;
+    // An upload lands in the account's folder; a shared file is put there by hand.
+    let (status, body) = s.upload(&s.key, "welcome.wav", None, wav_bytes(300)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["name"], "welcome.wav");
+    assert_eq!(body["shared"], false);
+    assert!(s
+        .media_dir()
+        .join(s.account_id.to_string())
+        .join("welcome.wav")
+        .is_file());
+    std::fs::write(s.media_dir().join("menu.wav"), wav_bytes(200)).unwrap();
+    let (status, list) = s.get("/v1/media").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<(&str, bool)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f["shared"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(names, [("welcome.wav", false), ("menu.wav", true)]);
+
+    // Uploads that are not WAV, or with a path for a name, are refused; nothing is stored.
+    let (status, body) = s
+        .upload(&s.key, "notes.wav", None, b"just some text".to_vec())
+        .await;
+    assert_field(status, &body, "file");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"notes.wav\" is not a usable WAV file"),
+        "{body}"
+    );
+    let (status, body) = s
+        .upload(&s.key, "x.wav", Some("../../escape.wav"), wav_bytes(100))
+        .await;
+    assert_field(status, &body, "file");
+    let (status, body) = s.upload(&s.key, "song.mp3", None, wav_bytes(100)).await;
+    assert_field(status, &body, "file");
+    let resp = s
+        .req(Method::POST, "/v1/media")
+        .header("content-type", "audio/wav")
+        .body(wav_bytes(100))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(resp).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    let (_, list) = s.get("/v1/media").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+
+    // A plan naming the uploaded and the shared file is stored and returned as sent.
+    let plan = json!([
+        {"type": "play", "file": "welcome.wav"},
+        {"type": "collect", "prompt": "menu.wav", "max_digits": 1, "timeout_secs": 5.0,
+         "on": {"1": "connect", "9": "dnc", "2": "next", "*": "hangup"}, "otherwise": "next"},
+        {"type": "record", "max_secs": 30.0, "silence_end_secs": 3.0, "beep": true},
+        {"type": "hangup"}
+    ]);
+    let (status, created) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Survey", "connect_to": "sip:agent@127.0.0.1", "steps": plan,
+                   "play_message": "welcome.wav"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["steps"], plan);
+    let id = created["id"].as_i64().unwrap();
+    let (_, got) = s.get(&format!("/v1/campaigns/{id}")).await;
+    assert_eq!(got["steps"], plan);
+    let stored = s.store.get_campaign(id).await.unwrap();
+    assert_eq!(stored.settings.plan().len(), 4);
+
+    // Every step problem at once, each naming step and field: 422.
+    let (status, body) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Bad", "steps": [
+                {"type": "play", "file": "/etc/passwd"},
+                {"type": "collect", "max_digits": 0, "on": {"1": "connect"}},
+                {"type": "record", "max_secs": 100000}
+            ]}),
+        )
+        .await;
+    assert_steps_error(
+        status,
+        &body,
+        &[
+            "steps[0].file: \"/etc/passwd\" is an absolute path",
+            "steps[1].max_digits: must be 1-32, got 0",
+            "steps[2].max_secs: must be 1-600 seconds, got 100000",
+            "steps[1].on.1: connect needs the campaign's connect_to",
+        ],
+    );
+    // A file that is not in the media directory: 422 naming the step.
+    let (status, body) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Missing", "steps": [{"type": "play", "file": "missing.wav"}]}),
+        )
+        .await;
+    assert_steps_error(
+        status,
+        &body,
+        &["steps[0].file: \"missing.wav\" is not in the media directory"],
+    );
+    // Steps that do not read as steps: 422 too, naming the step and field.
+    let (status, body) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Dance", "steps": [
+                {"type": "dance"},
+                {"type": "collect", "max_digits": "two"},
+                {"type": "play", "file": "welcome.wav", "loop": 2}
+            ]}),
+        )
+        .await;
+    assert_steps_error(
+        status,
+        &body,
+        &[
+            "steps[0].type: \"dance\" is not a step type",
+            "steps[1].max_digits: invalid type: string \"two\"",
+            "steps[2].loop: unknown field `loop`",
+        ],
+    );
+
+    // The campaign's other WAV fields take a media name only.
+    for (value, reason) in [
+        ("/etc/passwd", "is an absolute path"),
+        ("../welcome.wav", "leaves the media directory"),
+        ("nothere.wav", "is not in the media directory"),
+    ] {
+        let (status, body) = s
+            .post("/v1/campaigns", json!({"name": "x", "play_message": value}))
+            .await;
+        assert_field(status, &body, "play_message");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(reason),
+            "{body}"
+        );
+    }
+    // A link out of the media directory is refused even though the name looks right.
+    let secret = s._dir.path().join("secret.wav");
+    std::fs::write(&secret, wav_bytes(100)).unwrap();
+    std::os::unix::fs::symlink(&secret, s.media_dir().join("link.wav")).unwrap();
+    let (status, body) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "x", "machine_action": "leave_message",
+                   "voicemail_message": "link.wav"}),
+        )
+        .await;
+    assert_field(status, &body, "voicemail_message");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("leads out of the media directory"),
+        "{body}"
+    );
+    // A file with a .wav name that is not a WAV.
+    std::fs::write(s.media_dir().join("fake.wav"), "not audio").unwrap();
+    let (status, body) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "x", "play_message": "fake.wav"}),
+        )
+        .await;
+    assert_field(status, &body, "play_message");
+
+    // PATCH: a bad plan changes nothing; null goes back to the default plan.
+    let (status, body) = s
+        .patch(
+            &format!("/v1/campaigns/{id}"),
+            json!({"steps": [{"type": "collect", "finish_on": "##"}]}),
+        )
+        .await;
+    assert_steps_error(
+        status,
+        &body,
+        &["steps[0].finish_on: \"##\" is not one DTMF key"],
+    );
+    let (_, got) = s.get(&format!("/v1/campaigns/{id}")).await;
+    assert_eq!(got["steps"], plan);
+    let (status, got) = s
+        .patch(&format!("/v1/campaigns/{id}"), json!({"steps": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["steps"], Value::Null);
+    let stored = s.store.get_campaign(id).await.unwrap();
+    assert_eq!(stored.settings.steps, None);
+    assert_eq!(
+        stored.settings.plan(),
+        outdial::flow::steps::default_steps(Some("welcome.wav"))
+    );
+    // Taking connect_to away from a plan that connects is refused.
+    let (status, _) = s
+        .patch(
+            &format!("/v1/campaigns/{id}"),
+            json!({"steps": [{"type": "connect"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s
+        .patch(&format!("/v1/campaigns/{id}"), json!({"connect_to": ""}))
+        .await;
+    assert_steps_error(
+        status,
+        &body,
+        &["steps[0]: a connect step needs the campaign's connect_to"],
+    );
+    s.stop().await;
+}
+
+async fn media_files_belong_to_their_account(db: Db) {
+    let s = Server::start(db).await;
+    let (_, bob) = s.other_account("bob").await;
+    let (status, _) = s.upload(&s.key, "mine.wav", None, wav_bytes(100)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Bob does not see Alice's upload, and cannot use or delete it.
+    let resp = s
+        .client
+        .get(s.url("/v1/media"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    let (status, list) = read(resp).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["items"], json!([]));
+    let resp = s
+        .client
+        .post(s.url("/v1/campaigns"))
+        .bearer_auth(&bob)
+        .json(&json!({"name": "bob's", "play_message": "mine.wav"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(resp).await;
+    assert_field(status, &body, "play_message");
+    let resp = s
+        .client
+        .delete(s.url("/v1/media/mine.wav"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(resp).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    // Bob's own file of the same name is his; Alice's stays hers.
+    let (status, _) = s.upload(&bob, "mine.wav", None, wav_bytes(500)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, list) = s.get("/v1/media").await;
+    assert_eq!(list["items"][0]["size"], json!(wav_bytes(100).len()));
+    // Unauthenticated: 401 before anything else.
+    let resp = s.client.get(s.url("/v1/media")).send().await.unwrap();
+    let (status, body) = read(resp).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    // Alice deletes hers; a second delete is a 404; a bad name a 400.
+    let (status, _) = s.delete("/v1/media/mine.wav").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = s.delete("/v1/media/mine.wav").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = s.delete("/v1/media/notes.txt").await;
+    assert_field(status, &body, "name");
+    let (_, list) = s.get("/v1/media").await;
+    assert_eq!(list["items"], json!([]));
+    // Well over the 1 MiB JSON limit but under the upload limit: stored.
+    let long = wav_bytes(200_000);
+    assert!(long.len() > 3 * 1024 * 1024);
+    let (status, body) = s.upload(&s.key, "long.wav", None, long.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["size"], json!(long.len()));
+    // Over the size limit: 413.
+    let big = vec![0u8; outdial::config::media::MAX_UPLOAD_BYTES + 1];
+    let mut answer = None;
+    for _ in 0..5 {
+        let part = reqwest::multipart::Part::bytes(big.clone()).file_name("big.wav");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        if let Ok(resp) = s
+            .req(Method::POST, "/v1/media")
+            .multipart(form)
+            .send()
+            .await
+        {
+            answer = Some(read(resp).await);
+            break;
+        }
+    }
+    let (status, body) = answer.expect("an answer to the oversized upload");
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    s.stop().await;
+}
+
+async fn attempt_recordings_stream_to_their_account(db: Db) {
+    let s = Server::start(db).await;
+    let id = s.campaign("Recorded").await;
+    let (_, r) = s.import(id, GUIDE_CSV).await;
+    assert_eq!(r["inserted"], 3);
+    let contacts = s.stored(id).await;
+    let reply = s._dir.path().join("reply.wav");
+    let audio = wav_bytes(1500);
+    std::fs::write(&reply, &audio).unwrap();
+    let record = |contact: usize| AttemptRecord {
+        campaign_id: Some(id),
+        contact_id: Some(contacts[contact].id),
+        attempt_number: 1,
+        started_at: monday_10_utc(0),
+        outcome: "answered".into(),
+        ..AttemptRecord::default()
+    };
+    let with = s.store.insert_attempt(&record(0)).await.unwrap();
+    let without = s.store.insert_attempt(&record(1)).await.unwrap();
+    s.store
+        .set_attempt_plan_result(with, "29", Some(reply.to_str().unwrap()))
+        .await
+        .unwrap();
+
+    // The WAV streams back byte for byte.
+    let resp = s
+        .req(Method::GET, &format!("/v1/attempts/{with}/recording"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "audio/wav");
+    let got = resp.bytes().await.unwrap();
+    assert_eq!(got.as_ref(), audio.as_slice());
+    let parsed = hound::WavReader::new(std::io::Cursor::new(got.to_vec())).unwrap();
+    assert_eq!(parsed.duration(), 8 * 1500);
+
+    // The attempt list shows the digits and where to fetch the recording, not the path.
+    let (_, list) = s.get(&format!("/v1/campaigns/{id}/attempts")).await;
+    let items = list["items"].as_array().unwrap();
+    let item = |aid: i64| items.iter().find(|a| a["id"] == aid).unwrap();
+    assert_eq!(item(with)["digits"], "29");
+    assert_eq!(
+        item(with)["recording_url"],
+        format!("/v1/attempts/{with}/recording")
+    );
+    assert_eq!(item(without)["recording_url"], Value::Null);
+    assert!(!list.to_string().contains("reply.wav"), "{list}");
+
+    // None recorded, no such attempt, a file gone: 404.
+    for path in [
+        format!("/v1/attempts/{without}/recording"),
+        "/v1/attempts/424242/recording".to_string(),
+    ] {
+        let (status, body) = s.get(&path).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    }
+    // Another account's key: as if the attempt did not exist. No key: 401.
+    let (_, bob) = s.other_account("bob").await;
+    let resp = s
+        .client
+        .get(s.url(&format!("/v1/attempts/{with}/recording")))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(resp).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let resp = s
+        .client
+        .get(s.url(&format!("/v1/attempts/{with}/recording")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    std::fs::remove_file(&reply).unwrap();
+    let (status, body) = s.get(&format!("/v1/attempts/{with}/recording")).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     s.stop().await;
 }

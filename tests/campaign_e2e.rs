@@ -100,6 +100,17 @@ fn start_server(dir: &Path, http_port: u16) -> Server {
     );
 }
 
+/// Campaigns name media files, not paths: the WAVs go into `serve`'s media directory
+/// (`media/` in its working directory). A copy stays in the working directory for an engine
+/// that opens the name as given.
+fn into_media_dir(dir: &Path, names: &[&str]) {
+    let media = dir.join("media");
+    std::fs::create_dir_all(&media).expect("media directory");
+    for name in names {
+        std::fs::copy(dir.join(name), media.join(name)).expect("copy into media/");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
     let dir = test_dir("campaign_e2e");
@@ -111,6 +122,7 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
         0.1,
         0.2,
     );
+    into_media_dir(dir, &["message.wav"]);
     // Numbers ending in 4 or 5 reach a voicemail stream; AMD is off here, so it is just audio.
     // (sipp reads its stream files when it starts.)
     to_ulaw_raw(&dir.join("far.wav"), &dir.join("voicemail.ulaw"));
@@ -144,7 +156,7 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
             "name": "e2e", "pace": 600, "max_concurrent": 5,
             "ring_timeout_secs": 3, "ring_timeout_override": true,
             "max_retries": 1, "retry_interval": {"value": 2, "unit": "seconds"},
-            "play_message": dir.join("message.wav").display().to_string(),
+            "play_message": "message.wav",
             "sip_profile": "far-end", "caller_id": "+12025550100"
         }))
         .send()
@@ -311,6 +323,7 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
     );
     speech_wav_padded(&dir.join("message.wav"), "This is a reminder.", 0.1, 0.2);
     speech_wav_padded(&dir.join("vm.wav"), "Please call us back.", 0.1, 0.2);
+    into_media_dir(dir, &["message.wav", "vm.wav"]);
     let sipp = Sipp::uas(dir, "uas_by_number.xml")
         .stream_wav(&dir.join("far.wav"))
         .args(["-m", "1000"])
@@ -336,8 +349,8 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
         Some(json!({
             "name": "amd", "pace": 600, "max_concurrent": 4, "max_retries": 0,
             "amd_mode": "auto", "machine_action": "leave_message",
-            "voicemail_message": dir.join("vm.wav").display().to_string(),
-            "play_message": dir.join("message.wav").display().to_string(),
+            "voicemail_message": "vm.wav",
+            "play_message": "message.wav",
             "sip_profile": "far-end", "caller_id": "+12025550100"
         })),
     )

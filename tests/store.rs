@@ -232,6 +232,16 @@ async fn campaign_round_trip(db: &TestDb) {
         machine_action: MachineAction::LeaveMessage,
         voicemail_message: Some("vm.wav".into()),
         play_message: Some("hello.wav".into()),
+        steps: Some(
+            serde_json::from_str(
+                r##"[{"type":"play","file":"welcome.wav"},
+                    {"type":"collect","prompt":"menu.wav","max_digits":2,"timeout_secs":7.5,
+                     "finish_on":"#","on":{"1":"connect","99":"dnc"},"otherwise":"hangup"},
+                    {"type":"record","max_secs":20,"silence_end_secs":2.5,"beep":false},
+                    {"type":"connect"}]"##,
+            )
+            .expect("plan parses"),
+        ),
         max_retries: 5,
         retry_interval: Interval::new(2, IntervalUnit::Hours),
         retry_on: RetryOn {
@@ -273,6 +283,7 @@ async fn campaign_round_trip(db: &TestDb) {
         machine_action: MachineAction::Hangup,
         voicemail_message: None,
         play_message: None,
+        steps: None,
         retry_on: RetryOn::default(),
         recording: false,
         ring_timeout_override: false,
@@ -294,6 +305,18 @@ async fn campaign_round_trip(db: &TestDb) {
         .unwrap_err();
     assert!(
         matches!(&err, StoreError::Invalid(m) if m.starts_with("name")),
+        "{err}"
+    );
+    let empty_plan = CampaignSettings {
+        steps: Some(Vec::new()),
+        ..settings("x")
+    };
+    let err = s
+        .create_campaign(None, &empty_plan, CampaignStatus::New, NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.starts_with("steps: must hold at least one step")),
         "{err}"
     );
     let dangling = CampaignSettings {
@@ -1023,6 +1046,8 @@ fn full_record(campaign_id: i64, contact_id: i64) -> AttemptRecord {
         rtt_ms: Some(41.5),
         recording_path: Some("recordings/a84b4c76e66710.wav".into()),
         dtmf: "12#".into(),
+        digits: "1".into(),
+        recording: Some("recordings/a84b4c76e66710-reply.wav".into()),
     }
 }
 
@@ -1061,6 +1086,22 @@ async fn attempt_cdr_round_trip_and_filters(db: &TestDb) {
     };
     let bid = s.insert_attempt(&bare).await.unwrap();
     assert_eq!(s.get_attempt(bid).await.unwrap().record, bare);
+    // What the message plan gathered is set after the call, and can be cleared.
+    s.set_attempt_plan_result(bid, "19", Some("recordings/reply.wav"))
+        .await
+        .unwrap();
+    let got = s.get_attempt(bid).await.unwrap().record;
+    assert_eq!(
+        (got.digits.as_str(), got.recording.as_deref()),
+        ("19", Some("recordings/reply.wav"))
+    );
+    assert_eq!(got.outcome, "busy", "other fields stay as they were");
+    s.set_attempt_plan_result(bid, "", None).await.unwrap();
+    assert_eq!(s.get_attempt(bid).await.unwrap().record, bare);
+    assert!(matches!(
+        s.set_attempt_plan_result(424_242, "1", None).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert!(matches!(
         s.insert_attempt(&AttemptRecord {
             campaign_id: Some(424_242),

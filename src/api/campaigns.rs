@@ -27,6 +27,7 @@ use crate::campaign::model::{
     apply_action, AmdMode, Campaign, CampaignAction, CampaignSettings, CampaignStatus,
     ContactStatus, ContactWindow, Interval, IntervalUnit, MachineAction, Millis, RetryOn,
 };
+use crate::flow::steps::{parse_steps, Step};
 use crate::store::{CallCounts, CampaignFilter, ContactCounts};
 
 // ---------------------------------------------------------------------------------------
@@ -296,6 +297,13 @@ pub struct CampaignInput {
     #[serde(deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub play_message: Option<Option<String>>,
+    /// The message plan (null: `play_message`, then hang up). Problems answer 422 with
+    /// every step and field named.
+    /// Read by [`crate::flow::steps::parse_steps`] so that every problem names its step
+    /// and field.
+    #[serde(deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<Step>>)]
+    pub steps: Option<Option<serde_json::Value>>,
     /// 0–10 (default 2).
     pub max_retries: Option<i64>,
     /// Calendar time between retries.
@@ -352,6 +360,19 @@ impl CampaignInput {
         set(&mut s.machine_action, self.machine_action);
         set(&mut s.voicemail_message, self.voicemail_message);
         set(&mut s.play_message, self.play_message);
+        if let Some(steps) = self.steps {
+            s.steps = match steps {
+                None | Some(serde_json::Value::Null) => None,
+                Some(value) => Some(parse_steps(&value).map_err(|errors| {
+                    ApiError::invalid_steps(
+                        errors
+                            .iter()
+                            .map(|e| (e.path(), e.reason.clone()))
+                            .collect(),
+                    )
+                })?),
+            };
+        }
         set(&mut s.max_retries, self.max_retries);
         set(
             &mut s.retry_interval,
@@ -448,6 +469,8 @@ pub struct CampaignView {
     pub machine_action: MachineAction,
     pub voicemail_message: Option<String>,
     pub play_message: Option<String>,
+    /// The message plan; null: `play_message`, then hang up.
+    pub steps: Option<Vec<Step>>,
     pub max_retries: i64,
     pub retry_interval: IntervalView,
     pub retry_on: RetryOnView,
@@ -497,6 +520,7 @@ impl CampaignView {
             machine_action: s.machine_action,
             voicemail_message: s.voicemail_message,
             play_message: s.play_message,
+            steps: s.steps,
             max_retries: s.max_retries,
             retry_interval: s.retry_interval.into(),
             retry_on: RetryOnView {
@@ -652,6 +676,7 @@ pub async fn create_campaign(
     }
     settings.validate(now)?;
     check_schedule(&state, &settings).await?;
+    check_media(&state, Some(caller.account_id), &settings).await?;
     let campaign = state
         .store
         .create_campaign(Some(caller.account_id), &settings, status, now)
@@ -682,6 +707,45 @@ async fn check_schedule(state: &AppState, settings: &CampaignSettings) -> ApiRes
         }
     }
     Ok(())
+}
+
+/// Every WAV the campaign names must be a readable WAV in the media directory (the
+/// owner's folder or the shared files). A `steps[…]` file answers 422 like the other step
+/// problems; `play_message` / `voicemail_message` answer 400 naming the field.
+async fn check_media(
+    state: &AppState,
+    account: Option<i64>,
+    settings: &CampaignSettings,
+) -> ApiResult<()> {
+    let files = settings.media_files();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let dir = state.media_dir.clone();
+    let problems = tokio::task::spawn_blocking(move || {
+        files
+            .into_iter()
+            .filter_map(|(field, name)| {
+                crate::config::media::resolve_wav(&dir, account, &name)
+                    .err()
+                    .map(|e| (field, e.to_string()))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("media check failed: {e}")))?;
+    let Some((field, reason)) = problems.first() else {
+        return Ok(());
+    };
+    if field.starts_with("steps") {
+        return Err(ApiError::invalid_steps(
+            problems
+                .into_iter()
+                .filter(|(f, _)| f.starts_with("steps"))
+                .collect(),
+        ));
+    }
+    Err(ApiError::invalid(field.clone(), reason))
 }
 
 /// One campaign with its counts.
@@ -745,6 +809,8 @@ pub async fn update_campaign(
     };
     settings.validate(check_at)?;
     check_schedule(&state, &settings).await?;
+    let owner = state.store.campaign_owner(id).await?;
+    check_media(&state, owner, &settings).await?;
     let updated = state
         .store
         .update_campaign_checked_at(id, &settings, check_at, now)

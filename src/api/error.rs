@@ -38,6 +38,10 @@ pub struct ErrorDetail {
     /// The request field (JSON path, query or path parameter) the problem is in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Every problem, one line each naming its field, when there are several at once
+    /// (a message plan's steps: `steps[2].max_digits: must be 1-32, got 0`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// An error answer: status, code, message and maybe the field.
@@ -47,6 +51,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Every problem when there are several (see [`ErrorDetail::errors`]).
+    pub errors: Vec<String>,
 }
 
 impl ApiError {
@@ -56,6 +62,27 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// 422 `invalid_steps`: a message plan's problems, each `steps[i].field: reason`; the
+    /// message is the first, `field` its path, `errors` all of them.
+    pub fn invalid_steps(errors: Vec<(String, String)>) -> ApiError {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|(path, reason)| format!("{path}: {reason}"))
+            .collect();
+        let mut message = lines.first().cloned().unwrap_or_default();
+        if lines.len() > 1 {
+            message.push_str(&format!(" (and {} more)", lines.len() - 1));
+        }
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_steps",
+            message,
+            field: errors.first().map(|(path, _)| path.clone()),
+            errors: lines,
         }
     }
 
@@ -101,6 +128,7 @@ impl ApiError {
                 code: self.code.to_string(),
                 message: self.message.clone(),
                 field: self.field.clone(),
+                errors: self.errors.clone(),
             },
         }
     }
@@ -184,6 +212,12 @@ impl From<ModelError> for ApiError {
             ModelError::Invalid { field, .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()).with_field(*field)
             }
+            ModelError::InvalidSteps(errors) => ApiError::invalid_steps(
+                errors
+                    .iter()
+                    .map(|e| (e.path(), e.reason.clone()))
+                    .collect(),
+            ),
         }
     }
 }

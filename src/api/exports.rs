@@ -352,7 +352,7 @@ async fn run_export(state: AppState, job: ExportJob, filter: ContactFilter) {
 }
 
 /// A file as a stream of 64 KiB chunks (ends after the first error).
-fn file_chunks(
+pub(crate) fn file_chunks(
     file: tokio::fs::File,
 ) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> {
     futures_util::stream::unfold(Some(file), |file| async move {

@@ -30,7 +30,8 @@
 //! importer), block the runtime on file I/O, or log keys, tokens or request bodies.
 //!
 //! One file per group of routes: [`auth`], [`campaigns`], [`contacts`], [`import`],
-//! [`exports`], [`reports`], [`dnc`], [`schedules`]; [`error`] holds the one error shape
+//! [`exports`], [`reports`], [`dnc`], [`schedules`], [`media`] (WAV uploads and attempt
+//! recordings); [`error`] holds the one error shape
 //! and the extractors, [`openapi`] the document and the schemas of the model's words.
 
 pub mod auth;
@@ -40,6 +41,7 @@ pub mod dnc;
 pub mod error;
 pub mod exports;
 pub mod import;
+pub mod media;
 pub mod openapi;
 pub mod reports;
 pub mod schedules;
@@ -104,6 +106,9 @@ pub struct AppState {
     pub engine: Arc<Notify>,
     /// Export files are written here (created on first use).
     pub exports_dir: PathBuf,
+    /// The media directory: WAV files campaigns name are looked up here, uploads go to
+    /// each account's subfolder (see [`crate::config::media`]).
+    pub media_dir: PathBuf,
     /// Lifetime of a login session.
     pub session_ttl_ms: Millis,
     pub clock: Clock,
@@ -115,9 +120,16 @@ impl AppState {
             store,
             engine,
             exports_dir,
+            media_dir: PathBuf::from(crate::config::DEFAULT_MEDIA_DIR),
             session_ttl_ms: DEFAULT_SESSION_TTL_MS,
             clock: Clock::system(),
         }
+    }
+
+    /// The same state with the configured media directory (`[media] dir`).
+    pub fn with_media_dir(mut self, media_dir: PathBuf) -> AppState {
+        self.media_dir = media_dir;
+        self
     }
 
     pub fn now(&self) -> Millis {

@@ -19,7 +19,7 @@ use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{auth, campaigns, contacts, dnc, exports, import, reports, schedules, AppState};
+use super::{auth, campaigns, contacts, dnc, exports, import, media, reports, schedules, AppState};
 use crate::campaign::model::{
     AmdMode, CampaignAction, CampaignStatus, ContactStatus, IntervalUnit, MachineAction,
 };
@@ -59,6 +59,7 @@ word_schema! {
 /// Every route of the API with its documentation.
 pub fn api_router() -> OpenApiRouter<AppState> {
     let (schemas, paths, import_route) = routes!(import::import_contacts);
+    let (media_schemas, media_paths, media_route) = routes!(media::list_media, media::upload_media);
     OpenApiRouter::new()
         .routes(routes!(auth::healthz))
         .routes(routes!(openapi_json))
@@ -99,6 +100,14 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(exports::download_export))
         .routes(routes!(reports::campaign_report))
         .routes(routes!(reports::list_attempts))
+        .routes(routes!(media::get_attempt_recording))
+        // A WAV upload is held whole (it is checked before it is stored): its own limit.
+        .routes((
+            media_schemas,
+            media_paths,
+            media_route.layer(DefaultBodyLimit::max(media::UPLOAD_BODY_LIMIT)),
+        ))
+        .routes(routes!(media::delete_media))
         .routes(routes!(dnc::list_dnc, dnc::add_dnc))
         .routes(routes!(dnc::get_dnc, dnc::delete_dnc))
         .routes(routes!(
@@ -127,6 +136,14 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc.info.license = None;
     doc.info.contact = None;
     let components = doc.components.get_or_insert_with(Default::default);
+    // A message-plan step is its fields plus `type` (allOf): the field schemas must stay
+    // open, or a validator would refuse `type` as an unknown property. The server still
+    // refuses unknown fields.
+    for name in ["Play", "Collect", "Record"] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+            object.additional_properties = None;
+        }
+    }
     components.security_schemes.insert(
         "bearer".into(),
         RefOr::T(SecurityScheme::Http(
@@ -156,6 +173,10 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             ("reports", "Campaign progress, heat map and call attempts"),
             ("dnc", "The Do-Not-Call list"),
             ("schedules", "Business-hours schedules"),
+            (
+                "media",
+                "WAV files campaigns play (each account's uploads, shared files)",
+            ),
             ("openapi", "This document"),
         ]
         .into_iter()
@@ -203,6 +224,21 @@ pub async fn openapi_json() -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_schemas_accept_their_type_beside_their_fields() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for name in ["Play", "Collect", "Record"] {
+            assert!(schemas[name].is_object(), "{name} is documented");
+            assert!(
+                schemas[name].get("additionalProperties").is_none(),
+                "{name}: {}",
+                schemas[name]
+            );
+        }
+        assert_eq!(schemas["Step"]["oneOf"].as_array().map(Vec::len), Some(5));
+    }
 
     #[test]
     fn the_document_lists_the_issue_routes() {

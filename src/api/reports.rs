@@ -216,11 +216,17 @@ pub struct AttemptView {
     pub rtt_ms: Option<f64>,
     pub recording_path: Option<String>,
     pub dtmf: String,
+    /// Digits the message plan collected, in order.
+    pub digits: String,
+    /// Where to download what the attempt recorded (`null`: nothing recorded).
+    pub recording_url: Option<String>,
 }
 
 impl From<CallAttempt> for AttemptView {
     fn from(a: CallAttempt) -> Self {
         let r = a.record;
+        let recorded = r.recording.as_deref().is_some_and(|p| !p.is_empty())
+            || r.recording_path.as_deref().is_some_and(|p| !p.is_empty());
         AttemptView {
             id: a.id,
             campaign_id: r.campaign_id,
@@ -255,6 +261,8 @@ impl From<CallAttempt> for AttemptView {
             rtt_ms: r.rtt_ms,
             recording_path: r.recording_path,
             dtmf: r.dtmf,
+            digits: r.digits,
+            recording_url: recorded.then(|| format!("/v1/attempts/{}/recording", a.id)),
         }
     }
 }

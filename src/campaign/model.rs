@@ -34,6 +34,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::flow::steps::{self, Step, StepError};
+
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
@@ -47,6 +49,17 @@ pub enum ModelError {
     },
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// A message plan's problems, each naming the step and field (never empty).
+    #[error("{}", join_step_errors(.0))]
+    InvalidSteps(Vec<StepError>),
+}
+
+fn join_step_errors(errors: &[StepError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ModelError {
@@ -404,6 +417,9 @@ pub struct CampaignSettings {
     /// WAV played to people when the campaign has no connect-to target (call plan); the
     /// call hangs up when it ends. `None` and no target: hang up at once.
     pub play_message: Option<String>,
+    /// The message plan run for people (play, collect digits, record, connect, hang up);
+    /// `None`: `play_message`, then hang up (see [`CampaignSettings::plan`]).
+    pub steps: Option<Vec<Step>>,
     pub max_retries: i64,
     pub retry_interval: Interval,
     pub retry_on: RetryOn,
@@ -438,6 +454,7 @@ impl Default for CampaignSettings {
             machine_action: MachineAction::Hangup,
             voicemail_message: None,
             play_message: None,
+            steps: None,
             max_retries: DEFAULT_MAX_RETRIES,
             retry_interval: Interval::new(30, IntervalUnit::Minutes),
             retry_on: RetryOn::default(),
@@ -562,6 +579,18 @@ impl CampaignSettings {
                 "is required when machine_action is leave_message",
             ));
         }
+        for (field, name) in [
+            ("voicemail_message", &self.voicemail_message),
+            ("play_message", &self.play_message),
+        ] {
+            if let Some(problem) = name
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .and_then(steps::media_name_problem)
+            {
+                return Err(invalid(field, problem));
+            }
+        }
         let country = self.default_country.trim();
         if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
             return Err(invalid(
@@ -572,7 +601,44 @@ impl CampaignSettings {
                 ),
             ));
         }
+        if let Some(plan) = &self.steps {
+            let mut errors = steps::validate(plan).err().unwrap_or_default();
+            if self.connect_to.is_empty() {
+                errors.extend(steps::first_connect(plan));
+            }
+            if !errors.is_empty() {
+                return Err(ModelError::InvalidSteps(errors));
+            }
+        }
         Ok(())
+    }
+
+    /// The steps people hear: `steps`, or `play_message` then hang up.
+    pub fn plan(&self) -> Vec<Step> {
+        match &self.steps {
+            Some(plan) => plan.clone(),
+            None => steps::default_steps(self.play_message.as_deref()),
+        }
+    }
+
+    /// Every media file the campaign plays, with the field that names it
+    /// (`play_message`, `voicemail_message`, `steps[1].prompt`), for existence checks.
+    pub fn media_files(&self) -> Vec<(String, String)> {
+        let mut files = Vec::new();
+        for (field, name) in [
+            ("voicemail_message", &self.voicemail_message),
+            ("play_message", &self.play_message),
+        ] {
+            if let Some(name) = name.as_deref().filter(|n| !n.is_empty()) {
+                files.push((field.to_string(), name.to_string()));
+            }
+        }
+        for (i, step) in self.steps.iter().flatten().enumerate() {
+            for (field, name) in step.files() {
+                files.push((format!("steps[{i}].{field}"), name.to_string()));
+            }
+        }
+        files
     }
 
     pub fn ring_timeout_ms(&self) -> Millis {
@@ -855,6 +921,83 @@ mod tests {
             }),
             "voicemail_message"
         );
+    }
+
+    #[test]
+    fn media_fields_take_file_names_not_server_paths() {
+        let now = 1_700_000_000_000;
+        let good = CampaignSettings {
+            name: "Reminders".into(),
+            play_message: Some("reminder.wav".into()),
+            ..CampaignSettings::default()
+        };
+        assert_eq!(good.validate(now), Ok(()));
+        let err = CampaignSettings {
+            play_message: Some("/etc/passwd".into()),
+            ..good.clone()
+        }
+        .validate(now)
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "play_message: \"/etc/passwd\" is an absolute path; give a file name in the media directory"
+        );
+        let err = CampaignSettings {
+            machine_action: MachineAction::LeaveMessage,
+            voicemail_message: Some("../vm.wav".into()),
+            ..good.clone()
+        }
+        .validate(now)
+        .unwrap_err();
+        assert!(err.to_string().starts_with("voicemail_message: "), "{err}");
+    }
+
+    #[test]
+    fn a_plan_is_checked_with_the_campaign() {
+        let now = 1_700_000_000_000;
+        let plan: Vec<Step> = serde_json::from_str(
+            r#"[{"type":"collect","prompt":"menu.wav","max_digits":0,"on":{"1":"connect"}}]"#,
+        )
+        .unwrap();
+        let settings = CampaignSettings {
+            name: "Survey".into(),
+            steps: Some(plan),
+            ..CampaignSettings::default()
+        };
+        let Err(ModelError::InvalidSteps(errors)) = settings.validate(now) else {
+            panic!("expected step errors");
+        };
+        let paths: Vec<String> = errors.iter().map(StepError::path).collect();
+        assert_eq!(paths, ["steps[0].max_digits", "steps[0].on.1"]);
+        assert!(
+            errors[1].to_string().contains("connect_to"),
+            "{}",
+            errors[1]
+        );
+        assert_eq!(
+            settings.media_files(),
+            [("steps[0].prompt".to_string(), "menu.wav".to_string())]
+        );
+        // With a target and a sound max_digits the same plan is fine.
+        let mut fixed = settings.clone();
+        fixed.connect_to = "sip:agent@127.0.0.1".into();
+        if let Some(Step::Collect(steps::Collect { max_digits, .. })) =
+            fixed.steps.as_mut().and_then(|s| s.first_mut())
+        {
+            *max_digits = 1;
+        }
+        assert_eq!(fixed.validate(now), Ok(()));
+        // No steps: the play message, then hang up.
+        let plain = CampaignSettings {
+            play_message: Some("hello.wav".into()),
+            ..fixed
+        };
+        assert_eq!(plain.plan().len(), 1);
+        let plain = CampaignSettings {
+            steps: None,
+            ..plain
+        };
+        assert_eq!(plain.plan(), steps::default_steps(Some("hello.wav")));
     }
 
     #[test]

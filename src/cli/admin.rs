@@ -90,7 +90,8 @@ pub struct CreateArgs {
     /// Retry interval in seconds.
     #[arg(long, default_value_t = 1800)]
     retry_interval: i64,
-    /// WAV played to whoever answers, then hang up.
+    /// WAV played to whoever answers, then hang up: a file name in the media directory
+    /// (`[media] dir`), not a path.
     #[arg(long)]
     play: Option<String>,
     /// Default country for numbers without +.

@@ -11,6 +11,7 @@
 //! database URLs lose their password in `Debug` and in errors.
 
 mod error;
+pub mod media;
 mod profile;
 mod reader;
 mod settings;
@@ -36,6 +37,7 @@ pub struct Config {
     pub log: LogSettings,
     pub database: DatabaseSettings,
     pub http: HttpSettings,
+    pub media: MediaSettings,
     /// Loaded from the profiles directory, sorted by file name.
     pub profiles: Vec<Profile>,
 }
@@ -140,6 +142,26 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+        }
+    }
+}
+
+/// `[media]`: where the WAV files campaigns play live (`play_message`, `voicemail_message`,
+/// plan prompts): files an operator puts there are shared by every account; each account's
+/// uploads go to its own subfolder. See [`media::resolve_media`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaSettings {
+    /// Relative paths are taken from the working directory.
+    pub dir: PathBuf,
+}
+
+/// `media`, in the working directory.
+pub const DEFAULT_MEDIA_DIR: &str = "media";
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            dir: PathBuf::from(DEFAULT_MEDIA_DIR),
         }
     }
 }
@@ -458,7 +480,8 @@ impl Profile {
 impl Config {
     /// Loads `config_path` and every `*.toml` in `profiles_dir` (sorted by file name), then
     /// applies the environment overrides (`OUTDIAL_SIP_LISTEN`, `OUTDIAL_RTP_PORTS`,
-    /// `OUTDIAL_DATABASE_URL`, `OUTDIAL_HTTP_LISTEN`, `OUTDIAL_LOG`; empty = unset).
+    /// `OUTDIAL_DATABASE_URL`, `OUTDIAL_HTTP_LISTEN`, `OUTDIAL_LOG`, `OUTDIAL_MEDIA_DIR`;
+    /// empty = unset).
     ///
     /// A missing config file means built-in defaults unless `explicit`; a missing profiles
     /// directory means no profiles unless `profiles_explicit`. Every problem is returned.

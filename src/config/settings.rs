@@ -1,30 +1,34 @@
-//! `outdial.toml` (`[sip]`, `[rtp]`, `[log]`, `[database]`, `[http]`) and the `OUTDIAL_*`
+//! `outdial.toml` (`[sip]`, `[rtp]`, `[log]`, `[database]`, `[http]`, `[media]`) and the `OUTDIAL_*`
 //! environment overrides applied after it.
 //!
 //! Starts from the built-in defaults, so every key is optional and a missing file (when not
 //! named explicitly) is the defaults. Collects every problem; must not print or open sockets.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
 use super::error::ConfigError;
 use super::reader::{self, Doc, Fields, Val};
-use super::{Config, DatabaseSettings, HttpSettings, LogSettings, RtpSettings, SipSettings};
+use super::{
+    Config, DatabaseSettings, HttpSettings, LogSettings, MediaSettings, RtpSettings, SipSettings,
+};
 
-const TOP: &[&str] = &["sip", "rtp", "log", "database", "http"];
+const TOP: &[&str] = &["sip", "rtp", "log", "database", "http", "media"];
 const SIP: &[&str] = &["listen_udp", "listen_tcp", "external_addr", "user_agent"];
 const RTP: &[&str] = &["bind_addr", "port_min", "port_max", "external_addr"];
 const LOG: &[&str] = &["level"];
 const DATABASE: &[&str] = &["url"];
 const HTTP: &[&str] = &["listen"];
+const MEDIA: &[&str] = &["dir"];
 
 pub(crate) const ENV_SIP_LISTEN: &str = "OUTDIAL_SIP_LISTEN";
 pub(crate) const ENV_RTP_PORTS: &str = "OUTDIAL_RTP_PORTS";
 pub(crate) const ENV_DATABASE_URL: &str = "OUTDIAL_DATABASE_URL";
 pub(crate) const ENV_HTTP_LISTEN: &str = "OUTDIAL_HTTP_LISTEN";
 pub(crate) const ENV_LOG: &str = "OUTDIAL_LOG";
+pub(crate) const ENV_MEDIA_DIR: &str = "OUTDIAL_MEDIA_DIR";
 
 const LISTEN_EXPECTED: &str = "expected IP:PORT such as 0.0.0.0:5060 ([::]:5060 for IPv6)";
 
@@ -73,6 +77,9 @@ fn parse_file(doc: &mut Doc<'_>, config: &mut Config) {
     }
     if let Some(t) = section(doc, &top, "http") {
         parse_http(doc, t, &mut config.http);
+    }
+    if let Some(t) = section(doc, &top, "media") {
+        parse_media(doc, t, &mut config.media);
     }
 }
 
@@ -252,6 +259,38 @@ fn parse_http(doc: &mut Doc<'_>, t: &DeTable<'_>, http: &mut HttpSettings) {
     }
 }
 
+fn parse_media(doc: &mut Doc<'_>, t: &DeTable<'_>, media: &mut MediaSettings) {
+    let f = doc.fields("media.", t, MEDIA);
+    if let Some(v) = f.get("dir") {
+        let key = f.key("dir");
+        if let Some(s) = doc.string(&key, v) {
+            match check_media_dir(&s) {
+                Ok(dir) => media.dir = dir,
+                Err(reason) => doc.invalid(&key, v, reason),
+            }
+        }
+    }
+}
+
+/// The media directory: a non-empty path that, when it exists, is a readable directory
+/// (a missing one is created when the first file is uploaded).
+pub(crate) fn check_media_dir(s: &str) -> Result<PathBuf, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("must name a directory".to_string());
+    }
+    let dir = PathBuf::from(s);
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => match std::fs::read_dir(&dir) {
+            Ok(_) => Ok(dir),
+            Err(e) => Err(format!("cannot read the directory: {e}")),
+        },
+        Ok(_) => Err("exists but is not a directory".to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(dir),
+        Err(e) => Err(format!("cannot be checked: {e}")),
+    }
+}
+
 /// Applies the `OUTDIAL_*` overrides. Empty variables count as unset.
 fn apply_env(
     config: &mut Config,
@@ -310,6 +349,12 @@ fn apply_env(
                 &v,
                 reason.replace("5060", "8080"),
             )),
+        }
+    }
+    if let Some(v) = get(ENV_MEDIA_DIR) {
+        match check_media_dir(&v) {
+            Ok(dir) => config.media.dir = dir,
+            Err(reason) => errors.push(env_error(ENV_MEDIA_DIR, &v, reason)),
         }
     }
     if let Some(v) = get(ENV_LOG) {

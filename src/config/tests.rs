@@ -358,7 +358,7 @@ fn unknown_keys() {
     );
     assert_eq!(
         main_error("\n[metrics]\nx = 1\n"),
-        "outdial.toml: [metrics]: unknown key; expected one of sip, rtp, log, database, http (line 2)"
+        "outdial.toml: [metrics]: unknown key; expected one of sip, rtp, log, database, http, media (line 2)"
     );
     assert_eq!(
         profile_error(&format!("{PROXY}trasport = \"udp\"\n")),
@@ -771,6 +771,43 @@ fn env_overrides() {
     assert_eq!(c.sip.listen_udp, Some(addr));
     assert_eq!(c.sip.listen_tcp, None);
     assert_eq!(c.log.level, "info");
+}
+
+#[test]
+fn media_dir_comes_from_the_file_or_the_environment() {
+    let fx = Fixture::new();
+    assert_eq!(fx.load(&[]).unwrap().media.dir, PathBuf::from("media"));
+    let prompts = fx.dir.path().join("prompts");
+    std::fs::create_dir(&prompts).unwrap();
+    fx.main(&format!("[media]\ndir = \"{}\"\n", prompts.display()));
+    assert_eq!(fx.load(&[]).unwrap().media.dir, prompts);
+    // A directory that does not exist yet is fine: the first upload creates it.
+    let later = fx.dir.path().join("later");
+    let c = fx
+        .load(&[("OUTDIAL_MEDIA_DIR", later.to_str().unwrap())])
+        .unwrap();
+    assert_eq!(c.media.dir, later);
+}
+
+#[test]
+fn a_media_dir_that_is_a_file_is_refused() {
+    let fx = Fixture::new();
+    std::fs::write(fx.dir.path().join("plain"), "x").unwrap();
+    let lines = fx.load(&[("OUTDIAL_MEDIA_DIR", "/dev/null")]).unwrap_err();
+    assert_eq!(
+        lines,
+        ["environment variable OUTDIAL_MEDIA_DIR = \"/dev/null\": exists but is not a directory"]
+    );
+    fx.main("[media]\ndir = \"\"\n");
+    let lines = fx.load(&[]).unwrap_err();
+    assert_eq!(
+        lines,
+        ["outdial.toml: media.dir = \"\": must name a directory (line 2)"]
+    );
+    assert_eq!(
+        main_error("[media]\nfolder = \"x\"\n"),
+        "outdial.toml: media.folder = \"x\": unknown key; expected one of dir (line 2)"
+    );
 }
 
 #[test]

@@ -3,12 +3,15 @@
 //! `outdial call` and the campaign engine alike.
 //!
 //! [`core`] decides (sans-IO), [`runner`] carries it out around a [`Call`](crate::call::Call);
-//! [`tap`] runs the detector beside the call and [`record`] writes the recording. Nothing here
-//! knows about the store or campaigns' lifecycles: the caller records the [`FlowReport`].
+//! [`tap`] runs the detector beside the call and [`record`] writes the recording; [`steps`] is
+//! the message-plan model (play, collect, record, connect, hang up) and its pure interpreter.
+//! Nothing here knows about the store or campaigns' lifecycles, nor holds SIP or RTP state of
+//! its own: the caller records the [`FlowReport`], the call owns its leg.
 
 pub mod core;
 pub mod record;
 pub mod runner;
+pub mod steps;
 pub mod tap;
 
 pub use record::record_call;

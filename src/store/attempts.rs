@@ -69,6 +69,11 @@ pub struct AttemptRecord {
     pub recording_path: Option<String>,
     /// Digits the callee pressed, in order.
     pub dtmf: String,
+    /// Digits the message plan collected (every `collect` step's entry, in order).
+    pub digits: String,
+    /// The message plan's `record` file (kept on the server; served by
+    /// `GET /v1/attempts/{id}/recording`).
+    pub recording: Option<String>,
 }
 
 /// A stored attempt.
@@ -140,7 +145,7 @@ const COLUMNS: &str = "id, campaign_id, contact_id, attempt_number, call_id, sip
     caller_id, billable_account, destination, started_at, ended_at, ring_ms, answer_ms, \
     duration_ms, sip_code, reason, outcome, hangup, codec, amd_mode, amd_verdict, answered_by, \
     amd_cause, amd_confidence, amd_decision_ms, beep_ms, rtp_sent, rtp_received, rtp_lost, \
-    jitter_ms, rtt_ms, recording_path, dtmf";
+    jitter_ms, rtt_ms, recording_path, dtmf, digits, recording";
 
 fn attempt_from(row: &AnyRow) -> Result<CallAttempt> {
     Ok(CallAttempt {
@@ -178,6 +183,8 @@ fn attempt_from(row: &AnyRow) -> Result<CallAttempt> {
             rtt_ms: row.try_get("rtt_ms")?,
             recording_path: row.try_get("recording_path")?,
             dtmf: row.try_get("dtmf")?,
+            digits: row.try_get("digits")?,
+            recording: row.try_get("recording")?,
         },
     })
 }
@@ -216,6 +223,8 @@ fn record_args(r: &AttemptRecord) -> Vec<Arg> {
         Arg::OptF64(r.rtt_ms),
         Arg::OptText(r.recording_path.clone()),
         Arg::Text(r.dtmf.clone()),
+        Arg::Text(r.digits.clone()),
+        Arg::OptText(r.recording.clone()),
     ]
 }
 
@@ -268,6 +277,27 @@ impl Store {
             })
         })?;
         Ok(row.try_get("id")?)
+    }
+
+    /// Stores what an attempt's message plan gathered: the digits collected (in order) and
+    /// the reply's recording file (`None` leaves no recording).
+    pub async fn set_attempt_plan_result(
+        &self,
+        id: i64,
+        digits: &str,
+        recording: Option<&str>,
+    ) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE call_attempts SET digits = $1, recording = $2 WHERE id = $3")
+                .bind(digits.to_string())
+                .bind(recording.map(str::to_string))
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("attempt {id}")));
+        }
+        Ok(())
     }
 
     pub async fn get_attempt(&self, id: i64) -> Result<CallAttempt> {

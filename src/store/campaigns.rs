@@ -20,6 +20,7 @@ use crate::campaign::model::{
     AmdMode, Campaign, CampaignSettings, CampaignStatus, ContactStatus, ContactWindow, Interval,
     IntervalUnit, MachineAction, Millis, RetryOn,
 };
+use crate::flow::steps::Step;
 
 /// Contacts of a campaign per status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,10 +97,10 @@ const COLUMNS: &str = "id, account_id, status, name, description, connect_to, ai
     retry_interval_value, retry_interval_unit, retry_on_busy, retry_on_no_answer, \
     retry_on_failed, retry_on_machine, completion_timeout_value, completion_timeout_unit, \
     caller_id, billable_account, sip_profile, recording, default_country, created_at, \
-    updated_at, started_at, finished_at";
+    updated_at, started_at, finished_at, steps";
 
-/// The settings columns in bind order ($1…$31).
-const SETTINGS_COLUMNS: [&str; 31] = [
+/// The settings columns in bind order ($1…$32).
+const SETTINGS_COLUMNS: [&str; 32] = [
     "name",
     "description",
     "connect_to",
@@ -131,6 +132,7 @@ const SETTINGS_COLUMNS: [&str; 31] = [
     "billable_account",
     "sip_profile",
     "recording",
+    "steps",
 ];
 
 fn settings_args(s: &CampaignSettings) -> Vec<Arg> {
@@ -170,7 +172,22 @@ fn settings_args(s: &CampaignSettings) -> Vec<Arg> {
         Arg::Text(s.billable_account.clone()),
         Arg::Text(s.sip_profile.clone()),
         Arg::I64(flag(s.recording)),
+        Arg::OptText(s.steps.as_ref().map(|plan| {
+            // A Vec of plain enums always serialises; "[]" keeps the row readable if not.
+            serde_json::to_string(plan).unwrap_or_else(|_| "[]".into())
+        })),
     ]
+}
+
+/// The `steps` column (JSON) back into a plan; a row that does not parse is reported, not
+/// guessed at.
+fn steps_from(row: &AnyRow) -> Result<Option<Vec<Step>>> {
+    let text: Option<String> = row.try_get("steps")?;
+    text.map(|t| {
+        serde_json::from_str(&t)
+            .map_err(|e| StoreError::Invalid(format!("steps: stored plan does not parse: {e}")))
+    })
+    .transpose()
 }
 
 fn campaign_from(row: &AnyRow) -> Result<Campaign> {
@@ -217,6 +234,7 @@ fn campaign_from(row: &AnyRow) -> Result<Campaign> {
         sip_profile: row.try_get("sip_profile")?,
         recording: get_flag(row, "recording")?,
         default_country: row.try_get("default_country")?,
+        steps: steps_from(row)?,
     };
     Ok(Campaign {
         id: row.try_get("id")?,
