@@ -425,11 +425,26 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
     request.caller_id = args.from.clone();
     request.tap_sent = recorder.is_some() && args.record_mode != RecordMode::Inbound;
     let playback = playback.map(Arc::new);
+    // --play is a one-step plan for a person (the file, then hang up) unless the person is
+    // connected; it is the voicemail message either way.
+    let (steps, prompts) = match playback.as_ref().filter(|_| connect.is_none()) {
+        Some(samples) => (
+            vec![outdial::flow::steps::Step::Play(
+                outdial::flow::steps::Play {
+                    file: "play".into(),
+                },
+            )],
+            std::collections::HashMap::from([("play".to_string(), samples.clone())]),
+        ),
+        None => (Vec::new(), std::collections::HashMap::new()),
+    };
     let plan = outdial::flow::FlowPlan {
         send_dtmf: args.dtmf.clone(),
         hang_up_when_idle: playback.is_some() || amd.is_some() || connect.is_some(),
         amd,
-        message: playback.clone(),
+        steps,
+        prompts,
+        reply_to: None,
         voicemail: playback,
         abandon_message: None,
         // With AMD, the file plays after a machine's greeting too.
@@ -658,10 +673,12 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         outdial::campaign::engine::EngineOptions {
             node,
             recordings_dir: data_dir.join("recordings"),
+            media_dir: config.media.dir.clone(),
         },
         wake.clone(),
     );
-    let state = outdial::api::AppState::new(store.clone(), wake, data_dir.join("exports"));
+    let state = outdial::api::AppState::new(store.clone(), wake, data_dir.join("exports"))
+        .with_media_dir(config.media.dir.clone());
     let stop = tokio_util::sync::CancellationToken::new();
     let api_stop = stop.clone();
     let api = tokio::spawn(outdial::api::serve(listener, state, async move {

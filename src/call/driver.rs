@@ -169,6 +169,7 @@ impl CallTask {
                 _ = tokio::time::sleep_until(deadline) => self.input(Input::Timeout).await,
                 cmd = commands.recv(), if commands_open => match cmd {
                     Some(Command::Play(samples)) => self.media.play(samples),
+                    Some(Command::ClearPlayback) => self.media.clear_playback(),
                     Some(Command::Frame(samples)) => self.media.send_frame(&samples),
                     Some(Command::Dtmf(digits, ms)) => {
                         if let Err(e) = self.media.send_dtmf(&digits, ms) {

@@ -177,6 +177,7 @@ pub enum CallError {
 
 enum Command {
     Hangup,
+    ClearPlayback,
     Transfer(String),
     Hold(bool),
     Play(Vec<i16>),
@@ -230,6 +231,11 @@ impl Call {
             .commands
             .send(Command::Dtmf(digits.to_string(), duration_ms));
         Ok(())
+    }
+
+    /// Drops everything queued with [`Call::play`] that has not been sent (barge-in).
+    pub fn clear_playback(&self) {
+        let _ = self.commands.send(Command::ClearPlayback);
     }
 
     /// CANCEL before the answer, BYE after it.

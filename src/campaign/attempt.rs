@@ -33,9 +33,12 @@ pub struct AttemptPlan {
     pub caller_id: Option<String>,
     pub ring_timeout: Duration,
     pub max_duration: Duration,
-    /// 8 kHz mono samples played to a person (when there is no `connect`); the call ends
-    /// when they are done.
-    pub message: Option<Arc<Vec<i16>>>,
+    /// The person's message plan (empty: connect when there is a target, else hang up).
+    pub steps: Vec<crate::flow::steps::Step>,
+    /// The plan's files, loaded, by name.
+    pub prompts: std::collections::HashMap<String, Arc<Vec<i16>>>,
+    /// Where a `record` step writes the callee's reply.
+    pub reply_to: Option<PathBuf>,
     /// Stereo recording (far end left, us right) written here when set.
     pub record_to: Option<PathBuf>,
     /// Answering-machine detection on the answered call.
@@ -60,8 +63,12 @@ pub struct AttemptReport {
     pub amd: Option<AmdResult>,
     /// The bridge's record, when a person was to be connected.
     pub bridge: Option<BridgeReport>,
-    /// What the plan did (abandoned, queue wait, voicemail left, message played).
+    /// What the plan did (abandoned, queue wait, voicemail left, message played, DNC asked).
     pub flow: FlowRecord,
+    /// Digits entered in the plan's collects.
+    pub digits: String,
+    /// The callee's recorded reply.
+    pub reply: Option<PathBuf>,
 }
 
 /// Why an attempt could not even be placed (no INVITE left): bad destination, no RTP port,
@@ -106,7 +113,9 @@ pub async fn run_attempt(
     let flow_plan = FlowPlan {
         send_dtmf: None,
         amd,
-        message: plan.message.clone(),
+        steps: plan.steps.clone(),
+        prompts: plan.prompts.clone(),
+        reply_to: plan.reply_to.clone(),
         voicemail: plan.voicemail.clone(),
         abandon_message: plan.abandon_message.clone(),
         machine_action: plan.machine_action,
@@ -136,5 +145,7 @@ pub async fn run_attempt(
         amd: report.amd,
         bridge: report.bridge,
         flow: report.flow,
+        digits: report.digits,
+        reply: report.reply,
     })
 }

@@ -53,8 +53,10 @@ pub fn now_ms() -> Millis {
 pub struct EngineOptions {
     /// This node's name in campaign leases (unique per node).
     pub node: String,
-    /// Where call recordings go (campaigns with `recording` on).
+    /// Where call recordings and recorded replies go.
     pub recordings_dir: PathBuf,
+    /// The media directory campaigns' WAV file names are found in (per account, then shared).
+    pub media_dir: PathBuf,
 }
 
 struct Live {
@@ -110,6 +112,7 @@ pub fn spawn(
         live: HashMap::new(),
         hours: HashMap::new(),
         messages: HashMap::new(),
+        owners: HashMap::new(),
         done_tx,
         done_rx,
     };
@@ -130,7 +133,10 @@ struct Engine {
     /// Compiled business hours by schedule id (with the spec they came from).
     hours: HashMap<i64, (super::BusinessHoursSpec, Arc<CompiledHours>)>,
     /// Loaded WAV messages by path.
-    messages: HashMap<String, Arc<Vec<i16>>>,
+    /// Loaded WAVs by (owner account, file name).
+    messages: HashMap<(Option<i64>, String), Arc<Vec<i16>>>,
+    /// Campaign → owner account, for media lookups.
+    owners: HashMap<i64, Option<i64>>,
     done_tx: mpsc::UnboundedSender<Finished>,
     done_rx: mpsc::UnboundedReceiver<Finished>,
 }
@@ -358,14 +364,28 @@ impl Engine {
         Ok(compiled)
     }
 
-    fn message(&mut self, path: &str) -> Result<Arc<Vec<i16>>, String> {
-        if let Some(samples) = self.messages.get(path) {
+    /// A campaign's WAV by file name, from the media directory (the owner's folder first),
+    /// loaded once.
+    fn media(&mut self, account: Option<i64>, name: &str) -> Result<Arc<Vec<i16>>, String> {
+        let key = (account, name.to_string());
+        if let Some(samples) = self.messages.get(&key) {
             return Ok(samples.clone());
         }
-        let samples =
-            Arc::new(load_wav_8k_mono(std::path::Path::new(path)).map_err(|e| e.to_string())?);
-        self.messages.insert(path.to_string(), samples.clone());
+        let path = crate::config::media::resolve_media(&self.options.media_dir, account, name)
+            .map_err(|e| e.to_string())?;
+        let samples = Arc::new(load_wav_8k_mono(&path).map_err(|e| e.to_string())?);
+        self.messages.insert(key, samples.clone());
         Ok(samples)
+    }
+
+    /// The campaign's owner (whose media folder its file names are looked up in).
+    async fn owner(&mut self, campaign_id: i64) -> Result<Option<i64>, StoreError> {
+        if let Some(owner) = self.owners.get(&campaign_id) {
+            return Ok(*owner);
+        }
+        let owner = self.store.campaign_owner(campaign_id).await?;
+        self.owners.insert(campaign_id, owner);
+        Ok(owner)
     }
 
     /// DNC check, claim, then the attempt on its own task.
@@ -414,16 +434,32 @@ impl Engine {
         else {
             return Ok(()); // another node took it, or an admin moved it
         };
-        let message = match settings.play_message.as_deref().filter(|p| !p.is_empty()) {
-            Some(path) => match self.message(path) {
-                Ok(samples) => Some(samples),
-                Err(e) => {
-                    tracing::error!(campaign = campaign.id, "play_message {path}: {e}");
-                    None
-                }
-            },
-            None => None,
+        let account = self.owner(campaign.id).await?;
+        // The person's plan: the campaign's steps; without steps, connect_to when set, else
+        // play_message then hang up.
+        let steps = match (&settings.steps, settings.connect_to.trim().is_empty()) {
+            (None, false) => Vec::new(),
+            _ => settings.plan(),
         };
+        let mut prompts = std::collections::HashMap::new();
+        for (field, name) in steps.iter().flat_map(|s| s.files()) {
+            match self.media(account, name) {
+                Ok(samples) => {
+                    prompts.insert(name.to_string(), samples);
+                }
+                Err(e) => tracing::error!(campaign = campaign.id, "steps {field} {name}: {e}"),
+            }
+        }
+        let reply_to = steps
+            .iter()
+            .any(|s| matches!(s, crate::flow::steps::Step::Record(_)))
+            .then(|| {
+                let _ = std::fs::create_dir_all(&self.options.recordings_dir);
+                self.options.recordings_dir.join(format!(
+                    "c{}-contact{}-a{}-reply.wav",
+                    campaign.id, claimed.id, claimed.attempts
+                ))
+            });
         let record_to = settings.recording.then(|| {
             self.options.recordings_dir.join(format!(
                 "c{}-contact{}-a{}.wav",
@@ -441,7 +477,7 @@ impl Engine {
                     .as_deref()
                     .filter(|p| !p.is_empty())
                 {
-                    Some(path) => match self.message(path) {
+                    Some(path) => match self.media(account, path) {
                         Ok(samples) => Some(samples),
                         Err(e) => {
                             tracing::error!(
@@ -462,7 +498,9 @@ impl Engine {
             caller_id: Some(settings.caller_id.clone()),
             ring_timeout: Duration::from_millis(settings.ring_timeout_ms().max(0) as u64),
             max_duration: MAX_CALL,
-            message,
+            steps,
+            prompts,
+            reply_to,
             record_to,
             amd,
             machine_action: settings.machine_action,
@@ -602,6 +640,8 @@ impl AttemptJob {
                 record.jitter_ms = Some(s.rtp.jitter_ms);
                 record.rtt_ms = s.rtp.rtt_ms;
                 record.dtmf = s.dtmf_received.clone();
+                record.digits = r.digits.clone();
+                record.recording = r.reply.as_ref().map(|p| p.display().to_string());
                 record.recording_path = r.recording.as_ref().map(|p| p.display().to_string());
                 let mut machine = false;
                 if let Some(a) = &r.amd {
@@ -624,6 +664,17 @@ impl AttemptJob {
             }
         };
         self.store.insert_attempt(&record).await?;
+        if report.as_ref().is_ok_and(|r| r.flow.dnc_requested) {
+            // The callee chose the plan's "do not call" digit: never dialed again.
+            self.store
+                .add_dnc(&plan.destination, "callee request (message plan)", ended_at)
+                .await?;
+            tracing::info!(
+                campaign = self.campaign.id,
+                contact = self.contact.id,
+                "number added to the DNC list at the callee's request"
+            );
+        }
         // The retry rules count attempts themselves: give them the contact as it was
         // before this attempt was claimed.
         let mut before = self.contact.clone();

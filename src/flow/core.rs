@@ -5,10 +5,12 @@
 //! whose verdict picks the branch — a person (or no verdict in time) gets the person's branch,
 //! a machine gets `machine_action` (hang up, leave the voicemail message once its greeting has
 //! ended, or the person's branch), a fax or silence is hung up on. The person's branch
-//! connects to the bridge target when there is one — within `queue_timeout` of the verdict,
-//! or the person hears the abandon message and is hung up on (counted as abandoned) — and
-//! otherwise plays the message. Once nothing is left to do the callee is hung up on (or left
-//! alone when the plan says so, as `outdial call` without a file does).
+//! runs the message plan ([`steps`](super::steps): play, collect digits, record the reply,
+//! connect, hang up, or put the number on the DNC list), or, with no plan, connects to the
+//! bridge target when there is one. A connection must be made within `queue_timeout` of the
+//! verdict, or the person hears the abandon message and is hung up on (counted as abandoned).
+//! Once nothing is left to do the callee is hung up on (or left alone when the plan says so,
+//! as `outdial call` without a file does).
 //!
 //! It must not do I/O, sleep or read a clock: time is an argument; the runner
 //! ([`super::runner`]) carries the outputs out.
@@ -16,14 +18,15 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::steps::{Action, PlanCursor, Step};
 use crate::amd::AmdEvent;
 use crate::campaign::model::MachineAction;
 
 /// Which prepared audio to play to the callee.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prompt {
-    /// The person's message.
-    Message,
+    /// A media file the message plan names.
+    File(String),
     /// The message left on a machine after its greeting.
     Voicemail,
     /// What a person hears when no agent could take the call (seller's name, callback number).
@@ -31,11 +34,12 @@ pub enum Prompt {
 }
 
 /// What the plan holds, as far as deciding goes (the audio itself stays with the runner).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FlowSettings {
     pub send_dtmf: bool,
     pub detect: bool,
-    pub message: bool,
+    /// The person's message plan; empty: connect (when there is a target) or nothing.
+    pub steps: Vec<Step>,
     pub voicemail: bool,
     pub abandon_message: bool,
     pub machine_action: MachineAction,
@@ -71,15 +75,30 @@ pub enum Input {
     CalleeEnded,
     /// Stop now (campaign stopped, server shutting down, Ctrl-C).
     Stop,
+    /// The callee pressed a key.
+    Dtmf(char),
+    /// The reply recording asked for by [`Output::StartRecording`] ended.
+    Recorded,
     /// The time passed [`FlowCore::poll_timeout`].
     Timeout,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     SendDtmf,
     StartDetection,
     Play(Prompt),
+    /// Drop what is still queued for the callee (a key pressed during a prompt).
+    StopPlayback,
+    /// Record the callee's reply (after a beep when asked) until `max` or `silence_end` of
+    /// silence; report [`Input::Recorded`].
+    StartRecording {
+        max: Duration,
+        silence_end: Duration,
+        beep: bool,
+    },
+    /// Put the callee's number on the DNC list (the plan's `dnc` digit action).
+    AddDnc,
     /// Dial the bridge target (or lease an agent) and join it when it answers.
     StartBridge,
     /// Give up on the bridge (before or after it connected).
@@ -88,18 +107,30 @@ pub enum Output {
 }
 
 /// Where the plan is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
     Ringing,
     Detecting,
     /// A machine: waiting for its greeting to end before the voicemail message.
     AwaitingGreetingEnd,
     Playing(Prompt),
+    /// Running the message plan.
+    Plan(PlanPhase),
     Connecting,
     Bridged,
     /// Waiting for the callee to hang up (nothing left to do, `hang_up_when_idle` off).
     Idle,
     Done,
+}
+
+/// Where the message plan is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanPhase {
+    Playing,
+    /// A collect's prompt is playing (keys already count).
+    Prompting,
+    Collecting,
+    Recording,
 }
 
 /// What the attempt record keeps of the plan.
@@ -112,11 +143,14 @@ pub struct FlowRecord {
     pub queue_wait_ms: Option<u64>,
     pub voicemail_left: bool,
     pub message_played: bool,
+    /// The callee chose the plan's `dnc` action.
+    pub dnc_requested: bool,
 }
 
 #[derive(Debug)]
 pub struct FlowCore {
     settings: FlowSettings,
+    cursor: PlanCursor,
     phase: Phase,
     person_at: Option<Instant>,
     record: FlowRecord,
@@ -126,6 +160,7 @@ pub struct FlowCore {
 impl FlowCore {
     pub fn new(settings: FlowSettings) -> FlowCore {
         FlowCore {
+            cursor: PlanCursor::new(settings.steps.clone()),
             settings,
             phase: Phase::Ringing,
             person_at: None,
@@ -135,7 +170,12 @@ impl FlowCore {
     }
 
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.phase.clone()
+    }
+
+    /// Digits the callee entered in the plan's collects, in order.
+    pub fn digits(&self) -> &str {
+        self.cursor.digits()
     }
 
     pub fn record(&self) -> FlowRecord {
@@ -146,10 +186,11 @@ impl FlowCore {
         self.out.pop_front()
     }
 
-    /// When [`Input::Timeout`] is due: the queue timeout while connecting.
+    /// When [`Input::Timeout`] is due: the queue timeout while connecting, a collect's.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.phase, self.person_at) {
+        match (&self.phase, self.person_at) {
             (Phase::Connecting, Some(at)) => Some(at + self.settings.queue_timeout),
+            (Phase::Plan(PlanPhase::Collecting), _) => self.cursor.next_deadline(),
             _ => None,
         }
     }
@@ -175,8 +216,34 @@ impl FlowCore {
             Input::PlaybackFinished => match self.phase {
                 Phase::Playing(Prompt::Abandon) => self.finish(),
                 Phase::Playing(_) => self.idle(),
+                Phase::Plan(PlanPhase::Playing) => {
+                    let next = self.cursor.on_played();
+                    self.act(now, next);
+                }
+                Phase::Plan(PlanPhase::Prompting) => {
+                    self.phase = Phase::Plan(PlanPhase::Collecting);
+                    let next = self.cursor.on_prompt_done(now);
+                    self.act(now, next);
+                }
                 _ => {}
             },
+            Input::Dtmf(key) => {
+                if let Phase::Plan(PlanPhase::Prompting | PlanPhase::Collecting) = self.phase {
+                    if self.phase == Phase::Plan(PlanPhase::Prompting) {
+                        self.out.push_back(Output::StopPlayback);
+                        self.phase = Phase::Plan(PlanPhase::Collecting);
+                        self.cursor.on_prompt_done(now);
+                    }
+                    let next = self.cursor.on_key(key, now);
+                    self.act(now, next);
+                }
+            }
+            Input::Recorded => {
+                if self.phase == Phase::Plan(PlanPhase::Recording) {
+                    let next = self.cursor.on_recorded();
+                    self.act(now, next);
+                }
+            }
             Input::Bridge(b) => self.on_bridge(now, b),
             Input::CalleeEnded => {
                 if matches!(self.phase, Phase::Connecting | Phase::Bridged) {
@@ -190,19 +257,23 @@ impl FlowCore {
                 }
                 self.finish();
             }
-            Input::Timeout => {
-                if let Some(due) = self.poll_timeout() {
-                    if now >= due {
+            Input::Timeout => match self.poll_timeout() {
+                Some(due) if now >= due => {
+                    if self.phase == Phase::Connecting {
                         self.out.push_back(Output::StopBridge);
                         self.abandon();
+                    } else {
+                        let next = self.cursor.poll(now);
+                        self.act(now, next);
                     }
                 }
-            }
+                _ => {}
+            },
         }
     }
 
     fn on_amd(&mut self, now: Instant, event: AmdEvent) {
-        match (self.phase, event) {
+        match (&self.phase, event) {
             (Phase::Detecting, AmdEvent::HumanDetected { .. } | AmdEvent::Timeout { .. }) => {
                 self.person(now)
             }
@@ -227,7 +298,7 @@ impl FlowCore {
     }
 
     fn on_bridge(&mut self, now: Instant, input: BridgeInput) {
-        match (self.phase, input) {
+        match (&self.phase, input) {
             (Phase::Connecting, BridgeInput::Connected) => {
                 self.phase = Phase::Bridged;
                 self.record.queue_wait_ms = self
@@ -243,14 +314,65 @@ impl FlowCore {
     /// The person's branch.
     fn person(&mut self, now: Instant) {
         self.person_at = Some(now);
+        if !self.settings.steps.is_empty() {
+            let first = self.cursor.start();
+            self.act(now, first);
+        } else if self.settings.connect {
+            self.connect();
+        } else {
+            self.idle();
+        }
+    }
+
+    fn connect(&mut self) {
         if self.settings.connect {
             self.phase = Phase::Connecting;
             self.out.push_back(Output::StartBridge);
-        } else if self.settings.message {
-            self.record.message_played = true;
-            self.play(Prompt::Message);
         } else {
-            self.idle();
+            // Validation refuses a plan that connects without a target; hang up if one slips by.
+            self.finish();
+        }
+    }
+
+    /// Carries out the message plan's next action.
+    fn act(&mut self, now: Instant, action: Action) {
+        match action {
+            Action::Play(file) => {
+                self.record.message_played = true;
+                self.phase = Phase::Plan(PlanPhase::Playing);
+                self.out.push_back(Output::Play(Prompt::File(file)));
+            }
+            Action::Collect { prompt, .. } => match prompt {
+                Some(file) => {
+                    self.phase = Phase::Plan(PlanPhase::Prompting);
+                    self.out.push_back(Output::Play(Prompt::File(file)));
+                }
+                None => {
+                    self.phase = Phase::Plan(PlanPhase::Collecting);
+                    let next = self.cursor.on_prompt_done(now);
+                    self.act(now, next);
+                }
+            },
+            Action::Record {
+                max,
+                silence_end,
+                beep,
+            } => {
+                self.phase = Phase::Plan(PlanPhase::Recording);
+                self.out.push_back(Output::StartRecording {
+                    max,
+                    silence_end,
+                    beep,
+                });
+            }
+            Action::Connect => self.connect(),
+            Action::AddDncThenHangup => {
+                self.record.dnc_requested = true;
+                self.out.push_back(Output::AddDnc);
+                self.finish();
+            }
+            Action::Hangup => self.finish(),
+            Action::Wait => {}
         }
     }
 
@@ -264,7 +386,7 @@ impl FlowCore {
     }
 
     fn play(&mut self, prompt: Prompt) {
-        self.phase = Phase::Playing(prompt);
+        self.phase = Phase::Playing(prompt.clone());
         self.out.push_back(Output::Play(prompt));
     }
 
@@ -286,12 +408,15 @@ impl FlowCore {
 mod tests {
     use super::*;
     use crate::amd::{Cause, GreetingEnd};
+    use crate::flow::steps::{Collect, DigitAction, Play, Record};
 
     fn settings() -> FlowSettings {
         FlowSettings {
             send_dtmf: false,
             detect: true,
-            message: true,
+            steps: vec![Step::Play(Play {
+                file: "hello.wav".into(),
+            })],
             voicemail: true,
             abandon_message: true,
             machine_action: MachineAction::LeaveMessage,
@@ -328,7 +453,10 @@ mod tests {
         f.handle(t0, Input::Answered);
         assert_eq!(drain(&mut f), [Output::StartDetection]);
         f.handle(t0, human(900));
-        assert_eq!(drain(&mut f), [Output::Play(Prompt::Message)]);
+        assert_eq!(
+            drain(&mut f),
+            [Output::Play(Prompt::File("hello.wav".into()))]
+        );
         f.handle(t0, Input::PlaybackFinished);
         assert_eq!(drain(&mut f), [Output::HangUpCallee]);
         assert!(f.record().message_played);
@@ -394,6 +522,7 @@ mod tests {
         let t0 = Instant::now();
         let mut f = FlowCore::new(FlowSettings {
             connect: true,
+            steps: vec![],
             ..settings()
         });
         f.handle(t0, Input::Answered);
@@ -420,6 +549,7 @@ mod tests {
         let t0 = Instant::now();
         let mut f = FlowCore::new(FlowSettings {
             connect: true,
+            steps: vec![],
             detect: false,
             ..settings()
         });
@@ -448,6 +578,7 @@ mod tests {
         let t0 = Instant::now();
         let mut f = FlowCore::new(FlowSettings {
             connect: true,
+            steps: vec![],
             detect: false,
             abandon_message: false,
             ..settings()
@@ -464,6 +595,7 @@ mod tests {
         let t0 = Instant::now();
         let mut f = FlowCore::new(FlowSettings {
             connect: true,
+            steps: vec![],
             detect: false,
             ..settings()
         });
@@ -480,7 +612,7 @@ mod tests {
         let t0 = Instant::now();
         let mut f = FlowCore::new(FlowSettings {
             detect: false,
-            message: false,
+            steps: vec![],
             hang_up_when_idle: false,
             send_dtmf: true,
             ..settings()
@@ -490,5 +622,98 @@ mod tests {
         assert_eq!(f.phase(), Phase::Idle);
         f.handle(t0, Input::Stop);
         assert_eq!(drain(&mut f), [Output::HangUpCallee]);
+    }
+
+    fn menu() -> Vec<Step> {
+        vec![
+            Step::Collect(Collect {
+                prompt: Some("menu.wav".into()),
+                max_digits: 1,
+                timeout_secs: 5.0,
+                finish_on: None,
+                on: [
+                    ("1".to_string(), DigitAction::Connect),
+                    ("9".to_string(), DigitAction::Dnc),
+                ]
+                .into_iter()
+                .collect(),
+                otherwise: DigitAction::Next,
+            }),
+            Step::Record(Record {
+                max_secs: 10.0,
+                silence_end_secs: 2.0,
+                beep: true,
+            }),
+            Step::Hangup,
+        ]
+    }
+
+    #[test]
+    fn pressing_9_during_the_menu_prompt_stops_it_and_puts_the_number_on_dnc() {
+        let t0 = Instant::now();
+        let mut f = FlowCore::new(FlowSettings {
+            detect: false,
+            steps: menu(),
+            connect: true,
+            ..settings()
+        });
+        f.handle(t0, Input::Answered);
+        assert_eq!(
+            drain(&mut f),
+            [Output::Play(Prompt::File("menu.wav".into()))]
+        );
+        f.handle(t0 + Duration::from_secs(1), Input::Dtmf('9'));
+        assert_eq!(
+            drain(&mut f),
+            [Output::StopPlayback, Output::AddDnc, Output::HangUpCallee]
+        );
+        assert!(f.record().dnc_requested);
+        assert_eq!(f.digits(), "9");
+    }
+
+    #[test]
+    fn pressing_1_connects_to_the_target() {
+        let t0 = Instant::now();
+        let mut f = FlowCore::new(FlowSettings {
+            detect: false,
+            steps: menu(),
+            connect: true,
+            ..settings()
+        });
+        f.handle(t0, Input::Answered);
+        f.handle(t0, Input::PlaybackFinished);
+        drain(&mut f);
+        f.handle(t0 + Duration::from_secs(2), Input::Dtmf('1'));
+        assert_eq!(drain(&mut f), [Output::StartBridge]);
+        assert_eq!(f.phase(), Phase::Connecting);
+    }
+
+    #[test]
+    fn no_key_before_the_timeout_records_the_reply_then_hangs_up() {
+        let t0 = Instant::now();
+        let mut f = FlowCore::new(FlowSettings {
+            detect: false,
+            steps: menu(),
+            ..settings()
+        });
+        f.handle(t0, Input::Answered);
+        f.handle(t0 + Duration::from_secs(3), Input::PlaybackFinished);
+        drain(&mut f);
+        assert_eq!(f.poll_timeout(), Some(t0 + Duration::from_secs(8)));
+        f.handle(t0 + Duration::from_secs(8), Input::Timeout);
+        assert_eq!(
+            drain(&mut f),
+            [Output::StartRecording {
+                max: Duration::from_secs(10),
+                silence_end: Duration::from_secs(2),
+                beep: true
+            }]
+        );
+        // Keys during the recording are not menu choices.
+        f.handle(t0 + Duration::from_secs(9), Input::Dtmf('9'));
+        assert!(drain(&mut f).is_empty());
+        f.handle(t0 + Duration::from_secs(12), Input::Recorded);
+        assert_eq!(drain(&mut f), [Output::HangUpCallee]);
+        assert!(!f.record().dnc_requested);
     }
 }

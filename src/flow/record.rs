@@ -1,13 +1,83 @@
 //! The call's recording: received frames and (for outbound and stereo) sent frames written
-//! into a [`CallRecorder`], paired slot by slot.
+//! into a [`CallRecorder`], paired slot by slot; and the callee's reply to a message plan's
+//! `record` step ([`ReplyRequest`]), written to its own file until its time limit or until it
+//! has been silent long enough.
 //!
 //! It must not block the call: it drains both channels whether or not it has a recorder.
 
-use tokio::sync::mpsc;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::media::wav::RecordMode;
 
 use crate::media::session::AudioFrame;
 use crate::media::wav::CallRecorder;
 use crate::media::MediaError;
+
+/// A reply to record: received audio from now on into `path`, for at most `max`, ending early
+/// after `silence_end` without speech. `done` gets the recorded length in ms (or why not).
+#[derive(Debug)]
+pub struct ReplyRequest {
+    pub path: PathBuf,
+    pub max: Duration,
+    pub silence_end: Duration,
+    pub done: oneshot::Sender<Result<u64, MediaError>>,
+}
+
+/// A frame quieter than this (RMS of 16-bit samples, about −45 dBFS) counts as silence.
+const SILENCE_RMS: f64 = 180.0;
+
+/// A reply being written.
+struct Reply {
+    writer: CallRecorder,
+    frames: u64,
+    max_frames: u64,
+    silent_frames: u64,
+    silence_end_frames: u64,
+    done: oneshot::Sender<Result<u64, MediaError>>,
+}
+
+impl Reply {
+    fn start(req: ReplyRequest) -> Option<Reply> {
+        let frame = Duration::from_millis(crate::media::FRAME_MS);
+        match CallRecorder::create(&req.path, RecordMode::Inbound) {
+            Ok(writer) => Some(Reply {
+                writer,
+                frames: 0,
+                max_frames: (req.max.as_millis() / frame.as_millis()).max(1) as u64,
+                silent_frames: 0,
+                silence_end_frames: (req.silence_end.as_millis() / frame.as_millis()).max(1) as u64,
+                done: req.done,
+            }),
+            Err(e) => {
+                let _ = req.done.send(Err(e));
+                None
+            }
+        }
+    }
+
+    /// Writes one frame; `true` when the reply is over.
+    fn push(&mut self, samples: &[i16]) -> Result<bool, MediaError> {
+        self.writer.write_slot(Some(samples), None)?;
+        self.frames += 1;
+        let energy: f64 = samples.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        let rms = (energy / samples.len().max(1) as f64).sqrt();
+        if rms < SILENCE_RMS {
+            self.silent_frames += 1;
+        } else {
+            self.silent_frames = 0;
+        }
+        Ok(self.frames >= self.max_frames || self.silent_frames >= self.silence_end_frames)
+    }
+
+    fn finish(self) {
+        let ms = self.frames * crate::media::FRAME_MS;
+        let result = self.writer.finish().map(|()| ms);
+        let _ = self.done.send(result);
+    }
+}
 
 /// Writes the call's audio into the recorder: received frames and (for outbound and stereo)
 /// sent frames, paired slot by slot; a side that runs ahead alone (the other not started, or
@@ -16,16 +86,45 @@ pub async fn record_call(
     mut received: mpsc::Receiver<AudioFrame>,
     mut sent: mpsc::Receiver<Vec<i16>>,
     mut recorder: Option<CallRecorder>,
+    mut replies: mpsc::UnboundedReceiver<ReplyRequest>,
 ) -> Result<(), MediaError> {
     use std::collections::VecDeque;
     const AHEAD: usize = 3;
     let (mut rx, mut tx): (VecDeque<Vec<i16>>, VecDeque<Vec<i16>>) = Default::default();
     let (mut rx_open, mut tx_open) = (true, true);
     let mut result = Ok(());
+    let mut reply: Option<Reply> = None;
+    let mut replies_open = true;
     while rx_open || tx_open {
         tokio::select! {
+            req = replies.recv(), if replies_open => match req {
+                Some(req) => {
+                    if let Some(old) = reply.take() {
+                        old.finish();
+                    }
+                    reply = Reply::start(req);
+                }
+                None => replies_open = false,
+            },
             f = received.recv(), if rx_open => match f {
-                Some(f) => rx.push_back(f.samples),
+                Some(f) => {
+                    if let Some(r) = reply.as_mut() {
+                        match r.push(&f.samples) {
+                            Ok(false) => {}
+                            Ok(true) => {
+                                if let Some(r) = reply.take() {
+                                    r.finish();
+                                }
+                            }
+                            Err(e) => {
+                                if let Some(r) = reply.take() {
+                                    let _ = r.done.send(Err(e));
+                                }
+                            }
+                        }
+                    }
+                    rx.push_back(f.samples)
+                }
                 None => rx_open = false,
             },
             f = sent.recv(), if tx_open => match f {
@@ -47,6 +146,9 @@ pub async fn record_call(
             rx.clear();
             tx.clear();
         }
+    }
+    if let Some(r) = reply.take() {
+        r.finish();
     }
     match recorder {
         Some(r) if result.is_ok() => r.finish(),

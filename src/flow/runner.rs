@@ -6,15 +6,18 @@
 //! second copy of this script. It must not decide anything (the core does) nor touch the
 //! store (the caller records the [`FlowReport`]).
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::warn;
 
 use super::core::{BridgeInput, FlowCore, FlowRecord, FlowSettings, Input, Output, Prompt};
-use super::record::record_call;
+use super::record::{record_call, ReplyRequest};
+use super::steps::Step;
 use super::tap::AmdTap;
 use crate::amd::{Amd, AmdResult};
 use crate::bridge::{
@@ -46,8 +49,13 @@ pub struct FlowPlan {
     pub send_dtmf: Option<String>,
     /// Answering-machine detection; `None` treats whoever answers as a person.
     pub amd: Option<Amd>,
-    /// Played to a person when there is no bridge target.
-    pub message: Option<Arc<Vec<i16>>>,
+    /// The person's message plan (play, collect, record, connect, hang up); empty: connect to
+    /// the target when there is one, else nothing.
+    pub steps: Vec<Step>,
+    /// The audio of every file the plan names, by name (loaded before dialing).
+    pub prompts: HashMap<String, Arc<Vec<i16>>>,
+    /// Where a `record` step writes the callee's reply.
+    pub reply_to: Option<PathBuf>,
     /// Played after a machine's greeting (machine_action = leave_message).
     pub voicemail: Option<Arc<Vec<i16>>>,
     /// Played to a person no agent could take in time.
@@ -65,7 +73,9 @@ impl FlowPlan {
         FlowPlan {
             send_dtmf: None,
             amd: None,
-            message: None,
+            steps: Vec::new(),
+            prompts: HashMap::new(),
+            reply_to: None,
             voicemail: None,
             abandon_message: None,
             machine_action: MachineAction::Hangup,
@@ -84,6 +94,10 @@ pub struct FlowReport {
     pub amd: Option<AmdResult>,
     pub bridge: Option<BridgeReport>,
     pub flow: FlowRecord,
+    /// Digits the callee entered in the plan's collects, in order.
+    pub digits: String,
+    /// The callee's reply, when a `record` step wrote one.
+    pub reply: Option<PathBuf>,
     /// Why the recording is incomplete, when it is.
     pub recording_error: Option<String>,
 }
@@ -108,7 +122,7 @@ pub async fn run(
     let settings = FlowSettings {
         send_dtmf: plan.send_dtmf.is_some(),
         detect: plan.amd.is_some(),
-        message: plan.message.is_some(),
+        steps: plan.steps,
         voicemail: plan.voicemail.is_some(),
         abandon_message: plan.abandon_message.is_some(),
         machine_action: plan.machine_action,
@@ -129,7 +143,13 @@ pub async fn run(
         }
         None => (call.take_audio(), None),
     };
-    let recording = tokio::spawn(record_call(audio, call.take_sent_audio(), plan.recorder));
+    let (reply_tx, reply_rx) = mpsc::unbounded_channel();
+    let recording = tokio::spawn(record_call(
+        audio,
+        call.take_sent_audio(),
+        plan.recorder,
+        reply_rx,
+    ));
 
     let mut run = Run {
         core: FlowCore::new(settings),
@@ -142,7 +162,11 @@ pub async fn run(
         callee_number,
         max_duration,
         send_dtmf: plan.send_dtmf,
-        message: plan.message,
+        prompts: plan.prompts,
+        reply_to: plan.reply_to,
+        replies: reply_tx,
+        reply_done: None,
+        reply: None,
         voicemail: plan.voicemail,
         abandon_message: plan.abandon_message,
         connect: plan.connect,
@@ -175,6 +199,9 @@ pub async fn run(
                     if let Some(b) = run.bridge.as_mut() {
                         b.callee_event(&other);
                     }
+                    if let CallEvent::Dtmf(d) = other {
+                        run.feed(Input::Dtmf(d.digit), tap.as_ref()).await;
+                    }
                 }
                 None => break None,
             },
@@ -193,6 +220,15 @@ pub async fn run(
                     None => run.bridge_open = false,
                 }
             },
+            done = async { run.reply_done.as_mut()?.await.ok() }, if run.reply_done.is_some() => {
+                run.reply_done = None;
+                match done {
+                    Some(Ok(ms)) => tracing::info!(ms, "reply recorded"),
+                    Some(Err(e)) => warn!(error = %e, "reply not recorded"),
+                    None => {}
+                }
+                run.feed(Input::Recorded, tap.as_ref()).await;
+            }
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await },
                 if deadline.is_some() => run.feed(Input::Timeout, tap.as_ref()).await,
             changed = stop.changed(), if !stopping => {
@@ -204,6 +240,8 @@ pub async fn run(
         }
     };
     let flow = run.core.record();
+    let digits = run.core.digits().to_string();
+    let reply = run.reply.take();
     let bridge = match run.bridge.take() {
         Some(b) => Some(b.finish().await),
         None => None,
@@ -224,6 +262,8 @@ pub async fn run(
         amd,
         bridge,
         flow,
+        digits,
+        reply,
         recording_error,
     })
 }
@@ -241,7 +281,13 @@ struct Run {
     callee_number: String,
     max_duration: Duration,
     send_dtmf: Option<String>,
-    message: Option<Arc<Vec<i16>>>,
+    prompts: HashMap<String, Arc<Vec<i16>>>,
+    reply_to: Option<PathBuf>,
+    replies: mpsc::UnboundedSender<ReplyRequest>,
+    /// The reply recording in progress reports here.
+    reply_done: Option<oneshot::Receiver<Result<u64, crate::media::MediaError>>>,
+    /// The reply file, once a `record` step started one.
+    reply: Option<PathBuf>,
     voicemail: Option<Arc<Vec<i16>>>,
     abandon_message: Option<Arc<Vec<i16>>>,
     connect: Option<Connect>,
@@ -275,16 +321,48 @@ impl Run {
                 }
             }
             Output::Play(prompt) => {
-                let audio = match prompt {
-                    Prompt::Message => &self.message,
-                    Prompt::Voicemail => &self.voicemail,
-                    Prompt::Abandon => &self.abandon_message,
+                let audio = match &prompt {
+                    Prompt::File(name) => self.prompts.get(name),
+                    Prompt::Voicemail => self.voicemail.as_ref(),
+                    Prompt::Abandon => self.abandon_message.as_ref(),
                 };
                 match audio {
                     Some(samples) => self.call.play(samples.as_ref().clone()),
-                    None => self.pending.push(Input::PlaybackFinished),
+                    None => {
+                        warn!(?prompt, "nothing to play: skipped");
+                        self.pending.push(Input::PlaybackFinished);
+                    }
                 }
             }
+            Output::StopPlayback => self.call.clear_playback(),
+            Output::StartRecording {
+                max,
+                silence_end,
+                beep,
+            } => {
+                let Some(path) = self.reply_to.clone() else {
+                    warn!("record step without a place for the reply: skipped");
+                    self.pending.push(Input::Recorded);
+                    return;
+                };
+                if beep {
+                    self.call.play(beep_tone());
+                }
+                let (done, reply_done) = oneshot::channel();
+                let request = ReplyRequest {
+                    path: path.clone(),
+                    max,
+                    silence_end,
+                    done,
+                };
+                if self.replies.send(request).is_ok() {
+                    self.reply = Some(path);
+                    self.reply_done = Some(reply_done);
+                } else {
+                    self.pending.push(Input::Recorded);
+                }
+            }
+            Output::AddDnc => tracing::info!("callee asked to be put on the DNC list"),
             Output::StartBridge => {
                 let Some(connect) = &self.connect else {
                     self.pending.push(Input::Bridge(BridgeInput::Failed));
@@ -317,6 +395,17 @@ impl Run {
             Output::HangUpCallee => self.call.hangup(),
         }
     }
+}
+
+/// The beep before a recorded reply: 400 ms of 1 kHz at about −10 dBFS.
+fn beep_tone() -> Vec<i16> {
+    let rate = crate::media::SAMPLE_RATE as f32;
+    (0..(rate * 0.4) as usize)
+        .map(|n| {
+            let t = n as f32 / rate;
+            (10_000.0 * (2.0 * std::f32::consts::PI * 1000.0 * t).sin()) as i16
+        })
+        .collect()
 }
 
 async fn next_bridge_event(bridge: &mut Option<Box<dyn Bridge>>) -> Option<BridgeEvent> {
