@@ -30,9 +30,10 @@
 //! importer), block the runtime on file I/O, or log keys, tokens or request bodies.
 //!
 //! One file per group of routes: [`auth`], [`campaigns`], [`contacts`], [`import`],
-//! [`exports`], [`reports`], [`dnc`], [`schedules`]; [`error`] holds the one error shape
+//! [`exports`], [`reports`], [`dnc`], [`schedules`], [`agents`] (SIP agents and pools); [`error`] holds the one error shape
 //! and the extractors, [`openapi`] the document and the schemas of the model's words.
 
+pub mod agents;
 pub mod auth;
 pub mod campaigns;
 pub mod contacts;

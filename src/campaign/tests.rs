@@ -98,6 +98,7 @@ fn pace_run(
             candidates: &candidates,
             next_due_at: None,
             has_unfinished: true,
+            pool: None,
         };
         let tick = scheduler.tick(now, &view);
         for id in &tick.dials {
@@ -354,6 +355,7 @@ impl Sim {
             candidates: &candidates,
             next_due_at,
             has_unfinished: self.contacts.iter().any(|c| !c.status.is_final()),
+            pool: None,
         };
         let tick = self.scheduler.tick(now, &view);
         for &id in &tick.dials {

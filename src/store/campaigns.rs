@@ -18,7 +18,7 @@ use super::{
 };
 use crate::campaign::model::{
     AmdMode, Campaign, CampaignSettings, CampaignStatus, ContactStatus, ContactWindow, Interval,
-    IntervalUnit, MachineAction, Millis, RetryOn,
+    IntervalUnit, MachineAction, Millis, Pacing, RetryOn,
 };
 
 /// Contacts of a campaign per status.
@@ -95,11 +95,12 @@ const COLUMNS: &str = "id, account_id, status, name, description, connect_to, ai
     contact_window_end, amd_mode, machine_action, voicemail_message, play_message, max_retries, \
     retry_interval_value, retry_interval_unit, retry_on_busy, retry_on_no_answer, \
     retry_on_failed, retry_on_machine, completion_timeout_value, completion_timeout_unit, \
-    caller_id, billable_account, sip_profile, recording, default_country, created_at, \
+    caller_id, billable_account, sip_profile, recording, pacing, abandon_cap_pct, \
+    abandon_message, agent_ring_timeout_secs, queue_timeout_secs, default_country, created_at, \
     updated_at, started_at, finished_at";
 
-/// The settings columns in bind order ($1…$31).
-const SETTINGS_COLUMNS: [&str; 31] = [
+/// The settings columns in bind order ($1…$36).
+const SETTINGS_COLUMNS: [&str; 36] = [
     "name",
     "description",
     "connect_to",
@@ -131,6 +132,11 @@ const SETTINGS_COLUMNS: [&str; 31] = [
     "billable_account",
     "sip_profile",
     "recording",
+    "pacing",
+    "abandon_cap_pct",
+    "abandon_message",
+    "agent_ring_timeout_secs",
+    "queue_timeout_secs",
 ];
 
 fn settings_args(s: &CampaignSettings) -> Vec<Arg> {
@@ -170,6 +176,11 @@ fn settings_args(s: &CampaignSettings) -> Vec<Arg> {
         Arg::Text(s.billable_account.clone()),
         Arg::Text(s.sip_profile.clone()),
         Arg::I64(flag(s.recording)),
+        Arg::Text(s.pacing.as_str().into()),
+        Arg::F64(s.abandon_cap_pct),
+        Arg::OptText(s.abandon_message.clone()),
+        Arg::I64(s.agent_ring_timeout_secs),
+        Arg::I64(s.queue_timeout_secs),
     ]
 }
 
@@ -217,6 +228,11 @@ fn campaign_from(row: &AnyRow) -> Result<Campaign> {
         sip_profile: row.try_get("sip_profile")?,
         recording: get_flag(row, "recording")?,
         default_country: row.try_get("default_country")?,
+        pacing: get_word(row, "pacing", Pacing::parse)?,
+        abandon_cap_pct: row.try_get("abandon_cap_pct")?,
+        abandon_message: row.try_get("abandon_message")?,
+        agent_ring_timeout_secs: row.try_get("agent_ring_timeout_secs")?,
+        queue_timeout_secs: row.try_get("queue_timeout_secs")?,
     };
     Ok(Campaign {
         id: row.try_get("id")?,
