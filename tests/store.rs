@@ -2054,6 +2054,35 @@ async fn abandons_count_people_over_the_rolling_30_days(db: &TestDb) {
     assert_eq!(stats.queued, 5);
     assert!((stats.average_queue_wait_ms() - 1_380.0).abs() < 1e-9);
 
+    // People waiting for an agent are the on_hold contacts.
+    let waiting = s
+        .create_contact(id, &contact("+12025550199", "W"), NOW)
+        .await
+        .unwrap();
+    s.claim_contact(waiting.id, &[ContactStatus::Pending], NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.count_in_status(id, ContactStatus::OnHold).await.unwrap(),
+        0
+    );
+    s.transition_contact(
+        waiting.id,
+        &[ContactStatus::Dialing],
+        &ContactTransition {
+            status: ContactStatus::OnHold,
+            next_attempt_at: None,
+            last_outcome: None,
+        },
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.count_in_status(id, ContactStatus::OnHold).await.unwrap(),
+        1
+    );
+
     // The pacer's rates over the last 3 days: 5 attempts, 4 answered, 3 people.
     let rates = s.pacing_stats(id, NOW - 3 * DAY).await.unwrap();
     assert_eq!((rates.attempts, rates.answered, rates.people), (5, 4, 3));

@@ -342,9 +342,9 @@ impl Engine {
 
     /// The pacer's view of the campaign's agent pool, when `connect_to` names one (a
     /// pool that does not exist, or is empty, has no free agent: nothing is dialed).
-    /// Calls in flight are the campaign's live calls less the pool's busy agents (a pool
-    /// shared by several campaigns is counted as if each had it alone); people waiting
-    /// for an agent are counted in flight.
+    /// People waiting are the campaign's `on_hold` contacts; calls in flight are its live
+    /// calls less the pool's busy agents and the people waiting (a pool shared by several
+    /// campaigns is counted as if each had it alone).
     async fn pool_view(
         &self,
         campaign: &Campaign,
@@ -383,10 +383,17 @@ impl Engine {
             .pacing_stats(campaign.id, now - RATE_WINDOW_MS)
             .await?;
         let window = self.store.abandon_counts_30d(campaign.id, now).await?;
+        let waiting = self
+            .store
+            .count_in_status(campaign.id, ContactStatus::OnHold)
+            .await?
+            .clamp(0, i64::from(u32::MAX)) as u32;
         Ok(Some(PacingInput {
             agents: counts,
-            in_flight: live_calls.saturating_sub(counts.busy),
-            waiting: 0,
+            in_flight: live_calls
+                .saturating_sub(counts.busy)
+                .saturating_sub(waiting),
+            waiting,
             rates: MeasuredRates {
                 attempts: stats.attempts.max(0) as u64,
                 people: stats.people.max(0) as u64,
