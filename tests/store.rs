@@ -1959,6 +1959,44 @@ async fn agent_lease_is_exclusive_and_release_starts_wrap_up(db: &TestDb) {
             .await,
         Err(StoreError::NotFound(_))
     ));
+    // A given agent: taken only when free (the queue core's Ring → lease).
+    let c = s
+        .create_agent(Some(acme), &sip_agent("d", AgentState::Available, 0), NOW)
+        .await
+        .unwrap();
+    let lease = s
+        .try_lease_agent(c.id, "n1", NOW + 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((lease.agent.id, lease.idle_ms), (c.id, 60_000));
+    assert_eq!(
+        s.try_lease_agent(c.id, "n2", NOW + 60_001).await.unwrap(),
+        None
+    );
+    assert_eq!(s.try_lease_agent(paused.id, "n2", NOW).await.unwrap(), None);
+    // Leases older than any call are given back; so are a dead node's.
+    assert_eq!(
+        s.release_stale_agents(NOW + 60_000, NOW + 70_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.release_stale_agents(NOW + 60_001, NOW + 70_000)
+            .await
+            .unwrap(),
+        1
+    );
+    s.try_lease_agent(c.id, "n3", NOW + 80_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.release_node_agents("n3", NOW + 90_000).await.unwrap(), 1);
+    assert_eq!(
+        s.get_agent(Some(acme), c.id).await.unwrap().spec.state,
+        AgentState::Available
+    );
     // A campaign whose connect_to is a URI has no pool.
     let uri = pool_campaign(s, acme, "sip:desk@pbx").await;
     assert_eq!(s.campaign_pool(uri).await.unwrap(), None);

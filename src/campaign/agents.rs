@@ -16,8 +16,25 @@
 //!   not answer is skipped for that caller.
 //!
 //! What it must not do: read a clock, sleep, touch the store or a socket. The driver (the
-//! call flow) rings agents, takes them in the store atomically (`Store::lease_agent`) so
-//! two nodes never give one agent two callers, and calls back with what happened.
+//! call flow) rings agents, takes them in the store atomically so two nodes never give one
+//! agent two callers, and calls back with what happened:
+//!
+//! 1. `Pool::new(agents)` from `Store::campaign_pool` (`Agent::pool_agent` each), and
+//!    `CallerQueue::new(greeting_at, queue_timeout_ms, agent_ring_timeout_ms)`;
+//! 2. drain `poll_output(now, &mut pool)`: on `Ring(id)` take the agent with
+//!    `Store::try_lease_agent(id, node, now)` — `None` (another node has it): feed
+//!    `AgentBusy(id)` — and send the INVITE; on `CancelRing(id)` CANCEL it and
+//!    `Store::release_agent(id, NotConnected)`; on `Connect` bridge; on `Abandon` play the
+//!    abandon message; on `WaitUntil(t)` sleep until `t` or the next leg event;
+//! 3. feed the agent leg's answer / 486 / 603 / timeout with `handle_input` (release a
+//!    failed agent with `NotConnected`), and `CallerHungUp` when the person leaves;
+//! 4. after the bridge, `Store::release_agent(id, Talked { ended_at, talk_ms })` (wrap-up
+//!    starts) and `Store::update_attempt_bridge` (or `AttemptRecord::bridge`) with the
+//!    leg's times, `queue_wait_ms`, `agent_idle_ms` (from the lease) and `abandoned`
+//!    ([`counts_as_abandoned`]).
+//!
+//! `Store::lease_agent(campaign, node, skip, now)` does the pick and the lease in one call,
+//! for a driver that does not keep a `Pool`.
 
 use serde::{Deserialize, Serialize};
 

@@ -525,39 +525,61 @@ impl Store {
         let Some((_, agents)) = self.campaign_pool(campaign_id).await? else {
             return Ok(None);
         };
-        let mut pool = Pool::new(agents.iter().map(Agent::pool_agent).collect());
+        let pool = Pool::new(agents.iter().map(Agent::pool_agent).collect());
         let mut tried: Vec<AgentId> = skip.to_vec();
         while let Some(id) = pool.pick(now, &tried) {
             tried.push(id);
-            let done = sqlx::query(
-                "UPDATE sip_agents SET state = 'busy', state_since = $2, lease_node = $3, \
-                 leased_at = $2, updated_at = $2 \
-                 WHERE id = $1 AND state = 'available' \
-                 AND (last_call_end_at IS NULL OR last_call_end_at + wrap_up_secs * 1000 <= $2)",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(node.to_string())
-            .execute(&self.pool)
-            .await?;
-            if done.rows_affected() == 1 {
-                let Some(before) = agents.iter().find(|a| a.id == id) else {
-                    continue;
-                };
-                let free_since = before.pool_agent().idle_since.unwrap_or(now).max(
-                    before
-                        .last_call_end_at
-                        .map_or(Millis::MIN, |end| end + before.spec.wrap_up_secs * 1000),
-                );
-                let agent = self.get_agent(before.account_id, id).await?;
-                return Ok(Some(AgentLease {
-                    agent,
-                    idle_ms: now.saturating_sub(free_since).max(0),
-                }));
+            if let Some(lease) = self.try_lease_agent(id, node, now).await? {
+                return Ok(Some(lease));
             }
-            pool.ringing(id); // someone else has it: not free any more here either
         }
         Ok(None)
+    }
+
+    /// Marks this agent busy for `node` if it is available and out of its wrap-up at
+    /// `now` (a compare-and-set); `None` when it is not (another node took it, an admin
+    /// paused it, it is wrapping up). For a driver of
+    /// [`CallerQueue`](crate::campaign::agents::CallerQueue): on `Ring(id)` lease `id`; on
+    /// `None` feed
+    /// `AgentBusy(id)`.
+    pub async fn try_lease_agent(
+        &self,
+        agent_id: AgentId,
+        node: &str,
+        now: Millis,
+    ) -> Result<Option<AgentLease>> {
+        let before = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM sip_agents WHERE id = $1"
+        )))
+        .bind(agent_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(before) = before.as_ref().map(agent_from).transpose()? else {
+            return Ok(None);
+        };
+        let done = sqlx::query(
+            "UPDATE sip_agents SET state = 'busy', state_since = $2, lease_node = $3, \
+             leased_at = $2, updated_at = $2 \
+             WHERE id = $1 AND state = 'available' \
+             AND (last_call_end_at IS NULL OR last_call_end_at + wrap_up_secs * 1000 <= $2)",
+        )
+        .bind(agent_id)
+        .bind(now)
+        .bind(node.to_string())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let wrap_end = before.last_call_end_at.map_or(Millis::MIN, |end| {
+            end.saturating_add(before.spec.wrap_up_secs * 1000)
+        });
+        let free_since = before.idle_since.unwrap_or(now).max(wrap_end);
+        let agent = self.get_agent(before.account_id, agent_id).await?;
+        Ok(Some(AgentLease {
+            agent,
+            idle_ms: now.saturating_sub(free_since).max(0),
+        }))
     }
 
     /// Gives a leased agent back. It becomes available again only if it is still busy
@@ -597,6 +619,21 @@ impl Store {
             return Err(StoreError::NotFound(format!("agent {agent_id}")));
         }
         Ok(())
+    }
+
+    /// Agents held busy since before `leased_before` (longer than any call lasts: their
+    /// node died mid-call) become available again. Returns how many.
+    pub async fn release_stale_agents(&self, leased_before: Millis, now: Millis) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE sip_agents SET state = 'available', state_since = $2, idle_since = $2, \
+             lease_node = NULL, leased_at = NULL, updated_at = $2 \
+             WHERE state = 'busy' AND leased_at IS NOT NULL AND leased_at < $1",
+        )
+        .bind(leased_before)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Agents still held busy by `node` (after a crash of that node: release them).
