@@ -540,8 +540,7 @@ impl Store {
     /// `now` (a compare-and-set); `None` when it is not (another node took it, an admin
     /// paused it, it is wrapping up). For a driver of
     /// [`CallerQueue`](crate::campaign::agents::CallerQueue): on `Ring(id)` lease `id`; on
-    /// `None` feed
-    /// `AgentBusy(id)`.
+    /// `None` feed `AgentBusy(id)`.
     pub async fn try_lease_agent(
         &self,
         agent_id: AgentId,
