@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outdial::api::{AppState, Clock};
-use outdial::campaign::model::ContactStatus;
-use outdial::store::{AttemptRecord, ContactTransition, Store};
+use outdial::campaign::model::{ContactStatus, EndedBy};
+use outdial::store::{AttemptRecord, BridgeRecord, ContactTransition, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
@@ -330,6 +330,8 @@ on_both!(
     message_plans_and_media_files,
     media_files_belong_to_their_account,
     attempt_recordings_stream_to_their_account,
+    sip_agents_pools_and_states,
+    predictive_campaigns_and_the_abandon_report,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1748,6 +1750,320 @@ async fn request_errors(db: Db) {
     s.stop().await;
 }
 
+async fn sip_agents_pools_and_states(db: Db) {
+    let s = Server::start(db).await;
+    // Create: defaults, normalised state word, validation naming the field.
+    let (status, alice) = s
+        .post(
+            "/v1/agents/sip",
+            json!({"name": "alice", "target": "sip:alice@127.0.0.1:5070", "state": "ready", "wrap_up_secs": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{alice}");
+    assert_eq!(alice["state"], "available");
+    assert_eq!(alice["free"], true);
+    assert_eq!(alice["wrap_up_secs"], 5);
+    let alice_id = alice["id"].as_i64().unwrap();
+    let (status, bob) = s
+        .post(
+            "/v1/agents/sip",
+            json!({"name": "bob", "target": "+12025550150", "profile": "carrier-a"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bob}");
+    assert_eq!(bob["state"], "offline");
+    let bob_id = bob["id"].as_i64().unwrap();
+    for (body, field) in [
+        (json!({"target": "sip:x@y"}), "name"),
+        (json!({"name": "x"}), "target"),
+        (json!({"name": "x", "target": "+12025550151"}), "profile"),
+        (json!({"name": "x", "target": "somewhere"}), "target"),
+        (
+            json!({"name": "x", "target": "sip:x@y", "wrap_up_secs": -3}),
+            "wrap_up_secs",
+        ),
+        (
+            json!({"name": "x", "target": "sip:x@y", "state": "asleep"}),
+            "state",
+        ),
+    ] {
+        let (status, err) = s.post("/v1/agents/sip", body.clone()).await;
+        assert_field(status, &err, field);
+    }
+    let (status, err) = s
+        .post(
+            "/v1/agents/sip",
+            json!({"name": "alice", "target": "sip:a@b"}),
+        )
+        .await;
+    assert_error(status, &err, StatusCode::CONFLICT, "conflict");
+
+    // State through POST …/state and through PATCH.
+    let (status, paused) = s
+        .post(
+            &format!("/v1/agents/sip/{alice_id}/state"),
+            json!({"state": "paused"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert_eq!(
+        (paused["state"].as_str(), paused["free"].as_bool()),
+        (Some("paused"), Some(false))
+    );
+    let (status, err) = s
+        .post(
+            &format!("/v1/agents/sip/{alice_id}/state"),
+            json!({"state": "sleeping"}),
+        )
+        .await;
+    assert_field(status, &err, "state");
+    let (status, patched) = s
+        .patch(
+            &format!("/v1/agents/sip/{bob_id}"),
+            json!({"state": "available", "wrap_up_secs": 10}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(
+        (patched["state"].as_str(), patched["wrap_up_secs"].as_i64()),
+        (Some("available"), Some(10))
+    );
+    assert_eq!(patched["target"], "+12025550150");
+    let (status, err) = s
+        .patch(&format!("/v1/agents/sip/{bob_id}"), json!({"profile": ""}))
+        .await;
+    assert_field(status, &err, "profile");
+    let (_, list) = s.get("/v1/agents/sip?state=available").await;
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["name"], "bob");
+    let (_, all) = s.get("/v1/agents/sip").await;
+    assert_eq!(all["total"], 2);
+
+    // Pools: ordered, counts of what the agents can do.
+    let (status, pool) = s
+        .post(
+            "/v1/agents/pools",
+            json!({"name": "sales", "agent_ids": [bob_id, alice_id]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{pool}");
+    assert_eq!(pool["agent_ids"], json!([bob_id, alice_id]));
+    assert_eq!(
+        pool["agents"],
+        json!({"free": 1, "wrap_up": 0, "busy": 0, "away": 1})
+    );
+    let pool_id = pool["id"].as_i64().unwrap();
+    let (status, err) = s
+        .post(
+            "/v1/agents/pools",
+            json!({"name": "ghosts", "agent_ids": [424242]}),
+        )
+        .await;
+    assert_field(status, &err, "agent_ids");
+    let (status, err) = s.post("/v1/agents/pools", json!({"agent_ids": []})).await;
+    assert_field(status, &err, "name");
+    let (status, err) = s.post("/v1/agents/pools", json!({"name": "sales"})).await;
+    assert_error(status, &err, StatusCode::CONFLICT, "conflict");
+    let (status, renamed) = s
+        .patch(
+            &format!("/v1/agents/pools/{pool_id}"),
+            json!({"name": "closers", "agent_ids": [alice_id]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(
+        (renamed["name"].as_str(), renamed["agent_ids"].clone()),
+        (Some("closers"), json!([alice_id]))
+    );
+    let (_, pools) = s.get("/v1/agents/pools").await;
+    assert_eq!(pools.as_array().unwrap().len(), 1);
+
+    // Another account sees none of it.
+    let now = s.state.now();
+    let other = s.store.create_account("other", "Other", now).await.unwrap();
+    let other_key = s
+        .store
+        .create_api_key(other.id, "t", now)
+        .await
+        .unwrap()
+        .secret;
+    let as_other = |path: &str| s.client.get(s.url(path)).bearer_auth(&other_key).send();
+    let (status, _) = read(
+        as_other(&format!("/v1/agents/sip/{alice_id}"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, theirs) = read(as_other("/v1/agents/sip").await.unwrap()).await;
+    assert_eq!(theirs["total"], 0);
+    let (status, _) = read(
+        as_other(&format!("/v1/agents/pools/{pool_id}"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Delete: the agent leaves its pool.
+    let (status, _) = s.delete(&format!("/v1/agents/sip/{alice_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, pool) = s.get(&format!("/v1/agents/pools/{pool_id}")).await;
+    assert_eq!(pool["agent_ids"], json!([]));
+    let (status, _) = s.delete(&format!("/v1/agents/pools/{pool_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s.get(&format!("/v1/agents/pools/{pool_id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+async fn predictive_campaigns_and_the_abandon_report(db: Db) {
+    let s = Server::start(db).await;
+    // Defaults.
+    let (status, plain) = s.post("/v1/campaigns", json!({"name": "plain"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{plain}");
+    assert_eq!(plain["pacing"], "progressive");
+    assert_eq!(plain["abandon_cap_pct"], 3.0);
+    assert_eq!(plain["agent_ring_timeout_secs"], 15);
+    assert_eq!(plain["queue_timeout_secs"], 2);
+    assert_eq!(plain["abandon_message"], Value::Null);
+    // Predictive needs a pool of the account and an abandon message; the cap is 0–3 %.
+    let predictive = json!({
+        "name": "predictive",
+        "pacing": "predictive",
+        "connect_to": "sales",
+        "abandon_message": "sorry.wav",
+        "abandon_cap_pct": 2.5,
+        "agent_ring_timeout": "20s",
+        "queue_timeout_secs": 3,
+    });
+    let (status, err) = s.post("/v1/campaigns", predictive.clone()).await;
+    assert_field(status, &err, "connect_to");
+    let (_, agent) = s
+        .post(
+            "/v1/agents/sip",
+            json!({"name": "a1", "target": "sip:a1@127.0.0.1", "state": "available"}),
+        )
+        .await;
+    let (status, _) = s
+        .post(
+            "/v1/agents/pools",
+            json!({"name": "sales", "agent_ids": [agent["id"]]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (change, field) in [
+        (json!({"abandon_message": null}), "abandon_message"),
+        (json!({"abandon_message": "sorry.mp3"}), "abandon_message"),
+        (
+            json!({"abandon_message": "../etc/x.wav"}),
+            "abandon_message",
+        ),
+        (json!({"abandon_cap_pct": 5.0}), "abandon_cap_pct"),
+        (json!({"agent_ring_timeout": 0}), "agent_ring_timeout_secs"),
+        (json!({"queue_timeout_secs": 0}), "queue_timeout_secs"),
+        (json!({"pacing": "psychic"}), "pacing"),
+        (json!({"connect_to": "sip:desk@pbx"}), "connect_to"),
+    ] {
+        let mut body = predictive.clone();
+        for (k, v) in change.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, err) = s.post("/v1/campaigns", body).await;
+        assert_field(status, &err, field);
+    }
+    let (status, created) = s.post("/v1/campaigns", predictive.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["pacing"], "predictive");
+    assert_eq!(created["abandon_cap_pct"], 2.5);
+    assert_eq!(created["abandon_message"], "sorry.wav");
+    assert_eq!(created["agent_ring_timeout_secs"], 20);
+    assert_eq!(created["queue_timeout_secs"], 3);
+    let id = created["id"].as_i64().unwrap();
+    let (status, patched) = s
+        .patch(
+            &format!("/v1/campaigns/{id}"),
+            json!({"pacing": "progressive", "abandon_cap_pct": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(
+        (
+            patched["pacing"].as_str(),
+            patched["abandon_cap_pct"].as_f64()
+        ),
+        (Some("progressive"), Some(1.0))
+    );
+
+    // The report: abandon rate (people only), occupancy, average queue wait; attempts
+    // carry the agent leg.
+    let now = s.state.now();
+    let record =
+        |answered_by: Option<&str>, abandoned: bool, talk: Option<i64>, wait: i64| AttemptRecord {
+            campaign_id: Some(id),
+            started_at: now - 60_000,
+            outcome: "answered".into(),
+            answered_by: answered_by.map(str::to_string),
+            bridge: BridgeRecord {
+                agent_id: talk.map(|_| agent["id"].as_i64().unwrap()),
+                agent_name: talk.map(|_| "a1".to_string()),
+                agent_call_id: talk.map(|_| "agent-leg@outdial".to_string()),
+                talk_ms: talk,
+                agent_idle_ms: talk.map(|t| t / 3),
+                ended_by: talk.map(|_| EndedBy::Callee),
+                queue_wait_ms: Some(wait),
+                abandoned,
+                ..BridgeRecord::default()
+            },
+            ..AttemptRecord::default()
+        };
+    for r in [
+        record(Some("human"), false, Some(60_000), 400),
+        record(Some("human"), false, Some(30_000), 800),
+        record(Some("human"), true, None, 2_000),
+        record(None, false, Some(30_000), 600),
+        record(Some("machine_end_beep"), true, None, 2_000),
+    ] {
+        s.store.insert_attempt(&r).await.unwrap();
+    }
+    let (status, report) = s.get(&format!("/v1/campaigns/{id}/report")).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let ab = &report["abandons"];
+    assert_eq!(
+        (ab["people_answered"].as_i64(), ab["abandoned"].as_i64()),
+        (Some(4), Some(1))
+    );
+    assert_eq!(ab["rate_pct"], 25.0);
+    assert_eq!(
+        (
+            ab["people_answered_30d"].as_i64(),
+            ab["abandoned_30d"].as_i64()
+        ),
+        (Some(4), Some(1))
+    );
+    assert_eq!(ab["cap_pct"], 1.0);
+    assert_eq!(report["bridged"], 3);
+    assert_eq!(report["agent_talk_secs"], 120.0);
+    assert!(
+        (report["agent_occupancy"].as_f64().unwrap() - 0.75).abs() < 1e-9,
+        "{report}"
+    );
+    assert!((report["average_queue_wait_ms"].as_f64().unwrap() - 1_160.0).abs() < 1e-9);
+    let (_, attempts) = s
+        .get(&format!("/v1/campaigns/{id}/attempts?limit=10"))
+        .await;
+    let items = attempts["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    assert!(items
+        .iter()
+        .any(|a| a["agent_call_id"] == "agent-leg@outdial"
+            && a["ended_by"] == "callee"
+            && a["agent_name"] == "a1"
+            && a["talk_ms"] == 60_000));
+    assert_eq!(items.iter().filter(|a| a["abandoned"] == true).count(), 2);
+    s.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // The OpenAPI document, validated by an independent validator.
 
@@ -1768,6 +2084,8 @@ async fn openapi_document_is_valid() {
         "/v1/media",
         "/v1/media/{name}",
         "/v1/attempts/{id}/recording",
+        "/v1/agents/sip/{id}/state",
+        "/v1/agents/pools/{id}",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }

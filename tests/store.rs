@@ -8,14 +8,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use outdial::campaign::agents::AgentSpec;
 use outdial::campaign::model::{
-    AmdMode, BusinessHoursSpec, CampaignSettings, CampaignStatus, ContactStatus, ContactWindow,
-    Interval, IntervalUnit, MachineAction, OpenHours, RetryOn,
+    AgentState, AmdMode, BusinessHoursSpec, CampaignSettings, CampaignStatus, ContactStatus,
+    ContactWindow, EndedBy, Interval, IntervalUnit, MachineAction, OpenHours, Pacing, RetryOn,
 };
 use outdial::store::{
-    AttemptFilter, AttemptRecord, CampaignFilter, ContactFilter, ContactTransition, EventFilter,
-    ExportFormat, ExportScope, ExportStatus, ExportUpdate, NewContact, NewExport, Page, Store,
-    StoreError,
+    AgentRelease, AttemptFilter, AttemptRecord, BridgeRecord, CampaignFilter, ContactFilter,
+    ContactTransition, EventFilter, ExportFormat, ExportScope, ExportStatus, ExportUpdate,
+    NewContact, NewExport, Page, Store, StoreError,
 };
 use sqlx::Connection;
 
@@ -155,6 +156,9 @@ both!(
     api_keys_and_sessions,
     bulk_insert_dedupes,
     events_append_and_page,
+    agents_and_pools_are_per_account,
+    agent_lease_is_exclusive_and_release_starts_wrap_up,
+    abandons_count_people_over_the_rolling_30_days,
 );
 
 fn settings(name: &str) -> CampaignSettings {
@@ -256,6 +260,11 @@ async fn campaign_round_trip(db: &TestDb) {
         sip_profile: "carrier-a".into(),
         recording: true,
         default_country: "DE".into(),
+        pacing: Pacing::Predictive,
+        abandon_cap_pct: 2.5,
+        abandon_message: Some("sorry.wav".into()),
+        agent_ring_timeout_secs: 20,
+        queue_timeout_secs: 3,
     };
     let created = s
         .create_campaign(Some(account.id), &full, CampaignStatus::New, NOW)
@@ -1048,6 +1057,20 @@ fn full_record(campaign_id: i64, contact_id: i64) -> AttemptRecord {
         dtmf: "12#".into(),
         digits: "1".into(),
         recording: Some("recordings/a84b4c76e66710-reply.wav".into()),
+        bridge: BridgeRecord {
+            agent_call_id: Some("b2b-leg-7@outdial".into()),
+            agent_id: Some(7),
+            agent_name: Some("alice".into()),
+            agent_ring_at: Some(NOW + 9_000),
+            agent_answer_at: Some(NOW + 9_800),
+            bridge_start_at: Some(NOW + 9_850),
+            bridge_end_at: Some(NOW + 24_850),
+            talk_ms: Some(15_000),
+            ended_by: Some(EndedBy::Agent),
+            queue_wait_ms: Some(1_450),
+            agent_idle_ms: Some(42_000),
+            abandoned: false,
+        },
     }
 }
 
@@ -1682,4 +1705,466 @@ async fn events_append_and_page(db: &TestDb) {
         s.list_events(&EventFilter::default()).await.unwrap().len(),
         6
     );
+}
+
+fn sip_agent(name: &str, state: AgentState, wrap_up_secs: i64) -> AgentSpec {
+    AgentSpec {
+        name: name.into(),
+        target: format!("sip:{name}@127.0.0.1:5070"),
+        profile: String::new(),
+        state,
+        wrap_up_secs,
+    }
+}
+
+async fn agents_and_pools_are_per_account(db: &TestDb) {
+    let s = &db.store;
+    let acme = s.create_account("acme", "Acme", NOW).await.unwrap().id;
+    let other = s.create_account("other", "Other", NOW).await.unwrap().id;
+    let alice = s
+        .create_agent(
+            Some(acme),
+            &sip_agent("alice", AgentState::Available, 10),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(alice.spec.state, AgentState::Available);
+    assert_eq!((alice.state_since, alice.idle_since), (NOW, Some(NOW)));
+    let bob = s
+        .create_agent(
+            Some(acme),
+            &AgentSpec {
+                target: "+12025550150".into(),
+                profile: "carrier-a".into(),
+                ..sip_agent("bob", AgentState::Offline, 0)
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bob.idle_since, None);
+    // Same name in the same account: conflict; in another account: fine.
+    assert!(matches!(
+        s.create_agent(Some(acme), &sip_agent("alice", AgentState::Paused, 0), NOW)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let carol = s
+        .create_agent(Some(other), &sip_agent("alice", AgentState::Paused, 0), NOW)
+        .await
+        .unwrap();
+    // Invalid: a number without a profile names the field.
+    match s
+        .create_agent(
+            Some(acme),
+            &AgentSpec {
+                target: "+12025550151".into(),
+                ..sip_agent("dave", AgentState::Offline, 0)
+            },
+            NOW,
+        )
+        .await
+    {
+        Err(StoreError::Invalid(m)) => assert!(m.starts_with("profile:"), "{m}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    // Scoping: another account's agent is not found.
+    assert!(matches!(
+        s.get_agent(Some(other), alice.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let page = s
+        .list_agents(Some(acme), None, Page::default())
+        .await
+        .unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(page.items[0].spec.name, "alice");
+    let avail = s
+        .list_agents(Some(acme), Some(AgentState::Available), Page::default())
+        .await
+        .unwrap();
+    assert_eq!(avail.total, 1);
+    // State changes move state_since and the idle clock.
+    let paused = s
+        .set_agent_state(Some(acme), alice.id, AgentState::Paused, NOW + 1_000)
+        .await
+        .unwrap();
+    assert_eq!((paused.state_since, paused.idle_since), (NOW + 1_000, None));
+    let back = s
+        .set_agent_state(Some(acme), alice.id, AgentState::Available, NOW + 2_000)
+        .await
+        .unwrap();
+    assert_eq!(back.idle_since, Some(NOW + 2_000));
+
+    // Pools: ordered members of the account only.
+    let pool = s
+        .create_pool(Some(acme), "sales", &[bob.id, alice.id], NOW)
+        .await
+        .unwrap();
+    assert_eq!(pool.agent_ids, vec![bob.id, alice.id]);
+    match s
+        .create_pool(Some(acme), "mixed", &[alice.id, carol.id], NOW)
+        .await
+    {
+        Err(StoreError::Invalid(m)) => assert!(m.starts_with("agent_ids:"), "{m}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert!(matches!(
+        s.create_pool(Some(acme), "sales", &[], NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.create_pool(Some(acme), "42", &[], NOW).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let renamed = s
+        .update_pool(
+            Some(acme),
+            pool.id,
+            Some("closers"),
+            Some(&[alice.id]),
+            NOW + 5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.agent_ids.clone()),
+        ("closers", vec![alice.id])
+    );
+    assert_eq!(
+        s.pool_by_name(Some(acme), "closers")
+            .await
+            .unwrap()
+            .map(|p| p.id),
+        Some(pool.id)
+    );
+    assert_eq!(s.pool_by_name(Some(other), "closers").await.unwrap(), None);
+    assert_eq!(s.list_pools(Some(acme)).await.unwrap().len(), 1);
+    // Deleting an agent takes it out of its pools.
+    s.delete_agent(Some(acme), alice.id).await.unwrap();
+    assert!(s
+        .get_pool(Some(acme), pool.id)
+        .await
+        .unwrap()
+        .agent_ids
+        .is_empty());
+    s.delete_pool(Some(acme), pool.id).await.unwrap();
+    assert!(matches!(
+        s.get_pool(Some(acme), pool.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn pool_campaign(s: &Store, account: i64, pool: &str) -> i64 {
+    s.create_campaign(
+        Some(account),
+        &CampaignSettings {
+            connect_to: pool.into(),
+            ..settings("queue")
+        },
+        CampaignStatus::New,
+        NOW,
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+async fn agent_lease_is_exclusive_and_release_starts_wrap_up(db: &TestDb) {
+    let s = &db.store;
+    let acme = s.create_account("acme", "Acme", NOW).await.unwrap().id;
+    let a = s
+        .create_agent(
+            Some(acme),
+            &sip_agent("a", AgentState::Available, 10),
+            NOW - 50_000,
+        )
+        .await
+        .unwrap();
+    let b = s
+        .create_agent(
+            Some(acme),
+            &sip_agent("b", AgentState::Available, 10),
+            NOW - 90_000,
+        )
+        .await
+        .unwrap();
+    let paused = s
+        .create_agent(Some(acme), &sip_agent("c", AgentState::Paused, 0), NOW)
+        .await
+        .unwrap();
+    s.create_pool(Some(acme), "sales", &[a.id, b.id, paused.id], NOW)
+        .await
+        .unwrap();
+    let campaign = pool_campaign(s, acme, "sales").await;
+    let (pool, agents) = s.campaign_pool(campaign).await.unwrap().unwrap();
+    assert_eq!(pool.name, "sales");
+    assert_eq!(agents.len(), 3);
+
+    // The longest idle (b, free since NOW - 90 s) first, with its idle time.
+    let first = s
+        .lease_agent(campaign, "node-1", &[], NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.agent.id, first.idle_ms), (b.id, 90_000));
+    assert_eq!(first.agent.spec.state, AgentState::Busy);
+    assert_eq!(first.agent.lease_node.as_deref(), Some("node-1"));
+    // Skipping a for this caller leaves nobody.
+    assert_eq!(
+        s.lease_agent(campaign, "node-1", &[a.id], NOW)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Eight nodes race for the one agent left: exactly one gets it.
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = s.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .lease_agent(campaign, &format!("node-{n}"), &[], NOW + 1)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        if let Some(lease) = t.await.unwrap() {
+            winners.push(lease.agent.id);
+        }
+    }
+    assert_eq!(winners, vec![a.id]);
+    assert_eq!(
+        s.lease_agent(campaign, "node-9", &[], NOW + 2)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // b talked for 30 s: wrap-up of 10 s, then free again.
+    s.release_agent(
+        b.id,
+        AgentRelease::Talked {
+            ended_at: NOW + 31_000,
+            talk_ms: 30_000,
+        },
+    )
+    .await
+    .unwrap();
+    let got = s.get_agent(Some(acme), b.id).await.unwrap();
+    assert_eq!(got.spec.state, AgentState::Available);
+    assert_eq!((got.calls, got.talk_ms), (1, 30_000));
+    assert_eq!(got.last_call_end_at, Some(NOW + 31_000));
+    assert_eq!(got.lease_node, None);
+    assert_eq!(
+        s.lease_agent(campaign, "n", &[], NOW + 40_999)
+            .await
+            .unwrap(),
+        None
+    );
+    let again = s
+        .lease_agent(campaign, "n", &[], NOW + 43_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.agent.id, again.idle_ms), (b.id, 2_000));
+
+    // a was rung but never talked: free at once, nothing counted.
+    s.release_agent(a.id, AgentRelease::NotConnected { at: NOW + 5_000 })
+        .await
+        .unwrap();
+    let got = s.get_agent(Some(acme), a.id).await.unwrap();
+    assert_eq!((got.spec.state, got.calls), (AgentState::Available, 0));
+    // An admin pausing a busy agent wins over the release.
+    s.set_agent_state(Some(acme), b.id, AgentState::Paused, NOW + 44_000)
+        .await
+        .unwrap();
+    s.release_agent(
+        b.id,
+        AgentRelease::Talked {
+            ended_at: NOW + 50_000,
+            talk_ms: 7_000,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_agent(Some(acme), b.id).await.unwrap().spec.state,
+        AgentState::Paused
+    );
+    assert!(matches!(
+        s.release_agent(424_242, AgentRelease::NotConnected { at: NOW })
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A given agent: taken only when free (the queue core's Ring → lease).
+    let c = s
+        .create_agent(Some(acme), &sip_agent("d", AgentState::Available, 0), NOW)
+        .await
+        .unwrap();
+    let lease = s
+        .try_lease_agent(c.id, "n1", NOW + 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((lease.agent.id, lease.idle_ms), (c.id, 60_000));
+    assert_eq!(
+        s.try_lease_agent(c.id, "n2", NOW + 60_001).await.unwrap(),
+        None
+    );
+    assert_eq!(s.try_lease_agent(paused.id, "n2", NOW).await.unwrap(), None);
+    // Leases older than any call are given back; so are a dead node's.
+    assert_eq!(
+        s.release_stale_agents(NOW + 60_000, NOW + 70_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.release_stale_agents(NOW + 60_001, NOW + 70_000)
+            .await
+            .unwrap(),
+        1
+    );
+    s.try_lease_agent(c.id, "n3", NOW + 80_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.release_node_agents("n3", NOW + 90_000).await.unwrap(), 1);
+    assert_eq!(
+        s.get_agent(Some(acme), c.id).await.unwrap().spec.state,
+        AgentState::Available
+    );
+    // A campaign whose connect_to is a URI has no pool.
+    let uri = pool_campaign(s, acme, "sip:desk@pbx").await;
+    assert_eq!(s.campaign_pool(uri).await.unwrap(), None);
+    assert_eq!(s.lease_agent(uri, "n", &[], NOW).await.unwrap(), None);
+}
+
+async fn abandons_count_people_over_the_rolling_30_days(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "abandons").await;
+    const DAY: i64 = 86_400_000;
+    let attempt =
+        |started_at: i64, answered_by: Option<&str>, abandoned: bool, talk: Option<i64>| {
+            AttemptRecord {
+                campaign_id: Some(id),
+                started_at,
+                outcome: "answered".into(),
+                answer_ms: Some(4_000),
+                answered_by: answered_by.map(str::to_string),
+                bridge: BridgeRecord {
+                    abandoned,
+                    talk_ms: talk,
+                    agent_idle_ms: talk.map(|_| 10_000),
+                    queue_wait_ms: Some(if abandoned { 2_000 } else { 500 }),
+                    ..BridgeRecord::default()
+                },
+                ..AttemptRecord::default()
+            }
+        };
+    // 40 days ago: a person, abandoned (outside the 30 days).
+    s.insert_attempt(&attempt(NOW - 40 * DAY, Some("human"), true, None))
+        .await
+        .unwrap();
+    // Within 30 days: 3 people (one abandoned, one with AMD off), 1 machine "abandoned"
+    // (machines never count), 1 no-answer.
+    s.insert_attempt(&attempt(NOW - 2 * DAY, Some("human"), true, None))
+        .await
+        .unwrap();
+    let aid = s
+        .insert_attempt(&attempt(NOW - DAY, Some("human"), false, None))
+        .await
+        .unwrap();
+    s.insert_attempt(&attempt(NOW - DAY, None, false, Some(30_000)))
+        .await
+        .unwrap();
+    s.insert_attempt(&attempt(NOW - DAY, Some("machine_end_beep"), true, None))
+        .await
+        .unwrap();
+    s.insert_attempt(&AttemptRecord {
+        campaign_id: Some(id),
+        started_at: NOW - DAY,
+        outcome: "no_answer".into(),
+        ..AttemptRecord::default()
+    })
+    .await
+    .unwrap();
+
+    let last30 = s.abandon_counts_30d(id, NOW).await.unwrap();
+    assert_eq!((last30.people_answered, last30.abandoned), (3, 1));
+    assert!((last30.rate_pct() - 100.0 / 3.0).abs() < 1e-9);
+    let total = s.abandon_counts(id, None).await.unwrap();
+    assert_eq!((total.people_answered, total.abandoned), (4, 2));
+
+    // The call flow records the bridge of an attempt after the fact.
+    let bridge = BridgeRecord {
+        agent_call_id: Some("leg2@x".into()),
+        agent_id: Some(3),
+        agent_name: Some("alice".into()),
+        agent_ring_at: Some(NOW - DAY + 5_000),
+        agent_answer_at: Some(NOW - DAY + 5_400),
+        bridge_start_at: Some(NOW - DAY + 5_400),
+        bridge_end_at: Some(NOW - DAY + 65_400),
+        talk_ms: Some(60_000),
+        ended_by: Some(EndedBy::Callee),
+        queue_wait_ms: Some(400),
+        agent_idle_ms: Some(20_000),
+        abandoned: false,
+    };
+    s.update_attempt_bridge(aid, &bridge).await.unwrap();
+    assert_eq!(s.get_attempt(aid).await.unwrap().record.bridge, bridge);
+    assert!(matches!(
+        s.update_attempt_bridge(424_242, &bridge).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Report figures: talk 30 s + 60 s, idle 10 s + 20 s; waits 2 + 2 + 0.4 + 0.5 + 2 s.
+    let stats = s.bridge_stats(id, NOW).await.unwrap();
+    assert_eq!(stats.last_30_days, last30);
+    assert_eq!(
+        (stats.bridged, stats.talk_ms, stats.agent_idle_ms),
+        (2, 90_000, 30_000)
+    );
+    assert!((stats.occupancy() - 0.75).abs() < 1e-9);
+    assert_eq!(stats.queued, 5);
+    assert!((stats.average_queue_wait_ms() - 1_380.0).abs() < 1e-9);
+
+    // People waiting for an agent are the on_hold contacts.
+    let waiting = s
+        .create_contact(id, &contact("+12025550199", "W"), NOW)
+        .await
+        .unwrap();
+    s.claim_contact(waiting.id, &[ContactStatus::Pending], NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.count_in_status(id, ContactStatus::OnHold).await.unwrap(),
+        0
+    );
+    s.transition_contact(
+        waiting.id,
+        &[ContactStatus::Dialing],
+        &ContactTransition {
+            status: ContactStatus::OnHold,
+            next_attempt_at: None,
+            last_outcome: None,
+        },
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.count_in_status(id, ContactStatus::OnHold).await.unwrap(),
+        1
+    );
+
+    // The pacer's rates over the last 3 days: 5 attempts, 4 answered, 3 people.
+    let rates = s.pacing_stats(id, NOW - 3 * DAY).await.unwrap();
+    assert_eq!((rates.attempts, rates.answered, rates.people), (5, 4, 3));
+    assert!((rates.average_answer_ms - 4_000.0).abs() < 1e-9);
+    assert!((rates.average_talk_ms - 45_000.0).abs() < 1e-9);
 }

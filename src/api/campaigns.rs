@@ -25,7 +25,7 @@ use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{split_list, AppState, PageQuery, Paged};
 use crate::campaign::model::{
     apply_action, AmdMode, Campaign, CampaignAction, CampaignSettings, CampaignStatus,
-    ContactStatus, ContactWindow, Interval, IntervalUnit, MachineAction, Millis, RetryOn,
+    ContactStatus, ContactWindow, Interval, IntervalUnit, MachineAction, Millis, Pacing, RetryOn,
 };
 use crate::flow::steps::{parse_steps, Step};
 use crate::store::{CallCounts, CampaignFilter, ContactCounts};
@@ -317,6 +317,22 @@ pub struct CampaignInput {
     pub recording: Option<bool>,
     /// ISO 3166 alpha-2 for numbers without a `+` (default US).
     pub default_country: Option<String>,
+    /// `progressive` (default) or `predictive` (needs `connect_to` naming an agent pool and
+    /// an `abandon_message`).
+    pub pacing: Option<Pacing>,
+    /// The most people abandoned, percent of the people answered, rolling 30 days: 0–3
+    /// (default 3).
+    pub abandon_cap_pct: Option<f64>,
+    /// WAV played to a person no agent could take within the queue timeout.
+    #[serde(deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub abandon_message: Option<Option<String>>,
+    /// How long each agent is rung before the next is tried (default 15 s).
+    #[serde(alias = "agent_ring_timeout_secs")]
+    pub agent_ring_timeout: Option<DurationInput>,
+    /// How long a person who answered waits for an agent (default 2 s).
+    #[serde(alias = "queue_timeout_secs")]
+    pub queue_timeout: Option<DurationInput>,
 }
 
 impl CampaignInput {
@@ -399,6 +415,14 @@ impl CampaignInput {
             &mut s.default_country,
             self.default_country.map(|c| c.trim().to_ascii_uppercase()),
         );
+        set(&mut s.pacing, self.pacing);
+        set(&mut s.abandon_cap_pct, self.abandon_cap_pct);
+        set(&mut s.abandon_message, self.abandon_message);
+        set(
+            &mut s.agent_ring_timeout_secs,
+            self.agent_ring_timeout.map(|d| d.0),
+        );
+        set(&mut s.queue_timeout_secs, self.queue_timeout.map(|d| d.0));
         Ok(())
     }
 }
@@ -480,6 +504,11 @@ pub struct CampaignView {
     pub sip_profile: String,
     pub recording: bool,
     pub default_country: String,
+    pub pacing: Pacing,
+    pub abandon_cap_pct: f64,
+    pub abandon_message: Option<String>,
+    pub agent_ring_timeout_secs: i64,
+    pub queue_timeout_secs: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
     pub started_at: Option<Millis>,
@@ -535,6 +564,11 @@ impl CampaignView {
             sip_profile: s.sip_profile,
             recording: s.recording,
             default_country: s.default_country,
+            pacing: s.pacing,
+            abandon_cap_pct: s.abandon_cap_pct,
+            abandon_message: s.abandon_message,
+            agent_ring_timeout_secs: s.agent_ring_timeout_secs,
+            queue_timeout_secs: s.queue_timeout_secs,
             created_at: c.created_at,
             updated_at: c.updated_at,
             started_at: c.started_at,
@@ -677,6 +711,7 @@ pub async fn create_campaign(
     settings.validate(now)?;
     check_schedule(&state, &settings).await?;
     check_media(&state, Some(caller.account_id), &settings).await?;
+    check_pool(&state, caller.account_id, &settings).await?;
     let campaign = state
         .store
         .create_campaign(Some(caller.account_id), &settings, status, now)
@@ -690,6 +725,38 @@ pub async fn create_campaign(
     .await;
     state.wake_engine();
     Ok((StatusCode::CREATED, Json(view(&state, campaign).await?)))
+}
+
+/// A predictive campaign's `connect_to` must name one of the account's agent pools.
+async fn check_pool(
+    state: &AppState,
+    account_id: i64,
+    settings: &CampaignSettings,
+) -> ApiResult<()> {
+    use crate::campaign::agents::ConnectTarget;
+    if settings.pacing != Pacing::Predictive {
+        return Ok(());
+    }
+    match ConnectTarget::parse(&settings.connect_to) {
+        ConnectTarget::Pool(name) => {
+            if state
+                .store
+                .pool_by_name(Some(account_id), &name)
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::invalid(
+                    "connect_to",
+                    format!("no agent pool named {name:?} (create it with POST /v1/agents/pools)"),
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(ApiError::invalid(
+            "connect_to",
+            "must name an agent pool when pacing is predictive",
+        )),
+    }
 }
 
 /// A business_hours_id must name a schedule (400 naming the field, not a 409 later).
@@ -811,6 +878,7 @@ pub async fn update_campaign(
     check_schedule(&state, &settings).await?;
     let owner = state.store.campaign_owner(id).await?;
     check_media(&state, owner, &settings).await?;
+    check_pool(&state, caller.account_id, &settings).await?;
     let updated = state
         .store
         .update_campaign_checked_at(id, &settings, check_at, now)

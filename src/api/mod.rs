@@ -31,9 +31,10 @@
 //!
 //! One file per group of routes: [`auth`], [`campaigns`], [`contacts`], [`import`],
 //! [`exports`], [`reports`], [`dnc`], [`schedules`], [`media`] (WAV uploads and attempt
-//! recordings); [`error`] holds the one error shape
+//! recordings), [`agents`] (SIP agents and pools); [`error`] holds the one error shape
 //! and the extractors, [`openapi`] the document and the schemas of the model's words.
 
+pub mod agents;
 pub mod auth;
 pub mod campaigns;
 pub mod contacts;

@@ -19,9 +19,12 @@ use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{auth, campaigns, contacts, dnc, exports, import, media, reports, schedules, AppState};
+use super::{
+    agents, auth, campaigns, contacts, dnc, exports, import, media, reports, schedules, AppState,
+};
 use crate::campaign::model::{
-    AmdMode, CampaignAction, CampaignStatus, ContactStatus, IntervalUnit, MachineAction,
+    AgentState, AmdMode, CampaignAction, CampaignStatus, ContactStatus, EndedBy, IntervalUnit,
+    MachineAction, Pacing,
 };
 
 macro_rules! word_schema {
@@ -54,6 +57,9 @@ word_schema! {
     AmdMode => "AmdMode", "Answering-machine detection (text_based and ml_based are accepted too).";
     MachineAction => "MachineAction", "What to do when a machine answers.";
     IntervalUnit => "IntervalUnit", "The unit of an interval.";
+    Pacing => "Pacing", "How a campaign decides how many calls to place.";
+    AgentState => "AgentState", "An agent's state (ready and logged_out are accepted too).";
+    EndedBy => "EndedBy", "Who ended a bridged call.";
 }
 
 /// Every route of the API with its documentation.
@@ -119,6 +125,19 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             schedules::update_schedule,
             schedules::delete_schedule
         ))
+        .routes(routes!(agents::list_agents, agents::create_agent))
+        .routes(routes!(
+            agents::get_agent,
+            agents::update_agent,
+            agents::delete_agent
+        ))
+        .routes(routes!(agents::set_agent_state))
+        .routes(routes!(agents::list_pools, agents::create_pool))
+        .routes(routes!(
+            agents::get_pool,
+            agents::update_pool,
+            agents::delete_pool
+        ))
 }
 
 /// The title, the bearer scheme (required everywhere unless a route says otherwise) and
@@ -127,7 +146,8 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc.info.title = "outdial admin API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description = Some(
-        "Campaigns, contacts, CSV import, exports, reports, DNC and business hours. \
+        "Campaigns, contacts, CSV import, exports, reports, DNC, business hours, SIP agents \
+         and agent pools. \
          Authenticate with `Authorization: Bearer <API key or session token>` (POST /v1/login \
          trades a login and API key for a session token). Times are milliseconds since the \
          Unix epoch, UTC. Errors: {\"error\":{\"code\",\"message\",\"field\"?}}."
@@ -177,6 +197,7 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 "media",
                 "WAV files campaigns play (each account's uploads, shared files)",
             ),
+            ("agents", "SIP agents, their states, and agent pools"),
             ("openapi", "This document"),
         ]
         .into_iter()
@@ -258,6 +279,11 @@ mod tests {
             "/v1/campaigns/{id}/report",
             "/v1/campaigns/{id}/attempts",
             "/v1/openapi.json",
+            "/v1/agents/sip",
+            "/v1/agents/sip/{id}",
+            "/v1/agents/sip/{id}/state",
+            "/v1/agents/pools",
+            "/v1/agents/pools/{id}",
             "/healthz",
         ] {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");

@@ -1,7 +1,8 @@
 //! Campaign reports: progress (contacts per status, answered / not answered / total calls),
 //! rates (answer, human answer), average call duration and the 7 × 24 answer-rate heat map
-//! in a chosen time zone (guide 2's dashboard); and the call attempts (CDRs) with the
-//! reporting tab's filters.
+//! in a chosen time zone (guide 2's dashboard), the abandon rate (campaign total and rolling
+//! 30 days), agent occupancy and average queue wait; and the call attempts (CDRs, with the
+//! agent leg) with the reporting tab's filters.
 
 use axum::extract::State;
 use axum::Json;
@@ -12,7 +13,7 @@ use super::campaigns::{load, CallCountsView, ContactCountsView};
 use super::contacts::contact_filter;
 use super::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{split_list, AppState, PageQuery, Paged};
-use crate::campaign::model::{CampaignStatus, Millis};
+use crate::campaign::model::{CampaignStatus, EndedBy, Millis};
 use crate::store::{AttemptFilter, CallAttempt, HeatMap};
 
 pub const WEEKDAYS: [&str; 7] = [
@@ -104,6 +105,32 @@ pub struct ReportView {
     /// Mean talk time of answered attempts, seconds.
     pub average_duration_secs: f64,
     pub heat_map: HeatMapView,
+    /// People answered and abandoned: not connected to an agent within 2 s of their
+    /// greeting (machines do not count).
+    pub abandons: AbandonView,
+    /// Calls bridged to an agent.
+    pub bridged: i64,
+    /// Agent occupancy, 0–1: talk time ÷ (talk time + the agents' idle time before each
+    /// call that took them), over this campaign's bridged calls.
+    pub agent_occupancy: f64,
+    /// Total talk time of the bridged calls, seconds.
+    pub agent_talk_secs: f64,
+    /// Mean wait of the people who waited for an agent (connected or abandoned), ms.
+    pub average_queue_wait_ms: f64,
+}
+
+/// The abandon rate, over the whole campaign and the rolling 30 days (FTC TSR).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AbandonView {
+    pub people_answered: i64,
+    pub abandoned: i64,
+    /// Percent of the people answered.
+    pub rate_pct: f64,
+    pub people_answered_30d: i64,
+    pub abandoned_30d: i64,
+    pub rate_pct_30d: f64,
+    /// The campaign's cap on the 30-day rate, percent.
+    pub cap_pct: f64,
 }
 
 fn ratio(part: i64, whole: i64) -> f64 {
@@ -157,6 +184,7 @@ pub async fn campaign_report(
     };
     let report = state.store.campaign_report(id, &tz).await?;
     let stats = state.store.attempt_stats(id).await?;
+    let bridge = state.store.bridge_stats(id, state.now()).await?;
     let finished = report.contacts.finished();
     Ok(Json(ReportView {
         campaign_id: id,
@@ -174,6 +202,19 @@ pub async fn campaign_report(
         human_answered: stats.human_answered,
         average_duration_secs: stats.average_duration_ms / 1000.0,
         heat_map: (&report.heat_map).into(),
+        abandons: AbandonView {
+            people_answered: bridge.total.people_answered,
+            abandoned: bridge.total.abandoned,
+            rate_pct: bridge.total.rate_pct(),
+            people_answered_30d: bridge.last_30_days.people_answered,
+            abandoned_30d: bridge.last_30_days.abandoned,
+            rate_pct_30d: bridge.last_30_days.rate_pct(),
+            cap_pct: campaign.settings.abandon_cap_pct,
+        },
+        bridged: bridge.bridged,
+        agent_occupancy: bridge.occupancy(),
+        agent_talk_secs: bridge.talk_ms as f64 / 1000.0,
+        average_queue_wait_ms: bridge.average_queue_wait_ms(),
     }))
 }
 
@@ -220,6 +261,25 @@ pub struct AttemptView {
     pub digits: String,
     /// Where to download what the attempt recorded (`null`: nothing recorded).
     pub recording_url: Option<String>,
+    /// The SIP Call-ID of the agent leg.
+    pub agent_call_id: Option<String>,
+    pub agent_id: Option<i64>,
+    pub agent_name: Option<String>,
+    /// When the agent's phone rang and when it answered (ms since the epoch).
+    pub agent_ring_at: Option<Millis>,
+    pub agent_answer_at: Option<Millis>,
+    /// When the legs were joined and when the bridge ended.
+    pub bridge_start_at: Option<Millis>,
+    pub bridge_end_at: Option<Millis>,
+    pub talk_ms: Option<i64>,
+    /// callee, agent or system.
+    pub ended_by: Option<EndedBy>,
+    /// Greeting → agent answer (or → abandon), ms.
+    pub queue_wait_ms: Option<i64>,
+    /// How long the agent had been free before this call.
+    pub agent_idle_ms: Option<i64>,
+    /// A person answered and was not connected to an agent within 2 s.
+    pub abandoned: bool,
 }
 
 impl From<CallAttempt> for AttemptView {
@@ -263,6 +323,18 @@ impl From<CallAttempt> for AttemptView {
             dtmf: r.dtmf,
             digits: r.digits,
             recording_url: recorded.then(|| format!("/v1/attempts/{}/recording", a.id)),
+            agent_call_id: r.bridge.agent_call_id,
+            agent_id: r.bridge.agent_id,
+            agent_name: r.bridge.agent_name,
+            agent_ring_at: r.bridge.agent_ring_at,
+            agent_answer_at: r.bridge.agent_answer_at,
+            bridge_start_at: r.bridge.bridge_start_at,
+            bridge_end_at: r.bridge.bridge_end_at,
+            talk_ms: r.bridge.talk_ms,
+            ended_by: r.bridge.ended_by,
+            queue_wait_ms: r.bridge.queue_wait_ms,
+            agent_idle_ms: r.bridge.agent_idle_ms,
+            abandoned: r.bridge.abandoned,
         }
     }
 }

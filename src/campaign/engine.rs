@@ -22,10 +22,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::agents::{ConnectTarget, Pool};
 use super::attempt::{run_attempt, AttemptPlan, AttemptReport, MAX_CALL};
 use super::contact_tz::zones_for_contact;
 use super::hours::CompiledHours;
 use super::model::{AmdMode, MachineAction};
+use super::pacing::{handle_ms, AbandonWindow, MeasuredRates, PacingInput};
 use super::retry::{after_attempt, AttemptResult};
 use super::scheduler::{CampaignView, Candidate, Scheduler};
 use super::{Campaign, CampaignStatus, Contact, ContactStatus, Millis};
@@ -42,6 +44,8 @@ const MAX_TICK: Duration = Duration::from_secs(1);
 const LEASE_MS: Millis = 5_000;
 /// Contacts read per campaign per tick at most (candidates for the free slots).
 const CANDIDATES: i64 = 200;
+/// The attempts the pacer's answer rate, person rate and handle time are measured over.
+const RATE_WINDOW_MS: Millis = 3600 * 1000;
 
 /// The current time as the store and the scheduler count it.
 pub fn now_ms() -> Millis {
@@ -294,6 +298,7 @@ impl Engine {
             .collect();
         let has_unfinished = self.store.count_non_final(campaign.id).await? > 0;
         let next_due_at = self.store.next_due_at(campaign.id, now).await?;
+        let pool = self.pool_view(campaign, live_calls, now).await?;
         let view = CampaignView {
             campaign,
             hours: hours.as_deref(),
@@ -303,6 +308,7 @@ impl Engine {
             candidates: &candidates,
             next_due_at,
             has_unfinished: has_unfinished || live_calls > 0,
+            pool,
         };
         let tick = self.scheduler.tick(now, &view);
         if let Some(to) = tick.status_change {
@@ -338,6 +344,78 @@ impl Engine {
             }
         }
         Ok(tick.wake_at)
+    }
+
+    /// The pacer's view of the campaign's agent pool, when `connect_to` names one (a
+    /// pool that does not exist, or is empty, has no free agent: nothing is dialed).
+    /// People waiting are the campaign's `on_hold` contacts; calls in flight are its live
+    /// calls less the pool's busy agents and the people waiting (a pool shared by several
+    /// campaigns is counted as if each had it alone).
+    async fn pool_view(
+        &self,
+        campaign: &Campaign,
+        live_calls: u32,
+        now: Millis,
+    ) -> Result<Option<PacingInput>, StoreError> {
+        if ConnectTarget::parse(&campaign.settings.connect_to)
+            .pool()
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let agents = self
+            .store
+            .campaign_pool(campaign.id)
+            .await?
+            .map(|(_, agents)| agents)
+            .unwrap_or_default();
+        let pool = Pool::new(agents.iter().map(|a| a.pool_agent()).collect());
+        let counts = pool.counts(now);
+        let logged_in: Vec<_> = agents
+            .iter()
+            .filter(|a| a.spec.state.is_logged_in())
+            .collect();
+        let wrap_up_ms = if logged_in.is_empty() {
+            0
+        } else {
+            logged_in
+                .iter()
+                .map(|a| a.spec.wrap_up_secs.saturating_mul(1000))
+                .sum::<Millis>()
+                / logged_in.len() as Millis
+        };
+        let stats = self
+            .store
+            .pacing_stats(campaign.id, now - RATE_WINDOW_MS)
+            .await?;
+        let window = self.store.abandon_counts_30d(campaign.id, now).await?;
+        let waiting = self
+            .store
+            .count_in_status(campaign.id, ContactStatus::OnHold)
+            .await?
+            .clamp(0, i64::from(u32::MAX)) as u32;
+        Ok(Some(PacingInput {
+            agents: counts,
+            in_flight: live_calls
+                .saturating_sub(counts.busy)
+                .saturating_sub(waiting),
+            waiting,
+            rates: MeasuredRates {
+                attempts: stats.attempts.max(0) as u64,
+                people: stats.people.max(0) as u64,
+                average_answer_ms: stats.average_answer_ms,
+                average_handle_ms: if stats.average_talk_ms > 0.0 {
+                    handle_ms(stats.average_talk_ms, wrap_up_ms)
+                } else {
+                    0.0
+                },
+            },
+            window: AbandonWindow {
+                people_answered: window.people_answered.max(0) as u64,
+                abandoned: window.abandoned.max(0) as u64,
+            },
+            cap_pct: campaign.settings.abandon_cap_pct,
+        }))
     }
 
     fn profile_for(&self, campaign: &Campaign) -> Option<Profile> {

@@ -5,11 +5,13 @@
 //! call is placed by `attempt`; `engine` is the tokio driver that runs it all against the
 //! store and the SIP user agent.
 
+pub mod agents;
 pub mod attempt;
 pub mod contact_tz;
 pub mod engine;
 pub mod hours;
 pub mod model;
+pub mod pacing;
 pub mod retry;
 pub mod scheduler;
 #[cfg(test)]

@@ -298,6 +298,51 @@ word_enum! {
 }
 
 word_enum! {
+    /// How a campaign decides how many calls to place.
+    Pacing {
+        /// At most `pace` calls a minute; with an agent pool, never more calls waiting to
+        /// be answered than agents free (nobody is abandoned for want of an agent).
+        Progressive = "progressive",
+        /// Dials ahead of free agents from the measured answer rate, machine rate and
+        /// handle time, holding the abandon rate at or under `abandon_cap_pct`.
+        Predictive = "predictive",
+    }
+}
+
+word_enum! {
+    /// An agent's state (set through the API; `busy` also while the engine holds it for a call).
+    AgentState {
+        /// Logged in and free (once its wrap-up after the last call is over).
+        Available = "available" | "ready",
+        /// Logged in, taking no calls for now.
+        Paused = "paused",
+        /// On a call (or being rung for one).
+        Busy = "busy",
+        /// Logged out.
+        Offline = "offline" | "logged_out",
+    }
+}
+
+impl AgentState {
+    /// Logged in (its time counts as working time).
+    pub fn is_logged_in(self) -> bool {
+        matches!(self, AgentState::Available | AgentState::Busy)
+    }
+}
+
+word_enum! {
+    /// Who ended a bridged call.
+    EndedBy {
+        /// The person called hung up.
+        Callee = "callee",
+        /// The agent hung up.
+        Agent = "agent",
+        /// We did (queue timeout, shutdown, stop, maximum duration, a failed leg).
+        System = "system",
+    }
+}
+
+word_enum! {
     /// The unit an interval is shown in (guide 2's unit selector); the value is stored in
     /// seconds.
     IntervalUnit {
@@ -379,6 +424,14 @@ pub const MAX_RETRIES: i64 = 10;
 pub const DEFAULT_MAX_RETRIES: i64 = 2;
 /// How far in the past a schedule start may lie (guide 2: up to 24 h).
 pub const MAX_START_IN_PAST_MS: Millis = 24 * 3600 * 1000;
+/// The abandon-rate cap the FTC TSR allows (per campaign, rolling 30 days), percent.
+pub const DEFAULT_ABANDON_CAP_PCT: f64 = 3.0;
+/// How long an agent is rung before the next is tried.
+pub const DEFAULT_AGENT_RING_TIMEOUT_SECS: i64 = 15;
+/// How long a person who answered may wait for an agent (the TSR's 2 s).
+pub const DEFAULT_QUEUE_TIMEOUT_SECS: i64 = 2;
+/// The rolling window of the abandon rate (FTC TSR: 30 days).
+pub const ABANDON_WINDOW_MS: Millis = 30 * 86_400 * 1000;
 
 /// Everything an admin sets on a campaign (both guides together). Ids and bookkeeping
 /// (status, timestamps, counters) live on [`Campaign`].
@@ -432,6 +485,18 @@ pub struct CampaignSettings {
     pub recording: bool,
     /// Default country for numbers without a `+` (ISO 3166 alpha-2, e.g. "US").
     pub default_country: String,
+    /// Progressive (today's pace) or predictive (dials ahead of free agents).
+    pub pacing: Pacing,
+    /// The most people answered and not connected to an agent within 2 s, percent of the
+    /// people answered (machines do not count), rolling 30 days: 0–3 (default 3, FTC TSR).
+    pub abandon_cap_pct: f64,
+    /// WAV played to a person no agent could take (seller's name and callback number);
+    /// required for predictive pacing.
+    pub abandon_message: Option<String>,
+    /// How long an agent of the pool is rung before the next one is tried, seconds.
+    pub agent_ring_timeout_secs: i64,
+    /// How long a person who answered waits for an agent before being abandoned, seconds.
+    pub queue_timeout_secs: i64,
 }
 
 impl Default for CampaignSettings {
@@ -464,6 +529,11 @@ impl Default for CampaignSettings {
             sip_profile: String::new(),
             recording: false,
             default_country: "US".into(),
+            pacing: Pacing::Progressive,
+            abandon_cap_pct: DEFAULT_ABANDON_CAP_PCT,
+            abandon_message: None,
+            agent_ring_timeout_secs: DEFAULT_AGENT_RING_TIMEOUT_SECS,
+            queue_timeout_secs: DEFAULT_QUEUE_TIMEOUT_SECS,
         }
     }
 }
@@ -591,6 +661,44 @@ impl CampaignSettings {
                 return Err(invalid(field, problem));
             }
         }
+        if let Some(name) = &self.abandon_message {
+            check_message_name("abandon_message", name)?;
+        }
+        if !self.abandon_cap_pct.is_finite() || !(0.0..=3.0).contains(&self.abandon_cap_pct) {
+            return Err(invalid(
+                "abandon_cap_pct",
+                format!(
+                    "{} is not a percentage between 0 and 3 (the FTC TSR allows at most 3 %)",
+                    self.abandon_cap_pct
+                ),
+            ));
+        }
+        if self.pacing == Pacing::Predictive
+            && self.abandon_message.as_deref().unwrap_or("").is_empty()
+        {
+            return Err(invalid(
+                "abandon_message",
+                "is required when pacing is predictive (an abandoned person must hear who called and a callback number)",
+            ));
+        }
+        if self.pacing == Pacing::Predictive && self.connect_to.trim().is_empty() {
+            return Err(invalid(
+                "connect_to",
+                "must name an agent pool when pacing is predictive",
+            ));
+        }
+        if !(1..=300).contains(&self.agent_ring_timeout_secs) {
+            return Err(invalid(
+                "agent_ring_timeout_secs",
+                format!("{} is not between 1 and 300", self.agent_ring_timeout_secs),
+            ));
+        }
+        if !(1..=3600).contains(&self.queue_timeout_secs) {
+            return Err(invalid(
+                "queue_timeout_secs",
+                format!("{} is not between 1 and 3600", self.queue_timeout_secs),
+            ));
+        }
         let country = self.default_country.trim();
         if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
             return Err(invalid(
@@ -644,6 +752,22 @@ impl CampaignSettings {
     pub fn ring_timeout_ms(&self) -> Millis {
         self.ring_timeout_secs * 1000
     }
+}
+
+/// A message file name (`abandon_message`): a WAV file, not empty, no NUL, no `..`
+/// component.
+pub fn check_message_name(field: &'static str, name: &str) -> Result<(), ModelError> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(invalid(field, "must not be empty (null clears it)"));
+    }
+    if trimmed.contains('\0') || trimmed.split(['/', '\\']).any(|part| part == "..") {
+        return Err(invalid(field, format!("{name:?} is not a file name")));
+    }
+    if !trimmed.to_ascii_lowercase().ends_with(".wav") {
+        return Err(invalid(field, format!("{name:?} is not a .wav file")));
+    }
+    Ok(())
 }
 
 /// "HH:MM" → minutes after midnight (0..=1440; "24:00" allowed).

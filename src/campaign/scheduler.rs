@@ -18,6 +18,10 @@
 //!   one) and applies from this tick on;
 //! - never more live calls than `max_concurrent`, nor more starts than the trunk's free
 //!   channels or its calls-per-second allowance;
+//! - with an agent pool (`connect_to` names one), never more starts than the campaign's
+//!   `pacing` allows ([`pacing`](super::pacing)): `progressive` one call per free agent
+//!   not already covered by a call in flight, `predictive` as many as the measured rates
+//!   allow under the abandon cap; pace stays the ceiling of both;
 //! - `scheduled` becomes `processing` at `schedule_start`, or `overdue` when the start
 //!   passed more than [`OVERDUE_GRACE_MS`] before this scheduler first saw the campaign
 //!   (the server was down, so the campaign did not start on time); once it watched the
@@ -35,7 +39,8 @@ use chrono_tz::Tz;
 
 use super::contact_tz::CompiledWindow;
 use super::hours::CompiledHours;
-use super::model::{Campaign, CampaignStatus, ContactWindow, Millis};
+use super::model::{Campaign, CampaignStatus, ContactWindow, Millis, Pacing};
+use super::pacing::{self, PacingInput};
 
 /// A contact's id.
 pub type ContactId = i64;
@@ -73,6 +78,10 @@ pub struct CampaignView<'a> {
     pub next_due_at: Option<Millis>,
     /// Some contact is not final yet (pending, retry, dialing, on hold, called).
     pub has_unfinished: bool,
+    /// The agent pool `connect_to` names, when it names one: its agents, the calls in
+    /// flight, the measured rates and the 30-day abandon counts. `None`: no pool, only
+    /// pace and the limits above apply.
+    pub pool: Option<PacingInput>,
 }
 
 /// One tick's decisions.
@@ -177,9 +186,17 @@ impl Scheduler {
 
         let max_concurrent = u64::try_from(settings.max_concurrent).unwrap_or(0);
         let mut room = max_concurrent.saturating_sub(u64::from(view.live_calls));
-        for limit in [view.trunk_free_channels, view.trunk_cps_allowance]
-            .into_iter()
-            .flatten()
+        let agent_room = view.pool.as_ref().map(|input| match settings.pacing {
+            Pacing::Progressive => pacing::progressive_dials(input),
+            Pacing::Predictive => pacing::predictive(input).dials,
+        });
+        for limit in [
+            view.trunk_free_channels,
+            view.trunk_cps_allowance,
+            agent_room,
+        ]
+        .into_iter()
+        .flatten()
         {
             room = room.min(u64::from(limit));
         }

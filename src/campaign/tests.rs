@@ -98,6 +98,7 @@ fn pace_run(
             candidates: &candidates,
             next_due_at: None,
             has_unfinished: true,
+            pool: None,
         };
         let tick = scheduler.tick(now, &view);
         for id in &tick.dials {
@@ -354,6 +355,7 @@ impl Sim {
             candidates: &candidates,
             next_due_at,
             has_unfinished: self.contacts.iter().any(|c| !c.status.is_final()),
+            pool: None,
         };
         let tick = self.scheduler.tick(now, &view);
         for &id in &tick.dials {
@@ -603,4 +605,68 @@ fn each_contact_waits_for_its_own_window() {
     // Los Angeles at 08:59, then 09:00 local.
     assert!(sim.tick(at(11, 59)).dials.is_empty());
     assert_eq!(sim.tick(at(12, 0)).dials, vec![1]);
+}
+
+#[test]
+fn an_agent_pool_caps_progressive_at_free_agents_and_lets_predictive_dial_ahead() {
+    use super::agents::AgentCounts;
+    use super::pacing::{predictive, AbandonWindow, MeasuredRates, PacingInput};
+    let pool = |in_flight: u32| PacingInput {
+        agents: AgentCounts {
+            free: 3,
+            wrap_up: 0,
+            busy: 2,
+            away: 1,
+        },
+        in_flight,
+        waiting: 0,
+        rates: MeasuredRates {
+            attempts: 100,
+            people: 20,
+            average_answer_ms: 8_000.0,
+            average_handle_ms: 120_000.0,
+        },
+        window: AbandonWindow::default(),
+        cap_pct: 3.0,
+    };
+    let ahead = predictive(&pool(0)).target_in_flight;
+    assert!(ahead > 3, "predictive wants {ahead} calls in flight");
+    for (pacing, want) in [(Pacing::Progressive, 3), (Pacing::Predictive, ahead)] {
+        let c = campaign(
+            CampaignStatus::Processing,
+            CampaignSettings {
+                pacing,
+                connect_to: "sales".into(),
+                abandon_message: Some("sorry.wav".into()),
+                ..settings(6_000.0, 100)
+            },
+        );
+        let mut scheduler = Scheduler::new();
+        let mut now = T0;
+        let mut dialed = 0u32;
+        // Ten seconds of ticks at a pace of 100 calls a second: the pool is the limit.
+        while now < T0 + 10 * SEC {
+            let candidates: Vec<Candidate> = (0..5)
+                .map(|i| Candidate {
+                    id: i64::from(dialed) + i,
+                    zones: vec![],
+                })
+                .collect();
+            let view = CampaignView {
+                campaign: &c,
+                hours: None,
+                live_calls: dialed,
+                trunk_free_channels: None,
+                trunk_cps_allowance: None,
+                candidates: &candidates,
+                next_due_at: None,
+                has_unfinished: true,
+                pool: Some(pool(dialed)),
+            };
+            let tick = scheduler.tick(now, &view);
+            dialed += tick.dials.len() as u32;
+            now = tick.wake_at.filter(|&at| at > now).unwrap_or(now + 100);
+        }
+        assert_eq!(dialed, want, "{pacing}");
+    }
 }

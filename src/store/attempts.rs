@@ -1,6 +1,13 @@
 //! Call attempts: one CDR per call placed (SIP result, timings, AMD verdict, RTP figures,
-//! recording, DTMF), and the campaign report built from them: per-status contact counts,
-//! answered / not answered / total calls and the 7 × 24 answer-rate heat map.
+//! recording, DTMF, and the agent leg of a bridged call: [`BridgeRecord`]), and the
+//! campaign report built from them: per-status contact counts, answered / not answered /
+//! total calls, the 7 × 24 answer-rate heat map, the abandon rate (campaign total and
+//! rolling 30 days), agent occupancy and queue wait; and the measured rates the
+//! predictive pacer reads ([`PacingStats`]).
+//!
+//! A person answered = an `answered` attempt AMD did not class as a machine, fax or
+//! unknown (`answered_by` human, or none when AMD was off); machines never count in the
+//! abandon rate.
 //!
 //! The heat map is bucketed in Rust: SQL groups attempts by UTC quarter hour (every zone
 //! in use today is offset by whole quarter hours), and each quarter hour is placed in the
@@ -13,7 +20,7 @@ use sqlx::Row;
 use super::campaigns::{CallCounts, ContactCounts};
 use super::contacts::{filter_conditions, ContactFilter};
 use super::{where_clause, Arg, Page, Paged, Result, Sql, Store, StoreError};
-use crate::campaign::model::Millis;
+use crate::campaign::model::{EndedBy, Millis};
 
 /// The outcome word of an answered attempt (what the heat map and the counts call
 /// answered).
@@ -74,8 +81,36 @@ pub struct AttemptRecord {
     /// The message plan's `record` file (kept on the server; served by
     /// `GET /v1/attempts/{id}/recording`).
     pub recording: Option<String>,
+    /// The agent leg (all empty when the call was not bridged to an agent).
+    #[serde(flatten)]
+    pub bridge: BridgeRecord,
 }
 
+/// The agent leg of an attempt and what the queue did (times in ms since the epoch).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BridgeRecord {
+    /// The SIP Call-ID of the leg to the agent.
+    pub agent_call_id: Option<String>,
+    pub agent_id: Option<i64>,
+    pub agent_name: Option<String>,
+    /// When the agent's phone started ringing (first 18x), and when it answered.
+    pub agent_ring_at: Option<Millis>,
+    pub agent_answer_at: Option<Millis>,
+    /// When the two legs were joined, and when the bridge ended.
+    pub bridge_start_at: Option<Millis>,
+    pub bridge_end_at: Option<Millis>,
+    /// Bridge start → end.
+    pub talk_ms: Option<i64>,
+    pub ended_by: Option<EndedBy>,
+    /// From the person's greeting (the answer verdict) to the agent's answer, or to the
+    /// abandon.
+    pub queue_wait_ms: Option<i64>,
+    /// How long the agent had been free before this call took it (for occupancy).
+    pub agent_idle_ms: Option<i64>,
+    /// A person answered and was not connected to an agent within 2 s of the greeting.
+    pub abandoned: bool,
+}
 /// A stored attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallAttempt {
@@ -145,7 +180,67 @@ const COLUMNS: &str = "id, campaign_id, contact_id, attempt_number, call_id, sip
     caller_id, billable_account, destination, started_at, ended_at, ring_ms, answer_ms, \
     duration_ms, sip_code, reason, outcome, hangup, codec, amd_mode, amd_verdict, answered_by, \
     amd_cause, amd_confidence, amd_decision_ms, beep_ms, rtp_sent, rtp_received, rtp_lost, \
-    jitter_ms, rtt_ms, recording_path, dtmf, digits, recording";
+    jitter_ms, rtt_ms, recording_path, dtmf, digits, recording, agent_call_id, agent_id, \
+    agent_name, agent_ring_at, agent_answer_at, bridge_start_at, bridge_end_at, talk_ms, \
+    ended_by, queue_wait_ms, agent_idle_ms, abandoned";
+
+/// The bridge columns in [`bridge_args`] order.
+const BRIDGE_COLUMNS: [&str; 12] = [
+    "agent_call_id",
+    "agent_id",
+    "agent_name",
+    "agent_ring_at",
+    "agent_answer_at",
+    "bridge_start_at",
+    "bridge_end_at",
+    "talk_ms",
+    "ended_by",
+    "queue_wait_ms",
+    "agent_idle_ms",
+    "abandoned",
+];
+
+fn bridge_args(b: &BridgeRecord) -> Vec<Arg> {
+    vec![
+        Arg::OptText(b.agent_call_id.clone()),
+        Arg::OptI64(b.agent_id),
+        Arg::OptText(b.agent_name.clone()),
+        Arg::OptI64(b.agent_ring_at),
+        Arg::OptI64(b.agent_answer_at),
+        Arg::OptI64(b.bridge_start_at),
+        Arg::OptI64(b.bridge_end_at),
+        Arg::OptI64(b.talk_ms),
+        Arg::OptText(b.ended_by.map(|e| e.as_str().to_string())),
+        Arg::OptI64(b.queue_wait_ms),
+        Arg::OptI64(b.agent_idle_ms),
+        Arg::I64(super::flag(b.abandoned)),
+    ]
+}
+
+fn bridge_from(row: &AnyRow) -> Result<BridgeRecord> {
+    let ended_by: Option<String> = row.try_get("ended_by")?;
+    let ended_by = match ended_by {
+        Some(word) => Some(
+            EndedBy::parse(&word)
+                .ok_or_else(|| StoreError::Db(super::corrupt("ended_by", &word)))?,
+        ),
+        None => None,
+    };
+    Ok(BridgeRecord {
+        agent_call_id: row.try_get("agent_call_id")?,
+        agent_id: row.try_get("agent_id")?,
+        agent_name: row.try_get("agent_name")?,
+        agent_ring_at: row.try_get("agent_ring_at")?,
+        agent_answer_at: row.try_get("agent_answer_at")?,
+        bridge_start_at: row.try_get("bridge_start_at")?,
+        bridge_end_at: row.try_get("bridge_end_at")?,
+        talk_ms: row.try_get("talk_ms")?,
+        ended_by,
+        queue_wait_ms: row.try_get("queue_wait_ms")?,
+        agent_idle_ms: row.try_get("agent_idle_ms")?,
+        abandoned: super::get_flag(row, "abandoned")?,
+    })
+}
 
 fn attempt_from(row: &AnyRow) -> Result<CallAttempt> {
     Ok(CallAttempt {
@@ -185,6 +280,7 @@ fn attempt_from(row: &AnyRow) -> Result<CallAttempt> {
             dtmf: row.try_get("dtmf")?,
             digits: row.try_get("digits")?,
             recording: row.try_get("recording")?,
+            bridge: bridge_from(row)?,
         },
     })
 }
@@ -226,6 +322,9 @@ fn record_args(r: &AttemptRecord) -> Vec<Arg> {
         Arg::Text(r.digits.clone()),
         Arg::OptText(r.recording.clone()),
     ]
+    .into_iter()
+    .chain(bridge_args(&r.bridge))
+    .collect()
 }
 
 fn parse_zone(timezone: &str) -> Result<chrono_tz::Tz> {
@@ -448,6 +547,194 @@ impl Store {
             } else {
                 0.0
             },
+        })
+    }
+}
+
+/// SQL condition: a person answered (machines, faxes and unknowns excluded).
+const PERSON: &str = "outcome = 'answered' AND (answered_by IS NULL OR answered_by = 'human')";
+
+/// People answered and abandoned (the FTC TSR's abandon rate: abandoned ÷ people).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbandonCounts {
+    pub people_answered: i64,
+    pub abandoned: i64,
+}
+
+impl AbandonCounts {
+    /// Abandoned ÷ people answered, percent (0 when nobody answered).
+    pub fn rate_pct(&self) -> f64 {
+        if self.people_answered <= 0 {
+            0.0
+        } else {
+            100.0 * self.abandoned as f64 / self.people_answered as f64
+        }
+    }
+}
+
+/// What the predictive pacer measures from a campaign's recent attempts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PacingStats {
+    /// Attempts finished in the window.
+    pub attempts: i64,
+    /// Of them answered (people and machines).
+    pub answered: i64,
+    /// Of them answered by a person.
+    pub people: i64,
+    /// Mean INVITE → answer of answered attempts, ms (0 when none).
+    pub average_answer_ms: f64,
+    /// Mean talk time of bridged calls, ms (0 when none).
+    pub average_talk_ms: f64,
+}
+
+/// The bridge figures of a campaign report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct BridgeStats {
+    /// Over the whole campaign.
+    pub total: AbandonCounts,
+    /// Over the rolling 30 days before `now`.
+    pub last_30_days: AbandonCounts,
+    /// Calls bridged to an agent (talk time recorded).
+    pub bridged: i64,
+    /// Talk time of the bridged calls, ms.
+    pub talk_ms: i64,
+    /// Agents' idle time before the calls that took them, ms.
+    pub agent_idle_ms: i64,
+    /// People who waited in the queue (a queue wait recorded), and their total wait, ms.
+    pub queued: i64,
+    pub queue_wait_ms: i64,
+}
+
+impl BridgeStats {
+    /// Agent occupancy: talk ÷ (talk + idle), 0–1 (0 when nothing was measured).
+    pub fn occupancy(&self) -> f64 {
+        let whole = self.talk_ms + self.agent_idle_ms;
+        if whole <= 0 {
+            0.0
+        } else {
+            self.talk_ms as f64 / whole as f64
+        }
+    }
+
+    /// Mean queue wait, ms (0 when nobody waited).
+    pub fn average_queue_wait_ms(&self) -> f64 {
+        if self.queued <= 0 {
+            0.0
+        } else {
+            self.queue_wait_ms as f64 / self.queued as f64
+        }
+    }
+}
+
+impl Store {
+    /// Records the agent leg of a stored attempt (every bridge column is replaced).
+    pub async fn update_attempt_bridge(
+        &self,
+        attempt_id: i64,
+        bridge: &BridgeRecord,
+    ) -> Result<()> {
+        let mut sql = Sql::default();
+        let sets: Vec<String> = BRIDGE_COLUMNS
+            .iter()
+            .zip(bridge_args(bridge))
+            .map(|(column, arg)| format!("{column} = {}", sql.arg(arg)))
+            .collect();
+        let id = sql.arg(Arg::I64(attempt_id));
+        sql.text = format!(
+            "UPDATE call_attempts SET {} WHERE id = {id}",
+            sets.join(", ")
+        );
+        let done = sql.query().execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("attempt {attempt_id}")));
+        }
+        Ok(())
+    }
+
+    /// People answered and abandoned among a campaign's attempts started at or after
+    /// `since` (`None`: all of them).
+    pub async fn abandon_counts(
+        &self,
+        campaign_id: i64,
+        since: Option<Millis>,
+    ) -> Result<AbandonCounts> {
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN {PERSON} THEN 1 ELSE 0 END), 0) AS BIGINT) AS people, \
+                    CAST(COALESCE(SUM(CASE WHEN {PERSON} AND abandoned = 1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS abandoned \
+             FROM call_attempts WHERE campaign_id = $1 AND started_at >= $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(campaign_id)
+            .bind(since.unwrap_or(i64::MIN))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(AbandonCounts {
+            people_answered: row.try_get("people")?,
+            abandoned: row.try_get("abandoned")?,
+        })
+    }
+
+    /// The FTC TSR's window: people answered and abandoned over the 30 days before `now`.
+    pub async fn abandon_counts_30d(&self, campaign_id: i64, now: Millis) -> Result<AbandonCounts> {
+        self.abandon_counts(
+            campaign_id,
+            Some(now - crate::campaign::model::ABANDON_WINDOW_MS),
+        )
+        .await
+    }
+
+    /// Answer rate, person rate, answer delay and talk time of a campaign's attempts
+    /// started at or after `since`.
+    pub async fn pacing_stats(&self, campaign_id: i64, since: Millis) -> Result<PacingStats> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n, \
+                    CAST(COALESCE(SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END), 0) AS BIGINT) AS answered, \
+                    CAST(COALESCE(SUM(CASE WHEN {PERSON} THEN 1 ELSE 0 END), 0) AS BIGINT) AS people, \
+                    CAST(COALESCE(SUM(CASE WHEN outcome = 'answered' THEN COALESCE(answer_ms, 0) ELSE 0 END), 0) AS BIGINT) AS answer_ms, \
+                    CAST(COALESCE(SUM(CASE WHEN talk_ms IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS bridged, \
+                    CAST(COALESCE(SUM(COALESCE(talk_ms, 0)), 0) AS BIGINT) AS talk_ms \
+             FROM call_attempts WHERE campaign_id = $1 AND started_at >= $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(campaign_id)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        let answered: i64 = row.try_get("answered")?;
+        let bridged: i64 = row.try_get("bridged")?;
+        let mean = |sum: i64, n: i64| if n > 0 { sum as f64 / n as f64 } else { 0.0 };
+        Ok(PacingStats {
+            attempts: row.try_get("n")?,
+            answered,
+            people: row.try_get("people")?,
+            average_answer_ms: mean(row.try_get("answer_ms")?, answered),
+            average_talk_ms: mean(row.try_get("talk_ms")?, bridged),
+        })
+    }
+
+    /// Abandons (total and 30 days), talk and idle time, queue waits of a campaign.
+    pub async fn bridge_stats(&self, campaign_id: i64, now: Millis) -> Result<BridgeStats> {
+        let total = self.abandon_counts(campaign_id, None).await?;
+        let last_30_days = self.abandon_counts_30d(campaign_id, now).await?;
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN talk_ms IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS bridged, \
+                    CAST(COALESCE(SUM(COALESCE(talk_ms, 0)), 0) AS BIGINT) AS talk_ms, \
+                    CAST(COALESCE(SUM(COALESCE(agent_idle_ms, 0)), 0) AS BIGINT) AS idle_ms, \
+                    CAST(COALESCE(SUM(CASE WHEN queue_wait_ms IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS queued, \
+                    CAST(COALESCE(SUM(COALESCE(queue_wait_ms, 0)), 0) AS BIGINT) AS wait_ms \
+             FROM call_attempts WHERE campaign_id = $1",
+        )
+        .bind(campaign_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(BridgeStats {
+            total,
+            last_30_days,
+            bridged: row.try_get("bridged")?,
+            talk_ms: row.try_get("talk_ms")?,
+            agent_idle_ms: row.try_get("idle_ms")?,
+            queued: row.try_get("queued")?,
+            queue_wait_ms: row.try_get("wait_ms")?,
         })
     }
 }

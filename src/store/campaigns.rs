@@ -18,7 +18,7 @@ use super::{
 };
 use crate::campaign::model::{
     AmdMode, Campaign, CampaignSettings, CampaignStatus, ContactStatus, ContactWindow, Interval,
-    IntervalUnit, MachineAction, Millis, RetryOn,
+    IntervalUnit, MachineAction, Millis, Pacing, RetryOn,
 };
 use crate::flow::steps::Step;
 
@@ -96,11 +96,12 @@ const COLUMNS: &str = "id, account_id, status, name, description, connect_to, ai
     contact_window_end, amd_mode, machine_action, voicemail_message, play_message, max_retries, \
     retry_interval_value, retry_interval_unit, retry_on_busy, retry_on_no_answer, \
     retry_on_failed, retry_on_machine, completion_timeout_value, completion_timeout_unit, \
-    caller_id, billable_account, sip_profile, recording, default_country, created_at, \
+    caller_id, billable_account, sip_profile, recording, pacing, abandon_cap_pct, \
+    abandon_message, agent_ring_timeout_secs, queue_timeout_secs, default_country, created_at, \
     updated_at, started_at, finished_at, steps";
 
-/// The settings columns in bind order ($1…$32).
-const SETTINGS_COLUMNS: [&str; 32] = [
+/// The settings columns in bind order ($1…$37).
+const SETTINGS_COLUMNS: [&str; 37] = [
     "name",
     "description",
     "connect_to",
@@ -133,6 +134,11 @@ const SETTINGS_COLUMNS: [&str; 32] = [
     "sip_profile",
     "recording",
     "steps",
+    "pacing",
+    "abandon_cap_pct",
+    "abandon_message",
+    "agent_ring_timeout_secs",
+    "queue_timeout_secs",
 ];
 
 fn settings_args(s: &CampaignSettings) -> Vec<Arg> {
@@ -176,6 +182,11 @@ fn settings_args(s: &CampaignSettings) -> Vec<Arg> {
             // A Vec of plain enums always serialises; "[]" keeps the row readable if not.
             serde_json::to_string(plan).unwrap_or_else(|_| "[]".into())
         })),
+        Arg::Text(s.pacing.as_str().into()),
+        Arg::F64(s.abandon_cap_pct),
+        Arg::OptText(s.abandon_message.clone()),
+        Arg::I64(s.agent_ring_timeout_secs),
+        Arg::I64(s.queue_timeout_secs),
     ]
 }
 
@@ -235,6 +246,11 @@ fn campaign_from(row: &AnyRow) -> Result<Campaign> {
         recording: get_flag(row, "recording")?,
         default_country: row.try_get("default_country")?,
         steps: steps_from(row)?,
+        pacing: get_word(row, "pacing", Pacing::parse)?,
+        abandon_cap_pct: row.try_get("abandon_cap_pct")?,
+        abandon_message: row.try_get("abandon_message")?,
+        agent_ring_timeout_secs: row.try_get("agent_ring_timeout_secs")?,
+        queue_timeout_secs: row.try_get("queue_timeout_secs")?,
     };
     Ok(Campaign {
         id: row.try_get("id")?,

@@ -535,6 +535,19 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
+    /// Contacts of the campaign in `status` (the pacer counts `on_hold`: people waiting
+    /// for an agent).
+    pub async fn count_in_status(&self, campaign_id: i64, status: ContactStatus) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM contacts WHERE campaign_id = $1 AND status = $2",
+        )
+        .bind(campaign_id)
+        .bind(status.as_str().to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// Restart: every contact of the campaign back to `pending` with no attempts, retries
     /// or next-attempt time (the last attempt's time and outcome are kept). Returns how
     /// many.

@@ -12,10 +12,12 @@
 //! stored and compared as SHA-256 hashes only), or let two nodes take the same contact or
 //! start the same campaign: those writes are compare-and-set `UPDATE … WHERE status …`.
 //!
-//! One file per group of tables: [`accounts`], [`campaigns`], [`contacts`], [`attempts`],
-//! [`dnc`], [`hours`], [`exports`], [`events`].
+//! One file per group of tables: [`accounts`], [`agents`] (SIP agents, pools, agent
+//! leases), [`campaigns`], [`contacts`], [`attempts`], [`dnc`], [`hours`], [`exports`],
+//! [`events`].
 
 pub mod accounts;
+pub mod agents;
 pub mod attempts;
 pub mod campaigns;
 pub mod contacts;
@@ -26,9 +28,10 @@ pub mod hours;
 pub mod leases;
 
 pub use accounts::{Account, ApiKey, Authenticated, NewApiKey, Session};
+pub use agents::{Agent, AgentLease, AgentPool, AgentRelease};
 pub use attempts::{
-    AttemptFilter, AttemptRecord, AttemptStats, CallAttempt, CampaignReport, HeatCell, HeatMap,
-    ANSWERED,
+    AbandonCounts, AttemptFilter, AttemptRecord, AttemptStats, BridgeRecord, BridgeStats,
+    CallAttempt, CampaignReport, HeatCell, HeatMap, PacingStats, ANSWERED,
 };
 pub use campaigns::{CallCounts, CampaignFilter, CampaignSummary, ContactCounts};
 pub use contacts::{ContactFilter, ContactTransition, NewContact};

@@ -1,0 +1,278 @@
+//! A campaign whose `connect_to` names an agent pool, dialed end to end by `outdial serve`
+//! (SQLite store, admin API, engine, SIP user agent) against a sipp far end that answers:
+//! the pool paces the campaign. With its only agent paused nothing is dialed; set available
+//! through the API, progressive pacing keeps one call at a time (one free agent), although
+//! `max_concurrent` and pace would allow four at once.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// `outdial serve` as a child process, stopped (SIGTERM, then kill) on drop.
+struct Server {
+    child: Child,
+    api: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn outdial(dir: &Path) -> Command {
+    let mut cmd = outdial_cmd_with_rtp(dir, "0-0");
+    cmd.env_remove("OUTDIAL_RTP_PORTS")
+        .env_remove("OUTDIAL_SIP_LISTEN")
+        .env_remove("OUTDIAL_HTTP_LISTEN")
+        .args(["--config", "outdial.toml", "--profiles", "sip-profiles"]);
+    cmd
+}
+
+async fn call(
+    http: &reqwest::Client,
+    auth: &str,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut req = http.request(method, &url).header("Authorization", auth);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = resp.status();
+    let body = resp
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: not JSON: {e}"));
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
+    let dir = test_dir("agent_pacing_e2e");
+    let dir = dir.path();
+    speech_wav_padded(&dir.join("far.wav"), "Hello? Yes, speaking.", 0.1, 2.0);
+    speech_wav_padded(&dir.join("message.wav"), "This is a reminder.", 0.1, 0.5);
+    to_ulaw_raw(&dir.join("far.wav"), &dir.join("voicemail.ulaw"));
+    let sipp = Sipp::uas(dir, "uas_by_number.xml")
+        .stream_wav(&dir.join("far.wav"))
+        .args(["-m", "1000"])
+        .start();
+    let http_port = free_tcp_port();
+    let (lo, hi) = free_rtp_range(20);
+    std::fs::write(
+        dir.join("outdial.toml"),
+        format!(
+            "[sip]\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = false\n\n\
+             [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {lo}\nport_max = {hi}\n\n\
+             [database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+            dir.join("outdial.db").display()
+        ),
+    )
+    .expect("write outdial.toml");
+    write_profile(
+        &dir.join("sip-profiles"),
+        "far-end",
+        &format!("proxy = \"127.0.0.1:{}\"\n", sipp.port),
+    );
+    let key = outdial(dir)
+        .args(["keys", "create", "--login", "pacing"])
+        .output()
+        .expect("outdial keys create");
+    assert!(
+        key.status.success(),
+        "{}",
+        String::from_utf8_lossy(&key.stderr)
+    );
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+
+    let log = dir.join("serve.log");
+    let child = outdial(dir)
+        .arg("serve")
+        .env("RUST_LOG", "info,rsipstack=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("serve.log"))
+        .spawn()
+        .expect("spawn outdial serve");
+    let server = Server {
+        child,
+        api: format!("http://127.0.0.1:{http_port}"),
+        log,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !port_bound(http_port, true) {
+        assert!(Instant::now() < deadline, "outdial serve did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let http = reqwest::Client::new();
+    let auth = format!("Bearer {key}");
+    let api = |path: &str| format!("{}{path}", server.api);
+
+    let (status, agent) = call(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api("/v1/agents/sip"),
+        Some(json!({"name": "desk", "target": "sip:desk@127.0.0.1:5999", "state": "paused"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{agent}");
+    let agent_id = agent["id"].as_i64().unwrap();
+    let (status, pool) = call(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api("/v1/agents/pools"),
+        Some(json!({"name": "front desk", "agent_ids": [agent_id]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{pool}");
+    let (status, created) = call(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api("/v1/campaigns"),
+        Some(json!({
+            "name": "pool paced", "pace": 600, "max_concurrent": 4,
+            "connect_to": "front desk", "pacing": "progressive",
+            "play_message": dir.join("message.wav").display().to_string(),
+            "sip_profile": "far-end", "caller_id": "+12025550100"
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    // Numbers ending 0–3 answer.
+    let csv: String = (0..4).map(|i| format!("120255501{i:02},C{i}\n")).collect();
+    let imported: Value = http
+        .post(api(&format!("/v1/campaigns/{id}/contacts/import")))
+        .header("Authorization", &auth)
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("import")
+        .json()
+        .await
+        .expect("import JSON");
+    assert_eq!(imported["inserted"], 4, "{imported}");
+    let (status, started) = call(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api(&format!("/v1/campaigns/{id}/start")),
+        None,
+    )
+    .await;
+    assert!(status.is_success(), "{started}");
+
+    // The only agent is paused: nothing is dialed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, attempts) = call(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        api(&format!("/v1/campaigns/{id}/attempts")),
+        None,
+    )
+    .await;
+    let (_, contacts) = call(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        api(&format!("/v1/campaigns/{id}/contacts?status=pending")),
+        None,
+    )
+    .await;
+    assert_eq!(attempts["total"], 0, "{attempts}");
+    assert_eq!(
+        contacts["total"], 4,
+        "dialed with no agent free: {contacts}"
+    );
+
+    // Available: one call at a time until every contact is done.
+    let (status, _) = call(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api(&format!("/v1/agents/sip/{agent_id}/state")),
+        Some(json!({"state": "available"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut campaign = Value::Null;
+    while Instant::now() < deadline {
+        campaign = call(
+            &http,
+            &auth,
+            reqwest::Method::GET,
+            api(&format!("/v1/campaigns/{id}")),
+            None,
+        )
+        .await
+        .1;
+        if campaign["status"] == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        campaign["status"],
+        "finished",
+        "{campaign}\n{}",
+        tail(
+            &std::fs::read_to_string(&server.log).unwrap_or_default(),
+            30
+        )
+    );
+    let (_, attempts) = call(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        api(&format!("/v1/campaigns/{id}/attempts?limit=20")),
+        None,
+    )
+    .await;
+    let mut spans: Vec<(i64, i64)> = attempts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert_eq!(a["outcome"], "answered", "{a}");
+            (
+                a["started_at"].as_i64().unwrap(),
+                a["ended_at"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(spans.len(), 4, "{attempts}");
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "two calls were live at once with one free agent: {spans:?}"
+        );
+    }
+    drop(server);
+    drop(sipp);
+}
