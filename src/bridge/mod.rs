@@ -9,6 +9,7 @@
 //! A bridge must not own or end the callee's leg: it asks the runner ([`BridgeEvent`]), which
 //! owns it. It must not decide the plan (queue timeouts, abandons): the flow core does.
 
+pub mod pool;
 pub mod refer;
 pub mod sip;
 
@@ -33,6 +34,20 @@ pub enum BridgeTarget {
     /// Blind transfer: the callee is asked (REFER) to call this URI itself; our leg and its
     /// media are released once the target answers.
     Refer { uri: String },
+    /// An agent pool: the longest-idle free agent is rung, the next one when it is busy, does
+    /// not answer within `agent_ring_timeout` or rejects, until one answers (or the flow's
+    /// queue timeout gives up).
+    Pool {
+        name: String,
+        agents: Arc<dyn AgentSource>,
+        agent_ring_timeout: Duration,
+    },
+}
+
+impl std::fmt::Debug for dyn AgentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentSource")
+    }
 }
 
 impl BridgeTarget {
@@ -41,21 +56,13 @@ impl BridgeTarget {
         match self {
             BridgeTarget::Sip { destination, .. } => destination.clone(),
             BridgeTarget::Refer { uri } => uri.clone(),
+            BridgeTarget::Pool { name, .. } => format!("pool:{name}"),
         }
     }
 }
 
-/// Who ended a bridged call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EndedBy {
-    /// The person we called hung up.
-    Callee,
-    /// The agent (the bridge's far side) hung up.
-    Agent,
-    /// We did: the plan ended it (queue timeout, stop, maximum duration).
-    System,
-}
+pub use crate::campaign::model::EndedBy;
+pub use pool::{AgentSource, LeasedAgent};
 
 /// What the bridge tells the runner.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +78,7 @@ pub enum BridgeEvent {
 }
 
 /// The bridge's part of the attempt record (the CLI's `bridge` object).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize)]
 pub struct BridgeReport {
     pub target: String,
     /// `sip` (a second leg) or `refer` (blind transfer); AI-agent kinds later.
@@ -90,6 +97,15 @@ pub struct BridgeReport {
     pub talk_ms: u64,
     /// Who ended the bridged call; `None` when it never connected.
     pub ended_by: Option<EndedBy>,
+    /// When the bridge started (ms since the epoch), for the attempt record's times.
+    #[serde(skip)]
+    pub started_at_ms: i64,
+    /// The agent that answered (agent pools).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<LeasedAgent>,
+    /// Agents rung for this caller that did not answer (busy, rejected, no answer).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agents_skipped: Vec<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,5 +156,16 @@ pub async fn start(
             sip::SipBridge::start(destination, profile.as_deref().cloned(), callee, ctx).await?,
         )),
         BridgeTarget::Refer { uri } => Ok(Box::new(refer::ReferBridge::start(uri, callee))),
+        BridgeTarget::Pool {
+            name,
+            agents,
+            agent_ring_timeout,
+        } => Ok(Box::new(pool::PoolBridge::start(
+            name,
+            agents.clone(),
+            *agent_ring_timeout,
+            callee,
+            ctx,
+        ))),
     }
 }

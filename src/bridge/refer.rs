@@ -17,6 +17,7 @@ use crate::call::{Call, CallEvent};
 pub struct ReferBridge {
     uri: String,
     started: Instant,
+    started_at_ms: i64,
     /// Progress codes passed on from the callee's leg.
     progress_tx: mpsc::UnboundedSender<u16>,
     progress: mpsc::UnboundedReceiver<u16>,
@@ -34,6 +35,7 @@ impl ReferBridge {
         ReferBridge {
             uri: uri.to_string(),
             started: Instant::now(),
+            started_at_ms: chrono::Utc::now().timestamp_millis(),
             progress_tx,
             progress,
             ring_at: None,
@@ -95,6 +97,9 @@ impl Bridge for ReferBridge {
             // Once transferred, the conversation is no longer ours to time.
             talk_ms: 0,
             ended_by: None,
+            started_at_ms: self.started_at_ms,
+            agent: None,
+            agents_skipped: Vec::new(),
         }
     }
 }

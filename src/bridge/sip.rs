@@ -30,6 +30,7 @@ pub struct SipBridge {
     agent: Call,
     callee_media: Weak<MediaSession>,
     started: Instant,
+    started_at_ms: i64,
     ring_at: Option<Instant>,
     answered_at: Option<Instant>,
     ended_at: Option<Instant>,
@@ -46,6 +47,20 @@ impl SipBridge {
         destination: &str,
         profile: Option<Profile>,
         callee: &Call,
+        ctx: BridgeContext,
+    ) -> Result<SipBridge, BridgeError> {
+        let media = callee
+            .media()
+            .as_ref()
+            .map_or_else(Weak::new, Arc::downgrade);
+        SipBridge::start_with_media(destination, profile, media, ctx).await
+    }
+
+    /// [`SipBridge::start`] with the callee's media session given directly.
+    pub async fn start_with_media(
+        destination: &str,
+        profile: Option<Profile>,
+        callee_media: Weak<MediaSession>,
         ctx: BridgeContext,
     ) -> Result<SipBridge, BridgeError> {
         let mut request = CallRequest::new(destination, ctx.ring_timeout, ctx.max_duration);
@@ -78,11 +93,9 @@ impl SipBridge {
         Ok(SipBridge {
             target: destination.to_string(),
             agent,
-            callee_media: callee
-                .media()
-                .as_ref()
-                .map_or_else(Weak::new, Arc::downgrade),
+            callee_media,
             started: Instant::now(),
+            started_at_ms: chrono::Utc::now().timestamp_millis(),
             ring_at: None,
             answered_at: None,
             ended_at: None,
@@ -191,6 +204,9 @@ impl Bridge for SipBridge {
                 _ => 0,
             },
             ended_by: self.answered_at.and(self.ended_by),
+            started_at_ms: self.started_at_ms,
+            agent: None,
+            agents_skipped: Vec::new(),
         }
     }
 }

@@ -190,8 +190,16 @@ impl Engine {
     }
 
     /// Contacts left `dialing`/`on_hold` by a node that stopped mid-call go back to the
-    /// queue (retry now) once their call cannot be alive anywhere any more.
+    /// queue (retry now) once their call cannot be alive anywhere any more; agents this node
+    /// held busy (it stopped mid-call) are free again.
     async fn recover(&self) -> Result<(), StoreError> {
+        let freed = self
+            .store
+            .release_node_agents(&self.options.node, now_ms())
+            .await?;
+        if freed > 0 {
+            tracing::warn!("campaign engine: {freed} agents left busy by this node are free again");
+        }
         let stale_before = now_ms() - (MAX_CALL.as_millis() as Millis) - 600_000;
         let n = self
             .store
@@ -547,6 +555,20 @@ impl Engine {
         if record_to.is_some() {
             let _ = std::fs::create_dir_all(&self.options.recordings_dir);
         }
+        let abandon_message = match settings
+            .abandon_message
+            .as_deref()
+            .filter(|n| !n.is_empty())
+        {
+            Some(name) => match self.media(account, name) {
+                Ok(samples) => Some(samples),
+                Err(e) => {
+                    tracing::error!(campaign = campaign.id, "abandon_message {name}: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
         let amd = amd_config(settings.amd_mode);
         let voicemail = match (amd, settings.machine_action) {
             (Some(_), MachineAction::LeaveMessage) => {
@@ -583,8 +605,15 @@ impl Engine {
             amd,
             machine_action: settings.machine_action,
             voicemail,
-            connect: connect_plan(settings, profile.as_ref(), campaign.id, claimed.id),
-            abandon_message: None,
+            connect: connect_plan(settings, profile.as_ref(), campaign.id, claimed.id, || {
+                Arc::new(StoreAgents {
+                    store: self.store.clone(),
+                    campaign_id: campaign.id,
+                    node: self.options.node.clone(),
+                    config: self.config.clone(),
+                })
+            }),
+            abandon_message,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         self.live.insert(
@@ -608,34 +637,137 @@ impl Engine {
     }
 }
 
-/// Where a person who answers is connected: the campaign's `connect_to` (a number through the
-/// campaign's trunk, or a SIP URI), if set. A number with no trunk to send it through is left
-/// for the bridge to refuse (the person is then abandoned, and it is on the record).
+/// Where a person who answers is connected: the campaign's `connect_to` — a SIP URI, a number
+/// through the campaign's trunk, or an agent pool (the longest-idle free agent, leased in the
+/// store). A single target may ring for its whole ring timeout; a pool's caller waits at most
+/// `queue_timeout_secs` and is then abandoned (the abandon message).
 fn connect_plan(
     settings: &super::CampaignSettings,
     profile: Option<&Profile>,
     campaign_id: i64,
     contact_id: i64,
+    agents: impl FnOnce() -> Arc<dyn crate::bridge::AgentSource>,
 ) -> Option<crate::flow::Connect> {
-    let target = settings.connect_to.trim();
-    if target.is_empty() {
-        return None;
-    }
-    let ring_timeout = Duration::from_secs(CONNECT_RING_SECS);
+    use super::agents::ConnectTarget;
+    let ring_timeout = Duration::from_secs(settings.agent_ring_timeout_secs.max(1) as u64);
+    let queue_timeout = Duration::from_secs(settings.queue_timeout_secs.max(1) as u64);
+    let (target, queue_timeout) = match ConnectTarget::parse(&settings.connect_to) {
+        ConnectTarget::None => return None,
+        ConnectTarget::Sip(destination) | ConnectTarget::Number(destination) => (
+            crate::bridge::BridgeTarget::Sip {
+                destination,
+                profile: profile.cloned().map(Box::new),
+            },
+            queue_timeout.max(ring_timeout),
+        ),
+        ConnectTarget::Pool(name) => (
+            crate::bridge::BridgeTarget::Pool {
+                name,
+                agents: agents(),
+                agent_ring_timeout: ring_timeout,
+            },
+            queue_timeout,
+        ),
+    };
     Some(crate::flow::Connect {
-        target: crate::bridge::BridgeTarget::Sip {
-            destination: target.to_string(),
-            profile: profile.cloned().map(Box::new),
-        },
-        queue_timeout: ring_timeout,
+        target,
+        queue_timeout,
         ring_timeout,
         campaign_id: Some(campaign_id),
         contact_id: Some(contact_id),
     })
 }
 
-/// How long a `connect_to` target may ring before the person is abandoned.
-const CONNECT_RING_SECS: u64 = 15;
+/// A campaign's agent pool as the bridge sees it: leases and releases through the store.
+struct StoreAgents {
+    store: Store,
+    campaign_id: i64,
+    node: String,
+    config: Arc<Config>,
+}
+
+#[async_trait::async_trait]
+impl crate::bridge::AgentSource for StoreAgents {
+    async fn lease(&self, skip: &[i64]) -> Option<crate::bridge::LeasedAgent> {
+        let lease = match self
+            .store
+            .lease_agent(self.campaign_id, &self.node, skip, now_ms())
+            .await
+        {
+            Ok(lease) => lease?,
+            Err(e) => {
+                tracing::error!(campaign = self.campaign_id, "leasing an agent: {e}");
+                return None;
+            }
+        };
+        let spec = &lease.agent.spec;
+        let profile = if spec.profile.is_empty() {
+            None
+        } else {
+            match self.config.profile(&spec.profile) {
+                Ok(p) => Some(p.clone()),
+                Err(e) => {
+                    tracing::error!(agent = %spec.name, "agent profile: {e}");
+                    None
+                }
+            }
+        };
+        Some(crate::bridge::LeasedAgent {
+            id: lease.agent.id,
+            name: spec.name.clone(),
+            target: spec.target.clone(),
+            profile,
+            idle_ms: lease.idle_ms,
+        })
+    }
+
+    async fn release(&self, agent: i64, talk_ms: Option<u64>) {
+        let now = now_ms();
+        let release = match talk_ms {
+            Some(talk_ms) => crate::store::agents::AgentRelease::Talked {
+                ended_at: now,
+                talk_ms: talk_ms as i64,
+            },
+            None => crate::store::agents::AgentRelease::NotConnected { at: now },
+        };
+        if let Err(e) = self.store.release_agent(agent, release).await {
+            tracing::error!(agent, "releasing an agent: {e}");
+        }
+    }
+}
+
+/// The attempt record's agent-leg fields from the bridge and the flow.
+fn bridge_record(r: &AttemptReport) -> crate::store::attempts::BridgeRecord {
+    let mut rec = crate::store::attempts::BridgeRecord {
+        queue_wait_ms: r.flow.queue_wait_ms.map(|v| v as i64),
+        ..Default::default()
+    };
+    let Some(b) = &r.bridge else {
+        rec.abandoned = r.flow.abandoned;
+        return rec;
+    };
+    let at = |ms: Option<u64>| ms.map(|v| b.started_at_ms + v as i64);
+    rec.agent_call_id = b.call_id.clone();
+    rec.agent_id = b.agent.as_ref().map(|a| a.id);
+    rec.agent_name = b.agent.as_ref().map(|a| a.name.clone());
+    rec.agent_idle_ms = b.agent.as_ref().map(|a| a.idle_ms);
+    rec.agent_ring_at = at(b.ring_ms);
+    rec.agent_answer_at = at(b.bridge_ms);
+    rec.bridge_start_at = rec.agent_answer_at;
+    rec.bridge_end_at = rec.bridge_start_at.map(|s| s + b.talk_ms as i64);
+    rec.talk_ms = b.answered.then_some(b.talk_ms as i64);
+    rec.ended_by = b.ended_by;
+    // TSR: not connected within 2 s of the greeting counts, even if connected later.
+    rec.abandoned = r.flow.abandoned
+        || super::agents::counts_as_abandoned(
+            b.answered,
+            r.flow
+                .queue_wait_ms
+                .unwrap_or(u64::MAX)
+                .min(i64::MAX as u64) as i64,
+        );
+    rec
+}
 
 /// One attempt's task: call, record, move the contact on, report.
 struct AttemptJob {
@@ -720,6 +852,7 @@ impl AttemptJob {
                 record.dtmf = s.dtmf_received.clone();
                 record.digits = r.digits.clone();
                 record.recording = r.reply.as_ref().map(|p| p.display().to_string());
+                record.bridge = bridge_record(r);
                 record.recording_path = r.recording.as_ref().map(|p| p.display().to_string());
                 let mut machine = false;
                 if let Some(a) = &r.amd {
