@@ -2,7 +2,9 @@
 //! (SQLite store, admin API, engine, SIP user agent) against a sipp far end that answers:
 //! the pool paces the campaign. With its only agent paused nothing is dialed; set available
 //! through the API, progressive pacing keeps one call at a time (one free agent), although
-//! `max_concurrent` and pace would allow four at once.
+//! `max_concurrent` and pace would allow four at once. Each person who answers is bridged to
+//! the agent (a second sipp that answers and hangs up after 2 s): the attempt records carry
+//! the agent leg, who hung up and the talk time.
 
 mod common;
 
@@ -71,11 +73,14 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
     let dir = test_dir("agent_pacing_e2e");
     let dir = dir.path();
     speech_wav_padded(&dir.join("far.wav"), "Hello? Yes, speaking.", 0.1, 2.0);
-    speech_wav_padded(&dir.join("message.wav"), "This is a reminder.", 0.1, 0.5);
     to_ulaw_raw(&dir.join("far.wav"), &dir.join("voicemail.ulaw"));
     let sipp = Sipp::uas(dir, "uas_by_number.xml")
         .stream_wav(&dir.join("far.wav"))
         .args(["-m", "1000"])
+        .start();
+    let desk = Sipp::uas(dir, "uas_remote_bye.xml")
+        .stream_wav(&dir.join("far.wav"))
+        .args(["-m", "4"])
         .start();
     let http_port = free_tcp_port();
     let (lo, hi) = free_rtp_range(20);
@@ -132,7 +137,7 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
         &auth,
         reqwest::Method::POST,
         api("/v1/agents/sip"),
-        Some(json!({"name": "desk", "target": "sip:desk@127.0.0.1:5999", "state": "paused"})),
+        Some(json!({"name": "desk", "target": desk.uri("desk"), "state": "paused"})),
     )
     .await;
     assert_eq!(status, 201, "{agent}");
@@ -154,7 +159,6 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
         Some(json!({
             "name": "pool paced", "pace": 600, "max_concurrent": 4,
             "connect_to": "front desk", "pacing": "progressive",
-            "play_message": dir.join("message.wav").display().to_string(),
             "sip_profile": "far-end", "caller_id": "+12025550100"
         })),
     )
@@ -259,6 +263,13 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
         .iter()
         .map(|a| {
             assert_eq!(a["outcome"], "answered", "{a}");
+            // Bridged to the desk, which hung up after about 2 s.
+            assert_eq!(a["agent_name"], "desk", "{a}");
+            assert_eq!(a["agent_id"], agent_id, "{a}");
+            assert_eq!(a["ended_by"], "agent", "{a}");
+            assert!(a["agent_call_id"].is_string(), "{a}");
+            let talk = a["talk_ms"].as_i64().unwrap_or(0);
+            assert!((1000..5000).contains(&talk), "talk {talk} ms: {a}");
             (
                 a["started_at"].as_i64().unwrap(),
                 a["ended_at"].as_i64().unwrap(),
@@ -275,4 +286,6 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
     }
     drop(server);
     drop(sipp);
+    desk.wait(Duration::from_secs(20))
+        .assert_passed("the desk agent answered 4 calls, each ended by its BYE");
 }
