@@ -30,7 +30,7 @@ pub mod gen;
 pub mod import;
 pub mod relay;
 pub mod rtpengine;
-pub mod sys;
+pub use crate::media::sys;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddrV4;
