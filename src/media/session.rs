@@ -832,6 +832,13 @@ impl MediaSession {
         })
     }
 
+    /// Sets the SSRC, next sequence number and next timestamp of the stream this session sends
+    /// (before it sends anything: a test or benchmark that must know them; calls leave them
+    /// random).
+    pub fn set_rtp_stream(&self, ssrc: u32, sequence: u16, timestamp: u32) {
+        self.control().tx.rtp = RtpSender::new(ssrc, sequence, timestamp);
+    }
+
     /// Counters now.
     pub fn stats(&self) -> RtpStats {
         let c = &self.core.stats;
