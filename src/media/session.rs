@@ -1612,6 +1612,188 @@ mod tests {
         assert_eq!(pool.in_use(), 0, "ports released by stop");
     }
 
+    /// Sends `packets` from `sock` to `to`, one every 20 ms.
+    async fn send_paced(sock: Arc<UdpSocket>, to: SocketAddr, packets: Vec<Vec<u8>>) {
+        let mut tick = tokio::time::interval(FRAME);
+        for p in packets {
+            tick.tick().await;
+            sock.send_to(&p, to).await.expect("send");
+        }
+    }
+
+    /// Everything a far end receives until `until`, RTP only, in order.
+    fn collect_task(
+        sock: Arc<UdpSocket>,
+        until: Instant,
+    ) -> tokio::task::JoinHandle<Vec<(Instant, RtpOwned)>> {
+        tokio::spawn(async move { collect(&sock, until).await })
+    }
+
+    /// One leg's stream as its far end sees it: one SSRC, sequence numbers without a gap or
+    /// jump, timestamps never going back.
+    fn assert_one_continuous_stream(packets: &[(Instant, RtpOwned)]) {
+        assert!(!packets.is_empty());
+        for pair in packets.windows(2) {
+            let (a, b) = (&pair[0].1, &pair[1].1);
+            assert_eq!(b.ssrc, a.ssrc, "one SSRC");
+            assert_eq!(b.sequence, a.sequence.wrapping_add(1), "sequence step");
+            let step = b.timestamp.wrapping_sub(a.timestamp);
+            assert!(step < 8000 * 5, "timestamp went back or jumped: {step}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn linked_legs_relay_both_ways_rewritten_and_transcoded() {
+        use crate::media::dtmf::InbandDtmfDetector;
+        use crate::media::g711::{alaw_to_ulaw, ulaw_to_alaw};
+        let pool = test_pool();
+        let (peer_a, addr_a) = raw_socket().await;
+        let (peer_b, addr_b) = raw_socket().await;
+        let (peer_a, peer_b) = (Arc::new(peer_a), Arc::new(peer_b));
+        // Leg A speaks PCMU with telephone-event 101; leg B PCMA without telephone-event.
+        let (a, mut events_a) = start_with(&pool, Codec::Pcmu, Some(addr_a), quiet());
+        let (b, _events_b) = start_with(&pool, Codec::Pcma, Some(addr_b), quiet());
+        a.set_dtmf_pt(Some(101));
+        let a_port = SocketAddr::new(LOCALHOST, a.local_port());
+        let b_port = SocketAddr::new(LOCALHOST, b.local_port());
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_millis(2000);
+        let at_a = collect_task(Arc::clone(&peer_a), end);
+        let at_b = collect_task(Arc::clone(&peer_b), end);
+        // Each leg plays its own silence first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let link = a.link(&b).expect("link");
+        assert!(
+            matches!(a.link(&b), Err(MediaError::Link(_))),
+            "linked once only"
+        );
+
+        let pattern: Vec<u8> = (0..160u32).map(|i| (i * 7 % 250) as u8).collect();
+        let mut from_a = Vec::new();
+        for k in 0..20u16 {
+            let mut p = Vec::new();
+            write_rtp(
+                &mut p,
+                false,
+                0,
+                1000 + k,
+                50_000 + u32::from(k) * 160,
+                0xAAAA,
+                &pattern,
+            );
+            from_a.push(p);
+        }
+        // Digit 5 held 200 ms: ten event packets, three end packets.
+        for k in 0..13u16 {
+            let dur = (k.min(9) + 1) * 160;
+            let e = if k >= 10 { 0x80 | 10 } else { 10 };
+            let mut p = Vec::new();
+            write_rtp(
+                &mut p,
+                k == 0,
+                101,
+                1020 + k,
+                53_200,
+                0xAAAA,
+                &[5, e, (dur >> 8) as u8, dur as u8],
+            );
+            from_a.push(p);
+        }
+        for k in 0..10u16 {
+            let mut p = Vec::new();
+            write_rtp(
+                &mut p,
+                false,
+                0,
+                1033 + k,
+                55_280 + u32::from(k) * 160,
+                0xAAAA,
+                &[0xFF; 160],
+            );
+            from_a.push(p);
+        }
+        let mut from_b = Vec::new();
+        for k in 0..20u16 {
+            let mut p = Vec::new();
+            write_rtp(
+                &mut p,
+                false,
+                8,
+                7000 + k,
+                9_000 + u32::from(k) * 160,
+                0xBBBB,
+                &pattern,
+            );
+            from_b.push(p);
+        }
+        let send_a = tokio::spawn(send_paced(Arc::clone(&peer_a), a_port, from_a));
+        let send_b = tokio::spawn(send_paced(Arc::clone(&peer_b), b_port, from_b));
+        send_a.await.expect("peer A sent");
+        send_b.await.expect("peer B sent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        link.unlink();
+        let at_a = at_a.await.expect("collected at A");
+        let at_b = at_b.await.expect("collected at B");
+
+        // What peer B hears: B's own stream throughout, peer A's audio in it as A-law.
+        assert_one_continuous_stream(&at_b);
+        let relayed_to_b: Vec<&RtpOwned> = at_b
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| p.payload.iter().any(|&x| x != Codec::Pcma.silence_byte()))
+            .collect();
+        let alaw: Vec<u8> = pattern.iter().map(|&x| ulaw_to_alaw(x)).collect();
+        let audio_b: Vec<&&RtpOwned> = relayed_to_b.iter().filter(|p| p.payload == alaw).collect();
+        assert_eq!(audio_b.len(), 20, "every packet of A's audio, transcoded");
+        assert!(audio_b[0].marker, "marker on the first relayed packet");
+        assert!(audio_b.iter().all(|p| p.payload_type == 8));
+        // The digit became tones in B's audio.
+        let mut detector = InbandDtmfDetector::new();
+        let mut heard = String::new();
+        for (i, (_, p)) in at_b.iter().enumerate() {
+            let mut pcm = Vec::new();
+            Codec::Pcma.decode(&p.payload, &mut pcm);
+            if let Some(d) = detector.push(&pcm, i as u64 * 20) {
+                heard.push(d.digit);
+            }
+            while let Some(d) = detector.next_digit() {
+                heard.push(d.digit);
+            }
+        }
+        assert_eq!(heard, "5", "the telephone-event reached B as a tone");
+        // B's own silence again after the link (the stream went on without a jump).
+        assert!(at_b
+            .last()
+            .is_some_and(|(_, p)| p.payload == [Codec::Pcma.silence_byte(); 160]));
+
+        // What peer A hears: A's own stream, peer B's audio in it as µ-law.
+        assert_one_continuous_stream(&at_a);
+        let ulaw: Vec<u8> = pattern.iter().map(|&x| alaw_to_ulaw(x)).collect();
+        let audio_a: Vec<&RtpOwned> = at_a
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| p.payload == ulaw)
+            .collect();
+        assert_eq!(audio_a.len(), 20, "every packet of B's audio, transcoded");
+        assert!(audio_a[0].marker);
+        assert!(audio_a.iter().all(|p| p.payload_type == 0));
+
+        // A's call still heard the digit.
+        let mut digits = Vec::new();
+        while let Ok(ev) = events_a.try_recv() {
+            if let MediaEvent::Dtmf(d) = ev {
+                digits.push(d.digit);
+            }
+        }
+        assert_eq!(digits, vec!['5']);
+        let (sa, sb) = (a.stop().await, b.stop().await);
+        assert!(
+            sb.sent >= 20 + 13 && sa.sent >= 20,
+            "relayed packets counted: {sa:?} {sb:?}"
+        );
+        assert_eq!(pool.in_use(), 0);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_sessions_exchange_played_audio() {
         let pool = test_pool();
