@@ -405,10 +405,10 @@ impl Worker {
                     continue;
                 };
                 let core = Arc::clone(&s.core);
-                self.drain(&core, rtcp, clock, &mut t);
-                // The packets may have made a frame due.
-                if let Some(Some(s)) = self.slots.get_mut(slot) {
-                    s.due = Some(clock.now);
+                let due = self.drain(&core, rtcp, clock, &mut t);
+                // The packets may have made a frame due sooner.
+                if let (Some(Some(s)), Some(due)) = (self.slots.get_mut(slot), due) {
+                    s.due = Some(s.due.map_or(due, |d| d.min(due)));
                 }
             }
             if ready < self.epoll.capacity() {
@@ -438,10 +438,16 @@ impl Worker {
         }
     }
 
-    fn drain(&mut self, core: &Arc<Core>, rtcp: bool, clock: Clock, t: &mut Tally) {
-        let Some(socket) = core.socket(rtcp) else {
-            return;
-        };
+    /// Reads what `core`'s socket holds; returns when the call next has something due.
+    fn drain(
+        &mut self,
+        core: &Arc<Core>,
+        rtcp: bool,
+        clock: Clock,
+        t: &mut Tally,
+    ) -> Option<Instant> {
+        let socket = core.socket(rtcp)?;
+        let mut due = None;
         for _ in 0..MAX_BATCHES_PER_SOCKET {
             let got = match self.rx.recv(socket) {
                 Ok(0) => break,
@@ -454,12 +460,14 @@ impl Worker {
                 }
             };
             t.received += got as u64;
-            let relayed = core.receive(&self.rx, got, rtcp, clock, &mut self.scratch) as u64;
-            t.sent += relayed;
-            t.relayed += relayed;
+            let (relayed, next) = core.receive(&self.rx, got, rtcp, clock, &mut self.scratch);
+            t.sent += relayed as u64;
+            t.relayed += relayed as u64;
+            due = next;
             if got < self.rx.capacity() {
                 break;
             }
         }
+        due
     }
 }

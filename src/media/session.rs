@@ -340,7 +340,8 @@ impl Core {
     }
 
     /// Takes the `n` datagrams of `batch`, read on the RTP port (or the RTCP port), then
-    /// relays what a linked leg must send. Returns the datagrams relayed.
+    /// relays what a linked leg must send. Returns the datagrams relayed, and when the call
+    /// next has a frame to play out or an event to time out.
     pub(crate) fn receive(
         &self,
         batch: &RecvBatch,
@@ -348,8 +349,9 @@ impl Core {
         rtcp_port: bool,
         clock: Clock,
         scratch: &mut Scratch,
-    ) -> usize {
+    ) -> (usize, Option<Instant>) {
         scratch.forward.clear();
+        let due;
         let partner = {
             let mut guard = self.leg();
             let leg = &mut *guard;
@@ -382,16 +384,21 @@ impl Core {
                     scratch.forward.push((i, kind));
                 }
             }
+            due = match leg.rx.dtmf_rx.active() {
+                Some(_) => Some(clock.now),
+                None => leg.rx.jitter.next_due(),
+            };
             if scratch.forward.is_empty() {
                 None
             } else {
                 leg.partner.clone()
             }
         };
-        match partner {
+        let relayed = match partner {
             Some(p) => p.relay_in(batch, clock.now, scratch),
             None => 0,
-        }
+        };
+        (relayed, due)
     }
 
     /// Sends, from this leg, the packets its partner received (`scratch.forward`).
@@ -486,7 +493,9 @@ impl Core {
             let leg = &mut *guard;
             leg.rx.refresh(&leg.control);
             let linked = leg.relay.is_some();
-            if leg.rx.jitter.next_due().is_some_and(|due| due <= now) || linked {
+            if leg.rx.jitter.next_due().is_some_and(|due| due <= now)
+                || leg.rx.dtmf_rx.active().is_some()
+            {
                 leg.rx
                     .playout(now, &leg.events, &self.stats, &mut scratch.digits);
             }
@@ -511,8 +520,8 @@ impl Core {
             if leg.rx.rtcp_enabled {
                 earliest(Some(leg.rx.rtcp.next_report_at()));
             }
-            if linked || leg.rx.dtmf_rx.active().is_some() {
-                // RFC 4733 timeouts and in-band digits for the partner: look every tick.
+            if leg.rx.dtmf_rx.active().is_some() {
+                // An RFC 4733 event in progress may time out: look every tick.
                 earliest(Some(now));
             }
             let partner = if scratch.digits.is_empty() {
