@@ -154,14 +154,14 @@ struct MediaBenchArgs {
     /// Measure outdial only.
     #[arg(long)]
     no_rtpengine: bool,
-    /// Relay worker threads, 1 or 2 [default: 1 up to 2,500 streams, else 2]: one wakes up
-    /// less often (cheaper per packet), two keep latency down near one core's worth of load.
+    /// Media engine worker threads, 1 or 2 [default: 1 up to 2,500 streams, else 2]: one
+    /// wakes up less often (cheaper per packet), two keep latency down near one core's load.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2))]
     workers: Option<u32>,
-    /// The relay's play-out tick in µs: each worker wakes once per tick, takes in what
-    /// arrived and plays out what its jitter buffers hold due (at most 20 ms, the jitter
-    /// buffer's minimum delay).
-    #[arg(long, value_name = "US", default_value_t = 20000, value_parser = clap::value_parser!(u64).range(1000..=20000))]
+    /// The media engine's tick in µs (the server runs 10,000): each worker wakes once per
+    /// tick, takes in what arrived, relays linked legs' packets, plays out what is due and
+    /// sends what is due (at most 20 ms, the jitter buffer's minimum delay).
+    #[arg(long, value_name = "US", default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1000..=20000))]
     tick_us: u64,
     /// The generator's tick in µs: the packets due within one leave in one burst.
     #[arg(long, value_name = "US", default_value_t = 500, value_parser = clap::value_parser!(u64).range(20..=20000))]

@@ -22,10 +22,39 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::relay::{bind_loopback, local_v4};
 use super::sys::{self, Epoll, RecvBatch, SendBatch};
 use crate::media::g711::linear_to_ulaw;
 use crate::media::rtp::{write_rtp, RtpPacket};
+
+/// Socket buffer size asked for on every generator socket (the kernel may cap it at rmem_max).
+pub const SOCKET_BUFFER: usize = 1 << 20;
+
+/// The sequence number and timestamp stream `i` starts at: random-ish, derived from the index.
+pub fn stream_start(i: usize) -> (u16, u32) {
+    (
+        (i as u32).wrapping_mul(2_654_435_761) as u16,
+        (i as u32).wrapping_mul(40_503),
+    )
+}
+
+/// A non-blocking UDP socket on 127.0.0.1 with large buffers.
+pub fn bind_loopback() -> io::Result<UdpSocket> {
+    let s = UdpSocket::bind("127.0.0.1:0")?;
+    s.set_nonblocking(true)?;
+    let r = socket2::SockRef::from(&s);
+    // Best effort: the kernel caps these at net.core.[rw]mem_max.
+    let _ = r.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = r.set_send_buffer_size(SOCKET_BUFFER);
+    Ok(s)
+}
+
+/// The IPv4 address a socket is bound to.
+pub fn local_v4(s: &UdpSocket) -> io::Result<SocketAddrV4> {
+    match s.local_addr()? {
+        std::net::SocketAddr::V4(a) => Ok(a),
+        std::net::SocketAddr::V6(a) => Err(io::Error::other(format!("{a} is not IPv4"))),
+    }
+}
 
 /// Packet interval of every stream (20 ms: 50 packets/s).
 pub const PERIOD_NS: u64 = 20_000_000;
@@ -264,8 +293,8 @@ impl Generator {
         let mut tally = Tally::new(n, expected);
         let mut batch_meta: Vec<(u32, u16)> = Vec::with_capacity(self.tx.capacity());
         // Per-stream random-ish starting points, derived from the stream index.
-        let seq0 = |i: usize| (i as u32).wrapping_mul(2_654_435_761) as u16;
-        let ts0 = |i: usize| (i as u32).wrapping_mul(40_503);
+        let seq0 = |i: usize| stream_start(i).0;
+        let ts0 = |i: usize| stream_start(i).1;
 
         let t0 = sys::monotonic_ns() + 2_000_000;
         let window_start = t0 + warmup.as_nanos() as u64;

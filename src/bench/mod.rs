@@ -2,16 +2,18 @@
 //! ([`import`]: bulk contact import into a fresh SQLite store) and `outdial bench amd`
 //! ([`amd`]: answering-machine detection at N concurrent calls in real time).
 //!
-//! `bench media` measures the media relay a bridged call runs ([`relay`]: receive → parse →
-//! jitter buffer → G.711 decode → encode → send, batched with recvmmsg/sendmmsg on ≤ 2 worker
-//! threads that each wake once per play-out tick) at N concurrent calls of RTP on 127.0.0.1, and, in the same run, rtpengine in userspace
-//! relaying the same traffic ([`rtpengine`]), so the two figures come from one machine and one
-//! moment.
+//! `bench media` measures the server's own media engine ([`crate::media::engine`], through
+//! [`MediaSession`](crate::media::MediaSession)s exactly as calls use them; [`calls`]) at N
+//! concurrent calls of RTP on 127.0.0.1, in two shapes: bridged calls (two linked legs: each
+//! packet read on one leg leaves the other at once, headers rewritten) and live calls (one
+//! session each: jitter buffer, decoding, frames to the call, its own paced 20 ms stream out).
+//! In the same run rtpengine in userspace relays the same traffic ([`rtpengine`]), so the
+//! figures come from one machine and one moment.
 //!
 //! The traffic comes from a child process (`outdial bench media-gen`, [`gen`]) so that its CPU
 //! is not counted as ours: N streams × 50 packets/s of 172-byte PCMU RTP from one socket with
 //! sendmmsg, back on a few sinks with recvmmsg and kernel receive timestamps. The parent takes
-//! its own CPU (getrusage RUSAGE_SELF: the relay threads plus an idle main thread) and
+//! its own CPU (getrusage RUSAGE_SELF: the engine's workers, the bench's frame consumer and an idle main thread) and
 //! rtpengine's (/proc/PID/stat) between the generator's `window_start` and `window_end`.
 //!
 //! One stream = one relayed direction of one call: 50 packets/s in, 50 out. Definitions:
@@ -26,11 +28,11 @@
 
 pub mod amd;
 pub mod bencode;
+pub mod calls;
 pub mod gen;
 pub mod import;
-pub mod relay;
 pub mod rtpengine;
-pub mod sys;
+pub use crate::media::sys;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddrV4;
@@ -40,12 +42,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::media::engine::{EngineConfig, EngineCounters};
 use gen::{GenCommand, GenEvent, GenResult};
-use relay::{Relay, StreamSpec};
 
 /// Warm-up before the counted window (endpoint learning, caches, first wake-ups).
 const WARMUP_MS: u64 = 500;
-/// Above this many streams the relay uses two workers unless told otherwise: one worker is
+/// Above this many streams the engine uses two workers unless told otherwise: one worker is
 /// cheaper per packet (fewer wake-ups) but near a whole core's load its latency tail grows.
 pub const ONE_WORKER_MAX_STREAMS: usize = 2500;
 /// How long the generator keeps receiving after the window, for packets still in flight.
@@ -56,9 +58,9 @@ const DRAIN_MS: u64 = 300;
 pub struct MediaBenchOptions {
     pub streams: usize,
     pub seconds: f64,
-    /// Relay worker threads (1 or 2; 0: 1 up to [`ONE_WORKER_MAX_STREAMS`] streams, else 2).
+    /// Engine worker threads (1 or 2; 0: 1 up to [`ONE_WORKER_MAX_STREAMS`] streams, else 2).
     pub workers: usize,
-    /// The relay's play-out tick, µs: each worker wakes once per tick (see [`relay`]).
+    /// The engine's tick, µs: each worker wakes once per tick (see [`crate::media::engine`]).
     pub tick_us: u64,
     /// Run rtpengine too.
     pub rtpengine: bool,
@@ -78,10 +80,20 @@ pub struct MediaBenchOptions {
 pub struct MediaReport {
     pub streams: usize,
     pub seconds: f64,
-    /// outdial's CPU over the window, % of one core.
+    /// outdial's CPU over the window, % of one core (bridged calls: linked legs).
     pub cpu_percent: f64,
-    /// outdial's CPU per relayed packet, µs.
+    /// outdial's CPU per relayed packet, µs (bridged calls).
     pub cpu_us_per_packet: Option<f64>,
+    /// Live calls (one session per stream, jitter buffer, frames to the call, its own paced
+    /// stream out): outdial's CPU, % of one core...
+    pub call_cpu_percent: f64,
+    /// ...and per packet received (each call also sends one per packet received), µs.
+    pub call_cpu_us_per_packet: Option<f64>,
+    /// Live calls: packets the sessions read, packets they sent and frames the calls took off
+    /// their channels, in the window.
+    pub call_packets_received: u64,
+    pub call_packets_sent: u64,
+    pub call_frames: u64,
     pub loss_ratio: f64,
     /// p99 of |transit − median transit|, ms.
     pub jitter_added_ms_p99: f64,
@@ -99,12 +111,12 @@ pub struct MediaReport {
     /// Packets the generator sent in the window / got back.
     pub packets_sent: u64,
     pub packets_received: u64,
-    /// Packets outdial's relay sent in the window (what cpu_us_per_packet divides by).
+    /// Packets outdial's linked legs relayed in the window (what cpu_us_per_packet divides by).
     pub packets_relayed: u64,
     pub payload_mismatches: u64,
     pub rtpengine_packets_sent: Option<u64>,
     pub rtpengine_packets_received: Option<u64>,
-    /// What the relay's jitter buffers did in the window.
+    /// What the live calls' jitter buffers did in the window.
     pub jitter_buffer: JitterBufferReport,
     pub workers: usize,
     pub tick_us: u64,
@@ -113,7 +125,7 @@ pub struct MediaReport {
     /// cpu_percent + generator_cpu_percent, something else was running and figures are noisy.
     pub host_cpu_percent: Option<f64>,
     pub rtpengine_host_cpu_percent: Option<f64>,
-    /// Relay wake-ups per second (play-out ticks, all workers).
+    /// Engine wake-ups per second (ticks, all workers), bridged calls.
     pub wakeups_per_s: f64,
     pub generator_cpu_percent: f64,
     pub rtpengine_generator_cpu_percent: Option<f64>,
@@ -141,8 +153,8 @@ impl MediaReport {
         let pct = |v: Option<f64>| v.map_or("-".into(), |x| format!("{:.4} %", 100.0 * x));
         let mut s = format!(
             "outdial bench media: {} streams × 50 packets/s (172-byte PCMU RTP), {} s window, 127.0.0.1\n\
-             relay: {} worker thread(s), play-out tick {} µs, {:.0} wake-ups/s; generator tick {} µs\n\
-             jitter buffer {}-{} ms, {} ms to start: {} frames played, {} concealed, {} late, {} duplicates\n\n",
+             media engine (the server's): {} worker thread(s), tick {} µs, {:.0} wake-ups/s; generator tick {} µs\n\
+             live calls' jitter buffers {}-{} ms, {} ms to start: {} frames played, {} concealed, {} late, {} duplicates\n\n",
             self.streams,
             self.seconds,
             self.workers,
@@ -159,14 +171,24 @@ impl MediaReport {
         );
         let rows: Vec<(&str, String, String)> = vec![
             (
-                "CPU, % of one core",
+                "bridged: CPU, % of core",
                 f(Some(self.cpu_percent), 1),
                 f(self.rtpengine_cpu_percent, 1),
             ),
             (
-                "CPU per packet, µs",
+                "bridged: CPU/packet, µs",
                 f(self.cpu_us_per_packet, 2),
                 f(self.rtpengine_cpu_us_per_packet, 2),
+            ),
+            (
+                "live call: CPU, %",
+                f(Some(self.call_cpu_percent), 1),
+                "-".into(),
+            ),
+            (
+                "live call: CPU/pkt, µs",
+                f(self.call_cpu_us_per_packet, 2),
+                "-".into(),
             ),
             (
                 "packets sent",
@@ -234,14 +256,16 @@ impl MediaReport {
         s.push_str(
             "\nlatency = kernel receive time at the sink − time handed to sendmmsg; \
              jitter added = p99 of |latency − median latency|, all streams; stream jitter = p99 of \
-             |latency(n+1) − latency(n)| within a stream; one stream = one relayed direction.\n",
+             |latency(n+1) − latency(n)| within a stream; one stream = one relayed direction.\n\
+             Latency, loss and jitter are the bridged calls'; a live call's packets are its own \
+             stream, so that shape reports CPU only.\n",
         );
         s
     }
 }
 
-/// The relay's jitter buffers over the measured window: their settings (those of a real call)
-/// and what they did, summed over streams.
+/// The live calls' jitter buffers over the measured window: their settings (those of a real
+/// call) and what they did, summed over calls.
 #[derive(Debug, Clone, Serialize)]
 pub struct JitterBufferReport {
     pub min_ms: u64,
@@ -438,45 +462,51 @@ pub fn run_media(opts: &MediaBenchOptions) -> Result<MediaReport, String> {
     let mut gen = GenProcess::spawn(&opts.exe, opts.streams)?;
     gen.tick_us = opts.gen_tick_us;
 
-    // ── outdial ──
-    let specs: Vec<StreamSpec> = (0..opts.streams)
-        .map(|i| StreamSpec {
-            a_peer: gen.source,
-            b_peer: gen.sink(i),
-        })
-        .collect();
+    // ── outdial, bridged calls: linked legs ──
     let workers = match opts.workers {
         0 if opts.streams > ONE_WORKER_MAX_STREAMS => 2,
         0 => 1,
         w => w.min(2),
     };
-    let jitter = relay::call_jitter_config();
-    let relay = Relay::start(&specs, workers, Duration::from_micros(opts.tick_us), jitter)
-        .map_err(|e| format!("cannot start the relay: {e}"))?;
-    let targets = relay.a_addrs().to_vec();
-    let snapshot = || {
+    let config = EngineConfig {
+        workers,
+        tick: Duration::from_micros(opts.tick_us),
+    };
+    let sinks: Vec<SocketAddrV4> = (0..opts.streams).map(|i| gen.sink(i)).collect();
+    const LINKED_SSRC_BASE: u32 = 0x1000_0000;
+    let linked = calls::Linked::start(config, gen.source, &sinks, LINKED_SSRC_BASE)?;
+    let targets = linked.a_addrs().to_vec();
+    let snapshot = |c: &dyn Fn() -> EngineCounters| {
         (
             sys::cpu_time_us(false).ok(),
             sys::monotonic_ns(),
-            relay.counters(),
+            c(),
             host_cpu(),
         )
     };
-    let phase = gen.run_phase(targets, opts.seconds, 0x1000_0000, snapshot);
-    let stopped = relay.stop();
+    let counters = || linked.engine().counters();
+    let phase = gen.run_phase(targets, opts.seconds, LINKED_SSRC_BASE, || {
+        snapshot(&counters)
+    });
+    drop(linked);
     let (res, (cpu0, wall0, c0, h0), (cpu1, wall1, c1, h1)) = phase?;
-    stopped.map_err(|e| format!("relay failed: {e}"))?;
     let (Some(cpu0), Some(cpu1)) = (cpu0, cpu1) else {
         return Err("getrusage failed: cannot measure outdial's CPU".into());
     };
     let wall_us = (wall1.saturating_sub(wall0) / 1000).max(1) as f64;
     let cpu_us = cpu1.saturating_sub(cpu0) as f64;
-    let relayed = c1.sent.saturating_sub(c0.sent);
+    let relayed = c1.relayed.saturating_sub(c0.relayed);
+    let jitter = calls::call_jitter_config();
     let mut report = MediaReport {
         streams: opts.streams,
         seconds: opts.seconds,
         cpu_percent: round(100.0 * cpu_us / wall_us, 2),
         cpu_us_per_packet: (relayed > 0).then(|| round(cpu_us / relayed as f64, 3)),
+        call_cpu_percent: 0.0,
+        call_cpu_us_per_packet: None,
+        call_packets_received: 0,
+        call_packets_sent: 0,
+        call_frames: 0,
         loss_ratio: round(loss(&res), 6),
         jitter_added_ms_p99: round(res.jitter_us_p99 / 1000.0, 3),
         stream_jitter_ms_p99: round(res.stream_jitter_us_p99 / 1000.0, 3),
@@ -499,10 +529,10 @@ pub fn run_media(opts: &MediaBenchOptions) -> Result<MediaReport, String> {
             min_ms: jitter.min_delay.as_millis() as u64,
             initial_ms: jitter.initial_delay.as_millis() as u64,
             max_ms: jitter.max_delay.as_millis() as u64,
-            played: c1.played.saturating_sub(c0.played),
-            concealed: c1.concealed.saturating_sub(c0.concealed),
-            late: c1.late.saturating_sub(c0.late),
-            duplicates: c1.duplicates.saturating_sub(c0.duplicates),
+            played: 0,
+            concealed: 0,
+            late: 0,
+            duplicates: 0,
         },
         workers,
         tick_us: opts.tick_us,
@@ -522,7 +552,38 @@ pub fn run_media(opts: &MediaBenchOptions) -> Result<MediaReport, String> {
         baseline_loss_ratio: None,
     };
 
-    // ── baseline: no relay at all ──
+    // ── outdial, live calls: one session each, through the jitter buffer ──
+    let live = calls::Calls::start(config, gen.source, opts.streams)?;
+    let targets = live.addrs().to_vec();
+    let live_snapshot = || {
+        (
+            sys::cpu_time_us(false).ok(),
+            sys::monotonic_ns(),
+            live.engine().counters(),
+            live.frames(),
+            live.jitter_totals(),
+        )
+    };
+    let phase = gen.run_phase(targets, opts.seconds, 0x4000_0000, live_snapshot);
+    let (_, (cpu0, wall0, c0, f0, j0), (cpu1, wall1, c1, f1, j1)) = phase?;
+    drop(live);
+    if let (Some(cpu0), Some(cpu1)) = (cpu0, cpu1) {
+        let wall_us = (wall1.saturating_sub(wall0) / 1000).max(1) as f64;
+        let cpu_us = cpu1.saturating_sub(cpu0) as f64;
+        let received = c1.received.saturating_sub(c0.received);
+        report.call_cpu_percent = round(100.0 * cpu_us / wall_us, 2);
+        report.call_cpu_us_per_packet = (received > 0).then(|| round(cpu_us / received as f64, 3));
+        report.call_packets_received = received;
+        report.call_packets_sent = c1.sent.saturating_sub(c0.sent);
+        report.call_frames = f1.saturating_sub(f0);
+        let d = |k: usize| j1[k].saturating_sub(j0[k]);
+        report.jitter_buffer.played = d(0);
+        report.jitter_buffer.concealed = d(1);
+        report.jitter_buffer.late = d(2);
+        report.jitter_buffer.duplicates = d(3);
+    }
+
+    // ── baseline: nothing between the generator and its sinks ──
     if opts.baseline {
         let targets = (0..opts.streams).map(|i| gen.sink(i)).collect();
         let (res, (), ()) = gen.run_phase(targets, opts.seconds, 0x3000_0000, || ())?;

@@ -1751,17 +1751,8 @@ mod tests {
 pub fn inband_samples(digit: char, duration_ms: u32, gap_ms: u32) -> Result<Vec<i16>, DtmfError> {
     const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
     const COLS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-    let code = event_code(digit).ok_or(DtmfError::InvalidDigit(digit))?;
-    let (row, col) = match code {
-        0 => (3, 1),
-        1..=9 => (((code - 1) / 3) as usize, ((code - 1) % 3) as usize),
-        10 => (3, 0),
-        11 => (3, 2),
-        _ => ((code - 12) as usize, 3),
-    };
-    // −10 dBm0 per tone: a full-scale µ-law sine is +3.17 dBm0.
-    const FULL_SCALE_DBM0: f32 = 3.17;
-    let amplitude = 32767.0 * 10f32.powf((-10.0 - FULL_SCALE_DBM0) / 20.0);
+    let (row, col) = tone_pair(digit)?;
+    let amplitude = inband_amplitude();
     let tone = (duration_ms.clamp(40, MAX_SEND_MS) * 8) as usize;
     let gap = (gap_ms.min(2000) * 8) as usize;
     let mut out = Vec::with_capacity(tone + gap);
@@ -1774,6 +1765,76 @@ pub fn inband_samples(digit: char, duration_ms: u32, gap_ms: u32) -> Result<Vec<
     }
     out.resize(tone + gap, 0);
     Ok(out)
+}
+
+/// Row and column (0-3 each) of a digit on the DTMF keypad.
+fn tone_pair(digit: char) -> Result<(usize, usize), DtmfError> {
+    let code = event_code(digit).ok_or(DtmfError::InvalidDigit(digit))?;
+    Ok(match code {
+        0 => (3, 1),
+        1..=9 => (((code - 1) / 3) as usize, ((code - 1) % 3) as usize),
+        10 => (3, 0),
+        11 => (3, 2),
+        _ => ((code - 12) as usize, 3),
+    })
+}
+
+/// Peak of each of the two tones: −10 dBm0 per tone (a full-scale µ-law sine is +3.17 dBm0).
+fn inband_amplitude() -> f32 {
+    const FULL_SCALE_DBM0: f32 = 3.17;
+    32767.0 * 10f32.powf((-10.0 - FULL_SCALE_DBM0) / 20.0)
+}
+
+/// A DTMF tone generated a frame at a time, its phase continuous from frame to frame (a relay
+/// turning telephone-events into audio as the event's packets arrive). No allocation.
+#[derive(Debug, Clone, Default)]
+pub struct ToneGenerator {
+    /// The two frequencies (Hz) and how many samples have been generated.
+    playing: Option<(f32, f32, u64)>,
+}
+
+impl ToneGenerator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts `digit`'s tone (again from phase 0 when it is another digit than the one playing).
+    pub fn start(&mut self, digit: char) -> Result<(), DtmfError> {
+        const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
+        const COLS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+        let (row, col) = tone_pair(digit)?;
+        let (low, high) = (ROWS[row], COLS[col]);
+        if !matches!(self.playing, Some((l, h, _)) if l == low && h == high) {
+            self.playing = Some((low, high, 0));
+        }
+        Ok(())
+    }
+
+    pub fn stop(&mut self) {
+        self.playing = None;
+    }
+
+    pub fn is_playing(&self) -> bool {
+        self.playing.is_some()
+    }
+
+    /// Fills `out` with the next samples of the tone, or silence when none plays.
+    pub fn fill(&mut self, out: &mut [i16]) {
+        let Some((low, high, n)) = self.playing.as_mut() else {
+            out.fill(0);
+            return;
+        };
+        let amplitude = inband_amplitude();
+        for s in out.iter_mut() {
+            // The sample index wraps every 2^20 samples (131 s): far past any key press.
+            let t = (*n % (1 << 20)) as f32 / 8000.0;
+            let v = amplitude
+                * ((2.0 * std::f32::consts::PI * *low * t).sin()
+                    + (2.0 * std::f32::consts::PI * *high * t).sin());
+            *s = v.clamp(-32768.0, 32767.0) as i16;
+            *n += 1;
+        }
+    }
 }
 
 #[cfg(test)]

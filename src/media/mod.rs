@@ -15,29 +15,38 @@
 //!   on a monotonic clock and sends G.711 silence when nothing is queued, so the far end always
 //!   sees a continuous stream.
 //!
-//! The protocol pieces ([`rtp`], [`rtcp`], [`jitter`], [`g711`]) are sans-IO: they parse, build
-//! and convert buffers and never touch a socket or a clock. Only [`session`] (tokio tasks) and
-//! [`ports`] (binding) do I/O.
+//! * **Linked legs** (a bridge, [`MediaSession::link`]) forward each packet at once from one
+//!   leg to the other, rewritten and transcoded by [`link`].
+//!
+//! Every call's RTP runs on the one [`engine`]: one or two worker threads with epoll and
+//! batched `recvmmsg`/`sendmmsg`, the same code `outdial bench media` measures.
+//! The protocol pieces ([`rtp`], [`rtcp`], [`jitter`], [`g711`], [`link`]) are sans-IO: they
+//! parse, build and convert buffers and never touch a socket or a clock. Only [`engine`] (with
+//! [`session`]'s per-call state and [`sys`]'s system calls) and [`ports`] (binding) do I/O.
 //! Nothing here may panic on bytes from the network or on a file's contents.
 
 pub mod codec;
 pub mod dtmf;
+pub mod engine;
 pub mod g711;
 pub mod jitter;
+pub mod link;
 pub mod ports;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
+pub mod sys;
 pub mod tones;
 pub mod wav;
 
 use std::path::PathBuf;
 
+pub use engine::{Engine, EngineConfig};
 pub use g711::Codec;
 pub use ports::{PortLease, PortPool, RtpSocket};
 pub use rtp::{is_rtcp, write_rtp, RtpPacket, RtpSender};
-pub use session::{AudioFrame, MediaEvent, MediaOptions, MediaSession, RtpStats};
+pub use session::{AudioFrame, MediaEvent, MediaLink, MediaOptions, MediaSession, RtpStats};
 pub use wav::{load_wav_8k_mono, WavRecorder};
 
 /// Sample rate of every PCM buffer the media layer takes or gives, in Hz.
@@ -76,6 +85,9 @@ pub enum MediaError {
     /// An RTP packet that does not follow RFC 3550, or a misuse of the RTP layer.
     #[error("invalid RTP packet: {0}")]
     Rtp(String),
+    /// Two media sessions could not be linked (the reason names which and why).
+    #[error("cannot link media sessions: {0}")]
+    Link(String),
     /// [`MediaSession::start`] was called outside a tokio runtime.
     #[error("media session cannot start: not inside a tokio runtime")]
     NoRuntime,

@@ -192,6 +192,13 @@ impl RtpSender {
         self.timestamp = self.timestamp.wrapping_add(samples);
     }
 
+    /// Moves the stream on to `sequence` and `timestamp` for the next packet (a relay wrote the
+    /// packets in between itself).
+    pub fn set_next(&mut self, sequence: u16, timestamp: u32) {
+        self.sequence = sequence;
+        self.timestamp = timestamp;
+    }
+
     /// Advances the timestamp without sending (a stall, hold or silence suppression), so the
     /// far end sees the gap in time rather than audio that is late.
     pub fn skip(&mut self, samples: u32) {

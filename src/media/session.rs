@@ -1,57 +1,67 @@
-//! One call's RTP and RTCP: a thin tokio driver around the sans-IO [`rtp`](super::rtp),
-//! [`jitter`](super::jitter), [`rtcp`](super::rtcp) and [`g711`](super::g711) code.
+//! One call's RTP and RTCP: the per-call state the media [`engine`](super::engine) drives,
+//! around the sans-IO [`rtp`](super::rtp), [`jitter`](super::jitter), [`rtcp`](super::rtcp),
+//! [`g711`](super::g711) and [`link`](super::link) code, and the [`MediaSession`] handle a call
+//! holds.
 //!
-//! [`MediaSession::start`] spawns two tasks on the leased port pair (RTP on the even port, RTCP
-//! on the odd one after it).
+//! [`MediaSession::start`] hands the leased port pair (RTP on the even port, RTCP on the odd
+//! one after it) to one of the engine's worker threads, which from then on reads the sockets
+//! (in batches, at its play-out tick) and sends from them. There are no tasks per call.
 //!
-//! * The **receiver** starts at once (early media is caught). Each RTP packet is checked against
+//! * **Receiving** starts at once (early media is caught). Each RTP packet is checked against
 //!   the expected source (symmetric RTP: once [`LATCH_PACKETS`] packets in a row come from
 //!   another address than the SDP one — a NAT — replies go there; with
 //!   [`MediaOptions::strict_source`] such packets are dropped and counted instead), fed to the
 //!   RTCP statistics, and audio (G.711, or G.722 with the `g722` feature, decoded through a
-//!   stateful [`FrameDecoder`] to 8 kHz) or comfort noise goes into the jitter buffer; telephone-events
-//!   and other payload types are noted, not decoded. A playout tick pops one frame per 20 ms
-//!   from the buffer and sends it as [`MediaEvent::Frame`] with `try_send` on a bounded channel:
-//!   a slow consumer loses frames (counted in [`RtpStats::dropped_frames`]), it never stalls the
-//!   socket. Frames that no packet filled in time are concealed and say so
-//!   ([`AudioFrame::concealed`]). RTCP is read on the RTCP port and, multiplexed (RFC 5761), on
-//!   the RTP port; reports go out every few seconds to where the far end's RTCP comes from
-//!   (else the RTP destination's port + 1, or the RTP port itself once the far end
-//!   multiplexes), and a BYE when the session stops.
-//! * The **sender** runs once a remote address is known: packet *n* is due at
+//!   stateful [`FrameDecoder`] to 8 kHz) or comfort noise goes into the jitter buffer;
+//!   telephone-events are decoded into digits, other payload types only counted. Each tick
+//!   plays out the frames that are due and sends them as [`MediaEvent::Frame`] with `try_send`
+//!   on a bounded channel: a slow consumer loses frames (counted in
+//!   [`RtpStats::dropped_frames`]), it never stalls the engine. Frames that no packet filled in
+//!   time are concealed and say so ([`AudioFrame::concealed`]). RTCP is read on the RTCP port
+//!   and, multiplexed (RFC 5761), on the RTP port; reports go out every few seconds to where
+//!   the far end's RTCP comes from (else the RTP destination's port + 1, or the RTP port itself
+//!   once the far end multiplexes), and a BYE when the session stops.
+//! * **Sending** runs once a remote address is known: packet *n* is due at
 //!   `start + n × 20 ms` on the monotonic clock, so pacing never drifts; after a stall of more
 //!   than a few frames it skips ahead (advancing the RTP timestamp) instead of bursting. It
 //!   sends queued PCM, or G.711 silence when nothing is queued, so the stream is continuous.
+//! * **Linked** ([`MediaSession::link`]): what one leg receives leaves the other leg as soon as
+//!   the engine reads it, rewritten into that leg's stream by [`RelayTx`] (no jitter buffer on
+//!   that path); the leg's own paced sending pauses and resumes, without a jump, when the link
+//!   ends. Digits and tones are still reported; frames only with
+//!   [`MediaSession::set_frames_while_linked`] (a recording), through the jitter buffer on the
+//!   side.
 //!
-//! The tasks hold no call state beyond this: the handle talks to them through a small
-//! mutex-guarded queue and atomics, never blocks on the network, and both tasks end (releasing
-//! the ports) when the handle is stopped or dropped. Nothing received from the network can make
-//! them panic, and nothing on the per-packet path allocates except each frame's own samples.
+//! The handle and the engine share one small mutex-guarded state per call; the handle never
+//! blocks on the network, and the engine never holds two calls' locks at once. Nothing received
+//! from the network can make it panic, and nothing on the per-packet path allocates except each
+//! frame's own samples.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{FrameDecoder, FrameEncoder};
 use super::dtmf::{
-    inband_samples, DtmfDigit, DtmfError, InbandDtmfDetector, Rfc4733Receiver, Rfc4733Sender,
+    inband_samples, DtmfDigit, DtmfError, DtmfSource, InbandDtmfDetector, Rfc4733Receiver,
+    Rfc4733Sender,
 };
+use super::engine::{Engine, Scratch};
 use super::g711::Codec;
 use super::jitter::{
     Concealer, FrameKind, JitterBuffer, JitterConfig, JitterStats, COMFORT_NOISE_PT,
 };
+use super::link::{InKind, OutStream, RelayTx, Relayed};
 use super::ports::{PortLease, RtpSocket};
 use super::rtcp::{RtcpConfig, RtcpState, RtcpStats, DEFAULT_INTERVAL};
 use super::rtp::{is_rtcp, RtpPacket, RtpSender, RTP_HEADER_LEN};
+use super::sys::RecvBatch;
 use super::tones::{ToneDetectors, ToneEvent};
 use super::{MediaError, FRAME_MS, FRAME_SAMPLES};
 
@@ -61,11 +71,10 @@ pub const EVENT_CHANNEL_CAPACITY: usize = 500;
 pub const LATCH_PACKETS: u32 = 3;
 /// How late (in frames) the sender may fall before it skips ahead instead of catching up.
 const STALL_FRAMES: u64 = 3;
-/// Largest datagram read; longer ones are truncated by the kernel and then fail to parse.
-const RECV_BUFFER_BYTES: usize = 4096;
-/// Datagrams read without waiting before a playout tick, so a late wake-up finds them queued.
-const DRAIN_LIMIT: usize = 64;
+#[cfg(test)]
 const FRAME: Duration = Duration::from_millis(FRAME_MS);
+/// A packet due this soon after the tick goes out in it (the next tick would be later).
+const SEND_SLACK: Duration = Duration::from_millis(2);
 
 /// How a session receives; [`MediaOptions::default`] is what [`MediaSession::start`] uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +150,7 @@ pub enum MediaEvent {
 /// Packet counters and quality figures of one session, for the attempt record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct RtpStats {
-    /// RTP packets sent (silence included).
+    /// RTP packets sent (silence and relayed packets included).
     pub sent: u64,
     /// Valid RTP packets received from an accepted source, whatever their payload type (RTCP
     /// not included).
@@ -183,14 +192,14 @@ impl Counters {
     }
 }
 
-/// What the handle tells the sender (read once per packet), and where the sender is.
+/// What the handle sets, read by the engine.
 #[derive(Debug)]
 struct Control {
     /// Where to send; `None` stops sending (hold, or not answered yet).
     remote: Option<SocketAddr>,
     /// The last address the SDP gave: what latching compares sources with.
     sdp_remote: Option<SocketAddr>,
-    /// Where the far end really sends from, when it is not `sdp_remote` (set by the receiver).
+    /// Where the far end really sends from, when it is not `sdp_remote` (set on receive).
     latched: Option<SocketAddr>,
     codec: Codec,
     queue: VecDeque<i16>,
@@ -204,6 +213,8 @@ struct Control {
     dtmf_tx: Rfc4733Sender,
     /// Run the beep/SIT/fax detectors on received audio.
     detect_tones: bool,
+    /// Bumped on every change the receiving side copies (addresses, DTMF, tones).
+    generation: u64,
 }
 
 impl Control {
@@ -212,58 +223,406 @@ impl Control {
     }
 }
 
-/// What the receiver publishes for [`MediaSession::stats`].
-#[derive(Debug, Default, Clone, Copy)]
-struct Published {
-    jitter: JitterStats,
-    rtcp: RtcpStats,
-    latched_to: Option<SocketAddr>,
-}
-
+/// The call's end of the event channel; `None` once the session has stopped (closing it).
 #[derive(Debug)]
-struct Shared {
-    control: Mutex<Control>,
-    /// Bumped on every `set_remote`, so the receiver re-reads the addresses.
-    remote_gen: AtomicU64,
-    /// Wakes an idle sender when a remote address arrives.
-    wake: Notify,
-    stats: Counters,
-    published: Mutex<Published>,
-}
+struct Events(Option<mpsc::Sender<MediaEvent>>);
 
-impl Shared {
-    fn control(&self) -> MutexGuard<'_, Control> {
-        // Control holds plain values that stay consistent even if a holder panicked.
-        self.control.lock().unwrap_or_else(|p| p.into_inner())
+impl Events {
+    /// A frame: dropped and counted when the channel is full.
+    fn frame(&self, event: MediaEvent, stats: &Counters) {
+        if let Some(tx) = &self.0 {
+            match tx.try_send(event) {
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Err(TrySendError::Full(_)) => Counters::bump(&stats.dropped_frames),
+            }
+        }
     }
 
-    fn published(&self) -> MutexGuard<'_, Published> {
-        self.published.lock().unwrap_or_else(|p| p.into_inner())
+    /// A control event (a digit, a tone). These are rare and matter: if the channel is full of
+    /// frames, one is dropped and counted rather than the event.
+    fn control(&self, event: MediaEvent, stats: &Counters) {
+        if let Some(tx) = &self.0 {
+            match tx.try_send(event) {
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Err(TrySendError::Full(event)) => {
+                    Counters::bump(&stats.dropped_frames);
+                    tracing::warn!(?event, "media event channel full: event dropped");
+                }
+            }
+        }
     }
 }
 
-/// The sockets and their port lease, dropped together when the last task ends.
+/// Everything of one call the engine works on, behind one lock.
 #[derive(Debug)]
-struct Io {
+pub(crate) struct Leg {
+    control: Control,
+    rx: Receiver,
+    tx: Sender,
+    events: Events,
+    /// The linked leg: it sends what this one receives.
+    partner: Option<Arc<Core>>,
+    /// While linked: the stream this leg sends, carrying what the partner receives.
+    relay: Option<RelayTx>,
+    /// Keep the jitter buffer and frames going while linked (recording).
+    frames_while_linked: bool,
+}
+
+/// One call's media as the engine holds it: the sockets, the port lease and the locked state.
+#[derive(Debug)]
+pub(crate) struct Core {
+    id: u64,
+    leg: Mutex<Leg>,
     socket: UdpSocket,
     rtcp: Option<UdpSocket>,
+    stats: Counters,
+    /// The handle changed something the engine's idea of when to look at this call depends on.
+    poke: AtomicBool,
     // Declared after the sockets: the ports go back to the pool once both are closed.
     _lease: PortLease,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Turns a kernel receive time (CLOCK_REALTIME ns) into an [`Instant`], read against a pair of
+/// clock readings taken together.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    pub now: Instant,
+    pub real_ns: u64,
+}
+
+impl Clock {
+    fn arrival(&self, stamp_ns: Option<u64>) -> Instant {
+        match stamp_ns {
+            Some(ns) if ns <= self.real_ns => self
+                .now
+                .checked_sub(Duration::from_nanos(self.real_ns - ns))
+                .unwrap_or(self.now),
+            _ => self.now,
+        }
+    }
+}
+
+impl Core {
+    fn leg(&self) -> MutexGuard<'_, Leg> {
+        // The state holds plain values that stay consistent even if a holder panicked.
+        self.leg.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The RTP socket's descriptor and the RTCP socket's, if any.
+    pub(crate) fn fds(&self) -> (RawFd, Option<RawFd>) {
+        (
+            self.socket.as_raw_fd(),
+            self.rtcp.as_ref().map(|s| s.as_raw_fd()),
+        )
+    }
+
+    pub(crate) fn socket(&self, rtcp: bool) -> Option<&UdpSocket> {
+        if rtcp {
+            self.rtcp.as_ref()
+        } else {
+            Some(&self.socket)
+        }
+    }
+
+    /// True (once) when the handle changed something since the engine last looked.
+    pub(crate) fn poked(&self) -> bool {
+        self.poke.load(Ordering::Relaxed) && self.poke.swap(false, Ordering::AcqRel)
+    }
+
+    fn poke(&self) {
+        self.poke.store(true, Ordering::Release);
+    }
+
+    /// Takes the `n` datagrams of `batch`, read on the RTP port (or the RTCP port), then
+    /// relays what a linked leg must send. Returns the datagrams relayed, and when the call
+    /// next has a frame to play out or an event to time out.
+    pub(crate) fn receive(
+        &self,
+        batch: &RecvBatch,
+        n: usize,
+        rtcp_port: bool,
+        clock: Clock,
+        scratch: &mut Scratch,
+    ) -> (usize, Option<Instant>) {
+        scratch.forward.clear();
+        let due;
+        let partner = {
+            let mut guard = self.leg();
+            let leg = &mut *guard;
+            let linked = leg.partner.is_some();
+            let buffer_audio = !linked || leg.side_path();
+            for i in 0..n {
+                let Some(from) = batch.source_addr(i) else {
+                    continue;
+                };
+                let datagram = batch.packet(i);
+                let arrival = clock.arrival(batch.timestamp_ns(i));
+                if batch.truncated(i) {
+                    Counters::bump(&self.stats.invalid);
+                    continue;
+                }
+                if rtcp_port {
+                    leg.rx.on_rtcp(datagram, from, arrival, false, &self.stats);
+                    continue;
+                }
+                let kind = leg.rx.on_rtp_port(
+                    datagram,
+                    from,
+                    arrival,
+                    buffer_audio,
+                    &mut leg.control,
+                    &self.stats,
+                    &leg.events,
+                );
+                if let (true, Some(kind)) = (linked, kind) {
+                    scratch.forward.push((i, kind));
+                }
+            }
+            due = match leg.rx.dtmf_rx.active() {
+                Some(_) => Some(clock.now),
+                None => leg.rx.jitter.next_due(),
+            };
+            if scratch.forward.is_empty() {
+                None
+            } else {
+                leg.partner.clone()
+            }
+        };
+        let relayed = match partner {
+            Some(p) => p.relay_in(batch, clock.now, scratch),
+            None => 0,
+        };
+        (relayed, due)
+    }
+
+    /// Sends, from this leg, the packets its partner received (`scratch.forward`).
+    fn relay_in(&self, batch: &RecvBatch, now: Instant, scratch: &mut Scratch) -> usize {
+        let out = &mut scratch.out;
+        out.clear();
+        let mut octets = 0u64;
+        {
+            let mut guard = self.leg();
+            let leg = &mut *guard;
+            let Some(relay) = leg.relay.as_mut() else {
+                return 0;
+            };
+            // On hold: what the partner receives goes nowhere.
+            let Some(dest) = leg.control.destination() else {
+                return 0;
+            };
+            let to = OutStream {
+                codec: leg.control.codec,
+                dtmf_pt: leg.control.dtmf_pt,
+            };
+            for &(i, kind) in &scratch.forward {
+                let Ok(packet) = RtpPacket::try_parse(batch.packet(i)) else {
+                    continue;
+                };
+                let mut relayed = Relayed::Dropped;
+                let queued = out.push_to(dest, |buf| {
+                    relayed = relay.forward(
+                        &packet,
+                        kind,
+                        to,
+                        &mut leg.control.dtmf_tx,
+                        &mut leg.tx.rtp,
+                        buf,
+                    );
+                });
+                if !queued {
+                    break;
+                }
+                if relayed == Relayed::Dropped {
+                    out.pop();
+                    continue;
+                }
+                let len = out.packet(out.len() - 1).len();
+                octets += len.saturating_sub(RTP_HEADER_LEN) as u64;
+                if leg.tx.tap_sent
+                    && matches!(
+                        relayed,
+                        Relayed::Forwarded | Relayed::Transcoded | Relayed::Tone
+                    )
+                    && to.codec.is_g711()
+                {
+                    let mut pcm = Vec::with_capacity(FRAME_SAMPLES);
+                    to.codec.decode(
+                        out.packet(out.len() - 1)
+                            .get(RTP_HEADER_LEN..)
+                            .unwrap_or(&[]),
+                        &mut pcm,
+                    );
+                    leg.events.frame(MediaEvent::Sent(pcm), &self.stats);
+                }
+            }
+            if !out.is_empty() {
+                let next_ts = leg.tx.rtp.next_timestamp();
+                leg.control.sent_ref = Some((next_ts.wrapping_sub(FRAME_SAMPLES as u32), now));
+                leg.tx.last_due = Some(now);
+            }
+        }
+        if out.is_empty() {
+            return 0;
+        }
+        match out.send(&self.socket) {
+            Ok(sent) => {
+                self.stats.sent.fetch_add(sent as u64, Ordering::Relaxed);
+                self.stats.sent_octets.fetch_add(octets, Ordering::Relaxed);
+                sent
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "relayed RTP send failed");
+                0
+            }
+        }
+    }
+
+    /// The engine's turn at `now`: plays out due frames, sends an RTCP report and the next RTP
+    /// packet when due. Returns when it next has something to do (`None`: only on a packet or
+    /// a change from the handle). Returns the datagrams sent too.
+    pub(crate) fn tick(&self, now: Instant, scratch: &mut Scratch) -> (Option<Instant>, usize) {
+        scratch.digits.clear();
+        let (next, sent, partner) = {
+            let mut guard = self.leg();
+            let leg = &mut *guard;
+            leg.rx.refresh(&leg.control);
+            let linked = leg.relay.is_some();
+            if leg.rx.jitter.next_due().is_some_and(|due| due <= now)
+                || leg.rx.dtmf_rx.active().is_some()
+            {
+                leg.rx
+                    .playout(now, &leg.events, &self.stats, &mut scratch.digits);
+            }
+            if leg.rx.rtcp_enabled && leg.rx.rtcp.next_report_at() <= now {
+                leg.rx.report_if_due(now, &leg.control, self);
+            }
+            let (send_due, sent) = leg.tx.poll(
+                now,
+                &mut leg.control,
+                linked,
+                &self.socket,
+                &self.stats,
+                &leg.events,
+            );
+            let mut next = send_due;
+            let mut earliest = |t: Option<Instant>| {
+                if let Some(t) = t {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+            };
+            earliest(leg.rx.jitter.next_due());
+            if leg.rx.rtcp_enabled {
+                earliest(Some(leg.rx.rtcp.next_report_at()));
+            }
+            if leg.rx.dtmf_rx.active().is_some() {
+                // An RFC 4733 event in progress may time out: look every tick.
+                earliest(Some(now));
+            }
+            let partner = if scratch.digits.is_empty() {
+                None
+            } else {
+                leg.partner.clone()
+            };
+            (next, sent, partner)
+        };
+        if let Some(p) = partner {
+            p.queue_relayed_digits(&scratch.digits);
+        }
+        (next, sent)
+    }
+
+    /// Digits heard in-band on the partner: sent as RFC 4733 when this leg negotiated
+    /// telephone-event (otherwise the tones are in the relayed audio already).
+    fn queue_relayed_digits(&self, digits: &[DtmfDigit]) {
+        let mut leg = self.leg();
+        if leg.relay.is_none() || leg.control.dtmf_pt.is_none() {
+            return;
+        }
+        for d in digits {
+            if let Err(e) = leg.control.dtmf_tx.queue(d.digit, d.duration_ms.max(40)) {
+                tracing::debug!(error = %e, "relayed digit not sent");
+            }
+        }
+    }
+
+    /// The session is ending: a last report and BYE, the link undone, the event channel
+    /// closed.
+    pub(crate) fn finish(self: &Arc<Self>) {
+        let partner = {
+            let mut guard = self.leg();
+            let leg = &mut *guard;
+            leg.rx.say_bye(&leg.control, self);
+            leg.events.0 = None;
+            leg.relay = None;
+            leg.partner.take()
+        };
+        if let Some(p) = partner {
+            p.unlink_from(self.id);
+        }
+    }
+
+    /// Ends this leg's link with the leg `other`, if it has one.
+    fn unlink_from(&self, other: u64) {
+        let mut leg = self.leg();
+        if leg.partner.as_ref().is_some_and(|p| p.id == other) {
+            leg.partner = None;
+            leg.relay = None;
+            drop(leg);
+            self.poke();
+        }
+    }
+}
+
+impl Leg {
+    /// Whether received audio still goes through the jitter buffer while linked: for frames
+    /// (recording), tone detection, or digits that only the audio carries.
+    fn side_path(&self) -> bool {
+        self.frames_while_linked || self.control.detect_tones || self.control.dtmf_pt.is_none()
+    }
 }
 
 /// Handle to one call's RTP; see the module documentation.
 #[derive(Debug)]
 pub struct MediaSession {
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
+    core: Arc<Core>,
+    engine: Engine,
+    worker: usize,
     port: u16,
-    tasks: Vec<JoinHandle<()>>,
+    removed: bool,
+}
+
+/// Two legs linked by [`MediaSession::link`]; dropping it (or [`MediaLink::unlink`]) returns
+/// both to their own play-out.
+#[derive(Debug)]
+pub struct MediaLink {
+    a: Arc<Core>,
+    b: Arc<Core>,
+}
+
+impl MediaLink {
+    /// Ends the link now.
+    pub fn unlink(self) {
+        drop(self);
+    }
+}
+
+impl Drop for MediaLink {
+    fn drop(&mut self) {
+        self.a.unlink_from(self.b.id);
+        self.b.unlink_from(self.a.id);
+    }
 }
 
 impl MediaSession {
     /// Starts receiving at once (so early media is caught) and sending paced 20 ms packets to
-    /// `remote` once it is known, with [`MediaOptions::default`]. Must be called inside a tokio
-    /// runtime.
+    /// `remote` once it is known, with [`MediaOptions::default`], on the process-wide
+    /// [`Engine`]. Must be called inside a tokio runtime (the events are for async code).
     pub fn start(
         socket: RtpSocket,
         codec: Codec,
@@ -279,69 +638,73 @@ impl MediaSession {
         remote: Option<SocketAddr>,
         options: MediaOptions,
     ) -> Result<(MediaSession, mpsc::Receiver<MediaEvent>), MediaError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
+        tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
+        let engine = Engine::global()?;
+        Self::start_on(&engine, socket, codec, remote, options)
+    }
+
+    /// [`MediaSession::start_with`] on a given engine (a benchmark's own); needs no runtime.
+    pub fn start_on(
+        engine: &Engine,
+        socket: RtpSocket,
+        codec: Codec,
+        remote: Option<SocketAddr>,
+        options: MediaOptions,
+    ) -> Result<(MediaSession, mpsc::Receiver<MediaEvent>), MediaError> {
         let port = socket.port;
         let (std_socket, mut lease) = socket.into_parts();
-        let rtcp_socket = match lease.take_rtcp_socket() {
-            Some(s) => {
-                s.set_nonblocking(true)?;
-                Some(UdpSocket::from_std(s)?)
-            }
-            None => None,
-        };
-        std_socket.set_nonblocking(true)?;
-        let socket = UdpSocket::from_std(std_socket)?;
-        let io = Arc::new(Io {
-            socket,
-            rtcp: rtcp_socket,
+        let rtcp = lease.take_rtcp_socket();
+        for s in std::iter::once(&std_socket).chain(rtcp.as_ref()) {
+            s.set_nonblocking(true)?;
+            // Best effort: without kernel stamps, arrivals are read at the tick.
+            let _ = super::sys::enable_rx_timestamps(s);
+        }
+        let ssrc: u32 = rand::random();
+        let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
+        let core = Arc::new(Core {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            leg: Mutex::new(Leg {
+                control: Control {
+                    remote,
+                    sdp_remote: remote,
+                    latched: None,
+                    codec,
+                    queue: VecDeque::new(),
+                    playing: false,
+                    sent_ref: None,
+                    dtmf_pt: None,
+                    dtmf_tx: Rfc4733Sender::new(),
+                    detect_tones: false,
+                    generation: 0,
+                },
+                rx: Receiver::new(&options, ssrc, remote),
+                tx: Sender::new(ssrc, options.tap_sent),
+                events: Events(Some(events_tx)),
+                partner: None,
+                relay: None,
+                frames_while_linked: false,
+            }),
+            socket: std_socket,
+            rtcp,
+            stats: Counters::default(),
+            poke: AtomicBool::new(true),
             _lease: lease,
         });
-        let shared = Arc::new(Shared {
-            control: Mutex::new(Control {
-                remote,
-                sdp_remote: remote,
-                latched: None,
-                codec,
-                queue: VecDeque::new(),
-                playing: false,
-                sent_ref: None,
-                dtmf_pt: None,
-                dtmf_tx: Rfc4733Sender::new(),
-                detect_tones: false,
-            }),
-            remote_gen: AtomicU64::new(0),
-            wake: Notify::new(),
-            stats: Counters::default(),
-            published: Mutex::new(Published::default()),
-        });
-        let ssrc: u32 = rand::random();
-        let receiver = Receiver::new(&options, ssrc, remote);
-        let cancel = CancellationToken::new();
-        let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
-        let recv = runtime.spawn(recv_loop(
-            Arc::clone(&io),
-            Arc::clone(&shared),
-            events_tx.clone(),
-            cancel.clone(),
-            receiver,
-        ));
-        let send = runtime.spawn(send_loop(
-            io,
-            Arc::clone(&shared),
-            events_tx,
-            cancel.clone(),
-            ssrc,
-            options.tap_sent,
-        ));
+        let worker = engine.add(Arc::clone(&core))?;
         Ok((
             MediaSession {
-                shared,
-                cancel,
+                core,
+                engine: engine.clone(),
+                worker,
                 port,
-                tasks: vec![recv, send],
+                removed: false,
             },
             events_rx,
         ))
+    }
+
+    fn control(&self) -> MutexGuard<'_, Leg> {
+        self.core.leg()
     }
 
     /// The local RTP port (to put in SDP); RTCP is on the port after it.
@@ -352,7 +715,7 @@ impl MediaSession {
     /// Where packets go now: the remote address, or the address latched onto in its place;
     /// `None` while on hold or before the answer.
     pub fn remote(&self) -> Option<SocketAddr> {
-        self.shared.control().destination()
+        self.control().control.destination()
     }
 
     /// `None` stops sending (hold, inactive); `Some` (re)starts sending to that address. After
@@ -360,7 +723,8 @@ impl MediaSession {
     /// address forgets any latching.
     pub fn set_remote(&self, remote: Option<SocketAddr>) {
         {
-            let mut control = self.shared.control();
+            let mut leg = self.control();
+            let control = &mut leg.control;
             if let Some(addr) = remote {
                 if control.sdp_remote != Some(addr) {
                     control.sdp_remote = Some(addr);
@@ -368,30 +732,30 @@ impl MediaSession {
                 }
             }
             control.remote = remote;
+            control.generation += 1;
         }
-        self.shared.remote_gen.fetch_add(1, Ordering::Release);
-        if remote.is_some() {
-            self.shared.wake.notify_one();
-        }
+        self.core.poke();
     }
 
     /// The codec outgoing audio is encoded with (incoming packets are decoded by their own
     /// payload type).
     pub fn set_codec(&self, codec: Codec) {
-        self.shared.control().codec = codec;
+        self.control().control.codec = codec;
     }
 
     /// The far end's telephone-event payload type from SDP (`None`: not negotiated, so digits
     /// we send go in-band and digits we receive are detected in the audio).
     pub fn set_dtmf_pt(&self, pt: Option<u8>) {
-        self.shared.control().dtmf_pt = pt;
-        self.shared.remote_gen.fetch_add(1, Ordering::Release);
+        let mut leg = self.control();
+        leg.control.dtmf_pt = pt;
+        leg.control.generation += 1;
     }
 
     /// Sends digits: RFC 4733 events when telephone-event was negotiated, otherwise tones in
     /// the audio queue. Each digit lasts `duration_ms` (40–8000).
     pub fn send_dtmf(&self, digits: &str, duration_ms: u32) -> Result<(), DtmfError> {
-        let mut control = self.shared.control();
+        let mut leg = self.control();
+        let control = &mut leg.control;
         if control.dtmf_pt.is_some() {
             control.dtmf_tx.queue_str(digits, duration_ms)
         } else {
@@ -407,69 +771,131 @@ impl MediaSession {
     /// Turns the beep/SIT/fax detectors on or off (on once a call is answered: ringback and busy
     /// tones are single tones too).
     pub fn set_tone_detection(&self, on: bool) {
-        self.shared.control().detect_tones = on;
-        self.shared.remote_gen.fetch_add(1, Ordering::Release);
+        let mut leg = self.control();
+        leg.control.detect_tones = on;
+        leg.control.generation += 1;
+    }
+
+    /// While linked, keep delivering received frames (through the jitter buffer, on the side of
+    /// the relay) — for a recording. Off by default: a linked leg only forwards.
+    pub fn set_frames_while_linked(&self, on: bool) {
+        self.control().frames_while_linked = on;
     }
 
     /// Queues 8 kHz mono PCM after whatever is already queued; [`MediaEvent::PlaybackFinished`]
     /// follows once the queue has drained (one event however many `play` calls fed it).
     pub fn play(&self, samples: Vec<i16>) {
-        let mut control = self.shared.control();
-        control.queue.extend(samples);
-        control.playing = true;
+        let mut leg = self.control();
+        leg.control.queue.extend(samples);
+        leg.control.playing = true;
     }
 
     /// Queues one 20 ms frame of live audio (a bridge); no event when it has been sent.
     pub fn send_frame(&self, samples: &[i16]) {
-        self.shared.control().queue.extend(samples.iter().copied());
+        self.control().control.queue.extend(samples.iter().copied());
     }
 
     /// Drops everything queued (barge-in, a media stream's `clear`).
     pub fn clear_playback(&self) {
-        self.shared.control().queue.clear();
+        self.control().control.queue.clear();
     }
 
     /// Samples queued and not sent yet.
     pub fn queued_samples(&self) -> usize {
-        self.shared.control().queue.len()
+        self.control().control.queue.len()
     }
 
-    /// Counters now (the receiver's figures are at most one packet or tick old).
+    /// Links this leg with `other` (a bridge): from now on each RTP packet received on one leg
+    /// leaves the other at once, rewritten into that leg's stream and transcoded to its codec;
+    /// telephone-events pass with the other leg's payload type or become tones. Each leg's own
+    /// queued audio is not sent while linked. Both legs keep reporting digits and tones to
+    /// their calls. Dropping the [`MediaLink`] ends it.
+    pub fn link(&self, other: &MediaSession) -> Result<MediaLink, MediaError> {
+        if Arc::ptr_eq(&self.core, &other.core) {
+            return Err(MediaError::Link(
+                "a media session cannot be linked with itself".into(),
+            ));
+        }
+        for (core, name) in [(&self.core, "this"), (&other.core, "the other")] {
+            if core.leg().partner.is_some() {
+                return Err(MediaError::Link(format!(
+                    "{name} media session (port {}) is already linked",
+                    if name == "this" {
+                        self.port
+                    } else {
+                        other.port
+                    }
+                )));
+            }
+        }
+        for (core, partner) in [(&self.core, &other.core), (&other.core, &self.core)] {
+            let mut leg = core.leg();
+            leg.partner = Some(Arc::clone(partner));
+            leg.relay = Some(RelayTx::new());
+            drop(leg);
+            core.poke();
+        }
+        Ok(MediaLink {
+            a: Arc::clone(&self.core),
+            b: Arc::clone(&other.core),
+        })
+    }
+
+    /// Sets the SSRC, next sequence number and next timestamp of the stream this session sends
+    /// (before it sends anything: a test or benchmark that must know them; calls leave them
+    /// random).
+    pub fn set_rtp_stream(&self, ssrc: u32, sequence: u16, timestamp: u32) {
+        self.control().tx.rtp = RtpSender::new(ssrc, sequence, timestamp);
+    }
+
+    /// Counters now.
     pub fn stats(&self) -> RtpStats {
-        let c = &self.shared.stats;
-        let published = *self.shared.published();
+        let c = &self.core.stats;
+        let (jitter, rtcp, latched_to) = {
+            let leg = self.control();
+            (
+                leg.rx.jitter.stats(),
+                leg.rx.rtcp.stats(),
+                leg.rx.latch.latched,
+            )
+        };
         RtpStats {
             sent: c.sent.load(Ordering::Relaxed),
             received: c.received.load(Ordering::Relaxed),
             dropped_frames: c.dropped_frames.load(Ordering::Relaxed),
             invalid: c.invalid.load(Ordering::Relaxed),
             rejected_source: c.rejected_source.load(Ordering::Relaxed),
-            lost: published.rtcp.packets_lost,
-            jitter_ms: published.rtcp.jitter_ms,
-            rtt_ms: published.rtcp.rtt_ms,
-            latched_to: published.latched_to,
-            jitter_buffer: published.jitter,
-            rtcp: published.rtcp,
+            lost: rtcp.packets_lost,
+            jitter_ms: rtcp.jitter_ms,
+            rtt_ms: rtcp.rtt_ms,
+            latched_to,
+            jitter_buffer: jitter,
+            rtcp,
         }
     }
 
-    /// Stops both directions (an RTCP BYE goes out), waits for the tasks to end (the ports are
-    /// back in the pool when this returns) and gives the final counters.
+    /// Stops both directions (an RTCP BYE goes out), waits until the engine has let go of the
+    /// call (the ports are back in the pool when this returns) and gives the final counters.
     pub async fn stop(mut self) -> RtpStats {
-        self.cancel.cancel();
-        for task in self.tasks.drain(..) {
-            if let Err(e) = task.await {
-                tracing::warn!(error = %e, "media task ended abnormally");
-            }
+        let (done_tx, done_rx) = oneshot::channel();
+        self.removed = true;
+        self.engine.remove(self.worker, self.core.id, Some(done_tx));
+        if done_rx.await.is_err() {
+            tracing::warn!("media engine ended before the session was removed");
         }
-        self.stats()
+        let stats = self.stats();
+        // The last reference: the sockets close and the lease goes back here.
+        drop(self);
+        stats
     }
 }
 
 impl Drop for MediaSession {
     fn drop(&mut self) {
-        // The tasks see this at their next wake-up and release the sockets and ports.
-        self.cancel.cancel();
+        if !self.removed {
+            // The engine lets go at its next tick; the sockets close with the last reference.
+            self.engine.remove(self.worker, self.core.id, None);
+        }
     }
 }
 
@@ -512,134 +938,157 @@ impl Pacer {
     }
 }
 
-async fn send_loop(
-    io: Arc<Io>,
-    shared: Arc<Shared>,
-    events: mpsc::Sender<MediaEvent>,
-    cancel: CancellationToken,
-    ssrc: u32,
+/// The paced sending side of one call.
+#[derive(Debug)]
+struct Sender {
+    rtp: RtpSender,
+    /// G.722 keeps state from frame to frame: one encoder for the stream.
+    encoder: FrameEncoder,
+    frame: [i16; FRAME_SAMPLES],
+    payload: Vec<u8>,
+    packet: Vec<u8>,
+    finished_pending: bool,
+    /// When the last packet sent was due: after a pause the timestamp jumps by it.
+    last_due: Option<Instant>,
+    /// `None` while not sending (no remote, on hold, or linked).
+    pacer: Option<Pacer>,
+    marker: bool,
     tap_sent: bool,
-) {
-    let mut rtp = RtpSender::new(ssrc, rand::random(), rand::random());
-    // G.722 keeps state from frame to frame: one encoder for the stream.
-    let mut encoder = FrameEncoder::new();
-    let mut frame = [0i16; FRAME_SAMPLES];
-    let mut payload = Vec::with_capacity(FRAME_SAMPLES);
-    let mut packet = Vec::with_capacity(RTP_HEADER_LEN + FRAME_SAMPLES);
-    let mut finished_pending = false;
-    // When the last packet sent was due: after a hold the timestamp jumps by the pause.
-    let mut last_due: Option<Instant> = None;
+}
 
-    loop {
-        // Idle until there is somewhere to send.
-        while shared.control().remote.is_none() {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                _ = shared.wake.notified() => {}
+impl Sender {
+    fn new(ssrc: u32, tap_sent: bool) -> Self {
+        Sender {
+            rtp: RtpSender::new(ssrc, rand::random(), rand::random()),
+            encoder: FrameEncoder::new(),
+            frame: [0; FRAME_SAMPLES],
+            payload: Vec::with_capacity(FRAME_SAMPLES),
+            packet: Vec::with_capacity(RTP_HEADER_LEN + FRAME_SAMPLES),
+            finished_pending: false,
+            last_due: None,
+            pacer: None,
+            marker: true,
+            tap_sent,
+        }
+    }
+
+    /// Sends every packet due by `now` (one, normally); returns when the next is due (`None`:
+    /// not sending) and how many went out.
+    fn poll(
+        &mut self,
+        now: Instant,
+        control: &mut Control,
+        linked: bool,
+        socket: &UdpSocket,
+        stats: &Counters,
+        events: &Events,
+    ) -> (Option<Instant>, usize) {
+        if control.remote.is_none() || linked {
+            self.pacer = None;
+            return (None, 0);
+        }
+        if self.pacer.is_none() {
+            if let Some(last) = self.last_due {
+                let paused_frames =
+                    (now.saturating_duration_since(last).as_millis() / FRAME_MS as u128) as u64;
+                self.rtp.skip(
+                    paused_frames
+                        .saturating_sub(1)
+                        .saturating_mul(FRAME_SAMPLES as u64) as u32,
+                );
             }
+            self.pacer = Some(Pacer::new(now));
+            self.marker = true;
         }
-        let now = Instant::now();
-        if let Some(last) = last_due {
-            let paused_frames =
-                (now.saturating_duration_since(last).as_millis() / FRAME_MS as u128) as u64;
-            rtp.skip(
-                paused_frames
-                    .saturating_sub(1)
-                    .saturating_mul(FRAME_SAMPLES as u64) as u32,
-            );
-        }
-        let mut pacer = Pacer::new(now);
-        let mut marker = true;
-
+        let mut sent = 0;
         loop {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(pacer.due()) => {}
+            let Some(pacer) = self.pacer.as_mut() else {
+                return (None, sent);
+            };
+            if pacer.due() > now + SEND_SLACK {
+                return (Some(pacer.due()), sent);
             }
-            let now = Instant::now();
             let skipped = pacer.skip_if_stalled(now);
             if skipped > 0 {
                 tracing::debug!(frames = skipped, "RTP sender stalled, skipping ahead");
-                rtp.skip((skipped * FRAME_SAMPLES as u64) as u32);
+                self.rtp.skip((skipped * FRAME_SAMPLES as u64) as u32);
             }
-
-            let (destination, codec, finished, event) = {
-                let mut control = shared.control();
-                let Some(destination) = control.destination() else {
-                    break; // on hold: back to idle
-                };
-                let event = match control.dtmf_pt {
-                    Some(pt) => control.dtmf_tx.next_packet().map(|p| (pt, p)),
-                    None => None,
-                };
-                if let Some((_, ev)) = &event {
-                    control.sent_ref =
-                        Some((rtp.next_timestamp().wrapping_sub(ev.timestamp_offset), now));
-                    (destination, control.codec, false, event)
-                } else {
-                    let n = control.queue.len().min(FRAME_SAMPLES);
-                    for (dst, src) in frame.iter_mut().zip(control.queue.drain(..n)) {
-                        *dst = src;
-                    }
-                    frame[n..].fill(0);
-                    let finished = control.playing && control.queue.is_empty();
-                    if finished {
-                        control.playing = false;
-                    }
-                    control.sent_ref = Some((rtp.next_timestamp(), now));
-                    (destination, control.codec, finished, None)
-                }
+            let Some(destination) = control.destination() else {
+                self.pacer = None;
+                return (None, sent);
             };
-
-            payload.clear();
+            let event = match control.dtmf_pt {
+                Some(pt) => control.dtmf_tx.next_packet().map(|p| (pt, p)),
+                None => None,
+            };
+            let mut finished = false;
+            self.payload.clear();
             if let Some((pt, ev)) = event {
                 // RFC 4733: every packet of an event carries the event's start timestamp.
-                let event_ts = rtp.next_timestamp().wrapping_sub(ev.timestamp_offset);
-                payload.extend_from_slice(&ev.payload);
-                rtp.packet(&mut packet, pt, &payload, FRAME_SAMPLES as u32, ev.marker);
-                if let Some(ts) = packet.get_mut(4..8) {
+                let event_ts = self.rtp.next_timestamp().wrapping_sub(ev.timestamp_offset);
+                control.sent_ref = Some((event_ts, now));
+                self.payload.extend_from_slice(&ev.payload);
+                self.rtp.packet(
+                    &mut self.packet,
+                    pt,
+                    &self.payload,
+                    FRAME_SAMPLES as u32,
+                    ev.marker,
+                );
+                if let Some(ts) = self.packet.get_mut(4..8) {
                     ts.copy_from_slice(&event_ts.to_be_bytes());
                 }
             } else {
-                if tap_sent {
-                    // Dropped when the channel is full: a recording gap, never a stall.
-                    let _ = events.try_send(MediaEvent::Sent(frame.to_vec()));
+                let n = control.queue.len().min(FRAME_SAMPLES);
+                for (dst, src) in self.frame.iter_mut().zip(control.queue.drain(..n)) {
+                    *dst = src;
                 }
-                encoder.encode(codec, &frame, &mut payload);
-                rtp.packet(
-                    &mut packet,
-                    codec.payload_type(),
-                    &payload,
+                self.frame[n..].fill(0);
+                finished = control.playing && control.queue.is_empty();
+                if finished {
+                    control.playing = false;
+                }
+                control.sent_ref = Some((self.rtp.next_timestamp(), now));
+                if self.tap_sent {
+                    // Dropped when the channel is full: a recording gap, never a stall.
+                    if let Some(tx) = &events.0 {
+                        let _ = tx.try_send(MediaEvent::Sent(self.frame.to_vec()));
+                    }
+                }
+                self.encoder
+                    .encode(control.codec, &self.frame, &mut self.payload);
+                self.rtp.packet(
+                    &mut self.packet,
+                    control.codec.payload_type(),
+                    &self.payload,
                     FRAME_SAMPLES as u32,
-                    marker,
+                    self.marker,
                 );
             }
-            let result = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                r = io.socket.send_to(&packet, destination) => r,
-            };
-            match result {
+            match socket.send_to(&self.packet, destination) {
                 Ok(_) => {
-                    Counters::bump(&shared.stats.sent);
-                    shared
-                        .stats
+                    Counters::bump(&stats.sent);
+                    stats
                         .sent_octets
-                        .fetch_add(payload.len() as u64, Ordering::Relaxed);
-                    marker = false;
+                        .fetch_add(self.payload.len() as u64, Ordering::Relaxed);
+                    self.marker = false;
+                    sent += 1;
                 }
                 Err(e) => tracing::debug!(error = %e, %destination, "RTP send failed"),
             }
-            last_due = Some(pacer.due());
+            self.last_due = Some(pacer.due());
             pacer.advance();
-
-            finished_pending |= finished;
-            if finished_pending {
-                match events.try_send(MediaEvent::PlaybackFinished) {
-                    Ok(()) | Err(TrySendError::Closed(_)) => finished_pending = false,
-                    Err(TrySendError::Full(_)) => {} // retried on the next packet
+            self.finished_pending |= finished;
+            if self.finished_pending {
+                match events
+                    .0
+                    .as_ref()
+                    .map(|tx| tx.try_send(MediaEvent::PlaybackFinished))
+                {
+                    None | Some(Ok(())) | Some(Err(TrySendError::Closed(_))) => {
+                        self.finished_pending = false
+                    }
+                    Some(Err(TrySendError::Full(_))) => {} // retried on the next packet
                 }
             }
         }
@@ -712,7 +1161,7 @@ impl Latch {
     }
 }
 
-/// Everything the receive task owns: the sans-IO cores and where replies go.
+/// The receiving side of one call: the sans-IO cores and where replies go.
 #[derive(Debug)]
 struct Receiver {
     jitter: JitterBuffer,
@@ -721,8 +1170,8 @@ struct Receiver {
     rtcp: RtcpState,
     rtcp_enabled: bool,
     latch: Latch,
-    /// The `remote_gen` these addresses were read at.
-    remote_gen: u64,
+    /// The control generation these copies were read at.
+    generation: Option<u64>,
     /// Where RTP goes now (`None`: on hold or unknown, so no RTCP either).
     remote: Option<SocketAddr>,
     /// The far end multiplexes RTCP on the RTP port: ours goes there too.
@@ -740,6 +1189,7 @@ struct Receiver {
     started: Instant,
     /// Frames played out so far: received-audio time for the detectors (20 ms each).
     frames_out: u64,
+    samples: Vec<i16>,
 }
 
 impl Receiver {
@@ -756,10 +1206,10 @@ impl Receiver {
             jitter,
             decoder: FrameDecoder::new(),
             concealer: Concealer::new(),
-            rtcp: RtcpState::new(cfg, Instant::now().into_std(), SystemTime::now()),
+            rtcp: RtcpState::new(cfg, Instant::now(), SystemTime::now()),
             rtcp_enabled: options.rtcp,
             latch: Latch::new(options.strict_source, remote),
-            remote_gen: 0,
+            generation: None,
             remote,
             rtcp_mux: false,
             rtcp_peer: None,
@@ -771,17 +1221,16 @@ impl Receiver {
             tones: ToneDetectors::new(),
             started: Instant::now(),
             frames_out: 0,
+            samples: Vec::new(),
         }
     }
 
-    /// Re-reads the addresses after a `set_remote`.
-    fn refresh_remote(&mut self, shared: &Shared) {
-        let generation = shared.remote_gen.load(Ordering::Acquire);
-        if generation == self.remote_gen {
+    /// Re-reads what the handle set, when it changed.
+    fn refresh(&mut self, control: &Control) {
+        if self.generation == Some(control.generation) {
             return;
         }
-        self.remote_gen = generation;
-        let control = shared.control();
+        self.generation = Some(control.generation);
         self.latch.set_remote(control.sdp_remote, control.latched);
         if self.remote != control.remote {
             self.rtcp_peer = None;
@@ -791,77 +1240,84 @@ impl Receiver {
         self.detect_tones = control.detect_tones;
     }
 
-    /// One datagram on the RTP port.
+    /// One datagram on the RTP port. Returns what an accepted RTP packet carries (for a link).
+    #[allow(clippy::too_many_arguments)]
     fn on_rtp_port(
         &mut self,
         datagram: &[u8],
         from: SocketAddr,
         now: Instant,
-        shared: &Shared,
-        events: &mpsc::Sender<MediaEvent>,
-    ) {
-        self.refresh_remote(shared);
+        buffer_audio: bool,
+        control: &mut Control,
+        stats: &Counters,
+        events: &Events,
+    ) -> Option<InKind> {
+        self.refresh(control);
         if is_rtcp(datagram) {
-            self.on_rtcp(datagram, from, now, true, shared);
-            return;
+            self.on_rtcp(datagram, from, now, true, stats);
+            return None;
         }
         let packet = match RtpPacket::try_parse(datagram) {
             Ok(p) => p,
             Err(e) => {
-                Counters::bump(&shared.stats.invalid);
+                Counters::bump(&stats.invalid);
                 tracing::trace!(error = %e, "invalid datagram on RTP port");
-                return;
+                return None;
             }
         };
         match self.latch.check(from) {
             SourceCheck::Accept => {}
             SourceCheck::Reject => {
-                Counters::bump(&shared.stats.rejected_source);
+                Counters::bump(&stats.rejected_source);
                 tracing::trace!(%from, "RTP from an unexpected source dropped (strict)");
-                return;
+                return None;
             }
             SourceCheck::Latch(to) => {
                 tracing::info!(%to, "RTP source differs from the SDP address: latched onto it");
                 // Our RTCP follows (to the latched port + 1, unless the far end's RTCP has
                 // shown where it comes from).
-                shared.control().latched = self.latch.latched;
+                control.latched = self.latch.latched;
             }
         }
-        Counters::bump(&shared.stats.received);
-        let arrival = now.into_std();
+        Counters::bump(&stats.received);
         self.rtcp
-            .on_rtp_received(packet.ssrc, packet.sequence, packet.timestamp, arrival);
+            .on_rtp_received(packet.ssrc, packet.sequence, packet.timestamp, now);
+        let codec = Codec::from_payload_type(packet.payload_type);
         let audio = packet.payload_type == COMFORT_NOISE_PT
-            || (Codec::from_payload_type(packet.payload_type).is_some()
-                && !packet.payload.is_empty());
+            || (codec.is_some() && !packet.payload.is_empty());
         if audio {
-            self.jitter.push(&packet, arrival);
-        } else {
-            // Telephone-events and anything else: their sequence numbers are not a gap.
-            self.jitter.note_foreign(&packet);
-            // The negotiated telephone-event type, or (peers do this) another dynamic type
-            // carrying a 4-byte event: we negotiate no other codec that could be.
-            let pt = packet.payload_type;
-            let is_event = Some(pt) == self.dtmf_pt
-                || (self.dtmf_pt.is_some()
-                    && (96..=127).contains(&pt)
-                    && packet.payload.len() == 4);
-            if is_event {
-                let now_ms = now.saturating_duration_since(self.started).as_millis() as u64;
-                if let Some(digit) = self.dtmf_rx.on_packet(
-                    packet.sequence,
-                    packet.timestamp,
-                    packet.marker,
-                    packet.payload,
-                    now_ms,
-                ) {
-                    // A zero-length event is no key press (some senders pad with them).
-                    if digit.duration_ms > 0 {
-                        send_event(events, MediaEvent::Dtmf(digit), shared);
-                    }
-                }
+            if buffer_audio {
+                self.jitter.push(&packet, now);
+            }
+            return Some(match codec {
+                Some(c) => InKind::Audio(c),
+                None => InKind::Comfort,
+            });
+        }
+        // Telephone-events and anything else: their sequence numbers are not a gap.
+        self.jitter.note_foreign(&packet);
+        // The negotiated telephone-event type, or (peers do this) another dynamic type
+        // carrying a 4-byte event: we negotiate no other codec that could be.
+        let pt = packet.payload_type;
+        let is_event = Some(pt) == self.dtmf_pt
+            || (self.dtmf_pt.is_some() && (96..=127).contains(&pt) && packet.payload.len() == 4);
+        if !is_event {
+            return Some(InKind::Other);
+        }
+        let now_ms = now.saturating_duration_since(self.started).as_millis() as u64;
+        if let Some(digit) = self.dtmf_rx.on_packet(
+            packet.sequence,
+            packet.timestamp,
+            packet.marker,
+            packet.payload,
+            now_ms,
+        ) {
+            // A zero-length event is no key press (some senders pad with them).
+            if digit.duration_ms > 0 {
+                events.control(MediaEvent::Dtmf(digit), stats);
             }
         }
+        Some(InKind::Event)
     }
 
     /// One RTCP datagram (on the RTCP port, or multiplexed on the RTP port).
@@ -871,16 +1327,16 @@ impl Receiver {
         from: SocketAddr,
         now: Instant,
         muxed: bool,
-        shared: &Shared,
+        stats: &Counters,
     ) {
         if !self.rtcp_enabled {
             return;
         }
         if self.latch.strict && self.latch.remote.is_some_and(|r| r.ip() != from.ip()) {
-            Counters::bump(&shared.stats.rejected_source);
+            Counters::bump(&stats.rejected_source);
             return;
         }
-        match self.rtcp.on_rtcp_received(datagram, now.into_std()) {
+        match self.rtcp.on_rtcp_received(datagram, now) {
             Ok(()) if muxed => self.rtcp_mux = true,
             Ok(()) => self.rtcp_peer = Some(from),
             Err(e) => tracing::trace!(error = %e, %from, "invalid RTCP"),
@@ -907,62 +1363,67 @@ impl Receiver {
     }
 
     /// Sends what is in `self.report` (best effort: a full socket buffer drops it).
-    fn send_report(&self, io: &Io, last_known: bool) {
+    fn send_report(&self, core: &Core, last_known: bool) {
         let Some((via_rtp, to)) = self.rtcp_destination(last_known) else {
             return;
         };
-        let socket = match (&io.rtcp, via_rtp) {
+        let socket = match (&core.rtcp, via_rtp) {
             (Some(rtcp), false) => rtcp,
-            _ => &io.socket,
+            _ => &core.socket,
         };
-        if let Err(e) = socket.try_send_to(&self.report, to) {
+        if let Err(e) = socket.send_to(&self.report, to) {
             tracing::debug!(error = %e, %to, "RTCP send failed");
         }
     }
 
     /// Sends an RTCP report if one is due.
-    fn report_if_due(&mut self, io: &Io, shared: &Shared) {
-        let now = Instant::now();
-        let sent_ref = shared.control().sent_ref;
+    fn report_if_due(&mut self, now: Instant, control: &Control, core: &Core) {
         self.rtcp.set_sent_totals(
-            shared.stats.sent.load(Ordering::Relaxed),
-            shared.stats.sent_octets.load(Ordering::Relaxed),
-            sent_ref.map(|(ts, at)| (ts, at.into_std())),
+            core.stats.sent.load(Ordering::Relaxed),
+            core.stats.sent_octets.load(Ordering::Relaxed),
+            control.sent_ref,
         );
         self.report.clear();
-        if self.rtcp.poll_report(now.into_std(), &mut self.report) {
-            self.send_report(io, false);
+        if self.rtcp.poll_report(now, &mut self.report) {
+            self.send_report(core, false);
         }
     }
 
     /// The session is ending: a last report and BYE.
-    fn say_bye(&mut self, io: &Io, shared: &Shared) {
+    fn say_bye(&mut self, control: &Control, core: &Core) {
         if !self.rtcp_enabled {
             return;
         }
-        self.refresh_remote(shared);
+        self.refresh(control);
         self.report.clear();
-        self.rtcp
-            .write_bye(Instant::now().into_std(), &mut self.report);
-        self.send_report(io, true);
+        self.rtcp.write_bye(Instant::now(), &mut self.report);
+        self.send_report(core, true);
     }
 
-    /// Pops every frame that is due and sends it to the call.
-    fn playout(&mut self, now: Instant, events: &mpsc::Sender<MediaEvent>, shared: &Shared) {
+    /// Pops every frame that is due and sends it to the call; digits heard in-band also go
+    /// into `digits` (for a linked leg).
+    fn playout(
+        &mut self,
+        now: Instant,
+        events: &Events,
+        stats: &Counters,
+        digits: &mut Vec<DtmfDigit>,
+    ) {
         let now_ms = now.saturating_duration_since(self.started).as_millis() as u64;
         while let Some(digit) = self.dtmf_rx.poll(now_ms) {
             if digit.duration_ms > 0 {
-                send_event(events, MediaEvent::Dtmf(digit), shared);
+                events.control(MediaEvent::Dtmf(digit), stats);
             }
         }
-        while let Some(frame) = self.jitter.pop(now.into_std()) {
+        while let Some(frame) = self.jitter.pop(now) {
             let len = frame.samples as usize;
-            let mut samples = Vec::with_capacity(len.max(frame.payload.len()));
+            let samples = &mut self.samples;
+            samples.clear();
             let codec = Codec::from_payload_type(frame.payload_type);
             let concealed = match (frame.kind, codec) {
                 (FrameKind::Audio, Some(codec)) => {
-                    self.decoder.decode(codec, frame.payload, &mut samples);
-                    self.concealer.observe(&samples);
+                    self.decoder.decode(codec, frame.payload, samples);
+                    self.concealer.observe(samples);
                     false
                 }
                 (FrameKind::Comfort, _) => {
@@ -971,157 +1432,45 @@ impl Receiver {
                     false
                 }
                 _ => {
-                    self.concealer.conceal(&mut samples, len);
+                    self.concealer.conceal(samples, len);
                     true
                 }
             };
             let at_ms = self.frames_out * FRAME_MS;
             self.frames_out += 1;
             if self.detect_tones {
-                for tone in self.tones.process(&samples, at_ms) {
-                    send_event(events, MediaEvent::Tone(tone), shared);
+                for tone in self.tones.process(samples, at_ms) {
+                    events.control(MediaEvent::Tone(tone), stats);
                 }
             }
             if self.dtmf_pt.is_none() {
-                if let Some(digit) = self.inband.push(&samples, at_ms) {
-                    send_event(events, MediaEvent::Dtmf(digit), shared);
+                if let Some(digit) = self.inband.push(samples, at_ms) {
+                    events.control(MediaEvent::Dtmf(digit), stats);
+                    digits.push(digit);
                 }
                 while let Some(digit) = self.inband.next_digit() {
-                    send_event(events, MediaEvent::Dtmf(digit), shared);
+                    events.control(MediaEvent::Dtmf(digit), stats);
+                    digits.push(digit);
                 }
             }
             let frame = AudioFrame {
-                samples,
+                samples: samples.clone(),
                 rtp_timestamp: frame.timestamp,
                 payload_type: frame.payload_type,
                 concealed,
             };
-            match events.try_send(MediaEvent::Frame(frame)) {
-                Ok(()) | Err(TrySendError::Closed(_)) => {}
-                Err(TrySendError::Full(_)) => Counters::bump(&shared.stats.dropped_frames),
-            }
+            events.frame(MediaEvent::Frame(frame), stats);
         }
-    }
-
-    fn publish(&self, shared: &Shared) {
-        let mut p = shared.published();
-        p.jitter = self.jitter.stats();
-        p.rtcp = self.rtcp.stats();
-        p.latched_to = self.latch.latched;
-    }
-}
-
-/// Reports a control event (a digit, a tone). These are rare and matter: if the channel is full
-/// of frames, one is dropped and counted rather than the event.
-fn send_event(events: &mpsc::Sender<MediaEvent>, event: MediaEvent, shared: &Shared) {
-    match events.try_send(event) {
-        Ok(()) | Err(TrySendError::Closed(_)) => {}
-        Err(TrySendError::Full(event)) => {
-            Counters::bump(&shared.stats.dropped_frames);
-            tracing::warn!(?event, "media event channel full: event dropped");
-        }
-    }
-}
-
-/// What woke the receive task.
-enum Wake {
-    Playout,
-    Report,
-    Rtp(std::io::Result<(usize, SocketAddr)>),
-    Rtcp(std::io::Result<(usize, SocketAddr)>),
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn recv_opt(
-    socket: Option<&UdpSocket>,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr)> {
-    match socket {
-        Some(s) => s.recv_from(buf).await,
-        None => std::future::pending().await,
+        digits.retain(|d| d.source == DtmfSource::Inband);
     }
 }
 
 /// True for errors that only report an earlier send's ICMP error: not fatal.
-fn is_transient(e: &std::io::Error) -> bool {
+pub(crate) fn is_transient(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused
     )
-}
-
-async fn recv_loop(
-    io: Arc<Io>,
-    shared: Arc<Shared>,
-    events: mpsc::Sender<MediaEvent>,
-    cancel: CancellationToken,
-    mut rx: Receiver,
-) {
-    let mut buf = vec![0u8; RECV_BUFFER_BYTES];
-    let mut rtcp_buf = vec![0u8; RECV_BUFFER_BYTES];
-    loop {
-        let playout_at = rx.jitter.next_due().map(Instant::from_std);
-        let report_at = rx
-            .rtcp_enabled
-            .then(|| Instant::from_std(rx.rtcp.next_report_at()));
-        // Timers first: a flood of packets must not starve the playout.
-        let wake = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break,
-            _ = sleep_until_opt(playout_at) => Wake::Playout,
-            _ = sleep_until_opt(report_at) => Wake::Report,
-            r = io.socket.recv_from(&mut buf) => Wake::Rtp(r),
-            r = recv_opt(io.rtcp.as_ref(), &mut rtcp_buf), if rx.rtcp_enabled => Wake::Rtcp(r),
-        };
-        let failed = match wake {
-            Wake::Playout => {
-                // Read what is queued first, so a late wake-up does not make packets late.
-                for _ in 0..DRAIN_LIMIT {
-                    match io.socket.try_recv_from(&mut buf) {
-                        Ok((len, from)) => {
-                            let datagram = buf.get(..len).unwrap_or(&[]);
-                            rx.on_rtp_port(datagram, from, Instant::now(), &shared, &events);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                rx.playout(Instant::now(), &events, &shared);
-                None
-            }
-            Wake::Report => {
-                rx.report_if_due(&io, &shared);
-                None
-            }
-            Wake::Rtp(Ok((len, from))) => {
-                let datagram = buf.get(..len).unwrap_or(&[]);
-                rx.on_rtp_port(datagram, from, Instant::now(), &shared, &events);
-                None
-            }
-            Wake::Rtcp(Ok((len, from))) => {
-                let datagram = rtcp_buf.get(..len).unwrap_or(&[]);
-                rx.on_rtcp(datagram, from, Instant::now(), false, &shared);
-                None
-            }
-            Wake::Rtp(Err(e)) | Wake::Rtcp(Err(e)) if is_transient(&e) => None,
-            Wake::Rtp(Err(e)) | Wake::Rtcp(Err(e)) => Some(e),
-        };
-        rx.publish(&shared);
-        if let Some(e) = failed {
-            tracing::warn!(error = %e, "RTP/RTCP receive failed");
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(FRAME) => {}
-            }
-        }
-    }
-    rx.say_bye(&io, &shared);
-    rx.publish(&shared);
 }
 
 #[cfg(test)]
@@ -1133,6 +1482,8 @@ mod tests {
     };
     use crate::media::rtp::write_rtp;
     use std::net::{IpAddr, Ipv4Addr};
+    use tokio::net::UdpSocket;
+    use tokio::time::Instant;
 
     const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -1268,6 +1619,188 @@ mod tests {
             "{stats:?} vs {n}"
         );
         assert_eq!(pool.in_use(), 0, "ports released by stop");
+    }
+
+    /// Sends `packets` from `sock` to `to`, one every 20 ms.
+    async fn send_paced(sock: Arc<UdpSocket>, to: SocketAddr, packets: Vec<Vec<u8>>) {
+        let mut tick = tokio::time::interval(FRAME);
+        for p in packets {
+            tick.tick().await;
+            sock.send_to(&p, to).await.expect("send");
+        }
+    }
+
+    /// Everything a far end receives until `until`, RTP only, in order.
+    fn collect_task(
+        sock: Arc<UdpSocket>,
+        until: Instant,
+    ) -> tokio::task::JoinHandle<Vec<(Instant, RtpOwned)>> {
+        tokio::spawn(async move { collect(&sock, until).await })
+    }
+
+    /// One leg's stream as its far end sees it: one SSRC, sequence numbers without a gap or
+    /// jump, timestamps never going back.
+    fn assert_one_continuous_stream(packets: &[(Instant, RtpOwned)]) {
+        assert!(!packets.is_empty());
+        for pair in packets.windows(2) {
+            let (a, b) = (&pair[0].1, &pair[1].1);
+            assert_eq!(b.ssrc, a.ssrc, "one SSRC");
+            assert_eq!(b.sequence, a.sequence.wrapping_add(1), "sequence step");
+            let step = b.timestamp.wrapping_sub(a.timestamp);
+            assert!(step < 8000 * 5, "timestamp went back or jumped: {step}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn linked_legs_relay_both_ways_rewritten_and_transcoded() {
+        use crate::media::dtmf::InbandDtmfDetector;
+        use crate::media::g711::{alaw_to_ulaw, ulaw_to_alaw};
+        let pool = test_pool();
+        let (peer_a, addr_a) = raw_socket().await;
+        let (peer_b, addr_b) = raw_socket().await;
+        let (peer_a, peer_b) = (Arc::new(peer_a), Arc::new(peer_b));
+        // Leg A speaks PCMU with telephone-event 101; leg B PCMA without telephone-event.
+        let (a, mut events_a) = start_with(&pool, Codec::Pcmu, Some(addr_a), quiet());
+        let (b, _events_b) = start_with(&pool, Codec::Pcma, Some(addr_b), quiet());
+        a.set_dtmf_pt(Some(101));
+        let a_port = SocketAddr::new(LOCALHOST, a.local_port());
+        let b_port = SocketAddr::new(LOCALHOST, b.local_port());
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_millis(2000);
+        let at_a = collect_task(Arc::clone(&peer_a), end);
+        let at_b = collect_task(Arc::clone(&peer_b), end);
+        // Each leg plays its own silence first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let link = a.link(&b).expect("link");
+        assert!(
+            matches!(a.link(&b), Err(MediaError::Link(_))),
+            "linked once only"
+        );
+
+        let pattern: Vec<u8> = (0..160u32).map(|i| (i * 7 % 250) as u8).collect();
+        let mut from_a = Vec::new();
+        for k in 0..20u16 {
+            let mut p = Vec::new();
+            write_rtp(
+                &mut p,
+                false,
+                0,
+                1000 + k,
+                50_000 + u32::from(k) * 160,
+                0xAAAA,
+                &pattern,
+            );
+            from_a.push(p);
+        }
+        // Digit 5 held 200 ms: ten event packets, three end packets.
+        for k in 0..13u16 {
+            let dur = (k.min(9) + 1) * 160;
+            let e = if k >= 10 { 0x80 | 10 } else { 10 };
+            let mut p = Vec::new();
+            write_rtp(
+                &mut p,
+                k == 0,
+                101,
+                1020 + k,
+                53_200,
+                0xAAAA,
+                &[5, e, (dur >> 8) as u8, dur as u8],
+            );
+            from_a.push(p);
+        }
+        for k in 0..10u16 {
+            let mut p = Vec::new();
+            write_rtp(
+                &mut p,
+                false,
+                0,
+                1033 + k,
+                55_280 + u32::from(k) * 160,
+                0xAAAA,
+                &[0xFF; 160],
+            );
+            from_a.push(p);
+        }
+        let mut from_b = Vec::new();
+        for k in 0..20u16 {
+            let mut p = Vec::new();
+            write_rtp(
+                &mut p,
+                false,
+                8,
+                7000 + k,
+                9_000 + u32::from(k) * 160,
+                0xBBBB,
+                &pattern,
+            );
+            from_b.push(p);
+        }
+        let send_a = tokio::spawn(send_paced(Arc::clone(&peer_a), a_port, from_a));
+        let send_b = tokio::spawn(send_paced(Arc::clone(&peer_b), b_port, from_b));
+        send_a.await.expect("peer A sent");
+        send_b.await.expect("peer B sent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        link.unlink();
+        let at_a = at_a.await.expect("collected at A");
+        let at_b = at_b.await.expect("collected at B");
+
+        // What peer B hears: B's own stream throughout, peer A's audio in it as A-law.
+        assert_one_continuous_stream(&at_b);
+        let relayed_to_b: Vec<&RtpOwned> = at_b
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| p.payload.iter().any(|&x| x != Codec::Pcma.silence_byte()))
+            .collect();
+        let alaw: Vec<u8> = pattern.iter().map(|&x| ulaw_to_alaw(x)).collect();
+        let audio_b: Vec<&&RtpOwned> = relayed_to_b.iter().filter(|p| p.payload == alaw).collect();
+        assert_eq!(audio_b.len(), 20, "every packet of A's audio, transcoded");
+        assert!(audio_b[0].marker, "marker on the first relayed packet");
+        assert!(audio_b.iter().all(|p| p.payload_type == 8));
+        // The digit became tones in B's audio.
+        let mut detector = InbandDtmfDetector::new();
+        let mut heard = String::new();
+        for (i, (_, p)) in at_b.iter().enumerate() {
+            let mut pcm = Vec::new();
+            Codec::Pcma.decode(&p.payload, &mut pcm);
+            if let Some(d) = detector.push(&pcm, i as u64 * 20) {
+                heard.push(d.digit);
+            }
+            while let Some(d) = detector.next_digit() {
+                heard.push(d.digit);
+            }
+        }
+        assert_eq!(heard, "5", "the telephone-event reached B as a tone");
+        // B's own silence again after the link (the stream went on without a jump).
+        assert!(at_b
+            .last()
+            .is_some_and(|(_, p)| p.payload == [Codec::Pcma.silence_byte(); 160]));
+
+        // What peer A hears: A's own stream, peer B's audio in it as µ-law.
+        assert_one_continuous_stream(&at_a);
+        let ulaw: Vec<u8> = pattern.iter().map(|&x| alaw_to_ulaw(x)).collect();
+        let audio_a: Vec<&RtpOwned> = at_a
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| p.payload == ulaw)
+            .collect();
+        assert_eq!(audio_a.len(), 20, "every packet of B's audio, transcoded");
+        assert!(audio_a[0].marker);
+        assert!(audio_a.iter().all(|p| p.payload_type == 0));
+
+        // A's call still heard the digit.
+        let mut digits = Vec::new();
+        while let Ok(ev) = events_a.try_recv() {
+            if let MediaEvent::Dtmf(d) = ev {
+                digits.push(d.digit);
+            }
+        }
+        assert_eq!(digits, vec!['5']);
+        let (sa, sb) = (a.stop().await, b.stop().await);
+        assert!(
+            sb.sent >= 20 + 13 && sa.sent >= 20,
+            "relayed packets counted: {sa:?} {sb:?}"
+        );
+        assert_eq!(pool.in_use(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1953,7 +2486,7 @@ mod tests {
 
     #[test]
     fn pacer_keeps_the_grid_and_skips_after_a_stall() {
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         let mut p = Pacer::new(t0);
         assert_eq!(p.due(), t0);
         assert_eq!(p.skip_if_stalled(t0 + Duration::from_millis(1)), 0);

@@ -1,5 +1,5 @@
-//! The only unsafe code of the benchmark: thin, safe wrappers over the Linux calls that
-//! `std` does not offer — `recvmmsg`/`sendmmsg` (many datagrams per system call), `epoll`,
+//! The only unsafe code of the media engine and the benchmark: thin, safe wrappers over the
+//! Linux calls that `std` does not offer — `recvmmsg`/`sendmmsg` (many datagrams per system call), `epoll`,
 //! `SO_TIMESTAMPNS` (the kernel's receive time of each datagram), `getrusage`, `setrlimit`,
 //! `clock_nanosleep` and `kill`.
 //!
@@ -11,7 +11,7 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -40,14 +40,56 @@ fn to_sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
     sa
 }
 
-fn from_sockaddr(sa: &libc::sockaddr_in) -> Option<SocketAddrV4> {
-    if sa.sin_family as libc::c_int != libc::AF_INET {
-        return None;
+/// `addr` as a `sockaddr_storage` and the length of the address in it.
+fn to_storage(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            let sa = to_sockaddr(a);
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sa) };
+            (ss, size_of::<libc::sockaddr_in>() as libc::socklen_t)
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: plain old data; all-zero is valid.
+            let mut sa: libc::sockaddr_in6 = unsafe { zeroed() };
+            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sa.sin6_port = a.port().to_be();
+            sa.sin6_addr.s6_addr = a.ip().octets();
+            sa.sin6_flowinfo = a.flowinfo();
+            sa.sin6_scope_id = a.scope_id();
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sa) };
+            (ss, size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+        }
     }
-    Some(SocketAddrV4::new(
-        Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
-        u16::from_be(sa.sin_port),
-    ))
+}
+
+fn from_storage(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sa: libc::sockaddr_in =
+                unsafe { std::ptr::read((ss as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
+                u16::from_be(sa.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sa: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((ss as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sa.sin6_addr.s6_addr),
+                u16::from_be(sa.sin6_port),
+                sa.sin6_flowinfo,
+                sa.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 /// Asks the kernel to stamp each received datagram with its arrival time (CLOCK_REALTIME).
@@ -73,7 +115,7 @@ pub fn enable_rx_timestamps(fd: &impl AsRawFd) -> io::Result<()> {
 pub struct RecvBatch {
     slot_len: usize,
     data: Vec<u8>,
-    addrs: Vec<libc::sockaddr_in>,
+    addrs: Vec<libc::sockaddr_storage>,
     control: Vec<[u8; CONTROL_LEN]>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
@@ -87,7 +129,7 @@ impl RecvBatch {
         let slots = slots.max(1);
         // SAFETY: these C structs are plain old data; all-zero is valid (null pointers are
         // replaced before every call).
-        let zero_addr: libc::sockaddr_in = unsafe { zeroed() };
+        let zero_addr: libc::sockaddr_storage = unsafe { zeroed() };
         let zero_iov: libc::iovec = unsafe { zeroed() };
         let zero_hdr: libc::mmsghdr = unsafe { zeroed() };
         RecvBatch {
@@ -125,8 +167,8 @@ impl RecvBatch {
             self.iovs[i].iov_base = unsafe { base.add(i * self.slot_len) }.cast();
             self.iovs[i].iov_len = self.slot_len;
             let h = &mut self.hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut self.iovs[i];
             h.msg_iovlen = 1;
             if self.want_timestamps {
@@ -179,10 +221,18 @@ impl RecvBatch {
 
     /// Where the `i`-th datagram came from.
     pub fn source(&self, i: usize) -> Option<SocketAddrV4> {
+        match self.source_addr(i)? {
+            SocketAddr::V4(a) => Some(a),
+            SocketAddr::V6(_) => None,
+        }
+    }
+
+    /// Where the `i`-th datagram came from, IPv4 or IPv6.
+    pub fn source_addr(&self, i: usize) -> Option<SocketAddr> {
         if i >= self.filled {
             return None;
         }
-        from_sockaddr(&self.addrs[i])
+        from_storage(&self.addrs[i])
     }
 
     /// The kernel's arrival time of the `i`-th datagram, in ns of CLOCK_REALTIME, when the
@@ -227,7 +277,7 @@ impl RecvBatch {
 /// destination. Fill with [`SendBatch::push`], send with [`SendBatch::send`].
 pub struct SendBatch {
     bufs: Vec<Vec<u8>>,
-    dests: Vec<libc::sockaddr_in>,
+    dests: Vec<(libc::sockaddr_storage, libc::socklen_t)>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
     len: usize,
@@ -237,12 +287,12 @@ impl SendBatch {
     pub fn new(slots: usize, slot_len: usize) -> Self {
         let slots = slots.max(1);
         // SAFETY: plain old data; all-zero is valid (pointers are set before every call).
-        let zero_addr: libc::sockaddr_in = unsafe { zeroed() };
+        let zero_addr: libc::sockaddr_storage = unsafe { zeroed() };
         let zero_iov: libc::iovec = unsafe { zeroed() };
         let zero_hdr: libc::mmsghdr = unsafe { zeroed() };
         SendBatch {
             bufs: (0..slots).map(|_| Vec::with_capacity(slot_len)).collect(),
-            dests: vec![zero_addr; slots],
+            dests: vec![(zero_addr, 0); slots],
             iovs: vec![zero_iov; slots],
             hdrs: vec![zero_hdr; slots],
             len: 0,
@@ -272,15 +322,29 @@ impl SendBatch {
     /// Queues one datagram to `dest`, written by `fill` into a cleared, reused buffer.
     /// Returns false (and queues nothing) when the batch is full.
     pub fn push(&mut self, dest: SocketAddrV4, fill: impl FnOnce(&mut Vec<u8>)) -> bool {
+        self.push_to(SocketAddr::V4(dest), fill)
+    }
+
+    /// [`SendBatch::push`] to an IPv4 or IPv6 address.
+    pub fn push_to(&mut self, dest: SocketAddr, fill: impl FnOnce(&mut Vec<u8>)) -> bool {
         if self.is_full() {
             return false;
         }
         let buf = &mut self.bufs[self.len];
         buf.clear();
         fill(buf);
-        self.dests[self.len] = to_sockaddr(dest);
+        self.dests[self.len] = to_storage(dest);
         self.len += 1;
         true
+    }
+
+    /// The `i`-th queued datagram, writable (to rewrite it before sending).
+    pub fn packet_mut(&mut self, i: usize) -> Option<&mut Vec<u8>> {
+        if i < self.len {
+            self.bufs.get_mut(i)
+        } else {
+            None
+        }
     }
 
     /// Removes the last queued datagram (when one was queued and turned out not to be sent).
@@ -305,8 +369,8 @@ impl SendBatch {
             self.iovs[i].iov_base = self.bufs[i].as_mut_ptr().cast();
             self.iovs[i].iov_len = self.bufs[i].len();
             let h = &mut self.hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.dests[i] as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_name = (&mut self.dests[i].0 as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = self.dests[i].1;
             h.msg_iov = &mut self.iovs[i];
             h.msg_iovlen = 1;
             h.msg_control = std::ptr::null_mut();
@@ -379,6 +443,21 @@ impl Epoll {
         let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
         if rc != 0 {
             return Err(last_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd` (a descriptor that is already closed is no error).
+    pub fn remove(&self, fd: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: ev is a live epoll_event for the duration of the call.
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+        if rc != 0 {
+            let e = last_error();
+            if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EBADF)) {
+                return Ok(());
+            }
+            return Err(e);
         }
         Ok(())
     }
