@@ -208,3 +208,109 @@ fn refer_transfer_releases_our_leg_once_the_target_answered() {
     callee_run.assert_passed("callee (REFER with the Refer-To, NOTIFYs answered, our BYE)");
     assert_eq!(callee_run.received_requests("REFER").len(), 1);
 }
+
+fn path_str(p: &std::path::Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Audio both ways through the bridge, between a callee that speaks only PCMA and an agent
+/// that speaks only PCMU (baresip on both legs, each playing speech and recording what it
+/// hears): each side's recording matches what the other side played, so the relay carries
+/// the audio and transcodes it. We end the call at --max-duration: both legs get our BYE.
+#[test]
+fn bridged_audio_crosses_both_ways_pcma_callee_to_pcmu_agent() {
+    let dir = test_dir("bridge-audio");
+    let d = dir.path();
+    let callee_wav = d.join("callee.wav");
+    speech_wav_padded(
+        &callee_wav,
+        "Hello, this is the customer. One two three four five six.",
+        0.2,
+        0.5,
+    );
+    let agent_wav = d.join("agent.wav");
+    speech_wav_padded(
+        &agent_wav,
+        "Sales desk, this is the agent speaking. Seven eight nine ten.",
+        0.2,
+        0.5,
+    );
+    let callee = Baresip::start_with_codecs(d, &callee_wav, &At::loopback(), "pcma");
+    let agent = Baresip::start_with_codecs(d, &agent_wav, &At::loopback(), "pcmu");
+    let run = run_call(
+        d,
+        &[
+            &callee.uri(),
+            "--connect-to",
+            &agent.uri(),
+            "--max-duration",
+            "9",
+        ],
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    assert_eq!(run.json["codec"], "PCMA", "{}", run.json);
+    assert_eq!(run.json["hangup"], "max_duration", "{}", run.json);
+    let b = bridge(&run);
+    assert_eq!(b["answered"], true, "{}", run.json);
+    assert_eq!(b["ended_by"], "callee", "{}", run.json);
+    assert_eq!(agent.calls_established(), 1);
+
+    let agent_heard = agent.received_recording(Duration::from_secs(15));
+    let (corr, lag) = best_correlation(
+        &read_wav_8k(&callee_wav),
+        &read_wav_8k(&agent_heard),
+        8000 * 6,
+    );
+    eprintln!("agent's recording vs the callee's speech: {corr:.3} at lag {lag}");
+    assert!(
+        corr > 0.5,
+        "the agent did not hear the callee: {corr:.3} at lag {lag} ({})",
+        path_str(&agent_heard)
+    );
+    let callee_heard = callee.received_recording(Duration::from_secs(15));
+    let (corr, lag) = best_correlation(
+        &read_wav_8k(&agent_wav),
+        &read_wav_8k(&callee_heard),
+        8000 * 6,
+    );
+    eprintln!("callee's recording vs the agent's speech: {corr:.3} at lag {lag}");
+    assert!(
+        corr > 0.5,
+        "the callee did not hear the agent: {corr:.3} at lag {lag}"
+    );
+}
+
+/// The callee's RFC 4733 key presses (sipp plays "159#") cross the bridge: the agent
+/// (baresip) logs each digit once.
+#[test]
+fn callee_digits_reach_the_agent() {
+    let dir = test_dir("bridge-dtmf");
+    let d = dir.path();
+    let agent_wav = d.join("agent.wav");
+    speech_wav_padded(&agent_wav, "Sales desk.", 0.2, 0.5);
+    let agent = Baresip::start(d, &agent_wav);
+    let callee = Sipp::uas(d, "uas_dtmf.xml").start();
+    let run = run_call(
+        d,
+        &[
+            &callee.uri("15551230006"),
+            "--connect-to",
+            &agent.uri(),
+            "--max-duration",
+            "15",
+        ],
+    );
+    let callee_run = callee.wait(SIPP_WAIT);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(bridge(&run)["answered"], true, "{}", run.json);
+    assert_eq!(run.json["dtmf_received"], "159#", "{}", run.json);
+    callee_run.assert_passed("dtmf callee");
+    assert!(agent.wait_call_ended(Duration::from_secs(10)));
+    assert_eq!(
+        agent.dtmf_heard(),
+        "159#",
+        "digits the agent heard; log:\n{}",
+        tail(&agent.log(), 40)
+    );
+}

@@ -35,7 +35,7 @@ pub struct SipBridge {
     answered_at: Option<Instant>,
     ended_at: Option<Instant>,
     ended_by: Option<EndedBy>,
-    link: Option<MediaJoin>,
+    link: Option<crate::media::session::MediaLink>,
     /// The agent holds the callee (its last re-INVITE was not sendrecv).
     agent_holds: bool,
     summary: Option<CallSummary>,
@@ -111,7 +111,10 @@ impl SipBridge {
             warn!("bridge: a leg's media is gone before the join");
             return;
         };
-        self.link = Some(MediaJoin::new(&callee, &agent));
+        match callee.link(&agent) {
+            Ok(link) => self.link = Some(link),
+            Err(e) => warn!(error = %e, "bridge: media not joined"),
+        }
     }
 }
 
@@ -223,15 +226,6 @@ fn callee_number(dialed: &str) -> Option<String> {
         .or_else(|| dialed.strip_prefix("sips:"))?;
     let user = rest.split_once('@')?.0;
     is_phone_number(user).then(|| user.to_string())
-}
-
-/// PLACEHOLDER until the media engine's leg linking lands: holds nothing, relays nothing.
-struct MediaJoin;
-
-impl MediaJoin {
-    fn new(_callee: &MediaSession, _agent: &MediaSession) -> MediaJoin {
-        MediaJoin
-    }
 }
 
 #[cfg(test)]
