@@ -217,6 +217,14 @@ struct CallArgs {
     /// transfer: the callee is asked to call TARGET itself; our leg ends once it answered).
     #[arg(long, value_name = "HOW", default_value = "bridge", value_parser = ["bridge", "refer"])]
     transfer: String,
+    /// With --connect-to: the longest a person waits for TARGET to answer [default: the ring
+    /// timeout]; then the person is abandoned (hears --abandon-message, then is hung up on).
+    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
+    queue_timeout: Option<f64>,
+    /// With --connect-to: WAV played to a person TARGET did not take in time (busy, no
+    /// answer, queue timeout), e.g. the seller's name and a callback number.
+    #[arg(long, value_name = "FILE.wav")]
+    abandon_message: Option<PathBuf>,
     /// Print exactly one JSON object describing the call on stdout.
     #[arg(long)]
     json: bool,
@@ -395,7 +403,7 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
     let connect = match &args.connect_to {
         Some(target) => Some(outdial::flow::Connect {
             target: connect_target(&config, target, profile.as_ref(), args.transfer == "refer")?,
-            queue_timeout: Duration::from_secs_f64(args.ring_timeout),
+            queue_timeout: Duration::from_secs_f64(args.queue_timeout.unwrap_or(args.ring_timeout)),
             ring_timeout: Duration::from_secs_f64(args.ring_timeout),
             campaign_id: None,
             contact_id: None,
@@ -425,6 +433,10 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
     request.caller_id = args.from.clone();
     request.tap_sent = recorder.is_some() && args.record_mode != RecordMode::Inbound;
     let playback = playback.map(Arc::new);
+    let abandon_message = match &args.abandon_message {
+        Some(path) => Some(Arc::new(load_wav_8k_mono(path)?)),
+        None => None,
+    };
     // --play is a one-step plan for a person (the file, then hang up) unless the person is
     // connected; it is the voicemail message either way.
     let (steps, prompts) = match playback.as_ref().filter(|_| connect.is_none()) {
@@ -446,7 +458,7 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         prompts,
         reply_to: None,
         voicemail: playback,
-        abandon_message: None,
+        abandon_message,
         // With AMD, the file plays after a machine's greeting too.
         machine_action: outdial::campaign::model::MachineAction::LeaveMessage,
         recorder,
@@ -510,7 +522,12 @@ fn print_summary(report: &outdial::flow::FlowReport, json: bool) -> anyhow::Resu
                 obj.insert("amd".into(), serde_json::to_value(r)?);
             }
             if let Some(b) = &report.bridge {
-                obj.insert("bridge".into(), serde_json::to_value(b)?);
+                let mut b = serde_json::to_value(b)?;
+                if let Some(b) = b.as_object_mut() {
+                    b.insert("abandoned".into(), report.flow.abandoned.into());
+                    b.insert("queue_wait_ms".into(), report.flow.queue_wait_ms.into());
+                }
+                obj.insert("bridge".into(), b);
             }
         }
         println!("{value}");

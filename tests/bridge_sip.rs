@@ -323,3 +323,57 @@ fn callee_digits_reach_the_agent() {
         tail(&log, 40)
     );
 }
+
+/// Nobody takes the call (the target is busy): the person is abandoned and hears the abandon
+/// message — it starts within 2 s of the answer (no detection: the answer is the verdict), as
+/// the person's own recording shows (baresip records what it hears).
+#[test]
+fn busy_target_abandons_the_person_with_the_message_within_2_s() {
+    let dir = test_dir("bridge-abandon");
+    let d = dir.path();
+    let callee_wav = d.join("callee.wav");
+    speech_wav_padded(&callee_wav, "Hello?", 0.2, 0.5);
+    let abandon = d.join("abandon.wav");
+    speech_wav_padded(
+        &abandon,
+        "This is Acme Energy. Sorry we missed you. Call us back at five five five, one two one two.",
+        0.0,
+        0.3,
+    );
+    let callee = Baresip::start(d, &callee_wav);
+    let agent = Sipp::uas(d, "uas_busy.xml").start();
+    let run = run_call(
+        d,
+        &[
+            &callee.uri(),
+            "--connect-to",
+            &agent.uri("agent1"),
+            "--queue-timeout",
+            "2",
+            "--abandon-message",
+            path_str(&abandon),
+        ],
+    );
+    agent.wait(SIPP_WAIT).assert_passed("busy agent");
+    assert!(run.status.success(), "{}", run.stderr);
+    let b = bridge(&run);
+    assert_eq!(b["answered"], false, "{}", run.json);
+    assert_eq!(b["abandoned"], true, "{}", run.json);
+    assert_eq!(
+        run.json["hangup"], "local",
+        "hung up after the message: {}",
+        run.json
+    );
+    let heard = callee.received_recording(Duration::from_secs(20));
+    let (corr, lag) = best_correlation(&read_wav_8k(&abandon), &read_wav_8k(&heard), 8000 * 5);
+    eprintln!("callee's recording vs the abandon message: {corr:.3} at lag {lag}");
+    assert!(
+        corr > 0.5,
+        "the person did not hear the abandon message: {corr:.3}"
+    );
+    assert!(
+        (0..16000).contains(&lag),
+        "the abandon message started {:.2} s after the answer (must be within 2 s)",
+        lag as f64 / 8000.0
+    );
+}
