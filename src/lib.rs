@@ -15,5 +15,6 @@ pub mod config;
 pub mod contacts;
 pub mod flow;
 pub mod media;
+pub mod onnx;
 pub mod sip;
 pub mod store;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::energy::{level_db, AdaptiveEnergy};
 use super::features::{LogMel, MEL_BANDS};
-use super::{runtime, Cause, Decision, Detector, SpeechSource, Verdict, FRAME_MS};
+use super::{Cause, Decision, Detector, SpeechSource, Verdict, FRAME_MS};
 
 /// Numbers per feature vector.
 pub const N_FEATURES: usize = 20;
@@ -97,7 +97,7 @@ static SESSION: OnceLock<Result<Arc<Mutex<ort::session::Session>>, String>> = On
 fn shared_session() -> Result<Arc<Mutex<ort::session::Session>>, String> {
     SESSION
         .get_or_init(|| {
-            runtime::session_from_memory(MODEL_BYTES, "the AMD classifier")
+            crate::onnx::session_from_memory(MODEL_BYTES, "the AMD classifier")
                 .map(|s| Arc::new(Mutex::new(s)))
         })
         .clone()

@@ -10,8 +10,8 @@
 //! * Modes: [`heuristic`] (Asterisk app_amd's word/silence state machine, speech from energy or
 //!   from the Silero VAD), [`ml`] (a small streaming ONNX classifier trained here on log-mel
 //!   [`features`]), `auto` (see [`session`]). Text mode's decision logic ([`text`]) takes
-//!   transcripts from any [`text::Transcriber`]; no in-process ASR ships yet.
-//! * [`runtime`] finds ONNX Runtime and the third-party models that `make setup` caches.
+//!   transcripts from any [`Transcriber`](crate::asr::Transcriber) — in process, Whisper tiny.en
+//!   ([`crate::asr`]); ONNX Runtime and the models come from [`crate::onnx`].
 //! * [`eval`] reads a labeled corpus for `outdial amd-eval`.
 //!
 //! Results are reported both Twilio-style ([`AnsweredBy`]) and Asterisk-style
@@ -23,7 +23,6 @@ pub mod eval;
 pub mod features;
 pub mod heuristic;
 pub mod ml;
-pub mod runtime;
 pub mod session;
 pub mod text;
 pub mod vad;

@@ -24,24 +24,7 @@
 use super::energy::AdaptiveEnergy;
 use super::{Cause, Decision, Detector, SpeechSource, Verdict, FRAME_MS};
 
-/// A piece of transcript with the audio times it covers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transcript {
-    pub text: String,
-    pub start_ms: u64,
-    pub end_ms: u64,
-    /// Final transcripts are not revised; interim ones may be.
-    pub is_final: bool,
-}
-
-/// Speech-to-text for one call: takes the same 20 ms frames, returns transcripts as they come.
-pub trait Transcriber: Send {
-    /// One frame, with the detector's speech/silence call for it (so a transcriber that
-    /// segments on speech need not detect it again).
-    fn push(&mut self, frame: &[i16], at_ms: u64, speech: bool);
-    /// The next transcript, if one is ready.
-    fn poll(&mut self) -> Option<Transcript>;
-}
+pub use crate::asr::{Transcriber, Transcript};
 
 /// One hint: each word is a set of alternatives (`None` = any word).
 #[derive(Debug, Clone, PartialEq)]

@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use super::runtime;
 use super::SpeechSource;
+use crate::onnx as runtime;
 
 const WINDOW: usize = 256;
 const CONTEXT: usize = 32;

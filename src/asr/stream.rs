@@ -1,5 +1,5 @@
 //! Streaming transcription of one call's greeting with Whisper, as a
-//! [`Transcriber`](crate::amd::text::Transcriber) for text-mode AMD.
+//! [`Transcriber`](crate::asr::Transcriber) for text-mode AMD.
 //!
 //! Whisper is not a streaming model, so the greeting is re-transcribed as it grows: audio is
 //! kept (resampled to 16 kHz) from 300 ms before the first speech (speech as the text
@@ -19,10 +19,10 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::whisper::{Recognized, WhisperPool};
-use crate::amd::text::{Transcriber, Transcript};
-use crate::amd::FRAME_MS;
+use crate::asr::{Transcriber, Transcript};
 use crate::bench::sys::cpu_time_us;
 use crate::media::resample::Resampler;
+use crate::media::FRAME_MS;
 
 /// While speech goes on, a new run this often (audio time since the last one started).
 pub const INTERIM_MS: u64 = 500;

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 
 use super::mel::{LogMel, HOP, N_MELS, SAMPLE_RATE};
-use crate::amd::runtime;
+use crate::onnx as runtime;
 
 /// Longest window the encoder takes (its 1500 learned positions), in mel frames.
 pub const MAX_FRAMES: usize = 3000;
