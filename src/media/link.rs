@@ -385,6 +385,35 @@ mod tests {
         assert!(worst.is_some_and(|w| w < 700), "worst error {worst:?}");
     }
 
+    #[cfg(feature = "g722")]
+    #[test]
+    fn pcmu_to_g722_goes_through_pcm() {
+        let mut relay = RelayTx::new();
+        let mut sender = RtpSender::new(7, 0, 0);
+        let mut dtmf = Rfc4733Sender::new();
+        let mut out = Vec::new();
+        let to = OutStream {
+            codec: Codec::G722,
+            dtmf_pt: None,
+        };
+        let payload = [0x55u8; 160];
+        for k in 0..3u16 {
+            let p = packet(0, k, u32::from(k) * 160, 1, &payload);
+            let r = relay.forward(
+                &p,
+                InKind::Audio(Codec::Pcmu),
+                to,
+                &mut dtmf,
+                &mut sender,
+                &mut out,
+            );
+            assert_eq!(r, Relayed::Transcoded);
+            let o = parsed(&out);
+            assert_eq!(o.payload_type, 9);
+            assert_eq!(o.payload.len(), 160, "64 kbit/s: 160 bytes per 20 ms");
+        }
+    }
+
     #[test]
     fn telephone_events_take_the_sending_legs_payload_type() {
         let mut relay = RelayTx::new();

@@ -1804,6 +1804,64 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inband_digits_on_a_linked_leg_reach_the_other_as_rfc4733() {
+        let pool = test_pool();
+        let (peer_a, addr_a) = raw_socket().await;
+        let (peer_b, addr_b) = raw_socket().await;
+        let (peer_a, peer_b) = (Arc::new(peer_a), Arc::new(peer_b));
+        // Leg A has no telephone-event (digits come as tones); leg B negotiated 101.
+        let (a, mut events_a) = start_with(&pool, Codec::Pcmu, Some(addr_a), quiet());
+        let (b, _events_b) = start_with(&pool, Codec::Pcmu, Some(addr_b), quiet());
+        b.set_dtmf_pt(Some(101));
+        let link = a.link(&b).expect("link");
+        let a_port = SocketAddr::new(LOCALHOST, a.local_port());
+        let end = Instant::now() + Duration::from_millis(2200);
+        let at_b = collect_task(Arc::clone(&peer_b), end);
+        // 200 ms of silence, digit 8 for 160 ms, then silence: µ-law, 20 ms a packet.
+        let mut pcm = vec![0i16; 1600];
+        pcm.extend(inband_samples('8', 160, 0).expect("digit"));
+        pcm.resize(pcm.len() + 4000, 0);
+        let packets: Vec<Vec<u8>> = pcm
+            .chunks(FRAME_SAMPLES)
+            .enumerate()
+            .map(|(k, frame)| {
+                let mut payload = Vec::new();
+                Codec::Pcmu.encode(frame, &mut payload);
+                let mut p = Vec::new();
+                write_rtp(&mut p, false, 0, k as u16, k as u32 * 160, 0xCAFE, &payload);
+                p
+            })
+            .collect();
+        send_paced(Arc::clone(&peer_a), a_port, packets).await;
+        let at_b = at_b.await.expect("collected at B");
+        drop(link);
+        assert_one_continuous_stream(&at_b);
+        let events: Vec<&RtpOwned> = at_b
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| p.payload_type == 101)
+            .collect();
+        assert!(
+            events.len() >= 3,
+            "RFC 4733 packets for the digit: {}",
+            events.len()
+        );
+        assert!(events.iter().all(|p| p.payload.first() == Some(&8)));
+        assert!(events[0].marker, "an event starts with the marker");
+        assert!(events
+            .iter()
+            .any(|p| p.payload.get(1).is_some_and(|e| e & 0x80 != 0)));
+        // A's call heard the digit too.
+        let mut digits = Vec::new();
+        while let Ok(ev) = events_a.try_recv() {
+            if let MediaEvent::Dtmf(d) = ev {
+                digits.push(d.digit);
+            }
+        }
+        assert_eq!(digits, vec!['8']);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_sessions_exchange_played_audio() {
         let pool = test_pool();
         let (a, mut a_events) = start(&pool, Codec::Pcmu, None);
