@@ -127,6 +127,9 @@ pub struct BridgeContext {
     pub ring_timeout: Duration,
     /// Longest bridged call.
     pub max_duration: Duration,
+    /// Keep delivering the callee's received audio to its call while the legs are linked
+    /// (the call is being recorded).
+    pub tap_callee: bool,
 }
 
 /// A bridge in progress; see the module documentation.

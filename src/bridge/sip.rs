@@ -36,6 +36,8 @@ pub struct SipBridge {
     ended_at: Option<Instant>,
     ended_by: Option<EndedBy>,
     link: Option<crate::media::session::MediaLink>,
+    /// Deliver the callee's frames while linked (recording).
+    tap_callee: bool,
     /// The agent holds the callee (its last re-INVITE was not sendrecv).
     agent_holds: bool,
     summary: Option<CallSummary>,
@@ -102,6 +104,7 @@ impl SipBridge {
             ended_by: None,
             link: None,
             agent_holds: false,
+            tap_callee: ctx.tap_callee,
             summary: None,
         })
     }
@@ -111,6 +114,9 @@ impl SipBridge {
             warn!("bridge: a leg's media is gone before the join");
             return;
         };
+        if self.tap_callee {
+            callee.set_frames_while_linked(true);
+        }
         match callee.link(&agent) {
             Ok(link) => self.link = Some(link),
             Err(e) => warn!(error = %e, "bridge: media not joined"),

@@ -143,6 +143,7 @@ pub async fn run(
         }
         None => (call.take_audio(), None),
     };
+    let recorded_call = plan.recorder.is_some();
     let (reply_tx, reply_rx) = mpsc::unbounded_channel();
     let recording = tokio::spawn(record_call(
         audio,
@@ -170,6 +171,7 @@ pub async fn run(
         voicemail: plan.voicemail,
         abandon_message: plan.abandon_message,
         connect: plan.connect,
+        recording: recorded_call,
     };
     let mut stopping = *stop.borrow();
     if stopping {
@@ -291,6 +293,8 @@ struct Run {
     voicemail: Option<Arc<Vec<i16>>>,
     abandon_message: Option<Arc<Vec<i16>>>,
     connect: Option<Connect>,
+    /// The call is recorded: its audio is wanted while bridged too.
+    recording: bool,
 }
 
 impl Run {
@@ -375,6 +379,7 @@ impl Run {
                     contact_id: connect.contact_id,
                     ring_timeout: connect.ring_timeout,
                     max_duration: self.max_duration,
+                    tap_callee: self.recording,
                 };
                 match bridge::start(&connect.target, &self.call, ctx).await {
                     Ok(b) => {
