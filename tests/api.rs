@@ -1927,6 +1927,30 @@ async fn predictive_campaigns_and_the_abandon_report(db: Db) {
     assert_eq!(plain["agent_ring_timeout_secs"], 15);
     assert_eq!(plain["queue_timeout_secs"], 2);
     assert_eq!(plain["abandon_message"], Value::Null);
+    assert_eq!(plain["transfer"], "bridge");
+    // REFER hands the person to a number or a URI, never to a pool.
+    let (status, err) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "refer to a pool", "transfer": "refer", "connect_to": "pool:sales"}),
+        )
+        .await;
+    assert_field(status, &err, "transfer");
+    let (status, err) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "refer", "transfer": "sideways"}),
+        )
+        .await;
+    assert_field(status, &err, "transfer");
+    let (status, refer) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "refer", "transfer": "refer", "connect_to": "sip:desk@pbx.example.com"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{refer}");
+    assert_eq!(refer["transfer"], "refer");
     // Predictive needs a pool of the account and an abandon message; the cap is 0–3 %.
     let predictive = json!({
         "name": "predictive",

@@ -26,6 +26,7 @@ use super::{split_list, AppState, PageQuery, Paged};
 use crate::campaign::model::{
     apply_action, AmdMode, Campaign, CampaignAction, CampaignSettings, CampaignStatus,
     ContactStatus, ContactWindow, Interval, IntervalUnit, MachineAction, Millis, Pacing, RetryOn,
+    Transfer,
 };
 use crate::flow::steps::{parse_steps, Step};
 use crate::store::{CallCounts, CampaignFilter, ContactCounts};
@@ -320,6 +321,9 @@ pub struct CampaignInput {
     /// `progressive` (default) or `predictive` (needs `connect_to` naming an agent pool and
     /// an `abandon_message`).
     pub pacing: Option<Pacing>,
+    /// `bridge` (default: a second leg, media relayed) or `refer` (blind transfer with REFER;
+    /// `connect_to` must be a number or a SIP URI).
+    pub transfer: Option<Transfer>,
     /// The most people abandoned, percent of the people answered, rolling 30 days: 0–3
     /// (default 3).
     pub abandon_cap_pct: Option<f64>,
@@ -416,6 +420,7 @@ impl CampaignInput {
             self.default_country.map(|c| c.trim().to_ascii_uppercase()),
         );
         set(&mut s.pacing, self.pacing);
+        set(&mut s.transfer, self.transfer);
         set(&mut s.abandon_cap_pct, self.abandon_cap_pct);
         set(&mut s.abandon_message, self.abandon_message);
         set(
@@ -505,6 +510,7 @@ pub struct CampaignView {
     pub recording: bool,
     pub default_country: String,
     pub pacing: Pacing,
+    pub transfer: Transfer,
     pub abandon_cap_pct: f64,
     pub abandon_message: Option<String>,
     pub agent_ring_timeout_secs: i64,
@@ -565,6 +571,7 @@ impl CampaignView {
             recording: s.recording,
             default_country: s.default_country,
             pacing: s.pacing,
+            transfer: s.transfer,
             abandon_cap_pct: s.abandon_cap_pct,
             abandon_message: s.abandon_message,
             agent_ring_timeout_secs: s.agent_ring_timeout_secs,

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::campaign::model::{
     AgentState, AmdMode, CampaignAction, CampaignStatus, ContactStatus, EndedBy, IntervalUnit,
-    MachineAction, Pacing,
+    MachineAction, Pacing, Transfer,
 };
 
 macro_rules! word_schema {
@@ -58,6 +58,7 @@ word_schema! {
     MachineAction => "MachineAction", "What to do when a machine answers.";
     IntervalUnit => "IntervalUnit", "The unit of an interval.";
     Pacing => "Pacing", "How a campaign decides how many calls to place.";
+    Transfer => "Transfer", "How a person is handed to connect_to: bridge or refer.";
     AgentState => "AgentState", "An agent's state (ready and logged_out are accepted too).";
     EndedBy => "EndedBy", "Who ended a bridged call.";
 }

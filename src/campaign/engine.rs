@@ -638,8 +638,8 @@ impl Engine {
 }
 
 /// Where a person who answers is connected: the campaign's `connect_to` — a SIP URI, a number
-/// through the campaign's trunk, or an agent pool (the longest-idle free agent, leased in the
-/// store). A single target may ring for its whole ring timeout; a pool's caller waits at most
+/// through the campaign's trunk (bridged, or transferred with REFER when `transfer` says so),
+/// or an agent pool (the longest-idle free agent, leased in the store). A single target may ring for its whole ring timeout; a pool's caller waits at most
 /// `queue_timeout_secs` and is then abandoned (the abandon message).
 fn connect_plan(
     settings: &super::CampaignSettings,
@@ -653,6 +653,20 @@ fn connect_plan(
     let queue_timeout = Duration::from_secs(settings.queue_timeout_secs.max(1) as u64);
     let (target, queue_timeout) = match ConnectTarget::parse(&settings.connect_to) {
         ConnectTarget::None => return None,
+        ConnectTarget::Sip(uri) if settings.transfer == super::model::Transfer::Refer => {
+            (crate::bridge::BridgeTarget::Refer { uri }, ring_timeout)
+        }
+        ConnectTarget::Number(number) if settings.transfer == super::model::Transfer::Refer => {
+            let uri = match profile.map(|p| crate::sip::ua::trunk_uri(p, Some(&number))) {
+                Some(Ok(uri)) => uri.to_string(),
+                Some(Err(e)) => {
+                    tracing::error!(campaign = campaign_id, "transfer target {number}: {e}");
+                    return None;
+                }
+                None => format!("sip:{number}"),
+            };
+            (crate::bridge::BridgeTarget::Refer { uri }, ring_timeout)
+        }
         ConnectTarget::Sip(destination) | ConnectTarget::Number(destination) => (
             crate::bridge::BridgeTarget::Sip {
                 destination,

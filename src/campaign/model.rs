@@ -298,6 +298,17 @@ word_enum! {
 }
 
 word_enum! {
+    /// How a person is handed to `connect_to`.
+    Transfer {
+        /// A second leg from us, the media relayed by us (B2BUA); the call stays ours.
+        Bridge = "bridge",
+        /// Blind transfer (RFC 3515 REFER): the callee's side calls the target itself and our
+        /// leg ends once it answered. Not for agent pools.
+        Refer = "refer",
+    }
+}
+
+word_enum! {
     /// How a campaign decides how many calls to place.
     Pacing {
         /// At most `pace` calls a minute; with an agent pool, never more calls waiting to
@@ -487,6 +498,8 @@ pub struct CampaignSettings {
     pub default_country: String,
     /// Progressive (today's pace) or predictive (dials ahead of free agents).
     pub pacing: Pacing,
+    /// How a person is handed to `connect_to`: bridged (default) or transferred with REFER.
+    pub transfer: Transfer,
     /// The most people answered and not connected to an agent within 2 s, percent of the
     /// people answered (machines do not count), rolling 30 days: 0–3 (default 3, FTC TSR).
     pub abandon_cap_pct: f64,
@@ -530,6 +543,7 @@ impl Default for CampaignSettings {
             recording: false,
             default_country: "US".into(),
             pacing: Pacing::Progressive,
+            transfer: Transfer::Bridge,
             abandon_cap_pct: DEFAULT_ABANDON_CAP_PCT,
             abandon_message: None,
             agent_ring_timeout_secs: DEFAULT_AGENT_RING_TIMEOUT_SECS,
@@ -679,6 +693,17 @@ impl CampaignSettings {
             return Err(invalid(
                 "abandon_message",
                 "is required when pacing is predictive (an abandoned person must hear who called and a callback number)",
+            ));
+        }
+        if self.transfer == Transfer::Refer
+            && matches!(
+                super::agents::ConnectTarget::parse(&self.connect_to),
+                super::agents::ConnectTarget::Pool(_) | super::agents::ConnectTarget::None
+            )
+        {
+            return Err(invalid(
+                "transfer",
+                "refer needs connect_to to be a number or a SIP URI (an agent pool is bridged)",
             ));
         }
         if self.pacing == Pacing::Predictive && self.connect_to.trim().is_empty() {

@@ -98,10 +98,10 @@ const COLUMNS: &str = "id, account_id, status, name, description, connect_to, ai
     retry_on_failed, retry_on_machine, completion_timeout_value, completion_timeout_unit, \
     caller_id, billable_account, sip_profile, recording, pacing, abandon_cap_pct, \
     abandon_message, agent_ring_timeout_secs, queue_timeout_secs, default_country, created_at, \
-    updated_at, started_at, finished_at, steps";
+    updated_at, started_at, finished_at, steps, transfer";
 
-/// The settings columns in bind order ($1…$37).
-const SETTINGS_COLUMNS: [&str; 37] = [
+/// The settings columns in bind order ($1…$38).
+const SETTINGS_COLUMNS: [&str; 38] = [
     "name",
     "description",
     "connect_to",
@@ -139,6 +139,7 @@ const SETTINGS_COLUMNS: [&str; 37] = [
     "abandon_message",
     "agent_ring_timeout_secs",
     "queue_timeout_secs",
+    "transfer",
 ];
 
 fn settings_args(s: &CampaignSettings) -> Vec<Arg> {
@@ -187,6 +188,7 @@ fn settings_args(s: &CampaignSettings) -> Vec<Arg> {
         Arg::OptText(s.abandon_message.clone()),
         Arg::I64(s.agent_ring_timeout_secs),
         Arg::I64(s.queue_timeout_secs),
+        Arg::Text(s.transfer.as_str().into()),
     ]
 }
 
@@ -247,6 +249,7 @@ fn campaign_from(row: &AnyRow) -> Result<Campaign> {
         default_country: row.try_get("default_country")?,
         steps: steps_from(row)?,
         pacing: get_word(row, "pacing", Pacing::parse)?,
+        transfer: get_word(row, "transfer", crate::campaign::model::Transfer::parse)?,
         abandon_cap_pct: row.try_get("abandon_cap_pct")?,
         abandon_message: row.try_get("abandon_message")?,
         agent_ring_timeout_secs: row.try_get("agent_ring_timeout_secs")?,
