@@ -261,6 +261,7 @@ async fn campaign_round_trip(db: &TestDb) {
         recording: true,
         default_country: "DE".into(),
         pacing: Pacing::Predictive,
+        transfer: outdial::campaign::model::Transfer::Refer,
         abandon_cap_pct: 2.5,
         abandon_message: Some("sorry.wav".into()),
         agent_ring_timeout_secs: 20,
