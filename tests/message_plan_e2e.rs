@@ -207,7 +207,7 @@ async fn pressing_9_puts_the_number_on_dnc_and_a_reply_is_recorded() {
     let server = Server {
         child,
         api: format!("http://127.0.0.1:{http_port}"),
-        log: log.clone(),
+        log,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while !port_bound(http_port, true) {
@@ -229,7 +229,7 @@ async fn pressing_9_puts_the_number_on_dnc_and_a_reply_is_recorded() {
         ]
     });
     let id = campaign(&http, &auth, &api, menu.clone(), "12025550191,Nina Nine\n").await;
-    wait_finished(&http, &auth, &api, id, &log).await;
+    wait_finished(&http, &auth, &api, id, &server.log).await;
     let a = attempts(&http, &auth, &api, id).await;
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0]["outcome"], "answered", "{}", a[0]);
@@ -250,7 +250,7 @@ async fn pressing_9_puts_the_number_on_dnc_and_a_reply_is_recorded() {
     let mut again = menu.clone();
     again["name"] = json!("menu again");
     let id2 = campaign(&http, &auth, &api, again, "12025550191,Nina Nine\n").await;
-    wait_finished(&http, &auth, &api, id2, &log).await;
+    wait_finished(&http, &auth, &api, id2, &server.log).await;
     assert!(attempts(&http, &auth, &api, id2).await.is_empty());
 
     // The survey: a prompt, then the reply recorded after the beep.
@@ -263,7 +263,7 @@ async fn pressing_9_puts_the_number_on_dnc_and_a_reply_is_recorded() {
         ]
     });
     let id3 = campaign(&http, &auth, &api, survey, "12025550192,Rita Reply\n").await;
-    wait_finished(&http, &auth, &api, id3, &log).await;
+    wait_finished(&http, &auth, &api, id3, &server.log).await;
     let a = attempts(&http, &auth, &api, id3).await;
     assert_eq!(a.len(), 1, "{a:?}");
     let url = a[0]["recording_url"]
