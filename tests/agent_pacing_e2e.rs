@@ -8,65 +8,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-
-/// `outdial serve` as a child process, stopped (SIGTERM, then kill) on drop.
-struct Server {
-    child: Child,
-    api: String,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn outdial(dir: &Path) -> Command {
-    let mut cmd = outdial_cmd_with_rtp(dir, "0-0");
-    cmd.env_remove("OUTDIAL_RTP_PORTS")
-        .env_remove("OUTDIAL_SIP_LISTEN")
-        .env_remove("OUTDIAL_HTTP_LISTEN")
-        .args(["--config", "outdial.toml", "--profiles", "sip-profiles"]);
-    cmd
-}
-
-async fn call(
-    http: &reqwest::Client,
-    auth: &str,
-    method: reqwest::Method,
-    url: String,
-    body: Option<Value>,
-) -> (reqwest::StatusCode, Value) {
-    let mut req = http.request(method, &url).header("Authorization", auth);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
-    let status = resp.status();
-    let body = resp
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{url}: not JSON: {e}"));
-    (status, body)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
@@ -99,7 +44,7 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
         "far-end",
         &format!("proxy = \"127.0.0.1:{}\"\n", sipp.port),
     );
-    let key = outdial(dir)
+    let key = outdial_in(dir)
         .args(["keys", "create", "--login", "pacing"])
         .output()
         .expect("outdial keys create");
@@ -110,29 +55,12 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
     );
     let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
 
-    let log = dir.join("serve.log");
-    let child = outdial(dir)
-        .arg("serve")
-        .env("RUST_LOG", "info,rsipstack=warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("serve.log"))
-        .spawn()
-        .expect("spawn outdial serve");
-    let server = Server {
-        child,
-        api: format!("http://127.0.0.1:{http_port}"),
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !port_bound(http_port, true) {
-        assert!(Instant::now() < deadline, "outdial serve did not listen");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let server = ServeProcess::start(dir, http_port);
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");
     let api = |path: &str| format!("{}{path}", server.api);
 
-    let (status, agent) = call(
+    let (status, agent) = api_request(
         &http,
         &auth,
         reqwest::Method::POST,
@@ -142,7 +70,7 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
     .await;
     assert_eq!(status, 201, "{agent}");
     let agent_id = agent["id"].as_i64().unwrap();
-    let (status, pool) = call(
+    let (status, pool) = api_request(
         &http,
         &auth,
         reqwest::Method::POST,
@@ -151,7 +79,7 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
     )
     .await;
     assert_eq!(status, 201, "{pool}");
-    let (status, created) = call(
+    let (status, created) = api_request(
         &http,
         &auth,
         reqwest::Method::POST,
@@ -179,7 +107,7 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
         .await
         .expect("import JSON");
     assert_eq!(imported["inserted"], 4, "{imported}");
-    let (status, started) = call(
+    let (status, started) = api_request(
         &http,
         &auth,
         reqwest::Method::POST,
@@ -191,7 +119,7 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
 
     // The only agent is paused: nothing is dialed.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (_, attempts) = call(
+    let (_, attempts) = api_request(
         &http,
         &auth,
         reqwest::Method::GET,
@@ -199,7 +127,7 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
         None,
     )
     .await;
-    let (_, contacts) = call(
+    let (_, contacts) = api_request(
         &http,
         &auth,
         reqwest::Method::GET,
@@ -214,7 +142,7 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
     );
 
     // Available: one call at a time until every contact is done.
-    let (status, _) = call(
+    let (status, _) = api_request(
         &http,
         &auth,
         reqwest::Method::POST,
@@ -226,7 +154,7 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut campaign = Value::Null;
     while Instant::now() < deadline {
-        campaign = call(
+        campaign = api_request(
             &http,
             &auth,
             reqwest::Method::GET,
@@ -249,7 +177,7 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
             30
         )
     );
-    let (_, attempts) = call(
+    let (_, attempts) = api_request(
         &http,
         &auth,
         reqwest::Method::GET,

@@ -10,40 +10,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-
-/// `outdial serve` as a child process, stopped (SIGTERM, then kill) on drop.
-struct Server {
-    child: Child,
-    api: String,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        unsafe_free_sigterm(&self.child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// SIGTERM through the `kill` command (no unsafe code in tests).
-fn unsafe_free_sigterm(child: &Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-}
 
 fn write_config(dir: &Path, sip_port: u16, http_port: u16) {
     let (lo, hi) = free_rtp_range(40);
@@ -61,42 +31,6 @@ fn write_config(dir: &Path, sip_port: u16, http_port: u16) {
         &dir.join("sip-profiles"),
         "far-end",
         &format!("proxy = \"127.0.0.1:{sip_port}\"\n"),
-    );
-}
-
-fn outdial(dir: &Path) -> Command {
-    let mut cmd = outdial_cmd_with_rtp(dir, "0-0");
-    cmd.env_remove("OUTDIAL_RTP_PORTS")
-        .env_remove("OUTDIAL_SIP_LISTEN")
-        .env_remove("OUTDIAL_HTTP_LISTEN")
-        .args(["--config", "outdial.toml", "--profiles", "sip-profiles"]);
-    cmd
-}
-
-fn start_server(dir: &Path, http_port: u16) -> Server {
-    let log = dir.join("serve.log");
-    let child = outdial(dir)
-        .arg("serve")
-        .env("RUST_LOG", "info,rsipstack=warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("serve.log"))
-        .spawn()
-        .expect("spawn outdial serve");
-    let server = Server {
-        child,
-        api: format!("http://127.0.0.1:{http_port}"),
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if port_bound(http_port, true) {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "outdial serve did not listen on {http_port}: {}",
-        std::fs::read_to_string(&server.log).unwrap_or_default()
     );
 }
 
@@ -133,7 +67,7 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
     let http_port = free_tcp_port();
     write_config(dir, sipp.port, http_port);
 
-    let key = outdial(dir)
+    let key = outdial_in(dir)
         .args(["keys", "create", "--login", "e2e"])
         .output()
         .expect("outdial keys create");
@@ -145,7 +79,7 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
     let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
     assert!(!key.is_empty(), "keys create printed no key");
 
-    let server = start_server(dir, http_port);
+    let server = ServeProcess::start(dir, http_port);
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");
 
@@ -330,13 +264,13 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
         .start();
     let http_port = free_tcp_port();
     write_config(dir, sipp.port, http_port);
-    let key = outdial(dir)
+    let key = outdial_in(dir)
         .args(["keys", "create", "--login", "amd"])
         .output()
         .expect("outdial keys create");
     let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
     assert!(!key.is_empty(), "keys create printed no key");
-    let server = start_server(dir, http_port);
+    let server = ServeProcess::start(dir, http_port);
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");
     let api = |path: &str| format!("{}{path}", server.api);

@@ -8,69 +8,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 
-/// `outdial serve` as a child process, stopped (SIGTERM, then kill) on drop.
-struct Server {
-    child: Child,
-    api: String,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn outdial(dir: &Path) -> Command {
-    let mut cmd = outdial_cmd_with_rtp(dir, "0-0");
-    cmd.env_remove("OUTDIAL_RTP_PORTS")
-        .env_remove("OUTDIAL_SIP_LISTEN")
-        .env_remove("OUTDIAL_HTTP_LISTEN")
-        .args(["--config", "outdial.toml", "--profiles", "sip-profiles"]);
-    cmd
-}
-
-async fn call(
-    http: &reqwest::Client,
-    auth: &str,
-    method: reqwest::Method,
-    url: String,
-    body: Option<Value>,
-) -> (reqwest::StatusCode, Value) {
-    let mut req = http.request(method, &url).header("Authorization", auth);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
-    let status = resp.status();
-    let body = resp
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{url}: not JSON: {e}"));
-    (status, body)
-}
-
 async fn wait_finished(http: &reqwest::Client, auth: &str, api: &str, id: i64, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, c) = call(
+        let (_, c) = api_request(
             http,
             auth,
             reqwest::Method::GET,
@@ -91,7 +37,7 @@ async fn wait_finished(http: &reqwest::Client, auth: &str, api: &str, id: i64, l
 }
 
 async fn campaign(http: &reqwest::Client, auth: &str, api: &str, body: Value, csv: &str) -> i64 {
-    let (status, created) = call(
+    let (status, created) = api_request(
         http,
         auth,
         reqwest::Method::POST,
@@ -110,7 +56,7 @@ async fn campaign(http: &reqwest::Client, auth: &str, api: &str, body: Value, cs
         .await
         .expect("import");
     assert!(resp.status().is_success(), "import: {}", resp.status());
-    let (status, started) = call(
+    let (status, started) = api_request(
         http,
         auth,
         reqwest::Method::POST,
@@ -123,7 +69,7 @@ async fn campaign(http: &reqwest::Client, auth: &str, api: &str, body: Value, cs
 }
 
 async fn attempts(http: &reqwest::Client, auth: &str, api: &str, id: i64) -> Vec<Value> {
-    let (_, a) = call(
+    let (_, a) = api_request(
         http,
         auth,
         reqwest::Method::GET,
@@ -186,7 +132,7 @@ async fn pressing_9_puts_the_number_on_dnc_and_a_reply_is_recorded() {
             &format!("proxy = \"127.0.0.1:{}\"\n", sipp.port),
         );
     }
-    let key = outdial(dir)
+    let key = outdial_in(dir)
         .args(["keys", "create", "--login", "plans"])
         .output()
         .expect("outdial keys create");
@@ -196,24 +142,7 @@ async fn pressing_9_puts_the_number_on_dnc_and_a_reply_is_recorded() {
         String::from_utf8_lossy(&key.stderr)
     );
     let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
-    let log = dir.join("serve.log");
-    let child = outdial(dir)
-        .arg("serve")
-        .env("RUST_LOG", "info,rsipstack=warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("serve.log"))
-        .spawn()
-        .expect("spawn outdial serve");
-    let server = Server {
-        child,
-        api: format!("http://127.0.0.1:{http_port}"),
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !port_bound(http_port, true) {
-        assert!(Instant::now() < deadline, "outdial serve did not listen");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let server = ServeProcess::start(dir, http_port);
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");
     let api = server.api.clone();
@@ -234,7 +163,7 @@ async fn pressing_9_puts_the_number_on_dnc_and_a_reply_is_recorded() {
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0]["outcome"], "answered", "{}", a[0]);
     assert_eq!(a[0]["digits"], "9", "{}", a[0]);
-    let (_, dnc) = call(
+    let (_, dnc) = api_request(
         &http,
         &auth,
         reqwest::Method::GET,

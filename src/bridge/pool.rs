@@ -115,20 +115,7 @@ impl Bridge for PoolBridge {
             Ok(report) => report,
             Err(e) => {
                 warn!(error = %e, "agent queue task failed");
-                BridgeReport {
-                    target: String::new(),
-                    kind: "sip",
-                    answered: false,
-                    sip_code: None,
-                    call_id: None,
-                    ring_ms: None,
-                    bridge_ms: None,
-                    talk_ms: 0,
-                    ended_by: None,
-                    started_at_ms,
-                    agent: None,
-                    agents_skipped: Vec::new(),
-                }
+                not_connected(String::new(), started_at_ms, Vec::new())
             }
         }
     }
@@ -229,20 +216,11 @@ impl Queue {
             self.agents.release(agent.id, None).await;
             self.skipped.push(agent.id);
         }
-        BridgeReport {
-            target: format!("pool:{}", self.name),
-            kind: "sip",
-            answered: false,
-            sip_code: None,
-            call_id: None,
-            ring_ms: None,
-            bridge_ms: None,
-            talk_ms: 0,
-            ended_by: None,
-            started_at_ms: self.started_at_ms,
-            agent: None,
-            agents_skipped: self.skipped.clone(),
-        }
+        not_connected(
+            format!("pool:{}", self.name),
+            self.started_at_ms,
+            self.skipped.clone(),
+        )
     }
 
     fn command(&mut self, cmd: Command, bridge: Option<&mut SipBridge>) {
@@ -256,5 +234,23 @@ impl Queue {
                 }
             }
         }
+    }
+}
+
+/// The record of a caller no agent took.
+fn not_connected(target: String, started_at_ms: i64, agents_skipped: Vec<i64>) -> BridgeReport {
+    BridgeReport {
+        target,
+        kind: "sip",
+        answered: false,
+        sip_code: None,
+        call_id: None,
+        ring_ms: None,
+        bridge_ms: None,
+        talk_ms: 0,
+        ended_by: None,
+        started_at_ms,
+        agent: None,
+        agents_skipped,
     }
 }

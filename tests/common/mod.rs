@@ -1560,3 +1560,97 @@ pub fn voicemail_with_beep(dir: &Path, path: &Path) -> u64 {
     write_wav_8k(path, &audio);
     beep_at
 }
+
+/// `outdial` run from `dir` with `dir`'s own `outdial.toml` and `sip-profiles/` (the process
+/// tests that run `outdial serve` write both), nothing taken from the parent's OUTDIAL_*.
+pub fn outdial_in(dir: &Path) -> Command {
+    let mut cmd = outdial_cmd_with_rtp(dir, "0-0");
+    cmd.env_remove("OUTDIAL_RTP_PORTS")
+        .env_remove("OUTDIAL_SIP_LISTEN")
+        .env_remove("OUTDIAL_HTTP_LISTEN")
+        .args(["--config", "outdial.toml", "--profiles", "sip-profiles"]);
+    cmd
+}
+
+/// `outdial serve` as a child process (its log in `serve.log`), stopped (SIGTERM, then kill)
+/// on drop.
+pub struct ServeProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub api: String,
+    pub log: PathBuf,
+}
+
+impl ServeProcess {
+    /// Starts `outdial serve` in `dir` (see [`outdial_in`]) and waits until its admin API
+    /// listens on `http_port`.
+    pub fn start(dir: &Path, http_port: u16) -> ServeProcess {
+        let log = dir.join("serve.log");
+        let child = outdial_in(dir)
+            .arg("serve")
+            .env("RUST_LOG", "info,rsipstack=warn")
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("serve.log"))
+            .spawn()
+            .expect("spawn outdial serve");
+        let server = ServeProcess {
+            child,
+            api: format!("http://127.0.0.1:{http_port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !port_bound(http_port, true) {
+            assert!(
+                Instant::now() < deadline,
+                "outdial serve did not listen on {http_port}: {}",
+                fs::read_to_string(&server.log).unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&fs::read_to_string(&self.log).unwrap_or_default(), n)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        // SIGTERM through the `kill` command (no unsafe code in tests).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One admin API request with a bearer key; the status and the JSON body.
+pub async fn api_request(
+    http: &reqwest::Client,
+    auth: &str,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut req = http.request(method, &url).header("Authorization", auth);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = resp.status();
+    let body = resp
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: not JSON: {e}"));
+    (status, body)
+}
