@@ -139,7 +139,7 @@ pub struct FlowRecord {
     /// A person was not connected within the queue timeout and heard the abandon message
     /// (or was hung up on).
     pub abandoned: bool,
-    /// Person's verdict (or answer) → bridge connected.
+    /// Person's verdict (or answer) → bridge connected, or → abandoned.
     pub queue_wait_ms: Option<u64>,
     pub voicemail_left: bool,
     pub message_played: bool,
@@ -261,7 +261,7 @@ impl FlowCore {
                 Some(due) if now >= due => {
                     if self.phase == Phase::Connecting {
                         self.out.push_back(Output::StopBridge);
-                        self.abandon();
+                        self.abandon(now);
                     } else {
                         let next = self.cursor.poll(now);
                         self.act(now, next);
@@ -305,7 +305,7 @@ impl FlowCore {
                     .person_at
                     .map(|at| now.saturating_duration_since(at).as_millis() as u64);
             }
-            (Phase::Connecting, BridgeInput::Failed) => self.abandon(),
+            (Phase::Connecting, BridgeInput::Failed) => self.abandon(now),
             (Phase::Bridged, BridgeInput::Ended | BridgeInput::Failed) => self.finish(),
             _ => {}
         }
@@ -376,8 +376,11 @@ impl FlowCore {
         }
     }
 
-    fn abandon(&mut self) {
+    fn abandon(&mut self, now: Instant) {
         self.record.abandoned = true;
+        self.record.queue_wait_ms = self
+            .person_at
+            .map(|at| now.saturating_duration_since(at).as_millis() as u64);
         if self.settings.abandon_message {
             self.play(Prompt::Abandon);
         } else {
@@ -563,6 +566,7 @@ mod tests {
             [Output::StopBridge, Output::Play(Prompt::Abandon)]
         );
         assert!(f.record().abandoned);
+        assert_eq!(f.record().queue_wait_ms, Some(2000));
         // A late answer from the agent changes nothing.
         f.handle(
             t0 + Duration::from_secs(3),
