@@ -65,10 +65,14 @@ done
 work="$(mktemp -d "${TMPDIR:-/tmp}/outdial-demo.XXXXXX")"
 cd "$work"
 pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do
+cleanup() { # newest first: the server hangs up its calls while its peers are still there
+  local i pid
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid=${pids[i]}
     if kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true # still there after 10 s
       wait "$pid" 2>/dev/null || true
     fi
   done
@@ -192,7 +196,9 @@ od() { env -u RUST_LOG "$bin" --config outdial.toml --profiles sip-profiles "$@"
 key=$(od keys create --login demo --name "Demo admin")
 echo "demo: API key made for login 'demo' (printed once by 'outdial keys create')"
 
-od serve >serve.log 2>&1 &
+# not through od(): a function runs in a subshell when put in the background, and $! would be
+# that subshell, not the server (killing it would leave the server running)
+env -u RUST_LOG "$bin" --config outdial.toml --profiles sip-profiles serve >serve.log 2>&1 &
 pids+=($!)
 api="http://127.0.0.1:$http_port"
 for _ in $(seq 1 100); do curl -fsS "$api/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
