@@ -347,13 +347,18 @@ for agent in items(json.load(open("agents.json"))):
 print()
 print("demo: abandon rate (campaign reports; the FTC TSR counts every person not connected")
 print("      within 2 s of their greeting, so a queued person counts too):")
+total_people = total_abandoned = 0
 for c, cname in NAMES.items():
     r = json.load(open(f"report-{c}.json"))
     ab = r["abandons"]
+    total_people += ab["people_answered"]
+    total_abandoned += ab["abandoned"]
     print(f"  {cname}: {ab['abandoned']} of {ab['people_answered']} people abandoned "
           f"({ab['rate_pct']:.0f} %; cap {ab['cap_pct']:.0f} % over 30 days); "
           f"{r['bridged']} bridged, {r['agent_talk_secs']:.1f} s agent talk, "
           f"mean queue wait {r['average_queue_wait_ms'] / 1000:.1f} s")
+print(f"  both: {total_abandoned} of {total_people} people abandoned "
+      f"({100 * total_abandoned / max(total_people, 1):.0f} %)")
 want = {"bridged at once": 2, "queued, then bridged": 1, "abandoned": 1}
 sys.exit(0 if all(seen.get(k) == v for k, v in want.items()) else 1)
 EOT
