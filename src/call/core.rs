@@ -42,6 +42,10 @@ use super::{CallEvent, CallSummary, EarlyMedia, Hangup, RtpCounts};
 /// late 200) before giving up on the peer (Timer B's 32 s plus a margin).
 pub const CANCEL_GRACE: Duration = Duration::from_secs(34);
 
+/// How long after the NOTIFY that reports a transfer's success our BYE waits, so the answer
+/// to that NOTIFY leaves first (peers that expect it before the BYE abort otherwise).
+pub const TRANSFER_RELEASE_DELAY: Duration = Duration::from_millis(100);
+
 /// Where the leg is; see the diagram in the module header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -160,6 +164,8 @@ pub struct CallCore {
     holding: bool,
     /// Our REFER is out and its final NOTIFY has not come.
     transferring: bool,
+    /// The transfer target answered: our BYE goes [`TRANSFER_RELEASE_DELAY`] after this.
+    transferred_at: Option<Instant>,
     /// Any response (100 included) arrived for our INVITE.
     heard_from_peer: bool,
     ring_ms: Option<u64>,
@@ -193,6 +199,7 @@ impl CallCore {
             codec: None,
             holding: false,
             transferring: false,
+            transferred_at: None,
             heard_from_peer: false,
             ring_ms: None,
             answered_at: None,
@@ -222,7 +229,14 @@ impl CallCore {
         match self.state {
             State::Calling | State::Proceeding => Some(ring_deadline),
             State::Cancelling => Some(ring_deadline.max(self.started) + CANCEL_GRACE),
-            State::Answered => self.answered_at.map(|at| at + self.max_duration),
+            State::Answered => {
+                let max = self.answered_at.map(|at| at + self.max_duration);
+                match (self.transferred_at, max) {
+                    (Some(t), Some(m)) => Some((t + TRANSFER_RELEASE_DELAY).min(m)),
+                    (Some(t), None) => Some(t + TRANSFER_RELEASE_DELAY),
+                    (None, m) => m,
+                }
+            }
             State::Ended => None,
         }
     }
@@ -338,10 +352,9 @@ impl CallCore {
                 self.out
                     .push_back(Output::Event(CallEvent::Transfer { code }));
                 if (200..300).contains(&code) && self.state == State::Answered {
-                    // The peer is with the target now: our part is over (RFC 5589 §6.1).
-                    self.hangup.get_or_insert(Hangup::Transferred);
-                    self.out.push_back(Output::Bye);
-                    self.end(now);
+                    // The peer is with the target now: our part is over (RFC 5589 §6.1),
+                    // once the answer to this NOTIFY has left.
+                    self.transferred_at = Some(now);
                 }
             }
             Input::Timeout => self.on_timeout(now),
@@ -520,7 +533,11 @@ impl CallCore {
                 self.end(now);
             }
             State::Answered => {
-                self.hangup = Some(Hangup::MaxDuration);
+                self.hangup = Some(if self.transferred_at.is_some() {
+                    Hangup::Transferred
+                } else {
+                    Hangup::MaxDuration
+                });
                 self.out.push_back(Output::Bye);
                 self.end(now);
             }
@@ -991,11 +1008,13 @@ mod tests {
         );
         assert_eq!(
             drain(&mut c),
-            [
-                Output::Event(CallEvent::Transfer { code: 200 }),
-                Output::Bye
-            ]
+            [Output::Event(CallEvent::Transfer { code: 200 })]
         );
+        // Our BYE waits a moment, so the answer to the NOTIFY leaves first.
+        let release = t0 + Duration::from_secs(3) + TRANSFER_RELEASE_DELAY;
+        assert_eq!(c.poll_timeout(), Some(release));
+        c.handle(release, Input::Timeout);
+        assert_eq!(drain(&mut c), [Output::Bye]);
         assert!(c.is_over());
         assert_eq!(summary(&c).hangup, Some(Hangup::Transferred));
     }
