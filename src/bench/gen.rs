@@ -169,6 +169,28 @@ pub struct RunSpec {
 
 /// The epoll token of the source socket (sinks are 0..n).
 const SOURCE_TOKEN: u64 = u64::MAX;
+/// Receive buffer of the source socket when relayed packets come back to it (SO_RCVBUFFORCE,
+/// needs CAP_NET_ADMIN; else rmem_max caps it).
+const SOURCE_RECV_BUFFER: usize = 64 << 20;
+
+/// Sets a socket's receive buffer past `net.core.rmem_max` (SO_RCVBUFFORCE).
+fn force_recv_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the option value points at a live c_int of the length passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// Width of one bin of the stream-jitter histogram, ns.
 const D_BIN_NS: u64 = 10_000;
@@ -294,7 +316,10 @@ impl Generator {
         } = spec;
         if recv_on_source {
             sys::enable_rx_timestamps(&self.source)?;
-            let _ = socket2::SockRef::from(&self.source).set_recv_buffer_size(GEN_BUFFER);
+            // Every relayed stream comes back on this one socket: past rmem_max when allowed.
+            if force_recv_buffer(&self.source, SOURCE_RECV_BUFFER).is_err() {
+                let _ = socket2::SockRef::from(&self.source).set_recv_buffer_size(GEN_BUFFER);
+            }
             self.epoll
                 .add_readable(self.source.as_raw_fd(), SOURCE_TOKEN)?;
         }
