@@ -89,6 +89,10 @@ enum BenchCommand {
     /// RTP relay (receive → jitter buffer → decode → encode → send) at N concurrent streams on 127.0.0.1,
     /// next to rtpengine in userspace relaying the same traffic.
     Media(MediaBenchArgs),
+    /// N bridged calls set up through SIP (callee leg + SIP bridge to an agent leg, sipp as
+    /// the far end), RTP relayed between the linked legs, next to rtpengine relaying the same
+    /// streams.
+    Bridge(BridgeBenchArgs),
     /// Bulk-insert N generated contacts into a fresh SQLite store; prints rows/s.
     Import(ImportBenchArgs),
     /// Answering-machine detection at N concurrent calls, paced in real time, on a corpus's
@@ -125,6 +129,37 @@ struct AmdBenchArgs {
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args)]
+struct BridgeBenchArgs {
+    /// Bridged calls (two legs each; each relays 50 packets/s both ways).
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(1..=7000))]
+    calls: u32,
+    /// Length of the measured window in seconds (after a 0.5 s warm-up).
+    #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
+    seconds: f64,
+    /// INVITEs per second while setting the calls up.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    cps: u32,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Measure outdial only.
+    #[arg(long)]
+    no_rtpengine: bool,
+    /// rtpengine binary (default: `rtpengine` on PATH).
+    #[arg(long, value_name = "PATH", env = "OUTDIAL_RTPENGINE")]
+    rtpengine: Option<PathBuf>,
+    /// What-if, not what a campaign does: turn tone detection off on both legs once linked.
+    #[arg(long)]
+    linked_tones_off: bool,
+    /// sipp binary, the far end of every leg.
+    #[arg(long, value_name = "PATH", default_value = "sipp")]
+    sipp: PathBuf,
+    /// The generator's tick in µs: the packets due within one leave in one burst.
+    #[arg(long, value_name = "US", default_value_t = 500, value_parser = clap::value_parser!(u64).range(20..=20000))]
+    gen_tick_us: u64,
 }
 
 #[derive(clap::Args)]
@@ -635,6 +670,33 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 print!("{}", report.line());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Bridge(args) => {
+            let opts = outdial::bench::bridge::BridgeBenchOptions {
+                calls: args.calls as usize,
+                seconds: args.seconds,
+                cps: f64::from(args.cps),
+                rtpengine: !args.no_rtpengine,
+                rtpengine_bin: args.rtpengine,
+                exe: std::env::current_exe().context("cannot find the outdial binary")?,
+                sipp_bin: args.sipp,
+                gen_tick_us: args.gen_tick_us,
+                linked_tones_off: args.linked_tones_off,
+            };
+            let report = outdial::bench::bridge::run(&opts).map_err(anyhow::Error::msg)?;
+            if let Some(why) = report
+                .rtpengine_skipped
+                .as_deref()
+                .filter(|_| !args.no_rtpengine)
+            {
+                eprintln!("outdial: bench: rtpengine not measured: {why}");
+            }
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -112,3 +112,70 @@ fn bench_media_with_rtpengine() {
     }
     assert_eq!(v["rtpengine_loss_ratio"].as_f64(), Some(0.0), "{v}");
 }
+
+/// `outdial bench bridge`: 10 calls set up through SIP (sipp as the far end of both legs),
+/// bridged, RTP relayed both ways between the linked legs: one JSON object, every packet
+/// relayed and back, nothing lost; rtpengine left out (its half is `bench media`'s code).
+#[test]
+fn bench_bridge_relays_every_packet_between_bridged_legs() {
+    let out = common::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_outdial")).args([
+            "bench",
+            "bridge",
+            "--calls",
+            "10",
+            "--seconds",
+            "2",
+            "--json",
+            "--no-rtpengine",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.map(|s| s.success()).unwrap_or(false),
+        "bench bridge failed ({:?}) after {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        out.elapsed,
+        out.stdout,
+        out.stderr
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must be one JSON line: {}",
+        out.stdout
+    );
+    let v: Value = serde_json::from_str(lines[0]).expect("JSON");
+    assert_eq!(v["calls"], 10, "{v}");
+    assert_eq!(v["streams"], 20, "{v}");
+    assert_eq!(v["calls_bridged"], 10, "{v}");
+    for f in [
+        "cpu_percent",
+        "cpu_us_per_packet",
+        "loss_ratio",
+        "latency_ms_p50",
+        "latency_ms_p99",
+        "baseline_latency_ms_p99",
+        "packets_sent",
+        "packets_received",
+        "packets_relayed",
+    ] {
+        assert!(v[f].is_number(), "{f} missing or null in {v}");
+    }
+    // 10 calls × 2 directions × 50 packets/s × 2 s, give or take one per stream at the edges.
+    let sent = v["packets_sent"].as_u64().unwrap_or(0);
+    assert!((1960..=2040).contains(&sent), "packets_sent {sent}: {v}");
+    assert_eq!(v["loss_ratio"].as_f64(), Some(0.0), "{v}");
+    assert_eq!(v["packets_received"], v["packets_sent"], "{v}");
+    assert_eq!(v["payload_mismatches"], 0, "{v}");
+    // The media engine relayed them (not some other path): about as many as were sent.
+    let relayed = v["packets_relayed"].as_u64().unwrap_or(0);
+    assert!(
+        relayed + 40 >= sent && relayed <= sent + 40,
+        "relayed {relayed} of {sent} sent: {v}"
+    );
+    assert!(v["cpu_us_per_packet"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+    assert!(v["rtpengine_cpu_us_per_packet"].is_null(), "{v}");
+    assert_eq!(v["rtpengine_skipped"], "--no-rtpengine", "{v}");
+}

@@ -80,6 +80,10 @@ pub enum GenCommand {
         drain_ms: u64,
         ssrc_base: u32,
         tick_us: u64,
+        /// Also take relayed packets back on the source socket (a relay that answers where
+        /// the packets come from, as a bridged call's legs do).
+        #[serde(default)]
+        recv_on_source: bool,
     },
     Exit,
 }
@@ -159,6 +163,33 @@ pub struct RunSpec {
     pub ssrc_base: u32,
     /// Shortest interval between two wake-ups.
     pub tick: Duration,
+    /// Receive on the source socket too (see [`GenCommand::Run`]).
+    pub recv_on_source: bool,
+}
+
+/// The epoll token of the source socket (sinks are 0..n).
+const SOURCE_TOKEN: u64 = u64::MAX;
+/// Receive buffer of the source socket when relayed packets come back to it (SO_RCVBUFFORCE,
+/// needs CAP_NET_ADMIN; else rmem_max caps it).
+const SOURCE_RECV_BUFFER: usize = 64 << 20;
+
+/// Sets a socket's receive buffer past `net.core.rmem_max` (SO_RCVBUFFORCE).
+fn force_recv_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the option value points at a live c_int of the length passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Width of one bin of the stream-jitter histogram, ns.
@@ -242,7 +273,7 @@ impl Generator {
         let _ = r.set_send_buffer_size(GEN_BUFFER);
         let n = sink_count(streams);
         let mut sinks = Vec::with_capacity(n);
-        let epoll = Epoll::new(n)?;
+        let epoll = Epoll::new(n + 1)?;
         for i in 0..n {
             let s = bind_loopback()?;
             let _ = socket2::SockRef::from(&s).set_recv_buffer_size(GEN_BUFFER);
@@ -281,7 +312,17 @@ impl Generator {
             drain,
             ssrc_base,
             tick,
+            recv_on_source,
         } = spec;
+        if recv_on_source {
+            sys::enable_rx_timestamps(&self.source)?;
+            // Every relayed stream comes back on this one socket: past rmem_max when allowed.
+            if force_recv_buffer(&self.source, SOURCE_RECV_BUFFER).is_err() {
+                let _ = socket2::SockRef::from(&self.source).set_recv_buffer_size(GEN_BUFFER);
+            }
+            self.epoll
+                .add_readable(self.source.as_raw_fd(), SOURCE_TOKEN)?;
+        }
         let tick_ns = (tick.as_nanos() as u64).clamp(10_000, PERIOD_NS);
         let n = targets.len();
         let mut res = GenResult::default();
@@ -350,6 +391,9 @@ impl Generator {
             sys::sleep_until_monotonic(sys::monotonic_ns() + tick_ns);
         }
         self.receive(n, ssrc_base, &mut slots, &mut tally, &mut res)?;
+        if recv_on_source {
+            self.epoll.remove(self.source.as_raw_fd())?;
+        }
 
         let wall_us = (wall_end.saturating_sub(wall_start) / 1000).max(1);
         res.window_s = wall_us as f64 / 1e6;
@@ -401,8 +445,13 @@ impl Generator {
     ) -> io::Result<()> {
         let ready = self.epoll.wait(Some(Duration::ZERO))?;
         for e in 0..ready {
-            let Some(sink) = self.epoll.token(e).and_then(|t| self.sinks.get(t as usize)) else {
-                continue;
+            let sink = match self.epoll.token(e) {
+                Some(SOURCE_TOKEN) => &self.source,
+                Some(t) => match self.sinks.get(t as usize) {
+                    Some(s) => s,
+                    None => continue,
+                },
+                None => continue,
             };
             loop {
                 let got = self.rx.recv(sink)?;
@@ -524,6 +573,7 @@ pub fn main(streams: usize) -> io::Result<()> {
                 drain_ms,
                 ssrc_base,
                 tick_us,
+                recv_on_source,
             } => {
                 let mut event_err = Ok(());
                 let spec = RunSpec {
@@ -532,6 +582,7 @@ pub fn main(streams: usize) -> io::Result<()> {
                     drain: Duration::from_millis(drain_ms),
                     ssrc_base,
                     tick: Duration::from_micros(tick_us),
+                    recv_on_source,
                 };
                 let result = gen.run(&targets, spec, |ev| {
                     if event_err.is_ok() {
@@ -584,6 +635,7 @@ mod tests {
                     drain: Duration::from_millis(100),
                     ssrc_base: 7000,
                     tick: Duration::from_nanos(TICK_NS),
+                    recv_on_source: false,
                 },
                 |e| events.push(format!("{e:?}")),
             )
@@ -625,5 +677,26 @@ mod tests {
         assert_eq!(r.transit_us_p50, 51.0);
         assert_eq!(r.transit_us_p99, 100.0);
         assert_eq!(r.jitter_us_p99, 50.0);
+    }
+
+    #[test]
+    fn packets_sent_back_to_the_source_are_counted_when_asked() {
+        // What a bridged call's legs do: answer where the packets come from.
+        let mut g = Generator::bind(4).unwrap();
+        let source = g.source_addr().unwrap();
+        let spec = |recv_on_source| RunSpec {
+            warmup: Duration::from_millis(100),
+            seconds: 0.3,
+            drain: Duration::from_millis(100),
+            ssrc_base: 9000,
+            tick: Duration::from_nanos(TICK_NS),
+            recv_on_source,
+        };
+        let r = g.run(&[source; 4], spec(true), |_| {}).unwrap();
+        assert!(r.sent > 0);
+        assert_eq!(r.received, r.sent, "{r:?}");
+        // Not asked: the source is not read, so nothing comes back.
+        let r = g.run(&[source; 4], spec(false), |_| {}).unwrap();
+        assert_eq!(r.received, 0, "{r:?}");
     }
 }

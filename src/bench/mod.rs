@@ -28,6 +28,7 @@
 
 pub mod amd;
 pub mod bencode;
+pub mod bridge;
 pub mod calls;
 pub mod gen;
 pub mod import;
@@ -289,6 +290,8 @@ struct GenProcess {
     source: SocketAddrV4,
     sinks: Vec<SocketAddrV4>,
     tick_us: u64,
+    /// Relayed packets come back to the source socket too (bridged calls' legs answer there).
+    recv_on_source: bool,
 }
 
 impl GenProcess {
@@ -312,6 +315,7 @@ impl GenProcess {
             source: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
             sinks: Vec::new(),
             tick_us: gen::TICK_NS / 1000,
+            recv_on_source: false,
         };
         match g.next_event()? {
             GenEvent::Ready { source, sinks } if !sinks.is_empty() => {
@@ -361,6 +365,7 @@ impl GenProcess {
             drain_ms: DRAIN_MS,
             ssrc_base,
             tick_us: self.tick_us,
+            recv_on_source: self.recv_on_source,
         })?;
         let mut start = None;
         let mut end = None;

@@ -109,6 +109,12 @@ impl SipBridge {
         })
     }
 
+    /// The agent leg's media session while that leg runs (`None` before it started or once
+    /// it ended); `outdial bench bridge` sets where its stream starts. Do not keep it.
+    pub fn agent_media(&self) -> Option<Arc<MediaSession>> {
+        self.agent.media()
+    }
+
     fn join_media(&mut self) {
         let (Some(callee), Some(agent)) = (self.callee_media.upgrade(), self.agent.media()) else {
             warn!("bridge: a leg's media is gone before the join");
