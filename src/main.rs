@@ -151,9 +151,6 @@ struct BridgeBenchArgs {
     /// rtpengine binary (default: `rtpengine` on PATH).
     #[arg(long, value_name = "PATH", env = "OUTDIAL_RTPENGINE")]
     rtpengine: Option<PathBuf>,
-    /// What-if, not what a campaign does: turn tone detection off on both legs once linked.
-    #[arg(long)]
-    linked_tones_off: bool,
     /// sipp binary, the far end of every leg.
     #[arg(long, value_name = "PATH", default_value = "sipp")]
     sipp: PathBuf,
@@ -683,7 +680,6 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 exe: std::env::current_exe().context("cannot find the outdial binary")?,
                 sipp_bin: args.sipp,
                 gen_tick_us: args.gen_tick_us,
-                linked_tones_off: args.linked_tones_off,
             };
             let report = outdial::bench::bridge::run(&opts).map_err(anyhow::Error::msg)?;
             if let Some(why) = report

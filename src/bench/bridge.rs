@@ -119,9 +119,6 @@ pub struct BridgeBenchOptions {
     pub sipp_bin: PathBuf,
     /// The generator's tick, µs.
     pub gen_tick_us: u64,
-    /// What-if, not what a campaign does: turn tone detection off on both legs once they are
-    /// linked (a linked leg with it on also decodes and analyzes every packet it relays).
-    pub linked_tones_off: bool,
 }
 
 /// The result; rtpengine's fields are null when it did not run.
@@ -131,8 +128,6 @@ pub struct BridgeBenchReport {
     /// Relayed directions: two per call, 50 packets/s each.
     pub streams: usize,
     pub seconds: f64,
-    /// `--linked-tones-off`: tone detection was turned off on the linked legs (a what-if).
-    pub linked_tones_off: bool,
     /// Calls answered and bridged (both legs up, media linked) before the window.
     pub calls_bridged: usize,
     /// Setting up every call: first INVITE → last bridge joined, s.
@@ -322,7 +317,6 @@ async fn bridge_one(
     callee_uri: String,
     agent_uri: String,
     i: usize,
-    tones_off: bool,
 ) -> Result<Bridged, String> {
     let hour = Duration::from_secs(3600);
     let ring = Duration::from_secs(30);
@@ -346,6 +340,7 @@ async fn bridge_one(
         contact_id: None,
         ring_timeout: ring,
         max_duration: hour,
+        tap_callee: false,
     };
     let mut bridge = Box::new(
         SipBridge::start(&agent_uri, None, &callee, ctx)
@@ -363,10 +358,6 @@ async fn bridge_one(
     let (Some(a), Some(b)) = (callee.media(), bridge.agent_media()) else {
         return Err(format!("call {i}: a leg has no media session"));
     };
-    if tones_off {
-        a.set_tone_detection(false);
-        b.set_tone_detection(false);
-    }
     // Stream 2i enters the callee leg and leaves the agent leg; 2i+1 the other way.
     let (seq, ts) = gen::stream_start(2 * i);
     b.set_rtp_stream(SSRC_BASE.wrapping_add(2 * i as u32), seq, ts);
@@ -387,7 +378,6 @@ async fn bridge_all(
     media_port: u16,
     calls: usize,
     cps: f64,
-    tones_off: bool,
 ) -> Result<Vec<Bridged>, String> {
     // Two INVITEs per call: start a call every 2/cps s.
     let gap = Duration::from_secs_f64((2.0 / cps.max(1.0)).min(1.0));
@@ -396,13 +386,7 @@ async fn bridge_all(
     for i in 0..calls {
         tick.tick().await;
         let (callee, agent) = (far.uri(media_port), far.uri(media_port));
-        tasks.push(tokio::spawn(bridge_one(
-            ua.clone(),
-            callee,
-            agent,
-            i,
-            tones_off,
-        )));
+        tasks.push(tokio::spawn(bridge_one(ua.clone(), callee, agent, i)));
     }
     let mut out = Vec::with_capacity(calls);
     let mut first_err = None;
@@ -499,14 +483,7 @@ pub fn run(opts: &BridgeBenchOptions) -> Result<BridgeBenchReport, String> {
         let pacing = Duration::from_secs_f64(2.0 * opts.calls as f64 / opts.cps.max(1.0));
         tokio::time::timeout(
             pacing + SETUP_SLACK,
-            bridge_all(
-                ua.clone(),
-                &far,
-                media_port,
-                opts.calls,
-                opts.cps,
-                opts.linked_tones_off,
-            ),
+            bridge_all(ua.clone(), &far, media_port, opts.calls, opts.cps),
         )
         .await
         .map_err(|_| {
@@ -561,7 +538,6 @@ pub fn run(opts: &BridgeBenchOptions) -> Result<BridgeBenchReport, String> {
         calls: opts.calls,
         streams,
         seconds: opts.seconds,
-        linked_tones_off: opts.linked_tones_off,
         calls_bridged,
         setup_s: round(setup_s, 2),
         cpu_percent: round(100.0 * cpu_us / wall_us, 2),

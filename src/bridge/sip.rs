@@ -123,6 +123,10 @@ impl SipBridge {
         if self.tap_callee {
             callee.set_frames_while_linked(true);
         }
+        // The person is connected: no beep, SIT or fax to listen for on either leg any more, and
+        // a linked leg that listens decodes every packet it relays.
+        callee.set_tone_detection(false);
+        agent.set_tone_detection(false);
         match callee.link(&agent) {
             Ok(link) => self.link = Some(link),
             Err(e) => warn!(error = %e, "bridge: media not joined"),
