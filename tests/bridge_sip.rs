@@ -253,7 +253,7 @@ fn bridged_audio_crosses_both_ways_pcma_callee_to_pcmu_agent() {
     assert_eq!(run.json["hangup"], "max_duration", "{}", run.json);
     let b = bridge(&run);
     assert_eq!(b["answered"], true, "{}", run.json);
-    assert_eq!(b["ended_by"], "callee", "{}", run.json);
+    assert_eq!(b["ended_by"], "system", "our limit ended it: {}", run.json);
     assert_eq!(agent.calls_established(), 1);
 
     let agent_heard = agent.received_recording(Duration::from_secs(15));

@@ -12,13 +12,13 @@
 //! second leg.
 
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tracing::{info, warn};
 
 use super::{Bridge, BridgeContext, BridgeError, BridgeEvent, BridgeReport, EndedBy};
-use crate::call::{is_phone_number, Call, CallEvent, CallRequest, CallSummary};
+use crate::call::{is_phone_number, Call, CallEvent, CallRequest, CallSummary, Hangup};
 use crate::config::Profile;
 use crate::media::dtmf::DtmfSource;
 use crate::media::session::MediaSession;
@@ -65,7 +65,13 @@ impl SipBridge {
         callee_media: Weak<MediaSession>,
         ctx: BridgeContext,
     ) -> Result<SipBridge, BridgeError> {
-        let mut request = CallRequest::new(destination, ctx.ring_timeout, ctx.max_duration);
+        // The callee's leg keeps the time limit: this leg's own runs a minute past it, so it is
+        // never the one that ends the call.
+        let mut request = CallRequest::new(
+            destination,
+            ctx.ring_timeout,
+            ctx.max_duration + Duration::from_secs(60),
+        );
         request.profile = profile;
         if let Some(number) = callee_number(&ctx.callee) {
             request.caller_id = Some(number.clone());
@@ -157,9 +163,14 @@ impl Bridge for SipBridge {
                 CallEvent::Ended(summary) => {
                     self.ended_at = Some(Instant::now());
                     self.link = None;
+                    // The agent's BYE, or ours (a limit, a stop) when nobody else ended it.
+                    let by = match summary.hangup {
+                        Some(Hangup::Remote) => EndedBy::Agent,
+                        _ => EndedBy::System,
+                    };
                     self.summary = Some(summary);
                     return Some(if self.answered_at.is_some() {
-                        self.ended_by.get_or_insert(EndedBy::Agent);
+                        self.ended_by.get_or_insert(by);
                         BridgeEvent::Ended
                     } else {
                         BridgeEvent::Failed

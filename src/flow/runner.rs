@@ -192,7 +192,11 @@ pub async fn run(
                 }
                 Some(CallEvent::Ended(summary)) => {
                     if let Some(b) = run.bridge.as_mut() {
-                        b.stop(EndedBy::Callee);
+                        // The callee's BYE, or ours (a limit, a stop).
+                        b.stop(match summary.hangup {
+                            Some(crate::call::Hangup::Remote) => EndedBy::Callee,
+                            _ => EndedBy::System,
+                        });
                     }
                     run.feed(Input::CalleeEnded, tap.as_ref()).await;
                     break Some(summary);
