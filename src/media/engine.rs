@@ -3,19 +3,21 @@
 //! alike.
 //!
 //! Each worker owns an epoll set holding its calls' RTP and RTCP sockets and a play-out clock
-//! that ticks every [`EngineConfig::tick`] (10 ms by default). It wakes once per tick and only
-//! then: one `epoll_wait(0)` reports every socket holding data, each is drained with
-//! `recvmmsg` (each datagram with the arrival time the kernel stamped on it, so waking at the
-//! tick does not blur jitter estimates), and what a linked leg must forward leaves at once with
-//! one `sendmmsg` from the other leg. Then every call whose next job is due — a frame to play
-//! out, a packet to send (20 ms pacing), an RTCP report — gets its turn
+//! that ticks every [`EngineConfig::tick`] (10 ms by default). Between ticks it waits in
+//! `epoll_wait` (the last millisecond before a tick is slept precisely): a socket that receives
+//! is drained with `recvmmsg` at once (each datagram with the arrival time the kernel stamped
+//! on it, so jitter estimates do not depend on when the worker woke), and what a linked leg
+//! must forward leaves at once with one `sendmmsg` from the other leg — a relayed packet waits
+//! for no tick. At each tick every call whose next job is due — a frame to play out, a packet
+//! to send (20 ms pacing), an RTCP report — gets its turn
 //! ([`Core::tick`](super::session::Core)); the worker keeps each call's next due time, so a
 //! tick looks only at calls with something to do. No tasks, channels or allocation per packet;
 //! the handle ([`MediaSession`](super::MediaSession)) talks to its call through one small
 //! mutex and a flag, and adds/removes calls through a command queue read at each tick.
 //!
 //! An idle worker (no calls) sleeps on its command queue and costs nothing.
-//! It must NOT block on anything but its tick and, when idle, its queue; nothing received
+//! It must NOT block on anything but its sockets until the tick and, when idle, its queue;
+//! nothing received
 //! from the network may make it panic.
 
 use std::collections::HashMap;
@@ -368,7 +370,79 @@ impl Worker {
                 // Fell behind (a long tick, or the machine was busy): no bursts of ticks.
                 next_tick = now + tick_ns;
             }
-            sys::sleep_until_monotonic(next_tick);
+            self.relay_until(next_tick);
+        }
+    }
+
+    /// Until the next tick: sockets that receive are drained as soon as they do, so a linked
+    /// leg's packet leaves at once instead of at the tick (the calls' turns still wait for it).
+    /// The last millisecond is slept precisely (epoll counts whole milliseconds).
+    fn relay_until(&mut self, next_tick: u64) {
+        let mut t = Tally::default();
+        loop {
+            let now = sys::monotonic_ns();
+            let left = next_tick.saturating_sub(now);
+            if left < 1_000_000 {
+                if left > 0 {
+                    sys::sleep_until_monotonic(next_tick);
+                }
+                break;
+            }
+            let ready = match self.epoll.wait(Some(Duration::from_nanos(left))) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "epoll_wait failed");
+                    t.io_errors += 1;
+                    sys::sleep_until_monotonic(next_tick);
+                    break;
+                }
+            };
+            if ready == 0 {
+                continue;
+            }
+            let clock = Clock {
+                now: Instant::now(),
+                real_ns: sys::realtime_ns(),
+            };
+            self.drain_ready(ready, clock, &mut t);
+        }
+        self.publish(&t, false);
+    }
+
+    /// Drains the `ready` sockets the last `epoll_wait` reported.
+    fn drain_ready(&mut self, ready: usize, clock: Clock, t: &mut Tally) {
+        for e in 0..ready {
+            let Some(token) = self.epoll.token(e) else {
+                continue;
+            };
+            let (slot, rtcp) = ((token >> 1) as usize, token & 1 == 1);
+            let Some(Some(s)) = self.slots.get(slot) else {
+                continue;
+            };
+            let core = Arc::clone(&s.core);
+            let due = self.drain(&core, rtcp, clock, t);
+            // The packets may have made a frame due sooner.
+            if let (Some(Some(s)), Some(due)) = (self.slots.get_mut(slot), due) {
+                s.due = Some(s.due.map_or(due, |d| d.min(due)));
+            }
+        }
+    }
+
+    /// Adds a tally to the published counters (`tick`: it ended a tick).
+    fn publish(&self, t: &Tally, tick: bool) {
+        let c = &self.counters;
+        if tick {
+            c.wakeups.fetch_add(1, Ordering::Relaxed);
+        }
+        for (a, v) in [
+            (&c.received, t.received),
+            (&c.sent, t.sent),
+            (&c.relayed, t.relayed),
+            (&c.io_errors, t.io_errors),
+        ] {
+            if v > 0 {
+                a.fetch_add(v, Ordering::Relaxed);
+            }
         }
     }
 
@@ -396,21 +470,7 @@ impl Worker {
                     0
                 }
             };
-            for e in 0..ready {
-                let Some(token) = self.epoll.token(e) else {
-                    continue;
-                };
-                let (slot, rtcp) = ((token >> 1) as usize, token & 1 == 1);
-                let Some(Some(s)) = self.slots.get(slot) else {
-                    continue;
-                };
-                let core = Arc::clone(&s.core);
-                let due = self.drain(&core, rtcp, clock, &mut t);
-                // The packets may have made a frame due sooner.
-                if let (Some(Some(s)), Some(due)) = (self.slots.get_mut(slot), due) {
-                    s.due = Some(s.due.map_or(due, |d| d.min(due)));
-                }
-            }
+            self.drain_ready(ready, clock, &mut t);
             if ready < self.epoll.capacity() {
                 break;
             }
@@ -424,18 +484,7 @@ impl Worker {
                 t.sent += sent as u64;
             }
         }
-        let c = &self.counters;
-        c.wakeups.fetch_add(1, Ordering::Relaxed);
-        for (a, v) in [
-            (&c.received, t.received),
-            (&c.sent, t.sent),
-            (&c.relayed, t.relayed),
-            (&c.io_errors, t.io_errors),
-        ] {
-            if v > 0 {
-                a.fetch_add(v, Ordering::Relaxed);
-            }
-        }
+        self.publish(&t, true);
     }
 
     /// Reads what `core`'s socket holds; returns when the call next has something due.
