@@ -17,8 +17,7 @@
 //!
 //! An idle worker (no calls) sleeps on its command queue and costs nothing.
 //! It must NOT block on anything but its sockets until the tick and, when idle, its queue;
-//! nothing received
-//! from the network may make it panic.
+//! nothing received from the network may make it panic.
 
 use std::collections::HashMap;
 use std::io;
