@@ -190,9 +190,9 @@ struct MediaBenchArgs {
     /// wakes up less often (cheaper per packet), two keep latency down near one core's load.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2))]
     workers: Option<u32>,
-    /// The media engine's tick in µs (the server runs 10,000): each worker wakes once per
-    /// tick, takes in what arrived, relays linked legs' packets, plays out what is due and
-    /// sends what is due (at most 20 ms, the jitter buffer's minimum delay).
+    /// The media engine's tick in µs (the server runs 10,000): at each tick a worker plays out
+    /// and sends what is due (at most 20 ms, the jitter buffer's minimum delay); between ticks
+    /// it takes packets in, and relays linked legs' packets, as they arrive.
     #[arg(long, value_name = "US", default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1000..=20000))]
     tick_us: u64,
     /// The generator's tick in µs: the packets due within one leave in one burst.

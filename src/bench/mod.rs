@@ -61,7 +61,8 @@ pub struct MediaBenchOptions {
     pub seconds: f64,
     /// Engine worker threads (1 or 2; 0: 1 up to [`ONE_WORKER_MAX_STREAMS`] streams, else 2).
     pub workers: usize,
-    /// The engine's tick, µs: each worker wakes once per tick (see [`crate::media::engine`]).
+    /// The engine's tick, µs: when each worker plays out and sends what is due (it takes packets
+    /// in as they arrive; see [`crate::media::engine`]).
     pub tick_us: u64,
     /// Run rtpengine too.
     pub rtpengine: bool,
