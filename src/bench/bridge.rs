@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{gen, host_cpu, host_percent, loss, round, rtpengine, sys, GenProcess};
+use super::{
+    gen, host_cpu, host_percent, loss, measure_rtpengine, round, rtpengine, sys, GenProcess,
+};
 use crate::bridge::sip::SipBridge;
 use crate::bridge::{Bridge, BridgeContext, BridgeEvent, EndedBy};
 use crate::call::{Call, CallEvent, CallRequest};
@@ -592,32 +594,15 @@ fn run_rtpengine(
     seconds: f64,
     report: &mut BridgeBenchReport,
 ) -> Result<(), String> {
-    let mut engine = rtpengine::Rtpengine::start(bin, streams)?;
-    let a: Vec<SocketAddrV4> = vec![gen.source; streams];
-    let b: Vec<SocketAddrV4> = (0..streams).map(|i| gen.sink(i)).collect();
-    let targets = engine.setup_calls(&a, &b)?;
-    let pid = engine.pid();
-    let snapshot = || (rtpengine::proc_cpu_us(pid), sys::monotonic_ns(), host_cpu());
-    let phase = gen.run_phase(targets, seconds, 0x2000_0000, snapshot);
-    let deleted = engine.delete_calls();
-    engine.stop();
-    let (res, (cpu0, wall0, h0), (cpu1, wall1, h1)) = phase?;
-    if let Err(e) = deleted {
-        eprintln!("outdial: bench: deleting rtpengine's calls: {e}");
-    }
-    let (Some(cpu0), Some(cpu1)) = (cpu0, cpu1) else {
-        return Err(format!("cannot read /proc/{pid}/stat"));
-    };
-    let wall_us = (wall1.saturating_sub(wall0) / 1000).max(1) as f64;
-    let cpu_us = cpu1.saturating_sub(cpu0) as f64;
-    report.rtpengine_cpu_percent = Some(round(100.0 * cpu_us / wall_us, 2));
-    report.rtpengine_cpu_us_per_packet =
-        (res.received > 0).then(|| round(cpu_us / res.received as f64, 3));
+    let r = measure_rtpengine(gen, bin, streams, seconds)?;
+    let res = &r.result;
+    report.rtpengine_cpu_percent = Some(r.cpu_percent);
+    report.rtpengine_cpu_us_per_packet = r.cpu_us_per_packet;
     report.rtpengine_packets_sent = Some(res.sent);
     report.rtpengine_packets_received = Some(res.received);
-    report.rtpengine_loss_ratio = Some(round(loss(&res), 6));
+    report.rtpengine_loss_ratio = Some(round(loss(res), 6));
     report.rtpengine_latency_ms_p50 = Some(round(res.transit_us_p50 / 1000.0, 3));
     report.rtpengine_latency_ms_p99 = Some(round(res.transit_us_p99 / 1000.0, 3));
-    report.rtpengine_host_cpu_percent = host_percent(h0, h1);
+    report.rtpengine_host_cpu_percent = r.host_cpu_percent;
     Ok(())
 }

@@ -619,16 +619,51 @@ fn run_rtpengine(
     opts: &MediaBenchOptions,
     report: &mut MediaReport,
 ) -> Result<(), String> {
-    let mut engine = rtpengine::Rtpengine::start(bin, opts.streams)?;
-    let a: Vec<SocketAddrV4> = vec![gen.source; opts.streams];
-    let b: Vec<SocketAddrV4> = (0..opts.streams).map(|i| gen.sink(i)).collect();
+    let r = measure_rtpengine(gen, bin, opts.streams, opts.seconds)?;
+    let res = &r.result;
+    report.rtpengine_cpu_percent = Some(r.cpu_percent);
+    report.rtpengine_cpu_us_per_packet = r.cpu_us_per_packet;
+    report.rtpengine_loss_ratio = Some(round(loss(res), 6));
+    report.rtpengine_jitter_added_ms_p99 = Some(round(res.jitter_us_p99 / 1000.0, 3));
+    report.rtpengine_stream_jitter_ms_p99 = Some(round(res.stream_jitter_us_p99 / 1000.0, 3));
+    report.rtpengine_latency_ms_p50 = Some(round(res.transit_us_p50 / 1000.0, 3));
+    report.rtpengine_latency_ms_p99 = Some(round(res.transit_us_p99 / 1000.0, 3));
+    report.rtpengine_packets_sent = Some(res.sent);
+    report.rtpengine_packets_received = Some(res.received);
+    report.rtpengine_generator_cpu_percent = Some(round(res.cpu_percent, 2));
+    report.rtpengine_host_cpu_percent = r.host_cpu_percent;
+    Ok(())
+}
+
+/// What rtpengine did with the generator's streams in one measured window.
+struct RtpengineRun {
+    result: GenResult,
+    /// rtpengine's CPU over the window, % of one core.
+    cpu_percent: f64,
+    /// Its CPU per packet relayed, µs (`None` when nothing came through).
+    cpu_us_per_packet: Option<f64>,
+    /// Every process on the machine over the window, % of one core.
+    host_cpu_percent: Option<f64>,
+}
+
+/// rtpengine (userspace) relaying `streams` streams from the generator's source to its sinks
+/// for `seconds`: one rtpengine call per stream, its CPU read from `/proc/PID/stat`.
+fn measure_rtpengine(
+    gen: &mut GenProcess,
+    bin: &std::path::Path,
+    streams: usize,
+    seconds: f64,
+) -> Result<RtpengineRun, String> {
+    let mut engine = rtpengine::Rtpengine::start(bin, streams)?;
+    let a: Vec<SocketAddrV4> = vec![gen.source; streams];
+    let b: Vec<SocketAddrV4> = (0..streams).map(|i| gen.sink(i)).collect();
     let targets = engine.setup_calls(&a, &b)?;
     let pid = engine.pid();
     let snapshot = || (rtpengine::proc_cpu_us(pid), sys::monotonic_ns(), host_cpu());
-    let phase = gen.run_phase(targets, opts.seconds, 0x2000_0000, snapshot);
+    let phase = gen.run_phase(targets, seconds, 0x2000_0000, snapshot);
     let deleted = engine.delete_calls();
     engine.stop();
-    let (res, (cpu0, wall0, h0), (cpu1, wall1, h1)) = phase?;
+    let (result, (cpu0, wall0, h0), (cpu1, wall1, h1)) = phase?;
     if let Err(e) = deleted {
         eprintln!("outdial: bench: deleting rtpengine's calls: {e}");
     }
@@ -637,17 +672,10 @@ fn run_rtpengine(
     };
     let wall_us = (wall1.saturating_sub(wall0) / 1000).max(1) as f64;
     let cpu_us = cpu1.saturating_sub(cpu0) as f64;
-    report.rtpengine_cpu_percent = Some(round(100.0 * cpu_us / wall_us, 2));
-    report.rtpengine_cpu_us_per_packet =
-        (res.received > 0).then(|| round(cpu_us / res.received as f64, 3));
-    report.rtpengine_loss_ratio = Some(round(loss(&res), 6));
-    report.rtpengine_jitter_added_ms_p99 = Some(round(res.jitter_us_p99 / 1000.0, 3));
-    report.rtpengine_stream_jitter_ms_p99 = Some(round(res.stream_jitter_us_p99 / 1000.0, 3));
-    report.rtpengine_latency_ms_p50 = Some(round(res.transit_us_p50 / 1000.0, 3));
-    report.rtpengine_latency_ms_p99 = Some(round(res.transit_us_p99 / 1000.0, 3));
-    report.rtpengine_packets_sent = Some(res.sent);
-    report.rtpengine_packets_received = Some(res.received);
-    report.rtpengine_generator_cpu_percent = Some(round(res.cpu_percent, 2));
-    report.rtpengine_host_cpu_percent = host_percent(h0, h1);
-    Ok(())
+    Ok(RtpengineRun {
+        cpu_percent: round(100.0 * cpu_us / wall_us, 2),
+        cpu_us_per_packet: (result.received > 0).then(|| round(cpu_us / result.received as f64, 3)),
+        host_cpu_percent: host_percent(h0, h1),
+        result,
+    })
 }
