@@ -241,10 +241,36 @@ struct CallArgs {
     #[arg(long, value_name = "MODE", value_parser = amd_mode)]
     amd: Option<outdial::amd::AmdMode>,
     /// Connect whoever answers (a person, with --amd) to TARGET: a phone number (through the
-    /// trunk profile) or a sip: URI. Both legs' audio is relayed; a hang-up on either side
-    /// ends both. The JSON gains a "bridge" object.
+    /// trunk profile) or a sip: URI (both legs' audio relayed; a hang-up on either side ends
+    /// both), or an AI agent's ws:// or wss:// URL (a Twilio Media Streams socket, or L16 with
+    /// --agent-format l16; opened while the call rings, streamed from the verdict on). The
+    /// JSON gains a "bridge" object.
     #[arg(long, value_name = "TARGET")]
     connect_to: Option<String>,
+    /// With an AI agent: twilio (Media Streams JSON, µ-law 8 kHz) or l16 (jambonz listen
+    /// style: binary 16-bit PCM at --agent-rate).
+    #[arg(long, value_name = "FORMAT", default_value = "twilio", value_parser = ["twilio", "l16"])]
+    agent_format: String,
+    /// With --agent-format l16: the stream's sample rate.
+    #[arg(long, value_name = "HZ", default_value_t = 8000, value_parser = l16_rate)]
+    agent_rate: u32,
+    /// With an AI agent: a request header for the agent's auth, as NAME=ENV_VAR (the value is
+    /// read from that environment variable, so it never shows in the process list). Repeatable.
+    #[arg(long, value_name = "NAME=ENV_VAR")]
+    agent_header: Vec<String>,
+    /// With an AI agent: a custom parameter sent in `start` (customParameters), KEY=VALUE.
+    /// Repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    agent_param: Vec<String>,
+    /// With an AI agent: when the agent closes its socket, hand the person to TARGET (a
+    /// number or sip: URI) instead of hanging up.
+    #[arg(long, value_name = "TARGET")]
+    handoff_to: Option<String>,
+    /// Serve Twilio-compatible call control for this call on ADDR (e.g. 127.0.0.1:8089):
+    /// POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json with Status=completed hangs
+    /// up; Basic auth with the AccountSid from `start` and the key in OUTDIAL_CONTROL_KEY.
+    #[arg(long, value_name = "ADDR")]
+    control_listen: Option<std::net::SocketAddr>,
     /// How --connect-to joins: bridge (a second leg, media relayed by us) or refer (blind
     /// transfer: the callee is asked to call TARGET itself; our leg ends once it answered).
     #[arg(long, value_name = "HOW", default_value = "bridge", value_parser = ["bridge", "refer"])]
@@ -265,6 +291,13 @@ struct CallArgs {
 fn amd_mode(s: &str) -> Result<outdial::amd::AmdMode, String> {
     outdial::amd::AmdMode::from_name(s)
         .ok_or_else(|| format!("{s:?} is not one of heuristic, text, ml, auto"))
+}
+
+fn l16_rate(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(r) if outdial::bridge::agent::l16::RATES.contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not one of 8000, 16000, 24000")),
+    }
 }
 
 fn dtmf_digits(s: &str) -> Result<String, String> {
@@ -434,13 +467,56 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
 
     let connect = match &args.connect_to {
         Some(target) => Some(outdial::flow::Connect {
-            target: connect_target(&config, target, profile.as_ref(), args.transfer == "refer")?,
+            target: match agent_target(&config, &args, target, profile.as_ref())? {
+                Some(agent) => agent,
+                None => {
+                    connect_target(&config, target, profile.as_ref(), args.transfer == "refer")?
+                }
+            },
             queue_timeout: Duration::from_secs_f64(args.queue_timeout.unwrap_or(args.ring_timeout)),
             ring_timeout: Duration::from_secs_f64(args.ring_timeout),
             campaign_id: None,
             contact_id: None,
+            custom: Default::default(),
         }),
         None => None,
+    };
+    let live = outdial::flow::control::LiveCalls::new();
+    let call_sid = outdial::bridge::agent::twilio::random_sid("CA");
+    let registration = live.register(
+        &call_sid,
+        None,
+        args.from.as_deref().unwrap_or(""),
+        &args.destination,
+    );
+    if let Some(addr) = args.control_listen {
+        let key = std::env::var("OUTDIAL_CONTROL_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .context(
+                "--control-listen needs the key agents authenticate with in OUTDIAL_CONTROL_KEY",
+            )?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--control-listen {addr}"))?;
+        let app = outdial::api::twilio::router(outdial::api::twilio::ControlState {
+            live: live.clone(),
+            keys: outdial::api::twilio::ControlKeys::Fixed(key),
+        });
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(error = %e, "call control server stopped");
+            }
+        });
+    }
+    let stream = outdial::bridge::agent::StreamInfo {
+        ids: outdial::bridge::agent::twilio::StreamIds {
+            account_sid: outdial::bridge::agent::twilio::account_sid(0),
+            call_sid: call_sid.clone(),
+            stream_sid: outdial::bridge::agent::twilio::random_sid("MZ"),
+        },
+        from: args.from.clone().unwrap_or_default(),
+        to: args.destination.clone(),
     };
 
     let ua = UserAgent::start(&config).await?;
@@ -495,6 +571,8 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         machine_action: outdial::campaign::model::MachineAction::LeaveMessage,
         recorder,
         connect,
+        stream: Some(stream),
+        registration: Some(registration),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -509,6 +587,55 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
     }
     print_summary(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--connect-to ws://…|wss://…`: an AI agent (`None` for any other target).
+fn agent_target(
+    config: &Config,
+    args: &CallArgs,
+    target: &str,
+    profile: Option<&outdial::config::Profile>,
+) -> anyhow::Result<Option<outdial::bridge::BridgeTarget>> {
+    use outdial::bridge::agent::{AgentKind, AgentTarget, OnAgentClose};
+    let target = target.trim();
+    if !(target.starts_with("ws://") || target.starts_with("wss://")) {
+        return Ok(None);
+    }
+    let mut headers = Vec::new();
+    for h in &args.agent_header {
+        let (name, var) = h
+            .split_once('=')
+            .with_context(|| format!("--agent-header {h:?} is not NAME=ENV_VAR"))?;
+        let value = std::env::var(var.trim()).with_context(|| {
+            format!("--agent-header {name}: the environment variable {var} is not set")
+        })?;
+        headers.push((name.trim().to_string(), value));
+    }
+    let mut custom = std::collections::BTreeMap::new();
+    for p in &args.agent_param {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--agent-param {p:?} is not KEY=VALUE"))?;
+        custom.insert(k.trim().to_string(), v.to_string());
+    }
+    let on_close = match &args.handoff_to {
+        Some(t) => OnAgentClose::Connect(Box::new(connect_target(config, t, profile, false)?)),
+        None => OnAgentClose::Hangup,
+    };
+    Ok(Some(outdial::bridge::BridgeTarget::Agent(Box::new(
+        AgentTarget {
+            kind: if args.agent_format == "l16" {
+                AgentKind::L16Ws
+            } else {
+                AgentKind::TwilioWs
+            },
+            url: target.to_string(),
+            headers,
+            custom_parameters: custom,
+            sample_rate: args.agent_rate,
+            on_close,
+        },
+    ))))
 }
 
 /// `--connect-to`: a phone number (through the call's trunk profile) or a `sip:` URI.
@@ -560,6 +687,9 @@ fn print_summary(report: &outdial::flow::FlowReport, json: bool) -> anyhow::Resu
                     b.insert("queue_wait_ms".into(), report.flow.queue_wait_ms.into());
                 }
                 obj.insert("bridge".into(), b);
+            }
+            if let Some(t) = &report.transfer {
+                obj.insert("transfer".into(), serde_json::to_value(t)?);
             }
         }
         println!("{value}");

@@ -46,6 +46,7 @@ pub mod media;
 pub mod openapi;
 pub mod reports;
 pub mod schedules;
+pub mod twilio;
 
 use std::future::Future;
 use std::path::PathBuf;

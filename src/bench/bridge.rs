@@ -343,6 +343,9 @@ async fn bridge_one(
         ring_timeout: ring,
         max_duration: hour,
         tap_callee: false,
+        callee_audio: Default::default(),
+        stream_info: None,
+        custom: Default::default(),
     };
     let mut bridge = Box::new(
         SipBridge::start(&agent_uri, None, &callee, ctx)

@@ -1,5 +1,6 @@
 //! Bridges: joining an answered callee with a second party — a SIP target (agent, hunt group,
-//! auto-attendant) here; AI-agent legs come through the same [`Bridge`] trait.
+//! auto-attendant, agent pool) or an AI voice agent over a media stream ([`agent`]), all
+//! through the one [`Bridge`] trait.
 //!
 //! A bridge is started by the call-flow runner once a person is to be connected. It reaches
 //! the far side, joins the media when the far side answers, follows what either side does
@@ -9,10 +10,12 @@
 //! A bridge must not own or end the callee's leg: it asks the runner ([`BridgeEvent`]), which
 //! owns it. It must not decide the plan (queue timeouts, abandons): the flow core does.
 
+pub mod agent;
 pub mod pool;
 pub mod refer;
 pub mod sip;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +24,13 @@ use serde::Serialize;
 
 use crate::call::{Call, CallEvent};
 use crate::config::Profile;
+use crate::media::session::AudioFrame;
 use crate::sip::UserAgent;
+
+/// Where the callee's received frames go besides the recorder, while a bridge wants them (an
+/// AI agent's stream): the call-flow runner fills the slot's sender with every frame
+/// (`try_send`: a slow bridge loses frames, it never stalls the call).
+pub type CalleeAudio = Arc<parking_lot::Mutex<Option<tokio::sync::mpsc::Sender<AudioFrame>>>>;
 
 /// Where a person is connected.
 #[derive(Debug, Clone)]
@@ -42,6 +51,8 @@ pub enum BridgeTarget {
         agents: Arc<dyn AgentSource>,
         agent_ring_timeout: Duration,
     },
+    /// An AI voice agent over a media stream (Twilio Media Streams or L16).
+    Agent(Box<agent::AgentTarget>),
 }
 
 impl std::fmt::Debug for dyn AgentSource {
@@ -57,6 +68,7 @@ impl BridgeTarget {
             BridgeTarget::Sip { destination, .. } => destination.clone(),
             BridgeTarget::Refer { uri } => uri.clone(),
             BridgeTarget::Pool { name, .. } => format!("pool:{name}"),
+            BridgeTarget::Agent(a) => a.url.clone(),
         }
     }
 }
@@ -65,7 +77,7 @@ pub use crate::campaign::model::EndedBy;
 pub use pool::{AgentSource, LeasedAgent};
 
 /// What the bridge tells the runner.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum BridgeEvent {
     /// The far side answered and the media is joined.
     Connected,
@@ -75,13 +87,25 @@ pub enum BridgeEvent {
     HoldCallee(bool),
     /// The far side hung up after being connected.
     Ended,
+    /// The far side (an AI agent) left and the person is to be handed to this target.
+    HandOff(BridgeTarget),
+}
+
+impl PartialEq for BridgeEvent {
+    fn eq(&self, other: &BridgeEvent) -> bool {
+        match (self, other) {
+            (BridgeEvent::HoldCallee(a), BridgeEvent::HoldCallee(b)) => a == b,
+            (BridgeEvent::HandOff(a), BridgeEvent::HandOff(b)) => a.describe() == b.describe(),
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
 }
 
 /// The bridge's part of the attempt record (the CLI's `bridge` object).
 #[derive(Debug, Clone, Serialize)]
 pub struct BridgeReport {
     pub target: String,
-    /// `sip` (a second leg) or `refer` (blind transfer); AI-agent kinds later.
+    /// `sip` (a second leg), `refer` (blind transfer), `twilio_ws` or `l16_ws` (an AI agent).
     pub kind: &'static str,
     /// The far side answered.
     pub answered: bool,
@@ -106,6 +130,28 @@ pub struct BridgeReport {
     /// Agents rung for this caller that did not answer (busy, rejected, no answer).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub agents_skipped: Vec<i64>,
+    /// AI-agent streams: what crossed the socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamReport>,
+}
+
+/// An AI agent's stream, for the attempt record.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    /// From opening the socket to its handshake done.
+    pub connect_ms: Option<u64>,
+    /// From the stream's start to the agent's first audio.
+    pub first_audio_ms: Option<u64>,
+    /// Audio the agent sent, in ms.
+    pub agent_audio_ms: u64,
+    /// 20 ms frames of the callee's audio sent to the agent.
+    pub frames_to_agent: u64,
+    /// Marks the agent placed, and `clear`s (barge-ins) it sent.
+    pub marks: u64,
+    pub clears: u64,
+    /// Why the stream failed or ended badly, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +176,12 @@ pub struct BridgeContext {
     /// Keep delivering the callee's received audio to its call while the legs are linked
     /// (the call is being recorded).
     pub tap_callee: bool,
+    /// The callee's frames, for bridges that stream them (AI agents).
+    pub callee_audio: CalleeAudio,
+    /// Who the call is, for an AI agent's first frames.
+    pub stream_info: Option<agent::StreamInfo>,
+    /// Sent to an AI agent when its stream starts (`customParameters`).
+    pub custom: BTreeMap<String, String>,
 }
 
 /// A bridge in progress; see the module documentation.
@@ -170,5 +222,18 @@ pub async fn start(
             callee,
             ctx,
         ))),
+        BridgeTarget::Agent(a) => {
+            let info = ctx.stream_info.clone().ok_or_else(|| BridgeError::Target {
+                target: a.url.clone(),
+                reason: "no stream identity for the agent".into(),
+            })?;
+            Ok(Box::new(agent::start_cold(
+                a,
+                info,
+                callee.media(),
+                ctx.callee_audio.clone(),
+                ctx.custom.clone(),
+            )?))
+        }
     }
 }

@@ -252,5 +252,6 @@ fn not_connected(target: String, started_at_ms: i64, agents_skipped: Vec<i64>) -
         started_at_ms,
         agent: None,
         agents_skipped,
+        stream: None,
     }
 }

@@ -100,6 +100,7 @@ impl Bridge for ReferBridge {
             started_at_ms: self.started_at_ms,
             agent: None,
             agents_skipped: Vec::new(),
+            stream: None,
         }
     }
 }

@@ -237,6 +237,7 @@ impl Bridge for SipBridge {
             started_at_ms: self.started_at_ms,
             agent: None,
             agents_skipped: Vec::new(),
+            stream: None,
         }
     }
 }

@@ -122,6 +122,8 @@ pub async fn run_attempt(
         recorder,
         connect: plan.connect.clone(),
         hang_up_when_idle: true,
+        stream: None,
+        registration: None,
     };
     let report = crate::flow::run(ua, request, flow_plan, stop)
         .await

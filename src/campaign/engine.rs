@@ -689,6 +689,7 @@ fn connect_plan(
         ring_timeout,
         campaign_id: Some(campaign_id),
         contact_id: Some(contact_id),
+        custom: Default::default(),
     })
 }
 

@@ -82,11 +82,13 @@ impl Reply {
 /// Writes the call's audio into the recorder: received frames and (for outbound and stereo)
 /// sent frames, paired slot by slot; a side that runs ahead alone (the other not started, or
 /// silent) is written with silence on the other. Drains both channels even without a recorder.
+/// Each received frame is also offered to `listener` when a bridge has put a sender there.
 pub async fn record_call(
     mut received: mpsc::Receiver<AudioFrame>,
     mut sent: mpsc::Receiver<Vec<i16>>,
     mut recorder: Option<CallRecorder>,
     mut replies: mpsc::UnboundedReceiver<ReplyRequest>,
+    listener: crate::bridge::CalleeAudio,
 ) -> Result<(), MediaError> {
     use std::collections::VecDeque;
     const AHEAD: usize = 3;
@@ -108,6 +110,9 @@ pub async fn record_call(
             },
             f = received.recv(), if rx_open => match f {
                 Some(f) => {
+                    if let Some(tx) = listener.lock().as_ref() {
+                        let _ = tx.try_send(f.clone());
+                    }
                     if let Some(r) = reply.as_mut() {
                         match r.push(&f.samples) {
                             Ok(false) => {}

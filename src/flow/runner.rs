@@ -2,11 +2,17 @@
 //! it, and carries out what the [`FlowCore`] decides — digits, prompts, the bridge, hang-up —
 //! until the call is over; then returns everything the attempt record keeps.
 //!
+//! A person to be streamed to an AI agent gets the agent's socket opened as the call is placed
+//! (warm start), so the stream starts the moment the verdict is in. Requests from outside
+//! (an agent's REST hang-up, a transfer through the API) arrive through the call's
+//! [`Registration`] in the live-call registry; a transfer (or an AI agent that leaves with a
+//! hand-off target) starts a second bridge, and the first is released once it connects.
+//!
 //! `outdial call` and the campaign engine both run their calls through [`run`]; there is no
 //! second copy of this script. It must not decide anything (the core does) nor touch the
 //! store (the caller records the [`FlowReport`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,17 +21,20 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::control::{CallStatus, Control, Registration};
 use super::core::{BridgeInput, FlowCore, FlowRecord, FlowSettings, Input, Output, Prompt};
 use super::record::{record_call, ReplyRequest};
 use super::steps::Step;
 use super::tap::AmdTap;
-use crate::amd::{Amd, AmdResult};
+use crate::amd::{Amd, AmdEvent, AmdResult};
+use crate::bridge::agent::{twilio, AgentBridge, StreamInfo, Warm};
 use crate::bridge::{
-    self, Bridge, BridgeContext, BridgeEvent, BridgeReport, BridgeTarget, EndedBy,
+    self, Bridge, BridgeContext, BridgeEvent, BridgeReport, BridgeTarget, CalleeAudio, EndedBy,
 };
 use crate::call::{Call, CallError, CallEvent, CallRequest, CallSummary};
 use crate::campaign::model::MachineAction;
 use crate::media::wav::CallRecorder;
+use crate::sip::outcome::Outcome;
 use crate::sip::UserAgent;
 
 /// How long each digit of [`FlowPlan::send_dtmf`] is held.
@@ -41,6 +50,9 @@ pub struct Connect {
     pub ring_timeout: Duration,
     pub campaign_id: Option<i64>,
     pub contact_id: Option<i64>,
+    /// Sent to an AI agent when its stream starts (`customParameters`), besides the verdict
+    /// (`AnsweredBy`, `amd_verdict`) the runner adds.
+    pub custom: BTreeMap<String, String>,
 }
 
 /// What to do once the call is answered.
@@ -65,6 +77,10 @@ pub struct FlowPlan {
     pub connect: Option<Connect>,
     /// Hang up once nothing is left to do; otherwise wait for the callee to hang up.
     pub hang_up_when_idle: bool,
+    /// Who the call is to an AI agent (SIDs, numbers); drawn per call when `None`.
+    pub stream: Option<StreamInfo>,
+    /// The call's entry in the live-call registry (REST hang-up, transfer, status).
+    pub registration: Option<Registration>,
 }
 
 impl FlowPlan {
@@ -82,6 +98,8 @@ impl FlowPlan {
             recorder: None,
             connect: None,
             hang_up_when_idle: false,
+            stream: None,
+            registration: None,
         }
     }
 }
@@ -93,6 +111,8 @@ pub struct FlowReport {
     /// The detector's result, when the plan asked for detection and the call was answered.
     pub amd: Option<AmdResult>,
     pub bridge: Option<BridgeReport>,
+    /// The bridge the person was handed to afterwards (a transfer, or an AI agent's hand-off).
+    pub transfer: Option<BridgeReport>,
     pub flow: FlowRecord,
     /// Digits the callee entered in the plan's collects, in order.
     pub digits: String,
@@ -135,7 +155,27 @@ pub async fn run(
     };
     let callee_number = request.destination.clone();
     let max_duration = request.max_duration;
+    let stream = plan.stream.clone().unwrap_or_else(|| StreamInfo {
+        ids: twilio::StreamIds {
+            account_sid: twilio::account_sid(0),
+            call_sid: twilio::random_sid("CA"),
+            stream_sid: twilio::random_sid("MZ"),
+        },
+        from: request.caller_id.clone().unwrap_or_default(),
+        to: request.destination.clone(),
+    });
+    let mut registration = plan.registration;
     let mut call = Call::dial(ua.clone(), request).await?;
+    // Warm start: the agent's socket opens while the call rings and the detector listens.
+    let warm = match plan.connect.as_ref().map(|c| &c.target) {
+        Some(BridgeTarget::Agent(agent)) => {
+            Some(Warm::connect(agent.as_ref().clone(), stream.clone()))
+        }
+        _ => None,
+    };
+    if let Some(r) = &registration {
+        r.set_status(CallStatus::Ringing);
+    }
     let (audio, mut tap) = match plan.amd {
         Some(amd) => {
             let (audio, tap) = AmdTap::start(call.take_audio(), amd);
@@ -145,11 +185,13 @@ pub async fn run(
     };
     let recorded_call = plan.recorder.is_some();
     let (reply_tx, reply_rx) = mpsc::unbounded_channel();
+    let callee_audio = CalleeAudio::default();
     let recording = tokio::spawn(record_call(
         audio,
         call.take_sent_audio(),
         plan.recorder,
         reply_rx,
+        callee_audio.clone(),
     ));
 
     let mut run = Run {
@@ -157,6 +199,15 @@ pub async fn run(
         call,
         bridge: None,
         bridge_open: false,
+        handoff: None,
+        handoff_open: false,
+        transfer: None,
+        first_bridge: None,
+        warm,
+        stream,
+        callee_audio,
+        answered_by: None,
+        detecting: tap.is_some(),
         tap_started: false,
         pending: Vec::new(),
         ua,
@@ -178,31 +229,62 @@ pub async fn run(
         run.feed(Input::Stop, tap.as_ref()).await;
     }
     let mut amd_open = tap.is_some();
+    let mut control_open = registration.is_some();
     let summary = loop {
         let deadline = run.core.poll_timeout().map(Instant::from_std);
         tokio::select! {
             event = async { tap.as_mut()?.next_event().await }, if amd_open => match event {
                 None => amd_open = false,
-                Some(event) => run.feed(Input::Amd(event), tap.as_ref()).await,
+                Some(event) => {
+                    run.note_verdict(&event);
+                    run.feed(Input::Amd(event), tap.as_ref()).await
+                }
+            },
+            request = async { registration.as_mut()?.requests.recv().await }, if control_open => {
+                match request {
+                    None => control_open = false,
+                    Some(Control::Hangup { by }) => {
+                        if let Some(b) = run.bridge.as_mut() {
+                            b.stop(by);
+                        }
+                        run.feed(Input::Stop, tap.as_ref()).await;
+                    }
+                    Some(Control::Transfer { target }) => {
+                        run.hand_off(target).await;
+                    }
+                }
             },
             event = run.call.next_event() => match event {
-                Some(CallEvent::Answered { .. }) => run.feed(Input::Answered, tap.as_ref()).await,
+                Some(CallEvent::Ringing { .. }) => {}
+                Some(CallEvent::Answered { .. }) => {
+                    if let Some(r) = &registration {
+                        r.set_status(CallStatus::InProgress);
+                    }
+                    run.feed(Input::Answered, tap.as_ref()).await
+                }
                 Some(CallEvent::PlaybackFinished) => {
                     run.feed(Input::PlaybackFinished, tap.as_ref()).await
                 }
                 Some(CallEvent::Ended(summary)) => {
-                    if let Some(b) = run.bridge.as_mut() {
-                        // The callee's BYE, or ours (a limit, a stop).
-                        b.stop(match summary.hangup {
-                            Some(crate::call::Hangup::Remote) => EndedBy::Callee,
-                            _ => EndedBy::System,
-                        });
+                    // The callee's BYE, or ours (a limit, a stop).
+                    let by = match summary.hangup {
+                        Some(crate::call::Hangup::Remote) => EndedBy::Callee,
+                        _ => EndedBy::System,
+                    };
+                    for b in run.bridge.iter_mut().chain(run.handoff.iter_mut()) {
+                        b.stop(by);
+                    }
+                    if let Some(r) = &registration {
+                        r.set_status(final_status(&summary));
                     }
                     run.feed(Input::CalleeEnded, tap.as_ref()).await;
                     break Some(summary);
                 }
                 Some(other) => {
                     if let Some(b) = run.bridge.as_mut() {
+                        b.callee_event(&other);
+                    }
+                    if let Some(b) = run.handoff.as_mut() {
                         b.callee_event(&other);
                     }
                     if let CallEvent::Dtmf(d) = other {
@@ -223,7 +305,37 @@ pub async fn run(
                         run.feed(Input::Bridge(BridgeInput::Ended), tap.as_ref()).await
                     }
                     Some(BridgeEvent::HoldCallee(on)) => run.call.hold(on),
+                    Some(BridgeEvent::HandOff(target)) => {
+                        if let Some(b) = run.bridge.as_mut() {
+                            b.stop(EndedBy::Agent);
+                        }
+                        if !run.hand_off(target).await {
+                            run.feed(Input::Bridge(BridgeInput::Ended), tap.as_ref()).await
+                        }
+                    }
                     None => run.bridge_open = false,
+                }
+            },
+            event = next_bridge_event(&mut run.handoff), if run.handoff_open => {
+                match event {
+                    Some(BridgeEvent::Connected) => run.handoff_connected().await,
+                    Some(BridgeEvent::Failed) => {
+                        warn!("transfer target not reached: the person stays where they were");
+                        run.handoff_open = false;
+                        if let Some(b) = run.handoff.take() {
+                            run.transfer = Some(b.finish().await);
+                        }
+                        if !run.bridge_open || run.bridge_over() {
+                            // The first bridge is gone (an AI agent that handed off): nobody
+                            // is left for the person.
+                            run.feed(Input::Bridge(BridgeInput::Ended), tap.as_ref()).await
+                        }
+                    }
+                    Some(BridgeEvent::HoldCallee(on)) => run.call.hold(on),
+                    Some(BridgeEvent::Ended) | Some(BridgeEvent::HandOff(_)) => {
+                        run.feed(Input::Bridge(BridgeInput::Ended), tap.as_ref()).await
+                    }
+                    None => run.handoff_open = false,
                 }
             },
             done = async { run.reply_done.as_mut()?.await.ok() }, if run.reply_done.is_some() => {
@@ -248,10 +360,24 @@ pub async fn run(
     let flow = run.core.record();
     let digits = run.core.digits().to_string();
     let reply = run.reply.take();
+    if let Some(warm) = run.warm.take() {
+        warm.close();
+    }
     let bridge = match run.bridge.take() {
         Some(b) => Some(b.finish().await),
         None => None,
     };
+    let mut transfer = run.transfer.take();
+    if let Some(b) = run.handoff.take() {
+        transfer = Some(b.finish().await);
+    }
+    // A transfer that connected is the bridge the person ended on; the first one (the AI
+    // agent) is the attempt's `bridge`.
+    let (bridge, transfer) = match (run.first_bridge.take(), bridge) {
+        (Some(first), last) => (Some(first), last.or(transfer)),
+        (None, b) => (b, transfer),
+    };
+    drop(registration);
     drop(run);
     let recording_error = match recording.await {
         Ok(Ok(())) => None,
@@ -267,6 +393,7 @@ pub async fn run(
         summary,
         amd,
         bridge,
+        transfer,
         flow,
         digits,
         reply,
@@ -280,6 +407,20 @@ struct Run {
     call: Call,
     bridge: Option<Box<dyn Bridge>>,
     bridge_open: bool,
+    /// A second bridge being set up (a transfer); it replaces `bridge` once it connects.
+    handoff: Option<Box<dyn Bridge>>,
+    handoff_open: bool,
+    /// The report of a transfer that did not connect.
+    transfer: Option<BridgeReport>,
+    /// The first bridge's report, once a transfer replaced it.
+    first_bridge: Option<BridgeReport>,
+    /// The AI agent's socket, opened before the verdict.
+    warm: Option<Warm>,
+    stream: StreamInfo,
+    callee_audio: CalleeAudio,
+    /// Twilio's AnsweredBy for the verdict so far.
+    answered_by: Option<&'static str>,
+    detecting: bool,
     tap_started: bool,
     /// Inputs produced while carrying out outputs (a bridge that failed to start).
     pending: Vec<Input>,
@@ -376,15 +517,18 @@ impl Run {
                     self.pending.push(Input::Bridge(BridgeInput::Failed));
                     return;
                 };
-                let ctx = BridgeContext {
-                    ua: self.ua.clone(),
-                    callee: self.callee_number.clone(),
-                    campaign_id: connect.campaign_id,
-                    contact_id: connect.contact_id,
-                    ring_timeout: connect.ring_timeout,
-                    max_duration: self.max_duration,
-                    tap_callee: self.recording,
-                };
+                let ctx = self.bridge_context(connect);
+                if let Some(warm) = self.warm.take() {
+                    let b = AgentBridge::start(
+                        warm,
+                        self.call.media(),
+                        self.callee_audio.clone(),
+                        ctx.custom,
+                    );
+                    self.bridge = Some(Box::new(b));
+                    self.bridge_open = true;
+                    return;
+                }
                 match bridge::start(&connect.target, &self.call, ctx).await {
                     Ok(b) => {
                         self.bridge = Some(b);
@@ -397,12 +541,118 @@ impl Run {
                 }
             }
             Output::StopBridge => {
-                if let Some(b) = self.bridge.as_mut() {
+                for b in self.bridge.iter_mut().chain(self.handoff.iter_mut()) {
                     b.stop(EndedBy::System);
                 }
             }
             Output::HangUpCallee => self.call.hangup(),
         }
+    }
+}
+
+impl Run {
+    /// What every bridge of this call is told.
+    fn bridge_context(&self, connect: &Connect) -> BridgeContext {
+        let mut custom = connect.custom.clone();
+        let answered_by = self.answered_by.unwrap_or("unknown");
+        custom.insert("AnsweredBy".into(), answered_by.into());
+        custom.insert(
+            "amd_verdict".into(),
+            if !self.detecting {
+                "off".into()
+            } else {
+                answered_by.into()
+            },
+        );
+        custom
+            .entry("to_number".into())
+            .or_insert_with(|| self.stream.to.clone());
+        if !self.stream.from.is_empty() {
+            custom
+                .entry("from_number".into())
+                .or_insert_with(|| self.stream.from.clone());
+        }
+        BridgeContext {
+            ua: self.ua.clone(),
+            callee: self.callee_number.clone(),
+            campaign_id: connect.campaign_id,
+            contact_id: connect.contact_id,
+            ring_timeout: connect.ring_timeout,
+            max_duration: self.max_duration,
+            tap_callee: self.recording,
+            callee_audio: self.callee_audio.clone(),
+            stream_info: Some(self.stream.clone()),
+            custom,
+        }
+    }
+
+    /// Keeps Twilio's AnsweredBy for the detector's verdict.
+    fn note_verdict(&mut self, event: &AmdEvent) {
+        let by = match event {
+            AmdEvent::HumanDetected { .. } => "human",
+            AmdEvent::MachineDetected { .. } => "machine_start",
+            AmdEvent::Beep { .. } => "machine_end_beep",
+            AmdEvent::MachineGreetingEnded { .. } => "machine_end_other",
+            AmdEvent::Fax { .. } => "fax",
+            _ => return,
+        };
+        self.answered_by = Some(by);
+    }
+
+    /// Starts a second bridge to `target` (a transfer); `false` when it could not start.
+    async fn hand_off(&mut self, target: BridgeTarget) -> bool {
+        let Some(connect) = &self.connect else {
+            warn!("transfer asked for a call with nothing connected: ignored");
+            return false;
+        };
+        if self.handoff.is_some() {
+            warn!("a transfer is already in progress: ignored");
+            return false;
+        }
+        let ctx = self.bridge_context(connect);
+        match bridge::start(&target, &self.call, ctx).await {
+            Ok(b) => {
+                tracing::info!(target = %target.describe(), "transferring the person");
+                self.handoff = Some(b);
+                self.handoff_open = true;
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "transfer not started");
+                false
+            }
+        }
+    }
+
+    /// The transfer target answered: the first bridge is released and the new one takes its
+    /// place.
+    async fn handoff_connected(&mut self) {
+        let Some(new) = self.handoff.take() else {
+            return;
+        };
+        self.handoff_open = false;
+        if let Some(mut old) = self.bridge.take() {
+            old.stop(EndedBy::System);
+            let report = old.finish().await;
+            self.first_bridge.get_or_insert(report);
+        }
+        self.bridge = Some(new);
+        self.bridge_open = true;
+    }
+
+    /// The first bridge has nothing more to say.
+    fn bridge_over(&self) -> bool {
+        self.bridge.is_none()
+    }
+}
+
+/// Twilio's final status of a call.
+fn final_status(summary: &CallSummary) -> CallStatus {
+    match summary.outcome {
+        Outcome::Answered => CallStatus::Completed,
+        Outcome::Busy => CallStatus::Busy,
+        Outcome::NoAnswer => CallStatus::NoAnswer,
+        _ => CallStatus::Failed,
     }
 }
 

@@ -1,0 +1,179 @@
+//! Live calls, reachable while they run: an AI agent's REST hang-up, a transfer asked through
+//! the API, a status query. Each running call registers under its Twilio-shaped call SID
+//! ([`LiveCalls::register`]); the registration goes away when the call's runner ends, so a
+//! call that is over is simply not found.
+//!
+//! It must not act on a call itself: it hands [`Control`] requests to the call's runner.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+
+use crate::bridge::{BridgeTarget, EndedBy};
+
+/// A request to a running call.
+#[derive(Debug)]
+pub enum Control {
+    /// Hang up; `by` is who asked (recorded as who ended the bridged call).
+    Hangup { by: EndedBy },
+    /// Hand the person to this target; the current bridge (an AI agent) is released once the
+    /// target answers.
+    Transfer { target: BridgeTarget },
+}
+
+/// Twilio's call statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallStatus {
+    Queued,
+    Ringing,
+    InProgress,
+    Completed,
+    Busy,
+    NoAnswer,
+    Failed,
+    Canceled,
+}
+
+impl CallStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallStatus::Queued => "queued",
+            CallStatus::Ringing => "ringing",
+            CallStatus::InProgress => "in-progress",
+            CallStatus::Completed => "completed",
+            CallStatus::Busy => "busy",
+            CallStatus::NoAnswer => "no-answer",
+            CallStatus::Failed => "failed",
+            CallStatus::Canceled => "canceled",
+        }
+    }
+}
+
+/// What the registry knows of one live call.
+#[derive(Debug, Clone)]
+pub struct LiveCall {
+    pub call_sid: String,
+    /// The outdial account the call belongs to (`None`: a call placed from the CLI).
+    pub account_id: Option<i64>,
+    pub to: String,
+    pub from: String,
+    control: mpsc::UnboundedSender<Control>,
+    status: watch::Receiver<CallStatus>,
+}
+
+impl LiveCall {
+    pub fn status(&self) -> CallStatus {
+        *self.status.borrow()
+    }
+
+    /// Passes a request to the call's runner; `false` when the call has just ended.
+    pub fn send(&self, control: Control) -> bool {
+        self.control.send(control).is_ok()
+    }
+}
+
+/// The registry of running calls; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct LiveCalls {
+    calls: Arc<Mutex<HashMap<String, LiveCall>>>,
+}
+
+/// The runner's side of a registration: requests in, status out. Dropping it unregisters.
+#[derive(Debug)]
+pub struct Registration {
+    calls: LiveCalls,
+    call_sid: String,
+    pub requests: mpsc::UnboundedReceiver<Control>,
+    status: watch::Sender<CallStatus>,
+}
+
+impl Registration {
+    pub fn set_status(&self, status: CallStatus) {
+        let _ = self.status.send(status);
+    }
+
+    pub fn call_sid(&self) -> &str {
+        &self.call_sid
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.calls.calls.lock().remove(&self.call_sid);
+    }
+}
+
+impl LiveCalls {
+    pub fn new() -> LiveCalls {
+        LiveCalls::default()
+    }
+
+    /// Registers a call about to be placed.
+    pub fn register(
+        &self,
+        call_sid: &str,
+        account_id: Option<i64>,
+        from: &str,
+        to: &str,
+    ) -> Registration {
+        let (control, requests) = mpsc::unbounded_channel();
+        let (status_tx, status) = watch::channel(CallStatus::Queued);
+        self.calls.lock().insert(
+            call_sid.to_string(),
+            LiveCall {
+                call_sid: call_sid.to_string(),
+                account_id,
+                to: to.to_string(),
+                from: from.to_string(),
+                control,
+                status,
+            },
+        );
+        Registration {
+            calls: self.clone(),
+            call_sid: call_sid.to_string(),
+            requests,
+            status: status_tx,
+        }
+    }
+
+    /// The live call with this SID.
+    pub fn get(&self, call_sid: &str) -> Option<LiveCall> {
+        self.calls.lock().get(call_sid).cloned()
+    }
+
+    /// How many calls are live.
+    pub fn len(&self) -> usize {
+        self.calls.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_found_while_registered_and_gone_after() {
+        let live = LiveCalls::new();
+        let mut reg = live.register("CA1", Some(7), "+1555", "+1666");
+        let call = live.get("CA1").expect("registered");
+        assert_eq!(call.account_id, Some(7));
+        assert_eq!(call.status(), CallStatus::Queued);
+        reg.set_status(CallStatus::InProgress);
+        assert_eq!(call.status(), CallStatus::InProgress);
+        assert!(call.send(Control::Hangup { by: EndedBy::Agent }));
+        assert!(matches!(
+            reg.requests.try_recv(),
+            Ok(Control::Hangup { by: EndedBy::Agent })
+        ));
+        drop(reg);
+        assert!(live.get("CA1").is_none());
+        assert!(!call.send(Control::Hangup { by: EndedBy::Agent }));
+    }
+}
