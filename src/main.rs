@@ -483,11 +483,19 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
     };
     let live = outdial::flow::control::LiveCalls::new();
     let call_sid = outdial::bridge::agent::twilio::random_sid("CA");
+    let resolve: outdial::flow::control::Resolver = {
+        let config = config.clone();
+        let profile = profile.clone();
+        Arc::new(move |t: &str| {
+            connect_target(&config, t, profile.as_ref(), false).map_err(|e| format!("{e:#}"))
+        })
+    };
     let registration = live.register(
         &call_sid,
         None,
         args.from.as_deref().unwrap_or(""),
         &args.destination,
+        resolve,
     );
     if let Some(addr) = args.control_listen {
         let key = std::env::var("OUTDIAL_CONTROL_KEY")
@@ -871,6 +879,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         std::process::id()
     );
     let data_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let live = outdial::flow::control::LiveCalls::new();
     let (engine, engine_task) = outdial::campaign::engine::spawn(
         store.clone(),
         ua.clone(),
@@ -879,11 +888,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             node,
             recordings_dir: data_dir.join("recordings"),
             media_dir: config.media.dir.clone(),
+            live: live.clone(),
         },
         wake.clone(),
     );
     let state = outdial::api::AppState::new(store.clone(), wake, data_dir.join("exports"))
-        .with_media_dir(config.media.dir.clone());
+        .with_media_dir(config.media.dir.clone())
+        .with_live_calls(live);
     let stop = tokio_util::sync::CancellationToken::new();
     let api_stop = stop.clone();
     let api = tokio::spawn(outdial::api::serve(listener, state, async move {

@@ -23,7 +23,8 @@ use crate::campaign::model::Millis;
 use crate::store::Authenticated;
 
 /// Paths answered without a bearer credential. `/v1/login` checks the credentials in its
-/// body itself.
+/// body itself; Twilio-compatible call control (under [`super::twilio::PREFIX`]) checks its
+/// Basic credentials itself.
 pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/v1/login"];
 
 /// The account behind a request (set by the gate).
@@ -81,7 +82,9 @@ async fn authenticate(state: &AppState, credential: &str) -> ApiResult<Option<Au
 /// The gate: every path except [`PUBLIC_PATHS`] needs a valid bearer credential (401 with
 /// the JSON error otherwise, also for paths that do not exist).
 pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    if PUBLIC_PATHS.contains(&req.uri().path()) {
+    if PUBLIC_PATHS.contains(&req.uri().path())
+        || req.uri().path().starts_with(super::twilio::PREFIX)
+    {
         return next.run(req).await;
     }
     let Some(credential) = bearer(req.headers()) else {

@@ -36,6 +36,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod calls;
 pub mod campaigns;
 pub mod contacts;
 pub mod dnc;
@@ -114,6 +115,8 @@ pub struct AppState {
     /// Lifetime of a login session.
     pub session_ttl_ms: Millis,
     pub clock: Clock,
+    /// Calls in progress (the campaign engine registers them).
+    pub live: crate::flow::control::LiveCalls,
 }
 
 impl AppState {
@@ -125,7 +128,14 @@ impl AppState {
             media_dir: PathBuf::from(crate::config::DEFAULT_MEDIA_DIR),
             session_ttl_ms: DEFAULT_SESSION_TTL_MS,
             clock: Clock::system(),
+            live: crate::flow::control::LiveCalls::new(),
         }
+    }
+
+    /// The same state sharing the engine's registry of live calls.
+    pub fn with_live_calls(mut self, live: crate::flow::control::LiveCalls) -> AppState {
+        self.live = live;
+        self
     }
 
     /// The same state with the configured media directory (`[media] dir`).
@@ -147,7 +157,13 @@ impl AppState {
 /// The whole HTTP service: `/healthz`, `/v1/…`, JSON 404/405 and the auth gate.
 pub fn router(state: AppState) -> Router {
     let (routes, _doc) = openapi::api_router().split_for_parts();
+    // Twilio-compatible call control does its own (Basic) auth.
+    let control = twilio::router(twilio::ControlState {
+        live: state.live.clone(),
+        keys: twilio::ControlKeys::Store(state.store.clone()),
+    });
     routes
+        .route_service(twilio::CALL_PATH, control)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -20,7 +20,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    agents, auth, campaigns, contacts, dnc, exports, import, media, reports, schedules, AppState,
+    agents, auth, calls, campaigns, contacts, dnc, exports, import, media, reports, schedules,
+    AppState,
 };
 use crate::campaign::model::{
     AgentState, AmdMode, CampaignAction, CampaignStatus, ContactStatus, EndedBy, IntervalUnit,
@@ -139,6 +140,10 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             agents::update_pool,
             agents::delete_pool
         ))
+        .routes(routes!(calls::list_calls))
+        .routes(routes!(calls::get_call))
+        .routes(routes!(calls::transfer_call))
+        .routes(routes!(calls::hangup_call))
 }
 
 /// The title, the bearer scheme (required everywhere unless a route says otherwise) and
@@ -199,6 +204,10 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 "WAV files campaigns play (each account's uploads, shared files)",
             ),
             ("agents", "SIP agents, their states, and agent pools"),
+            (
+                "calls",
+                "Calls in progress: list, hang up, transfer (an AI agent hands a person on)",
+            ),
             ("openapi", "This document"),
         ]
         .into_iter()

@@ -39,13 +39,16 @@ pub struct ControlState {
     pub keys: ControlKeys,
 }
 
+/// The one path (`{call}` is `CA….json`).
+pub const CALL_PATH: &str = "/2010-04-01/Accounts/{account}/Calls/{call}";
+
+/// Paths under this prefix do their own auth (Basic), not the admin API's bearer gate.
+pub const PREFIX: &str = "/2010-04-01/";
+
 /// The routes; mounted beside the admin API (they do their own auth).
 pub fn router(state: ControlState) -> Router {
     Router::new()
-        .route(
-            "/2010-04-01/Accounts/{account}/Calls/{call}",
-            get(get_call).post(update_call),
-        )
+        .route(CALL_PATH, get(get_call).post(update_call))
         .with_state(state)
 }
 

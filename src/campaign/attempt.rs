@@ -25,7 +25,7 @@ use crate::sip::{Outcome, UserAgent};
 pub const MAX_CALL: Duration = Duration::from_secs(3600);
 
 /// What to dial and what to do when someone answers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AttemptPlan {
     /// E.164 number (through `profile`) or a SIP URI.
     pub destination: String,
@@ -51,6 +51,10 @@ pub struct AttemptPlan {
     pub connect: Option<Connect>,
     /// Played to a person who could not be connected in time.
     pub abandon_message: Option<Arc<Vec<i16>>>,
+    /// Who the call is to an AI agent (its SIDs).
+    pub stream: Option<crate::bridge::agent::StreamInfo>,
+    /// The call's entry in the live-call registry (REST hang-up, transfer).
+    pub registration: Option<crate::flow::control::Registration>,
 }
 
 /// What became of the attempt.
@@ -122,8 +126,8 @@ pub async fn run_attempt(
         recorder,
         connect: plan.connect.clone(),
         hang_up_when_idle: true,
-        stream: None,
-        registration: None,
+        stream: plan.stream.clone(),
+        registration: plan.registration,
     };
     let report = crate::flow::run(ua, request, flow_plan, stop)
         .await

@@ -61,6 +61,8 @@ pub struct EngineOptions {
     pub recordings_dir: PathBuf,
     /// The media directory campaigns' WAV file names are found in (per account, then shared).
     pub media_dir: PathBuf,
+    /// Calls in progress, shared with the admin API (transfers, Twilio-style hang-ups).
+    pub live: crate::flow::control::LiveCalls,
 }
 
 struct Live {
@@ -592,6 +594,44 @@ impl Engine {
             }
             _ => None,
         };
+        let agents: Arc<dyn crate::bridge::AgentSource> = Arc::new(StoreAgents {
+            store: self.store.clone(),
+            campaign_id: campaign.id,
+            node: self.options.node.clone(),
+            config: self.config.clone(),
+        });
+        // The call's identity toward AI agents, and its entry in the live-call registry
+        // (an agent's REST hang-up, a transfer through the API).
+        let call_sid = crate::bridge::agent::twilio::random_sid("CA");
+        let stream = crate::bridge::agent::StreamInfo {
+            ids: crate::bridge::agent::twilio::StreamIds {
+                account_sid: crate::bridge::agent::twilio::account_sid(account.unwrap_or(0)),
+                call_sid: call_sid.clone(),
+                stream_sid: crate::bridge::agent::twilio::random_sid("MZ"),
+            },
+            from: settings.caller_id.clone(),
+            to: claimed.phone.clone(),
+        };
+        let resolve: crate::flow::control::Resolver = {
+            let campaign_id = campaign.id;
+            let settings = settings.clone();
+            let profile = profile.clone();
+            let agents = agents.clone();
+            Arc::new(move |t: &str| {
+                bridge_target(t, &settings, profile.as_ref(), campaign_id, &agents)
+                    .map(|(target, _)| target)
+                    .ok_or_else(|| {
+                        format!("{t:?} is not a number, a sip: URI or an agent pool's name")
+                    })
+            })
+        };
+        let registration = self.options.live.register(
+            &call_sid,
+            account,
+            &settings.caller_id,
+            &claimed.phone,
+            resolve,
+        );
         let plan = AttemptPlan {
             destination: claimed.phone.clone(),
             profile: profile.clone(),
@@ -605,15 +645,10 @@ impl Engine {
             amd,
             machine_action: settings.machine_action,
             voicemail,
-            connect: connect_plan(settings, profile.as_ref(), campaign.id, claimed.id, || {
-                Arc::new(StoreAgents {
-                    store: self.store.clone(),
-                    campaign_id: campaign.id,
-                    node: self.options.node.clone(),
-                    config: self.config.clone(),
-                })
-            }),
+            connect: connect_plan(settings, profile.as_ref(), campaign.id, &claimed, &agents),
             abandon_message,
+            stream: Some(stream),
+            registration: Some(registration),
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         self.live.insert(
@@ -637,21 +672,71 @@ impl Engine {
     }
 }
 
-/// Where a person who answers is connected: the campaign's `connect_to` — a SIP URI, a number
-/// through the campaign's trunk (bridged, or transferred with REFER when `transfer` says so),
-/// or an agent pool (the longest-idle free agent, leased in the store). A single target may ring for its whole ring timeout; a pool's caller waits at most
-/// `queue_timeout_secs` and is then abandoned (the abandon message).
+/// Where a person who answers is connected: the campaign's AI agent (`ai_agent_url`: a Twilio
+/// Media Streams socket; its hand-off target, when the agent leaves, is `connect_to`), or else
+/// its `connect_to` — see [`bridge_target`].
 fn connect_plan(
     settings: &super::CampaignSettings,
     profile: Option<&Profile>,
     campaign_id: i64,
-    contact_id: i64,
-    agents: impl FnOnce() -> Arc<dyn crate::bridge::AgentSource>,
+    contact: &super::model::Contact,
+    agents: &Arc<dyn crate::bridge::AgentSource>,
 ) -> Option<crate::flow::Connect> {
+    let ring_timeout = Duration::from_secs(settings.agent_ring_timeout_secs.max(1) as u64);
+    let human = bridge_target(&settings.connect_to, settings, profile, campaign_id, agents);
+    let mut custom = std::collections::BTreeMap::new();
+    custom.insert("campaign_id".to_string(), campaign_id.to_string());
+    custom.insert("contact_id".to_string(), contact.id.to_string());
+    custom.insert("name".to_string(), contact.name.clone());
+    custom.insert("from_number".to_string(), settings.caller_id.clone());
+    custom.insert("to_number".to_string(), contact.phone.clone());
+    let (target, queue_timeout) = match settings.ai_agent_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => {
+            use crate::bridge::agent::{AgentKind, AgentTarget, OnAgentClose};
+            let agent = AgentTarget {
+                kind: AgentKind::TwilioWs,
+                url: url.to_string(),
+                headers: Vec::new(),
+                custom_parameters: Default::default(),
+                sample_rate: 8000,
+                on_close: match &human {
+                    Some((t, _)) => OnAgentClose::Connect(Box::new(t.clone())),
+                    None => OnAgentClose::Hangup,
+                },
+            };
+            (
+                crate::bridge::BridgeTarget::Agent(Box::new(agent)),
+                ring_timeout,
+            )
+        }
+        None => human?,
+    };
+    Some(crate::flow::Connect {
+        target,
+        queue_timeout,
+        ring_timeout,
+        campaign_id: Some(campaign_id),
+        contact_id: Some(contact.id),
+        custom,
+    })
+}
+
+/// A person's target as written (`connect_to`, or a transfer's target): a SIP URI, a number
+/// through the campaign's trunk (bridged, or transferred with REFER when `transfer` says so),
+/// or an agent pool (the longest-idle free agent, leased in the store), with how long the
+/// person may wait for it. A single target may ring for its whole ring timeout; a pool's caller
+/// waits at most `queue_timeout_secs` and is then abandoned (the abandon message).
+fn bridge_target(
+    connect_to: &str,
+    settings: &super::CampaignSettings,
+    profile: Option<&Profile>,
+    campaign_id: i64,
+    agents: &Arc<dyn crate::bridge::AgentSource>,
+) -> Option<(crate::bridge::BridgeTarget, Duration)> {
     use super::agents::ConnectTarget;
     let ring_timeout = Duration::from_secs(settings.agent_ring_timeout_secs.max(1) as u64);
     let queue_timeout = Duration::from_secs(settings.queue_timeout_secs.max(1) as u64);
-    let (target, queue_timeout) = match ConnectTarget::parse(&settings.connect_to) {
+    Some(match ConnectTarget::parse(connect_to) {
         ConnectTarget::None => return None,
         ConnectTarget::Sip(uri) if settings.transfer == super::model::Transfer::Refer => {
             (crate::bridge::BridgeTarget::Refer { uri }, ring_timeout)
@@ -677,19 +762,11 @@ fn connect_plan(
         ConnectTarget::Pool(name) => (
             crate::bridge::BridgeTarget::Pool {
                 name,
-                agents: agents(),
+                agents: agents.clone(),
                 agent_ring_timeout: ring_timeout,
             },
             queue_timeout,
         ),
-    };
-    Some(crate::flow::Connect {
-        target,
-        queue_timeout,
-        ring_timeout,
-        campaign_id: Some(campaign_id),
-        contact_id: Some(contact_id),
-        custom: Default::default(),
     })
 }
 
@@ -806,9 +883,13 @@ impl AttemptJob {
         let _enter = span.enter();
         drop(_enter);
         let started_at = now_ms();
-        let report = run_attempt(self.ua.clone(), plan.clone(), stop).await;
+        let destination = plan.destination.clone();
+        let report = run_attempt(self.ua.clone(), plan, stop).await;
         let ended_at = now_ms();
-        if let Err(e) = self.finish(&plan, report, started_at, ended_at).await {
+        if let Err(e) = self
+            .finish(&destination, report, started_at, ended_at)
+            .await
+        {
             tracing::error!(
                 campaign = self.campaign.id,
                 contact = self.contact.id,
@@ -823,7 +904,7 @@ impl AttemptJob {
 
     async fn finish(
         &self,
-        plan: &AttemptPlan,
+        destination: &str,
         report: Result<AttemptReport, super::attempt::AttemptError>,
         started_at: Millis,
         ended_at: Millis,
@@ -836,7 +917,7 @@ impl AttemptJob {
             sip_profile: self.profile_name.clone(),
             caller_id: settings.caller_id.clone(),
             billable_account: settings.billable_account.clone(),
-            destination: plan.destination.clone(),
+            destination: destination.to_string(),
             started_at,
             ended_at: Some(ended_at),
             amd_mode: Some(settings.amd_mode.as_str().to_string()),
@@ -893,7 +974,7 @@ impl AttemptJob {
         if report.as_ref().is_ok_and(|r| r.flow.dnc_requested) {
             // The callee chose the plan's "do not call" digit: never dialed again.
             self.store
-                .add_dnc(&plan.destination, "callee request (message plan)", ended_at)
+                .add_dnc(destination, "callee request (message plan)", ended_at)
                 .await?;
             tracing::info!(
                 campaign = self.campaign.id,

@@ -51,19 +51,47 @@ impl CallStatus {
     }
 }
 
+/// Turns a transfer target as a person writes it (a number, a `sip:` URI, an agent pool's
+/// name) into a bridge target; given by whoever placed the call (it knows the trunk and the
+/// pools).
+pub type Resolver = Arc<dyn Fn(&str) -> Result<BridgeTarget, String> + Send + Sync>;
+
 /// What the registry knows of one live call.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LiveCall {
     pub call_sid: String,
     /// The outdial account the call belongs to (`None`: a call placed from the CLI).
     pub account_id: Option<i64>,
     pub to: String,
     pub from: String,
+    /// When it was registered (ms since the epoch).
+    pub created_at_ms: i64,
     control: mpsc::UnboundedSender<Control>,
     status: watch::Receiver<CallStatus>,
+    resolve: Resolver,
+}
+
+impl std::fmt::Debug for LiveCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCall")
+            .field("call_sid", &self.call_sid)
+            .field("account_id", &self.account_id)
+            .field("status", &self.status())
+            .finish()
+    }
 }
 
 impl LiveCall {
+    /// Asks the call to hand its person to `target` (as a person writes it).
+    pub fn transfer(&self, target: &str) -> Result<(), String> {
+        let target = (self.resolve)(target)?;
+        if self.send(Control::Transfer { target }) {
+            Ok(())
+        } else {
+            Err("the call has ended".into())
+        }
+    }
+
     pub fn status(&self) -> CallStatus {
         *self.status.borrow()
     }
@@ -110,13 +138,14 @@ impl LiveCalls {
         LiveCalls::default()
     }
 
-    /// Registers a call about to be placed.
+    /// Registers a call about to be placed; `resolve` reads transfer targets for it.
     pub fn register(
         &self,
         call_sid: &str,
         account_id: Option<i64>,
         from: &str,
         to: &str,
+        resolve: Resolver,
     ) -> Registration {
         let (control, requests) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(CallStatus::Queued);
@@ -127,8 +156,10 @@ impl LiveCalls {
                 account_id,
                 to: to.to_string(),
                 from: from.to_string(),
+                created_at_ms: chrono::Utc::now().timestamp_millis(),
                 control,
                 status,
+                resolve,
             },
         );
         Registration {
@@ -142,6 +173,19 @@ impl LiveCalls {
     /// The live call with this SID.
     pub fn get(&self, call_sid: &str) -> Option<LiveCall> {
         self.calls.lock().get(call_sid).cloned()
+    }
+
+    /// The live calls of an account, oldest first.
+    pub fn of_account(&self, account_id: i64) -> Vec<LiveCall> {
+        let mut calls: Vec<LiveCall> = self
+            .calls
+            .lock()
+            .values()
+            .filter(|c| c.account_id == Some(account_id))
+            .cloned()
+            .collect();
+        calls.sort_by_key(|c| c.created_at_ms);
+        calls
     }
 
     /// How many calls are live.
@@ -161,7 +205,8 @@ mod tests {
     #[test]
     fn a_call_is_found_while_registered_and_gone_after() {
         let live = LiveCalls::new();
-        let mut reg = live.register("CA1", Some(7), "+1555", "+1666");
+        let resolve: Resolver = Arc::new(|t: &str| Ok(BridgeTarget::Refer { uri: t.to_string() }));
+        let mut reg = live.register("CA1", Some(7), "+1555", "+1666", resolve);
         let call = live.get("CA1").expect("registered");
         assert_eq!(call.account_id, Some(7));
         assert_eq!(call.status(), CallStatus::Queued);
@@ -172,6 +217,15 @@ mod tests {
             reg.requests.try_recv(),
             Ok(Control::Hangup { by: EndedBy::Agent })
         ));
+        call.transfer("sip:desk@example.com").expect("resolved");
+        assert!(matches!(
+            reg.requests.try_recv(),
+            Ok(Control::Transfer {
+                target: BridgeTarget::Refer { .. }
+            })
+        ));
+        assert_eq!(live.of_account(7).len(), 1);
+        assert!(live.of_account(8).is_empty());
         drop(reg);
         assert!(live.get("CA1").is_none());
         assert!(!call.send(Control::Hangup { by: EndedBy::Agent }));
