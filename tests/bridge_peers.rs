@@ -292,6 +292,7 @@ fn rfc4733_keys_become_tones_for_an_agent_without_telephone_event() {
     let callee_run = callee.wait(SIPP_WAIT);
     let agent_run = agent.wait(SIPP_WAIT);
     let (samples, packets, other) = capture.finish_all();
+    // What the agent's wire carried, to listen to when the test dir is kept.
     write_wav_8k(&d.join("agent-wire.wav"), &samples);
     assert!(run.status.success(), "{}", run.stderr);
     assert_eq!(bridge(&run)["answered"], true, "{}", run.json);
