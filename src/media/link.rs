@@ -12,6 +12,8 @@
 //!   any other pair (G.722 with the `g722` feature) through PCM with stateful coders;
 //! * passes telephone-events (RFC 4733) on with the sending leg's negotiated payload type, or
 //!   — when that leg has no telephone-event — sends the digit's tone as audio in their place;
+//!   zero-length events that start and end nothing (padding some senders send) go as silence
+//!   either way, never as a key;
 //! * sends the RFC 4733 packets queued on the sending leg (digits heard in-band on the other
 //!   leg) in place of audio, one per received packet, as a paced sender would.
 //!
@@ -54,7 +56,8 @@ pub enum Relayed {
     Transcoded,
     /// A telephone-event, with the sending leg's payload type.
     Event,
-    /// A telephone-event turned into 20 ms of the digit's tone (no telephone-event there).
+    /// A telephone-event turned into 20 ms of audio: the digit's tone (no telephone-event
+    /// there), or silence (the event's end, padding).
     Tone,
     /// A queued RFC 4733 packet, sent in place of the received audio.
     QueuedEvent,
@@ -125,42 +128,50 @@ impl RelayTx {
         let ts = packet.timestamp.wrapping_add(anchor.ts_offset);
         let ssrc = sender.ssrc();
         let relayed = match kind {
-            InKind::Event => match to.dtmf_pt {
-                Some(pt) => {
-                    write_rtp(out, marker, pt, seq, ts, ssrc, packet.payload);
-                    advance(sender, seq, ts);
-                    Relayed::Event
-                }
-                None => {
-                    // 20 ms of the digit in place of each event packet; silence once it ends.
-                    let (code, end) = (packet.payload[0], packet.payload.get(1).copied());
-                    match (digit_for_event(code), end.is_some_and(|b| b & 0x80 != 0)) {
-                        (Some(digit), false) => {
-                            let _ = self.tone.start(digit);
-                        }
-                        _ => self.tone.stop(),
+            InKind::Event => {
+                let p = packet.payload;
+                let end = p.get(1).is_some_and(|b| b & 0x80 != 0);
+                let length = p.get(2..4).map_or(0, |d| u16::from_be_bytes([d[0], d[1]]));
+                // A zero-length event that neither starts (marker) nor ends one is no key
+                // press: padding some senders (sipp's play_dtmf) send before their keys.
+                let padding = length == 0 && !end && !packet.marker;
+                match to.dtmf_pt {
+                    Some(pt) if !padding => {
+                        write_rtp(out, marker, pt, seq, ts, ssrc, p);
+                        advance(sender, seq, ts);
+                        Relayed::Event
                     }
-                    self.pcm.clear();
-                    self.pcm.resize(FRAME_SAMPLES, 0);
-                    self.tone.fill(&mut self.pcm);
-                    self.payload.clear();
-                    self.encoder.encode(to.codec, &self.pcm, &mut self.payload);
-                    // Event packets all carry the event's start: the audio goes on the
-                    // sending leg's running clock instead.
-                    let audio_ts = sender.next_timestamp();
-                    write_rtp(
-                        out,
-                        marker,
-                        to.codec.payload_type(),
-                        seq,
-                        audio_ts,
-                        ssrc,
-                        &self.payload,
-                    );
-                    advance(sender, seq, audio_ts.wrapping_add(FRAME_SAMPLES as u32));
-                    Relayed::Tone
+                    _ => {
+                        // 20 ms of the digit in place of each event packet; silence once it
+                        // ends, for padding, and for an event's first packet of length 0.
+                        match digit_for_event(p[0]) {
+                            Some(digit) if to.dtmf_pt.is_none() && !end && length > 0 => {
+                                let _ = self.tone.start(digit);
+                            }
+                            _ => self.tone.stop(),
+                        }
+                        self.pcm.clear();
+                        self.pcm.resize(FRAME_SAMPLES, 0);
+                        self.tone.fill(&mut self.pcm);
+                        self.payload.clear();
+                        self.encoder.encode(to.codec, &self.pcm, &mut self.payload);
+                        // Event packets all carry the event's start: the audio goes on the
+                        // sending leg's running clock instead.
+                        let audio_ts = sender.next_timestamp();
+                        write_rtp(
+                            out,
+                            marker,
+                            to.codec.payload_type(),
+                            seq,
+                            audio_ts,
+                            ssrc,
+                            &self.payload,
+                        );
+                        advance(sender, seq, audio_ts.wrapping_add(FRAME_SAMPLES as u32));
+                        Relayed::Tone
+                    }
                 }
-            },
+            }
             InKind::Audio(_) | InKind::Comfort => {
                 self.tone.stop();
                 let samples = packet.payload.len() as u32;
@@ -495,6 +506,98 @@ mod tests {
             seqs.windows(2).all(|w| w[1] == w[0] + 1),
             "no sequence gaps"
         );
+    }
+
+    #[test]
+    fn zero_length_events_become_silence_not_a_zero_key() {
+        let mut relay = RelayTx::new();
+        let mut sender = RtpSender::new(7, 0, 0);
+        let mut dtmf = Rfc4733Sender::new();
+        let mut out = Vec::new();
+        let to = OutStream {
+            codec: Codec::Pcmu,
+            dtmf_pt: None,
+        };
+        let mut detector = InbandDtmfDetector::new();
+        let mut heard = String::new();
+        let mut t = 0u64;
+        let mut seq = 1u16;
+        let mut send = |relay: &mut RelayTx, payload: [u8; 4], heard: &mut String| {
+            let p = packet(96, seq, 0, 1, &payload);
+            relay.forward(&p, InKind::Event, to, &mut dtmf, &mut sender, &mut out);
+            let mut pcm = Vec::new();
+            Codec::Pcmu.decode(parsed(&out).payload, &mut pcm);
+            if let Some(d) = detector.push(&pcm, t) {
+                heard.push(d.digit);
+            }
+            t += 20;
+            seq += 1;
+        };
+        // A sender padding with event 0 of length 0 for 400 ms (as sipp's play_dtmf does),
+        // then key 1: its first packet of length 0, then 200 ms, then end packets (silence).
+        for _ in 0..20 {
+            send(&mut relay, [0, 10, 0, 0], &mut heard);
+        }
+        for k in 0..11u16 {
+            let dur = k * 160;
+            send(&mut relay, [1, 10, (dur >> 8) as u8, dur as u8], &mut heard);
+        }
+        for _ in 0..13 {
+            send(&mut relay, [1, 0x80 | 10, 0x06, 0x40], &mut heard);
+        }
+        while let Some(d) = detector.next_digit() {
+            heard.push(d.digit);
+        }
+        assert_eq!(heard, "1", "the padding is no key");
+    }
+
+    #[test]
+    fn padding_events_reach_a_leg_with_telephone_event_as_silence() {
+        let mut relay = RelayTx::new();
+        let mut sender = RtpSender::new(7, 0, 0);
+        let mut dtmf = Rfc4733Sender::new();
+        let mut out = Vec::new();
+        let mut got = Vec::new();
+        // Padding (event 0, length 0, no marker), then key 1: its marked start of length 0,
+        // 20 ms on, its end.
+        let padding = packet(96, 1, 0, 1, &[0, 10, 0, 0]);
+        let r = relay.forward(
+            &padding,
+            InKind::Event,
+            PCMU_OUT,
+            &mut dtmf,
+            &mut sender,
+            &mut out,
+        );
+        assert_eq!(r, Relayed::Tone);
+        got.push(parsed(&out).payload_type);
+        assert_eq!(parsed(&out).payload, &[0xFFu8; 160][..], "µ-law silence");
+        let first = [1u8, 10, 0, 0];
+        let mut start = packet(96, 2, 160, 1, &first);
+        start.marker = true;
+        relay.forward(
+            &start,
+            InKind::Event,
+            PCMU_OUT,
+            &mut dtmf,
+            &mut sender,
+            &mut out,
+        );
+        got.push(parsed(&out).payload_type);
+        for (seq, payload) in [(3u16, [1u8, 10, 0, 160]), (4, [1, 0x80 | 10, 1, 64])] {
+            let p = packet(96, seq, 160, 1, &payload);
+            let r = relay.forward(
+                &p,
+                InKind::Event,
+                PCMU_OUT,
+                &mut dtmf,
+                &mut sender,
+                &mut out,
+            );
+            assert_eq!(r, Relayed::Event);
+            got.push(parsed(&out).payload_type);
+        }
+        assert_eq!(got, vec![0, 101, 101, 101]);
     }
 
     #[test]

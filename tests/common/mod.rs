@@ -615,6 +615,114 @@ pub fn best_correlation(reference: &[i16], received: &[i16], max_lag_samples: us
 }
 
 // ---------------------------------------------------------------------------------------------
+// DTMF as audio (independent of outdial's own tone code)
+// ---------------------------------------------------------------------------------------------
+
+const DTMF_ROWS_HZ: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+const DTMF_COLS_HZ: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+const DTMF_KEYPAD: [[char; 4]; 4] = [
+    ['1', '2', '3', 'A'],
+    ['4', '5', '6', 'B'],
+    ['7', '8', '9', 'C'],
+    ['*', '0', '#', 'D'],
+];
+
+/// Key presses as audio (8 kHz): `lead_ms` of silence, then per digit its row and column
+/// sines (each ≈ −10 dBm0) for `tone_ms` and `gap_ms` of silence.
+pub fn dtmf_tones(digits: &str, lead_ms: u32, tone_ms: u32, gap_ms: u32) -> Vec<i16> {
+    let mut out = vec![0i16; lead_ms as usize * 8];
+    for digit in digits.chars() {
+        let (row, col) = DTMF_KEYPAD
+            .iter()
+            .enumerate()
+            .find_map(|(r, keys)| keys.iter().position(|&k| k == digit).map(|c| (r, c)))
+            .unwrap_or_else(|| panic!("not a DTMF key: {digit:?}"));
+        let (f1, f2) = (DTMF_ROWS_HZ[row], DTMF_COLS_HZ[col]);
+        out.extend((0..tone_ms as usize * 8).map(|n| {
+            let t = n as f64 / 8000.0;
+            let tau = 2.0 * std::f64::consts::PI;
+            (7000.0 * ((tau * f1 * t).sin() + (tau * f2 * t).sin())) as i16
+        }));
+        out.extend(std::iter::repeat_n(0i16, gap_ms as usize * 8));
+    }
+    out
+}
+
+/// Power of `x` at `hz` (8 kHz), Goertzel, normalized so that a pure sine at `hz` holding all
+/// of the block's energy scores 1 when divided by the block's energy × N / 2.
+fn goertzel_power(x: &[f64], hz: f64) -> f64 {
+    let coeff = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &v in x {
+        let s0 = v + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - coeff * s1 * s2
+}
+
+/// The key presses in 8 kHz audio, in order, each once: a plain Goertzel detector over 20 ms
+/// blocks every 10 ms. A block counts for a key when the block is not quiet, its strongest
+/// row and column tones each hold ≥ 20 % of its energy and together ≥ 70 %; a key is pressed
+/// after 3 such blocks in a row (≈ 40 ms) and released after 2 blocks without it.
+pub fn decode_dtmf(samples: &[i16]) -> String {
+    const N: usize = 160;
+    const HOP: usize = 80;
+    let mut out = String::new();
+    let (mut candidate, mut run) = (None::<char>, 0u32);
+    let (mut pressed, mut missing) = (None::<char>, 0u32);
+    let mut start = 0;
+    while start + N <= samples.len() {
+        let block: Vec<f64> = samples[start..start + N]
+            .iter()
+            .map(|&s| f64::from(s))
+            .collect();
+        start += HOP;
+        let energy: f64 = block.iter().map(|v| v * v).sum();
+        let mut key = None;
+        if energy / N as f64 > 300.0 * 300.0 {
+            let share = |hz: f64| goertzel_power(&block, hz) / (energy * N as f64 / 2.0);
+            let best = |freqs: &[f64; 4]| {
+                freqs
+                    .iter()
+                    .map(|&f| share(f))
+                    .enumerate()
+                    .fold((0, 0.0), |b, (i, p)| if p > b.1 { (i, p) } else { b })
+            };
+            let (r, pr) = best(&DTMF_ROWS_HZ);
+            let (c, pc) = best(&DTMF_COLS_HZ);
+            if pr >= 0.2 && pc >= 0.2 && pr + pc >= 0.7 {
+                key = Some(DTMF_KEYPAD[r][c]);
+            }
+        }
+        if key.is_some() && key == candidate {
+            run += 1;
+        } else {
+            candidate = key;
+            run = u32::from(key.is_some());
+        }
+        match pressed {
+            Some(p) if key == Some(p) => missing = 0,
+            Some(_) => {
+                missing += 1;
+                if missing >= 2 {
+                    pressed = None;
+                }
+            }
+            None => {}
+        }
+        if pressed.is_none() && run >= 3 {
+            if let Some(k) = candidate {
+                out.push(k);
+                pressed = Some(k);
+                missing = 0;
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
 // peer processes
 // ---------------------------------------------------------------------------------------------
 
@@ -1152,12 +1260,20 @@ impl SippRun {
 // RTP capture (for checking what a peer sends)
 // ---------------------------------------------------------------------------------------------
 
-/// Listens on a UDP port and keeps the payloads of PT 0 (PCMU) packets, decoded.
+/// Listens on a UDP port and keeps the payloads of PT 0 (PCMU) packets, decoded; counts
+/// packets of any other payload type.
 pub struct RtpCapture {
     pub port: u16,
-    state: Arc<Mutex<(Vec<i16>, usize)>>,
+    state: Arc<Mutex<Captured>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     handle: Option<thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Captured {
+    samples: Vec<i16>,
+    packets: usize,
+    other: usize,
 }
 
 impl RtpCapture {
@@ -1166,21 +1282,27 @@ impl RtpCapture {
         let sock = UdpSocket::bind(("127.0.0.1", port)).expect("bind rtp capture");
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("read timeout");
-        let state = Arc::new(Mutex::new((Vec::new(), 0usize)));
+        let state = Arc::new(Mutex::new(Captured::default()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
         let handle = thread::spawn(move || {
             let mut buf = [0u8; 2048];
             while !sp.load(Ordering::Relaxed) {
                 if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                    if n > 12 && buf[1] & 0x7f == 0 {
-                        let cc = usize::from(buf[0] & 0x0f);
-                        let start = 12 + 4 * cc;
-                        if n > start {
-                            let mut g = st.lock().unwrap();
-                            g.0.extend(buf[start..n].iter().map(|&b| ulaw_decode(b)));
-                            g.1 += 1;
-                        }
+                    if n <= 12 {
+                        continue;
+                    }
+                    if buf[1] & 0x7f != 0 {
+                        st.lock().unwrap().other += 1;
+                        continue;
+                    }
+                    let cc = usize::from(buf[0] & 0x0f);
+                    let start = 12 + 4 * cc;
+                    if n > start {
+                        let mut g = st.lock().unwrap();
+                        g.samples
+                            .extend(buf[start..n].iter().map(|&b| ulaw_decode(b)));
+                        g.packets += 1;
                     }
                 }
             }
@@ -1194,12 +1316,19 @@ impl RtpCapture {
     }
 
     /// Stops listening; returns (decoded samples, packet count).
-    pub fn finish(mut self) -> (Vec<i16>, usize) {
+    pub fn finish(self) -> (Vec<i16>, usize) {
+        let (samples, packets, _) = self.finish_all();
+        (samples, packets)
+    }
+
+    /// Stops listening; returns (decoded PCMU samples, PCMU packets, packets of other types).
+    pub fn finish_all(mut self) -> (Vec<i16>, usize, usize) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
-        std::mem::take(&mut *self.state.lock().unwrap())
+        let c = std::mem::take(&mut *self.state.lock().unwrap());
+        (c.samples, c.packets, c.other)
     }
 }
 
@@ -1233,6 +1362,47 @@ pub struct Kamailio {
     pub port: u16,
 }
 
+/// kamailio running the config `text` (placeholders filled in) on 127.0.0.1:`port` (UDP and
+/// TCP) in `dir/kamailio-SEQ`, in the foreground, one worker; returns once it listens.
+fn spawn_kamailio(dir: &Path, seq: u64, port: u16, text: &str, extra_args: &[String]) -> Peer {
+    let kdir = dir.join(format!("kamailio-{seq}"));
+    let run = kdir.join("run");
+    fs::create_dir_all(&run).expect("kamailio dir");
+    let cfg_path = kdir.join("kamailio.cfg");
+    fs::write(&cfg_path, text).expect("write kamailio.cfg");
+    let mut args: Vec<String> = [
+        "-f",
+        &cfg_path.to_string_lossy(),
+        "-DD",
+        "-E",
+        "-n",
+        "1",
+        "-m",
+        "64",
+        "-M",
+        "8",
+        "-w",
+        &kdir.to_string_lossy(),
+        "-P",
+        &kdir.join("kamailio.pid").to_string_lossy(),
+        "-Y",
+        &run.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra_args.iter().cloned());
+    let mut peer = Peer::spawn(
+        "kamailio",
+        &kdir,
+        "kamailio",
+        &args,
+        kdir.join("kamailio.log"),
+    );
+    peer.wait_bound(port, true, true, Duration::from_secs(20));
+    peer
+}
+
 impl Kamailio {
     pub fn start(dir: &Path, cfg: &CarrierConfig) -> Kamailio {
         require_tool("kamailio");
@@ -1256,46 +1426,14 @@ impl Kamailio {
             .replace("@USERNAME@", &cfg.username)
             .replace("@PASSWORD@", &cfg.password)
             .replace("@UA_URI@", &cfg.ua_uri);
-        let kdir = dir.join(format!("kamailio-{seq}"));
-        let run = kdir.join("run");
-        fs::create_dir_all(&run).expect("kamailio dir");
-        let cfg_path = kdir.join("kamailio.cfg");
-        fs::write(&cfg_path, text).expect("write kamailio.cfg");
-        let mut args: Vec<String> = [
-            "-f",
-            &cfg_path.to_string_lossy(),
-            "-DD",
-            "-E",
-            "-n",
-            "1",
-            "-m",
-            "64",
-            "-M",
-            "8",
-            "-w",
-            &kdir.to_string_lossy(),
-            "-P",
-            &kdir.join("kamailio.pid").to_string_lossy(),
-            "-Y",
-            &run.to_string_lossy(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut extra = Vec::new();
         if cfg.register_with_401 {
-            args.extend(["-A".to_string(), "REG_WWW".to_string()]);
+            extra.extend(["-A".to_string(), "REG_WWW".to_string()]);
         }
         if cfg.sha256 {
-            args.extend(["-A".to_string(), "AUTH_SHA256".to_string()]);
+            extra.extend(["-A".to_string(), "AUTH_SHA256".to_string()]);
         }
-        let mut peer = Peer::spawn(
-            "kamailio",
-            &kdir,
-            "kamailio",
-            &args,
-            kdir.join("kamailio.log"),
-        );
-        peer.wait_bound(port, true, true, Duration::from_secs(20));
+        let peer = spawn_kamailio(dir, seq, port, &text, &extra);
         Kamailio { peer, port }
     }
 
@@ -1339,6 +1477,101 @@ impl Kamailio {
 }
 
 // ---------------------------------------------------------------------------------------------
+// kamailio: a registrar + proxy in front of agents
+// ---------------------------------------------------------------------------------------------
+
+/// kamailio running `tests/peers/kamailio-registrar.cfg` on 127.0.0.1 (UDP and TCP, same
+/// port): agents REGISTER to it (no auth), INVITEs to `sip:USER@127.0.0.1:PORT` are relayed to
+/// USER's registered contact, and it record-routes, so every in-dialog request passes it.
+pub struct Registrar {
+    peer: Peer,
+    pub port: u16,
+}
+
+impl Registrar {
+    pub fn start(dir: &Path) -> Registrar {
+        require_tool("kamailio");
+        let seq = next_seq();
+        let port = free_tcp_port();
+        let template = fs::read_to_string(repo_file("tests/peers/kamailio-registrar.cfg"))
+            .expect("read tests/peers/kamailio-registrar.cfg");
+        let text = template.replace("@PORT@", &port.to_string());
+        let peer = spawn_kamailio(dir, seq, port, &text, &[]);
+        Registrar { peer, port }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `sip:USER@127.0.0.1:PORT`: the AOR an agent registers, and where calls to it go.
+    pub fn aor(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.addr())
+    }
+
+    /// A baresip agent registering as `user` here, answering every call (see [`Baresip`]).
+    pub fn agent(&self, dir: &Path, user: &str, source_wav: &Path, control: bool) -> Baresip {
+        let agent = BaresipOptions {
+            register: Some((user.to_string(), self.addr())),
+            control,
+            ..BaresipOptions::default()
+        }
+        .start(dir, source_wav);
+        assert!(
+            self.wait_for(
+                &format!("REGISTER saved user={user} "),
+                Duration::from_secs(10)
+            ),
+            "{user} did not register; registrar log:\n{}\nbaresip log:\n{}",
+            tail(&self.log(), 40),
+            tail(&agent.log(), 40)
+        );
+        agent
+    }
+
+    /// Everything kamailio logged so far.
+    pub fn log(&self) -> String {
+        self.peer.log_text()
+    }
+
+    /// The `REGISTRAR …` decision lines (text after "REGISTRAR ").
+    pub fn lines(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split_once("REGISTRAR ").map(|(_, r)| r.to_string()))
+            .collect()
+    }
+
+    /// How many `REGISTRAR` lines start with `prefix` (e.g. "in-dialog BYE from").
+    pub fn count(&self, prefix: &str) -> usize {
+        self.lines()
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .count()
+    }
+
+    /// Waits up to `timeout` for a `REGISTRAR` line starting with `prefix`.
+    pub fn wait_for(&self, prefix: &str, timeout: Duration) -> bool {
+        self.wait_count(prefix, 1, timeout)
+    }
+
+    /// Waits up to `timeout` until `times` `REGISTRAR` lines start with `prefix`.
+    pub fn wait_count(&self, prefix: &str, times: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.count(prefix) >= times {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // baresip: a headless auto-answering phone
 // ---------------------------------------------------------------------------------------------
 
@@ -1358,6 +1591,38 @@ fn baresip_module_path() -> PathBuf {
         .expect("baresip modules (g711.so, aufile.so) not found: run `make setup`")
 }
 
+/// How a [`Baresip`] is set up beyond its source WAV.
+#[derive(Clone, Debug)]
+pub struct BaresipOptions {
+    /// Where it runs (default: 127.0.0.1 in our namespace).
+    pub at: At,
+    /// Codecs it offers and accepts, baresip's account syntax (default `pcmu,pcma`).
+    /// baresip always adds telephone-event (RFC 4733).
+    pub audio_codecs: String,
+    /// `(user, registrar host:port)`: it REGISTERs as `sip:user@registrar` (every 60 s)
+    /// and takes the calls routed to that AOR. Default: no registration.
+    pub register: Option<(String, String)>,
+    /// A command console ([`Baresip::command`]: hold, resume, hangup). Default: none.
+    pub control: bool,
+}
+
+impl Default for BaresipOptions {
+    fn default() -> Self {
+        BaresipOptions {
+            at: At::loopback(),
+            audio_codecs: "pcmu,pcma".into(),
+            register: None,
+            control: false,
+        }
+    }
+}
+
+impl BaresipOptions {
+    pub fn start(&self, dir: &Path, source_wav: &Path) -> Baresip {
+        Baresip::start_with(dir, source_wav, self)
+    }
+}
+
 /// baresip answering every call at once, playing `source.wav` as its microphone (padded with
 /// 20 s of silence; baresip hangs up when its source ends) and recording what it receives
 /// into `rec/*-dec.wav` (sndfile).
@@ -1366,6 +1631,8 @@ pub struct Baresip {
     /// The address it listens on.
     pub ip: String,
     pub port: u16,
+    /// Its command console's UDP port ([`BaresipOptions::control`]).
+    pub control_port: Option<u16>,
     pub dir: PathBuf,
     pub rec_dir: PathBuf,
     /// The exact audio baresip sends (8 kHz mono, padded; 16 kHz for G.722).
@@ -1390,7 +1657,19 @@ impl Baresip {
         at: &At,
         audio_codecs: &str,
     ) -> Baresip {
+        BaresipOptions {
+            at: at.clone(),
+            audio_codecs: audio_codecs.to_string(),
+            ..BaresipOptions::default()
+        }
+        .start(dir, source_wav)
+    }
+
+    /// baresip as configured by `opts` (see [`BaresipOptions`]).
+    pub fn start_with(dir: &Path, source_wav: &Path, opts: &BaresipOptions) -> Baresip {
         require_tool("baresip");
+        let at = &opts.at;
+        let audio_codecs = opts.audio_codecs.as_str();
         let seq = next_seq();
         let bdir = dir.join(format!("baresip-{seq}"));
         let rec_dir = bdir.join("rec");
@@ -1414,6 +1693,17 @@ impl Baresip {
         // baresip listens on PORT (UDP, TCP) and PORT + 1 (TLS)
         let port = reserve_ports(2, true);
         let (rtp_lo, rtp_hi) = free_rtp_range(20);
+        // The command console (cons: one command per UDP datagram, menu's commands).
+        let control_port = opts.control.then(free_udp_port);
+        let control = match control_port {
+            Some(p) => format!(
+                "module\t\t\tmenu.so\n\
+                 module\t\t\tcons.so\n\
+                 cons_listen\t\t{ip}:{p}\n",
+                ip = at.ip
+            ),
+            None => String::new(),
+        };
         let config = format!(
             "poll_method\t\tepoll\n\
              sip_listen\t\t{ip}:{port}\n\
@@ -1434,6 +1724,7 @@ impl Baresip {
              module\t\t\taufile.so\n\
              module\t\t\taubridge.so\n\
              module\t\t\tsndfile.so\n\
+             {control}\
              module_tmp\t\taccount.so\n\
              snd_path\t\t{rec}\n",
             ip = at.ip,
@@ -1443,12 +1734,15 @@ impl Baresip {
             rec = rec_dir.display(),
         );
         fs::write(bdir.join("config"), config).expect("write baresip config");
+        // Registered: the AOR is USER at the registrar (REGISTER every `regint` s, the
+        // registrar's address as the AOR's host). Otherwise: no registration.
+        let account = match &opts.register {
+            Some((user, registrar)) => format!("<sip:{user}@{registrar}>;regint=60"),
+            None => format!("<sip:baresip@{}>;regint=0", at.ip),
+        };
         fs::write(
             bdir.join("accounts"),
-            format!(
-                "<sip:baresip@{}>;regint=0;answermode=auto;audio_codecs={audio_codecs}\n",
-                at.ip
-            ),
+            format!("{account};answermode=auto;audio_codecs={audio_codecs}\n"),
         )
         .expect("write baresip accounts");
         let args = vec!["-f".to_string(), bdir.to_string_lossy().into_owned()];
@@ -1461,13 +1755,42 @@ impl Baresip {
             bdir.join("baresip.log"),
         );
         peer.wait_bound(port, true, true, Duration::from_secs(15));
+        if let Some(p) = control_port {
+            peer.wait_bound(p, true, false, Duration::from_secs(15));
+        }
         Baresip {
             peer,
             ip: at.ip.clone(),
             port,
+            control_port,
             dir: bdir,
             rec_dir,
             source,
+        }
+    }
+
+    /// Sends one console command (menu's long form without the slash: `hold`, `resume`,
+    /// `hangup`). Needs [`BaresipOptions::control`].
+    pub fn command(&self, cmd: &str) {
+        let port = self
+            .control_port
+            .expect("baresip was started without its command console (BaresipOptions::control)");
+        let sock = UdpSocket::bind((self.ip.as_str(), 0)).expect("bind for a baresip command");
+        sock.send_to(format!("/{cmd}\n").as_bytes(), (self.ip.as_str(), port))
+            .expect("send a baresip command");
+    }
+
+    /// Waits up to `timeout` until its log holds `needle` at least `times` times.
+    pub fn wait_log(&self, needle: &str, times: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().matches(needle).count() >= times {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
         }
     }
 
