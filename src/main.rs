@@ -23,7 +23,7 @@ mod amd_cli;
 
 /// Milliseconds since the Unix epoch (what the store counts in).
 fn now_ms() -> i64 {
-    outdial::campaign::engine::now_ms()
+    outdial::dialer::engine::now_ms()
 }
 
 /// Opens (and migrates) the campaign store the configuration names.
@@ -741,11 +741,11 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         std::process::id()
     );
     let data_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let (engine, engine_task) = outdial::campaign::engine::spawn(
+    let (engine, engine_task) = outdial::dialer::engine::spawn(
         store.clone(),
         ua.clone(),
         config.clone(),
-        outdial::campaign::engine::EngineOptions {
+        outdial::dialer::engine::EngineOptions {
             node,
             recordings_dir: data_dir.join("recordings"),
             media_dir: config.media.dir.clone(),

@@ -22,15 +22,17 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::agents::{ConnectTarget, Pool};
 use super::attempt::{run_attempt, AttemptPlan, AttemptReport, MAX_CALL};
-use super::contact_tz::zones_for_contact;
-use super::hours::CompiledHours;
-use super::model::{AmdMode, MachineAction};
-use super::pacing::{handle_ms, AbandonWindow, MeasuredRates, PacingInput};
-use super::retry::{after_attempt, AttemptResult};
-use super::scheduler::{CampaignView, Candidate, Scheduler};
-use super::{Campaign, CampaignStatus, Contact, ContactStatus, Millis};
+use crate::campaign::agents::{ConnectTarget, Pool};
+use crate::campaign::contact_tz::zones_for_contact;
+use crate::campaign::hours::CompiledHours;
+use crate::campaign::model::{AmdMode, MachineAction, Transfer};
+use crate::campaign::pacing::{handle_ms, AbandonWindow, MeasuredRates, PacingInput};
+use crate::campaign::retry::{after_attempt, AttemptResult};
+use crate::campaign::scheduler::{CampaignView, Candidate, Scheduler};
+use crate::campaign::{
+    BusinessHoursSpec, Campaign, CampaignSettings, CampaignStatus, Contact, ContactStatus, Millis,
+};
 use crate::config::{Config, Profile};
 use crate::media::wav::load_wav_8k_mono;
 use crate::sip::UserAgent;
@@ -135,7 +137,7 @@ struct Engine {
     /// Live attempts by contact id.
     live: HashMap<i64, Live>,
     /// Compiled business hours by schedule id (with the spec they came from).
-    hours: HashMap<i64, (super::BusinessHoursSpec, Arc<CompiledHours>)>,
+    hours: HashMap<i64, (BusinessHoursSpec, Arc<CompiledHours>)>,
     /// Loaded WAV messages by path.
     /// Loaded WAVs by (owner account, file name).
     messages: HashMap<(Option<i64>, String), Arc<Vec<i16>>>,
@@ -642,21 +644,20 @@ impl Engine {
 /// or an agent pool (the longest-idle free agent, leased in the store). A single target may ring for its whole ring timeout; a pool's caller waits at most
 /// `queue_timeout_secs` and is then abandoned (the abandon message).
 fn connect_plan(
-    settings: &super::CampaignSettings,
+    settings: &CampaignSettings,
     profile: Option<&Profile>,
     campaign_id: i64,
     contact_id: i64,
     agents: impl FnOnce() -> Arc<dyn crate::bridge::AgentSource>,
 ) -> Option<crate::flow::Connect> {
-    use super::agents::ConnectTarget;
     let ring_timeout = Duration::from_secs(settings.agent_ring_timeout_secs.max(1) as u64);
     let queue_timeout = Duration::from_secs(settings.queue_timeout_secs.max(1) as u64);
     let (target, queue_timeout) = match ConnectTarget::parse(&settings.connect_to) {
         ConnectTarget::None => return None,
-        ConnectTarget::Sip(uri) if settings.transfer == super::model::Transfer::Refer => {
+        ConnectTarget::Sip(uri) if settings.transfer == Transfer::Refer => {
             (crate::bridge::BridgeTarget::Refer { uri }, ring_timeout)
         }
-        ConnectTarget::Number(number) if settings.transfer == super::model::Transfer::Refer => {
+        ConnectTarget::Number(number) if settings.transfer == Transfer::Refer => {
             let uri = match profile.map(|p| crate::sip::ua::trunk_uri(p, Some(&number))) {
                 Some(Ok(uri)) => uri.to_string(),
                 Some(Err(e)) => {
@@ -773,7 +774,7 @@ fn bridge_record(r: &AttemptReport) -> crate::store::attempts::BridgeRecord {
     rec.ended_by = b.ended_by;
     // TSR: not connected within 2 s of the greeting counts, even if connected later.
     rec.abandoned = r.flow.abandoned
-        || super::agents::counts_as_abandoned(
+        || crate::campaign::agents::counts_as_abandoned(
             b.answered,
             r.flow
                 .queue_wait_ms
