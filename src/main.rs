@@ -550,6 +550,7 @@ fn print_summary(report: &outdial::flow::FlowReport, json: bool) -> anyhow::Resu
     if json {
         let mut value = serde_json::to_value(s)?;
         if let Some(obj) = value.as_object_mut() {
+            obj.insert("ended_by".into(), serde_json::to_value(report.ended_by)?);
             if let Some(r) = amd {
                 obj.insert("amd".into(), serde_json::to_value(r)?);
             }
@@ -576,10 +577,7 @@ fn print_summary(report: &outdial::flow::FlowReport, json: bool) -> anyhow::Resu
                 b.sip_code.map_or("-".to_string(), |c| c.to_string()),
                 b.bridge_ms.map_or("-".to_string(), |v| v.to_string()),
                 b.talk_ms,
-                b.ended_by
-                    .and_then(|e| serde_json::to_value(e).ok())
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "-".into()),
+                b.ended_by.map_or("-", |e| e.as_str()),
             );
         }
         if let Some(r) = amd {

@@ -771,7 +771,6 @@ fn bridge_record(r: &AttemptReport) -> crate::store::attempts::BridgeRecord {
     rec.bridge_start_at = rec.agent_answer_at;
     rec.bridge_end_at = rec.bridge_start_at.map(|s| s + b.talk_ms as i64);
     rec.talk_ms = b.answered.then_some(b.talk_ms as i64);
-    rec.ended_by = b.ended_by;
     // TSR: not connected within 2 s of the greeting counts, even if connected later.
     rec.abandoned = r.flow.abandoned
         || crate::campaign::agents::counts_as_abandoned(
@@ -852,12 +851,7 @@ impl AttemptJob {
                 record.sip_code = s.sip_code.map(i64::from);
                 record.reason = s.reason.clone();
                 record.outcome = s.outcome.as_str().to_string();
-                record.hangup = s.hangup.map(|h| {
-                    serde_json::to_value(h)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                });
+                record.ended_by = r.ended_by;
                 record.codec = s.codec.map(str::to_string);
                 record.rtp_sent = s.rtp.sent as i64;
                 record.rtp_received = s.rtp.received as i64;

@@ -21,7 +21,7 @@ use super::steps::Step;
 use super::tap::AmdTap;
 use crate::amd::{Amd, AmdResult};
 use crate::bridge::{
-    self, Bridge, BridgeContext, BridgeEvent, BridgeReport, BridgeTarget, EndedBy,
+    self, leg_ended_by, Bridge, BridgeContext, BridgeEvent, BridgeReport, BridgeTarget, EndedBy,
 };
 use crate::call::{Call, CallError, CallEvent, CallRequest, CallSummary};
 use crate::campaign::model::MachineAction;
@@ -90,6 +90,9 @@ impl FlowPlan {
 #[derive(Debug, Clone)]
 pub struct FlowReport {
     pub summary: CallSummary,
+    /// Who or what ended the call (`None`: never answered): a connected bridge's answer (the
+    /// agent's BYE ends the callee's leg from our side), else the callee leg's.
+    pub ended_by: Option<EndedBy>,
     /// The detector's result, when the plan asked for detection and the call was answered.
     pub amd: Option<AmdResult>,
     pub bridge: Option<BridgeReport>,
@@ -193,10 +196,11 @@ pub async fn run(
                 Some(CallEvent::Ended(summary)) => {
                     if let Some(b) = run.bridge.as_mut() {
                         // The callee's BYE, or ours (a limit, a stop).
-                        b.stop(match summary.hangup {
-                            Some(crate::call::Hangup::Remote) => EndedBy::Callee,
-                            _ => EndedBy::System,
-                        });
+                        b.stop(
+                            summary
+                                .hangup
+                                .map_or(EndedBy::System, |h| leg_ended_by(h, EndedBy::Callee)),
+                        );
                     }
                     run.feed(Input::CalleeEnded, tap.as_ref()).await;
                     break Some(summary);
@@ -263,8 +267,13 @@ pub async fn run(
         None => None,
     };
     let summary = summary.ok_or(FlowError::NoSummary)?;
+    let ended_by = bridge
+        .as_ref()
+        .and_then(|b| b.ended_by)
+        .or_else(|| summary.hangup.map(|h| leg_ended_by(h, EndedBy::Callee)));
     Ok(FlowReport {
         summary,
+        ended_by,
         amd,
         bridge,
         flow,
