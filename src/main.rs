@@ -23,7 +23,7 @@ mod amd_cli;
 
 /// Milliseconds since the Unix epoch (what the store counts in).
 fn now_ms() -> i64 {
-    outdial::campaign::engine::now_ms()
+    outdial::dialer::engine::now_ms()
 }
 
 /// Opens (and migrates) the campaign store the configuration names.
@@ -685,6 +685,7 @@ fn print_summary(report: &outdial::flow::FlowReport, json: bool) -> anyhow::Resu
     if json {
         let mut value = serde_json::to_value(s)?;
         if let Some(obj) = value.as_object_mut() {
+            obj.insert("ended_by".into(), serde_json::to_value(report.ended_by)?);
             if let Some(r) = amd {
                 obj.insert("amd".into(), serde_json::to_value(r)?);
             }
@@ -714,10 +715,7 @@ fn print_summary(report: &outdial::flow::FlowReport, json: bool) -> anyhow::Resu
                 b.sip_code.map_or("-".to_string(), |c| c.to_string()),
                 b.bridge_ms.map_or("-".to_string(), |v| v.to_string()),
                 b.talk_ms,
-                b.ended_by
-                    .and_then(|e| serde_json::to_value(e).ok())
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "-".into()),
+                b.ended_by.map_or("-", |e| e.as_str()),
             );
         }
         if let Some(r) = amd {
@@ -880,11 +878,11 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     );
     let data_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let live = outdial::flow::control::LiveCalls::new();
-    let (engine, engine_task) = outdial::campaign::engine::spawn(
+    let (engine, engine_task) = outdial::dialer::engine::spawn(
         store.clone(),
         ua.clone(),
         config.clone(),
-        outdial::campaign::engine::EngineOptions {
+        outdial::dialer::engine::EngineOptions {
             node,
             recordings_dir: data_dir.join("recordings"),
             media_dir: config.media.dir.clone(),

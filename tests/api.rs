@@ -2028,13 +2028,13 @@ async fn predictive_campaigns_and_the_abandon_report(db: Db) {
             started_at: now - 60_000,
             outcome: "answered".into(),
             answered_by: answered_by.map(str::to_string),
+            ended_by: talk.map(|_| EndedBy::Callee),
             bridge: BridgeRecord {
                 agent_id: talk.map(|_| agent["id"].as_i64().unwrap()),
                 agent_name: talk.map(|_| "a1".to_string()),
                 agent_call_id: talk.map(|_| "agent-leg@outdial".to_string()),
                 talk_ms: talk,
                 agent_idle_ms: talk.map(|t| t / 3),
-                ended_by: talk.map(|_| EndedBy::Callee),
                 queue_wait_ms: Some(wait),
                 abandoned,
                 ..BridgeRecord::default()
@@ -2085,6 +2085,11 @@ async fn predictive_campaigns_and_the_abandon_report(db: Db) {
             && a["agent_name"] == "a1"
             && a["talk_ms"] == 60_000));
     assert_eq!(items.iter().filter(|a| a["abandoned"] == true).count(), 2);
+    // One word for who ended the call: no leg-level `hangup` beside `ended_by`.
+    assert!(
+        items.iter().all(|a| a.get("hangup").is_none()),
+        "{attempts}"
+    );
     s.stop().await;
 }
 

@@ -46,7 +46,7 @@ fn callee_bye_ends_the_agent_leg_too() {
     let callee_run = callee.wait(SIPP_WAIT);
     assert!(run.status.success(), "{}", run.stderr);
     assert_eq!(run.outcome(), "answered", "{}", run.json);
-    assert_eq!(run.json["hangup"], "remote", "{}", run.json);
+    assert_eq!(run.json["ended_by"], "callee", "{}", run.json);
     let b = bridge(&run);
     assert_eq!(b["answered"], true, "{}", run.json);
     assert_eq!(b["kind"], "sip");
@@ -95,7 +95,8 @@ fn agent_bye_ends_the_callee_leg_too() {
     let agent_run = agent.wait(SIPP_WAIT);
     let callee_run = callee.wait(SIPP_WAIT);
     assert!(run.status.success(), "{}", run.stderr);
-    assert_eq!(run.json["hangup"], "local", "{}", run.json);
+    // Our BYE on the callee's leg followed the agent's: the call was ended by the agent.
+    assert_eq!(run.json["ended_by"], "agent", "{}", run.json);
     let b = bridge(&run);
     assert_eq!(b["answered"], true, "{}", run.json);
     assert_eq!(b["ended_by"], "agent", "{}", run.json);
@@ -129,7 +130,7 @@ fn busy_agent_is_not_bridged_and_the_callee_is_released() {
     assert_eq!(b["sip_code"], 486, "{}", run.json);
     assert!(b["ended_by"].is_null(), "{}", run.json);
     assert_eq!(b["talk_ms"], 0);
-    assert_eq!(run.json["hangup"], "local", "{}", run.json);
+    assert_eq!(run.json["ended_by"], "system", "{}", run.json);
     assert!(
         run.elapsed < Duration::from_secs(10),
         "released at once: {:?}",
@@ -199,7 +200,7 @@ fn refer_transfer_releases_our_leg_once_the_target_answered() {
     );
     let callee_run = callee.wait(SIPP_WAIT);
     assert!(run.status.success(), "{}", run.stderr);
-    assert_eq!(run.json["hangup"], "transferred", "{}", run.json);
+    assert_eq!(run.json["ended_by"], "transferred", "{}", run.json);
     let b = bridge(&run);
     assert_eq!(b["kind"], "refer", "{}", run.json);
     assert_eq!(b["answered"], true, "{}", run.json);
@@ -250,10 +251,14 @@ fn bridged_audio_crosses_both_ways_pcma_callee_to_pcmu_agent() {
     assert!(run.status.success(), "{}", run.stderr);
     assert_eq!(run.outcome(), "answered", "{}", run.json);
     assert_eq!(run.json["codec"], "PCMA", "{}", run.json);
-    assert_eq!(run.json["hangup"], "max_duration", "{}", run.json);
+    assert_eq!(run.json["ended_by"], "max_duration", "{}", run.json);
     let b = bridge(&run);
     assert_eq!(b["answered"], true, "{}", run.json);
-    assert_eq!(b["ended_by"], "system", "our limit ended it: {}", run.json);
+    assert_eq!(
+        b["ended_by"], "max_duration",
+        "our limit ended it: {}",
+        run.json
+    );
     assert_eq!(agent.calls_established(), 1);
 
     let agent_heard = agent.received_recording(Duration::from_secs(15));
@@ -367,7 +372,7 @@ fn busy_target_abandons_the_person_with_the_message_within_2_s() {
     assert_eq!(b["answered"], false, "{}", run.json);
     assert_eq!(b["abandoned"], true, "{}", run.json);
     assert_eq!(
-        run.json["hangup"], "local",
+        run.json["ended_by"], "system",
         "hung up after the message: {}",
         run.json
     );

@@ -203,6 +203,10 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
                 "no audio heard: {a}"
             );
             assert!(a["duration_ms"].as_i64().unwrap_or(0) > 500, "{a}");
+            // sipp waits for our BYE once the message has played.
+            assert_eq!(a["ended_by"], "system", "{a}");
+        } else {
+            assert!(a["ended_by"].is_null(), "{a}");
         }
     }
     assert_eq!(codes.get(&200), Some(&12), "{codes:?}");

@@ -53,7 +53,7 @@ fn reinvite_hold_unhold_options_info_keep_the_call() {
         common::tail(&run.messages, 60)
     );
     assert_eq!(call.outcome(), "answered", "{}", call.json);
-    assert_eq!(call.json["hangup"], "remote", "{}", call.json);
+    assert_eq!(call.json["ended_by"], "callee", "{}", call.json);
     let packets = counter.join().expect("counter");
     assert!(
         packets >= 10,

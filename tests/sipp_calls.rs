@@ -29,7 +29,7 @@ fn assert_ok_exit(run: &CallRun) {
 
 fn assert_no_answer_fields(run: &CallRun) {
     assert!(run.json["answer_ms"].is_null(), "{}", run.json);
-    assert!(run.json["hangup"].is_null(), "{}", run.json);
+    assert!(run.json["ended_by"].is_null(), "{}", run.json);
     assert!(
         run.json["call_id"].as_str().is_some_and(|c| !c.is_empty()),
         "{}",
@@ -70,7 +70,7 @@ fn answered_with_audio(name: &str, transport: Transport) {
     assert_eq!(run.outcome(), "answered", "{}", run.json);
     assert_eq!(run.sip_code(), Some(200), "{}", run.json);
     assert_eq!(run.json["reason"], "OK", "{}", run.json);
-    assert_eq!(run.json["hangup"], "local", "{}", run.json);
+    assert_eq!(run.json["ended_by"], "system", "{}", run.json);
     assert_eq!(run.json["codec"], "PCMU", "{}", run.json);
     assert!(run.json["answer_ms"].is_u64(), "{}", run.json);
     assert!(run.json["ring_ms"].is_u64(), "{}", run.json);
@@ -235,7 +235,7 @@ fn early_media_before_answer_is_counted() {
         "2 s of early media, but early_media.received = {early}: {}",
         run.json
     );
-    assert_eq!(run.json["hangup"], "max_duration", "{}", run.json);
+    assert_eq!(run.json["ended_by"], "max_duration", "{}", run.json);
     let answer_ms = run.json["answer_ms"].as_u64().unwrap_or(0);
     assert!(answer_ms >= 1800, "answer_ms = {answer_ms}: {}", run.json);
     sipp_run.assert_passed("early media (needs our ACK and BYE)");
@@ -256,7 +256,7 @@ fn remote_bye_ends_the_call() {
     let sipp_run = sipp.wait(SIPP_WAIT);
     assert_ok_exit(&run);
     assert_eq!(run.outcome(), "answered", "{}", run.json);
-    assert_eq!(run.json["hangup"], "remote", "{}", run.json);
+    assert_eq!(run.json["ended_by"], "callee", "{}", run.json);
     let duration = run.json["duration_ms"].as_u64().unwrap_or(0);
     assert!(
         (1800..6000).contains(&duration),

@@ -56,10 +56,35 @@ async fn drop_database(admin: &str, name: &str) {
     }
 }
 
+/// A new SQLite file's URL (nothing in it yet) and the folder holding it.
+fn empty_sqlite() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    (url, dir)
+}
+
+/// A new, empty PostgreSQL database: its URL, the admin URL and its name (to drop it).
+async fn empty_postgres() -> (String, String, String) {
+    let admin = admin_url();
+    let mut conn = match sqlx::PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "PostgreSQL is unreachable at {admin} ({e}); these tests need it \
+             (start it, or point OUTDIAL_TEST_POSTGRES_URL at one)"
+        ),
+    };
+    let name = format!("outdial_t_{:016x}", rand::random::<u64>());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create the test database");
+    conn.close().await.ok();
+    (with_database(&admin, &name), admin, name)
+}
+
 impl TestDb {
     async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let (url, dir) = empty_sqlite();
         let store = Store::open(&url).await.expect("open sqlite store");
         TestDb {
             store,
@@ -70,21 +95,7 @@ impl TestDb {
     }
 
     async fn postgres() -> TestDb {
-        let admin = admin_url();
-        let mut conn = match sqlx::PgConnection::connect(&admin).await {
-            Ok(c) => c,
-            Err(e) => panic!(
-                "PostgreSQL is unreachable at {admin} ({e}); these tests need it \
-                 (start it, or point OUTDIAL_TEST_POSTGRES_URL at one)"
-            ),
-        };
-        let name = format!("outdial_t_{:016x}", rand::random::<u64>());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create the test database");
-        conn.close().await.ok();
-        let url = with_database(&admin, &name);
+        let (url, admin, name) = empty_postgres().await;
         let store = Store::open(&url).await.expect("open postgres store");
         TestDb {
             store,
@@ -160,6 +171,76 @@ both!(
     agent_lease_is_exclusive_and_release_starts_wrap_up,
     abandons_count_people_over_the_rolling_30_days,
 );
+
+/// Attempts stored before `ended_by` covered every answered call (schema 5: the callee
+/// leg's `hangup` word beside the bridge's `ended_by`) read in today's words once the
+/// store migrates.
+mod old_hangup_words_read_as_ended_by {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let (url, dir) = super::empty_sqlite();
+        super::old_hangup_words_read_as_ended_by(&format!("{url}?mode=rwc"), &url, "sqlite").await;
+        drop(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let (url, admin, name) = super::empty_postgres().await;
+        super::old_hangup_words_read_as_ended_by(&url, &url, "postgres").await;
+        super::drop_database(&admin, &name).await;
+    }
+}
+
+async fn old_hangup_words_read_as_ended_by(create_url: &str, url: &str, engine: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(create_url).await.unwrap();
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(engine);
+    let mut schema_5 = sqlx::migrate::Migrator::new(folder).await.unwrap();
+    schema_5.migrations = schema_5
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    schema_5.run(&pool).await.unwrap();
+    // (hangup, ended_by) as schema 5 stored them → ended_by today.
+    let rows = [
+        (Some("remote"), None, Some(EndedBy::Callee)),
+        (Some("local"), None, Some(EndedBy::System)),
+        (Some("max_duration"), None, Some(EndedBy::MaxDuration)),
+        (Some("transferred"), None, Some(EndedBy::Transferred)),
+        // A bridged call the agent ended: the bridge's word stays.
+        (Some("local"), Some("agent"), Some(EndedBy::Agent)),
+        (Some("remote"), Some("callee"), Some(EndedBy::Callee)),
+        // Never answered.
+        (None, None, None),
+    ];
+    let mut ids = Vec::new();
+    for (hangup, ended_by, _) in rows {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO call_attempts (started_at, outcome, hangup, ended_by) \
+             VALUES ($1, 'answered', $2, $3) RETURNING id",
+        )
+        .bind(NOW)
+        .bind(hangup.map(str::to_string))
+        .bind(ended_by.map(str::to_string))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    pool.close().await;
+
+    let store = Store::open(url).await.expect("migrate to today's schema");
+    for (id, (hangup, ended_by, want)) in ids.into_iter().zip(rows) {
+        let got = store.get_attempt(id).await.unwrap().record.ended_by;
+        assert_eq!(got, want, "hangup {hangup:?}, ended_by {ended_by:?}");
+    }
+    store.close().await;
+}
 
 fn settings(name: &str) -> CampaignSettings {
     CampaignSettings {
@@ -1040,7 +1121,7 @@ fn full_record(campaign_id: i64, contact_id: i64) -> AttemptRecord {
         sip_code: Some(200),
         reason: "OK".into(),
         outcome: "answered".into(),
-        hangup: Some("callee".into()),
+        ended_by: Some(EndedBy::Agent),
         codec: Some("PCMU".into()),
         amd_mode: Some("heuristic".into()),
         amd_verdict: Some("MACHINE".into()),
@@ -1067,7 +1148,6 @@ fn full_record(campaign_id: i64, contact_id: i64) -> AttemptRecord {
             bridge_start_at: Some(NOW + 9_850),
             bridge_end_at: Some(NOW + 24_850),
             talk_ms: Some(15_000),
-            ended_by: Some(EndedBy::Agent),
             queue_wait_ms: Some(1_450),
             agent_idle_ms: Some(42_000),
             abandoned: false,
@@ -2111,7 +2191,6 @@ async fn abandons_count_people_over_the_rolling_30_days(db: &TestDb) {
         bridge_start_at: Some(NOW - DAY + 5_400),
         bridge_end_at: Some(NOW - DAY + 65_400),
         talk_ms: Some(60_000),
-        ended_by: Some(EndedBy::Callee),
         queue_wait_ms: Some(400),
         agent_idle_ms: Some(20_000),
         abandoned: false,

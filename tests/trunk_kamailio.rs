@@ -143,7 +143,7 @@ fn registered_trunk_call_reaches_baresip_with_audio_both_ways() {
     );
     assert_eq!(run.outcome(), "answered", "{}\ncarrier:\n{lines}", run.json);
     assert_eq!(run.sip_code(), Some(200), "{}", run.json);
-    assert_eq!(run.json["hangup"], "local", "{}", run.json);
+    assert_eq!(run.json["ended_by"], "system", "{}", run.json);
     assert_eq!(run.json["codec"], "PCMU", "{}", run.json);
     let (sent, received) = run.rtp();
     assert!(sent > 100 && received > 100, "{}", run.json);

@@ -61,7 +61,7 @@ word_schema! {
     Pacing => "Pacing", "How a campaign decides how many calls to place.";
     Transfer => "Transfer", "How a person is handed to connect_to: bridge or refer.";
     AgentState => "AgentState", "An agent's state (ready and logged_out are accepted too).";
-    EndedBy => "EndedBy", "Who ended a bridged call.";
+    EndedBy => "EndedBy", "Who or what ended an answered call.";
 }
 
 /// Every route of the API with its documentation.

@@ -239,7 +239,9 @@ pub struct AttemptView {
     pub reason: String,
     /// answered, busy, rejected, no_answer, unavailable, invalid_number, failed, …
     pub outcome: String,
-    pub hangup: Option<String>,
+    /// Who or what ended the call: callee, agent, system, max_duration or transferred
+    /// (`null`: never answered).
+    pub ended_by: Option<EndedBy>,
     pub codec: Option<String>,
     pub amd_mode: Option<String>,
     pub amd_verdict: Option<String>,
@@ -272,8 +274,6 @@ pub struct AttemptView {
     pub bridge_start_at: Option<Millis>,
     pub bridge_end_at: Option<Millis>,
     pub talk_ms: Option<i64>,
-    /// callee, agent or system.
-    pub ended_by: Option<EndedBy>,
     /// Greeting → agent answer (or → abandon), ms.
     pub queue_wait_ms: Option<i64>,
     /// How long the agent had been free before this call.
@@ -305,7 +305,7 @@ impl From<CallAttempt> for AttemptView {
             sip_code: r.sip_code,
             reason: r.reason,
             outcome: r.outcome,
-            hangup: r.hangup,
+            ended_by: r.ended_by,
             codec: r.codec,
             amd_mode: r.amd_mode,
             amd_verdict: r.amd_verdict,
@@ -331,7 +331,6 @@ impl From<CallAttempt> for AttemptView {
             bridge_start_at: r.bridge.bridge_start_at,
             bridge_end_at: r.bridge.bridge_end_at,
             talk_ms: r.bridge.talk_ms,
-            ended_by: r.bridge.ended_by,
             queue_wait_ms: r.bridge.queue_wait_ms,
             agent_idle_ms: r.bridge.agent_idle_ms,
             abandoned: r.bridge.abandoned,

@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::call::{Call, CallEvent};
+use crate::call::{Call, CallEvent, Hangup};
 use crate::config::Profile;
 use crate::media::session::AudioFrame;
 use crate::sip::UserAgent;
@@ -75,6 +75,18 @@ impl BridgeTarget {
 
 pub use crate::campaign::model::EndedBy;
 pub use pool::{AgentSource, LeasedAgent};
+
+/// Who or what ended an answered leg whose far end is `far` (the callee, or the agent): the
+/// far end's BYE is theirs; ours is the system's unless the maximum duration or a transfer
+/// caused it.
+pub fn leg_ended_by(hangup: Hangup, far: EndedBy) -> EndedBy {
+    match hangup {
+        Hangup::Remote => far,
+        Hangup::Local => EndedBy::System,
+        Hangup::MaxDuration => EndedBy::MaxDuration,
+        Hangup::Transferred => EndedBy::Transferred,
+    }
+}
 
 /// What the bridge tells the runner.
 #[derive(Debug, Clone)]

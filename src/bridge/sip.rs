@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tracing::{info, warn};
 
-use super::{Bridge, BridgeContext, BridgeError, BridgeEvent, BridgeReport, EndedBy};
-use crate::call::{is_phone_number, Call, CallEvent, CallRequest, CallSummary, Hangup};
+use super::{leg_ended_by, Bridge, BridgeContext, BridgeError, BridgeEvent, BridgeReport, EndedBy};
+use crate::call::{is_phone_number, Call, CallEvent, CallRequest, CallSummary};
 use crate::config::Profile;
 use crate::media::dtmf::DtmfSource;
 use crate::media::session::MediaSession;
@@ -164,10 +164,9 @@ impl Bridge for SipBridge {
                     self.ended_at = Some(Instant::now());
                     self.link = None;
                     // The agent's BYE, or ours (a limit, a stop) when nobody else ended it.
-                    let by = match summary.hangup {
-                        Some(Hangup::Remote) => EndedBy::Agent,
-                        _ => EndedBy::System,
-                    };
+                    let by = summary
+                        .hangup
+                        .map_or(EndedBy::System, |h| leg_ended_by(h, EndedBy::Agent));
                     self.summary = Some(summary);
                     return Some(if self.answered_at.is_some() {
                         self.ended_by.get_or_insert(by);

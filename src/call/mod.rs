@@ -72,12 +72,16 @@ impl CallRequest {
     }
 }
 
-/// Who ended an answered call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// How an answered leg ended, seen from the leg: our BYE or the far end's. The leg does not
+/// know who the far end is (callee or agent); its owner turns this into the
+/// [`EndedBy`](crate::campaign::EndedBy) the user reads ([`crate::bridge::leg_ended_by`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hangup {
+    /// Our BYE (the plan was done, a stop, the other leg ended).
     Local,
+    /// The far end's BYE.
     Remote,
+    /// Our BYE at the call's maximum duration.
     MaxDuration,
     /// Our BYE after the far end reached the transfer target (REFER).
     Transferred,
@@ -117,6 +121,9 @@ pub struct CallSummary {
     pub answer_ms: Option<u64>,
     /// Answer → end; 0 when not answered.
     pub duration_ms: u64,
+    /// How the leg ended (`None`: never answered); not printed: the flow reports it as
+    /// `ended_by`.
+    #[serde(skip)]
     pub hangup: Option<Hangup>,
     pub early_media: EarlyMedia,
     pub rtp: RtpCounts,
@@ -321,7 +328,10 @@ mod tests {
         let v: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(v["outcome"], "answered");
         assert_eq!(v["sip_code"], 200);
-        assert_eq!(v["hangup"], "remote");
+        assert!(
+            v.get("hangup").is_none(),
+            "the flow prints ended_by instead: {v}"
+        );
         assert_eq!(v["rtp"]["sent"], 200);
         assert_eq!(v["rtp"]["received"], 190);
         assert_eq!(v["codec"], "PCMU");

@@ -1,14 +1,13 @@
-//! Campaigns: the vocabulary of both product guides (`model`) and the sans-IO scheduler
-//! core that turns campaign state plus `now` into dial decisions: business hours
+//! Campaigns: the vocabulary of both product guides (`model`, `agents`) and the sans-IO
+//! scheduler core that turns campaign state plus `now` into dial decisions: business hours
 //! (`hours`), the contact's own calling window (`contact_tz`), pacing and lifecycle
-//! (`scheduler`), and what an attempt's result does to its contact (`retry`). One campaign
-//! call is placed by `attempt`; `engine` is the tokio driver that runs it all against the
-//! store and the SIP user agent.
+//! (`scheduler`), and what an attempt's result does to its contact (`retry`).
+//!
+//! Nothing here does I/O or reads the store: the store keeps these types, and the driver
+//! that runs campaigns against the store and the SIP user agent is [`crate::dialer`].
 
 pub mod agents;
-pub mod attempt;
 pub mod contact_tz;
-pub mod engine;
 pub mod hours;
 pub mod model;
 pub mod pacing;

@@ -342,14 +342,19 @@ impl AgentState {
 }
 
 word_enum! {
-    /// Who ended a bridged call.
+    /// Who or what ended an answered call: the one word the CLI, the attempt record (CDR) and
+    /// the API use for it.
     EndedBy {
         /// The person called hung up.
         Callee = "callee",
         /// The agent hung up.
         Agent = "agent",
-        /// We did (queue timeout, shutdown, stop, maximum duration, a failed leg).
+        /// We did: the plan was done, a queue timeout, a stop, a shutdown, a failed leg.
         System = "system",
+        /// We did, at the call's maximum duration.
+        MaxDuration = "max_duration",
+        /// We left the call once the callee reached the transfer target (REFER).
+        Transferred = "transferred",
     }
 }
 

@@ -29,7 +29,8 @@ use super::tap::AmdTap;
 use crate::amd::{Amd, AmdEvent, AmdResult};
 use crate::bridge::agent::{twilio, AgentBridge, StreamInfo, Warm};
 use crate::bridge::{
-    self, Bridge, BridgeContext, BridgeEvent, BridgeReport, BridgeTarget, CalleeAudio, EndedBy,
+    self, leg_ended_by, Bridge, BridgeContext, BridgeEvent, BridgeReport, BridgeTarget,
+    CalleeAudio, EndedBy,
 };
 use crate::call::{Call, CallError, CallEvent, CallRequest, CallSummary};
 use crate::campaign::model::MachineAction;
@@ -108,6 +109,9 @@ impl FlowPlan {
 #[derive(Debug, Clone)]
 pub struct FlowReport {
     pub summary: CallSummary,
+    /// Who or what ended the call (`None`: never answered): a connected bridge's answer (the
+    /// agent's BYE ends the callee's leg from our side), else the callee leg's.
+    pub ended_by: Option<EndedBy>,
     /// The detector's result, when the plan asked for detection and the call was answered.
     pub amd: Option<AmdResult>,
     pub bridge: Option<BridgeReport>,
@@ -267,10 +271,9 @@ pub async fn run(
                 }
                 Some(CallEvent::Ended(summary)) => {
                     // The callee's BYE, or ours (a limit, a stop).
-                    let by = match summary.hangup {
-                        Some(crate::call::Hangup::Remote) => EndedBy::Callee,
-                        _ => EndedBy::System,
-                    };
+                    let by = summary
+                        .hangup
+                        .map_or(EndedBy::System, |h| leg_ended_by(h, EndedBy::Callee));
                     for b in run.bridge.iter_mut().chain(run.handoff.iter_mut()) {
                         b.stop(by);
                     }
@@ -389,8 +392,13 @@ pub async fn run(
         None => None,
     };
     let summary = summary.ok_or(FlowError::NoSummary)?;
+    let ended_by = bridge
+        .as_ref()
+        .and_then(|b| b.ended_by)
+        .or_else(|| summary.hangup.map(|h| leg_ended_by(h, EndedBy::Callee)));
     Ok(FlowReport {
         summary,
+        ended_by,
         amd,
         bridge,
         transfer,

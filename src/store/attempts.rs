@@ -54,8 +54,8 @@ pub struct AttemptRecord {
     pub reason: String,
     /// answered, busy, rejected, no_answer, unavailable, invalid_number, failed, …
     pub outcome: String,
-    /// Who hung up: `caller`, `callee`, … (`None`: never answered).
-    pub hangup: Option<String>,
+    /// Who or what ended the call (`None`: never answered).
+    pub ended_by: Option<EndedBy>,
     pub codec: Option<String>,
     pub amd_mode: Option<String>,
     /// MACHINE / HUMAN / NOTSURE / HANGUP (Asterisk words) or the detector's own.
@@ -102,7 +102,6 @@ pub struct BridgeRecord {
     pub bridge_end_at: Option<Millis>,
     /// Bridge start → end.
     pub talk_ms: Option<i64>,
-    pub ended_by: Option<EndedBy>,
     /// From the person's greeting (the answer verdict) to the agent's answer, or to the
     /// abandon.
     pub queue_wait_ms: Option<i64>,
@@ -178,14 +177,14 @@ pub struct CampaignReport {
 
 const COLUMNS: &str = "id, campaign_id, contact_id, attempt_number, call_id, sip_profile, \
     caller_id, billable_account, destination, started_at, ended_at, ring_ms, answer_ms, \
-    duration_ms, sip_code, reason, outcome, hangup, codec, amd_mode, amd_verdict, answered_by, \
+    duration_ms, sip_code, reason, outcome, ended_by, codec, amd_mode, amd_verdict, answered_by, \
     amd_cause, amd_confidence, amd_decision_ms, beep_ms, rtp_sent, rtp_received, rtp_lost, \
     jitter_ms, rtt_ms, recording_path, dtmf, digits, recording, agent_call_id, agent_id, \
     agent_name, agent_ring_at, agent_answer_at, bridge_start_at, bridge_end_at, talk_ms, \
-    ended_by, queue_wait_ms, agent_idle_ms, abandoned";
+    queue_wait_ms, agent_idle_ms, abandoned";
 
 /// The bridge columns in [`bridge_args`] order.
-const BRIDGE_COLUMNS: [&str; 12] = [
+const BRIDGE_COLUMNS: [&str; 11] = [
     "agent_call_id",
     "agent_id",
     "agent_name",
@@ -194,7 +193,6 @@ const BRIDGE_COLUMNS: [&str; 12] = [
     "bridge_start_at",
     "bridge_end_at",
     "talk_ms",
-    "ended_by",
     "queue_wait_ms",
     "agent_idle_ms",
     "abandoned",
@@ -210,7 +208,6 @@ fn bridge_args(b: &BridgeRecord) -> Vec<Arg> {
         Arg::OptI64(b.bridge_start_at),
         Arg::OptI64(b.bridge_end_at),
         Arg::OptI64(b.talk_ms),
-        Arg::OptText(b.ended_by.map(|e| e.as_str().to_string())),
         Arg::OptI64(b.queue_wait_ms),
         Arg::OptI64(b.agent_idle_ms),
         Arg::I64(super::flag(b.abandoned)),
@@ -218,14 +215,6 @@ fn bridge_args(b: &BridgeRecord) -> Vec<Arg> {
 }
 
 fn bridge_from(row: &AnyRow) -> Result<BridgeRecord> {
-    let ended_by: Option<String> = row.try_get("ended_by")?;
-    let ended_by = match ended_by {
-        Some(word) => Some(
-            EndedBy::parse(&word)
-                .ok_or_else(|| StoreError::Db(super::corrupt("ended_by", &word)))?,
-        ),
-        None => None,
-    };
     Ok(BridgeRecord {
         agent_call_id: row.try_get("agent_call_id")?,
         agent_id: row.try_get("agent_id")?,
@@ -235,7 +224,6 @@ fn bridge_from(row: &AnyRow) -> Result<BridgeRecord> {
         bridge_start_at: row.try_get("bridge_start_at")?,
         bridge_end_at: row.try_get("bridge_end_at")?,
         talk_ms: row.try_get("talk_ms")?,
-        ended_by,
         queue_wait_ms: row.try_get("queue_wait_ms")?,
         agent_idle_ms: row.try_get("agent_idle_ms")?,
         abandoned: super::get_flag(row, "abandoned")?,
@@ -243,6 +231,14 @@ fn bridge_from(row: &AnyRow) -> Result<BridgeRecord> {
 }
 
 fn attempt_from(row: &AnyRow) -> Result<CallAttempt> {
+    let ended_by: Option<String> = row.try_get("ended_by")?;
+    let ended_by = match ended_by {
+        Some(word) => Some(
+            EndedBy::parse(&word)
+                .ok_or_else(|| StoreError::Db(super::corrupt("ended_by", &word)))?,
+        ),
+        None => None,
+    };
     Ok(CallAttempt {
         id: row.try_get("id")?,
         record: AttemptRecord {
@@ -262,7 +258,7 @@ fn attempt_from(row: &AnyRow) -> Result<CallAttempt> {
             sip_code: row.try_get("sip_code")?,
             reason: row.try_get("reason")?,
             outcome: row.try_get("outcome")?,
-            hangup: row.try_get("hangup")?,
+            ended_by,
             codec: row.try_get("codec")?,
             amd_mode: row.try_get("amd_mode")?,
             amd_verdict: row.try_get("amd_verdict")?,
@@ -303,7 +299,7 @@ fn record_args(r: &AttemptRecord) -> Vec<Arg> {
         Arg::OptI64(r.sip_code),
         Arg::Text(r.reason.clone()),
         Arg::Text(r.outcome.clone()),
-        Arg::OptText(r.hangup.clone()),
+        Arg::OptText(r.ended_by.map(|e| e.as_str().to_string())),
         Arg::OptText(r.codec.clone()),
         Arg::OptText(r.amd_mode.clone()),
         Arg::OptText(r.amd_verdict.clone()),

@@ -22,15 +22,17 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::agents::{ConnectTarget, Pool};
 use super::attempt::{run_attempt, AttemptPlan, AttemptReport, MAX_CALL};
-use super::contact_tz::zones_for_contact;
-use super::hours::CompiledHours;
-use super::model::{AmdMode, MachineAction};
-use super::pacing::{handle_ms, AbandonWindow, MeasuredRates, PacingInput};
-use super::retry::{after_attempt, AttemptResult};
-use super::scheduler::{CampaignView, Candidate, Scheduler};
-use super::{Campaign, CampaignStatus, Contact, ContactStatus, Millis};
+use crate::campaign::agents::{ConnectTarget, Pool};
+use crate::campaign::contact_tz::zones_for_contact;
+use crate::campaign::hours::CompiledHours;
+use crate::campaign::model::{AmdMode, MachineAction, Transfer};
+use crate::campaign::pacing::{handle_ms, AbandonWindow, MeasuredRates, PacingInput};
+use crate::campaign::retry::{after_attempt, AttemptResult};
+use crate::campaign::scheduler::{CampaignView, Candidate, Scheduler};
+use crate::campaign::{
+    BusinessHoursSpec, Campaign, CampaignSettings, CampaignStatus, Contact, ContactStatus, Millis,
+};
 use crate::config::{Config, Profile};
 use crate::media::wav::load_wav_8k_mono;
 use crate::sip::UserAgent;
@@ -137,7 +139,7 @@ struct Engine {
     /// Live attempts by contact id.
     live: HashMap<i64, Live>,
     /// Compiled business hours by schedule id (with the spec they came from).
-    hours: HashMap<i64, (super::BusinessHoursSpec, Arc<CompiledHours>)>,
+    hours: HashMap<i64, (BusinessHoursSpec, Arc<CompiledHours>)>,
     /// Loaded WAV messages by path.
     /// Loaded WAVs by (owner account, file name).
     messages: HashMap<(Option<i64>, String), Arc<Vec<i16>>>,
@@ -676,10 +678,10 @@ impl Engine {
 /// Media Streams socket; its hand-off target, when the agent leaves, is `connect_to`), or else
 /// its `connect_to` — see [`bridge_target`].
 fn connect_plan(
-    settings: &super::CampaignSettings,
+    settings: &CampaignSettings,
     profile: Option<&Profile>,
     campaign_id: i64,
-    contact: &super::model::Contact,
+    contact: &Contact,
     agents: &Arc<dyn crate::bridge::AgentSource>,
 ) -> Option<crate::flow::Connect> {
     let ring_timeout = Duration::from_secs(settings.agent_ring_timeout_secs.max(1) as u64);
@@ -728,20 +730,19 @@ fn connect_plan(
 /// waits at most `queue_timeout_secs` and is then abandoned (the abandon message).
 fn bridge_target(
     connect_to: &str,
-    settings: &super::CampaignSettings,
+    settings: &CampaignSettings,
     profile: Option<&Profile>,
     campaign_id: i64,
     agents: &Arc<dyn crate::bridge::AgentSource>,
 ) -> Option<(crate::bridge::BridgeTarget, Duration)> {
-    use super::agents::ConnectTarget;
     let ring_timeout = Duration::from_secs(settings.agent_ring_timeout_secs.max(1) as u64);
     let queue_timeout = Duration::from_secs(settings.queue_timeout_secs.max(1) as u64);
     Some(match ConnectTarget::parse(connect_to) {
         ConnectTarget::None => return None,
-        ConnectTarget::Sip(uri) if settings.transfer == super::model::Transfer::Refer => {
+        ConnectTarget::Sip(uri) if settings.transfer == Transfer::Refer => {
             (crate::bridge::BridgeTarget::Refer { uri }, ring_timeout)
         }
-        ConnectTarget::Number(number) if settings.transfer == super::model::Transfer::Refer => {
+        ConnectTarget::Number(number) if settings.transfer == Transfer::Refer => {
             let uri = match profile.map(|p| crate::sip::ua::trunk_uri(p, Some(&number))) {
                 Some(Ok(uri)) => uri.to_string(),
                 Some(Err(e)) => {
@@ -848,10 +849,9 @@ fn bridge_record(r: &AttemptReport) -> crate::store::attempts::BridgeRecord {
     rec.bridge_start_at = rec.agent_answer_at;
     rec.bridge_end_at = rec.bridge_start_at.map(|s| s + b.talk_ms as i64);
     rec.talk_ms = b.answered.then_some(b.talk_ms as i64);
-    rec.ended_by = b.ended_by;
     // TSR: not connected within 2 s of the greeting counts, even if connected later.
     rec.abandoned = r.flow.abandoned
-        || super::agents::counts_as_abandoned(
+        || crate::campaign::agents::counts_as_abandoned(
             b.answered,
             r.flow
                 .queue_wait_ms
@@ -933,12 +933,7 @@ impl AttemptJob {
                 record.sip_code = s.sip_code.map(i64::from);
                 record.reason = s.reason.clone();
                 record.outcome = s.outcome.as_str().to_string();
-                record.hangup = s.hangup.map(|h| {
-                    serde_json::to_value(h)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                });
+                record.ended_by = r.ended_by;
                 record.codec = s.codec.map(str::to_string);
                 record.rtp_sent = s.rtp.sent as i64;
                 record.rtp_received = s.rtp.received as i64;

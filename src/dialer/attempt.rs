@@ -61,6 +61,8 @@ pub struct AttemptPlan {
 #[derive(Debug, Clone)]
 pub struct AttemptReport {
     pub summary: CallSummary,
+    /// Who or what ended the call (`None`: never answered).
+    pub ended_by: Option<crate::bridge::EndedBy>,
     /// The recording, when one was asked for and written.
     pub recording: Option<PathBuf>,
     /// AMD's result, when the plan asked for detection and the call was answered.
@@ -147,6 +149,7 @@ pub async fn run_attempt(
     };
     Ok(AttemptReport {
         summary: report.summary,
+        ended_by: report.ended_by,
         recording,
         amd: report.amd,
         bridge: report.bridge,
