@@ -114,11 +114,13 @@ fn connection(report: &Value) -> &Value {
     c
 }
 
-fn assert_no_protocol_errors(report: &Value) {
+fn assert_no_protocol_errors(report: &Value, run: &CallRun) {
     let errors = report["errors"].as_array().cloned().unwrap_or_default();
     assert!(
         errors.is_empty(),
-        "the agent found protocol errors: {errors:#?}"
+        "the agent found protocol errors: {errors:#?}\ncall: {}\n{}",
+        run.json,
+        run.stderr
     );
 }
 
@@ -203,7 +205,7 @@ fn media_streams_agent_and_person_hear_each_other_and_marks_come_back_in_order()
     );
     let report = agent.report();
     assert!(run.status.success(), "{}", run.stderr);
-    assert_no_protocol_errors(&report);
+    assert_no_protocol_errors(&report, &run);
     let c = connection(&report);
     let b = bridge(&run);
     assert_eq!(b["kind"], "twilio_ws", "{}", run.json);
@@ -285,7 +287,7 @@ fn clear_silences_the_agent_on_the_wire_and_returns_pending_marks() {
     );
     let report = agent.report();
     assert!(run.status.success(), "{}", run.stderr);
-    assert_no_protocol_errors(&report);
+    assert_no_protocol_errors(&report, &run);
     let c = connection(&report);
     assert_eq!(bridge(&run)["stream"]["clears"], 1, "{}", run.json);
     let echoes = c["mark_echoes"].as_array().expect("echoes");
@@ -347,7 +349,7 @@ fn twilio_rest_hangup_from_the_agent_ends_the_sip_call() {
     let report = agent.report();
     callee.wait(SIPP_WAIT).assert_passed("callee gets our BYE");
     assert!(run.status.success(), "{}", run.stderr);
-    assert_no_protocol_errors(&report);
+    assert_no_protocol_errors(&report, &run);
     let c = connection(&report);
     let hangup = &c["hangup"];
     assert_eq!(hangup["status"], 200, "{hangup}");
@@ -388,7 +390,7 @@ fn callee_digits_reach_the_media_streams_agent() {
     let report = agent.report();
     let _ = callee.wait(SIPP_WAIT);
     assert!(run.status.success(), "{}", run.stderr);
-    assert_no_protocol_errors(&report);
+    assert_no_protocol_errors(&report, &run);
     let digits: String = connection(&report)["dtmf"]
         .as_array()
         .expect("dtmf")
@@ -430,7 +432,7 @@ fn agent_leaving_hands_the_person_to_a_sip_agent() {
     );
     let report = agent.report();
     assert!(run.status.success(), "{}", run.stderr);
-    assert_no_protocol_errors(&report);
+    assert_no_protocol_errors(&report, &run);
     let b = bridge(&run);
     assert_eq!(b["kind"], "twilio_ws", "{}", run.json);
     assert_eq!(b["ended_by"], "agent", "{}", run.json);

@@ -396,18 +396,30 @@ async fn drive(
     opened: Instant,
 ) -> LegStats {
     let mut stats = LegStats::default();
-    // Open the socket, unless the call is over first.
-    let socket = tokio::select! {
-        s = open(&target) => s,
-        c = wait_stop(&mut commands) => {
-            debug!("agent socket not needed any more");
-            return c;
+    // Open the socket, unless the call is over first. A person detected before the socket is
+    // open is kept for right after (nothing is dropped).
+    let mut early_start: Option<Command> = None;
+    let opening = open(&target);
+    tokio::pin!(opening);
+    let socket = loop {
+        tokio::select! {
+            s = &mut opening => break s,
+            c = commands.recv(), if early_start.is_none() => match c {
+                Some(start @ Command::Start { .. }) => early_start = Some(start),
+                Some(Command::Dtmf(..)) => {}
+                Some(Command::Stop) | None => {
+                    debug!("agent socket not needed any more");
+                    return stats;
+                }
+            },
         }
     };
     let mut socket = match socket {
         Ok(s) => s,
         Err(reason) => {
-            stats.error = Some(reason.clone());
+            if early_start.is_some() {
+                return fail_later_now(&events, reason, stats);
+            }
             // Reported when (if) the stream is asked to start.
             return fail_later(&mut commands, &events, reason, stats).await;
         }
@@ -439,9 +451,30 @@ async fn drive(
     }
     // Warm: wait for the person (or the end of the call).
     let (media, mut audio) = loop {
-        tokio::select! {
-            c = commands.recv() => match c {
-                Some(Command::Start { custom, media, audio }) => {
+        let next = match early_start.take() {
+            Some(start) => Some(start),
+            None => tokio::select! {
+                c = commands.recv() => c,
+                m = socket.next() => match m {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Ok(_)) => {
+                        debug!("agent sent before the stream started: ignored");
+                        continue;
+                    }
+                    Some(Err(_)) | None => {
+                        // Closed before a person was connected.
+                        return fail_later(&mut commands, &events, "the agent closed its socket before the stream started".into(), stats).await;
+                    }
+                },
+            },
+        };
+        {
+            match next {
+                Some(Command::Start {
+                    custom,
+                    media,
+                    audio,
+                }) => {
                     let first = match &mut wire {
                         Wire::Twilio(enc) => enc.start(&custom),
                         Wire::L16 { metadata, .. } => {
@@ -460,15 +493,7 @@ async fn drive(
                     let _ = socket.close(None).await;
                     return stats;
                 }
-            },
-            m = socket.next() => match m {
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(_)) => debug!("agent sent before the stream started: ignored"),
-                Some(Err(_)) | None => {
-                    // Closed before a person was connected.
-                    return fail_later(&mut commands, &events, "the agent closed its socket before the stream started".into(), stats).await;
-                }
-            },
+            }
         }
     };
     info!(agent = %target.url, kind = target.kind.name(), call_sid = %info.ids.call_sid, "AI agent stream started");
