@@ -2,13 +2,15 @@
 //! core that turns campaign state plus `now` into dial decisions: business hours
 //! (`hours`), the contact's own calling window (`contact_tz`), pacing and lifecycle
 //! (`scheduler`), and what an attempt's result does to its contact (`retry`). One campaign
-//! call is placed by `attempt`; `engine` is the tokio driver that runs it all against the
+//! call is placed by `attempt`; AI agents as records are in `ai`, goals and analyses in `goals`; `engine` is the tokio driver that runs it all against the
 //! store and the SIP user agent.
 
 pub mod agents;
+pub mod ai;
 pub mod attempt;
 pub mod contact_tz;
 pub mod engine;
+pub mod goals;
 pub mod hours;
 pub mod model;
 pub mod pacing;
