@@ -332,6 +332,8 @@ on_both!(
     attempt_recordings_stream_to_their_account,
     sip_agents_pools_and_states,
     predictive_campaigns_and_the_abandon_report,
+    ai_agents_crud_and_campaigns_naming_them,
+    goals_analyses_and_attempt_reports,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -2615,5 +2617,763 @@ async fn attempt_recordings_stream_to_their_account(db: Db) {
     std::fs::remove_file(&reply).unwrap();
     let (status, body) = s.get(&format!("/v1/attempts/{with}/recording")).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    s.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// AI agents, goals and analyses.
+
+impl Server {
+    /// A request with another account's key.
+    async fn call_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(key);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        read(req.send().await.unwrap()).await
+    }
+}
+
+fn assert_field_422(status: StatusCode, body: &Value, field: &str) {
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], field, "{body}");
+}
+
+async fn ai_agents_crud_and_campaigns_naming_them(db: Db) {
+    let s = Server::start(db).await;
+    let (status, pool) = s.post("/v1/agents/pools", json!({"name": "closers"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{pool}");
+
+    // Create: an L16 agent gets 8000 Hz; the header's value is never asked for or shown,
+    // only whether the server has the variable.
+    let (status, l16) = s
+        .post(
+            "/v1/agents/ai",
+            json!({
+                "name": "Listen bot",
+                "kind": "l16_ws",
+                "url": "ws://127.0.0.1:9001/listen",
+                "custom_parameters": {"tier": "gold", "lang": "en"},
+                "auth_header_name": "Authorization",
+                "auth_header_env": "OUTDIAL_TEST_UNSET_TOKEN_VARIABLE",
+                "on_agent_close": "connect",
+                "handoff_target": "closers"
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{l16}");
+    assert_eq!(l16["kind"], "l16_ws");
+    assert_eq!(l16["sample_rate"], 8000);
+    assert_eq!(
+        l16["custom_parameters"],
+        json!({"tier": "gold", "lang": "en"})
+    );
+    assert_eq!(l16["auth_header_env"], "OUTDIAL_TEST_UNSET_TOKEN_VARIABLE");
+    assert_eq!(l16["auth_header_env_set"], false);
+    assert_eq!(l16["on_agent_close"], "connect");
+    assert_eq!(l16["handoff_target"], "closers");
+    let l16_id = l16["id"].as_i64().unwrap();
+    let (status, twilio) = s
+        .post(
+            "/v1/agents/ai",
+            json!({
+                "name": "Pipecat",
+                "url": "wss://agent.example/media",
+                "auth_header_name": "X-Api-Key",
+                "auth_header_env": "PATH"
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{twilio}");
+    assert_eq!(twilio["kind"], "twilio_ws", "the default kind");
+    assert_eq!(twilio["on_agent_close"], "hangup", "the default on close");
+    assert_eq!(twilio["sample_rate"], Value::Null);
+    assert_eq!(twilio["auth_header_env_set"], true);
+    let twilio_id = twilio["id"].as_i64().unwrap();
+    let (status, body) = s
+        .post(
+            "/v1/agents/ai",
+            json!({"name": "Pipecat", "url": "ws://127.0.0.1:1/x"}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+
+    // Validation names the field.
+    for (body, field) in [
+        (json!({"url": "ws://127.0.0.1:1/x"}), "name"),
+        (json!({"name": "A"}), "url"),
+        (json!({"name": "A", "url": "http://127.0.0.1/x"}), "url"),
+        (
+            json!({"name": "A", "kind": "webrtc_whip", "url": "wss://127.0.0.1/x"}),
+            "url",
+        ),
+        (
+            json!({"name": "A", "kind": "smoke", "url": "ws://h/x"}),
+            "kind",
+        ),
+        (
+            json!({"name": "A", "kind": "l16_ws", "url": "ws://h/x", "sample_rate": 44100}),
+            "sample_rate",
+        ),
+        (
+            json!({"name": "A", "url": "ws://h/x", "sample_rate": 16000}),
+            "sample_rate",
+        ),
+        (
+            json!({"name": "A", "url": "ws://h/x", "auth_header_name": "Authorization"}),
+            "auth_header_env",
+        ),
+        (
+            json!({"name": "A", "url": "ws://h/x", "auth_header_name": "Authorization",
+                   "auth_header_env": "not-a-variable"}),
+            "auth_header_env",
+        ),
+        (
+            json!({"name": "A", "url": "ws://h/x", "auth_header_value": "Bearer secret"}),
+            "auth_header_value",
+        ),
+        (
+            json!({"name": "A", "url": "ws://h/x", "custom_parameters": {"n": 1}}),
+            "custom_parameters.n",
+        ),
+        (
+            json!({"name": "A", "url": "ws://h/x", "on_agent_close": "connect"}),
+            "handoff_target",
+        ),
+        (
+            json!({"name": "A", "url": "ws://h/x", "on_agent_close": "connect",
+                   "handoff_target": "nobody"}),
+            "handoff_target",
+        ),
+    ] {
+        let (status, err) = s.post("/v1/agents/ai", body.clone()).await;
+        assert_field(status, &err, field);
+    }
+
+    // Read, list, PATCH (another kind drops the L16 rate; null clears).
+    let (status, got) = s.get(&format!("/v1/agents/ai/{l16_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got, l16);
+    let (_, list) = s.get("/v1/agents/ai").await;
+    assert_eq!(list["total"], 2);
+    assert_eq!(list["items"][0]["name"], "Listen bot", "by name");
+    let (status, patched) = s
+        .patch(
+            &format!("/v1/agents/ai/{l16_id}"),
+            json!({"kind": "webrtc_smallwebrtc", "url": "http://127.0.0.1:7860/api/offer",
+                   "custom_parameters": null, "on_agent_close": "hangup"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["kind"], "webrtc_smallwebrtc");
+    assert_eq!(patched["sample_rate"], Value::Null);
+    assert_eq!(patched["custom_parameters"], json!({}));
+    assert_eq!(patched["handoff_target"], "closers");
+    let (status, err) = s
+        .patch(
+            &format!("/v1/agents/ai/{l16_id}"),
+            json!({"url": "ws://h/x"}),
+        )
+        .await;
+    assert_field(status, &err, "url");
+    let (status, err) = s
+        .patch(
+            &format!("/v1/agents/ai/{l16_id}"),
+            json!({"name": "Pipecat"}),
+        )
+        .await;
+    assert_error(status, &err, StatusCode::CONFLICT, "conflict");
+
+    // Campaigns name an agent by id; both ways at once is 422; an unknown id is 400.
+    let (status, c) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "AI outreach", "ai_agent_id": twilio_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    assert_eq!(c["ai_agent_id"], twilio_id);
+    assert_eq!(c["ai_agent_url"], Value::Null);
+    let campaign = c["id"].as_i64().unwrap();
+    let (_, got) = s.get(&format!("/v1/campaigns/{campaign}")).await;
+    assert_eq!(got["ai_agent_id"], twilio_id);
+    let (status, err) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Both", "ai_agent_id": twilio_id, "ai_agent_url": "wss://x.example/"}),
+        )
+        .await;
+    assert_field_422(status, &err, "ai_agent_id");
+    let (status, err) = s
+        .patch(
+            &format!("/v1/campaigns/{campaign}"),
+            json!({"ai_agent_url": "wss://x.example/"}),
+        )
+        .await;
+    assert_field_422(status, &err, "ai_agent_id");
+    let (status, err) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Ghost", "ai_agent_id": 987654}),
+        )
+        .await;
+    assert_field(status, &err, "ai_agent_id");
+    // The URL shortcut still works; switching from it to an id takes `null` for the URL.
+    let (status, by_url) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "By URL", "ai_agent_url": "ws://127.0.0.1:9000/media"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{by_url}");
+    let url_campaign = by_url["id"].as_i64().unwrap();
+    let (status, switched) = s
+        .patch(
+            &format!("/v1/campaigns/{url_campaign}"),
+            json!({"ai_agent_url": null, "ai_agent_id": l16_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{switched}");
+    assert_eq!(switched["ai_agent_id"], l16_id);
+    let spec = s
+        .store
+        .campaign_ai_agent(url_campaign)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(spec.url, "http://127.0.0.1:7860/api/offer");
+
+    // An agent in use is not deleted: 409 naming the campaigns.
+    let (status, err) = s.delete(&format!("/v1/agents/ai/{twilio_id}")).await;
+    assert_error(status, &err, StatusCode::CONFLICT, "conflict");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&campaign.to_string()) && message.contains("AI outreach"),
+        "{message}"
+    );
+
+    // Another account sees and changes none of it, and cannot name it in its campaigns.
+    let (_, bob) = s.other_account("bob").await;
+    for (method, path, body) in [
+        (Method::GET, format!("/v1/agents/ai/{twilio_id}"), None),
+        (
+            Method::PATCH,
+            format!("/v1/agents/ai/{twilio_id}"),
+            Some(json!({"name": "Mine now"})),
+        ),
+        (Method::DELETE, format!("/v1/agents/ai/{l16_id}"), None),
+    ] {
+        let (status, body) = s.call_as(&bob, method, &path, body).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    }
+    let (_, theirs) = s.call_as(&bob, Method::GET, "/v1/agents/ai", None).await;
+    assert_eq!(theirs["total"], 0);
+    let (status, err) = s
+        .call_as(
+            &bob,
+            Method::POST,
+            "/v1/campaigns",
+            Some(json!({"name": "Borrowed", "ai_agent_id": twilio_id})),
+        )
+        .await;
+    assert_field(status, &err, "ai_agent_id");
+    let (status, mine) = s
+        .call_as(
+            &bob,
+            Method::POST,
+            "/v1/agents/ai",
+            Some(json!({"name": "Pipecat", "url": "ws://127.0.0.1:2/x"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the same name in another account: {mine}"
+    );
+    let (_, ours) = s.get(&format!("/v1/agents/ai/{twilio_id}")).await;
+    assert_eq!(ours["name"], "Pipecat");
+
+    // Clearing the campaign frees the agent.
+    let (status, cleared) = s
+        .patch(
+            &format!("/v1/campaigns/{campaign}"),
+            json!({"ai_agent_id": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert_eq!(cleared["ai_agent_id"], Value::Null);
+    let (status, _) = s.delete(&format!("/v1/agents/ai/{twilio_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = s.get(&format!("/v1/agents/ai/{twilio_id}")).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    s.stop().await;
+}
+
+async fn goals_analyses_and_attempt_reports(db: Db) {
+    let s = Server::start(db).await;
+    let id = s.campaign("Goals").await;
+    let goals = format!("/v1/campaigns/{id}/goals");
+    let analyses = format!("/v1/campaigns/{id}/analyses");
+
+    // Goals: one live primary, any number of secondary ones.
+    let (status, demo) = s
+        .post(
+            &goals,
+            json!({"kind": "primary", "name": "Demo booked", "question": "Did they book a demo?", "type": "yes_no"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{demo}");
+    assert_eq!(
+        (demo["active"].clone(), demo["archived"].clone()),
+        (json!(true), json!(false))
+    );
+    let demo_id = demo["id"].as_i64().unwrap();
+    let (status, err) = s
+        .post(
+            &goals,
+            json!({"kind": "primary", "name": "Second", "type": "yes_no"}),
+        )
+        .await;
+    assert_error(status, &err, StatusCode::CONFLICT, "conflict");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&demo_id.to_string()),
+        "{err}"
+    );
+    let (status, mood) = s
+        .post(
+            &goals,
+            json!({"kind": "secondary", "name": "Mood", "type": "Rating Scale"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{mood}");
+    assert_eq!(mood["type"], "rating");
+    let mood_id = mood["id"].as_i64().unwrap();
+    for (body, field) in [
+        (json!({"name": "x", "type": "yes_no"}), "kind"),
+        (
+            json!({"kind": "analysis", "name": "x", "type": "yes_no"}),
+            "kind",
+        ),
+        (json!({"kind": "secondary", "type": "yes_no"}), "name"),
+        (
+            json!({"kind": "secondary", "name": " ", "type": "yes_no"}),
+            "name",
+        ),
+        (json!({"kind": "secondary", "name": "x"}), "type"),
+        (
+            json!({"kind": "secondary", "name": "x", "type": "colour"}),
+            "type",
+        ),
+        (
+            json!({"kind": "secondary", "name": "x", "type": "yes_no", "weight": 2}),
+            "weight",
+        ),
+    ] {
+        let (status, err) = s.post(&goals, body).await;
+        assert_field(status, &err, field);
+    }
+    // Archive and restore; a primary goal restored while another is live: 409.
+    let (status, archived) = s
+        .post(&format!("{goals}/{demo_id}/archive"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{archived}");
+    assert_eq!(archived["archived"], true);
+    let (status, newer) = s
+        .post(
+            &goals,
+            json!({"kind": "primary", "name": "Newer", "type": "open_text"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{newer}");
+    let newer_id = newer["id"].as_i64().unwrap();
+    let (status, err) = s
+        .post(&format!("{goals}/{demo_id}/restore"), json!({}))
+        .await;
+    assert_error(status, &err, StatusCode::CONFLICT, "conflict");
+    let (status, _) = s
+        .patch(
+            &format!("{goals}/{newer_id}"),
+            json!({"kind": "secondary", "active": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, restored) = s
+        .post(&format!("{goals}/{demo_id}/restore"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    assert_eq!(restored["archived"], false);
+    let (_, list) = s.get(&goals).await;
+    let order: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, vec![demo_id, mood_id, newer_id], "the primary first");
+    let (status, one) = s.get(&format!("{goals}/{mood_id}")).await;
+    assert_eq!(
+        (status, one["name"].clone()),
+        (StatusCode::OK, json!("Mood"))
+    );
+
+    // Analyses: the same types, toggled active, archived and restored.
+    let (status, notes) = s
+        .post(
+            &analyses,
+            json!({"name": "Notes", "question": "What did they ask for?", "type": "open_text"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{notes}");
+    assert_eq!(notes["kind"], "analysis");
+    let notes_id = notes["id"].as_i64().unwrap();
+    let (status, callback) = s
+        .post(&analyses, json!({"name": "Callback", "type": "yes_no"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{callback}");
+    let callback_id = callback["id"].as_i64().unwrap();
+    let (status, old) = s
+        .post(&analyses, json!({"name": "Old", "type": "rating"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{old}");
+    let old_id = old["id"].as_i64().unwrap();
+    let (status, err) = s
+        .post(
+            &analyses,
+            json!({"kind": "primary", "name": "x", "type": "yes_no"}),
+        )
+        .await;
+    assert_field(status, &err, "kind");
+    let (status, off) = s
+        .patch(&format!("{analyses}/{old_id}"), json!({"active": false}))
+        .await;
+    assert_eq!(
+        (status, off["active"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    let (status, _) = s
+        .post(&format!("{analyses}/{callback_id}/archive"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, archived_list) = s.get(&format!("{analyses}?archived=true")).await;
+    assert_eq!(archived_list.as_array().unwrap().len(), 1);
+    let (status, _) = s
+        .post(&format!("{analyses}/{callback_id}/restore"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A goal is not an analysis (and the other way round).
+    let (status, _) = s.get(&format!("{analyses}/{demo_id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s.get(&format!("{goals}/{notes_id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Attempts of three contacts.
+    let (_, r) = s.import(id, GUIDE_CSV).await;
+    assert_eq!(r["inserted"], 3);
+    let contacts = s.stored(id).await;
+    let attempt = |contact: usize, minutes: i64| AttemptRecord {
+        campaign_id: Some(id),
+        contact_id: Some(contacts[contact].id),
+        attempt_number: 1,
+        started_at: monday_10_utc(0) + minutes * 60_000,
+        outcome: "answered".into(),
+        answered_by: Some("human".into()),
+        duration_ms: 90_000,
+        ..AttemptRecord::default()
+    };
+    let first = s.store.insert_attempt(&attempt(0, 0)).await.unwrap();
+    let second = s.store.insert_attempt(&attempt(1, 1)).await.unwrap();
+    let third = s.store.insert_attempt(&attempt(2, 2)).await.unwrap();
+    let report_path = |a: i64| format!("/v1/attempts/{a}/analysis");
+
+    // The agent posts its report; the answer names the goals.
+    let (status, stored) = s
+        .post(
+            &report_path(first),
+            json!({
+                "goals": [
+                    {"goal_id": demo_id, "outcome": "achieved", "value": true},
+                    {"goal_id": mood_id, "outcome": "partially_achieved", "value": 4}
+                ],
+                "analyses": [{"analysis_id": notes_id, "value": "pricing for 20 seats"}],
+                "summary": "Booked a demo."
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["attempt_id"], first);
+    assert_eq!(stored["contact_id"], contacts[0].id);
+    assert_eq!(stored["goals"][0]["name"], "Demo booked");
+    assert_eq!(stored["goals"][0]["outcome"], "achieved");
+    assert_eq!(stored["goals"][1]["value"], 4);
+    assert_eq!(stored["analyses"][0]["value"], "pricing for 20 seats");
+    let (status, read_back) = s.get(&report_path(first)).await;
+    assert_eq!(
+        (status, read_back.clone()),
+        (StatusCode::OK, stored.clone())
+    );
+    // Values are checked against the type; errors name the index and field.
+    for (body, field) in [
+        (
+            json!({"goals": [{"goal_id": demo_id, "outcome": "achieved", "value": "yes"}]}),
+            "goals[0].value",
+        ),
+        (
+            json!({"goals": [{"goal_id": demo_id, "outcome": "achieved"},
+                             {"goal_id": mood_id, "outcome": "achieved", "value": 6}]}),
+            "goals[1].value",
+        ),
+        (
+            json!({"goals": [{"goal_id": mood_id, "outcome": "achieved", "value": 2.5}]}),
+            "goals[0].value",
+        ),
+        (
+            json!({"goals": [{"goal_id": demo_id, "outcome": "maybe"}]}),
+            "goals[0].outcome",
+        ),
+        (
+            json!({"goals": [{"goal_id": notes_id, "outcome": "achieved"}]}),
+            "goals[0].goal_id",
+        ),
+        (
+            json!({"goals": [{"goal_id": newer_id, "outcome": "achieved"}]}),
+            "goals[0].goal_id",
+        ),
+        (
+            json!({"goals": [{"outcome": "achieved"}]}),
+            "goals[0].goal_id",
+        ),
+        (
+            json!({"analyses": [{"analysis_id": notes_id, "value": "x".repeat(4001)}]}),
+            "analyses[0].value",
+        ),
+        (
+            json!({"analyses": [{"analysis_id": old_id, "value": 3}]}),
+            "analyses[0].analysis_id",
+        ),
+        (
+            json!({"analyses": [{"analysis_id": callback_id, "value": "no"}]}),
+            "analyses[0].value",
+        ),
+    ] {
+        let (status, err) = s.post(&report_path(second), body).await;
+        assert_field(status, &err, field);
+    }
+    let (status, body) = s.get(&report_path(second)).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    // A second post replaces the first.
+    let (status, _) = s
+        .post(
+            &report_path(second),
+            json!({"goals": [{"goal_id": demo_id, "outcome": "partially_achieved"}], "summary": "maybe"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, replaced) = s
+        .post(
+            &report_path(second),
+            json!({"goals": [{"goal_id": demo_id, "outcome": "not_achieved", "value": false}],
+                   "analyses": [{"analysis_id": callback_id, "value": true}],
+                   "summary": "not now"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["summary"], "not now");
+    assert_eq!(replaced["goals"].as_array().unwrap().len(), 1);
+    assert_eq!(replaced["goals"][0]["outcome"], "not_achieved");
+    let (status, _) = s
+        .post(
+            &report_path(third),
+            json!({"goals": [{"goal_id": mood_id, "outcome": "not_achieved", "value": 2}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s.post(&report_path(987_654), json!({})).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    // Contacts show and filter by their primary-goal status.
+    let contacts_path = format!("/v1/campaigns/{id}/contacts");
+    let (_, all) = s.get(&contacts_path).await;
+    let status_of = |cid: i64| {
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == cid)
+            .unwrap()["primary_goal_status"]
+            .clone()
+    };
+    assert_eq!(status_of(contacts[0].id), "achieved");
+    assert_eq!(status_of(contacts[1].id), "not_achieved");
+    assert_eq!(
+        status_of(contacts[2].id),
+        "unknown",
+        "the report does not mention it"
+    );
+    let (_, achieved) = s
+        .get(&format!("{contacts_path}?primary_goal_status=achieved"))
+        .await;
+    assert_eq!(achieved["total"], 1);
+    assert_eq!(achieved["items"][0]["id"], contacts[0].id);
+    let (_, some) = s
+        .get(&format!(
+            "{contacts_path}?primary_goal_status=not%20achieved,unknown"
+        ))
+        .await;
+    assert_eq!(some["total"], 2);
+    let (status, err) = s
+        .get(&format!("{contacts_path}?primary_goal_status=great"))
+        .await;
+    assert_field(status, &err, "primary_goal_status");
+    let (_, one) = s.get(&format!("{contacts_path}/{}", contacts[1].id)).await;
+    assert_eq!(one["primary_goal_status"], "not_achieved");
+    let (status, history) = s
+        .get(&format!("{contacts_path}/{}/analyses", contacts[0].id))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(history["primary_goal_status"], "achieved");
+    assert_eq!(history["analyses"][0]["summary"], "Booked a demo.");
+    let (_, attempts) = s
+        .get(&format!(
+            "/v1/campaigns/{id}/attempts?primary_goal_status=achieved"
+        ))
+        .await;
+    assert_eq!(attempts["total"], 1);
+    assert_eq!(attempts["items"][0]["id"], first);
+
+    // The report: 3 analysed contacts, 1 achieved (partially does not count).
+    let (status, report) = s.get(&format!("/v1/campaigns/{id}/report")).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let rate = report["primary_goal_achievement_rate"].as_f64().unwrap();
+    assert!((rate - 1.0 / 3.0).abs() < 1e-9, "{report}");
+    assert_eq!(report["total_conversations"], 3);
+    assert_eq!(report["average_conversation_secs"], 90.0);
+    assert_eq!(report["primary_goal"]["goal_id"], demo_id);
+    assert_eq!(report["primary_goal"]["name"], "Demo booked");
+    assert_eq!(report["primary_goal"]["analysed_contacts"], 3);
+    let outcomes = &report["primary_goal"]["outcomes"];
+    assert_eq!(outcomes[0]["outcome"], "achieved");
+    assert_eq!(outcomes[0]["count"], 1);
+    assert_eq!(outcomes[2]["outcome"], "not_achieved");
+    assert_eq!(outcomes[2]["count"], 1);
+    assert_eq!(outcomes[3]["outcome"], "unknown");
+    assert_eq!(outcomes[3]["count"], 1);
+    let goal = |gid: i64| {
+        report["goals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["id"] == gid)
+            .unwrap()
+            .clone()
+    };
+    let m = goal(mood_id);
+    assert_eq!(m["outcomes"][1]["count"], 1, "partially achieved: {m}");
+    assert_eq!(m["outcomes"][2]["count"], 1, "not achieved: {m}");
+    assert_eq!(m["outcomes"][3]["count"], 1, "unknown: {m}");
+    let pct = m["outcomes"][1]["percent"].as_f64().unwrap();
+    assert!((pct - 100.0 / 3.0).abs() < 1e-9, "{m}");
+    assert_eq!(m["average_rating"], 3.0);
+    let cb = report["analyses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == callback_id)
+        .unwrap();
+    assert_eq!(
+        (cb["answered"].clone(), cb["yes"].clone()),
+        (json!(1), json!(1))
+    );
+
+    // The contact export carries the status column (and filters by it).
+    let (status, job) = s
+        .post(
+            &format!("/v1/campaigns/{id}/exports"),
+            json!({"format": "csv_comma", "scope": "filtered",
+                   "filter": {"primary_goal_status": "achieved,not_achieved"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = s.wait_export(job["id"].as_i64().unwrap()).await;
+    assert_eq!(done["row_count"], 2);
+    let (_, _, bytes) = s.download(done["id"].as_i64().unwrap()).await;
+    let text = String::from_utf8(bytes).unwrap();
+    let mut reader =
+        csv::ReaderBuilder::new().from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let col = header
+        .iter()
+        .position(|h| h == "primary_goal_status")
+        .unwrap();
+    let mut values: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap()[col].to_string())
+        .collect();
+    values.sort();
+    assert_eq!(values, vec!["achieved", "not_achieved"]);
+    let (status, err) = s
+        .post(
+            &format!("/v1/campaigns/{id}/exports"),
+            json!({"format": "csv_comma", "scope": "filtered", "filter": {"primary_goal_status": "meh"}}),
+        )
+        .await;
+    assert_field(status, &err, "filter.primary_goal_status");
+
+    // Another account sees and changes none of it.
+    let (_, bob) = s.other_account("bob").await;
+    for (method, path, body) in [
+        (Method::GET, goals.clone(), None),
+        (
+            Method::POST,
+            goals.clone(),
+            Some(json!({"kind": "secondary", "name": "x", "type": "yes_no"})),
+        ),
+        (Method::GET, format!("{goals}/{demo_id}"), None),
+        (
+            Method::PATCH,
+            format!("{goals}/{demo_id}"),
+            Some(json!({"name": "mine"})),
+        ),
+        (
+            Method::POST,
+            format!("{goals}/{demo_id}/archive"),
+            Some(json!({})),
+        ),
+        (Method::GET, analyses.clone(), None),
+        (
+            Method::PATCH,
+            format!("{analyses}/{notes_id}"),
+            Some(json!({"active": false})),
+        ),
+        (Method::GET, report_path(first), None),
+        (
+            Method::POST,
+            report_path(first),
+            Some(json!({"goals": [{"goal_id": demo_id, "outcome": "not_achieved"}]})),
+        ),
+        (
+            Method::GET,
+            format!("{contacts_path}/{}/analyses", contacts[0].id),
+            None,
+        ),
+    ] {
+        let (status, body) = s.call_as(&bob, method.clone(), &path, body).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    }
+    let (_, still) = s.get(&report_path(first)).await;
+    assert_eq!(still["goals"][0]["outcome"], "achieved");
+    let (_, g) = s.get(&format!("{goals}/{demo_id}")).await;
+    assert_eq!(
+        (g["name"].clone(), g["archived"].clone()),
+        (json!("Demo booked"), json!(false))
+    );
     s.stop().await;
 }

@@ -9,6 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use outdial::campaign::agents::AgentSpec;
+use outdial::campaign::ai::{AiAgentKind, AiAgentSpec, OnAgentClose};
+use outdial::campaign::goals::{
+    ConversationResult, GoalOutcome, QuestionKind, QuestionSpec, QuestionType,
+};
 use outdial::campaign::model::{
     AgentState, AmdMode, BusinessHoursSpec, CampaignSettings, CampaignStatus, ContactStatus,
     ContactWindow, EndedBy, Interval, IntervalUnit, MachineAction, OpenHours, Pacing, RetryOn,
@@ -16,7 +20,7 @@ use outdial::campaign::model::{
 use outdial::store::{
     AgentRelease, AttemptFilter, AttemptRecord, BridgeRecord, CampaignFilter, ContactFilter,
     ContactTransition, EventFilter, ExportFormat, ExportScope, ExportStatus, ExportUpdate,
-    NewContact, NewExport, Page, Store, StoreError,
+    NewContact, NewExport, OutcomeCounts, Page, Store, StoreError,
 };
 use sqlx::Connection;
 
@@ -170,6 +174,8 @@ both!(
     agents_and_pools_are_per_account,
     agent_lease_is_exclusive_and_release_starts_wrap_up,
     abandons_count_people_over_the_rolling_30_days,
+    ai_agents_are_per_account_and_campaigns_name_them,
+    goals_analyses_and_attempt_reports,
 );
 
 /// Attempts stored before `ended_by` covered every answered call (schema 5: the callee
@@ -301,6 +307,7 @@ async fn campaign_round_trip(db: &TestDb) {
         description: "Leads from Google Ads".into(),
         connect_to: "sip:sales@pbx.example".into(),
         ai_agent_url: Some("wss://agent.example/stream".into()),
+        ai_agent_id: None,
         schedule_start: Some(NOW + 3_600_000),
         schedule_timezone: "Europe/Berlin".into(),
         pace: 12.5,
@@ -2247,4 +2254,650 @@ async fn abandons_count_people_over_the_rolling_30_days(db: &TestDb) {
     assert_eq!((rates.attempts, rates.answered, rates.people), (5, 4, 3));
     assert!((rates.average_answer_ms - 4_000.0).abs() < 1e-9);
     assert!((rates.average_talk_ms - 45_000.0).abs() < 1e-9);
+}
+
+fn ai_agent(name: &str) -> AiAgentSpec {
+    AiAgentSpec {
+        name: name.into(),
+        url: "wss://agent.example/media".into(),
+        ..AiAgentSpec::default()
+    }
+}
+
+async fn ai_agents_are_per_account_and_campaigns_name_them(db: &TestDb) {
+    let s = &db.store;
+    let acme = s.create_account("acme", "Acme", NOW).await.unwrap().id;
+    let other = s.create_account("other", "Other", NOW).await.unwrap().id;
+    let spec = AiAgentSpec {
+        kind: AiAgentKind::L16Ws,
+        sample_rate: Some(16000),
+        custom_parameters: [("tier".to_string(), "gold".to_string())].into(),
+        auth_header_name: Some("X-Api-Key".into()),
+        auth_header_env: Some("OUTDIAL_TEST_BOT_KEY".into()),
+        on_agent_close: OnAgentClose::Connect,
+        handoff_target: Some("sip:desk@127.0.0.1:5070".into()),
+        ..ai_agent(" sales bot ")
+    };
+    let bot = s.create_ai_agent(Some(acme), &spec, NOW).await.unwrap();
+    assert_eq!(bot.spec.name, "sales bot", "names are trimmed");
+    assert_eq!(bot.spec.kind, AiAgentKind::L16Ws);
+    assert_eq!(bot.spec.sample_rate, Some(16000));
+    assert_eq!(bot.spec.custom_parameters["tier"], "gold");
+    assert_eq!(
+        bot.spec.auth_header_env.as_deref(),
+        Some("OUTDIAL_TEST_BOT_KEY")
+    );
+    assert_eq!(s.get_ai_agent(Some(acme), bot.id).await.unwrap(), bot);
+    // Another account sees nothing; the same name there is fine, twice here is not.
+    assert!(matches!(
+        s.get_ai_agent(Some(other), bot.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.create_ai_agent(Some(acme), &ai_agent("sales bot"), NOW)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let theirs = s
+        .create_ai_agent(Some(other), &ai_agent("sales bot"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_ai_agents(Some(acme), Page::default())
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+    assert_eq!(
+        s.list_ai_agents(Some(other), Page::default())
+            .await
+            .unwrap()
+            .items,
+        vec![theirs.clone()]
+    );
+    // Validation names the field.
+    match s
+        .create_ai_agent(
+            Some(acme),
+            &AiAgentSpec {
+                url: "https://agent.example/offer".into(),
+                ..ai_agent("web")
+            },
+            NOW,
+        )
+        .await
+    {
+        Err(StoreError::Invalid(m)) => assert!(m.starts_with("url: "), "{m}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    // Update: another kind, the rate dropped.
+    let updated = s
+        .update_ai_agent(
+            Some(acme),
+            bot.id,
+            &AiAgentSpec {
+                kind: AiAgentKind::WebrtcWhip,
+                url: "http://127.0.0.1:8889/whip".into(),
+                sample_rate: None,
+                ..bot.spec.clone()
+            },
+            NOW + 1000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.spec.kind, AiAgentKind::WebrtcWhip);
+    assert_eq!(updated.updated_at, NOW + 1000);
+    assert!(matches!(
+        s.update_ai_agent(Some(other), bot.id, &ai_agent("x"), NOW)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Campaigns name an agent of their own account, not another's, and not with a URL too.
+    let with_agent = |agent: i64| CampaignSettings {
+        ai_agent_id: Some(agent),
+        ..settings("AI outreach")
+    };
+    let campaign = s
+        .create_campaign(Some(acme), &with_agent(bot.id), CampaignStatus::New, NOW)
+        .await
+        .unwrap();
+    assert_eq!(campaign.settings.ai_agent_id, Some(bot.id));
+    assert_eq!(
+        s.get_campaign(campaign.id)
+            .await
+            .unwrap()
+            .settings
+            .ai_agent_id,
+        Some(bot.id)
+    );
+    for bad in [
+        with_agent(theirs.id),
+        CampaignSettings {
+            ai_agent_url: Some("wss://x.example/".into()),
+            ..with_agent(bot.id)
+        },
+    ] {
+        match s
+            .create_campaign(Some(acme), &bad, CampaignStatus::New, NOW)
+            .await
+        {
+            Err(StoreError::Invalid(m)) => assert!(m.starts_with("ai_agent_id: "), "{m}"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+    match s
+        .update_campaign(campaign.id, &with_agent(theirs.id), NOW)
+        .await
+    {
+        Err(StoreError::Invalid(m)) => assert!(m.starts_with("ai_agent_id: "), "{m}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    // What the call flow gets: the record, or the URL shortcut as a Twilio agent.
+    let resolved = s.campaign_ai_agent(campaign.id).await.unwrap().unwrap();
+    assert_eq!(resolved, updated.spec);
+    let target = resolved
+        .resolve_with(|name| (name == "OUTDIAL_TEST_BOT_KEY").then(|| "k-123".to_string()))
+        .unwrap();
+    assert_eq!(
+        target.auth_header,
+        Some(("X-Api-Key".into(), "k-123".into()))
+    );
+    assert_eq!(
+        target.handoff_target.as_deref(),
+        Some("sip:desk@127.0.0.1:5070")
+    );
+    assert!(resolved
+        .resolve_with(|_| None)
+        .unwrap_err()
+        .to_string()
+        .contains("OUTDIAL_TEST_BOT_KEY"));
+    let by_url = s
+        .create_campaign(
+            Some(acme),
+            &CampaignSettings {
+                ai_agent_url: Some("ws://127.0.0.1:9000/media".into()),
+                ..settings("URL")
+            },
+            CampaignStatus::New,
+            NOW,
+        )
+        .await
+        .unwrap();
+    let shortcut = s.campaign_ai_agent(by_url.id).await.unwrap().unwrap();
+    assert_eq!(
+        (shortcut.kind, shortcut.url.as_str()),
+        (AiAgentKind::TwilioWs, "ws://127.0.0.1:9000/media")
+    );
+    let plain = campaign_in(s, acme, "Plain").await;
+    assert_eq!(s.campaign_ai_agent(plain).await.unwrap(), None);
+
+    // An agent in use is not deleted; the conflict names the campaign.
+    match s.delete_ai_agent(Some(acme), bot.id).await {
+        Err(StoreError::Conflict(m)) => {
+            assert!(
+                m.contains(&campaign.id.to_string()) && m.contains("AI outreach"),
+                "{m}"
+            )
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(
+        s.campaigns_using_ai_agent(bot.id).await.unwrap(),
+        vec![(campaign.id, "AI outreach".to_string())]
+    );
+    assert!(matches!(
+        s.delete_ai_agent(Some(other), bot.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.update_campaign(campaign.id, &settings("AI outreach"), NOW)
+        .await
+        .unwrap();
+    s.delete_ai_agent(Some(acme), bot.id).await.unwrap();
+    assert!(matches!(
+        s.get_ai_agent(Some(acme), bot.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn campaign_in(store: &Store, account: i64, name: &str) -> i64 {
+    store
+        .create_campaign(Some(account), &settings(name), CampaignStatus::New, NOW)
+        .await
+        .unwrap()
+        .id
+}
+
+fn goal(kind: QuestionKind, name: &str, question_type: QuestionType) -> QuestionSpec {
+    QuestionSpec {
+        kind,
+        name: name.into(),
+        question: format!("{name}?"),
+        question_type,
+        active: true,
+    }
+}
+
+fn report(value: serde_json::Value) -> ConversationResult {
+    serde_json::from_value(value).unwrap()
+}
+
+async fn goals_analyses_and_attempt_reports(db: &TestDb) {
+    use serde_json::json;
+    let s = &db.store;
+    let id = campaign(s, "Goals").await;
+    let elsewhere = campaign(s, "Elsewhere").await;
+    let demo = s
+        .create_question(
+            id,
+            &goal(QuestionKind::Primary, "Demo booked", QuestionType::YesNo),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!((demo.spec.active, demo.archived), (true, false));
+    // A second live primary goal: conflict naming the first; an inactive one is fine.
+    match s
+        .create_question(
+            id,
+            &goal(QuestionKind::Primary, "Other", QuestionType::YesNo),
+            NOW,
+        )
+        .await
+    {
+        Err(StoreError::Conflict(m)) => assert!(m.contains(&format!("goal {}", demo.id)), "{m}"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    let spare = s
+        .create_question(
+            id,
+            &QuestionSpec {
+                active: false,
+                ..goal(QuestionKind::Primary, "Spare", QuestionType::YesNo)
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.update_question(
+            id,
+            spare.id,
+            &QuestionSpec {
+                active: true,
+                ..spare.spec.clone()
+            },
+            false,
+            NOW
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mood = s
+        .create_question(
+            id,
+            &goal(QuestionKind::Secondary, "Mood", QuestionType::Rating),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let notes = s
+        .create_question(
+            id,
+            &goal(QuestionKind::Analysis, "Notes", QuestionType::OpenText),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let callback = s
+        .create_question(
+            id,
+            &goal(QuestionKind::Analysis, "Callback", QuestionType::YesNo),
+            NOW,
+        )
+        .await
+        .unwrap();
+    // A goal cannot become an analysis; an empty name is refused.
+    assert!(matches!(
+        s.update_question(id, mood.id, &goal(QuestionKind::Analysis, "Mood", QuestionType::Rating), false, NOW).await,
+        Err(StoreError::Invalid(m)) if m.starts_with("kind: ")
+    ));
+    assert!(matches!(
+        s.create_question(id, &goal(QuestionKind::Secondary, " ", QuestionType::Rating), NOW).await,
+        Err(StoreError::Invalid(m)) if m.starts_with("name: ")
+    ));
+    // Another campaign's question is not found through this one.
+    assert!(matches!(
+        s.get_question(elsewhere, demo.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let goals = s
+        .list_questions(id, &[QuestionKind::Primary, QuestionKind::Secondary], None)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = goals.iter().map(|q| q.id).collect();
+    assert_eq!(ids, vec![demo.id, spare.id, mood.id], "primary goals first");
+
+    // Contacts and their attempts.
+    let mut contacts = Vec::new();
+    for (phone, name) in [
+        ("+12025550101", "Ann"),
+        ("+12025550102", "Ben"),
+        ("+12025550103", "Cy"),
+        ("+12025550104", "Dee"),
+    ] {
+        contacts.push(
+            s.create_contact(id, &contact(phone, name), NOW)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let attempt = |contact: i64, minutes: i64, answered_by: Option<&str>| AttemptRecord {
+        campaign_id: Some(id),
+        contact_id: Some(contact),
+        attempt_number: 1,
+        started_at: NOW + minutes * 60_000,
+        outcome: "answered".into(),
+        answered_by: answered_by.map(str::to_string),
+        duration_ms: 60_000,
+        ..AttemptRecord::default()
+    };
+    let ann_first = s
+        .insert_attempt(&attempt(contacts[0], 1, Some("human")))
+        .await
+        .unwrap();
+    let ann_later = s
+        .insert_attempt(&attempt(contacts[0], 30, Some("human")))
+        .await
+        .unwrap();
+    let ben = s
+        .insert_attempt(&attempt(contacts[1], 2, Some("human")))
+        .await
+        .unwrap();
+    let cy = s
+        .insert_attempt(&attempt(contacts[2], 3, None))
+        .await
+        .unwrap();
+    // Dee: bridged to a SIP agent, never analysed (a conversation all the same); and a
+    // machine bridged anyway (not a conversation).
+    let dee = s
+        .insert_attempt(&AttemptRecord {
+            bridge: BridgeRecord {
+                bridge_start_at: Some(NOW + 4 * 60_000),
+                ..BridgeRecord::default()
+            },
+            ..attempt(contacts[3], 4, Some("human"))
+        })
+        .await
+        .unwrap();
+    s.insert_attempt(&AttemptRecord {
+        bridge: BridgeRecord {
+            bridge_start_at: Some(NOW + 5 * 60_000),
+            ..BridgeRecord::default()
+        },
+        ..attempt(contacts[3], 5, Some("machine_end_beep"))
+    })
+    .await
+    .unwrap();
+    let no_campaign = s
+        .insert_attempt(&AttemptRecord {
+            campaign_id: None,
+            contact_id: None,
+            ..attempt(contacts[0], 6, None)
+        })
+        .await
+        .unwrap();
+    assert!(s.get_attempt_analysis(ann_first).await.unwrap().is_none());
+
+    // Reports: Ann not achieved, then achieved later; Ben partially, replaced by not
+    // achieved; Cy's report does not mention the primary goal.
+    s.save_attempt_analysis(
+        ann_first,
+        &report(
+            json!({"goals": [{"goal_id": demo.id, "outcome": "not_achieved", "value": false}]}),
+        ),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let stored = s
+        .save_attempt_analysis(
+            ann_later,
+            &report(json!({
+                "goals": [
+                    {"goal_id": demo.id, "outcome": "achieved", "value": true},
+                    {"goal_id": mood.id, "outcome": "achieved", "value": 5}
+                ],
+                "analyses": [
+                    {"analysis_id": notes.id, "value": "wants the blue plan"},
+                    {"analysis_id": callback.id, "value": true}
+                ],
+                "summary": "Booked a demo for Tuesday."
+            })),
+            NOW + 100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.campaign_id, id);
+    assert_eq!(stored.contact_id, Some(contacts[0]));
+    assert_eq!(stored.summary, "Booked a demo for Tuesday.");
+    let goal_ids: Vec<i64> = stored.goals.iter().map(|a| a.question_id).collect();
+    assert_eq!(goal_ids, vec![demo.id, mood.id]);
+    assert_eq!(stored.goals[0].outcome, Some(GoalOutcome::Achieved));
+    assert_eq!(stored.goals[1].value, Some(json!(5)));
+    assert_eq!(stored.analyses.len(), 2);
+    assert_eq!(stored.analyses[0].value, Some(json!("wants the blue plan")));
+    assert_eq!(stored.analyses[0].outcome, None);
+    s.save_attempt_analysis(
+        ben,
+        &report(json!({
+            "goals": [
+                {"goal_id": demo.id, "outcome": "partially_achieved"},
+                {"goal_id": mood.id, "outcome": "not_achieved", "value": 2}
+            ],
+            "analyses": [{"analysis_id": callback.id, "value": false}],
+            "summary": "first"
+        })),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let replaced = s
+        .save_attempt_analysis(
+            ben,
+            &report(json!({
+                "goals": [{"goal_id": demo.id, "outcome": "not_achieved", "value": false}],
+                "summary": "second"
+            })),
+            NOW + 500,
+        )
+        .await
+        .unwrap();
+    assert_eq!(replaced.summary, "second");
+    assert_eq!(replaced.goals.len(), 1, "the old answers are gone");
+    assert!(replaced.analyses.is_empty());
+    assert_eq!((replaced.created_at, replaced.updated_at), (NOW, NOW + 500));
+    s.save_attempt_analysis(
+        cy,
+        &report(json!({"goals": [{"goal_id": mood.id, "outcome": "unknown", "value": 3}]})),
+        NOW,
+    )
+    .await
+    .unwrap();
+    // Bad reports name the index and field, and change nothing.
+    for (bad, path) in [
+        (
+            json!({"goals": [{"goal_id": demo.id, "outcome": "achieved", "value": 1}]}),
+            "goals[0].value",
+        ),
+        (
+            json!({"goals": [{"goal_id": demo.id, "outcome": "achieved"}, {"goal_id": mood.id, "outcome": "achieved", "value": 9}]}),
+            "goals[1].value",
+        ),
+        (
+            json!({"goals": [{"goal_id": spare.id, "outcome": "achieved"}]}),
+            "goals[0].goal_id",
+        ),
+        (
+            json!({"analyses": [{"analysis_id": demo.id, "value": true}]}),
+            "analyses[0].analysis_id",
+        ),
+        (
+            json!({"analyses": [{"analysis_id": notes.id, "value": "x".repeat(4001)}]}),
+            "analyses[0].value",
+        ),
+    ] {
+        match s.save_attempt_analysis(ben, &report(bad), NOW + 900).await {
+            Err(StoreError::Invalid(m)) => assert!(m.starts_with(&format!("{path}: ")), "{m}"),
+            other => panic!("expected Invalid for {path}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        s.get_attempt_analysis(ben).await.unwrap().unwrap().summary,
+        "second"
+    );
+    assert!(matches!(
+        s.save_attempt_analysis(no_campaign, &report(json!({})), NOW)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.save_attempt_analysis(999_999, &report(json!({})), NOW)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A contact's reports, latest attempt first.
+    let anns = s.contact_analyses(contacts[0]).await.unwrap();
+    assert_eq!(
+        anns.iter().map(|a| a.attempt_id).collect::<Vec<_>>(),
+        vec![ann_later, ann_first]
+    );
+
+    // Primary-goal status: the latest analysed attempt's outcome; unknown when it does not
+    // say; none without a report.
+    let statuses = s.primary_goal_statuses(id, &contacts).await.unwrap();
+    assert_eq!(statuses.get(&contacts[0]), Some(&GoalOutcome::Achieved));
+    assert_eq!(statuses.get(&contacts[1]), Some(&GoalOutcome::NotAchieved));
+    assert_eq!(statuses.get(&contacts[2]), Some(&GoalOutcome::Unknown));
+    assert_eq!(statuses.get(&contacts[3]), None);
+    let filtered = |statuses: Vec<GoalOutcome>| ContactFilter {
+        primary_goal_statuses: statuses,
+        ..ContactFilter::default()
+    };
+    let names = |page: Vec<outdial::campaign::model::Contact>| -> Vec<String> {
+        page.into_iter().map(|c| c.name).collect()
+    };
+    let list = s
+        .list_contacts(id, &filtered(vec![GoalOutcome::Achieved]), Page::default())
+        .await
+        .unwrap();
+    assert_eq!(names(list.items), vec!["Ann"]);
+    let list = s
+        .list_contacts(
+            id,
+            &filtered(vec![GoalOutcome::NotAchieved, GoalOutcome::Unknown]),
+            Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (list.total, names(list.items)),
+        (2, vec!["Ben".to_string(), "Cy".to_string()])
+    );
+    assert_eq!(
+        s.list_contacts(
+            id,
+            &filtered(vec![GoalOutcome::PartiallyAchieved]),
+            Page::default()
+        )
+        .await
+        .unwrap()
+        .total,
+        0
+    );
+    // The attempt list takes the same filter (on the attempt's contact).
+    let attempts = s
+        .list_attempts(
+            &AttemptFilter {
+                campaign_id: Some(id),
+                contact: filtered(vec![GoalOutcome::Achieved]),
+                ..AttemptFilter::default()
+            },
+            Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(attempts.total, 2, "both of Ann's attempts");
+
+    // The report: 3 analysed contacts, 1 achieved; conversations = 4 analysed attempts +
+    // Dee's bridged call (the machine is not one).
+    let r = s.goal_report(id).await.unwrap();
+    assert_eq!(r.analysed_contacts, 3);
+    assert_eq!(r.primary_goal_id, Some(demo.id));
+    assert_eq!(
+        r.primary,
+        OutcomeCounts {
+            achieved: 1,
+            partially_achieved: 0,
+            not_achieved: 1,
+            unknown: 1
+        }
+    );
+    assert_eq!(r.conversations, 5);
+    assert_eq!(r.conversation_ms, 5 * 60_000);
+    let _ = dee;
+    let by_id = |qid: i64| r.questions.iter().find(|q| q.question.id == qid).unwrap();
+    let m = by_id(mood.id);
+    assert_eq!(
+        m.outcomes,
+        OutcomeCounts {
+            achieved: 1,
+            partially_achieved: 0,
+            not_achieved: 0,
+            unknown: 2
+        }
+    );
+    assert_eq!(m.answered, 2);
+    assert_eq!(m.average_rating, Some(4.0));
+    let c = by_id(callback.id);
+    assert_eq!((c.answered, c.yes, c.no), (1, 1, 0));
+    assert_eq!(by_id(notes.id).outcomes, OutcomeCounts::default());
+    // Archiving the primary goal: no current primary, every analysed contact unknown.
+    s.update_question(id, demo.id, &demo.spec, true, NOW)
+        .await
+        .unwrap();
+    let r = s.goal_report(id).await.unwrap();
+    assert_eq!(r.primary_goal_id, None);
+    assert_eq!(r.primary.unknown, 3);
+    let statuses = s.primary_goal_statuses(id, &contacts).await.unwrap();
+    assert_eq!(statuses.get(&contacts[0]), Some(&GoalOutcome::Unknown));
+    assert_eq!(
+        s.list_contacts(id, &filtered(vec![GoalOutcome::Unknown]), Page::default())
+            .await
+            .unwrap()
+            .total,
+        3
+    );
+    // Now the spare primary goal may go live.
+    s.update_question(
+        id,
+        spare.id,
+        &QuestionSpec {
+            active: true,
+            ..spare.spec.clone()
+        },
+        false,
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.list_questions(id, &[], Some(true)).await.unwrap().len(),
+        1
+    );
+    // Deleting the campaign takes its questions and reports along.
+    s.delete_campaign(id).await.unwrap();
+    assert!(s.get_attempt_analysis(ann_later).await.unwrap().is_none());
 }

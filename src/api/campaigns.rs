@@ -7,6 +7,8 @@
 //! `schedule_start` as ms, RFC 3339, or a local `YYYY-MM-DDTHH:MM` read in
 //! `schedule_timezone` (guide 1: "the date and time in your timezone"). PATCH merges into
 //! the stored settings and validates the result; nullable fields are cleared with `null`.
+//! `ai_agent_id` names an AI agent record of the campaign's account; `ai_agent_url` stays as
+//! a shortcut for a `twilio_ws` agent with that URL; both at once answer 422.
 //! The status changes only through the actions (409 with the rule's message when illegal);
 //! a new campaign may start as `new` or `scheduled` (guide 1: "the initial status").
 
@@ -262,10 +264,16 @@ pub struct CampaignInput {
     /// `did_number` (guide 1 v1) is the same field.
     #[serde(alias = "did_number")]
     pub connect_to: Option<String>,
-    /// AI voice agent media stream (ws:// or wss://).
+    /// AI voice agent media stream (ws:// or wss://): a shortcut for a `twilio_ws` agent
+    /// with that URL. Not together with `ai_agent_id` (422).
     #[serde(deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub ai_agent_url: Option<Option<String>>,
+    /// The AI agent (`/v1/agents/ai`, of this account) answered people are bridged to
+    /// (itellico's "Agent"); null clears. Not together with `ai_agent_url` (422).
+    #[serde(deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>)]
+    pub ai_agent_id: Option<Option<i64>>,
     /// When dialing may begin (leave out or null: as soon as it is started).
     #[serde(deserialize_with = "nullable")]
     #[schema(value_type = Option<ScheduleStartInput>)]
@@ -354,6 +362,7 @@ impl CampaignInput {
             self.connect_to.map(|c| c.trim().to_string()),
         );
         set(&mut s.ai_agent_url, self.ai_agent_url);
+        set(&mut s.ai_agent_id, self.ai_agent_id);
         set(&mut s.schedule_timezone, self.schedule_timezone);
         if let Some(start) = self.schedule_start {
             s.schedule_start = match start {
@@ -482,7 +491,10 @@ pub struct CampaignView {
     pub name: String,
     pub description: String,
     pub connect_to: String,
+    /// Shortcut for a `twilio_ws` AI agent with this URL.
     pub ai_agent_url: Option<String>,
+    /// The AI agent record answered people are bridged to.
+    pub ai_agent_id: Option<i64>,
     /// ms since the epoch, UTC.
     pub schedule_start: Option<Millis>,
     pub schedule_timezone: String,
@@ -539,6 +551,7 @@ impl CampaignView {
             description: s.description,
             connect_to: s.connect_to,
             ai_agent_url: s.ai_agent_url,
+            ai_agent_id: s.ai_agent_id,
             schedule_start: s.schedule_start,
             schedule_timezone: s.schedule_timezone,
             pace: s.pace,
@@ -692,6 +705,7 @@ pub async fn list_campaigns(
         (status = 409, description = "The business-hours schedule does not exist", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Both ai_agent_id and ai_agent_url are set, or a message plan is wrong", body = ErrorBody),
     )
 )]
 pub async fn create_campaign(
@@ -709,6 +723,7 @@ pub async fn create_campaign(
     }
     let mut settings = CampaignSettings::default();
     input.apply(&mut settings)?;
+    check_ai_agent(&settings)?;
     if status == CampaignStatus::Scheduled && settings.schedule_start.is_none() {
         return Err(ApiError::invalid(
             "schedule_start",
@@ -732,6 +747,20 @@ pub async fn create_campaign(
     .await;
     state.wake_engine();
     Ok((StatusCode::CREATED, Json(view(&state, campaign).await?)))
+}
+
+/// `ai_agent_id` and `ai_agent_url` name the agent two ways: one at a time (422). That
+/// the id names an AI agent of the campaign's account is checked by the store (400).
+fn check_ai_agent(settings: &CampaignSettings) -> ApiResult<()> {
+    if settings.ai_agent_id.is_some() && settings.ai_agent_url.is_some() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "ai_agent_id: give ai_agent_id or ai_agent_url, not both (set the other to null)",
+        )
+        .with_field("ai_agent_id"));
+    }
+    Ok(())
 }
 
 /// A predictive campaign's `connect_to` must name one of the account's agent pools.
@@ -855,6 +884,7 @@ pub async fn get_campaign(
         (status = 400, description = "A field is wrong (named in `field`)", body = ErrorBody),
         (status = 401, description = "No valid credentials", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 422, description = "Both ai_agent_id and ai_agent_url are set, or a message plan is wrong", body = ErrorBody),
     )
 )]
 pub async fn update_campaign(
@@ -875,6 +905,7 @@ pub async fn update_campaign(
     let touches_start = input.schedule_start.is_some();
     let mut settings = campaign.settings.clone();
     input.apply(&mut settings)?;
+    check_ai_agent(&settings)?;
     // The 24-hours-in-the-past bound is for a start being set now: an unchanged start
     // of a campaign that began last week stays valid.
     let check_at = match (touches_start, before) {

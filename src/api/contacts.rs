@@ -1,5 +1,5 @@
 //! Contacts of a campaign: list with the guides' filters (status in either guide's words,
-//! tags, retries, text), add one (phone normalised to E.164 with the campaign's default
+//! tags, retries, text, primary-goal status), add one (phone normalised to E.164 with the campaign's default
 //! country), read, edit, delete (pending only, guide 2), bulk remove and manual retry.
 //! The CSV import is in [`super::import`].
 
@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::campaigns::{load, record_event};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{split_list, AppState, PageQuery, Paged};
+use crate::campaign::goals::GoalOutcome;
 use crate::campaign::model::{Contact, ContactStatus, Millis};
 use crate::contacts::normalize_phone;
 use crate::store::{ContactFilter, NewContact, Page, MAX_PAGE};
@@ -40,6 +41,10 @@ pub struct ContactView {
     pub last_attempt_at: Option<Millis>,
     /// The last attempt's outcome (answered, busy, no_answer, machine, failed, …).
     pub last_outcome: Option<String>,
+    /// The outcome of the latest analysed conversation for the campaign's primary goal
+    /// (unknown when the report does not say or there is no primary goal); null while no
+    /// conversation of the contact was analysed.
+    pub primary_goal_status: Option<GoalOutcome>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -60,6 +65,7 @@ impl From<Contact> for ContactView {
             next_attempt_at: c.next_attempt_at,
             last_attempt_at: c.last_attempt_at,
             last_outcome: c.last_outcome,
+            primary_goal_status: None,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -153,19 +159,25 @@ pub struct ContactListQuery {
     pub max_retries: Option<i64>,
     /// Text in the name, phone or comments.
     pub q: Option<String>,
+    /// Comma-separated primary-goal statuses (achieved, partially_achieved, not_achieved,
+    /// unknown): the outcome of the contact's latest analysed conversation for the
+    /// campaign's primary goal. Contacts never analysed match none.
+    pub primary_goal_status: Option<String>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
 }
 
 impl ContactListQuery {
     pub fn filter(&self) -> ApiResult<ContactFilter> {
-        contact_filter(
+        let mut filter = contact_filter(
             self.status.as_deref(),
             self.tags.as_deref(),
             self.min_retries,
             self.max_retries,
             self.q.as_deref(),
-        )
+        )?;
+        filter.primary_goal_statuses = goal_statuses(self.primary_goal_status.as_deref())?;
+        Ok(filter)
     }
 
     pub fn page(&self) -> ApiResult<Page> {
@@ -227,6 +239,47 @@ pub(crate) fn contact_filter(
     Ok(filter)
 }
 
+/// `achieved, partially achieved` → the outcomes (either spelling), or 400 naming
+/// `primary_goal_status`.
+pub(crate) fn goal_statuses(list: Option<&str>) -> ApiResult<Vec<GoalOutcome>> {
+    let mut out = Vec::new();
+    for word in list.map(split_list).into_iter().flatten() {
+        let outcome = GoalOutcome::parse(word).ok_or_else(|| {
+            ApiError::invalid(
+                "primary_goal_status",
+                format!(
+                    "unknown value {word:?} (expected {})",
+                    GoalOutcome::expected()
+                ),
+            )
+        })?;
+        if !out.contains(&outcome) {
+            out.push(outcome);
+        }
+    }
+    Ok(out)
+}
+
+/// Each contact as the API shows it, with its primary-goal status.
+pub(crate) async fn contact_views(
+    state: &AppState,
+    campaign_id: i64,
+    contacts: Vec<Contact>,
+) -> ApiResult<Vec<ContactView>> {
+    let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
+    let statuses = state.store.primary_goal_statuses(campaign_id, &ids).await?;
+    Ok(contacts
+        .into_iter()
+        .map(|c| {
+            let status = statuses.get(&c.id).copied();
+            ContactView {
+                primary_goal_status: status,
+                ..ContactView::from(c)
+            }
+        })
+        .collect())
+}
+
 /// `phone` in E.164, or 400 naming the field.
 pub(crate) fn e164(field: &str, text: &str, default_country: &str) -> ApiResult<String> {
     normalize_phone(text, default_country)
@@ -285,7 +338,7 @@ pub async fn list_contacts(
     let page = query.page()?;
     load(&state, id).await?;
     let found = state.store.list_contacts(id, &filter, page).await?;
-    let items = found.items.into_iter().map(ContactView::from).collect();
+    let items = contact_views(&state, id, found.items).await?;
     Ok(Json(Paged::new(items, found.total, page)))
 }
 
@@ -361,7 +414,12 @@ pub async fn get_contact(
     State(state): State<AppState>,
     ApiPath((id, contact_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Json<ContactView>> {
-    Ok(Json(load_contact(&state, id, contact_id).await?.into()))
+    let contact = load_contact(&state, id, contact_id).await?;
+    let mut views = contact_views(&state, id, vec![contact]).await?;
+    views
+        .pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("contact {contact_id} not found")))
 }
 
 /// Edits a contact (its status cannot change during a call: 409).
@@ -410,7 +468,11 @@ pub async fn update_contact(
         .update_contact(contact_id, &contact, state.now())
         .await?;
     state.wake_engine();
-    Ok(Json(updated.into()))
+    let mut views = contact_views(&state, id, vec![updated]).await?;
+    views
+        .pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("contact {contact_id} not found")))
 }
 
 /// Deletes a contact nobody dialed yet (pending); any other status is a 409.
@@ -538,6 +600,12 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("status"));
         let e = contact_filter(None, None, Some(4), Some(2), None).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("min_retries"));
+        assert_eq!(
+            goal_statuses(Some("achieved, Partially Achieved,achieved")).unwrap(),
+            vec![GoalOutcome::Achieved, GoalOutcome::PartiallyAchieved]
+        );
+        let e = goal_statuses(Some("great")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("primary_goal_status"));
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl IntoResponse for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// `field: reason` → the field, when the text before the first `": "` looks like one
-/// (`phone`, `retry_interval.unit`, `row 3: phone: …` → `phone`).
+/// (`phone`, `retry_interval.unit`, `goals[1].value`, `row 3: phone: …` → `phone`).
 pub(crate) fn leading_field(message: &str) -> Option<&str> {
     let mut rest = message;
     loop {
@@ -178,7 +178,7 @@ pub(crate) fn leading_field(message: &str) -> Option<&str> {
         let looks_like_field = !head.is_empty()
             && head
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.[]".contains(&b));
         return looks_like_field.then_some(head);
     }
 }
@@ -485,6 +485,10 @@ mod tests {
         assert_eq!(leading_field("row 3: phone: bad"), Some("phone"));
         assert_eq!(leading_field("name or comments: too long"), None);
         assert_eq!(leading_field("no colon here"), None);
+        assert_eq!(
+            leading_field("goals[1].value: 6 is not an integer from 1 to 5"),
+            Some("goals[1].value")
+        );
         let e = ApiError::from(StoreError::Invalid("timezone: \"Mars\" is not".into()));
         assert_eq!(e.field.as_deref(), Some("timezone"));
         assert_eq!(e.status, StatusCode::BAD_REQUEST);

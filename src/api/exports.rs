@@ -4,6 +4,9 @@
 //! right name and type. Text cells that a spreadsheet would run (`=`, `+`, `-`, `@` …) are
 //! escaped by the writer ([`crate::contacts::export`]).
 //!
+//! Every row carries the contact's metrics and its primary-goal status (empty while no
+//! conversation of it was analysed).
+//!
 //! Scope: `all` (the entire campaign), `filtered` (the contact filters of the list) or
 //! `selection` (ids). The file is written under a temporary name and renamed when
 //! complete, so a download never sees half a file. Writing runs on the blocking pool.
@@ -19,9 +22,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::campaigns::load;
-use super::contacts::{contact_filter, MAX_IDS};
+use super::contacts::{contact_filter, goal_statuses, MAX_IDS};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{AppState, PageQuery, Paged};
+use crate::campaign::goals::GoalOutcome;
 use crate::campaign::model::{Contact, Millis};
 use crate::contacts::{Cell, ExportFormat as FileFormat, Exporter};
 use crate::store::{
@@ -33,7 +37,7 @@ use crate::store::{
 const EXPORT_PAGE: i64 = MAX_PAGE;
 
 /// The columns of a contact export.
-pub const COLUMNS: [&str; 14] = [
+pub const COLUMNS: [&str; 15] = [
     "id",
     "phone",
     "name",
@@ -46,6 +50,7 @@ pub const COLUMNS: [&str; 14] = [
     "last_outcome",
     "last_attempt_at",
     "next_attempt_at",
+    "primary_goal_status",
     "created_at",
     "updated_at",
 ];
@@ -129,6 +134,9 @@ pub struct ExportFilter {
     pub min_retries: Option<i64>,
     pub max_retries: Option<i64>,
     pub q: Option<String>,
+    /// Comma-separated primary-goal statuses (achieved, partially_achieved, not_achieved,
+    /// unknown).
+    pub primary_goal_status: Option<String>,
 }
 
 impl ExportFilter {
@@ -140,6 +148,10 @@ impl ExportFilter {
             self.max_retries,
             self.q.as_deref(),
         )
+        .and_then(|mut filter| {
+            filter.primary_goal_statuses = goal_statuses(self.primary_goal_status.as_deref())?;
+            Ok(filter)
+        })
         .map_err(|e| match &e.field {
             Some(f) => ApiError {
                 message: format!("filter.{}", e.message),
@@ -231,7 +243,7 @@ pub struct ExportListQuery {
 }
 
 /// One export row.
-fn row(c: &Contact) -> Vec<Cell> {
+fn row(c: &Contact, primary_goal_status: Option<GoalOutcome>) -> Vec<Cell> {
     vec![
         Cell::Int(c.id),
         Cell::Phone(c.phone.clone()),
@@ -245,6 +257,7 @@ fn row(c: &Contact) -> Vec<Cell> {
         c.last_outcome.clone().map_or(Cell::Empty, Cell::Text),
         c.last_attempt_at.map_or(Cell::Empty, Cell::Time),
         c.next_attempt_at.map_or(Cell::Empty, Cell::Time),
+        primary_goal_status.map_or(Cell::Empty, |s| Cell::Text(s.as_str().to_string())),
         Cell::Time(c.created_at),
         Cell::Time(c.updated_at),
     ]
@@ -286,9 +299,15 @@ async fn write_export(
         if n == 0 {
             break;
         }
+        let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
+        let statuses = state
+            .store
+            .primary_goal_statuses(job.campaign_id, &ids)
+            .await
+            .map_err(|e| e.to_string())?;
         exporter = tokio::task::spawn_blocking(move || {
             for contact in &page.items {
-                exporter.write_row(&row(contact))?;
+                exporter.write_row(&row(contact, statuses.get(&contact.id).copied()))?;
             }
             Ok::<_, crate::contacts::ExportError>(exporter)
         })

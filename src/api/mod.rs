@@ -31,10 +31,12 @@
 //!
 //! One file per group of routes: [`auth`], [`campaigns`], [`contacts`], [`import`],
 //! [`exports`], [`reports`], [`dnc`], [`schedules`], [`media`] (WAV uploads and attempt
-//! recordings), [`agents`] (SIP agents and pools); [`error`] holds the one error shape
+//! recordings), [`agents`] (SIP agents and pools), [`ai_agents`] (AI voice agents),
+//! [`goals`] (goals, analyses and agents' reports about attempts); [`error`] holds the one error shape
 //! and the extractors, [`openapi`] the document and the schemas of the model's words.
 
 pub mod agents;
+pub mod ai_agents;
 pub mod auth;
 pub mod calls;
 pub mod campaigns;
@@ -42,6 +44,7 @@ pub mod contacts;
 pub mod dnc;
 pub mod error;
 pub mod exports;
+pub mod goals;
 pub mod import;
 pub mod media;
 pub mod openapi;

@@ -20,9 +20,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    agents, auth, calls, campaigns, contacts, dnc, exports, import, media, reports, schedules,
-    AppState,
+    agents, ai_agents, auth, calls, campaigns, contacts, dnc, exports, goals, import, media,
+    reports, schedules, AppState,
 };
+use crate::campaign::ai::{AiAgentKind, OnAgentClose};
+use crate::campaign::goals::{GoalOutcome, QuestionKind, QuestionType};
 use crate::campaign::model::{
     AgentState, AmdMode, CampaignAction, CampaignStatus, ContactStatus, EndedBy, IntervalUnit,
     MachineAction, Pacing, Transfer,
@@ -62,6 +64,14 @@ word_schema! {
     Transfer => "Transfer", "How a person is handed to connect_to: bridge or refer.";
     AgentState => "AgentState", "An agent's state (ready and logged_out are accepted too).";
     EndedBy => "EndedBy", "Who or what ended an answered call.";
+    AiAgentKind => "AiAgentKind",
+        "How outdial talks to an AI agent: Twilio Media Streams or L16 over a WebSocket, or WebRTC (SmallWebRTC or WHIP offer/answer).";
+    OnAgentClose => "OnAgentClose",
+        "What happens when the AI agent ends its side: hang up, or connect the person to handoff_target.";
+    QuestionKind => "QuestionKind", "A goal (primary or secondary) or an analysis question.";
+    QuestionType => "QuestionType",
+        "The answer a goal or analysis takes: yes_no (boolean), open_text (string, at most 4000 characters) or rating (integer 1-5).";
+    GoalOutcome => "GoalOutcome", "How far a conversation reached a goal.";
 }
 
 /// Every route of the API with its documentation.
@@ -144,6 +154,28 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::get_call))
         .routes(routes!(calls::transfer_call))
         .routes(routes!(calls::hangup_call))
+        .routes(routes!(
+            ai_agents::list_ai_agents,
+            ai_agents::create_ai_agent
+        ))
+        .routes(routes!(
+            ai_agents::get_ai_agent,
+            ai_agents::update_ai_agent,
+            ai_agents::delete_ai_agent
+        ))
+        .routes(routes!(goals::list_goals, goals::create_goal))
+        .routes(routes!(goals::get_goal, goals::update_goal))
+        .routes(routes!(goals::archive_goal))
+        .routes(routes!(goals::restore_goal))
+        .routes(routes!(goals::list_analyses, goals::create_analysis))
+        .routes(routes!(goals::get_analysis, goals::update_analysis))
+        .routes(routes!(goals::archive_analysis))
+        .routes(routes!(goals::restore_analysis))
+        .routes(routes!(
+            goals::post_attempt_analysis,
+            goals::get_attempt_analysis
+        ))
+        .routes(routes!(goals::contact_analyses))
 }
 
 /// The title, the bearer scheme (required everywhere unless a route says otherwise) and
@@ -152,8 +184,8 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc.info.title = "outdial admin API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description = Some(
-        "Campaigns, contacts, CSV import, exports, reports, DNC, business hours, SIP agents \
-         and agent pools. \
+        "Campaigns, contacts, CSV import, exports, reports, DNC, business hours, SIP agents, \
+         agent pools, AI agents, goals and analyses. \
          Authenticate with `Authorization: Bearer <API key or session token>` (POST /v1/login \
          trades a login and API key for a session token). Times are milliseconds since the \
          Unix epoch, UTC. Errors: {\"error\":{\"code\",\"message\",\"field\"?}}."
@@ -203,10 +235,17 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 "media",
                 "WAV files campaigns play (each account's uploads, shared files)",
             ),
-            ("agents", "SIP agents, their states, and agent pools"),
+            (
+                "agents",
+                "SIP agents, their states, agent pools, and AI agents",
+            ),
             (
                 "calls",
                 "Calls in progress: list, hang up, transfer (an AI agent hands a person on)",
+            ),
+            (
+                "goals",
+                "Campaign goals and analyses, and the reports AI agents post about attempts",
             ),
             ("openapi", "This document"),
         ]
@@ -294,6 +333,15 @@ mod tests {
             "/v1/agents/sip/{id}/state",
             "/v1/agents/pools",
             "/v1/agents/pools/{id}",
+            "/v1/agents/ai",
+            "/v1/agents/ai/{id}",
+            "/v1/campaigns/{id}/goals",
+            "/v1/campaigns/{id}/goals/{goal_id}",
+            "/v1/campaigns/{id}/goals/{goal_id}/archive",
+            "/v1/campaigns/{id}/goals/{goal_id}/restore",
+            "/v1/campaigns/{id}/analyses",
+            "/v1/campaigns/{id}/analyses/{analysis_id}",
+            "/v1/attempts/{id}/analysis",
             "/healthz",
         ] {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");

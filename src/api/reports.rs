@@ -1,8 +1,9 @@
 //! Campaign reports: progress (contacts per status, answered / not answered / total calls),
 //! rates (answer, human answer), average call duration and the 7 × 24 answer-rate heat map
 //! in a chosen time zone (guide 2's dashboard), the abandon rate (campaign total and rolling
-//! 30 days), agent occupancy and average queue wait; and the call attempts (CDRs, with the
-//! agent leg) with the reporting tab's filters.
+//! 30 days), agent occupancy and average queue wait, the goals (Primary Goal Achievement
+//! Rate, Total Conversations, the per-goal and per-analysis breakdown); and the call
+//! attempts (CDRs, with the agent leg) with the reporting tab's filters.
 
 use axum::extract::State;
 use axum::Json;
@@ -10,11 +11,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::campaigns::{load, CallCountsView, ContactCountsView};
-use super::contacts::contact_filter;
+use super::contacts::{contact_filter, goal_statuses};
 use super::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{split_list, AppState, PageQuery, Paged};
+use crate::campaign::goals::{GoalOutcome, QuestionKind, QuestionType};
 use crate::campaign::model::{CampaignStatus, EndedBy, Millis};
-use crate::store::{AttemptFilter, CallAttempt, HeatMap};
+use crate::store::{AttemptFilter, CallAttempt, HeatMap, OutcomeCounts, QuestionStats};
 
 pub const WEEKDAYS: [&str; 7] = [
     "monday",
@@ -117,6 +119,109 @@ pub struct ReportView {
     pub agent_talk_secs: f64,
     /// Mean wait of the people who waited for an agent (connected or abandoned), ms.
     pub average_queue_wait_ms: f64,
+    /// Primary Goal Achievement Rate (0–1): contacts whose primary-goal status is
+    /// `achieved` ÷ contacts with an analysed conversation. A contact's status is its
+    /// latest analysed conversation's outcome for the current primary goal; partially
+    /// achieved does not count as achieved (see `primary_goal`). 0 when none was analysed.
+    pub primary_goal_achievement_rate: f64,
+    /// Total Conversations: attempts an AI agent posted a report for, plus attempts a
+    /// person answered (AMD did not say machine, fax or unknown) that were bridged to an
+    /// agent; each attempt counts once.
+    pub total_conversations: i64,
+    /// Mean duration (answer → end) of those conversations, seconds. The dashboard's
+    /// Average Call Duration over all answered attempts is `average_duration_secs`.
+    pub average_conversation_secs: f64,
+    /// The current primary goal over the analysed contacts.
+    pub primary_goal: PrimaryGoalView,
+    /// Every goal (primary first, archived included) over each analysed contact's latest
+    /// report: counts and percentages of achieved / partially / not achieved / unknown (a
+    /// report that does not mention the goal counts as unknown).
+    pub goals: Vec<QuestionBreakdownView>,
+    /// Every analysis question over each analysed contact's latest report (values only).
+    pub analyses: Vec<QuestionBreakdownView>,
+}
+
+/// One outcome's share.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OutcomeShareView {
+    pub outcome: GoalOutcome,
+    pub count: i64,
+    /// 0–100 of the analysed contacts.
+    pub percent: f64,
+}
+
+fn shares(counts: &OutcomeCounts) -> Vec<OutcomeShareView> {
+    let total = counts.total();
+    [
+        (GoalOutcome::Achieved, counts.achieved),
+        (GoalOutcome::PartiallyAchieved, counts.partially_achieved),
+        (GoalOutcome::NotAchieved, counts.not_achieved),
+        (GoalOutcome::Unknown, counts.unknown),
+    ]
+    .into_iter()
+    .map(|(outcome, count)| OutcomeShareView {
+        outcome,
+        count,
+        percent: 100.0 * ratio(count, total),
+    })
+    .collect()
+}
+
+/// The primary goal on the dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PrimaryGoalView {
+    /// The active, unarchived primary goal (null: none).
+    pub goal_id: Option<i64>,
+    pub name: Option<String>,
+    /// Contacts with an analysed conversation.
+    pub analysed_contacts: i64,
+    /// achieved, partially_achieved, not_achieved, unknown — in that order.
+    pub outcomes: Vec<OutcomeShareView>,
+}
+
+/// One goal or analysis over the analysed contacts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QuestionBreakdownView {
+    pub id: i64,
+    pub kind: QuestionKind,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub question_type: QuestionType,
+    pub active: bool,
+    pub archived: bool,
+    /// Goals: achieved, partially_achieved, not_achieved, unknown — in that order (empty
+    /// for analyses).
+    pub outcomes: Vec<OutcomeShareView>,
+    /// Latest reports that gave a value.
+    pub answered: i64,
+    /// yes_no: how many said yes and no.
+    pub yes: i64,
+    pub no: i64,
+    /// rating: the mean value (null: none, or not a rating).
+    pub average_rating: Option<f64>,
+}
+
+impl From<QuestionStats> for QuestionBreakdownView {
+    fn from(s: QuestionStats) -> Self {
+        let q = s.question;
+        QuestionBreakdownView {
+            id: q.id,
+            kind: q.spec.kind,
+            name: q.spec.name,
+            question_type: q.spec.question_type,
+            active: q.spec.active,
+            archived: q.archived,
+            outcomes: if q.spec.kind.is_goal() {
+                shares(&s.outcomes)
+            } else {
+                Vec::new()
+            },
+            answered: s.answered,
+            yes: s.yes,
+            no: s.no,
+            average_rating: s.average_rating,
+        }
+    }
 }
 
 /// The abandon rate, over the whole campaign and the rolling 30 days (FTC TSR).
@@ -185,7 +290,17 @@ pub async fn campaign_report(
     let report = state.store.campaign_report(id, &tz).await?;
     let stats = state.store.attempt_stats(id).await?;
     let bridge = state.store.bridge_stats(id, state.now()).await?;
+    let goals = state.store.goal_report(id).await?;
     let finished = report.contacts.finished();
+    let primary_name = goals
+        .questions
+        .iter()
+        .find(|q| Some(q.question.id) == goals.primary_goal_id)
+        .map(|q| q.question.spec.name.clone());
+    let (goal_stats, analysis_stats): (Vec<_>, Vec<_>) = goals
+        .questions
+        .into_iter()
+        .partition(|q| q.question.spec.kind.is_goal());
     Ok(Json(ReportView {
         campaign_id: id,
         name: campaign.settings.name,
@@ -215,6 +330,23 @@ pub async fn campaign_report(
         agent_occupancy: bridge.occupancy(),
         agent_talk_secs: bridge.talk_ms as f64 / 1000.0,
         average_queue_wait_ms: bridge.average_queue_wait_ms(),
+        primary_goal_achievement_rate: ratio(goals.primary.achieved, goals.analysed_contacts),
+        total_conversations: goals.conversations,
+        average_conversation_secs: ratio(goals.conversation_ms, goals.conversations) / 1000.0,
+        primary_goal: PrimaryGoalView {
+            goal_id: goals.primary_goal_id,
+            name: primary_name,
+            analysed_contacts: goals.analysed_contacts,
+            outcomes: shares(&goals.primary),
+        },
+        goals: goal_stats
+            .into_iter()
+            .map(QuestionBreakdownView::from)
+            .collect(),
+        analyses: analysis_stats
+            .into_iter()
+            .map(QuestionBreakdownView::from)
+            .collect(),
     }))
 }
 
@@ -353,6 +485,9 @@ pub struct AttemptListQuery {
     pub max_retries: Option<i64>,
     /// Text in the contact's name, phone or comments.
     pub q: Option<String>,
+    /// Comma-separated primary-goal statuses of the contact (achieved,
+    /// partially_achieved, not_achieved, unknown).
+    pub primary_goal_status: Option<String>,
     pub contact_id: Option<i64>,
     /// Started at or after (ms).
     pub since: Option<Millis>,
@@ -385,13 +520,14 @@ pub async fn list_attempts(
         offset: query.offset,
     }
     .page()?;
-    let contact = contact_filter(
+    let mut contact = contact_filter(
         query.status.as_deref(),
         query.tags.as_deref(),
         query.min_retries,
         query.max_retries,
         query.q.as_deref(),
     )?;
+    contact.primary_goal_statuses = goal_statuses(query.primary_goal_status.as_deref())?;
     if let (Some(since), Some(until)) = (query.since, query.until) {
         if since > until {
             return Err(ApiError::invalid("since", "is after until"));

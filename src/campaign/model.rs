@@ -140,6 +140,9 @@ macro_rules! word_enum {
     };
 }
 
+/// The same word enums for the other domain files (AI agents, goals).
+pub(crate) use word_enum;
+
 word_enum! {
     /// Where a campaign is in its life.
     CampaignStatus {
@@ -459,8 +462,12 @@ pub struct CampaignSettings {
     /// Where answered people go: a SIP URI (`sip:agent@pbx`) or a number (hunt group,
     /// auto-attendant, agent); guide 1 v1 calls it "DID number". Empty: no bridge.
     pub connect_to: String,
-    /// AI voice agent (WebSocket media stream URL), bridged instead of `connect_to`.
+    /// AI voice agent (WebSocket media stream URL), bridged instead of `connect_to`: a
+    /// shortcut for a `twilio_ws` agent with that URL (see [`super::ai::AiAgentSpec::from_url`]).
     pub ai_agent_url: Option<String>,
+    /// The AI agent record (`/v1/agents/ai`) answered people are bridged to, of the
+    /// campaign's account; not together with `ai_agent_url`.
+    pub ai_agent_id: Option<i64>,
     /// When dialing may begin (UTC ms); `None`: as soon as it is started.
     pub schedule_start: Option<Millis>,
     /// The time zone the schedule start was entered in (IANA name), shown back to the admin.
@@ -524,6 +531,7 @@ impl Default for CampaignSettings {
             description: String::new(),
             connect_to: String::new(),
             ai_agent_url: None,
+            ai_agent_id: None,
             schedule_start: None,
             schedule_timezone: "UTC".into(),
             pace: 10.0,
@@ -642,6 +650,12 @@ impl CampaignSettings {
                     format!("{url:?} is not a ws:// or wss:// URL"),
                 ));
             }
+        }
+        if self.ai_agent_id.is_some() && self.ai_agent_url.is_some() {
+            return Err(invalid(
+                "ai_agent_id",
+                "give ai_agent_id or ai_agent_url, not both",
+            ));
         }
         if let Some(window) = &self.contact_window {
             let start = parse_hhmm(&window.start).ok_or_else(|| {

@@ -98,10 +98,10 @@ const COLUMNS: &str = "id, account_id, status, name, description, connect_to, ai
     retry_on_failed, retry_on_machine, completion_timeout_value, completion_timeout_unit, \
     caller_id, billable_account, sip_profile, recording, pacing, abandon_cap_pct, \
     abandon_message, agent_ring_timeout_secs, queue_timeout_secs, default_country, created_at, \
-    updated_at, started_at, finished_at, steps, transfer";
+    updated_at, started_at, finished_at, steps, transfer, ai_agent_id";
 
-/// The settings columns in bind order ($1…$38).
-const SETTINGS_COLUMNS: [&str; 38] = [
+/// The settings columns in bind order ($1…$39).
+const SETTINGS_COLUMNS: [&str; 39] = [
     "name",
     "description",
     "connect_to",
@@ -140,6 +140,7 @@ const SETTINGS_COLUMNS: [&str; 38] = [
     "agent_ring_timeout_secs",
     "queue_timeout_secs",
     "transfer",
+    "ai_agent_id",
 ];
 
 fn settings_args(s: &CampaignSettings) -> Vec<Arg> {
@@ -189,6 +190,7 @@ fn settings_args(s: &CampaignSettings) -> Vec<Arg> {
         Arg::I64(s.agent_ring_timeout_secs),
         Arg::I64(s.queue_timeout_secs),
         Arg::Text(s.transfer.as_str().into()),
+        Arg::OptI64(s.ai_agent_id),
     ]
 }
 
@@ -211,6 +213,7 @@ fn campaign_from(row: &AnyRow) -> Result<Campaign> {
         description: row.try_get("description")?,
         connect_to: row.try_get("connect_to")?,
         ai_agent_url: row.try_get("ai_agent_url")?,
+        ai_agent_id: row.try_get("ai_agent_id")?,
         schedule_start: row.try_get("schedule_start")?,
         schedule_timezone: row.try_get("schedule_timezone")?,
         pace: row.try_get("pace")?,
@@ -287,6 +290,7 @@ impl Store {
         now: Millis,
     ) -> Result<Campaign> {
         settings.validate(now)?;
+        self.check_ai_agent_of(account_id, settings).await?;
         let mut sql = Sql::new("");
         let mut values: Vec<String> = settings_args(settings)
             .into_iter()
@@ -489,6 +493,8 @@ impl Store {
         now: Millis,
     ) -> Result<Campaign> {
         settings.validate(checked_at)?;
+        let owner = self.campaign_owner(id).await?;
+        self.check_ai_agent_of(owner, settings).await?;
         let mut sql = Sql::default();
         let mut sets: Vec<String> = SETTINGS_COLUMNS
             .iter()

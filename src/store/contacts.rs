@@ -14,6 +14,7 @@ use super::{
     get_json, get_word, in_list, is_e164, like_pattern, to_json, where_clause, Arg, Backend, Page,
     Paged, Result, Sql, Store, StoreError,
 };
+use crate::campaign::goals::GoalOutcome;
 use crate::campaign::model::{Contact, ContactStatus, Millis};
 
 /// Rows per INSERT statement in [`Store::bulk_insert_contacts`] (7 values each: well under
@@ -102,6 +103,9 @@ pub struct ContactFilter {
     pub search: Option<String>,
     /// Only these ids (an export of a selection).
     pub ids: Vec<i64>,
+    /// With any of these primary-goal statuses (see [`super::goals`]; contacts never
+    /// analysed have none).
+    pub primary_goal_statuses: Vec<GoalOutcome>,
 }
 
 /// Where the engine moves a contact after (or instead of) a call.
@@ -195,6 +199,13 @@ pub(crate) fn filter_conditions(
     if !filter.ids.is_empty() {
         let list = in_list(sql, filter.ids.iter().map(|i| Arg::I64(*i)));
         conds.push(format!("{alias}id IN ({list})"));
+    }
+    if !filter.primary_goal_statuses.is_empty() {
+        conds.push(super::goals::primary_goal_condition(
+            sql,
+            alias,
+            &filter.primary_goal_statuses,
+        ));
     }
 }
 

@@ -13,22 +13,26 @@
 //! start the same campaign: those writes are compare-and-set `UPDATE … WHERE status …`.
 //!
 //! One file per group of tables: [`accounts`], [`agents`] (SIP agents, pools, agent
-//! leases), [`campaigns`], [`contacts`], [`attempts`], [`dnc`], [`hours`], [`exports`],
-//! [`events`].
+//! leases), [`ai_agents`] (AI voice agents), [`campaigns`], [`contacts`], [`attempts`],
+//! [`goals`] (goals, analyses and the reports agents post about attempts), [`dnc`],
+//! [`hours`], [`exports`], [`events`].
 
 pub mod accounts;
 pub mod agents;
+pub mod ai_agents;
 pub mod attempts;
 pub mod campaigns;
 pub mod contacts;
 pub mod dnc;
 pub mod events;
 pub mod exports;
+pub mod goals;
 pub mod hours;
 pub mod leases;
 
 pub use accounts::{Account, ApiKey, Authenticated, NewApiKey, Session};
 pub use agents::{Agent, AgentLease, AgentPool, AgentRelease};
+pub use ai_agents::AiAgent;
 pub use attempts::{
     AbandonCounts, AttemptFilter, AttemptRecord, AttemptStats, BridgeRecord, BridgeStats,
     CallAttempt, CampaignReport, HeatCell, HeatMap, PacingStats, ANSWERED,
@@ -38,6 +42,7 @@ pub use contacts::{ContactFilter, ContactTransition, NewContact};
 pub use dnc::DncEntry;
 pub use events::{Event, EventFilter};
 pub use exports::{ExportFormat, ExportJob, ExportScope, ExportStatus, ExportUpdate, NewExport};
+pub use goals::{Answer, AttemptAnalysis, GoalReport, OutcomeCounts, QuestionStats};
 
 use std::str::FromStr;
 use std::time::Duration;
