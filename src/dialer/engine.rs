@@ -596,6 +596,22 @@ impl Engine {
             }
             _ => None,
         };
+        // The campaign's AI agent (a record, or `ai_agent_url`), its auth header read from the
+        // environment now.
+        let ai_agent = match self.store.campaign_ai_agent(campaign.id).await {
+            Ok(Some(spec)) => match spec.resolve_env() {
+                Ok(target) => Some(target),
+                Err(e) => {
+                    tracing::error!(campaign = campaign.id, "AI agent not usable: {e}");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(campaign = campaign.id, "AI agent not read: {e}");
+                None
+            }
+        };
         let agents: Arc<dyn crate::bridge::AgentSource> = Arc::new(StoreAgents {
             store: self.store.clone(),
             campaign_id: campaign.id,
@@ -647,7 +663,14 @@ impl Engine {
             amd,
             machine_action: settings.machine_action,
             voicemail,
-            connect: connect_plan(settings, profile.as_ref(), campaign.id, &claimed, &agents),
+            connect: connect_plan(
+                settings,
+                profile.as_ref(),
+                campaign.id,
+                &claimed,
+                &agents,
+                ai_agent,
+            ),
             abandon_message,
             stream: Some(stream),
             registration: Some(registration),
@@ -674,15 +697,17 @@ impl Engine {
     }
 }
 
-/// Where a person who answers is connected: the campaign's AI agent (`ai_agent_url`: a Twilio
-/// Media Streams socket; its hand-off target, when the agent leaves, is `connect_to`), or else
-/// its `connect_to` — see [`bridge_target`].
+/// Where a person who answers is connected: the campaign's AI agent (its record, or
+/// `ai_agent_url`: a Twilio Media Streams socket) — with, when the agent leaves and is set to
+/// connect, its hand-off target or else `connect_to` — or, without an agent, `connect_to`; see
+/// [`bridge_target`].
 fn connect_plan(
     settings: &CampaignSettings,
     profile: Option<&Profile>,
     campaign_id: i64,
     contact: &Contact,
     agents: &Arc<dyn crate::bridge::AgentSource>,
+    ai_agent: Option<crate::campaign::ai::AiAgentTarget>,
 ) -> Option<crate::flow::Connect> {
     let ring_timeout = Duration::from_secs(settings.agent_ring_timeout_secs.max(1) as u64);
     let human = bridge_target(&settings.connect_to, settings, profile, campaign_id, agents);
@@ -692,25 +717,52 @@ fn connect_plan(
     custom.insert("name".to_string(), contact.name.clone());
     custom.insert("from_number".to_string(), settings.caller_id.clone());
     custom.insert("to_number".to_string(), contact.phone.clone());
-    let (target, queue_timeout) = match settings.ai_agent_url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) => {
-            use crate::bridge::agent::{AgentKind, AgentTarget, OnAgentClose};
-            let agent = AgentTarget {
-                kind: AgentKind::TwilioWs,
-                url: url.to_string(),
-                headers: Vec::new(),
-                custom_parameters: Default::default(),
-                sample_rate: 8000,
-                on_close: match &human {
-                    Some((t, _)) => OnAgentClose::Connect(Box::new(t.clone())),
+    let agent = ai_agent.and_then(|ai| {
+        use crate::bridge::agent::{AgentKind, AgentTarget, OnAgentClose};
+        use crate::campaign::ai::{AiAgentKind, OnAgentClose as OnClose};
+        let kind = match ai.kind {
+            AiAgentKind::TwilioWs => AgentKind::TwilioWs,
+            AiAgentKind::L16Ws => AgentKind::L16Ws,
+            other => {
+                tracing::error!(
+                    campaign = campaign_id,
+                    kind = other.as_str(),
+                    "AI agent kind not available in this build"
+                );
+                return None;
+            }
+        };
+        let on_close = match ai.on_agent_close {
+            OnClose::Hangup => OnAgentClose::Hangup,
+            OnClose::Connect => {
+                let handoff = match ai
+                    .handoff_target
+                    .as_deref()
+                    .filter(|t| !t.trim().is_empty())
+                {
+                    Some(t) => bridge_target(t, settings, profile, campaign_id, agents),
+                    None => human.clone(),
+                };
+                match handoff {
+                    Some((t, _)) => OnAgentClose::Connect(Box::new(t)),
                     None => OnAgentClose::Hangup,
-                },
-            };
-            (
-                crate::bridge::BridgeTarget::Agent(Box::new(agent)),
-                ring_timeout,
-            )
-        }
+                }
+            }
+        };
+        Some(AgentTarget {
+            kind,
+            url: ai.url,
+            headers: ai.auth_header.into_iter().collect(),
+            custom_parameters: ai.custom_parameters,
+            sample_rate: ai.sample_rate,
+            on_close,
+        })
+    });
+    let (target, queue_timeout) = match agent {
+        Some(agent) => (
+            crate::bridge::BridgeTarget::Agent(Box::new(agent)),
+            ring_timeout,
+        ),
         None => human?,
     };
     Some(crate::flow::Connect {
