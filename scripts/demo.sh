@@ -373,7 +373,64 @@ for name in alice bob; do
     fi
   done
 done
+
+# --- an AI voice agent ----------------------------------------------------------------------------
+# A third campaign, once the pool's are done, streams its one person to a small Twilio Media
+# Streams agent (scripts/demo_agent.py): the socket opens while the call rings, `start` comes
+# the moment AMD hears a person, the agent's greeting plays and its mark comes back, the person
+# (sipp: numbers ending in 120 press "1" 9 s after answering) presses a key, and the agent hangs
+# up through the Twilio-compatible call-control endpoint with the demo's API key.
+espeak-ng -w agent-greeting.wav "Hi Ada, this is the Acme assistant. Press one to confirm." \
+  || die "espeak-ng failed"
+sox agent-greeting.wav -r 8000 -c 1 -t ul agent-greeting.ulaw
+DEMO_API_KEY="$key" "$repo/.venv/bin/python" "$repo/scripts/demo_agent.py" \
+  --greeting agent-greeting.ulaw --control "$api" --max-secs 12 >ai-agent.log 2>&1 &
+pids+=($!)
+agent_port=""
+for _ in $(seq 1 100); do
+  agent_port=$(sed -n 's/^LISTENING //p' ai-agent.log)
+  [ -n "$agent_port" ] && break
+  sleep 0.1
+done
+[ -n "$agent_port" ] || die "the demo AI agent did not start; see $work/ai-agent.log"
+assistant=$(post_json /v1/campaigns "$(cat <<EOT
+{"name": "Demo assistant", "description": "make demo: a person streamed to an AI agent",
+ "pace": 60, "max_concurrent": 1, "ai_agent_url": "ws://127.0.0.1:$agent_port/media",
+ "ring_timeout_secs": 4, "ring_timeout_override": true, "max_retries": 0,
+ "amd_mode": "auto", "machine_action": "hangup",
+ "caller_id": "+12025550100", "sip_profile": "demo-carrier", "default_country": "US"}
+EOT
+)")
+[ -n "$assistant" ] || die "the AI campaign was not created"
+printf '12025550120,Ada Lovelace,appointment reminder\n' > assistant.csv
+import_csv "$assistant" assistant.csv >/dev/null
+call POST "/v1/campaigns/$assistant/start" >/dev/null
+echo "demo: campaign $assistant (Demo assistant) streams its person to the AI agent on ws://127.0.0.1:$agent_port"
+s3=""
+for _ in $(seq 1 40); do
+  sleep 1
+  s3=$(progress "$assistant")
+  s3=${s3%% *}
+  [ "$s3" = finished ] && break
+done
+echo "demo: what the AI agent saw:"
+sed 's/^/  /' ai-agent.log | grep -v LISTENING || true
+call GET "/v1/campaigns/$assistant/attempts?limit=10" > "attempts-$assistant.json"
+ai_shape=ok
+python3 - "$assistant" <<'EOT' || ai_shape=off
+import json, sys
+doc = json.load(open(f"attempts-{sys.argv[1]}.json"))
+items = doc if isinstance(doc, list) else doc.get("items", [])
+a = items[0] if items else {}
+print(f"demo: the AI call: answered by {a.get('answered_by')}, {a.get('duration_ms', 0) / 1000:.1f} s, "
+      f"ended by {a.get('ended_by')}, keys {a.get('dtmf') or '-'}")
+sys.exit(0 if a.get("answered_by") == "human" and a.get("ended_by") == "agent" else 1)
+EOT
+grep -q "mark 'greeting' echoed" ai-agent.log && grep -q "pressed 1" ai-agent.log || ai_shape=off
+
 [ "$s1" = finished ] && [ "$s2" = finished ] || die "the campaigns did not finish in 120 s"
+[ "$s3" = finished ] || die "the AI campaign did not finish in 40 s"
+[ "$ai_shape" = ok ] || die "the AI agent did not greet (mark echoed), hear the key and hang up; see $work/ai-agent.log and $work/serve.log"
 [ "$shape" = ok ] || die "the pool did not show two people bridged at once, one queued and one \
 abandoned (a machine too busy for the demo's timing? see $work/serve.log)"
 echo "demo: done"

@@ -161,12 +161,11 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let (routes, _doc) = openapi::api_router().split_for_parts();
     // Twilio-compatible call control does its own (Basic) auth.
-    let control = twilio::router(twilio::ControlState {
-        live: state.live.clone(),
-        keys: twilio::ControlKeys::Store(state.store.clone()),
-    });
     routes
-        .route_service(twilio::CALL_PATH, control)
+        .route(
+            twilio::CALL_PATH,
+            axum::routing::get(twilio::get_call).post(twilio::update_call),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

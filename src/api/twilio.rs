@@ -45,11 +45,21 @@ pub const CALL_PATH: &str = "/2010-04-01/Accounts/{account}/Calls/{call}";
 /// Paths under this prefix do their own auth (Basic), not the admin API's bearer gate.
 pub const PREFIX: &str = "/2010-04-01/";
 
-/// The routes; mounted beside the admin API (they do their own auth).
+/// The routes on their own (`outdial call --control-listen`); the admin API mounts the same
+/// handlers on its router (they do their own auth).
 pub fn router(state: ControlState) -> Router {
     Router::new()
         .route(CALL_PATH, get(get_call).post(update_call))
         .with_state(state)
+}
+
+impl axum::extract::FromRef<super::AppState> for ControlState {
+    fn from_ref(app: &super::AppState) -> ControlState {
+        ControlState {
+            live: app.live.clone(),
+            keys: ControlKeys::Store(app.store.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,7 +181,7 @@ fn call_sid_of(path: &str) -> &str {
     path.strip_suffix(".json").unwrap_or(path)
 }
 
-async fn get_call(
+pub async fn get_call(
     State(state): State<ControlState>,
     Path((account, call)): Path<(String, String)>,
     headers: HeaderMap,
@@ -187,7 +197,7 @@ async fn get_call(
     }
 }
 
-async fn update_call(
+pub async fn update_call(
     State(state): State<ControlState>,
     Path((account, call)): Path<(String, String)>,
     headers: HeaderMap,

@@ -525,10 +525,16 @@ impl Engine {
             return Ok(()); // another node took it, or an admin moved it
         };
         let account = self.owner(campaign.id).await?;
-        // The person's plan: the campaign's steps; without steps, connect_to when set, else
-        // play_message then hang up.
-        let steps = match (&settings.steps, settings.connect_to.trim().is_empty()) {
-            (None, false) => Vec::new(),
+        // The person's plan: the campaign's steps; without steps, the AI agent or connect_to
+        // when set, else play_message then hang up.
+        let connects = !settings.connect_to.trim().is_empty()
+            || settings.ai_agent_id.is_some()
+            || settings
+                .ai_agent_url
+                .as_deref()
+                .is_some_and(|u| !u.trim().is_empty());
+        let steps = match (&settings.steps, connects) {
+            (None, true) => Vec::new(),
             _ => settings.plan(),
         };
         let mut prompts = std::collections::HashMap::new();
