@@ -202,7 +202,13 @@ class Server:
             "call_data": None,
             "serializer": None,
             "pipeline_started": None,
-            "input_audio": {"frames": 0, "bytes": 0, "sample_rate": None, "first": None, "last": None},
+            "input_audio": {
+                "frames": 0,
+                "bytes": 0,
+                "sample_rate": None,
+                "first": None,
+                "last": None,
+            },
             "output_audio": {"frames": 0, "bytes": 0, "ms": 0.0},
             "dtmf": [],
             "dtmf_events": [],
@@ -284,7 +290,9 @@ class Server:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.args.host, self.args.port))
         self.args.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", ws="websockets-sansio")
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan="off", ws="websockets-sansio"
+        )
         self.uvicorn = uvicorn.Server(config)
         self.uvicorn.install_signal_handlers = lambda: None
         loop = asyncio.get_running_loop()
