@@ -534,7 +534,12 @@ class Agent:
                     conn.doc["received"].append({**now, "kind": "binary", "bytes": len(data)})
                     conn.errors.append("binary frame (Media Streams sends text frames only)")
                     continue
-                await conn.on_text(data, now)
+                try:
+                    await conn.on_text(data, now)
+                except ConnectionClosed:
+                    raise
+                except Exception as e:  # a message shaped so oddly that a check tripped on it
+                    conn.errors.append(f"could not check {data[:80]!r}: {e!r}")
         except ConnectionClosed:
             pass
         finally:
