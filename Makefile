@@ -1,7 +1,8 @@
 # outdial: build, test and demo entry points.
 #
 #   make setup   install the real SIP/RTP peers the tests drive (Debian/Ubuntu, apt; idempotent)
-#                and the pinned Python tools (.venv: openapi-spec-validator; numpy + onnx), and the
+#                and the pinned Python tools (.venv: openapi-spec-validator; numpy + onnx; the AI-agent
+#                test peers' websockets, pipecat-ai, aiortc), and the
 #                pinned ONNX Runtime + Silero VAD wheels and the Whisper tiny.en weights, converted
 #                to ONNX, into the model cache (scripts/fetch-models.sh)
 #   make build   cargo build --all-targets
@@ -21,8 +22,8 @@ CARGO ?= cargo
 # Debian packages the integration tests and the demo need.
 PACKAGES := sip-tester baresip kamailio kamailio-extra-modules sox espeak-ng rtpengine-daemon python3 python3-venv python3-pip curl \
 	festival flite festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
-# Python tools the tests run (tests/api.rs validates the OpenAPI document), every package
-# pinned in tests/requirements-tools.txt, installed into .venv.
+# Python tools the tests run (tests/api.rs validates the OpenAPI document; the AI-agent peers in
+# tests/peers/agents/), every package pinned in tests/requirements-tools.txt, installed into .venv.
 VENV := .venv
 PY_TOOLS := tests/requirements-tools.txt
 # apt needs root; use sudo only when not root (CI runs as root).
