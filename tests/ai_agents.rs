@@ -1,8 +1,9 @@
 //! AI-agent legs through `outdial call DEST --connect-to ws://… --json`, with independent agents
-//! written against the public protocols (tests/peers/agents/, Python from `.venv`): a strict
-//! Twilio Media Streams agent that checks every field of every message and reports what it saw,
-//! and a jambonz `listen`-shaped L16 consumer. The callee is baresip (it records what it hears)
-//! or sipp.
+//! (tests/peers/agents/, Python from `.venv`): pipecat-ai unchanged (its runner's Twilio
+//! detection, its Twilio serializer and WebSocket transport, its own REST hang-up), a strict
+//! Twilio Media Streams agent written against the public protocol that checks every field of
+//! every message and reports what it saw, and a jambonz `listen`-shaped L16 consumer. The callee
+//! is baresip (it records what it hears) or sipp.
 
 mod common;
 
@@ -18,7 +19,7 @@ const SIPP_WAIT: Duration = Duration::from_secs(30);
 
 /// The Python that runs the agents: `.venv` (made by `make setup`), or `OUTDIAL_TEST_PYTHON`.
 fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("OUTDIAL_TEST_PYTHON") {
+    if let Some(p) = std::env::var_os("OUTDIAL_TEST_PYTHON").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
@@ -55,7 +56,8 @@ impl Agent {
             .unwrap_or_else(|e| panic!("start {script}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // pipecat takes a few seconds to import on a busy machine.
+        let deadline = Instant::now() + Duration::from_secs(90);
         let port = loop {
             assert!(
                 Instant::now() < deadline,
@@ -450,4 +452,271 @@ fn agent_leaving_hands_the_person_to_a_sip_agent() {
         corr > 0.5,
         "the human agent did not hear the person: {corr:.3}"
     );
+}
+
+/// pipecat as shipped: its runner detects Twilio from our first frames, its serializer and
+/// transport carry the call, the bot's speech reaches the person, the person's reaches the bot,
+/// and pipecat's own end-of-call hang-up (Twilio REST, pointed at us) ends the SIP call.
+#[test]
+fn pipecat_bot_talks_with_the_person_and_its_own_hangup_ends_the_call() {
+    let dir = test_dir("ai-pipecat");
+    let d = dir.path();
+    let callee_wav = d.join("callee.wav");
+    speech_wav_padded(
+        &callee_wav,
+        "Hello, this is Maria. Yes, I can talk now.",
+        0.3,
+        10.0,
+    );
+    let bot_wav = d.join("bot.wav");
+    speech_wav_padded(
+        &bot_wav,
+        "Good morning Maria, this is the Acme assistant with a quick reminder.",
+        0.0,
+        0.2,
+    );
+    let bot_heard = d.join("bot-heard.wav");
+    let control_port = free_tcp_port();
+    let account = outdial::bridge::agent::twilio::account_sid(0);
+    let agent = Agent::start(
+        d,
+        "pipecat_agent.py",
+        &[
+            "--say",
+            bot_wav.to_str().expect("utf-8"),
+            "--record",
+            bot_heard.to_str().expect("utf-8"),
+            "--end-after-ms",
+            "6000",
+            "--account-sid",
+            &account,
+            "--auth-token",
+            "pipecat-key",
+            "--twilio-base-url",
+            &format!("http://127.0.0.1:{control_port}"),
+        ],
+    );
+    let callee = Baresip::start(d, &callee_wav);
+    let mut cmd = outdial_cmd(d);
+    cmd.env("OUTDIAL_CONTROL_KEY", "pipecat-key");
+    let run = run_call_in(
+        cmd,
+        &[
+            &callee.uri(),
+            "--connect-to",
+            &agent.url(),
+            "--control-listen",
+            &format!("127.0.0.1:{control_port}"),
+            "--max-duration",
+            "30",
+        ],
+        Duration::from_secs(90),
+    );
+    let report = agent.report();
+    assert!(run.status.success(), "{}", run.stderr);
+    let session = &report["sessions"][0];
+    assert_eq!(session["transport_type"], "twilio", "pipecat's detection: {report}");
+    assert_eq!(bridge(&run)["answered"], true, "{}", run.json);
+    assert_eq!(run.json["ended_by"], "agent", "pipecat hung up: {}", run.json);
+    let log = report["log"].to_string();
+    assert!(
+        log.contains("Successfully terminated"),
+        "pipecat's own hang-up did not succeed: {log}"
+    );
+    assert!(
+        report["errors"].as_array().is_some_and(|e| e.is_empty()),
+        "{report}"
+    );
+    let heard = callee.received_recording(Duration::from_secs(20));
+    let (corr, lag) = best_correlation(&read_wav_8k(&bot_wav), &read_wav_8k(&heard), 8000 * 6);
+    eprintln!("person's recording vs pipecat's speech: {corr:.3} at lag {lag}");
+    assert!(corr > 0.5, "the person did not hear the bot: {corr:.3}");
+    let (corr, lag) = best_correlation(
+        &read_wav_8k(&callee_wav)[2400..8000 * 4],
+        &read_wav_8k(&bot_heard),
+        8000 * 6,
+    );
+    eprintln!("pipecat's recording vs the person's speech: {corr:.3} at lag {lag}");
+    assert!(corr > 0.5, "the bot did not hear the person: {corr:.3}");
+}
+
+/// pipecat interrupting itself sends `clear`: its speech stops on the person's wire.
+#[test]
+fn pipecat_interruption_stops_the_bot_on_the_wire() {
+    let dir = test_dir("ai-pipecat-interrupt");
+    let d = dir.path();
+    let callee_wav = d.join("callee.wav");
+    speech_wav_padded(&callee_wav, "Hello?", 0.2, 10.0);
+    let tone = d.join("tone.wav");
+    tone_wav(&tone, 8.0);
+    let agent = Agent::start(
+        d,
+        "pipecat_agent.py",
+        &[
+            "--say",
+            tone.to_str().expect("utf-8"),
+            "--interrupt-after-ms",
+            "1500",
+        ],
+    );
+    let callee = Baresip::start(d, &callee_wav);
+    let run = run_call(
+        d,
+        &[&callee.uri(), "--connect-to", &agent.url(), "--max-duration", "6"],
+    );
+    let report = agent.report();
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        report["sessions"][0]["interrupted"].is_object(),
+        "pipecat did not interrupt: {report}"
+    );
+    assert!(
+        bridge(&run)["stream"]["clears"].as_u64().unwrap_or(0) >= 1,
+        "no clear reached us: {}",
+        run.json
+    );
+    let heard = read_wav_8k(&callee.received_recording(Duration::from_secs(20)));
+    let (start, end) = loud_span(&heard, 1500.0).expect("the person heard the bot");
+    let heard_ms = (end - start) as f64 / 8.0;
+    eprintln!("bot's tone on the person's wire for {heard_ms:.0} ms");
+    assert!(
+        (1200.0..2200.0).contains(&heard_ms),
+        "interrupted 1.5 s into its speech: the person heard {heard_ms:.0} ms"
+    );
+}
+
+/// A jambonz `listen`-style consumer at 16 kHz: the metadata frame first, L16 both ways at
+/// the stream's rate, keys as `dtmf` events, `disconnect` hangs the call up.
+#[test]
+fn l16_stream_at_16_khz_carries_audio_both_ways_and_disconnect_hangs_up() {
+    let dir = test_dir("ai-l16-16k");
+    let d = dir.path();
+    let callee_wav = d.join("callee.wav");
+    speech_wav_padded(
+        &callee_wav,
+        "Hello, this is Maria. Who is calling?",
+        0.3,
+        8.0,
+    );
+    let agent_wav = d.join("agent.wav");
+    speech_wav_padded(
+        &agent_wav,
+        "Hi Maria, this is the Acme assistant, calling about your appointment.",
+        0.0,
+        0.2,
+    );
+    let agent_heard = d.join("agent-heard.wav");
+    let agent = Agent::start(
+        d,
+        "jambonz_listen.py",
+        &[
+            "--say",
+            agent_wav.to_str().expect("utf-8"),
+            "--record",
+            agent_heard.to_str().expect("utf-8"),
+            "--disconnect-after-ms",
+            "6500",
+        ],
+    );
+    let callee = Baresip::start(d, &callee_wav);
+    let run = run_call(
+        d,
+        &[
+            &callee.uri(),
+            "--connect-to",
+            &agent.url(),
+            "--agent-format",
+            "l16",
+            "--agent-rate",
+            "16000",
+            "--from",
+            "+15550001111",
+            "--max-duration",
+            "20",
+        ],
+    );
+    let report = agent.report();
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        report["errors"].as_array().is_some_and(|e| e.is_empty()),
+        "{report}"
+    );
+    let c = connection(&report);
+    assert_eq!(c["subprotocol"], "audio.jambonz.org", "{c}");
+    assert_eq!(c["sample_rate"], 16000, "{c}");
+    assert_eq!(c["metadata"]["mixType"], "mono", "{c}");
+    assert_eq!(c["metadata"]["from"], "+15550001111", "{c}");
+    assert!(c["metadata"]["callSid"].as_str().is_some(), "{c}");
+    let b = bridge(&run);
+    assert_eq!(b["kind"], "l16_ws", "{}", run.json);
+    assert_eq!(run.json["ended_by"], "agent", "disconnect: {}", run.json);
+    let talk = b["talk_ms"].as_u64().unwrap_or(0);
+    assert!((5500..8000).contains(&talk), "disconnect after 6.5 s: {talk} ms");
+    let heard = callee.received_recording(Duration::from_secs(20));
+    let (corr, lag) = best_correlation(&read_wav_8k(&agent_wav), &read_wav_8k(&heard), 8000 * 6);
+    eprintln!("person's recording vs the agent's 16 kHz speech: {corr:.3} at lag {lag}");
+    assert!(corr > 0.5, "the person did not hear the agent: {corr:.3}");
+    let (corr, lag) = best_correlation(
+        &read_wav_8k(&callee_wav)[2400..],
+        &read_wav_8k(&agent_heard),
+        8000 * 6,
+    );
+    eprintln!("agent's 16 kHz recording vs the person's speech: {corr:.3} at lag {lag}");
+    assert!(corr > 0.5, "the agent did not hear the person: {corr:.3}");
+}
+
+/// L16 at 8 kHz: `killAudio` silences the agent on the person's wire at once, and the
+/// person's keys reach the agent as `dtmf` text frames.
+#[test]
+fn l16_stream_at_8_khz_kill_audio_and_keys() {
+    let dir = test_dir("ai-l16-8k");
+    let d = dir.path();
+    let tone = d.join("tone.wav");
+    tone_wav(&tone, 8.0);
+    let agent = Agent::start(
+        d,
+        "jambonz_listen.py",
+        &[
+            "--say",
+            tone.to_str().expect("utf-8"),
+            "--chunk-ms",
+            "500",
+            "--kill-after-ms",
+            "1000",
+            "--disconnect-after-ms",
+            "6000",
+        ],
+    );
+    let callee = Sipp::uas(d, "uas_dtmf_then_wait.xml").start();
+    let run = run_call(
+        d,
+        &[
+            &callee.uri("15551230102"),
+            "--connect-to",
+            &agent.url(),
+            "--agent-format",
+            "l16",
+            "--max-duration",
+            "15",
+        ],
+    );
+    let report = agent.report();
+    let _ = callee.wait(SIPP_WAIT);
+    assert!(run.status.success(), "{}", run.stderr);
+    let c = connection(&report);
+    assert_eq!(c["sample_rate"], 8000, "{c}");
+    let digits: String = c["dtmf"]
+        .as_array()
+        .expect("dtmf")
+        .iter()
+        .filter_map(|d| d.as_str())
+        .collect();
+    assert_eq!(digits, "159#", "digits the agent got: {c}");
+    let b = bridge(&run);
+    assert_eq!(b["stream"]["clears"], 1, "{}", run.json);
+    // 8 s of tone was queued; killAudio after 1 s: about 1 s went out.
+    let audio_ms = b["stream"]["agent_audio_ms"].as_u64().unwrap_or(0);
+    assert!(audio_ms >= 7000, "the whole burst was queued: {audio_ms} ms");
+    let sent = run.json["rtp"]["sent"].as_u64().unwrap_or(0);
+    assert!(sent > 0, "{}", run.json);
 }
