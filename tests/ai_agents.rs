@@ -515,9 +515,16 @@ fn pipecat_bot_talks_with_the_person_and_its_own_hangup_ends_the_call() {
     let report = agent.report();
     assert!(run.status.success(), "{}", run.stderr);
     let session = &report["sessions"][0];
-    assert_eq!(session["transport_type"], "twilio", "pipecat's detection: {report}");
+    assert_eq!(
+        session["transport_type"], "twilio",
+        "pipecat's detection: {report}"
+    );
     assert_eq!(bridge(&run)["answered"], true, "{}", run.json);
-    assert_eq!(run.json["ended_by"], "agent", "pipecat hung up: {}", run.json);
+    assert_eq!(
+        run.json["ended_by"], "agent",
+        "pipecat hung up: {}",
+        run.json
+    );
     let log = report["log"].to_string();
     assert!(
         log.contains("Successfully terminated"),
@@ -562,7 +569,13 @@ fn pipecat_interruption_stops_the_bot_on_the_wire() {
     let callee = Baresip::start(d, &callee_wav);
     let run = run_call(
         d,
-        &[&callee.uri(), "--connect-to", &agent.url(), "--max-duration", "6"],
+        &[
+            &callee.uri(),
+            "--connect-to",
+            &agent.url(),
+            "--max-duration",
+            "6",
+        ],
     );
     let report = agent.report();
     assert!(run.status.success(), "{}", run.stderr);
@@ -651,7 +664,10 @@ fn l16_stream_at_16_khz_carries_audio_both_ways_and_disconnect_hangs_up() {
     assert_eq!(b["kind"], "l16_ws", "{}", run.json);
     assert_eq!(run.json["ended_by"], "agent", "disconnect: {}", run.json);
     let talk = b["talk_ms"].as_u64().unwrap_or(0);
-    assert!((5500..8000).contains(&talk), "disconnect after 6.5 s: {talk} ms");
+    assert!(
+        (5500..8000).contains(&talk),
+        "disconnect after 6.5 s: {talk} ms"
+    );
     let heard = callee.received_recording(Duration::from_secs(20));
     let (corr, lag) = best_correlation(&read_wav_8k(&agent_wav), &read_wav_8k(&heard), 8000 * 6);
     eprintln!("person's recording vs the agent's 16 kHz speech: {corr:.3} at lag {lag}");
@@ -716,7 +732,10 @@ fn l16_stream_at_8_khz_kill_audio_and_keys() {
     assert_eq!(b["stream"]["clears"], 1, "{}", run.json);
     // 8 s of tone was queued; killAudio after 1 s: about 1 s went out.
     let audio_ms = b["stream"]["agent_audio_ms"].as_u64().unwrap_or(0);
-    assert!(audio_ms >= 7000, "the whole burst was queued: {audio_ms} ms");
+    assert!(
+        audio_ms >= 7000,
+        "the whole burst was queued: {audio_ms} ms"
+    );
     let sent = run.json["rtp"]["sent"].as_u64().unwrap_or(0);
     assert!(sent > 0, "{}", run.json);
 }
