@@ -127,6 +127,15 @@ async fn ai_agent_campaign_and_transfer_to_a_person_through_the_api() {
     .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_i64().expect("id");
+    let (status, goal) = api_request(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api(&format!("/v1/campaigns/{id}/goals")),
+        Some(json!({"kind": "primary", "name": "Rescheduled", "type": "yes_no"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{goal}");
     let imported: Value = http
         .post(api(&format!("/v1/campaigns/{id}/contacts/import")))
         .header("Authorization", &auth)
@@ -208,6 +217,41 @@ async fn ai_agent_campaign_and_transfer_to_a_person_through_the_api() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(attempt["outcome"], "answered", "{attempt}");
+    assert_eq!(
+        attempt["ended_by"], "agent",
+        "the front desk hung up: {attempt}"
+    );
+    // The CDR: the AI leg (the attempt's bridge), the SID the agent knew.
+    assert_eq!(attempt["bridge_kind"], "twilio_ws", "{attempt}");
+    assert_eq!(attempt["call_sid"], sid.as_str(), "{attempt}");
+    assert!(attempt["agent_marks"].as_i64().is_some(), "{attempt}");
+
+    // The agent reports the conversation by the call SID it got in `start`.
+    let (status, stored) = api_request(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api(&format!("/v1/attempts/{sid}/analysis")),
+        Some(json!({
+            "goals": [{"goal_id": goal["id"], "outcome": "achieved", "value": true}],
+            "summary": "Moved to Tuesday; handed to the front desk for the bill."
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["attempt_id"], attempt["id"], "{stored}");
+    let (_, campaign_report) = api_request(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        api(&format!("/v1/campaigns/{id}/report")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        campaign_report["primary_goal_achievement_rate"], 1.0,
+        "{campaign_report}"
+    );
 
     let (corr, lag) = best_correlation(
         &read_wav_8k(&dir.join("far.wav"))[8000 * 4..8000 * 12],

@@ -1158,6 +1158,12 @@ fn full_record(campaign_id: i64, contact_id: i64) -> AttemptRecord {
             queue_wait_ms: Some(1_450),
             agent_idle_ms: Some(42_000),
             abandoned: false,
+            bridge_kind: Some("twilio_ws".into()),
+            bridge_target: Some("wss://agents.example.com/media".into()),
+            call_sid: Some("CA0123456789abcdef0123456789abcdef".into()),
+            agent_first_audio_ms: Some(180),
+            agent_marks: Some(12),
+            agent_clears: Some(2),
         },
     }
 }
@@ -2201,6 +2207,9 @@ async fn abandons_count_people_over_the_rolling_30_days(db: &TestDb) {
         queue_wait_ms: Some(400),
         agent_idle_ms: Some(20_000),
         abandoned: false,
+        bridge_kind: Some("sip".into()),
+        bridge_target: Some("pool:front desk".into()),
+        ..Default::default()
     };
     s.update_attempt_bridge(aid, &bridge).await.unwrap();
     assert_eq!(s.get_attempt(aid).await.unwrap().record.bridge, bridge);

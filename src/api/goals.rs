@@ -243,6 +243,27 @@ async fn own_campaign(state: &AppState, caller: &Caller, id: i64) -> ApiResult<(
 
 /// The attempt's campaign, if the attempt is the caller's (another account's reads as no
 /// attempt).
+/// An attempt named by its id or by the call SID an AI agent saw, checked like
+/// [`own_attempt`]; its id.
+async fn own_attempt_named(state: &AppState, caller: &Caller, name: &str) -> ApiResult<i64> {
+    let id = match name.parse::<i64>() {
+        Ok(id) => id,
+        Err(_) if crate::bridge::agent::twilio::is_sid(name, "CA") => state
+            .store
+            .attempt_id_by_call_sid(name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no attempt with call SID {name}")))?,
+        Err(_) => {
+            return Err(ApiError::invalid(
+                "id",
+                "an attempt id or a call SID (CA followed by 32 hex digits)",
+            ))
+        }
+    };
+    own_attempt(state, caller, id).await?;
+    Ok(id)
+}
+
 async fn own_attempt(state: &AppState, caller: &Caller, id: i64) -> ApiResult<()> {
     let no_attempt = || ApiError::not_found(format!("attempt {id} not found"));
     let attempt = match state.store.get_attempt(id).await {
@@ -746,7 +767,7 @@ pub async fn restore_analysis(
     post,
     path = "/v1/attempts/{id}/analysis",
     tag = "goals",
-    params(("id" = i64, Path, description = "Attempt id")),
+    params(("id" = String, Path, description = "Attempt id, or the call SID (CA…) the AI agent got in `start`")),
     request_body = AnalysisReportInput,
     responses(
         (status = 200, description = "The stored report", body = AttemptAnalysisView),
@@ -759,10 +780,10 @@ pub async fn restore_analysis(
 pub async fn post_attempt_analysis(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<AnalysisReportInput>,
 ) -> ApiResult<Json<AttemptAnalysisView>> {
-    own_attempt(&state, &caller, id).await?;
+    let id = own_attempt_named(&state, &caller, &id).await?;
     let result = ConversationResult {
         goals: input
             .goals
@@ -795,7 +816,7 @@ pub async fn post_attempt_analysis(
     get,
     path = "/v1/attempts/{id}/analysis",
     tag = "goals",
-    params(("id" = i64, Path, description = "Attempt id")),
+    params(("id" = String, Path, description = "Attempt id, or the call SID (CA…) the AI agent got in `start`")),
     responses(
         (status = 200, description = "The report", body = AttemptAnalysisView),
         (status = 401, description = "No valid credentials", body = ErrorBody),
@@ -805,9 +826,9 @@ pub async fn post_attempt_analysis(
 pub async fn get_attempt_analysis(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<AttemptAnalysisView>> {
-    own_attempt(&state, &caller, id).await?;
+    let id = own_attempt_named(&state, &caller, &id).await?;
     let found = state
         .store
         .get_attempt_analysis(id)

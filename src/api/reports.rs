@@ -412,6 +412,15 @@ pub struct AttemptView {
     pub agent_idle_ms: Option<i64>,
     /// A person answered and was not connected to an agent within 2 s.
     pub abandoned: bool,
+    /// The bridge: `sip`, `refer`, `twilio_ws`, `l16_ws` or `webrtc`, and its target.
+    pub bridge_kind: Option<String>,
+    pub bridge_target: Option<String>,
+    /// The call SID an AI agent saw (`CA…`; `POST /v1/attempts/{sid}/analysis` takes it).
+    pub call_sid: Option<String>,
+    /// AI agents: stream start → the agent's first audio (ms), marks placed, clears sent.
+    pub agent_first_audio_ms: Option<i64>,
+    pub agent_marks: Option<i64>,
+    pub agent_clears: Option<i64>,
 }
 
 impl From<CallAttempt> for AttemptView {
@@ -466,6 +475,12 @@ impl From<CallAttempt> for AttemptView {
             queue_wait_ms: r.bridge.queue_wait_ms,
             agent_idle_ms: r.bridge.agent_idle_ms,
             abandoned: r.bridge.abandoned,
+            bridge_kind: r.bridge.bridge_kind,
+            bridge_target: r.bridge.bridge_target,
+            call_sid: r.bridge.call_sid,
+            agent_first_audio_ms: r.bridge.agent_first_audio_ms,
+            agent_marks: r.bridge.agent_marks,
+            agent_clears: r.bridge.agent_clears,
         }
     }
 }

@@ -75,6 +75,8 @@ pub struct AttemptReport {
     pub digits: String,
     /// The callee's recorded reply.
     pub reply: Option<PathBuf>,
+    /// The call's SID (what an AI agent saw).
+    pub call_sid: Option<String>,
 }
 
 /// Why an attempt could not even be placed (no INVITE left): bad destination, no RTP port,
@@ -116,6 +118,7 @@ pub async fn run_attempt(
         ),
         None => None,
     };
+    let call_sid = plan.stream.as_ref().map(|s| s.ids.call_sid.clone());
     let flow_plan = FlowPlan {
         send_dtmf: None,
         amd,
@@ -156,5 +159,6 @@ pub async fn run_attempt(
         flow: report.flow,
         digits: report.digits,
         reply: report.reply,
+        call_sid,
     })
 }

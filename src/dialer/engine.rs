@@ -893,10 +893,18 @@ fn bridge_record(r: &AttemptReport) -> crate::store::attempts::BridgeRecord {
         queue_wait_ms: r.flow.queue_wait_ms.map(|v| v as i64),
         ..Default::default()
     };
+    rec.call_sid = r.call_sid.clone();
     let Some(b) = &r.bridge else {
         rec.abandoned = r.flow.abandoned;
         return rec;
     };
+    rec.bridge_kind = Some(b.kind.to_string());
+    rec.bridge_target = Some(b.target.clone());
+    if let Some(s) = &b.stream {
+        rec.agent_first_audio_ms = s.first_audio_ms.map(|v| v as i64);
+        rec.agent_marks = Some(s.marks as i64);
+        rec.agent_clears = Some(s.clears as i64);
+    }
     let at = |ms: Option<u64>| ms.map(|v| b.started_at_ms + v as i64);
     rec.agent_call_id = b.call_id.clone();
     rec.agent_id = b.agent.as_ref().map(|a| a.id);

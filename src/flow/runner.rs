@@ -392,8 +392,12 @@ pub async fn run(
         None => None,
     };
     let summary = summary.ok_or(FlowError::NoSummary)?;
-    let ended_by = bridge
+    // The bridge the person ended on says who ended the call (a transfer that connected, else
+    // the first bridge).
+    let ended_by = transfer
         .as_ref()
+        .filter(|t| t.answered)
+        .or(bridge.as_ref())
         .and_then(|b| b.ended_by)
         .or_else(|| summary.hangup.map(|h| leg_ended_by(h, EndedBy::Callee)));
     Ok(FlowReport {

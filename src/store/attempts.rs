@@ -109,6 +109,17 @@ pub struct BridgeRecord {
     pub agent_idle_ms: Option<i64>,
     /// A person answered and was not connected to an agent within 2 s of the greeting.
     pub abandoned: bool,
+    /// `sip`, `refer`, `twilio_ws`, `l16_ws` or `webrtc`; and what it was connected to (a
+    /// number, URI, `pool:NAME` or an AI agent's URL).
+    pub bridge_kind: Option<String>,
+    pub bridge_target: Option<String>,
+    /// The call's SID as an AI agent saw it (`CA…`).
+    pub call_sid: Option<String>,
+    /// AI agents: from the stream's start to the agent's first audio; marks it placed; clears
+    /// (barge-ins) it sent.
+    pub agent_first_audio_ms: Option<i64>,
+    pub agent_marks: Option<i64>,
+    pub agent_clears: Option<i64>,
 }
 /// A stored attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,10 +192,11 @@ const COLUMNS: &str = "id, campaign_id, contact_id, attempt_number, call_id, sip
     amd_cause, amd_confidence, amd_decision_ms, beep_ms, rtp_sent, rtp_received, rtp_lost, \
     jitter_ms, rtt_ms, recording_path, dtmf, digits, recording, agent_call_id, agent_id, \
     agent_name, agent_ring_at, agent_answer_at, bridge_start_at, bridge_end_at, talk_ms, \
-    queue_wait_ms, agent_idle_ms, abandoned";
+    queue_wait_ms, agent_idle_ms, abandoned, bridge_kind, bridge_target, call_sid, \
+    agent_first_audio_ms, agent_marks, agent_clears";
 
 /// The bridge columns in [`bridge_args`] order.
-const BRIDGE_COLUMNS: [&str; 11] = [
+const BRIDGE_COLUMNS: [&str; 17] = [
     "agent_call_id",
     "agent_id",
     "agent_name",
@@ -196,6 +208,12 @@ const BRIDGE_COLUMNS: [&str; 11] = [
     "queue_wait_ms",
     "agent_idle_ms",
     "abandoned",
+    "bridge_kind",
+    "bridge_target",
+    "call_sid",
+    "agent_first_audio_ms",
+    "agent_marks",
+    "agent_clears",
 ];
 
 fn bridge_args(b: &BridgeRecord) -> Vec<Arg> {
@@ -211,6 +229,12 @@ fn bridge_args(b: &BridgeRecord) -> Vec<Arg> {
         Arg::OptI64(b.queue_wait_ms),
         Arg::OptI64(b.agent_idle_ms),
         Arg::I64(super::flag(b.abandoned)),
+        Arg::OptText(b.bridge_kind.clone()),
+        Arg::OptText(b.bridge_target.clone()),
+        Arg::OptText(b.call_sid.clone()),
+        Arg::OptI64(b.agent_first_audio_ms),
+        Arg::OptI64(b.agent_marks),
+        Arg::OptI64(b.agent_clears),
     ]
 }
 
@@ -227,6 +251,12 @@ fn bridge_from(row: &AnyRow) -> Result<BridgeRecord> {
         queue_wait_ms: row.try_get("queue_wait_ms")?,
         agent_idle_ms: row.try_get("agent_idle_ms")?,
         abandoned: super::get_flag(row, "abandoned")?,
+        bridge_kind: row.try_get("bridge_kind")?,
+        bridge_target: row.try_get("bridge_target")?,
+        call_sid: row.try_get("call_sid")?,
+        agent_first_audio_ms: row.try_get("agent_first_audio_ms")?,
+        agent_marks: row.try_get("agent_marks")?,
+        agent_clears: row.try_get("agent_clears")?,
     })
 }
 
@@ -403,6 +433,18 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("attempt {id}")))?;
         attempt_from(&row)
+    }
+
+    /// The attempt an AI agent knew by its call SID (`CA…`), if it has been recorded.
+    pub async fn attempt_id_by_call_sid(&self, call_sid: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT id FROM call_attempts WHERE call_sid = $1")
+            .bind(call_sid.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("id")?),
+            None => None,
+        })
     }
 
     /// A page of attempts, newest first, with the filtered total.
