@@ -739,3 +739,102 @@ fn l16_stream_at_8_khz_kill_audio_and_keys() {
     let sent = run.json["rtp"]["sent"].as_u64().unwrap_or(0);
     assert!(sent > 0, "{}", run.json);
 }
+
+/// A voicemail never reaches the bot: with AMD, the agent's socket is opened while the machine
+/// greets (warm), and closed without `start` once it is judged a machine; no audio crosses.
+#[test]
+fn a_machine_never_reaches_the_agent() {
+    let dir = test_dir("ai-machine");
+    let d = dir.path();
+    let far_end = d.join("voicemail.wav");
+    voicemail_with_beep(d, &far_end);
+    let agent = Agent::start(d, "twilio_strict.py", &[]);
+    let callee = Sipp::uas(d, "uas_answer_audio.xml")
+        .stream_wav(&far_end)
+        .start();
+    let run = run_call(
+        d,
+        &[
+            &callee.uri("15551230103"),
+            "--amd",
+            "heuristic",
+            "--connect-to",
+            &agent.url(),
+            "--max-duration",
+            "25",
+        ],
+    );
+    let report = agent.report();
+    let _ = callee.wait(SIPP_WAIT);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(run.json["amd"]["verdict"], "machine", "{}", run.json);
+    let c = connection(&report);
+    assert!(
+        c["start"].is_null(),
+        "a machine was streamed to the agent: {c}"
+    );
+    assert_eq!(c["inbound_media"]["count"], 0, "{c}");
+    let events: Vec<&str> = c["received"]
+        .as_array()
+        .expect("received")
+        .iter()
+        .filter_map(|m| m["msg"]["event"].as_str())
+        .collect();
+    assert_eq!(
+        events,
+        ["connected"],
+        "only the warm socket's first frame: {c}"
+    );
+    assert!(
+        run.json["bridge"].is_null() || run.json["bridge"]["answered"] == false,
+        "{}",
+        run.json
+    );
+}
+
+/// With AMD, a person is streamed the moment they are detected: `start` says AnsweredBy human.
+#[test]
+fn a_person_detected_by_amd_reaches_the_agent_with_answered_by_human() {
+    let dir = test_dir("ai-amd-human");
+    let d = dir.path();
+    let far_end = d.join("hello.wav");
+    speech_wav_padded(&far_end, "Hello?", 0.4, 8.0);
+    let agent = Agent::start(d, "twilio_strict.py", &["--close-after-ms", "2000"]);
+    let callee = Sipp::uas(d, "uas_answer_audio.xml")
+        .stream_wav(&far_end)
+        .start();
+    let run = run_call(
+        d,
+        &[
+            &callee.uri("15551230104"),
+            "--amd",
+            "heuristic",
+            "--connect-to",
+            &agent.url(),
+            "--max-duration",
+            "25",
+        ],
+    );
+    let report = agent.report();
+    let _ = callee.wait(SIPP_WAIT);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_no_protocol_errors(&report, &run);
+    assert_eq!(run.json["amd"]["verdict"], "human", "{}", run.json);
+    let c = connection(&report);
+    assert_eq!(c["start"]["customParameters"]["AnsweredBy"], "human", "{c}");
+    assert_eq!(
+        c["start"]["customParameters"]["amd_verdict"], "human",
+        "{c}"
+    );
+    // Warm: the socket was open before the verdict, so `start` followed it at once.
+    let connect_ms = bridge(&run)["stream"]["connect_ms"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    let decision = run.json["amd"]["decision_ms"].as_u64().unwrap_or(0);
+    let answer = run.json["answer_ms"].as_u64().unwrap_or(0);
+    assert!(
+        connect_ms < answer + decision,
+        "the socket opened ({connect_ms} ms) before the verdict ({} ms)",
+        answer + decision
+    );
+}
