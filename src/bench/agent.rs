@@ -470,7 +470,8 @@ fn verdict_parameters() -> BTreeMap<String, String> {
     ])
 }
 
-/// A callee leg as the runner holds it while the agent is streamed to.
+/// A callee leg as the runner holds it while the agent is streamed to (and, for the bench's
+/// own counters, its media session until the leg ends).
 struct Leg {
     call: Call,
     bridge: AgentBridge,
@@ -543,6 +544,8 @@ async fn connected(bridge: &mut AgentBridge) -> Result<(), String> {
 /// Ends a leg as the runner does: the bridge stopped and finished, the callee hung up.
 /// Returns the bridge's frames sent to the agent.
 async fn end_leg(mut leg: Leg) -> u64 {
+    // The call's task owns its media session: let go first, as the runner holds none.
+    drop(leg.media);
     leg.bridge.stop(EndedBy::System);
     let report = Box::new(leg.bridge).finish().await;
     leg.call.hangup();
@@ -550,7 +553,6 @@ async fn end_leg(mut leg: Leg) -> u64 {
         while leg.call.next_event().await.is_some() {}
     })
     .await;
-    drop(leg.media);
     drop(leg.call);
     drop(leg._replies);
     let _ = tokio::time::timeout(STEP_TIMEOUT, leg.recording).await;

@@ -4,7 +4,7 @@
 //! its own process's, not outdial's.
 //!
 //! One current-thread tokio runtime serves every socket (`accept_async`, one task per
-//! connection, Nagle off). It counts what it saw: connections, `start`s, `media` frames in
+//! connection, Nagle off, the small read buffer outdial's agent sockets use). It counts what it saw: connections, `start`s, `media` frames in
 //! (and how many carried a generator tag, [`super::gen::read_tag`]), `media` frames echoed.
 //!
 //! Control is line-delimited JSON like the generator's: we write [`EchoEvent::Ready`] with our
@@ -135,7 +135,9 @@ fn echo(text: &str, counters: &Counters) -> Option<String> {
 
 async fn serve_one(stream: TcpStream, counters: Arc<Counters>) {
     let _ = stream.set_nodelay(true);
-    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(crate::bridge::agent::READ_BUFFER);
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         counters.bad_frames.fetch_add(1, Ordering::Relaxed);
         return;
     };
