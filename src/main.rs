@@ -98,12 +98,44 @@ enum BenchCommand {
     /// Answering-machine detection at N concurrent calls, paced in real time, on a corpus's
     /// audio; plus the unpaced per-frame cost of the mode.
     Amd(AmdBenchArgs),
+    /// Calls streamed to AI agents (Twilio Media Streams): dead air and barge-in over
+    /// --latency-calls calls, then N concurrent calls bridged to a local echo agent (late
+    /// 20 ms sends, lost frames, CPU, round trip).
+    Agent(AgentBenchArgs),
     /// The traffic generator `bench media` runs as its child (control over stdin/stdout).
     #[command(hide = true)]
     MediaGen {
         #[arg(long)]
         streams: usize,
     },
+    /// The echo agent `bench agent` runs as its child (control over stdin/stdout).
+    #[command(hide = true)]
+    AgentEcho,
+}
+
+#[derive(clap::Args)]
+struct AgentBenchArgs {
+    /// Concurrent calls bridged to the echo agent (0: dead air only).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(0..=5000))]
+    calls: u32,
+    /// Length of the load window in seconds (after a 0.5 s warm-up).
+    #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
+    seconds: f64,
+    /// Calls measured one by one (a new one every 100 ms) for dead air and barge-in (0: none).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10000))]
+    latency_calls: u32,
+    /// INVITEs per second while setting the load calls up.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    cps: u32,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// sipp binary, the far end of every call.
+    #[arg(long, value_name = "PATH", default_value = "sipp")]
+    sipp: PathBuf,
+    /// The generator's tick in µs: the packets due within one leave in one burst.
+    #[arg(long, value_name = "US", default_value_t = 500, value_parser = clap::value_parser!(u64).range(20..=20000))]
+    gen_tick_us: u64,
 }
 
 #[derive(clap::Args)]
@@ -754,6 +786,28 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::MediaGen { streams } => {
             outdial::bench::gen::main(streams).context("bench media-gen")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::AgentEcho => {
+            outdial::bench::echo::main().context("bench agent-echo")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Agent(args) => {
+            let opts = outdial::bench::agent::AgentBenchOptions {
+                calls: args.calls as usize,
+                seconds: args.seconds,
+                latency_calls: args.latency_calls as usize,
+                cps: f64::from(args.cps),
+                exe: std::env::current_exe().context("cannot find the outdial binary")?,
+                sipp_bin: args.sipp,
+                gen_tick_us: args.gen_tick_us,
+            };
+            let report = outdial::bench::agent::run(&opts).map_err(anyhow::Error::msg)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Amd(args) => {

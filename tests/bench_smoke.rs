@@ -1,6 +1,7 @@
-//! Smoke tests of `outdial bench media`: a short run at 20 streams must relay every packet and
-//! print one JSON object with every field; with rtpengine (installed by `make setup`) its
-//! fields must be filled in too. Each run is bounded (well under 10 s).
+//! Smoke tests of the benches: `outdial bench media` — a short run at 20 streams must relay
+//! every packet and print one JSON object with every field; with rtpengine (installed by `make
+//! setup`) its fields must be filled in too (each run well under 10 s); `bench bridge` and
+//! `bench agent` with a few calls through sipp.
 
 mod common;
 
@@ -178,4 +179,79 @@ fn bench_bridge_relays_every_packet_between_bridged_legs() {
     assert!(v["cpu_us_per_packet"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
     assert!(v["rtpengine_cpu_us_per_packet"].is_null(), "{v}");
     assert_eq!(v["rtpengine_skipped"], "--no-rtpengine", "{v}");
+}
+
+/// `outdial bench agent`: a few dead-air calls to its in-process Media Streams agent, then a
+/// few calls streamed to its echo agent: one JSON object; the three dead-air figures measured
+/// for every call; every frame of the generator back on the callee's wire, intact, with no
+/// late 20 ms send.
+#[test]
+fn bench_agent_measures_dead_air_and_echoes_every_frame() {
+    let out = common::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_outdial")).args([
+            "bench",
+            "agent",
+            "--calls",
+            "5",
+            "--seconds",
+            "2",
+            "--latency-calls",
+            "5",
+            "--json",
+        ]),
+        Duration::from_secs(90),
+    );
+    assert!(
+        out.status.map(|s| s.success()).unwrap_or(false),
+        "bench agent failed ({:?}) after {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        out.elapsed,
+        out.stdout,
+        out.stderr
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must be one JSON line: {}",
+        out.stdout
+    );
+    let v: Value = serde_json::from_str(lines[0]).expect("JSON");
+    assert_eq!(v["calls"], 5, "{v}");
+    assert_eq!(v["latency_calls"], 5, "{v}");
+    assert_eq!(v["latency_calls_measured"], 5, "{v}");
+    assert_eq!(v["warm_at_verdict"], 5, "{v}");
+    // Each dead-air figure is measured, positive and far below the time the agent spoke
+    // (3 s): an audio queue that `clear` did not drop would read as ~2.5 s.
+    for f in ["start_ms_p99", "first_audio_ms_p99", "barge_in_ms_p99"] {
+        let x = v[f].as_f64().unwrap_or(-1.0);
+        assert!(x > 0.0 && x < 1000.0, "{f} = {x}: {v}");
+    }
+    assert_eq!(v["calls_bridged"], 5, "{v}");
+    for f in [
+        "cpu_percent",
+        "agent_cpu_percent",
+        "round_trip_ms_p50",
+        "round_trip_ms_p99",
+        "late_sends",
+        "engine_sends",
+    ] {
+        assert!(v[f].is_number(), "{f} missing or null in {v}");
+    }
+    // 5 calls × 50 packets/s × 2 s, give or take one per call at the edges.
+    let sent = v["frames_sent"].as_u64().unwrap_or(0);
+    assert!((490..=510).contains(&sent), "frames_sent {sent}: {v}");
+    // Every frame came back from the agent on the callee's wire, its bytes intact.
+    assert_eq!(v["frames_echoed"], v["frames_sent"], "{v}");
+    assert_eq!(v["payload_mismatches"], 0, "{v}");
+    assert_eq!(v["frames_lost_total"], 0, "{v}");
+    assert_eq!(v["frames_echoed_total"], v["frames_sent_total"], "{v}");
+    assert_eq!(v["agent_tagged_frames"], v["frames_sent_total"], "{v}");
+    assert_eq!(v["frames_dropped_agent_channel"], 0, "{v}");
+    // The callee legs sent their 20 ms packets, none late (the engine counts them).
+    assert!(v["engine_sends"].as_u64().unwrap_or(0) >= sent, "{v}");
+    assert_eq!(v["late_sends"], 0, "{v}");
+    // The round trip goes through the jitter buffer (≥ 20 ms) and back: well under a second.
+    let rt = v["round_trip_ms_p50"].as_f64().unwrap_or(0.0);
+    assert!((20.0..1000.0).contains(&rt), "round trip {rt}: {v}");
 }

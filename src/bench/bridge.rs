@@ -242,7 +242,7 @@ impl BridgeBenchReport {
 }
 
 /// The sipp far end; killed when dropped.
-struct FarEnd {
+pub(super) struct FarEnd {
     child: Child,
     port: u16,
     /// The scenario file, removed when dropped.
@@ -251,9 +251,15 @@ struct FarEnd {
 
 impl FarEnd {
     fn start(sipp: &Path) -> Result<FarEnd, String> {
+        FarEnd::start_with(sipp, FAR_END_SCENARIO)
+    }
+
+    /// A far end running `scenario_xml` (a UAS scenario that takes the media port from the
+    /// Request-URI as [`FAR_END_SCENARIO`] does).
+    pub(super) fn start_with(sipp: &Path, scenario_xml: &str) -> Result<FarEnd, String> {
         let scenario =
             std::env::temp_dir().join(format!("outdial-bench-far-end-{}.xml", std::process::id()));
-        std::fs::write(&scenario, FAR_END_SCENARIO)
+        std::fs::write(&scenario, scenario_xml)
             .map_err(|e| format!("cannot write {}: {e}", scenario.display()))?;
         let port = free_udp_port()?;
         let control = free_udp_port()?;
@@ -284,7 +290,7 @@ impl FarEnd {
     }
 
     /// The far end's URI that makes it answer with media port `media_port`.
-    fn uri(&self, media_port: u16) -> String {
+    pub(super) fn uri(&self, media_port: u16) -> String {
         format!("sip:m{media_port}@127.0.0.1:{}", self.port)
     }
 }

@@ -12,6 +12,11 @@
 //! cheap (one send batch, one `epoll_wait` and a few receive batches per wake-up); the packets
 //! due within a tick therefore leave together, as from a media gateway that batches.
 //!
+//! Tagged runs (`bench agent`) write the stream index and sequence number into each packet's
+//! payload ([`tag_payload`]) and match what comes back by that tag instead of the RTP header:
+//! the audio then may come back in another stream (a call's own paced stream, after a trip
+//! through an AI agent), as long as its bytes are the ones sent.
+//!
 //! Control is line-delimited JSON: the parent writes [`GenCommand`]s on our stdin; we answer
 //! [`GenEvent`]s on stdout (nothing else may be written there).
 
@@ -84,6 +89,9 @@ pub enum GenCommand {
         /// the packets come from, as a bridged call's legs do).
         #[serde(default)]
         recv_on_source: bool,
+        /// Tag every payload and match returning packets by their payload's tag.
+        #[serde(default)]
+        tagged: bool,
     },
     Exit,
 }
@@ -132,6 +140,15 @@ pub struct GenResult {
     pub window_s: f64,
     /// The generator's own CPU over the window, % of one core.
     pub cpu_percent: f64,
+    /// Packets sent in the whole run (warm-up and window).
+    #[serde(default)]
+    pub sent_total: u64,
+    /// Of those, received back (each once), until the end of the drain.
+    #[serde(default)]
+    pub received_total: u64,
+    /// Tagged runs: packets received whose payload carries no tag (silence, other audio).
+    #[serde(default)]
+    pub untagged: u64,
 }
 
 /// Sink sockets for `streams` streams: enough that each carries a few thousand packets/s.
@@ -150,6 +167,51 @@ pub fn tone_payload() -> [u8; 160] {
     p
 }
 
+/// The first bytes of a tagged payload; none is 0x7F, the one µ-law byte that does not come
+/// back from decode + encode as itself.
+const TAG_MAGIC: [u8; 2] = [0xA5, 0x5A];
+/// Magic, 8 nibbles of the stream index, 4 of the sequence number, 1 check nibble.
+const TAG_LEN: usize = 2 + 8 + 4 + 1;
+
+/// `base` with stream `stream`'s packet `seq` written into its first bytes: one byte per
+/// nibble (0x40 + nibble), so that the tag survives µ-law decode + encode.
+pub fn tag_payload(base: &[u8; 160], stream: u32, seq: u16) -> [u8; 160] {
+    let mut p = *base;
+    p[..2].copy_from_slice(&TAG_MAGIC);
+    let mut check = 0u8;
+    let nibbles = (0..8)
+        .rev()
+        .map(|k| ((stream >> (4 * k)) & 0xF) as u8)
+        .chain((0..4).rev().map(|k| ((seq >> (4 * k)) & 0xF) as u8));
+    for (j, n) in nibbles.enumerate() {
+        p[2 + j] = 0x40 | n;
+        check ^= n;
+    }
+    p[TAG_LEN - 1] = 0x40 | check;
+    p
+}
+
+/// The (stream, sequence number) a tagged payload carries; `None` when it carries none.
+pub fn read_tag(payload: &[u8]) -> Option<(u32, u16)> {
+    let tag = payload.get(..TAG_LEN)?;
+    if tag[..2] != TAG_MAGIC {
+        return None;
+    }
+    let mut check = 0u8;
+    let mut value = 0u64;
+    for &b in &tag[2..TAG_LEN - 1] {
+        if b & 0xF0 != 0x40 {
+            return None;
+        }
+        check ^= b & 0xF;
+        value = (value << 4) | u64::from(b & 0xF);
+    }
+    if tag[TAG_LEN - 1] != 0x40 | check {
+        return None;
+    }
+    Some(((value >> 16) as u32, value as u16))
+}
+
 /// How one run goes.
 #[derive(Debug, Clone, Copy)]
 pub struct RunSpec {
@@ -165,6 +227,8 @@ pub struct RunSpec {
     pub tick: Duration,
     /// Receive on the source socket too (see [`GenCommand::Run`]).
     pub recv_on_source: bool,
+    /// Tag payloads and match by tag (see [`GenCommand::Run`]).
+    pub tagged: bool,
 }
 
 /// The epoll token of the source socket (sinks are 0..n).
@@ -251,7 +315,8 @@ impl Tally {
 #[derive(Clone, Copy, Default)]
 struct Slot {
     seq: u16,
-    /// 0 empty, 1 sent in warm-up, 2 sent in window, 3 received.
+    /// 0 empty, 1 sent in warm-up, 2 sent in window, 3 received (sent in window), 4 received
+    /// (sent in warm-up).
     state: u8,
     sent_ns: u64,
 }
@@ -313,6 +378,7 @@ impl Generator {
             ssrc_base,
             tick,
             recv_on_source,
+            tagged,
         } = spec;
         if recv_on_source {
             sys::enable_rx_timestamps(&self.source)?;
@@ -365,7 +431,13 @@ impl Generator {
                 let seq = seq0(i).wrapping_add(k as u16);
                 let ts = ts0(i).wrapping_add((k as u32).wrapping_mul(SAMPLES));
                 let ssrc = ssrc_base.wrapping_add(i as u32);
-                let payload = &self.payload;
+                let tagged_payload;
+                let payload = if tagged {
+                    tagged_payload = tag_payload(&self.payload, i as u32, seq);
+                    &tagged_payload
+                } else {
+                    &self.payload
+                };
                 self.tx.push(targets[i], |out| {
                     write_rtp(out, false, 0, seq, ts, ssrc, payload)
                 });
@@ -378,7 +450,7 @@ impl Generator {
             if !self.tx.is_empty() {
                 self.flush(&mut batch_meta, &mut slots, &mut res)?;
             }
-            self.receive(n, ssrc_base, &mut slots, &mut tally, &mut res)?;
+            self.receive(n, ssrc_base, tagged, &mut slots, &mut tally, &mut res)?;
             let next = due(g).max(now + tick_ns).min(window_end);
             sys::sleep_until_monotonic(next);
         }
@@ -387,10 +459,10 @@ impl Generator {
         event(GenEvent::WindowEnd);
         let drain_end = sys::monotonic_ns() + drain.as_nanos() as u64;
         while sys::monotonic_ns() < drain_end {
-            self.receive(n, ssrc_base, &mut slots, &mut tally, &mut res)?;
+            self.receive(n, ssrc_base, tagged, &mut slots, &mut tally, &mut res)?;
             sys::sleep_until_monotonic(sys::monotonic_ns() + tick_ns);
         }
-        self.receive(n, ssrc_base, &mut slots, &mut tally, &mut res)?;
+        self.receive(n, ssrc_base, tagged, &mut slots, &mut tally, &mut res)?;
         if recv_on_source {
             self.epoll.remove(self.source.as_raw_fd())?;
         }
@@ -426,6 +498,7 @@ impl Generator {
                 state: if counted { 2 } else { 1 },
                 sent_ns,
             };
+            res.sent_total += 1;
             if counted {
                 res.sent += 1;
             }
@@ -435,10 +508,12 @@ impl Generator {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn receive(
         &mut self,
         n: usize,
         ssrc_base: u32,
+        tagged: bool,
         slots: &mut [Slot],
         tally: &mut Tally,
         res: &mut GenResult,
@@ -462,24 +537,45 @@ impl Generator {
                         res.stray += 1;
                         continue;
                     };
-                    let i = p.ssrc.wrapping_sub(ssrc_base) as usize;
+                    let (i, seq) = if tagged {
+                        match read_tag(p.payload) {
+                            Some((i, seq)) => (i as usize, seq),
+                            None => {
+                                res.untagged += 1;
+                                continue;
+                            }
+                        }
+                    } else {
+                        (p.ssrc.wrapping_sub(ssrc_base) as usize, p.sequence)
+                    };
                     if i >= n {
                         res.stray += 1;
                         continue;
                     }
-                    let slot = &mut slots[i * SLOTS + p.sequence as usize % SLOTS];
-                    if slot.seq != p.sequence || slot.state == 0 {
+                    let slot = &mut slots[i * SLOTS + seq as usize % SLOTS];
+                    if slot.seq != seq || slot.state == 0 {
                         res.stray += 1;
                         continue;
                     }
+                    let intact = if tagged {
+                        p.payload[..] == tag_payload(&self.payload, i as u32, seq)[..]
+                    } else {
+                        p.payload == self.payload
+                    };
                     match slot.state {
+                        // Sent in the warm-up: counted in the totals only.
+                        1 => {
+                            slot.state = 4;
+                            res.received_total += 1;
+                        }
                         2 => {
                             slot.state = 3;
                             res.received += 1;
+                            res.received_total += 1;
                             let rx_ns = self.rx.timestamp_ns(j).unwrap_or(fallback_ns);
                             let transit = rx_ns.saturating_sub(slot.sent_ns);
-                            tally.record(i, p.sequence, transit.min(u32::MAX as u64) as u32);
-                            if p.payload != self.payload {
+                            tally.record(i, seq, transit.min(u32::MAX as u64) as u32);
+                            if !intact {
                                 res.payload_mismatches += 1;
                             }
                         }
@@ -574,6 +670,7 @@ pub fn main(streams: usize) -> io::Result<()> {
                 ssrc_base,
                 tick_us,
                 recv_on_source,
+                tagged,
             } => {
                 let mut event_err = Ok(());
                 let spec = RunSpec {
@@ -583,6 +680,7 @@ pub fn main(streams: usize) -> io::Result<()> {
                     ssrc_base,
                     tick: Duration::from_micros(tick_us),
                     recv_on_source,
+                    tagged,
                 };
                 let result = gen.run(&targets, spec, |ev| {
                     if event_err.is_ok() {
@@ -636,6 +734,7 @@ mod tests {
                     ssrc_base: 7000,
                     tick: Duration::from_nanos(TICK_NS),
                     recv_on_source: false,
+                    tagged: false,
                 },
                 |e| events.push(format!("{e:?}")),
             )
@@ -691,6 +790,7 @@ mod tests {
             ssrc_base: 9000,
             tick: Duration::from_nanos(TICK_NS),
             recv_on_source,
+            tagged: false,
         };
         let r = g.run(&[source; 4], spec(true), |_| {}).unwrap();
         assert!(r.sent > 0);
@@ -698,5 +798,50 @@ mod tests {
         // Not asked: the source is not read, so nothing comes back.
         let r = g.run(&[source; 4], spec(false), |_| {}).unwrap();
         assert_eq!(r.received, 0, "{r:?}");
+    }
+
+    #[test]
+    fn tags_survive_mulaw_decode_encode_and_read_back() {
+        let base = tone_payload();
+        for (stream, seq) in [(0u32, 0u16), (1, 1), (299, 0xBEEF), (u32::MAX, u16::MAX)] {
+            let p = tag_payload(&base, stream, seq);
+            assert_eq!(read_tag(&p), Some((stream, seq)));
+            // What a call does with it on its way to an agent and back.
+            let mut pcm = Vec::new();
+            Codec::Pcmu.decode(&p, &mut pcm);
+            let mut back = Vec::new();
+            Codec::Pcmu.encode(&pcm, &mut back);
+            assert_eq!(&back[..], &p[..]);
+        }
+        // Silence, the bare tone and a damaged tag carry none.
+        assert_eq!(read_tag(&[0xFF; 160]), None);
+        assert_eq!(read_tag(&base), None);
+        let mut p = tag_payload(&base, 7, 9);
+        p[5] ^= 1;
+        assert_eq!(read_tag(&p), None);
+        assert_eq!(read_tag(&p[..4]), None);
+    }
+
+    #[test]
+    fn tagged_run_matches_packets_by_payload_whatever_their_header() {
+        // The source socket answers itself: packets come back with the header they left with,
+        // but the tagged run reads only their payloads.
+        let mut g = Generator::bind(3).unwrap();
+        let source = g.source_addr().unwrap();
+        let spec = RunSpec {
+            warmup: Duration::from_millis(100),
+            seconds: 0.3,
+            drain: Duration::from_millis(100),
+            ssrc_base: 0,
+            tick: Duration::from_nanos(TICK_NS),
+            recv_on_source: true,
+            tagged: true,
+        };
+        let r = g.run(&[source; 3], spec, |_| {}).unwrap();
+        assert!(r.sent > 0);
+        assert_eq!(r.received, r.sent, "{r:?}");
+        assert_eq!(r.received_total, r.sent_total, "{r:?}");
+        assert!(r.sent_total > r.sent, "{r:?}");
+        assert_eq!((r.payload_mismatches, r.untagged, r.stray), (0, 0, 0));
     }
 }

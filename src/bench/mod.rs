@@ -1,6 +1,9 @@
 //! Benchmarks of outdial itself: `outdial bench media`, `outdial bench import`
-//! ([`import`]: bulk contact import into a fresh SQLite store) and `outdial bench amd`
-//! ([`amd`]: answering-machine detection at N concurrent calls in real time).
+//! ([`import`]: bulk contact import into a fresh SQLite store), `outdial bench amd`
+//! ([`amd`]: answering-machine detection at N concurrent calls in real time),
+//! `outdial bench bridge` ([`bridge`]: bridged calls through SIP) and `outdial bench agent`
+//! ([`agent`]: calls streamed to AI agents — dead air, barge-in, load; its echo agent is
+//! [`echo`]).
 //!
 //! `bench media` measures the server's own media engine ([`crate::media::engine`], through
 //! [`MediaSession`](crate::media::MediaSession)s exactly as calls use them; [`calls`]) at N
@@ -26,10 +29,12 @@
 //!
 //! Linux only. Nothing here runs in the server: it is a measuring tool.
 
+pub mod agent;
 pub mod amd;
 pub mod bencode;
 pub mod bridge;
 pub mod calls;
+pub mod echo;
 pub mod gen;
 pub mod import;
 pub mod rtpengine;
@@ -367,6 +372,7 @@ impl GenProcess {
             ssrc_base,
             tick_us: self.tick_us,
             recv_on_source: self.recv_on_source,
+            tagged: false,
         })?;
         let mut start = None;
         let mut end = None;

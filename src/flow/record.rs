@@ -6,8 +6,10 @@
 //! It must not block the call: it drains both channels whether or not it has a recorder.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::media::wav::RecordMode;
@@ -24,6 +26,15 @@ pub struct ReplyRequest {
     pub max: Duration,
     pub silence_end: Duration,
     pub done: oneshot::Sender<Result<u64, MediaError>>,
+}
+
+/// Received frames a bridge's listener could not take (its channel full), process-wide.
+static LISTENER_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Received frames dropped so far, in this process, because a bridge's listener (an AI
+/// agent's stream) had a full channel.
+pub fn listener_dropped_frames() -> u64 {
+    LISTENER_DROPPED.load(Ordering::Relaxed)
 }
 
 /// A frame quieter than this (RMS of 16-bit samples, about −45 dBFS) counts as silence.
@@ -82,7 +93,8 @@ impl Reply {
 /// Writes the call's audio into the recorder: received frames and (for outbound and stereo)
 /// sent frames, paired slot by slot; a side that runs ahead alone (the other not started, or
 /// silent) is written with silence on the other. Drains both channels even without a recorder.
-/// Each received frame is also offered to `listener` when a bridge has put a sender there.
+/// Each received frame is also offered to `listener` when a bridge has put a sender there (a
+/// full channel drops the frame and counts it: [`listener_dropped_frames`]).
 pub async fn record_call(
     mut received: mpsc::Receiver<AudioFrame>,
     mut sent: mpsc::Receiver<Vec<i16>>,
@@ -111,7 +123,9 @@ pub async fn record_call(
             f = received.recv(), if rx_open => match f {
                 Some(f) => {
                     if let Some(tx) = listener.lock().as_ref() {
-                        let _ = tx.try_send(f.clone());
+                        if let Err(TrySendError::Full(_)) = tx.try_send(f.clone()) {
+                            LISTENER_DROPPED.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     if let Some(r) = reply.as_mut() {
                         match r.push(&f.samples) {

@@ -75,6 +75,7 @@ struct WorkerCounters {
     sent: AtomicU64,
     relayed: AtomicU64,
     io_errors: AtomicU64,
+    late_sends: AtomicU64,
 }
 
 /// The engine's counters summed over its workers.
@@ -89,6 +90,9 @@ pub struct EngineCounters {
     /// Of `sent`: packets relayed between linked legs.
     pub relayed: u64,
     pub io_errors: u64,
+    /// Paced packets that missed their 20 ms slot: sent a whole frame (20 ms) or more after
+    /// they were due, or skipped after a stall.
+    pub late_sends: u64,
 }
 
 pub(crate) enum Command {
@@ -201,6 +205,7 @@ impl Engine {
             c.sent += get(&w.counters.sent);
             c.relayed += get(&w.counters.relayed);
             c.io_errors += get(&w.counters.io_errors);
+            c.late_sends += get(&w.counters.late_sends);
         }
         c
     }
@@ -267,6 +272,7 @@ struct Tally {
     sent: u64,
     relayed: u64,
     io_errors: u64,
+    late_sends: u64,
 }
 
 impl Worker {
@@ -438,6 +444,7 @@ impl Worker {
             (&c.sent, t.sent),
             (&c.relayed, t.relayed),
             (&c.io_errors, t.io_errors),
+            (&c.late_sends, t.late_sends),
         ] {
             if v > 0 {
                 a.fetch_add(v, Ordering::Relaxed);
@@ -478,9 +485,10 @@ impl Worker {
         for s in self.slots.iter_mut().flatten() {
             let poked = s.core.poked();
             if poked || s.due.is_some_and(|d| d <= now + Duration::from_millis(2)) {
-                let (due, sent) = s.core.tick(now, &mut self.scratch);
+                let (due, sent, late) = s.core.tick(now, &mut self.scratch);
                 s.due = due;
                 t.sent += sent as u64;
+                t.late_sends += late;
             }
         }
         self.publish(&t, true);

@@ -485,10 +485,15 @@ impl Core {
 
     /// The engine's turn at `now`: plays out due frames, sends an RTCP report and the next RTP
     /// packet when due. Returns when it next has something to do (`None`: only on a packet or
-    /// a change from the handle). Returns the datagrams sent too.
-    pub(crate) fn tick(&self, now: Instant, scratch: &mut Scratch) -> (Option<Instant>, usize) {
+    /// a change from the handle), the datagrams sent, and how many paced packets missed their
+    /// 20 ms slot since the last turn (sent a frame or more late, or skipped).
+    pub(crate) fn tick(
+        &self,
+        now: Instant,
+        scratch: &mut Scratch,
+    ) -> (Option<Instant>, usize, u64) {
         scratch.digits.clear();
-        let (next, sent, partner) = {
+        let (next, sent, late, partner) = {
             let mut guard = self.leg();
             let leg = &mut *guard;
             leg.rx.refresh(&leg.control);
@@ -529,12 +534,12 @@ impl Core {
             } else {
                 leg.partner.clone()
             };
-            (next, sent, partner)
+            (next, sent, std::mem::take(&mut leg.tx.late), partner)
         };
         if let Some(p) = partner {
             p.queue_relayed_digits(&scratch.digits);
         }
-        (next, sent)
+        (next, sent, late)
     }
 
     /// Digits heard in-band on the partner: sent as RFC 4733 when this leg negotiated
@@ -954,6 +959,9 @@ struct Sender {
     pacer: Option<Pacer>,
     marker: bool,
     tap_sent: bool,
+    /// Paced packets that left a whole frame (20 ms) or more after they were due, plus frames
+    /// skipped after a stall, since the engine last took the count ([`Core::tick`]).
+    late: u64,
 }
 
 impl Sender {
@@ -969,6 +977,7 @@ impl Sender {
             pacer: None,
             marker: true,
             tap_sent,
+            late: 0,
         }
     }
 
@@ -1012,6 +1021,10 @@ impl Sender {
             if skipped > 0 {
                 tracing::debug!(frames = skipped, "RTP sender stalled, skipping ahead");
                 self.rtp.skip((skipped * FRAME_SAMPLES as u64) as u32);
+                self.late += skipped;
+            }
+            if now >= pacer.due() + Duration::from_millis(FRAME_MS) {
+                self.late += 1;
             }
             let Some(destination) = control.destination() else {
                 self.pacer = None;
@@ -2566,5 +2579,51 @@ mod tests {
         assert!(p.due() <= now && now < p.due() + FRAME);
         p.advance();
         assert_eq!(p.due(), t0 + 14 * FRAME);
+    }
+
+    #[test]
+    fn sender_counts_packets_that_miss_their_slot() {
+        // A bare socket to send to; the sender is driven with a made-up clock.
+        let sink = std::net::UdpSocket::bind((LOCALHOST, 0)).expect("bind");
+        let socket = std::net::UdpSocket::bind((LOCALHOST, 0)).expect("bind");
+        let remote = sink.local_addr().expect("addr");
+        let mut control = Control {
+            remote: Some(remote),
+            sdp_remote: Some(remote),
+            latched: None,
+            codec: Codec::Pcmu,
+            queue: VecDeque::new(),
+            playing: false,
+            sent_ref: None,
+            dtmf_pt: None,
+            dtmf_tx: Rfc4733Sender::new(),
+            detect_tones: false,
+            generation: 0,
+        };
+        let stats = Counters::default();
+        let events = Events(None);
+        let mut tx = Sender::new(1, false);
+        let t0 = std::time::Instant::now();
+        let mut poll = |tx: &mut Sender, ms: u64| {
+            tx.poll(
+                t0 + Duration::from_millis(ms),
+                &mut control,
+                false,
+                &socket,
+                &stats,
+                &events,
+            )
+            .1
+        };
+        // On time, then a few ms late (the tick's granularity): not late.
+        assert_eq!(poll(&mut tx, 0), 1);
+        assert_eq!(poll(&mut tx, 27), 1);
+        assert_eq!(tx.late, 0);
+        // Woken at 65 ms: the packet due at 40 ms missed its slot, the one due at 60 did not.
+        assert_eq!(poll(&mut tx, 65), 2);
+        assert_eq!(tx.late, 1);
+        // A 200 ms stall: the skipped frames count as late too.
+        assert_eq!(poll(&mut tx, 285), 1);
+        assert_eq!(tx.late, 1 + 10);
     }
 }
