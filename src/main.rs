@@ -274,15 +274,19 @@ struct CallArgs {
     amd: Option<outdial::amd::AmdMode>,
     /// Connect whoever answers (a person, with --amd) to TARGET: a phone number (through the
     /// trunk profile) or a sip: URI (both legs' audio relayed; a hang-up on either side ends
-    /// both), or an AI agent's ws:// or wss:// URL (a Twilio Media Streams socket, or L16 with
-    /// --agent-format l16; opened while the call rings, streamed from the verdict on). The
-    /// JSON gains a "bridge" object.
+    /// both), an AI agent's ws:// or wss:// URL (a Twilio Media Streams socket, or L16 with
+    /// --agent-format l16; opened while the call rings, streamed from the verdict on), or a
+    /// WebRTC agent's http:// or https:// offer endpoint (pipecat SmallWebRTC, or WHIP with
+    /// --agent-format whip; the offer is made while the call rings and sent at the verdict).
+    /// The JSON gains a "bridge" object.
     #[arg(long, value_name = "TARGET")]
     connect_to: Option<String>,
-    /// With an AI agent: twilio (Media Streams JSON, µ-law 8 kHz) or l16 (jambonz listen
-    /// style: binary 16-bit PCM at --agent-rate).
-    #[arg(long, value_name = "FORMAT", default_value = "twilio", value_parser = ["twilio", "l16"])]
-    agent_format: String,
+    /// With an AI agent: for ws:// and wss:// URLs twilio (Media Streams JSON, µ-law 8 kHz,
+    /// the default) or l16 (jambonz listen style: binary 16-bit PCM at --agent-rate); for
+    /// http:// and https:// URLs smallwebrtc (pipecat's JSON offer/answer, the default) or
+    /// whip (RFC 9725).
+    #[arg(long, value_name = "FORMAT", value_parser = ["twilio", "l16", "smallwebrtc", "whip"])]
+    agent_format: Option<String>,
     /// With --agent-format l16: the stream's sample rate.
     #[arg(long, value_name = "HZ", default_value_t = 8000, value_parser = l16_rate)]
     agent_rate: u32,
@@ -290,8 +294,8 @@ struct CallArgs {
     /// read from that environment variable, so it never shows in the process list). Repeatable.
     #[arg(long, value_name = "NAME=ENV_VAR")]
     agent_header: Vec<String>,
-    /// With an AI agent: a custom parameter sent in `start` (customParameters), KEY=VALUE.
-    /// Repeatable.
+    /// With an AI agent: a custom parameter sent in `start` (customParameters; WebRTC:
+    /// request_data), KEY=VALUE. Repeatable.
     #[arg(long, value_name = "KEY=VALUE")]
     agent_param: Vec<String>,
     /// With an AI agent: when the agent closes its socket, hand the person to TARGET (a
@@ -629,7 +633,8 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--connect-to ws://…|wss://…`: an AI agent (`None` for any other target).
+/// `--connect-to ws://…|wss://…|http://…|https://…`: an AI agent (`None` for any other
+/// target).
 fn agent_target(
     config: &Config,
     args: &CallArgs,
@@ -638,9 +643,21 @@ fn agent_target(
 ) -> anyhow::Result<Option<outdial::bridge::BridgeTarget>> {
     use outdial::bridge::agent::{AgentKind, AgentTarget, OnAgentClose};
     let target = target.trim();
-    if !(target.starts_with("ws://") || target.starts_with("wss://")) {
+    let websocket = target.starts_with("ws://") || target.starts_with("wss://");
+    let http = target.starts_with("http://") || target.starts_with("https://");
+    if !(websocket || http) {
         return Ok(None);
     }
+    let kind = match (args.agent_format.as_deref(), websocket) {
+        (None | Some("twilio"), true) => AgentKind::TwilioWs,
+        (Some("l16"), true) => AgentKind::L16Ws,
+        (None | Some("smallwebrtc"), false) => AgentKind::WebrtcSmallWebrtc,
+        (Some("whip"), false) => AgentKind::WebrtcWhip,
+        (Some(format), _) => anyhow::bail!(
+            "--agent-format {format} does not go with {target:?}: ws:// and wss:// agents take \
+             twilio or l16, http:// and https:// (WebRTC) agents smallwebrtc or whip"
+        ),
+    };
     let mut headers = Vec::new();
     for h in &args.agent_header {
         let (name, var) = h
@@ -664,11 +681,7 @@ fn agent_target(
     };
     Ok(Some(outdial::bridge::BridgeTarget::Agent(Box::new(
         AgentTarget {
-            kind: if args.agent_format == "l16" {
-                AgentKind::L16Ws
-            } else {
-                AgentKind::TwilioWs
-            },
+            kind,
             url: target.to_string(),
             headers,
             custom_parameters: custom,

@@ -51,7 +51,7 @@ pub enum BridgeTarget {
         agents: Arc<dyn AgentSource>,
         agent_ring_timeout: Duration,
     },
-    /// An AI voice agent over a media stream (Twilio Media Streams or L16).
+    /// An AI voice agent over a media stream (Twilio Media Streams, L16 or WebRTC).
     Agent(Box<agent::AgentTarget>),
 }
 
@@ -117,7 +117,8 @@ impl PartialEq for BridgeEvent {
 #[derive(Debug, Clone, Serialize)]
 pub struct BridgeReport {
     pub target: String,
-    /// `sip` (a second leg), `refer` (blind transfer), `twilio_ws` or `l16_ws` (an AI agent).
+    /// `sip` (a second leg), `refer` (blind transfer), `twilio_ws`, `l16_ws` or `webrtc` (an AI
+    /// agent).
     pub kind: &'static str,
     /// The far side answered.
     pub answered: bool,
@@ -150,7 +151,8 @@ pub struct BridgeReport {
 /// An AI agent's stream, for the attempt record.
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamReport {
-    /// From opening the socket to its handshake done.
+    /// From opening the socket to its handshake done (WebRTC: from sending the offer to the
+    /// peer connection connected).
     pub connect_ms: Option<u64>,
     /// From the stream's start to the agent's first audio.
     pub first_audio_ms: Option<u64>,

@@ -1,5 +1,6 @@
 //! AI-agent legs: a person joined to a voice agent over a WebSocket media stream — Twilio Media
-//! Streams JSON ([`twilio`]) or jambonz `listen`-style L16 ([`l16`]).
+//! Streams JSON ([`twilio`]) or jambonz `listen`-style L16 ([`l16`]) — or over WebRTC
+//! ([`webrtc`]: pipecat SmallWebRTC or WHIP signalling, PCMU over DTLS-SRTP).
 //!
 //! The socket is opened early ([`Warm::connect`]: while the call rings or the detector
 //! listens), so that when a person is detected the stream starts at once ([`AgentBridge`]):
@@ -9,7 +10,8 @@
 //! echoed once their audio has been sent ([`playout`]), `clear` / `killAudio` drops the queue
 //! at once. The agent closing the socket ends the bridge ([`BridgeEvent::Ended`], or
 //! [`BridgeEvent::HandOff`] when the agent is set to hand the call to a person); the call
-//! ending sends `stop` and closes the socket.
+//! ending sends `stop` and closes the socket. A WebRTC agent's leg follows the same contract
+//! with a peer connection instead of a socket (see [`webrtc`] for what is done warm).
 //!
 //! One task per agent leg owns the socket. It must not end the callee's leg (the runner does,
 //! on the events here) and must not decide the plan.
@@ -17,6 +19,7 @@
 pub mod l16;
 pub mod playout;
 pub mod twilio;
+pub mod webrtc;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
@@ -52,15 +55,51 @@ pub enum AgentKind {
     TwilioWs,
     /// jambonz `listen`-style: binary L16 at the stream's sample rate.
     L16Ws,
+    /// WebRTC, offer exchanged as pipecat's SmallWebRTC JSON (`POST {sdp, type, pc_id,
+    /// request_data}` → `{sdp, type, pc_id}`).
+    WebrtcSmallWebrtc,
+    /// WebRTC, offer exchanged over WHIP (RFC 9725: `application/sdp` POST → 201 + Location,
+    /// DELETE on hang-up).
+    WebrtcWhip,
 }
 
 impl AgentKind {
-    /// The name the CLI's JSON and the attempt record use.
+    /// Every kind, for parsing and validation messages.
+    pub const ALL: [AgentKind; 4] = [
+        AgentKind::TwilioWs,
+        AgentKind::L16Ws,
+        AgentKind::WebrtcSmallWebrtc,
+        AgentKind::WebrtcWhip,
+    ];
+
+    /// The kind's own name (what an agent record stores): `twilio_ws`, `l16_ws`,
+    /// `webrtc_smallwebrtc`, `webrtc_whip`.
     pub fn name(self) -> &'static str {
         match self {
             AgentKind::TwilioWs => "twilio_ws",
             AgentKind::L16Ws => "l16_ws",
+            AgentKind::WebrtcSmallWebrtc => "webrtc_smallwebrtc",
+            AgentKind::WebrtcWhip => "webrtc_whip",
         }
+    }
+
+    /// The kind by its [`name`](Self::name).
+    pub fn from_name(name: &str) -> Option<AgentKind> {
+        AgentKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The bridge kind the CLI's JSON and the attempt record show: `twilio_ws`, `l16_ws`, or
+    /// `webrtc` for both WebRTC signalling shapes.
+    pub fn report_kind(self) -> &'static str {
+        match self {
+            AgentKind::WebrtcSmallWebrtc | AgentKind::WebrtcWhip => "webrtc",
+            k => k.name(),
+        }
+    }
+
+    /// A WebRTC agent (an `http://` or `https://` endpoint), not a WebSocket one.
+    pub fn is_webrtc(self) -> bool {
+        matches!(self, AgentKind::WebrtcSmallWebrtc | AgentKind::WebrtcWhip)
     }
 }
 
@@ -77,11 +116,11 @@ pub enum OnAgentClose {
 #[derive(Clone)]
 pub struct AgentTarget {
     pub kind: AgentKind,
-    /// `ws://` or `wss://`.
+    /// `ws://` or `wss://`; `http://` or `https://` for WebRTC (the offer endpoint).
     pub url: String,
     /// Extra request headers (the agent's auth); values are secrets: never logged.
     pub headers: Vec<(String, String)>,
-    /// Sent to the agent (`customParameters`, jambonz `metadata`).
+    /// Sent to the agent (`customParameters`, jambonz `metadata`, SmallWebRTC `request_data`).
     pub custom_parameters: BTreeMap<String, String>,
     /// L16 streams: 8000, 16000 or 24000.
     pub sample_rate: u32,
@@ -158,12 +197,23 @@ pub struct Warm {
 }
 
 impl Warm {
-    /// Opens the socket now (in the background) and sends `connected` as soon as it is open.
+    /// Opens the socket now (in the background) and sends `connected` as soon as it is open; for
+    /// a WebRTC agent, prepares the peer connection and its offer (see [`webrtc`]).
     pub fn connect(target: AgentTarget, info: StreamInfo) -> Warm {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let opened = Instant::now();
-        let task = tokio::spawn(drive(target.clone(), info, command_rx, event_tx, opened));
+        let task = if target.kind.is_webrtc() {
+            tokio::spawn(webrtc::drive(
+                target.clone(),
+                info,
+                command_rx,
+                event_tx,
+                opened,
+            ))
+        } else {
+            tokio::spawn(drive(target.clone(), info, command_rx, event_tx, opened))
+        };
         Warm {
             target,
             commands,
@@ -305,7 +355,7 @@ impl Bridge for AgentBridge {
         let ms = |d: Duration| d.as_millis() as u64;
         BridgeReport {
             target: this.warm.target.url.clone(),
-            kind: this.warm.target.kind.name(),
+            kind: this.warm.target.kind.report_kind(),
             answered: this.connected_at.is_some(),
             sip_code: None,
             call_id: None,
@@ -450,6 +500,12 @@ async fn drive(
                 return fail_later(&mut commands, &events, e.to_string(), stats).await;
             }
         },
+        // Warm::connect gives these to the WebRTC driver.
+        AgentKind::WebrtcSmallWebrtc | AgentKind::WebrtcWhip => {
+            let _ = socket.close(None).await;
+            let reason = "a WebRTC agent is not reached over a WebSocket".to_string();
+            return fail_later(&mut commands, &events, reason, stats).await;
+        }
     };
     if let Wire::Twilio(enc) = &wire {
         if let Err(e) = socket.send(Message::text(enc.connected())).await {
