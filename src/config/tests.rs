@@ -108,7 +108,7 @@ fn defaults_when_file_absent() {
     assert_eq!(c.rtp.external_addr, None);
     assert_eq!(c.log.level, "info");
     assert_eq!(c.database.url, "sqlite://outdial.db");
-    assert_eq!(c.http.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.http.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
     assert!(c.profiles.is_empty());
     assert_eq!(c.summary(), "config ok: 0 profiles");
 }
@@ -251,7 +251,7 @@ listen = "[::1]:9000"
     assert_eq!(c.rtp.external_addr, Some("2001:db8::1".parse().unwrap()));
     assert_eq!(c.log.level, "info,outdial::sip=debug");
     assert_eq!(c.database.url, "postgres://outdial:pw@db:5432/outdial");
-    assert_eq!(c.http.listen, "[::1]:9000".parse().unwrap());
+    assert_eq!(c.http.listen, "[::1]:9000".parse::<SocketAddr>().unwrap());
     let debug = format!("{c:?}");
     assert!(!debug.contains(":pw@"), "{debug}");
     assert!(
@@ -756,7 +756,7 @@ fn env_overrides() {
     assert_eq!(c.sip.listen_tcp, Some(addr));
     assert_eq!((c.rtp.port_min, c.rtp.port_max), (40000, 40100));
     assert_eq!(c.database.url, "postgres://u:p@localhost/test");
-    assert_eq!(c.http.listen, "0.0.0.0:9090".parse().unwrap());
+    assert_eq!(c.http.listen, "0.0.0.0:9090".parse::<SocketAddr>().unwrap());
     assert_eq!(c.log.level, "debug");
 
     // Empty variables are unset; a listener disabled in the file stays disabled.

@@ -729,14 +729,8 @@ fn connect_plan(
         let kind = match ai.kind {
             AiAgentKind::TwilioWs => AgentKind::TwilioWs,
             AiAgentKind::L16Ws => AgentKind::L16Ws,
-            other => {
-                tracing::error!(
-                    campaign = campaign_id,
-                    kind = other.as_str(),
-                    "AI agent kind not available in this build"
-                );
-                return None;
-            }
+            AiAgentKind::WebrtcSmallwebrtc => AgentKind::WebrtcSmallWebrtc,
+            AiAgentKind::WebrtcWhip => AgentKind::WebrtcWhip,
         };
         let on_close = match ai.on_agent_close {
             OnClose::Hangup => OnAgentClose::Hangup,
