@@ -108,7 +108,10 @@ fn defaults_when_file_absent() {
     assert_eq!(c.rtp.external_addr, None);
     assert_eq!(c.log.level, "info");
     assert_eq!(c.database.url, "sqlite://outdial.db");
-    assert_eq!(c.http.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        c.http.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+    );
     assert!(c.profiles.is_empty());
     assert_eq!(c.summary(), "config ok: 0 profiles");
 }

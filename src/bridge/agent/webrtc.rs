@@ -20,8 +20,9 @@
 //!
 //! From then on each 20 ms frame of the callee's audio leaves as one PCMU RTP packet; the
 //! agent's RTP (PCMU) is decoded and queued on the callee's media session, which paces it out.
-//! The agent leaving — an RTCP BYE, its track ending, or the peer connection failing or
-//! closing (ICE consent lost within a few seconds) — ends the leg ([`LegEvent::AgentEnded`]);
+//! The agent leaving — its DTLS `close_notify` (what closing a peer connection sends; asked of
+//! the transport every 200 ms), its track ending, or the peer connection failing or closing
+//! (ICE consent lost within a few seconds) — ends the leg ([`LegEvent::AgentEnded`]);
 //! [`Command::Stop`] sends an RTCP BYE, closes the peer connection and, for WHIP, sends the
 //! `DELETE`. DTMF from the callee is not sent to a WebRTC agent.
 //!
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_PCMU;
+use rtc::peer_connection::transport::RTCDtlsTransportState;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RtpCodecKind,
@@ -48,11 +50,11 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
-    SettingEngineBuilder,
+    configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
-use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
 
 use super::{
     fail_later, fail_later_now, wait_stop, AgentKind, AgentTarget, Command, LegEvent, LegStats,
@@ -70,6 +72,9 @@ const ICE_DISCONNECTED: Duration = Duration::from_secs(2);
 const ICE_FAILED: Duration = Duration::from_secs(5);
 const ICE_KEEPALIVE: Duration = Duration::from_secs(1);
 
+/// How often the DTLS transport is asked whether the agent closed it.
+const DTLS_CHECK: Duration = Duration::from_millis(200);
+
 /// How long closing the peer connection and the WHIP `DELETE` may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -84,7 +89,7 @@ enum PcEvent {
     State(RTCPeerConnectionState),
     /// The agent's audio, decoded to 8 kHz.
     Audio(Vec<i16>),
-    /// The agent sent an RTCP BYE, or its track ended.
+    /// The agent's track ended.
     AgentLeft(&'static str),
 }
 
@@ -111,8 +116,8 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// Reads the agent's track until it ends: RTP decoded to audio, an RTCP BYE or the end of the
-/// track reported as the agent leaving.
+/// Reads the agent's track until it ends: RTP decoded to audio, the end of the track reported
+/// as the agent leaving.
 async fn read_track(track: Arc<dyn TrackRemote>, events: mpsc::UnboundedSender<PcEvent>) {
     while let Some(event) = track.poll().await {
         let out = match event {
@@ -120,15 +125,6 @@ async fn read_track(track: Arc<dyn TrackRemote>, events: mpsc::UnboundedSender<P
                 Some(pcm) => PcEvent::Audio(pcm),
                 None => continue,
             },
-            TrackRemoteEvent::OnRtcpPacket(packets) => {
-                if !packets
-                    .iter()
-                    .any(|p| p.as_any().is::<rtcp::goodbye::Goodbye>())
-                {
-                    continue;
-                }
-                PcEvent::AgentLeft("the agent sent an RTCP BYE")
-            }
             TrackRemoteEvent::OnEnded => {
                 let _ = events.send(PcEvent::AgentLeft("the agent's track ended"));
                 return;
@@ -358,6 +354,8 @@ async fn exchange(
 struct Prepared {
     pc: Arc<dyn PeerConnection>,
     track: Arc<TrackLocalStaticRTP>,
+    /// Our sender: its DTLS transport says when the agent closed the connection.
+    sender: Option<Arc<dyn RtpSender>>,
     ssrc: u32,
     offer: String,
     events: mpsc::UnboundedReceiver<PcEvent>,
@@ -395,6 +393,7 @@ async fn prepare(target: &AgentTarget) -> Result<Prepared, String> {
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(media)
+        .with_interceptor_registry(configure_rtcp_reports(Registry::new()))
         .with_setting_engine(settings)
         .with_handler(Arc::new(Handler { events: tx }))
         .with_udp_addrs(bind_addrs(&target.url)?)
@@ -419,16 +418,18 @@ async fn prepare(target: &AgentTarget) -> Result<Prepared, String> {
         }],
     )));
     let result = async {
-        pc.add_transceiver_from_track(
-            Arc::clone(&track) as Arc<dyn TrackLocal>,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Sendrecv,
-                streams: vec![],
-                send_encodings: vec![],
-            }),
-        )
-        .await
-        .map_err(|e| err("audio transceiver", e))?;
+        let transceiver = pc
+            .add_transceiver_from_track(
+                Arc::clone(&track) as Arc<dyn TrackLocal>,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendrecv,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )
+            .await
+            .map_err(|e| err("audio transceiver", e))?;
+        let sender = transceiver.sender().await.ok().flatten();
         let offer = pc.create_offer(None).await.map_err(|e| err("offer", e))?;
         pc.set_local_description(offer)
             .await
@@ -451,16 +452,19 @@ async fn prepare(target: &AgentTarget) -> Result<Prepared, String> {
                 ))
             }
         }
-        pc.local_description()
+        let offer = pc
+            .local_description()
             .await
             .map(|d| d.sdp)
-            .ok_or_else(|| "WebRTC: no local description".to_string())
+            .ok_or_else(|| "WebRTC: no local description".to_string())?;
+        Ok((offer, sender))
     }
     .await;
     match result {
-        Ok(offer) => Ok(Prepared {
+        Ok((offer, sender)) => Ok(Prepared {
             pc,
             track,
+            sender,
             ssrc,
             offer,
             events,
@@ -625,8 +629,15 @@ pub(super) async fn drive(
     let mut rtp_out = RtpOut::new(leg.ssrc, rand::random(), rand::random());
     let mut audio_open = true;
     let mut samples_queued: u64 = 0;
+    let mut dtls_check = tokio::time::interval(DTLS_CHECK);
+    dtls_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let agent_left = loop {
         tokio::select! {
+            _ = dtls_check.tick() => {
+                if dtls_closed(&leg).await {
+                    break Some("the agent closed the connection (DTLS close_notify)".to_string());
+                }
+            },
             frame = audio.recv(), if audio_open => match frame {
                 Some(frame) => send_frame(&leg, &mut rtp_out, &frame, &mut stats).await,
                 None => audio_open = false,
@@ -666,6 +677,19 @@ pub(super) async fn drive(
     close(&leg, &target, resource.as_deref()).await;
     leg.events.close();
     stats
+}
+
+/// Whether the agent closed the DTLS transport (its `close_notify`: what a peer connection's
+/// `close()` sends). The connection's own state stays "connected" until ICE consent runs out,
+/// so this is asked of the transport.
+async fn dtls_closed(leg: &Prepared) -> bool {
+    let Some(sender) = &leg.sender else {
+        return false;
+    };
+    match sender.transport().await {
+        Ok(Some(t)) => matches!(t.state().await, Ok(RTCDtlsTransportState::Closed)),
+        _ => false,
+    }
 }
 
 /// One frame of the callee's audio to the agent.
