@@ -723,7 +723,7 @@ fn connect_plan(
     custom.insert("name".to_string(), contact.name.clone());
     custom.insert("from_number".to_string(), settings.caller_id.clone());
     custom.insert("to_number".to_string(), contact.phone.clone());
-    let agent = ai_agent.and_then(|ai| {
+    let agent = ai_agent.map(|ai| {
         use crate::bridge::agent::{AgentKind, AgentTarget, OnAgentClose};
         use crate::campaign::ai::{AiAgentKind, OnAgentClose as OnClose};
         let kind = match ai.kind {
@@ -749,14 +749,14 @@ fn connect_plan(
                 }
             }
         };
-        Some(AgentTarget {
+        AgentTarget {
             kind,
             url: ai.url,
             headers: ai.auth_header.into_iter().collect(),
             custom_parameters: ai.custom_parameters,
             sample_rate: ai.sample_rate,
             on_close,
-        })
+        }
     });
     let (target, queue_timeout) = match agent {
         Some(agent) => (

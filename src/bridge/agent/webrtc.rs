@@ -23,8 +23,8 @@
 //! The agent leaving — its DTLS `close_notify` (what closing a peer connection sends; asked of
 //! the transport every 200 ms), its track ending, or the peer connection failing or closing
 //! (ICE consent lost within a few seconds) — ends the leg ([`LegEvent::AgentEnded`]);
-//! [`Command::Stop`] sends an RTCP BYE, closes the peer connection and, for WHIP, sends the
-//! `DELETE`. DTMF from the callee is not sent to a WebRTC agent.
+//! [`Command::Stop`] sends the `DELETE` (WHIP), an RTCP BYE, and closes the peer
+//! connection. DTMF from the callee is not sent to a WebRTC agent.
 //!
 //! It must not touch the callee's leg beyond queueing audio on its media session, and must not
 //! decide the plan; the functions that shape the signalling and the RTP are sans-IO.
@@ -476,15 +476,10 @@ async fn prepare(target: &AgentTarget) -> Result<Prepared, String> {
     }
 }
 
-/// Ends the leg from our side: an RTCP BYE, the peer connection closed, the WHIP resource
-/// deleted.
+/// Ends the leg from our side: the WHIP resource deleted first (the session's end as RFC 9725
+/// has it; the agent then closes its side), an RTCP BYE, the peer connection closed (its DTLS
+/// `close_notify` is how a SmallWebRTC agent learns the call ended).
 async fn close(prepared: &Prepared, target: &AgentTarget, resource: Option<&str>) {
-    let bye: Vec<Box<dyn rtcp::Packet>> = vec![Box::new(rtcp::goodbye::Goodbye {
-        sources: vec![prepared.ssrc],
-        reason: Bytes::from_static(b"hangup"),
-    })];
-    let _ = prepared.track.write_rtcp(bye).await;
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, prepared.pc.close()).await;
     if let Some(resource) = resource {
         let delete = async {
             let client = http_client()?;
@@ -501,6 +496,12 @@ async fn close(prepared: &Prepared, target: &AgentTarget, resource: Option<&str>
             Err(_) => warn!("WHIP DELETE got no answer in time"),
         }
     }
+    let bye: Vec<Box<dyn rtcp::Packet>> = vec![Box::new(rtcp::goodbye::Goodbye {
+        sources: vec![prepared.ssrc],
+        reason: Bytes::from_static(b"hangup"),
+    })];
+    let _ = prepared.track.write_rtcp(bye).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, prepared.pc.close()).await;
 }
 
 /// The driver of a WebRTC agent leg; see the module documentation. Same contract as the
