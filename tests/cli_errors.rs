@@ -111,6 +111,31 @@ fn missing_password_env_names_the_variable() {
 }
 
 #[test]
+fn agent_format_that_does_not_fit_the_url_is_named() {
+    let dir = test_dir("cli-agent-format");
+    for (url, format) in [
+        ("ws://127.0.0.1:9/media", "whip"),
+        ("http://127.0.0.1:9/api/offer", "l16"),
+    ] {
+        let mut cmd = outdial_cmd(dir.path());
+        cmd.args([
+            "call",
+            &nowhere(),
+            "--connect-to",
+            url,
+            "--agent-format",
+            format,
+            "--json",
+        ]);
+        let line = expect_one_line_error(&mut cmd, "--agent-format against the URL's scheme");
+        assert!(
+            line.contains(&format!("--agent-format {format}")) && line.contains(url),
+            "the error names the format and the URL: {line}"
+        );
+    }
+}
+
+#[test]
 fn unreadable_play_file_is_named() {
     let dir = test_dir("cli-bad-wav");
     let missing = dir.path().join("no-such-prompt.wav");
