@@ -467,9 +467,13 @@ fn init_logs(level: &str, quiet: bool) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::new(v),
         // rsipstack logs whole messages (digest responses included) at info:
-        // keep it at warn unless asked for explicitly through RUST_LOG.
-        _ if quiet => EnvFilter::new("warn,rsipstack=error"),
-        _ => EnvFilter::new(format!("{level},rsipstack=warn")),
+        // keep it at warn unless asked for explicitly through RUST_LOG. The WebRTC stack (rtc*)
+        // logs every state change at info and warns of each DTLS extension it skips: our own
+        // WebRTC agent leg logs what matters.
+        _ if quiet => EnvFilter::new("warn,rsipstack=error,rtc_dtls=error"),
+        _ => EnvFilter::new(format!(
+            "{level},rsipstack=warn,rtc=warn,rtc_ice=warn,rtc_dtls=error"
+        )),
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

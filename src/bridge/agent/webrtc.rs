@@ -476,10 +476,21 @@ async fn prepare(target: &AgentTarget) -> Result<Prepared, String> {
     }
 }
 
-/// Ends the leg from our side: the WHIP resource deleted first (the session's end as RFC 9725
-/// has it; the agent then closes its side), an RTCP BYE, the peer connection closed (its DTLS
-/// `close_notify` is how a SmallWebRTC agent learns the call ended).
-async fn close(prepared: &Prepared, target: &AgentTarget, resource: Option<&str>) {
+/// Where the leg stood when it was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Never connected: nothing to say on the media path.
+    Unconnected,
+    /// Connected, and ended from our side (the callee left, the call's limit).
+    Ours,
+    /// The agent closed its side first: its resource may be gone already.
+    AgentLeft,
+}
+
+/// Ends the leg: the WHIP resource deleted first (the session's end as RFC 9725 has it; the
+/// agent then closes its side), an RTCP BYE when we end a connected leg, the peer connection
+/// closed (its DTLS `close_notify` is how a SmallWebRTC agent learns the call ended).
+async fn close(prepared: &Prepared, target: &AgentTarget, resource: Option<&str>, ending: Ending) {
     if let Some(resource) = resource {
         let delete = async {
             let client = http_client()?;
@@ -490,17 +501,25 @@ async fn close(prepared: &Prepared, target: &AgentTarget, resource: Option<&str>
             debug!(status = %response.status(), "WHIP session deleted");
             Ok::<(), String>(())
         };
-        match tokio::time::timeout(CLOSE_TIMEOUT, delete).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "WHIP DELETE failed"),
-            Err(_) => warn!("WHIP DELETE got no answer in time"),
+        let failed = match tokio::time::timeout(CLOSE_TIMEOUT, delete).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("no answer in time".to_string()),
+        };
+        match failed {
+            // The agent that left first may have dropped its resource (and its server).
+            Some(e) if ending == Ending::AgentLeft => debug!(error = %e, "WHIP DELETE failed"),
+            Some(e) => warn!(error = %e, "WHIP DELETE failed"),
+            None => {}
         }
     }
-    let bye: Vec<Box<dyn rtcp::Packet>> = vec![Box::new(rtcp::goodbye::Goodbye {
-        sources: vec![prepared.ssrc],
-        reason: Bytes::from_static(b"hangup"),
-    })];
-    let _ = prepared.track.write_rtcp(bye).await;
+    if ending == Ending::Ours {
+        let bye: Vec<Box<dyn rtcp::Packet>> = vec![Box::new(rtcp::goodbye::Goodbye {
+            sources: vec![prepared.ssrc],
+            reason: Bytes::from_static(b"hangup"),
+        })];
+        let _ = prepared.track.write_rtcp(bye).await;
+    }
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, prepared.pc.close()).await;
 }
 
@@ -551,7 +570,7 @@ pub(super) async fn drive(
             }) => break (custom, media, audio),
             Some(Command::Dtmf(..)) => {}
             Some(Command::Stop) | None => {
-                close(&leg, &target, None).await;
+                close(&leg, &target, None, Ending::Unconnected).await;
                 return stats;
             }
         }
@@ -563,7 +582,7 @@ pub(super) async fn drive(
     let answer = match exchange(&target, &leg.offer, &data).await {
         Ok(a) => a,
         Err(reason) => {
-            close(&leg, &target, None).await;
+            close(&leg, &target, None, Ending::Unconnected).await;
             return fail_later_now(&events, reason, stats);
         }
     };
@@ -579,7 +598,7 @@ pub(super) async fn drive(
         Err(e) => Err(e),
     };
     if let Err(reason) = applied {
-        close(&leg, &target, resource.as_deref()).await;
+        close(&leg, &target, resource.as_deref(), Ending::Unconnected).await;
         return fail_later_now(&events, reason, stats);
     }
     // Connecting: ICE checks and the DTLS handshake. The callee's audio meanwhile is dropped.
@@ -598,7 +617,7 @@ pub(super) async fn drive(
             },
             c = commands.recv() => match c {
                 Some(Command::Stop) | None => {
-                    close(&leg, &target, resource.as_deref()).await;
+                    close(&leg, &target, resource.as_deref(), Ending::Unconnected).await;
                     return stats;
                 }
                 Some(_) => {}
@@ -613,7 +632,7 @@ pub(super) async fn drive(
         }
     };
     if let Err(reason) = connected {
-        close(&leg, &target, resource.as_deref()).await;
+        close(&leg, &target, resource.as_deref(), Ending::Unconnected).await;
         return fail_later_now(&events, reason, stats);
     }
     stats.connected_ms = Some(asked.elapsed().as_millis() as u64);
@@ -666,7 +685,7 @@ pub(super) async fn drive(
         }
     };
     stats.audio_ms = samples_queued / 8;
-    if let Some(why) = agent_left {
+    if let Some(why) = &agent_left {
         if let Some(m) = media.upgrade() {
             m.clear_playback();
         }
@@ -675,7 +694,12 @@ pub(super) async fn drive(
         // Wait for the runner to let go (it stops the bridge), then close.
         let _ = wait_stop(&mut commands).await;
     }
-    close(&leg, &target, resource.as_deref()).await;
+    let ending = if agent_left.is_some() {
+        Ending::AgentLeft
+    } else {
+        Ending::Ours
+    };
+    close(&leg, &target, resource.as_deref(), ending).await;
     leg.events.close();
     stats
 }
