@@ -156,6 +156,7 @@ class Conn:
         self.clear_mono = None
         self.send_lock = asyncio.Lock()
         self.tasks: list[asyncio.Task] = []
+        self.hangup_task: asyncio.Task | None = None
         self.audio = bytearray()
         self.we_closed = False
 
@@ -354,7 +355,9 @@ class Conn:
         if self.args.close_after_ms is not None:
             self.spawn(self.close_later(self.args.close_after_ms))
         if self.args.hangup_rest and self.args.hangup_after_ms is not None:
-            self.spawn(self.hangup_later(self.args.hangup_after_ms))
+            # Not cancelled when the socket closes: the call ending is this request's effect,
+            # and its answer may come after the close.
+            self.hangup_task = asyncio.create_task(self.hangup_later(self.args.hangup_after_ms))
 
     async def on_media(self, msg: dict, now: dict) -> None:
         keys_exact(self.errors, "media", msg, {"event", "sequenceNumber", "streamSid", "media"})
@@ -546,6 +549,11 @@ class Agent:
             for t in conn.tasks:
                 t.cancel()
             await asyncio.gather(*conn.tasks, return_exceptions=True)
+            if conn.hangup_task is not None:
+                try:
+                    await asyncio.wait_for(conn.hangup_task, timeout=10)
+                except (asyncio.TimeoutError, Exception):
+                    pass
             conn.finish()
             self.audio.extend(conn.audio)
             self.write()
