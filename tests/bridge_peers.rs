@@ -82,7 +82,7 @@ fn registered_agent_behind_a_proxy_talks_with_the_callee_until_the_callee_hangs_
     assert_eq!(run.outcome(), "answered", "{}", run.json);
     assert_eq!(run.json["codec"], "PCMA", "{}", run.json);
     assert_eq!(
-        run.json["hangup"], "remote",
+        run.json["ended_by"], "callee",
         "the callee hung up: {}",
         run.json
     );
@@ -187,7 +187,11 @@ fn registered_agent_behind_a_proxy_holds_resumes_and_hangs_up() {
     });
     let callee_run = callee.wait(SIPP_WAIT);
     assert!(run.status.success(), "{}", run.stderr);
-    assert_eq!(run.json["hangup"], "local", "{}", run.json);
+    assert_eq!(
+        run.json["ended_by"], "agent",
+        "the agent hung up, we ended the callee's leg: {}",
+        run.json
+    );
     let b = bridge(&run);
     assert_eq!(b["answered"], true, "{}", run.json);
     assert_eq!(b["ended_by"], "agent", "{}", run.json);
