@@ -18,6 +18,7 @@ pub mod contacts;
 pub mod dialer;
 pub mod flow;
 pub mod media;
+pub mod observe;
 pub mod onnx;
 pub mod sip;
 pub mod store;

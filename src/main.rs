@@ -102,6 +102,10 @@ enum BenchCommand {
     /// --latency-calls calls, then N concurrent calls bridged to a local echo agent (late
     /// 20 ms sends, lost frames, CPU, round trip).
     Agent(AgentBenchArgs),
+    /// The whole server for a long time: `outdial serve` runs one campaign (AMD on) at N
+    /// concurrent calls against sipp; its memory, open files, threads and tasks are read every
+    /// few seconds and the first and last quarters compared (leaks show as growth).
+    Soak(SoakBenchArgs),
     /// The traffic generator `bench media` runs as its child (control over stdin/stdout).
     #[command(hide = true)]
     MediaGen {
@@ -136,6 +140,35 @@ struct AgentBenchArgs {
     /// The generator's tick in µs: the packets due within one leave in one burst.
     #[arg(long, value_name = "US", default_value_t = 500, value_parser = clap::value_parser!(u64).range(20..=20000))]
     gen_tick_us: u64,
+}
+
+#[derive(clap::Args)]
+struct SoakBenchArgs {
+    /// Concurrent calls (the campaign's max_concurrent).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    calls: u32,
+    /// Length of the loaded window in minutes (after the ramp-up).
+    #[arg(long, default_value_t = 60.0, value_parser = positive_secs)]
+    minutes: f64,
+    /// Seconds between two readings.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
+    sample_secs: f64,
+    /// The campaign's AMD mode: heuristic | text | ml | auto (ml: the cheap mode that calls
+    /// few people machines; text and auto transcribe, about 8 % of a core per greeting).
+    #[arg(long, default_value = "ml")]
+    amd: String,
+    /// How long the message people hear lasts, seconds (sets their calls' length).
+    #[arg(long, default_value_t = 20.0, value_parser = positive_secs)]
+    call_secs: f64,
+    /// Print exactly one JSON object on stdout (with every reading).
+    #[arg(long)]
+    json: bool,
+    /// sipp binary, the far end of every call.
+    #[arg(long, value_name = "PATH", default_value = "sipp")]
+    sipp: PathBuf,
+    /// Keep the work directory (store, serve.log) and print where it is.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(clap::Args)]
@@ -827,6 +860,25 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        BenchCommand::Soak(args) => {
+            let opts = outdial::bench::soak::SoakOptions {
+                calls: args.calls as usize,
+                minutes: args.minutes,
+                sample_secs: args.sample_secs,
+                amd: args.amd,
+                call_secs: args.call_secs,
+                exe: std::env::current_exe().context("cannot find the outdial binary")?,
+                sipp_bin: args.sipp,
+                keep: args.keep,
+            };
+            let report = outdial::bench::soak::run(&opts).map_err(anyhow::Error::msg)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Amd(args) => {
             let audio =
                 outdial::bench::amd::load_corpus(&args.corpus, 200).map_err(anyhow::Error::msg)?;
@@ -954,7 +1006,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         ua.clone(),
         config.clone(),
         outdial::dialer::engine::EngineOptions {
-            node,
+            node: node.clone(),
             recordings_dir: data_dir.join("recordings"),
             media_dir: config.media.dir.clone(),
             live: live.clone(),
@@ -963,7 +1015,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     );
     let state = outdial::api::AppState::new(store.clone(), wake, data_dir.join("exports"))
         .with_media_dir(config.media.dir.clone())
-        .with_live_calls(live);
+        .with_live_calls(live)
+        .with_node(node);
     let stop = tokio_util::sync::CancellationToken::new();
     let api_stop = stop.clone();
     let api = tokio::spawn(outdial::api::serve(listener, state, async move {

@@ -32,7 +32,7 @@
 //! One file per group of routes: [`auth`], [`campaigns`], [`contacts`], [`import`],
 //! [`exports`], [`reports`], [`dnc`], [`schedules`], [`media`] (WAV uploads and attempt
 //! recordings), [`agents`] (SIP agents and pools), [`ai_agents`] (AI voice agents),
-//! [`goals`] (goals, analyses and agents' reports about attempts); [`error`] holds the one error shape
+//! [`goals`] (goals, analyses and agents' reports about attempts), [`node`] (this node's state); [`error`] holds the one error shape
 //! and the extractors, [`openapi`] the document and the schemas of the model's words.
 
 pub mod agents;
@@ -47,6 +47,7 @@ pub mod exports;
 pub mod goals;
 pub mod import;
 pub mod media;
+pub mod node;
 pub mod openapi;
 pub mod reports;
 pub mod schedules;
@@ -120,6 +121,10 @@ pub struct AppState {
     pub clock: Clock,
     /// Calls in progress (the campaign engine registers them).
     pub live: crate::flow::control::LiveCalls,
+    /// This node's name (`GET /v1/node`).
+    pub node: String,
+    /// When this state was made: the server's start (UTC ms).
+    pub started_at: Millis,
 }
 
 impl AppState {
@@ -132,7 +137,15 @@ impl AppState {
             session_ttl_ms: DEFAULT_SESSION_TTL_MS,
             clock: Clock::system(),
             live: crate::flow::control::LiveCalls::new(),
+            node: "outdial".into(),
+            started_at: Clock::system().now(),
         }
+    }
+
+    /// The same state naming this node (`GET /v1/node`).
+    pub fn with_node(mut self, node: String) -> AppState {
+        self.node = node;
+        self
     }
 
     /// The same state sharing the engine's registry of live calls.

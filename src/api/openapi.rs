@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    agents, ai_agents, auth, calls, campaigns, contacts, dnc, exports, goals, import, media,
+    agents, ai_agents, auth, calls, campaigns, contacts, dnc, exports, goals, import, media, node,
     reports, schedules, AppState,
 };
 use crate::campaign::ai::{AiAgentKind, OnAgentClose};
@@ -150,6 +150,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             agents::update_pool,
             agents::delete_pool
         ))
+        .routes(routes!(node::get_node))
         .routes(routes!(calls::list_calls))
         .routes(routes!(calls::get_call))
         .routes(routes!(calls::transfer_call))
@@ -246,6 +247,10 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             (
                 "goals",
                 "Campaign goals and analyses, and the reports AI agents post about attempts",
+            ),
+            (
+                "node",
+                "This node: id, version, uptime, live calls, tasks, memory, open files",
             ),
             ("openapi", "This document"),
         ]

@@ -1,9 +1,10 @@
 //! Benchmarks of outdial itself: `outdial bench media`, `outdial bench import`
 //! ([`import`]: bulk contact import into a fresh SQLite store), `outdial bench amd`
 //! ([`amd`]: answering-machine detection at N concurrent calls in real time),
-//! `outdial bench bridge` ([`bridge`]: bridged calls through SIP) and `outdial bench agent`
+//! `outdial bench bridge` ([`bridge`]: bridged calls through SIP), `outdial bench agent`
 //! ([`agent`]: calls streamed to AI agents — dead air, barge-in, load; its echo agent is
-//! [`echo`]).
+//! [`echo`]) and `outdial bench soak` ([`soak`]: `outdial serve` running a campaign for an
+//! hour; memory, files, threads and tasks must stay flat).
 //!
 //! `bench media` measures the server's own media engine ([`crate::media::engine`], through
 //! [`MediaSession`](crate::media::MediaSession)s exactly as calls use them; [`calls`]) at N
@@ -38,6 +39,7 @@ pub mod echo;
 pub mod gen;
 pub mod import;
 pub mod rtpengine;
+pub mod soak;
 pub use crate::media::sys;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,850 @@
+//! `outdial bench soak`: the whole server for a long time — `outdial serve` (the binary, as
+//! deployed: SQLite store, admin API, campaign engine, SIP, media, AMD) runs one campaign at
+//! N concurrent calls against a sipp far end, and every few seconds its memory, open files,
+//! threads, tokio tasks and live calls are read; at the end the first and last quarters of the
+//! loaded window are compared, and the idle server after the calls drained is compared with
+//! the idle server before they began. A leak shows as growth.
+//!
+//! The far end is `tests/scenarios/uas_by_number.xml` (compiled in): numbers ending 0–3 are
+//! people ("Hello? Yes, speaking." then a few words every couple of seconds), 4–5 voicemail
+//! (a greeting, then its beep), 6–7 busy, 8 never answers (the campaign's ring timeout ends
+//! it), 9 declines. AMD decides people from machines; people hear a `--call-secs` long message
+//! and are hung up on; machines get a voicemail after the beep. So the load has every end a
+//! campaign meets, not only answered calls.
+//!
+//! Readings: `/proc/PID` of `serve` (resident memory, open files, threads, CPU) — the same
+//! reader as `GET /v1/node` — and `GET /v1/node` for tasks and live calls. sipp's own memory and
+//! CPU are read the same way, for scale.
+//!
+//! Linux only; needs `sipp`, `espeak-ng` and `sox` on PATH (`make setup`). Nothing here runs in
+//! the server: it is a measuring tool.
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::observe::process::{resources, Pid, ProcessResources};
+
+/// The far end's scenario: numbers' last digits pick what happens (see the module header).
+const FAR_END_SCENARIO: &str = include_str!("../../tests/scenarios/uas_by_number.xml");
+/// Clock ticks per second of `/proc/PID/stat` on Linux.
+const TICKS_PER_SECOND: f64 = 100.0;
+/// The ring timeout of the campaign (numbers ending 8 ring until it).
+const RING_TIMEOUT_SECS: u64 = 15;
+
+/// What `outdial bench soak` was asked to do.
+#[derive(Debug, Clone)]
+pub struct SoakOptions {
+    /// Concurrent calls (the campaign's `max_concurrent`).
+    pub calls: usize,
+    /// Length of the loaded window, minutes.
+    pub minutes: f64,
+    /// Seconds between two readings.
+    pub sample_secs: f64,
+    /// The campaign's AMD mode (`heuristic`, `auto`, …).
+    pub amd: String,
+    /// How long the message people hear lasts, seconds (sets how long their calls are).
+    pub call_secs: f64,
+    /// The outdial binary to run as `serve` (normally `std::env::current_exe()`).
+    pub exe: PathBuf,
+    pub sipp_bin: PathBuf,
+    /// Keep the work directory (store, logs) instead of removing it.
+    pub keep: bool,
+}
+
+/// One reading.
+#[derive(Debug, Clone, Serialize)]
+pub struct SoakSample {
+    /// Seconds since the campaign started.
+    pub t_s: f64,
+    pub live_calls: usize,
+    pub tasks: usize,
+    pub rss_mib: f64,
+    pub open_files: u64,
+    pub threads: u64,
+    /// Attempts recorded so far.
+    pub attempts: i64,
+}
+
+/// Growth of one figure between the first and the last quarter of the loaded window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drift {
+    pub first_quarter: f64,
+    pub last_quarter: f64,
+    /// (last − first) / first, percent (0 when first is 0).
+    pub change_pct: f64,
+}
+
+impl Drift {
+    fn of(samples: &[SoakSample], value: impl Fn(&SoakSample) -> f64) -> Drift {
+        let quarter = (samples.len() / 4).max(1);
+        let mean = |s: &[SoakSample]| {
+            if s.is_empty() {
+                0.0
+            } else {
+                s.iter().map(&value).sum::<f64>() / s.len() as f64
+            }
+        };
+        let first = mean(&samples[..quarter.min(samples.len())]);
+        let last = mean(&samples[samples.len().saturating_sub(quarter)..]);
+        Drift {
+            first_quarter: first,
+            last_quarter: last,
+            change_pct: if first > 0.0 {
+                (last - first) / first * 100.0
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// The idle server: before the campaign and after its calls drained.
+#[derive(Debug, Clone, Serialize)]
+pub struct Idle {
+    pub tasks: usize,
+    pub rss_mib: f64,
+    pub open_files: u64,
+    pub threads: u64,
+}
+
+/// What `outdial bench soak` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct SoakReport {
+    pub calls: usize,
+    pub minutes: f64,
+    pub amd: String,
+    pub call_secs: f64,
+    /// Readings over the loaded window (after the ramp-up to `calls`).
+    pub samples: Vec<SoakSample>,
+    /// Mean live calls over the loaded window.
+    pub live_calls_mean: f64,
+    pub live_calls_min: usize,
+    pub rss: Drift,
+    pub open_files: Drift,
+    pub threads: Drift,
+    pub tasks: Drift,
+    /// Tasks per live call (tasks ÷ live calls), first vs last quarter.
+    pub tasks_per_call: Drift,
+    pub idle_before: Idle,
+    pub idle_after: Idle,
+    /// Attempts recorded during the run, answered ones, and those AMD called people.
+    pub attempts: i64,
+    pub answered: i64,
+    pub human_answered: i64,
+    /// `serve`'s CPU over the loaded window, % of one core; sipp's, for scale.
+    pub serve_cpu_percent: f64,
+    pub sipp_cpu_percent: f64,
+    pub sipp_rss_mib: f64,
+    /// Lines of `serve`'s log at WARN or ERROR level during the run.
+    pub warnings: usize,
+    pub errors: usize,
+}
+
+impl SoakReport {
+    /// A human-readable summary.
+    pub fn table(&self) -> String {
+        let d = |name: &str, d: &Drift, unit: &str| {
+            format!(
+                "{name:<16} {:>10.1} {unit:<4} → {:>10.1} {unit:<4} ({:+.1} %)\n",
+                d.first_quarter, d.last_quarter, d.change_pct
+            )
+        };
+        let mut s = format!(
+            "bench soak: {} concurrent calls for {} min, AMD {}, people's calls {} s\n\
+             live calls: mean {:.1}, min {} over {} readings\n\
+             attempts {}, answered {}, people {} (AMD)\n\
+             first quarter → last quarter of the loaded window:\n",
+            self.calls,
+            self.minutes,
+            self.amd,
+            self.call_secs,
+            self.live_calls_mean,
+            self.live_calls_min,
+            self.samples.len(),
+            self.attempts,
+            self.answered,
+            self.human_answered,
+        );
+        s.push_str(&d("resident memory", &self.rss, "MiB"));
+        s.push_str(&d("open files", &self.open_files, ""));
+        s.push_str(&d("threads", &self.threads, ""));
+        s.push_str(&d("tasks", &self.tasks, ""));
+        s.push_str(&d("tasks per call", &self.tasks_per_call, ""));
+        s.push_str(&format!(
+            "idle before: {} tasks, {:.1} MiB, {} files, {} threads\n\
+             idle after:  {} tasks, {:.1} MiB, {} files, {} threads\n\
+             CPU: serve {:.1} %, sipp {:.1} % (sipp {:.1} MiB)\n\
+             serve log: {} warnings, {} errors\n",
+            self.idle_before.tasks,
+            self.idle_before.rss_mib,
+            self.idle_before.open_files,
+            self.idle_before.threads,
+            self.idle_after.tasks,
+            self.idle_after.rss_mib,
+            self.idle_after.open_files,
+            self.idle_after.threads,
+            self.serve_cpu_percent,
+            self.sipp_cpu_percent,
+            self.sipp_rss_mib,
+            self.warnings,
+            self.errors,
+        ));
+        s
+    }
+}
+
+/// A child process killed (and waited for) when dropped.
+struct Process {
+    child: Child,
+    name: &'static str,
+}
+
+impl Process {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(format!("{} exited ({status})", self.name)),
+            Ok(None) => None,
+            Err(e) => Some(format!("{}: {e}", self.name)),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SIGTERM first, so that serve hangs its calls up and closes its store.
+        // SAFETY: kill(2) with a pid we own; no memory is touched.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp_port() -> Result<u16, String> {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free UDP port: {e}"))
+}
+
+fn free_tcp_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free TCP port: {e}"))
+}
+
+/// A free block of `len` UDP ports (each one bound and released to check).
+fn free_port_block(len: u16) -> Result<(u16, u16), String> {
+    for start in (30_000u16..60_000).step_by(usize::from(len)) {
+        let end = start + len - 1;
+        if (start..=end).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
+            return Ok((start, end));
+        }
+    }
+    Err(format!("no block of {len} free UDP ports in 30000-60000"))
+}
+
+fn run_tool(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e} (make setup installs it)"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// `text` spoken by espeak-ng into `out` (8 kHz mono 16-bit WAV), padded with silence.
+fn speech(dir: &Path, text: &str, out: &str, lead_s: f64, tail_s: f64) -> Result<(), String> {
+    let raw = dir.join(format!("{out}.espeak.wav"));
+    run_tool(
+        Command::new("espeak-ng")
+            .args(["-v", "en-us", "-s", "150", "-w"])
+            .arg(&raw)
+            .arg(text),
+        "espeak-ng",
+    )?;
+    run_tool(
+        Command::new("sox")
+            .arg(&raw)
+            .args(["-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+            .arg(dir.join(out))
+            .args(["pad", &lead_s.to_string(), &tail_s.to_string()]),
+        "sox",
+    )?;
+    let _ = std::fs::remove_file(raw);
+    Ok(())
+}
+
+/// The far end's streams (raw µ-law, sipp reads them from its directory) and the campaign's
+/// two messages (in `media/`).
+fn make_audio(dir: &Path, call_secs: f64) -> Result<(), String> {
+    speech(dir, "Hello? Yes, speaking.", "hello.wav", 0.1, 3.0)?;
+    speech(dir, "Yes, I am still here.", "still.wav", 0.0, 1.5)?;
+    let mut person = Command::new("sox");
+    person.arg(dir.join("hello.wav"));
+    for _ in 0..12 {
+        person.arg(dir.join("still.wav"));
+    }
+    run_tool(
+        person.args(["-t", "ul"]).arg(dir.join("stream.ulaw")),
+        "sox (person stream)",
+    )?;
+    speech(
+        dir,
+        "Hi, you have reached Mary. I can't take your call right now. \
+         Please leave a message after the tone.",
+        "greeting.wav",
+        0.3,
+        0.6,
+    )?;
+    run_tool(
+        Command::new("sox")
+            .args([
+                "-n",
+                "-r",
+                "8000",
+                "-c",
+                "1",
+                "-b",
+                "16",
+                "-e",
+                "signed-integer",
+            ])
+            .arg(dir.join("beep.wav"))
+            .args([
+                "synth", "0.5", "sine", "1000", "vol", "0.3", "pad", "0", "10",
+            ]),
+        "sox (beep)",
+    )?;
+    run_tool(
+        Command::new("sox")
+            .arg(dir.join("greeting.wav"))
+            .arg(dir.join("beep.wav"))
+            .args(["-t", "ul"])
+            .arg(dir.join("voicemail.ulaw")),
+        "sox (voicemail stream)",
+    )?;
+    let media = dir.join("media");
+    std::fs::create_dir_all(&media).map_err(|e| format!("cannot create media/: {e}"))?;
+    speech(
+        &media,
+        "Hello, this is a reminder from the outdial soak test. Thank you, goodbye.",
+        "message.wav",
+        0.1,
+        0.1,
+    )?;
+    // Pad people's message to call_secs.
+    run_tool(
+        Command::new("sox")
+            .arg(media.join("message.wav"))
+            .arg(media.join("message-long.wav"))
+            .args([
+                "pad",
+                "0",
+                &call_secs.to_string(),
+                "trim",
+                "0",
+                &call_secs.to_string(),
+            ]),
+        "sox (message length)",
+    )?;
+    speech(
+        &media,
+        "Please call us back. Goodbye.",
+        "voicemail.wav",
+        0.1,
+        0.2,
+    )?;
+    Ok(())
+}
+
+/// `outdial.toml` and `sip-profiles/far-end.toml` for `serve` in `dir`.
+fn write_config(
+    dir: &Path,
+    sip_port: u16,
+    http_port: u16,
+    rtp: (u16, u16),
+    calls: usize,
+) -> Result<(), String> {
+    let config = format!(
+        "[sip]\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = false\n\n\
+         [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {}\nport_max = {}\n\n\
+         [database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
+         [log]\nlevel = \"warn\"\n",
+        rtp.0,
+        rtp.1,
+        dir.join("outdial.db").display()
+    );
+    std::fs::write(dir.join("outdial.toml"), config)
+        .map_err(|e| format!("cannot write outdial.toml: {e}"))?;
+    let profiles = dir.join("sip-profiles");
+    std::fs::create_dir_all(&profiles).map_err(|e| format!("cannot create sip-profiles/: {e}"))?;
+    std::fs::write(
+        profiles.join("far-end.toml"),
+        format!(
+            "proxy = \"127.0.0.1:{sip_port}\"\nmax_channels = {}\n",
+            calls + calls / 10 + 5
+        ),
+    )
+    .map_err(|e| format!("cannot write the far end's profile: {e}"))
+}
+
+fn outdial_in(exe: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.current_dir(dir).env_remove("RUST_LOG");
+    // Only dir's outdial.toml and sip-profiles/ count, not the caller's OUTDIAL_* settings.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OUTDIAL_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    auth: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .timeout(Duration::from_secs(30));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{method} {path}: {status}: {text}"));
+        }
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{method} {path}: not JSON ({e})"))
+    }
+
+    async fn node(&self) -> Result<(usize, usize), String> {
+        let node = self.call(reqwest::Method::GET, "/v1/node", None).await?;
+        let get = |k: &str| {
+            node[k]
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| format!("GET /v1/node: no {k} in {node}"))
+        };
+        Ok((get("tasks")?, get("live_calls")?))
+    }
+}
+
+fn mib(bytes: Option<u64>) -> f64 {
+    bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
+}
+
+async fn idle(api: &Api, serve: u32) -> Result<Idle, String> {
+    let (tasks, _) = api.node().await?;
+    let r = resources(Pid::Other(serve));
+    Ok(Idle {
+        tasks,
+        rss_mib: mib(r.rss_bytes),
+        open_files: r.open_files.unwrap_or(0),
+        threads: r.threads.unwrap_or(0),
+    })
+}
+
+fn cpu_percent(before: &ProcessResources, after: &ProcessResources, seconds: f64) -> f64 {
+    match (before.cpu_ticks, after.cpu_ticks) {
+        (Some(a), Some(b)) if seconds > 0.0 => {
+            b.saturating_sub(a) as f64 / TICKS_PER_SECOND / seconds * 100.0
+        }
+        _ => 0.0,
+    }
+}
+
+/// Counts WARN and ERROR lines of `serve`'s log.
+fn log_levels(log: &Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let warnings = text.lines().filter(|l| l.contains(" WARN ")).count();
+    let errors = text.lines().filter(|l| l.contains(" ERROR ")).count();
+    (warnings, errors)
+}
+
+/// Runs the soak: see the module header.
+pub fn run(opts: &SoakOptions) -> Result<SoakReport, String> {
+    if opts.calls == 0 || opts.minutes <= 0.0 || opts.sample_secs <= 0.0 || opts.call_secs < 1.0 {
+        return Err(
+            "bench soak needs --calls ≥ 1, --minutes > 0, --sample-secs > 0 and --call-secs ≥ 1"
+                .into(),
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("outdial-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let result = run_in(opts, &dir);
+    if opts.keep {
+        eprintln!(
+            "outdial: bench soak: work directory kept: {}",
+            dir.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn run_in(opts: &SoakOptions, dir: &Path) -> Result<SoakReport, String> {
+    make_audio(dir, opts.call_secs)?;
+    std::fs::write(dir.join("uas_by_number.xml"), FAR_END_SCENARIO)
+        .map_err(|e| format!("cannot write the far end's scenario: {e}"))?;
+    let sip_port = free_udp_port()?;
+    let sipp_media = free_port_block(8)?;
+    let mut sipp = Process {
+        child: Command::new(&opts.sipp_bin)
+            .current_dir(dir)
+            .args(["-sf", "uas_by_number.xml", "-t", "u1"])
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args([
+                "-p",
+                &sip_port.to_string(),
+                "-mp",
+                &sipp_media.0.to_string(),
+            ])
+            .args(["-cp", &free_udp_port()?.to_string()])
+            .args([
+                "-buff_size",
+                "4194304",
+                "-max_recv_loops",
+                "10000",
+                "-nostdin",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", opts.sipp_bin.display()))?,
+        name: "sipp",
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(why) = sipp.exited() {
+        return Err(why);
+    }
+    let http_port = free_tcp_port()?;
+    // Two ports per call (RTP, RTCP), with room for the calls still ending.
+    let rtp_len = u16::try_from(opts.calls * 4 + 40).map_err(|_| "too many calls".to_string())?;
+    let rtp = free_port_block(rtp_len)?;
+    write_config(dir, sip_port, http_port, rtp, opts.calls)?;
+
+    let key = outdial_in(&opts.exe, dir)
+        .args(["keys", "create", "--login", "soak"])
+        .output()
+        .map_err(|e| format!("cannot run outdial keys create: {e}"))?;
+    if !key.status.success() {
+        return Err(format!(
+            "outdial keys create: {}",
+            String::from_utf8_lossy(&key.stderr).trim()
+        ));
+    }
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    let log = dir.join("serve.log");
+    let mut serve = Process {
+        child: outdial_in(&opts.exe, dir)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(&log)
+                    .map_err(|e| format!("cannot create {}: {e}", log.display()))?,
+            )
+            .spawn()
+            .map_err(|e| format!("cannot start outdial serve: {e}"))?,
+        name: "outdial serve",
+    };
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{http_port}"),
+        auth: format!("Bearer {key}"),
+    };
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if api.node().await.is_ok() {
+                break;
+            }
+            if let Some(why) = serve.exited() {
+                return Err(format!("{why}; see {}", log.display()));
+            }
+            if Instant::now() > deadline {
+                return Err("outdial serve did not answer GET /v1/node within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        soak(opts, &api, &mut serve, &mut sipp, &log).await
+    })
+}
+
+async fn soak(
+    opts: &SoakOptions,
+    api: &Api,
+    serve: &mut Process,
+    sipp: &mut Process,
+    log: &Path,
+) -> Result<SoakReport, String> {
+    use reqwest::Method;
+    // Calls per minute the campaign may start: enough to refill every slot of calls that end
+    // after 3 s (busy and declined numbers end at once, people after call_secs).
+    let pace = (opts.calls as f64 * 20.0).min(60_000.0);
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/campaigns",
+            Some(json!({
+                "name": "soak", "pace": pace, "max_concurrent": opts.calls,
+                "ring_timeout_secs": RING_TIMEOUT_SECS, "max_retries": 0,
+                "amd_mode": opts.amd, "machine_action": "leave_message",
+                "voicemail_message": "voicemail.wav", "play_message": "message-long.wav",
+                "sip_profile": "far-end", "caller_id": "+12025550100"
+            })),
+        )
+        .await?;
+    let id = created["id"]
+        .as_i64()
+        .ok_or_else(|| format!("POST /v1/campaigns: no id in {created}"))?;
+    // Enough contacts for the whole window even if every call ended at once (busy numbers
+    // do): the pace's worth, plus the ramp.
+    let contacts = (pace * (opts.minutes + 1.0)).ceil() as usize + opts.calls;
+    // Valid US numbers (NANP: the exchange starts with 2-9), all different; the last digit
+    // picks the far end's behaviour.
+    let csv: String = (0..contacts)
+        .map(|i| {
+            format!(
+                "1202{}{:04},Soak {i}\n",
+                200 + (i / 10_000) % 800,
+                i % 10_000
+            )
+        })
+        .collect();
+    let imported = api
+        .http
+        .post(format!("{}/v1/campaigns/{id}/contacts/import", api.base))
+        .header("Authorization", &api.auth)
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .map_err(|e| format!("import: {e}"))?;
+    let status = imported.status();
+    let imported = imported.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!("import: {status}: {imported}"));
+    }
+    let inserted = serde_json::from_str::<Value>(&imported)
+        .ok()
+        .and_then(|v| v["inserted"].as_u64());
+    if inserted != Some(contacts as u64) {
+        return Err(format!(
+            "import: {contacts} contacts sent, answer: {imported}"
+        ));
+    }
+    let idle_before = idle(api, serve.pid()).await?;
+    api.call(Method::POST, &format!("/v1/campaigns/{id}/start"), None)
+        .await?;
+    let started = Instant::now();
+
+    // Ramp: until most calls are up (or a minute passed).
+    let ramp_deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, live) = api.node().await?;
+        if live >= (opts.calls * 3 / 4).max(1) || Instant::now() > ramp_deadline {
+            break;
+        }
+        if let Some(why) = serve.exited() {
+            return Err(format!("{why}; see {}", log.display()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let window = Duration::from_secs_f64(opts.minutes * 60.0);
+    let window_start = Instant::now();
+    let serve_cpu_before = resources(Pid::Other(serve.pid()));
+    let sipp_cpu_before = resources(Pid::Other(sipp.pid()));
+    let mut samples = Vec::new();
+    let mut next = window_start;
+    while window_start.elapsed() < window {
+        if let Some(why) = serve.exited() {
+            return Err(format!("{why} during the soak; see {}", log.display()));
+        }
+        if let Some(why) = sipp.exited() {
+            return Err(format!("{why} during the soak"));
+        }
+        let (tasks, live_calls) = api.node().await?;
+        let r = resources(Pid::Other(serve.pid()));
+        let report = api
+            .call(Method::GET, &format!("/v1/campaigns/{id}/report"), None)
+            .await?;
+        samples.push(SoakSample {
+            t_s: started.elapsed().as_secs_f64(),
+            live_calls,
+            tasks,
+            rss_mib: mib(r.rss_bytes),
+            open_files: r.open_files.unwrap_or(0),
+            threads: r.threads.unwrap_or(0),
+            attempts: report["calls"]["total"].as_i64().unwrap_or(0),
+        });
+        if report["status"] == "finished" {
+            return Err(format!(
+                "the campaign ran out of its {contacts} contacts after {:.0} s: raise the \
+                 contacts (a bug: they are sized for the whole window)",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        next += Duration::from_secs_f64(opts.sample_secs);
+        let now = Instant::now();
+        if next > now {
+            tokio::time::sleep(next - now).await;
+        }
+    }
+    let seconds = window_start.elapsed().as_secs_f64();
+    let serve_cpu_after = resources(Pid::Other(serve.pid()));
+    let sipp_after = resources(Pid::Other(sipp.pid()));
+
+    // Stop the campaign (its live calls are hung up) and wait for the server to go idle.
+    api.call(Method::POST, &format!("/v1/campaigns/{id}/stop"), None)
+        .await?;
+    let drain_deadline = Instant::now() + Duration::from_secs(60 + RING_TIMEOUT_SECS);
+    loop {
+        let (_, live) = api.node().await?;
+        if live == 0 {
+            break;
+        }
+        if Instant::now() > drain_deadline {
+            return Err(format!(
+                "{live} calls still live 75 s after the campaign stopped"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The calls' last tasks (records, SIP transactions lingering up to 32 s for
+    // retransmissions) end on their own: read the idle server once they have, or after 45 s.
+    let settle_deadline = Instant::now() + Duration::from_secs(45);
+    let mut idle_after = idle(api, serve.pid()).await?;
+    while idle_after.tasks > idle_before.tasks && Instant::now() < settle_deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        idle_after = idle(api, serve.pid()).await?;
+    }
+    let report = api
+        .call(Method::GET, &format!("/v1/campaigns/{id}/report"), None)
+        .await?;
+    let (warnings, errors) = log_levels(log);
+
+    let live_calls_mean = if samples.is_empty() {
+        0.0
+    } else {
+        samples.iter().map(|s| s.live_calls as f64).sum::<f64>() / samples.len() as f64
+    };
+    Ok(SoakReport {
+        calls: opts.calls,
+        minutes: opts.minutes,
+        amd: opts.amd.clone(),
+        call_secs: opts.call_secs,
+        live_calls_mean,
+        live_calls_min: samples.iter().map(|s| s.live_calls).min().unwrap_or(0),
+        rss: Drift::of(&samples, |s| s.rss_mib),
+        open_files: Drift::of(&samples, |s| s.open_files as f64),
+        threads: Drift::of(&samples, |s| s.threads as f64),
+        tasks: Drift::of(&samples, |s| s.tasks as f64),
+        tasks_per_call: Drift::of(&samples, |s| s.tasks as f64 / (s.live_calls.max(1)) as f64),
+        samples,
+        idle_before,
+        idle_after,
+        attempts: report["calls"]["total"].as_i64().unwrap_or(0),
+        answered: report["calls"]["answered"].as_i64().unwrap_or(0),
+        human_answered: report["human_answered"].as_i64().unwrap_or(0),
+        serve_cpu_percent: cpu_percent(&serve_cpu_before, &serve_cpu_after, seconds),
+        sipp_cpu_percent: cpu_percent(&sipp_cpu_before, &sipp_after, seconds),
+        sipp_rss_mib: mib(sipp_after.rss_bytes),
+        warnings,
+        errors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(rss: f64, tasks: usize) -> SoakSample {
+        SoakSample {
+            t_s: 0.0,
+            live_calls: 10,
+            tasks,
+            rss_mib: rss,
+            open_files: 0,
+            threads: 0,
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn drift_compares_the_first_and_last_quarters() {
+        let samples: Vec<_> = [100.0, 100.0, 110.0, 120.0, 130.0, 140.0, 150.0, 150.0]
+            .iter()
+            .map(|r| sample(*r, 5))
+            .collect();
+        let d = Drift::of(&samples, |s| s.rss_mib);
+        assert_eq!(d.first_quarter, 100.0);
+        assert_eq!(d.last_quarter, 150.0);
+        assert!((d.change_pct - 50.0).abs() < 1e-9);
+        let flat = Drift::of(&samples, |s| s.tasks as f64);
+        assert_eq!(flat.change_pct, 0.0);
+    }
+
+    #[test]
+    fn drift_of_one_sample_or_none_is_zero() {
+        assert_eq!(Drift::of(&[sample(5.0, 1)], |s| s.rss_mib).change_pct, 0.0);
+        assert_eq!(Drift::of(&[], |s| s.rss_mib).change_pct, 0.0);
+    }
+}
