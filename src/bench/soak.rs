@@ -2,7 +2,8 @@
 //! deployed: SQLite store, admin API, campaign engine, SIP, media, AMD) runs one campaign at
 //! N concurrent calls against a sipp far end, and every few seconds its memory, open files,
 //! threads, tokio tasks and live calls are read; at the end the first and last quarters of the
-//! loaded window are compared, and the idle server after the calls drained is compared with
+//! loaded window (after the ramp-up and a warm-up of a tenth of it, a minute at most, while
+//! caches fill) are compared, and the idle server after the calls drained is compared with
 //! the idle server before they began. A leak shows as growth.
 //!
 //! The far end is `tests/scenarios/uas_by_number.xml` (compiled in): numbers ending 0–3 are
@@ -119,7 +120,10 @@ pub struct SoakReport {
     pub minutes: f64,
     pub amd: String,
     pub call_secs: f64,
-    /// Readings over the loaded window (after the ramp-up to `calls`).
+    /// Readings while the calls settle after the ramp-up (a tenth of the window, a minute at
+    /// most): memory grows there as caches fill, so they are not compared.
+    pub warmup_samples: Vec<SoakSample>,
+    /// Readings over the loaded window (after the ramp-up and the warm-up).
     pub samples: Vec<SoakSample>,
     /// Mean live calls over the loaded window.
     pub live_calls_mean: f64,
@@ -709,12 +713,22 @@ async fn soak(
     }
 
     let window = Duration::from_secs_f64(opts.minutes * 60.0);
-    let window_start = Instant::now();
-    let serve_cpu_before = resources(Pid::Other(serve.pid()));
-    let sipp_cpu_before = resources(Pid::Other(sipp.pid()));
+    let warmup = Duration::from_secs_f64((opts.minutes * 6.0).min(60.0));
+    let warmup_start = Instant::now();
+    let mut warmup_samples = Vec::new();
+    let mut window_start = warmup_start + warmup;
+    let mut serve_cpu_before = resources(Pid::Other(serve.pid()));
+    let mut sipp_cpu_before = resources(Pid::Other(sipp.pid()));
     let mut samples = Vec::new();
-    let mut next = window_start;
-    while window_start.elapsed() < window {
+    let mut next = warmup_start;
+    let mut warm = false;
+    while Instant::now() < window_start || window_start.elapsed() < window {
+        if !warm && Instant::now() >= window_start {
+            warm = true;
+            window_start = Instant::now();
+            serve_cpu_before = resources(Pid::Other(serve.pid()));
+            sipp_cpu_before = resources(Pid::Other(sipp.pid()));
+        }
         if let Some(why) = serve.exited() {
             return Err(format!("{why} during the soak; see {}", log.display()));
         }
@@ -726,7 +740,12 @@ async fn soak(
         let report = api
             .call(Method::GET, &format!("/v1/campaigns/{id}/report"), None)
             .await?;
-        samples.push(SoakSample {
+        let readings = if warm {
+            &mut samples
+        } else {
+            &mut warmup_samples
+        };
+        readings.push(SoakSample {
             t_s: started.elapsed().as_secs_f64(),
             live_calls,
             tasks,
@@ -798,6 +817,7 @@ async fn soak(
         threads: Drift::of(&samples, |s| s.threads as f64),
         tasks: Drift::of(&samples, |s| s.tasks as f64),
         tasks_per_call: Drift::of(&samples, |s| s.tasks as f64 / (s.live_calls.max(1)) as f64),
+        warmup_samples,
         samples,
         idle_before,
         idle_after,
