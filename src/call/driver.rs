@@ -42,6 +42,10 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
     let local = LocalMedia::new(media_ip, socket.port);
     let options = MediaOptions {
         tap_sent: req.tap_sent,
+        latching: req
+            .profile
+            .as_ref()
+            .map_or_else(Default::default, |p| p.rtp_latching),
         ..Default::default()
     };
     let (media, media_events) =
