@@ -1,10 +1,13 @@
 //! Where RTP may come from during a real call: `outdial call` against a sipp UAS that streams a
-//! pickup and then silence. sipp 3.6.1 streams from another port than the one its SDP names,
-//! so every sipp call is also a far end "behind a NAT": the default `rtp_latching = "initial"`
-//! must latch onto it, `off` must not. While the call is up, a plain UDP socket of the test
-//! (anyone who can reach the port range) injects RTP at our port — a loud tone and a key press,
-//! in bursts — and none of it may be heard (recording, DTMF, tone detection), take our audio,
-//! or go uncounted.
+//! pickup and then silence.
+//!
+//! * While the call is up, a plain UDP socket of the test (anyone who can reach the port range)
+//!   injects RTP at our port — a loud tone and a key press, in bursts — and none of it may be
+//!   heard (recording, DTMF, tone detection), take our audio, or go uncounted.
+//! * A far end "behind a NAT": sipp's SDP names another port than the one it streams from (the
+//!   scenario's `[media_port]` in `m=` replaced by a port nobody uses). The default
+//!   `rtp_latching = "initial"` latches onto where the stream really comes from and hears it;
+//!   a trunk with `rtp_latching = "off"` takes none of it.
 
 mod common;
 
@@ -57,9 +60,9 @@ struct Injection {
 }
 
 /// From a socket of its own, once the recording holds `after_ms` of the far end's audio (so
-/// its stream has been taken first), sends `injected_audio()` to `to` at three packets per
-/// 20 ms tick (each tick more than the latch threshold in a row), and listens for anything
-/// sent back.
+/// its stream has been taken first), sends `injected_audio()` (over and over) to `to` for 2 s,
+/// three packets per 20 ms tick (each tick more than the latch threshold in a row), and
+/// listens for anything sent back.
 fn inject(to: SocketAddr, recording: &Path, after_ms: u64, stop: Arc<AtomicBool>) -> Injection {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind injector");
     socket.set_nonblocking(true).expect("nonblocking");
@@ -84,15 +87,17 @@ fn inject(to: SocketAddr, recording: &Path, after_ms: u64, stop: Arc<AtomicBool>
     };
     let (mut sent, mut seq, mut ts) = (0u64, 7000u16, 90_000u32);
     let start = Instant::now();
-    for (tick, chunk) in ulaw.chunks(3 * 160).enumerate() {
+    let frames: Vec<&[u8]> = ulaw.chunks(160).collect();
+    for tick in 0..100usize {
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        let chunk = (0..3).map(|k| frames[(3 * tick + k) % frames.len()]);
         let due = start + Duration::from_millis(20 * tick as u64);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             thread::sleep(wait);
         }
-        for frame in chunk.chunks(160) {
+        for frame in chunk {
             let packet = rtp(0, seq, ts, 0x1A7E_C7ED, frame);
             if socket.send_to(&packet, to).is_ok() {
                 sent += 1;
@@ -159,7 +164,7 @@ fn rtp_injected_during_a_call_is_not_heard_not_latched_and_counted() {
     sipp_run.assert_passed("answered call (needs our ACK and BYE)");
     let rtp_json = &run.json["rtp"];
     assert!(
-        injection.sent >= 120,
+        injection.sent >= 150,
         "the injector sent {} packets during the call: {}",
         injection.sent,
         run.json
@@ -174,21 +179,19 @@ fn rtp_injected_during_a_call_is_not_heard_not_latched_and_counted() {
         "latched onto the injector: {}",
         run.json
     );
-    // sipp streams from another port than its SDP's: the default mode latched onto it.
+    assert!(rtp_json["latched_to"].is_null(), "{}", run.json);
+    let (_, received) = run.rtp();
     assert!(
-        latched.starts_with("127.0.0.1:") && latched != format!("127.0.0.1:{}", sipp.media_port),
-        "expected a latch onto sipp's stream port: {}",
+        received > 150,
+        "the far end's stream was taken: {}",
         run.json
     );
-    let (_, received) = run.rtp();
-    assert!(received > 150, "the far end's stream was taken: {}", run.json);
 
-    // Counted: every injected packet (plus the far end's first ones, before its latch).
-    let rejected = rtp_json["rejected_source"].as_u64().unwrap_or(0);
-    assert!(
-        rejected >= injection.sent && rejected <= injection.sent + 10,
-        "rejected_source {rejected} for {} injected: {}",
-        injection.sent,
+    // Counted: every injected packet, and nothing else.
+    assert_eq!(
+        rtp_json["rejected_source"].as_u64(),
+        Some(injection.sent),
+        "{}",
         run.json
     );
 
@@ -206,20 +209,21 @@ fn rtp_injected_during_a_call_is_not_heard_not_latched_and_counted() {
     );
 }
 
-#[test]
-fn rtp_latching_off_takes_only_the_sdp_address() {
-    let dir = test_dir("rtp-latching-off");
+/// `outdial call` (with `profile_toml` as its trunk's profile) to a sipp UAS whose SDP names
+/// another port than the one it streams from; returns the call's JSON and sipp's real port.
+fn call_far_end_behind_nat(name: &str, profile_toml: &str) -> (serde_json::Value, u16) {
+    let dir = test_dir(name);
     let d = dir.path();
     let far_end = d.join("far_end.wav");
-    speech_wav_padded(&far_end, "Hello?", 0.2, 4.0);
+    speech_wav_padded(&far_end, "Hello, who is calling please?", 0.2, 4.0);
+    let rec = d.join("received.wav");
+    // A port nobody sends from: what the far end's NAT would leave in its SDP.
+    let advertised = free_udp_port();
     let sipp = Sipp::uas(d, "uas_answer_audio.xml")
+        .replace("m=audio [media_port] ", &format!("m=audio {advertised} "))
         .stream_wav(&far_end)
         .start();
-    let profiles = write_profile(
-        &d.join("profiles"),
-        "strict",
-        "proxy = \"127.0.0.1:9\"\nrtp_latching = \"off\"\n",
-    );
+    let profiles = write_profile(&d.join("profiles"), "nat", profile_toml);
     let mut cmd = outdial_cmd(d);
     cmd.arg("--profiles").arg(&profiles);
     let run = run_call_in(
@@ -227,26 +231,63 @@ fn rtp_latching_off_takes_only_the_sdp_address() {
         &[
             &sipp.uri("15551230099"),
             "--profile",
-            "strict",
+            "nat",
+            "--record",
+            rec.to_str().expect("utf-8 path"),
             "--max-duration",
-            "3",
+            "4",
         ],
         Duration::from_secs(60),
     );
+    let real_port = sipp.media_port;
     let sipp_run = sipp.wait(SIPP_WAIT);
     assert!(run.status.success(), "stderr: {}", run.stderr);
     assert_eq!(run.outcome(), "answered", "{}", run.json);
     sipp_run.assert_passed("answered call (needs our ACK and BYE)");
-    // sipp's stream comes from another port than its SDP names: with latching off, none of it
-    // is taken, all of it is counted, and our audio stays on the SDP address.
-    let rtp_json = &run.json["rtp"];
-    let (sent, received) = run.rtp();
-    assert!(sent > 100, "{}", run.json);
-    assert_eq!(received, 0, "{}", run.json);
-    assert!(
-        rtp_json["rejected_source"].as_u64().unwrap_or(0) > 100,
-        "{}",
-        run.json
+    if !run.json["rtp"]["latched_to"].is_null() {
+        // What we heard is what sipp streamed.
+        let (corr, lag) = best_correlation(&read_wav_8k(&far_end), &read_wav_8k(&rec), 16000);
+        assert!(
+            corr > 0.5,
+            "recording vs sipp's stream: {corr:.3} at lag {lag}"
+        );
+    }
+    (run.json, real_port)
+}
+
+#[test]
+fn initial_latching_hears_a_far_end_behind_a_nat() {
+    let (json, real_port) = call_far_end_behind_nat("rtp-nat-initial", "proxy = \"127.0.0.1:9\"\n");
+    let rtp_json = &json["rtp"];
+    assert_eq!(
+        rtp_json["latched_to"],
+        format!("127.0.0.1:{real_port}"),
+        "latched onto where the stream comes from: {json}"
     );
-    assert!(rtp_json["latched_to"].is_null(), "{}", run.json);
+    let (sent, received) = (
+        rtp_json["sent"].as_u64().unwrap_or(0),
+        rtp_json["received"].as_u64().unwrap_or(0),
+    );
+    assert!(sent > 150 && received > 150, "{json}");
+    // Only the packets before the latch were dropped.
+    let rejected = rtp_json["rejected_source"].as_u64().unwrap_or(u64::MAX);
+    assert!(rejected <= 5, "{json}");
+}
+
+#[test]
+fn rtp_latching_off_takes_only_the_sdp_address() {
+    let (json, _) = call_far_end_behind_nat(
+        "rtp-nat-off",
+        "proxy = \"127.0.0.1:9\"\nrtp_latching = \"off\"\n",
+    );
+    // None of the stream is taken, all of it is counted, and our audio stays on the SDP
+    // address.
+    let rtp_json = &json["rtp"];
+    assert!(rtp_json["sent"].as_u64().unwrap_or(0) > 150, "{json}");
+    assert_eq!(rtp_json["received"], 0, "{json}");
+    assert!(
+        rtp_json["rejected_source"].as_u64().unwrap_or(0) > 150,
+        "{json}"
+    );
+    assert!(rtp_json["latched_to"].is_null(), "{json}");
 }

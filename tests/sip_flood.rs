@@ -59,7 +59,10 @@ impl Answers {
 }
 
 /// Waits for `child` at most `timeout`, reading its stdout and stderr.
-fn finish(mut child: Child, timeout: Duration) -> (Option<std::process::ExitStatus>, String, String) {
+fn finish(
+    mut child: Child,
+    timeout: Duration,
+) -> (Option<std::process::ExitStatus>, String, String) {
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let out_reader = thread::spawn(move || {
@@ -115,7 +118,10 @@ fn an_invite_flood_is_limited_while_a_real_call_goes_through() {
 
     let deadline = Instant::now() + Duration::from_secs(20);
     while !port_bound(sip_port, false) {
-        assert!(Instant::now() < deadline, "outdial never bound its SIP port");
+        assert!(
+            Instant::now() < deadline,
+            "outdial never bound its SIP port"
+        );
         thread::sleep(Duration::from_millis(10));
     }
     let baseline = rss_kib(pid).expect("outdial's RSS");
@@ -149,8 +155,8 @@ fn an_invite_flood_is_limited_while_a_real_call_goes_through() {
                             .unwrap_or("")
                             .trim()
                             .to_string();
-                        let first = code >= 200
-                            && answers.by_code.entry(code).or_default().insert(call_id);
+                        let first =
+                            code >= 200 && answers.by_code.entry(code).or_default().insert(call_id);
                         if first && code == 503 && text.contains("\r\nRetry-After: 10\r\n") {
                             answers.retry_after += 1;
                         }
@@ -177,7 +183,10 @@ fn an_invite_flood_is_limited_while_a_real_call_goes_through() {
     while started.elapsed() < Duration::from_secs(2) {
         for _ in 0..100 {
             let msg = invite(sent, sip_port, flood_port);
-            if flood.send_to(msg.as_bytes(), ("127.0.0.1", sip_port)).is_ok() {
+            if flood
+                .send_to(msg.as_bytes(), ("127.0.0.1", sip_port))
+                .is_ok()
+            {
                 sent += 1;
             }
         }
@@ -188,17 +197,21 @@ fn an_invite_flood_is_limited_while_a_real_call_goes_through() {
         }
     }
     let flood_secs = started.elapsed().as_secs_f64();
-    // Let late answers (retransmitted 480s) arrive, then stop the reader and the sampler.
+    // Let late answers (retransmitted 480s) arrive, then stop the reader and the sampler. The
+    // limit refills until the last datagram has been read: count that time too.
     thread::sleep(Duration::from_millis(600));
     done.store(true, Ordering::Relaxed);
+    let limited_secs = started.elapsed().as_secs_f64() + 0.2;
     let answers = reader.join().expect("reader");
     let peak = sampler.join().expect("sampler");
 
     let (status, stdout, stderr) = finish(child, Duration::from_secs(60));
     let sipp_run = sipp.wait(SIPP_WAIT);
     eprintln!(
-        "flood: {sent} INVITEs in {flood_secs:.1} s; answers {:?}; RSS {baseline} KiB -> peak {peak} KiB",
-        answers
+        "flood: {sent} INVITEs in {flood_secs:.1} s; {} answered 480, {} answered 503; \
+         RSS {baseline} KiB -> peak {peak} KiB",
+        answers.count(480),
+        answers.count(503)
     );
 
     // The real call went through, audio and all.
@@ -213,17 +226,17 @@ fn an_invite_flood_is_limited_while_a_real_call_goes_through() {
     // The flood got what is documented: 480 within the per-source limit (a burst of 40, then
     // 20/s), a few 503s with Retry-After (5, then 2/s), nothing for the rest.
     assert!(sent > 10_000, "the flood sent {sent}");
-    let allowed = 40.0 + 20.0 * flood_secs;
+    let allowed = 40.0 + 20.0 * limited_secs;
     let got_480 = answers.count(480);
-    assert!(got_480 >= 20, "{answers:?}");
+    assert!(got_480 >= 40, "the burst at least: {got_480}");
     assert!(
         (got_480 as f64) <= allowed + 10.0,
-        "{got_480} INVITEs reached the stack, at most {allowed:.0} may: {answers:?}"
+        "{got_480} INVITEs reached the stack, at most {allowed:.0} may"
     );
     let got_503 = answers.count(503);
     assert!(
-        got_503 >= 5 && (got_503 as f64) <= 5.0 + 2.0 * flood_secs + 3.0,
-        "{answers:?}"
+        got_503 >= 5 && (got_503 as f64) <= 5.0 + 2.0 * limited_secs + 1.0,
+        "{got_503} answered 503"
     );
     assert_eq!(answers.retry_after, got_503, "every 503 says when to retry");
     let others: u64 = answers
@@ -240,11 +253,11 @@ fn an_invite_flood_is_limited_while_a_real_call_goes_through() {
         "RSS grew from {baseline} KiB to {peak} KiB during the flood"
     );
     // The flood is logged in a line or two, not one per INVITE.
-    let flood_lines = stderr
-        .lines()
-        .filter(|l| l.contains("flood limit"))
-        .count();
-    assert!((1..=3).contains(&flood_lines), "{flood_lines} lines:\n{stderr}");
+    let flood_lines = stderr.lines().filter(|l| l.contains("flood limit")).count();
+    assert!(
+        (1..=3).contains(&flood_lines),
+        "{flood_lines} lines:\n{stderr}"
+    );
 }
 
 struct Serve {
@@ -285,7 +298,10 @@ fn answers_options(ip: &str, port: u16, within: Duration) -> bool {
     let mut n = 0;
     while Instant::now() < deadline {
         n += 1;
-        let _ = c.send_to(options(&format!("probe{n}"), cp).as_bytes(), ("127.0.0.1", port));
+        let _ = c.send_to(
+            options(&format!("probe{n}"), cp).as_bytes(),
+            ("127.0.0.1", port),
+        );
         while let Ok((len, _)) = c.recv_from(&mut buf) {
             if buf[..len].starts_with(b"SIP/2.0 200") {
                 return true;
@@ -329,8 +345,11 @@ fn a_malformed_flood_is_survived_and_logged_in_a_few_lines() {
         let s = UdpSocket::bind((ip.as_str(), 0)).expect("bind a loopback source");
         let sp = s.local_addr().expect("addr").port();
         for k in 0..100 {
-            let bad = options(&format!("bad{source}x{k}"), sp).replace("CSeq: 1 OPTIONS", "CSeq: x");
-            if s.send_to(bad.as_bytes(), ("127.0.0.1", server.port)).is_ok() {
+            let bad =
+                options(&format!("bad{source}x{k}"), sp).replace("CSeq: 1 OPTIONS", "CSeq: x");
+            if s.send_to(bad.as_bytes(), ("127.0.0.1", server.port))
+                .is_ok()
+            {
                 sent += 1;
             }
         }
@@ -351,6 +370,9 @@ fn a_malformed_flood_is_survived_and_logged_in_a_few_lines() {
         (1..=2).contains(&malformed),
         "{malformed} lines about malformed datagrams:\n{log}"
     );
-    assert!(limited <= 2, "{limited} lines about the flood limit:\n{log}");
+    assert!(
+        limited <= 2,
+        "{limited} lines about the flood limit:\n{log}"
+    );
     assert!(log.lines().count() < 30, "{log}");
 }

@@ -15,8 +15,9 @@
 //!   replies go there). Everything else is dropped before it reaches the jitter buffer, the
 //!   detectors or a linked leg, counted in [`RtpStats::rejected_source`] and logged at most
 //!   once per call every few seconds. RTCP is taken only from the IP address RTP is taken
-//!   from. An accepted packet is fed to the RTCP statistics, and audio (G.711, or G.722 with the `g722` feature, decoded through a
-//!   stateful [`FrameDecoder`] to 8 kHz) or comfort noise goes into the jitter buffer;
+//!   from. An accepted packet is fed to the RTCP statistics, and audio (G.711, or G.722 with
+//!   the `g722` feature, decoded through a stateful [`FrameDecoder`] to 8 kHz) or comfort
+//!   noise goes into the jitter buffer;
 //!   telephone-events are decoded into digits, other payload types only counted. Each tick
 //!   plays out the frames that are due and sends them as [`MediaEvent::Frame`] with `try_send`
 //!   on a bounded channel: a slow consumer loses frames (counted in
@@ -2703,8 +2704,7 @@ mod tests {
                 latching: mode,
                 ..quiet()
             };
-            let (session, mut events) =
-                start_with(&pool, Codec::Pcmu, Some(peer_addr), options);
+            let (session, mut events) = start_with(&pool, Codec::Pcmu, Some(peer_addr), options);
             session.set_dtmf_pt(Some(101));
             session.set_tone_detection(true);
             let to = SocketAddr::new(LOCALHOST, session.local_port());
@@ -2734,7 +2734,15 @@ mod tests {
             let t0 = Instant::now();
             for k in 0..60u16 {
                 tokio::time::sleep_until(t0 + FRAME * u32::from(k)).await;
-                write_rtp(&mut pkt, k == 0, 0, k, 160 * u32::from(k), 0xFA2, &[0xFF; 160]);
+                write_rtp(
+                    &mut pkt,
+                    k == 0,
+                    0,
+                    k,
+                    160 * u32::from(k),
+                    0xFA2,
+                    &[0xFF; 160],
+                );
                 peer.send_to(&pkt, to).await.expect("peer");
                 if k < 5 {
                     continue;
@@ -2764,8 +2772,14 @@ mod tests {
                 .map(|s| s.unsigned_abs())
                 .max()
                 .unwrap_or(0);
-            assert!(loudest < 100, "{mode}: the injected tone was heard ({loudest})");
-            assert!(other.is_empty(), "{mode}: injected events reported: {other:?}");
+            assert!(
+                loudest < 100,
+                "{mode}: the injected tone was heard ({loudest})"
+            );
+            assert!(
+                other.is_empty(),
+                "{mode}: injected events reported: {other:?}"
+            );
             assert!(
                 at_injector.is_empty(),
                 "{mode}: {} of our packets went to the injector at {injector_addr}",
@@ -2831,7 +2845,11 @@ mod tests {
         let t = t0 + Duration::from_secs(1);
         assert_eq!(l.check(other, 9, t0), pending); // the window opens here
         assert_eq!(l.check(nat, 7, t), pending);
-        assert_eq!(l.check(nat, 8, t), pending, "a new SSRC starts the count again");
+        assert_eq!(
+            l.check(nat, 8, t),
+            pending,
+            "a new SSRC starts the count again"
+        );
         assert_eq!(l.check(nat, 8, t), pending);
         assert_eq!(l.check(nat, 8, t), SourceCheck::Latch(nat));
         assert_eq!(l.latched, Some(nat));
@@ -2945,7 +2963,11 @@ mod tests {
         let mut log = DropLog::default();
         log.dropped(from, Rejected::Pending, t0);
         log.dropped(from, Rejected::NoRemote, t0);
-        assert_eq!((log.unlogged, log.next), (0, None), "normal drops are not warned about");
+        assert_eq!(
+            (log.unlogged, log.next),
+            (0, None),
+            "normal drops are not warned about"
+        );
         log.dropped(from, Rejected::Foreign, t0);
         assert_eq!((log.unlogged, log.next), (0, Some(t0 + DROP_LOG_INTERVAL)));
         for k in 1..500 {

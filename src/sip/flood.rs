@@ -103,10 +103,7 @@ pub fn classify(packet: &[u8]) -> Kind {
         return Kind::Dialog;
     }
     // METHOD SP Request-URI SP SIP/2.0
-    let method_len = first
-        .iter()
-        .position(|&b| b == b' ')
-        .unwrap_or(first.len());
+    let method_len = first.iter().position(|&b| b == b' ').unwrap_or(first.len());
     let method = &first[..method_len];
     let is_token = !method.is_empty()
         && method
@@ -165,7 +162,7 @@ fn has_tag(value: &[u8]) -> bool {
 }
 
 /// What to do with a counted datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Admit {
     /// Within the limits: on to the guard's checks and the stack.
     Pass,
@@ -184,7 +181,10 @@ struct Bucket {
 
 impl Bucket {
     fn full(burst: f64, now: Instant) -> Self {
-        Bucket { tokens: burst, at: now }
+        Bucket {
+            tokens: burst,
+            at: now,
+        }
     }
 
     fn refill(&mut self, rate: f64, burst: f64, now: Instant) {
@@ -387,7 +387,10 @@ mod tests {
     #[test]
     fn classify_reads_the_first_line_and_the_to_tag() {
         assert_eq!(classify(b"\r\n\r\n"), Kind::KeepAlive);
-        assert_eq!(classify(INVITE.as_bytes()), Kind::OutOfDialog { ack: false });
+        assert_eq!(
+            classify(INVITE.as_bytes()),
+            Kind::OutOfDialog { ack: false }
+        );
         let tagged = INVITE.replace("To: <sip:x@127.0.0.1>", "To: <sip:x@127.0.0.1>;tag=b2");
         assert_eq!(classify(tagged.as_bytes()), Kind::Dialog);
         // Compact form, odd spacing and case.
@@ -416,7 +419,8 @@ mod tests {
         ] {
             assert_eq!(classify(junk), Kind::Unknown, "{junk:?}");
         }
-        assert!(Kind::Unknown.counted() && Kind::OutOfDialog { ack: true }.counted());
+        let ack = Kind::OutOfDialog { ack: true };
+        assert!(Kind::Unknown.counted() && ack.counted());
         assert!(!Kind::Dialog.counted() && !Kind::KeepAlive.counted());
     }
 
@@ -503,7 +507,11 @@ mod tests {
                 assert_eq!(g.admit(ip(n), t0), Admit::Pass);
             }
         }
-        assert_eq!(g.admit(ip(0), t0), Admit::Reject, "still tracked, still limited");
+        assert_eq!(
+            g.admit(ip(0), t0),
+            Admit::Reject,
+            "still tracked, still limited"
+        );
         let passed = (1000..2000u32)
             .filter(|&n| g.admit(ip(n), t0) == Admit::Pass)
             .count();

@@ -98,7 +98,14 @@ impl GuardState {
         step
     }
 
-    fn malformed(&mut self, from: SocketAddr, len: usize, why: &str, answered: Option<u16>, now: Instant) {
+    fn malformed(
+        &mut self,
+        from: SocketAddr,
+        len: usize,
+        why: &str,
+        answered: Option<u16>,
+        now: Instant,
+    ) {
         if let Some(n) = self.malformed.note(now) {
             warn!(
                 %from,
@@ -167,7 +174,9 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
                     self.state.lock().malformed(from, len, &why, None, now);
                 }
                 Verdict::Answer { code, reason, why } => {
-                    self.state.lock().malformed(from, len, &why, Some(code), now);
+                    self.state
+                        .lock()
+                        .malformed(from, len, &why, Some(code), now);
                     self.answer(packet, code, reason, "", from).await;
                 }
             }
@@ -444,8 +453,14 @@ mod tests {
             &retry,
         )
         .unwrap();
-        assert!(resp.starts_with("SIP/2.0 503 Service Unavailable\r\n"), "{resp}");
-        assert!(resp.contains("\r\nRetry-After: 10\r\nServer: outdial\r\n"), "{resp}");
+        assert!(
+            resp.starts_with("SIP/2.0 503 Service Unavailable\r\n"),
+            "{resp}"
+        );
+        assert!(
+            resp.contains("\r\nRetry-After: 10\r\nServer: outdial\r\n"),
+            "{resp}"
+        );
         let msg = SipMessage::try_from(resp.as_str()).expect("parses");
         assert!(msg.call_id_header().is_ok());
     }
