@@ -427,7 +427,7 @@ impl CallTask {
                     .core
                     .summary(&self.call_id, &stats, self.early_received);
                 log_end(&summary);
-                let _ = self.events.send(CallEvent::Ended(summary));
+                let _ = self.events.send(CallEvent::Ended(Box::new(summary)));
                 None
             }
         };
@@ -437,7 +437,7 @@ impl CallTask {
                 .core
                 .summary(&self.call_id, &stats, self.early_received);
             log_end(&summary);
-            let _ = self.events.send(CallEvent::Ended(summary));
+            let _ = self.events.send(CallEvent::Ended(Box::new(summary)));
         }
     }
 }

@@ -168,7 +168,7 @@ pub enum CallEvent {
     /// A beep, SIT or fax tone in the answered call's audio.
     Tone(ToneEvent),
     /// The call is over; the last event.
-    Ended(CallSummary),
+    Ended(Box<CallSummary>),
 }
 
 #[derive(Debug, thiserror::Error)]
