@@ -466,6 +466,40 @@ mod tests {
     }
 
     #[test]
+    fn dialog_traffic_passes_a_flooding_source_and_garbage_is_never_answered() {
+        let now = Instant::now();
+        let mut state = GuardState {
+            flood: FloodGuard::new(Limits::default(), now),
+            malformed: Tally::new(LOG_INTERVAL),
+            limited: Tally::new(LOG_INTERVAL),
+            limited_answered: 0,
+        };
+        let from: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        let invite = Kind::OutOfDialog { ack: false };
+        let (mut checked, mut busy, mut dropped) = (0, 0, 0);
+        for _ in 0..100 {
+            match state.step(invite, from, now) {
+                Step::Check => checked += 1,
+                Step::Busy => busy += 1,
+                Step::Drop => dropped += 1,
+            }
+        }
+        assert_eq!((checked, busy, dropped), (40, 5, 55));
+        // The same source's responses and in-dialog requests, and its keep-alives, still pass.
+        for kind in [Kind::Dialog, Kind::KeepAlive] {
+            assert!(matches!(state.step(kind, from, now), Step::Check));
+        }
+        // Over the limit, an ACK or garbage is never answered.
+        let other: SocketAddr = "127.0.0.2:5099".parse().unwrap();
+        for _ in 0..40 {
+            state.step(Kind::Unknown, other, now);
+        }
+        for kind in [Kind::Unknown, Kind::OutOfDialog { ack: true }] {
+            assert!(matches!(state.step(kind, other, now), Step::Drop));
+        }
+    }
+
+    #[test]
     fn no_via_no_answer() {
         let no_via = GOOD.replace(
             "Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-1;rport\r\n",
