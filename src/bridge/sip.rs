@@ -167,7 +167,7 @@ impl Bridge for SipBridge {
                     let by = summary
                         .hangup
                         .map_or(EndedBy::System, |h| leg_ended_by(h, EndedBy::Agent));
-                    self.summary = Some(summary);
+                    self.summary = Some(*summary);
                     return Some(if self.answered_at.is_some() {
                         self.ended_by.get_or_insert(by);
                         BridgeEvent::Ended
@@ -213,7 +213,7 @@ impl Bridge for SipBridge {
             while let Some(ev) = self.agent.next_event().await {
                 if let CallEvent::Ended(summary) = ev {
                     self.ended_at = Some(Instant::now());
-                    self.summary = Some(summary);
+                    self.summary = Some(*summary);
                     break;
                 }
             }

@@ -396,6 +396,8 @@ impl CallCore {
                 jitter_ms: (rtp.jitter_ms * 100.0).round() / 100.0,
                 rtt_ms: rtp.rtt_ms.map(|r| (r * 100.0).round() / 100.0),
                 concealed: rtp.jitter_buffer.concealed,
+                rejected_source: rtp.rejected_source,
+                latched_to: rtp.latched_to,
             },
             codec: self.codec.map(Codec::name),
             dtmf_received: self.dtmf_received.clone(),

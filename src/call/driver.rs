@@ -42,6 +42,10 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
     let local = LocalMedia::new(media_ip, socket.port);
     let options = MediaOptions {
         tap_sent: req.tap_sent,
+        latching: req
+            .profile
+            .as_ref()
+            .map_or_else(Default::default, |p| p.rtp_latching),
         ..Default::default()
     };
     let (media, media_events) =
@@ -423,7 +427,7 @@ impl CallTask {
                     .core
                     .summary(&self.call_id, &stats, self.early_received);
                 log_end(&summary);
-                let _ = self.events.send(CallEvent::Ended(summary));
+                let _ = self.events.send(CallEvent::Ended(Box::new(summary)));
                 None
             }
         };
@@ -433,7 +437,7 @@ impl CallTask {
                 .core
                 .summary(&self.call_id, &stats, self.early_received);
             log_end(&summary);
-            let _ = self.events.send(CallEvent::Ended(summary));
+            let _ = self.events.send(CallEvent::Ended(Box::new(summary)));
         }
     }
 }

@@ -105,6 +105,11 @@ pub struct RtpCounts {
     pub rtt_ms: Option<f64>,
     /// Frames the jitter buffer had to make up (loss, late packets).
     pub concealed: u64,
+    /// RTP and RTCP packets dropped for their source (before the far end's address was known,
+    /// from an address the trunk's `rtp_latching` does not take, or before a latch).
+    pub rejected_source: u64,
+    /// Where our RTP went instead of the SDP address (symmetric RTP), if it moved.
+    pub latched_to: Option<std::net::SocketAddr>,
 }
 
 /// The record of one attempt, as the CLI prints it and a campaign stores it.
@@ -163,7 +168,7 @@ pub enum CallEvent {
     /// A beep, SIT or fax tone in the answered call's audio.
     Tone(ToneEvent),
     /// The call is over; the last event.
-    Ended(CallSummary),
+    Ended(Box<CallSummary>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +325,8 @@ mod tests {
                 jitter_ms: 1.25,
                 rtt_ms: None,
                 concealed: 4,
+                rejected_source: 2,
+                latched_to: None,
             },
             codec: Some("PCMU"),
             dtmf_received: "12#".into(),
@@ -334,6 +341,8 @@ mod tests {
         );
         assert_eq!(v["rtp"]["sent"], 200);
         assert_eq!(v["rtp"]["received"], 190);
+        assert_eq!(v["rtp"]["rejected_source"], 2);
+        assert_eq!(v["rtp"]["latched_to"], serde_json::Value::Null);
         assert_eq!(v["codec"], "PCMU");
         assert_eq!(v["early_media"]["received"], 0);
         assert_eq!(v["dtmf_received"], "12#");

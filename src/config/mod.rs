@@ -433,6 +433,8 @@ pub struct Profile {
     pub outbound_proxy: Option<HostPort>,
     /// OPTIONS keepalive in seconds; `None` = off (`0` in the file also means off).
     pub ping_interval: Option<u32>,
+    /// Which RTP sources besides the SDP address a call on this trunk takes.
+    pub rtp_latching: crate::media::RtpLatching,
 }
 
 impl Profile {
@@ -459,6 +461,7 @@ impl Profile {
             max_cps: None,
             outbound_proxy: None,
             ping_interval: None,
+            rtp_latching: crate::media::RtpLatching::Initial,
         }
     }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::error::ConfigError;
 use super::reader::{self, Doc, Val};
 use super::{CodecName, HostPort, Profile, Secret, Transport};
+use crate::media::RtpLatching;
 
 const KEYS: &[&str] = &[
     "name",
@@ -32,6 +33,7 @@ const KEYS: &[&str] = &[
     "max_cps",
     "outbound_proxy",
     "ping_interval",
+    "rtp_latching",
 ];
 
 /// A parsed profile and where its name came from (for the duplicate-name check).
@@ -332,6 +334,15 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
         .get("ping_interval")
         .and_then(|v| doc.integer("ping_interval", v, 0..=86400))
         .and_then(|n| if n == 0 { None } else { Some(n as u32) });
+    let mut rtp_latching = RtpLatching::default();
+    if let Some(v) = f.get("rtp_latching") {
+        if let Some(s) = doc.string("rtp_latching", v) {
+            match RtpLatching::parse(&s) {
+                Some(mode) => rtp_latching = mode,
+                None => doc.invalid("rtp_latching", v, "must be one of off, initial, always"),
+            }
+        }
+    }
 
     let mut profile = Profile::new(name, proxy?);
     profile.file = doc.file.to_path_buf();
@@ -351,6 +362,7 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
     profile.max_cps = max_cps;
     profile.outbound_proxy = outbound_proxy;
     profile.ping_interval = ping_interval;
+    profile.rtp_latching = rtp_latching;
     Some(Parsed { profile, name_line })
 }
 

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::media::RtpLatching;
 
 /// A temporary directory holding `outdial.toml` and `sip-profiles/`.
 struct Fixture {
@@ -178,6 +179,7 @@ fn example_files_parse() {
     assert_eq!(p.max_channels, Some(30));
     assert_eq!(p.max_cps, Some(5.0));
     assert_eq!(p.ping_interval, None);
+    assert_eq!(p.rtp_latching, RtpLatching::Initial);
     assert!(p.file.ends_with("sip-profiles/example-carrier.toml"));
 
     // Without the variable, the one problem names it, at its line.
@@ -287,6 +289,7 @@ max_channels = 10
 max_cps = 0.5
 outbound_proxy = "[2001:db8::5]"
 ping_interval = 0
+rtp_latching = "Always"
 "#,
         )
         .load(&[])
@@ -311,6 +314,7 @@ ping_interval = 0
         "[2001:db8::5]:5061"
     );
     assert_eq!(p.ping_interval, None);
+    assert_eq!(p.rtp_latching, RtpLatching::Always);
 }
 
 #[test]
@@ -596,6 +600,26 @@ fn limits() {
         profile_error(&format!("{PROXY}ping_interval = -5\n")),
         "sip-profiles/acme.toml: ping_interval = -5: must be between 0 and 86400 (line 2)"
     );
+    assert_eq!(
+        profile_error(&format!("{PROXY}rtp_latching = \"sometimes\"\n")),
+        "sip-profiles/acme.toml: rtp_latching = \"sometimes\": must be one of off, initial, \
+         always (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}rtp_latching = true\n")),
+        "sip-profiles/acme.toml: rtp_latching = true: expected a string (found boolean) (line 2)"
+    );
+    for (text, mode) in [
+        ("off", RtpLatching::Off),
+        ("initial", RtpLatching::Initial),
+        ("ALWAYS", RtpLatching::Always),
+    ] {
+        let c = Fixture::new()
+            .profile("acme.toml", &format!("{PROXY}rtp_latching = \"{text}\"\n"))
+            .load(&[])
+            .unwrap();
+        assert_eq!(c.profiles[0].rtp_latching, mode, "{text}");
+    }
 }
 
 #[test]
@@ -730,7 +754,7 @@ fn every_problem_is_reported_in_file_order() {
             "sip-profiles/acme.toml: bogus = 1: unknown key; expected one of name, proxy, \
              transport, realm, username, password, password_env, register, register_expires, \
              from_user, from_domain, caller_id, pai, ppi, codecs, max_channels, max_cps, \
-             outbound_proxy, ping_interval (line 4)",
+             outbound_proxy, ping_interval, rtp_latching (line 4)",
             "sip-profiles/acme.toml: proxy: missing; set the carrier's SIP server, e.g. \
              proxy = \"sip.carrier.example:5060\"",
         ]

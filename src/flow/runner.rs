@@ -281,7 +281,7 @@ pub async fn run(
                         r.set_status(final_status(&summary));
                     }
                     run.feed(Input::CalleeEnded, tap.as_ref()).await;
-                    break Some(summary);
+                    break Some(*summary);
                 }
                 Some(other) => {
                     if let Some(b) = run.bridge.as_mut() {

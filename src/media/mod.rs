@@ -46,7 +46,9 @@ pub use engine::{Engine, EngineConfig};
 pub use g711::Codec;
 pub use ports::{PortLease, PortPool, RtpSocket};
 pub use rtp::{is_rtcp, write_rtp, RtpPacket, RtpSender};
-pub use session::{AudioFrame, MediaEvent, MediaLink, MediaOptions, MediaSession, RtpStats};
+pub use session::{
+    AudioFrame, MediaEvent, MediaLink, MediaOptions, MediaSession, RtpLatching, RtpStats,
+};
 pub use wav::{load_wav_8k_mono, WavRecorder};
 
 /// Sample rate of every PCM buffer the media layer takes or gives, in Hz.

@@ -3,15 +3,18 @@
 //! the RTCP port cannot be taken by anyone else while the lease lasts; a pair whose RTCP port
 //! would fall outside the range is not used.
 //!
-//! Pairs are handed out round-robin, starting after the last one leased, so a port that was just
-//! released is not reused at once (late packets of the old call would land in the new one).
-//! Pairs this pool has leased are skipped, and so are pairs where another process holds either
-//! port (its bind fails with "address in use"); after one full sweep with nothing free the pool
-//! answers [`MediaError::PortsExhausted`]. A lease goes back to the pool when its [`RtpSocket`]
+//! Each lease starts its search at a random pair of the range, so the port a call gets cannot be
+//! guessed from the last one (an injector would have to sweep the whole range), and takes the
+//! first pair that is free from there. Pairs this pool has leased are skipped, and so are pairs
+//! where another process holds either port (its bind fails with "address in use"). The last
+//! [`QUARANTINE`] pairs released are passed over while any other pair is free, so a port that
+//! was just released is not reused at once (late packets of the old call would land in the new
+//! one). After a full sweep with nothing free the pool answers [`MediaError::PortsExhausted`]. A lease goes back to the pool when its [`RtpSocket`]
 //! (or the [`PortLease`] taken out of it) is dropped; the RTCP socket stays in the lease until a
 //! driver takes it ([`PortLease::take_rtcp_socket`]). The pool never blocks on the network:
 //! binding is the only I/O it does.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,6 +27,9 @@ use super::MediaError;
 const SOCKET_BUFFER_BYTES: usize = 1 << 20;
 /// RTCP carries a packet every few seconds: the kernel's default buffers are plenty.
 const RTCP_BUFFER_BYTES: Option<usize> = None;
+/// How many of the pairs released last are passed over while others are free (at most half
+/// the range).
+pub const QUARANTINE: usize = 32;
 
 /// A shared pool of RTP ports; clones share the same leases.
 #[derive(Debug, Clone)]
@@ -45,8 +51,8 @@ struct PoolInner {
 struct PoolState {
     /// `leased[i]` is true while the pair at port `first + 2 * i` is out.
     leased: Vec<bool>,
-    /// Index the next sweep starts at.
-    next: usize,
+    /// The pairs released last, oldest first (at most [`QUARANTINE`], and half the range).
+    released: VecDeque<usize>,
 }
 
 impl PoolInner {
@@ -80,7 +86,7 @@ impl PortPool {
                 first,
                 state: Mutex::new(PoolState {
                     leased: vec![false; count],
-                    next: 0,
+                    released: VecDeque::new(),
                 }),
             }),
         }
@@ -96,8 +102,9 @@ impl PortPool {
         self.inner.lock().leased.iter().filter(|l| **l).count()
     }
 
-    /// Binds the next free pair: the even RTP port (non-blocking, 1 MiB send and receive
-    /// buffers) and its RTCP port (non-blocking).
+    /// Binds a free pair, searched from a random one (see the module documentation): the even
+    /// RTP port (non-blocking, 1 MiB send and receive buffers) and its RTCP port
+    /// (non-blocking).
     pub fn bind(&self) -> Result<RtpSocket, MediaError> {
         let inner = &self.inner;
         let mut state = inner.lock();
@@ -108,9 +115,14 @@ impl PortPool {
                 max: inner.max,
             });
         }
-        for step in 0..count {
-            let index = (state.next + step) % count;
-            if state.leased[index] {
+        let start = rand::random_range(0..count);
+        // First the pairs not released lately, then (only if none is free) those too.
+        let order = (0..count)
+            .map(|step| (false, (start + step) % count))
+            .chain((0..count).map(|step| (true, (start + step) % count)));
+        for (second_pass, index) in order {
+            let recent = state.released.contains(&index);
+            if state.leased[index] || recent != second_pass {
                 continue;
             }
             let port = inner.port(index);
@@ -126,7 +138,7 @@ impl PortPool {
             match bound {
                 Ok((socket, rtcp)) => {
                     state.leased[index] = true;
-                    state.next = (index + 1) % count;
+                    state.released.retain(|&i| i != index);
                     return Ok(RtpSocket {
                         socket,
                         port,
@@ -230,6 +242,12 @@ impl Drop for PortLease {
         let mut state = self.pool.lock();
         if let Some(flag) = state.leased.get_mut(self.index) {
             *flag = false;
+            let keep = QUARANTINE.min(state.leased.len() / 2);
+            state.released.retain(|&i| i != self.index);
+            state.released.push_back(self.index);
+            while state.released.len() > keep {
+                state.released.pop_front();
+            }
         }
     }
 }
@@ -281,28 +299,69 @@ mod tests {
     }
 
     #[test]
-    fn released_port_is_reused_round_robin() {
+    fn a_released_port_waits_while_others_are_free() {
         let base = free_range(2);
         let pool = PortPool::new(LOCALHOST, base, base + 3);
         let a = pool.bind().expect("first");
-        assert_eq!(a.port, base);
         let b = pool.clone().bind().expect("second");
-        assert_eq!(b.port, base + 2);
+        let (pa, pb) = (a.port, b.port);
+        let mut both = [pa, pb];
+        both.sort_unstable();
+        assert_eq!(both, [base, base + 2]);
         assert!(pool.bind().is_err());
         drop(a);
         assert_eq!(pool.in_use(), 1);
         let c = pool.bind().expect("released port is free again");
-        assert_eq!(c.port, base);
-        // Round robin: after `b` is released, the next lease starts after the last one (c).
+        assert_eq!(c.port, pa, "the only free pair");
+        // Both released, c (a's pair) last: every next lease takes the other pair, whatever
+        // the random start.
         drop(b);
-        let d = pool.bind().expect("b's port");
-        assert_eq!(d.port, base + 2);
-        let (socket, lease) = c.into_parts();
+        drop(c);
+        let mut last = pa;
+        for _ in 0..10 {
+            let d = pool.bind().expect("free");
+            assert_ne!(d.port, last, "the pair released last is passed over");
+            last = d.port;
+            drop(d);
+        }
+        let (socket, lease) = pool.bind().expect("free").into_parts();
         drop(socket);
-        assert_eq!(lease.port(), base);
-        assert_eq!(pool.in_use(), 2);
-        drop(lease);
         assert_eq!(pool.in_use(), 1);
+        drop(lease);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn leases_start_at_random_pairs_inside_the_range() {
+        let base = free_range(200);
+        let (min, max) = (base, base + 399);
+        let pool = PortPool::new(LOCALHOST, min, max);
+        assert_eq!(pool.capacity(), 200);
+        let held: Vec<RtpSocket> = (0..20).map(|_| pool.bind().expect("free")).collect();
+        let ports: Vec<u16> = held.iter().map(|s| s.port).collect();
+        for &p in &ports {
+            assert!(
+                (min..=max).contains(&p) && (min..=max).contains(&(p + 1)),
+                "{p}"
+            );
+            assert_eq!(p % 2, 0);
+        }
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            ports.len(),
+            "a port in use is never handed out"
+        );
+        // Sequential leases would step by 2; random ones do so rarely (1 in 200 each).
+        let steps_of_two = ports.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert!(steps_of_two < 5, "{ports:?}");
+        // Spread over the range, not bunched at its start.
+        assert!(
+            ports.iter().any(|&p| p >= min + 200),
+            "all in the lower half: {ports:?}"
+        );
     }
 
     #[test]
@@ -312,7 +371,9 @@ mod tests {
         let pool = PortPool::new(LOCALHOST, base, base + 5);
         let a = pool.bind().expect("first");
         let b = pool.bind().expect("second");
-        assert_eq!((a.port, b.port), (base, base + 4));
+        let mut ports = [a.port, b.port];
+        ports.sort_unstable();
+        assert_eq!(ports, [base, base + 4]);
         assert!(matches!(
             pool.bind(),
             Err(MediaError::PortsExhausted { .. })
@@ -326,11 +387,13 @@ mod tests {
         let base = free_range(2);
         let pool = PortPool::new(LOCALHOST, base, base + 3);
         let a = pool.bind().expect("first pair");
-        assert_eq!((a.port, a.rtcp_port()), (base, base + 1));
+        let port = a.port;
+        assert!(port == base || port == base + 2, "{port}");
+        assert_eq!(a.rtcp_port(), port + 1);
         let rtcp = a.rtcp_socket().expect("bound RTCP socket");
-        assert_eq!(rtcp.local_addr().expect("addr").port(), base + 1);
+        assert_eq!(rtcp.local_addr().expect("addr").port(), port + 1);
         assert!(
-            UdpSocket::bind((LOCALHOST, base + 1)).is_err(),
+            UdpSocket::bind((LOCALHOST, port + 1)).is_err(),
             "RTCP port reserved"
         );
         let (socket, mut lease) = a.into_parts();
@@ -340,12 +403,13 @@ mod tests {
         drop(socket);
         drop(lease);
         assert_eq!(pool.in_use(), 0);
-        assert!(UdpSocket::bind((LOCALHOST, base + 1)).is_ok(), "released");
-        // Dropping a whole RtpSocket closes both ports.
+        assert!(UdpSocket::bind((LOCALHOST, port + 1)).is_ok(), "released");
+        // Dropping a whole RtpSocket closes both ports (the other pair: a's was released last).
         let b = pool.bind().expect("second pair");
-        assert_eq!(b.port, base + 2);
+        assert_eq!(b.port, if port == base { base + 2 } else { base });
+        let other = b.port;
         drop(b);
-        assert!(UdpSocket::bind((LOCALHOST, base + 3)).is_ok());
+        assert!(UdpSocket::bind((LOCALHOST, other + 1)).is_ok());
     }
 
     #[test]
@@ -395,8 +459,15 @@ mod tests {
         let pool = PortPool::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 20_000, 20_010);
         let err = pool.bind().expect_err("cannot bind a foreign address");
         assert!(matches!(err, MediaError::Bind { .. }), "{err}");
-        assert!(err
-            .to_string()
-            .starts_with("cannot bind RTP socket to 192.0.2.1:20000"));
+        let text = err.to_string();
+        let port: u16 = text
+            .strip_prefix("cannot bind RTP socket to 192.0.2.1:")
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            (20_000..=20_010).contains(&port) && port.is_multiple_of(2),
+            "{text}"
+        );
     }
 }

@@ -7,12 +7,17 @@
 //! one after it) to one of the engine's worker threads, which from then on reads the sockets
 //! (in batches, at its play-out tick) and sends from them. There are no tasks per call.
 //!
-//! * **Receiving** starts at once (early media is caught). Each RTP packet is checked against
-//!   the expected source (symmetric RTP: once [`LATCH_PACKETS`] packets in a row come from
-//!   another address than the SDP one — a NAT — replies go there; with
-//!   [`MediaOptions::strict_source`] such packets are dropped and counted instead), fed to the
-//!   RTCP statistics, and audio (G.711, or G.722 with the `g722` feature, decoded through a
-//!   stateful [`FrameDecoder`] to 8 kHz) or comfort noise goes into the jitter buffer;
+//! * **Receiving** starts at once (early media is caught once a 183's SDP has given the far
+//!   end's address). Each RTP packet's source is checked by the sans-IO `Latch` first:
+//!   nothing is taken before the SDP address is known, the expected source (the SDP address,
+//!   or the one latched onto) always is, and another address only as [`RtpLatching`] allows
+//!   (symmetric RTP for a far end behind a NAT: [`LATCH_PACKETS`] in a row with one SSRC, then
+//!   replies go there). Everything else is dropped before it reaches the jitter buffer, the
+//!   detectors or a linked leg, counted in [`RtpStats::rejected_source`] and logged at most
+//!   once per call every few seconds. RTCP is taken only from the IP address RTP is taken
+//!   from. An accepted packet is fed to the RTCP statistics, and audio (G.711, or G.722 with
+//!   the `g722` feature, decoded through a stateful [`FrameDecoder`] to 8 kHz) or comfort
+//!   noise goes into the jitter buffer;
 //!   telephone-events are decoded into digits, other payload types only counted. Each tick
 //!   plays out the frames that are due and sends them as [`MediaEvent::Frame`] with `try_send`
 //!   on a bounded channel: a slow consumer loses frames (counted in
@@ -67,8 +72,17 @@ use super::{MediaError, FRAME_MS, FRAME_SAMPLES};
 
 /// Frames the event channel holds by default before the receiver starts dropping them (10 s).
 pub const EVENT_CHANNEL_CAPACITY: usize = 500;
-/// Packets in a row from one other address before replies are sent there (symmetric RTP).
+/// Packets in a row (one SSRC) from another address before it is latched onto (symmetric RTP).
 pub const LATCH_PACKETS: u32 = 3;
+/// With [`RtpLatching::Initial`], latching is only possible this long after the first packet
+/// that came once the SDP address was known.
+pub const LATCH_WINDOW: Duration = Duration::from_secs(5);
+/// With [`RtpLatching::Always`], a stream only moves to another address once nothing has come
+/// from the expected one for this long (the far end's NAT binding changed; an injector cannot
+/// take over a stream that is still flowing).
+pub const TAKEOVER_SILENCE: Duration = Duration::from_millis(100);
+/// At most one log line per call this often about packets dropped for their source.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How late (in frames) the sender may fall before it skips ahead instead of catching up.
 const STALL_FRAMES: u64 = 3;
 #[cfg(test)]
@@ -85,8 +99,8 @@ pub struct MediaOptions {
     pub jitter_max_ms: u32,
     /// ...and starts here until the jitter has been measured (ms).
     pub jitter_initial_ms: u32,
-    /// Drop RTP from any address but the remote one, instead of latching onto it.
-    pub strict_source: bool,
+    /// Which sources besides the SDP address are taken ([`RtpLatching`]).
+    pub latching: RtpLatching,
     /// Send and read RTCP (the statistics from RTP are kept either way).
     pub rtcp: bool,
     /// Mean time between RTCP reports (randomized 0.5-1.5×).
@@ -99,13 +113,14 @@ pub struct MediaOptions {
 }
 
 impl Default for MediaOptions {
-    /// 20-200 ms of jitter buffer starting at 40 ms, latching on, RTCP every 5 s, 10 s of frames.
+    /// 20-200 ms of jitter buffer starting at 40 ms, [`RtpLatching::Initial`], RTCP every 5 s,
+    /// 10 s of frames.
     fn default() -> Self {
         MediaOptions {
             jitter_min_ms: 20,
             jitter_max_ms: 200,
             jitter_initial_ms: 40,
-            strict_source: false,
+            latching: RtpLatching::Initial,
             rtcp: true,
             rtcp_interval: DEFAULT_INTERVAL,
             event_capacity: EVENT_CHANNEL_CAPACITY,
@@ -159,8 +174,9 @@ pub struct RtpStats {
     pub dropped_frames: u64,
     /// Datagrams on the RTP port that were neither RTP nor RTCP.
     pub invalid: u64,
-    /// RTP (and RTCP) packets dropped because they came from another address than the remote
-    /// one while [`MediaOptions::strict_source`] is on.
+    /// RTP (and RTCP) packets dropped for their source: before the SDP address was known, from
+    /// an address the [`RtpLatching`] mode does not take, or the first packets of a source
+    /// before it was latched onto.
     pub rejected_source: u64,
     /// Packets lost from the far end (RFC 3550: expected − received, duplicates offsetting).
     pub lost: i64,
@@ -563,6 +579,7 @@ impl Core {
             let mut guard = self.leg();
             let leg = &mut *guard;
             leg.rx.say_bye(&leg.control, self);
+            leg.rx.drops.flush();
             leg.events.0 = None;
             leg.relay = None;
             leg.partner.take()
@@ -1108,16 +1125,75 @@ impl Sender {
     }
 }
 
-/// Whether a packet's source is accepted, and where replies go (symmetric RTP). Sans-IO.
+/// Which RTP sources a session takes besides the address the SDP gave (profile key
+/// `rtp_latching`). Whatever the mode, nothing is taken before the SDP address is known, and a
+/// new source must send [`LATCH_PACKETS`] packets in a row, with one SSRC, before it is taken
+/// (those packets are dropped and counted); replies then go there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RtpLatching {
+    /// Only the SDP address: a far end behind a NAT that rewrites its port gets no audio.
+    Off,
+    /// Latch once, within [`LATCH_WINDOW`] of the first packet, and only while nothing has come
+    /// from the SDP address (a far end behind a NAT); afterwards only the address taken.
+    #[default]
+    Initial,
+    /// Latch whenever a new source takes over (a NAT binding that moves mid-call): once a
+    /// stream has been taken, only onto a source carrying that stream's SSRC after the expected
+    /// source has been silent for [`TAKEOVER_SILENCE`].
+    Always,
+}
+
+impl RtpLatching {
+    /// `off`, `initial` or `always` (case-insensitive).
+    pub fn parse(s: &str) -> Option<RtpLatching> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" => Some(RtpLatching::Off),
+            "initial" => Some(RtpLatching::Initial),
+            "always" => Some(RtpLatching::Always),
+            _ => None,
+        }
+    }
+
+    /// The name written in profiles.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RtpLatching::Off => "off",
+            RtpLatching::Initial => "initial",
+            RtpLatching::Always => "always",
+        }
+    }
+}
+
+impl std::fmt::Display for RtpLatching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a packet's source is accepted, and where replies go (symmetric RTP). Sans-IO: the
+/// receiver passes each valid packet's source, SSRC and arrival time.
+///
+/// | from | accepted when |
+/// |---|---|
+/// | anywhere, SDP address unknown | never (nothing to compare with: early packets are dropped) |
+/// | the expected source (latched, else SDP) | always; its SSRC may change |
+/// | another address | after [`LATCH_PACKETS`] in a row with one SSRC, if the mode allows: `initial` only within [`LATCH_WINDOW`] and while nothing came from the SDP address and nothing was latched; `always` only with the current stream's SSRC once one was taken, and once the expected source has been silent for [`TAKEOVER_SILENCE`] |
 #[derive(Debug, Clone)]
 struct Latch {
-    strict: bool,
+    mode: RtpLatching,
     /// The address the SDP gave (the last one, kept through a hold).
     remote: Option<SocketAddr>,
     /// Where replies go instead of `remote`.
     latched: Option<SocketAddr>,
-    /// Another address packets came from, and how many in a row.
-    candidate: Option<(SocketAddr, u32)>,
+    /// The SSRC of the last packet taken from the expected source, and when it came.
+    ssrc: Option<u32>,
+    last_expected: Option<Instant>,
+    /// When the first packet came after the SDP address was known (`initial`'s window).
+    first_packet: Option<Instant>,
+    /// Something came from the SDP address itself (`initial` then never latches).
+    heard_remote: bool,
+    /// Another source, the SSRC it sends, and how many packets in a row came from it.
+    candidate: Option<(SocketAddr, u32, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1125,52 +1201,149 @@ enum SourceCheck {
     Accept,
     /// Accept, and from now on send to this address.
     Latch(SocketAddr),
-    Reject,
+    Reject(Rejected),
+}
+
+/// Why a packet was dropped for its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rejected {
+    /// No SDP address yet: nothing to compare the source with.
+    NoRemote,
+    /// From a source that may be latched onto once it has sent enough packets in a row.
+    Pending,
+    /// From a source the mode does not take (an injector, or a late or foreign stream).
+    Foreign,
 }
 
 impl Latch {
-    fn new(strict: bool, remote: Option<SocketAddr>) -> Self {
+    fn new(mode: RtpLatching, remote: Option<SocketAddr>) -> Self {
         Latch {
-            strict,
+            mode,
             remote,
             latched: None,
+            ssrc: None,
+            last_expected: None,
+            first_packet: None,
+            heard_remote: false,
             candidate: None,
         }
     }
 
-    /// The SDP address changed (or was set again): forget latching onto an older one.
+    /// The SDP address changed (or was set again): a new address starts over (a new window,
+    /// no latching onto the old one).
     fn set_remote(&mut self, remote: Option<SocketAddr>, latched: Option<SocketAddr>) {
         if self.remote != remote {
             self.candidate = None;
+            self.first_packet = None;
+            self.heard_remote = false;
+            self.ssrc = None;
+            self.last_expected = None;
         }
         self.remote = remote;
         self.latched = latched;
     }
 
-    /// Checks the source of one valid RTP packet.
-    fn check(&mut self, from: SocketAddr) -> SourceCheck {
-        // Nothing negotiated yet: early media from wherever it comes.
+    /// Where packets are expected from now: the latched address, else the SDP one.
+    fn expected(&self) -> Option<SocketAddr> {
+        self.remote.map(|r| self.latched.unwrap_or(r))
+    }
+
+    /// Checks the source of one valid RTP packet that arrived at `now`.
+    fn check(&mut self, from: SocketAddr, ssrc: u32, now: Instant) -> SourceCheck {
         let Some(remote) = self.remote else {
-            return SourceCheck::Accept;
+            return SourceCheck::Reject(Rejected::NoRemote);
         };
-        if from == self.latched.unwrap_or(remote) {
+        let first = *self.first_packet.get_or_insert(now);
+        if Some(from) == self.expected() {
             self.candidate = None;
+            self.ssrc = Some(ssrc);
+            self.last_expected = Some(now);
+            self.heard_remote |= from == remote;
             return SourceCheck::Accept;
         }
-        if self.strict {
-            return SourceCheck::Reject;
+        let may_latch = match self.mode {
+            RtpLatching::Off => false,
+            RtpLatching::Initial => {
+                self.latched.is_none()
+                    && !self.heard_remote
+                    && now.saturating_duration_since(first) < LATCH_WINDOW
+            }
+            RtpLatching::Always => {
+                self.ssrc.is_none_or(|s| s == ssrc)
+                    && self
+                        .last_expected
+                        .is_none_or(|t| now.saturating_duration_since(t) >= TAKEOVER_SILENCE)
+            }
+        };
+        if !may_latch {
+            // Not in a row any more.
+            self.candidate = None;
+            return SourceCheck::Reject(Rejected::Foreign);
         }
         let count = match self.candidate {
-            Some((addr, n)) if addr == from => n + 1,
+            Some((addr, s, n)) if addr == from && s == ssrc => n + 1,
             _ => 1,
         };
         if count < LATCH_PACKETS {
-            self.candidate = Some((from, count));
-            return SourceCheck::Accept;
+            self.candidate = Some((from, ssrc, count));
+            return SourceCheck::Reject(Rejected::Pending);
         }
         self.candidate = None;
+        self.ssrc = Some(ssrc);
+        self.last_expected = Some(now);
+        self.heard_remote |= from == remote;
         self.latched = (from != remote).then_some(from);
         SourceCheck::Latch(from)
+    }
+
+    /// Whether RTCP from `from` is taken: only from the IP address RTP is taken from.
+    fn rtcp_allowed(&self, from: SocketAddr) -> bool {
+        self.expected().is_some_and(|e| e.ip() == from.ip())
+    }
+}
+
+/// Drops for the source, logged at most once per [`DROP_LOG_INTERVAL`] per call.
+#[derive(Debug, Default)]
+struct DropLog {
+    /// When the next line may be written.
+    next: Option<Instant>,
+    /// Drops since the last line.
+    unlogged: u64,
+}
+
+impl DropLog {
+    fn dropped(&mut self, from: SocketAddr, why: Rejected, now: Instant) {
+        match why {
+            // Normal: early packets, and the first packets of a NAT'd far end.
+            Rejected::NoRemote | Rejected::Pending => {
+                tracing::trace!(%from, ?why, "RTP dropped for its source");
+                return;
+            }
+            Rejected::Foreign => {}
+        }
+        self.unlogged += 1;
+        if self.next.is_some_and(|t| now < t) {
+            return;
+        }
+        tracing::warn!(
+            %from,
+            dropped = self.unlogged,
+            "RTP from an unexpected source dropped (further drops summed up every {} s)",
+            DROP_LOG_INTERVAL.as_secs()
+        );
+        self.unlogged = 0;
+        self.next = Some(now + DROP_LOG_INTERVAL);
+    }
+
+    /// The session ends: the drops no line has counted yet.
+    fn flush(&mut self) {
+        if self.unlogged > 0 {
+            tracing::warn!(
+                dropped = self.unlogged,
+                "RTP from unexpected sources dropped since the last report"
+            );
+            self.unlogged = 0;
+        }
     }
 }
 
@@ -1183,6 +1356,7 @@ struct Receiver {
     rtcp: RtcpState,
     rtcp_enabled: bool,
     latch: Latch,
+    drops: DropLog,
     /// The control generation these copies were read at.
     generation: Option<u64>,
     /// Where RTP goes now (`None`: on hold or unknown, so no RTCP either).
@@ -1221,7 +1395,8 @@ impl Receiver {
             concealer: Concealer::new(),
             rtcp: RtcpState::new(cfg, Instant::now(), SystemTime::now()),
             rtcp_enabled: options.rtcp,
-            latch: Latch::new(options.strict_source, remote),
+            latch: Latch::new(options.latching, remote),
+            drops: DropLog::default(),
             generation: None,
             remote,
             rtcp_mux: false,
@@ -1278,11 +1453,11 @@ impl Receiver {
                 return None;
             }
         };
-        match self.latch.check(from) {
+        match self.latch.check(from, packet.ssrc, now) {
             SourceCheck::Accept => {}
-            SourceCheck::Reject => {
+            SourceCheck::Reject(why) => {
                 Counters::bump(&stats.rejected_source);
-                tracing::trace!(%from, "RTP from an unexpected source dropped (strict)");
+                self.drops.dropped(from, why, now);
                 return None;
             }
             SourceCheck::Latch(to) => {
@@ -1345,8 +1520,9 @@ impl Receiver {
         if !self.rtcp_enabled {
             return;
         }
-        if self.latch.strict && self.latch.remote.is_some_and(|r| r.ip() != from.ip()) {
+        if !self.latch.rtcp_allowed(from) {
             Counters::bump(&stats.rejected_source);
+            tracing::trace!(%from, "RTCP from an unexpected source dropped");
             return;
         }
         match self.rtcp.on_rtcp_received(datagram, now) {
@@ -2093,8 +2269,8 @@ mod tests {
     #[tokio::test]
     async fn receiver_counts_ignores_and_decodes() {
         let pool = test_pool();
-        let (session, mut events) = start(&pool, Codec::Pcmu, None);
-        let (raw, _) = raw_socket().await;
+        let (raw, raw_addr) = raw_socket().await;
+        let (session, mut events) = start(&pool, Codec::Pcmu, Some(raw_addr));
         let to = SocketAddr::new(LOCALHOST, session.local_port());
         let mut pkt = Vec::new();
         // An SR header whose length runs past the datagram: invalid RTCP.
@@ -2138,12 +2314,12 @@ mod tests {
         let stats = session.stop().await;
         assert_eq!(
             (
-                stats.sent,
                 stats.received,
                 stats.dropped_frames,
-                stats.invalid
+                stats.invalid,
+                stats.rejected_source
             ),
-            (0, 2, 0, 2),
+            (2, 0, 2, 0),
             "{stats:?}"
         );
         assert_eq!((stats.rtcp.reports_received, stats.rtcp.invalid), (1, 1));
@@ -2177,8 +2353,8 @@ mod tests {
             jitter_initial_ms: 60,
             ..quiet()
         };
-        let (session, mut events) = start_with(&pool, Codec::Pcmu, None, options);
-        let (raw, _) = raw_socket().await;
+        let (raw, raw_addr) = raw_socket().await;
+        let (session, mut events) = start_with(&pool, Codec::Pcmu, Some(raw_addr), options);
         let to = SocketAddr::new(LOCALHOST, session.local_port());
 
         // 60 packets of 20 ms: 10/11 and 30/31 swapped, 20 duplicated at once and 40 again
@@ -2288,8 +2464,8 @@ mod tests {
             event_capacity: 5,
             ..quiet()
         };
-        let (session, mut events) = start_with(&pool, Codec::Pcmu, None, options);
-        let (raw, _) = raw_socket().await;
+        let (raw, raw_addr) = raw_socket().await;
+        let (session, mut events) = start_with(&pool, Codec::Pcmu, Some(raw_addr), options);
         let to = SocketAddr::new(LOCALHOST, session.local_port());
         let mut pkt = Vec::new();
         let t0 = Instant::now();
@@ -2432,13 +2608,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn latches_onto_the_address_rtp_really_comes_from() {
-        for strict in [false, true] {
+        for mode in [RtpLatching::Off, RtpLatching::Initial, RtpLatching::Always] {
             let pool = test_pool();
             let (sdp, sdp_addr) = raw_socket().await; // what the SDP said
             let (real, real_addr) = raw_socket().await; // where the peer really sends from
             let real = Arc::new(real);
             let options = MediaOptions {
-                strict_source: strict,
+                latching: mode,
                 ..quiet()
             };
             let (session, _events) = start_with(&pool, Codec::Pcmu, Some(sdp_addr), options);
@@ -2466,12 +2642,9 @@ mod tests {
             collect(&sdp, Instant::now() + Duration::from_millis(30)).await;
             let at_sdp = collect(&sdp, Instant::now() + Duration::from_millis(200)).await;
             let stats = session.stats();
-            if strict {
-                assert!(at_real.is_empty(), "strict: nothing to the other address");
-                assert!(
-                    at_sdp.len() >= 5,
-                    "strict: still sending to the SDP address"
-                );
+            if mode == RtpLatching::Off {
+                assert!(at_real.is_empty(), "off: nothing to the other address");
+                assert!(at_sdp.len() >= 5, "off: still sending to the SDP address");
                 assert_eq!(
                     (stats.received, stats.rejected_source),
                     (0, 30),
@@ -2488,18 +2661,20 @@ mod tests {
             } else {
                 assert!(
                     at_real.len() >= 20,
-                    "{} packets after latching",
+                    "{mode}: {} packets after latching",
                     at_real.len()
                 );
                 assert!(
                     at_sdp.is_empty(),
-                    "{} packets still to the SDP address",
+                    "{mode}: {} packets still to the SDP address",
                     at_sdp.len()
                 );
+                // The packets before the latch are dropped, not heard.
+                let before = u64::from(LATCH_PACKETS - 1);
                 assert_eq!(
                     (stats.received, stats.rejected_source),
-                    (30, 0),
-                    "{stats:?}"
+                    (30 - before, before),
+                    "{mode}: {stats:?}"
                 );
                 assert_eq!(stats.latched_to, Some(real_addr));
                 assert_eq!(session.remote(), Some(real_addr));
@@ -2509,44 +2684,299 @@ mod tests {
         }
     }
 
+    /// µ-law bytes of a loud 1 kHz tone (what an injector would like AMD to hear).
+    fn loud_tone() -> Vec<u8> {
+        (0..160)
+            .map(|i| {
+                let x = (i as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 8000.0).sin();
+                crate::media::g711::linear_to_ulaw((20_000.0 * x) as i16)
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn injected_rtp_is_not_heard_not_latched_and_counted() {
+        for mode in [RtpLatching::Off, RtpLatching::Initial, RtpLatching::Always] {
+            let pool = test_pool();
+            let (peer, peer_addr) = raw_socket().await; // the far end, at its SDP address
+            let (injector, injector_addr) = raw_socket().await; // anyone else on the network
+            let options = MediaOptions {
+                latching: mode,
+                ..quiet()
+            };
+            let (session, mut events) = start_with(&pool, Codec::Pcmu, Some(peer_addr), options);
+            session.set_dtmf_pt(Some(101));
+            session.set_tone_detection(true);
+            let to = SocketAddr::new(LOCALHOST, session.local_port());
+            let (peer, injector) = (Arc::new(peer), Arc::new(injector));
+            let at_injector = collect_task(
+                Arc::clone(&injector),
+                Instant::now() + Duration::from_millis(1800),
+            );
+            let collector = tokio::spawn(async move {
+                let mut frames = Vec::new();
+                let mut other = Vec::new();
+                let until = Instant::now() + Duration::from_millis(1800);
+                while let Ok(Some(e)) = tokio::time::timeout_at(until, events.recv()).await {
+                    match e {
+                        MediaEvent::Frame(f) => frames.push(f),
+                        e => other.push(e),
+                    }
+                }
+                (frames, other)
+            });
+            // The far end streams silence; once it has started, the injector sends bursts of
+            // a loud tone and of key presses between the far end's packets: each burst two
+            // packets with its own SSRC, then LATCH_PACKETS in a row with the far end's.
+            let tone = loud_tone();
+            let mut injected = 0u64;
+            let mut pkt = Vec::new();
+            let t0 = Instant::now();
+            for k in 0..60u16 {
+                tokio::time::sleep_until(t0 + FRAME * u32::from(k)).await;
+                write_rtp(
+                    &mut pkt,
+                    k == 0,
+                    0,
+                    k,
+                    160 * u32::from(k),
+                    0xFA2,
+                    &[0xFF; 160],
+                );
+                peer.send_to(&pkt, to).await.expect("peer");
+                if k < 5 {
+                    continue;
+                }
+                for j in 0..5u16 {
+                    let seq = 5000 + 5 * k + j;
+                    let ssrc = if j < 2 { 0xBAD } else { 0xFA2 };
+                    if k % 2 == 0 {
+                        write_rtp(&mut pkt, false, 0, seq, 160 * u32::from(seq), ssrc, &tone);
+                    } else {
+                        // Digit 1, 100 ms, end bit on the last packets.
+                        let end = if j >= 2 { 0x80 } else { 0 };
+                        write_rtp(&mut pkt, j == 0, 101, seq, 9_000, ssrc, &[1, end, 3, 32]);
+                    }
+                    injector.send_to(&pkt, to).await.expect("inject");
+                    injected += 1;
+                }
+            }
+            let (frames, other) = collector.await.expect("collector");
+            let at_injector = at_injector.await.expect("collector");
+            let stats = session.stop().await;
+
+            assert!(frames.len() > 40, "{mode}: {} frames", frames.len());
+            let loudest = frames
+                .iter()
+                .flat_map(|f| f.samples.iter())
+                .map(|s| s.unsigned_abs())
+                .max()
+                .unwrap_or(0);
+            assert!(
+                loudest < 100,
+                "{mode}: the injected tone was heard ({loudest})"
+            );
+            assert!(
+                other.is_empty(),
+                "{mode}: injected events reported: {other:?}"
+            );
+            assert!(
+                at_injector.is_empty(),
+                "{mode}: {} of our packets went to the injector at {injector_addr}",
+                at_injector.len()
+            );
+            assert_eq!(stats.received, 60, "{mode}: {stats:?}");
+            assert_eq!(stats.rejected_source, injected, "{mode}: {stats:?}");
+            assert_eq!(stats.latched_to, None, "{mode}");
+        }
+    }
+
     #[test]
-    fn latch_needs_consecutive_packets_and_strict_never_latches() {
+    fn nothing_is_taken_before_the_sdp_address_is_known() {
+        let t0 = std::time::Instant::now();
+        let addr = |port: u16| SocketAddr::new(LOCALHOST, port);
+        for mode in [RtpLatching::Off, RtpLatching::Initial, RtpLatching::Always] {
+            let mut l = Latch::new(mode, None);
+            for k in 0..5 {
+                assert_eq!(
+                    l.check(addr(2000), 7, t0 + FRAME * k),
+                    SourceCheck::Reject(Rejected::NoRemote),
+                    "{mode}"
+                );
+            }
+            assert!(!l.rtcp_allowed(addr(2001)));
+            // The answer's SDP: from now on its address is taken, and the window opens with
+            // the first packet after it.
+            l.set_remote(Some(addr(1000)), None);
+            assert_eq!(l.check(addr(1000), 7, t0 + FRAME * 10), SourceCheck::Accept);
+            assert!(l.rtcp_allowed(addr(1001)));
+            assert!(!l.rtcp_allowed(SocketAddr::new([127, 0, 0, 2].into(), 1001)));
+        }
+    }
+
+    #[test]
+    fn off_takes_the_sdp_address_only() {
+        let t0 = std::time::Instant::now();
+        let addr = |port: u16| SocketAddr::new(LOCALHOST, port);
+        let (sdp, nat) = (addr(1000), addr(2000));
+        let mut l = Latch::new(RtpLatching::Off, Some(sdp));
+        for k in 0..10 {
+            assert_eq!(
+                l.check(nat, 7, t0 + FRAME * k),
+                SourceCheck::Reject(Rejected::Foreign)
+            );
+        }
+        assert_eq!(l.check(sdp, 7, t0 + FRAME * 10), SourceCheck::Accept);
+        // The far end's new stream (a new SSRC) from its address is taken.
+        assert_eq!(l.check(sdp, 8, t0 + FRAME * 11), SourceCheck::Accept);
+        assert_eq!(l.latched, None);
+    }
+
+    #[test]
+    fn initial_latches_once_within_the_window_while_the_sdp_address_is_silent() {
+        let t0 = std::time::Instant::now();
         let addr = |port: u16| SocketAddr::new(LOCALHOST, port);
         let (sdp, nat, other) = (addr(1000), addr(2000), addr(3000));
-        let mut l = Latch::new(false, Some(sdp));
-        assert_eq!(l.check(sdp), SourceCheck::Accept);
-        assert_eq!(l.check(nat), SourceCheck::Accept);
-        assert_eq!(l.check(nat), SourceCheck::Accept);
-        assert_eq!(l.check(nat), SourceCheck::Latch(nat));
+        let pending = SourceCheck::Reject(Rejected::Pending);
+        let foreign = SourceCheck::Reject(Rejected::Foreign);
+
+        // A far end behind a NAT: three in a row, one SSRC, a second in.
+        let mut l = Latch::new(RtpLatching::Initial, Some(sdp));
+        let t = t0 + Duration::from_secs(1);
+        assert_eq!(l.check(other, 9, t0), pending); // the window opens here
+        assert_eq!(l.check(nat, 7, t), pending);
+        assert_eq!(
+            l.check(nat, 8, t),
+            pending,
+            "a new SSRC starts the count again"
+        );
+        assert_eq!(l.check(nat, 8, t), pending);
+        assert_eq!(l.check(nat, 8, t), SourceCheck::Latch(nat));
         assert_eq!(l.latched, Some(nat));
+        assert_eq!(l.check(nat, 8, t), SourceCheck::Accept);
+        // Latched once: nobody else, not even the SDP address, later in the call.
+        for k in 0..5 {
+            assert_eq!(l.check(other, 8, t + FRAME * k), foreign);
+            assert_eq!(l.check(sdp, 8, t + FRAME * k), foreign);
+        }
+        // The expected source may change its SSRC.
+        assert_eq!(l.check(nat, 99, t), SourceCheck::Accept);
+        assert!(l.rtcp_allowed(nat) && !l.rtcp_allowed(SocketAddr::new([10, 0, 0, 1].into(), 1)));
+
         // Interleaved sources never reach three in a row.
-        for _ in 0..5 {
-            assert_eq!(l.check(other), SourceCheck::Accept);
-            assert_eq!(l.check(nat), SourceCheck::Accept);
+        let mut l = Latch::new(RtpLatching::Initial, Some(sdp));
+        for k in 0..10 {
+            assert_eq!(l.check(other, 9, t0 + FRAME * k), pending);
+            assert_eq!(l.check(nat, 7, t0 + FRAME * k), pending);
         }
-        assert_eq!(l.latched, Some(nat));
-        // Back to the SDP address after three in a row: no latching needed any more.
-        for _ in 0..2 {
-            assert_eq!(l.check(sdp), SourceCheck::Accept);
-        }
-        assert_eq!(l.check(sdp), SourceCheck::Latch(sdp));
-        assert_eq!(l.latched, None);
-        // A new SDP address forgets the old candidate.
-        l.check(other);
-        l.check(other);
-        l.set_remote(Some(addr(4000)), None);
-        assert_eq!(l.check(other), SourceCheck::Accept);
         assert_eq!(l.latched, None);
 
-        let mut strict = Latch::new(true, Some(sdp));
-        for _ in 0..5 {
-            assert_eq!(strict.check(nat), SourceCheck::Reject);
+        // Once the SDP address has been heard, nobody else is latched onto.
+        let mut l = Latch::new(RtpLatching::Initial, Some(sdp));
+        assert_eq!(l.check(sdp, 7, t0), SourceCheck::Accept);
+        for k in 1..10 {
+            assert_eq!(l.check(nat, 7, t0 + FRAME * k), foreign);
         }
-        assert_eq!(strict.check(sdp), SourceCheck::Accept);
-        assert_eq!(strict.latched, None);
-        // Before any SDP address (early media), anything goes.
-        let mut open = Latch::new(true, None);
-        assert_eq!(open.check(nat), SourceCheck::Accept);
+
+        // Too late: the window closed LATCH_WINDOW after the first packet.
+        let mut l = Latch::new(RtpLatching::Initial, Some(sdp));
+        assert_eq!(l.check(nat, 7, t0), pending);
+        let late = t0 + LATCH_WINDOW;
+        for k in 0..5 {
+            assert_eq!(l.check(nat, 7, late + FRAME * k), foreign);
+        }
+        assert_eq!(l.latched, None);
+
+        // A new SDP address (a re-INVITE) starts over: a new window, nothing latched.
+        let mut l = Latch::new(RtpLatching::Initial, Some(sdp));
+        for _ in 0..3 {
+            l.check(nat, 7, t0);
+        }
+        assert_eq!(l.latched, Some(nat));
+        l.set_remote(Some(addr(4000)), None);
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(l.check(nat, 7, later), pending);
+        assert_eq!(l.check(nat, 7, later), pending);
+        assert_eq!(l.check(nat, 7, later), SourceCheck::Latch(nat));
+        // The same address again (a hold and resume, a second SDP) changes nothing.
+        l.set_remote(Some(addr(4000)), Some(nat));
+        assert_eq!(l.check(other, 7, later), foreign);
+    }
+
+    #[test]
+    fn always_moves_only_onto_the_stream_it_has() {
+        let t0 = std::time::Instant::now();
+        let addr = |port: u16| SocketAddr::new(LOCALHOST, port);
+        let (sdp, nat, other) = (addr(1000), addr(2000), addr(3000));
+        let pending = SourceCheck::Reject(Rejected::Pending);
+        let foreign = SourceCheck::Reject(Rejected::Foreign);
+        let late = t0 + Duration::from_secs(600);
+
+        let mut l = Latch::new(RtpLatching::Always, Some(sdp));
+        assert_eq!(l.check(sdp, 7, t0), SourceCheck::Accept);
+        // Another stream (another SSRC) from elsewhere is never taken, however long it runs.
+        for k in 0..10 {
+            assert_eq!(l.check(other, 8, late + FRAME * k), foreign);
+        }
+        // The far end's own stream moving to a new address (its NAT binding changed), even
+        // late in the call: while the old address still sends, nothing moves...
+        assert_eq!(l.check(sdp, 7, late), SourceCheck::Accept);
+        for k in 1..=4 {
+            assert_eq!(l.check(nat, 7, late + FRAME * k), foreign);
+        }
+        // ...once it has been silent for TAKEOVER_SILENCE, three in a row move the replies.
+        let moved = late + TAKEOVER_SILENCE;
+        assert_eq!(l.check(nat, 7, moved), pending);
+        assert_eq!(l.check(nat, 7, moved + FRAME), pending);
+        assert_eq!(l.check(nat, 7, moved + FRAME * 2), SourceCheck::Latch(nat));
+        assert_eq!(l.latched, Some(nat));
+        assert_eq!(l.check(nat, 7, moved + FRAME * 3), SourceCheck::Accept);
+        // And back to the SDP address later: no latching needed any more.
+        let back = moved + Duration::from_secs(10);
+        assert_eq!(l.check(sdp, 7, back), pending);
+        assert_eq!(l.check(sdp, 7, back + FRAME), pending);
+        assert_eq!(l.check(sdp, 7, back + FRAME * 2), SourceCheck::Latch(sdp));
+        assert_eq!(l.latched, None);
+        // The expected source changes its SSRC: the old one no longer moves anything.
+        let t = back + Duration::from_secs(10);
+        assert_eq!(l.check(sdp, 9, t), SourceCheck::Accept);
+        let t = t + Duration::from_secs(1);
+        for k in 0..5 {
+            assert_eq!(l.check(nat, 7, t + FRAME * k), foreign);
+        }
+        // A packet from the expected source, or a foreign one, breaks a run.
+        assert_eq!(l.check(nat, 9, t), pending);
+        assert_eq!(l.check(nat, 9, t), pending);
+        assert_eq!(l.check(nat, 7, t), foreign);
+        assert_eq!(l.check(nat, 9, t), pending);
+        assert_eq!(l.check(nat, 9, t), pending);
+        assert_eq!(l.check(sdp, 9, t), SourceCheck::Accept);
+        let t = t + TAKEOVER_SILENCE;
+        assert_eq!(l.check(nat, 9, t), pending);
+        assert_eq!(l.latched, None);
+    }
+
+    #[test]
+    fn drop_log_writes_one_line_per_interval() {
+        let t0 = std::time::Instant::now();
+        let from = SocketAddr::new(LOCALHOST, 2000);
+        let mut log = DropLog::default();
+        log.dropped(from, Rejected::Pending, t0);
+        log.dropped(from, Rejected::NoRemote, t0);
+        assert_eq!(
+            (log.unlogged, log.next),
+            (0, None),
+            "normal drops are not warned about"
+        );
+        log.dropped(from, Rejected::Foreign, t0);
+        assert_eq!((log.unlogged, log.next), (0, Some(t0 + DROP_LOG_INTERVAL)));
+        for k in 1..500 {
+            log.dropped(from, Rejected::Foreign, t0 + FRAME * k);
+        }
+        assert_eq!(log.unlogged, 499, "summed up, not written");
+        log.dropped(from, Rejected::Foreign, t0 + DROP_LOG_INTERVAL);
+        assert_eq!(log.unlogged, 0);
+        assert_eq!(log.next, Some(t0 + 2 * DROP_LOG_INTERVAL));
     }
 
     #[tokio::test]

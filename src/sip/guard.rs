@@ -1,27 +1,152 @@
-//! Guard on the SIP UDP socket: malformed datagrams are logged and answered.
+//! Guard on the SIP UDP socket: floods are limited and malformed datagrams are answered,
+//! before rsipstack sees anything.
 //!
-//! rsipstack drops datagrams it cannot parse without a word. This wrapper sits
-//! between the socket and rsipstack: a request that does not parse, or lacks a
-//! header every transaction needs, gets `400 Bad Request` (an unknown method
-//! gets `501 Not Implemented`) built from whatever headers can be read, and is
-//! never passed on. Malformed responses are logged and dropped. It keeps no
-//! state and never panics on what arrives.
+//! Every datagram is first classified and, if it is out-of-dialog or not SIP at all, put to
+//! the per-source [`FloodGuard`](super::flood::FloodGuard) — before any parsing, so a flood
+//! costs a few byte comparisons per datagram: over the limit a request is answered
+//! `503 Service Unavailable` with `Retry-After` (within a small budget) or dropped. What
+//! passes is checked: rsipstack drops datagrams it cannot parse without a word, so a request
+//! that does not parse, or lacks a header every transaction needs, gets `400 Bad Request` (an
+//! unknown method gets `501 Not Implemented`) built from whatever headers can be read, and is
+//! never passed on. Malformed responses are dropped. Both are logged through a
+//! [`Tally`](super::flood::Tally): the first at once, then one summary line per
+//! [`LOG_INTERVAL`] however many arrive. Its only state is the flood table and the tallies
+//! (bounded); it never panics on what arrives.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::SipMessage;
 use tracing::warn;
 
-/// A socket rsipstack reads from, with malformed SIP filtered out.
+use super::flood::{classify, Admit, FloodGuard, Kind, Limits, Tally, RETRY_AFTER_SECS};
+
+/// At most one log line this often about malformed datagrams, and one about rate-limited ones.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A socket rsipstack reads from, with floods limited and malformed SIP filtered out.
 pub struct GuardedUdpSocket {
     inner: tokio::net::UdpSocket,
     server_name: String,
+    /// Only the receiving task takes it, once per datagram: never contended.
+    state: parking_lot::Mutex<GuardState>,
+}
+
+/// What the guard remembers between datagrams.
+struct GuardState {
+    flood: FloodGuard,
+    /// Malformed datagrams, for the log.
+    malformed: Tally,
+    /// Datagrams over the flood limit (answered 503 or dropped), for the log.
+    limited: Tally,
+    limited_answered: u64,
+}
+
+/// What to do with one datagram, once the state has been consulted.
+enum Step {
+    Check,
+    Busy,
+    Drop,
+}
+
+impl GuardState {
+    fn step(&mut self, kind: Kind, from: SocketAddr, now: Instant) -> Step {
+        if let Some(n) = self.malformed.flush(now) {
+            warn!(
+                count = n,
+                "{n} more malformed SIP datagrams in the last {} s",
+                LOG_INTERVAL.as_secs()
+            );
+        }
+        if let Some(n) = self.limited.flush(now) {
+            let answered = std::mem::take(&mut self.limited_answered);
+            warn!(
+                count = n,
+                answered,
+                "{n} more SIP datagrams over the flood limit in the last {} s ({answered} answered 503)",
+                LOG_INTERVAL.as_secs()
+            );
+        }
+        if !kind.counted() {
+            return Step::Check;
+        }
+        let admit = self.flood.admit(from.ip(), now);
+        let step = match (admit, kind) {
+            (Admit::Pass, _) => return Step::Check,
+            (Admit::Reject, Kind::OutOfDialog { ack: false }) => Step::Busy,
+            _ => Step::Drop,
+        };
+        if matches!(step, Step::Busy) {
+            self.limited_answered += 1;
+        }
+        if let Some(n) = self.limited.note(now) {
+            let answered = std::mem::take(&mut self.limited_answered);
+            warn!(
+                %from,
+                count = n,
+                answered,
+                "SIP datagrams over the flood limit from {} (per source {}/s, bursts of {}): \
+                 answered 503 with Retry-After within a small budget, else dropped; further \
+                 ones are summed up every {} s",
+                from.ip(),
+                self.flood.limits().rate,
+                self.flood.limits().burst,
+                LOG_INTERVAL.as_secs()
+            );
+        }
+        step
+    }
+
+    fn malformed(
+        &mut self,
+        from: SocketAddr,
+        len: usize,
+        why: &str,
+        answered: Option<u16>,
+        now: Instant,
+    ) {
+        if let Some(n) = self.malformed.note(now) {
+            warn!(
+                %from,
+                len,
+                code = answered,
+                reason = %why,
+                count = n,
+                "malformed SIP datagram {}; further ones are summed up every {} s",
+                if answered.is_some() { "answered" } else { "dropped" },
+                LOG_INTERVAL.as_secs()
+            );
+        }
+    }
 }
 
 impl GuardedUdpSocket {
+    /// A guard with the default flood [`Limits`].
     pub fn new(inner: tokio::net::UdpSocket, server_name: String) -> Self {
-        GuardedUdpSocket { inner, server_name }
+        Self::with_limits(inner, server_name, Limits::default())
+    }
+
+    pub fn with_limits(inner: tokio::net::UdpSocket, server_name: String, limits: Limits) -> Self {
+        let now = Instant::now();
+        GuardedUdpSocket {
+            inner,
+            server_name,
+            state: parking_lot::Mutex::new(GuardState {
+                flood: FloodGuard::new(limits, now),
+                malformed: Tally::new(LOG_INTERVAL),
+                limited: Tally::new(LOG_INTERVAL),
+                limited_answered: 0,
+            }),
+        }
+    }
+
+    async fn answer(&self, packet: &[u8], code: u16, reason: &str, extra: &str, from: SocketAddr) {
+        if let Some(resp) = response_with(packet, code, reason, from, &self.server_name, extra) {
+            if let Err(e) = self.inner.send_to(resp.as_bytes(), from).await {
+                tracing::debug!(%from, error = %e, "could not send error response");
+            }
+        }
     }
 }
 
@@ -31,20 +156,28 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
         loop {
             let (len, from) = self.inner.recv_from(buf).await?;
             let packet = &buf[..len];
+            let now = Instant::now();
+            let step = self.state.lock().step(classify(packet), from, now);
+            match step {
+                Step::Check => {}
+                Step::Drop => continue,
+                Step::Busy => {
+                    let retry_after = format!("Retry-After: {RETRY_AFTER_SECS}\r\n");
+                    self.answer(packet, 503, "Service Unavailable", &retry_after, from)
+                        .await;
+                    continue;
+                }
+            }
             match check(packet) {
                 Verdict::Pass => return Ok((len, from)),
                 Verdict::Drop(why) => {
-                    warn!(%from, len, reason = %why, "dropped malformed SIP message");
+                    self.state.lock().malformed(from, len, &why, None, now);
                 }
                 Verdict::Answer { code, reason, why } => {
-                    warn!(%from, len, code, reason = %why, "answered malformed SIP request");
-                    if let Some(resp) =
-                        error_response(packet, code, reason, from, &self.server_name)
-                    {
-                        if let Err(e) = self.inner.send_to(resp.as_bytes(), from).await {
-                            warn!(%from, error = %e, "could not send error response");
-                        }
-                    }
+                    self.state
+                        .lock()
+                        .malformed(from, len, &why, Some(code), now);
+                    self.answer(packet, code, reason, "", from).await;
                 }
             }
         }
@@ -182,6 +315,18 @@ pub fn error_response(
     from: SocketAddr,
     server: &str,
 ) -> Option<String> {
+    response_with(packet, code, reason, from, server, "")
+}
+
+/// [`error_response`] with `extra` header lines (each ending in CRLF) before `Server`.
+fn response_with(
+    packet: &[u8],
+    code: u16,
+    reason: &str,
+    from: SocketAddr,
+    server: &str,
+    extra: &str,
+) -> Option<String> {
     let text = String::from_utf8_lossy(packet);
     let head = text.split("\r\n\r\n").next().unwrap_or("");
     let mut vias = Vec::new();
@@ -231,6 +376,7 @@ pub fn error_response(
     if let Some(c) = cseq {
         out.push_str(&format!("CSeq: {c}\r\n"));
     }
+    out.push_str(extra);
     out.push_str(&format!("Server: {server}\r\nContent-Length: 0\r\n\r\n"));
     Some(out)
 }
@@ -292,6 +438,65 @@ mod tests {
         assert!(resp.contains("To: <sip:outdial@127.0.0.1>;tag="));
         // The answer itself parses as SIP.
         assert!(SipMessage::try_from(resp.as_str()).is_ok());
+    }
+
+    #[test]
+    fn busy_answer_says_when_to_retry() {
+        let from: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        let retry = format!("Retry-After: {RETRY_AFTER_SECS}\r\n");
+        let resp = response_with(
+            GOOD.as_bytes(),
+            503,
+            "Service Unavailable",
+            from,
+            "outdial",
+            &retry,
+        )
+        .unwrap();
+        assert!(
+            resp.starts_with("SIP/2.0 503 Service Unavailable\r\n"),
+            "{resp}"
+        );
+        assert!(
+            resp.contains("\r\nRetry-After: 10\r\nServer: outdial\r\n"),
+            "{resp}"
+        );
+        let msg = SipMessage::try_from(resp.as_str()).expect("parses");
+        assert!(msg.call_id_header().is_ok());
+    }
+
+    #[test]
+    fn dialog_traffic_passes_a_flooding_source_and_garbage_is_never_answered() {
+        let now = Instant::now();
+        let mut state = GuardState {
+            flood: FloodGuard::new(Limits::default(), now),
+            malformed: Tally::new(LOG_INTERVAL),
+            limited: Tally::new(LOG_INTERVAL),
+            limited_answered: 0,
+        };
+        let from: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        let invite = Kind::OutOfDialog { ack: false };
+        let (mut checked, mut busy, mut dropped) = (0, 0, 0);
+        for _ in 0..100 {
+            match state.step(invite, from, now) {
+                Step::Check => checked += 1,
+                Step::Busy => busy += 1,
+                Step::Drop => dropped += 1,
+            }
+        }
+        assert_eq!((checked, busy, dropped), (40, 5, 55));
+        // The same source's responses and in-dialog requests, and its keep-alives, still pass.
+        for kind in [Kind::Dialog, Kind::KeepAlive] {
+            assert!(matches!(state.step(kind, from, now), Step::Check));
+        }
+        // Over the limit, an ACK or garbage is never answered.
+        let other: SocketAddr = "127.0.0.2:5099".parse().unwrap();
+        for _ in 0..40 {
+            state.step(Kind::Unknown, other, now);
+        }
+        for kind in [Kind::Unknown, Kind::OutOfDialog { ack: true }] {
+            assert!(matches!(state.step(kind, other, now), Step::Drop));
+        }
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! SIP signalling: the user agent on rsipstack, SDP offer/answer, outcomes.
 //!
 //! `ua` owns the endpoint (transports, registrations, out-of-dialog requests);
-//! `sdp` and `outcome` are sans-IO helpers; `guard` filters malformed datagrams
-//! before rsipstack sees them. A call's dialog is driven from `crate::call`.
+//! `sdp` and `outcome` are sans-IO helpers; `guard` limits floods (with the sans-IO `flood`)
+//! and filters malformed datagrams before rsipstack sees them. A call's dialog is driven from
+//! `crate::call`.
 
 #[cfg(test)]
 mod digest_tests;
+pub mod flood;
 pub mod guard;
 pub mod interop;
 pub mod limits;
