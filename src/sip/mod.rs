@@ -2,13 +2,15 @@
 //!
 //! `ua` owns the endpoint (transports, registrations, out-of-dialog requests);
 //! `sdp` and `outcome` are sans-IO helpers; `guard` filters malformed datagrams
-//! before rsipstack sees them. A call's dialog is driven from `crate::call`.
+//! before rsipstack sees them; `orphan` ends a call whose dialog another (dead) process held.
+//! A call's dialog is driven from `crate::call`.
 
 #[cfg(test)]
 mod digest_tests;
 pub mod guard;
 pub mod interop;
 pub mod limits;
+pub mod orphan;
 pub mod outcome;
 pub mod sdp;
 pub mod ua;
