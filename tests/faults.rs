@@ -529,3 +529,171 @@ async fn sigterm_hangs_up_records_every_call_and_exits_0() {
     }
     store.close().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Two nodes on one PostgreSQL.
+
+/// A fresh database on the shared PostgreSQL (`OUTDIAL_TEST_POSTGRES_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/test`), dropped when this is dropped.
+struct PgDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn create() -> PgDatabase {
+        use sqlx::Connection;
+        let admin = std::env::var("OUTDIAL_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is unreachable at {admin}: {e}"));
+        let name = format!("outdial_f_{:016x}", random_u64());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database");
+        conn.close().await.ok();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        PgDatabase { admin, name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            use sqlx::Connection;
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// The most INVITE dialogs the far end had open at once (from its message log, in order).
+fn max_concurrent_dialogs(run: &SippRun) -> usize {
+    let mut open = std::collections::HashSet::new();
+    let mut most = 0;
+    for m in run.sip_messages() {
+        let Some(call_id) = m.header("Call-ID").map(str::to_string) else {
+            continue;
+        };
+        if m.received && m.method() == Some("INVITE") {
+            open.insert(call_id);
+            most = most.max(open.len());
+        } else if (m.received && matches!(m.method(), Some("BYE") | Some("CANCEL")))
+            || (!m.received && m.status().is_some_and(|c| c >= 300))
+        {
+            open.remove(&call_id);
+        }
+    }
+    most
+}
+
+/// Two nodes share one PostgreSQL and one trunk of 5 channels, each driving a campaign of its
+/// own: never more than 5 dialogs at the far end — also while one node is stopped
+/// (`kill -STOP`) 7 s and then continues (the other reconciles its calls once its heartbeat is
+/// stale, and counts them until then) — no contact with two overlapping attempts; then one node
+/// is killed (`kill -9`) and the other finishes both campaigns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
+    let root = test_dir("faults_two_nodes");
+    let root = root.path();
+    let db = PgDatabase::create().await;
+    let sipp = far_end(root, 1000);
+    let dirs = [root.join("a"), root.join("b")];
+    let mut ports = Vec::new();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).unwrap();
+        hold_message(dir, 3);
+        let (http, sip) = (free_tcp_port(), free_udp_port());
+        write_config(dir, &db.url, sip, http, sipp.port, "max_channels = 5\n");
+        ports.push(http);
+    }
+    let auth = api_key(&dirs[0]);
+    let mut a = Node::start(&dirs[0], ports[0], 1);
+    let b = Node::start(&dirs[1], ports[1], 1);
+    let api = Api {
+        http: reqwest::Client::new(),
+        auth,
+        base: b.api.clone(),
+    };
+    let store = Store::open(&db.url).await.expect("store");
+    let mut campaigns = Vec::new();
+    for (i, prefix) in ["4", "5"].iter().enumerate() {
+        let phones = answered_numbers(30, prefix);
+        let id = api
+            .campaign(
+                json!({"name": format!("node {i}"), "max_concurrent": 10, "max_retries": 3}),
+                &phones,
+            )
+            .await;
+        campaigns.push(id);
+    }
+    for id in &campaigns {
+        api.post(&format!("/v1/campaigns/{id}/start"), json!({})).await;
+    }
+    // Both nodes dialing: wait until A has calls up, then stop it for 7 s.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let calls = store.calls_in_flight().await.unwrap();
+        let nodes: std::collections::HashSet<_> = calls.iter().map(|c| c.node.clone()).collect();
+        if calls.len() >= 5 && nodes.len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both nodes never dialed\n{}", b.log_tail(40));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    a.signal("-CONT");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    a.kill9();
+    for id in &campaigns {
+        api.wait_finished(*id, Duration::from_secs(240), &b).await;
+    }
+    drop(b);
+
+    let run = sipp.wait(Duration::from_secs(1));
+    let most = max_concurrent_dialogs(&run);
+    assert!(most <= 5, "{most} dialogs at once at the 5-channel trunk");
+    assert!(most >= 3, "the trunk was never busy ({most}): the test proved nothing");
+    for (number, dialogs) in dialogs_by_number(&run) {
+        for pair in dialogs.windows(2) {
+            let end = pair[0].1.unwrap_or_else(|| panic!("{number}: a dialog never ended"));
+            assert!(end < pair[1].0, "{number}: dialogs overlap: {dialogs:?}");
+        }
+    }
+    assert!(store.calls_in_flight().await.unwrap().is_empty());
+    for id in &campaigns {
+        let mut spans: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for a in api.attempts(*id).await {
+            spans
+                .entry(a["contact_id"].as_i64().unwrap())
+                .or_default()
+                .push((a["started_at"].as_i64().unwrap(), a["ended_at"].as_i64().unwrap()));
+        }
+        for (contact, mut s) in spans {
+            s.sort();
+            for pair in s.windows(2) {
+                assert!(pair[0].1 <= pair[1].0, "contact {contact}: attempts overlap: {s:?}");
+            }
+        }
+        for c in api.contacts(*id).await {
+            assert_eq!(c["status"], "answered", "{c}");
+        }
+    }
+    store.close().await;
+}

@@ -632,8 +632,8 @@ impl Engine {
             Claim::Claimed(contact) => contact,
             // Another node took it, or an admin moved it.
             Claim::Taken => return Ok(true),
-            Claim::TrunkFull | Claim::TrunkCps | Claim::CampaignFull => {
-                tracing::debug!(campaign = campaign.id, ?claim, "cap reached across nodes");
+            capped @ (Claim::TrunkFull | Claim::TrunkCps | Claim::CampaignFull) => {
+                tracing::debug!(campaign = campaign.id, ?capped, "cap reached across nodes");
                 return Ok(false);
             }
         };

@@ -386,7 +386,7 @@ pub fn bucket_heat_map(tz: chrono_tz::Tz, quarters: &[(i64, i64, i64)]) -> HeatM
 /// Records an attempt through `ex` (the pool, or a transaction); returns its id.
 pub(crate) async fn insert_attempt_on<'e, E>(ex: E, record: &AttemptRecord) -> Result<i64>
 where
-E: sqlx::Executor<'e, Database = sqlx::Any>,
+    E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let mut sql = Sql::default();
     let values: Vec<String> = record_args(record)

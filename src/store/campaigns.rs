@@ -576,7 +576,7 @@ pub(crate) async fn set_status_on<'e, E>(
     now: Millis,
 ) -> Result<Option<sqlx::any::AnyRow>>
 where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
+    E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let started = if to == CampaignStatus::Processing {
         "$4"

@@ -227,7 +227,7 @@ pub(crate) async fn claim_on<'e, E>(
     now: Millis,
 ) -> Result<Option<Contact>>
 where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
+    E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
 {
     if expected.is_empty() {
         return Ok(None);

@@ -56,7 +56,7 @@ pub(crate) async fn append_event_on<'e, E>(
     now: Millis,
 ) -> Result<i64>
 where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
+    E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let row = sqlx::query(
         "INSERT INTO events (campaign_id, contact_id, kind, detail, created_at) \

@@ -414,7 +414,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok(r.try_get::<String, _>("node")?))
+            .map(|r| r.try_get::<String, _>("node").map_err(StoreError::from))
             .collect()
     }
 
