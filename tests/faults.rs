@@ -102,7 +102,14 @@ impl Drop for Node {
 
 /// `outdial.toml` with a fixed SIP port (so the far end's log tells the nodes apart) and the
 /// `far-end` trunk profile (`extra` added to it).
-fn write_config(dir: &Path, db_url: &str, sip_port: u16, http_port: u16, far_end: u16, extra: &str) {
+fn write_config(
+    dir: &Path,
+    db_url: &str,
+    sip_port: u16,
+    http_port: u16,
+    far_end: u16,
+    extra: &str,
+) {
     let (lo, hi) = free_rtp_range(40);
     std::fs::write(
         dir.join("outdial.toml"),
@@ -141,7 +148,11 @@ fn api_key(dir: &Path) -> String {
         .args(["keys", "create", "--login", "faults"])
         .output()
         .expect("outdial keys create");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     format!("Bearer {}", String::from_utf8_lossy(&out.stdout).trim())
 }
 
@@ -235,8 +246,14 @@ async fn wait_calls(store: &Store, answered: usize, ringing: usize, node: &Node)
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let calls = store.calls_in_flight().await.expect("calls in flight");
-        let a = calls.iter().filter(|c| c.state == CallState::Answered).count();
-        let r = calls.iter().filter(|c| c.state == CallState::Ringing).count();
+        let a = calls
+            .iter()
+            .filter(|c| c.state == CallState::Answered)
+            .count();
+        let r = calls
+            .iter()
+            .filter(|c| c.state == CallState::Ringing)
+            .count();
         if a == answered && r == ringing {
             return;
         }
@@ -251,7 +268,9 @@ async fn wait_calls(store: &Store, answered: usize, ringing: usize, node: &Node)
 
 /// Numbers the far end answers (last digit 0-3).
 fn answered_numbers(n: usize, prefix: &str) -> Vec<String> {
-    (0..n).map(|i| format!("+1202555{prefix}{i}{}", i % 4)).collect()
+    (0..n)
+        .map(|i| format!("+1202555{prefix}{i}{}", i % 4))
+        .collect()
 }
 
 fn far_end(dir: &Path, calls: u32) -> Sipp {
@@ -331,7 +350,8 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
     };
     let phones = answered_numbers(5, "1");
     let id = api.campaign(json!({"max_concurrent": 5}), &phones).await;
-    api.post(&format!("/v1/campaigns/{id}/start"), json!({})).await;
+    api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+        .await;
     let store = Store::open(&sqlite_url(dir)).await.expect("store");
     wait_calls(&store, 5, 0, &node).await;
 
@@ -365,7 +385,11 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
         .filter(|a| a["outcome"] == "interrupted")
         .collect();
     assert_eq!(interrupted.len(), 5, "{attempts:?}");
-    assert_eq!(attempts.len(), 10, "one interrupted and one retried attempt each: {attempts:?}");
+    assert_eq!(
+        attempts.len(),
+        10,
+        "one interrupted and one retried attempt each: {attempts:?}"
+    );
     for a in &interrupted {
         assert_eq!(a["attempt_number"], 1, "{a}");
     }
@@ -390,7 +414,9 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
     // Nothing dialed twice at once.
     for (number, dialogs) in dialogs_by_number(&run) {
         for pair in dialogs.windows(2) {
-            let end = pair[0].1.unwrap_or_else(|| panic!("{number}: a dialog never ended"));
+            let end = pair[0]
+                .1
+                .unwrap_or_else(|| panic!("{number}: a dialog never ended"));
             assert!(end < pair[1].0, "{number}: dialogs overlap: {dialogs:?}");
         }
     }
@@ -418,12 +444,16 @@ async fn stop_then_restart_with_calls_up_never_dials_a_live_number_again() {
     };
     let phones = answered_numbers(3, "2");
     let id = api.campaign(json!({"max_concurrent": 3}), &phones).await;
-    api.post(&format!("/v1/campaigns/{id}/start"), json!({})).await;
+    api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+        .await;
     let store = Store::open(&sqlite_url(dir)).await.expect("store");
     wait_calls(&store, 3, 0, &node).await;
 
-    api.post(&format!("/v1/campaigns/{id}/stop"), json!({})).await;
-    let restarted = api.post(&format!("/v1/campaigns/{id}/restart"), json!({})).await;
+    api.post(&format!("/v1/campaigns/{id}/stop"), json!({}))
+        .await;
+    let restarted = api
+        .post(&format!("/v1/campaigns/{id}/restart"), json!({}))
+        .await;
     assert_eq!(restarted["status"], "processing", "{restarted}");
     api.wait_finished(id, Duration::from_secs(90), &node).await;
     drop(node);
@@ -444,7 +474,10 @@ async fn stop_then_restart_with_calls_up_never_dials_a_live_number_again() {
     for (contact, mut spans) in by_contact {
         spans.sort();
         assert_eq!(spans.len(), 2, "{contact}: {spans:?}");
-        assert!(spans[0].1 <= spans[1].0, "{contact}: attempts overlap: {spans:?}");
+        assert!(
+            spans[0].1 <= spans[1].0,
+            "{contact}: attempts overlap: {spans:?}"
+        );
     }
     for c in api.contacts(id).await {
         // Reset by the restart when its first call ended, then dialed once more.
@@ -456,8 +489,13 @@ async fn stop_then_restart_with_calls_up_never_dials_a_live_number_again() {
     assert_eq!(dialogs.len(), 3, "{dialogs:?}");
     for (number, dialogs) in dialogs {
         assert_eq!(dialogs.len(), 2, "{number}: {dialogs:?}");
-        let end = dialogs[0].1.unwrap_or_else(|| panic!("{number}: first call never ended"));
-        assert!(end < dialogs[1].0, "{number}: second INVITE while the first call lived");
+        let end = dialogs[0]
+            .1
+            .unwrap_or_else(|| panic!("{number}: first call never ended"));
+        assert!(
+            end < dialogs[1].0,
+            "{number}: second INVITE while the first call lived"
+        );
     }
     store.close().await;
 }
@@ -485,7 +523,8 @@ async fn sigterm_hangs_up_records_every_call_and_exits_0() {
     let id = api
         .campaign(json!({"max_concurrent": 7, "max_retries": 0}), &phones)
         .await;
-    api.post(&format!("/v1/campaigns/{id}/start"), json!({})).await;
+    api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+        .await;
     let store = Store::open(&sqlite_url(dir)).await.expect("store");
     wait_calls(&store, 5, 2, &node).await;
 
@@ -495,8 +534,18 @@ async fn sigterm_hangs_up_records_every_call_and_exits_0() {
     assert_eq!(status.code(), Some(0), "{}", node.log_tail(60));
 
     let run = sipp.wait(Duration::from_secs(1));
-    assert_eq!(run.received_requests("BYE").len(), 5, "{}", tail(&run.messages, 80));
-    assert_eq!(run.received_requests("CANCEL").len(), 2, "{}", tail(&run.messages, 80));
+    assert_eq!(
+        run.received_requests("BYE").len(),
+        5,
+        "{}",
+        tail(&run.messages, 80)
+    );
+    assert_eq!(
+        run.received_requests("CANCEL").len(),
+        2,
+        "{}",
+        tail(&run.messages, 80)
+    );
 
     assert!(store.calls_in_flight().await.unwrap().is_empty());
     let attempts = store
@@ -512,8 +561,16 @@ async fn sigterm_hangs_up_records_every_call_and_exits_0() {
         .items;
     assert_eq!(attempts.len(), 7, "{attempts:?}");
     let outcomes: Vec<&str> = attempts.iter().map(|a| a.record.outcome.as_str()).collect();
-    assert_eq!(outcomes.iter().filter(|o| **o == "answered").count(), 5, "{outcomes:?}");
-    assert_eq!(outcomes.iter().filter(|o| **o == "interrupted").count(), 2, "{outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "answered").count(),
+        5,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "interrupted").count(),
+        2,
+        "{outcomes:?}"
+    );
     for phone in ["+12025553908", "+12025553918"] {
         let c = store
             .contact_by_phone(id, phone)
@@ -573,7 +630,9 @@ impl Drop for PgDatabase {
                 rt.block_on(async {
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
                         let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .execute(&mut conn)
+                            .await;
                     }
                 });
             }
@@ -643,7 +702,8 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
         campaigns.push(id);
     }
     for id in &campaigns {
-        api.post(&format!("/v1/campaigns/{id}/start"), json!({})).await;
+        api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+            .await;
     }
     // Both nodes dialing: wait until A has calls up, then stop it for 7 s.
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -653,7 +713,11 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
         if calls.len() >= 5 && nodes.len() == 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "both nodes never dialed\n{}", b.log_tail(40));
+        assert!(
+            Instant::now() < deadline,
+            "both nodes never dialed\n{}",
+            b.log_tail(40)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     a.signal("-STOP");
@@ -669,10 +733,15 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
     let run = sipp.wait(Duration::from_secs(1));
     let most = max_concurrent_dialogs(&run);
     assert!(most <= 5, "{most} dialogs at once at the 5-channel trunk");
-    assert!(most >= 3, "the trunk was never busy ({most}): the test proved nothing");
+    assert!(
+        most >= 3,
+        "the trunk was never busy ({most}): the test proved nothing"
+    );
     for (number, dialogs) in dialogs_by_number(&run) {
         for pair in dialogs.windows(2) {
-            let end = pair[0].1.unwrap_or_else(|| panic!("{number}: a dialog never ended"));
+            let end = pair[0]
+                .1
+                .unwrap_or_else(|| panic!("{number}: a dialog never ended"));
             assert!(end < pair[1].0, "{number}: dialogs overlap: {dialogs:?}");
         }
     }
@@ -683,12 +752,18 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
             spans
                 .entry(a["contact_id"].as_i64().unwrap())
                 .or_default()
-                .push((a["started_at"].as_i64().unwrap(), a["ended_at"].as_i64().unwrap()));
+                .push((
+                    a["started_at"].as_i64().unwrap(),
+                    a["ended_at"].as_i64().unwrap(),
+                ));
         }
         for (contact, mut s) in spans {
             s.sort();
             for pair in s.windows(2) {
-                assert!(pair[0].1 <= pair[1].0, "contact {contact}: attempts overlap: {s:?}");
+                assert!(
+                    pair[0].1 <= pair[1].0,
+                    "contact {contact}: attempts overlap: {s:?}"
+                );
             }
         }
         for c in api.contacts(*id).await {

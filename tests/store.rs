@@ -1105,7 +1105,10 @@ async fn contact_lifecycle_helpers(db: &TestDb) {
         .restart_campaign(id, CampaignStatus::New, CampaignStatus::Processing, NOW + 9)
         .await
         .unwrap();
-    assert_eq!((restarted.status, reset, deferred), (CampaignStatus::Processing, 5, 0));
+    assert_eq!(
+        (restarted.status, reset, deferred),
+        (CampaignStatus::Processing, 5, 0)
+    );
     let after = s
         .list_contacts(id, &ContactFilter::default(), Page::default())
         .await
@@ -2986,10 +2989,7 @@ async fn claims_count_caps_over_every_node(db: &TestDb) {
     assert_eq!(won, 5);
     assert_eq!(s.trunk_calls("carrier").await.unwrap(), 5);
     assert_eq!(s.campaign_calls(id).await.unwrap(), 5);
-    let dialing = s
-        .count_in_status(id, ContactStatus::Dialing)
-        .await
-        .unwrap();
+    let dialing = s.count_in_status(id, ContactStatus::Dialing).await.unwrap();
     assert_eq!(dialing, 5);
 
     // The campaign's max_concurrent counts the calls of every node.
@@ -3021,10 +3021,22 @@ async fn claims_count_caps_over_every_node(db: &TestDb) {
         ..new_call(id, cid, "node-a", now)
     };
     let second = NOW - NOW % 1000;
-    assert!(matches!(s.claim_call(&cps(ids[20], second)).await.unwrap(), Claim::Claimed(_)));
-    assert!(matches!(s.claim_call(&cps(ids[21], second + 400)).await.unwrap(), Claim::Claimed(_)));
-    assert_eq!(s.claim_call(&cps(ids[22], second + 900)).await.unwrap(), Claim::TrunkCps);
-    assert!(matches!(s.claim_call(&cps(ids[22], second + 1000)).await.unwrap(), Claim::Claimed(_)));
+    assert!(matches!(
+        s.claim_call(&cps(ids[20], second)).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    assert!(matches!(
+        s.claim_call(&cps(ids[21], second + 400)).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    assert_eq!(
+        s.claim_call(&cps(ids[22], second + 900)).await.unwrap(),
+        Claim::TrunkCps
+    );
+    assert!(matches!(
+        s.claim_call(&cps(ids[22], second + 1000)).await.unwrap(),
+        Claim::Claimed(_)
+    ));
     // Half a call a second: one claim per two seconds.
     let half = |cid, now| NewCall {
         trunk: "slower",
@@ -3032,9 +3044,18 @@ async fn claims_count_caps_over_every_node(db: &TestDb) {
         ..new_call(id, cid, "node-a", now)
     };
     let two = NOW - NOW % 2000;
-    assert!(matches!(s.claim_call(&half(ids[23], two)).await.unwrap(), Claim::Claimed(_)));
-    assert_eq!(s.claim_call(&half(ids[24], two + 1500)).await.unwrap(), Claim::TrunkCps);
-    assert!(matches!(s.claim_call(&half(ids[24], two + 2000)).await.unwrap(), Claim::Claimed(_)));
+    assert!(matches!(
+        s.claim_call(&half(ids[23], two)).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    assert_eq!(
+        s.claim_call(&half(ids[24], two + 1500)).await.unwrap(),
+        Claim::TrunkCps
+    );
+    assert!(matches!(
+        s.claim_call(&half(ids[24], two + 2000)).await.unwrap(),
+        Claim::Claimed(_)
+    ));
 }
 
 fn end_of(node: &str, campaign_id: i64, contact_id: i64, status: ContactStatus) -> AttemptEnd {
@@ -3078,18 +3099,31 @@ async fn attempts_of(s: &Store, contact_id: i64) -> usize {
 async fn an_attempt_ends_in_one_transaction_and_only_once(db: &TestDb) {
     let s = &db.store;
     let id = campaign(s, "ends").await;
-    s.bulk_insert_contacts(id, &[contact("+14155550001", ""), contact("+14155550002", "")], NOW)
-        .await
-        .unwrap();
+    s.bulk_insert_contacts(
+        id,
+        &[contact("+14155550001", ""), contact("+14155550002", "")],
+        NOW,
+    )
+    .await
+    .unwrap();
     let ids = contact_ids(s, id).await;
-    let Claim::Claimed(c) = s.claim_call(&new_call(id, ids[0], "node-a", NOW)).await.unwrap()
+    let Claim::Claimed(c) = s
+        .claim_call(&new_call(id, ids[0], "node-a", NOW))
+        .await
+        .unwrap()
     else {
         panic!("not claimed");
     };
     assert_eq!(c.attempts, 1);
     // Answer: the row keeps the dialog's facts.
-    assert!(s.call_answered(c.id, "node-a", "{\"call_id\":\"x\"}", NOW + 1).await.unwrap());
-    assert!(!s.call_answered(c.id, "node-b", "{}", NOW + 1).await.unwrap());
+    assert!(s
+        .call_answered(c.id, "node-a", "{\"call_id\":\"x\"}", NOW + 1)
+        .await
+        .unwrap());
+    assert!(!s
+        .call_answered(c.id, "node-b", "{}", NOW + 1)
+        .await
+        .unwrap());
     let row = s.calls_of_node("node-a").await.unwrap().remove(0);
     assert_eq!(row.state, CallState::Answered);
     assert_eq!(row.dialog.as_deref(), Some("{\"call_id\":\"x\"}"));
@@ -3106,7 +3140,12 @@ async fn an_attempt_ends_in_one_transaction_and_only_once(db: &TestDb) {
     assert_eq!(status, ContactStatus::Retry);
     let after = s.get_contact(c.id).await.unwrap();
     assert_eq!(
-        (after.status, after.attempts, after.next_attempt_at, after.last_outcome.as_deref()),
+        (
+            after.status,
+            after.attempts,
+            after.next_attempt_at,
+            after.last_outcome.as_deref()
+        ),
         (ContactStatus::Retry, 1, Some(NOW + 60_000), Some("busy"))
     );
     assert_eq!(attempts_of(s, c.id).await, 1);
@@ -3126,7 +3165,10 @@ async fn an_attempt_ends_in_one_transaction_and_only_once(db: &TestDb) {
     assert_eq!(attempts_of(s, c.id).await, 1);
 
     // An attempt that does not count (a shutdown cancelled it) writes its counters back.
-    let Claim::Claimed(c2) = s.claim_call(&new_call(id, ids[1], "node-a", NOW)).await.unwrap()
+    let Claim::Claimed(c2) = s
+        .claim_call(&new_call(id, ids[1], "node-a", NOW))
+        .await
+        .unwrap()
     else {
         panic!("not claimed");
     };
@@ -3134,48 +3176,85 @@ async fn an_attempt_ends_in_one_transaction_and_only_once(db: &TestDb) {
     uncounted.counters = Some((0, 0));
     s.finish_attempt(&uncounted).await.unwrap();
     let after = s.get_contact(c2.id).await.unwrap();
-    assert_eq!((after.status, after.attempts, after.retries), (ContactStatus::Pending, 0, 0));
+    assert_eq!(
+        (after.status, after.attempts, after.retries),
+        (ContactStatus::Pending, 0, 0)
+    );
     assert_eq!(attempts_of(s, c2.id).await, 1);
 }
 
 async fn restart_leaves_live_calls_alone_until_they_end(db: &TestDb) {
     let s = &db.store;
     let id = campaign(s, "restart").await;
-    s.bulk_insert_contacts(id, &[contact("+14155550011", ""), contact("+14155550012", "")], NOW)
-        .await
-        .unwrap();
+    s.bulk_insert_contacts(
+        id,
+        &[contact("+14155550011", ""), contact("+14155550012", "")],
+        NOW,
+    )
+    .await
+    .unwrap();
     let ids = contact_ids(s, id).await;
     s.set_campaign_status(id, CampaignStatus::New, CampaignStatus::Processing, NOW)
         .await
         .unwrap();
     // One contact done, one in a live call.
-    let Claim::Claimed(done) = s.claim_call(&new_call(id, ids[0], "node-a", NOW)).await.unwrap()
+    let Claim::Claimed(done) = s
+        .claim_call(&new_call(id, ids[0], "node-a", NOW))
+        .await
+        .unwrap()
     else {
         panic!("not claimed");
     };
     s.finish_attempt(&end_of("node-a", id, done.id, ContactStatus::Rejected))
         .await
         .unwrap();
-    let Claim::Claimed(live) = s.claim_call(&new_call(id, ids[1], "node-a", NOW)).await.unwrap()
+    let Claim::Claimed(live) = s
+        .claim_call(&new_call(id, ids[1], "node-a", NOW))
+        .await
+        .unwrap()
     else {
         panic!("not claimed");
     };
-    s.set_campaign_status(id, CampaignStatus::Processing, CampaignStatus::Canceled, NOW + 1)
-        .await
-        .unwrap();
+    s.set_campaign_status(
+        id,
+        CampaignStatus::Processing,
+        CampaignStatus::Canceled,
+        NOW + 1,
+    )
+    .await
+    .unwrap();
     // A restart from a status that moved meanwhile changes nothing.
     assert!(matches!(
-        s.restart_campaign(id, CampaignStatus::Processing, CampaignStatus::Processing, NOW + 2)
-            .await,
+        s.restart_campaign(
+            id,
+            CampaignStatus::Processing,
+            CampaignStatus::Processing,
+            NOW + 2
+        )
+        .await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(s.get_contact(done.id).await.unwrap().status, ContactStatus::Rejected);
+    assert_eq!(
+        s.get_contact(done.id).await.unwrap().status,
+        ContactStatus::Rejected
+    );
     let (c, reset, deferred) = s
-        .restart_campaign(id, CampaignStatus::Canceled, CampaignStatus::Processing, NOW + 2)
+        .restart_campaign(
+            id,
+            CampaignStatus::Canceled,
+            CampaignStatus::Processing,
+            NOW + 2,
+        )
         .await
         .unwrap();
-    assert_eq!((c.status, reset, deferred), (CampaignStatus::Processing, 1, 1));
-    assert_eq!(s.get_contact(done.id).await.unwrap().status, ContactStatus::Pending);
+    assert_eq!(
+        (c.status, reset, deferred),
+        (CampaignStatus::Processing, 1, 1)
+    );
+    assert_eq!(
+        s.get_contact(done.id).await.unwrap().status,
+        ContactStatus::Pending
+    );
     // The live call's contact is not dialable while its call lives ...
     let still = s.get_contact(live.id).await.unwrap();
     assert_eq!(still.status, ContactStatus::Dialing);
@@ -3191,7 +3270,12 @@ async fn restart_leaves_live_calls_alone_until_they_end(db: &TestDb) {
         .unwrap();
     let after = s.get_contact(live.id).await.unwrap();
     assert_eq!(
-        (after.status, after.attempts, after.retries, after.next_attempt_at),
+        (
+            after.status,
+            after.attempts,
+            after.retries,
+            after.next_attempt_at
+        ),
         (ContactStatus::Pending, 0, 0, None)
     );
     assert_eq!(attempts_of(s, live.id).await, 1);
@@ -3202,7 +3286,11 @@ async fn dead_nodes_are_those_that_stopped_beating(db: &TestDb) {
     let id = campaign(s, "nodes").await;
     s.bulk_insert_contacts(
         id,
-        &[contact("+14155550021", ""), contact("+14155550022", ""), contact("+14155550023", "")],
+        &[
+            contact("+14155550021", ""),
+            contact("+14155550022", ""),
+            contact("+14155550023", ""),
+        ],
         NOW,
     )
     .await
@@ -3222,13 +3310,20 @@ async fn dead_nodes_are_those_that_stopped_beating(db: &TestDb) {
         s.dead_nodes(NOW).await.unwrap(),
         vec!["ghost".to_string(), "stale".to_string()]
     );
-    assert_eq!(s.calls_of_node("stale").await.unwrap()[0].contact_id, ids[1]);
+    assert_eq!(
+        s.calls_of_node("stale").await.unwrap()[0].contact_id,
+        ids[1]
+    );
     // A node with calls left is not forgotten; one without is.
     s.node_started("gone", NOW - 60_000).await.unwrap();
     assert_eq!(s.forget_dead_nodes(NOW).await.unwrap(), 1);
     s.node_stopped("alive").await.unwrap();
     assert_eq!(
         s.dead_nodes(NOW).await.unwrap(),
-        vec!["alive".to_string(), "ghost".to_string(), "stale".to_string()]
+        vec![
+            "alive".to_string(),
+            "ghost".to_string(),
+            "stale".to_string()
+        ]
     );
 }

@@ -451,7 +451,10 @@ mod tests {
         s.retry_on.machine = false;
         let updates = run(
             &s,
-            &[(AttemptResult::Interrupted, 0), (AttemptResult::Interrupted, 1)],
+            &[
+                (AttemptResult::Interrupted, 0),
+                (AttemptResult::Interrupted, 1),
+            ],
         );
         assert_eq!(updates[0].status, ContactStatus::Retry);
         assert_eq!(updates[0].last_outcome.as_deref(), Some("interrupted"));

@@ -12,7 +12,8 @@ use toml::de::DeTable;
 use super::error::ConfigError;
 use super::reader::{self, Doc, Fields, Val};
 use super::{
-    Config, DatabaseSettings, EngineSettings, HttpSettings, LogSettings, MediaSettings, RtpSettings, SipSettings,
+    Config, DatabaseSettings, EngineSettings, HttpSettings, LogSettings, MediaSettings,
+    RtpSettings, SipSettings,
 };
 
 const TOP: &[&str] = &["sip", "rtp", "log", "database", "http", "media", "engine"];

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::attempt::{run_attempt, AttemptPlan, AttemptReport, MAX_CALL};
+use super::recovery::{reconcile_node, Recorder};
 use crate::campaign::agents::{ConnectTarget, Pool};
 use crate::campaign::contact_tz::zones_for_contact;
 use crate::campaign::hours::CompiledHours;
@@ -44,7 +45,6 @@ use crate::campaign::{
 use crate::config::{Config, Profile};
 use crate::media::wav::load_wav_8k_mono;
 use crate::sip::UserAgent;
-use super::recovery::{reconcile_node, Recorder};
 use crate::store::attempts::AttemptRecord;
 use crate::store::contacts::ContactTransition;
 use crate::store::inflight::{AttemptEnd, Claim, NewCall};
@@ -203,7 +203,11 @@ impl Engine {
             let _ = live.stop.send(true);
         }
         let grace = Duration::from_secs(self.config.engine.shutdown_grace_secs);
-        tracing::info!(live, ?grace, "campaign engine stopping: hanging up live calls");
+        tracing::info!(
+            live,
+            ?grace,
+            "campaign engine stopping: hanging up live calls"
+        );
         let deadline = tokio::time::Instant::now() + grace;
         while !self.live.is_empty() {
             match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
@@ -629,7 +633,7 @@ impl Engine {
             })
             .await?;
         let claimed = match claim {
-            Claim::Claimed(contact) => contact,
+            Claim::Claimed(contact) => *contact,
             // Another node took it, or an admin moved it.
             Claim::Taken => return Ok(true),
             capped @ (Claim::TrunkFull | Claim::TrunkCps | Claim::CampaignFull) => {
@@ -1088,9 +1092,7 @@ impl AttemptJob {
             }
         };
         let ended_at = now_ms();
-        let end = self
-            .end(&destination, report, started_at, ended_at)
-            .await;
+        let end = self.end(&destination, report, started_at, ended_at).await;
         self.recorder.record(end).await;
         let _ = self.done.send(Finished {
             contact_id: self.contact.id,

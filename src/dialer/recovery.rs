@@ -287,7 +287,10 @@ async fn interrupted_end(
         campaign_id: Some(call.campaign_id),
         contact_id: Some(call.contact_id),
         attempt_number: call.attempt_number,
-        call_id: facts.as_ref().map(|f| f.call_id.clone()).unwrap_or_default(),
+        call_id: facts
+            .as_ref()
+            .map(|f| f.call_id.clone())
+            .unwrap_or_default(),
         sip_profile: call.trunk.clone(),
         caller_id: call.caller_id.clone(),
         billable_account: settings.billable_account.clone(),

@@ -67,12 +67,11 @@ pub async fn bye(
     outbound_proxy: Option<&HostPort>,
 ) -> Result<u16, SipError> {
     let stack = |e: rsipstack::Error| SipError::Stack(e.to_string());
-    let uri = rsipstack::sip::Uri::try_from(facts.target.as_str()).map_err(|e| {
-        SipError::BadUri {
+    let uri =
+        rsipstack::sip::Uri::try_from(facts.target.as_str()).map_err(|e| SipError::BadUri {
             uri: facts.target.clone(),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     let endpoint = ua.endpoint();
     let via = endpoint.get_via(None, None).map_err(stack)?;
     let mut headers: Vec<Header> = vec![

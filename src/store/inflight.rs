@@ -79,7 +79,7 @@ pub struct NewCall<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// The contact is `dialing` (its attempt counted) and its call row written.
-    Claimed(Contact),
+    Claimed(Box<Contact>),
     /// Another node took it first, or its status moved on.
     Taken,
     /// The trunk has `max_channels` calls in flight across the nodes.
@@ -132,7 +132,10 @@ pub struct AttemptEnd {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ended {
     /// Recorded: the attempt's id and the contact's new status.
-    Written { attempt_id: i64, status: ContactStatus },
+    Written {
+        attempt_id: i64,
+        status: ContactStatus,
+    },
     /// The call row was no longer this node's (reconciled elsewhere): nothing was written.
     Fenced,
 }
@@ -229,11 +232,12 @@ impl Store {
                 return Ok(Claim::TrunkFull);
             }
         }
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM calls_in_flight WHERE campaign_id = $1")
-            .bind(call.campaign_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM calls_in_flight WHERE campaign_id = $1")
+                .bind(call.campaign_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
         if n >= call.max_concurrent.max(0) {
             tx.rollback().await?;
             return Ok(Claim::CampaignFull);
@@ -268,7 +272,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Claim::Claimed(contact))
+        Ok(Claim::Claimed(Box::new(contact)))
     }
 
     /// The call was answered: its row keeps the dialog's facts (`dialog`, JSON). `false` when
@@ -487,7 +491,9 @@ impl Store {
             tx.rollback().await?;
             // Conflict (or NotFound) naming the status it has.
             self.status_set(id, expected, None).await?;
-            return Err(StoreError::Conflict(format!("campaign {id} changed meanwhile")));
+            return Err(StoreError::Conflict(format!(
+                "campaign {id} changed meanwhile"
+            )));
         }
         let reset = sqlx::query(
             "UPDATE contacts SET status = 'pending', attempts = 0, retries = 0, \
@@ -499,13 +505,12 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let deferred = sqlx::query(
-            "UPDATE calls_in_flight SET reset_on_end = 1 WHERE campaign_id = $1",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let deferred =
+            sqlx::query("UPDATE calls_in_flight SET reset_on_end = 1 WHERE campaign_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         tx.commit().await?;
         let campaign = self.status_set(id, expected, row).await?;
         Ok((campaign, reset, deferred))
