@@ -266,10 +266,10 @@ async fn wait_calls(store: &Store, answered: usize, ringing: usize, node: &Node)
     }
 }
 
-/// Numbers the far end answers (last digit 0-3).
+/// US numbers the far end answers (last digit 1-3; never ending in 120, which presses a key).
 fn answered_numbers(n: usize, prefix: &str) -> Vec<String> {
     (0..n)
-        .map(|i| format!("+1202555{prefix}{i}{}", i % 4))
+        .map(|i| format!("+1202555{prefix}{i:02}{}", i % 3 + 1))
         .collect()
 }
 
@@ -377,7 +377,6 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
     }
     let reconciled_in = restarted_at.elapsed();
     api.wait_finished(id, Duration::from_secs(90), &node).await;
-    drop(node);
 
     let attempts = api.attempts(id).await;
     let interrupted: Vec<&Value> = attempts
@@ -398,6 +397,7 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
         assert_eq!(c["attempts"], 2, "{c}");
     }
     assert!(store.calls_in_flight().await.unwrap().is_empty());
+    drop(node);
 
     // The far end saw a BYE from the restarted node (its SIP port) for each interrupted call.
     let run = sipp.wait(Duration::from_secs(1));
@@ -456,7 +456,6 @@ async fn stop_then_restart_with_calls_up_never_dials_a_live_number_again() {
         .await;
     assert_eq!(restarted["status"], "processing", "{restarted}");
     api.wait_finished(id, Duration::from_secs(90), &node).await;
-    drop(node);
 
     // Every call recorded once; the contacts dialed again only after their call ended.
     let attempts = api.attempts(id).await;
@@ -484,6 +483,7 @@ async fn stop_then_restart_with_calls_up_never_dials_a_live_number_again() {
         assert_eq!(c["status"], "answered", "{c}");
         assert_eq!(c["attempts"], 1, "{c}");
     }
+    drop(node);
     let run = sipp.wait(Duration::from_secs(1));
     let dialogs = dialogs_by_number(&run);
     assert_eq!(dialogs.len(), 3, "{dialogs:?}");
@@ -728,7 +728,6 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
     for id in &campaigns {
         api.wait_finished(*id, Duration::from_secs(240), &b).await;
     }
-    drop(b);
 
     let run = sipp.wait(Duration::from_secs(1));
     let most = max_concurrent_dialogs(&run);
@@ -770,5 +769,6 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
             assert_eq!(c["status"], "answered", "{c}");
         }
     }
+    drop(b);
     store.close().await;
 }
