@@ -701,10 +701,19 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
             .await;
         campaigns.push(id);
     }
-    for id in &campaigns {
-        api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
-            .await;
-    }
+    // Each started through its own node's API (which wakes that node's engine first), so the
+    // campaign leases split one each.
+    let api_a = Api {
+        http: reqwest::Client::new(),
+        auth: api.auth.clone(),
+        base: a.api.clone(),
+    };
+    api_a
+        .post(&format!("/v1/campaigns/{}/start", campaigns[0]), json!({}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.post(&format!("/v1/campaigns/{}/start", campaigns[1]), json!({}))
+        .await;
     // Both nodes dialing: wait until A has calls up, then stop it for 7 s.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
