@@ -994,13 +994,17 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     ua.start_trunks(&config.profiles);
     let config = Arc::new(config);
     let wake = Arc::new(tokio::sync::Notify::new());
-    let node = format!(
-        "{}-{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "outdial".into()),
-        std::process::id()
-    );
     let data_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    // Random once, then kept in the data directory: a restart finds its own calls.
+    let node = outdial::dialer::recovery::node_id(&data_dir)
+        .with_context(|| format!("node id in {}", data_dir.display()))?;
+    let journal = outdial::dialer::journal::Journal::open(
+        &data_dir.join("attempt-journal.jsonl"),
+        usize::try_from(config.engine.journal_max).unwrap_or(usize::MAX),
+    )?;
+    let recorder = outdial::dialer::recovery::Recorder::new(store.clone(), journal);
     let live = outdial::flow::control::LiveCalls::new();
+    tracing::info!(%node, "node id");
     let (engine, engine_task) = outdial::dialer::engine::spawn(
         store.clone(),
         ua.clone(),
@@ -1011,6 +1015,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             media_dir: config.media.dir.clone(),
             live: live.clone(),
         },
+        recorder,
         wake.clone(),
     );
     let state = outdial::api::AppState::new(store.clone(), wake, data_dir.join("exports"))

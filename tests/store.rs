@@ -176,6 +176,10 @@ both!(
     abandons_count_people_over_the_rolling_30_days,
     ai_agents_are_per_account_and_campaigns_name_them,
     goals_analyses_and_attempt_reports,
+    claims_count_caps_over_every_node,
+    an_attempt_ends_in_one_transaction_and_only_once,
+    restart_leaves_live_calls_alone_until_they_end,
+    dead_nodes_are_those_that_stopped_beating,
 );
 
 /// Attempts stored before `ended_by` covered every answered call (schema 5: the callee
@@ -1096,8 +1100,15 @@ async fn contact_lifecycle_helpers(db: &TestDb) {
     assert_eq!(retried.status, ContactStatus::Retry);
     assert_eq!(retried.next_attempt_at, Some(NOW + 5));
 
-    // Restart: everyone pending, counters cleared.
-    assert_eq!(s.reset_contacts_for_restart(id, NOW + 9).await.unwrap(), 5);
+    // Restart: everyone pending, counters cleared, with the status change.
+    let (restarted, reset, deferred) = s
+        .restart_campaign(id, CampaignStatus::New, CampaignStatus::Processing, NOW + 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        (restarted.status, reset, deferred),
+        (CampaignStatus::Processing, 5, 0)
+    );
     let after = s
         .list_contacts(id, &ContactFilter::default(), Page::default())
         .await
@@ -2909,4 +2920,410 @@ async fn goals_analyses_and_attempt_reports(db: &TestDb) {
     // Deleting the campaign takes its questions and reports along.
     s.delete_campaign(id).await.unwrap();
     assert!(s.get_attempt_analysis(ann_later).await.unwrap().is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// Calls in flight: caps over every node, the attempt's end, restart, dead nodes.
+
+use outdial::store::inflight::{AttemptEnd, CallState, Claim, Ended, NewCall};
+
+const DIALABLE: &[ContactStatus] = &[ContactStatus::Pending, ContactStatus::Retry];
+
+fn new_call<'a>(campaign_id: i64, contact_id: i64, node: &'a str, now: i64) -> NewCall<'a> {
+    NewCall {
+        campaign_id,
+        contact_id,
+        expected: DIALABLE,
+        node,
+        trunk: "carrier",
+        max_channels: None,
+        max_cps: None,
+        max_concurrent: 1000,
+        caller_id: "+12025550100",
+        now,
+    }
+}
+
+async fn contact_ids(s: &Store, campaign_id: i64) -> Vec<i64> {
+    s.list_contacts(campaign_id, &ContactFilter::default(), Page::new(1000, 0))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+async fn claims_count_caps_over_every_node(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "caps").await;
+    let batch: Vec<_> = (0..40)
+        .map(|i| contact(&format!("+1415666{i:04}"), ""))
+        .collect();
+    s.bulk_insert_contacts(id, &batch, NOW).await.unwrap();
+    let ids = Arc::new(contact_ids(s, id).await);
+    // Two nodes race over every contact with a trunk of 5 channels: exactly 5 win.
+    let mut tasks = Vec::new();
+    for node in ["node-a", "node-b"] {
+        let store = s.clone();
+        let ids = ids.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut won = 0;
+            for cid in ids.iter() {
+                let call = NewCall {
+                    max_channels: Some(5),
+                    ..new_call(id, *cid, node, NOW)
+                };
+                if let Claim::Claimed(c) = store.claim_call(&call).await.unwrap() {
+                    assert_eq!(c.status, ContactStatus::Dialing);
+                    won += 1;
+                }
+            }
+            won
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += t.await.unwrap();
+    }
+    assert_eq!(won, 5);
+    assert_eq!(s.trunk_calls("carrier").await.unwrap(), 5);
+    assert_eq!(s.campaign_calls(id).await.unwrap(), 5);
+    let dialing = s.count_in_status(id, ContactStatus::Dialing).await.unwrap();
+    assert_eq!(dialing, 5);
+
+    // The campaign's max_concurrent counts the calls of every node.
+    let next = ids[39];
+    let full = NewCall {
+        max_concurrent: 5,
+        trunk: "other",
+        ..new_call(id, next, "node-c", NOW)
+    };
+    assert_eq!(s.claim_call(&full).await.unwrap(), Claim::CampaignFull);
+    // A contact already in a call is not claimed again.
+    let taken_id = s
+        .calls_in_flight()
+        .await
+        .unwrap()
+        .first()
+        .unwrap()
+        .contact_id;
+    let again = NewCall {
+        trunk: "other",
+        ..new_call(id, taken_id, "node-c", NOW)
+    };
+    assert_eq!(s.claim_call(&again).await.unwrap(), Claim::Taken);
+
+    // max_cps: two claims a second on trunk "slow", the third waits for the next second.
+    let cps = |cid, now| NewCall {
+        trunk: "slow",
+        max_cps: Some(2.0),
+        ..new_call(id, cid, "node-a", now)
+    };
+    let second = NOW - NOW % 1000;
+    assert!(matches!(
+        s.claim_call(&cps(ids[20], second)).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    assert!(matches!(
+        s.claim_call(&cps(ids[21], second + 400)).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    assert_eq!(
+        s.claim_call(&cps(ids[22], second + 900)).await.unwrap(),
+        Claim::TrunkCps
+    );
+    assert!(matches!(
+        s.claim_call(&cps(ids[22], second + 1000)).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    // Half a call a second: one claim per two seconds.
+    let half = |cid, now| NewCall {
+        trunk: "slower",
+        max_cps: Some(0.5),
+        ..new_call(id, cid, "node-a", now)
+    };
+    let two = NOW - NOW % 2000;
+    assert!(matches!(
+        s.claim_call(&half(ids[23], two)).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    assert_eq!(
+        s.claim_call(&half(ids[24], two + 1500)).await.unwrap(),
+        Claim::TrunkCps
+    );
+    assert!(matches!(
+        s.claim_call(&half(ids[24], two + 2000)).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+}
+
+fn end_of(node: &str, campaign_id: i64, contact_id: i64, status: ContactStatus) -> AttemptEnd {
+    AttemptEnd {
+        node: node.into(),
+        record: AttemptRecord {
+            campaign_id: Some(campaign_id),
+            contact_id: Some(contact_id),
+            attempt_number: 1,
+            call_id: format!("call-{contact_id}"),
+            outcome: "busy".into(),
+            started_at: NOW,
+            ended_at: Some(NOW + 5),
+            ..AttemptRecord::default()
+        },
+        contact: ContactTransition {
+            status,
+            next_attempt_at: Some(NOW + 60_000),
+            last_outcome: Some("busy".into()),
+        },
+        counters: None,
+        event: serde_json::json!({"attempt": 1, "outcome": "busy"}),
+        at: NOW + 5,
+    }
+}
+
+async fn attempts_of(s: &Store, contact_id: i64) -> usize {
+    s.list_attempts(
+        &AttemptFilter {
+            contact_id: Some(contact_id),
+            ..AttemptFilter::default()
+        },
+        Page::default(),
+    )
+    .await
+    .unwrap()
+    .items
+    .len()
+}
+
+async fn an_attempt_ends_in_one_transaction_and_only_once(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "ends").await;
+    s.bulk_insert_contacts(
+        id,
+        &[contact("+14155550001", ""), contact("+14155550002", "")],
+        NOW,
+    )
+    .await
+    .unwrap();
+    let ids = contact_ids(s, id).await;
+    let Claim::Claimed(c) = s
+        .claim_call(&new_call(id, ids[0], "node-a", NOW))
+        .await
+        .unwrap()
+    else {
+        panic!("not claimed");
+    };
+    assert_eq!(c.attempts, 1);
+    // Answer: the row keeps the dialog's facts.
+    assert!(s
+        .call_answered(c.id, "node-a", "{\"call_id\":\"x\"}", NOW + 1)
+        .await
+        .unwrap());
+    assert!(!s
+        .call_answered(c.id, "node-b", "{}", NOW + 1)
+        .await
+        .unwrap());
+    let row = s.calls_of_node("node-a").await.unwrap().remove(0);
+    assert_eq!(row.state, CallState::Answered);
+    assert_eq!(row.dialog.as_deref(), Some("{\"call_id\":\"x\"}"));
+
+    // Another node's end (the fence) writes nothing.
+    let foreign = end_of("node-b", id, c.id, ContactStatus::Retry);
+    assert_eq!(s.finish_attempt(&foreign).await.unwrap(), Ended::Fenced);
+    assert_eq!(attempts_of(s, c.id).await, 0);
+
+    let end = end_of("node-a", id, c.id, ContactStatus::Retry);
+    let Ended::Written { status, .. } = s.finish_attempt(&end).await.unwrap() else {
+        panic!("not written");
+    };
+    assert_eq!(status, ContactStatus::Retry);
+    let after = s.get_contact(c.id).await.unwrap();
+    assert_eq!(
+        (
+            after.status,
+            after.attempts,
+            after.next_attempt_at,
+            after.last_outcome.as_deref()
+        ),
+        (ContactStatus::Retry, 1, Some(NOW + 60_000), Some("busy"))
+    );
+    assert_eq!(attempts_of(s, c.id).await, 1);
+    let events = s
+        .list_events(&EventFilter {
+            contact_id: Some(c.id),
+            kind: Some("attempt".into()),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].detail["status"], "retry");
+    assert!(s.calls_in_flight().await.unwrap().is_empty());
+    // The same end again (a journal replayed twice): nothing doubled.
+    assert_eq!(s.finish_attempt(&end).await.unwrap(), Ended::Fenced);
+    assert_eq!(attempts_of(s, c.id).await, 1);
+
+    // An attempt that does not count (a shutdown cancelled it) writes its counters back.
+    let Claim::Claimed(c2) = s
+        .claim_call(&new_call(id, ids[1], "node-a", NOW))
+        .await
+        .unwrap()
+    else {
+        panic!("not claimed");
+    };
+    let mut uncounted = end_of("node-a", id, c2.id, ContactStatus::Pending);
+    uncounted.counters = Some((0, 0));
+    s.finish_attempt(&uncounted).await.unwrap();
+    let after = s.get_contact(c2.id).await.unwrap();
+    assert_eq!(
+        (after.status, after.attempts, after.retries),
+        (ContactStatus::Pending, 0, 0)
+    );
+    assert_eq!(attempts_of(s, c2.id).await, 1);
+}
+
+async fn restart_leaves_live_calls_alone_until_they_end(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "restart").await;
+    s.bulk_insert_contacts(
+        id,
+        &[contact("+14155550011", ""), contact("+14155550012", "")],
+        NOW,
+    )
+    .await
+    .unwrap();
+    let ids = contact_ids(s, id).await;
+    s.set_campaign_status(id, CampaignStatus::New, CampaignStatus::Processing, NOW)
+        .await
+        .unwrap();
+    // One contact done, one in a live call.
+    let Claim::Claimed(done) = s
+        .claim_call(&new_call(id, ids[0], "node-a", NOW))
+        .await
+        .unwrap()
+    else {
+        panic!("not claimed");
+    };
+    s.finish_attempt(&end_of("node-a", id, done.id, ContactStatus::Rejected))
+        .await
+        .unwrap();
+    let Claim::Claimed(live) = s
+        .claim_call(&new_call(id, ids[1], "node-a", NOW))
+        .await
+        .unwrap()
+    else {
+        panic!("not claimed");
+    };
+    s.set_campaign_status(
+        id,
+        CampaignStatus::Processing,
+        CampaignStatus::Canceled,
+        NOW + 1,
+    )
+    .await
+    .unwrap();
+    // A restart from a status that moved meanwhile changes nothing.
+    assert!(matches!(
+        s.restart_campaign(
+            id,
+            CampaignStatus::Processing,
+            CampaignStatus::Processing,
+            NOW + 2
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.get_contact(done.id).await.unwrap().status,
+        ContactStatus::Rejected
+    );
+    let (c, reset, deferred) = s
+        .restart_campaign(
+            id,
+            CampaignStatus::Canceled,
+            CampaignStatus::Processing,
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.status, reset, deferred),
+        (CampaignStatus::Processing, 1, 1)
+    );
+    assert_eq!(
+        s.get_contact(done.id).await.unwrap().status,
+        ContactStatus::Pending
+    );
+    // The live call's contact is not dialable while its call lives ...
+    let still = s.get_contact(live.id).await.unwrap();
+    assert_eq!(still.status, ContactStatus::Dialing);
+    assert!(s
+        .due_contacts(id, NOW + 3, 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.id != live.id));
+    // ... and is reset when it ends, whatever the call's result said.
+    s.finish_attempt(&end_of("node-a", id, live.id, ContactStatus::Rejected))
+        .await
+        .unwrap();
+    let after = s.get_contact(live.id).await.unwrap();
+    assert_eq!(
+        (
+            after.status,
+            after.attempts,
+            after.retries,
+            after.next_attempt_at
+        ),
+        (ContactStatus::Pending, 0, 0, None)
+    );
+    assert_eq!(attempts_of(s, live.id).await, 1);
+}
+
+async fn dead_nodes_are_those_that_stopped_beating(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "nodes").await;
+    s.bulk_insert_contacts(
+        id,
+        &[
+            contact("+14155550021", ""),
+            contact("+14155550022", ""),
+            contact("+14155550023", ""),
+        ],
+        NOW,
+    )
+    .await
+    .unwrap();
+    let ids = contact_ids(s, id).await;
+    s.node_started("alive", NOW).await.unwrap();
+    s.node_started("stale", NOW - 60_000).await.unwrap();
+    for (cid, node) in [(ids[0], "alive"), (ids[1], "stale"), (ids[2], "ghost")] {
+        assert!(matches!(
+            s.claim_call(&new_call(id, cid, node, NOW)).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+    }
+    s.heartbeat("alive", NOW + 5_000).await.unwrap();
+    // Older than 10 s at NOW + 10 s: "stale"; "ghost" never beat at all.
+    assert_eq!(
+        s.dead_nodes(NOW).await.unwrap(),
+        vec!["ghost".to_string(), "stale".to_string()]
+    );
+    assert_eq!(
+        s.calls_of_node("stale").await.unwrap()[0].contact_id,
+        ids[1]
+    );
+    // A node with calls left is not forgotten; one without is.
+    s.node_started("gone", NOW - 60_000).await.unwrap();
+    assert_eq!(s.forget_dead_nodes(NOW).await.unwrap(), 1);
+    s.node_stopped("alive").await.unwrap();
+    assert_eq!(
+        s.dead_nodes(NOW).await.unwrap(),
+        vec![
+            "alive".to_string(),
+            "ghost".to_string(),
+            "stale".to_string()
+        ]
+    );
 }

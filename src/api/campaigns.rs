@@ -970,7 +970,8 @@ pub async fn delete_campaign(
 }
 
 /// Runs one action: the guides' rule (`apply_action`) decides, the store moves the
-/// status only if nobody changed it meanwhile, Restart puts every contact back to pending.
+/// status only if nobody changed it meanwhile, Restart puts every contact back to pending (in
+/// the same transaction; a contact whose call is live is reset when the call ends).
 async fn act(
     state: &AppState,
     caller: &Caller,
@@ -981,14 +982,20 @@ async fn act(
     let campaign = load(state, id).await?;
     let start_in_future = campaign.settings.schedule_start.is_some_and(|s| s > now);
     let to = apply_action(campaign.status, action, start_in_future)?;
-    let updated = state
-        .store
-        .set_campaign_status(id, campaign.status, to, now)
-        .await?;
-    let mut reset = 0;
-    if action == CampaignAction::Restart {
-        reset = state.store.reset_contacts_for_restart(id, now).await?;
-    }
+    // Restart is one transaction with its status change, and leaves contacts with a live
+    // call alone until that call ends (then they are reset).
+    let (updated, reset, deferred) = if action == CampaignAction::Restart {
+        state
+            .store
+            .restart_campaign(id, campaign.status, to, now)
+            .await?
+    } else {
+        let updated = state
+            .store
+            .set_campaign_status(id, campaign.status, to, now)
+            .await?;
+        (updated, 0, 0)
+    };
     record_event(
         state,
         Some(id),
@@ -999,6 +1006,7 @@ async fn act(
             "to": to,
             "account_id": caller.account_id,
             "contacts_reset": reset,
+            "contacts_reset_after_their_call": deferred,
         }),
     )
     .await;

@@ -101,6 +101,7 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
         audio: audio_tx,
         sent_audio: sent_tx,
         early_received: 0,
+        on_answer: req.on_answer.clone(),
         _channel: channel,
     };
     tokio::spawn(
@@ -130,6 +131,8 @@ struct CallTask {
     sent_audio: mpsc::Sender<Vec<i16>>,
     /// Packets received before the answer (early media), taken when it comes.
     early_received: u64,
+    /// Told the dialog's facts at answer (see [`CallRequest::on_answer`]).
+    on_answer: Option<mpsc::UnboundedSender<crate::sip::orphan::DialogFacts>>,
     /// The trunk channel this call occupies, freed when the task ends.
     _channel: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -280,6 +283,11 @@ impl CallTask {
                     CallEvent::Answered { codec } => {
                         self.early_received = self.media.stats().received;
                         info!(?codec, "answered");
+                        if let Some(tx) = self.on_answer.take() {
+                            let facts =
+                                crate::sip::orphan::DialogFacts::of(&self.dialog.snapshot());
+                            let _ = tx.send(facts);
+                        }
                     }
                     CallEvent::Reoffered { direction, remote } => {
                         info!(?direction, ?remote, "media updated by peer")

@@ -50,6 +50,9 @@ pub struct CallRequest {
     pub asserted_identity: Option<String>,
     /// Extra headers sent with the INVITE (name, value), e.g. `X-Outdial-Campaign`.
     pub headers: Vec<(String, String)>,
+    /// Told the dialog's facts once the leg is answered (a campaign keeps them in the store,
+    /// so another process can still end the call if this one dies).
+    pub on_answer: Option<mpsc::UnboundedSender<crate::sip::orphan::DialogFacts>>,
 }
 
 impl CallRequest {
@@ -68,6 +71,7 @@ impl CallRequest {
             tap_sent: false,
             asserted_identity: None,
             headers: Vec::new(),
+            on_answer: None,
         }
     }
 }

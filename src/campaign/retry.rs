@@ -42,6 +42,9 @@ pub enum AttemptResult {
     Failed,
     /// On a do-not-call list: not dialed.
     Dnc,
+    /// The node placing the call died (or the store lost it) mid-call: retried while
+    /// retries remain, whatever `retry_on` says (the callee did nothing), else `failed`.
+    Interrupted,
 }
 
 impl AttemptResult {
@@ -72,6 +75,7 @@ impl AttemptResult {
             AttemptResult::InvalidNumber => "invalid_number",
             AttemptResult::Failed => "failed",
             AttemptResult::Dnc => "dnc",
+            AttemptResult::Interrupted => "interrupted",
         }
     }
 
@@ -82,6 +86,7 @@ impl AttemptResult {
             AttemptResult::NoAnswer | AttemptResult::Unavailable => on.no_answer,
             AttemptResult::Machine => on.machine,
             AttemptResult::Failed => on.failed,
+            AttemptResult::Interrupted => true,
             AttemptResult::Human | AttemptResult::InvalidNumber | AttemptResult::Dnc => false,
         }
     }
@@ -163,6 +168,23 @@ pub fn after_attempt(
         _ => ContactStatus::Failed,
     };
     update
+}
+
+/// A ringing call cancelled because this node shut down: the attempt does not count (the
+/// callee did nothing), so the contact is queued again, due `now`, with the counters it had
+/// before it was claimed (`contact` as it was then).
+pub fn after_shutdown(contact: &Contact, now: Millis) -> ContactUpdate {
+    ContactUpdate {
+        status: if contact.attempts > 0 {
+            ContactStatus::Retry
+        } else {
+            ContactStatus::Pending
+        },
+        attempts: contact.attempts,
+        retries: contact.retries,
+        next_attempt_at: Some(now),
+        last_outcome: Some(AttemptResult::Interrupted.as_str().to_string()),
+    }
 }
 
 /// A `called` contact whose completion time has come becomes `completed`; `None` when the
@@ -418,5 +440,46 @@ mod tests {
             ),
             (ContactStatus::Pending, 0, 0, None)
         );
+    }
+
+    #[test]
+    fn an_interrupted_call_is_retried_while_retries_remain_whatever_retry_on_says() {
+        let mut s = settings(1);
+        s.retry_on.failed = false;
+        s.retry_on.busy = false;
+        s.retry_on.no_answer = false;
+        s.retry_on.machine = false;
+        let updates = run(
+            &s,
+            &[
+                (AttemptResult::Interrupted, 0),
+                (AttemptResult::Interrupted, 1),
+            ],
+        );
+        assert_eq!(updates[0].status, ContactStatus::Retry);
+        assert_eq!(updates[0].last_outcome.as_deref(), Some("interrupted"));
+        assert_eq!(updates[1].status, ContactStatus::Failed);
+        assert_eq!(
+            run(&settings(0), &[(AttemptResult::Interrupted, 0)])[0].status,
+            ContactStatus::Failed
+        );
+    }
+
+    #[test]
+    fn a_call_cancelled_by_a_shutdown_keeps_its_retry() {
+        let mut c = contact();
+        let update = after_shutdown(&c, 42);
+        assert_eq!(
+            (update.status, update.attempts, update.next_attempt_at),
+            (ContactStatus::Pending, 0, Some(42))
+        );
+        c.attempts = 2;
+        c.retries = 1;
+        let update = after_shutdown(&c, 42);
+        assert_eq!(
+            (update.status, update.attempts, update.retries),
+            (ContactStatus::Retry, 2, 1)
+        );
+        assert_eq!(update.last_outcome.as_deref(), Some("interrupted"));
     }
 }

@@ -166,12 +166,16 @@ pub async fn campaign(store: Store, cmd: CampaignCommand) -> anyhow::Result<()> 
     let campaign = store.get_campaign(id).await?;
     let ahead = campaign.settings.schedule_start.is_some_and(|s| s > now);
     let to = apply_action(campaign.status, act, ahead)?;
-    if act == CampaignAction::Restart {
-        store.reset_contacts_for_restart(id, now).await?;
-    }
-    let updated = store
-        .set_campaign_status(id, campaign.status, to, now)
-        .await?;
+    let updated = if act == CampaignAction::Restart {
+        store
+            .restart_campaign(id, campaign.status, to, now)
+            .await?
+            .0
+    } else {
+        store
+            .set_campaign_status(id, campaign.status, to, now)
+            .await?
+    };
     store
         .append_event(
             Some(id),

@@ -38,6 +38,7 @@ pub struct Config {
     pub database: DatabaseSettings,
     pub http: HttpSettings,
     pub media: MediaSettings,
+    pub engine: EngineSettings,
     /// Loaded from the profiles directory, sorted by file name.
     pub profiles: Vec<Profile>,
 }
@@ -142,6 +143,29 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+        }
+    }
+}
+
+/// `[engine]`: how the campaign engine survives a shutdown, a crash and a store outage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// How long `serve` waits on SIGTERM for live calls to hang up and be recorded.
+    pub shutdown_grace_secs: u64,
+    /// A node whose heartbeat is older than this is dead: another node ends and records its
+    /// calls.
+    pub node_lease_secs: u64,
+    /// Attempt results kept on disk at most while the store is unreachable; when full the
+    /// engine stops dialing (results are never dropped).
+    pub journal_max: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            shutdown_grace_secs: 40,
+            node_lease_secs: 10,
+            journal_max: 10_000,
         }
     }
 }

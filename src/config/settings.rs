@@ -1,4 +1,4 @@
-//! `outdial.toml` (`[sip]`, `[rtp]`, `[log]`, `[database]`, `[http]`, `[media]`) and the `OUTDIAL_*`
+//! `outdial.toml` (`[sip]`, `[rtp]`, `[log]`, `[database]`, `[http]`, `[media]`, `[engine]`) and the `OUTDIAL_*`
 //! environment overrides applied after it.
 //!
 //! Starts from the built-in defaults, so every key is optional and a missing file (when not
@@ -12,16 +12,18 @@ use toml::de::DeTable;
 use super::error::ConfigError;
 use super::reader::{self, Doc, Fields, Val};
 use super::{
-    Config, DatabaseSettings, HttpSettings, LogSettings, MediaSettings, RtpSettings, SipSettings,
+    Config, DatabaseSettings, EngineSettings, HttpSettings, LogSettings, MediaSettings,
+    RtpSettings, SipSettings,
 };
 
-const TOP: &[&str] = &["sip", "rtp", "log", "database", "http", "media"];
+const TOP: &[&str] = &["sip", "rtp", "log", "database", "http", "media", "engine"];
 const SIP: &[&str] = &["listen_udp", "listen_tcp", "external_addr", "user_agent"];
 const RTP: &[&str] = &["bind_addr", "port_min", "port_max", "external_addr"];
 const LOG: &[&str] = &["level"];
 const DATABASE: &[&str] = &["url"];
 const HTTP: &[&str] = &["listen"];
 const MEDIA: &[&str] = &["dir"];
+const ENGINE: &[&str] = &["shutdown_grace_secs", "node_lease_secs", "journal_max"];
 
 pub(crate) const ENV_SIP_LISTEN: &str = "OUTDIAL_SIP_LISTEN";
 pub(crate) const ENV_RTP_PORTS: &str = "OUTDIAL_RTP_PORTS";
@@ -80,6 +82,28 @@ fn parse_file(doc: &mut Doc<'_>, config: &mut Config) {
     }
     if let Some(t) = section(doc, &top, "media") {
         parse_media(doc, t, &mut config.media);
+    }
+    if let Some(t) = section(doc, &top, "engine") {
+        parse_engine(doc, t, &mut config.engine);
+    }
+}
+
+fn parse_engine(doc: &mut Doc<'_>, t: &DeTable<'_>, engine: &mut EngineSettings) {
+    let f = doc.fields("engine.", t, ENGINE);
+    if let Some(v) = f.get("shutdown_grace_secs") {
+        if let Some(n) = doc.integer(&f.key("shutdown_grace_secs"), v, 0..=3600) {
+            engine.shutdown_grace_secs = n as u64;
+        }
+    }
+    if let Some(v) = f.get("node_lease_secs") {
+        if let Some(n) = doc.integer(&f.key("node_lease_secs"), v, 3..=3600) {
+            engine.node_lease_secs = n as u64;
+        }
+    }
+    if let Some(v) = f.get("journal_max") {
+        if let Some(n) = doc.integer(&f.key("journal_max"), v, 1..=10_000_000) {
+            engine.journal_max = n as u64;
+        }
     }
 }
 

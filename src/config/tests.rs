@@ -365,7 +365,11 @@ fn unknown_keys() {
     );
     assert_eq!(
         main_error("\n[metrics]\nx = 1\n"),
-        "outdial.toml: [metrics]: unknown key; expected one of sip, rtp, log, database, http, media (line 2)"
+        "outdial.toml: [metrics]: unknown key; expected one of sip, rtp, log, database, http, media, engine (line 2)"
+    );
+    assert_eq!(
+        main_error("[engine]\nshutdown_grace_secs = 4000\n"),
+        "outdial.toml: engine.shutdown_grace_secs = 4000: must be between 0 and 3600 (line 2)"
     );
     assert_eq!(
         profile_error(&format!("{PROXY}trasport = \"udp\"\n")),

@@ -55,6 +55,8 @@ pub struct AttemptPlan {
     pub stream: Option<crate::bridge::agent::StreamInfo>,
     /// The call's entry in the live-call registry (REST hang-up, transfer).
     pub registration: Option<crate::flow::control::Registration>,
+    /// Told the dialog's facts at answer ([`CallRequest::on_answer`]).
+    pub on_answer: Option<tokio::sync::mpsc::UnboundedSender<crate::sip::orphan::DialogFacts>>,
 }
 
 /// What became of the attempt.
@@ -107,6 +109,7 @@ pub async fn run_attempt(
     request.profile = plan.profile.clone();
     request.caller_id = plan.caller_id.clone().filter(|c| !c.is_empty());
     request.tap_sent = recorder.is_some();
+    request.on_answer = plan.on_answer.clone();
     // Built before dialing, so a missing runtime or model fails the attempt before any INVITE;
     // off the async workers, since the first one loads the models from disk.
     let amd = match plan.amd {

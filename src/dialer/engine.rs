@@ -1,16 +1,24 @@
 //! The campaign engine: the tokio driver around the sans-IO [`Scheduler`].
 //!
 //! Once a tick (at most a second apart, sooner when the scheduler asks or when the API
-//! wakes it through the shared `Notify`), it reads the campaigns that may dial from the
-//! store, takes a lease on each (so several nodes sharing a PostgreSQL store split the
-//! campaigns instead of doubling their pace), asks the scheduler what to do, and acts:
-//! stores status changes, checks every contact against the DNC list, claims it (so no two
-//! nodes dial one contact) and spawns one task per attempt. An attempt task places the
-//! call ([`run_attempt`]), writes its attempt record (CDR), moves the contact on
-//! ([`after_attempt`]) and reports back.
+//! wakes it through the shared `Notify`), it says this node is alive (its heartbeat),
+//! writes results waiting in the journal, reconciles the calls of nodes that died
+//! ([`recovery`](super::recovery)), reads the campaigns that may dial from the store, takes a
+//! lease on each (so several nodes sharing a PostgreSQL store split the campaigns instead of
+//! doubling their pace), asks the scheduler what to do, and acts: stores status changes,
+//! checks every contact against the DNC list, claims it together with its call's row (so no
+//! two nodes dial one contact, and trunk channels, trunk CPS and campaign concurrency are
+//! counted over every node) and spawns one task per attempt. An attempt task places the
+//! call ([`run_attempt`]), keeps the dialog's facts in the call's row at answer, and writes
+//! its end — attempt record (CDR), the contact moved on ([`after_attempt`]), the event — in
+//! one transaction through the [`Recorder`] (the journal while the store is unreachable).
+//! While results wait in the journal, nothing is dialed.
 //!
 //! Settings are re-read every tick, so edits apply to queued calls at once; pause stops
 //! new dials at the next tick; stop (canceled) also hangs up the campaign's live calls.
+//! Shutdown hangs up every live call (BYE, or CANCEL while ringing), waits up to the grace
+//! period for their transactions and records: a ringing call cancelled by the shutdown ends
+//! `interrupted` and keeps its retry.
 //! The engine never decides anything itself: pacing, hours, windows, retries and
 //! lifecycle are the scheduler's and the retry rules'.
 
@@ -23,12 +31,13 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::attempt::{run_attempt, AttemptPlan, AttemptReport, MAX_CALL};
+use super::recovery::{reconcile_node, Recorder};
 use crate::campaign::agents::{ConnectTarget, Pool};
 use crate::campaign::contact_tz::zones_for_contact;
 use crate::campaign::hours::CompiledHours;
 use crate::campaign::model::{AmdMode, MachineAction, Transfer};
 use crate::campaign::pacing::{handle_ms, AbandonWindow, MeasuredRates, PacingInput};
-use crate::campaign::retry::{after_attempt, AttemptResult};
+use crate::campaign::retry::{after_attempt, after_shutdown, AttemptResult};
 use crate::campaign::scheduler::{CampaignView, Candidate, Scheduler};
 use crate::campaign::{
     BusinessHoursSpec, Campaign, CampaignSettings, CampaignStatus, Contact, ContactStatus, Millis,
@@ -38,6 +47,7 @@ use crate::media::wav::load_wav_8k_mono;
 use crate::sip::UserAgent;
 use crate::store::attempts::AttemptRecord;
 use crate::store::contacts::ContactTransition;
+use crate::store::inflight::{AttemptEnd, Claim, NewCall};
 use crate::store::{Store, StoreError};
 
 /// Longest sleep between two ticks.
@@ -57,7 +67,8 @@ pub fn now_ms() -> Millis {
 /// What the engine needs besides the store and the user agent.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// This node's name in campaign leases (unique per node).
+    /// This node's id in campaign leases, call rows and heartbeats (unique per node, the
+    /// same across restarts: [`super::recovery::node_id`]).
     pub node: String,
     /// Where call recordings and recorded replies go.
     pub recordings_dir: PathBuf,
@@ -101,6 +112,7 @@ pub fn spawn(
     ua: Arc<UserAgent>,
     config: Arc<Config>,
     options: EngineOptions,
+    recorder: Recorder,
     wake: Arc<Notify>,
 ) -> (EngineHandle, tokio::task::JoinHandle<()>) {
     let cancel = CancellationToken::new();
@@ -123,6 +135,9 @@ pub fn spawn(
         owners: HashMap::new(),
         done_tx,
         done_rx,
+        recorder,
+        recovered: false,
+        store_ok_since: None,
     };
     let task = tokio::spawn(engine.run());
     (handle, task)
@@ -147,13 +162,17 @@ struct Engine {
     owners: HashMap<i64, Option<i64>>,
     done_tx: mpsc::UnboundedSender<Finished>,
     done_rx: mpsc::UnboundedReceiver<Finished>,
+    /// Writes attempts' ends (store, or journal while it is unreachable); replayed here.
+    recorder: Recorder,
+    /// Whether this node's own leftovers (journal, calls of its previous life) are done.
+    recovered: bool,
+    /// Since when the store has answered without a break: other nodes are judged dead only
+    /// after a whole node lease of it, so that after an outage everyone may beat again first.
+    store_ok_since: Option<Millis>,
 }
 
 impl Engine {
     async fn run(mut self) {
-        if let Err(e) = self.recover().await {
-            tracing::error!("campaign engine: recovering interrupted calls: {e}");
-        }
         loop {
             let now = now_ms();
             let wake_at = match self.tick(now).await {
@@ -177,11 +196,19 @@ impl Engine {
                 self.live.remove(&done.contact_id);
             }
         }
-        // Shutdown: hang up what is live and wait for the attempts to write their records.
+        // Shutdown: hang up what is live (BYE, or CANCEL while ringing) and wait, up to the
+        // grace period, for the attempts to end and write their records.
+        let live = self.live.len();
         for live in self.live.values() {
             let _ = live.stop.send(true);
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let grace = Duration::from_secs(self.config.engine.shutdown_grace_secs);
+        tracing::info!(
+            live,
+            ?grace,
+            "campaign engine stopping: hanging up live calls"
+        );
+        let deadline = tokio::time::Instant::now() + grace;
         while !self.live.is_empty() {
             match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
                 Ok(Some(done)) => {
@@ -190,33 +217,94 @@ impl Engine {
                 _ => break,
             }
         }
+        if !self.live.is_empty() {
+            tracing::warn!(
+                left = self.live.len(),
+                "grace period over with calls still ending: the next start (or another node) reconciles them"
+            );
+        }
         let _ = self.store.release_campaign_leases(&self.options.node).await;
+        if self.live.is_empty() && self.recorder.waiting() == 0 {
+            if let Ok(calls) = self.store.calls_of_node(&self.options.node).await {
+                if calls.is_empty() {
+                    let _ = self.store.node_stopped(&self.options.node).await;
+                }
+            }
+        }
     }
 
-    /// Contacts left `dialing`/`on_hold` by a node that stopped mid-call go back to the
-    /// queue (retry now) once their call cannot be alive anywhere any more; agents this node
-    /// held busy (it stopped mid-call) are free again.
-    async fn recover(&self) -> Result<(), StoreError> {
+    /// This node's leftovers from before a restart: agents it held busy are free again,
+    /// results in the journal are written, and the calls its previous life left in flight
+    /// are ended and recorded `interrupted`.
+    async fn recover(&mut self, now: Millis) -> Result<(), StoreError> {
         let freed = self
             .store
-            .release_node_agents(&self.options.node, now_ms())
+            .release_node_agents(&self.options.node, now)
             .await?;
         if freed > 0 {
             tracing::warn!("campaign engine: {freed} agents left busy by this node are free again");
         }
-        let stale_before = now_ms() - (MAX_CALL.as_millis() as Millis) - 600_000;
-        let n = self
-            .store
-            .requeue_stuck_contacts(stale_before, now_ms())
-            .await?;
+        self.recorder.replay().await?;
+        self.store.node_started(&self.options.node, now).await?;
+        let n = reconcile_node(
+            &self.store,
+            &self.ua,
+            &self.config,
+            &self.options.node,
+            &self.options.node,
+            now_ms(),
+        )
+        .await?;
         if n > 0 {
-            tracing::warn!("campaign engine: {n} contacts left mid-call were queued again");
+            tracing::warn!("campaign engine: {n} calls left in flight by this node's previous run recorded as interrupted");
         }
+        self.recovered = true;
         Ok(())
+    }
+
+    /// The heartbeat, the journal and other nodes' leftovers; `false` when nothing may be
+    /// dialed this tick (results still wait for the store).
+    async fn keep_whole(&mut self, now: Millis) -> Result<bool, StoreError> {
+        if let Err(e) = self.store.heartbeat(&self.options.node, now).await {
+            self.store_ok_since = None;
+            return Err(e);
+        }
+        let ok_since = *self.store_ok_since.get_or_insert(now);
+        if !self.recovered {
+            self.recover(now).await?;
+        }
+        if self.recorder.waiting() > 0 {
+            self.recorder.replay().await?;
+            if self.recorder.waiting() > 0 {
+                return Ok(false);
+            }
+        }
+        let lease = (self.config.engine.node_lease_secs as Millis) * 1000;
+        if now - ok_since >= lease {
+            for node in self.store.dead_nodes(now - lease).await? {
+                if node == self.options.node {
+                    continue;
+                }
+                reconcile_node(
+                    &self.store,
+                    &self.ua,
+                    &self.config,
+                    &node,
+                    &self.options.node,
+                    now_ms(),
+                )
+                .await?;
+            }
+            self.store.forget_dead_nodes(now - 10 * lease).await?;
+        }
+        Ok(true)
     }
 
     /// One pass over every campaign that may dial; returns when to come back.
     async fn tick(&mut self, now: Millis) -> Result<Option<Millis>, StoreError> {
+        if !self.keep_whole(now).await? {
+            return Ok(None);
+        }
         let campaigns = self
             .store
             .campaigns_in_status(&[
@@ -284,15 +372,27 @@ impl Engine {
             Some(id) => Some(self.compiled_hours(id).await?),
             None => None,
         };
+        // Counted over every node: the store's call rows.
         let live_calls = self
-            .live
-            .values()
-            .filter(|l| l.campaign_id == campaign.id)
-            .count() as u32;
+            .store
+            .campaign_calls(campaign.id)
+            .await?
+            .clamp(0, i64::from(u32::MAX)) as u32;
         let profile = self.profile_for(campaign);
-        let trunk_free_channels = profile
-            .as_ref()
-            .and_then(|p| self.ua.trunk_limit(p).free_channels());
+        let trunk_free_channels = match &profile {
+            Some(p) => {
+                let local = self.ua.trunk_limit(p).free_channels();
+                match p.max_channels {
+                    Some(max) => {
+                        let used = self.store.trunk_calls(&p.name).await?.max(0);
+                        let free = i64::from(max).saturating_sub(used).max(0) as u32;
+                        Some(local.map_or(free, |l| l.min(free)))
+                    }
+                    None => local,
+                }
+            }
+            None => None,
+        };
         let free = (settings.max_concurrent.max(0) as u32).saturating_sub(live_calls);
         let due = if free > 0 && campaign.status == CampaignStatus::Processing {
             self.store
@@ -352,7 +452,9 @@ impl Engine {
         }
         for contact_id in tick.dials {
             if let Some(contact) = due.iter().find(|c| c.id == contact_id) {
-                self.dial(campaign, contact, profile.clone(), now).await?;
+                if !self.dial(campaign, contact, profile.clone(), now).await? {
+                    break; // a cap counted over every node is reached
+                }
             }
         }
         Ok(tick.wake_at)
@@ -478,14 +580,15 @@ impl Engine {
         Ok(owner)
     }
 
-    /// DNC check, claim, then the attempt on its own task.
+    /// DNC check, claim (with the call's row, within the caps counted over every node),
+    /// then the attempt on its own task. `false` when a cap stops this tick's dialing.
     async fn dial(
         &mut self,
         campaign: &Campaign,
         contact: &Contact,
         profile: Option<Profile>,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let settings = &campaign.settings;
         if self.store.dnc_contains(&contact.phone).await? {
             let update = after_attempt(settings, contact, AttemptResult::Dnc, now);
@@ -511,18 +614,32 @@ impl Engine {
                     now,
                 )
                 .await;
-            return Ok(());
+            return Ok(true);
         }
-        let Some(claimed) = self
+        let trunk = profile.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let claim = self
             .store
-            .claim_contact(
-                contact.id,
-                &[ContactStatus::Pending, ContactStatus::Retry],
+            .claim_call(&NewCall {
+                campaign_id: campaign.id,
+                contact_id: contact.id,
+                expected: &[ContactStatus::Pending, ContactStatus::Retry],
+                node: &self.options.node,
+                trunk: &trunk,
+                max_channels: profile.as_ref().and_then(|p| p.max_channels),
+                max_cps: profile.as_ref().and_then(|p| p.max_cps),
+                max_concurrent: settings.max_concurrent,
+                caller_id: &settings.caller_id,
                 now,
-            )
-            .await?
-        else {
-            return Ok(()); // another node took it, or an admin moved it
+            })
+            .await?;
+        let claimed = match claim {
+            Claim::Claimed(contact) => *contact,
+            // Another node took it, or an admin moved it.
+            Claim::Taken => return Ok(true),
+            capped @ (Claim::TrunkFull | Claim::TrunkCps | Claim::CampaignFull) => {
+                tracing::debug!(campaign = campaign.id, ?capped, "cap reached across nodes");
+                return Ok(false);
+            }
         };
         let account = self.owner(campaign.id).await?;
         // The person's plan: the campaign's steps; without steps, the AI agent or connect_to
@@ -680,6 +797,7 @@ impl Engine {
             abandon_message,
             stream: Some(stream),
             registration: Some(registration),
+            on_answer: None,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         self.live.insert(
@@ -695,11 +813,14 @@ impl Engine {
             campaign: campaign.clone(),
             contact: claimed,
             profile_name: profile.map(|p| p.name).unwrap_or_default(),
+            node: self.options.node.clone(),
+            recorder: self.recorder.clone(),
+            shutdown: self.cancel.clone(),
             done: self.done_tx.clone(),
             wake: self.wake.clone(),
         };
         tokio::spawn(job.run(plan, stop_rx));
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -921,7 +1042,8 @@ fn bridge_record(r: &AttemptReport) -> crate::store::attempts::BridgeRecord {
     rec
 }
 
-/// One attempt's task: call, record, move the contact on, report.
+/// One attempt's task: call (its dialog's facts kept in the call's row at answer), record,
+/// move the contact on, report.
 struct AttemptJob {
     store: Store,
     ua: Arc<UserAgent>,
@@ -929,12 +1051,17 @@ struct AttemptJob {
     /// As claimed (status dialing, `attempts` already counts this attempt).
     contact: Contact,
     profile_name: String,
+    /// This node (the call row's owner).
+    node: String,
+    recorder: Recorder,
+    /// Cancelled when the node shuts down: a ringing call cancelled then keeps its retry.
+    shutdown: CancellationToken,
     done: mpsc::UnboundedSender<Finished>,
     wake: Arc<Notify>,
 }
 
 impl AttemptJob {
-    async fn run(self, plan: AttemptPlan, stop: watch::Receiver<bool>) {
+    async fn run(self, mut plan: AttemptPlan, stop: watch::Receiver<bool>) {
         let span = tracing::info_span!(
             "attempt",
             campaign = self.campaign.id,
@@ -944,31 +1071,43 @@ impl AttemptJob {
         drop(_enter);
         let started_at = now_ms();
         let destination = plan.destination.clone();
-        let report = run_attempt(self.ua.clone(), plan, stop).await;
+        let (answer_tx, mut answered) = mpsc::unbounded_channel();
+        plan.on_answer = Some(answer_tx);
+        let attempt = run_attempt(self.ua.clone(), plan, stop);
+        tokio::pin!(attempt);
+        let report = loop {
+            tokio::select! {
+                report = &mut attempt => break report,
+                Some(facts) = answered.recv() => {
+                    // What another node needs to end this call if this one dies.
+                    let dialog = crate::store::to_json(&facts);
+                    if let Err(e) = self
+                        .store
+                        .call_answered(self.contact.id, &self.node, &dialog, now_ms())
+                        .await
+                    {
+                        tracing::warn!(contact = self.contact.id, "keeping the dialog's facts: {e}");
+                    }
+                }
+            }
+        };
         let ended_at = now_ms();
-        if let Err(e) = self
-            .finish(&destination, report, started_at, ended_at)
-            .await
-        {
-            tracing::error!(
-                campaign = self.campaign.id,
-                contact = self.contact.id,
-                "storing the attempt failed: {e}"
-            );
-        }
+        let end = self.end(&destination, report, started_at, ended_at).await;
+        self.recorder.record(end).await;
         let _ = self.done.send(Finished {
             contact_id: self.contact.id,
         });
         self.wake.notify_one();
     }
 
-    async fn finish(
+    /// The attempt's end as one transaction will write it.
+    async fn end(
         &self,
         destination: &str,
         report: Result<AttemptReport, super::attempt::AttemptError>,
         started_at: Millis,
         ended_at: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> AttemptEnd {
         let settings = &self.campaign.settings;
         let mut record = AttemptRecord {
             campaign_id: Some(self.campaign.id),
@@ -1025,69 +1164,70 @@ impl AttemptJob {
                 AttemptResult::Failed
             }
         };
-        self.store.insert_attempt(&record).await?;
         if report.as_ref().is_ok_and(|r| r.flow.dnc_requested) {
             // The callee chose the plan's "do not call" digit: never dialed again.
-            self.store
+            match self
+                .store
                 .add_dnc(destination, "callee request (message plan)", ended_at)
-                .await?;
-            tracing::info!(
-                campaign = self.campaign.id,
-                contact = self.contact.id,
-                "number added to the DNC list at the callee's request"
-            );
+                .await
+            {
+                Ok(_) | Err(StoreError::Conflict(_)) => tracing::info!(
+                    campaign = self.campaign.id,
+                    contact = self.contact.id,
+                    "number added to the DNC list at the callee's request"
+                ),
+                Err(e) => tracing::error!(
+                    campaign = self.campaign.id,
+                    contact = self.contact.id,
+                    "adding the number to the DNC list at the callee's request: {e}"
+                ),
+            }
         }
         // The retry rules count attempts themselves: give them the contact as it was
         // before this attempt was claimed.
         let mut before = self.contact.clone();
         before.attempts = before.attempts.saturating_sub(1).max(0);
-        // Settings may have changed while the call ran: the current ones decide.
-        let current = self
-            .store
-            .get_campaign(self.campaign.id)
-            .await
-            .map(|c| c.settings)
-            .unwrap_or_else(|_| settings.clone());
-        let update = after_attempt(&current, &before, result, ended_at);
-        self.store
-            .transition_contact(
-                self.contact.id,
-                &[ContactStatus::Dialing, ContactStatus::OnHold],
-                &ContactTransition {
-                    status: update.status,
-                    next_attempt_at: update.next_attempt_at,
-                    last_outcome: update.last_outcome.clone(),
-                },
-                ended_at,
-            )
-            .await?;
-        tracing::info!(
-            campaign = self.campaign.id,
-            contact = self.contact.id,
-            call_id = %record.call_id,
-            outcome = %record.outcome,
-            status = %update.status,
-            "attempt done"
-        );
-        let _ = self
-            .store
-            .append_event(
-                Some(self.campaign.id),
-                Some(self.contact.id),
-                "attempt",
-                &serde_json::json!({
-                    "attempt": record.attempt_number,
-                    "outcome": record.outcome,
-                    "sip_code": record.sip_code,
-                    "status": update.status,
-                    "answered_by": record.answered_by,
-                    "amd_cause": record.amd_cause,
-                    "amd_decision_ms": record.amd_decision_ms,
-                }),
-                ended_at,
-            )
-            .await;
-        Ok(())
+        before.retries = before.attempts.saturating_sub(1).max(0);
+        // A ringing call cancelled because this node is shutting down: the callee did
+        // nothing, so the attempt ends `interrupted` and does not count.
+        let by_shutdown = self.shutdown.is_cancelled()
+            && matches!(result, AttemptResult::NoAnswer | AttemptResult::Failed)
+            && record.answer_ms.is_none();
+        let (update, counters) = if by_shutdown {
+            record.outcome = AttemptResult::Interrupted.as_str().to_string();
+            record.reason = format!("cancelled: outdial shutting down ({})", record.reason);
+            let update = after_shutdown(&before, ended_at);
+            let counters = Some((update.attempts, update.retries));
+            (update, counters)
+        } else {
+            // Settings may have changed while the call ran: the current ones decide.
+            let current = self
+                .store
+                .get_campaign(self.campaign.id)
+                .await
+                .map(|c| c.settings)
+                .unwrap_or_else(|_| settings.clone());
+            (after_attempt(&current, &before, result, ended_at), None)
+        };
+        AttemptEnd {
+            node: self.node.clone(),
+            event: serde_json::json!({
+                "attempt": record.attempt_number,
+                "outcome": record.outcome,
+                "sip_code": record.sip_code,
+                "answered_by": record.answered_by,
+                "amd_cause": record.amd_cause,
+                "amd_decision_ms": record.amd_decision_ms,
+            }),
+            record,
+            contact: ContactTransition {
+                status: update.status,
+                next_attempt_at: update.next_attempt_at,
+                last_outcome: update.last_outcome,
+            },
+            counters,
+            at: ended_at,
+        }
     }
 }
 

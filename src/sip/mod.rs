@@ -2,8 +2,8 @@
 //!
 //! `ua` owns the endpoint (transports, registrations, out-of-dialog requests);
 //! `sdp` and `outcome` are sans-IO helpers; `guard` limits floods (with the sans-IO `flood`)
-//! and filters malformed datagrams before rsipstack sees them. A call's dialog is driven from
-//! `crate::call`.
+//! and filters malformed datagrams before rsipstack sees them; `orphan` ends a call whose
+//! dialog another (dead) process held. A call's dialog is driven from `crate::call`.
 
 #[cfg(test)]
 mod digest_tests;
@@ -11,6 +11,7 @@ pub mod flood;
 pub mod guard;
 pub mod interop;
 pub mod limits;
+pub mod orphan;
 pub mod outcome;
 pub mod sdp;
 pub mod ua;

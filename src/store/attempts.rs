@@ -383,25 +383,33 @@ pub fn bucket_heat_map(tz: chrono_tz::Tz, quarters: &[(i64, i64, i64)]) -> HeatM
     }
 }
 
+/// Records an attempt through `ex` (the pool, or a transaction); returns its id.
+pub(crate) async fn insert_attempt_on<'e, E>(ex: E, record: &AttemptRecord) -> Result<i64>
+where
+    E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let mut sql = Sql::default();
+    let values: Vec<String> = record_args(record)
+        .into_iter()
+        .map(|a| sql.arg(a))
+        .collect();
+    let columns = COLUMNS.trim_start_matches("id, ");
+    sql.text = format!(
+        "INSERT INTO call_attempts ({columns}) VALUES ({}) RETURNING id",
+        values.join(", ")
+    );
+    let row = sql.query().fetch_one(ex).await.map_err(|e| {
+        super::conflict_on_constraint(e, || {
+            "the attempt's campaign or contact does not exist".into()
+        })
+    })?;
+    Ok(row.try_get("id")?)
+}
+
 impl Store {
     /// Records an attempt; returns its id.
     pub async fn insert_attempt(&self, record: &AttemptRecord) -> Result<i64> {
-        let mut sql = Sql::default();
-        let values: Vec<String> = record_args(record)
-            .into_iter()
-            .map(|a| sql.arg(a))
-            .collect();
-        let columns = COLUMNS.trim_start_matches("id, ");
-        sql.text = format!(
-            "INSERT INTO call_attempts ({columns}) VALUES ({}) RETURNING id",
-            values.join(", ")
-        );
-        let row = sql.query().fetch_one(&self.pool).await.map_err(|e| {
-            super::conflict_on_constraint(e, || {
-                "the attempt's campaign or contact does not exist".into()
-            })
-        })?;
-        Ok(row.try_get("id")?)
+        insert_attempt_on(&self.pool, record).await
     }
 
     /// Stores what an attempt's message plan gathered: the digits collected (in order) and

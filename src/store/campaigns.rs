@@ -542,23 +542,17 @@ impl Store {
         to: CampaignStatus,
         now: Millis,
     ) -> Result<Campaign> {
-        let started = if to == CampaignStatus::Processing {
-            "$4"
-        } else {
-            "started_at"
-        };
-        let finished = if to.is_final() { "$4" } else { "NULL" };
-        let sql = format!(
-            "UPDATE campaigns SET status = $3, updated_at = $4, started_at = {started}, \
-             finished_at = {finished} WHERE id = $1 AND status = $2 RETURNING {COLUMNS}"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(expected.as_str())
-            .bind(to.as_str())
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = set_status_on(&self.pool, id, expected, to, now).await?;
+        self.status_set(id, expected, row).await
+    }
+
+    /// The campaign a status change returned, or Conflict naming the status it has.
+    pub(crate) async fn status_set(
+        &self,
+        id: i64,
+        expected: CampaignStatus,
+        row: Option<sqlx::any::AnyRow>,
+    ) -> Result<Campaign> {
         match row {
             Some(row) => campaign_from(&row),
             None => {
@@ -570,4 +564,35 @@ impl Store {
             }
         }
     }
+}
+
+/// [`Store::set_campaign_status`]'s compare-and-set through `ex` (the pool or a
+/// transaction): the campaign's row when it moved, `None` when it was not `expected`.
+pub(crate) async fn set_status_on<'e, E>(
+    ex: E,
+    id: i64,
+    expected: CampaignStatus,
+    to: CampaignStatus,
+    now: Millis,
+) -> Result<Option<sqlx::any::AnyRow>>
+where
+    E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let started = if to == CampaignStatus::Processing {
+        "$4"
+    } else {
+        "started_at"
+    };
+    let finished = if to.is_final() { "$4" } else { "NULL" };
+    let sql = format!(
+        "UPDATE campaigns SET status = $3, updated_at = $4, started_at = {started}, \
+         finished_at = {finished} WHERE id = $1 AND status = $2 RETURNING {COLUMNS}"
+    );
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(expected.as_str())
+        .bind(to.as_str())
+        .bind(now)
+        .fetch_optional(ex)
+        .await?)
 }

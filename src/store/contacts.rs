@@ -218,6 +218,33 @@ fn final_list() -> String {
         .join(", ")
 }
 
+/// [`Store::claim_contact`] through `ex` (the pool, or the transaction that also writes the
+/// call's row).
+pub(crate) async fn claim_on<'e, E>(
+    ex: E,
+    id: i64,
+    expected: &[ContactStatus],
+    now: Millis,
+) -> Result<Option<Contact>>
+where
+    E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    if expected.is_empty() {
+        return Ok(None);
+    }
+    let mut sql = Sql::default();
+    let id_arg = sql.arg(Arg::I64(id));
+    let now_arg = sql.arg(Arg::I64(now));
+    let list = status_list(&mut sql, expected);
+    sql.text = format!(
+        "UPDATE contacts SET status = 'dialing', attempts = attempts + 1, retries = attempts, \
+         last_attempt_at = {now_arg}, updated_at = {now_arg} \
+         WHERE id = {id_arg} AND status IN ({list}) RETURNING {COLUMNS}"
+    );
+    let row = sql.query().fetch_optional(ex).await?;
+    row.as_ref().map(contact_from).transpose()
+}
+
 impl Store {
     async fn ensure_campaign(&self, campaign_id: i64) -> Result<()> {
         let found = sqlx::query("SELECT id FROM campaigns WHERE id = $1")
@@ -481,20 +508,7 @@ impl Store {
         expected: &[ContactStatus],
         now: Millis,
     ) -> Result<Option<Contact>> {
-        if expected.is_empty() {
-            return Ok(None);
-        }
-        let mut sql = Sql::default();
-        let id_arg = sql.arg(Arg::I64(id));
-        let now_arg = sql.arg(Arg::I64(now));
-        let list = status_list(&mut sql, expected);
-        sql.text = format!(
-            "UPDATE contacts SET status = 'dialing', attempts = attempts + 1, retries = attempts, \
-             last_attempt_at = {now_arg}, updated_at = {now_arg} \
-             WHERE id = {id_arg} AND status IN ({list}) RETURNING {COLUMNS}"
-        );
-        let row = sql.query().fetch_optional(&self.pool).await?;
-        row.as_ref().map(contact_from).transpose()
+        claim_on(&self.pool, id, expected, now).await
     }
 
     /// Moves a contact to `to.status` if its status is one of `expected` (empty: any).
@@ -557,21 +571,6 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("n")?)
-    }
-
-    /// Restart: every contact of the campaign back to `pending` with no attempts, retries
-    /// or next-attempt time (the last attempt's time and outcome are kept). Returns how
-    /// many.
-    pub async fn reset_contacts_for_restart(&self, campaign_id: i64, now: Millis) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE contacts SET status = 'pending', attempts = 0, retries = 0, \
-             next_attempt_at = NULL, updated_at = $2 WHERE campaign_id = $1",
-        )
-        .bind(campaign_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
     }
 
     /// Manual retry (guide 2's "retry selected"): contacts among `ids` that are not queued

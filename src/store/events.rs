@@ -46,6 +46,32 @@ fn event_from(row: &AnyRow) -> Result<Event> {
     })
 }
 
+/// Appends an event through `ex` (the pool, or a transaction); returns its id.
+pub(crate) async fn append_event_on<'e, E>(
+    ex: E,
+    campaign_id: Option<i64>,
+    contact_id: Option<i64>,
+    kind: &str,
+    detail: &serde_json::Value,
+    now: Millis,
+) -> Result<i64>
+where
+    E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(
+        "INSERT INTO events (campaign_id, contact_id, kind, detail, created_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(campaign_id)
+    .bind(contact_id)
+    .bind(kind.to_string())
+    .bind(to_json(detail))
+    .bind(now)
+    .fetch_one(ex)
+    .await?;
+    Ok(row.try_get("id")?)
+}
+
 impl Store {
     /// Appends an event; returns its id.
     pub async fn append_event(
@@ -56,18 +82,7 @@ impl Store {
         detail: &serde_json::Value,
         now: Millis,
     ) -> Result<i64> {
-        let row = sqlx::query(
-            "INSERT INTO events (campaign_id, contact_id, kind, detail, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        )
-        .bind(campaign_id)
-        .bind(contact_id)
-        .bind(kind.to_string())
-        .bind(to_json(detail))
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("id")?)
+        append_event_on(&self.pool, campaign_id, contact_id, kind, detail, now).await
     }
 
     /// Events matching `filter`, oldest first.

@@ -1,6 +1,6 @@
 //! What the campaign engine asks of the store besides contacts and attempts: campaign
-//! leases (one node drives a campaign at a time), contacts left mid-call by a node that
-//! died, and when the next queued contact falls due.
+//! leases (one node drives a campaign at a time) and when the next queued contact falls due.
+//! Calls left mid-call by a node that died are [`inflight`](super::inflight)'s.
 
 use sqlx::Row;
 
@@ -37,23 +37,6 @@ impl Store {
             .bind(node.to_string())
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// Contacts still `dialing` or `on_hold` whose attempt began before `stale_before`
-    /// (no call lives that long) go back to `retry`, due at `now`, with the attempt
-    /// counted. Returns how many.
-    pub async fn requeue_stuck_contacts(&self, stale_before: Millis, now: Millis) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE contacts SET status = 'retry', next_attempt_at = $2, \
-             last_outcome = 'interrupted', updated_at = $2 \
-             WHERE status IN ('dialing', 'on_hold') \
-             AND (last_attempt_at IS NULL OR last_attempt_at < $1)",
-        )
-        .bind(stale_before)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
         Ok(done.rows_affected())
     }
 

@@ -15,7 +15,8 @@
 //! One file per group of tables: [`accounts`], [`agents`] (SIP agents, pools, agent
 //! leases), [`ai_agents`] (AI voice agents), [`campaigns`], [`contacts`], [`attempts`],
 //! [`goals`] (goals, analyses and the reports agents post about attempts), [`dnc`],
-//! [`hours`], [`exports`], [`events`].
+//! [`hours`], [`exports`], [`events`], [`inflight`] (calls in flight, nodes, the attempt's
+//! end in one transaction), [`leases`].
 
 pub mod accounts;
 pub mod agents;
@@ -28,6 +29,7 @@ pub mod events;
 pub mod exports;
 pub mod goals;
 pub mod hours;
+pub mod inflight;
 pub mod leases;
 
 pub use accounts::{Account, ApiKey, Authenticated, NewApiKey, Session};

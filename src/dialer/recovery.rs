@@ -1,0 +1,346 @@
+//! What keeps a campaign's attempts whole when things fail: this node's stable id, the
+//! [`Recorder`] that writes an attempt's end (retried on transient store errors, kept in the
+//! on-disk [`Journal`] while the store is unreachable, replayed in order when it is back), and
+//! [`reconcile_node`], which ends and records the calls a dead node left in flight.
+//!
+//! Reconciling a node's calls: every answered call gets a BYE built from the dialog's facts
+//! its row kept (all at once, waiting at most [`BYE_WAIT`] for the answers); a ringing call
+//! gets nothing (see [`crate::sip::orphan`]). Then each call is recorded as one transaction:
+//! an attempt record with outcome `interrupted`, the contact back to retry only while retries
+//! remain (the retry rules, [`after_attempt`]), the event, the row deleted. Another node that
+//! reconciles the same calls, or the dead node coming back, writes nothing a second time: the
+//! row is the fence ([`Store::finish_attempt`]).
+//!
+//! What it must not do: decide retries itself (the retry rules do), or dial.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::journal::Journal;
+use crate::campaign::retry::{after_attempt, AttemptResult};
+use crate::campaign::Millis;
+use crate::config::Config;
+use crate::sip::orphan::DialogFacts;
+use crate::sip::UserAgent;
+use crate::store::attempts::AttemptRecord;
+use crate::store::contacts::ContactTransition;
+use crate::store::inflight::{AttemptEnd, CallState, Ended, InFlight};
+use crate::store::{Store, StoreError};
+
+/// How long a reconcile waits for the far ends to answer its BYEs before recording.
+pub const BYE_WAIT: Duration = Duration::from_secs(8);
+/// Tries of one attempt's end against the store before it goes to the journal.
+const STORE_TRIES: u32 = 3;
+
+/// This node's id, kept in `data_dir/node-id`: random when first made, then the same for
+/// every start from that directory (so a restart finds its own calls). Never `HOSTNAME-pid`,
+/// which two containers can share.
+pub fn node_id(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim();
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Ok(id.to_string());
+            }
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{}: not a node id (1-64 letters, digits, - or _); remove the file to make a new one",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let id = format!("node-{:016x}", rand::random::<u64>());
+    let tmp = data_dir.join("node-id.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+/// Writes attempts' ends: to the store, or, while it cannot be reached, to the journal.
+/// Cheap to clone; shared by the engine (which replays) and the attempt tasks.
+#[derive(Clone)]
+pub struct Recorder {
+    store: Store,
+    journal: Arc<Mutex<Journal>>,
+}
+
+impl Recorder {
+    pub fn new(store: Store, journal: Journal) -> Recorder {
+        Recorder {
+            store,
+            journal: Arc::new(Mutex::new(journal)),
+        }
+    }
+
+    /// Results waiting in the journal.
+    pub fn waiting(&self) -> usize {
+        self.journal.lock().len()
+    }
+
+    /// Records `end`: the store (3 tries with backoff on a database error), else the
+    /// journal; while the journal is full it keeps trying, never dropping the result.
+    pub async fn record(&self, end: AttemptEnd) {
+        let contact = end.record.contact_id;
+        let mut tries = 0;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            // While results wait in the journal, new ones queue behind them.
+            if self.journal.lock().is_empty() {
+                match self.store.finish_attempt(&end).await {
+                    Ok(Ended::Written { status, .. }) => {
+                        tracing::info!(
+                            campaign = ?end.record.campaign_id,
+                            contact = ?contact,
+                            call_id = %end.record.call_id,
+                            outcome = %end.record.outcome,
+                            %status,
+                            "attempt done"
+                        );
+                        return;
+                    }
+                    Ok(Ended::Fenced) => {
+                        tracing::warn!(
+                            contact = ?contact,
+                            call_id = %end.record.call_id,
+                            "attempt not recorded: its call was reconciled by another node meanwhile"
+                        );
+                        return;
+                    }
+                    Err(StoreError::Db(e)) if tries + 1 < STORE_TRIES => {
+                        tries += 1;
+                        tracing::warn!(contact = ?contact, "storing the attempt: {e}; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 4;
+                        continue;
+                    }
+                    Err(StoreError::Db(e)) => {
+                        tracing::error!(contact = ?contact, "storing the attempt: {e}");
+                    }
+                    Err(e) => {
+                        tracing::error!(contact = ?contact, "attempt not recorded: {e}");
+                        return;
+                    }
+                }
+            }
+            let pushed = self.journal.lock().push(&end);
+            match pushed {
+                Ok(()) => {
+                    tracing::warn!(
+                        contact = ?contact,
+                        "store unreachable: the attempt waits in the journal; dialing stops until it is written"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(contact = ?contact, "{e}; trying again in 5 s");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    tries = 0;
+                }
+            }
+        }
+    }
+
+    /// Writes the journal's results to the store, oldest first; an error when the store
+    /// still cannot be reached (what is left stays for the next try).
+    pub async fn replay(&self) -> Result<usize, StoreError> {
+        let mut written = 0;
+        loop {
+            let Some(end) = self.journal.lock().front().cloned() else {
+                if written > 0 {
+                    tracing::info!("{written} attempts from the journal written to the store");
+                }
+                return Ok(written);
+            };
+            match self.store.finish_attempt(&end).await {
+                Ok(Ended::Written { .. }) => written += 1,
+                Ok(Ended::Fenced) => tracing::warn!(
+                    contact = ?end.record.contact_id,
+                    "journal: the call was reconciled by another node meanwhile; not recorded twice"
+                ),
+                Err(StoreError::Db(e)) => return Err(StoreError::Db(e)),
+                Err(e) => tracing::error!(
+                    contact = ?end.record.contact_id,
+                    "journal entry not writable ({e}): {}",
+                    crate::store::to_json(&end)
+                ),
+            }
+            let popped = self.journal.lock().pop_front();
+            if let Err(e) = popped {
+                // Written (or fenced) but still on disk: replaying it again is fenced.
+                return Err(StoreError::Invalid(e.to_string()));
+            }
+        }
+    }
+}
+
+/// Ends and records every call `node` left in flight (see the module header); `by` is the
+/// node doing it. Returns how many calls were recorded.
+pub async fn reconcile_node(
+    store: &Store,
+    ua: &Arc<UserAgent>,
+    config: &Config,
+    node: &str,
+    by: &str,
+    now: Millis,
+) -> Result<usize, StoreError> {
+    let calls = store.calls_of_node(node).await?;
+    if calls.is_empty() {
+        return Ok(0);
+    }
+    tracing::warn!(
+        node,
+        by,
+        calls = calls.len(),
+        "reconciling the calls a stopped node left in flight"
+    );
+    // BYE every answered call at once; wait a bounded time for the answers.
+    let mut byes = tokio::task::JoinSet::new();
+    for call in &calls {
+        let Some(facts) = dialog_facts(call) else {
+            continue;
+        };
+        let ua = ua.clone();
+        let proxy = config
+            .profile(&call.trunk)
+            .ok()
+            .and_then(|p| p.outbound_proxy.clone());
+        let contact = call.contact_id;
+        byes.spawn(async move {
+            match crate::sip::orphan::bye(&ua, &facts, proxy.as_ref()).await {
+                Ok(code) => tracing::info!(contact, call_id = %facts.call_id, code, "BYE for a stopped node's call answered"),
+                Err(e) => tracing::warn!(contact, call_id = %facts.call_id, "BYE for a stopped node's call: {e}"),
+            }
+        });
+    }
+    let _ = tokio::time::timeout(BYE_WAIT, async {
+        while byes.join_next().await.is_some() {}
+    })
+    .await;
+    // Unanswered BYEs keep retransmitting until Timer F on their own tasks.
+    byes.detach_all();
+    let mut recorded = 0;
+    for call in &calls {
+        let end = interrupted_end(store, call, by, now).await?;
+        match store.finish_attempt(&end).await? {
+            Ended::Written { status, .. } => {
+                recorded += 1;
+                tracing::info!(
+                    campaign = call.campaign_id,
+                    contact = call.contact_id,
+                    node,
+                    %status,
+                    "interrupted attempt recorded"
+                );
+            }
+            Ended::Fenced => {}
+        }
+    }
+    Ok(recorded)
+}
+
+fn dialog_facts(call: &InFlight) -> Option<DialogFacts> {
+    if call.state != CallState::Answered {
+        return None;
+    }
+    let text = call.dialog.as_deref()?;
+    match serde_json::from_str(text) {
+        Ok(facts) => Some(facts),
+        Err(e) => {
+            tracing::error!(
+                contact = call.contact_id,
+                "stored dialog unreadable, no BYE sent: {e}"
+            );
+            None
+        }
+    }
+}
+
+/// The `interrupted` end of a call its node left: the retry rules decide the contact.
+async fn interrupted_end(
+    store: &Store,
+    call: &InFlight,
+    by: &str,
+    now: Millis,
+) -> Result<AttemptEnd, StoreError> {
+    let contact = store.get_contact(call.contact_id).await?;
+    let settings = store.get_campaign(call.campaign_id).await?.settings;
+    // The claim counted this attempt; the rules count it themselves.
+    let mut before = contact.clone();
+    before.attempts = before.attempts.saturating_sub(1).max(0);
+    let update = after_attempt(&settings, &before, AttemptResult::Interrupted, now);
+    let facts = dialog_facts(call);
+    let record = AttemptRecord {
+        campaign_id: Some(call.campaign_id),
+        contact_id: Some(call.contact_id),
+        attempt_number: call.attempt_number,
+        call_id: facts
+            .as_ref()
+            .map(|f| f.call_id.clone())
+            .unwrap_or_default(),
+        sip_profile: call.trunk.clone(),
+        caller_id: call.caller_id.clone(),
+        billable_account: settings.billable_account.clone(),
+        destination: call.destination.clone(),
+        started_at: call.started_at,
+        ended_at: Some(now),
+        answer_ms: call.answered_at.map(|a| (a - call.started_at).max(0)),
+        duration_ms: call.answered_at.map_or(0, |a| (now - a).max(0)),
+        outcome: AttemptResult::Interrupted.as_str().to_string(),
+        reason: format!(
+            "node {} stopped with the call {}; ended by node {by}",
+            call.node,
+            call.state.as_str()
+        ),
+        amd_mode: Some(settings.amd_mode.as_str().to_string()),
+        ..AttemptRecord::default()
+    };
+    Ok(AttemptEnd {
+        node: call.node.clone(),
+        event: serde_json::json!({
+            "attempt": record.attempt_number,
+            "outcome": record.outcome,
+            "sip_code": null,
+            "interrupted_node": call.node,
+            "by": by,
+        }),
+        record,
+        contact: ContactTransition {
+            status: update.status,
+            next_attempt_at: update.next_attempt_at,
+            last_outcome: update.last_outcome,
+        },
+        counters: None,
+        at: now,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_id_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = node_id(dir.path()).unwrap();
+        assert!(first.starts_with("node-"), "{first}");
+        assert_eq!(node_id(dir.path()).unwrap(), first);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(node_id(other.path()).unwrap(), first);
+        std::fs::write(dir.path().join("node-id"), "bad id!\n").unwrap();
+        assert!(node_id(dir.path()).is_err());
+    }
+}

@@ -1,0 +1,518 @@
+//! Calls in flight and the nodes that place them: what makes a crash, a store outage or a
+//! second node lose nothing and dial nothing twice.
+//!
+//! - [`Store::claim_call`] takes a contact for dialing and writes its `calls_in_flight` row in
+//!   one transaction, after counting the trunk's channels and claims this second and the
+//!   campaign's live calls across every node (on PostgreSQL the trunk's `trunk_claims` row and
+//!   the campaign's row are locked first, so two nodes count one after the other; a SQLite
+//!   write transaction is exclusive already). The contact id is the row's key: a contact has
+//!   at most one live call.
+//! - [`Store::call_answered`] adds the dialog's facts (what a BYE needs) at answer.
+//! - [`Store::finish_attempt`] deletes the row, writes the attempt record (CDR), moves the
+//!   contact on and appends the event in one transaction, and only when the row is still the
+//!   node's: a node whose call was reconciled by another node meanwhile writes nothing
+//!   ([`Ended::Fenced`]). A row marked `reset_on_end` (a restart while the call was live) puts
+//!   its contact back to pending with no attempts instead.
+//! - `nodes`: heartbeats; [`Store::dead_nodes`] are those older than a lease period, or that
+//!   left calls without ever saying they were alive.
+//!
+//! What it must not do: decide what an attempt's result means for the contact (the retry rules
+//! do), send anything to the network, or read the clock (callers pass `now`).
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::contacts::ContactTransition;
+use super::{get_flag, Arg, Backend, Result, Sql, Store, StoreError};
+use crate::campaign::model::{Contact, ContactStatus, Millis};
+use crate::store::attempts::AttemptRecord;
+
+/// A call's state as its row says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// INVITE sent, no answer yet.
+    Ringing,
+    /// 200 OK; the row holds the dialog's facts.
+    Answered,
+}
+
+impl CallState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Ringing => "ringing",
+            CallState::Answered => "answered",
+        }
+    }
+
+    fn parse(s: &str) -> Option<CallState> {
+        match s {
+            "ringing" => Some(CallState::Ringing),
+            "answered" => Some(CallState::Answered),
+            _ => None,
+        }
+    }
+}
+
+/// What a claim needs besides the contact: who dials it, through which trunk, and the caps.
+#[derive(Debug, Clone)]
+pub struct NewCall<'a> {
+    pub campaign_id: i64,
+    pub contact_id: i64,
+    /// The statuses the contact may be taken from (normally pending and retry).
+    pub expected: &'a [ContactStatus],
+    pub node: &'a str,
+    /// The trunk (SIP profile) name; empty for a call to a SIP URI without a trunk.
+    pub trunk: &'a str,
+    /// The trunk's `max_channels`, counted over every node.
+    pub max_channels: Option<u32>,
+    /// The trunk's `max_cps`, counted over every node.
+    pub max_cps: Option<f64>,
+    /// The campaign's `max_concurrent`, counted over every node.
+    pub max_concurrent: i64,
+    pub caller_id: &'a str,
+    pub now: Millis,
+}
+
+/// What became of a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The contact is `dialing` (its attempt counted) and its call row written.
+    Claimed(Box<Contact>),
+    /// Another node took it first, or its status moved on.
+    Taken,
+    /// The trunk has `max_channels` calls in flight across the nodes.
+    TrunkFull,
+    /// The trunk had `max_cps` claims in the current window.
+    TrunkCps,
+    /// The campaign has `max_concurrent` calls in flight across the nodes.
+    CampaignFull,
+}
+
+/// One call in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InFlight {
+    pub contact_id: i64,
+    pub campaign_id: i64,
+    pub node: String,
+    pub trunk: String,
+    pub attempt_number: i64,
+    pub destination: String,
+    pub caller_id: String,
+    pub started_at: Millis,
+    pub state: CallState,
+    pub answered_at: Option<Millis>,
+    /// The dialog's facts (JSON, the SIP layer's), once answered.
+    pub dialog: Option<String>,
+    /// A restart came while the call was live: the contact is reset when it ends.
+    pub reset_on_end: bool,
+}
+
+/// The end of one attempt, as [`Store::finish_attempt`] writes it in one transaction.
+/// Serializable: while the store is unreachable, the engine keeps these in its journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptEnd {
+    /// The node whose call row this is (the fence).
+    pub node: String,
+    /// The CDR; its `contact_id` and `campaign_id` name the call.
+    pub record: AttemptRecord,
+    /// Where the contact goes.
+    pub contact: ContactTransition,
+    /// Counters written back (attempts, retries) for an attempt that does not count (a ringing
+    /// call cancelled by a shutdown); `None` keeps what the claim counted.
+    pub counters: Option<(i64, i64)>,
+    /// The `attempt` event's detail (the contact's final status is added).
+    pub event: serde_json::Value,
+    /// When the attempt ended.
+    pub at: Millis,
+}
+
+/// What [`Store::finish_attempt`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ended {
+    /// Recorded: the attempt's id and the contact's new status.
+    Written {
+        attempt_id: i64,
+        status: ContactStatus,
+    },
+    /// The call row was no longer this node's (reconciled elsewhere): nothing was written.
+    Fenced,
+}
+
+const CALL_COLUMNS: &str = "contact_id, campaign_id, node, trunk, attempt_number, destination, \
+    caller_id, started_at, state, answered_at, dialog, reset_on_end";
+
+fn call_from(row: &AnyRow) -> Result<InFlight> {
+    Ok(InFlight {
+        contact_id: row.try_get("contact_id")?,
+        campaign_id: row.try_get("campaign_id")?,
+        node: row.try_get("node")?,
+        trunk: row.try_get("trunk")?,
+        attempt_number: row.try_get("attempt_number")?,
+        destination: row.try_get("destination")?,
+        caller_id: row.try_get("caller_id")?,
+        started_at: row.try_get("started_at")?,
+        state: super::get_word(row, "state", CallState::parse)?,
+        answered_at: row.try_get("answered_at")?,
+        dialog: row.try_get("dialog")?,
+        reset_on_end: get_flag(row, "reset_on_end")?,
+    })
+}
+
+/// The claim window for `max_cps` (ms) and the claims it allows: a second and `max_cps`
+/// claims, or for less than one call a second, one claim per `1/max_cps` seconds.
+pub fn cps_window(max_cps: f64) -> (Millis, i64) {
+    if !max_cps.is_finite() || max_cps <= 0.0 {
+        return (1000, i64::MAX);
+    }
+    if max_cps >= 1.0 {
+        (1000, max_cps.floor() as i64)
+    } else {
+        ((1000.0 / max_cps).ceil() as Millis, 1)
+    }
+}
+
+impl Store {
+    /// Takes `call.contact_id` for dialing and writes its call row, all or nothing; see the
+    /// module header for the counting.
+    pub async fn claim_call(&self, call: &NewCall<'_>) -> Result<Claim> {
+        if call.expected.is_empty() {
+            return Ok(Claim::Taken);
+        }
+        let mut tx = self.pool.begin().await?;
+        // A write first: SQLite takes its write lock here, so the counts below cannot change
+        // under us; PostgreSQL then locks the trunk's row and the campaign's.
+        let (window, allowed) = call.max_cps.map_or((1000, i64::MAX), cps_window);
+        let window_start = call.now - call.now.rem_euclid(window);
+        sqlx::query(
+            "INSERT INTO trunk_claims (trunk, window_start, claims) VALUES ($1, $2, 0) \
+             ON CONFLICT (trunk) DO NOTHING",
+        )
+        .bind(call.trunk.to_string())
+        .bind(window_start)
+        .execute(&mut *tx)
+        .await?;
+        let lock = if self.backend == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT window_start, claims FROM trunk_claims WHERE trunk = $1{lock}"
+        )))
+        .bind(call.trunk.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        let (stored_start, claims): (i64, i64) =
+            (row.try_get("window_start")?, row.try_get("claims")?);
+        let claims_now = if stored_start == window_start {
+            claims
+        } else {
+            0
+        };
+        if call.max_cps.is_some() && claims_now >= allowed {
+            tx.rollback().await?;
+            return Ok(Claim::TrunkCps);
+        }
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT id FROM campaigns WHERE id = $1 FOR UPDATE")
+                .bind(call.campaign_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        if let Some(max) = call.max_channels.filter(|_| !call.trunk.is_empty()) {
+            let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM calls_in_flight WHERE trunk = $1")
+                .bind(call.trunk.to_string())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+            if n >= i64::from(max) {
+                tx.rollback().await?;
+                return Ok(Claim::TrunkFull);
+            }
+        }
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM calls_in_flight WHERE campaign_id = $1")
+                .bind(call.campaign_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+        if n >= call.max_concurrent.max(0) {
+            tx.rollback().await?;
+            return Ok(Claim::CampaignFull);
+        }
+        let Some(contact) =
+            super::contacts::claim_on(&mut *tx, call.contact_id, call.expected, call.now).await?
+        else {
+            tx.rollback().await?;
+            return Ok(Claim::Taken);
+        };
+        sqlx::query(
+            "INSERT INTO calls_in_flight (contact_id, campaign_id, node, trunk, attempt_number, \
+             destination, caller_id, started_at, state, reset_on_end) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ringing', 0)",
+        )
+        .bind(contact.id)
+        .bind(call.campaign_id)
+        .bind(call.node.to_string())
+        .bind(call.trunk.to_string())
+        .bind(contact.attempts)
+        .bind(contact.phone.clone())
+        .bind(call.caller_id.to_string())
+        .bind(call.now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE trunk_claims SET claims = CASE WHEN window_start = $2 THEN claims + 1 \
+             ELSE 1 END, window_start = $2 WHERE trunk = $1",
+        )
+        .bind(call.trunk.to_string())
+        .bind(window_start)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Claim::Claimed(Box::new(contact)))
+    }
+
+    /// The call was answered: its row keeps the dialog's facts (`dialog`, JSON). `false` when
+    /// the row is not `node`'s any more.
+    pub async fn call_answered(
+        &self,
+        contact_id: i64,
+        node: &str,
+        dialog: &str,
+        now: Millis,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE calls_in_flight SET state = 'answered', answered_at = $3, dialog = $4 \
+             WHERE contact_id = $1 AND node = $2",
+        )
+        .bind(contact_id)
+        .bind(node.to_string())
+        .bind(now)
+        .bind(dialog.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Writes the end of an attempt in one transaction (see the module header); nothing at
+    /// all when the call row is not `end.node`'s any more.
+    pub async fn finish_attempt(&self, end: &AttemptEnd) -> Result<Ended> {
+        let contact_id = end.record.contact_id.ok_or_else(|| {
+            StoreError::Invalid("attempt end: the record names no contact".into())
+        })?;
+        let mut tx = self.pool.begin().await?;
+        let fence = sqlx::query(
+            "DELETE FROM calls_in_flight WHERE contact_id = $1 AND node = $2 \
+             RETURNING reset_on_end",
+        )
+        .bind(contact_id)
+        .bind(end.node.clone())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(fence) = fence else {
+            tx.rollback().await?;
+            return Ok(Ended::Fenced);
+        };
+        let reset = get_flag(&fence, "reset_on_end")?;
+        let attempt_id = super::attempts::insert_attempt_on(&mut *tx, &end.record).await?;
+        let mut sql = Sql::default();
+        let id_arg = sql.arg(Arg::I64(contact_id));
+        let outcome = sql.arg(Arg::OptText(end.contact.last_outcome.clone()));
+        let now_arg = sql.arg(Arg::I64(end.at));
+        let set = if reset {
+            // A restart came during the call: pending again, counters reset.
+            "status = 'pending', attempts = 0, retries = 0, next_attempt_at = NULL".to_string()
+        } else {
+            let status = sql.arg(Arg::Text(end.contact.status.as_str().into()));
+            let next = sql.arg(Arg::OptI64(end.contact.next_attempt_at));
+            let mut set = format!("status = {status}, next_attempt_at = {next}");
+            if let Some((attempts, retries)) = end.counters {
+                let a = sql.arg(Arg::I64(attempts));
+                let r = sql.arg(Arg::I64(retries));
+                set.push_str(&format!(", attempts = {a}, retries = {r}"));
+            }
+            set
+        };
+        sql.text = format!(
+            "UPDATE contacts SET {set}, last_outcome = COALESCE({outcome}, last_outcome), \
+             updated_at = {now_arg} WHERE id = {id_arg} AND status IN ('dialing', 'on_hold') \
+             RETURNING status"
+        );
+        let moved = sql.query().fetch_optional(&mut *tx).await?;
+        let status = match moved {
+            Some(row) => super::get_word(&row, "status", ContactStatus::parse)?,
+            None => {
+                // Someone moved the contact during the call: its status stays theirs.
+                let row = sqlx::query("SELECT status FROM contacts WHERE id = $1")
+                    .bind(contact_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                super::get_word(&row, "status", ContactStatus::parse)?
+            }
+        };
+        let mut detail = end.event.clone();
+        if let Some(map) = detail.as_object_mut() {
+            map.insert("status".into(), serde_json::json!(status));
+        }
+        super::events::append_event_on(
+            &mut *tx,
+            end.record.campaign_id,
+            Some(contact_id),
+            "attempt",
+            &detail,
+            end.at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ended::Written { attempt_id, status })
+    }
+
+    /// Says `node` is alive at `now` (a new node row when there is none).
+    pub async fn heartbeat(&self, node: &str, now: Millis) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(node.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// `node` (re)starts at `now`: its row says so.
+    pub async fn node_started(&self, node: &str, now: Millis) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+             ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, \
+             heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(node.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A node that stops cleanly leaves the table (its calls are all recorded).
+    pub async fn node_stopped(&self, node: &str) -> Result<()> {
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
+            .bind(node.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Nodes with calls in flight whose heartbeat is older than `before`, or that have no
+    /// node row at all.
+    pub async fn dead_nodes(&self, before: Millis) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT c.node AS node FROM calls_in_flight c \
+             LEFT JOIN nodes n ON n.id = c.node \
+             WHERE n.id IS NULL OR n.heartbeat_at < $1 ORDER BY c.node",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("node").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Removes node rows whose heartbeat is older than `before` and that have no call left.
+    pub async fn forget_dead_nodes(&self, before: Millis) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM nodes WHERE heartbeat_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM calls_in_flight c WHERE c.node = nodes.id)",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The calls `node` has in flight, oldest first.
+    pub async fn calls_of_node(&self, node: &str) -> Result<Vec<InFlight>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CALL_COLUMNS} FROM calls_in_flight WHERE node = $1 ORDER BY started_at, contact_id"
+        )))
+        .bind(node.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(call_from).collect()
+    }
+
+    /// Every call in flight (all nodes), oldest first.
+    pub async fn calls_in_flight(&self) -> Result<Vec<InFlight>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CALL_COLUMNS} FROM calls_in_flight ORDER BY started_at, contact_id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(call_from).collect()
+    }
+
+    /// Calls in flight on `trunk`, all nodes together.
+    pub async fn trunk_calls(&self, trunk: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM calls_in_flight WHERE trunk = $1")
+            .bind(trunk.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Calls in flight of a campaign, all nodes together.
+    pub async fn campaign_calls(&self, campaign_id: i64) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM calls_in_flight WHERE campaign_id = $1")
+            .bind(campaign_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// A campaign restart as one transaction: the status moves from `expected` to `to` only
+    /// if it is still `expected` (else Conflict), every contact without a live call goes back
+    /// to pending with no attempts, and the calls still live are marked so that their contact
+    /// is reset when they end. Returns the campaign, how many contacts were reset and how many
+    /// wait for their call to end.
+    pub async fn restart_campaign(
+        &self,
+        id: i64,
+        expected: crate::campaign::CampaignStatus,
+        to: crate::campaign::CampaignStatus,
+        now: Millis,
+    ) -> Result<(crate::campaign::Campaign, u64, u64)> {
+        let mut tx = self.pool.begin().await?;
+        let row = super::campaigns::set_status_on(&mut *tx, id, expected, to, now).await?;
+        if row.is_none() {
+            tx.rollback().await?;
+            // Conflict (or NotFound) naming the status it has.
+            self.status_set(id, expected, None).await?;
+            return Err(StoreError::Conflict(format!(
+                "campaign {id} changed meanwhile"
+            )));
+        }
+        let reset = sqlx::query(
+            "UPDATE contacts SET status = 'pending', attempts = 0, retries = 0, \
+             next_attempt_at = NULL, updated_at = $2 WHERE campaign_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM calls_in_flight c WHERE c.contact_id = contacts.id)",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let deferred =
+            sqlx::query("UPDATE calls_in_flight SET reset_on_end = 1 WHERE campaign_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        let campaign = self.status_set(id, expected, row).await?;
+        Ok((campaign, reset, deferred))
+    }
+}

@@ -1,0 +1,783 @@
+//! Fault tests: real `outdial serve` processes, real signals (`kill -9`, `-TERM`), a sipp far
+//! end that holds the calls (tests/scenarios/uas_by_number.xml: numbers ending in 0-3 answer
+//! and wait for our BYE, 8 rings until CANCEL). Every test asserts that nothing is lost (every
+//! call has its attempt record, no contact is left `dialing`) and nothing is doubled (one record
+//! per call, no number called twice at once).
+//!
+//! The store is read directly (the SQLite file `serve` uses, or PostgreSQL) to see the calls in
+//! flight; everything else goes through the API.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use outdial::store::inflight::CallState;
+use outdial::store::Store;
+use serde_json::{json, Value};
+
+/// One `outdial serve` process from `dir` (its own data directory, `outdial.toml` and
+/// profiles), logging into `serve-N.log`.
+struct Node {
+    child: Option<Child>,
+    api: String,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(dir: &Path, http_port: u16, life: u32) -> Node {
+        let log = dir.join(format!("serve-{life}.log"));
+        let child = outdial_in(dir)
+            .arg("serve")
+            .env("RUST_LOG", "info,rsipstack=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("serve log"))
+            .spawn()
+            .expect("spawn outdial serve");
+        let node = Node {
+            child: Some(child),
+            api: format!("http://127.0.0.1:{http_port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !port_bound(http_port, true) {
+            assert!(
+                Instant::now() < deadline,
+                "outdial serve did not listen on {http_port}: {}",
+                node.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        node
+    }
+
+    fn pid(&self) -> String {
+        self.child.as_ref().expect("running").id().to_string()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill {sig} failed");
+    }
+
+    /// Waits for the process to end (after a signal); `None` when it is still running.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn kill9(&mut self) {
+        self.signal("-KILL");
+        assert!(self.wait_exit(Duration::from_secs(10)).is_some());
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), n)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `outdial.toml` with a fixed SIP port (so the far end's log tells the nodes apart) and the
+/// `far-end` trunk profile (`extra` added to it).
+fn write_config(
+    dir: &Path,
+    db_url: &str,
+    sip_port: u16,
+    http_port: u16,
+    far_end: u16,
+    extra: &str,
+) {
+    let (lo, hi) = free_rtp_range(40);
+    std::fs::write(
+        dir.join("outdial.toml"),
+        format!(
+            "[sip]\nlisten_udp = \"127.0.0.1:{sip_port}\"\nlisten_tcp = false\n\n\
+             [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {lo}\nport_max = {hi}\n\n\
+             [database]\nurl = \"{db_url}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
+             [engine]\nshutdown_grace_secs = 40\nnode_lease_secs = 5\n"
+        ),
+    )
+    .expect("write outdial.toml");
+    write_profile(
+        &dir.join("sip-profiles"),
+        "far-end",
+        &format!("proxy = \"127.0.0.1:{far_end}\"\n{extra}"),
+    );
+}
+
+/// A message of `secs` seconds (a quiet tone) in `dir/media/`: the call stays up while it
+/// plays, then we hang up.
+fn hold_message(dir: &Path, secs: u32) {
+    require_tool("sox");
+    let media = dir.join("media");
+    std::fs::create_dir_all(&media).expect("media dir");
+    run_tool(
+        Command::new("sox")
+            .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+            .arg(media.join("hold.wav"))
+            .args(["synth", &secs.to_string(), "sine", "440", "vol", "0.05"]),
+        "sox hold.wav",
+    );
+}
+
+fn api_key(dir: &Path) -> String {
+    let out = outdial_in(dir)
+        .args(["keys", "create", "--login", "faults"])
+        .output()
+        .expect("outdial keys create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("Bearer {}", String::from_utf8_lossy(&out.stdout).trim())
+}
+
+struct Api {
+    http: reqwest::Client,
+    auth: String,
+    base: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let (status, body) = api_request(&self.http, &self.auth, method, url.clone(), body).await;
+        assert!(status.is_success(), "{url}: {status} {body}");
+        body
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// A campaign through the far-end trunk playing `hold.wav`, its contacts imported.
+    async fn campaign(&self, settings: Value, phones: &[String]) -> i64 {
+        let mut body = json!({
+            "name": "faults", "pace": 600, "max_concurrent": 10,
+            "ring_timeout_secs": 60, "ring_timeout_override": true,
+            "max_retries": 1, "retry_interval": {"value": 1, "unit": "seconds"},
+            "play_message": "hold.wav",
+            "sip_profile": "far-end", "caller_id": "+12025550100"
+        });
+        for (k, v) in settings.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let created = self.post("/v1/campaigns", body).await;
+        let id = created["id"].as_i64().expect("campaign id");
+        let csv: String = phones.iter().map(|p| format!("{p},x\n")).collect();
+        let resp = self
+            .http
+            .post(format!("{}/v1/campaigns/{id}/contacts/import", self.base))
+            .header("Authorization", &self.auth)
+            .header("Content-Type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .expect("import");
+        let imported: Value = resp.json().await.expect("import JSON");
+        assert_eq!(imported["inserted"], phones.len(), "{imported}");
+        id
+    }
+
+    async fn attempts(&self, campaign: i64) -> Vec<Value> {
+        self.get(&format!("/v1/campaigns/{campaign}/attempts?limit=1000"))
+            .await["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn contacts(&self, campaign: i64) -> Vec<Value> {
+        self.get(&format!("/v1/campaigns/{campaign}/contacts?limit=1000"))
+            .await["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn wait_finished(&self, campaign: i64, timeout: Duration, node: &Node) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.get(&format!("/v1/campaigns/{campaign}")).await;
+            if c["status"] == "finished" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "campaign did not finish: {c}\n{}",
+                node.log_tail(60)
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// Polls the store until `n` calls are in flight in `state` (all of them when `state` is
+/// `None`).
+async fn wait_calls(store: &Store, answered: usize, ringing: usize, node: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let calls = store.calls_in_flight().await.expect("calls in flight");
+        let a = calls
+            .iter()
+            .filter(|c| c.state == CallState::Answered)
+            .count();
+        let r = calls
+            .iter()
+            .filter(|c| c.state == CallState::Ringing)
+            .count();
+        if a == answered && r == ringing {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waiting for {answered} answered and {ringing} ringing calls, have {a} and {r}\n{}",
+            node.log_tail(60)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// US numbers the far end answers (last digit 1-3; never ending in 120, which presses a key).
+fn answered_numbers(n: usize, prefix: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("+1202555{prefix}{i:02}{}", i % 3 + 1))
+        .collect()
+}
+
+fn far_end(dir: &Path, calls: u32) -> Sipp {
+    speech_wav_padded(&dir.join("far.wav"), "Hello?", 0.1, 0.5);
+    to_ulaw_raw(&dir.join("far.wav"), &dir.join("voicemail.ulaw"));
+    Sipp::uas(dir, "uas_by_number.xml")
+        .stream_wav(&dir.join("far.wav"))
+        .args(["-m", &calls.to_string()])
+        .start()
+}
+
+/// The Via header's port of a SIP message.
+fn via_port(m: &SipMessage) -> Option<u16> {
+    let via = m.header("Via")?;
+    let host = via.split_whitespace().nth(1)?;
+    host.split(';').next()?.rsplit(':').next()?.parse().ok()
+}
+
+/// Per number (Request-URI user), the INVITE dialogs the far end saw, as (start, end)
+/// message indexes; `end` is our BYE or CANCEL, or a final error it sent.
+fn dialogs_by_number(run: &SippRun) -> HashMap<String, Vec<(usize, Option<usize>)>> {
+    let messages = run.sip_messages();
+    let mut by_call: HashMap<String, (String, usize, Option<usize>)> = HashMap::new();
+    for (i, m) in messages.iter().enumerate() {
+        let Some(call_id) = m.header("Call-ID").map(str::to_string) else {
+            continue;
+        };
+        if m.received && m.method() == Some("INVITE") {
+            let user = m
+                .first_line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|u| u.strip_prefix("sip:"))
+                .and_then(|u| u.split('@').next())
+                .unwrap_or("")
+                .to_string();
+            by_call.entry(call_id).or_insert((user, i, None));
+        } else if let Some(entry) = by_call.get_mut(&call_id) {
+            let ends = (m.received && matches!(m.method(), Some("BYE") | Some("CANCEL")))
+                || (!m.received && m.status().is_some_and(|c| c >= 300));
+            if ends && entry.2.is_none() {
+                entry.2 = Some(i);
+            }
+        }
+    }
+    let mut out: HashMap<String, Vec<(usize, Option<usize>)>> = HashMap::new();
+    for (_, (user, start, end)) in by_call {
+        out.entry(user).or_default().push((start, end));
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("outdial.db").display())
+}
+
+/// `kill -9` with 5 answered calls; the restarted node (same data directory, so the same node
+/// id) BYEs the 5 from the dialogs' facts it finds in the store, records them `interrupted`
+/// (one record each), retries them (one retry left) and finishes the campaign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them() {
+    let dir = test_dir("faults_kill9");
+    let dir = dir.path();
+    let sipp = far_end(dir, 100);
+    hold_message(dir, 15);
+    let (http, sip1, sip2) = (free_tcp_port(), free_udp_port(), free_udp_port());
+    write_config(dir, &sqlite_url(dir), sip1, http, sipp.port, "");
+    let auth = api_key(dir);
+    let mut node = Node::start(dir, http, 1);
+    let api = Api {
+        http: reqwest::Client::new(),
+        auth,
+        base: node.api.clone(),
+    };
+    let phones = answered_numbers(5, "1");
+    let id = api.campaign(json!({"max_concurrent": 5}), &phones).await;
+    api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+        .await;
+    let store = Store::open(&sqlite_url(dir)).await.expect("store");
+    wait_calls(&store, 5, 0, &node).await;
+
+    node.kill9();
+    // The next life listens elsewhere: the far end's log tells who sent each BYE.
+    write_config(dir, &sqlite_url(dir), sip2, http, sipp.port, "");
+    let restarted_at = Instant::now();
+    let node = Node::start(dir, http, 2);
+    // Within one node lease (5 s here, generous margin for a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let interrupted = api
+            .attempts(id)
+            .await
+            .into_iter()
+            .filter(|a| a["outcome"] == "interrupted")
+            .count();
+        if interrupted == 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", node.log_tail(60));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reconciled_in = restarted_at.elapsed();
+    api.wait_finished(id, Duration::from_secs(90), &node).await;
+
+    let attempts = api.attempts(id).await;
+    let interrupted: Vec<&Value> = attempts
+        .iter()
+        .filter(|a| a["outcome"] == "interrupted")
+        .collect();
+    assert_eq!(interrupted.len(), 5, "{attempts:?}");
+    assert_eq!(
+        attempts.len(),
+        10,
+        "one interrupted and one retried attempt each: {attempts:?}"
+    );
+    for a in &interrupted {
+        assert_eq!(a["attempt_number"], 1, "{a}");
+    }
+    for c in api.contacts(id).await {
+        assert_eq!(c["status"], "answered", "{c}");
+        assert_eq!(c["attempts"], 2, "{c}");
+    }
+    assert!(store.calls_in_flight().await.unwrap().is_empty());
+    drop(node);
+
+    // The far end saw a BYE from the restarted node (its SIP port) for each interrupted call.
+    let run = sipp.wait(Duration::from_secs(1));
+    let byes = run.received_requests("BYE");
+    for a in &interrupted {
+        let call_id = a["call_id"].as_str().expect("call_id");
+        assert!(!call_id.is_empty(), "the dialog's Call-ID was kept: {a}");
+        let bye = byes
+            .iter()
+            .find(|m| m.header("Call-ID") == Some(call_id))
+            .unwrap_or_else(|| panic!("no BYE for {call_id}"));
+        assert_eq!(via_port(bye), Some(sip2), "{}", bye.text);
+    }
+    // Nothing dialed twice at once.
+    for (number, dialogs) in dialogs_by_number(&run) {
+        for pair in dialogs.windows(2) {
+            let end = pair[0]
+                .1
+                .unwrap_or_else(|| panic!("{number}: a dialog never ended"));
+            assert!(end < pair[1].0, "{number}: dialogs overlap: {dialogs:?}");
+        }
+    }
+    eprintln!("reconciled within {reconciled_in:?} of the restart");
+    store.close().await;
+}
+
+/// Stop then an immediate Restart while three calls are up: the stop hangs them up, the
+/// restart resets the contacts only once their calls have ended, so no number gets a second
+/// INVITE while its first call lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_then_restart_with_calls_up_never_dials_a_live_number_again() {
+    let dir = test_dir("faults_restart");
+    let dir = dir.path();
+    let sipp = far_end(dir, 100);
+    hold_message(dir, 6);
+    let (http, sip) = (free_tcp_port(), free_udp_port());
+    write_config(dir, &sqlite_url(dir), sip, http, sipp.port, "");
+    let auth = api_key(dir);
+    let node = Node::start(dir, http, 1);
+    let api = Api {
+        http: reqwest::Client::new(),
+        auth,
+        base: node.api.clone(),
+    };
+    let phones = answered_numbers(3, "2");
+    let id = api.campaign(json!({"max_concurrent": 3}), &phones).await;
+    api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+        .await;
+    let store = Store::open(&sqlite_url(dir)).await.expect("store");
+    wait_calls(&store, 3, 0, &node).await;
+
+    api.post(&format!("/v1/campaigns/{id}/stop"), json!({}))
+        .await;
+    let restarted = api
+        .post(&format!("/v1/campaigns/{id}/restart"), json!({}))
+        .await;
+    assert_eq!(restarted["status"], "processing", "{restarted}");
+    api.wait_finished(id, Duration::from_secs(90), &node).await;
+
+    // Every call recorded once; the contacts dialed again only after their call ended.
+    let attempts = api.attempts(id).await;
+    assert_eq!(attempts.len(), 6, "{attempts:?}");
+    let mut by_contact: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    for a in &attempts {
+        by_contact
+            .entry(a["contact_id"].as_i64().expect("contact"))
+            .or_default()
+            .push((
+                a["started_at"].as_i64().expect("started_at"),
+                a["ended_at"].as_i64().expect("ended_at"),
+            ));
+    }
+    for (contact, mut spans) in by_contact {
+        spans.sort();
+        assert_eq!(spans.len(), 2, "{contact}: {spans:?}");
+        assert!(
+            spans[0].1 <= spans[1].0,
+            "{contact}: attempts overlap: {spans:?}"
+        );
+    }
+    for c in api.contacts(id).await {
+        // Reset by the restart when its first call ended, then dialed once more.
+        assert_eq!(c["status"], "answered", "{c}");
+        assert_eq!(c["attempts"], 1, "{c}");
+    }
+    drop(node);
+    let run = sipp.wait(Duration::from_secs(1));
+    let dialogs = dialogs_by_number(&run);
+    assert_eq!(dialogs.len(), 3, "{dialogs:?}");
+    for (number, dialogs) in dialogs {
+        assert_eq!(dialogs.len(), 2, "{number}: {dialogs:?}");
+        let end = dialogs[0]
+            .1
+            .unwrap_or_else(|| panic!("{number}: first call never ended"));
+        assert!(
+            end < dialogs[1].0,
+            "{number}: second INVITE while the first call lived"
+        );
+    }
+    store.close().await;
+}
+
+/// SIGTERM with 5 answered and 2 ringing calls: 5 BYEs and 2 CANCELs at the far end, 7
+/// records (the ringing ones `interrupted`, their retry kept), exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hangs_up_records_every_call_and_exits_0() {
+    let dir = test_dir("faults_sigterm");
+    let dir = dir.path();
+    let sipp = far_end(dir, 100);
+    hold_message(dir, 60);
+    let (http, sip) = (free_tcp_port(), free_udp_port());
+    write_config(dir, &sqlite_url(dir), sip, http, sipp.port, "");
+    let auth = api_key(dir);
+    let mut node = Node::start(dir, http, 1);
+    let api = Api {
+        http: reqwest::Client::new(),
+        auth,
+        base: node.api.clone(),
+    };
+    let mut phones = answered_numbers(5, "3");
+    phones.push("+12025553908".into());
+    phones.push("+12025553918".into());
+    let id = api
+        .campaign(json!({"max_concurrent": 7, "max_retries": 0}), &phones)
+        .await;
+    api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+        .await;
+    let store = Store::open(&sqlite_url(dir)).await.expect("store");
+    wait_calls(&store, 5, 2, &node).await;
+
+    node.signal("-TERM");
+    let status = node.wait_exit(Duration::from_secs(45));
+    let status = status.unwrap_or_else(|| panic!("serve still running\n{}", node.log_tail(60)));
+    assert_eq!(status.code(), Some(0), "{}", node.log_tail(60));
+
+    let run = sipp.wait(Duration::from_secs(1));
+    assert_eq!(
+        run.received_requests("BYE").len(),
+        5,
+        "{}",
+        tail(&run.messages, 80)
+    );
+    assert_eq!(
+        run.received_requests("CANCEL").len(),
+        2,
+        "{}",
+        tail(&run.messages, 80)
+    );
+
+    assert!(store.calls_in_flight().await.unwrap().is_empty());
+    let attempts = store
+        .list_attempts(
+            &outdial::store::AttemptFilter {
+                campaign_id: Some(id),
+                ..Default::default()
+            },
+            outdial::store::Page::new(100, 0),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(attempts.len(), 7, "{attempts:?}");
+    let outcomes: Vec<&str> = attempts.iter().map(|a| a.record.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "answered").count(),
+        5,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "interrupted").count(),
+        2,
+        "{outcomes:?}"
+    );
+    for phone in ["+12025553908", "+12025553918"] {
+        let c = store
+            .contact_by_phone(id, phone)
+            .await
+            .unwrap()
+            .expect("contact");
+        // max_retries 0, yet queued again: the cancelled attempt did not count.
+        assert_eq!(
+            (c.status.as_str(), c.attempts),
+            ("pending", 0),
+            "{phone}: {c:?}"
+        );
+    }
+    store.close().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Two nodes on one PostgreSQL.
+
+/// A fresh database on the shared PostgreSQL (`OUTDIAL_TEST_POSTGRES_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/test`), dropped when this is dropped.
+struct PgDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn create() -> PgDatabase {
+        use sqlx::Connection;
+        let admin = std::env::var("OUTDIAL_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is unreachable at {admin}: {e}"));
+        let name = format!("outdial_f_{:016x}", random_u64());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database");
+        conn.close().await.ok();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        PgDatabase { admin, name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            use sqlx::Connection;
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .execute(&mut conn)
+                            .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// The most INVITE dialogs the far end had open at once (from its message log, in order).
+fn max_concurrent_dialogs(run: &SippRun) -> usize {
+    let mut open = std::collections::HashSet::new();
+    let mut most = 0;
+    for m in run.sip_messages() {
+        let Some(call_id) = m.header("Call-ID").map(str::to_string) else {
+            continue;
+        };
+        if m.received && m.method() == Some("INVITE") {
+            open.insert(call_id);
+            most = most.max(open.len());
+        } else if (m.received && matches!(m.method(), Some("BYE") | Some("CANCEL")))
+            || (!m.received && m.status().is_some_and(|c| c >= 300))
+        {
+            open.remove(&call_id);
+        }
+    }
+    most
+}
+
+/// Two nodes share one PostgreSQL and one trunk of 5 channels, each driving a campaign of its
+/// own: never more than 5 dialogs at the far end — also while one node is stopped
+/// (`kill -STOP`) 7 s and then continues (the other reconciles its calls once its heartbeat is
+/// stale, and counts them until then) — no contact with two overlapping attempts; then one node
+/// is killed (`kill -9`) and the other finishes both campaigns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
+    let root = test_dir("faults_two_nodes");
+    let root = root.path();
+    let db = PgDatabase::create().await;
+    let sipp = far_end(root, 1000);
+    let dirs = [root.join("a"), root.join("b")];
+    let mut ports = Vec::new();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).unwrap();
+        hold_message(dir, 3);
+        let (http, sip) = (free_tcp_port(), free_udp_port());
+        write_config(dir, &db.url, sip, http, sipp.port, "max_channels = 5\n");
+        ports.push(http);
+    }
+    let auth = api_key(&dirs[0]);
+    let mut a = Node::start(&dirs[0], ports[0], 1);
+    let b = Node::start(&dirs[1], ports[1], 1);
+    let api = Api {
+        http: reqwest::Client::new(),
+        auth,
+        base: b.api.clone(),
+    };
+    let store = Store::open(&db.url).await.expect("store");
+    let mut campaigns = Vec::new();
+    for (i, prefix) in ["4", "5"].iter().enumerate() {
+        let phones = answered_numbers(30, prefix);
+        let id = api
+            .campaign(
+                json!({"name": format!("node {i}"), "max_concurrent": 10, "max_retries": 3}),
+                &phones,
+            )
+            .await;
+        campaigns.push(id);
+    }
+    // Each started through its own node's API (which wakes that node's engine first), so the
+    // campaign leases split one each.
+    let api_a = Api {
+        http: reqwest::Client::new(),
+        auth: api.auth.clone(),
+        base: a.api.clone(),
+    };
+    api_a
+        .post(&format!("/v1/campaigns/{}/start", campaigns[0]), json!({}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.post(&format!("/v1/campaigns/{}/start", campaigns[1]), json!({}))
+        .await;
+    // Both nodes dialing: wait until A has calls up, then stop it for 7 s.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let calls = store.calls_in_flight().await.unwrap();
+        let nodes: std::collections::HashSet<_> = calls.iter().map(|c| c.node.clone()).collect();
+        if calls.len() >= 5 && nodes.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both nodes never dialed\n{}",
+            b.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    a.signal("-CONT");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    a.kill9();
+    for id in &campaigns {
+        api.wait_finished(*id, Duration::from_secs(240), &b).await;
+    }
+
+    let run = sipp.wait(Duration::from_secs(1));
+    let most = max_concurrent_dialogs(&run);
+    assert!(most <= 5, "{most} dialogs at once at the 5-channel trunk");
+    assert!(
+        most >= 3,
+        "the trunk was never busy ({most}): the test proved nothing"
+    );
+    for (number, dialogs) in dialogs_by_number(&run) {
+        for pair in dialogs.windows(2) {
+            let end = pair[0]
+                .1
+                .unwrap_or_else(|| panic!("{number}: a dialog never ended"));
+            assert!(end < pair[1].0, "{number}: dialogs overlap: {dialogs:?}");
+        }
+    }
+    assert!(store.calls_in_flight().await.unwrap().is_empty());
+    for id in &campaigns {
+        let mut spans: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for a in api.attempts(*id).await {
+            spans
+                .entry(a["contact_id"].as_i64().unwrap())
+                .or_default()
+                .push((
+                    a["started_at"].as_i64().unwrap(),
+                    a["ended_at"].as_i64().unwrap(),
+                ));
+        }
+        for (contact, mut s) in spans {
+            s.sort();
+            for pair in s.windows(2) {
+                assert!(
+                    pair[0].1 <= pair[1].0,
+                    "contact {contact}: attempts overlap: {s:?}"
+                );
+            }
+        }
+        for c in api.contacts(*id).await {
+            assert_eq!(c["status"], "answered", "{c}");
+        }
+    }
+    drop(b);
+    store.close().await;
+}
