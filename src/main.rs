@@ -65,7 +65,7 @@ enum Command {
     /// Measure outdial itself (and rtpengine alongside, for comparison).
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// API keys: `keys create --login NAME` prints a new key once.
+    /// API keys: `keys create --login NAME` prints a new key once; `keys list`, `keys revoke ID`.
     #[command(subcommand)]
     Keys(admin::KeysCommand),
     /// Campaigns: create, list, show, start, pause, resume, stop, restart.
@@ -963,7 +963,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     );
     let state = outdial::api::AppState::new(store.clone(), wake, data_dir.join("exports"))
         .with_media_dir(config.media.dir.clone())
-        .with_live_calls(live);
+        .with_live_calls(live)
+        .with_limits(outdial::api::ApiLimits::from_settings(&config.http));
     let stop = tokio_util::sync::CancellationToken::new();
     let api_stop = stop.clone();
     let api = tokio::spawn(outdial::api::serve(listener, state, async move {

@@ -1,4 +1,4 @@
-//! `outdial keys …`, `outdial campaign …`, `outdial contacts import …`: scripting the
+//! `outdial keys create|list|revoke`, `outdial campaign …`, `outdial contacts import …`: scripting the
 //! campaign store from a shell. They open the store named by the configuration (the same
 //! one `outdial serve` uses, SQLite or PostgreSQL) and work on it directly; a running
 //! server's engine sees the change at its next tick (within a second).
@@ -14,13 +14,14 @@ use outdial::campaign::{
 };
 use outdial::contacts::import::{ImportOptions, Importer};
 use outdial::store::contacts::{ContactFilter, NewContact};
-use outdial::store::{CampaignFilter, Page, Store};
+use outdial::store::{CampaignFilter, Page, Role, Store};
 
 use super::now_ms;
 
 #[derive(clap::Subcommand)]
 pub enum KeysCommand {
-    /// Make a new API key for LOGIN (the account is created if new) and print it once.
+    /// Make a new API key for LOGIN and print it once. A new LOGIN is a new account (its
+    /// admin), or with --account a new login of that existing account.
     Create {
         #[arg(long)]
         login: String,
@@ -30,7 +31,23 @@ pub enum KeysCommand {
         /// A label to tell keys apart.
         #[arg(long, default_value = "")]
         label: String,
+        /// Add a new LOGIN to the account whose first login is this one.
+        #[arg(long, value_name = "LOGIN")]
+        account: Option<String>,
+        /// The role of a new login added with --account: admin or operator.
+        #[arg(long, default_value = "operator")]
+        role: String,
     },
+    /// List API keys (never the keys themselves): every account's, or one account's.
+    List {
+        /// Only the account this login belongs to.
+        #[arg(long)]
+        login: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API key by id (see `keys list`); the sessions opened with it end too.
+    Revoke { id: i64 },
 }
 
 #[derive(clap::Subcommand)]
@@ -129,22 +146,85 @@ pub enum ContactsCommand {
 
 pub async fn keys(store: Store, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::Create { login, name, label } => {
+        KeysCommand::Create {
+            login,
+            name,
+            label,
+            account,
+            role,
+        } => {
             let now = now_ms();
-            let account = match store.account_by_login(&login).await? {
-                Some(a) => a,
-                None => {
-                    store
+            let role = Role::parse(&role)
+                .with_context(|| format!("--role {role:?}: expected admin or operator"))?;
+            let who = match (store.login_by_name(&login).await?, account) {
+                (Some(existing), None) => existing,
+                (Some(_), Some(_)) => bail!("login {login:?} exists already"),
+                (None, None) => {
+                    let account = store
                         .create_account(&login, name.as_deref().unwrap_or(&login), now)
+                        .await?;
+                    store
+                        .login_by_name(&account.login)
+                        .await?
+                        .with_context(|| format!("account {:?} has no login", account.login))?
+                }
+                (None, Some(owner)) => {
+                    let owner = store
+                        .login_by_name(&owner)
+                        .await?
+                        .with_context(|| format!("--account {owner:?}: no such login"))?;
+                    store
+                        .create_login(owner.account_id, &login, role, now)
                         .await?
                 }
             };
-            let key = store.create_api_key(account.id, &label, now).await?;
+            let key = store.create_login_key(who.id, &label, now).await?;
             eprintln!(
-                "API key for login {:?} (shown once; keep it safe):",
-                account.login
+                "API key {} for login {:?} ({}) (shown once; keep it safe):",
+                key.key.id, who.login, who.role
             );
             println!("{}", key.secret);
+        }
+        KeysCommand::List { login, json } => {
+            let accounts = match login {
+                Some(login) => {
+                    let who = store
+                        .login_by_name(&login)
+                        .await?
+                        .with_context(|| format!("--login {login:?}: no such login"))?;
+                    vec![who.account_id]
+                }
+                None => store
+                    .list_accounts()
+                    .await?
+                    .into_iter()
+                    .map(|a| a.id)
+                    .collect(),
+            };
+            for account in accounts {
+                for key in store.list_api_keys(account).await? {
+                    if json {
+                        println!("{}", serde_json::to_string(&key)?);
+                        continue;
+                    }
+                    let state = match key.revoked_at {
+                        Some(_) => "revoked",
+                        None => "active",
+                    };
+                    println!(
+                        "{}\taccount {}\t{}\todk_{}…\t{state}\t{}",
+                        key.id,
+                        key.account_id,
+                        key.login.as_deref().unwrap_or("-"),
+                        key.prefix,
+                        key.label
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            store.revoke_api_key(id, now_ms()).await?;
+            println!("API key {id} revoked");
         }
     }
     Ok(())
@@ -381,7 +461,7 @@ pub async fn contacts(store: Store, cmd: ContactsCommand) -> anyhow::Result<()> 
             eprintln!("{e}");
         }
         println!(
-            "{inserted} contacts imported, {duplicates} already in the campaign, {} rows rejected",
+            "{inserted} contacts imported, {duplicates} duplicates (in the campaign already or earlier in the file), {} rows rejected",
             report.rejected
         );
     }
