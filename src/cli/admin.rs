@@ -117,6 +117,10 @@ pub struct CreateArgs {
     /// Every setting as a JSON object (the API's field names); flags above override it.
     #[arg(long, value_name = "FILE.json")]
     settings: Option<PathBuf>,
+    /// The account that owns the campaign, by one of its logins (the API shows a campaign
+    /// only to its account; without --login it belongs to no account).
+    #[arg(long)]
+    login: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -305,8 +309,18 @@ async fn create(store: Store, args: CreateArgs) -> anyhow::Result<()> {
     } else {
         CampaignStatus::New
     };
+    let owner = match &args.login {
+        Some(login) => Some(
+            store
+                .login_by_name(login)
+                .await?
+                .with_context(|| format!("--login {login:?}: no such login"))?
+                .account_id,
+        ),
+        None => None,
+    };
     let campaign = store
-        .create_campaign(None, &settings, status, now_ms())
+        .create_campaign(owner, &settings, status, now_ms())
         .await?;
     if args.json {
         println!("{}", serde_json::to_string(&campaign)?);
