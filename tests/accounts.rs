@@ -132,7 +132,13 @@ impl Server {
         (account.id, key.secret)
     }
 
-    async fn call(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -242,7 +248,12 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
     let day = json!([{"start": "09:00", "end": "17:00"}]);
     let schedule_body = json!({"name": format!("{MARK} hours"), "timezone": "UTC",
         "week": [day, day, day, day, day, [], []], "closed_dates": []});
-    let (st, schedule) = o(Method::POST, "/v1/schedules".into(), Some(schedule_body.clone())).await;
+    let (st, schedule) = o(
+        Method::POST,
+        "/v1/schedules".into(),
+        Some(schedule_body.clone()),
+    )
+    .await;
     check(st, &schedule, StatusCode::CREATED, "schedule");
     let (st, campaign) = o(
         Method::POST,
@@ -261,7 +272,12 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
     check(st, &contact, StatusCode::CREATED, "contact");
     let contact_id = contact["id"].as_i64().unwrap();
     let goal_body = json!({"kind": "primary", "name": format!("{MARK} goal"), "type": "yes_no"});
-    let (st, goal) = o(Method::POST, format!("/v1/campaigns/{cid}/goals"), Some(goal_body.clone())).await;
+    let (st, goal) = o(
+        Method::POST,
+        format!("/v1/campaigns/{cid}/goals"),
+        Some(goal_body.clone()),
+    )
+    .await;
     check(st, &goal, StatusCode::CREATED, "goal");
     let analysis_body = json!({"name": format!("{MARK} notes"), "type": "open_text"});
     let (st, analysis) = o(
@@ -279,12 +295,23 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
     .await;
     check(st, &dnc, StatusCode::CREATED, "dnc");
     let agent_body = json!({"name": format!("{MARK}-agent"), "target": "sip:a@127.0.0.1:5070"});
-    let (st, agent) = o(Method::POST, "/v1/agents/sip".into(), Some(agent_body.clone())).await;
+    let (st, agent) = o(
+        Method::POST,
+        "/v1/agents/sip".into(),
+        Some(agent_body.clone()),
+    )
+    .await;
     check(st, &agent, StatusCode::CREATED, "agent");
     let pool_body = json!({"name": format!("{MARK}-pool"), "agent_ids": [agent["id"]]});
-    let (st, pool) = o(Method::POST, "/v1/agents/pools".into(), Some(pool_body.clone())).await;
+    let (st, pool) = o(
+        Method::POST,
+        "/v1/agents/pools".into(),
+        Some(pool_body.clone()),
+    )
+    .await;
     check(st, &pool, StatusCode::CREATED, "pool");
-    let ai_body = json!({"name": format!("{MARK} bot"), "kind": "twilio_ws", "url": "ws://127.0.0.1:9/x"});
+    let ai_body =
+        json!({"name": format!("{MARK} bot"), "kind": "twilio_ws", "url": "ws://127.0.0.1:9/x"});
     let (st, ai) = o(Method::POST, "/v1/agents/ai".into(), Some(ai_body.clone())).await;
     check(st, &ai, StatusCode::CREATED, "ai agent");
     let (st, job) = o(
@@ -301,7 +328,10 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
         if j["status"] == "done" {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "export never finished: {j}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "export never finished: {j}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let recording = s.dir.path().join("owner.wav");
@@ -360,17 +390,32 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
     };
     // Bodies that pass validation, so the answer can only be about ownership.
     let bodies: BTreeMap<&str, Value> = [
-        ("/v1/campaigns/{id}/contacts", json!({"phone": "+12025550109"})),
-        ("/v1/campaigns/{id}/contacts/remove", json!({"ids": [contact_id]})),
-        ("/v1/campaigns/{id}/contacts/retry", json!({"ids": [contact_id]})),
-        ("/v1/campaigns/{id}/exports", json!({"format": "csv_comma", "scope": "all"})),
+        (
+            "/v1/campaigns/{id}/contacts",
+            json!({"phone": "+12025550109"}),
+        ),
+        (
+            "/v1/campaigns/{id}/contacts/remove",
+            json!({"ids": [contact_id]}),
+        ),
+        (
+            "/v1/campaigns/{id}/contacts/retry",
+            json!({"ids": [contact_id]}),
+        ),
+        (
+            "/v1/campaigns/{id}/exports",
+            json!({"format": "csv_comma", "scope": "all"}),
+        ),
         ("/v1/campaigns/{id}/goals", goal_body.clone()),
         ("/v1/campaigns/{id}/analyses", analysis_body.clone()),
         ("/v1/attempts/{id}/analysis", json!({"summary": "x"})),
         ("/v1/schedules/{id}", schedule_body.clone()),
         ("/v1/agents/sip/{id}/state", json!({"state": "available"})),
         ("/v1/agents/pools/{id}", pool_body.clone()),
-        ("/v1/calls/{sid}/transfer", json!({"target": "+12025550100"})),
+        (
+            "/v1/calls/{sid}/transfer",
+            json!({"target": "+12025550100"}),
+        ),
     ]
     .into_iter()
     .collect();
@@ -425,8 +470,14 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
                 StatusCode::NOT_FOUND,
                 "{method} {path} as another account: {answer}"
             );
-            assert_eq!(answer["error"]["code"], "not_found", "{method} {path}: {answer}");
-            if m == Method::GET && !path.starts_with("/v1/calls/") && !path.starts_with("/v1/media/") {
+            assert_eq!(
+                answer["error"]["code"], "not_found",
+                "{method} {path}: {answer}"
+            );
+            if m == Method::GET
+                && !path.starts_with("/v1/calls/")
+                && !path.starts_with("/v1/media/")
+            {
                 let (status, mine) = s.call(&owner, m, &concrete, None).await;
                 assert_eq!(status, StatusCode::OK, "GET {path} as its owner: {mine}");
             }
@@ -434,11 +485,24 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
     }
     assert!(with_ids >= 40, "{with_ids} routes with ids checked");
     // The 404 is the same as for an id that does not exist.
-    let (_, theirs) = s.call(&stranger, Method::GET, &format!("/v1/campaigns/{cid}"), None).await;
-    let (_, none) = s.call(&stranger, Method::GET, "/v1/campaigns/987654321", None).await;
+    let (_, theirs) = s
+        .call(
+            &stranger,
+            Method::GET,
+            &format!("/v1/campaigns/{cid}"),
+            None,
+        )
+        .await;
+    let (_, none) = s
+        .call(&stranger, Method::GET, "/v1/campaigns/987654321", None)
+        .await;
     assert_eq!(
-        theirs["error"]["message"].as_str().map(|m| m.replace(&cid.to_string(), "N")),
-        none["error"]["message"].as_str().map(|m| m.replace("987654321", "N"))
+        theirs["error"]["message"]
+            .as_str()
+            .map(|m| m.replace(&cid.to_string(), "N")),
+        none["error"]["message"]
+            .as_str()
+            .map(|m| m.replace("987654321", "N"))
     );
     // Nothing the stranger sent reached the owner's objects.
     let (_, c) = o(Method::GET, format!("/v1/campaigns/{cid}"), None).await;
@@ -455,7 +519,12 @@ async fn keys_are_listed_and_revoked_through_the_api_and_the_cli(db: Db) {
     let (_, other) = s.account("other").await;
     // A second key, and a session opened with it.
     let (st, made) = s
-        .call(&admin, Method::POST, "/v1/keys", Some(json!({"label": "ci"})))
+        .call(
+            &admin,
+            Method::POST,
+            "/v1/keys",
+            Some(json!({"label": "ci"})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{made}");
     let second = made["secret"].as_str().unwrap().to_string();
@@ -478,17 +547,34 @@ async fn keys_are_listed_and_revoked_through_the_api_and_the_cli(db: Db) {
     let (st, keys) = s.call(&admin, Method::GET, "/v1/keys", None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
-    assert!(!keys.to_string().contains(&second[4..]), "a key is never listed");
+    assert!(
+        !keys.to_string().contains(&second[4..]),
+        "a key is never listed"
+    );
     let (_, theirs) = s.call(&other, Method::GET, "/v1/keys", None).await;
     assert_eq!(theirs.as_array().unwrap().len(), 1);
     let (st, _) = s
-        .call(&other, Method::DELETE, &format!("/v1/keys/{second_id}"), None)
+        .call(
+            &other,
+            Method::DELETE,
+            &format!("/v1/keys/{second_id}"),
+            None,
+        )
         .await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "another account cannot revoke it");
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "another account cannot revoke it"
+    );
 
     // Revoked through the API: the key and its session get 401 at once.
     let (st, _) = s
-        .call(&admin, Method::DELETE, &format!("/v1/keys/{second_id}"), None)
+        .call(
+            &admin,
+            Method::DELETE,
+            &format!("/v1/keys/{second_id}"),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     for credential in [&second, &token] {
@@ -499,7 +585,11 @@ async fn keys_are_listed_and_revoked_through_the_api_and_the_cli(db: Db) {
     assert!(keys[1]["revoked_at"].is_i64(), "{keys}");
 
     // The CLI lists and revokes against the same database.
-    let third = s.store.create_api_key(account, "cli", Clock::system().now()).await.unwrap();
+    let third = s
+        .store
+        .create_api_key(account, "cli", Clock::system().now())
+        .await
+        .unwrap();
     let resp = s
         .client
         .post(format!("{}/v1/login", s.base))
@@ -516,21 +606,36 @@ async fn keys_are_listed_and_revoked_through_the_api_and_the_cli(db: Db) {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "outdial {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "outdial {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let listed = cli(&["keys", "list", "--login", "acme", "--json"]);
-    let rows: Vec<Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 3, "{listed}");
-    assert!(rows.iter().any(|r| r["id"] == third.key.id && r["revoked_at"].is_null()));
-    assert!(!listed.contains(&third.secret[4..]), "the CLI never shows a key");
+    assert!(rows
+        .iter()
+        .any(|r| r["id"] == third.key.id && r["revoked_at"].is_null()));
+    assert!(
+        !listed.contains(&third.secret[4..]),
+        "the CLI never shows a key"
+    );
     cli(&["keys", "revoke", &third.key.id.to_string()]);
     for credential in [&third.secret, &token] {
         let (st, _) = s.call(credential, Method::GET, "/v1/me", None).await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
     }
     // The first key still works.
-    assert_eq!(s.call(&admin, Method::GET, "/v1/me", None).await.0, StatusCode::OK);
+    assert_eq!(
+        s.call(&admin, Method::GET, "/v1/me", None).await.0,
+        StatusCode::OK
+    );
     s.stop().await;
 }
 
@@ -538,14 +643,26 @@ async fn operators_do_not_manage_keys_logins_or_the_global_dnc_list(db: Db) {
     let s = Server::start(db).await;
     let (account, admin) = s.account("acme").await;
     let now = s.state.now();
-    let op = s.store.create_login(account, "acme-ops", Role::Operator, now).await.unwrap();
+    let op = s
+        .store
+        .create_login(account, "acme-ops", Role::Operator, now)
+        .await
+        .unwrap();
     let op_key = s.store.create_login_key(op.id, "ops", now).await.unwrap();
     let operator = op_key.secret.clone();
     let (_, me) = s.call(&operator, Method::GET, "/v1/me", None).await;
-    assert_eq!((me["login"].as_str(), me["role"].as_str()), (Some("acme-ops"), Some("operator")));
+    assert_eq!(
+        (me["login"].as_str(), me["role"].as_str()),
+        (Some("acme-ops"), Some("operator"))
+    );
     // Campaign work is allowed; the account's campaigns are shared by its logins.
     let (st, c) = s
-        .call(&operator, Method::POST, "/v1/campaigns", Some(json!({"name": "ops"})))
+        .call(
+            &operator,
+            Method::POST,
+            "/v1/campaigns",
+            Some(json!({"name": "ops"})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{c}");
     let (_, list) = s.call(&admin, Method::GET, "/v1/campaigns", None).await;
@@ -553,17 +670,29 @@ async fn operators_do_not_manage_keys_logins_or_the_global_dnc_list(db: Db) {
     // Keys and logins: 403 (its own keys are listed and revocable).
     let admin_key = s.store.list_api_keys(account).await.unwrap()[0].id;
     for (m, path, body) in [
-        (Method::POST, "/v1/keys".to_string(), Some(json!({"label": "x"}))),
+        (
+            Method::POST,
+            "/v1/keys".to_string(),
+            Some(json!({"label": "x"})),
+        ),
         (Method::DELETE, format!("/v1/keys/{admin_key}"), None),
         (Method::GET, "/v1/logins".to_string(), None),
-        (Method::POST, "/v1/logins".to_string(), Some(json!({"login": "x"}))),
+        (
+            Method::POST,
+            "/v1/logins".to_string(),
+            Some(json!({"login": "x"})),
+        ),
         (Method::DELETE, format!("/v1/logins/{}", op.id), None),
         (
             Method::POST,
             "/v1/dnc".to_string(),
             Some(json!({"phone": "+12025550123", "list": "global"})),
         ),
-        (Method::DELETE, "/v1/dnc/%2B12025550123?list=global".to_string(), None),
+        (
+            Method::DELETE,
+            "/v1/dnc/%2B12025550123?list=global".to_string(),
+            None,
+        ),
     ] {
         let (st, body) = s.call(&operator, m.clone(), &path, body).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{m} {path}: {body}");
@@ -584,19 +713,31 @@ async fn operators_do_not_manage_keys_logins_or_the_global_dnc_list(db: Db) {
     assert_eq!(body["list"], "global");
     assert!(s.store.dnc_contains(None, "+12025550123").await.unwrap());
     // Everyone reads the global list.
-    let (st, global) = s.call(&operator, Method::GET, "/v1/dnc?list=global", None).await;
+    let (st, global) = s
+        .call(&operator, Method::GET, "/v1/dnc?list=global", None)
+        .await;
     assert_eq!((st, global["total"].as_i64()), (StatusCode::OK, Some(1)));
     let (st, logins) = s.call(&admin, Method::GET, "/v1/logins", None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(logins.as_array().unwrap().len(), 2);
     let (st, made) = s
-        .call(&admin, Method::POST, "/v1/keys", Some(json!({"login_id": op.id})))
+        .call(
+            &admin,
+            Method::POST,
+            "/v1/keys",
+            Some(json!({"login_id": op.id})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{made}");
     assert_eq!(made["key"]["login"], "acme-ops");
     // The operator revokes its own key; then it is out.
     let (st, _) = s
-        .call(&operator, Method::DELETE, &format!("/v1/keys/{}", op_key.key.id), None)
+        .call(
+            &operator,
+            Method::DELETE,
+            &format!("/v1/keys/{}", op_key.key.id),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(
@@ -604,12 +745,22 @@ async fn operators_do_not_manage_keys_logins_or_the_global_dnc_list(db: Db) {
         StatusCode::UNAUTHORIZED
     );
     let (st, _) = s
-        .call(&admin, Method::DELETE, &format!("/v1/logins/{}", op.id), None)
+        .call(
+            &admin,
+            Method::DELETE,
+            &format!("/v1/logins/{}", op.id),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let own_login = s.store.login_by_name("acme").await.unwrap().unwrap();
     let (st, body) = s
-        .call(&admin, Method::DELETE, &format!("/v1/logins/{}", own_login.id), None)
+        .call(
+            &admin,
+            Method::DELETE,
+            &format!("/v1/logins/{}", own_login.id),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::CONFLICT, "the last admin stays: {body}");
     s.stop().await;

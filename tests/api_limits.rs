@@ -38,8 +38,16 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
-            let tail: String = log.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+            let log =
+                std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
+            let tail: String = log
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             eprintln!("--- outdial serve log (tail) ---\n{tail}");
         }
     }
@@ -59,7 +67,11 @@ fn start() -> Serve {
         .args(["keys", "create", "--login", "admin"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let port = free_tcp_port();
     let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
@@ -71,10 +83,23 @@ fn start() -> Serve {
         .stderr(log)
         .spawn()
         .unwrap();
-    let serve = Serve { child, port, key, dir };
+    let serve = Serve {
+        child,
+        port,
+        key,
+        dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").0 != 200 {
-        assert!(Instant::now() < deadline, "outdial serve did not answer /healthz");
+    while raw(
+        port,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .0 != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "outdial serve did not answer /healthz"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     serve
@@ -131,7 +156,13 @@ fn rss_kb(pid: u32) -> u64 {
 
 /// A CSV upload written by a thread while this one reads the answer (the server answers
 /// before it has read it all): (status, body, bytes the writer got out).
-fn upload(port: u16, key: &str, campaign: i64, head_extra: &str, mut next: impl FnMut(&mut Vec<u8>) -> bool + Send + 'static) -> (u16, Value, u64) {
+fn upload(
+    port: u16,
+    key: &str,
+    campaign: i64,
+    head_extra: &str,
+    mut next: impl FnMut(&mut Vec<u8>) -> bool + Send + 'static,
+) -> (u16, Value, u64) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let head = format!(
@@ -150,7 +181,9 @@ fn upload(port: u16, key: &str, campaign: i64, head_extra: &str, mut next: impl 
             chunk.clear();
             let more = next(&mut chunk);
             let ok = if chunked && !chunk.is_empty() {
-                writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_ok()
+                writer
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .is_ok()
                     && writer.write_all(&chunk).is_ok()
                     && writer.write_all(b"\r\n").is_ok()
             } else {
@@ -180,7 +213,11 @@ fn upload(port: u16, key: &str, campaign: i64, head_extra: &str, mut next: impl 
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let len = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
                 .and_then(|v| v.parse::<usize>().ok());
             if len.is_some_and(|n| body.len() >= n) {
                 break;
@@ -195,7 +232,10 @@ fn upload(port: u16, key: &str, campaign: i64, head_extra: &str, mut next: impl 
 
 fn staged_rows(dir: &Path) -> i64 {
     let url = format!("sqlite://{}", dir.join("outdial.db").display());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         use sqlx::Connection;
         let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -239,29 +279,44 @@ fn a_2_gb_csv_stream_is_cut_off_at_the_limit_with_bounded_memory() {
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains(&IMPORT_LIMIT.to_string()), "the limit is named: {message}");
+    assert!(
+        message.contains(&IMPORT_LIMIT.to_string()),
+        "the limit is named: {message}"
+    );
 
     // 2 GB of valid rows, chunked (no length to go by), generated as it is sent.
     let before = rss_kb(s.child.id());
     let total: u64 = 2 * 1024 * 1024 * 1024;
     let mut produced = 0u64;
     let mut n = 0u64;
-    let (status, body, sent) = upload(s.port, &s.key, id, "Transfer-Encoding: chunked\r\n", move |out| {
-        while out.len() < 60 * 1024 {
-            n += 1;
-            out.extend_from_slice(
-                format!("+1202{:07},Caller {n}\n", 2_000_000 + n % 8_000_000).as_bytes(),
-            );
-        }
-        produced += out.len() as u64;
-        produced < total
-    });
+    let (status, body, sent) = upload(
+        s.port,
+        &s.key,
+        id,
+        "Transfer-Encoding: chunked\r\n",
+        move |out| {
+            while out.len() < 60 * 1024 {
+                n += 1;
+                out.extend_from_slice(
+                    format!("+1202{:07},Caller {n}\n", 2_000_000 + n % 8_000_000).as_bytes(),
+                );
+            }
+            produced += out.len() as u64;
+            produced < total
+        },
+    );
     assert_eq!(status, 413, "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap().contains(&IMPORT_LIMIT.to_string()),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&IMPORT_LIMIT.to_string()),
         "{body}"
     );
-    assert!(sent < total, "the server stopped reading at the limit ({sent} bytes went out)");
+    assert!(
+        sent < total,
+        "the server stopped reading at the limit ({sent} bytes went out)"
+    );
     let after = rss_kb(s.child.id());
     assert!(
         after < before + 100 * 1024,
@@ -276,15 +331,27 @@ fn a_2_gb_csv_stream_is_cut_off_at_the_limit_with_bounded_memory() {
     }
     // Under the limit, with a repeated number: imported whole, the repeat named.
     let mut done = false;
-    let (status, body, _) = upload(s.port, &s.key, id, "Transfer-Encoding: chunked\r\n", move |out| {
-        if !done {
-            out.extend_from_slice(b"12025550101,Ann\n12025550102,Bob\n(202) 555-0101,Ann again\n");
-            done = true;
-        }
-        false
-    });
+    let (status, body, _) = upload(
+        s.port,
+        &s.key,
+        id,
+        "Transfer-Encoding: chunked\r\n",
+        move |out| {
+            if !done {
+                out.extend_from_slice(
+                    b"12025550101,Ann\n12025550102,Bob\n(202) 555-0101,Ann again\n",
+                );
+                done = true;
+            }
+            false
+        },
+    );
     assert_eq!(status, 200, "{body}");
-    assert_eq!((body["inserted"].as_i64(), body["error_count"].as_i64()), (Some(2), Some(1)), "{body}");
+    assert_eq!(
+        (body["inserted"].as_i64(), body["error_count"].as_i64()),
+        (Some(2), Some(1)),
+        "{body}"
+    );
     assert_eq!(body["errors"][0]["reason"], "duplicate of line 1", "{body}");
     assert_eq!(contacts_total(&s, id), 2);
 }
@@ -304,17 +371,27 @@ fn stalled_clients_are_cut_off_and_connections_are_capped() {
     // Give the server the moment it needs to accept them (polled, not assumed).
     let deadline = Instant::now() + Duration::from_secs(HEADER_TIMEOUT_S);
     let refused = loop {
-        let (status, body) = raw(s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let (status, body) = raw(
+            s.port,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
         if status == 503 {
             break body;
         }
-        assert!(Instant::now() < deadline, "the connection over the cap was served ({status})");
+        assert!(
+            Instant::now() < deadline,
+            "the connection over the cap was served ({status})"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(refused["error"]["code"], "too_many_connections", "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "too_many_connections",
+        "{refused}"
+    );
     // The stalled ones are closed by the header-read timeout.
     for c in &mut stalled {
-        c.set_read_timeout(Some(Duration::from_secs(HEADER_TIMEOUT_S + 20))).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(HEADER_TIMEOUT_S + 20)))
+            .unwrap();
         let mut buf = Vec::new();
         let _ = c.read_to_end(&mut buf);
     }
@@ -325,8 +402,16 @@ fn stalled_clients_are_cut_off_and_connections_are_capped() {
     );
     // Their slots are free again.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while raw(s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").0 != 200 {
-        assert!(Instant::now() < deadline, "the server did not take connections again");
+    while raw(
+        s.port,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .0 != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not take connections again"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -346,9 +431,11 @@ fn bad_logins_are_rate_limited_and_export_jobs_capped() {
         let mut out = Vec::new();
         c.read_to_end(&mut out).unwrap();
         let text = String::from_utf8_lossy(&out).to_string();
-        let retry_after = text
-            .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().to_string()));
+        let retry_after = text.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("retry-after:")
+                .map(|v| v.trim().to_string())
+        });
         (parse(&out).0, retry_after)
     };
     for _ in 0..5 {
@@ -356,34 +443,70 @@ fn bad_logins_are_rate_limited_and_export_jobs_capped() {
     }
     let (status, retry) = login("odk_wrong");
     assert_eq!(status, 429);
-    assert!(retry.and_then(|r| r.parse::<u64>().ok()).is_some_and(|r| (1..=60).contains(&r)));
+    assert!(retry
+        .and_then(|r| r.parse::<u64>().ok())
+        .is_some_and(|r| (1..=60).contains(&r)));
     // Held even with the right key until the window ends.
     assert_eq!(login(&s.key).0, 429);
 
     // Export jobs: one at a time here.
-    let (_, c) = api(&s, "POST", "/v1/campaigns", Some(json!({"name": "exports"})));
+    let (_, c) = api(
+        &s,
+        "POST",
+        "/v1/campaigns",
+        Some(json!({"name": "exports"})),
+    );
     let id = c["id"].as_i64().unwrap();
     let mut rows = 0u64;
-    let (status, body, _) = upload(s.port, &s.key, id, "Transfer-Encoding: chunked\r\n", move |out| {
-        for _ in 0..2000 {
-            rows += 1;
-            out.extend_from_slice(
-                format!("+1303{:07},Person {rows}\n", 2_000_000 + rows).as_bytes(),
-            );
-        }
-        rows < 40_000
-    });
-    assert_eq!((status, body["inserted"].as_i64()), (200, Some(40_000)), "{body}");
+    let (status, body, _) = upload(
+        s.port,
+        &s.key,
+        id,
+        "Transfer-Encoding: chunked\r\n",
+        move |out| {
+            for _ in 0..2000 {
+                rows += 1;
+                out.extend_from_slice(
+                    format!("+1303{:07},Person {rows}\n", 2_000_000 + rows).as_bytes(),
+                );
+            }
+            rows < 40_000
+        },
+    );
+    assert_eq!(
+        (status, body["inserted"].as_i64()),
+        (200, Some(40_000)),
+        "{body}"
+    );
     let mut answers = Vec::new();
     for _ in 0..3 {
-        answers.push(api(&s, "POST", &format!("/v1/campaigns/{id}/exports"), Some(json!({"format": "xlsx"}))));
+        answers.push(api(
+            &s,
+            "POST",
+            &format!("/v1/campaigns/{id}/exports"),
+            Some(json!({"format": "xlsx"})),
+        ));
     }
-    let accepted: Vec<&Value> = answers.iter().filter(|(st, _)| *st == 202).map(|(_, b)| b).collect();
-    let refused: Vec<&Value> = answers.iter().filter(|(st, _)| *st == 429).map(|(_, b)| b).collect();
+    let accepted: Vec<&Value> = answers
+        .iter()
+        .filter(|(st, _)| *st == 202)
+        .map(|(_, b)| b)
+        .collect();
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|(st, _)| *st == 429)
+        .map(|(_, b)| b)
+        .collect();
     assert!(!accepted.is_empty(), "{answers:?}");
-    assert!(!refused.is_empty(), "a job over the limit is refused: {answers:?}");
+    assert!(
+        !refused.is_empty(),
+        "a job over the limit is refused: {answers:?}"
+    );
     assert_eq!(refused[0]["error"]["code"], "too_many_requests");
-    assert!(refused[0]["error"]["message"].as_str().unwrap().contains("max_export_jobs"));
+    assert!(refused[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_export_jobs"));
     // When it is done, the next is accepted.
     let job = accepted[0]["id"].as_i64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -397,7 +520,12 @@ fn bad_logins_are_rate_limited_and_export_jobs_capped() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, body) = api(&s, "POST", &format!("/v1/campaigns/{id}/exports"), Some(json!({"format": "csv_comma"})));
+        let (status, body) = api(
+            &s,
+            "POST",
+            &format!("/v1/campaigns/{id}/exports"),
+            Some(json!({"format": "csv_comma"})),
+        );
         if status == 202 {
             break;
         }

@@ -1363,7 +1363,10 @@ async fn dnc_list(db: &TestDb) {
         .add_dnc(mine, "+12025550101", "asked not to call", NOW)
         .await
         .unwrap();
-    assert_eq!((e.phone.as_str(), e.account_id), ("+12025550101", Some(acme)));
+    assert_eq!(
+        (e.phone.as_str(), e.account_id),
+        ("+12025550101", Some(acme))
+    );
     assert!(matches!(
         s.add_dnc(mine, "+12025550101", "again", NOW).await,
         Err(StoreError::Conflict(_))
@@ -1380,10 +1383,13 @@ async fn dnc_list(db: &TestDb) {
         .await
         .unwrap();
     assert!(matches!(
-        s.add_dnc(DncList::Global, "+442071234567", "twice", NOW).await,
+        s.add_dnc(DncList::Global, "+442071234567", "twice", NOW)
+            .await,
         Err(StoreError::Conflict(_))
     ));
-    s.add_dnc(mine, "+442071234567", "UK TPS", NOW).await.unwrap();
+    s.add_dnc(mine, "+442071234567", "UK TPS", NOW)
+        .await
+        .unwrap();
     // One check, both lists: an account's own numbers and the global ones.
     assert!(s.dnc_contains(Some(acme), "+12025550101").await.unwrap());
     assert!(!s.dnc_contains(None, "+12025550101").await.unwrap());
@@ -1393,9 +1399,15 @@ async fn dnc_list(db: &TestDb) {
     assert_eq!(all.total, 2);
     assert_eq!(all.items[0].phone, "+12025550101");
     assert_eq!(all.items[0], e);
-    let uk = s.list_dnc(mine, Some("tps"), Page::default()).await.unwrap();
+    let uk = s
+        .list_dnc(mine, Some("tps"), Page::default())
+        .await
+        .unwrap();
     assert_eq!((uk.total, uk.items[0].phone.as_str()), (1, "+442071234567"));
-    let global = s.list_dnc(DncList::Global, None, Page::default()).await.unwrap();
+    let global = s
+        .list_dnc(DncList::Global, None, Page::default())
+        .await
+        .unwrap();
     assert_eq!((global.total, global.items[0].account_id), (1, None));
     s.delete_dnc(mine, "+12025550101").await.unwrap();
     assert!(!s.dnc_contains(Some(acme), "+12025550101").await.unwrap());
@@ -1415,7 +1427,10 @@ async fn business_hours_crud(db: &TestDb) {
     let spec = week_9_to_5();
     let acme = s.create_account("acme", "Acme", NOW).await.unwrap().id;
     let stranger = s.create_account("stranger", "", NOW).await.unwrap().id;
-    let h = s.create_business_hours(Some(acme), &spec, NOW).await.unwrap();
+    let h = s
+        .create_business_hours(Some(acme), &spec, NOW)
+        .await
+        .unwrap();
     // Another account neither sees nor changes it.
     assert!(matches!(
         s.account_business_hours(stranger, h.id).await,
@@ -1441,7 +1456,10 @@ async fn business_hours_crud(db: &TestDb) {
         end: "24:00".into(),
     }];
     changed.closed_dates.clear();
-    let h2 = s.update_business_hours(acme, h.id, &changed, NOW).await.unwrap();
+    let h2 = s
+        .update_business_hours(acme, h.id, &changed, NOW)
+        .await
+        .unwrap();
     assert_eq!(h2.spec, changed);
     let mut bad = spec.clone();
     bad.timezone = "Nowhere/Else".into();
@@ -1449,7 +1467,10 @@ async fn business_hours_crud(db: &TestDb) {
         s.create_business_hours(Some(acme), &bad, NOW).await,
         Err(StoreError::Invalid(_))
     ));
-    let other = s.create_business_hours(Some(acme), &spec, NOW).await.unwrap();
+    let other = s
+        .create_business_hours(Some(acme), &spec, NOW)
+        .await
+        .unwrap();
     let names: Vec<_> = s
         .list_business_hours(acme)
         .await
@@ -1729,7 +1750,10 @@ async fn api_keys_and_sessions(db: &TestDb) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((as_op.account.id, as_op.login.role), (alice.id, Role::Operator));
+    assert_eq!(
+        (as_op.account.id, as_op.login.role),
+        (alice.id, Role::Operator)
+    );
     assert_eq!(s.list_logins(alice.id).await.unwrap().len(), 2);
     assert!(matches!(
         s.get_login(bob.id, op.id).await,

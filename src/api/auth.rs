@@ -315,7 +315,11 @@ pub async fn login(
         .store
         .create_session(&who, state.session_ttl_ms, now)
         .await?;
-    tracing::info!(account = who.account.id, login = who.login.id, "session opened");
+    tracing::info!(
+        account = who.account.id,
+        login = who.login.id,
+        "session opened"
+    );
     Ok(Json(LoginResponse {
         token,
         token_type: "Bearer".into(),
@@ -404,10 +408,18 @@ mod tests {
             limiter.failed(a, t);
         }
         assert_eq!(limiter.check(a, 10_000), Err(50_000));
-        assert_eq!(limiter.check(b, 10_000), Ok(()), "another address is not held");
+        assert_eq!(
+            limiter.check(b, 10_000),
+            Ok(()),
+            "another address is not held"
+        );
         assert_eq!(limiter.check(a, 60_000), Ok(()), "the window ended");
         limiter.failed(a, 60_000);
-        assert_eq!(limiter.check(a, 60_001), Ok(()), "a new window counts from zero");
+        assert_eq!(
+            limiter.check(a, 60_001),
+            Ok(()),
+            "a new window counts from zero"
+        );
         limiter.succeeded(a);
         assert!(LoginLimiter::new(0, 1).check(a, 0).is_ok());
     }

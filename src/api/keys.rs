@@ -164,7 +164,11 @@ pub async fn create_key(
         .store
         .create_login_key(login.id, input.label.trim(), state.now())
         .await?;
-    tracing::info!(account = caller.account_id, key = made.key.id, "API key made");
+    tracing::info!(
+        account = caller.account_id,
+        key = made.key.id,
+        "API key made"
+    );
     Ok((
         StatusCode::CREATED,
         Json(NewKeyView {

@@ -20,8 +20,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    agents, ai_agents, auth, calls, campaigns, contacts, dnc, exports, goals, import, keys,
-    media, reports, schedules, AppState,
+    agents, ai_agents, auth, calls, campaigns, contacts, dnc, exports, goals, import, keys, media,
+    reports, schedules, AppState,
 };
 use crate::campaign::ai::{AiAgentKind, OnAgentClose};
 use crate::campaign::goals::{GoalOutcome, QuestionKind, QuestionType};
@@ -237,7 +237,10 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 "Contact exports (XLSX, CSV , and ;) and their history",
             ),
             ("reports", "Campaign progress, heat map and call attempts"),
-            ("dnc", "The Do-Not-Call lists: the account's own and the global one"),
+            (
+                "dnc",
+                "The Do-Not-Call lists: the account's own and the global one",
+            ),
             ("schedules", "Business-hours schedules"),
             (
                 "media",

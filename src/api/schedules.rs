@@ -163,11 +163,13 @@ pub async fn get_schedule(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<ScheduleView>> {
-    Ok(Json(state
-        .store
-        .account_business_hours(caller.account_id, id)
-        .await?
-        .into()))
+    Ok(Json(
+        state
+            .store
+            .account_business_hours(caller.account_id, id)
+            .await?
+            .into(),
+    ))
 }
 
 /// Replaces a schedule; campaigns using it follow at once.

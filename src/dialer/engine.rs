@@ -1033,9 +1033,10 @@ impl AttemptJob {
         if report.as_ref().is_ok_and(|r| r.flow.dnc_requested) {
             // The callee chose the plan's "do not call" digit: never dialed again by this
             // account (a campaign of no account: by anyone).
-            let list = self
-                .account
-                .map_or(crate::store::DncList::Global, crate::store::DncList::Account);
+            let list = self.account.map_or(
+                crate::store::DncList::Global,
+                crate::store::DncList::Account,
+            );
             self.store
                 .add_dnc(list, destination, "callee request (message plan)", ended_at)
                 .await?;

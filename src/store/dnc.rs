@@ -149,7 +149,9 @@ impl Store {
             .query()
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("{phone} on the {} DNC list", list.name())))?;
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("{phone} on the {} DNC list", list.name()))
+            })?;
         entry_from(&row)
     }
 

@@ -8,8 +8,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{
-    conflict_on_constraint, get_json, get_word, to_json, where_clause, Arg, Page, Paged, Result, Sql,
-    Store, StoreError,
+    conflict_on_constraint, get_json, get_word, to_json, where_clause, Arg, Page, Paged, Result,
+    Sql, Store, StoreError,
 };
 use crate::campaign::model::Millis;
 
@@ -267,8 +267,9 @@ impl Store {
         let page = page.clamped();
         let mut sql = Sql::default();
         let account = sql.arg(Arg::I64(account_id));
-        let mut conds =
-            vec![format!("campaign_id IN (SELECT id FROM campaigns WHERE account_id = {account})")];
+        let mut conds = vec![format!(
+            "campaign_id IN (SELECT id FROM campaigns WHERE account_id = {account})"
+        )];
         if let Some(c) = campaign_id {
             conds.push(format!("campaign_id = {}", sql.arg(Arg::I64(c))));
         }

@@ -114,7 +114,10 @@ impl StagedImport {
                 .collect();
             let mut sql = Sql::default();
             let id = sql.arg(Arg::Text(self.id.clone()));
-            let phones = in_list(&mut sql, lost.iter().map(|(_, c)| Arg::Text(c.phone.clone())));
+            let phones = in_list(
+                &mut sql,
+                lost.iter().map(|(_, c)| Arg::Text(c.phone.clone())),
+            );
             sql.text = format!(
                 "SELECT phone, line FROM contact_imports WHERE import_id = {id} AND phone IN ({phones})"
             );
