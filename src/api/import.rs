@@ -15,6 +15,9 @@
 //! accepted whole or refused whole, with its line, value and reason; a phone repeated in
 //! the file is refused as a duplicate of its first line; a phone already in the campaign
 //! is counted as a duplicate and left as it was.
+//!
+//! [`ContactImport`] is that flow, whatever the bytes come from: `outdial contacts import`
+//! drives it with a file (without the HTTP size limit).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,7 +37,7 @@ use super::AppState;
 use crate::campaign::model::{ContactStatus, Millis};
 use crate::contacts::{ImportOptions, ImportRow, Importer, RowError};
 use crate::store::imports::StagedImport;
-use crate::store::NewContact;
+use crate::store::{NewContact, Store};
 
 /// Row errors returned (the count covers them all).
 pub const MAX_ERRORS_SHOWN: usize = 1000;
@@ -89,8 +92,13 @@ pub struct ImportResult {
     pub warnings: Vec<String>,
 }
 
-/// What the handler keeps while rows stream in.
-struct Sink {
+/// One CSV import from bytes to contacts, all or nothing: chunks go into the sans-IO
+/// [`Importer`], each batch of accepted rows is checked ([`NewContact::validate`]) and
+/// staged ([`StagedImport`]), and [`ContactImport::finish`] turns the staged rows into
+/// contacts in one transaction. The one import flow: the HTTP route streams the request
+/// body into it, `outdial contacts import` a file.
+pub struct ContactImport {
+    importer: Importer,
     staged: StagedImport,
     now: Millis,
     /// Rows the importer accepted but the store's rules refuse, or that repeat an earlier
@@ -99,7 +107,109 @@ struct Sink {
     refused_count: u64,
 }
 
-impl Sink {
+impl ContactImport {
+    /// Starts an import into campaign `campaign_id` (404 when it does not exist; the
+    /// caller checks whose it is), reading numbers without a `+` as `country`'s (400 on
+    /// `default_country` when it is not a country).
+    pub async fn begin(
+        store: &Store,
+        campaign_id: i64,
+        country: String,
+        now: Millis,
+    ) -> ApiResult<ContactImport> {
+        let importer = Importer::new(ImportOptions {
+            max_errors: MAX_ERRORS_SHOWN,
+            ..ImportOptions::new(country)
+        })
+        .map_err(|e| {
+            let message = e.to_string();
+            let reason = message
+                .strip_prefix("default_country: ")
+                .unwrap_or(&message)
+                .to_string();
+            ApiError::invalid("default_country", reason)
+        })?;
+        Ok(ContactImport {
+            importer,
+            staged: store.begin_import(campaign_id).await?,
+            now,
+            refused: Vec::new(),
+            refused_count: 0,
+        })
+    }
+
+    /// Rows staged so far (accepted, not repeating an earlier line).
+    pub fn staged(&self) -> u64 {
+        self.staged.staged()
+    }
+
+    /// Feeds one chunk of the file and stages the batches that filled.
+    pub async fn feed(&mut self, chunk: &[u8]) -> ApiResult<()> {
+        self.importer.feed(chunk);
+        while let Some(batch) = self.importer.take_batch() {
+            self.stage(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// The end of the file: stages the last rows and commits them all, or — on a
+    /// whole-file problem (400 `invalid_csv`) or a store error — deletes what was staged
+    /// and imports nothing.
+    pub async fn finish(mut self, now: Millis) -> ApiResult<ImportResult> {
+        self.importer.finish();
+        while let Some(batch) = self.importer.take_batch() {
+            if let Err(e) = self.stage(batch).await {
+                self.abort().await;
+                return Err(e);
+            }
+        }
+        let ContactImport {
+            importer,
+            staged,
+            refused,
+            refused_count,
+            ..
+        } = self;
+        let report = importer.into_report();
+        if let Some(problem) = report.file_error {
+            if let Err(abort) = staged.abort().await {
+                tracing::warn!(error = %abort, "staged import rows not deleted (purged later)");
+            }
+            return Err(
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_csv", problem.to_string())
+                    .with_field("file"),
+            );
+        }
+        let done = staged.commit(now).await?;
+        let mut errors: Vec<ImportRowError> = report
+            .errors
+            .into_iter()
+            .map(ImportRowError::from)
+            .collect();
+        errors.extend(refused);
+        errors.sort_by_key(|e| e.line);
+        errors.truncate(MAX_ERRORS_SHOWN);
+        Ok(ImportResult {
+            inserted: done.inserted,
+            duplicates: done.duplicates,
+            errors,
+            error_count: report.rejected + refused_count,
+            rows: report.rows,
+            lines: report.lines,
+            has_header: report.has_header,
+            columns: report.columns,
+            delimiter: report.delimiter.map(String::from),
+            warnings: report.warnings,
+        })
+    }
+
+    /// Deletes what was staged: the campaign is left as it was.
+    pub async fn abort(self) {
+        if let Err(e) = self.staged.abort().await {
+            tracing::warn!(error = %e, "staged import rows not deleted (purged later)");
+        }
+    }
+
     fn refuse(&mut self, line: u64, value: &str, reason: String) {
         self.refused_count += 1;
         if self.refused.len() < MAX_ERRORS_SHOWN {
@@ -142,15 +252,6 @@ impl Sink {
         }
         Ok(())
     }
-}
-
-/// Feeds one chunk and stages the batches that filled.
-async fn feed(importer: &mut Importer, sink: &mut Sink, chunk: &[u8]) -> ApiResult<()> {
-    importer.feed(chunk);
-    while let Some(batch) = importer.take_batch() {
-        sink.stage(batch).await?;
-    }
-    Ok(())
 }
 
 /// 413 naming the limit.
@@ -231,6 +332,8 @@ pub async fn import_contacts(
     ApiQuery(query): ApiQuery<ImportQuery>,
     request: Request,
 ) -> ApiResult<(StatusCode, Json<ImportResult>)> {
+    // Whose campaign first: another account's answers 404 whatever the request holds.
+    let campaign = load(&state, &caller, id).await?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -258,54 +361,18 @@ pub async fn import_contacts(
     if declared.is_some_and(|n| n > limit) {
         return Err(over_limit(limit));
     }
-    let campaign = load(&state, &caller, id).await?;
     let country = query
         .default_country
         .unwrap_or_else(|| campaign.settings.default_country.clone());
-    let mut importer = Importer::new(ImportOptions {
-        max_errors: MAX_ERRORS_SHOWN,
-        ..ImportOptions::new(country)
-    })
-    .map_err(|e| {
-        let message = e.to_string();
-        let reason = message
-            .strip_prefix("default_country: ")
-            .unwrap_or(&message)
-            .to_string();
-        ApiError::invalid("default_country", reason)
-    })?;
-    let mut sink = Sink {
-        staged: state.store.begin_import(id).await?,
-        now: state.now(),
-        refused: Vec::new(),
-        refused_count: 0,
-    };
-
+    let mut import = ContactImport::begin(&state.store, id, country, state.now()).await?;
     let (request, over) = capped(request, limit);
-    let mut read = if multipart {
-        read_multipart(request, &state, &mut importer, &mut sink).await
+    let read = if multipart {
+        read_multipart(request, &state, &mut import).await
     } else {
-        read_body(request, &mut importer, &mut sink).await
+        read_body(request, &mut import).await
     };
-    if read.is_ok() {
-        importer.finish();
-        while let Some(batch) = importer.take_batch() {
-            if let Err(e) = sink.stage(batch).await {
-                read = Err(e);
-                break;
-            }
-        }
-    }
-    let Sink {
-        staged,
-        refused,
-        refused_count,
-        ..
-    } = sink;
     if let Err(e) = read {
-        if let Err(abort) = staged.abort().await {
-            tracing::warn!(error = %abort, "staged import rows not deleted (purged later)");
-        }
+        import.abort().await;
         if over.load(Ordering::Relaxed) {
             return Err(over_limit(limit));
         }
@@ -314,37 +381,7 @@ pub async fn import_contacts(
             ..e
         });
     }
-    let report = importer.into_report();
-    if let Some(problem) = report.file_error {
-        if let Err(abort) = staged.abort().await {
-            tracing::warn!(error = %abort, "staged import rows not deleted (purged later)");
-        }
-        return Err(
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_csv", problem.to_string())
-                .with_field("file"),
-        );
-    }
-    let done = staged.commit(state.now()).await?;
-    let mut errors: Vec<ImportRowError> = report
-        .errors
-        .into_iter()
-        .map(ImportRowError::from)
-        .collect();
-    errors.extend(refused);
-    errors.sort_by_key(|e| e.line);
-    errors.truncate(MAX_ERRORS_SHOWN);
-    let result = ImportResult {
-        inserted: done.inserted,
-        duplicates: done.duplicates,
-        errors,
-        error_count: report.rejected + refused_count,
-        rows: report.rows,
-        lines: report.lines,
-        has_header: report.has_header,
-        columns: report.columns,
-        delimiter: report.delimiter.map(String::from),
-        warnings: report.warnings,
-    };
+    let result = import.finish(state.now()).await?;
     record_event(
         &state,
         Some(id),
@@ -370,7 +407,7 @@ pub async fn import_contacts(
 }
 
 /// Streams a raw body into the importer.
-async fn read_body(request: Request, importer: &mut Importer, sink: &mut Sink) -> ApiResult<()> {
+async fn read_body(request: Request, import: &mut ContactImport) -> ApiResult<()> {
     let mut stream = request.into_body().into_data_stream();
     let mut bytes = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -378,7 +415,7 @@ async fn read_body(request: Request, importer: &mut Importer, sink: &mut Sink) -
             ApiError::bad_request(format!("the upload broke off after {bytes} bytes: {e}"))
         })?;
         bytes += chunk.len() as u64;
-        feed(importer, sink, &chunk).await?;
+        import.feed(&chunk).await?;
     }
     Ok(())
 }
@@ -388,8 +425,7 @@ async fn read_body(request: Request, importer: &mut Importer, sink: &mut Sink) -
 async fn read_multipart(
     request: Request,
     state: &AppState,
-    importer: &mut Importer,
-    sink: &mut Sink,
+    import: &mut ContactImport,
 ) -> ApiResult<()> {
     let mut multipart = Multipart::from_request(request, state)
         .await
@@ -403,7 +439,7 @@ async fn read_multipart(
             continue;
         }
         while let Some(chunk) = field.chunk().await.map_err(bad)? {
-            feed(importer, sink, &chunk).await?;
+            import.feed(&chunk).await?;
         }
         return Ok(());
     }

@@ -9,11 +9,12 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use outdial::api::import::ContactImport;
+use outdial::api::ApiError;
 use outdial::campaign::{
     apply_action, CampaignAction, CampaignSettings, CampaignStatus, Interval, IntervalUnit,
 };
-use outdial::contacts::import::{ImportOptions, Importer};
-use outdial::store::contacts::{ContactFilter, NewContact};
+use outdial::store::contacts::ContactFilter;
 use outdial::store::{CampaignFilter, Page, Role, Store};
 
 use super::now_ms;
@@ -128,7 +129,8 @@ pub struct CreateArgs {
 #[derive(clap::Subcommand)]
 pub enum ContactsCommand {
     /// Import a CSV file of contacts into a campaign (header-less phone,name,comments, or
-    /// a header row naming the columns).
+    /// a header row naming the columns). All or nothing, as the API's import: a file that
+    /// cannot be read imports no row; a number repeated in the file is a refused row.
     Import {
         file: PathBuf,
         #[arg(long)]
@@ -411,76 +413,47 @@ pub async fn contacts(store: Store, cmd: ContactsCommand) -> anyhow::Result<()> 
     } else {
         None
     };
-    let mut importer = Importer::new(ImportOptions::new(country))?;
+    // The API's import flow: staged, then committed whole, or nothing imported.
+    let failed =
+        |e: ApiError| anyhow::anyhow!("{}; nothing imported from {}", e.message, file.display());
+    let mut import = ContactImport::begin(&store, campaign, country, now_ms())
+        .await
+        .map_err(failed)?;
     let mut buf = vec![0u8; 1 << 16];
-    let mut inserted = 0u64;
-    let mut offered = 0u64;
-    let now = now_ms();
     loop {
-        let n = input
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let n = match input.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                import.abort().await;
+                bail!("reading {}: {e}; nothing imported", file.display());
+            }
+        };
         if n == 0 {
-            importer.finish();
-        } else {
-            importer.feed(&buf[..n]);
+            break;
         }
-        while let Some(batch) = importer.take_batch() {
-            offered += batch.len() as u64;
-            let rows: Vec<NewContact> = batch
-                .into_iter()
-                .map(|r| NewContact {
-                    phone: r.phone,
-                    name: r.name,
-                    comments: r.comments,
-                    tags: r.tags,
-                    timezone: r.timezone,
-                    status: r
-                        .status
-                        .unwrap_or(outdial::campaign::ContactStatus::Pending),
-                    next_attempt_at: None,
-                })
-                .collect();
-            inserted += store.bulk_insert_contacts(campaign, &rows, now).await?;
+        if let Err(e) = import.feed(&buf[..n]).await {
+            import.abort().await;
+            return Err(failed(e));
         }
         if let Some(bar) = &bar {
             bar.inc(n as u64);
-            bar.set_message(format!("{inserted} imported"));
-        }
-        if n == 0 {
-            break;
+            bar.set_message(format!("{} rows read", import.staged()));
         }
     }
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let report = importer.into_report();
-    let duplicates = offered - inserted;
+    let result = import.finish(now_ms()).await.map_err(failed)?;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "inserted": inserted,
-                "duplicates": duplicates,
-                "errors": report.errors,
-                "error_count": report.rejected,
-                "file_error": report.file_error.as_ref().map(|e| e.to_string()),
-            })
-        );
+        println!("{}", serde_json::to_string(&result)?);
     } else {
-        for e in &report.errors {
+        for e in &result.errors {
             eprintln!("line {}: {:?}: {}", e.line, e.value, e.reason);
         }
-        if let Some(e) = &report.file_error {
-            eprintln!("{e}");
-        }
         println!(
-            "{inserted} contacts imported, {duplicates} duplicates (in the campaign already or earlier in the file), {} rows rejected",
-            report.rejected
+            "{} contacts imported, {} already in the campaign, {} rows rejected",
+            result.inserted, result.duplicates, result.error_count
         );
-    }
-    if report.file_error.is_some() && inserted == 0 {
-        bail!("nothing imported from {}", file.display());
     }
     Ok(())
 }
