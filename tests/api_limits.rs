@@ -9,7 +9,8 @@
 //!   header-read timeout, and with `max_connections` idle connections open the next one
 //!   is answered 503 and closed;
 //! - repeated bad logins from one address get 429 with Retry-After;
-//! - export jobs beyond `max_export_jobs` get 429.
+//! - export jobs beyond `max_export_jobs` get 429 (held deterministically: the test holds
+//!   SQLite's write lock so the job that got the one slot cannot finish meanwhile).
 
 mod common;
 
@@ -135,14 +136,18 @@ fn parse(response: &[u8]) -> (u16, Value) {
 }
 
 fn api(s: &Serve, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    api_as(s.port, &s.key, method, path, body)
+}
+
+/// [`api`] with another credential (a session token).
+fn api_as(port: u16, bearer: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        s.key,
         body.len()
     );
-    raw(s.port, request.as_bytes())
+    raw(port, request.as_bytes())
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -436,20 +441,19 @@ fn bad_logins_are_rate_limited_and_export_jobs_capped() {
                 .strip_prefix("retry-after:")
                 .map(|v| v.trim().to_string())
         });
-        (parse(&out).0, retry_after)
+        let (status, body) = parse(&out);
+        (status, retry_after, body)
     };
-    for _ in 0..5 {
-        assert_eq!(login("odk_wrong").0, 401);
-    }
-    let (status, retry) = login("odk_wrong");
-    assert_eq!(status, 429);
-    assert!(retry
-        .and_then(|r| r.parse::<u64>().ok())
-        .is_some_and(|r| (1..=60).contains(&r)));
-    // Held even with the right key until the window ends.
-    assert_eq!(login(&s.key).0, 429);
+    // A session first (checking a session token writes nothing to the database; checking
+    // an API key records its last use).
+    let (status, _, session) = login(&s.key);
+    assert_eq!(status, 200, "{session}");
+    let token = session["token"].as_str().unwrap().to_string();
 
-    // Export jobs: one at a time here.
+    // Export jobs: one at a time here (max_export_jobs = 1). A job takes its slot before
+    // it stores anything, so while this test holds SQLite's write lock the request that
+    // got the slot waits to store its job, holding the slot, and the others are refused —
+    // however fast the machine exports.
     let (_, c) = api(
         &s,
         "POST",
@@ -457,58 +461,71 @@ fn bad_logins_are_rate_limited_and_export_jobs_capped() {
         Some(json!({"name": "exports"})),
     );
     let id = c["id"].as_i64().unwrap();
-    let mut rows = 0u64;
-    let (status, body, _) = upload(
-        s.port,
-        &s.key,
-        id,
-        "Transfer-Encoding: chunked\r\n",
+    let (status, body, _) = upload(s.port, &s.key, id, "Transfer-Encoding: chunked\r\n", {
+        let mut done = false;
         move |out| {
-            for _ in 0..2000 {
-                rows += 1;
-                out.extend_from_slice(
-                    format!("+1303{:07},Person {rows}\n", 2_000_000 + rows).as_bytes(),
-                );
+            if !done {
+                out.extend_from_slice(b"12025550101,Ann\n12025550102,Bob\n");
+                done = true;
             }
-            rows < 40_000
-        },
-    );
+            false
+        }
+    });
     assert_eq!(
         (status, body["inserted"].as_i64()),
-        (200, Some(40_000)),
+        (200, Some(2)),
         "{body}"
     );
-    let mut answers = Vec::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut lock = rt.block_on(async {
+        use sqlx::{Connection, Executor};
+        let url = format!("sqlite://{}", s.dir.path().join("outdial.db").display());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        c.execute("BEGIN IMMEDIATE").await.unwrap();
+        c
+    });
+    let (tx, answers) = std::sync::mpsc::channel();
     for _ in 0..3 {
-        answers.push(api(
-            &s,
-            "POST",
-            &format!("/v1/campaigns/{id}/exports"),
-            Some(json!({"format": "xlsx"})),
-        ));
+        let (tx, token, port) = (tx.clone(), token.clone(), s.port);
+        std::thread::spawn(move || {
+            let path = format!("/v1/campaigns/{id}/exports");
+            tx.send(api_as(
+                port,
+                &token,
+                "POST",
+                &path,
+                Some(json!({"format": "xlsx"})),
+            ))
+            .ok();
+        });
     }
-    let accepted: Vec<&Value> = answers
-        .iter()
-        .filter(|(st, _)| *st == 202)
-        .map(|(_, b)| b)
-        .collect();
-    let refused: Vec<&Value> = answers
-        .iter()
-        .filter(|(st, _)| *st == 429)
-        .map(|(_, b)| b)
-        .collect();
-    assert!(!accepted.is_empty(), "{answers:?}");
-    assert!(
-        !refused.is_empty(),
-        "a job over the limit is refused: {answers:?}"
-    );
-    assert_eq!(refused[0]["error"]["code"], "too_many_requests");
-    assert!(refused[0]["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("max_export_jobs"));
+    // Two are refused while the third waits for the lock (the server waits up to 10 s).
+    for _ in 0..2 {
+        let (status, body) = answers
+            .recv_timeout(Duration::from_secs(8))
+            .expect("a job over the limit is refused at once");
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("max_export_jobs"),
+            "{body}"
+        );
+    }
+    rt.block_on(async {
+        use sqlx::{Connection, Executor};
+        lock.execute("COMMIT").await.unwrap();
+        lock.close().await.ok();
+    });
+    let (status, accepted) = answers.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(status, 202, "{accepted}");
     // When it is done, the next is accepted.
-    let job = accepted[0]["id"].as_i64().unwrap();
+    let job = accepted["id"].as_i64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (_, j) = api(&s, "GET", &format!("/v1/exports/{job}"), None);
@@ -532,4 +549,16 @@ fn bad_logins_are_rate_limited_and_export_jobs_capped() {
         assert!(Instant::now() < deadline, "{status}: {body}");
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // Bad logins from this address: 429 with Retry-After after five.
+    for _ in 0..5 {
+        assert_eq!(login("odk_wrong").0, 401);
+    }
+    let (status, retry, _) = login("odk_wrong");
+    assert_eq!(status, 429);
+    assert!(retry
+        .and_then(|r| r.parse::<u64>().ok())
+        .is_some_and(|r| (1..=60).contains(&r)));
+    // Held even with the right key until the window ends.
+    assert_eq!(login(&s.key).0, 429);
 }
