@@ -93,7 +93,7 @@ enum BenchCommand {
     /// the far end), RTP relayed between the linked legs, next to rtpengine relaying the same
     /// streams.
     Bridge(BridgeBenchArgs),
-    /// Bulk-insert N generated contacts into a fresh SQLite store; prints rows/s.
+    /// Import N generated contacts into a fresh SQLite store as the CSV import does (staged, then committed); prints rows/s.
     Import(ImportBenchArgs),
     /// Answering-machine detection at N concurrent calls, paced in real time, on a corpus's
     /// audio; plus the unpaced per-frame cost of the mode.
