@@ -65,7 +65,7 @@ enum Command {
     /// Measure outdial itself (and rtpengine alongside, for comparison).
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// API keys: `keys create --login NAME` prints a new key once.
+    /// API keys: `keys create --login NAME` prints a new key once; `keys list`, `keys revoke ID`.
     #[command(subcommand)]
     Keys(admin::KeysCommand),
     /// Campaigns: create, list, show, start, pause, resume, stop, restart.
@@ -93,7 +93,7 @@ enum BenchCommand {
     /// the far end), RTP relayed between the linked legs, next to rtpengine relaying the same
     /// streams.
     Bridge(BridgeBenchArgs),
-    /// Bulk-insert N generated contacts into a fresh SQLite store; prints rows/s.
+    /// Import N generated contacts into a fresh SQLite store as the CSV import does (staged, then committed); prints rows/s.
     Import(ImportBenchArgs),
     /// Answering-machine detection at N concurrent calls, paced in real time, on a corpus's
     /// audio; plus the unpaced per-frame cost of the mode.
@@ -1021,7 +1021,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let state = outdial::api::AppState::new(store.clone(), wake, data_dir.join("exports"))
         .with_media_dir(config.media.dir.clone())
         .with_live_calls(live)
-        .with_node(node);
+        .with_node(node)
+        .with_limits(outdial::api::ApiLimits::from_settings(&config.http));
     let stop = tokio_util::sync::CancellationToken::new();
     let api_stop = stop.clone();
     let api = tokio::spawn(outdial::api::serve(listener, state, async move {

@@ -1607,8 +1607,11 @@ async fn dnc_list(db: Db) {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = s.delete("/v1/dnc/2025550199").await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
-    assert!(!s.store.dnc_contains("+12025550199").await.unwrap());
-    assert!(s.store.dnc_contains("+442079460958").await.unwrap());
+    let mine = Some(s.account_id);
+    assert!(!s.store.dnc_contains(mine, "+12025550199").await.unwrap());
+    assert!(s.store.dnc_contains(mine, "+442079460958").await.unwrap());
+    // The account's list, not the global one.
+    assert!(!s.store.dnc_contains(None, "+442079460958").await.unwrap());
     s.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! Errors a user can cause on the command line: each must end the run with a non-zero exit
 //! and one clear line on stderr naming what is wrong — before anything is dialed.
-//! Also `check-config` on a good and a bad profiles directory.
+//! Also `check-config` on a good and a bad profiles directory, and `contacts import`: all
+//! or nothing, as the API's import.
 
 mod common;
 
@@ -271,5 +272,154 @@ fn check_config_reports_each_problem_on_one_line() {
         lines.iter().all(|l| !l.starts_with(char::is_whitespace)),
         "no continuation lines or backtraces:\n{}",
         out.stderr
+    );
+}
+
+/// Contacts in one campaign of the test's SQLite database, and rows staged by imports.
+fn contacts_and_staged(dir: &Path, campaign: i64) -> (i64, i64) {
+    let url = format!("sqlite://{}", dir.join("outdial.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let contacts: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM contacts WHERE campaign_id = ?")
+                .bind(campaign)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+        let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contact_imports")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        c.close().await.ok();
+        (contacts, staged)
+    })
+}
+
+/// `outdial contacts import` runs the API's import: a number repeated in the file is a
+/// refused row naming its first line; a file that cannot be read as contacts imports
+/// nothing (one line on stderr); an import killed midway, with rows already staged, leaves
+/// the campaign as it was.
+#[test]
+fn contacts_import_is_all_or_nothing() {
+    let dir = test_dir("cli_import");
+    let out = run_with_timeout(
+        outdial_cmd(dir.path()).args(["campaign", "create", "--name", "imports"]),
+        LIMIT,
+    );
+    assert_eq!(
+        out.status.map(|s| s.success()),
+        Some(true),
+        "{}",
+        out.stderr
+    );
+    let campaign: i64 = out.stdout.trim().parse().expect("the campaign id");
+    let campaign_arg = campaign.to_string();
+
+    let csv = dir.path().join("a.csv");
+    std::fs::write(
+        &csv,
+        "12025550101,Ann\n12025550102,Bob\n(202) 555-0101,Ann again\n",
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        outdial_cmd(dir.path()).args([
+            "contacts",
+            "import",
+            "a.csv",
+            "--campaign",
+            &campaign_arg,
+            "--json",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(
+        out.status.map(|s| s.success()),
+        Some(true),
+        "{}",
+        out.stderr
+    );
+    let result = parse_one_json_object(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            result["inserted"].as_i64(),
+            result["duplicates"].as_i64(),
+            result["error_count"].as_i64()
+        ),
+        (Some(2), Some(0), Some(1)),
+        "{result}"
+    );
+    assert_eq!(result["errors"][0]["line"], 3, "{result}");
+    assert_eq!(
+        result["errors"][0]["reason"], "duplicate of line 1",
+        "{result}"
+    );
+    // The same file again: every number is in the campaign already.
+    let out = run_with_timeout(
+        outdial_cmd(dir.path()).args(["contacts", "import", "a.csv", "--campaign", &campaign_arg]),
+        LIMIT,
+    );
+    assert_eq!(
+        out.status.map(|s| s.success()),
+        Some(true),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("0 contacts imported, 2 already in the campaign, 1 rows rejected"),
+        "{}",
+        out.stdout
+    );
+
+    std::fs::write(dir.path().join("b.csv"), "name,comments\nAnn,x\n").unwrap();
+    let line = expect_one_line_error(
+        outdial_cmd(dir.path()).args(["contacts", "import", "b.csv", "--campaign", &campaign_arg]),
+        "a file without a phone column",
+    );
+    assert!(
+        line.contains("no phone column") && line.contains("nothing imported"),
+        "{line}"
+    );
+
+    // Killed midway: 20 batches' worth of rows go through a FIFO the test holds open, so
+    // the import has staged rows and is still reading when it is killed.
+    let fifo = dir.path().join("c.csv");
+    let path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let mut child = outdial_cmd(dir.path())
+        .args(["contacts", "import", "c.csv", "--campaign", &campaign_arg])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let mut rows = String::new();
+    for n in 0..20_000u32 {
+        rows.push_str(&format!("+1303{:07},Person {n}\n", 2_000_000 + n));
+    }
+    use std::io::Write;
+    writer.write_all(rows.as_bytes()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while contacts_and_staged(dir.path(), campaign).1 == 0 {
+        assert!(std::time::Instant::now() < deadline, "no rows were staged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(writer);
+    let (contacts, staged) = contacts_and_staged(dir.path(), campaign);
+    assert_eq!(
+        contacts, 2,
+        "nothing of the killed import is in the campaign"
+    );
+    assert!(
+        staged > 0,
+        "its staged rows wait for the stale-import purge"
     );
 }

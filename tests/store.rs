@@ -19,8 +19,8 @@ use outdial::campaign::model::{
 };
 use outdial::store::{
     AgentRelease, AttemptFilter, AttemptRecord, BridgeRecord, CampaignFilter, ContactFilter,
-    ContactTransition, EventFilter, ExportFormat, ExportScope, ExportStatus, ExportUpdate,
-    NewContact, NewExport, OutcomeCounts, Page, Store, StoreError,
+    ContactTransition, DncList, EventFilter, ExportFormat, ExportScope, ExportStatus, ExportUpdate,
+    NewContact, NewExport, OutcomeCounts, Page, Role, Store, StoreError,
 };
 use sqlx::Connection;
 
@@ -304,8 +304,11 @@ async fn migrations_apply_twice(db: &TestDb) {
 
 async fn campaign_round_trip(db: &TestDb) {
     let s = &db.store;
-    let hours = s.create_business_hours(&week_9_to_5(), NOW).await.unwrap();
     let account = s.create_account("alice", "Alice", NOW).await.unwrap();
+    let hours = s
+        .create_business_hours(Some(account.id), &week_9_to_5(), NOW)
+        .await
+        .unwrap();
     let full = CampaignSettings {
         name: "Q1 Sales Outreach".into(),
         description: "Leads from Google Ads".into(),
@@ -1364,32 +1367,68 @@ async fn heat_map_in_new_york(db: &TestDb) {
 
 async fn dnc_list(db: &TestDb) {
     let s = &db.store;
+    let acme = s.create_account("acme", "Acme", NOW).await.unwrap().id;
+    let other = s.create_account("other", "Other", NOW).await.unwrap().id;
+    let mine = DncList::Account(acme);
     let e = s
-        .add_dnc("+12025550101", "asked not to call", NOW)
+        .add_dnc(mine, "+12025550101", "asked not to call", NOW)
         .await
         .unwrap();
-    assert_eq!(e.phone, "+12025550101");
+    assert_eq!(
+        (e.phone.as_str(), e.account_id),
+        ("+12025550101", Some(acme))
+    );
     assert!(matches!(
-        s.add_dnc("+12025550101", "again", NOW).await,
+        s.add_dnc(mine, "+12025550101", "again", NOW).await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        s.add_dnc("call me", "", NOW).await,
+        s.add_dnc(mine, "call me", "", NOW).await,
         Err(StoreError::Invalid(_))
     ));
-    s.add_dnc("+442071234567", "UK TPS", NOW).await.unwrap();
-    assert!(s.dnc_contains("+12025550101").await.unwrap());
-    assert!(!s.dnc_contains("+12025550102").await.unwrap());
-    let all = s.list_dnc(None, Page::default()).await.unwrap();
+    // The same number may be on another account's list and on the global one.
+    s.add_dnc(DncList::Account(other), "+12025550101", "", NOW)
+        .await
+        .unwrap();
+    s.add_dnc(DncList::Global, "+442071234567", "UK TPS", NOW)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.add_dnc(DncList::Global, "+442071234567", "twice", NOW)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.add_dnc(mine, "+442071234567", "UK TPS", NOW)
+        .await
+        .unwrap();
+    // One check, both lists: an account's own numbers and the global ones.
+    assert!(s.dnc_contains(Some(acme), "+12025550101").await.unwrap());
+    assert!(!s.dnc_contains(None, "+12025550101").await.unwrap());
+    assert!(s.dnc_contains(None, "+442071234567").await.unwrap());
+    assert!(!s.dnc_contains(Some(acme), "+12025550102").await.unwrap());
+    let all = s.list_dnc(mine, None, Page::default()).await.unwrap();
     assert_eq!(all.total, 2);
     assert_eq!(all.items[0].phone, "+12025550101");
     assert_eq!(all.items[0], e);
-    let uk = s.list_dnc(Some("tps"), Page::default()).await.unwrap();
+    let uk = s
+        .list_dnc(mine, Some("tps"), Page::default())
+        .await
+        .unwrap();
     assert_eq!((uk.total, uk.items[0].phone.as_str()), (1, "+442071234567"));
-    s.delete_dnc("+12025550101").await.unwrap();
-    assert!(!s.dnc_contains("+12025550101").await.unwrap());
+    let global = s
+        .list_dnc(DncList::Global, None, Page::default())
+        .await
+        .unwrap();
+    assert_eq!((global.total, global.items[0].account_id), (1, None));
+    s.delete_dnc(mine, "+12025550101").await.unwrap();
+    assert!(!s.dnc_contains(Some(acme), "+12025550101").await.unwrap());
+    assert!(s.dnc_contains(Some(other), "+12025550101").await.unwrap());
     assert!(matches!(
-        s.delete_dnc("+12025550101").await,
+        s.delete_dnc(mine, "+12025550101").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.get_dnc(DncList::Account(other), "+442071234567").await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -1397,7 +1436,27 @@ async fn dnc_list(db: &TestDb) {
 async fn business_hours_crud(db: &TestDb) {
     let s = &db.store;
     let spec = week_9_to_5();
-    let h = s.create_business_hours(&spec, NOW).await.unwrap();
+    let acme = s.create_account("acme", "Acme", NOW).await.unwrap().id;
+    let stranger = s.create_account("stranger", "", NOW).await.unwrap().id;
+    let h = s
+        .create_business_hours(Some(acme), &spec, NOW)
+        .await
+        .unwrap();
+    // Another account neither sees nor changes it.
+    assert!(matches!(
+        s.account_business_hours(stranger, h.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.list_business_hours(stranger).await.unwrap().is_empty());
+    assert!(matches!(
+        s.update_business_hours(stranger, h.id, &spec, NOW).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.delete_business_hours(stranger, h.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.account_business_hours(acme, h.id).await.unwrap(), h);
     assert_eq!(h.spec, spec);
     assert_eq!(s.get_business_hours(h.id).await.unwrap(), h);
     let mut changed = spec.clone();
@@ -1408,17 +1467,23 @@ async fn business_hours_crud(db: &TestDb) {
         end: "24:00".into(),
     }];
     changed.closed_dates.clear();
-    let h2 = s.update_business_hours(h.id, &changed, NOW).await.unwrap();
+    let h2 = s
+        .update_business_hours(acme, h.id, &changed, NOW)
+        .await
+        .unwrap();
     assert_eq!(h2.spec, changed);
     let mut bad = spec.clone();
     bad.timezone = "Nowhere/Else".into();
     assert!(matches!(
-        s.create_business_hours(&bad, NOW).await,
+        s.create_business_hours(Some(acme), &bad, NOW).await,
         Err(StoreError::Invalid(_))
     ));
-    let other = s.create_business_hours(&spec, NOW).await.unwrap();
+    let other = s
+        .create_business_hours(Some(acme), &spec, NOW)
+        .await
+        .unwrap();
     let names: Vec<_> = s
-        .list_business_hours()
+        .list_business_hours(acme)
         .await
         .unwrap()
         .into_iter()
@@ -1435,17 +1500,17 @@ async fn business_hours_crud(db: &TestDb) {
         .create_campaign(None, &st, CampaignStatus::New, NOW)
         .await
         .unwrap();
-    let in_use = s.delete_business_hours(h.id).await;
+    let in_use = s.delete_business_hours(acme, h.id).await;
     assert!(matches!(in_use, Err(StoreError::Conflict(_))), "{in_use:?}");
-    s.delete_business_hours(other.id).await.unwrap();
+    s.delete_business_hours(acme, other.id).await.unwrap();
     s.delete_campaign(c.id).await.unwrap();
-    s.delete_business_hours(h.id).await.unwrap();
+    s.delete_business_hours(acme, h.id).await.unwrap();
     assert!(matches!(
         s.get_business_hours(h.id).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        s.update_business_hours(h.id, &spec, NOW).await,
+        s.update_business_hours(acme, h.id, &spec, NOW).await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -1644,15 +1709,25 @@ async fn api_keys_and_sessions(db: &TestDb) {
         .unwrap()
         .is_some());
 
-    // Sessions.
-    let (session, token) = s.create_session(bob.id, 60_000, NOW).await.unwrap();
+    // Sessions: opened with a key, ended with it.
+    let bob_key = s.create_api_key(bob.id, "", NOW).await.unwrap();
+    let bob_who = s
+        .verify_api_key(Some("bob"), &bob_key.secret, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bob_who.login.role, Role::Admin);
+    let (session, token) = s.create_session(&bob_who, 60_000, NOW).await.unwrap();
     assert_eq!(session.expires_at, NOW + 60_000);
     let who = s
         .verify_session(&token, NOW + 59_999)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((who.account.id, who.key_id), (bob.id, None));
+    assert_eq!(
+        (who.account.id, who.key_id, who.login.login.as_str()),
+        (bob.id, Some(bob_key.key.id), "bob")
+    );
     assert!(s
         .verify_session(&token, NOW + 60_000)
         .await
@@ -1661,10 +1736,51 @@ async fn api_keys_and_sessions(db: &TestDb) {
     assert!(s.verify_session("ods_forged", NOW).await.unwrap().is_none());
     assert!(s.verify_session(&key.secret, NOW).await.unwrap().is_none());
     assert_eq!(s.purge_sessions(NOW + 60_000).await.unwrap(), 1);
-    let (_, token2) = s.create_session(bob.id, 60_000, NOW).await.unwrap();
+    let (_, token2) = s.create_session(&bob_who, 60_000, NOW).await.unwrap();
     assert!(s.delete_session(&token2).await.unwrap());
     assert!(s.verify_session(&token2, NOW).await.unwrap().is_none());
     assert!(!s.delete_session(&token2).await.unwrap());
+    // Revoking the key ends the sessions it opened.
+    let (_, token3) = s.create_session(&bob_who, 60_000, NOW).await.unwrap();
+    assert!(s.verify_session(&token3, NOW).await.unwrap().is_some());
+    s.revoke_api_key(bob_key.key.id, NOW).await.unwrap();
+    assert!(s.verify_session(&token3, NOW).await.unwrap().is_none());
+
+    // Logins: an operator beside the admin; the last admin stays.
+    let op = s
+        .create_login(alice.id, "alice-ops", Role::Operator, NOW)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_login(bob.id, "alice-ops", Role::Admin, NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let op_key = s.create_login_key(op.id, "ops", NOW).await.unwrap();
+    let as_op = s
+        .verify_api_key(Some("alice-ops"), &op_key.secret, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (as_op.account.id, as_op.login.role),
+        (alice.id, Role::Operator)
+    );
+    assert_eq!(s.list_logins(alice.id).await.unwrap().len(), 2);
+    assert!(matches!(
+        s.get_login(bob.id, op.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let admin = s.login_by_name("alice").await.unwrap().unwrap();
+    assert!(matches!(
+        s.delete_login(alice.id, admin.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.delete_login(alice.id, op.id).await.unwrap();
+    assert!(s
+        .verify_api_key(None, &op_key.secret, NOW)
+        .await
+        .unwrap()
+        .is_none());
     s.delete_account(bob.id).await.unwrap();
     assert!(matches!(
         s.get_account(bob.id).await,

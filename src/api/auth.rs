@@ -5,10 +5,23 @@
 //! which takes the guide's Login and API Key fields. The store keeps only SHA-256 hashes and
 //! compares them in constant time; here a failure never says which part was wrong.
 //!
+//! A [`Caller`] carries the account every handler filters by, and the login's role:
+//! `admin` routes (logins, other logins' keys, the global DNC list) answer 403 to an
+//! operator through [`Caller::require_admin`].
+//!
+//! Logging in is rate limited per client address ([`LoginLimiter`]): after too many
+//! failures in a window the address gets 429 with `Retry-After` until the window ends,
+//! before its credentials are even checked. The address is the TCP peer's (a proxy's
+//! `X-Forwarded-For` is not trusted).
+//!
 //! Must not: log or echo a key or token, or let a request past without a [`Caller`] —
 //! only [`PUBLIC_PATHS`] skip the gate.
 
-use axum::extract::{FromRequestParts, Request, State};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -20,19 +33,21 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::AppState;
 use crate::campaign::model::Millis;
-use crate::store::Authenticated;
+use crate::store::{Authenticated, Role};
 
 /// Paths answered without a bearer credential. `/v1/login` checks the credentials in its
 /// body itself; Twilio-compatible call control (under [`super::twilio::PREFIX`]) checks its
 /// Basic credentials itself.
 pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/v1/login"];
 
-/// The account behind a request (set by the gate).
+/// The account and login behind a request (set by the gate).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub account_id: i64,
+    pub login_id: i64,
     pub login: String,
-    /// The API key used; `None` for a session.
+    pub role: Role,
+    /// The API key used, directly or through the session it opened.
     pub key_id: Option<i64>,
 }
 
@@ -40,9 +55,121 @@ impl From<Authenticated> for Caller {
     fn from(a: Authenticated) -> Caller {
         Caller {
             account_id: a.account.id,
-            login: a.account.login,
+            login_id: a.login.id,
+            login: a.login.login,
+            role: a.login.role,
             key_id: a.key_id,
         }
+    }
+}
+
+impl Caller {
+    /// 403 unless the caller's login is an admin; `what` names what was refused.
+    pub fn require_admin(&self, what: &str) -> ApiResult<()> {
+        if self.role == Role::Admin {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(format!(
+            "{what} needs an admin login; {:?} is an operator",
+            self.login
+        )))
+    }
+}
+
+/// The TCP peer's address, when the server recorded it (`serve` does; a router mounted
+/// elsewhere may not).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// Failed logins per client address in a fixed window: a sans-IO core (time is an
+/// argument) behind a lock. At most [`LoginLimiter::MAX_ADDRESSES`] addresses are
+/// tracked; when full, ended windows are dropped, then the oldest.
+#[derive(Debug, Clone)]
+pub struct LoginLimiter {
+    inner: Arc<parking_lot::Mutex<LimiterCore>>,
+}
+
+#[derive(Debug)]
+struct LimiterCore {
+    max_failures: u32,
+    window_ms: Millis,
+    /// Address → (window start, failures in it).
+    windows: HashMap<IpAddr, (Millis, u32)>,
+}
+
+impl LoginLimiter {
+    pub const MAX_ADDRESSES: usize = 10_000;
+
+    /// `max_failures` failed logins per `window_ms` per address (0: no limit).
+    pub fn new(max_failures: u32, window_ms: Millis) -> LoginLimiter {
+        LoginLimiter {
+            inner: Arc::new(parking_lot::Mutex::new(LimiterCore {
+                max_failures,
+                window_ms: window_ms.max(1),
+                windows: HashMap::new(),
+            })),
+        }
+    }
+
+    /// `Err(ms until the window ends)` while the address has used up its failures.
+    pub fn check(&self, addr: IpAddr, now: Millis) -> Result<(), Millis> {
+        let core = self.inner.lock();
+        if core.max_failures == 0 {
+            return Ok(());
+        }
+        match core.windows.get(&addr) {
+            Some((start, failures))
+                if now < start + core.window_ms && *failures >= core.max_failures =>
+            {
+                Err(start + core.window_ms - now)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed login from the address.
+    pub fn failed(&self, addr: IpAddr, now: Millis) {
+        let mut core = self.inner.lock();
+        if core.max_failures == 0 {
+            return;
+        }
+        let window = core.window_ms;
+        if core.windows.len() >= Self::MAX_ADDRESSES && !core.windows.contains_key(&addr) {
+            core.windows.retain(|_, (start, _)| now < *start + window);
+            if core.windows.len() >= Self::MAX_ADDRESSES {
+                if let Some(oldest) = core
+                    .windows
+                    .iter()
+                    .min_by_key(|(_, (start, _))| *start)
+                    .map(|(a, _)| *a)
+                {
+                    core.windows.remove(&oldest);
+                }
+            }
+        }
+        let entry = core.windows.entry(addr).or_insert((now, 0));
+        if now >= entry.0 + window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// A successful login clears the address's failures.
+    pub fn succeeded(&self, addr: IpAddr) {
+        self.inner.lock().windows.remove(&addr);
     }
 }
 
@@ -113,11 +240,18 @@ pub struct LoginRequest {
     pub api_key: String,
 }
 
+/// The caller's account and login.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AccountView {
+    /// The account's id.
     pub id: i64,
+    /// The login used.
     pub login: String,
+    /// The account's name.
     pub name: String,
+    /// The login's role: admin or operator.
+    #[schema(value_type = String, example = "admin")]
+    pub role: Role,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -141,34 +275,60 @@ pub struct LoginResponse {
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Wrong login or API key", body = ErrorBody),
+        (status = 429, description = "Too many failed logins from this address (see Retry-After)", body = ErrorBody),
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     super::ApiJson(body): super::ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    if body.login.trim().is_empty() || body.api_key.trim().is_empty() {
-        return Err(ApiError::unauthorized("login and api_key are required"));
-    }
     let now = state.now();
-    let who = state
-        .store
-        .verify_api_key(Some(body.login.trim()), body.api_key.trim(), now)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("wrong login or API key"))?;
+    let addr = addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    if let Err(wait_ms) = state.login_limiter.check(addr, now) {
+        let secs = (wait_ms + 999) / 1000;
+        return Err(ApiError::too_many_requests(
+            format!("too many failed logins from this address: try again in {secs} s"),
+            secs.max(1) as u64,
+        ));
+    }
+    let who = if body.login.trim().is_empty() || body.api_key.trim().is_empty() {
+        None
+    } else {
+        state
+            .store
+            .verify_api_key(Some(body.login.trim()), body.api_key.trim(), now)
+            .await?
+    };
+    let Some(who) = who else {
+        state.login_limiter.failed(addr, now);
+        return Err(ApiError::unauthorized(
+            "wrong login or API key (login and api_key are required)",
+        ));
+    };
+    state.login_limiter.succeeded(addr);
+    // Logging in is also when expired sessions go.
+    if let Err(e) = state.store.purge_sessions(now).await {
+        tracing::warn!(error = %e, "expired sessions not purged");
+    }
     let (session, token) = state
         .store
-        .create_session(who.account.id, state.session_ttl_ms, now)
+        .create_session(&who, state.session_ttl_ms, now)
         .await?;
-    tracing::info!(account = who.account.id, "session opened");
+    tracing::info!(
+        account = who.account.id,
+        login = who.login.id,
+        "session opened"
+    );
     Ok(Json(LoginResponse {
         token,
         token_type: "Bearer".into(),
         expires_at: session.expires_at,
         account: AccountView {
             id: who.account.id,
-            login: who.account.login,
+            login: who.login.login,
             name: who.account.name,
+            role: who.login.role,
         },
     }))
 }
@@ -194,13 +354,13 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The account behind the credentials.
+/// The account and login behind the credentials.
 #[utoipa::path(
     get,
     path = "/v1/me",
     tag = "auth",
     responses(
-        (status = 200, description = "The caller's account", body = AccountView),
+        (status = 200, description = "The caller's account and login", body = AccountView),
         (status = 401, description = "No valid credentials", body = ErrorBody),
     )
 )]
@@ -208,8 +368,9 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json
     let account = state.store.get_account(caller.account_id).await?;
     Ok(Json(AccountView {
         id: account.id,
-        login: account.login,
+        login: caller.login,
         name: account.name,
+        role: caller.role,
     }))
 }
 
@@ -236,6 +397,41 @@ pub async fn healthz() -> Json<Health> {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn failed_logins_are_limited_per_address_and_window() {
+        let limiter = LoginLimiter::new(3, 60_000);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        for t in 0..3 {
+            assert_eq!(limiter.check(a, t), Ok(()));
+            limiter.failed(a, t);
+        }
+        assert_eq!(limiter.check(a, 10_000), Err(50_000));
+        assert_eq!(
+            limiter.check(b, 10_000),
+            Ok(()),
+            "another address is not held"
+        );
+        assert_eq!(limiter.check(a, 60_000), Ok(()), "the window ended");
+        limiter.failed(a, 60_000);
+        assert_eq!(
+            limiter.check(a, 60_001),
+            Ok(()),
+            "a new window counts from zero"
+        );
+        limiter.succeeded(a);
+        assert!(LoginLimiter::new(0, 1).check(a, 0).is_ok());
+    }
+
+    #[test]
+    fn the_limiter_tracks_a_bounded_number_of_addresses() {
+        let limiter = LoginLimiter::new(1, 60_000);
+        for i in 0..(LoginLimiter::MAX_ADDRESSES as u32 + 50) {
+            limiter.failed(IpAddr::V4(Ipv4Addr::from(i)), i64::from(i));
+        }
+        assert!(limiter.inner.lock().windows.len() <= LoginLimiter::MAX_ADDRESSES);
+    }
 
     #[test]
     fn bearer_credentials_are_read() {

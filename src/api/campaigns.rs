@@ -620,8 +620,15 @@ pub(crate) async fn view(state: &AppState, campaign: Campaign) -> ApiResult<Camp
     Ok(CampaignView::new(campaign, &contacts, &calls))
 }
 
-/// Loads a campaign or answers 404.
-pub(crate) async fn load(state: &AppState, id: i64) -> ApiResult<Campaign> {
+/// Loads one of the caller's campaigns, or answers 404 — the same answer for another
+/// account's campaign as for one that does not exist. Every campaign-scoped route (and
+/// what hangs off a campaign: contacts, imports, exports, reports, attempts, goals) starts
+/// here.
+pub(crate) async fn load(state: &AppState, caller: &Caller, id: i64) -> ApiResult<Campaign> {
+    let owner = state.store.campaign_owner(id).await?;
+    if owner != Some(caller.account_id) {
+        return Err(crate::store::StoreError::NotFound(format!("campaign {id}")).into());
+    }
     Ok(state.store.get_campaign(id).await?)
 }
 
@@ -658,6 +665,7 @@ pub(crate) async fn record_event(
 )]
 pub async fn list_campaigns(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<CampaignListQuery>,
 ) -> ApiResult<Json<Paged<CampaignView>>> {
     let page = PageQuery {
@@ -666,6 +674,7 @@ pub async fn list_campaigns(
     }
     .page()?;
     let mut filter = CampaignFilter {
+        account_id: Some(caller.account_id),
         search: query.q.clone(),
         ..CampaignFilter::default()
     };
@@ -731,7 +740,7 @@ pub async fn create_campaign(
         ));
     }
     settings.validate(now)?;
-    check_schedule(&state, &settings).await?;
+    check_schedule(&state, &caller, &settings).await?;
     check_media(&state, Some(caller.account_id), &settings).await?;
     check_pool(&state, caller.account_id, &settings).await?;
     let campaign = state
@@ -795,10 +804,19 @@ async fn check_pool(
     }
 }
 
-/// A business_hours_id must name a schedule (400 naming the field, not a 409 later).
-async fn check_schedule(state: &AppState, settings: &CampaignSettings) -> ApiResult<()> {
+/// A business_hours_id must name one of the account's schedules (400 naming the field,
+/// not a 409 later; another account's reads as missing).
+async fn check_schedule(
+    state: &AppState,
+    caller: &Caller,
+    settings: &CampaignSettings,
+) -> ApiResult<()> {
     if let Some(id) = settings.business_hours_id {
-        match state.store.get_business_hours(id).await {
+        match state
+            .store
+            .account_business_hours(caller.account_id, id)
+            .await
+        {
             Ok(_) => {}
             Err(crate::store::StoreError::NotFound(_)) => {
                 return Err(ApiError::invalid(
@@ -865,9 +883,10 @@ async fn check_media(
 )]
 pub async fn get_campaign(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<CampaignView>> {
-    let campaign = load(&state, id).await?;
+    let campaign = load(&state, &caller, id).await?;
     Ok(Json(view(&state, campaign).await?))
 }
 
@@ -900,7 +919,7 @@ pub async fn update_campaign(
         ));
     }
     let now = state.now();
-    let campaign = load(&state, id).await?;
+    let campaign = load(&state, &caller, id).await?;
     let before = campaign.settings.schedule_start;
     let touches_start = input.schedule_start.is_some();
     let mut settings = campaign.settings.clone();
@@ -913,9 +932,8 @@ pub async fn update_campaign(
         _ => now,
     };
     settings.validate(check_at)?;
-    check_schedule(&state, &settings).await?;
-    let owner = state.store.campaign_owner(id).await?;
-    check_media(&state, owner, &settings).await?;
+    check_schedule(&state, &caller, &settings).await?;
+    check_media(&state, Some(caller.account_id), &settings).await?;
     check_pool(&state, caller.account_id, &settings).await?;
     let updated = state
         .store
@@ -951,7 +969,7 @@ pub async fn delete_campaign(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
-    let campaign = load(&state, id).await?;
+    let campaign = load(&state, &caller, id).await?;
     if campaign.status == CampaignStatus::Processing {
         return Err(ApiError::conflict(format!(
             "campaign {id} is processing: stop or pause it before deleting it"
@@ -979,7 +997,7 @@ async fn act(
     action: CampaignAction,
 ) -> ApiResult<Json<CampaignView>> {
     let now = state.now();
-    let campaign = load(state, id).await?;
+    let campaign = load(state, caller, id).await?;
     let start_in_future = campaign.settings.schedule_start.is_some_and(|s| s > now);
     let to = apply_action(campaign.status, action, start_in_future)?;
     // Restart is one transaction with its status change, and leaves contacts with a live

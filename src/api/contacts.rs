@@ -9,6 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::Caller;
 use super::campaigns::{load, record_event};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{split_list, AppState, PageQuery, Paged};
@@ -286,8 +287,14 @@ pub(crate) fn e164(field: &str, text: &str, default_country: &str) -> ApiResult<
         .map_err(|reason| ApiError::invalid(field, format!("{text:?} {reason}")))
 }
 
-/// The contact if it belongs to the campaign, else 404.
-async fn load_contact(state: &AppState, campaign_id: i64, id: i64) -> ApiResult<Contact> {
+/// The contact if it belongs to the campaign and the campaign to the caller, else 404.
+pub(crate) async fn load_contact(
+    state: &AppState,
+    caller: &Caller,
+    campaign_id: i64,
+    id: i64,
+) -> ApiResult<Contact> {
+    load(state, caller, campaign_id).await?;
     let contact = state.store.get_contact(id).await?;
     if contact.campaign_id != campaign_id {
         return Err(ApiError::not_found(format!(
@@ -331,12 +338,13 @@ async fn ids_in_campaign(state: &AppState, campaign_id: i64, ids: &[i64]) -> Api
 )]
 pub async fn list_contacts(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<ContactListQuery>,
 ) -> ApiResult<Json<Paged<ContactView>>> {
     let filter = query.filter()?;
     let page = query.page()?;
-    load(&state, id).await?;
+    load(&state, &caller, id).await?;
     let found = state.store.list_contacts(id, &filter, page).await?;
     let items = contact_views(&state, id, found.items).await?;
     Ok(Json(Paged::new(items, found.total, page)))
@@ -359,10 +367,11 @@ pub async fn list_contacts(
 )]
 pub async fn create_contact(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<ContactInput>,
 ) -> ApiResult<(StatusCode, Json<ContactView>)> {
-    let campaign = load(&state, id).await?;
+    let campaign = load(&state, &caller, id).await?;
     if input.phone.trim().is_empty() {
         return Err(ApiError::invalid("phone", "is required"));
     }
@@ -412,9 +421,10 @@ fn clean_tags(tags: Vec<String>) -> Vec<String> {
 )]
 pub async fn get_contact(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath((id, contact_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Json<ContactView>> {
-    let contact = load_contact(&state, id, contact_id).await?;
+    let contact = load_contact(&state, &caller, id, contact_id).await?;
     let mut views = contact_views(&state, id, vec![contact]).await?;
     views
         .pop()
@@ -442,11 +452,12 @@ pub async fn get_contact(
 )]
 pub async fn update_contact(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath((id, contact_id)): ApiPath<(i64, i64)>,
     ApiJson(patch): ApiJson<ContactPatch>,
 ) -> ApiResult<Json<ContactView>> {
-    let campaign = load(&state, id).await?;
-    let current = load_contact(&state, id, contact_id).await?;
+    let campaign = load(&state, &caller, id).await?;
+    let current = load_contact(&state, &caller, id, contact_id).await?;
     let phone = match patch.phone {
         Some(p) => e164("phone", &p, &campaign.settings.default_country)?,
         None => current.phone,
@@ -493,9 +504,10 @@ pub async fn update_contact(
 )]
 pub async fn delete_contact(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath((id, contact_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
-    load_contact(&state, id, contact_id).await?;
+    load_contact(&state, &caller, id, contact_id).await?;
     state.store.delete_contact(contact_id).await?;
     state.wake_engine();
     Ok(StatusCode::NO_CONTENT)
@@ -517,11 +529,12 @@ pub async fn delete_contact(
 )]
 pub async fn remove_contacts(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<IdsInput>,
 ) -> ApiResult<Json<RemoveResult>> {
     let ids = input.checked()?;
-    load(&state, id).await?;
+    load(&state, &caller, id).await?;
     let removed = state.store.delete_pending_contacts(id, ids).await?;
     if removed > 0 {
         state.wake_engine();
@@ -549,11 +562,12 @@ pub async fn remove_contacts(
 )]
 pub async fn retry_contacts(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<IdsInput>,
 ) -> ApiResult<Json<RetryResult>> {
     let ids = input.checked()?;
-    load(&state, id).await?;
+    load(&state, &caller, id).await?;
     let mine = ids_in_campaign(&state, id, ids).await?;
     let retried = state.store.manual_retry(&mine, state.now()).await?;
     if retried > 0 {

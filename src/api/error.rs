@@ -29,8 +29,8 @@ pub struct ErrorBody {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Machine-readable: `unauthorized`, `invalid`, `not_found`, `conflict`,
-    /// `illegal_action`, `payload_too_large`, `unsupported_media_type`, `invalid_csv`,
+    /// Machine-readable: `unauthorized`, `forbidden`, `invalid`, `not_found`, `conflict`,
+    /// `illegal_action`, `payload_too_large`, `too_many_requests`, `unsupported_media_type`, `invalid_csv`,
     /// `internal`, …
     pub code: String,
     /// One line for a person.
@@ -53,6 +53,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Every problem when there are several (see [`ErrorDetail::errors`]).
     pub errors: Vec<String>,
+    /// Seconds to send as `Retry-After` (429 and 503 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -63,6 +65,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -83,6 +86,7 @@ impl ApiError {
             message,
             field: errors.first().map(|(path, _)| path.clone()),
             errors: lines,
+            retry_after: None,
         }
     }
 
@@ -112,6 +116,24 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 403 `forbidden`: the login's role may not do this.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 429 `too_many_requests` with `Retry-After: retry_after_secs`.
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after_secs),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+        }
+    }
+
+    /// 413 `payload_too_large`: the message names the limit.
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }
 
     pub fn conflict(message: impl Into<String>) -> ApiError {
@@ -156,6 +178,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer realm=\"outdial\""),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
         response
     }

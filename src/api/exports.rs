@@ -21,6 +21,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::Caller;
 use super::campaigns::load;
 use super::contacts::{contact_filter, goal_statuses, MAX_IDS};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
@@ -422,6 +423,21 @@ pub async fn fail_interrupted_exports(state: &AppState) -> ApiResult<u64> {
     Ok(stale.len() as u64)
 }
 
+/// The export job if its campaign is the caller's, else 404 (the same answer as a job that
+/// does not exist).
+async fn own_export(state: &AppState, caller: &Caller, id: i64) -> ApiResult<ExportJob> {
+    let job = state.store.get_export(id).await?;
+    let owner = match state.store.campaign_owner(job.campaign_id).await {
+        Ok(owner) => owner,
+        Err(crate::store::StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if owner != Some(caller.account_id) {
+        return Err(crate::store::StoreError::NotFound(format!("export job {id}")).into());
+    }
+    Ok(job)
+}
+
 // ---------------------------------------------------------------------------------------
 // Handlers.
 
@@ -437,14 +453,27 @@ pub async fn fail_interrupted_exports(state: &AppState) -> ApiResult<u64> {
         (status = 400, description = "A field is wrong (named in `field`)", body = ErrorBody),
         (status = 401, description = "No valid credentials", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 429, description = "As many export jobs as the server runs at once are running (see Retry-After)", body = ErrorBody),
     )
 )]
 pub async fn create_export(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<ExportRequest>,
 ) -> ApiResult<(StatusCode, Json<ExportJobView>)> {
-    load(&state, id).await?;
+    load(&state, &caller, id).await?;
+    // A slot first: a job beyond the limit is refused before anything is stored.
+    let Ok(slot) = state.export_slots.clone().try_acquire_owned() else {
+        let limit = state.limits.max_export_jobs;
+        return Err(ApiError::too_many_requests(
+            format!(
+                "{limit} export jobs are running, the most this server runs at once \
+                 (http.max_export_jobs); try again when one has finished"
+            ),
+            5,
+        ));
+    };
     let filter = match request.scope {
         ExportScopeWord::All => ContactFilter::default(),
         ExportScopeWord::Filtered => request.filter.to_store()?,
@@ -485,7 +514,10 @@ pub async fn create_export(
         )
         .await?;
     let view = ExportJobView::from(&job);
-    tokio::spawn(run_export(state.clone(), job, filter));
+    tokio::spawn(async move {
+        run_export(state.clone(), job, filter).await;
+        drop(slot);
+    });
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
@@ -503,6 +535,7 @@ pub async fn create_export(
 )]
 pub async fn list_exports(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ExportListQuery>,
 ) -> ApiResult<Json<Paged<ExportJobView>>> {
     let page = PageQuery {
@@ -510,7 +543,10 @@ pub async fn list_exports(
         offset: query.offset,
     }
     .page()?;
-    let found = state.store.list_exports(query.campaign_id, page).await?;
+    let found = state
+        .store
+        .list_account_exports(caller.account_id, query.campaign_id, page)
+        .await?;
     let items = found.items.iter().map(ExportJobView::from).collect();
     Ok(Json(Paged::new(items, found.total, page)))
 }
@@ -529,9 +565,10 @@ pub async fn list_exports(
 )]
 pub async fn get_export(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<ExportJobView>> {
-    let job = state.store.get_export(id).await?;
+    let job = own_export(&state, &caller, id).await?;
     Ok(Json(ExportJobView::from(&job)))
 }
 
@@ -553,9 +590,10 @@ pub async fn get_export(
 )]
 pub async fn download_export(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Response> {
-    let job = state.store.get_export(id).await?;
+    let job = own_export(&state, &caller, id).await?;
     if job.status != ExportStatus::Done {
         return Err(ApiError::conflict(format!(
             "export {id} is {}{}",

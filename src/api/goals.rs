@@ -233,11 +233,7 @@ pub struct ContactAnalysesView {
 
 /// The campaign, if it is the caller's (another account's reads as no campaign).
 async fn own_campaign(state: &AppState, caller: &Caller, id: i64) -> ApiResult<()> {
-    load(state, id).await?;
-    let owner = state.store.campaign_owner(id).await?;
-    if owner.is_some_and(|o| o != caller.account_id) {
-        return Err(ApiError::not_found(format!("campaign {id} not found")));
-    }
+    load(state, caller, id).await?;
     Ok(())
 }
 
@@ -265,22 +261,7 @@ async fn own_attempt_named(state: &AppState, caller: &Caller, name: &str) -> Api
 }
 
 async fn own_attempt(state: &AppState, caller: &Caller, id: i64) -> ApiResult<()> {
-    let no_attempt = || ApiError::not_found(format!("attempt {id} not found"));
-    let attempt = match state.store.get_attempt(id).await {
-        Ok(a) => a,
-        Err(StoreError::NotFound(_)) => return Err(no_attempt()),
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(campaign) = attempt.record.campaign_id {
-        let owner = match state.store.campaign_owner(campaign).await {
-            Ok(owner) => owner,
-            Err(StoreError::NotFound(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        if owner.is_some_and(|o| o != caller.account_id) {
-            return Err(no_attempt());
-        }
-    }
+    super::reports::load_attempt(state, caller, id).await?;
     Ok(())
 }
 
@@ -857,13 +838,7 @@ pub async fn contact_analyses(
     caller: Caller,
     ApiPath((id, contact_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Json<ContactAnalysesView>> {
-    own_campaign(&state, &caller, id).await?;
-    let contact = state.store.get_contact(contact_id).await?;
-    if contact.campaign_id != id {
-        return Err(ApiError::not_found(format!(
-            "contact {contact_id} not found in campaign {id}"
-        )));
-    }
+    super::contacts::load_contact(&state, &caller, id, contact_id).await?;
     let statuses = state.store.primary_goal_statuses(id, &[contact_id]).await?;
     let analyses = state.store.contact_analyses(contact_id).await?;
     Ok(Json(ContactAnalysesView {

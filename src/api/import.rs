@@ -1,15 +1,28 @@
 //! CSV contact import, streamed: the request body (`text/csv`, or the file part of a
 //! `multipart/form-data` upload) goes chunk by chunk into the sans-IO
-//! [`crate::contacts::Importer`], and each batch of accepted rows is inserted as it fills.
-//! Nothing holds the whole file: memory stays at one line (capped by the importer) plus
-//! one batch, whatever the upload's size, so there is no total body limit on this route.
+//! [`crate::contacts::Importer`], and each batch of accepted rows is staged in the store
+//! as it fills ([`crate::store::imports`]). Nothing holds the whole file: memory stays at
+//! one line (capped by the importer) plus one batch, whatever the upload's size; duplicate
+//! numbers are found by the store's unique indexes, not by a set in memory.
 //!
-//! A row is accepted whole or refused whole, with its line, value and reason; a phone
-//! already in the campaign is counted as a duplicate and left as it was. A whole-file
-//! problem (empty, header only, no phone column, UTF-16) is a 400 and inserts nothing.
-//! If the upload breaks off midway, the batches already inserted stay (each is one
-//! transaction) and the answer says how many.
+//! The body may be at most [`super::ApiLimits::import_max_bytes`] (`http.import_max_bytes`):
+//! a larger `Content-Length` is refused before anything is read, a longer stream as soon as
+//! it passes the limit — 413 naming the limit.
+//!
+//! All or nothing: the staged rows become contacts in one transaction once the whole file
+//! is read. Over the limit, a whole-file problem (empty, header only, no phone column,
+//! UTF-16, 400), an upload that breaks off, or a store error: nothing is imported. A row is
+//! accepted whole or refused whole, with its line, value and reason; a phone repeated in
+//! the file is refused as a duplicate of its first line; a phone already in the campaign
+//! is counted as a duplicate and left as it was.
+//!
+//! [`ContactImport`] is that flow, whatever the bytes come from: `outdial contacts import`
+//! drives it with a file (without the HTTP size limit).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, StatusCode};
 use axum::Json;
@@ -17,12 +30,14 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::Caller;
 use super::campaigns::{load, record_event};
 use super::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::AppState;
-use crate::campaign::model::ContactStatus;
+use crate::campaign::model::{ContactStatus, Millis};
 use crate::contacts::{ImportOptions, ImportRow, Importer, RowError};
-use crate::store::NewContact;
+use crate::store::imports::StagedImport;
+use crate::store::{NewContact, Store};
 
 /// Row errors returned (the count covers them all).
 pub const MAX_ERRORS_SHOWN: usize = 1000;
@@ -77,20 +92,137 @@ pub struct ImportResult {
     pub warnings: Vec<String>,
 }
 
-/// What the handler keeps while rows stream in.
-struct Sink<'a> {
-    state: &'a AppState,
-    campaign_id: i64,
-    inserted: u64,
-    duplicates: u64,
-    /// Rows the importer accepted but the store's rules refuse.
+/// One CSV import from bytes to contacts, all or nothing: chunks go into the sans-IO
+/// [`Importer`], each batch of accepted rows is checked ([`NewContact::validate`]) and
+/// staged ([`StagedImport`]), and [`ContactImport::finish`] turns the staged rows into
+/// contacts in one transaction. The one import flow: the HTTP route streams the request
+/// body into it, `outdial contacts import` a file.
+pub struct ContactImport {
+    importer: Importer,
+    staged: StagedImport,
+    now: Millis,
+    /// Rows the importer accepted but the store's rules refuse, or that repeat an earlier
+    /// line.
     refused: Vec<ImportRowError>,
     refused_count: u64,
 }
 
-impl Sink<'_> {
-    async fn insert(&mut self, batch: Vec<ImportRow>) -> ApiResult<()> {
-        let mut contacts = Vec::with_capacity(batch.len());
+impl ContactImport {
+    /// Starts an import into campaign `campaign_id` (404 when it does not exist; the
+    /// caller checks whose it is), reading numbers without a `+` as `country`'s (400 on
+    /// `default_country` when it is not a country).
+    pub async fn begin(
+        store: &Store,
+        campaign_id: i64,
+        country: String,
+        now: Millis,
+    ) -> ApiResult<ContactImport> {
+        let importer = Importer::new(ImportOptions {
+            max_errors: MAX_ERRORS_SHOWN,
+            ..ImportOptions::new(country)
+        })
+        .map_err(|e| {
+            let message = e.to_string();
+            let reason = message
+                .strip_prefix("default_country: ")
+                .unwrap_or(&message)
+                .to_string();
+            ApiError::invalid("default_country", reason)
+        })?;
+        Ok(ContactImport {
+            importer,
+            staged: store.begin_import(campaign_id).await?,
+            now,
+            refused: Vec::new(),
+            refused_count: 0,
+        })
+    }
+
+    /// Rows staged so far (accepted, not repeating an earlier line).
+    pub fn staged(&self) -> u64 {
+        self.staged.staged()
+    }
+
+    /// Feeds one chunk of the file and stages the batches that filled.
+    pub async fn feed(&mut self, chunk: &[u8]) -> ApiResult<()> {
+        self.importer.feed(chunk);
+        while let Some(batch) = self.importer.take_batch() {
+            self.stage(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// The end of the file: stages the last rows and commits them all, or — on a
+    /// whole-file problem (400 `invalid_csv`) or a store error — deletes what was staged
+    /// and imports nothing.
+    pub async fn finish(mut self, now: Millis) -> ApiResult<ImportResult> {
+        self.importer.finish();
+        while let Some(batch) = self.importer.take_batch() {
+            if let Err(e) = self.stage(batch).await {
+                self.abort().await;
+                return Err(e);
+            }
+        }
+        let ContactImport {
+            importer,
+            staged,
+            refused,
+            refused_count,
+            ..
+        } = self;
+        let report = importer.into_report();
+        if let Some(problem) = report.file_error {
+            if let Err(abort) = staged.abort().await {
+                tracing::warn!(error = %abort, "staged import rows not deleted (purged later)");
+            }
+            return Err(
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_csv", problem.to_string())
+                    .with_field("file"),
+            );
+        }
+        let done = staged.commit(now).await?;
+        let mut errors: Vec<ImportRowError> = report
+            .errors
+            .into_iter()
+            .map(ImportRowError::from)
+            .collect();
+        errors.extend(refused);
+        errors.sort_by_key(|e| e.line);
+        errors.truncate(MAX_ERRORS_SHOWN);
+        Ok(ImportResult {
+            inserted: done.inserted,
+            duplicates: done.duplicates,
+            errors,
+            error_count: report.rejected + refused_count,
+            rows: report.rows,
+            lines: report.lines,
+            has_header: report.has_header,
+            columns: report.columns,
+            delimiter: report.delimiter.map(String::from),
+            warnings: report.warnings,
+        })
+    }
+
+    /// Deletes what was staged: the campaign is left as it was.
+    pub async fn abort(self) {
+        if let Err(e) = self.staged.abort().await {
+            tracing::warn!(error = %e, "staged import rows not deleted (purged later)");
+        }
+    }
+
+    fn refuse(&mut self, line: u64, value: &str, reason: String) {
+        self.refused_count += 1;
+        if self.refused.len() < MAX_ERRORS_SHOWN {
+            self.refused.push(ImportRowError {
+                line,
+                value: value.to_string(),
+                reason,
+            });
+        }
+    }
+
+    async fn stage(&mut self, batch: Vec<ImportRow>) -> ApiResult<()> {
+        let mut rows = Vec::with_capacity(batch.len());
         for row in batch {
             let contact = NewContact {
                 phone: row.phone,
@@ -102,40 +234,54 @@ impl Sink<'_> {
                 next_attempt_at: None,
             };
             match contact.validate() {
-                Ok(()) => contacts.push(contact),
-                Err(e) => {
-                    self.refused_count += 1;
-                    if self.refused.len() < MAX_ERRORS_SHOWN {
-                        self.refused.push(ImportRowError {
-                            line: row.line,
-                            value: contact.phone.clone(),
-                            reason: e.to_string(),
-                        });
-                    }
-                }
+                Ok(()) => rows.push((row.line, contact)),
+                Err(e) => self.refuse(row.line, &contact.phone, e.to_string()),
             }
         }
-        if contacts.is_empty() {
+        if rows.is_empty() {
             return Ok(());
         }
-        let inserted = self
-            .state
-            .store
-            .bulk_insert_contacts(self.campaign_id, &contacts, self.state.now())
-            .await?;
-        self.inserted += inserted;
-        self.duplicates += contacts.len() as u64 - inserted.min(contacts.len() as u64);
+        let repeated = self.staged.stage(&rows, self.now).await?;
+        for (line, first) in repeated {
+            let phone = rows
+                .iter()
+                .find(|(l, _)| *l == line)
+                .map(|(_, c)| c.phone.clone())
+                .unwrap_or_default();
+            self.refuse(line, &phone, format!("duplicate of line {first}"));
+        }
         Ok(())
     }
 }
 
-/// Feeds one chunk and inserts the batches that filled.
-async fn feed(importer: &mut Importer, sink: &mut Sink<'_>, chunk: &[u8]) -> ApiResult<()> {
-    importer.feed(chunk);
-    while let Some(batch) = importer.take_batch() {
-        sink.insert(batch).await?;
-    }
-    Ok(())
+/// 413 naming the limit.
+fn over_limit(limit: u64) -> ApiError {
+    ApiError::too_large(format!(
+        "the CSV upload is larger than the import limit of {limit} bytes ({:.1} MiB, \
+         http.import_max_bytes); nothing was imported",
+        limit as f64 / (1024.0 * 1024.0)
+    ))
+}
+
+/// The request with its body cut off (an error) past `limit` bytes; the flag tells that
+/// the limit, not the client, ended it.
+fn capped(request: Request, limit: u64) -> (Request, Arc<AtomicBool>) {
+    let over = Arc::new(AtomicBool::new(false));
+    let flag = over.clone();
+    let (parts, body) = request.into_parts();
+    let mut seen = 0u64;
+    let stream = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk?;
+        seen = seen.saturating_add(chunk.len() as u64);
+        if seen > limit {
+            flag.store(true, Ordering::Relaxed);
+            return Err(axum::Error::new(std::io::Error::other(
+                "the upload is over the import limit",
+            )));
+        }
+        Ok(chunk)
+    });
+    (Request::from_parts(parts, Body::from_stream(stream)), over)
 }
 
 fn is_multipart(content_type: &str) -> bool {
@@ -175,15 +321,19 @@ fn is_csv(content_type: &str) -> bool {
         (status = 400, description = "The file cannot be read at all (empty, no phone column, UTF-16) or a bad parameter", body = ErrorBody),
         (status = 401, description = "No valid credentials", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 413, description = "Larger than the import limit (named in the message); nothing imported", body = ErrorBody),
         (status = 415, description = "Neither text/csv nor multipart/form-data", body = ErrorBody),
     )
 )]
 pub async fn import_contacts(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<ImportQuery>,
     request: Request,
 ) -> ApiResult<(StatusCode, Json<ImportResult>)> {
+    // Whose campaign first: another account's answers 404 whatever the request holds.
+    let campaign = load(&state, &caller, id).await?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -202,79 +352,36 @@ pub async fn import_contacts(
             "send the CSV file as the body (Content-Type: text/csv) or as multipart/form-data",
         ));
     }
-    let campaign = load(&state, id).await?;
+    let limit = state.limits.import_max_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(over_limit(limit));
+    }
     let country = query
         .default_country
         .unwrap_or_else(|| campaign.settings.default_country.clone());
-    let mut importer = Importer::new(ImportOptions {
-        max_errors: MAX_ERRORS_SHOWN,
-        ..ImportOptions::new(country)
-    })
-    .map_err(|e| {
-        let message = e.to_string();
-        let reason = message
-            .strip_prefix("default_country: ")
-            .unwrap_or(&message)
-            .to_string();
-        ApiError::invalid("default_country", reason)
-    })?;
-    let mut sink = Sink {
-        state: &state,
-        campaign_id: id,
-        inserted: 0,
-        duplicates: 0,
-        refused: Vec::new(),
-        refused_count: 0,
-    };
-
+    let mut import = ContactImport::begin(&state.store, id, country, state.now()).await?;
+    let (request, over) = capped(request, limit);
     let read = if multipart {
-        read_multipart(request, &state, &mut importer, &mut sink).await
+        read_multipart(request, &state, &mut import).await
     } else {
-        read_body(request, &mut importer, &mut sink).await
+        read_body(request, &mut import).await
     };
     if let Err(e) = read {
-        if sink.inserted > 0 {
-            state.wake_engine();
+        import.abort().await;
+        if over.load(Ordering::Relaxed) {
+            return Err(over_limit(limit));
         }
         return Err(ApiError {
-            message: format!(
-                "{} ({} contacts were imported before that)",
-                e.message, sink.inserted
-            ),
+            message: format!("{} (nothing was imported)", e.message),
             ..e
         });
     }
-    importer.finish();
-    while let Some(batch) = importer.take_batch() {
-        sink.insert(batch).await?;
-    }
-    let report = importer.into_report();
-    if let Some(problem) = report.file_error {
-        return Err(
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_csv", problem.to_string())
-                .with_field("file"),
-        );
-    }
-    let mut errors: Vec<ImportRowError> = report
-        .errors
-        .into_iter()
-        .map(ImportRowError::from)
-        .collect();
-    errors.extend(sink.refused);
-    errors.sort_by_key(|e| e.line);
-    errors.truncate(MAX_ERRORS_SHOWN);
-    let result = ImportResult {
-        inserted: sink.inserted,
-        duplicates: sink.duplicates,
-        errors,
-        error_count: report.rejected + sink.refused_count,
-        rows: report.rows,
-        lines: report.lines,
-        has_header: report.has_header,
-        columns: report.columns,
-        delimiter: report.delimiter.map(String::from),
-        warnings: report.warnings,
-    };
+    let result = import.finish(state.now()).await?;
     record_event(
         &state,
         Some(id),
@@ -300,11 +407,7 @@ pub async fn import_contacts(
 }
 
 /// Streams a raw body into the importer.
-async fn read_body(
-    request: Request,
-    importer: &mut Importer,
-    sink: &mut Sink<'_>,
-) -> ApiResult<()> {
+async fn read_body(request: Request, import: &mut ContactImport) -> ApiResult<()> {
     let mut stream = request.into_body().into_data_stream();
     let mut bytes = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -312,7 +415,7 @@ async fn read_body(
             ApiError::bad_request(format!("the upload broke off after {bytes} bytes: {e}"))
         })?;
         bytes += chunk.len() as u64;
-        feed(importer, sink, &chunk).await?;
+        import.feed(&chunk).await?;
     }
     Ok(())
 }
@@ -322,8 +425,7 @@ async fn read_body(
 async fn read_multipart(
     request: Request,
     state: &AppState,
-    importer: &mut Importer,
-    sink: &mut Sink<'_>,
+    import: &mut ContactImport,
 ) -> ApiResult<()> {
     let mut multipart = Multipart::from_request(request, state)
         .await
@@ -337,7 +439,7 @@ async fn read_multipart(
             continue;
         }
         while let Some(chunk) = field.chunk().await.map_err(bad)? {
-            feed(importer, sink, &chunk).await?;
+            import.feed(&chunk).await?;
         }
         return Ok(());
     }

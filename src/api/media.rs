@@ -246,23 +246,8 @@ pub async fn get_attempt_recording(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Response> {
-    let no_attempt = || ApiError::not_found(format!("attempt {id} not found"));
-    let attempt = match state.store.get_attempt(id).await {
-        Ok(a) => a,
-        Err(crate::store::StoreError::NotFound(_)) => return Err(no_attempt()),
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(campaign) = attempt.record.campaign_id {
-        let owner = match state.store.campaign_owner(campaign).await {
-            Ok(owner) => owner,
-            Err(crate::store::StoreError::NotFound(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        // Someone else's attempt reads as no attempt at all.
-        if owner.is_some_and(|o| o != caller.account_id) {
-            return Err(no_attempt());
-        }
-    }
+    // Someone else's attempt reads as no attempt at all.
+    let attempt = super::reports::load_attempt(&state, &caller, id).await?;
     let no_recording = || ApiError::not_found(format!("attempt {id} has no recording"));
     let path = attempt
         .record

@@ -25,11 +25,23 @@
 //! needs `Authorization: Bearer <API key or session token>`; unknown paths answer 401 too
 //! before they answer 404, so nothing can be probed without a key.
 //!
+//! Accounts: every object (campaign and what hangs off it, schedule, DNC entry, agent,
+//! pool, AI agent, media file, export, live call) belongs to one account, and every route
+//! reads and changes only the caller's: another account's id answers 404 with the same body
+//! as an id that does not exist. Campaign-scoped routes go through
+//! [`campaigns::load`], which is where the check lives for them.
+//!
+//! [`serve`] guards the listener with [`ApiLimits`]: a header-read timeout (a client that
+//! sends half a request and stalls is disconnected), an idle timeout between request body
+//! chunks, a cap on open connections (the next one is answered 503 and closed), and it
+//! purges expired sessions every few minutes.
+//!
 //! What it must not do: dial, decide campaign state beyond the guides' action rules
 //! (`campaign::apply_action`), hold a CSV upload in memory (it is streamed into the
 //! importer), block the runtime on file I/O, or log keys, tokens or request bodies.
 //!
-//! One file per group of routes: [`auth`], [`campaigns`], [`contacts`], [`import`],
+//! One file per group of routes: [`auth`], [`keys`] (API keys and logins), [`campaigns`],
+//! [`contacts`], [`import`],
 //! [`exports`], [`reports`], [`dnc`], [`schedules`], [`media`] (WAV uploads and attempt
 //! recordings), [`agents`] (SIP agents and pools), [`ai_agents`] (AI voice agents),
 //! [`goals`] (goals, analyses and agents' reports about attempts), [`node`] (this node's state); [`error`] holds the one error shape
@@ -46,6 +58,7 @@ pub mod error;
 pub mod exports;
 pub mod goals;
 pub mod import;
+pub mod keys;
 pub mod media;
 pub mod node;
 pub mod openapi;
@@ -57,13 +70,15 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware;
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Notify, Semaphore};
 use utoipa::{IntoParams, ToSchema};
 
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
@@ -71,8 +86,59 @@ pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::campaign::model::Millis;
 use crate::store::{Page, Store};
 
-/// Largest JSON body accepted (the CSV import has no total limit: it is streamed).
+/// Largest JSON body accepted (the CSV import has its own limit,
+/// [`ApiLimits::import_max_bytes`]: it is streamed).
 pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+/// How often `serve` purges expired sessions.
+const SESSION_PURGE_EVERY: Duration = Duration::from_secs(300);
+/// How long a stopping server waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// What the admin API allows a client (`[http]` in `outdial.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// A connection must send a whole request head (request line and headers) within this,
+    /// also while it idles between requests; else it is closed.
+    pub header_read_timeout: Duration,
+    /// The longest wait for the next chunk of a request body; the request then fails.
+    pub body_timeout: Duration,
+    /// Connections served at once; the next is answered 503 and closed.
+    pub max_connections: usize,
+    /// Largest CSV import body in bytes: 413 naming the limit, nothing imported.
+    pub import_max_bytes: u64,
+    /// Export jobs running at once (this process); one more answers 429.
+    pub max_export_jobs: usize,
+    /// Failed logins per client address per minute; then 429 with Retry-After
+    /// (0: no limit).
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            import_max_bytes: 100 * 1024 * 1024,
+            max_export_jobs: 2,
+            login_failures_per_minute: 10,
+        }
+    }
+}
+
+impl ApiLimits {
+    /// The limits `[http]` configures.
+    pub fn from_settings(http: &crate::config::HttpSettings) -> ApiLimits {
+        ApiLimits {
+            header_read_timeout: Duration::from_secs(http.header_read_timeout_secs),
+            body_timeout: Duration::from_secs(http.body_timeout_secs),
+            max_connections: http.max_connections,
+            import_max_bytes: http.import_max_bytes,
+            max_export_jobs: http.max_export_jobs,
+            login_failures_per_minute: http.login_failures_per_minute,
+        }
+    }
+}
 /// How long a session from `POST /v1/login` lasts by default.
 pub const DEFAULT_SESSION_TTL_MS: Millis = 12 * 3600 * 1000;
 /// The most rows one page of a list may hold.
@@ -125,6 +191,12 @@ pub struct AppState {
     pub node: String,
     /// When this state was made: the server's start (UTC ms).
     pub started_at: Millis,
+    /// Timeouts and caps (see [`ApiLimits`]).
+    pub limits: ApiLimits,
+    /// Failed logins per client address.
+    pub login_limiter: auth::LoginLimiter,
+    /// One permit per export job running, [`ApiLimits::max_export_jobs`] in all.
+    pub export_slots: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -139,12 +211,26 @@ impl AppState {
             live: crate::flow::control::LiveCalls::new(),
             node: "outdial".into(),
             started_at: Clock::system().now(),
+            limits: ApiLimits::default(),
+            login_limiter: auth::LoginLimiter::new(
+                ApiLimits::default().login_failures_per_minute,
+                60_000,
+            ),
+            export_slots: Arc::new(Semaphore::new(ApiLimits::default().max_export_jobs)),
         }
     }
 
     /// The same state naming this node (`GET /v1/node`).
     pub fn with_node(mut self, node: String) -> AppState {
         self.node = node;
+        self
+    }
+
+    /// The same state with other limits.
+    pub fn with_limits(mut self, limits: ApiLimits) -> AppState {
+        self.limits = limits;
+        self.login_limiter = auth::LoginLimiter::new(limits.login_failures_per_minute, 60_000);
+        self.export_slots = Arc::new(Semaphore::new(limits.max_export_jobs));
         self
     }
 
@@ -170,8 +256,10 @@ impl AppState {
     }
 }
 
-/// The whole HTTP service: `/healthz`, `/v1/…`, JSON 404/405 and the auth gate.
+/// The whole HTTP service: `/healthz`, `/v1/…`, JSON 404/405, the auth gate and the
+/// request body timeout.
 pub fn router(state: AppState) -> Router {
+    let body_timeout = state.limits.body_timeout;
     let (routes, _doc) = openapi::api_router().split_for_parts();
     // Twilio-compatible call control does its own (Basic) auth.
     routes
@@ -187,11 +275,22 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(
+            move |req: axum::extract::Request, next: middleware::Next| {
+                let req = req.map(|body| {
+                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body))
+                });
+                next.run(req)
+            },
+        ))
         .with_state(state)
 }
 
 /// Serves [`router`] on `listener` until `shutdown` completes, then lets requests in
-/// flight finish. Export jobs a previous run left unfinished are marked failed first.
+/// flight finish (at most 30 s). Export jobs a previous run left unfinished are marked
+/// failed first. Each connection is HTTP/1.1 under [`ApiLimits`]: its head must arrive
+/// within the header-read timeout, and past `max_connections` a new one is answered 503
+/// and closed. Expired sessions are purged at start and every five minutes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -208,9 +307,95 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "admin API listening");
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let limits = state.limits;
+    let purge = tokio::spawn(purge_sessions(state.clone()));
+    let app = router(state);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors or an aborted handshake: wait a little, go on.
+                    tracing::warn!(error = %e, "admin API accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_connection(stream, limits.max_connections));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let mut app = app.clone();
+                async move { tower_service::Service::call(&mut app, req).await }
+            });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "admin API connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    purge.abort();
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!("admin API requests still in flight at shutdown were cut off");
+    }
+    Ok(())
+}
+
+/// Answers a connection over the cap with 503 (the JSON error) and closes it.
+async fn refuse_connection(mut stream: tokio::net::TcpStream, cap: usize) {
+    let body = serde_json::to_string(
+        &ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            format!("the server has {cap} connections open (http.max_connections); try again"),
+        )
+        .body(),
+    )
+    .unwrap_or_default();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
+}
+
+/// Purges expired sessions (and stale staged imports) now and every few minutes.
+async fn purge_sessions(state: AppState) {
+    let mut every = tokio::time::interval(SESSION_PURGE_EVERY);
+    loop {
+        every.tick().await;
+        match state.store.purge_sessions(state.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(sessions = n, "expired sessions purged"),
+            Err(e) => tracing::warn!(error = %e, "expired sessions not purged"),
+        }
+    }
 }
 
 async fn not_found(uri: Uri) -> ApiError {

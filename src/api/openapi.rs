@@ -20,7 +20,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    agents, ai_agents, auth, calls, campaigns, contacts, dnc, exports, goals, import, media, node,
+    agents, ai_agents, auth, calls, campaigns, contacts, dnc, exports, goals, import, keys, media,
+    node,
     reports, schedules, AppState,
 };
 use crate::campaign::ai::{AiAgentKind, OnAgentClose};
@@ -84,6 +85,10 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
+        .routes(routes!(keys::list_keys, keys::create_key))
+        .routes(routes!(keys::revoke_key))
+        .routes(routes!(keys::list_logins, keys::create_login))
+        .routes(routes!(keys::delete_login))
         .routes(routes!(
             campaigns::list_campaigns,
             campaigns::create_campaign
@@ -106,7 +111,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(contacts::remove_contacts))
         .routes(routes!(contacts::retry_contacts))
-        // The import streams the body: no total size limit (the importer caps each line).
+        // The import streams the body: its own limit (ApiLimits::import_max_bytes, checked
+        // as it streams), not the JSON one.
         .routes((
             schemas,
             paths,
@@ -219,7 +225,10 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc.tags = Some(
         [
             ("health", "Liveness"),
-            ("auth", "Log in, log out, who am I"),
+            (
+                "auth",
+                "Log in, log out, who am I; the account's API keys and logins",
+            ),
             ("campaigns", "Campaigns and their actions"),
             (
                 "contacts",
@@ -230,7 +239,10 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 "Contact exports (XLSX, CSV , and ;) and their history",
             ),
             ("reports", "Campaign progress, heat map and call attempts"),
-            ("dnc", "The Do-Not-Call list"),
+            (
+                "dnc",
+                "The Do-Not-Call lists: the account's own and the global one",
+            ),
             ("schedules", "Business-hours schedules"),
             (
                 "media",

@@ -10,6 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::Caller;
 use super::campaigns::{load, CallCountsView, ContactCountsView};
 use super::contacts::{contact_filter, goal_statuses};
 use super::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
@@ -246,6 +247,34 @@ fn ratio(part: i64, whole: i64) -> f64 {
     }
 }
 
+/// One of the caller's attempts (its campaign is the caller's), else 404 — the same answer
+/// as an attempt that does not exist. Attempt-scoped routes (recordings, analyses) start
+/// here.
+pub(crate) async fn load_attempt(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> ApiResult<crate::store::CallAttempt> {
+    let no_attempt = || ApiError::not_found(format!("attempt {id} not found"));
+    let attempt = match state.store.get_attempt(id).await {
+        Ok(a) => a,
+        Err(crate::store::StoreError::NotFound(_)) => return Err(no_attempt()),
+        Err(e) => return Err(e.into()),
+    };
+    let owner = match attempt.record.campaign_id {
+        Some(campaign) => match state.store.campaign_owner(campaign).await {
+            Ok(owner) => owner,
+            Err(crate::store::StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    if owner != Some(caller.account_id) {
+        return Err(no_attempt());
+    }
+    Ok(attempt)
+}
+
 /// The campaign's progress, rates and heat map.
 #[utoipa::path(
     get,
@@ -261,10 +290,11 @@ fn ratio(part: i64, whole: i64) -> f64 {
 )]
 pub async fn campaign_report(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<ReportQuery>,
 ) -> ApiResult<Json<ReportView>> {
-    let campaign = load(&state, id).await?;
+    let campaign = load(&state, &caller, id).await?;
     let tz = match query
         .tz
         .map(|t| t.trim().to_string())
@@ -527,6 +557,7 @@ pub struct AttemptListQuery {
 )]
 pub async fn list_attempts(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<AttemptListQuery>,
 ) -> ApiResult<Json<Paged<AttemptView>>> {
@@ -548,7 +579,7 @@ pub async fn list_attempts(
             return Err(ApiError::invalid("since", "is after until"));
         }
     }
-    load(&state, id).await?;
+    load(&state, &caller, id).await?;
     let filter = AttemptFilter {
         campaign_id: Some(id),
         contact_id: query.contact_id,

@@ -1,7 +1,8 @@
 //! Business-hours schedules (guide 2: Settings → Business Hours): a name, an IANA zone,
 //! opening intervals per weekday (Monday first) and closed dates. Validated before they
 //! are stored (400 naming the field); a schedule a campaign uses cannot be deleted (409).
-//! Edits apply to the campaigns using it at once (the engine is woken).
+//! Edits apply to the campaigns using it at once (the engine is woken). Each account sees
+//! and changes only its own schedules (another account's answers 404).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,6 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::auth::Caller;
 use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use super::AppState;
 use crate::campaign::model::{BusinessHours, BusinessHoursSpec, OpenHours};
@@ -101,7 +103,7 @@ impl From<BusinessHours> for ScheduleView {
     }
 }
 
-/// Every schedule, by name.
+/// The account's schedules, by name.
 #[utoipa::path(
     get,
     path = "/v1/schedules",
@@ -111,8 +113,11 @@ impl From<BusinessHours> for ScheduleView {
         (status = 401, description = "No valid credentials", body = ErrorBody),
     )
 )]
-pub async fn list_schedules(State(state): State<AppState>) -> ApiResult<Json<Vec<ScheduleView>>> {
-    let all = state.store.list_business_hours().await?;
+pub async fn list_schedules(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<ScheduleView>>> {
+    let all = state.store.list_business_hours(caller.account_id).await?;
     Ok(Json(all.into_iter().map(ScheduleView::from).collect()))
 }
 
@@ -130,12 +135,13 @@ pub async fn list_schedules(State(state): State<AppState>) -> ApiResult<Json<Vec
 )]
 pub async fn create_schedule(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(input): ApiJson<ScheduleInput>,
 ) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
     let spec = input.spec()?;
     let created = state
         .store
-        .create_business_hours(&spec, state.now())
+        .create_business_hours(Some(caller.account_id), &spec, state.now())
         .await?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
@@ -154,9 +160,16 @@ pub async fn create_schedule(
 )]
 pub async fn get_schedule(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<ScheduleView>> {
-    Ok(Json(state.store.get_business_hours(id).await?.into()))
+    Ok(Json(
+        state
+            .store
+            .account_business_hours(caller.account_id, id)
+            .await?
+            .into(),
+    ))
 }
 
 /// Replaces a schedule; campaigns using it follow at once.
@@ -175,13 +188,14 @@ pub async fn get_schedule(
 )]
 pub async fn update_schedule(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<ScheduleInput>,
 ) -> ApiResult<Json<ScheduleView>> {
     let spec = input.spec()?;
     let updated = state
         .store
-        .update_business_hours(id, &spec, state.now())
+        .update_business_hours(caller.account_id, id, &spec, state.now())
         .await?;
     state.wake_engine();
     Ok(Json(updated.into()))
@@ -202,9 +216,13 @@ pub async fn update_schedule(
 )]
 pub async fn delete_schedule(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
-    state.store.delete_business_hours(id).await?;
+    state
+        .store
+        .delete_business_hours(caller.account_id, id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,4 +1,4 @@
-//! `outdial keys …`, `outdial campaign …`, `outdial contacts import …`: scripting the
+//! `outdial keys create|list|revoke`, `outdial campaign …`, `outdial contacts import …`: scripting the
 //! campaign store from a shell. They open the store named by the configuration (the same
 //! one `outdial serve` uses, SQLite or PostgreSQL) and work on it directly; a running
 //! server's engine sees the change at its next tick (within a second).
@@ -9,18 +9,20 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use outdial::api::import::ContactImport;
+use outdial::api::ApiError;
 use outdial::campaign::{
     apply_action, CampaignAction, CampaignSettings, CampaignStatus, Interval, IntervalUnit,
 };
-use outdial::contacts::import::{ImportOptions, Importer};
-use outdial::store::contacts::{ContactFilter, NewContact};
-use outdial::store::{CampaignFilter, Page, Store};
+use outdial::store::contacts::ContactFilter;
+use outdial::store::{CampaignFilter, Page, Role, Store};
 
 use super::now_ms;
 
 #[derive(clap::Subcommand)]
 pub enum KeysCommand {
-    /// Make a new API key for LOGIN (the account is created if new) and print it once.
+    /// Make a new API key for LOGIN and print it once. A new LOGIN is a new account (its
+    /// admin), or with --account a new login of that existing account.
     Create {
         #[arg(long)]
         login: String,
@@ -30,7 +32,23 @@ pub enum KeysCommand {
         /// A label to tell keys apart.
         #[arg(long, default_value = "")]
         label: String,
+        /// Add a new LOGIN to the account whose first login is this one.
+        #[arg(long, value_name = "LOGIN")]
+        account: Option<String>,
+        /// The role of a new login added with --account: admin or operator.
+        #[arg(long, default_value = "operator")]
+        role: String,
     },
+    /// List API keys (never the keys themselves): every account's, or one account's.
+    List {
+        /// Only the account this login belongs to.
+        #[arg(long)]
+        login: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API key by id (see `keys list`); the sessions opened with it end too.
+    Revoke { id: i64 },
 }
 
 #[derive(clap::Subcommand)]
@@ -100,6 +118,10 @@ pub struct CreateArgs {
     /// Every setting as a JSON object (the API's field names); flags above override it.
     #[arg(long, value_name = "FILE.json")]
     settings: Option<PathBuf>,
+    /// The account that owns the campaign, by one of its logins (the API shows a campaign
+    /// only to its account; without --login it belongs to no account).
+    #[arg(long)]
+    login: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -107,7 +129,8 @@ pub struct CreateArgs {
 #[derive(clap::Subcommand)]
 pub enum ContactsCommand {
     /// Import a CSV file of contacts into a campaign (header-less phone,name,comments, or
-    /// a header row naming the columns).
+    /// a header row naming the columns). All or nothing, as the API's import: a file that
+    /// cannot be read imports no row; a number repeated in the file is a refused row.
     Import {
         file: PathBuf,
         #[arg(long)]
@@ -129,22 +152,85 @@ pub enum ContactsCommand {
 
 pub async fn keys(store: Store, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::Create { login, name, label } => {
+        KeysCommand::Create {
+            login,
+            name,
+            label,
+            account,
+            role,
+        } => {
             let now = now_ms();
-            let account = match store.account_by_login(&login).await? {
-                Some(a) => a,
-                None => {
-                    store
+            let role = Role::parse(&role)
+                .with_context(|| format!("--role {role:?}: expected admin or operator"))?;
+            let who = match (store.login_by_name(&login).await?, account) {
+                (Some(existing), None) => existing,
+                (Some(_), Some(_)) => bail!("login {login:?} exists already"),
+                (None, None) => {
+                    let account = store
                         .create_account(&login, name.as_deref().unwrap_or(&login), now)
+                        .await?;
+                    store
+                        .login_by_name(&account.login)
+                        .await?
+                        .with_context(|| format!("account {:?} has no login", account.login))?
+                }
+                (None, Some(owner)) => {
+                    let owner = store
+                        .login_by_name(&owner)
+                        .await?
+                        .with_context(|| format!("--account {owner:?}: no such login"))?;
+                    store
+                        .create_login(owner.account_id, &login, role, now)
                         .await?
                 }
             };
-            let key = store.create_api_key(account.id, &label, now).await?;
+            let key = store.create_login_key(who.id, &label, now).await?;
             eprintln!(
-                "API key for login {:?} (shown once; keep it safe):",
-                account.login
+                "API key {} for login {:?} ({}) (shown once; keep it safe):",
+                key.key.id, who.login, who.role
             );
             println!("{}", key.secret);
+        }
+        KeysCommand::List { login, json } => {
+            let accounts = match login {
+                Some(login) => {
+                    let who = store
+                        .login_by_name(&login)
+                        .await?
+                        .with_context(|| format!("--login {login:?}: no such login"))?;
+                    vec![who.account_id]
+                }
+                None => store
+                    .list_accounts()
+                    .await?
+                    .into_iter()
+                    .map(|a| a.id)
+                    .collect(),
+            };
+            for account in accounts {
+                for key in store.list_api_keys(account).await? {
+                    if json {
+                        println!("{}", serde_json::to_string(&key)?);
+                        continue;
+                    }
+                    let state = match key.revoked_at {
+                        Some(_) => "revoked",
+                        None => "active",
+                    };
+                    println!(
+                        "{}\taccount {}\t{}\todk_{}…\t{state}\t{}",
+                        key.id,
+                        key.account_id,
+                        key.login.as_deref().unwrap_or("-"),
+                        key.prefix,
+                        key.label
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            store.revoke_api_key(id, now_ms()).await?;
+            println!("API key {id} revoked");
         }
     }
     Ok(())
@@ -229,8 +315,18 @@ async fn create(store: Store, args: CreateArgs) -> anyhow::Result<()> {
     } else {
         CampaignStatus::New
     };
+    let owner = match &args.login {
+        Some(login) => Some(
+            store
+                .login_by_name(login)
+                .await?
+                .with_context(|| format!("--login {login:?}: no such login"))?
+                .account_id,
+        ),
+        None => None,
+    };
     let campaign = store
-        .create_campaign(None, &settings, status, now_ms())
+        .create_campaign(owner, &settings, status, now_ms())
         .await?;
     if args.json {
         println!("{}", serde_json::to_string(&campaign)?);
@@ -321,76 +417,47 @@ pub async fn contacts(store: Store, cmd: ContactsCommand) -> anyhow::Result<()> 
     } else {
         None
     };
-    let mut importer = Importer::new(ImportOptions::new(country))?;
+    // The API's import flow: staged, then committed whole, or nothing imported.
+    let failed =
+        |e: ApiError| anyhow::anyhow!("{}; nothing imported from {}", e.message, file.display());
+    let mut import = ContactImport::begin(&store, campaign, country, now_ms())
+        .await
+        .map_err(failed)?;
     let mut buf = vec![0u8; 1 << 16];
-    let mut inserted = 0u64;
-    let mut offered = 0u64;
-    let now = now_ms();
     loop {
-        let n = input
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let n = match input.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                import.abort().await;
+                bail!("reading {}: {e}; nothing imported", file.display());
+            }
+        };
         if n == 0 {
-            importer.finish();
-        } else {
-            importer.feed(&buf[..n]);
+            break;
         }
-        while let Some(batch) = importer.take_batch() {
-            offered += batch.len() as u64;
-            let rows: Vec<NewContact> = batch
-                .into_iter()
-                .map(|r| NewContact {
-                    phone: r.phone,
-                    name: r.name,
-                    comments: r.comments,
-                    tags: r.tags,
-                    timezone: r.timezone,
-                    status: r
-                        .status
-                        .unwrap_or(outdial::campaign::ContactStatus::Pending),
-                    next_attempt_at: None,
-                })
-                .collect();
-            inserted += store.bulk_insert_contacts(campaign, &rows, now).await?;
+        if let Err(e) = import.feed(&buf[..n]).await {
+            import.abort().await;
+            return Err(failed(e));
         }
         if let Some(bar) = &bar {
             bar.inc(n as u64);
-            bar.set_message(format!("{inserted} imported"));
-        }
-        if n == 0 {
-            break;
+            bar.set_message(format!("{} rows read", import.staged()));
         }
     }
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let report = importer.into_report();
-    let duplicates = offered - inserted;
+    let result = import.finish(now_ms()).await.map_err(failed)?;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "inserted": inserted,
-                "duplicates": duplicates,
-                "errors": report.errors,
-                "error_count": report.rejected,
-                "file_error": report.file_error.as_ref().map(|e| e.to_string()),
-            })
-        );
+        println!("{}", serde_json::to_string(&result)?);
     } else {
-        for e in &report.errors {
+        for e in &result.errors {
             eprintln!("line {}: {:?}: {}", e.line, e.value, e.reason);
         }
-        if let Some(e) = &report.file_error {
-            eprintln!("{e}");
-        }
         println!(
-            "{inserted} contacts imported, {duplicates} already in the campaign, {} rows rejected",
-            report.rejected
+            "{} contacts imported, {} already in the campaign, {} rows rejected",
+            result.inserted, result.duplicates, result.error_count
         );
-    }
-    if report.file_error.is_some() && inserted == 0 {
-        bail!("nothing imported from {}", file.display());
     }
     Ok(())
 }

@@ -133,16 +133,35 @@ impl fmt::Debug for DatabaseSettings {
     }
 }
 
-/// `[http]`: the admin API and web page.
+/// `[http]`: the admin API and web page, and what it allows a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// Seconds a connection has to send a request's head (also while idle between
+    /// requests).
+    pub header_read_timeout_secs: u64,
+    /// Seconds the server waits for the next chunk of a request body.
+    pub body_timeout_secs: u64,
+    /// Connections served at once; the next is answered 503 and closed.
+    pub max_connections: usize,
+    /// Largest CSV import body, bytes (413 above it, nothing imported).
+    pub import_max_bytes: u64,
+    /// Export jobs running at once (429 above it).
+    pub max_export_jobs: usize,
+    /// Failed logins per client address per minute before 429 (0: no limit).
+    pub login_failures_per_minute: u32,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 256,
+            import_max_bytes: 100 * 1024 * 1024,
+            max_export_jobs: 2,
+            login_failures_per_minute: 10,
         }
     }
 }

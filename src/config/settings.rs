@@ -21,7 +21,15 @@ const SIP: &[&str] = &["listen_udp", "listen_tcp", "external_addr", "user_agent"
 const RTP: &[&str] = &["bind_addr", "port_min", "port_max", "external_addr"];
 const LOG: &[&str] = &["level"];
 const DATABASE: &[&str] = &["url"];
-const HTTP: &[&str] = &["listen"];
+const HTTP: &[&str] = &[
+    "listen",
+    "header_read_timeout_secs",
+    "body_timeout_secs",
+    "max_connections",
+    "import_max_bytes",
+    "max_export_jobs",
+    "login_failures_per_minute",
+];
 const MEDIA: &[&str] = &["dir"];
 const ENGINE: &[&str] = &["shutdown_grace_secs", "node_lease_secs", "journal_max"];
 
@@ -280,6 +288,29 @@ fn parse_http(doc: &mut Doc<'_>, t: &DeTable<'_>, http: &mut HttpSettings) {
                 Err(reason) => doc.invalid(&key, v, reason.replace("5060", "8080")),
             }
         }
+    }
+    let mut int = |name: &str, range: std::ops::RangeInclusive<i64>| {
+        f.get(name)
+            .and_then(|v| doc.integer(&f.key(name), v, range))
+            .map(|n| n.max(0) as u64)
+    };
+    if let Some(n) = int("header_read_timeout_secs", 1..=3600) {
+        http.header_read_timeout_secs = n;
+    }
+    if let Some(n) = int("body_timeout_secs", 1..=3600) {
+        http.body_timeout_secs = n;
+    }
+    if let Some(n) = int("max_connections", 1..=1_000_000) {
+        http.max_connections = n as usize;
+    }
+    if let Some(n) = int("import_max_bytes", 1024..=i64::MAX) {
+        http.import_max_bytes = n;
+    }
+    if let Some(n) = int("max_export_jobs", 1..=1000) {
+        http.max_export_jobs = n as usize;
+    }
+    if let Some(n) = int("login_failures_per_minute", 0..=1_000_000) {
+        http.login_failures_per_minute = n as u32;
     }
 }
 

@@ -14,9 +14,9 @@
 //!   with or without a BOM; LF, CRLF or CR; RFC 4180 quotes (`""` inside, delimiters and line
 //!   breaks in quoted fields). Blank lines (and rows of empty cells) are skipped.
 //!
-//! Phones become E.164 with the campaign's default country ([`super::phone`]); a phone seen
-//! earlier in the file is refused as "duplicate of line N" (duplicates against the campaign
-//! are the store's to count). A row is accepted whole or refused whole, with the first
+//! Phones become E.164 with the campaign's default country ([`super::phone`]). Duplicates —
+//! of an earlier line or of the campaign — are the store's to find, with its unique
+//! indexes ([`crate::store::imports`]): no set of numbers grows here with the file. A row is accepted whole or refused whole, with the first
 //! problem found. A line longer than the cap is reported once and skipped up to the next
 //! line break without being kept. Errors are kept up to a limit (1000) and counted beyond.
 //!
@@ -25,8 +25,6 @@
 //! same quoting rules (tests check it against the `csv` crate).
 //!
 //! Must not: panic on any bytes, hold more than the cap of one line, touch the store.
-
-use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -193,7 +191,6 @@ impl Importer {
                 max_errors: options.max_errors,
                 cap,
                 layout: Layout::Unknown,
-                seen: HashMap::new(),
                 ready: Vec::new(),
                 report: ImportReport::default(),
                 lines_at_error: None,
@@ -607,8 +604,6 @@ struct Rows {
     cap: usize,
     delimiter: u8,
     layout: Layout,
-    /// Accepted phones (E.164 digits as a number) → line.
-    seen: HashMap<u64, u64>,
     ready: Vec<ImportRow>,
     report: ImportReport,
     /// The line where a file error stopped the import.
@@ -898,12 +893,6 @@ impl Rows {
                 }
             }
         };
-        // E.164 is at most 15 digits: fits a u64 (no leading zero after the `+`).
-        let key: u64 = phone[1..].parse().unwrap_or(u64::MAX);
-        if let Some(first) = self.seen.get(&key) {
-            return Err((clip(phone_cell), format!("duplicate of line {first}")));
-        }
-        self.seen.insert(key, record.line);
         Ok(ImportRow {
             line: record.line,
             phone,
@@ -1175,22 +1164,22 @@ mod tests {
     }
 
     #[test]
-    fn bad_numbers_and_duplicates_are_reported() {
+    fn bad_numbers_are_reported_and_repeats_left_to_the_store() {
         let csv = "555,Short\n2025550101,Ann\nabc,Letters\n(202) 555-0101,Ann again\n,No phone\n+999 123,Nowhere\n";
         let (rows, report) = import(csv.as_bytes());
-        assert_eq!(phones(&rows), ["+12025550101"]);
+        // A repeated number is accepted here: the store's unique index finds it.
+        assert_eq!(phones(&rows), ["+12025550101", "+12025550101"]);
         let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(
             errors,
             [
                 r#"line 1: the phone number is too short for a US number (3 digits) ("555")"#,
                 r#"line 3: the phone number contains letters; a dialable number has digits only (no extension) ("abc")"#,
-                r#"line 4: duplicate of line 2 ("(202) 555-0101")"#,
                 r#"line 5: the phone number is empty ("")"#,
                 r#"line 6: the phone number does not start with a known country code ("+999 123")"#,
             ]
         );
-        assert_eq!((report.accepted, report.rejected), (1, 5));
+        assert_eq!((report.accepted, report.rejected), (2, 4));
     }
 
     #[test]
@@ -1363,8 +1352,8 @@ mod tests {
     fn any_chunking_gives_the_same_result() {
         let csv = sample();
         let whole = import(&csv);
-        assert_eq!(whole.0.len(), 3, "{whole:?}");
-        assert_eq!(whole.1.rejected, 3);
+        assert_eq!(whole.0.len(), 4, "{whole:?}");
+        assert_eq!(whole.1.rejected, 2);
         for cut in 0..=csv.len() {
             assert_eq!(
                 import_chunked(&csv, &[cut], ImportOptions::new("US")),

@@ -590,7 +590,9 @@ impl Engine {
         now: Millis,
     ) -> Result<bool, StoreError> {
         let settings = &campaign.settings;
-        if self.store.dnc_contains(&contact.phone).await? {
+        let account = self.owner(campaign.id).await?;
+        // The one DNC check: the global list and the campaign's account's own list.
+        if self.store.dnc_contains(account, &contact.phone).await? {
             let update = after_attempt(settings, contact, AttemptResult::Dnc, now);
             self.store
                 .transition_contact(
@@ -641,7 +643,6 @@ impl Engine {
                 return Ok(false);
             }
         };
-        let account = self.owner(campaign.id).await?;
         // The person's plan: the campaign's steps; without steps, the AI agent or connect_to
         // when set, else play_message then hang up.
         let connects = !settings.connect_to.trim().is_empty()
@@ -812,6 +813,7 @@ impl Engine {
             ua: self.ua.clone(),
             campaign: campaign.clone(),
             contact: claimed,
+            account,
             profile_name: profile.map(|p| p.name).unwrap_or_default(),
             node: self.options.node.clone(),
             recorder: self.recorder.clone(),
@@ -1050,6 +1052,8 @@ struct AttemptJob {
     campaign: Campaign,
     /// As claimed (status dialing, `attempts` already counts this attempt).
     contact: Contact,
+    /// The campaign's account (whose DNC list a callee's "do not call" joins).
+    account: Option<i64>,
     profile_name: String,
     /// This node (the call row's owner).
     node: String,
@@ -1165,10 +1169,15 @@ impl AttemptJob {
             }
         };
         if report.as_ref().is_ok_and(|r| r.flow.dnc_requested) {
-            // The callee chose the plan's "do not call" digit: never dialed again.
+            // The callee chose the plan's "do not call" digit: never dialed again by this
+            // account (a campaign of no account: by anyone).
+            let list = self.account.map_or(
+                crate::store::DncList::Global,
+                crate::store::DncList::Account,
+            );
             match self
                 .store
-                .add_dnc(destination, "callee request (message plan)", ended_at)
+                .add_dnc(list, destination, "callee request (message plan)", ended_at)
                 .await
             {
                 Ok(_) | Err(StoreError::Conflict(_)) => tracing::info!(

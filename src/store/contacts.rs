@@ -246,7 +246,7 @@ where
 }
 
 impl Store {
-    async fn ensure_campaign(&self, campaign_id: i64) -> Result<()> {
+    pub(crate) async fn ensure_campaign(&self, campaign_id: i64) -> Result<()> {
         let found = sqlx::query("SELECT id FROM campaigns WHERE id = $1")
             .bind(campaign_id)
             .fetch_optional(&self.pool)

@@ -1,5 +1,10 @@
-//! The Do-Not-Call list: numbers never to dial, whatever the campaign. The dialer asks
-//! [`Store::dnc_contains`] before each call (FTC TSR: DNC checked before dialing).
+//! The Do-Not-Call lists: numbers never to dial. Each account has its own list, and one
+//! global list (managed by admins) applies to every account. The dialer asks
+//! [`Store::dnc_contains`] — the one check, both lists at once — before each call (FTC
+//! TSR: DNC checked before dialing).
+//!
+//! Must not: show or change one account's list through another account's calls (every
+//! function takes the list it works on).
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -11,51 +16,107 @@ use super::{
 };
 use crate::campaign::model::Millis;
 
-/// One number on the list.
+/// Which list: an account's own, or the global one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DncList {
+    Account(i64),
+    Global,
+}
+
+impl DncList {
+    pub fn name(self) -> &'static str {
+        match self {
+            DncList::Account(_) => "account",
+            DncList::Global => "global",
+        }
+    }
+
+    /// `account_id = $n` or `account_id IS NULL`, binding into `sql`.
+    fn condition(self, sql: &mut Sql) -> String {
+        match self {
+            DncList::Account(id) => format!("account_id = {}", sql.arg(Arg::I64(id))),
+            DncList::Global => "account_id IS NULL".to_string(),
+        }
+    }
+}
+
+/// One number on a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DncEntry {
     pub id: i64,
+    /// The account whose list holds it; `None`: the global list.
+    pub account_id: Option<i64>,
     /// E.164.
     pub phone: String,
     pub reason: String,
     pub created_at: Millis,
 }
 
+impl DncEntry {
+    pub fn list(&self) -> DncList {
+        self.account_id.map_or(DncList::Global, DncList::Account)
+    }
+}
+
 fn entry_from(row: &AnyRow) -> Result<DncEntry> {
     Ok(DncEntry {
         id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
         phone: row.try_get("phone")?,
         reason: row.try_get("reason")?,
         created_at: row.try_get("created_at")?,
     })
 }
 
+const COLUMNS: &str = "id, account_id, phone, reason, created_at";
+
 impl Store {
-    /// Adds a number (E.164, else Invalid); one already listed is a Conflict.
-    pub async fn add_dnc(&self, phone: &str, reason: &str, now: Millis) -> Result<DncEntry> {
+    /// Adds a number to a list (E.164, else Invalid); one already on it is a Conflict.
+    pub async fn add_dnc(
+        &self,
+        list: DncList,
+        phone: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<DncEntry> {
         if !is_e164(phone) {
             return Err(StoreError::Invalid(format!(
                 "phone: {phone:?} is not an E.164 number (+ and up to 15 digits)"
             )));
         }
-        let row = sqlx::query(
-            "INSERT INTO dnc_numbers (phone, reason, created_at) VALUES ($1, $2, $3) \
-             RETURNING id, phone, reason, created_at",
-        )
-        .bind(phone.to_string())
-        .bind(reason.to_string())
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| conflict_on_constraint(e, || format!("{phone} is already on the DNC list")))?;
+        let account = match list {
+            DncList::Account(id) => Some(id),
+            DncList::Global => None,
+        };
+        let sql = format!(
+            "INSERT INTO dnc_entries (account_id, phone, reason, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(phone.to_string())
+            .bind(reason.to_string())
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| {
+                conflict_on_constraint(e, || {
+                    format!("{phone} is already on the {} DNC list", list.name())
+                })
+            })?;
         entry_from(&row)
     }
 
-    /// A page of the list by phone; `search` matches part of the phone or the reason.
-    pub async fn list_dnc(&self, search: Option<&str>, page: Page) -> Result<Paged<DncEntry>> {
+    /// A page of one list by phone; `search` matches part of the phone or the reason.
+    pub async fn list_dnc(
+        &self,
+        list: DncList,
+        search: Option<&str>,
+        page: Page,
+    ) -> Result<Paged<DncEntry>> {
         let page = page.clamped();
         let mut sql = Sql::default();
-        let mut conds = Vec::new();
+        let mut conds = vec![list.condition(&mut sql)];
         if let Some(text) = search.filter(|t| !t.trim().is_empty()) {
             let p = sql.arg(Arg::Text(like_pattern(text.trim())));
             conds.push(format!(
@@ -64,39 +125,64 @@ impl Store {
         }
         let wc = where_clause(&conds);
         let count = Sql {
-            text: format!("SELECT COUNT(*) AS n FROM dnc_numbers{wc}"),
+            text: format!("SELECT COUNT(*) AS n FROM dnc_entries{wc}"),
             args: sql.args.clone(),
         };
         let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(
-            "SELECT id, phone, reason, created_at FROM dnc_numbers{wc} \
-             ORDER BY phone LIMIT {limit} OFFSET {offset}"
+            "SELECT {COLUMNS} FROM dnc_entries{wc} ORDER BY phone LIMIT {limit} OFFSET {offset}"
         );
         let rows = sql.query().fetch_all(&self.pool).await?;
         let items = rows.iter().map(entry_from).collect::<Result<Vec<_>>>()?;
         Ok(Paged { items, total })
     }
 
-    /// Takes a number off the list; NotFound when it was not on it.
-    pub async fn delete_dnc(&self, phone: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM dnc_numbers WHERE phone = $1")
-            .bind(phone.to_string())
-            .execute(&self.pool)
-            .await?;
+    /// The number's entry on one list; NotFound when it is not on it.
+    pub async fn get_dnc(&self, list: DncList, phone: &str) -> Result<DncEntry> {
+        let mut sql = Sql::default();
+        let cond = list.condition(&mut sql);
+        let p = sql.arg(Arg::Text(phone.to_string()));
+        sql.text = format!("SELECT {COLUMNS} FROM dnc_entries WHERE {cond} AND phone = {p}");
+        let row = sql
+            .query()
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("{phone} on the {} DNC list", list.name()))
+            })?;
+        entry_from(&row)
+    }
+
+    /// Takes a number off one list; NotFound when it was not on it.
+    pub async fn delete_dnc(&self, list: DncList, phone: &str) -> Result<()> {
+        let mut sql = Sql::default();
+        let cond = list.condition(&mut sql);
+        let p = sql.arg(Arg::Text(phone.to_string()));
+        sql.text = format!("DELETE FROM dnc_entries WHERE {cond} AND phone = {p}");
+        let done = sql.query().execute(&self.pool).await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("DNC number {phone}")));
+            return Err(StoreError::NotFound(format!(
+                "{phone} on the {} DNC list",
+                list.name()
+            )));
         }
         Ok(())
     }
 
-    /// True when the number must not be dialed.
-    pub async fn dnc_contains(&self, phone: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT id FROM dnc_numbers WHERE phone = $1")
-            .bind(phone.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+    /// True when the number must not be dialed for a campaign of `account`: it is on the
+    /// global list or on that account's list (`None`: a campaign of no account, the
+    /// global list only).
+    pub async fn dnc_contains(&self, account: Option<i64>, phone: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT id FROM dnc_entries WHERE phone = $1 \
+             AND (account_id IS NULL OR account_id = $2) LIMIT 1",
+        )
+        .bind(phone.to_string())
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.is_some())
     }
 }

@@ -8,7 +8,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{
-    conflict_on_constraint, get_json, get_word, to_json, Page, Paged, Result, Store, StoreError,
+    conflict_on_constraint, get_json, get_word, to_json, where_clause, Arg, Page, Paged, Result,
+    Sql, Store, StoreError,
 };
 use crate::campaign::model::Millis;
 
@@ -251,6 +252,39 @@ impl Store {
             .bind(campaign_id.unwrap_or(0))
             .fetch_all(&self.pool)
             .await?;
+        let items = rows.iter().map(job_from).collect::<Result<Vec<_>>>()?;
+        Ok(Paged { items, total })
+    }
+
+    /// The account's export jobs (of its campaigns), newest first, optionally of one
+    /// campaign.
+    pub async fn list_account_exports(
+        &self,
+        account_id: i64,
+        campaign_id: Option<i64>,
+        page: Page,
+    ) -> Result<Paged<ExportJob>> {
+        let page = page.clamped();
+        let mut sql = Sql::default();
+        let account = sql.arg(Arg::I64(account_id));
+        let mut conds = vec![format!(
+            "campaign_id IN (SELECT id FROM campaigns WHERE account_id = {account})"
+        )];
+        if let Some(c) = campaign_id {
+            conds.push(format!("campaign_id = {}", sql.arg(Arg::I64(c))));
+        }
+        let wc = where_clause(&conds);
+        let count = Sql {
+            text: format!("SELECT COUNT(*) AS n FROM export_jobs{wc}"),
+            args: sql.args.clone(),
+        };
+        let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
+        let limit = sql.arg(Arg::I64(page.limit));
+        let offset = sql.arg(Arg::I64(page.offset));
+        sql.text = format!(
+            "SELECT {COLUMNS} FROM export_jobs{wc} ORDER BY id DESC LIMIT {limit} OFFSET {offset}"
+        );
+        let rows = sql.query().fetch_all(&self.pool).await?;
         let items = rows.iter().map(job_from).collect::<Result<Vec<_>>>()?;
         Ok(Paged { items, total })
     }

@@ -15,8 +15,8 @@
 //! One file per group of tables: [`accounts`], [`agents`] (SIP agents, pools, agent
 //! leases), [`ai_agents`] (AI voice agents), [`campaigns`], [`contacts`], [`attempts`],
 //! [`goals`] (goals, analyses and the reports agents post about attempts), [`dnc`],
-//! [`hours`], [`exports`], [`events`], [`inflight`] (calls in flight, nodes, the attempt's
-//! end in one transaction), [`leases`].
+//! [`hours`], [`exports`], [`events`], [`imports`] (CSV imports staged, then moved whole),
+//! [`inflight`] (calls in flight, nodes, the attempt's end in one transaction), [`leases`].
 
 pub mod accounts;
 pub mod agents;
@@ -29,10 +29,11 @@ pub mod events;
 pub mod exports;
 pub mod goals;
 pub mod hours;
+pub mod imports;
 pub mod inflight;
 pub mod leases;
 
-pub use accounts::{Account, ApiKey, Authenticated, NewApiKey, Session};
+pub use accounts::{Account, ApiKey, Authenticated, Login, NewApiKey, Role, Session};
 pub use agents::{Agent, AgentLease, AgentPool, AgentRelease};
 pub use ai_agents::AiAgent;
 pub use attempts::{
@@ -41,7 +42,7 @@ pub use attempts::{
 };
 pub use campaigns::{CallCounts, CampaignFilter, CampaignSummary, ContactCounts};
 pub use contacts::{ContactFilter, ContactTransition, NewContact};
-pub use dnc::DncEntry;
+pub use dnc::{DncEntry, DncList};
 pub use events::{Event, EventFilter};
 pub use exports::{ExportFormat, ExportJob, ExportScope, ExportStatus, ExportUpdate, NewExport};
 pub use goals::{Answer, AttemptAnalysis, GoalReport, OutcomeCounts, QuestionStats};
