@@ -21,8 +21,7 @@ use utoipa_axum::routes;
 
 use super::{
     agents, ai_agents, auth, calls, campaigns, contacts, dnc, exports, goals, import, keys, media,
-    node,
-    reports, schedules, AppState,
+    node, reports, schedules, AppState,
 };
 use crate::campaign::ai::{AiAgentKind, OnAgentClose};
 use crate::campaign::goals::{GoalOutcome, QuestionKind, QuestionType};
