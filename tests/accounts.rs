@@ -8,7 +8,8 @@
 //!   parameter this test does not know fails it.
 //! - API keys: listed and revoked through the API and the CLI (`outdial keys list|revoke`);
 //!   a revoked key and the sessions it opened get 401 at once.
-//! - Roles: an operator gets 403 on keys of other logins, logins and the global DNC list.
+//! - Roles: an operator gets 403 on keys of other logins, logins, the global DNC list and the
+//!   node's state (`GET /v1/node`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -693,11 +694,17 @@ async fn operators_do_not_manage_keys_logins_or_the_global_dnc_list(db: Db) {
             "/v1/dnc/%2B12025550123?list=global".to_string(),
             None,
         ),
+        // The node's state is every account's together.
+        (Method::GET, "/v1/node".to_string(), None),
     ] {
         let (st, body) = s.call(&operator, m.clone(), &path, body).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{m} {path}: {body}");
         assert_eq!(body["error"]["code"], "forbidden");
     }
+    let (st, node) = s.call(&admin, Method::GET, "/v1/node", None).await;
+    assert_eq!(st, StatusCode::OK, "{node}");
+    assert!(node["tasks"].as_u64().unwrap_or(0) > 0, "{node}");
+    assert_eq!(node["live_calls"], 0, "{node}");
     let (_, keys) = s.call(&operator, Method::GET, "/v1/keys", None).await;
     assert_eq!(keys.as_array().unwrap().len(), 1, "only its own: {keys}");
     // The admin can do all of it.

@@ -2,8 +2,9 @@
 //! and what its process uses (memory, open files, threads). What `outdial bench soak` watches
 //! for leaks, and what an operator checks first.
 //!
-//! Must not: name another account's calls or anything about them (only the node-wide count),
-//! or fail when a figure cannot be read (it is `null` then).
+//! Admins only (the figures are the node's, every account's together). Must not: name another
+//! account's calls or anything about them (only the node-wide count), or fail when a figure
+//! cannot be read (it is `null` then).
 
 use axum::extract::State;
 use axum::Json;
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::error::ErrorBody;
+use super::error::{ApiResult, ErrorBody};
 use super::AppState;
 use crate::observe::process::{resources, Pid};
 
@@ -43,12 +44,14 @@ pub struct NodeView {
     responses(
         (status = 200, description = "This node's state", body = NodeView),
         (status = 401, description = "No valid credentials", body = ErrorBody),
+        (status = 403, description = "Not an admin login", body = ErrorBody),
     )
 )]
-pub async fn get_node(State(state): State<AppState>, _caller: Caller) -> Json<NodeView> {
+pub async fn get_node(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<NodeView>> {
+    caller.require_admin("read this node's state")?;
     let process = resources(Pid::This);
     let now = state.now();
-    Json(NodeView {
+    Ok(Json(NodeView {
         node: state.node.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: state.started_at,
@@ -60,5 +63,5 @@ pub async fn get_node(State(state): State<AppState>, _caller: Caller) -> Json<No
         rss_bytes: process.rss_bytes,
         open_files: process.open_files,
         threads: process.threads,
-    })
+    }))
 }

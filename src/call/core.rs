@@ -170,6 +170,9 @@ pub struct CallCore {
     heard_from_peer: bool,
     ring_ms: Option<u64>,
     answered_at: Option<Instant>,
+    /// Our CANCEL went out: the INVITE is given up [`CANCEL_GRACE`] after this if nothing
+    /// ends it.
+    cancelled_at: Option<Instant>,
     ended_at: Option<Instant>,
     final_code: Option<u16>,
     reason: String,
@@ -203,6 +206,7 @@ impl CallCore {
             heard_from_peer: false,
             ring_ms: None,
             answered_at: None,
+            cancelled_at: None,
             ended_at: None,
             final_code: None,
             reason: String::new(),
@@ -228,7 +232,7 @@ impl CallCore {
         let ring_deadline = self.started + self.ring_timeout;
         match self.state {
             State::Calling | State::Proceeding => Some(ring_deadline),
-            State::Cancelling => Some(ring_deadline.max(self.started) + CANCEL_GRACE),
+            State::Cancelling => Some(self.cancelled_at.unwrap_or(ring_deadline) + CANCEL_GRACE),
             State::Answered => {
                 let max = self.answered_at.map(|at| at + self.max_duration);
                 match (self.transferred_at, max) {
@@ -306,7 +310,7 @@ impl CallCore {
                     if self.reason.is_empty() {
                         self.reason = "cancelled by caller".into();
                     }
-                    self.cancel();
+                    self.cancel(now);
                 }
                 State::Cancelling | State::Ended => {}
             },
@@ -421,8 +425,9 @@ impl CallCore {
         self.ended_at = Some(now);
     }
 
-    fn cancel(&mut self) {
+    fn cancel(&mut self, now: Instant) {
         self.go(State::Cancelling);
+        self.cancelled_at = Some(now);
         self.out.push_back(Output::Cancel);
     }
 
@@ -528,7 +533,7 @@ impl CallCore {
             State::Calling | State::Proceeding => {
                 self.outcome = Some(Outcome::NoAnswer);
                 self.reason = "ring timeout".into();
-                self.cancel();
+                self.cancel(now);
             }
             State::Cancelling => {
                 self.outcome.get_or_insert(Outcome::Failed);
@@ -843,6 +848,23 @@ mod tests {
         c.handle(t0 + RING + CANCEL_GRACE, Input::Timeout);
         assert!(c.is_over());
         assert_eq!(summary(&c).outcome, Outcome::NoAnswer);
+    }
+
+    /// A far end that never answers our INVITE nor our early CANCEL (sipp aborts a call on
+    /// a CANCEL its scenario does not expect) must not hold the call until the ring timeout:
+    /// it is given up CANCEL_GRACE after the CANCEL.
+    #[test]
+    fn an_early_cancel_gives_up_its_grace_after_the_cancel_not_after_the_ring_timeout() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        let at = t0 + Duration::from_millis(3);
+        c.handle(at, Input::Hangup);
+        assert_eq!(drain(&mut c), [Output::Cancel]);
+        assert_eq!(c.poll_timeout(), Some(at + CANCEL_GRACE));
+        assert!(at + CANCEL_GRACE < t0 + RING + CANCEL_GRACE);
+        c.handle(at + CANCEL_GRACE, Input::Timeout);
+        assert!(c.is_over());
+        assert_eq!(summary(&c).outcome, Outcome::Failed);
     }
 
     #[test]

@@ -84,7 +84,8 @@ struct Live {
 }
 
 struct Finished {
-    contact_id: i64,
+    /// The attempt's serial (the key of [`Engine::live`]).
+    serial: u64,
 }
 
 /// The running engine's handle: wake it after a change, stop it on shutdown.
@@ -130,6 +131,7 @@ pub fn spawn(
         cancel,
         scheduler: Scheduler::new(),
         live: HashMap::new(),
+        next_serial: 0,
         hours: HashMap::new(),
         messages: HashMap::new(),
         owners: HashMap::new(),
@@ -151,8 +153,12 @@ struct Engine {
     wake: Arc<Notify>,
     cancel: CancellationToken,
     scheduler: Scheduler,
-    /// Live attempts by contact id.
-    live: HashMap<i64, Live>,
+    /// Live attempts by serial. Not by contact id: a contact whose call ended (its record
+    /// written, so it may be dialed again) can be claimed anew before its old attempt's
+    /// [`Finished`] is read here, and that must not remove the new attempt's entry.
+    live: HashMap<u64, Live>,
+    /// The serial the next attempt gets.
+    next_serial: u64,
     /// Compiled business hours by schedule id (with the spec they came from).
     hours: HashMap<i64, (BusinessHoursSpec, Arc<CompiledHours>)>,
     /// Loaded WAV messages by path.
@@ -189,11 +195,11 @@ impl Engine {
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
                 _ = self.wake.notified() => {}
-                Some(done) = self.done_rx.recv() => { self.live.remove(&done.contact_id); }
+                Some(done) = self.done_rx.recv() => { self.live.remove(&done.serial); }
                 _ = tokio::time::sleep(sleep) => {}
             }
             while let Ok(done) = self.done_rx.try_recv() {
-                self.live.remove(&done.contact_id);
+                self.live.remove(&done.serial);
             }
         }
         // Shutdown: hang up what is live (BYE, or CANCEL while ringing) and wait, up to the
@@ -212,7 +218,7 @@ impl Engine {
         while !self.live.is_empty() {
             match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
                 Ok(Some(done)) => {
-                    self.live.remove(&done.contact_id);
+                    self.live.remove(&done.serial);
                 }
                 _ => break,
             }
@@ -801,8 +807,10 @@ impl Engine {
             on_answer: None,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
+        let serial = self.next_serial;
+        self.next_serial += 1;
         self.live.insert(
-            claimed.id,
+            serial,
             Live {
                 campaign_id: campaign.id,
                 stop: stop_tx,
@@ -819,6 +827,7 @@ impl Engine {
             recorder: self.recorder.clone(),
             shutdown: self.cancel.clone(),
             done: self.done_tx.clone(),
+            serial,
             wake: self.wake.clone(),
         };
         tokio::spawn(job.run(plan, stop_rx));
@@ -1061,6 +1070,8 @@ struct AttemptJob {
     /// Cancelled when the node shuts down: a ringing call cancelled then keeps its retry.
     shutdown: CancellationToken,
     done: mpsc::UnboundedSender<Finished>,
+    /// This attempt's key in the engine's live attempts.
+    serial: u64,
     wake: Arc<Notify>,
 }
 
@@ -1099,7 +1110,7 @@ impl AttemptJob {
         let end = self.end(&destination, report, started_at, ended_at).await;
         self.recorder.record(end).await;
         let _ = self.done.send(Finished {
-            contact_id: self.contact.id,
+            serial: self.serial,
         });
         self.wake.notify_one();
     }

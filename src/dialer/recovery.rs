@@ -5,7 +5,10 @@
 //!
 //! Reconciling a node's calls: every answered call gets a BYE built from the dialog's facts
 //! its row kept (all at once, waiting at most [`BYE_WAIT`] for the answers); a ringing call
-//! gets nothing (see [`crate::sip::orphan`]). Then each call is recorded as one transaction:
+//! gets nothing (see [`crate::sip::orphan`]) and is left alone until it cannot be ringing any
+//! more — its campaign's ring timeout plus [`CANCEL_GRACE`] after it was placed — so that its
+//! channel stays counted while the far end may still answer it (a node only frozen, `kill
+//! -STOP`, also comes back to it). Then each call is recorded as one transaction:
 //! an attempt record with outcome `interrupted`, the contact back to retry only while retries
 //! remain (the retry rules, [`after_attempt`]), the event, the row deleted. Another node that
 //! reconciles the same calls, or the dead node coming back, writes nothing a second time: the
@@ -20,6 +23,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::journal::Journal;
+use crate::call::core::CANCEL_GRACE;
 use crate::campaign::retry::{after_attempt, AttemptResult};
 use crate::campaign::Millis;
 use crate::config::Config;
@@ -197,7 +201,26 @@ pub async fn reconcile_node(
     by: &str,
     now: Millis,
 ) -> Result<usize, StoreError> {
-    let calls = store.calls_of_node(node).await?;
+    let mut calls = Vec::new();
+    for call in store.calls_of_node(node).await? {
+        if call.state == CallState::Ringing {
+            let ring_ms = match store.get_campaign(call.campaign_id).await {
+                Ok(c) => c.settings.ring_timeout_secs.max(0) * 1000,
+                Err(StoreError::NotFound(_)) => 0,
+                Err(e) => return Err(e),
+            };
+            let grace = Millis::try_from(CANCEL_GRACE.as_millis()).unwrap_or(Millis::MAX);
+            if now
+                < call
+                    .started_at
+                    .saturating_add(ring_ms)
+                    .saturating_add(grace)
+            {
+                continue;
+            }
+        }
+        calls.push(call);
+    }
     if calls.is_empty() {
         return Ok(0);
     }
