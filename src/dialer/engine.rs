@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::attempt::{run_attempt, AttemptPlan, AttemptReport, MAX_CALL};
-use super::recovery::{reconcile_node, Recorder};
+use super::recovery::{reconcile_node, Recorder, STORE_TRY};
 use crate::campaign::agents::{ConnectTarget, Pool};
 use crate::campaign::contact_tz::zones_for_contact;
 use crate::campaign::hours::CompiledHours;
@@ -1073,24 +1073,21 @@ impl AttemptJob {
         let destination = plan.destination.clone();
         let (answer_tx, mut answered) = mpsc::unbounded_channel();
         plan.on_answer = Some(answer_tx);
-        let attempt = run_attempt(self.ua.clone(), plan, stop);
-        tokio::pin!(attempt);
-        let report = loop {
-            tokio::select! {
-                report = &mut attempt => break report,
-                Some(facts) = answered.recv() => {
-                    // What another node needs to end this call if this one dies.
-                    let dialog = crate::store::to_json(&facts);
-                    if let Err(e) = self
-                        .store
-                        .call_answered(self.contact.id, &self.node, &dialog, now_ms())
-                        .await
-                    {
-                        tracing::warn!(contact = self.contact.id, "keeping the dialog's facts: {e}");
-                    }
+        // What another node needs to end this call if this one dies, kept on a task of its
+        // own: a slow or unreachable store never holds the call up.
+        let (store, contact_id, node) = (self.store.clone(), self.contact.id, self.node.clone());
+        tokio::spawn(async move {
+            while let Some(facts) = answered.recv().await {
+                let dialog = crate::store::to_json(&facts);
+                if let Err(e) = store
+                    .call_answered(contact_id, &node, &dialog, now_ms())
+                    .await
+                {
+                    tracing::warn!(contact = contact_id, "keeping the dialog's facts: {e}");
                 }
             }
-        };
+        });
+        let report = run_attempt(self.ua.clone(), plan, stop).await;
         let ended_at = now_ms();
         let end = self.end(&destination, report, started_at, ended_at).await;
         self.recorder.record(end).await;
@@ -1200,13 +1197,15 @@ impl AttemptJob {
             let counters = Some((update.attempts, update.retries));
             (update, counters)
         } else {
-            // Settings may have changed while the call ran: the current ones decide.
-            let current = self
-                .store
-                .get_campaign(self.campaign.id)
-                .await
-                .map(|c| c.settings)
-                .unwrap_or_else(|_| settings.clone());
+            // Settings may have changed while the call ran: the current ones decide (those
+            // the call started with when the store does not answer in time).
+            let current =
+                tokio::time::timeout(STORE_TRY, self.store.get_campaign(self.campaign.id))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|c| c.settings)
+                    .unwrap_or_else(|| settings.clone());
             (after_attempt(&current, &before, result, ended_at), None)
         };
         AttemptEnd {
