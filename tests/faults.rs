@@ -289,6 +289,19 @@ fn via_port(m: &SipMessage) -> Option<u16> {
     host.split(';').next()?.rsplit(':').next()?.parse().ok()
 }
 
+/// Whether the far end answered our BYE for `call_id` with a 200 — the call ended there.
+/// (sipp sends its answers to where the call's INVITE came from, not to the BYE's Via: a
+/// BYE from another node or a later life of ours is answered toward the node that placed the
+/// call, so the reconciling node itself sees no answer and records after its BYE wait.)
+fn bye_answered(run: &SippRun, call_id: &str) -> bool {
+    run.sip_messages().iter().any(|m| {
+        !m.received
+            && m.status() == Some(200)
+            && m.header("Call-ID") == Some(call_id)
+            && m.header("CSeq").is_some_and(|c| c.ends_with("BYE"))
+    })
+}
+
 /// Per number (Request-URI user), the INVITE dialogs the far end saw, as (start, end)
 /// message indexes; `end` is our BYE or CANCEL, or a final error it sent.
 fn dialogs_by_number(run: &SippRun) -> HashMap<String, Vec<(usize, Option<usize>)>> {
@@ -410,6 +423,10 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
             .find(|m| m.header("Call-ID") == Some(call_id))
             .unwrap_or_else(|| panic!("no BYE for {call_id}"));
         assert_eq!(via_port(bye), Some(sip2), "{}", bye.text);
+        assert!(
+            bye_answered(&run, call_id),
+            "the far end did not end {call_id}"
+        );
     }
     // Nothing dialed twice at once.
     for (number, dialogs) in dialogs_by_number(&run) {
@@ -662,10 +679,12 @@ fn max_concurrent_dialogs(run: &SippRun) -> usize {
 }
 
 /// Two nodes share one PostgreSQL and one trunk of 5 channels, each driving a campaign of its
-/// own: never more than 5 dialogs at the far end — also while one node is stopped
-/// (`kill -STOP`) 7 s and then continues (the other reconciles its calls once its heartbeat is
-/// stale, and counts them until then) — no contact with two overlapping attempts; then one node
-/// is killed (`kill -9`) and the other finishes both campaigns.
+/// own: never more than 5 dialogs at the far end — also while node A is stopped
+/// (`kill -STOP`) 7 s with answered calls and then continues. B counts A's calls until A's
+/// heartbeat is stale, then takes them over while A is still stopped: a BYE from B for each
+/// (from the dialog facts A stored), one `interrupted` record each written by B; A, continued,
+/// writes none of them again (its rows are gone: the fence). No contact with two overlapping
+/// attempts; then A is killed (`kill -9`) and B finishes both campaigns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
     let root = test_dir("faults_two_nodes");
@@ -674,12 +693,14 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
     let sipp = far_end(root, 1000);
     let dirs = [root.join("a"), root.join("b")];
     let mut ports = Vec::new();
+    let mut sip_ports = Vec::new();
     for dir in &dirs {
         std::fs::create_dir_all(dir).unwrap();
         hold_message(dir, 3);
         let (http, sip) = (free_tcp_port(), free_udp_port());
         write_config(dir, &db.url, sip, http, sipp.port, "max_channels = 5\n");
         ports.push(http);
+        sip_ports.push(sip);
     }
     let auth = api_key(&dirs[0]);
     let mut a = Node::start(&dirs[0], ports[0], 1);
@@ -714,24 +735,90 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     api.post(&format!("/v1/campaigns/{}/start", campaigns[1]), json!({}))
         .await;
-    // Both nodes dialing: wait until A has calls up, then stop it for 7 s.
+    let node_id = |dir: &Path| {
+        std::fs::read_to_string(dir.join("node-id"))
+            .expect("node-id")
+            .trim()
+            .to_string()
+    };
+    let (a_id, b_id) = (node_id(&dirs[0]), node_id(&dirs[1]));
+    // Both nodes dialing: wait until A's calls are all answered (a BYE is owed for each) and
+    // B has calls too, then stop A.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let calls = store.calls_in_flight().await.unwrap();
-        let nodes: std::collections::HashSet<_> = calls.iter().map(|c| c.node.clone()).collect();
-        if calls.len() >= 5 && nodes.len() == 2 {
+        let of_a: Vec<_> = calls.iter().filter(|c| c.node == a_id).collect();
+        if !of_a.is_empty()
+            && of_a.iter().all(|c| c.state == CallState::Answered)
+            && calls.iter().any(|c| c.node == b_id)
+        {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "both nodes never dialed\n{}",
+            "both nodes never had calls up\n{}",
             b.log_tail(40)
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     a.signal("-STOP");
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    let stopped = Instant::now();
+    let a_calls: Vec<_> = store
+        .calls_in_flight()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.node == a_id)
+        .collect();
+    assert!(!a_calls.is_empty());
+    // A stays stopped 7 s, and longer if B has not reconciled A's calls yet (A's heartbeat is
+    // stale after `node_lease_secs` = 5 s; a loaded machine may take longer): B takes them
+    // over, sends their BYEs and records them while A is still stopped.
+    let deadline = stopped + Duration::from_secs(60);
+    loop {
+        let left = store
+            .calls_in_flight()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.node == a_id)
+            .count();
+        if left == 0 && stopped.elapsed() >= Duration::from_secs(7) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never reconciled the {left} calls of the stopped node A\n{}",
+            b.log_tail(60)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reconciled = api.attempts(campaigns[0]).await;
+    let mut reconciled_too = api.attempts(campaigns[1]).await;
+    let mut taken_over = reconciled;
+    taken_over.append(&mut reconciled_too);
     a.signal("-CONT");
+    // Each of A's calls: one `interrupted` record written by B (A was stopped all along), its
+    // Call-ID kept from the dialog facts A stored at answer.
+    let mut byes_owed = Vec::new();
+    for call in &a_calls {
+        let records: Vec<&Value> = taken_over
+            .iter()
+            .filter(|r| r["contact_id"] == call.contact_id && r["started_at"] == call.started_at)
+            .collect();
+        assert_eq!(records.len(), 1, "{call:?}: {records:?}");
+        let r = records[0];
+        assert_eq!(r["outcome"], "interrupted", "{r}");
+        let reason = r["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(&format!("node {a_id} stopped"))
+                && reason.ends_with(&format!("ended by node {b_id}")),
+            "{r}"
+        );
+        let call_id = r["call_id"].as_str().unwrap_or_default().to_string();
+        assert!(!call_id.is_empty(), "{r}");
+        byes_owed.push(call_id);
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     a.kill9();
     for id in &campaigns {
@@ -739,6 +826,18 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
     }
 
     let run = sipp.wait(Duration::from_secs(1));
+    // B's BYEs (its SIP port in the Via) for A's calls, sent while A was stopped.
+    let byes = run.received_requests("BYE");
+    for call_id in &byes_owed {
+        let from_b = byes
+            .iter()
+            .any(|m| m.header("Call-ID") == Some(call_id) && via_port(m) == Some(sip_ports[1]));
+        assert!(from_b, "no BYE from node B for A's call {call_id}");
+        assert!(
+            bye_answered(&run, call_id),
+            "the far end did not end {call_id}"
+        );
+    }
     let most = max_concurrent_dialogs(&run);
     assert!(most <= 5, "{most} dialogs at once at the 5-channel trunk");
     assert!(
@@ -754,6 +853,17 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
         }
     }
     assert!(store.calls_in_flight().await.unwrap().is_empty());
+    // One record per call: A, continued after B took its calls over, wrote none of them again.
+    let mut call_ids = std::collections::HashSet::new();
+    for id in &campaigns {
+        for a in api.attempts(*id).await {
+            let call_id = a["call_id"].as_str().unwrap_or_default().to_string();
+            assert!(
+                call_id.is_empty() || call_ids.insert(call_id),
+                "a call recorded twice: {a}"
+            );
+        }
+    }
     for id in &campaigns {
         let mut spans: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
         for a in api.attempts(*id).await {
