@@ -343,9 +343,11 @@ fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("outdial.db").display())
 }
 
-/// `kill -9` with 5 answered calls; the restarted node (same data directory, so the same node
-/// id) BYEs the 5 from the dialogs' facts it finds in the store, records them `interrupted`
-/// (one record each), retries them (one retry left) and finishes the campaign.
+/// `kill -9` with 5 answered calls, 3 of a campaign with a retry left and 2 of one with
+/// none (`max_retries` 0); the restarted node (same data directory, so the same node id) BYEs
+/// the 5 from the dialogs' facts it finds in the store and records them `interrupted` (one
+/// record each): the first 3 are retried, the other 2 end in their final status (`failed`),
+/// and both campaigns finish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them() {
     let dir = test_dir("faults_kill9");
@@ -361,10 +363,22 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
         auth,
         base: node.api.clone(),
     };
-    let phones = answered_numbers(5, "1");
-    let id = api.campaign(json!({"max_concurrent": 5}), &phones).await;
-    api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+    let retried = api
+        .campaign(
+            json!({"name": "a retry left", "max_concurrent": 3}),
+            &answered_numbers(3, "1"),
+        )
         .await;
+    let last = api
+        .campaign(
+            json!({"name": "no retry left", "max_concurrent": 2, "max_retries": 0}),
+            &answered_numbers(2, "7"),
+        )
+        .await;
+    for id in [retried, last] {
+        api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+            .await;
+    }
     let store = Store::open(&sqlite_url(dir)).await.expect("store");
     wait_calls(&store, 5, 0, &node).await;
 
@@ -376,12 +390,15 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
     // Within one node lease (5 s here, generous margin for a loaded machine).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let interrupted = api
-            .attempts(id)
-            .await
-            .into_iter()
-            .filter(|a| a["outcome"] == "interrupted")
-            .count();
+        let mut interrupted = 0;
+        for id in [retried, last] {
+            interrupted += api
+                .attempts(id)
+                .await
+                .into_iter()
+                .filter(|a| a["outcome"] == "interrupted")
+                .count();
+        }
         if interrupted == 5 {
             break;
         }
@@ -389,30 +406,49 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let reconciled_in = restarted_at.elapsed();
-    api.wait_finished(id, Duration::from_secs(90), &node).await;
+    for id in [retried, last] {
+        api.wait_finished(id, Duration::from_secs(90), &node).await;
+    }
 
-    let attempts = api.attempts(id).await;
-    let interrupted: Vec<&Value> = attempts
+    // A retry left: one interrupted and one retried attempt each, answered at last.
+    let attempts = api.attempts(retried).await;
+    let mut interrupted: Vec<Value> = attempts
         .iter()
         .filter(|a| a["outcome"] == "interrupted")
+        .cloned()
         .collect();
-    assert_eq!(interrupted.len(), 5, "{attempts:?}");
+    assert_eq!(interrupted.len(), 3, "{attempts:?}");
     assert_eq!(
         attempts.len(),
-        10,
+        6,
         "one interrupted and one retried attempt each: {attempts:?}"
     );
-    for a in &interrupted {
-        assert_eq!(a["attempt_number"], 1, "{a}");
-    }
-    for c in api.contacts(id).await {
+    for c in api.contacts(retried).await {
         assert_eq!(c["status"], "answered", "{c}");
         assert_eq!(c["attempts"], 2, "{c}");
+    }
+    // No retry left: the interrupted attempt was the last, the contact is final.
+    let attempts = api.attempts(last).await;
+    assert_eq!(attempts.len(), 2, "not dialed again: {attempts:?}");
+    for a in &attempts {
+        assert_eq!(a["outcome"], "interrupted", "{a}");
+    }
+    interrupted.extend(attempts);
+    for c in api.contacts(last).await {
+        assert_eq!(
+            (&c["status"], &c["attempts"], &c["last_outcome"]),
+            (&json!("failed"), &json!(1), &json!("interrupted")),
+            "{c}"
+        );
+    }
+    for a in &interrupted {
+        assert_eq!(a["attempt_number"], 1, "{a}");
     }
     assert!(store.calls_in_flight().await.unwrap().is_empty());
     drop(node);
 
-    // The far end saw a BYE from the restarted node (its SIP port) for each interrupted call.
+    // The far end saw a BYE from the restarted node (its SIP port) for each interrupted call
+    // and ended the call.
     let run = sipp.wait(Duration::from_secs(1));
     let byes = run.received_requests("BYE");
     for a in &interrupted {
@@ -428,14 +464,19 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
             "the far end did not end {call_id}"
         );
     }
-    // Nothing dialed twice at once.
-    for (number, dialogs) in dialogs_by_number(&run) {
+    // Nothing dialed twice at once; the numbers without a retry dialed once.
+    let dialogs = dialogs_by_number(&run);
+    for (number, dialogs) in &dialogs {
         for pair in dialogs.windows(2) {
             let end = pair[0]
                 .1
                 .unwrap_or_else(|| panic!("{number}: a dialog never ended"));
             assert!(end < pair[1].0, "{number}: dialogs overlap: {dialogs:?}");
         }
+    }
+    for phone in answered_numbers(2, "7") {
+        let n = dialogs.get(&phone).map_or(0, Vec::len);
+        assert_eq!(n, 1, "{phone} dialed {n} times");
     }
     eprintln!("reconciled within {reconciled_in:?} of the restart");
     store.close().await;
