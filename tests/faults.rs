@@ -606,17 +606,7 @@ async fn sigterm_hangs_up_records_every_call_and_exits_0() {
     );
 
     assert!(store.calls_in_flight().await.unwrap().is_empty());
-    let attempts = store
-        .list_attempts(
-            &outdial::store::AttemptFilter {
-                campaign_id: Some(id),
-                ..Default::default()
-            },
-            outdial::store::Page::new(100, 0),
-        )
-        .await
-        .unwrap()
-        .items;
+    let attempts = attempts_in_store(&store, id).await;
     assert_eq!(attempts.len(), 7, "{attempts:?}");
     let outcomes: Vec<&str> = attempts.iter().map(|a| a.record.outcome.as_str()).collect();
     assert_eq!(
@@ -1174,4 +1164,135 @@ async fn postgres_stopped_15_s_mid_campaign_journals_replays_and_loses_nothing()
         assert_eq!(dialogs.len(), 1, "{number} called again: {dialogs:?}");
     }
     eprintln!("the 4 results were in the journal {journaled_after:?} after the stop");
+}
+
+/// A node stopped (`kill -STOP`) with a call still ringing: the other node takes the call over
+/// once the stopped node's heartbeat is stale (one `interrupted` record, written by it; no
+/// retry left, so the contact ends `failed`) — it cannot CANCEL an INVITE it never sent. When
+/// the stopped node continues, it finds its call's row gone and CANCELs the call at once
+/// instead of letting it ring on (or be answered) while its contact counts as done; its own
+/// end of the call is fenced, not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_continued_hangs_up_the_calls_another_node_took_over() {
+    let root = test_dir("faults_taken_over");
+    let root = root.path();
+    let db = PgDatabase::create().await;
+    let sipp = far_end(root, 100);
+    let dirs = [root.join("a"), root.join("b")];
+    let mut ports = Vec::new();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).unwrap();
+        hold_message(dir, 3);
+        let (http, sip) = (free_tcp_port(), free_udp_port());
+        write_config(dir, &db.url, sip, http, sipp.port, "");
+        ports.push(http);
+    }
+    let auth = api_key(&dirs[0]);
+    let a = Node::start(&dirs[0], ports[0], 1);
+    let api = Api {
+        http: reqwest::Client::new(),
+        auth,
+        base: a.api.clone(),
+    };
+    // Rings until CANCEL (last digit 8); 60 s ring timeout.
+    let phone = "+12025558018".to_string();
+    let id = api
+        .campaign(json!({"max_retries": 0}), std::slice::from_ref(&phone))
+        .await;
+    api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+        .await;
+    let store = Store::open(&db.url).await.expect("store");
+    wait_calls(&store, 0, 1, &a).await;
+    // The INVITE is on its way (A logs it as it sends): stop A while it rings.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&a.log)
+        .unwrap_or_default()
+        .contains(&format!("sip:{phone}@"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "A never dialed\n{}",
+            a.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.signal("-STOP");
+    let b = Node::start(&dirs[1], ports[1], 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !store.calls_in_flight().await.unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "B never took the stopped node's call over\n{}",
+            b.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let b_id = std::fs::read_to_string(dirs[1].join("node-id")).expect("node-id");
+    let attempts = attempts_in_store(&store, id).await;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].record.outcome, "interrupted");
+    assert!(
+        attempts[0]
+            .record
+            .reason
+            .ends_with(&format!("ended by node {}", b_id.trim())),
+        "{:?}",
+        attempts[0].record
+    );
+    let contact = store
+        .contact_by_phone(id, &phone)
+        .await
+        .unwrap()
+        .expect("contact");
+    assert_eq!(contact.status.as_str(), "failed", "{contact:?}");
+
+    a.signal("-CONT");
+    let continued = Instant::now();
+    // Well before the 60 s ring timeout: A cancels the call and writes nothing.
+    let deadline = continued + Duration::from_secs(25);
+    while !std::fs::read_to_string(&a.log)
+        .unwrap_or_default()
+        .contains("its call was reconciled by another node meanwhile")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "A did not end the call B took over\n{}",
+            a.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ended_in = continued.elapsed();
+    assert_eq!(attempts_in_store(&store, id).await.len(), 1);
+    drop(a);
+    drop(b);
+    let run = sipp.wait(Duration::from_secs(1));
+    let dialogs = dialogs_by_number(&run);
+    assert_eq!(
+        dialogs.get(&phone).map(Vec::len),
+        Some(1),
+        "one INVITE: {dialogs:?}"
+    );
+    assert_eq!(
+        run.received_requests("CANCEL").len(),
+        1,
+        "{}",
+        tail(&run.messages, 40)
+    );
+    eprintln!("the continued node cancelled the call {ended_in:?} after it continued");
+    store.close().await;
+}
+
+/// A campaign's attempt records, read from the store.
+async fn attempts_in_store(store: &Store, campaign: i64) -> Vec<outdial::store::CallAttempt> {
+    store
+        .list_attempts(
+            &outdial::store::AttemptFilter {
+                campaign_id: Some(campaign),
+                ..Default::default()
+            },
+            outdial::store::Page::new(100, 0),
+        )
+        .await
+        .expect("attempts")
+        .items
 }

@@ -2,7 +2,8 @@
 //!
 //! Once a tick (at most a second apart, sooner when the scheduler asks or when the API
 //! wakes it through the shared `Notify`), it says this node is alive (its heartbeat),
-//! writes results waiting in the journal, reconciles the calls of nodes that died
+//! writes results waiting in the journal, hangs up its own calls another node took over
+//! while this one was away, reconciles the calls of nodes that died
 //! ([`recovery`](super::recovery)), reads the campaigns that may dial from the store, takes a
 //! lease on each (so several nodes sharing a PostgreSQL store split the campaigns instead of
 //! doubling their pace), asks the scheduler what to do, and acts: stores status changes,
@@ -273,6 +274,7 @@ impl Engine {
         if !self.recovered {
             self.recover(now).await?;
         }
+        self.hang_up_taken_over().await?;
         if self.recorder.waiting() > 0 {
             self.recorder.replay().await?;
             if self.recorder.waiting() > 0 {
@@ -298,6 +300,36 @@ impl Engine {
             self.store.forget_dead_nodes(now - 10 * lease).await?;
         }
         Ok(true)
+    }
+
+    /// Live calls whose row is gone were taken over by another node while this one could
+    /// not beat (stopped, starved, cut off from the store): that node has recorded them and
+    /// sent a BYE where it could; the call must not go on here (its contact may be dialed
+    /// again), so it is hung up now. Its end is then fenced: nothing is written twice. A call
+    /// that finished a moment ago (row deleted, its task not yet reported) gets a stop it
+    /// ignores.
+    async fn hang_up_taken_over(&mut self) -> Result<(), StoreError> {
+        if self.live.is_empty() {
+            return Ok(());
+        }
+        let rows: std::collections::HashSet<i64> = self
+            .store
+            .calls_of_node(&self.options.node)
+            .await?
+            .iter()
+            .map(|c| c.contact_id)
+            .collect();
+        for (contact, live) in &self.live {
+            if !rows.contains(contact) && !*live.stop.borrow() {
+                tracing::debug!(
+                    campaign = live.campaign_id,
+                    contact,
+                    "call row gone (taken over by another node, or just ended): hanging up"
+                );
+                let _ = live.stop.send(true);
+            }
+        }
+        Ok(())
     }
 
     /// One pass over every campaign that may dial; returns when to come back.
