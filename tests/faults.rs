@@ -289,6 +289,19 @@ fn via_port(m: &SipMessage) -> Option<u16> {
     host.split(';').next()?.rsplit(':').next()?.parse().ok()
 }
 
+/// Whether the far end answered our BYE for `call_id` with a 200 — the call ended there.
+/// (sipp sends its answers to where the call's INVITE came from, not to the BYE's Via: a
+/// BYE from another node or a later life of ours is answered toward the node that placed the
+/// call, so the reconciling node itself sees no answer and records after its BYE wait.)
+fn bye_answered(run: &SippRun, call_id: &str) -> bool {
+    run.sip_messages().iter().any(|m| {
+        !m.received
+            && m.status() == Some(200)
+            && m.header("Call-ID") == Some(call_id)
+            && m.header("CSeq").is_some_and(|c| c.ends_with("BYE"))
+    })
+}
+
 /// Per number (Request-URI user), the INVITE dialogs the far end saw, as (start, end)
 /// message indexes; `end` is our BYE or CANCEL, or a final error it sent.
 fn dialogs_by_number(run: &SippRun) -> HashMap<String, Vec<(usize, Option<usize>)>> {
@@ -330,9 +343,11 @@ fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("outdial.db").display())
 }
 
-/// `kill -9` with 5 answered calls; the restarted node (same data directory, so the same node
-/// id) BYEs the 5 from the dialogs' facts it finds in the store, records them `interrupted`
-/// (one record each), retries them (one retry left) and finishes the campaign.
+/// `kill -9` with 5 answered calls, 3 of a campaign with a retry left and 2 of one with
+/// none (`max_retries` 0); the restarted node (same data directory, so the same node id) BYEs
+/// the 5 from the dialogs' facts it finds in the store and records them `interrupted` (one
+/// record each): the first 3 are retried, the other 2 end in their final status (`failed`),
+/// and both campaigns finish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them() {
     let dir = test_dir("faults_kill9");
@@ -348,10 +363,22 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
         auth,
         base: node.api.clone(),
     };
-    let phones = answered_numbers(5, "1");
-    let id = api.campaign(json!({"max_concurrent": 5}), &phones).await;
-    api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+    let retried = api
+        .campaign(
+            json!({"name": "a retry left", "max_concurrent": 3}),
+            &answered_numbers(3, "1"),
+        )
         .await;
+    let last = api
+        .campaign(
+            json!({"name": "no retry left", "max_concurrent": 2, "max_retries": 0}),
+            &answered_numbers(2, "7"),
+        )
+        .await;
+    for id in [retried, last] {
+        api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+            .await;
+    }
     let store = Store::open(&sqlite_url(dir)).await.expect("store");
     wait_calls(&store, 5, 0, &node).await;
 
@@ -363,12 +390,15 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
     // Within one node lease (5 s here, generous margin for a loaded machine).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let interrupted = api
-            .attempts(id)
-            .await
-            .into_iter()
-            .filter(|a| a["outcome"] == "interrupted")
-            .count();
+        let mut interrupted = 0;
+        for id in [retried, last] {
+            interrupted += api
+                .attempts(id)
+                .await
+                .into_iter()
+                .filter(|a| a["outcome"] == "interrupted")
+                .count();
+        }
         if interrupted == 5 {
             break;
         }
@@ -376,30 +406,49 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let reconciled_in = restarted_at.elapsed();
-    api.wait_finished(id, Duration::from_secs(90), &node).await;
+    for id in [retried, last] {
+        api.wait_finished(id, Duration::from_secs(90), &node).await;
+    }
 
-    let attempts = api.attempts(id).await;
-    let interrupted: Vec<&Value> = attempts
+    // A retry left: one interrupted and one retried attempt each, answered at last.
+    let attempts = api.attempts(retried).await;
+    let mut interrupted: Vec<Value> = attempts
         .iter()
         .filter(|a| a["outcome"] == "interrupted")
+        .cloned()
         .collect();
-    assert_eq!(interrupted.len(), 5, "{attempts:?}");
+    assert_eq!(interrupted.len(), 3, "{attempts:?}");
     assert_eq!(
         attempts.len(),
-        10,
+        6,
         "one interrupted and one retried attempt each: {attempts:?}"
     );
-    for a in &interrupted {
-        assert_eq!(a["attempt_number"], 1, "{a}");
-    }
-    for c in api.contacts(id).await {
+    for c in api.contacts(retried).await {
         assert_eq!(c["status"], "answered", "{c}");
         assert_eq!(c["attempts"], 2, "{c}");
+    }
+    // No retry left: the interrupted attempt was the last, the contact is final.
+    let attempts = api.attempts(last).await;
+    assert_eq!(attempts.len(), 2, "not dialed again: {attempts:?}");
+    for a in &attempts {
+        assert_eq!(a["outcome"], "interrupted", "{a}");
+    }
+    interrupted.extend(attempts);
+    for c in api.contacts(last).await {
+        assert_eq!(
+            (&c["status"], &c["attempts"], &c["last_outcome"]),
+            (&json!("failed"), &json!(1), &json!("interrupted")),
+            "{c}"
+        );
+    }
+    for a in &interrupted {
+        assert_eq!(a["attempt_number"], 1, "{a}");
     }
     assert!(store.calls_in_flight().await.unwrap().is_empty());
     drop(node);
 
-    // The far end saw a BYE from the restarted node (its SIP port) for each interrupted call.
+    // The far end saw a BYE from the restarted node (its SIP port) for each interrupted call
+    // and ended the call.
     let run = sipp.wait(Duration::from_secs(1));
     let byes = run.received_requests("BYE");
     for a in &interrupted {
@@ -410,15 +459,24 @@ async fn kill_9_with_five_live_calls_then_restart_ends_records_and_retries_them(
             .find(|m| m.header("Call-ID") == Some(call_id))
             .unwrap_or_else(|| panic!("no BYE for {call_id}"));
         assert_eq!(via_port(bye), Some(sip2), "{}", bye.text);
+        assert!(
+            bye_answered(&run, call_id),
+            "the far end did not end {call_id}"
+        );
     }
-    // Nothing dialed twice at once.
-    for (number, dialogs) in dialogs_by_number(&run) {
+    // Nothing dialed twice at once; the numbers without a retry dialed once.
+    let dialogs = dialogs_by_number(&run);
+    for (number, dialogs) in &dialogs {
         for pair in dialogs.windows(2) {
             let end = pair[0]
                 .1
                 .unwrap_or_else(|| panic!("{number}: a dialog never ended"));
             assert!(end < pair[1].0, "{number}: dialogs overlap: {dialogs:?}");
         }
+    }
+    for phone in answered_numbers(2, "7") {
+        let n = dialogs.get(&phone).map_or(0, Vec::len);
+        assert_eq!(n, 1, "{phone} dialed {n} times");
     }
     eprintln!("reconciled within {reconciled_in:?} of the restart");
     store.close().await;
@@ -548,17 +606,7 @@ async fn sigterm_hangs_up_records_every_call_and_exits_0() {
     );
 
     assert!(store.calls_in_flight().await.unwrap().is_empty());
-    let attempts = store
-        .list_attempts(
-            &outdial::store::AttemptFilter {
-                campaign_id: Some(id),
-                ..Default::default()
-            },
-            outdial::store::Page::new(100, 0),
-        )
-        .await
-        .unwrap()
-        .items;
+    let attempts = attempts_in_store(&store, id).await;
     assert_eq!(attempts.len(), 7, "{attempts:?}");
     let outcomes: Vec<&str> = attempts.iter().map(|a| a.record.outcome.as_str()).collect();
     assert_eq!(
@@ -662,10 +710,12 @@ fn max_concurrent_dialogs(run: &SippRun) -> usize {
 }
 
 /// Two nodes share one PostgreSQL and one trunk of 5 channels, each driving a campaign of its
-/// own: never more than 5 dialogs at the far end — also while one node is stopped
-/// (`kill -STOP`) 7 s and then continues (the other reconciles its calls once its heartbeat is
-/// stale, and counts them until then) — no contact with two overlapping attempts; then one node
-/// is killed (`kill -9`) and the other finishes both campaigns.
+/// own: never more than 5 dialogs at the far end — also while node A is stopped
+/// (`kill -STOP`) 7 s with answered calls and then continues. B counts A's calls until A's
+/// heartbeat is stale, then takes them over while A is still stopped: a BYE from B for each
+/// (from the dialog facts A stored), one `interrupted` record each written by B; A, continued,
+/// writes none of them again (its rows are gone: the fence). No contact with two overlapping
+/// attempts; then A is killed (`kill -9`) and B finishes both campaigns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
     let root = test_dir("faults_two_nodes");
@@ -674,12 +724,14 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
     let sipp = far_end(root, 1000);
     let dirs = [root.join("a"), root.join("b")];
     let mut ports = Vec::new();
+    let mut sip_ports = Vec::new();
     for dir in &dirs {
         std::fs::create_dir_all(dir).unwrap();
         hold_message(dir, 3);
         let (http, sip) = (free_tcp_port(), free_udp_port());
         write_config(dir, &db.url, sip, http, sipp.port, "max_channels = 5\n");
         ports.push(http);
+        sip_ports.push(sip);
     }
     let auth = api_key(&dirs[0]);
     let mut a = Node::start(&dirs[0], ports[0], 1);
@@ -714,24 +766,90 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     api.post(&format!("/v1/campaigns/{}/start", campaigns[1]), json!({}))
         .await;
-    // Both nodes dialing: wait until A has calls up, then stop it for 7 s.
+    let node_id = |dir: &Path| {
+        std::fs::read_to_string(dir.join("node-id"))
+            .expect("node-id")
+            .trim()
+            .to_string()
+    };
+    let (a_id, b_id) = (node_id(&dirs[0]), node_id(&dirs[1]));
+    // Both nodes dialing: wait until A's calls are all answered (a BYE is owed for each) and
+    // B has calls too, then stop A.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let calls = store.calls_in_flight().await.unwrap();
-        let nodes: std::collections::HashSet<_> = calls.iter().map(|c| c.node.clone()).collect();
-        if calls.len() >= 5 && nodes.len() == 2 {
+        let of_a: Vec<_> = calls.iter().filter(|c| c.node == a_id).collect();
+        if !of_a.is_empty()
+            && of_a.iter().all(|c| c.state == CallState::Answered)
+            && calls.iter().any(|c| c.node == b_id)
+        {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "both nodes never dialed\n{}",
+            "both nodes never had calls up\n{}",
             b.log_tail(40)
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     a.signal("-STOP");
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    let stopped = Instant::now();
+    let a_calls: Vec<_> = store
+        .calls_in_flight()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.node == a_id)
+        .collect();
+    assert!(!a_calls.is_empty());
+    // A stays stopped 7 s, and longer if B has not reconciled A's calls yet (A's heartbeat is
+    // stale after `node_lease_secs` = 5 s; a loaded machine may take longer): B takes them
+    // over, sends their BYEs and records them while A is still stopped.
+    let deadline = stopped + Duration::from_secs(60);
+    loop {
+        let left = store
+            .calls_in_flight()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.node == a_id)
+            .count();
+        if left == 0 && stopped.elapsed() >= Duration::from_secs(7) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never reconciled the {left} calls of the stopped node A\n{}",
+            b.log_tail(60)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reconciled = api.attempts(campaigns[0]).await;
+    let mut reconciled_too = api.attempts(campaigns[1]).await;
+    let mut taken_over = reconciled;
+    taken_over.append(&mut reconciled_too);
     a.signal("-CONT");
+    // Each of A's calls: one `interrupted` record written by B (A was stopped all along), its
+    // Call-ID kept from the dialog facts A stored at answer.
+    let mut byes_owed = Vec::new();
+    for call in &a_calls {
+        let records: Vec<&Value> = taken_over
+            .iter()
+            .filter(|r| r["contact_id"] == call.contact_id && r["started_at"] == call.started_at)
+            .collect();
+        assert_eq!(records.len(), 1, "{call:?}: {records:?}");
+        let r = records[0];
+        assert_eq!(r["outcome"], "interrupted", "{r}");
+        let reason = r["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(&format!("node {a_id} stopped"))
+                && reason.ends_with(&format!("ended by node {b_id}")),
+            "{r}"
+        );
+        let call_id = r["call_id"].as_str().unwrap_or_default().to_string();
+        assert!(!call_id.is_empty(), "{r}");
+        byes_owed.push(call_id);
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     a.kill9();
     for id in &campaigns {
@@ -739,6 +857,18 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
     }
 
     let run = sipp.wait(Duration::from_secs(1));
+    // B's BYEs (its SIP port in the Via) for A's calls, sent while A was stopped.
+    let byes = run.received_requests("BYE");
+    for call_id in &byes_owed {
+        let from_b = byes
+            .iter()
+            .any(|m| m.header("Call-ID") == Some(call_id) && via_port(m) == Some(sip_ports[1]));
+        assert!(from_b, "no BYE from node B for A's call {call_id}");
+        assert!(
+            bye_answered(&run, call_id),
+            "the far end did not end {call_id}"
+        );
+    }
     let most = max_concurrent_dialogs(&run);
     assert!(most <= 5, "{most} dialogs at once at the 5-channel trunk");
     assert!(
@@ -754,6 +884,17 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
         }
     }
     assert!(store.calls_in_flight().await.unwrap().is_empty());
+    // One record per call: A, continued after B took its calls over, wrote none of them again.
+    let mut call_ids = std::collections::HashSet::new();
+    for id in &campaigns {
+        for a in api.attempts(*id).await {
+            let call_id = a["call_id"].as_str().unwrap_or_default().to_string();
+            assert!(
+                call_id.is_empty() || call_ids.insert(call_id),
+                "a call recorded twice: {a}"
+            );
+        }
+    }
     for id in &campaigns {
         let mut spans: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
         for a in api.attempts(*id).await {
@@ -780,4 +921,375 @@ async fn two_nodes_share_a_five_channel_trunk_through_stop_continue_and_kill() {
     }
     drop(b);
     store.close().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL going away mid-campaign.
+
+/// A PostgreSQL cluster of the test's own (initdb, then `pg_ctl start` / `stop`), in a temp dir
+/// on a random port, so the test can take it away and bring it back; stopped on drop. Run as
+/// the `postgres` user when the test runs as root (initdb refuses root).
+struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl PgCluster {
+    /// The server's bin directory: `pg_config --bindir` when it holds the server tools (on
+    /// Debian it may name the client's only), else the newest `/usr/lib/postgresql/*/bin`.
+    fn bin_dir() -> PathBuf {
+        let mut dirs = Vec::new();
+        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+            if out.status.success() {
+                dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+            }
+        }
+        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let v = e.file_name().to_str()?.parse().ok()?;
+                Some((v, e.path().join("bin")))
+            })
+            .collect();
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+        dirs.extend(versions.into_iter().map(|(_, p)| p));
+        dirs.into_iter()
+            .find(|d| {
+                ["initdb", "pg_ctl", "postgres"]
+                    .iter()
+                    .all(|t| d.join(t).is_file())
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no PostgreSQL server tools (initdb, pg_ctl): install the postgresql package"
+                )
+            })
+    }
+
+    /// A new cluster, initialised and started.
+    fn start() -> PgCluster {
+        let dir = test_dir("faults_pg_cluster");
+        let as_postgres = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(dir.path()).expect("temp dir").uid() == 0
+        };
+        if as_postgres {
+            run_tool(
+                Command::new("chown").arg("postgres:").arg(dir.path()),
+                "chown the cluster's dir to postgres",
+            );
+        }
+        let cluster = PgCluster {
+            bin: PgCluster::bin_dir(),
+            port: free_tcp_port(),
+            as_postgres,
+            dir,
+        };
+        run_tool(
+            cluster
+                .tool("initdb")
+                .arg("-D")
+                .arg(cluster.data())
+                .args(["-A", "trust", "-U", "postgres", "-E", "UTF8"])
+                .args(["--locale=C", "--no-sync"]),
+            "initdb",
+        );
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let exe = self.bin.join(name);
+        if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(exe);
+            cmd
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl_start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        run_tool(
+            self.tool("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .arg("-l")
+                .arg(self.dir.path().join("server.log"))
+                .args(["-w", "-t", "50", "-o", &options, "start"]),
+            "pg_ctl start",
+        );
+    }
+
+    fn pg_ctl_stop(&self, mode: &str) -> bool {
+        run_with_timeout(
+            self.tool("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .args(["-m", mode, "-w", "-t", "50", "stop"]),
+            Duration::from_secs(55),
+        )
+        .status
+        .is_some_and(|s| s.success())
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.pg_ctl_stop("immediate");
+    }
+}
+
+/// The numbers in the serve log's "N attempts from the journal written to the store" lines,
+/// summed.
+fn replayed_from_journal(log: &str) -> usize {
+    log.lines()
+        .filter_map(|l| {
+            let before = l
+                .split(" attempts from the journal written to the store")
+                .next()?;
+            if before.len() == l.len() {
+                return None;
+            }
+            before.rsplit(' ').next()?.parse::<usize>().ok()
+        })
+        .sum()
+}
+
+/// PostgreSQL (a cluster of the test's own) stopped for 15 s while 4 calls are up: the calls
+/// end meanwhile and their results, which cannot reach the database, wait in the node's
+/// on-disk journal while nothing is dialed; once the database is back the journal is replayed
+/// (and emptied), the campaign goes on and finishes. One record per INVITE the far end saw,
+/// no contact left `dialing`, no number called twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_15_s_mid_campaign_journals_replays_and_loses_nothing() {
+    let dir = test_dir("faults_pg_outage");
+    let dir = dir.path();
+    let pg = PgCluster::start();
+    let sipp = far_end(dir, 100);
+    hold_message(dir, 5);
+    let (http, sip) = (free_tcp_port(), free_udp_port());
+    write_config(dir, &pg.url(), sip, http, sipp.port, "");
+    let auth = api_key(dir);
+    let node = Node::start(dir, http, 1);
+    let api = Api {
+        http: reqwest::Client::new(),
+        auth,
+        base: node.api.clone(),
+    };
+    let phones = answered_numbers(8, "6");
+    let id = api
+        .campaign(json!({"max_concurrent": 4, "max_retries": 0}), &phones)
+        .await;
+    api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+        .await;
+    let store = Store::open(&pg.url()).await.expect("store");
+    wait_calls(&store, 4, 0, &node).await;
+    store.close().await;
+
+    assert!(pg.pg_ctl_stop("fast"), "pg_ctl stop failed");
+    let stopped = Instant::now();
+    // The 4 calls end during the outage (a 5 s message): each result lands in the journal.
+    let journal = dir.join("attempt-journal.jsonl");
+    let deadline = stopped + Duration::from_secs(60);
+    loop {
+        let waiting = std::fs::read_to_string(&journal)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if waiting == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} of the 4 calls' results in the journal\n{}",
+            node.log_tail(60)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let journaled_after = stopped.elapsed();
+    if let Some(left) = Duration::from_secs(15).checked_sub(stopped.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
+    pg.pg_ctl_start();
+    api.wait_finished(id, Duration::from_secs(120), &node).await;
+
+    // The journal was replayed whole and is empty now.
+    let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+    assert_eq!(replayed_from_journal(&log), 4, "{}", node.log_tail(80));
+    let left = std::fs::read_to_string(&journal).unwrap_or_default();
+    assert!(left.trim().is_empty(), "journal not empty: {left}");
+
+    let attempts = api.attempts(id).await;
+    let store = Store::open(&pg.url()).await.expect("store");
+    assert!(store.calls_in_flight().await.unwrap().is_empty());
+    for c in api.contacts(id).await {
+        assert_eq!(c["status"], "answered", "{c}");
+        assert_eq!(c["attempts"], 1, "{c}");
+    }
+    store.close().await;
+    drop(node);
+
+    // One record per call the far end saw; none doubled, none lost.
+    let run = sipp.wait(Duration::from_secs(1));
+    let invited: std::collections::HashSet<String> = run
+        .received_requests("INVITE")
+        .iter()
+        .filter_map(|m| m.header("Call-ID").map(str::to_string))
+        .collect();
+    let recorded: std::collections::HashSet<String> = attempts
+        .iter()
+        .map(|a| a["call_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(attempts.len(), 8, "{attempts:?}");
+    assert_eq!(recorded.len(), 8, "a call recorded twice: {attempts:?}");
+    assert_eq!(recorded, invited, "records and the far end's calls differ");
+    for (number, dialogs) in dialogs_by_number(&run) {
+        assert_eq!(dialogs.len(), 1, "{number} called again: {dialogs:?}");
+    }
+    eprintln!("the 4 results were in the journal {journaled_after:?} after the stop");
+}
+
+/// A node stopped (`kill -STOP`) with a call still ringing: the other node does not take the
+/// call over while the far end may still answer it (its campaign's ring timeout plus the
+/// CANCEL grace), so its channel stays counted — it cannot CANCEL an INVITE it never sent.
+/// The stopped node, continued, still owns the call: it rings out at its 20 s ring timeout
+/// (CANCEL from that node) and is recorded once, `no_answer`, by that node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ringing_call_of_a_stopped_node_keeps_its_channel_and_its_node() {
+    let root = test_dir("faults_ringing_kept");
+    let root = root.path();
+    let db = PgDatabase::create().await;
+    let sipp = far_end(root, 100);
+    let dirs = [root.join("a"), root.join("b")];
+    let mut ports = Vec::new();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).unwrap();
+        hold_message(dir, 3);
+        let (http, sip) = (free_tcp_port(), free_udp_port());
+        write_config(dir, &db.url, sip, http, sipp.port, "");
+        ports.push(http);
+    }
+    let auth = api_key(&dirs[0]);
+    let a = Node::start(&dirs[0], ports[0], 1);
+    let api = Api {
+        http: reqwest::Client::new(),
+        auth,
+        base: a.api.clone(),
+    };
+    // Rings until CANCEL (last digit 8); 20 s ring timeout.
+    let phone = "+12025558018".to_string();
+    let id = api
+        .campaign(
+            json!({"max_retries": 0, "ring_timeout_secs": 20}),
+            std::slice::from_ref(&phone),
+        )
+        .await;
+    api.post(&format!("/v1/campaigns/{id}/start"), json!({}))
+        .await;
+    let store = Store::open(&db.url).await.expect("store");
+    wait_calls(&store, 0, 1, &a).await;
+    // The INVITE is on its way (A logs it as it sends): stop A while it rings.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&a.log)
+        .unwrap_or_default()
+        .contains(&format!("sip:{phone}@"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "A never dialed\n{}",
+            a.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.signal("-STOP");
+    let stopped = Instant::now();
+    let b = Node::start(&dirs[1], ports[1], 1);
+    // A is dead to B after node_lease_secs = 5 s; B looks at A's calls every tick from then
+    // on. 12 s stopped: B had several looks, and the call's row must still be there.
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(stopped.elapsed())).await;
+    let rows = store.calls_in_flight().await.unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "B took a call that may still ring: {rows:?}\n{}",
+        b.log_tail(40)
+    );
+    assert!(attempts_in_store(&store, id).await.is_empty());
+
+    a.signal("-CONT");
+    // A rings out at 20 s from the INVITE: CANCEL, record, contact final.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempts = attempts_in_store(&store, id).await;
+        if !attempts.is_empty() {
+            assert_eq!(attempts.len(), 1, "{attempts:?}");
+            assert_eq!(
+                attempts[0].record.outcome, "no_answer",
+                "{:?}",
+                attempts[0].record
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A never ended the ringing call\n{}",
+            a.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        attempts_in_store(&store, id).await.len(),
+        1,
+        "written twice"
+    );
+    assert!(store.calls_in_flight().await.unwrap().is_empty());
+    drop(a);
+    drop(b);
+    let run = sipp.wait(Duration::from_secs(1));
+    let dialogs = dialogs_by_number(&run);
+    assert_eq!(
+        dialogs.get(&phone).map(Vec::len),
+        Some(1),
+        "one INVITE: {dialogs:?}"
+    );
+    assert_eq!(
+        run.received_requests("CANCEL").len(),
+        1,
+        "{}",
+        tail(&run.messages, 40)
+    );
+    store.close().await;
+}
+
+/// A campaign's attempt records, read from the store.
+async fn attempts_in_store(store: &Store, campaign: i64) -> Vec<outdial::store::CallAttempt> {
+    store
+        .list_attempts(
+            &outdial::store::AttemptFilter {
+                campaign_id: Some(campaign),
+                ..Default::default()
+            },
+            outdial::store::Page::new(100, 0),
+        )
+        .await
+        .expect("attempts")
+        .items
 }

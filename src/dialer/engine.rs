@@ -2,7 +2,8 @@
 //!
 //! Once a tick (at most a second apart, sooner when the scheduler asks or when the API
 //! wakes it through the shared `Notify`), it says this node is alive (its heartbeat),
-//! writes results waiting in the journal, reconciles the calls of nodes that died
+//! writes results waiting in the journal, hangs up its own calls another node took over
+//! while this one was away, reconciles the calls of nodes that died
 //! ([`recovery`](super::recovery)), reads the campaigns that may dial from the store, takes a
 //! lease on each (so several nodes sharing a PostgreSQL store split the campaigns instead of
 //! doubling their pace), asks the scheduler what to do, and acts: stores status changes,
@@ -31,7 +32,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::attempt::{run_attempt, AttemptPlan, AttemptReport, MAX_CALL};
-use super::recovery::{reconcile_node, Recorder};
+use super::recovery::{reconcile_node, Recorder, STORE_TRY};
 use crate::campaign::agents::{ConnectTarget, Pool};
 use crate::campaign::contact_tz::zones_for_contact;
 use crate::campaign::hours::CompiledHours;
@@ -80,6 +81,7 @@ pub struct EngineOptions {
 
 struct Live {
     campaign_id: i64,
+    contact_id: i64,
     stop: watch::Sender<bool>,
 }
 
@@ -279,6 +281,7 @@ impl Engine {
         if !self.recovered {
             self.recover(now).await?;
         }
+        self.hang_up_taken_over().await?;
         if self.recorder.waiting() > 0 {
             self.recorder.replay().await?;
             if self.recorder.waiting() > 0 {
@@ -304,6 +307,36 @@ impl Engine {
             self.store.forget_dead_nodes(now - 10 * lease).await?;
         }
         Ok(true)
+    }
+
+    /// Live calls whose row is gone were taken over by another node while this one could
+    /// not beat (stopped, starved, cut off from the store): that node has recorded them and
+    /// sent a BYE where it could; the call must not go on here (its contact may be dialed
+    /// again), so it is hung up now. Its end is then fenced: nothing is written twice. A call
+    /// that finished a moment ago (row deleted, its task not yet reported) gets a stop it
+    /// ignores.
+    async fn hang_up_taken_over(&mut self) -> Result<(), StoreError> {
+        if self.live.is_empty() {
+            return Ok(());
+        }
+        let rows: std::collections::HashSet<i64> = self
+            .store
+            .calls_of_node(&self.options.node)
+            .await?
+            .iter()
+            .map(|c| c.contact_id)
+            .collect();
+        for live in self.live.values() {
+            if !rows.contains(&live.contact_id) && !*live.stop.borrow() {
+                tracing::debug!(
+                    campaign = live.campaign_id,
+                    contact = live.contact_id,
+                    "call row gone (taken over by another node, or just ended): hanging up"
+                );
+                let _ = live.stop.send(true);
+            }
+        }
+        Ok(())
     }
 
     /// One pass over every campaign that may dial; returns when to come back.
@@ -813,6 +846,7 @@ impl Engine {
             serial,
             Live {
                 campaign_id: campaign.id,
+                contact_id: claimed.id,
                 stop: stop_tx,
             },
         );
@@ -1088,24 +1122,21 @@ impl AttemptJob {
         let destination = plan.destination.clone();
         let (answer_tx, mut answered) = mpsc::unbounded_channel();
         plan.on_answer = Some(answer_tx);
-        let attempt = run_attempt(self.ua.clone(), plan, stop);
-        tokio::pin!(attempt);
-        let report = loop {
-            tokio::select! {
-                report = &mut attempt => break report,
-                Some(facts) = answered.recv() => {
-                    // What another node needs to end this call if this one dies.
-                    let dialog = crate::store::to_json(&facts);
-                    if let Err(e) = self
-                        .store
-                        .call_answered(self.contact.id, &self.node, &dialog, now_ms())
-                        .await
-                    {
-                        tracing::warn!(contact = self.contact.id, "keeping the dialog's facts: {e}");
-                    }
+        // What another node needs to end this call if this one dies, kept on a task of its
+        // own: a slow or unreachable store never holds the call up.
+        let (store, contact_id, node) = (self.store.clone(), self.contact.id, self.node.clone());
+        tokio::spawn(async move {
+            while let Some(facts) = answered.recv().await {
+                let dialog = crate::store::to_json(&facts);
+                if let Err(e) = store
+                    .call_answered(contact_id, &node, &dialog, now_ms())
+                    .await
+                {
+                    tracing::warn!(contact = contact_id, "keeping the dialog's facts: {e}");
                 }
             }
-        };
+        });
+        let report = run_attempt(self.ua.clone(), plan, stop).await;
         let ended_at = now_ms();
         let end = self.end(&destination, report, started_at, ended_at).await;
         self.recorder.record(end).await;
@@ -1220,13 +1251,15 @@ impl AttemptJob {
             let counters = Some((update.attempts, update.retries));
             (update, counters)
         } else {
-            // Settings may have changed while the call ran: the current ones decide.
-            let current = self
-                .store
-                .get_campaign(self.campaign.id)
-                .await
-                .map(|c| c.settings)
-                .unwrap_or_else(|_| settings.clone());
+            // Settings may have changed while the call ran: the current ones decide (those
+            // the call started with when the store does not answer in time).
+            let current =
+                tokio::time::timeout(STORE_TRY, self.store.get_campaign(self.campaign.id))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|c| c.settings)
+                    .unwrap_or_else(|| settings.clone());
             (after_attempt(&current, &before, result, ended_at), None)
         };
         AttemptEnd {

@@ -36,8 +36,12 @@ use crate::store::{Store, StoreError};
 
 /// How long a reconcile waits for the far ends to answer its BYEs before recording.
 pub const BYE_WAIT: Duration = Duration::from_secs(8);
-/// Tries of one attempt's end against the store before it goes to the journal.
+/// Tries of one attempt's end against the store (on a transient error, e.g. a serialization
+/// failure) before it goes to the journal.
 const STORE_TRIES: u32 = 3;
+/// How long one try may take before the store counts as unreachable (the pool would wait
+/// for a connection longer than this).
+pub const STORE_TRY: Duration = Duration::from_secs(5);
 
 /// This node's id, kept in `data_dir/node-id`: random when first made, then the same for
 /// every start from that directory (so a restart finds its own calls). Never `HOSTNAME-pid`,
@@ -95,8 +99,10 @@ impl Recorder {
         self.journal.lock().len()
     }
 
-    /// Records `end`: the store (3 tries with backoff on a database error), else the
-    /// journal; while the journal is full it keeps trying, never dropping the result.
+    /// Records `end`: the store (up to 3 tries with backoff on a transient database error,
+    /// each bounded by [`STORE_TRY`]), else the journal — at once when the store is
+    /// unreachable (no connection, or no answer in time: the engine's next tick replays it).
+    /// While the journal is full it keeps trying, never dropping the result.
     pub async fn record(&self, end: AttemptEnd) {
         let contact = end.record.contact_id;
         let mut tries = 0;
@@ -104,8 +110,8 @@ impl Recorder {
         loop {
             // While results wait in the journal, new ones queue behind them.
             if self.journal.lock().is_empty() {
-                match self.store.finish_attempt(&end).await {
-                    Ok(Ended::Written { status, .. }) => {
+                match tokio::time::timeout(STORE_TRY, self.store.finish_attempt(&end)).await {
+                    Ok(Ok(Ended::Written { status, .. })) => {
                         tracing::info!(
                             campaign = ?end.record.campaign_id,
                             contact = ?contact,
@@ -116,7 +122,7 @@ impl Recorder {
                         );
                         return;
                     }
-                    Ok(Ended::Fenced) => {
+                    Ok(Ok(Ended::Fenced)) => {
                         tracing::warn!(
                             contact = ?contact,
                             call_id = %end.record.call_id,
@@ -124,19 +130,27 @@ impl Recorder {
                         );
                         return;
                     }
-                    Err(StoreError::Db(e)) if tries + 1 < STORE_TRIES => {
+                    Ok(Err(StoreError::Db(e))) if !unreachable(&e) && tries + 1 < STORE_TRIES => {
                         tries += 1;
                         tracing::warn!(contact = ?contact, "storing the attempt: {e}; retrying");
                         tokio::time::sleep(delay).await;
                         delay *= 4;
                         continue;
                     }
-                    Err(StoreError::Db(e)) => {
+                    Ok(Err(StoreError::Db(e))) => {
                         tracing::error!(contact = ?contact, "storing the attempt: {e}");
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         tracing::error!(contact = ?contact, "attempt not recorded: {e}");
                         return;
+                    }
+                    // Dropped mid-transaction: rolled back, or (if its commit got through)
+                    // the replay finds the call's row gone and writes nothing twice.
+                    Err(_) => {
+                        tracing::error!(
+                            contact = ?contact,
+                            "storing the attempt: no answer from the database in {STORE_TRY:?}"
+                        );
                     }
                 }
             }
@@ -188,6 +202,25 @@ impl Recorder {
                 return Err(StoreError::Invalid(e.to_string()));
             }
         }
+    }
+}
+
+/// Whether `e` says the database cannot be reached (no connection, the server shutting
+/// down), rather than that one transaction failed: trying again at once is pointless, the
+/// result goes to the journal.
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-03 (admin/crash shutdown, cannot
+        // connect now).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 
@@ -365,5 +398,14 @@ mod tests {
         assert_ne!(node_id(other.path()).unwrap(), first);
         std::fs::write(dir.path().join("node-id"), "bad id!\n").unwrap();
         assert!(node_id(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_lost_connection_sends_results_to_the_journal_and_a_failed_query_is_retried() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(unreachable(&sqlx::Error::Io(refused)));
+        assert!(unreachable(&sqlx::Error::PoolTimedOut));
+        assert!(!unreachable(&sqlx::Error::RowNotFound));
+        assert!(!unreachable(&sqlx::Error::Protocol("bad row".into())));
     }
 }
