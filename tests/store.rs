@@ -3233,11 +3233,16 @@ async fn an_attempt_ends_in_one_transaction_and_only_once(db: &TestDb) {
     assert_eq!(c.attempts, 1);
     // Answer: the row keeps the dialog's facts.
     assert!(s
-        .call_answered(c.id, "node-a", "{\"call_id\":\"x\"}", NOW + 1)
+        .call_answered(c.id, "node-a", 1, "{\"call_id\":\"x\"}", NOW + 1)
         .await
         .unwrap());
     assert!(!s
-        .call_answered(c.id, "node-b", "{}", NOW + 1)
+        .call_answered(c.id, "node-b", 1, "{}", NOW + 1)
+        .await
+        .unwrap());
+    // A late write of an earlier attempt of this contact does not touch this call's row.
+    assert!(!s
+        .call_answered(c.id, "node-a", 0, "{\"call_id\":\"old\"}", NOW + 1)
         .await
         .unwrap());
     let row = s.calls_of_node("node-a").await.unwrap().remove(0);

@@ -51,6 +51,8 @@ use crate::store::contacts::ContactTransition;
 use crate::store::inflight::{AttemptEnd, Claim, NewCall};
 use crate::store::{Store, StoreError};
 
+/// How long an attempt's end waits for its dialog's facts to be written.
+const FACTS_WAIT: Duration = Duration::from_secs(6);
 /// Longest sleep between two ticks.
 const MAX_TICK: Duration = Duration::from_secs(1);
 /// How long a campaign lease lasts; renewed every tick.
@@ -1125,11 +1127,12 @@ impl AttemptJob {
         // What another node needs to end this call if this one dies, kept on a task of its
         // own: a slow or unreachable store never holds the call up.
         let (store, contact_id, node) = (self.store.clone(), self.contact.id, self.node.clone());
-        tokio::spawn(async move {
+        let attempt = self.contact.attempts;
+        let facts_writer = tokio::spawn(async move {
             while let Some(facts) = answered.recv().await {
                 let dialog = crate::store::to_json(&facts);
                 if let Err(e) = store
-                    .call_answered(contact_id, &node, &dialog, now_ms())
+                    .call_answered(contact_id, &node, attempt, &dialog, now_ms())
                     .await
                 {
                     tracing::warn!(contact = contact_id, "keeping the dialog's facts: {e}");
@@ -1137,6 +1140,10 @@ impl AttemptJob {
             }
         });
         let report = run_attempt(self.ua.clone(), plan, stop).await;
+        // The facts land before the end deletes the row (and the contact can be claimed
+        // again): a late write must not mark a later call of this contact answered. Bounded:
+        // with the store down the end goes to the journal and the row stays anyway.
+        let _ = tokio::time::timeout(FACTS_WAIT, facts_writer).await;
         let ended_at = now_ms();
         let end = self.end(&destination, report, started_at, ended_at).await;
         self.recorder.record(end).await;

@@ -276,22 +276,25 @@ impl Store {
     }
 
     /// The call was answered: its row keeps the dialog's facts (`dialog`, JSON). `false` when
-    /// the row is not `node`'s any more.
+    /// the row is not `node`'s attempt `attempt_number` any more (a late write of an earlier
+    /// attempt never lands on a later call of the contact).
     pub async fn call_answered(
         &self,
         contact_id: i64,
         node: &str,
+        attempt_number: i64,
         dialog: &str,
         now: Millis,
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE calls_in_flight SET state = 'answered', answered_at = $3, dialog = $4 \
-             WHERE contact_id = $1 AND node = $2",
+             WHERE contact_id = $1 AND node = $2 AND attempt_number = $5",
         )
         .bind(contact_id)
         .bind(node.to_string())
         .bind(now)
         .bind(dialog.to_string())
+        .bind(attempt_number)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
