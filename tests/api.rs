@@ -1415,6 +1415,7 @@ async fn exports_in_three_formats(db: Db) {
                 format: outdial::store::ExportFormat::CsvComma,
                 scope: outdial::store::ExportScope::Campaign,
                 params: json!({}),
+                node: None,
             },
             s.state.now(),
         )

@@ -1293,3 +1293,101 @@ async fn attempts_in_store(store: &Store, campaign: i64) -> Vec<outdial::store::
         .expect("attempts")
         .items
 }
+
+/// Two nodes on one PostgreSQL: an export made on one node downloads whole from the other (the
+/// finished file's bytes are kept in the store), and a node starting does not fail the other
+/// node's unfinished export jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_made_on_one_node_downloads_from_the_other() {
+    let root = test_dir("faults_exports");
+    let root = root.path();
+    let db = PgDatabase::create().await;
+    let sipp = far_end(root, 10);
+    let dirs = [root.join("a"), root.join("b")];
+    let mut ports = Vec::new();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).unwrap();
+        hold_message(dir, 1);
+        let (http, sip) = (free_tcp_port(), free_udp_port());
+        write_config(dir, &db.url, sip, http, sipp.port, "");
+        ports.push(http);
+    }
+    let auth = api_key(&dirs[0]);
+    let a = Node::start(&dirs[0], ports[0], 1);
+    let on_a = Api {
+        http: reqwest::Client::new(),
+        auth: auth.clone(),
+        base: a.api.clone(),
+    };
+    let phones: Vec<String> = (0..3).map(|i| format!("+1202555300{i}")).collect();
+    let id = on_a.campaign(json!({}), &phones).await;
+    // A job A left unfinished as far as the store knows (queued, named after A).
+    let store = Store::open(&db.url).await.expect("store");
+    let a_id = std::fs::read_to_string(dirs[0].join("node-id")).expect("node-id");
+    let pending = store
+        .create_export(
+            &outdial::store::NewExport {
+                campaign_id: id,
+                format: outdial::store::ExportFormat::CsvComma,
+                scope: outdial::store::ExportScope::Campaign,
+                params: json!({}),
+                node: Some(a_id.trim().to_string()),
+            },
+            1,
+        )
+        .await
+        .expect("a queued job of A");
+    let job = on_a
+        .post(
+            &format!("/v1/campaigns/{id}/exports"),
+            json!({"format": "csv_comma", "scope": "all"}),
+        )
+        .await;
+    let job = job["id"].as_i64().expect("export id");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let j = on_a.get(&format!("/v1/exports/{job}")).await;
+        if j["status"] == "done" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "export not done: {j}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let download = |base: String| {
+        let (http, auth) = (on_a.http.clone(), auth.clone());
+        async move {
+            let resp = http
+                .get(format!("{base}/v1/exports/{job}/download"))
+                .header("Authorization", auth)
+                .send()
+                .await
+                .expect("download");
+            assert!(resp.status().is_success(), "{base}: {}", resp.status());
+            resp.bytes().await.expect("bytes").to_vec()
+        }
+    };
+    let from_a = download(a.api.clone()).await;
+    assert!(
+        String::from_utf8_lossy(&from_a).contains("+12025553002"),
+        "{}",
+        String::from_utf8_lossy(&from_a)
+    );
+    // The nodes share this machine's disk; on two machines B could not open A's file: take
+    // it away, so B has only the store.
+    let files = std::fs::read_dir(dirs[0].join("exports")).expect("A's exports directory");
+    let mut removed = 0;
+    for f in files.flatten() {
+        std::fs::remove_file(f.path()).expect("remove A's file");
+        removed += 1;
+    }
+    assert!(removed >= 1);
+    let b = Node::start(&dirs[1], ports[1], 1);
+    let from_b = download(b.api.clone()).await;
+    assert_eq!(from_a, from_b, "B serves A's export byte for byte");
+    // B's start left A's job alone (A is alive; it is A's to fail when it restarts).
+    let still = store.get_export(pending.id).await.expect("job");
+    assert_eq!(still.status.as_str(), "queued", "{still:?}");
+    drop(b);
+    drop(a);
+    store.close().await;
+}

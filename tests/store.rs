@@ -168,6 +168,7 @@ both!(
     dnc_list,
     business_hours_crud,
     export_jobs,
+    interrupted_exports_are_failed_per_node,
     api_keys_and_sessions,
     bulk_insert_dedupes,
     events_append_and_page,
@@ -458,6 +459,7 @@ async fn campaign_round_trip(db: &TestDb) {
             format: ExportFormat::Xlsx,
             scope: ExportScope::Campaign,
             params: serde_json::Value::Null,
+            node: None,
         },
         NOW,
     )
@@ -1526,6 +1528,7 @@ async fn export_jobs(db: &TestDb) {
                 format: ExportFormat::CsvSemicolon,
                 scope: ExportScope::Filtered,
                 params: params.clone(),
+                node: None,
             },
             NOW,
         )
@@ -1579,6 +1582,7 @@ async fn export_jobs(db: &TestDb) {
                 format: ExportFormat::Xlsx,
                 scope: ExportScope::Selection,
                 params: serde_json::json!({"ids": [1, 2, 3]}),
+                node: None,
             },
             NOW + 3,
         )
@@ -1621,6 +1625,7 @@ async fn export_jobs(db: &TestDb) {
                 format: ExportFormat::CsvComma,
                 scope: ExportScope::Campaign,
                 params: serde_json::Value::Null,
+                node: None,
             },
             NOW
         )
@@ -1631,6 +1636,75 @@ async fn export_jobs(db: &TestDb) {
         s.get_export(424_242).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// A node fails only its own unfinished export jobs (and, at its start, those that name no
+/// node): another live node's job is left running.
+async fn interrupted_exports_are_failed_per_node(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "exports-per-node").await;
+    let mut jobs = Vec::new();
+    for node in [Some("node-a"), Some("node-b"), None] {
+        let job = s
+            .create_export(
+                &NewExport {
+                    campaign_id: id,
+                    format: ExportFormat::CsvComma,
+                    scope: ExportScope::Campaign,
+                    params: serde_json::Value::Null,
+                    node: node.map(str::to_string),
+                },
+                NOW,
+            )
+            .await
+            .unwrap();
+        jobs.push(job.id);
+    }
+    // node-b is writing its file.
+    s.update_export(
+        jobs[1],
+        &ExportUpdate::status(ExportStatus::Running),
+        NOW + 1,
+    )
+    .await
+    .unwrap();
+    // node-a starts again: its own job and the unowned one fail, node-b's runs on.
+    assert_eq!(
+        s.fail_exports_of_node("node-a", true, "interrupted", NOW + 2)
+            .await
+            .unwrap(),
+        2
+    );
+    let status = |job: outdial::store::ExportJob| (job.status, job.error);
+    assert_eq!(
+        status(s.get_export(jobs[0]).await.unwrap()),
+        (ExportStatus::Failed, Some("interrupted".into()))
+    );
+    assert_eq!(
+        s.get_export(jobs[1]).await.unwrap().status,
+        ExportStatus::Running
+    );
+    assert_eq!(
+        s.get_export(jobs[2]).await.unwrap().status,
+        ExportStatus::Failed
+    );
+    // node-b found dead: its job fails; a finished job is never touched.
+    assert_eq!(
+        s.fail_exports_of_node("node-b", false, "interrupted", NOW + 3)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.get_export(jobs[1]).await.unwrap().status,
+        ExportStatus::Failed
+    );
+    assert_eq!(
+        s.fail_exports_of_node("node-b", true, "again", NOW + 4)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn api_keys_and_sessions(db: &TestDb) {

@@ -9,7 +9,9 @@
 //!
 //! Scope: `all` (the entire campaign), `filtered` (the contact filters of the list) or
 //! `selection` (ids). The file is written under a temporary name and renamed when
-//! complete, so a download never sees half a file. Writing runs on the blocking pool.
+//! complete, so a download never sees half a file. Writing runs on the blocking pool. A
+//! finished file's bytes are kept in the store as well: every node sharing the store serves
+//! the download (from its own file where it wrote it, else from the store).
 
 use std::path::{Path, PathBuf};
 
@@ -352,10 +354,19 @@ async fn run_export(state: AppState, job: ExportJob, filter: ContactFilter) {
         return;
     }
     let dir = state.exports_dir.clone();
-    let update = match write_export(&state, &job, filter, &dir).await {
-        Ok((path, rows)) => ExportUpdate {
+    let written = match write_export(&state, &job, filter, &dir).await {
+        // The bytes go into the store too, so that every node sharing it can serve them.
+        Ok((path, rows)) => match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok((path, rows, bytes)),
+            Err(e) => Err(format!("cannot read back {}: {e}", path.display())),
+        },
+        Err(error) => Err(error),
+    };
+    let update = match written {
+        Ok((path, rows, bytes)) => ExportUpdate {
             file_path: Some(path.to_string_lossy().into_owned()),
             row_count: Some(rows),
+            content: Some(bytes),
             ..ExportUpdate::status(ExportStatus::Done)
         },
         Err(error) => {
@@ -390,37 +401,21 @@ pub(crate) fn file_chunks(
     })
 }
 
-/// Jobs a previous run left queued or running can never finish (their task died with
-/// it): marks them failed so the history does not show them in progress forever. Called
-/// by [`super::serve`] before it listens; returns how many.
+/// Jobs this node's previous run left queued or running (and jobs that name no node) can
+/// never finish: their task died with it. Marks them failed so the history does not show
+/// them in progress forever; other nodes' jobs are left alone (a node found dead has its
+/// jobs failed by the node that reconciles it). Called by [`super::serve`] before it
+/// listens; returns how many.
 pub async fn fail_interrupted_exports(state: &AppState) -> ApiResult<u64> {
-    let mut stale = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = state
-            .store
-            .list_exports(None, Page::new(MAX_PAGE, offset))
-            .await?;
-        let n = page.items.len() as i64;
-        stale.extend(
-            page.items
-                .into_iter()
-                .filter(|j| matches!(j.status, ExportStatus::Queued | ExportStatus::Running))
-                .map(|j| j.id),
-        );
-        if n < MAX_PAGE {
-            break;
-        }
-        offset += n;
-    }
-    for id in &stale {
-        let update = ExportUpdate {
-            error: Some("interrupted: the server stopped before the export was written".into()),
-            ..ExportUpdate::status(ExportStatus::Failed)
-        };
-        state.store.update_export(*id, &update, state.now()).await?;
-    }
-    Ok(stale.len() as u64)
+    Ok(state
+        .store
+        .fail_exports_of_node(
+            &state.node,
+            true,
+            crate::store::exports::INTERRUPTED_EXPORT,
+            state.now(),
+        )
+        .await?)
 }
 
 /// The export job if its campaign is the caller's, else 404 (the same answer as a job that
@@ -509,6 +504,7 @@ pub async fn create_export(
                 format: request.format.into(),
                 scope: request.scope.into(),
                 params,
+                node: Some(state.node.clone()),
             },
             state.now(),
         )
@@ -604,16 +600,21 @@ pub async fn download_export(
                 .unwrap_or_default()
         )));
     }
-    let body = match &job.file_path {
-        Some(path) => {
-            let file = tokio::fs::File::open(path)
-                .await
-                .map_err(|_| ApiError::not_found(format!("the file of export {id} is gone")))?;
-            Body::from_stream(file_chunks(file))
-        }
+    // The file where this node wrote it; else (another node made it) the bytes the store
+    // keeps.
+    let local = match &job.file_path {
+        Some(path) => tokio::fs::File::open(path).await.ok(),
+        None => None,
+    };
+    let body = match local {
+        Some(file) => Body::from_stream(file_chunks(file)),
         None => match state.store.export_content(id).await? {
             Some(bytes) => Body::from(bytes),
-            None => return Err(ApiError::not_found(format!("export {id} has no file"))),
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "the file of export {id} is gone"
+                )))
+            }
         },
     };
     let format = file_format(job.format);

@@ -305,6 +305,15 @@ impl Engine {
                     now_ms(),
                 )
                 .await?;
+                // Its export jobs died with it.
+                self.store
+                    .fail_exports_of_node(
+                        &node,
+                        false,
+                        crate::store::exports::INTERRUPTED_EXPORT,
+                        now_ms(),
+                    )
+                    .await?;
             }
             self.store.forget_dead_nodes(now - 10 * lease).await?;
         }

@@ -77,7 +77,14 @@ pub struct NewExport {
     /// The selection's ids or the filter, as the API received them.
     #[serde(default)]
     pub params: serde_json::Value,
+    /// The node that runs the job (its id); `None` for jobs made outside `serve`.
+    #[serde(default)]
+    pub node: Option<String>,
 }
+
+/// What an export that can never finish says (its node stopped or died while writing it).
+pub const INTERRUPTED_EXPORT: &str =
+    "interrupted: the server stopped before the export was written";
 
 /// A stored export job (without the file's bytes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,7 +156,7 @@ impl Store {
     pub async fn create_export(&self, export: &NewExport, now: Millis) -> Result<ExportJob> {
         let sql = format!(
             "INSERT INTO export_jobs (campaign_id, format, scope, params, status, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, 'queued', $5, $5) RETURNING {COLUMNS}"
+             updated_at, node) VALUES ($1, $2, $3, $4, 'queued', $5, $5, $6) RETURNING {COLUMNS}"
         );
         let params = if export.params.is_null() {
             "{}".to_string()
@@ -162,6 +169,7 @@ impl Store {
             .bind(export.scope.as_str())
             .bind(params)
             .bind(now)
+            .bind(export.node.clone())
             .fetch_one(&self.pool)
             .await
             .map_err(|e| {
@@ -197,6 +205,30 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("export job {id}")))?;
         job_from(&row)
+    }
+
+    /// Marks failed, with `error`, the jobs still queued or running on `node` — this node at
+    /// its start (their tasks died with its previous run), or a node found dead — and, with
+    /// `unowned`, the jobs that name no node. Returns how many.
+    pub async fn fail_exports_of_node(
+        &self,
+        node: &str,
+        unowned: bool,
+        error: &str,
+        now: Millis,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE export_jobs SET status = 'failed', error = $2, updated_at = $3, \
+             finished_at = $3 WHERE status IN ('queued', 'running') \
+             AND (node = $1 OR ($4 = 1 AND node IS NULL))",
+        )
+        .bind(node.to_string())
+        .bind(error.to_string())
+        .bind(now)
+        .bind(i64::from(unowned))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn get_export(&self, id: i64) -> Result<ExportJob> {
