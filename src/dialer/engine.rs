@@ -1137,8 +1137,17 @@ impl AttemptJob {
         // own: a slow or unreachable store never holds the call up.
         let (store, contact_id, node) = (self.store.clone(), self.contact.id, self.node.clone());
         let attempt = self.contact.attempts;
+        let call_over = CancellationToken::new();
+        let over = call_over.clone();
         let facts_writer = tokio::spawn(async move {
-            while let Some(facts) = answered.recv().await {
+            loop {
+                // Facts are sent at the answer, before the call can end: once it is over,
+                // what is queued is all there will be (the sender's clones may outlive it).
+                let facts = tokio::select! {
+                    facts = answered.recv() => facts,
+                    _ = over.cancelled() => answered.try_recv().ok(),
+                };
+                let Some(facts) = facts else { break };
                 let dialog = crate::store::to_json(&facts);
                 if let Err(e) = store
                     .call_answered(contact_id, &node, attempt, &dialog, now_ms())
@@ -1152,6 +1161,7 @@ impl AttemptJob {
         // The facts land before the end deletes the row (and the contact can be claimed
         // again): a late write must not mark a later call of this contact answered. Bounded:
         // with the store down the end goes to the journal and the row stays anyway.
+        call_over.cancel();
         let _ = tokio::time::timeout(FACTS_WAIT, facts_writer).await;
         let ended_at = now_ms();
         let end = self.end(&destination, report, started_at, ended_at).await;
