@@ -616,16 +616,36 @@ impl Store {
 /// placeholders: with numbered ones (`$n`) it finds each parameter by name with a linear
 /// walk, and binding 14,000 of them costs O(n²) (≈ 0.3 s per statement).
 fn import_sql(backend: Backend, rows: usize, campaign_id: i64, now: Millis) -> String {
-    let mut text = String::with_capacity(160 + rows * 70);
-    text.push_str(
+    values_sql(
+        backend,
         "INSERT INTO contacts (campaign_id, phone, name, comments, tags, timezone, status, \
          next_attempt_at, created_at, updated_at) VALUES ",
-    );
+        rows,
+        &format!("{campaign_id}, "),
+        &format!("{now}, {now}"),
+        " ON CONFLICT (campaign_id, phone) DO NOTHING",
+    )
+}
+
+/// `head` then `rows` rows of `(lead` + 7 placeholders + `tail)`, then `end`: `?` on SQLite
+/// (see [`import_sql`] for why), `$n` on PostgreSQL. `lead` and `tail` are literals the caller
+/// made (integers, ids it generated).
+pub(super) fn values_sql(
+    backend: Backend,
+    head: &str,
+    rows: usize,
+    lead: &str,
+    tail: &str,
+    end: &str,
+) -> String {
+    let mut text = String::with_capacity(head.len() + end.len() + rows * 70);
+    text.push_str(head);
     for r in 0..rows {
         if r > 0 {
             text.push_str(", ");
         }
-        text.push_str(&format!("({campaign_id}, "));
+        text.push('(');
+        text.push_str(lead);
         for v in 0..7 {
             match backend {
                 Backend::Sqlite => text.push('?'),
@@ -633,9 +653,10 @@ fn import_sql(backend: Backend, rows: usize, campaign_id: i64, now: Millis) -> S
             }
             text.push_str(", ");
         }
-        text.push_str(&format!("{now}, {now})"));
+        text.push_str(tail);
+        text.push(')');
     }
-    text.push_str(" ON CONFLICT (campaign_id, phone) DO NOTHING");
+    text.push_str(end);
     text
 }
 

@@ -201,27 +201,15 @@ async fn delete_staged(store: &Store, id: &str) -> Result<()> {
 /// `rows` rows of 7 placeholders (`?` on SQLite, `$n` on PostgreSQL, as the contact
 /// import's own statement).
 fn stage_sql(backend: Backend, rows: usize, import_id: &str, now: Millis) -> String {
-    let mut text = String::with_capacity(160 + rows * 60);
-    text.push_str(
+    super::contacts::values_sql(
+        backend,
         "INSERT INTO contact_imports (import_id, line, phone, name, comments, tags, timezone, \
          status, created_at) VALUES ",
-    );
-    for r in 0..rows {
-        if r > 0 {
-            text.push_str(", ");
-        }
-        text.push_str(&format!("('{import_id}', "));
-        for v in 0..7 {
-            match backend {
-                Backend::Sqlite => text.push('?'),
-                Backend::Postgres => text.push_str(&format!("${}", r * 7 + v + 1)),
-            }
-            text.push_str(", ");
-        }
-        text.push_str(&format!("{now})"));
-    }
-    text.push_str(" ON CONFLICT (import_id, phone) DO NOTHING RETURNING line");
-    text
+        rows,
+        &format!("'{import_id}', "),
+        &now.to_string(),
+        " ON CONFLICT (import_id, phone) DO NOTHING RETURNING line",
+    )
 }
 
 #[cfg(test)]
