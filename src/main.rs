@@ -750,7 +750,9 @@ fn connect_target(
     };
     if refer {
         let uri = match &profile {
-            Some(p) if !is_uri => outdial::sip::ua::trunk_uri(p, Some(target))?.to_string(),
+            Some(p) if !is_uri => {
+                outdial::sip::ua::trunk_uri(p.primary(), Some(target))?.to_string()
+            }
             _ => target.to_string(),
         };
         return Ok(outdial::bridge::BridgeTarget::Refer { uri });
@@ -1022,6 +1024,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         .with_media_dir(config.media.dir.clone())
         .with_live_calls(live)
         .with_node(node)
+        .with_trunks(config.profiles.clone(), ua.clone())
         .with_limits(outdial::api::ApiLimits::from_settings(&config.http));
     let stop = tokio_util::sync::CancellationToken::new();
     let api_stop = stop.clone();

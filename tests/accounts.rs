@@ -694,8 +694,9 @@ async fn operators_do_not_manage_keys_logins_or_the_global_dnc_list(db: Db) {
             "/v1/dnc/%2B12025550123?list=global".to_string(),
             None,
         ),
-        // The node's state is every account's together.
+        // The node's state is every account's together; the trunks are the server's.
         (Method::GET, "/v1/node".to_string(), None),
+        (Method::GET, "/v1/trunks".to_string(), None),
     ] {
         let (st, body) = s.call(&operator, m.clone(), &path, body).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{m} {path}: {body}");

@@ -436,3 +436,159 @@ fn stereo_recording_holds_both_sides() {
         "left should not look like our own audio: {crossed:.3}"
     );
 }
+
+/// A Special Information Tone as 8 kHz samples: three tones of (Hz, ms), then 1 s of silence.
+fn sit_tone(tones: [(f64, f64); 3]) -> Vec<i16> {
+    let mut out = vec![0i16; 800];
+    for (hz, ms) in tones {
+        let n = (ms * 8.0) as usize;
+        out.extend((0..n).map(|i| {
+            (8000.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin()) as i16
+        }));
+    }
+    out.extend(std::iter::repeat_n(0i16, 8000));
+    out
+}
+
+#[test]
+fn a_vacant_code_sit_in_early_media_then_404_is_an_invalid_number() {
+    let dir = test_dir("sit-404");
+    let d = dir.path();
+    let wav = d.join("sit.wav");
+    // VC: 985.2 Hz long, 1370.6 Hz short, 1776.7 Hz long.
+    write_wav_8k(
+        &wav,
+        &sit_tone([(985.2, 380.0), (1370.6, 274.0), (1776.7, 380.0)]),
+    );
+    let sipp = Sipp::uas(d, "uas_183_sit_404.xml").stream_wav(&wav).start();
+    let run = run_call(d, &[&sipp.uri("15551230404"), "--ring-timeout", "20"]);
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "invalid_number", "{}", run.json);
+    assert_eq!(run.sip_code(), Some(404), "{}", run.json);
+    assert_eq!(run.json["sit"], "VC", "{}", run.json);
+    assert_eq!(run.json["reason"], "SIT VC in early media", "{}", run.json);
+    sipp_run.assert_passed("183, SIT, 404 (needs our ACK)");
+}
+
+#[test]
+fn a_reorder_sit_in_early_media_with_no_final_response_is_cancelled_as_unavailable() {
+    let dir = test_dir("sit-no-final");
+    let d = dir.path();
+    let wav = d.join("sit.wav");
+    // RO: 913.8 Hz short, 1428.5 Hz long, 1776.7 Hz long.
+    write_wav_8k(
+        &wav,
+        &sit_tone([(913.8, 274.0), (1428.5, 380.0), (1776.7, 380.0)]),
+    );
+    let sipp = Sipp::uas(d, "uas_183_sit_no_final.xml")
+        .stream_wav(&wav)
+        .start();
+    let run = run_call(d, &[&sipp.uri("15551230487"), "--ring-timeout", "20"]);
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "unavailable", "{}", run.json);
+    assert_eq!(run.json["sit"], "RO", "{}", run.json);
+    assert!(
+        run.elapsed < Duration::from_secs(12),
+        "cancelled soon after the SIT, not at the 20 s ring timeout: {:?}",
+        run.elapsed
+    );
+    sipp_run.assert_passed("183, SIT, our CANCEL, 487 (needs our CANCEL and ACK)");
+}
+
+#[test]
+fn a_302_is_followed_to_its_contact_and_kept_on_record() {
+    let dir = test_dir("redirect-302");
+    let d = dir.path();
+    let target_dir = d.join("target");
+    std::fs::create_dir_all(&target_dir).unwrap();
+    let target = Sipp::uas(&target_dir, "uas_answer_wait_bye.xml").start();
+    let contact = target.uri("15551230302");
+    let redirector = Sipp::uas(d, "uas_302.xml")
+        .replace("@TARGET@", &contact)
+        .start();
+    let run = run_call(d, &[&redirector.uri("15551230302"), "--max-duration", "1"]);
+    let redirector_run = redirector.wait(SIPP_WAIT);
+    let target_run = target.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    assert_eq!(run.json["failover"][0]["code"], 302, "{}", run.json);
+    assert!(
+        run.json["failover"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(&format!("redirected to {contact}"))),
+        "{}",
+        run.json
+    );
+    redirector_run.assert_passed("302 (needs our ACK)");
+    target_run.assert_passed("the redirect target answers (needs our ACK and BYE)");
+    let invites = target_run.received_requests("INVITE");
+    assert_eq!(invites.len(), 1);
+}
+
+#[test]
+fn a_reliable_183_is_pracked_before_the_answer() {
+    let dir = test_dir("prack");
+    let sipp = Sipp::uas(dir.path(), "uas_100rel.xml").start();
+    let run = run_call(
+        dir.path(),
+        &[&sipp.uri("15551230100"), "--max-duration", "1"],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    sipp_run.assert_passed("Supported: 100rel, PRACK with RAck, then the answer, ACK and BYE");
+    let pracks = sipp_run.received_requests("PRACK");
+    assert_eq!(pracks.len(), 1, "{}", sipp_run.messages);
+}
+
+#[test]
+fn a_session_timer_we_refresh_gets_a_reinvite_at_half_its_interval() {
+    let dir = test_dir("session-timer-refresh");
+    let sipp = Sipp::uas(dir.path(), "uas_session_timer.xml")
+        .replace("@EXPIRES@", "4")
+        .start();
+    // 3.5 s up: the refresh is due at 2 s, our BYE at 3.5 s.
+    let run = run_call(
+        dir.path(),
+        &[&sipp.uri("15551234028"), "--max-duration", "3.5"],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    sipp_run.assert_passed("refresher=uac: our re-INVITE before the BYE");
+    assert_eq!(
+        sipp_run.received_requests("INVITE").len(),
+        2,
+        "{}",
+        sipp_run.messages
+    );
+}
+
+#[test]
+fn a_session_the_far_end_never_refreshes_ends_with_our_bye() {
+    let dir = test_dir("session-timer-expiry");
+    let sipp = Sipp::uas(dir.path(), "uas_session_timer_expiry.xml")
+        .replace("@EXPIRES@", "3")
+        .start();
+    let run = run_call(
+        dir.path(),
+        &[&sipp.uri("15551234029"), "--max-duration", "30"],
+    );
+    let sipp_run = sipp.wait(SIPP_WAIT);
+    assert_ok_exit(&run);
+    assert_eq!(run.outcome(), "answered", "{}", run.json);
+    let duration = run.json["duration_ms"].as_u64().unwrap_or(0);
+    // Expiry 3 s less min(32 s, 1 s).
+    assert!(
+        (1_800..3_000).contains(&duration),
+        "BYE 2 s into a 3 s session nobody refreshed: duration_ms = {duration}"
+    );
+    assert_eq!(
+        run.json["reason"], "session timer expired: no refresh within 3 s",
+        "{}",
+        run.json
+    );
+    sipp_run.assert_passed("refresher=uas and no refresh: our BYE");
+}

@@ -1162,6 +1162,15 @@ fn full_record(campaign_id: i64, contact_id: i64) -> AttemptRecord {
         dtmf: "12#".into(),
         digits: "1".into(),
         recording: Some("recordings/a84b4c76e66710-reply.wav".into()),
+        trunk: Some("west".into()),
+        failover: vec![outdial::sip::trunks::TrunkTry {
+            trunk: "east".into(),
+            code: Some(503),
+            reason: "Service Unavailable".into(),
+        }],
+        sit: Some("VC".into()),
+        rtp_rejected_source: 3,
+        rtp_latched_to: Some("192.0.2.7:40000".into()),
         bridge: BridgeRecord {
             agent_call_id: Some("b2b-leg-7@outdial".into()),
             agent_id: Some(7),

@@ -44,7 +44,8 @@
 //! [`contacts`], [`import`],
 //! [`exports`], [`reports`], [`dnc`], [`schedules`], [`media`] (WAV uploads and attempt
 //! recordings), [`agents`] (SIP agents and pools), [`ai_agents`] (AI voice agents),
-//! [`goals`] (goals, analyses and agents' reports about attempts), [`node`] (this node's state); [`error`] holds the one error shape
+//! [`goals`] (goals, analyses and agents' reports about attempts), [`node`] (this node's state),
+//! [`trunks`] (the SIP trunks and their health); [`error`] holds the one error shape
 //! and the extractors, [`openapi`] the document and the schemas of the model's words.
 
 pub mod agents;
@@ -64,6 +65,7 @@ pub mod node;
 pub mod openapi;
 pub mod reports;
 pub mod schedules;
+pub mod trunks;
 pub mod twilio;
 
 use std::future::Future;
@@ -197,6 +199,8 @@ pub struct AppState {
     pub login_limiter: auth::LoginLimiter,
     /// One permit per export job running, [`ApiLimits::max_export_jobs`] in all.
     pub export_slots: Arc<Semaphore>,
+    /// The trunks and their health (`GET /v1/trunks`).
+    pub trunks: trunks::TrunkBoard,
 }
 
 impl AppState {
@@ -217,7 +221,21 @@ impl AppState {
                 60_000,
             ),
             export_slots: Arc::new(Semaphore::new(ApiLimits::default().max_export_jobs)),
+            trunks: trunks::TrunkBoard::default(),
         }
+    }
+
+    /// The same state showing these profiles' trunks, with the health `ua` keeps.
+    pub fn with_trunks(
+        mut self,
+        profiles: Vec<crate::config::Profile>,
+        ua: Arc<crate::sip::UserAgent>,
+    ) -> AppState {
+        self.trunks = trunks::TrunkBoard {
+            profiles: Arc::new(profiles),
+            ua: Some(ua),
+        };
+        self
     }
 
     /// The same state naming this node (`GET /v1/node`).

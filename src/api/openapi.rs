@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::{
     agents, ai_agents, auth, calls, campaigns, contacts, dnc, exports, goals, import, keys, media,
-    node, reports, schedules, AppState,
+    node, reports, schedules, trunks, AppState,
 };
 use crate::campaign::ai::{AiAgentKind, OnAgentClose};
 use crate::campaign::goals::{GoalOutcome, QuestionKind, QuestionType};
@@ -156,6 +156,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             agents::delete_pool
         ))
         .routes(routes!(node::get_node))
+        .routes(routes!(trunks::list_trunks))
         .routes(routes!(calls::list_calls))
         .routes(routes!(calls::get_call))
         .routes(routes!(calls::transfer_call))
@@ -262,6 +263,10 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             (
                 "node",
                 "This node: id, version, uptime, live calls, tasks, memory, open files",
+            ),
+            (
+                "trunks",
+                "SIP trunks: each profile's trunks, their order, limits and health",
             ),
             ("openapi", "This document"),
         ]

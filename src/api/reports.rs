@@ -419,6 +419,18 @@ pub struct AttemptView {
     pub rtp_lost: i64,
     pub jitter_ms: Option<f64>,
     pub rtt_ms: Option<f64>,
+    /// RTP and RTCP packets dropped for their source (the trunk's `rtp_latching`).
+    pub rtp_rejected_source: i64,
+    /// Where our RTP went instead of the SDP address, when it moved (symmetric RTP).
+    pub rtp_latched_to: Option<String>,
+    /// The trunk of its profile the call ended on.
+    pub trunk: Option<String>,
+    /// The trunks it left behind before that, in order, with the code (`null`: none came)
+    /// and why.
+    pub failover: Vec<crate::sip::trunks::TrunkTry>,
+    /// The Special Information Tone heard in early media that ended the attempt (`VC`
+    /// vacant code, `IC` intercept, `RO` reorder, `NC` no circuit, `IO`, `unknown`).
+    pub sit: Option<String>,
     pub recording_path: Option<String>,
     pub dtmf: String,
     /// Digits the message plan collected, in order.
@@ -490,6 +502,11 @@ impl From<CallAttempt> for AttemptView {
             rtp_lost: r.rtp_lost,
             jitter_ms: r.jitter_ms,
             rtt_ms: r.rtt_ms,
+            rtp_rejected_source: r.rtp_rejected_source,
+            rtp_latched_to: r.rtp_latched_to,
+            trunk: r.trunk,
+            failover: r.failover,
+            sit: r.sit,
             recording_path: r.recording_path,
             dtmf: r.dtmf,
             digits: r.digits,

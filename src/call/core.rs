@@ -19,7 +19,26 @@
 //!     │ hang-up          ▼
 //!     └──────────▶ Cancelling ──487 / any final / 2xx (ACK+BYE by the stack) / give-up──▶ Ended
 //!  Calling, Proceeding ──3xx-6xx, timer B, transport error──▶ Ended
+//!
+//!  Calling, Proceeding ──a failure that fails over (trunks::fails_over), no 180-182 yet,
+//!                        another trunk left──▶ Redialing
+//!  Calling, Proceeding ──3xx with a Contact, fewer than MAX_REDIRECTS so far──▶ Redialing
+//!  Redialing ──the driver sent the INVITE on the next trunk (or the redirect target)──▶ Calling
+//!  Redialing ──no trunk could take it, hang-up, ring timeout──▶ Ended
 //! ```
+//!
+//! Early media (a 18x with SDP) turns tone detection on: a Special Information Tone heard
+//! before any answer decides the attempt's outcome — vacant code or intercept:
+//! `invalid_number`; reorder, no circuit, other: `unavailable` — whatever final error follows;
+//! without a final response within [`SIT_GRACE`] we CANCEL.
+//!
+//! Session timers (RFC 4028): when the answer sets `Session-Expires`, we refresh with a
+//! re-INVITE at half the interval when we are the refresher, else we send BYE when the far
+//! end's refresh (its re-INVITE or UPDATE) has not come by the expiry less min(32 s, a third).
+//!
+//! Failover stops once the far end said the callee's phone rings (180, 181 forwarded, 182
+//! queued): another trunk would ring it again. A 183 (session progress) alone does not stop
+//! it. Each trunk left behind is on record with why ([`TrunkTry`]).
 //!
 //! It must not do I/O: no sockets, no sleeping, no spawning, no reading a clock (time is
 //! always an argument), no SIP parsing beyond the SDP it is handed as bytes. Nothing a peer
@@ -32,8 +51,9 @@ use std::time::{Duration, Instant};
 use crate::media::dtmf::DtmfDigit;
 use crate::media::g711::Codec;
 use crate::media::session::RtpStats;
-use crate::media::tones::ToneEvent;
+use crate::media::tones::{SitCause, ToneEvent};
 use crate::sip::sdp::{self, Direction, Format, LocalMedia, RemoteMedia};
+use crate::sip::trunks::TrunkTry;
 use crate::sip::Outcome;
 
 use super::{CallEvent, CallSummary, EarlyMedia, Hangup, RtpCounts};
@@ -41,6 +61,13 @@ use super::{CallEvent, CallSummary, EarlyMedia, Hangup, RtpCounts};
 /// How long past the ring timeout we wait for the INVITE to end after our CANCEL (487 or a
 /// late 200) before giving up on the peer (Timer B's 32 s plus a margin).
 pub const CANCEL_GRACE: Duration = Duration::from_secs(34);
+
+/// Redirects (3xx) a call follows at most; the next one ends it with its code.
+pub const MAX_REDIRECTS: usize = 3;
+
+/// How long after a SIT in early media we wait for the network's final response before our
+/// CANCEL.
+pub const SIT_GRACE: Duration = Duration::from_secs(2);
 
 /// How long after the NOTIFY that reports a transfer's success our BYE waits, so the answer
 /// to that NOTIFY leaves first (peers that expect it before the BYE abort otherwise).
@@ -57,6 +84,9 @@ pub enum State {
     Cancelling,
     /// 200 received and acknowledged: the call is up.
     Answered,
+    /// The INVITE failed on one trunk in a way that fails over; the driver is sending it on
+    /// the next.
+    Redialing,
     /// Over; the summary can be taken.
     Ended,
 }
@@ -70,7 +100,12 @@ impl State {
             (Calling, Proceeding)
                 | (Calling | Proceeding, Answered)
                 | (Calling | Proceeding, Cancelling)
-                | (Calling | Proceeding | Cancelling | Answered, Ended)
+                | (Calling | Proceeding, Redialing)
+                | (Redialing, Calling)
+                | (
+                    Calling | Proceeding | Cancelling | Answered | Redialing,
+                    Ended
+                )
         )
     }
 }
@@ -117,6 +152,40 @@ pub enum Input<'a> {
     TransferNotify { sipfrag: &'a [u8] },
     /// The time passed [`CallCore::poll_timeout`].
     Timeout,
+    /// After [`Output::NextTrunk`]: the INVITE went out on `trunk`, which gives up on an
+    /// INVITE without any response after `invite_timeout`; `more`: other trunks are left.
+    Redialed {
+        trunk: &'a str,
+        invite_timeout: Option<Duration>,
+        more: bool,
+    },
+    /// After [`Output::NextTrunk`]: no other trunk could take the call.
+    NoTrunkLeft,
+    /// The 2xx set a session timer (RFC 4028 `Session-Expires`): `we_refresh` when the
+    /// refresher is us (`refresher=uac`).
+    SessionTimer { expires: Duration, we_refresh: bool },
+    /// The INVITE ended with a redirect (3xx) to `contact` (its first Contact URI).
+    Redirected {
+        code: u16,
+        reason: &'a str,
+        contact: &'a str,
+    },
+}
+
+/// A session timer in force (RFC 4028).
+#[derive(Debug, Clone, Copy)]
+struct SessionTimer {
+    expires: Duration,
+    we_refresh: bool,
+    /// The last refresh (ours or the far end's), or the answer.
+    refreshed_at: Instant,
+}
+
+/// What a session timer asks for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionDue {
+    Refresh,
+    Expire,
 }
 
 /// Where the media should go now.
@@ -146,6 +215,15 @@ pub enum Output {
     Media(MediaUpdate),
     /// Start listening for beeps, SIT and fax tones (after the answer: ringback is a tone too).
     ToneDetection,
+    /// Give up the INVITE in flight without waiting for it (it had no response at all): stop
+    /// its retransmissions; a late answer is not ours any more.
+    AbandonInvite,
+    /// Send the INVITE on the next trunk, then feed [`Input::Redialed`] or
+    /// [`Input::NoTrunkLeft`].
+    NextTrunk,
+    /// Send the INVITE to this URI (a redirect's Contact), then feed [`Input::Redialed`] or
+    /// [`Input::NoTrunkLeft`].
+    Redirect { target: String },
     /// Tell the owner.
     Event(CallEvent),
 }
@@ -181,6 +259,29 @@ pub struct CallCore {
     dtmf_received: String,
     tones: Vec<ToneEvent>,
     out: VecDeque<Output>,
+    /// The trunk the INVITE in flight went to (`None`: a SIP URI, no trunk).
+    trunk: Option<String>,
+    /// When the INVITE in flight went out.
+    sent_at: Instant,
+    /// The trunk's time without any response before moving on; `None`: timer B only.
+    invite_timeout: Option<Duration>,
+    /// Other trunks are left to try.
+    more_trunks: bool,
+    /// A 180, 181 or 182 came: the callee's phone rings, no failover any more.
+    rang: bool,
+    /// Tone detection was turned on for early media.
+    early_tones: bool,
+    /// Redirects followed so far.
+    redirects: usize,
+    /// The session timer the answer set, if any.
+    session: Option<SessionTimer>,
+    /// A SIT heard in early media (and when): the attempt's outcome whatever follows.
+    sit: Option<(SitCause, Instant)>,
+    /// The trunks left behind, in order.
+    tries: Vec<TrunkTry>,
+    /// Which of `tries` is the INVITE that failed over last (the call ends as it did when
+    /// no trunk is left).
+    last_failed: Option<usize>,
 }
 
 impl CallCore {
@@ -215,7 +316,42 @@ impl CallCore {
             dtmf_received: String::new(),
             tones: Vec::new(),
             out: VecDeque::new(),
+            trunk: None,
+            sent_at: now,
+            invite_timeout: None,
+            more_trunks: false,
+            rang: false,
+            early_tones: false,
+            redirects: 0,
+            session: None,
+            sit: None,
+            tries: Vec::new(),
+            last_failed: None,
         }
+    }
+
+    /// Records trunks the call could not use (full, not resolving) before or between its
+    /// INVITEs.
+    pub fn left_behind(&mut self, tries: Vec<TrunkTry>) {
+        self.tries.extend(tries);
+    }
+
+    /// The first INVITE goes to `trunk` (see [`Input::Redialed`] for the rest).
+    pub fn on_trunk(
+        mut self,
+        trunk: &str,
+        invite_timeout: Option<Duration>,
+        more: bool,
+    ) -> CallCore {
+        self.trunk = Some(trunk.to_string());
+        self.invite_timeout = invite_timeout;
+        self.more_trunks = more;
+        self
+    }
+
+    /// The trunk the INVITE in flight (or the answered call) went to.
+    pub fn trunk(&self) -> Option<&str> {
+        self.trunk.as_deref()
     }
 
     pub fn state(&self) -> State {
@@ -231,18 +367,51 @@ impl CallCore {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let ring_deadline = self.started + self.ring_timeout;
         match self.state {
-            State::Calling | State::Proceeding => Some(ring_deadline),
+            State::Calling => Some(match self.invite_timeout {
+                Some(t) if !self.heard_from_peer => ring_deadline.min(self.sent_at + t),
+                _ => ring_deadline,
+            }),
+            State::Proceeding => Some(match self.sit {
+                Some((_, at)) => ring_deadline.min(at + SIT_GRACE),
+                None => ring_deadline,
+            }),
+            State::Redialing => Some(ring_deadline),
             State::Cancelling => Some(self.cancelled_at.unwrap_or(ring_deadline) + CANCEL_GRACE),
             State::Answered => {
-                let max = self.answered_at.map(|at| at + self.max_duration);
-                match (self.transferred_at, max) {
-                    (Some(t), Some(m)) => Some((t + TRANSFER_RELEASE_DELAY).min(m)),
-                    (Some(t), None) => Some(t + TRANSFER_RELEASE_DELAY),
-                    (None, m) => m,
+                let session = self.session_due().map(|(at, _)| at);
+                match (self.end_due(), session) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
                 }
             }
             State::Ended => None,
         }
+    }
+
+    /// When an answered call ends on its own: the maximum duration, or the BYE after a
+    /// transfer.
+    fn end_due(&self) -> Option<Instant> {
+        let max = self.answered_at.map(|at| at + self.max_duration);
+        match (self.transferred_at, max) {
+            (Some(t), Some(m)) => Some((t + TRANSFER_RELEASE_DELAY).min(m)),
+            (Some(t), None) => Some(t + TRANSFER_RELEASE_DELAY),
+            (None, m) => m,
+        }
+    }
+
+    /// The session timer's next deadline (RFC 4028): our refresh at half the interval, or,
+    /// when the far end refreshes, its expiry less min(32 s, a third of the interval) (§10).
+    fn session_due(&self) -> Option<(Instant, SessionDue)> {
+        let timer = self.session?;
+        Some(if timer.we_refresh {
+            (timer.refreshed_at + timer.expires / 2, SessionDue::Refresh)
+        } else {
+            let margin = Duration::from_secs(32).min(timer.expires / 3);
+            (
+                timer.refreshed_at + timer.expires - margin,
+                SessionDue::Expire,
+            )
+        })
     }
 
     /// The next thing to do, in order.
@@ -265,7 +434,17 @@ impl CallCore {
             }
             Input::InviteFinal { code, reason, sdp } => self.on_final(now, code, reason, sdp),
             Input::InviteGone { error } => {
-                if self.state != State::Answered {
+                let reason = match &error {
+                    Some(e) if e.to_ascii_lowercase().contains("timeout") => {
+                        "no response (timeout)".to_string()
+                    }
+                    Some(e) => e.clone(),
+                    None => "no final response".to_string(),
+                };
+                if self.fail_over(now, None, &reason) {
+                    return;
+                }
+                if !matches!(self.state, State::Answered | State::Redialing) {
                     self.outcome.get_or_insert(Outcome::Failed);
                     if self.reason.is_empty() {
                         self.reason = match error {
@@ -279,7 +458,25 @@ impl CallCore {
                     self.end(now);
                 }
             }
-            Input::Reoffer { sdp } => self.on_reoffer(sdp),
+            Input::Reoffer { sdp } => {
+                // The far end's re-INVITE or UPDATE refreshes the session (RFC 4028).
+                if let Some(timer) = self.session.as_mut() {
+                    timer.refreshed_at = now;
+                }
+                self.on_reoffer(sdp)
+            }
+            Input::SessionTimer {
+                expires,
+                we_refresh,
+            } => {
+                if self.state == State::Answered && !expires.is_zero() {
+                    self.session = Some(SessionTimer {
+                        expires,
+                        we_refresh,
+                        refreshed_at: now,
+                    });
+                }
+            }
             Input::Dtmf(digit) => {
                 self.dtmf_received.push(digit.digit);
                 self.out.push_back(Output::Event(CallEvent::Dtmf(digit)));
@@ -287,6 +484,14 @@ impl CallCore {
             Input::Tone(tone) => {
                 self.tones.push(tone);
                 self.out.push_back(Output::Event(CallEvent::Tone(tone)));
+                if let ToneEvent::Sit { cause, .. } = tone {
+                    if matches!(self.state, State::Calling | State::Proceeding)
+                        && self.sit.is_none()
+                    {
+                        // The network's announcement, not a phone.
+                        self.sit = Some((cause, now));
+                    }
+                }
             }
             Input::Terminated { by_remote } => {
                 // Unanswered: the INVITE's final response says why; keep waiting for it.
@@ -300,6 +505,11 @@ impl CallCore {
                 }
             }
             Input::Hangup => match self.state {
+                State::Redialing => {
+                    self.outcome = Some(Outcome::Failed);
+                    self.reason = "cancelled by caller".into();
+                    self.end(now);
+                }
                 State::Answered => {
                     self.hangup.get_or_insert(Hangup::Local);
                     self.out.push_back(Output::Bye);
@@ -362,7 +572,90 @@ impl CallCore {
                 }
             }
             Input::Timeout => self.on_timeout(now),
+            Input::Redialed {
+                trunk,
+                invite_timeout,
+                more,
+            } => {
+                if self.state == State::Redialing {
+                    self.go(State::Calling);
+                    self.rang = false;
+                    self.trunk = Some(trunk.to_string());
+                    self.invite_timeout = invite_timeout;
+                    self.more_trunks = more;
+                    self.sent_at = now;
+                    self.heard_from_peer = false;
+                    self.final_code = None;
+                    self.reason.clear();
+                    self.outcome = None;
+                }
+            }
+            Input::Redirected {
+                code,
+                reason,
+                contact,
+            } => {
+                let follow = matches!(self.state, State::Calling | State::Proceeding)
+                    && self.redirects < MAX_REDIRECTS
+                    && now < self.started + self.ring_timeout;
+                if !follow {
+                    self.on_final(now, code, reason, b"");
+                    return;
+                }
+                self.redirects += 1;
+                self.last_failed = Some(self.tries.len());
+                self.tries.push(TrunkTry {
+                    trunk: self.trunk.clone().unwrap_or_default(),
+                    code: Some(code),
+                    reason: format!("{reason}: redirected to {contact}"),
+                });
+                self.go(State::Redialing);
+                self.out.push_back(Output::Redirect {
+                    target: contact.to_string(),
+                });
+            }
+            Input::NoTrunkLeft => {
+                if self.state == State::Redialing {
+                    // The call ends as the last INVITE that failed over left it.
+                    let last = self.last_failed.take().map(|i| self.tries.remove(i));
+                    if let Some(t) = &last {
+                        self.final_code = t.code;
+                        self.reason = t.reason.clone();
+                        self.trunk = Some(t.trunk.clone());
+                    }
+                    self.outcome = Some(match last.and_then(|t| t.code) {
+                        Some(code) => Outcome::from_final_code(code),
+                        None => Outcome::Failed,
+                    });
+                    self.end(now);
+                }
+            }
         }
+    }
+
+    /// Moves the call to the next trunk when `code` (the INVITE's end; `None`: no response,
+    /// transport failure) fails over, no 180-182 came, another trunk is left and the ring
+    /// timeout has not passed. Returns whether it did.
+    fn fail_over(&mut self, now: Instant, code: Option<u16>, reason: &str) -> bool {
+        let ring_deadline = self.started + self.ring_timeout;
+        if !matches!(self.state, State::Calling | State::Proceeding)
+            || self.rang
+            || self.sit.is_some()
+            || !self.more_trunks
+            || now >= ring_deadline
+            || !crate::sip::trunks::fails_over(code)
+        {
+            return false;
+        }
+        self.last_failed = Some(self.tries.len());
+        self.tries.push(TrunkTry {
+            trunk: self.trunk.clone().unwrap_or_default(),
+            code,
+            reason: reason.to_string(),
+        });
+        self.go(State::Redialing);
+        self.out.push_back(Output::NextTrunk);
+        true
     }
 
     /// Our offer (the INVITE's, or a re-INVITE's) in the given direction.
@@ -406,6 +699,9 @@ impl CallCore {
             codec: self.codec.map(Codec::name),
             dtmf_received: self.dtmf_received.clone(),
             tones: self.tones.clone(),
+            trunk: self.trunk.clone(),
+            failover: self.tries.clone(),
+            sit: self.sit.map(|(cause, _)| cause.code()),
         }
     }
 
@@ -439,8 +735,13 @@ impl CallCore {
         if self.state == State::Calling {
             self.go(State::Proceeding);
         }
+        self.rang |= (180..=182).contains(&code);
         self.ring_ms.get_or_insert(ms(now - self.started));
         let early_media = !body.is_empty() && self.apply_remote(body).is_ok();
+        if early_media && !self.early_tones {
+            self.early_tones = true;
+            self.out.push_back(Output::ToneDetection);
+        }
         self.out
             .push_back(Output::Event(CallEvent::Ringing { code, early_media }));
     }
@@ -457,14 +758,23 @@ impl CallCore {
                     self.reason = "answered after CANCEL; ended with BYE".into();
                     self.end(now);
                 }
-                State::Answered | State::Ended => {}
+                State::Answered | State::Redialing | State::Ended => {}
             }
             return;
         }
-        if self.state == State::Answered {
+        if matches!(self.state, State::Answered | State::Redialing) {
             return;
         }
-        if code == 408 && !self.heard_from_peer {
+        let no_response = code == 408 && !self.heard_from_peer;
+        let why = if no_response {
+            "no response (timeout)"
+        } else {
+            reason
+        };
+        if self.fail_over(now, (!no_response).then_some(code), why) {
+            return;
+        }
+        if no_response {
             // The stack's own 408 on Timer B: nobody answered at all.
             self.outcome = Some(Outcome::Failed);
             self.reason = "no response (timeout)".into();
@@ -472,7 +782,10 @@ impl CallCore {
             return;
         }
         self.final_code = Some(code);
-        if !(self.state == State::Cancelling && code == 487) {
+        if let Some((cause, _)) = self.sit {
+            self.outcome = Some(sit_outcome(cause));
+            self.reason = format!("SIT {} in early media", cause.code());
+        } else if !(self.state == State::Cancelling && code == 487) {
             self.reason = reason.to_string();
             self.outcome = Some(Outcome::from_final_code(code));
         }
@@ -529,7 +842,31 @@ impl CallCore {
         if now < due {
             return;
         }
+        let ring_deadline = self.started + self.ring_timeout;
         match self.state {
+            State::Proceeding if self.sit.is_some() => {
+                if let Some((cause, _)) = self.sit {
+                    self.outcome = Some(sit_outcome(cause));
+                    self.reason = format!("SIT {} in early media", cause.code());
+                }
+                self.cancel(now);
+            }
+            State::Calling if now < ring_deadline => {
+                // The trunk's invite_timeout: not even a 100 Trying.
+                let secs = self.invite_timeout.unwrap_or_default().as_secs_f64();
+                let reason = format!("no response within {secs} s");
+                self.out.push_back(Output::AbandonInvite);
+                if !self.fail_over(now, None, &reason) {
+                    self.outcome = Some(Outcome::Failed);
+                    self.reason = reason;
+                    self.end(now);
+                }
+            }
+            State::Redialing => {
+                self.outcome = Some(Outcome::NoAnswer);
+                self.reason = "ring timeout".into();
+                self.end(now);
+            }
             State::Calling | State::Proceeding => {
                 self.outcome = Some(Outcome::NoAnswer);
                 self.reason = "ring timeout".into();
@@ -540,6 +877,15 @@ impl CallCore {
                 self.end(now);
             }
             State::Answered => {
+                if let Some((at, what)) = self.session_due() {
+                    if now >= at {
+                        self.on_session_due(now, what);
+                        return;
+                    }
+                }
+                if self.end_due().is_none_or(|d| now < d) {
+                    return;
+                }
                 self.hangup = Some(if self.transferred_at.is_some() {
                     Hangup::Transferred
                 } else {
@@ -549,6 +895,33 @@ impl CallCore {
                 self.end(now);
             }
             State::Ended => {}
+        }
+    }
+
+    fn on_session_due(&mut self, now: Instant, what: SessionDue) {
+        let Some(timer) = self.session.as_mut() else {
+            return;
+        };
+        match what {
+            SessionDue::Refresh => {
+                timer.refreshed_at = now;
+                let direction = if self.holding {
+                    Direction::SendOnly
+                } else {
+                    Direction::SendRecv
+                };
+                let sdp = self.offer(direction);
+                self.out.push_back(Output::Reinvite { sdp });
+            }
+            SessionDue::Expire => {
+                self.reason = format!(
+                    "session timer expired: no refresh within {} s",
+                    timer.expires.as_secs()
+                );
+                self.hangup = Some(Hangup::Local);
+                self.out.push_back(Output::Bye);
+                self.end(now);
+            }
         }
     }
 
@@ -569,6 +942,17 @@ impl CallCore {
             dtmf_pt: remote.dtmf_pt.filter(|_| we_take_dtmf),
             remote: remote.addr.filter(|_| remote.peer_receives()),
         }));
+    }
+}
+
+/// What a SIT in early media means for the attempt.
+fn sit_outcome(cause: SitCause) -> Outcome {
+    match cause {
+        SitCause::VacantCode | SitCause::Intercept => Outcome::InvalidNumber,
+        SitCause::NoCircuit
+        | SitCause::Reorder
+        | SitCause::IneffectiveOther
+        | SitCause::Unknown => Outcome::Unavailable,
     }
 }
 
@@ -1098,5 +1482,339 @@ mod tests {
         assert!(!State::Ended.allows(State::Answered));
         assert!(!State::Cancelling.allows(State::Answered));
         assert!(State::Calling.allows(State::Answered));
+    }
+
+    fn two_trunks(t0: Instant) -> CallCore {
+        core(t0).on_trunk("east", Some(Duration::from_secs(2)), true)
+    }
+
+    #[test]
+    fn a_503_moves_the_call_to_the_next_trunk_which_answers() {
+        let t0 = Instant::now();
+        let mut c = two_trunks(t0);
+        c.handle(t0, Input::Trying);
+        c.handle(
+            t0 + Duration::from_millis(50),
+            Input::InviteFinal {
+                code: 503,
+                reason: "Service Unavailable",
+                sdp: b"",
+            },
+        );
+        assert_eq!(drain(&mut c), vec![Output::NextTrunk]);
+        assert_eq!(c.state(), State::Redialing);
+        c.handle(
+            t0 + Duration::from_millis(60),
+            Input::Redialed {
+                trunk: "west",
+                invite_timeout: Some(Duration::from_secs(2)),
+                more: false,
+            },
+        );
+        assert_eq!(c.state(), State::Calling);
+        c.handle(
+            t0 + Duration::from_millis(900),
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(30000, 0, "sendrecv"),
+            },
+        );
+        let s = summary(&c);
+        assert_eq!(s.outcome, Outcome::Answered);
+        assert_eq!(s.trunk.as_deref(), Some("west"));
+        assert_eq!(
+            s.failover,
+            vec![TrunkTry {
+                trunk: "east".into(),
+                code: Some(503),
+                reason: "Service Unavailable".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn busy_declined_and_not_found_never_fail_over() {
+        for code in [486u16, 600, 603, 604, 404, 484] {
+            let t0 = Instant::now();
+            let mut c = two_trunks(t0);
+            c.handle(
+                t0,
+                Input::InviteFinal {
+                    code,
+                    reason: "x",
+                    sdp: b"",
+                },
+            );
+            assert!(!drain(&mut c).contains(&Output::NextTrunk), "{code}");
+            assert!(c.is_over(), "{code}");
+            let s = summary(&c);
+            assert_eq!(s.sip_code, Some(code));
+            assert_eq!(s.trunk.as_deref(), Some("east"));
+            assert!(s.failover.is_empty());
+        }
+    }
+
+    #[test]
+    fn silence_past_the_invite_timeout_abandons_the_invite_and_fails_over() {
+        let t0 = Instant::now();
+        let mut c = two_trunks(t0);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+        c.handle(t0 + Duration::from_secs(2), Input::Timeout);
+        assert_eq!(
+            drain(&mut c),
+            vec![Output::AbandonInvite, Output::NextTrunk]
+        );
+        // Nobody takes it: the call ends as the silent trunk left it.
+        c.handle(t0 + Duration::from_secs(2), Input::NoTrunkLeft);
+        assert!(c.is_over());
+        let s = summary(&c);
+        assert_eq!(s.outcome, Outcome::Failed);
+        assert_eq!(s.reason, "no response within 2 s");
+        assert_eq!(s.sip_code, None);
+        assert!(
+            s.failover.is_empty(),
+            "the last trunk is the call's own end"
+        );
+    }
+
+    #[test]
+    fn a_100_trying_stops_the_invite_timeout_but_not_the_ring_timeout() {
+        let t0 = Instant::now();
+        let mut c = two_trunks(t0);
+        c.handle(t0 + Duration::from_millis(10), Input::Trying);
+        assert_eq!(c.poll_timeout(), Some(t0 + RING));
+    }
+
+    #[test]
+    fn no_failover_once_the_phone_rang_but_after_a_183_alone() {
+        let t0 = Instant::now();
+        let mut c = two_trunks(t0);
+        c.handle(
+            t0,
+            Input::Provisional {
+                code: 183,
+                sdp: b"",
+            },
+        );
+        c.handle(
+            t0,
+            Input::InviteFinal {
+                code: 502,
+                reason: "Bad Gateway",
+                sdp: b"",
+            },
+        );
+        assert!(drain(&mut c).contains(&Output::NextTrunk));
+
+        let mut c = two_trunks(t0);
+        c.handle(
+            t0,
+            Input::Provisional {
+                code: 180,
+                sdp: b"",
+            },
+        );
+        c.handle(
+            t0,
+            Input::InviteFinal {
+                code: 503,
+                reason: "Service Unavailable",
+                sdp: b"",
+            },
+        );
+        assert!(!drain(&mut c).contains(&Output::NextTrunk));
+        assert_eq!(summary(&c).outcome, Outcome::from_final_code(503));
+    }
+
+    #[test]
+    fn a_transport_failure_fails_over_and_a_hang_up_while_redialing_ends_it() {
+        let t0 = Instant::now();
+        let mut c = two_trunks(t0);
+        c.handle(
+            t0,
+            Input::InviteGone {
+                error: Some("connection refused".into()),
+            },
+        );
+        assert_eq!(drain(&mut c), vec![Output::NextTrunk]);
+        c.handle(t0, Input::Hangup);
+        assert!(c.is_over());
+        assert_eq!(summary(&c).reason, "cancelled by caller");
+    }
+
+    fn sit(cause: SitCause) -> Input<'static> {
+        Input::Tone(ToneEvent::Sit {
+            cause,
+            onset_ms: 100,
+        })
+    }
+
+    #[test]
+    fn a_vacant_code_sit_in_early_media_makes_the_404_an_invalid_number() {
+        let t0 = Instant::now();
+        let mut c = two_trunks(t0);
+        c.handle(
+            t0,
+            Input::Provisional {
+                code: 183,
+                sdp: &sdp(30000, 0, "sendrecv"),
+            },
+        );
+        assert!(
+            drain(&mut c).contains(&Output::ToneDetection),
+            "early media turns tone detection on"
+        );
+        c.handle(t0 + Duration::from_secs(1), sit(SitCause::VacantCode));
+        c.handle(
+            t0 + Duration::from_millis(1200),
+            Input::InviteFinal {
+                code: 404,
+                reason: "Not Found",
+                sdp: b"",
+            },
+        );
+        assert!(
+            !drain(&mut c).contains(&Output::NextTrunk),
+            "a SIT never fails over"
+        );
+        let s = summary(&c);
+        assert_eq!(s.outcome, Outcome::InvalidNumber);
+        assert_eq!(s.sip_code, Some(404));
+        assert_eq!(s.sit, Some("VC"));
+        assert_eq!(s.reason, "SIT VC in early media");
+    }
+
+    #[test]
+    fn a_reorder_sit_without_a_final_response_is_cancelled_as_unavailable() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.handle(
+            t0,
+            Input::Provisional {
+                code: 183,
+                sdp: &sdp(30000, 0, "sendrecv"),
+            },
+        );
+        let at = t0 + Duration::from_secs(1);
+        c.handle(at, sit(SitCause::Reorder));
+        assert_eq!(c.poll_timeout(), Some(at + SIT_GRACE));
+        c.handle(at + SIT_GRACE, Input::Timeout);
+        assert!(drain(&mut c).contains(&Output::Cancel));
+        c.handle(
+            at + SIT_GRACE,
+            Input::InviteFinal {
+                code: 487,
+                reason: "Request Terminated",
+                sdp: b"",
+            },
+        );
+        let s = summary(&c);
+        assert_eq!(s.outcome, Outcome::Unavailable);
+        assert_eq!(s.sit, Some("RO"));
+    }
+
+    #[test]
+    fn redirects_are_followed_a_bounded_number_of_times() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        for i in 0..MAX_REDIRECTS {
+            c.handle(
+                t0,
+                Input::Redirected {
+                    code: 302,
+                    reason: "Moved Temporarily",
+                    contact: "sip:loop@127.0.0.1:5099",
+                },
+            );
+            assert_eq!(
+                drain(&mut c),
+                vec![Output::Redirect {
+                    target: "sip:loop@127.0.0.1:5099".into()
+                }],
+                "redirect {i}"
+            );
+            c.handle(
+                t0,
+                Input::Redialed {
+                    trunk: "",
+                    invite_timeout: None,
+                    more: false,
+                },
+            );
+        }
+        c.handle(
+            t0,
+            Input::Redirected {
+                code: 302,
+                reason: "Moved Temporarily",
+                contact: "sip:loop@127.0.0.1:5099",
+            },
+        );
+        assert!(c.is_over(), "the fourth redirect ends the call");
+        let s = summary(&c);
+        assert_eq!(s.sip_code, Some(302));
+        assert_eq!(s.failover.len(), MAX_REDIRECTS);
+    }
+
+    fn answered(t0: Instant) -> CallCore {
+        let mut c = core(t0);
+        c.handle(
+            t0,
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(30000, 0, "sendrecv"),
+            },
+        );
+        drain(&mut c);
+        c
+    }
+
+    #[test]
+    fn we_refresh_a_session_timer_at_half_its_interval() {
+        let t0 = Instant::now();
+        let mut c = answered(t0);
+        c.handle(
+            t0,
+            Input::SessionTimer {
+                expires: Duration::from_secs(90),
+                we_refresh: true,
+            },
+        );
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(45)));
+        c.handle(t0 + Duration::from_secs(45), Input::Timeout);
+        let outs = drain(&mut c);
+        assert!(
+            matches!(outs.as_slice(), [Output::Reinvite { .. }]),
+            "{outs:?}"
+        );
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+        assert_eq!(c.state(), State::Answered);
+    }
+
+    #[test]
+    fn a_session_the_far_end_does_not_refresh_ends_before_it_expires() {
+        let t0 = Instant::now();
+        let mut c = answered(t0);
+        c.handle(
+            t0,
+            Input::SessionTimer {
+                expires: Duration::from_secs(1800),
+                we_refresh: false,
+            },
+        );
+        // 1800 s less min(32 s, 600 s).
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(1768)));
+        // Its UPDATE at 1000 s refreshes it.
+        c.handle(t0 + Duration::from_secs(1000), Input::Reoffer { sdp: b"" });
+        drain(&mut c);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(2768)));
+        c.handle(t0 + Duration::from_secs(2768), Input::Timeout);
+        assert_eq!(drain(&mut c), vec![Output::Bye]);
+        assert!(c.is_over());
+        let s = summary(&c);
+        assert_eq!(s.reason, "session timer expired: no refresh within 1800 s");
+        assert_eq!(s.hangup, Some(Hangup::Local));
     }
 }

@@ -6,6 +6,7 @@
 //! received audio is passed on with `try_send` (a slow owner loses frames, never stalls the
 //! call), and in-dialog requests are always answered so the stack stops retransmitting.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rsipstack::dialog::dialog::{DialogState, TerminatedReason};
@@ -19,10 +20,12 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::core::{CallCore, Input, Output};
 use super::plan::Plan;
 use super::{Call, CallError, CallEvent, CallRequest, Command};
+use crate::config::Trunk;
 use crate::media::dtmf::parse_info_body;
 use crate::media::session::{AudioFrame, MediaEvent, MediaSession};
 use crate::media::MediaOptions;
 use crate::sip::sdp::{Direction, LocalMedia};
+use crate::sip::trunks::TrunkTry;
 use crate::sip::{reason_phrase, UserAgent};
 
 /// Received audio frames waiting for the owner; older ones are dropped when it does not keep
@@ -32,14 +35,53 @@ const AUDIO_QUEUE: usize = 256;
 type InviteResult = rsipstack::dialog::invitation::InviteAsyncResult;
 
 pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, CallError> {
-    let plan = Plan::new(&ua, &req).await?;
+    // The profile's trunks in the order this call tries them (none for a SIP URI).
+    let mut trunks: VecDeque<Trunk> = match (&req.profile, Plan::uses_trunks(&req)) {
+        (Some(p), true) => ua
+            .trunk_order(p)
+            .into_iter()
+            .filter_map(|i| p.trunks.get(i).cloned())
+            .collect(),
+        _ => VecDeque::new(),
+    };
     let channel = match &req.profile {
         Some(p) => ua.trunk_limit(p).admit().await?,
         None => None,
     };
+    let call_id = format!(
+        "{:016x}{:08x}@outdial",
+        rand::random::<u64>(),
+        rand::random::<u32>()
+    );
     let socket = ua.ports.bind()?;
-    let media_ip = ua.media_addr(plan.peer);
-    let local = LocalMedia::new(media_ip, socket.port);
+    let port = socket.port;
+
+    // The first trunk that takes the INVITE (its own channels, its host resolving).
+    let mut failover = Vec::new();
+    let first = loop {
+        let trunk = trunks.pop_front();
+        let plan = Plan::new(&ua, &req, trunk.as_ref()).await;
+        let attempt = match plan {
+            Ok(plan) => Try::admit(&ua, &req, trunk.as_ref(), plan).await,
+            Err(e) => Err(e),
+        };
+        match attempt {
+            Ok(t) => break t,
+            Err(e) => match trunk {
+                Some(t) if !trunks.is_empty() => {
+                    warn!(trunk = %t.name, error = %e, "trunk not usable; trying the next");
+                    failover.push(TrunkTry {
+                        trunk: t.name.clone(),
+                        code: None,
+                        reason: e.to_string(),
+                    });
+                }
+                _ => return Err(e),
+            },
+        }
+    };
+    let media_ip = ua.media_addr(first.plan.peer);
+    let local = LocalMedia::new(media_ip, port);
     let options = MediaOptions {
         tap_sent: req.tap_sent,
         latching: req
@@ -49,42 +91,23 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
         ..Default::default()
     };
     let (media, media_events) =
-        MediaSession::start_with(socket, plan.preferred_codec(), None, options)?;
+        MediaSession::start_with(socket, first.plan.preferred_codec(), None, options)?;
     let media = Arc::new(media);
 
-    let call_id = format!(
-        "{:016x}{:08x}@outdial",
-        rand::random::<u64>(),
-        rand::random::<u32>()
-    );
     let mut core = CallCore::new(
         std::time::Instant::now(),
         req.ring_timeout,
         req.max_duration,
-        plan.formats.clone(),
+        first.plan.formats.clone(),
         local,
     );
+    if let Some(t) = &first.trunk {
+        core = core.on_trunk(&t.name, Some(t.invite_timeout), !trunks.is_empty());
+    }
+    core.left_behind(failover);
+    let span = info_span!("call", call_id = %call_id, to = %first.plan.callee);
     let offer = core.offer(Direction::SendRecv);
-    let (state_tx, state_rx) = ua.dialog_layer.new_dialog_state_channel();
-    let opt = InviteOption {
-        caller_display_name: plan.display_name.clone(),
-        caller: plan.caller.clone(),
-        callee: plan.callee.clone(),
-        destination: plan.destination.clone(),
-        content_type: Some("application/sdp".into()),
-        offer: Some(offer.into_bytes()),
-        contact: plan.contact.clone(),
-        credential: plan.credential.clone(),
-        headers: Some(plan.headers.clone()),
-        call_id: Some(call_id.clone()),
-        ..Default::default()
-    };
-    let span = info_span!("call", call_id = %call_id, to = %plan.callee);
-    info!(parent: &span, trunk = ?req.profile.as_ref().map(|p| &p.name), "dialing");
-    let (dialog, invite) = ua
-        .dialog_layer
-        .do_invite_async(opt, state_tx)
-        .map_err(|e| CallError::Invite(e.to_string()))?;
+    let leg = first.send(&ua, &call_id, offer, &span)?;
 
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
@@ -93,7 +116,7 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
     let weak = Arc::downgrade(&media);
     let task = CallTask {
         ua,
-        dialog,
+        dialog: leg.dialog,
         call_id: call_id.clone(),
         core,
         media,
@@ -103,9 +126,14 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
         early_received: 0,
         on_answer: req.on_answer.clone(),
         _channel: channel,
+        trunk_channel: leg.channel,
+        trunks,
+        request: req,
+        next_leg: None,
+        abandon: false,
     };
     tokio::spawn(
-        task.run(invite, state_rx, cmd_rx, media_events)
+        task.run(leg.invite, leg.states, cmd_rx, media_events)
             .instrument(span),
     );
     Ok(Call {
@@ -116,6 +144,82 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
         sent_audio: sent_rx,
         media: weak,
     })
+}
+
+/// One INVITE about to go out: its plan and the trunk channel it holds.
+struct Try {
+    trunk: Option<Trunk>,
+    plan: Plan,
+    channel: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// One INVITE in flight.
+struct Leg {
+    dialog: InviteDialog,
+    invite: tokio::task::JoinHandle<InviteResult>,
+    states: rsipstack::dialog::dialog::DialogStateReceiver,
+    channel: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Try {
+    /// Takes a channel of `trunk`'s own (its `max_channels`, then its `max_cps` slot).
+    async fn admit(
+        ua: &UserAgent,
+        req: &CallRequest,
+        trunk: Option<&Trunk>,
+        plan: Plan,
+    ) -> Result<Try, CallError> {
+        let channel = match (&req.profile, trunk) {
+            (Some(p), Some(t)) => ua.one_trunk_limit(p, t).admit().await?,
+            _ => None,
+        };
+        Ok(Try {
+            trunk: trunk.cloned(),
+            plan,
+            channel,
+        })
+    }
+
+    /// Sends the INVITE with `offer`.
+    fn send(
+        self,
+        ua: &UserAgent,
+        call_id: &str,
+        offer: String,
+        span: &tracing::Span,
+    ) -> Result<Leg, CallError> {
+        let plan = self.plan;
+        let (state_tx, states) = ua.dialog_layer.new_dialog_state_channel();
+        // Session timers (RFC 4028): a far end that wants one sets it in its answer.
+        let mut headers = plan.headers.clone();
+        headers.push(Header::Supported("timer".into()));
+        let opt = InviteOption {
+            caller_display_name: plan.display_name.clone(),
+            caller: plan.caller.clone(),
+            callee: plan.callee.clone(),
+            destination: plan.destination.clone(),
+            content_type: Some("application/sdp".into()),
+            offer: Some(offer.into_bytes()),
+            contact: plan.contact.clone(),
+            credential: plan.credential.clone(),
+            headers: Some(headers),
+            call_id: Some(call_id.to_string()),
+            // Supported: 100rel; reliable provisionals are PRACKed (RFC 3262).
+            support_prack: true,
+            ..Default::default()
+        };
+        info!(parent: span, trunk = ?self.trunk.as_ref().map(|t| &t.name), to = %plan.callee, "dialing");
+        let (dialog, invite) = ua
+            .dialog_layer
+            .do_invite_async(opt, state_tx)
+            .map_err(|e| CallError::Invite(e.to_string()))?;
+        Ok(Leg {
+            dialog,
+            invite,
+            states,
+            channel: self.channel,
+        })
+    }
 }
 
 /// The call's own task: owns the dialog, the media session and the core.
@@ -133,8 +237,18 @@ struct CallTask {
     early_received: u64,
     /// Told the dialog's facts at answer (see [`CallRequest::on_answer`]).
     on_answer: Option<mpsc::UnboundedSender<crate::sip::orphan::DialogFacts>>,
-    /// The trunk channel this call occupies, freed when the task ends.
+    /// The profile channel this call occupies, freed when the task ends.
     _channel: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The channel of the trunk the INVITE in flight went to.
+    trunk_channel: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The trunks not tried yet, in order.
+    trunks: VecDeque<Trunk>,
+    /// What was asked (a failover makes the next trunk's plan from it).
+    request: CallRequest,
+    /// The next trunk's INVITE, for the run loop to take over.
+    next_leg: Option<Leg>,
+    /// The INVITE in flight is to be given up (no response at all).
+    abandon: bool,
 }
 
 impl CallTask {
@@ -150,6 +264,17 @@ impl CallTask {
         let mut media_open = true;
         let mut states_open = true;
         while !self.core.is_over() {
+            if std::mem::take(&mut self.abandon) {
+                invite.abort();
+                invite_done = true;
+            }
+            if let Some(leg) = self.next_leg.take() {
+                // The call moved to another trunk: its INVITE and dialog replace the old.
+                invite = leg.invite;
+                states = leg.states;
+                invite_done = false;
+                states_open = true;
+            }
             let deadline = self
                 .core
                 .poll_timeout()
@@ -278,14 +403,23 @@ impl CallTask {
                 self.media.set_remote(m.remote);
             }
             Output::ToneDetection => self.media.set_tone_detection(true),
+            Output::AbandonInvite => {
+                // No provisional came, so there is nothing a CANCEL may go to (RFC 3261
+                // §9.1); the transaction is dropped and a late answer finds no dialog.
+                self.abandon = true;
+                self.ua.dialog_layer.remove_dialog(&self.dialog.id());
+            }
+            Output::NextTrunk => self.next_trunk().await,
+            Output::Redirect { target } => self.redirect(target).await,
             Output::Event(event) => {
                 match &event {
                     CallEvent::Answered { codec } => {
                         self.early_received = self.media.stats().received;
                         info!(?codec, "answered");
                         if let Some(tx) = self.on_answer.take() {
-                            let facts =
+                            let mut facts =
                                 crate::sip::orphan::DialogFacts::of(&self.dialog.snapshot());
+                            facts.trunk = self.core.trunk().map(str::to_string);
                             let _ = tx.send(facts);
                         }
                     }
@@ -300,6 +434,93 @@ impl CallTask {
         }
     }
 
+    /// Sends the INVITE on the next trunk that takes it, and tells the core.
+    async fn next_trunk(&mut self) {
+        self.ua.dialog_layer.remove_dialog(&self.dialog.id());
+        self.trunk_channel = None;
+        while let Some(trunk) = self.trunks.pop_front() {
+            let attempt = match Plan::new(&self.ua, &self.request, Some(&trunk)).await {
+                Ok(plan) => Try::admit(&self.ua, &self.request, Some(&trunk), plan).await,
+                Err(e) => Err(e),
+            };
+            let sent = attempt.and_then(|t| {
+                let offer = self.core.offer(Direction::SendRecv);
+                t.send(&self.ua, &self.call_id, offer, &tracing::Span::current())
+            });
+            match sent {
+                Ok(mut leg) => {
+                    info!(trunk = %trunk.name, "failing over to the next trunk");
+                    self.dialog = leg.dialog.clone();
+                    self.trunk_channel = leg.channel.take();
+                    self.next_leg = Some(leg);
+                    let more = !self.trunks.is_empty();
+                    self.core.handle(
+                        std::time::Instant::now(),
+                        Input::Redialed {
+                            trunk: &trunk.name,
+                            invite_timeout: Some(trunk.invite_timeout),
+                            more,
+                        },
+                    );
+                    return;
+                }
+                Err(e) => {
+                    warn!(trunk = %trunk.name, error = %e, "trunk not usable; trying the next");
+                    self.core.left_behind(vec![TrunkTry {
+                        trunk: trunk.name.clone(),
+                        code: None,
+                        reason: e.to_string(),
+                    }]);
+                }
+            }
+        }
+        self.core
+            .handle(std::time::Instant::now(), Input::NoTrunkLeft);
+    }
+
+    /// Sends the INVITE to a redirect's target (a SIP URI; the profile still lends its
+    /// identity and credentials), and tells the core.
+    async fn redirect(&mut self, target: String) {
+        self.ua.dialog_layer.remove_dialog(&self.dialog.id());
+        self.trunk_channel = None;
+        let mut req = self.request.clone();
+        req.destination = target.clone();
+        let sent = match Plan::new(&self.ua, &req, None).await {
+            Ok(plan) => {
+                let t = Try {
+                    trunk: None,
+                    plan,
+                    channel: None,
+                };
+                let offer = self.core.offer(Direction::SendRecv);
+                t.send(&self.ua, &self.call_id, offer, &tracing::Span::current())
+            }
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(leg) => {
+                info!(%target, "following a redirect");
+                self.dialog = leg.dialog.clone();
+                self.next_leg = Some(leg);
+                let trunk = self.core.trunk().unwrap_or_default().to_string();
+                let more = !self.trunks.is_empty();
+                self.core.handle(
+                    std::time::Instant::now(),
+                    Input::Redialed {
+                        trunk: &trunk,
+                        invite_timeout: None,
+                        more,
+                    },
+                );
+            }
+            Err(e) => {
+                warn!(%target, error = %e, "redirect target not usable");
+                self.core
+                    .handle(std::time::Instant::now(), Input::NoTrunkLeft);
+            }
+        }
+    }
+
     /// The INVITE transaction ended.
     async fn on_invite_done(&mut self, res: Result<InviteResult, tokio::task::JoinError>) {
         let input_error = match res {
@@ -307,6 +528,17 @@ impl CallTask {
                 let code = u16::from(resp.status_code.clone());
                 let reason = reason_phrase(&resp);
                 info!(code, reason = %reason, "INVITE final response");
+                if (300..400).contains(&code) {
+                    if let Some(contact) = redirect_target(&resp) {
+                        self.input(Input::Redirected {
+                            code,
+                            reason: &reason,
+                            contact: &contact,
+                        })
+                        .await;
+                        return;
+                    }
+                }
                 self.input(Input::InviteFinal {
                     code,
                     reason: &reason,
@@ -348,6 +580,14 @@ impl CallTask {
                     sdp: &resp.body,
                 })
                 .await;
+                if let Some((expires, we_refresh)) = session_expires(&resp) {
+                    info!(expires_s = expires.as_secs(), we_refresh, "session timer");
+                    self.input(Input::SessionTimer {
+                        expires,
+                        we_refresh,
+                    })
+                    .await;
+                }
             }
             DialogState::Updated(_, req, handle) => {
                 // re-INVITE or UPDATE: hold, unhold, a new media address.
@@ -459,6 +699,38 @@ fn log_end(summary: &super::CallSummary) {
         received = summary.rtp.received,
         "call ended"
     );
+}
+
+/// The session timer a 2xx sets (RFC 4028): `Session-Expires: SECS[;refresher=uac|uas]`
+/// (compact form `x`). Without a refresher parameter in a 2xx to our INVITE, the far end
+/// (the UAS) refreshes, as §9 leaves it when we asked for nothing. Intervals under 1 s or
+/// unreadable are ignored.
+fn session_expires(resp: &rsipstack::sip::Response) -> Option<(std::time::Duration, bool)> {
+    let value = resp.headers.iter().find_map(|h| match h {
+        Header::SessionExpires(v) => Some(v.value().to_string()),
+        _ => None,
+    })?;
+    let mut parts = value.split(';');
+    let secs: u64 = parts.next()?.trim().parse().ok()?;
+    if secs == 0 {
+        return None;
+    }
+    let we_refresh = parts.any(|p| {
+        let p = p.trim().to_ascii_lowercase();
+        p.replace(' ', "") == "refresher=uac"
+    });
+    Some((std::time::Duration::from_secs(secs), we_refresh))
+}
+
+/// The first Contact of a redirect, as a SIP URI (`sip:` or `sips:`; anything else is not
+/// followed).
+fn redirect_target(resp: &rsipstack::sip::Response) -> Option<String> {
+    use rsipstack::sip::headers::untyped::ToTypedHeader;
+    use rsipstack::sip::prelude::HeadersExt;
+    let contact = resp.contact_header().ok()?.typed().ok()?;
+    let uri = contact.uri.to_string();
+    let lower = uri.to_ascii_lowercase();
+    (lower.starts_with("sip:") || lower.starts_with("sips:")).then_some(uri)
 }
 
 fn content_type(req: &rsipstack::sip::Request) -> Option<String> {

@@ -28,6 +28,7 @@ use crate::media::MediaError;
 use crate::sip::sdp::Direction;
 use crate::sip::{Outcome, SipError, UserAgent};
 
+pub use crate::sip::trunks::TrunkTry;
 pub use plan::is_phone_number;
 
 /// What to dial and how.
@@ -141,6 +142,16 @@ pub struct CallSummary {
     pub dtmf_received: String,
     /// Beeps, SIT and fax tones heard after the answer (times: ms of received audio).
     pub tones: Vec<ToneEvent>,
+    /// The trunk the call ended on (`None`: a SIP URI dialed without a trunk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
+    /// The trunks the call left behind before it, in order, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<TrunkTry>,
+    /// The Special Information Tone heard in early media that ended the attempt (`VC`, `IC`,
+    /// `RO`, `NC`, `IO`, `unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sit: Option<&'static str>,
 }
 
 /// What the call tells its owner.
@@ -335,6 +346,9 @@ mod tests {
             codec: Some("PCMU"),
             dtmf_received: "12#".into(),
             tones: vec![],
+            trunk: None,
+            failover: vec![],
+            sit: None,
         };
         let v: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(v["outcome"], "answered");

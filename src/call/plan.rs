@@ -1,7 +1,8 @@
 //! The plan of one leg: who we call, as whom, through where, offering which codecs —
 //! everything decided before the INVITE goes out.
 //!
-//! It reads the request and the trunk profile and resolves the first hop; it must not send
+//! It reads the request, the profile and the trunk this try goes to, and resolves the first
+//! hop (a call that fails over makes a new plan for the next trunk); it must not send
 //! anything, hold call state, or decide what happens once the call is up.
 
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use rsipstack::sip::Header;
 use rsipstack::transport::SipAddr;
 
 use super::{CallError, CallRequest};
-use crate::config::{CodecName, Transport};
+use crate::config::{CodecName, Transport, Trunk};
 use crate::media::g711::Codec;
 use crate::sip::sdp::{Format, TELEPHONE_EVENT_PT};
 use crate::sip::ua::{credential, host_port, resolve, UserAgent};
@@ -32,10 +33,23 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    pub(super) async fn new(ua: &UserAgent, req: &CallRequest) -> Result<Plan, CallError> {
+    /// Whether `req` goes through its profile's trunks (a phone number with a profile), so
+    /// that a plan is made per trunk; a SIP URI goes where it says.
+    pub(super) fn uses_trunks(req: &CallRequest) -> bool {
+        let dest = req.destination.trim();
+        req.profile.is_some() && !(dest.starts_with("sip:") || dest.starts_with("sips:"))
+    }
+
+    /// The plan of `req` through `trunk` (one of its profile's trunks; `None` for a SIP URI).
+    pub(super) async fn new(
+        ua: &UserAgent,
+        req: &CallRequest,
+        trunk: Option<&Trunk>,
+    ) -> Result<Plan, CallError> {
         let dest = req.destination.trim();
         let profile = req.profile.as_ref();
         let is_uri = dest.starts_with("sip:") || dest.starts_with("sips:");
+        let trunk = trunk.or_else(|| profile.map(|p| p.primary()));
         let (callee, transport, peer, destination) = if is_uri {
             let uri = rsipstack::sip::Uri::try_from(dest)
                 .map_err(|_| CallError::BadDestination(dest.to_string()))?;
@@ -50,11 +64,10 @@ impl Plan {
             if !is_phone_number(dest) {
                 return Err(CallError::BadDestination(dest.to_string()));
             }
-            let p = profile.ok_or_else(|| CallError::NoProfile(dest.to_string()))?;
+            let p = trunk.ok_or_else(|| CallError::NoProfile(dest.to_string()))?;
             let number = dest.replace([' ', '-', '(', ')', '.'], "");
             let uri = crate::sip::ua::trunk_uri(p, Some(&number))?;
-            let hop = p.outbound_proxy.as_ref().unwrap_or(&p.proxy);
-            let peer = resolve(hop).await?;
+            let peer = resolve(p.hop()).await?;
             let destination = p.outbound_proxy.as_ref().map(|_| SipAddr {
                 r#type: Some(match p.transport {
                     Transport::Udp => rsipstack::sip::Transport::Udp,
@@ -79,7 +92,7 @@ impl Plan {
             .ok_or(SipError::NoTransport)?;
         let domain = profile
             .and_then(|p| p.from_domain.clone().or_else(|| p.realm.clone()))
-            .or_else(|| profile.map(|p| p.proxy.host.clone()))
+            .or_else(|| trunk.map(|t| t.proxy.host.clone()))
             .unwrap_or_else(|| contact_addr.ip().to_string());
         let caller = parse_uri(&format!("sip:{}@{}", uri_user(&user), domain))?;
         let contact = parse_uri(&format!(
@@ -94,7 +107,8 @@ impl Plan {
 
         let mut headers = Vec::new();
         let id_domain = profile
-            .map(|p| p.from_domain.clone().unwrap_or_else(|| host_port(&p.proxy)))
+            .and_then(|p| p.from_domain.clone())
+            .or_else(|| trunk.map(|t| host_port(&t.proxy)))
             .unwrap_or_else(|| domain.clone());
         let pai = req
             .asserted_identity

@@ -445,15 +445,64 @@ impl fmt::Display for Secret {
     }
 }
 
-/// One trunk: `sip-profiles/<name>.toml`.
+/// One SIP server of a carrier (a profile's `proxy`, or one of its `[[trunk]]` tables): where
+/// INVITEs go, how, in which order and with which limits of its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trunk {
+    /// `name` in the `[[trunk]]` table; the profile's name for a profile with one `proxy`.
+    pub name: String,
+    pub proxy: HostPort,
+    pub transport: Transport,
+    /// Send the requests through this hop first (an SBC), instead of straight to `proxy`.
+    pub outbound_proxy: Option<HostPort>,
+    /// Lower is tried first.
+    pub priority: u32,
+    /// Share of the calls among trunks of the same priority (RFC 2782 style); 0 = only when
+    /// the others of its priority are out.
+    pub weight: u32,
+    /// This trunk's own concurrent calls, besides the profile's.
+    pub max_channels: Option<u32>,
+    /// This trunk's own calls per second, besides the profile's; > 0.
+    pub max_cps: Option<f64>,
+    /// How long an INVITE may go without any response (not even 100 Trying) before the call
+    /// moves to the next trunk: RFC 3261 timer B (64 × T1 = 32 s) unless set shorter.
+    pub invite_timeout: std::time::Duration,
+}
+
+/// Timer B of RFC 3261 (64 × T1): the default [`Trunk::invite_timeout`].
+pub const TIMER_B: std::time::Duration = std::time::Duration::from_secs(32);
+
+impl Trunk {
+    /// A trunk at `proxy` over UDP, priority 1, weight 1, no limits of its own.
+    pub fn new(name: impl Into<String>, proxy: HostPort) -> Trunk {
+        Trunk {
+            name: name.into(),
+            proxy,
+            transport: Transport::Udp,
+            outbound_proxy: None,
+            priority: 1,
+            weight: 1,
+            max_channels: None,
+            max_cps: None,
+            invite_timeout: TIMER_B,
+        }
+    }
+
+    /// The first hop of its requests: the outbound proxy, else the proxy.
+    pub fn hop(&self) -> &HostPort {
+        self.outbound_proxy.as_ref().unwrap_or(&self.proxy)
+    }
+}
+
+/// One carrier: `sip-profiles/<name>.toml`: its trunks, credentials, identity and limits.
 #[derive(Clone, Debug)]
 pub struct Profile {
     /// `name` key, or the file stem.
     pub name: String,
     /// The file it came from (empty for profiles built in code).
     pub file: PathBuf,
-    pub proxy: HostPort,
-    pub transport: Transport,
+    /// At least one; in the file's order (calls order them by priority, weight and health).
+    pub trunks: Vec<Trunk>,
     pub realm: Option<String>,
     pub username: Option<String>,
     /// From `password` or from the variable named by `password_env`.
@@ -470,12 +519,16 @@ pub struct Profile {
     pub ppi: Option<String>,
     /// Preference order; at least one audio codec.
     pub codecs: Vec<CodecName>,
+    /// Concurrent calls over all its trunks, counted across nodes.
     pub max_channels: Option<u32>,
-    /// Calls per second; > 0.
+    /// Calls per second over all its trunks, counted across nodes; > 0.
     pub max_cps: Option<f64>,
-    pub outbound_proxy: Option<HostPort>,
-    /// OPTIONS keepalive in seconds; `None` = off (`0` in the file also means off).
+    /// OPTIONS to every trunk every so many seconds; `None` = off (`0` in the file also means
+    /// off). A trunk is down after `ping_down_after` unanswered pings in a row and up again
+    /// after `ping_up_after` answered ones.
     pub ping_interval: Option<u32>,
+    pub ping_down_after: u32,
+    pub ping_up_after: u32,
     /// Which RTP sources besides the SDP address a call on this trunk takes.
     pub rtp_latching: crate::media::RtpLatching,
 }
@@ -484,11 +537,11 @@ impl Profile {
     /// A profile with every optional setting at its default (no auth, no registration, UDP,
     /// all codecs): for tests and for code that builds trunks without a file.
     pub fn new(name: impl Into<String>, proxy: HostPort) -> Profile {
+        let name = name.into();
         Profile {
-            name: name.into(),
+            name: name.clone(),
             file: PathBuf::new(),
-            proxy,
-            transport: Transport::Udp,
+            trunks: vec![Trunk::new(name.clone(), proxy)],
             realm: None,
             username: None,
             password: None,
@@ -502,10 +555,21 @@ impl Profile {
             codecs: CodecName::ALL.to_vec(),
             max_channels: None,
             max_cps: None,
-            outbound_proxy: None,
             ping_interval: None,
+            ping_down_after: 3,
+            ping_up_after: 2,
             rtp_latching: crate::media::RtpLatching::Initial,
         }
+    }
+
+    /// The trunk registrations and the identity's default domain use: the first of the lowest
+    /// priority in the file's order.
+    pub fn primary(&self) -> &Trunk {
+        // Never empty: the parser refuses a profile without a trunk and `new` makes one.
+        self.trunks
+            .iter()
+            .min_by_key(|t| t.priority)
+            .expect("a profile has at least one trunk")
     }
 
     /// Parses one profile file's text. `file` names it in errors and gives the default name;

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::error::ConfigError;
-use super::reader::{self, Doc, Val};
-use super::{CodecName, HostPort, Profile, Secret, Transport};
+use super::reader::{self, Doc, Fields, Val};
+use super::{CodecName, HostPort, Profile, Secret, Transport, Trunk};
 use crate::media::RtpLatching;
 
 const KEYS: &[&str] = &[
@@ -33,7 +33,24 @@ const KEYS: &[&str] = &[
     "max_cps",
     "outbound_proxy",
     "ping_interval",
+    "ping_down_after",
+    "ping_up_after",
     "rtp_latching",
+    "invite_timeout",
+    "trunk",
+];
+
+/// Keys of one `[[trunk]]` table.
+const TRUNK_KEYS: &[&str] = &[
+    "name",
+    "proxy",
+    "transport",
+    "outbound_proxy",
+    "priority",
+    "weight",
+    "max_channels",
+    "max_cps",
+    "invite_timeout",
 ];
 
 /// A parsed profile and where its name came from (for the duplicate-name check).
@@ -187,30 +204,33 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
         }
     };
 
-    // transport first: it decides the default port of proxy and outbound_proxy.
-    let mut transport = Transport::Udp;
-    if let Some(v) = f.get("transport") {
-        if let Some(s) = doc.string("transport", v) {
-            match Transport::parse(&s) {
-                Some(t) => transport = t,
-                None => doc.invalid("transport", v, "must be one of udp, tcp, tls"),
+    // One trunk from the top-level keys, or several `[[trunk]]` tables; not both.
+    let trunks = match f.get("trunk") {
+        Some(v) => {
+            for key in ["proxy", "transport", "outbound_proxy"] {
+                if let Some(top) = f.get(key) {
+                    doc.invalid(
+                        key,
+                        top,
+                        "set it inside each [[trunk]] table (a profile with [[trunk]] tables has no top-level proxy)",
+                    );
+                }
             }
+            let default_timeout = f
+                .get("invite_timeout")
+                .and_then(|v| seconds(doc, "invite_timeout", v));
+            trunk_tables(doc, v, default_timeout)
         }
-    }
-    let proxy = match f.get("proxy") {
-        Some(v) => host_port(doc, "proxy", v, transport),
         None => {
-            doc.key_error(
-                "proxy",
-                None,
-                "missing; set the carrier's SIP server, e.g. proxy = \"sip.carrier.example:5060\"",
-            );
-            None
+            let mut trunk = trunk_fields(doc, &f, &name, true);
+            if let (Some(t), Some(v)) = (trunk.as_mut(), f.get("invite_timeout")) {
+                if let Some(d) = seconds(doc, "invite_timeout", v) {
+                    t.invite_timeout = d;
+                }
+            }
+            trunk.map(|t| vec![t])
         }
     };
-    let outbound_proxy = f
-        .get("outbound_proxy")
-        .and_then(|v| host_port(doc, "outbound_proxy", v, transport));
 
     let realm = f.get("realm").and_then(|v| doc.text("realm", v));
     let username = f.get("username").and_then(|v| doc.text("username", v));
@@ -310,30 +330,19 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
         None => CodecName::ALL.to_vec(),
     };
 
-    let max_channels = f
-        .get("max_channels")
-        .and_then(|v| doc.integer("max_channels", v, 1..=i64::from(u32::MAX)))
-        .map(|n| n as u32);
-    let max_cps = f.get("max_cps").and_then(|v| {
-        let n = doc.number("max_cps", v)?;
-        if n.is_finite() && n > 0.0 {
-            Some(n)
-        } else if !n.is_finite() {
-            doc.invalid("max_cps", v, "must be a finite number greater than 0");
-            None
-        } else {
-            doc.invalid(
-                "max_cps",
-                v,
-                "must be greater than 0 (remove the key for no limit)",
-            );
-            None
-        }
-    });
+    let (max_channels, max_cps) = limits(doc, &f);
     let ping_interval = f
         .get("ping_interval")
         .and_then(|v| doc.integer("ping_interval", v, 0..=86400))
         .and_then(|n| if n == 0 { None } else { Some(n as u32) });
+    let ping_down_after = f
+        .get("ping_down_after")
+        .and_then(|v| doc.integer("ping_down_after", v, 1..=100))
+        .map_or(3, |n| n as u32);
+    let ping_up_after = f
+        .get("ping_up_after")
+        .and_then(|v| doc.integer("ping_up_after", v, 1..=100))
+        .map_or(2, |n| n as u32);
     let mut rtp_latching = RtpLatching::default();
     if let Some(v) = f.get("rtp_latching") {
         if let Some(s) = doc.string("rtp_latching", v) {
@@ -344,9 +353,11 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
         }
     }
 
-    let mut profile = Profile::new(name, proxy?);
+    let trunks = trunks?;
+    let first = trunks.first()?.proxy.clone();
+    let mut profile = Profile::new(name, first);
+    profile.trunks = trunks;
     profile.file = doc.file.to_path_buf();
-    profile.transport = transport;
     profile.realm = realm;
     profile.username = username;
     profile.password = password;
@@ -360,10 +371,172 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
     profile.codecs = codecs;
     profile.max_channels = max_channels;
     profile.max_cps = max_cps;
-    profile.outbound_proxy = outbound_proxy;
     profile.ping_interval = ping_interval;
+    profile.ping_down_after = ping_down_after;
+    profile.ping_up_after = ping_up_after;
     profile.rtp_latching = rtp_latching;
     Some(Parsed { profile, name_line })
+}
+
+/// The trunk described by `f`'s `proxy`, `transport` and `outbound_proxy` (and, inside a
+/// `[[trunk]]` table, its own name, order and limits). `top` is the profile's own keys: no
+/// order or limits of the trunk's (the profile's `max_channels` and `max_cps` are the group's).
+fn trunk_fields(doc: &mut Doc<'_>, f: &Fields<'_, '_>, name: &str, top: bool) -> Option<Trunk> {
+    // transport first: it decides the default port of proxy and outbound_proxy.
+    let mut transport = Transport::Udp;
+    if let Some(v) = f.get("transport") {
+        if let Some(s) = doc.string(&f.key("transport"), v) {
+            match Transport::parse(&s) {
+                Some(t) => transport = t,
+                None => doc.invalid(&f.key("transport"), v, "must be one of udp, tcp, tls"),
+            }
+        }
+    }
+    let proxy = match f.get("proxy") {
+        Some(v) => host_port(doc, &f.key("proxy"), v, transport),
+        None => {
+            doc.key_error(
+                &f.key("proxy"),
+                None,
+                "missing; set the carrier's SIP server, e.g. proxy = \"sip.carrier.example:5060\"",
+            );
+            None
+        }
+    };
+    let outbound_proxy = f
+        .get("outbound_proxy")
+        .and_then(|v| host_port(doc, &f.key("outbound_proxy"), v, transport));
+    let mut trunk = Trunk::new(name, proxy?);
+    trunk.transport = transport;
+    trunk.outbound_proxy = outbound_proxy;
+    if !top {
+        if let Some(v) = f.get("priority") {
+            if let Some(n) = doc.integer(&f.key("priority"), v, 0..=65535) {
+                trunk.priority = n as u32;
+            }
+        }
+        if let Some(v) = f.get("weight") {
+            if let Some(n) = doc.integer(&f.key("weight"), v, 0..=65535) {
+                trunk.weight = n as u32;
+            }
+        }
+        let (max_channels, max_cps) = limits(doc, f);
+        trunk.max_channels = max_channels;
+        trunk.max_cps = max_cps;
+        if let Some(v) = f.get("invite_timeout") {
+            if let Some(d) = seconds(doc, &f.key("invite_timeout"), v) {
+                trunk.invite_timeout = d;
+            }
+        }
+    }
+    Some(trunk)
+}
+
+/// Every `[[trunk]]` table; `None` when one is unusable (its problems are reported).
+fn trunk_tables(
+    doc: &mut Doc<'_>,
+    v: &Val<'_>,
+    default_timeout: Option<std::time::Duration>,
+) -> Option<Vec<Trunk>> {
+    let toml::de::DeValue::Array(items) = v.get_ref() else {
+        doc.invalid(
+            "trunk",
+            v,
+            "expected [[trunk]] tables, one per SIP server of the carrier",
+        );
+        return None;
+    };
+    if items.is_empty() {
+        doc.invalid("trunk", v, "must list at least one trunk");
+        return None;
+    }
+    let mut trunks = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("trunk[{}]", i + 1);
+        let Some(table) = doc.table(&key, item) else {
+            ok = false;
+            continue;
+        };
+        let f = doc.fields(&format!("{key}."), table, TRUNK_KEYS);
+        let name = match f.get("name") {
+            Some(nv) => match doc.string(&f.key("name"), nv) {
+                Some(n) if valid_name(&n) => n,
+                Some(_) => {
+                    doc.invalid(&f.key("name"), nv, NAME_RULE);
+                    ok = false;
+                    continue;
+                }
+                None => {
+                    ok = false;
+                    continue;
+                }
+            },
+            None => format!("trunk{}", i + 1),
+        };
+        if let Some(same) = trunks.iter().position(|t: &Trunk| t.name == name) {
+            doc.key_error(
+                &f.key("name"),
+                f.get("name").map(|nv| nv.span()),
+                format!("trunk name {name:?} already used by trunk[{}]", same + 1),
+            );
+            ok = false;
+            continue;
+        }
+        match trunk_fields(doc, &f, &name, false) {
+            Some(mut t) => {
+                if f.get("invite_timeout").is_none() {
+                    if let Some(d) = default_timeout {
+                        t.invite_timeout = d;
+                    }
+                }
+                trunks.push(t)
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(trunks)
+}
+
+/// `max_channels` and `max_cps` of a profile (the group's) or of one trunk.
+fn limits(doc: &mut Doc<'_>, f: &Fields<'_, '_>) -> (Option<u32>, Option<f64>) {
+    let max_channels = f
+        .get("max_channels")
+        .and_then(|v| doc.integer(&f.key("max_channels"), v, 1..=i64::from(u32::MAX)))
+        .map(|n| n as u32);
+    let max_cps = f.get("max_cps").and_then(|v| {
+        let key = f.key("max_cps");
+        let n = doc.number(&key, v)?;
+        if n.is_finite() && n > 0.0 {
+            Some(n)
+        } else if !n.is_finite() {
+            doc.invalid(&key, v, "must be a finite number greater than 0");
+            None
+        } else {
+            doc.invalid(
+                &key,
+                v,
+                "must be greater than 0 (remove the key for no limit)",
+            );
+            None
+        }
+    });
+    (max_channels, max_cps)
+}
+
+/// Whole or fractional seconds, 0.1 to 64 (an INVITE's time without any response).
+fn seconds(doc: &mut Doc<'_>, key: &str, v: &Val<'_>) -> Option<std::time::Duration> {
+    let n = doc.number(key, v)?;
+    if n.is_finite() && (0.1..=64.0).contains(&n) {
+        Some(std::time::Duration::from_secs_f64(n))
+    } else {
+        doc.invalid(
+            key,
+            v,
+            "must be between 0.1 and 64 seconds (RFC 3261 timer B is 32)",
+        );
+        None
+    }
 }
 
 const NAME_RULE: &str = "use letters, digits, '.', '_' and '-'";

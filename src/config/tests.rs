@@ -167,8 +167,12 @@ fn example_files_parse() {
     assert_eq!(c.database, DatabaseSettings::default());
     assert_eq!(c.http, HttpSettings::default());
     let p = c.profile("example-carrier").expect("profile");
-    assert_eq!(p.proxy, HostPort::new("sip.carrier.example", 5060));
-    assert_eq!(p.transport, Transport::Udp);
+    assert_eq!(p.trunks.len(), 1);
+    assert_eq!(
+        p.primary().proxy,
+        HostPort::new("sip.carrier.example", 5060)
+    );
+    assert_eq!(p.primary().transport, Transport::Udp);
     assert_eq!(p.username.as_deref(), Some("outdial-trunk"));
     assert_eq!(
         p.password.as_ref().map(Secret::expose),
@@ -295,8 +299,13 @@ rtp_latching = "Always"
         .load(&[])
         .unwrap();
     let p = c.profile("acme-east").unwrap();
-    assert_eq!(p.proxy, HostPort::new("sip.acme.example", 5061));
-    assert_eq!(p.transport, Transport::Tls);
+    assert_eq!(p.primary().proxy, HostPort::new("sip.acme.example", 5061));
+    assert_eq!(p.primary().transport, Transport::Tls);
+    assert_eq!(
+        p.primary().name,
+        "acme-east",
+        "one proxy: the trunk is named as its profile"
+    );
     assert_eq!(p.realm.as_deref(), Some("acme.example"));
     assert_eq!(p.password.as_ref().map(Secret::expose), Some("pw-inline"));
     assert!(p.register);
@@ -308,9 +317,12 @@ rtp_latching = "Always"
     assert_eq!(p.codecs, [CodecName::Pcma, CodecName::TelephoneEvent]);
     assert_eq!(p.max_channels, Some(10));
     assert_eq!(p.max_cps, Some(0.5));
-    assert_eq!(p.outbound_proxy, Some(HostPort::new("2001:db8::5", 5061)));
     assert_eq!(
-        p.outbound_proxy.as_ref().unwrap().to_string(),
+        p.primary().outbound_proxy,
+        Some(HostPort::new("2001:db8::5", 5061))
+    );
+    assert_eq!(
+        p.primary().outbound_proxy.as_ref().unwrap().to_string(),
         "[2001:db8::5]:5061"
     );
     assert_eq!(p.ping_interval, None);
@@ -758,7 +770,8 @@ fn every_problem_is_reported_in_file_order() {
             "sip-profiles/acme.toml: bogus = 1: unknown key; expected one of name, proxy, \
              transport, realm, username, password, password_env, register, register_expires, \
              from_user, from_domain, caller_id, pai, ppi, codecs, max_channels, max_cps, \
-             outbound_proxy, ping_interval, rtp_latching (line 4)",
+             outbound_proxy, ping_interval, ping_down_after, ping_up_after, rtp_latching, \
+             invite_timeout, trunk (line 4)",
             "sip-profiles/acme.toml: proxy: missing; set the carrier's SIP server, e.g. \
              proxy = \"sip.carrier.example:5060\"",
         ]
@@ -1082,4 +1095,73 @@ fn odd_inputs_give_one_line_errors_without_panicking() {
             assert!(!line.contains("hunter2"), "{line}");
         }
     }
+}
+
+#[test]
+fn trunk_tables_make_a_group_in_priority_order() {
+    let c = Fixture::new()
+        .profile(
+            "acme.toml",
+            "max_channels = 40\ninvite_timeout = 4\nping_interval = 10\nping_down_after = 2\n\
+             \n[[trunk]]\nname = \"east\"\nproxy = \"sip-east.acme.example\"\npriority = 2\n\
+             \n[[trunk]]\nname = \"west\"\nproxy = \"sip-west.acme.example:5080\"\n\
+             transport = \"tcp\"\npriority = 1\nweight = 3\nmax_channels = 10\nmax_cps = 2\n\
+             invite_timeout = 1.5\noutbound_proxy = \"sbc.acme.example\"\n",
+        )
+        .load(&[])
+        .expect("group loads");
+    let p = c.profile("acme").unwrap();
+    assert_eq!(
+        p.max_channels,
+        Some(40),
+        "the profile's limit is the group's"
+    );
+    assert_eq!(p.ping_down_after, 2);
+    assert_eq!(p.ping_up_after, 2);
+    let names: Vec<&str> = p.trunks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["east", "west"], "file order is kept");
+    let east = &p.trunks[0];
+    assert_eq!(east.proxy, HostPort::new("sip-east.acme.example", 5060));
+    assert_eq!((east.priority, east.weight), (2, 1));
+    assert_eq!(east.invite_timeout, std::time::Duration::from_secs(4));
+    assert_eq!(east.max_channels, None);
+    let west = &p.trunks[1];
+    assert_eq!(west.transport, Transport::Tcp);
+    assert_eq!((west.priority, west.weight), (1, 3));
+    assert_eq!((west.max_channels, west.max_cps), (Some(10), Some(2.0)));
+    assert_eq!(west.invite_timeout, std::time::Duration::from_millis(1500));
+    assert_eq!(
+        west.outbound_proxy,
+        Some(HostPort::new("sbc.acme.example", 5060))
+    );
+    assert_eq!(p.primary().name, "west", "the lowest priority registers");
+}
+
+#[test]
+fn trunk_table_rules() {
+    assert_eq!(
+        profile_error(&format!("{PROXY}[[trunk]]\nproxy = \"b.example\"\n")),
+        "sip-profiles/acme.toml: proxy = \"sip.carrier.example\": set it inside each [[trunk]] \
+         table (a profile with [[trunk]] tables has no top-level proxy) (line 1)"
+    );
+    assert_eq!(
+        profile_error("[[trunk]]\nname = \"a\"\nproxy = \"a.example\"\n[[trunk]]\nname = \"a\"\nproxy = \"b.example\"\n"),
+        "sip-profiles/acme.toml: trunk[2].name: trunk name \"a\" already used by trunk[1] (line 5)"
+    );
+    assert_eq!(
+        profile_error("[[trunk]]\nname = \"a\"\n"),
+        "sip-profiles/acme.toml: trunk[1].proxy: missing; set the carrier's SIP server, e.g. \
+         proxy = \"sip.carrier.example:5060\""
+    );
+    assert_eq!(
+        profile_error("[[trunk]]\nproxy = \"a.example\"\ninvite_timeout = 100\n"),
+        "sip-profiles/acme.toml: trunk[1].invite_timeout = 100: must be between 0.1 and 64 \
+         seconds (RFC 3261 timer B is 32) (line 3)"
+    );
+    assert_eq!(
+        profile_error("[[trunk]]\nproxy = \"a.example\"\nregister = true\n"),
+        "sip-profiles/acme.toml: trunk[1].register = true: unknown key; expected one of name, \
+         proxy, transport, outbound_proxy, priority, weight, max_channels, max_cps, \
+         invite_timeout (line 3)"
+    );
 }

@@ -972,7 +972,7 @@ fn bridge_target(
             (crate::bridge::BridgeTarget::Refer { uri }, ring_timeout)
         }
         ConnectTarget::Number(number) if settings.transfer == Transfer::Refer => {
-            let uri = match profile.map(|p| crate::sip::ua::trunk_uri(p, Some(&number))) {
+            let uri = match profile.map(|p| crate::sip::ua::trunk_uri(p.primary(), Some(&number))) {
                 Some(Ok(uri)) => uri.to_string(),
                 Some(Err(e)) => {
                     tracing::error!(campaign = campaign_id, "transfer target {number}: {e}");
@@ -1211,6 +1211,11 @@ impl AttemptJob {
                 record.rtp_lost = s.rtp.lost;
                 record.jitter_ms = Some(s.rtp.jitter_ms);
                 record.rtt_ms = s.rtp.rtt_ms;
+                record.rtp_rejected_source = s.rtp.rejected_source as i64;
+                record.rtp_latched_to = s.rtp.latched_to.map(|a| a.to_string());
+                record.trunk = s.trunk.clone();
+                record.failover = s.failover.clone();
+                record.sit = s.sit.map(str::to_string);
                 record.dtmf = s.dtmf_received.clone();
                 record.digits = r.digits.clone();
                 record.recording = r.reply.as_ref().map(|p| p.display().to_string());

@@ -270,10 +270,14 @@ pub async fn reconcile_node(
             continue;
         };
         let ua = ua.clone();
-        let proxy = config
-            .profile(&call.trunk)
-            .ok()
-            .and_then(|p| p.outbound_proxy.clone());
+        let proxy = config.profile(&call.trunk).ok().and_then(|p| {
+            let trunk = facts
+                .trunk
+                .as_ref()
+                .and_then(|name| p.trunks.iter().find(|t| &t.name == name))
+                .unwrap_or_else(|| p.primary());
+            trunk.outbound_proxy.clone()
+        });
         let contact = call.contact_id;
         byes.spawn(async move {
             match crate::sip::orphan::bye(&ua, &facts, proxy.as_ref()).await {

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod orphan;
 pub mod outcome;
 pub mod sdp;
+pub mod trunks;
 pub mod ua;
 
 pub use outcome::Outcome;

@@ -38,6 +38,9 @@ pub struct DialogFacts {
     pub route_set: Vec<String>,
     /// The last CSeq number we used in the dialog.
     pub cseq: u32,
+    /// The profile's trunk the call was answered on (its outbound proxy carries the BYE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
 }
 
 impl DialogFacts {
@@ -54,6 +57,7 @@ impl DialogFacts {
                 .map(|r| r.value().to_string())
                 .collect(),
             cseq: snapshot.local_cseq,
+            trunk: None,
         }
     }
 }

@@ -30,8 +30,9 @@ use tracing::{debug, info, warn};
 
 use super::guard::GuardedUdpSocket;
 use super::limits::TrunkLimit;
+use super::trunks::{Health, HealthState};
 use super::SipError;
-use crate::config::{Config, HostPort, Profile, Transport};
+use crate::config::{Config, HostPort, Profile, Transport, Trunk};
 use crate::media::ports::PortPool;
 
 /// What a trunk's registration looks like now.
@@ -70,7 +71,26 @@ pub struct UserAgent {
     rtp_bind: IpAddr,
     pub(crate) ports: PortPool,
     registrations: parking_lot::Mutex<HashMap<String, watch::Receiver<RegistrationState>>>,
+    /// Channel and pace limits: a profile's (by its name) and each trunk's (by
+    /// [`trunk_key`]), shared by every call on them.
     limits: parking_lot::Mutex<HashMap<String, Arc<TrunkLimit>>>,
+    /// Each trunk's health from its OPTIONS pings, by [`trunk_key`].
+    health: parking_lot::Mutex<HashMap<String, TrunkHealth>>,
+}
+
+/// One trunk's health as `GET /v1/trunks` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrunkHealth {
+    pub health: Health,
+    /// The last ping's final response code; `None` when it went unanswered (or none yet).
+    pub last_code: Option<u16>,
+    /// When the last ping ended (Unix ms); `None` before the first.
+    pub last_ping_ms: Option<i64>,
+}
+
+/// The key of one trunk of one profile in the user agent's maps: `profile/trunk`.
+pub fn trunk_key(profile: &Profile, trunk: &Trunk) -> String {
+    format!("{}/{}", profile.name, trunk.name)
 }
 
 impl UserAgent {
@@ -187,6 +207,7 @@ impl UserAgent {
             ports,
             registrations: parking_lot::Mutex::new(HashMap::new()),
             limits: parking_lot::Mutex::new(HashMap::new()),
+            health: parking_lot::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -237,8 +258,11 @@ impl UserAgent {
             }
             if let Some(secs) = p.ping_interval.filter(|s| *s > 0) {
                 let every = Duration::from_secs(u64::from(secs));
-                let task = tokio::spawn(keep_pinging(self.clone(), p.clone(), every));
-                self.trunk_tasks.lock().push(task);
+                for t in &p.trunks {
+                    let task =
+                        tokio::spawn(keep_pinging(self.clone(), p.clone(), t.clone(), every));
+                    self.trunk_tasks.lock().push(task);
+                }
             }
         }
     }
@@ -276,13 +300,67 @@ impl UserAgent {
         }
     }
 
-    /// The channel and pace limits of a trunk, shared by every call on it.
+    /// The channel and pace limits of a profile (all its trunks together), shared by every
+    /// call on it.
     pub fn trunk_limit(&self, p: &Profile) -> Arc<TrunkLimit> {
         self.limits
             .lock()
             .entry(p.name.clone())
             .or_insert_with(|| Arc::new(TrunkLimit::new(&p.name, p.max_channels, p.max_cps)))
             .clone()
+    }
+
+    /// The channel and pace limits of one trunk of a profile.
+    pub fn one_trunk_limit(&self, p: &Profile, t: &Trunk) -> Arc<TrunkLimit> {
+        let key = trunk_key(p, t);
+        self.limits
+            .lock()
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(TrunkLimit::new(&key, t.max_channels, t.max_cps)))
+            .clone()
+    }
+
+    /// A trunk's health (unknown until its first ping; pings off: always unknown).
+    pub fn trunk_health(&self, p: &Profile, t: &Trunk) -> TrunkHealth {
+        self.health
+            .lock()
+            .get(&trunk_key(p, t))
+            .copied()
+            .unwrap_or(TrunkHealth {
+                health: Health::default(),
+                last_code: None,
+                last_ping_ms: None,
+            })
+    }
+
+    /// The order a call on `p` tries its trunks in (indexes into `p.trunks`): see
+    /// [`super::trunks::order`].
+    pub fn trunk_order(&self, p: &Profile) -> Vec<usize> {
+        let health = self.health.lock();
+        super::trunks::order(
+            &p.trunks,
+            |t| {
+                health
+                    .get(&trunk_key(p, t))
+                    .is_none_or(|h| h.health.is_up())
+            },
+            |n| rand::random::<u64>() % n.max(1),
+        )
+    }
+
+    /// Counts one ping of a trunk; returns the new state when it changed.
+    fn record_ping(&self, p: &Profile, t: &Trunk, code: Option<u16>) -> Option<HealthState> {
+        let mut map = self.health.lock();
+        let entry = map.entry(trunk_key(p, t)).or_insert(TrunkHealth {
+            health: Health::default(),
+            last_code: None,
+            last_ping_ms: None,
+        });
+        entry.last_code = code;
+        entry.last_ping_ms = Some(chrono::Utc::now().timestamp_millis());
+        entry
+            .health
+            .record(code.is_some(), p.ping_down_after, p.ping_up_after)
     }
 
     /// Unregisters trunks (best effort, at most a few seconds) and stops the
@@ -320,7 +398,7 @@ pub fn credential(p: &Profile) -> Option<Credential> {
 }
 
 /// `sip:host:port` of the trunk's proxy, with the transport parameter.
-pub fn trunk_uri(p: &Profile, user: Option<&str>) -> Result<rsipstack::sip::Uri, SipError> {
+pub fn trunk_uri(p: &Trunk, user: Option<&str>) -> Result<rsipstack::sip::Uri, SipError> {
     let user = user.map(|u| format!("{u}@")).unwrap_or_default();
     let transport = match p.transport {
         Transport::Udp => "",
@@ -376,8 +454,9 @@ async fn keep_registered(ua: Arc<UserAgent>, p: Profile, state: watch::Sender<Re
     let token = ua.trunks_cancel.child_token();
     // The REGISTER names the trunk's domain but travels to its proxy (or
     // outbound proxy): the domain need not resolve at all.
-    if p.outbound_proxy.is_some() || p.from_domain.is_some() {
-        let hop = p.outbound_proxy.as_ref().unwrap_or(&p.proxy);
+    let primary = p.primary();
+    if primary.outbound_proxy.is_some() || p.from_domain.is_some() {
+        let hop = primary.hop();
         let mut failures = 0;
         loop {
             match resolve(hop).await {
@@ -450,7 +529,7 @@ async fn keep_registered(ua: Arc<UserAgent>, p: Profile, state: watch::Sender<Re
 fn registrar_uri(p: &Profile) -> Result<rsipstack::sip::Uri, SipError> {
     match &p.from_domain {
         Some(domain) => {
-            let transport = match p.transport {
+            let transport = match p.primary().transport {
                 Transport::Udp => "",
                 Transport::Tcp => ";transport=tcp",
                 Transport::Tls => ";transport=tls",
@@ -461,46 +540,59 @@ fn registrar_uri(p: &Profile) -> Result<rsipstack::sip::Uri, SipError> {
                 reason: e.to_string(),
             })
         }
-        None => trunk_uri(p, None),
+        None => trunk_uri(p.primary(), None),
     }
 }
 
-/// OPTIONS to the trunk every `every`: keeps NAT bindings open and logs when
-/// the carrier stops answering.
-async fn keep_pinging(ua: Arc<UserAgent>, p: Profile, every: Duration) {
+/// OPTIONS to one trunk every `every`: keeps NAT bindings open and tells the trunk's
+/// health (down after the profile's `ping_down_after` unanswered pings in a row, up after
+/// `ping_up_after` answered ones; logged when it changes).
+async fn keep_pinging(ua: Arc<UserAgent>, p: Profile, t: Trunk, every: Duration) {
     let mut tick = tokio::time::interval(every);
     let mut seq = 0u32;
-    let mut was_up = None;
     loop {
         tokio::select! {
             _ = ua.trunks_cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
         seq += 1;
-        let up = match options_ping(&ua, &p, seq).await {
+        // An answer of any kind (even 404 or 503) shows the server is there to take calls
+        // or refuse them fast; only silence is down.
+        // A ping is unanswered once the next is due (at most 10 s): timer F's 32 s would
+        // hold the health back for half a minute.
+        let wait = every.clamp(Duration::from_millis(500), Duration::from_secs(10));
+        let ping = tokio::time::timeout(wait, options_ping(&ua, &p, &t, seq));
+        let code = match ping
+            .await
+            .unwrap_or_else(|_| Err(SipError::Stack(format!("no answer within {wait:?}"))))
+        {
             Ok(code) => {
-                debug!(trunk = %p.name, code, "OPTIONS answered");
-                true
+                debug!(profile = %p.name, trunk = %t.name, code, "OPTIONS answered");
+                Some(code)
             }
             Err(e) => {
-                debug!(trunk = %p.name, error = %e, "OPTIONS not answered");
-                false
+                debug!(profile = %p.name, trunk = %t.name, error = %e, "OPTIONS not answered");
+                None
             }
         };
-        if was_up != Some(up) {
-            if up {
-                info!(trunk = %p.name, "trunk reachable");
-            } else {
-                warn!(trunk = %p.name, "trunk does not answer OPTIONS");
+        match ua.record_ping(&p, &t, code) {
+            Some(HealthState::Up) => {
+                info!(profile = %p.name, trunk = %t.name, "trunk up: answers OPTIONS")
             }
-            was_up = Some(up);
+            Some(HealthState::Down) => warn!(
+                profile = %p.name,
+                trunk = %t.name,
+                failures = p.ping_down_after,
+                "trunk down: OPTIONS unanswered; calls try its other trunks first"
+            ),
+            _ => {}
         }
     }
 }
 
-async fn options_ping(ua: &UserAgent, p: &Profile, seq: u32) -> Result<u16, SipError> {
+async fn options_ping(ua: &UserAgent, p: &Profile, t: &Trunk, seq: u32) -> Result<u16, SipError> {
     use rsipstack::transaction::key::{TransactionKey, TransactionRole};
-    let uri = trunk_uri(p, None)?;
+    let uri = trunk_uri(t, None)?;
     let endpoint = ua.endpoint();
     let via = endpoint
         .get_via(None, None)
@@ -509,7 +601,7 @@ async fn options_ping(ua: &UserAgent, p: &Profile, seq: u32) -> Result<u16, SipE
     let domain = p
         .from_domain
         .clone()
-        .unwrap_or_else(|| p.proxy.host.clone());
+        .unwrap_or_else(|| t.proxy.host.clone());
     let from_uri = rsipstack::sip::Uri::try_from(format!("sip:{user}@{domain}").as_str())
         .map_err(|e| SipError::Stack(e.to_string()))?;
     let from = rsipstack::sip::typed::From {
@@ -527,7 +619,7 @@ async fn options_ping(ua: &UserAgent, p: &Profile, seq: u32) -> Result<u16, SipE
     let key = TransactionKey::from_request(&req, TransactionRole::Client)
         .map_err(|e| SipError::Stack(e.to_string()))?;
     let mut tx = Transaction::new_client(key, req, endpoint.clone(), None);
-    if let Some(proxy) = &p.outbound_proxy {
+    if let Some(proxy) = &t.outbound_proxy {
         tx.destination = Some(SipAddr::from(resolve(proxy).await?));
     }
     tx.send()

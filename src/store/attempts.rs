@@ -81,6 +81,16 @@ pub struct AttemptRecord {
     /// The message plan's `record` file (kept on the server; served by
     /// `GET /v1/attempts/{id}/recording`).
     pub recording: Option<String>,
+    /// The profile's trunk the call ended on.
+    pub trunk: Option<String>,
+    /// The trunks the call left behind before it, in order, and why.
+    pub failover: Vec<crate::sip::trunks::TrunkTry>,
+    /// The Special Information Tone heard in early media that ended the attempt.
+    pub sit: Option<String>,
+    /// RTP and RTCP packets dropped for their source (see `rtp_latching`).
+    pub rtp_rejected_source: i64,
+    /// Where our RTP went instead of the SDP address, when it moved (symmetric RTP).
+    pub rtp_latched_to: Option<String>,
     /// The agent leg (all empty when the call was not bridged to an agent).
     #[serde(flatten)]
     pub bridge: BridgeRecord,
@@ -190,7 +200,8 @@ const COLUMNS: &str = "id, campaign_id, contact_id, attempt_number, call_id, sip
     caller_id, billable_account, destination, started_at, ended_at, ring_ms, answer_ms, \
     duration_ms, sip_code, reason, outcome, ended_by, codec, amd_mode, amd_verdict, answered_by, \
     amd_cause, amd_confidence, amd_decision_ms, beep_ms, rtp_sent, rtp_received, rtp_lost, \
-    jitter_ms, rtt_ms, recording_path, dtmf, digits, recording, agent_call_id, agent_id, \
+    jitter_ms, rtt_ms, recording_path, dtmf, digits, recording, trunk, failover, sit, \
+    rtp_rejected_source, rtp_latched_to, agent_call_id, agent_id, \
     agent_name, agent_ring_at, agent_answer_at, bridge_start_at, bridge_end_at, talk_ms, \
     queue_wait_ms, agent_idle_ms, abandoned, bridge_kind, bridge_target, call_sid, \
     agent_first_audio_ms, agent_marks, agent_clears";
@@ -306,6 +317,19 @@ fn attempt_from(row: &AnyRow) -> Result<CallAttempt> {
             dtmf: row.try_get("dtmf")?,
             digits: row.try_get("digits")?,
             recording: row.try_get("recording")?,
+            trunk: row.try_get("trunk")?,
+            failover: {
+                let text: String = row.try_get("failover")?;
+                if text.is_empty() {
+                    Vec::new()
+                } else {
+                    serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Invalid(format!("call_attempts.failover: {e}")))?
+                }
+            },
+            sit: row.try_get("sit")?,
+            rtp_rejected_source: row.try_get("rtp_rejected_source")?,
+            rtp_latched_to: row.try_get("rtp_latched_to")?,
             bridge: bridge_from(row)?,
         },
     })
@@ -347,6 +371,15 @@ fn record_args(r: &AttemptRecord) -> Vec<Arg> {
         Arg::Text(r.dtmf.clone()),
         Arg::Text(r.digits.clone()),
         Arg::OptText(r.recording.clone()),
+        Arg::OptText(r.trunk.clone()),
+        Arg::Text(if r.failover.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&r.failover).unwrap_or_default()
+        }),
+        Arg::OptText(r.sit.clone()),
+        Arg::I64(r.rtp_rejected_source),
+        Arg::OptText(r.rtp_latched_to.clone()),
     ]
     .into_iter()
     .chain(bridge_args(&r.bridge))
