@@ -266,8 +266,10 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
     let (st, campaign) = o(
         Method::POST,
         "/v1/campaigns".into(),
-        Some(json!({"name": format!("{MARK} campaign"), "business_hours_id": schedule["id"],
-            "number_id": number["id"]})),
+        Some(
+            json!({"name": format!("{MARK} campaign"), "business_hours_id": schedule["id"],
+            "number_id": number["id"]}),
+        ),
     )
     .await;
     check(st, &campaign, StatusCode::CREATED, "campaign");

@@ -3405,7 +3405,9 @@ async fn phone_numbers_and_the_campaigns_holding_them(db: Db) {
     assert_eq!(n1["available"], true, "{n1}");
     assert!(n1["campaign_id"].is_null(), "{n1}");
     let n1_id = n1["id"].as_i64().unwrap();
-    let (status, n2) = s.post("/v1/numbers", json!({"number": "+12025550111"})).await;
+    let (status, n2) = s
+        .post("/v1/numbers", json!({"number": "+12025550111"}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{n2}");
     let n2_id = n2["id"].as_i64().unwrap();
     for bad in ["2025550100", "+1 (202) 555-0100", "+0123", "call me"] {
@@ -3413,13 +3415,21 @@ async fn phone_numbers_and_the_campaigns_holding_them(db: Db) {
         assert_field_422(status, &body, "number");
     }
     let (status, body) = s
-        .post("/v1/numbers", json!({"number": "+12025550122", "sip_profile": "a b"}))
+        .post(
+            "/v1/numbers",
+            json!({"number": "+12025550122", "sip_profile": "a b"}),
+        )
         .await;
     assert_field_422(status, &body, "sip_profile");
-    let (status, body) = s.post("/v1/numbers", json!({"number": "+12025550100"})).await;
+    let (status, body) = s
+        .post("/v1/numbers", json!({"number": "+12025550100"}))
+        .await;
     assert_error(status, &body, StatusCode::CONFLICT, "conflict");
     let (status, body) = s
-        .patch(&format!("/v1/numbers/{n1_id}"), json!({"number": "+12025550199"}))
+        .patch(
+            &format!("/v1/numbers/{n1_id}"),
+            json!({"number": "+12025550199"}),
+        )
         .await;
     assert_field_422(status, &body, "number");
     let (status, patched) = s
@@ -3441,7 +3451,10 @@ async fn phone_numbers_and_the_campaigns_holding_them(db: Db) {
         .await;
     assert_field_422(status, &body, "caller_id");
     let (status, body) = s
-        .post("/v1/campaigns", json!({"name": "no such", "number_id": 987654}))
+        .post(
+            "/v1/campaigns",
+            json!({"name": "no such", "number_id": 987654}),
+        )
         .await;
     assert_field(status, &body, "number_id");
     let (status, c1) = s
@@ -3467,7 +3480,9 @@ async fn phone_numbers_and_the_campaigns_holding_them(db: Db) {
         json!({"number_id": null}),
         json!({"caller_id": "+12025550111"}),
     ] {
-        let (status, answer) = s.patch(&format!("/v1/campaigns/{c1_id}"), body.clone()).await;
+        let (status, answer) = s
+            .patch(&format!("/v1/campaigns/{c1_id}"), body.clone())
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
         assert!(
             answer["error"]["message"]
@@ -3477,7 +3492,10 @@ async fn phone_numbers_and_the_campaigns_holding_them(db: Db) {
         );
     }
     let (status, renamed) = s
-        .patch(&format!("/v1/campaigns/{c1_id}"), json!({"name": "Q1 renamed"}))
+        .patch(
+            &format!("/v1/campaigns/{c1_id}"),
+            json!({"name": "Q1 renamed"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{renamed}");
     assert_eq!(renamed["number"], "+12025550100");

@@ -437,13 +437,9 @@ fn add_to_dnc_lists(dir: &Path, entries: &[(&str, Option<&str>)]) {
         let store = Store::open(&url).await.unwrap();
         for (phone, login) in entries {
             let list = match login {
-                Some(login) => DncList::Account(
-                    store
-                        .create_account(login, login, 0)
-                        .await
-                        .unwrap()
-                        .id,
-                ),
+                Some(login) => {
+                    DncList::Account(store.create_account(login, login, 0).await.unwrap().id)
+                }
                 None => DncList::Global,
             };
             store.add_dnc(list, phone, "test", 0).await.unwrap();
@@ -526,12 +522,21 @@ fn call_refuses_a_number_on_a_dnc_list() {
     let sipp = Sipp::uas(d, "uas_busy.xml").start();
     let run = run_call(
         d,
-        &[&sipp.uri("+12025550177"), "--ignore-dnc", "--max-duration", "10"],
+        &[
+            &sipp.uri("+12025550177"),
+            "--ignore-dnc",
+            "--max-duration",
+            "10",
+        ],
     );
     let sipp_run = sipp.wait(LIMIT);
     assert!(run.status.success(), "{}", run.stderr);
     assert_eq!(run.outcome(), "busy", "{}", run.json);
     let invites = sipp_run.received_requests("INVITE");
     assert_eq!(invites.len(), 1);
-    assert!(invites[0].first_line.contains("2025550177"), "{}", invites[0].first_line);
+    assert!(
+        invites[0].first_line.contains("2025550177"),
+        "{}",
+        invites[0].first_line
+    );
 }

@@ -354,6 +354,7 @@ async fn campaign_round_trip(db: &TestDb) {
         },
         completion_timeout: Interval::new(3, IntervalUnit::Days),
         caller_id: "+12025550100".into(),
+        number_id: None,
         billable_account: "acct-42".into(),
         sip_profile: "carrier-a".into(),
         recording: true,
@@ -3557,7 +3558,10 @@ async fn numbers_are_per_account_and_held_by_one_running_campaign(db: &TestDb) {
         label: Some(" Sales line ".into()),
         sip_profile: Some("acme".into()),
     };
-    let n1 = s.create_number(a, &new(" +12025550100 "), NOW).await.unwrap();
+    let n1 = s
+        .create_number(a, &new(" +12025550100 "), NOW)
+        .await
+        .unwrap();
     assert_eq!(n1.number, "+12025550100");
     assert_eq!(n1.label.as_deref(), Some("Sales line"));
     assert_eq!(n1.sip_profile.as_deref(), Some("acme"));
@@ -3584,13 +3588,26 @@ async fn numbers_are_per_account_and_held_by_one_running_campaign(db: &TestDb) {
         .await
         .unwrap();
     // Another account sees none of them.
-    assert!(matches!(s.get_number(b, n1.id).await, Err(StoreError::NotFound(_))));
     assert!(matches!(
-        s.update_number(b, n1.id, &NumberUpdate::default(), NOW).await,
+        s.get_number(b, n1.id).await,
         Err(StoreError::NotFound(_))
     ));
-    assert!(matches!(s.delete_number(b, n1.id).await, Err(StoreError::NotFound(_))));
-    assert_eq!(s.list_numbers(b, false, Page::default()).await.unwrap().total, 0);
+    assert!(matches!(
+        s.update_number(b, n1.id, &NumberUpdate::default(), NOW)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.delete_number(b, n1.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        s.list_numbers(b, false, Page::default())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
     let updated = s
         .update_number(
             a,
@@ -3610,7 +3627,10 @@ async fn numbers_are_per_account_and_held_by_one_running_campaign(db: &TestDb) {
     // A campaign calling from n1: caller ID and profile from the number.
     let mut with_n1 = settings("from n1");
     with_n1.number_id = Some(n1.id);
-    let c1 = s.create_campaign(Some(a), &with_n1, New, NOW).await.unwrap();
+    let c1 = s
+        .create_campaign(Some(a), &with_n1, New, NOW)
+        .await
+        .unwrap();
     assert_eq!(c1.settings.number_id, Some(n1.id));
     assert_eq!(c1.settings.caller_id, "+12025550100");
     assert_eq!(c1.settings.sip_profile, "acme");
@@ -3640,7 +3660,10 @@ async fn numbers_are_per_account_and_held_by_one_running_campaign(db: &TestDb) {
     assert_eq!(c1.settings.number_id, Some(n1.id));
 
     // Held by one running campaign: a second `new` one may name it, not start.
-    let c2 = s.create_campaign(Some(a), &with_n1, New, NOW).await.unwrap();
+    let c2 = s
+        .create_campaign(Some(a), &with_n1, New, NOW)
+        .await
+        .unwrap();
     s.set_campaign_status(c1.id, New, Processing, NOW + 2)
         .await
         .unwrap();
@@ -3690,7 +3713,8 @@ async fn numbers_are_per_account_and_held_by_one_running_campaign(db: &TestDb) {
     );
     let c2_id = c2.id.to_string();
     conflict_naming(
-        s.restart_campaign(c1.id, Canceled, Processing, NOW + 8).await,
+        s.restart_campaign(c1.id, Canceled, Processing, NOW + 8)
+            .await,
         &[&c2_id],
     );
     assert_eq!(s.get_campaign(c1.id).await.unwrap().status, Canceled);
@@ -3718,8 +3742,14 @@ async fn numbers_are_per_account_and_held_by_one_running_campaign(db: &TestDb) {
     // Two starts at once: exactly one campaign gets the number.
     let mut with_n2 = settings("race");
     with_n2.number_id = Some(n2.id);
-    let c3 = s.create_campaign(Some(a), &with_n2, New, NOW).await.unwrap();
-    let c4 = s.create_campaign(Some(a), &with_n2, New, NOW).await.unwrap();
+    let c3 = s
+        .create_campaign(Some(a), &with_n2, New, NOW)
+        .await
+        .unwrap();
+    let c4 = s
+        .create_campaign(Some(a), &with_n2, New, NOW)
+        .await
+        .unwrap();
     let (r3, r4) = tokio::join!(
         s.set_campaign_status(c3.id, New, Processing, NOW + 12),
         s.set_campaign_status(c4.id, New, Processing, NOW + 12),
@@ -3738,7 +3768,10 @@ async fn numbers_are_per_account_and_held_by_one_running_campaign(db: &TestDb) {
     let c1 = s.get_campaign(c1.id).await.unwrap();
     assert_eq!(c1.settings.number_id, None);
     assert_eq!(c1.settings.caller_id, "+12025550100");
-    assert!(matches!(s.get_number(a, n1.id).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.get_number(a, n1.id).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert_eq!(s.campaign_for_number("+12025550100").await.unwrap(), None);
     // Deleted, the DID may be registered again (by anyone).
     s.create_number(b, &new("+12025550100"), NOW).await.unwrap();

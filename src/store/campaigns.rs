@@ -300,14 +300,14 @@ impl Store {
             return campaign_from(&row);
         };
         let mut tx = self.pool.begin().await?;
-        let number = super::numbers::lock_number(&mut *tx, number_id)
+        let number = super::numbers::lock_number(&mut tx, number_id)
             .await?
             .filter(|n| Some(n.account_id) == account_id)
             .ok_or_else(|| {
                 StoreError::Invalid(format!("number_id: number {number_id} does not exist"))
             })?;
         if status.holds_number() {
-            super::numbers::check_not_held(&mut *tx, &number, 0).await?;
+            super::numbers::check_not_held(&mut tx, &number, 0).await?;
         }
         let mut settings = settings.clone();
         settings.caller_id = caller_id_of(&settings.caller_id, &number.number)?;
@@ -571,7 +571,7 @@ impl Store {
             return self.status_set(id, expected, row).await;
         }
         let mut tx = self.pool.begin().await?;
-        super::numbers::check_campaign_may_hold(&mut *tx, id, to).await?;
+        super::numbers::check_campaign_may_hold(&mut tx, id, to).await?;
         let row = set_status_on(&mut *tx, id, expected, to, now).await?;
         if row.is_some() {
             tx.commit().await?;

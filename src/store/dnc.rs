@@ -275,7 +275,10 @@ mod tests {
             dialed_number("sip:+12025550177@127.0.0.1:5060;transport=udp"),
             e164("+12025550177")
         );
-        assert_eq!(dialed_number("sip:+12025550177;user=phone@host"), e164("+12025550177"));
+        assert_eq!(
+            dialed_number("sip:+12025550177;user=phone@host"),
+            e164("+12025550177")
+        );
         assert_eq!(dialed_number("011 44 7700 900123"), e164("+447700900123"));
         assert_eq!(dialed_number("0044 7700 900123"), e164("+447700900123"));
         assert_eq!(

@@ -492,7 +492,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // First (it locks the number): no other scheduled/processing/paused campaign may
         // hold this campaign's number.
-        super::numbers::check_campaign_may_hold(&mut *tx, id, to).await?;
+        super::numbers::check_campaign_may_hold(&mut tx, id, to).await?;
         let row = super::campaigns::set_status_on(&mut *tx, id, expected, to, now).await?;
         if row.is_none() {
             tx.rollback().await?;

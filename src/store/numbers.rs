@@ -239,7 +239,9 @@ impl Store {
         .bind(now)
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| conflict_on_constraint(e, || format!("number {number} is already registered")))?;
+        .map_err(|e| {
+            conflict_on_constraint(e, || format!("number {number} is already registered"))
+        })?;
         self.get_number(account_id, row.try_get("id")?).await
     }
 
@@ -323,11 +325,11 @@ impl Store {
     /// caller ID and name no number any more.
     pub async fn delete_number(&self, account_id: i64, id: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let locked = lock_number(&mut *tx, id)
+        let locked = lock_number(&mut tx, id)
             .await?
             .filter(|n| n.account_id == account_id)
             .ok_or_else(|| StoreError::NotFound(format!("number {id}")))?;
-        check_not_held(&mut *tx, &locked, 0).await?;
+        check_not_held(&mut tx, &locked, 0).await?;
         sqlx::query("DELETE FROM numbers WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -389,9 +391,15 @@ mod tests {
     #[test]
     fn labels_and_profiles_are_checked() {
         assert_eq!(valid_label(Some("  ")).unwrap(), None);
-        assert_eq!(valid_label(Some(" Sales ")).unwrap().as_deref(), Some("Sales"));
+        assert_eq!(
+            valid_label(Some(" Sales ")).unwrap().as_deref(),
+            Some("Sales")
+        );
         assert!(valid_label(Some(&"x".repeat(201))).is_err());
-        assert_eq!(valid_profile(Some("acme-1.eu")).unwrap().as_deref(), Some("acme-1.eu"));
+        assert_eq!(
+            valid_profile(Some("acme-1.eu")).unwrap().as_deref(),
+            Some("acme-1.eu")
+        );
         assert_eq!(valid_profile(None).unwrap(), None);
         match valid_profile(Some("a b")) {
             Err(StoreError::Invalid(m)) => assert!(m.starts_with("sip_profile: "), "{m}"),
