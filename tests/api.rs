@@ -3522,6 +3522,11 @@ async fn phone_numbers_and_the_campaigns_holding_them(db: Db) {
     let (status, body) = s.delete(&format!("/v1/numbers/{n1_id}")).await;
     assert_error(status, &body, StatusCode::CONFLICT, "conflict");
     assert!(names_c1(&body), "{body}");
+    let (status, body) = s
+        .post("/v1/campaigns", json!({"name": "Q3", "number_id": n1_id}))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert!(names_c1(&body), "{body}");
     let start = Clock::system().now() + 3_600_000;
     let (status, body) = s
         .post(

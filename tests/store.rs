@@ -3680,6 +3680,11 @@ async fn numbers_are_per_account_and_held_by_one_running_campaign(db: &TestDb) {
         &[&c1_id, "from n1, renamed", "+12025550100"],
     );
     assert_eq!(s.get_campaign(c2.id).await.unwrap().status, New);
+    // Nor may a new campaign name it (the guide: held numbers are not offered).
+    conflict_naming(
+        s.create_campaign(Some(a), &with_n1, New, NOW).await,
+        &[&c1_id],
+    );
     let mut scheduled = with_n1.clone();
     scheduled.schedule_start = Some(NOW + 3_600_000);
     conflict_naming(

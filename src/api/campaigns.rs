@@ -17,9 +17,9 @@
 //! `caller_id` answers 422) and its SIP profile the number's when none is given. The number
 //! cannot be changed after creation: a PATCH of `number_id`, or of `caller_id` on a campaign
 //! with a number, answers 422. A number is held by one scheduled, processing or paused
-//! campaign at a time: creating a scheduled campaign, or starting, resuming or restarting
-//! one, while another campaign holds its number answers 409 naming that campaign. The
-//! campaign JSON shows `number_id` and `number`.
+//! campaign at a time: creating a campaign with it, or starting, resuming or restarting one,
+//! while another campaign holds it answers 409 naming that campaign. The campaign JSON shows
+//! `number_id` and `number`.
 
 use std::collections::BTreeMap;
 
@@ -755,7 +755,7 @@ pub async fn create_campaign(
     let mut settings = CampaignSettings::default();
     input.apply(&mut settings)?;
     check_ai_agent(&settings)?;
-    check_number(&state, &caller, &mut settings, status).await?;
+    check_number(&state, &caller, &mut settings).await?;
     if status == CampaignStatus::Scheduled && settings.schedule_start.is_none() {
         return Err(ApiError::invalid(
             "schedule_start",
@@ -783,14 +783,13 @@ pub async fn create_campaign(
 
 /// A new campaign's `number_id` must name one of the account's numbers (400 naming the
 /// field; another account's reads as missing); an explicit `caller_id` must be that number
-/// (422); a campaign created `scheduled` needs the number free (409 naming the campaign that
-/// holds it — the store checks again in the transaction that stores it). The caller ID and,
-/// when none is given, the SIP profile come from the number.
+/// (422); no scheduled, processing or paused campaign may hold the number (409 naming it —
+/// the store checks again in the transaction that stores the campaign, and when it starts).
+/// The caller ID and, when none is given, the SIP profile come from the number.
 async fn check_number(
     state: &AppState,
     caller: &Caller,
     settings: &mut CampaignSettings,
-    status: CampaignStatus,
 ) -> ApiResult<()> {
     let Some(id) = settings.number_id else {
         return Ok(());
@@ -818,7 +817,7 @@ async fn check_number(
         )
         .with_field("caller_id"));
     }
-    if let (Some(holder), true) = (number.campaign_id, status.holds_number()) {
+    if let Some(holder) = number.campaign_id {
         return Err(ApiError::conflict(format!(
             "number {} is held by campaign {holder}: a number belongs to one scheduled, \
              processing or paused campaign at a time",

@@ -284,8 +284,8 @@ impl Store {
     /// first (Invalid names the field); a missing business-hours schedule or account is a
     /// Conflict. A `number_id` must name one of the account's numbers (Invalid otherwise);
     /// the campaign's caller ID is then that number (a different `caller_id` is Invalid), its
-    /// SIP profile the number's when it names none, and a campaign created `scheduled` must
-    /// find the number free (Conflict naming the campaign holding it).
+    /// SIP profile the number's when it names none, and no scheduled, processing or paused
+    /// campaign may hold the number (Conflict naming it; checked again when this one starts).
     pub async fn create_campaign(
         &self,
         account_id: Option<i64>,
@@ -306,9 +306,7 @@ impl Store {
             .ok_or_else(|| {
                 StoreError::Invalid(format!("number_id: number {number_id} does not exist"))
             })?;
-        if status.holds_number() {
-            super::numbers::check_not_held(&mut tx, &number, 0).await?;
-        }
+        super::numbers::check_not_held(&mut tx, &number, 0).await?;
         let mut settings = settings.clone();
         settings.caller_id = caller_id_of(&settings.caller_id, &number.number)?;
         if settings.sip_profile.trim().is_empty() {
