@@ -355,7 +355,16 @@ struct CallArgs {
     /// Print exactly one JSON object describing the call on stdout.
     #[arg(long)]
     json: bool,
+    /// Dial even a number on a Do-Not-Call list (tests, your own numbers). Without it, a
+    /// destination on the global list or any account's list (in the configured database,
+    /// when that exists; a number without + matches listed numbers ending in its digits) is
+    /// refused before anything is dialed: one line on stderr, exit code 3.
+    #[arg(long)]
+    ignore_dnc: bool,
 }
+
+/// Exit code of `outdial call` for a destination on a Do-Not-Call list.
+const EXIT_DNC: u8 = 3;
 
 fn amd_mode(s: &str) -> Result<outdial::amd::AmdMode, String> {
     outdial::amd::AmdMode::from_name(s)
@@ -514,7 +523,48 @@ fn init_logs(level: &str, quiet: bool) {
         .try_init();
 }
 
+/// Why `destination` must not be dialed: the DNC lists (global and every account's) of the
+/// configured store hold it. A store that does not exist is not created (no lists, no
+/// refusal); one that cannot be opened is an error (the check cannot be made).
+async fn dnc_refusal(config: &Config, destination: &str) -> anyhow::Result<Option<String>> {
+    let Some(dialed) = outdial::store::dialed_number(destination) else {
+        return Ok(None);
+    };
+    let url = &config.database.url;
+    let store = outdial::store::Store::open_existing(url)
+        .await
+        .with_context(|| {
+            format!(
+                "database {} (to check the DNC lists; --ignore-dnc skips the check)",
+                outdial::store::redact_url(url)
+            )
+        })?;
+    let Some(store) = store else {
+        return Ok(None);
+    };
+    let entries = store.dnc_entries_for(&dialed).await;
+    store.close().await;
+    let Some(entry) = entries?.into_iter().next() else {
+        return Ok(None);
+    };
+    let list = match entry.account_id {
+        None => "the global DNC list".to_string(),
+        Some(account) => format!("the DNC list of account {account}"),
+    };
+    Ok(Some(format!(
+        "{destination} is not dialed: {} is on {list} (--ignore-dnc dials it anyway)",
+        entry.phone
+    )))
+}
+
 async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
+    // Before anything else: nothing is dialed for a listed number.
+    if !args.ignore_dnc {
+        if let Some(why) = dnc_refusal(&config, &args.destination).await? {
+            eprintln!("outdial: {why}");
+            return Ok(ExitCode::from(EXIT_DNC));
+        }
+    }
     let is_uri = args.destination.starts_with("sip:") || args.destination.starts_with("sips:");
     let profile = match &args.profile {
         Some(name) => Some(config.profile(name)?.clone()),

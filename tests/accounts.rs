@@ -2,9 +2,9 @@
 //! 127.0.0.1:0, a fresh database: SQLite in a temp dir and PostgreSQL from
 //! `OUTDIAL_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
 //!
-//! - Every route of the OpenAPI document that names an object answers 404 to the other
-//!   account for every method, while the owner still reads it (200); every list the other
-//!   account reads shows none of the owner's objects. A route added later with a path
+//! - Every route of the OpenAPI document that names an object (phone numbers included)
+//!   answers 404 to the other account for every method, while the owner still reads it
+//!   (200); every list the other account reads shows none of the owner's objects. A route added later with a path
 //!   parameter this test does not know fails it.
 //! - API keys: listed and revoked through the API and the CLI (`outdial keys list|revoke`);
 //!   a revoked key and the sessions it opened get 401 at once.
@@ -256,13 +256,24 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
     )
     .await;
     check(st, &schedule, StatusCode::CREATED, "schedule");
+    let (st, number) = o(
+        Method::POST,
+        "/v1/numbers".into(),
+        Some(json!({"number": "+12025550190", "label": MARK})),
+    )
+    .await;
+    check(st, &number, StatusCode::CREATED, "number");
     let (st, campaign) = o(
         Method::POST,
         "/v1/campaigns".into(),
-        Some(json!({"name": format!("{MARK} campaign"), "business_hours_id": schedule["id"]})),
+        Some(
+            json!({"name": format!("{MARK} campaign"), "business_hours_id": schedule["id"],
+            "number_id": number["id"]}),
+        ),
     )
     .await;
     check(st, &campaign, StatusCode::CREATED, "campaign");
+    assert_eq!(campaign["number"], "+12025550190", "{campaign}");
     let cid = campaign["id"].as_i64().unwrap();
     let (st, contact) = o(
         Method::POST,
@@ -386,6 +397,7 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
             "id" if path.starts_with("/v1/attempts/") => attempt_id.to_string(),
             "id" if path.starts_with("/v1/keys/") => key_id.to_string(),
             "id" if path.starts_with("/v1/logins/") => id(&login),
+            "id" if path.starts_with("/v1/numbers/") => id(&number),
             other => panic!("{path}: path parameter {other:?} is not mapped to an owner's object"),
         }
     };
@@ -413,6 +425,7 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
         ("/v1/schedules/{id}", schedule_body.clone()),
         ("/v1/agents/sip/{id}/state", json!({"state": "available"})),
         ("/v1/agents/pools/{id}", pool_body.clone()),
+        ("/v1/numbers/{id}", json!({"label": "stranger's label"})),
         (
             "/v1/calls/{sid}/transfer",
             json!({"target": "+12025550100"}),
@@ -511,6 +524,21 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
     assert_eq!(c["contacts"]["total"], 1, "{c}");
     let (st, _) = o(Method::GET, "/v1/dnc/%2B12025550177".into(), None).await;
     assert_eq!(st, StatusCode::OK);
+    let nid = number["id"].as_i64().unwrap();
+    let (st, n) = o(Method::GET, format!("/v1/numbers/{nid}"), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(n["label"], MARK, "{n}");
+    // The stranger cannot name the owner's number on a campaign of its own either.
+    let (st, body) = s
+        .call(
+            &stranger,
+            Method::POST,
+            "/v1/campaigns",
+            Some(json!({"name": "theirs", "number_id": nid})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "number_id", "{body}");
     s.stop().await;
 }
 

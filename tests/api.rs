@@ -334,6 +334,7 @@ on_both!(
     predictive_campaigns_and_the_abandon_report,
     ai_agents_crud_and_campaigns_naming_them,
     goals_analyses_and_attempt_reports,
+    phone_numbers_and_the_campaigns_holding_them,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -2121,6 +2122,8 @@ async fn openapi_document_is_valid() {
         "/v1/attempts/{id}/recording",
         "/v1/agents/sip/{id}/state",
         "/v1/agents/pools/{id}",
+        "/v1/numbers",
+        "/v1/numbers/{id}",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }
@@ -3379,5 +3382,197 @@ async fn goals_analyses_and_attempt_reports(db: Db) {
         (g["name"].clone(), g["archived"].clone()),
         (json!("Demo booked"), json!(false))
     );
+    s.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Phone numbers.
+
+/// `/v1/numbers`: E.164 (422 naming the field), unique, `?available=true`; a campaign
+/// created with `number_id` calls from it (a different caller_id → 422), cannot change it
+/// (422), and a number is held by one scheduled, processing or paused campaign at a time
+/// (409 naming the campaign on start, resume, restart and delete).
+async fn phone_numbers_and_the_campaigns_holding_them(db: Db) {
+    let s = Server::start(db).await;
+    let (status, n1) = s
+        .post(
+            "/v1/numbers",
+            json!({"number": "+12025550100", "label": "Sales", "sip_profile": "acme"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{n1}");
+    assert_eq!(n1["number"], "+12025550100");
+    assert_eq!(n1["available"], true, "{n1}");
+    assert!(n1["campaign_id"].is_null(), "{n1}");
+    let n1_id = n1["id"].as_i64().unwrap();
+    let (status, n2) = s
+        .post("/v1/numbers", json!({"number": "+12025550111"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{n2}");
+    let n2_id = n2["id"].as_i64().unwrap();
+    for bad in ["2025550100", "+1 (202) 555-0100", "+0123", "call me"] {
+        let (status, body) = s.post("/v1/numbers", json!({"number": bad})).await;
+        assert_field_422(status, &body, "number");
+    }
+    let (status, body) = s
+        .post(
+            "/v1/numbers",
+            json!({"number": "+12025550122", "sip_profile": "a b"}),
+        )
+        .await;
+    assert_field_422(status, &body, "sip_profile");
+    let (status, body) = s
+        .post("/v1/numbers", json!({"number": "+12025550100"}))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, body) = s
+        .patch(
+            &format!("/v1/numbers/{n1_id}"),
+            json!({"number": "+12025550199"}),
+        )
+        .await;
+    assert_field_422(status, &body, "number");
+    let (status, patched) = s
+        .patch(
+            &format!("/v1/numbers/{n1_id}"),
+            json!({"label": "Sales US", "sip_profile": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["label"], "Sales US");
+    assert!(patched["sip_profile"].is_null(), "{patched}");
+
+    // A campaign calling from n1.
+    let (status, body) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "wrong caller", "number_id": n1_id, "caller_id": "+15550001111"}),
+        )
+        .await;
+    assert_field_422(status, &body, "caller_id");
+    let (status, body) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "no such", "number_id": 987654}),
+        )
+        .await;
+    assert_field(status, &body, "number_id");
+    let (status, c1) = s
+        .post("/v1/campaigns", json!({"name": "Q1", "number_id": n1_id}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c1}");
+    assert_eq!(c1["number_id"], n1_id);
+    assert_eq!(c1["number"], "+12025550100");
+    assert_eq!(c1["caller_id"], "+12025550100");
+    let c1_id = c1["id"].as_i64().unwrap();
+    // The same caller ID spelled out is fine.
+    let (status, c2) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "Q2", "number_id": n1_id, "caller_id": "+12025550100"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c2}");
+    let c2_id = c2["id"].as_i64().unwrap();
+    // Locked after creation.
+    for body in [
+        json!({"number_id": n2_id}),
+        json!({"number_id": null}),
+        json!({"caller_id": "+12025550111"}),
+    ] {
+        let (status, answer) = s
+            .patch(&format!("/v1/campaigns/{c1_id}"), body.clone())
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot be changed after creation")),
+            "{answer}"
+        );
+    }
+    let (status, renamed) = s
+        .patch(
+            &format!("/v1/campaigns/{c1_id}"),
+            json!({"name": "Q1 renamed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(renamed["number"], "+12025550100");
+
+    // One running campaign per number.
+    let (status, started) = s.post_empty(c1_id, "start").await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let (_, avail) = s.get("/v1/numbers?available=true").await;
+    assert_eq!(avail["total"], 1, "{avail}");
+    assert_eq!(avail["items"][0]["id"], n2_id, "{avail}");
+    let (_, all) = s.get("/v1/numbers").await;
+    assert_eq!(all["total"], 2, "{all}");
+    let (_, held) = s.get(&format!("/v1/numbers/{n1_id}")).await;
+    assert_eq!(held["campaign_id"], c1_id, "{held}");
+    assert_eq!(held["available"], false, "{held}");
+    let names_c1 = |body: &Value| {
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("campaign {c1_id}")))
+    };
+    let (status, body) = s.post_empty(c2_id, "start").await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert!(names_c1(&body), "{body}");
+    let (status, body) = s.delete(&format!("/v1/numbers/{n1_id}")).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert!(names_c1(&body), "{body}");
+    let (status, body) = s
+        .post("/v1/campaigns", json!({"name": "Q3", "number_id": n1_id}))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert!(names_c1(&body), "{body}");
+    let start = Clock::system().now() + 3_600_000;
+    let (status, body) = s
+        .post(
+            "/v1/campaigns",
+            json!({"name": "later", "number_id": n1_id, "status": "scheduled",
+                   "schedule_start": start}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert!(names_c1(&body), "{body}");
+    // Paused still holds it; stopped lets go.
+    let (status, _) = s.post_empty(c1_id, "pause").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s.post_empty(c2_id, "start").await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, _) = s.post_empty(c1_id, "stop").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, started) = s.post_empty(c2_id, "start").await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let (status, body) = s.post_empty(c1_id, "restart").await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("campaign {c2_id}"))),
+        "{body}"
+    );
+    assert_eq!(
+        s.store.campaign_for_number("+12025550100").await.unwrap(),
+        Some((s.account_id, c2_id))
+    );
+    // Another account sees none of it.
+    let (_, other) = s.other_account("numbers-other").await;
+    let (status, body) = s
+        .call_as(&other, Method::GET, &format!("/v1/numbers/{n1_id}"), None)
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = s.call_as(&other, Method::GET, "/v1/numbers", None).await;
+    assert_eq!((status, body["total"].as_i64()), (StatusCode::OK, Some(0)));
+    // A number nobody runs can go; the campaigns keep their caller ID.
+    let (status, _) = s.post_empty(c2_id, "stop").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s.delete(&format!("/v1/numbers/{n1_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, c1) = s.get(&format!("/v1/campaigns/{c1_id}")).await;
+    assert!(c1["number_id"].is_null(), "{c1}");
+    assert_eq!(c1["caller_id"], "+12025550100", "{c1}");
     s.stop().await;
 }

@@ -383,3 +383,176 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
     drop(server);
     drop(sipp);
 }
+
+/// DNC at every dial: a contact whose number goes on the account's DNC list while its
+/// campaign runs (after the campaign started, while its first call is up) is skipped —
+/// `failed` with last outcome `dnc`, no attempt — and never INVITEd; the others are called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_listed_while_the_campaign_runs_is_never_dialed() {
+    let dir = test_dir("campaign_dnc");
+    let dir = dir.path();
+    speech_wav_padded(&dir.join("far.wav"), "Hello? Yes, speaking.", 0.1, 6.0);
+    // A long message: the first call stays up for seconds, while the list changes.
+    speech_wav_padded(
+        &dir.join("message.wav"),
+        "This is a reminder. Goodbye.",
+        0.1,
+        4.0,
+    );
+    into_media_dir(dir, &["message.wav"]);
+    to_ulaw_raw(&dir.join("far.wav"), &dir.join("voicemail.ulaw"));
+    let sipp = Sipp::uas(dir, "uas_by_number.xml")
+        .stream_wav(&dir.join("far.wav"))
+        .args(["-m", "1000"])
+        .start();
+    let http_port = free_tcp_port();
+    write_config(dir, sipp.port, http_port);
+    let key = outdial_in(dir)
+        .args(["keys", "create", "--login", "dnc"])
+        .output()
+        .expect("outdial keys create");
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    assert!(!key.is_empty(), "keys create printed no key");
+    let server = ServeProcess::start(dir, http_port);
+    let http = reqwest::Client::new();
+    let auth = format!("Bearer {key}");
+    let api = |path: &str| format!("{}{path}", server.api);
+
+    // One call at a time, all three numbers answer (uas_by_number: last digits 1-3).
+    let created = api_json(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api("/v1/campaigns"),
+        Some(json!({
+            "name": "dnc", "pace": 600, "max_concurrent": 1, "max_retries": 0,
+            "play_message": "message.wav",
+            "sip_profile": "far-end", "caller_id": "+12025550100"
+        })),
+    )
+    .await;
+    let id = created["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no id in {created}"));
+    let imported = http
+        .post(api(&format!("/v1/campaigns/{id}/contacts/import")))
+        .header("Authorization", &auth)
+        .header("Content-Type", "text/csv")
+        .body("12025550101,Ann\n12025550102,Bob\n12025550103,Cy\n")
+        .send()
+        .await
+        .expect("import");
+    assert!(imported.status().is_success());
+    let started = api_json(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api(&format!("/v1/campaigns/{id}/start")),
+        None,
+    )
+    .await;
+    assert_eq!(started["status"], "processing", "{started}");
+
+    // The first call is up: put a number still waiting on the list.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let contacts = api_json(
+            &http,
+            &auth,
+            reqwest::Method::GET,
+            api(&format!("/v1/campaigns/{id}/contacts?limit=10")),
+            None,
+        )
+        .await;
+        let items = contacts["items"].as_array().expect("contacts").clone();
+        if items.iter().any(|c| c["status"] != "pending") {
+            let waiting: Vec<&Value> = items.iter().filter(|c| c["status"] == "pending").collect();
+            assert_eq!(
+                waiting.len(),
+                2,
+                "one call at a time: only the first contact is dialed yet: {contacts}"
+            );
+            break waiting[1]["phone"].as_str().expect("phone").to_string();
+        }
+        assert!(Instant::now() < deadline, "no call started: {contacts}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let added = api_json(
+        &http,
+        &auth,
+        reqwest::Method::POST,
+        api("/v1/dnc"),
+        Some(json!({"phone": listed, "reason": "asked mid-campaign"})),
+    )
+    .await;
+    assert_eq!(added["phone"], listed.as_str(), "{added}");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut campaign = Value::Null;
+    while Instant::now() < deadline {
+        campaign = api_json(
+            &http,
+            &auth,
+            reqwest::Method::GET,
+            api(&format!("/v1/campaigns/{id}")),
+            None,
+        )
+        .await;
+        if campaign["status"] == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        campaign["status"],
+        "finished",
+        "{campaign}\n{}",
+        tail(
+            &std::fs::read_to_string(&server.log).unwrap_or_default(),
+            40
+        )
+    );
+    let contacts = api_json(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        api(&format!("/v1/campaigns/{id}/contacts?limit=10")),
+        None,
+    )
+    .await;
+    let attempts = api_json(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        api(&format!("/v1/campaigns/{id}/attempts?limit=10")),
+        None,
+    )
+    .await;
+    let rows = attempts["items"].as_array().expect("attempts");
+    assert_eq!(rows.len(), 2, "{attempts}");
+    assert!(
+        rows.iter().all(|a| a["destination"] != listed.as_str()),
+        "the listed number was attempted: {attempts}"
+    );
+    for c in contacts["items"].as_array().expect("contacts") {
+        if c["phone"] == listed.as_str() {
+            assert_eq!(c["status"], "failed", "{c}");
+            assert_eq!(c["last_outcome"], "dnc", "{c}");
+            assert_eq!(c["attempts"], 0, "{c}");
+        } else {
+            assert_eq!(c["status"], "answered", "{c}");
+            assert_eq!(c["attempts"], 1, "{c}");
+        }
+    }
+    drop(server);
+    // The far end saw two INVITEs, none for the listed number.
+    let sipp_run = sipp.wait(Duration::from_secs(1));
+    let invites = sipp_run.received_requests("INVITE");
+    assert_eq!(invites.len(), 2, "{}", tail(&sipp_run.messages, 60));
+    let digits = listed.trim_start_matches('+');
+    assert!(
+        invites.iter().all(|i| !i.first_line.contains(digits)),
+        "the listed number was INVITEd: {:?}",
+        invites.iter().map(|i| &i.first_line).collect::<Vec<_>>()
+    );
+}

@@ -423,3 +423,120 @@ fn contacts_import_is_all_or_nothing() {
         "its staged rows wait for the stale-import purge"
     );
 }
+
+/// Puts numbers on the DNC lists of the SQLite database `outdial call` opens in `dir`
+/// (`(number, None)`: the global list; `Some(login)`: that new account's list).
+fn add_to_dnc_lists(dir: &Path, entries: &[(&str, Option<&str>)]) {
+    use outdial::store::{DncList, Store};
+    let url = format!("sqlite://{}", dir.join("outdial.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        for (phone, login) in entries {
+            let list = match login {
+                Some(login) => {
+                    DncList::Account(store.create_account(login, login, 0).await.unwrap().id)
+                }
+                None => DncList::Global,
+            };
+            store.add_dnc(list, phone, "test", 0).await.unwrap();
+        }
+        store.close().await;
+    });
+}
+
+/// `outdial call` checks the DNC lists of the configured database before dialing: a number
+/// on the global list or an account's list (written with its `+`, in a SIP URI, or without
+/// its country code) is refused with one line naming it and exit code 3, and nothing
+/// reaches the far end; `--ignore-dnc` dials it. With no database file, the call goes out
+/// and no database is created.
+#[test]
+fn call_refuses_a_number_on_a_dnc_list() {
+    let dir = test_dir("cli_dnc");
+    let d = dir.path();
+    let sipp = Sipp::uas(d, "uas_busy.xml").start();
+    let run = run_call(d, &[&sipp.uri("+12025550177"), "--max-duration", "10"]);
+    let sipp_run = sipp.wait(LIMIT);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(run.outcome(), "busy", "{}", run.json);
+    assert_eq!(sipp_run.received_requests("INVITE").len(), 1);
+    assert!(
+        !d.join("outdial.db").exists(),
+        "outdial call must not create a database"
+    );
+
+    add_to_dnc_lists(
+        d,
+        &[("+12025550177", Some("dnc-owner")), ("+12025550188", None)],
+    );
+    let far_end = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = far_end.local_addr().unwrap().port();
+    for (destination, number, list) in [
+        (
+            format!("sip:+12025550177@127.0.0.1:{port}"),
+            "+12025550177",
+            "the DNC list of account",
+        ),
+        (
+            format!("sip:+12025550188@127.0.0.1:{port}"),
+            "+12025550188",
+            "the global DNC list",
+        ),
+        ("(202) 555-0177".to_string(), "+12025550177", "DNC list"),
+        ("12025550188".to_string(), "+12025550188", "DNC list"),
+    ] {
+        let mut cmd = outdial_cmd(d);
+        cmd.args(["call", &destination, "--json"]);
+        let out = run_with_timeout(&mut cmd, LIMIT);
+        assert_eq!(
+            out.status.and_then(|s| s.code()),
+            Some(3),
+            "{destination}: exit code 3 for a listed number\nstderr: {}",
+            out.stderr
+        );
+        let lines = stderr_lines(&out.stderr);
+        assert_eq!(lines.len(), 1, "{destination}: one line:\n{}", out.stderr);
+        assert!(
+            lines[0].contains(number) && lines[0].contains(list),
+            "{destination}: the line names the number and its list: {}",
+            lines[0]
+        );
+        assert!(out.stdout.trim().is_empty(), "{}", out.stdout);
+    }
+    far_end.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        far_end.recv_from(&mut buf).is_err(),
+        "a refused call sent something to the far end"
+    );
+    // A number on no list is dialed with the lists in place.
+    let sipp = Sipp::uas(d, "uas_busy.xml").start();
+    let run = run_call(d, &[&sipp.uri("+12025550199"), "--max-duration", "10"]);
+    let sipp_run = sipp.wait(LIMIT);
+    assert_eq!(run.outcome(), "busy", "{}\n{}", run.json, run.stderr);
+    assert_eq!(sipp_run.received_requests("INVITE").len(), 1);
+    // --ignore-dnc dials a listed number.
+    let sipp = Sipp::uas(d, "uas_busy.xml").start();
+    let run = run_call(
+        d,
+        &[
+            &sipp.uri("+12025550177"),
+            "--ignore-dnc",
+            "--max-duration",
+            "10",
+        ],
+    );
+    let sipp_run = sipp.wait(LIMIT);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(run.outcome(), "busy", "{}", run.json);
+    let invites = sipp_run.received_requests("INVITE");
+    assert_eq!(invites.len(), 1);
+    assert!(
+        invites[0].first_line.contains("2025550177"),
+        "{}",
+        invites[0].first_line
+    );
+}

@@ -20,7 +20,7 @@ use outdial::campaign::model::{
 use outdial::store::{
     AgentRelease, AttemptFilter, AttemptRecord, BridgeRecord, CampaignFilter, ContactFilter,
     ContactTransition, DncList, EventFilter, ExportFormat, ExportScope, ExportStatus, ExportUpdate,
-    NewContact, NewExport, OutcomeCounts, Page, Role, Store, StoreError,
+    NewContact, NewExport, NewNumber, NumberUpdate, OutcomeCounts, Page, Role, Store, StoreError,
 };
 use sqlx::Connection;
 
@@ -181,6 +181,8 @@ both!(
     an_attempt_ends_in_one_transaction_and_only_once,
     restart_leaves_live_calls_alone_until_they_end,
     dead_nodes_are_those_that_stopped_beating,
+    numbers_are_per_account_and_held_by_one_running_campaign,
+    a_single_call_checks_every_dnc_list,
 );
 
 /// Attempts stored before `ended_by` covered every answered call (schema 5: the callee
@@ -352,6 +354,7 @@ async fn campaign_round_trip(db: &TestDb) {
         },
         completion_timeout: Interval::new(3, IntervalUnit::Days),
         caller_id: "+12025550100".into(),
+        number_id: None,
         billable_account: "acct-42".into(),
         sip_profile: "carrier-a".into(),
         recording: true,
@@ -3530,4 +3533,299 @@ async fn dead_nodes_are_those_that_stopped_beating(db: &TestDb) {
             "stale".to_string()
         ]
     );
+}
+
+fn invalid_field<T: std::fmt::Debug>(result: Result<T, StoreError>, field: &str) {
+    match result {
+        Err(StoreError::Invalid(m)) => assert!(m.starts_with(&format!("{field}: ")), "{m}"),
+        other => panic!("expected Invalid naming {field}, got {other:?}"),
+    }
+}
+
+fn conflict_naming<T: std::fmt::Debug>(result: Result<T, StoreError>, needles: &[&str]) {
+    match result {
+        Err(StoreError::Conflict(m)) => {
+            for n in needles {
+                assert!(m.contains(n), "{m:?} should name {n:?}");
+            }
+        }
+        other => panic!("expected a Conflict naming {needles:?}, got {other:?}"),
+    }
+}
+
+/// Phone numbers: E.164, unique across the store, per account; a campaign's caller ID comes
+/// from its number, which never changes; a number is held by at most one scheduled,
+/// processing or paused campaign, whatever moves the campaign there (create, start,
+/// restart, two starts at once); the inbound lookup finds the campaign owning a DID.
+async fn numbers_are_per_account_and_held_by_one_running_campaign(db: &TestDb) {
+    use CampaignStatus::*;
+    let s = &db.store;
+    let a = s.create_account("num-a", "A", NOW).await.unwrap().id;
+    let b = s.create_account("num-b", "B", NOW).await.unwrap().id;
+    let new = |n: &str| NewNumber {
+        number: n.into(),
+        label: Some(" Sales line ".into()),
+        sip_profile: Some("acme".into()),
+    };
+    let n1 = s
+        .create_number(a, &new(" +12025550100 "), NOW)
+        .await
+        .unwrap();
+    assert_eq!(n1.number, "+12025550100");
+    assert_eq!(n1.label.as_deref(), Some("Sales line"));
+    assert_eq!(n1.sip_profile.as_deref(), Some("acme"));
+    assert_eq!((n1.account_id, n1.campaign_id), (a, None));
+    invalid_field(s.create_number(a, &new("2025550100"), NOW).await, "number");
+    invalid_field(s.create_number(a, &new("+1 202 555"), NOW).await, "number");
+    let mut bad_profile = new("+12025550199");
+    bad_profile.sip_profile = Some("no spaces".into());
+    invalid_field(s.create_number(a, &bad_profile, NOW).await, "sip_profile");
+    // Unique across the whole store: another account cannot register it too.
+    conflict_naming(
+        s.create_number(b, &new("+12025550100"), NOW).await,
+        &["+12025550100"],
+    );
+    let n2 = s
+        .create_number(
+            a,
+            &NewNumber {
+                number: "+12025550111".into(),
+                ..NewNumber::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    // Another account sees none of them.
+    assert!(matches!(
+        s.get_number(b, n1.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.update_number(b, n1.id, &NumberUpdate::default(), NOW)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.delete_number(b, n1.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        s.list_numbers(b, false, Page::default())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    let updated = s
+        .update_number(
+            a,
+            n1.id,
+            &NumberUpdate {
+                label: Some(None),
+                sip_profile: None,
+            },
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.label, None);
+    assert_eq!(updated.sip_profile.as_deref(), Some("acme"));
+    assert_eq!(updated.updated_at, NOW + 1);
+
+    // A campaign calling from n1: caller ID and profile from the number.
+    let mut with_n1 = settings("from n1");
+    with_n1.number_id = Some(n1.id);
+    let c1 = s
+        .create_campaign(Some(a), &with_n1, New, NOW)
+        .await
+        .unwrap();
+    assert_eq!(c1.settings.number_id, Some(n1.id));
+    assert_eq!(c1.settings.caller_id, "+12025550100");
+    assert_eq!(c1.settings.sip_profile, "acme");
+    assert_eq!(s.get_campaign(c1.id).await.unwrap(), c1);
+    invalid_field(
+        s.create_campaign(Some(b), &with_n1, New, NOW).await,
+        "number_id",
+    );
+    let mut other_caller = with_n1.clone();
+    other_caller.caller_id = "+15550001111".into();
+    invalid_field(
+        s.create_campaign(Some(a), &other_caller, New, NOW).await,
+        "caller_id",
+    );
+    // The number never changes after creation; other settings do.
+    let mut moved = c1.settings.clone();
+    moved.number_id = Some(n2.id);
+    invalid_field(s.update_campaign(c1.id, &moved, NOW).await, "number_id");
+    moved.number_id = None;
+    invalid_field(s.update_campaign(c1.id, &moved, NOW).await, "number_id");
+    let mut recalled = c1.settings.clone();
+    recalled.caller_id = "+12025550111".into();
+    invalid_field(s.update_campaign(c1.id, &recalled, NOW).await, "caller_id");
+    let mut renamed = c1.settings.clone();
+    renamed.name = "from n1, renamed".into();
+    let c1 = s.update_campaign(c1.id, &renamed, NOW).await.unwrap();
+    assert_eq!(c1.settings.number_id, Some(n1.id));
+
+    // Held by one running campaign: a second `new` one may name it, not start.
+    let c2 = s
+        .create_campaign(Some(a), &with_n1, New, NOW)
+        .await
+        .unwrap();
+    s.set_campaign_status(c1.id, New, Processing, NOW + 2)
+        .await
+        .unwrap();
+    let avail = s.list_numbers(a, true, Page::default()).await.unwrap();
+    assert_eq!(avail.total, 1);
+    assert_eq!(avail.items[0].id, n2.id);
+    let all = s.list_numbers(a, false, Page::default()).await.unwrap();
+    assert_eq!(all.total, 2);
+    assert_eq!(all.items[0].number, "+12025550100");
+    assert_eq!(all.items[0].campaign_id, Some(c1.id));
+    let c1_id = c1.id.to_string();
+    conflict_naming(
+        s.set_campaign_status(c2.id, New, Processing, NOW + 3).await,
+        &[&c1_id, "from n1, renamed", "+12025550100"],
+    );
+    assert_eq!(s.get_campaign(c2.id).await.unwrap().status, New);
+    // Nor may a new campaign name it (the guide: held numbers are not offered).
+    conflict_naming(
+        s.create_campaign(Some(a), &with_n1, New, NOW).await,
+        &[&c1_id],
+    );
+    let mut scheduled = with_n1.clone();
+    scheduled.schedule_start = Some(NOW + 3_600_000);
+    conflict_naming(
+        s.create_campaign(Some(a), &scheduled, Scheduled, NOW).await,
+        &[&c1_id],
+    );
+    conflict_naming(s.delete_number(a, n1.id).await, &[&c1_id]);
+    // Paused still holds it.
+    s.set_campaign_status(c1.id, Processing, Paused, NOW + 4)
+        .await
+        .unwrap();
+    conflict_naming(
+        s.set_campaign_status(c2.id, New, Processing, NOW + 5).await,
+        &[&c1_id],
+    );
+    assert_eq!(
+        s.campaign_for_number("+12025550100").await.unwrap(),
+        Some((a, c1.id))
+    );
+    // Stopped, it lets go; then the other campaign may take it, and restarting the first
+    // is refused while the second holds it.
+    s.set_campaign_status(c1.id, Paused, Canceled, NOW + 6)
+        .await
+        .unwrap();
+    s.set_campaign_status(c2.id, New, Processing, NOW + 7)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.campaign_for_number("+12025550100").await.unwrap(),
+        Some((a, c2.id))
+    );
+    let c2_id = c2.id.to_string();
+    conflict_naming(
+        s.restart_campaign(c1.id, Canceled, Processing, NOW + 8)
+            .await,
+        &[&c2_id],
+    );
+    assert_eq!(s.get_campaign(c1.id).await.unwrap().status, Canceled);
+    // No running campaign: the one updated last owns the DID.
+    s.set_campaign_status(c2.id, Processing, Finished, NOW + 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.campaign_for_number("+12025550100").await.unwrap(),
+        Some((a, c2.id))
+    );
+    s.restart_campaign(c1.id, Canceled, Processing, NOW + 10)
+        .await
+        .unwrap();
+    s.set_campaign_status(c1.id, Processing, Canceled, NOW + 11)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.campaign_for_number("+12025550100").await.unwrap(),
+        Some((a, c1.id))
+    );
+    assert_eq!(s.campaign_for_number("+12025550111").await.unwrap(), None);
+    assert_eq!(s.campaign_for_number("+19995550000").await.unwrap(), None);
+
+    // Two starts at once: exactly one campaign gets the number.
+    let mut with_n2 = settings("race");
+    with_n2.number_id = Some(n2.id);
+    let c3 = s
+        .create_campaign(Some(a), &with_n2, New, NOW)
+        .await
+        .unwrap();
+    let c4 = s
+        .create_campaign(Some(a), &with_n2, New, NOW)
+        .await
+        .unwrap();
+    let (r3, r4) = tokio::join!(
+        s.set_campaign_status(c3.id, New, Processing, NOW + 12),
+        s.set_campaign_status(c4.id, New, Processing, NOW + 12),
+    );
+    let won = [&r3, &r4].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{r3:?} / {r4:?}");
+    assert!(
+        [&r3, &r4]
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::Conflict(_)))),
+        "{r3:?} / {r4:?}"
+    );
+
+    // A number no running campaign holds can go; its campaigns keep their caller ID.
+    s.delete_number(a, n1.id).await.unwrap();
+    let c1 = s.get_campaign(c1.id).await.unwrap();
+    assert_eq!(c1.settings.number_id, None);
+    assert_eq!(c1.settings.caller_id, "+12025550100");
+    assert!(matches!(
+        s.get_number(a, n1.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.campaign_for_number("+12025550100").await.unwrap(), None);
+    // Deleted, the DID may be registered again (by anyone).
+    s.create_number(b, &new("+12025550100"), NOW).await.unwrap();
+}
+
+/// `outdial call`'s check: every list at once, a number dialed without `+` by its ending.
+async fn a_single_call_checks_every_dnc_list(db: &TestDb) {
+    use outdial::store::{dialed_number, DialedNumber};
+    let s = &db.store;
+    let acme = s.create_account("dnc-call", "Acme", NOW).await.unwrap().id;
+    s.add_dnc(DncList::Account(acme), "+12025550177", "asked", NOW)
+        .await
+        .unwrap();
+    s.add_dnc(DncList::Global, "+447700900123", "TPS", NOW)
+        .await
+        .unwrap();
+    let found = |d: &str| {
+        let dialed = dialed_number(d).unwrap();
+        async move {
+            s.dnc_entries_for(&dialed)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.phone, e.account_id))
+                .collect::<Vec<_>>()
+        }
+    };
+    let acme_entry = vec![("+12025550177".to_string(), Some(acme))];
+    assert_eq!(found("sip:+12025550177@127.0.0.1:5060").await, acme_entry);
+    assert_eq!(found("(202) 555-0177").await, acme_entry);
+    assert_eq!(found("12025550177").await, acme_entry);
+    assert_eq!(
+        found("07700 900123").await,
+        vec![("+447700900123".to_string(), None)]
+    );
+    assert!(found("+12025550178").await.is_empty());
+    assert!(s
+        .dnc_entries_for(&DialedNumber::Digits("5550177".into()))
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.phone == "+12025550177"));
 }

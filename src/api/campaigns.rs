@@ -11,6 +11,15 @@
 //! a shortcut for a `twilio_ws` agent with that URL; both at once answer 422.
 //! The status changes only through the actions (409 with the rule's message when illegal);
 //! a new campaign may start as `new` or `scheduled` (guide 1: "the initial status").
+//!
+//! Phone number (itellico's guide): create takes `number_id`, the id of one of the account's
+//! numbers (`/v1/numbers`); the campaign's caller ID is then that number (a different
+//! `caller_id` answers 422) and its SIP profile the number's when none is given. The number
+//! cannot be changed after creation: a PATCH of `number_id`, or of `caller_id` on a campaign
+//! with a number, answers 422. A number is held by one scheduled, processing or paused
+//! campaign at a time: creating a campaign with it, or starting, resuming or restarting one,
+//! while another campaign holds it answers 409 naming that campaign. The campaign JSON shows
+//! `number_id` and `number`.
 
 use std::collections::BTreeMap;
 
@@ -320,7 +329,13 @@ pub struct CampaignInput {
     pub retry_on: Option<RetryOnInput>,
     /// How long a contact may stay `called` before it is `completed`.
     pub completion_timeout: Option<IntervalView>,
+    /// The number presented as the caller. With `number_id`: leave it out (it is the number).
     pub caller_id: Option<String>,
+    /// Create only: one of the account's phone numbers (`/v1/numbers`) the campaign calls
+    /// from; its caller ID is then that number. Cannot be changed after creation (422).
+    #[serde(deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>)]
+    pub number_id: Option<Option<i64>>,
     pub billable_account: Option<String>,
     pub sip_profile: Option<String>,
     pub recording: Option<bool>,
@@ -421,6 +436,7 @@ impl CampaignInput {
             &mut s.caller_id,
             self.caller_id.map(|c| c.trim().to_string()),
         );
+        set(&mut s.number_id, self.number_id);
         set(&mut s.billable_account, self.billable_account);
         set(&mut s.sip_profile, self.sip_profile);
         set(&mut s.recording, self.recording);
@@ -517,6 +533,10 @@ pub struct CampaignView {
     pub retry_on: RetryOnView,
     pub completion_timeout: IntervalView,
     pub caller_id: String,
+    /// The phone number record the campaign calls from (fixed at creation).
+    pub number_id: Option<i64>,
+    /// That number (E.164): the campaign's caller ID. Null without `number_id`.
+    pub number: Option<String>,
     pub billable_account: String,
     pub sip_profile: String,
     pub recording: bool,
@@ -578,7 +598,9 @@ impl CampaignView {
                 machine,
             },
             completion_timeout: s.completion_timeout.into(),
+            number: s.number_id.map(|_| s.caller_id.clone()),
             caller_id: s.caller_id,
+            number_id: s.number_id,
             billable_account: s.billable_account,
             sip_profile: s.sip_profile,
             recording: s.recording,
@@ -711,10 +733,10 @@ pub async fn list_campaigns(
         (status = 201, description = "Created", body = CampaignView),
         (status = 400, description = "A field is missing or wrong (named in `field`)", body = ErrorBody),
         (status = 401, description = "No valid credentials", body = ErrorBody),
-        (status = 409, description = "The business-hours schedule does not exist", body = ErrorBody),
+        (status = 409, description = "The business-hours schedule does not exist, or another scheduled, processing or paused campaign holds the number", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Both ai_agent_id and ai_agent_url are set, or a message plan is wrong", body = ErrorBody),
+        (status = 422, description = "Both ai_agent_id and ai_agent_url are set, a caller_id other than the number, or a message plan is wrong", body = ErrorBody),
     )
 )]
 pub async fn create_campaign(
@@ -733,6 +755,7 @@ pub async fn create_campaign(
     let mut settings = CampaignSettings::default();
     input.apply(&mut settings)?;
     check_ai_agent(&settings)?;
+    check_number(&state, &caller, &mut settings).await?;
     if status == CampaignStatus::Scheduled && settings.schedule_start.is_none() {
         return Err(ApiError::invalid(
             "schedule_start",
@@ -756,6 +779,83 @@ pub async fn create_campaign(
     .await;
     state.wake_engine();
     Ok((StatusCode::CREATED, Json(view(&state, campaign).await?)))
+}
+
+/// A new campaign's `number_id` must name one of the account's numbers (400 naming the
+/// field; another account's reads as missing); an explicit `caller_id` must be that number
+/// (422); no scheduled, processing or paused campaign may hold the number (409 naming it —
+/// the store checks again in the transaction that stores the campaign, and when it starts).
+/// The caller ID and, when none is given, the SIP profile come from the number.
+async fn check_number(
+    state: &AppState,
+    caller: &Caller,
+    settings: &mut CampaignSettings,
+) -> ApiResult<()> {
+    let Some(id) = settings.number_id else {
+        return Ok(());
+    };
+    let number = match state.store.get_number(caller.account_id, id).await {
+        Ok(n) => n,
+        Err(crate::store::StoreError::NotFound(_)) => {
+            return Err(ApiError::invalid(
+                "number_id",
+                format!("number {id} does not exist (see GET /v1/numbers)"),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let given = settings.caller_id.trim();
+    if !given.is_empty() && given != number.number {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!(
+                "caller_id: {given:?} differs from number {id} ({}); the caller ID comes from \
+                 number_id: leave caller_id out",
+                number.number
+            ),
+        )
+        .with_field("caller_id"));
+    }
+    if let Some(holder) = number.campaign_id {
+        return Err(ApiError::conflict(format!(
+            "number {} is held by campaign {holder}: a number belongs to one scheduled, \
+             processing or paused campaign at a time",
+            number.number
+        )));
+    }
+    settings.caller_id = number.number;
+    if settings.sip_profile.trim().is_empty() {
+        if let Some(profile) = number.sip_profile {
+            settings.sip_profile = profile;
+        }
+    }
+    Ok(())
+}
+
+/// A PATCH may not change a campaign's number, nor the caller ID of a campaign that has
+/// one (422 naming the field).
+fn check_number_kept(before: &CampaignSettings, after: &CampaignSettings) -> ApiResult<()> {
+    let locked = |field: &str, message: String| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_field(field)
+    };
+    if before.number_id != after.number_id {
+        return Err(locked(
+            "number_id",
+            "number_id: a campaign's phone number cannot be changed after creation".into(),
+        ));
+    }
+    if before.number_id.is_some() && before.caller_id != after.caller_id {
+        return Err(locked(
+            "caller_id",
+            format!(
+                "caller_id: comes from the campaign's phone number {}, which cannot be changed \
+                 after creation",
+                before.caller_id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `ai_agent_id` and `ai_agent_url` name the agent two ways: one at a time (422). That
@@ -903,7 +1003,7 @@ pub async fn get_campaign(
         (status = 400, description = "A field is wrong (named in `field`)", body = ErrorBody),
         (status = 401, description = "No valid credentials", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
-        (status = 422, description = "Both ai_agent_id and ai_agent_url are set, or a message plan is wrong", body = ErrorBody),
+        (status = 422, description = "Both ai_agent_id and ai_agent_url are set, the phone number or its caller ID would change, or a message plan is wrong", body = ErrorBody),
     )
 )]
 pub async fn update_campaign(
@@ -924,6 +1024,7 @@ pub async fn update_campaign(
     let touches_start = input.schedule_start.is_some();
     let mut settings = campaign.settings.clone();
     input.apply(&mut settings)?;
+    check_number_kept(&campaign.settings, &settings)?;
     check_ai_agent(&settings)?;
     // The 24-hours-in-the-past bound is for a start being set now: an unchanged start
     // of a campaign that began last week stays valid.
@@ -1045,7 +1146,7 @@ macro_rules! action_handler {
                 (status = 200, description = "The campaign in its new status", body = CampaignView),
                 (status = 401, description = "No valid credentials", body = ErrorBody),
                 (status = 404, description = "No such campaign", body = ErrorBody),
-                (status = 409, description = "Not allowed in the campaign's status", body = ErrorBody),
+                (status = 409, description = "Not allowed in the campaign's status, or another scheduled, processing or paused campaign holds its phone number", body = ErrorBody),
             )
         )]
         pub async fn $fn(

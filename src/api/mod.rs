@@ -26,7 +26,7 @@
 //! before they answer 404, so nothing can be probed without a key.
 //!
 //! Accounts: every object (campaign and what hangs off it, schedule, DNC entry, agent,
-//! pool, AI agent, media file, export, live call) belongs to one account, and every route
+//! pool, AI agent, phone number, media file, export, live call) belongs to one account, and every route
 //! reads and changes only the caller's: another account's id answers 404 with the same body
 //! as an id that does not exist. Campaign-scoped routes go through
 //! [`campaigns::load`], which is where the check lives for them.
@@ -45,7 +45,8 @@
 //! [`exports`], [`reports`], [`dnc`], [`schedules`], [`media`] (WAV uploads and attempt
 //! recordings), [`agents`] (SIP agents and pools), [`ai_agents`] (AI voice agents),
 //! [`goals`] (goals, analyses and agents' reports about attempts), [`node`] (this node's state),
-//! [`trunks`] (the SIP trunks and their health); [`error`] holds the one error shape
+//! [`numbers`] (the account's phone numbers), [`trunks`] (the SIP trunks and their health);
+//! [`error`] holds the one error shape
 //! and the extractors, [`openapi`] the document and the schemas of the model's words.
 
 pub mod agents;
@@ -62,6 +63,7 @@ pub mod import;
 pub mod keys;
 pub mod media;
 pub mod node;
+pub mod numbers;
 pub mod openapi;
 pub mod reports;
 pub mod schedules;

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::{
     agents, ai_agents, auth, calls, campaigns, contacts, dnc, exports, goals, import, keys, media,
-    node, reports, schedules, trunks, AppState,
+    node, numbers, reports, schedules, trunks, AppState,
 };
 use crate::campaign::ai::{AiAgentKind, OnAgentClose};
 use crate::campaign::goals::{GoalOutcome, QuestionKind, QuestionType};
@@ -155,6 +155,12 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             agents::update_pool,
             agents::delete_pool
         ))
+        .routes(routes!(numbers::list_numbers, numbers::create_number))
+        .routes(routes!(
+            numbers::get_number,
+            numbers::update_number,
+            numbers::delete_number
+        ))
         .routes(routes!(node::get_node))
         .routes(routes!(trunks::list_trunks))
         .routes(routes!(calls::list_calls))
@@ -191,7 +197,7 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc.info.title = "outdial admin API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description = Some(
-        "Campaigns, contacts, CSV import, exports, reports, DNC, business hours, SIP agents, \
+        "Campaigns, contacts, CSV import, exports, reports, DNC, business hours, phone numbers, SIP agents, \
          agent pools, AI agents, goals and analyses. \
          Authenticate with `Authorization: Bearer <API key or session token>` (POST /v1/login \
          trades a login and API key for a session token). Times are milliseconds since the \
@@ -244,6 +250,10 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 "The Do-Not-Call lists: the account's own and the global one",
             ),
             ("schedules", "Business-hours schedules"),
+            (
+                "numbers",
+                "The account's phone numbers: a campaign's caller ID, held by one running campaign at a time",
+            ),
             (
                 "media",
                 "WAV files campaigns play (each account's uploads, shared files)",
@@ -363,6 +373,8 @@ mod tests {
             "/v1/campaigns/{id}/analyses",
             "/v1/campaigns/{id}/analyses/{analysis_id}",
             "/v1/attempts/{id}/analysis",
+            "/v1/numbers",
+            "/v1/numbers/{id}",
             "/healthz",
         ] {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");

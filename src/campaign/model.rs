@@ -243,6 +243,16 @@ impl CampaignStatus {
     pub fn is_dialing(self) -> bool {
         self == CampaignStatus::Processing
     }
+
+    /// A campaign in this status holds its phone number (`number_id`): no other campaign
+    /// may be in one of these statuses with the same number (itellico's guide: "active or
+    /// paused"; a scheduled campaign has been started and waits for its start time).
+    pub fn holds_number(self) -> bool {
+        matches!(
+            self,
+            CampaignStatus::Scheduled | CampaignStatus::Processing | CampaignStatus::Paused
+        )
+    }
 }
 
 /// The status an action leads to, or why it is illegal. `start_in_future` says whether the
@@ -502,6 +512,9 @@ pub struct CampaignSettings {
     /// How long a contact may stay `called` before it is `completed`.
     pub completion_timeout: Interval,
     pub caller_id: String,
+    /// The account's phone number record (`/v1/numbers`) the campaign calls from: set at
+    /// creation only, then `caller_id` is that number. `None`: `caller_id` is free text.
+    pub number_id: Option<i64>,
     pub billable_account: String,
     /// SIP profile (trunk) name from sip-profiles/; empty: the default profile.
     pub sip_profile: String,
@@ -551,6 +564,7 @@ impl Default for CampaignSettings {
             retry_on: RetryOn::default(),
             completion_timeout: Interval::new(0, IntervalUnit::Minutes),
             caller_id: String::new(),
+            number_id: None,
             billable_account: String::new(),
             sip_profile: String::new(),
             recording: false,

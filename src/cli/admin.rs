@@ -95,6 +95,10 @@ pub struct CreateArgs {
     max_concurrent: i64,
     #[arg(long, default_value = "")]
     caller_id: String,
+    /// One of the account's phone numbers (`/v1/numbers`, needs --login): the campaign calls
+    /// from it (its caller ID), and it cannot be changed later.
+    #[arg(long, value_name = "ID")]
+    number_id: Option<i64>,
     /// Trunk profile name.
     #[arg(long, default_value = "")]
     profile: String,
@@ -303,6 +307,9 @@ async fn create(store: Store, args: CreateArgs) -> anyhow::Result<()> {
     }
     if !args.caller_id.is_empty() {
         settings.caller_id = args.caller_id;
+    }
+    if args.number_id.is_some() {
+        settings.number_id = args.number_id;
     }
     if !args.profile.is_empty() {
         settings.sip_profile = args.profile;

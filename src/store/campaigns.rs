@@ -98,7 +98,7 @@ const COLUMNS: &str = "id, account_id, status, name, description, connect_to, ai
     retry_on_failed, retry_on_machine, completion_timeout_value, completion_timeout_unit, \
     caller_id, billable_account, sip_profile, recording, pacing, abandon_cap_pct, \
     abandon_message, agent_ring_timeout_secs, queue_timeout_secs, default_country, created_at, \
-    updated_at, started_at, finished_at, steps, transfer, ai_agent_id";
+    updated_at, started_at, finished_at, steps, transfer, ai_agent_id, number_id";
 
 /// The settings columns in bind order ($1…$39).
 const SETTINGS_COLUMNS: [&str; 39] = [
@@ -246,6 +246,7 @@ fn campaign_from(row: &AnyRow) -> Result<Campaign> {
             unit: get_word(row, "completion_timeout_unit", IntervalUnit::parse)?,
         },
         caller_id: row.try_get("caller_id")?,
+        number_id: row.try_get("number_id")?,
         billable_account: row.try_get("billable_account")?,
         sip_profile: row.try_get("sip_profile")?,
         recording: get_flag(row, "recording")?,
@@ -281,7 +282,10 @@ fn missing_reference(settings: &CampaignSettings, account_id: Option<i64>) -> St
 impl Store {
     /// Stores a new campaign in `status` (normally `new`). The settings are validated
     /// first (Invalid names the field); a missing business-hours schedule or account is a
-    /// Conflict.
+    /// Conflict. A `number_id` must name one of the account's numbers (Invalid otherwise);
+    /// the campaign's caller ID is then that number (a different `caller_id` is Invalid), its
+    /// SIP profile the number's when it names none, and no scheduled, processing or paused
+    /// campaign may hold the number (Conflict naming it; checked again when this one starts).
     pub async fn create_campaign(
         &self,
         account_id: Option<i64>,
@@ -291,27 +295,27 @@ impl Store {
     ) -> Result<Campaign> {
         settings.validate(now)?;
         self.check_ai_agent_of(account_id, settings).await?;
-        let mut sql = Sql::new("");
-        let mut values: Vec<String> = settings_args(settings)
-            .into_iter()
-            .map(|a| sql.arg(a))
-            .collect();
-        values.push(sql.arg(Arg::Text(settings.default_country.trim().to_uppercase())));
-        values.push(sql.arg(Arg::OptI64(account_id)));
-        values.push(sql.arg(Arg::Text(status.as_str().into())));
-        let now_arg = sql.arg(Arg::I64(now));
-        values.push(now_arg.clone());
-        values.push(now_arg);
-        sql.text = format!(
-            "INSERT INTO campaigns ({}, default_country, account_id, status, created_at, updated_at) \
-             VALUES ({}) RETURNING {COLUMNS}",
-            SETTINGS_COLUMNS.join(", "),
-            values.join(", ")
-        );
-        let row =
-            sql.query().fetch_one(&self.pool).await.map_err(|e| {
-                conflict_on_constraint(e, || missing_reference(settings, account_id))
+        let Some(number_id) = settings.number_id else {
+            let row = insert_on(&self.pool, account_id, settings, status, now).await?;
+            return campaign_from(&row);
+        };
+        let mut tx = self.pool.begin().await?;
+        let number = super::numbers::lock_number(&mut tx, number_id)
+            .await?
+            .filter(|n| Some(n.account_id) == account_id)
+            .ok_or_else(|| {
+                StoreError::Invalid(format!("number_id: number {number_id} does not exist"))
             })?;
+        super::numbers::check_not_held(&mut tx, &number, 0).await?;
+        let mut settings = settings.clone();
+        settings.caller_id = caller_id_of(&settings.caller_id, &number.number)?;
+        if settings.sip_profile.trim().is_empty() {
+            if let Some(profile) = &number.sip_profile {
+                settings.sip_profile.clone_from(profile);
+            }
+        }
+        let row = insert_on(&mut *tx, account_id, &settings, status, now).await?;
+        tx.commit().await?;
         campaign_from(&row)
     }
 
@@ -494,6 +498,21 @@ impl Store {
     ) -> Result<Campaign> {
         settings.validate(checked_at)?;
         let owner = self.campaign_owner(id).await?;
+        let stored = self.get_campaign(id).await?.settings;
+        if settings.number_id != stored.number_id {
+            return Err(StoreError::Invalid(
+                "number_id: a campaign's phone number cannot be changed after creation".into(),
+            ));
+        }
+        if let Some(number_id) = stored.number_id {
+            if settings.caller_id != stored.caller_id {
+                return Err(StoreError::Invalid(format!(
+                    "caller_id: comes from the campaign's number {} (number {number_id}), which \
+                     cannot be changed after creation",
+                    stored.caller_id
+                )));
+            }
+        }
         self.check_ai_agent_of(owner, settings).await?;
         let mut sql = Sql::default();
         let mut sets: Vec<String> = SETTINGS_COLUMNS
@@ -535,6 +554,9 @@ impl Store {
     /// Moves a campaign from `expected` to `to`, only if it is still `expected`
     /// (else Conflict naming the status it has). Going to `processing` sets
     /// `started_at`; a final status sets `finished_at`; leaving a final status clears it.
+    /// Going to a status that holds the campaign's number (scheduled, processing, paused)
+    /// is one transaction with the check that no other campaign holds it (Conflict naming
+    /// that campaign).
     pub async fn set_campaign_status(
         &self,
         id: i64,
@@ -542,7 +564,18 @@ impl Store {
         to: CampaignStatus,
         now: Millis,
     ) -> Result<Campaign> {
-        let row = set_status_on(&self.pool, id, expected, to, now).await?;
+        if !to.holds_number() {
+            let row = set_status_on(&self.pool, id, expected, to, now).await?;
+            return self.status_set(id, expected, row).await;
+        }
+        let mut tx = self.pool.begin().await?;
+        super::numbers::check_campaign_may_hold(&mut tx, id, to).await?;
+        let row = set_status_on(&mut *tx, id, expected, to, now).await?;
+        if row.is_some() {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
         self.status_set(id, expected, row).await
     }
 
@@ -564,6 +597,55 @@ impl Store {
             }
         }
     }
+}
+
+/// The caller ID of a campaign calling from `number`: `number` when `caller_id` is empty or
+/// the same, else Invalid naming `caller_id`.
+fn caller_id_of(caller_id: &str, number: &str) -> Result<String> {
+    let given = caller_id.trim();
+    if given.is_empty() || given == number {
+        Ok(number.to_string())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "caller_id: {given:?} differs from the campaign's number {number} (the caller ID \
+             comes from number_id: leave caller_id out)"
+        )))
+    }
+}
+
+/// Inserts a campaign through `ex` (the pool or a transaction); its row.
+async fn insert_on<'e, E>(
+    ex: E,
+    account_id: Option<i64>,
+    settings: &CampaignSettings,
+    status: CampaignStatus,
+    now: Millis,
+) -> Result<AnyRow>
+where
+    E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let mut sql = Sql::new("");
+    let mut values: Vec<String> = settings_args(settings)
+        .into_iter()
+        .map(|a| sql.arg(a))
+        .collect();
+    values.push(sql.arg(Arg::Text(settings.default_country.trim().to_uppercase())));
+    values.push(sql.arg(Arg::OptI64(settings.number_id)));
+    values.push(sql.arg(Arg::OptI64(account_id)));
+    values.push(sql.arg(Arg::Text(status.as_str().into())));
+    let now_arg = sql.arg(Arg::I64(now));
+    values.push(now_arg.clone());
+    values.push(now_arg);
+    sql.text = format!(
+        "INSERT INTO campaigns ({}, default_country, number_id, account_id, status, created_at, \
+         updated_at) VALUES ({}) RETURNING {COLUMNS}",
+        SETTINGS_COLUMNS.join(", "),
+        values.join(", ")
+    );
+    sql.query()
+        .fetch_one(ex)
+        .await
+        .map_err(|e| conflict_on_constraint(e, || missing_reference(settings, account_id)))
 }
 
 /// [`Store::set_campaign_status`]'s compare-and-set through `ex` (the pool or a

@@ -1,7 +1,9 @@
 //! The Do-Not-Call lists: numbers never to dial. Each account has its own list, and one
 //! global list (managed by admins) applies to every account. The dialer asks
 //! [`Store::dnc_contains`] — the one check, both lists at once — before each call (FTC
-//! TSR: DNC checked before dialing).
+//! TSR: DNC checked before dialing). `outdial call`, which dials for no account, asks
+//! [`Store::dnc_entries_for`] with [`dialed_number`]: every list, a number dialed without
+//! its `+` matched by its digits.
 //!
 //! Must not: show or change one account's list through another account's calls (every
 //! function takes the list it works on).
@@ -69,6 +71,59 @@ fn entry_from(row: &AnyRow) -> Result<DncEntry> {
 }
 
 const COLUMNS: &str = "id, account_id, phone, reason, created_at";
+
+/// The fewest digits a number dialed without `+` must have to be matched by its ending.
+const MIN_SUFFIX_DIGITS: usize = 7;
+
+/// A number as dialed, for the DNC lookup of a single call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialedNumber {
+    /// Written with its `+` (or an international prefix `00` / `011`): E.164.
+    E164(String),
+    /// Digits without a country code (national form; leading `0`s dropped): matches every
+    /// listed number that ends with them.
+    Digits(String),
+}
+
+/// The number in a call's destination (`+12025550101`, `(202) 555-0101`,
+/// `sip:+12025550101@host;…`): `None` when it holds no phone number (a SIP user name).
+pub fn dialed_number(destination: &str) -> Option<DialedNumber> {
+    let text = destination.trim();
+    let user = match text
+        .strip_prefix("sip:")
+        .or_else(|| text.strip_prefix("sips:"))
+        .or_else(|| text.strip_prefix("tel:"))
+    {
+        Some(rest) => {
+            let user = rest.split_once('@').map_or(rest, |(user, _)| user);
+            user.split(';').next().unwrap_or("")
+        }
+        None => text,
+    };
+    let plus = user.trim_start().starts_with('+');
+    let mut digits = String::new();
+    for c in user.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            '+' | ' ' | '-' | '.' | '(' | ')' | '/' => {}
+            _ => return None,
+        }
+    }
+    let international = if plus {
+        Some(digits.as_str())
+    } else {
+        digits
+            .strip_prefix("011")
+            .or_else(|| digits.strip_prefix("00"))
+    };
+    if let Some(rest) = international {
+        let e164 = format!("+{rest}");
+        return is_e164(&e164).then_some(DialedNumber::E164(e164));
+    }
+    let national = digits.trim_start_matches('0');
+    (national.len() >= MIN_SUFFIX_DIGITS && national.len() <= 15)
+        .then(|| DialedNumber::Digits(national.to_string()))
+}
 
 impl Store {
     /// Adds a number to a list (E.164, else Invalid); one already on it is a Conflict.
@@ -171,6 +226,26 @@ impl Store {
         Ok(())
     }
 
+    /// Every list's entries for a dialed number (any account's list and the global one):
+    /// an E.164 number exactly, digits without a country code by the listed numbers'
+    /// endings. At most 20, global list first.
+    pub async fn dnc_entries_for(&self, dialed: &DialedNumber) -> Result<Vec<DncEntry>> {
+        let (condition, value) = match dialed {
+            DialedNumber::E164(phone) => ("phone = $1", phone.clone()),
+            // Digits only: no LIKE wildcard can be in it.
+            DialedNumber::Digits(digits) => ("phone LIKE $1", format!("%{digits}")),
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM dnc_entries WHERE {condition} \
+             ORDER BY CASE WHEN account_id IS NULL THEN 0 ELSE 1 END, account_id, phone LIMIT 20"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(entry_from).collect()
+    }
+
     /// True when the number must not be dialed for a campaign of `account`: it is on the
     /// global list or on that account's list (`None`: a campaign of no account, the
     /// global list only).
@@ -184,5 +259,38 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialed_numbers_are_read_from_numbers_and_uris() {
+        let e164 = |s: &str| Some(DialedNumber::E164(s.into()));
+        assert_eq!(dialed_number("+12025550177"), e164("+12025550177"));
+        assert_eq!(dialed_number("+1 (202) 555-0177"), e164("+12025550177"));
+        assert_eq!(
+            dialed_number("sip:+12025550177@127.0.0.1:5060;transport=udp"),
+            e164("+12025550177")
+        );
+        assert_eq!(
+            dialed_number("sip:+12025550177;user=phone@host"),
+            e164("+12025550177")
+        );
+        assert_eq!(dialed_number("011 44 7700 900123"), e164("+447700900123"));
+        assert_eq!(dialed_number("0044 7700 900123"), e164("+447700900123"));
+        assert_eq!(
+            dialed_number("07700 900123"),
+            Some(DialedNumber::Digits("7700900123".into()))
+        );
+        assert_eq!(
+            dialed_number("(202) 555-0177"),
+            Some(DialedNumber::Digits("2025550177".into()))
+        );
+        assert_eq!(dialed_number("sip:alice@pbx.example"), None);
+        assert_eq!(dialed_number("sip:101@pbx.example"), None);
+        assert_eq!(dialed_number("+0123"), None);
     }
 }

@@ -477,7 +477,8 @@ impl Store {
     }
 
     /// A campaign restart as one transaction: the status moves from `expected` to `to` only
-    /// if it is still `expected` (else Conflict), every contact without a live call goes back
+    /// if it is still `expected` (else Conflict) and no other campaign holds its phone number
+    /// (else Conflict naming that campaign), every contact without a live call goes back
     /// to pending with no attempts, and the calls still live are marked so that their contact
     /// is reset when they end. Returns the campaign, how many contacts were reset and how many
     /// wait for their call to end.
@@ -489,6 +490,9 @@ impl Store {
         now: Millis,
     ) -> Result<(crate::campaign::Campaign, u64, u64)> {
         let mut tx = self.pool.begin().await?;
+        // First (it locks the number): no other scheduled/processing/paused campaign may
+        // hold this campaign's number.
+        super::numbers::check_campaign_may_hold(&mut tx, id, to).await?;
         let row = super::campaigns::set_status_on(&mut *tx, id, expected, to, now).await?;
         if row.is_none() {
             tx.rollback().await?;

@@ -16,7 +16,8 @@
 //! leases), [`ai_agents`] (AI voice agents), [`campaigns`], [`contacts`], [`attempts`],
 //! [`goals`] (goals, analyses and the reports agents post about attempts), [`dnc`],
 //! [`hours`], [`exports`], [`events`], [`imports`] (CSV imports staged, then moved whole),
-//! [`inflight`] (calls in flight, nodes, the attempt's end in one transaction), [`leases`].
+//! [`inflight`] (calls in flight, nodes, the attempt's end in one transaction), [`leases`],
+//! [`numbers`] (an account's phone numbers, each held by at most one running campaign).
 
 pub mod accounts;
 pub mod agents;
@@ -32,6 +33,7 @@ pub mod hours;
 pub mod imports;
 pub mod inflight;
 pub mod leases;
+pub mod numbers;
 
 pub use accounts::{Account, ApiKey, Authenticated, Login, NewApiKey, Role, Session};
 pub use agents::{Agent, AgentLease, AgentPool, AgentRelease};
@@ -42,10 +44,11 @@ pub use attempts::{
 };
 pub use campaigns::{CallCounts, CampaignFilter, CampaignSummary, ContactCounts};
 pub use contacts::{ContactFilter, ContactTransition, NewContact};
-pub use dnc::{DncEntry, DncList};
+pub use dnc::{dialed_number, DialedNumber, DncEntry, DncList};
 pub use events::{Event, EventFilter};
 pub use exports::{ExportFormat, ExportJob, ExportScope, ExportStatus, ExportUpdate, NewExport};
 pub use goals::{Answer, AttemptAnalysis, GoalReport, OutcomeCounts, QuestionStats};
+pub use numbers::{NewNumber, NumberUpdate, PhoneNumber};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -178,6 +181,22 @@ impl Store {
         let store = Store { pool, backend };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// [`Store::open`] for a store that already exists: `None` for a SQLite file that is
+    /// not there (nothing is created) or an in-memory SQLite store (it would be empty).
+    /// PostgreSQL is opened as configured (a database that does not exist fails to connect).
+    pub async fn open_existing(url: &str) -> Result<Option<Store>> {
+        if url.starts_with("sqlite:") {
+            if is_memory(url) {
+                return Ok(None);
+            }
+            let options = SqliteConnectOptions::from_str(url)?;
+            if !options.get_filename().exists() {
+                return Ok(None);
+            }
+        }
+        Store::open(url).await.map(Some)
     }
 
     async fn migrate(&self) -> Result<()> {
