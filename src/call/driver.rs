@@ -80,7 +80,13 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
         ..Default::default()
     };
     let span = info_span!("call", call_id = %call_id, to = %plan.callee);
-    info!(parent: &span, trunk = ?req.profile.as_ref().map(|p| &p.name), "dialing");
+    info!(
+        parent: &span,
+        trunk = ?req.profile.as_ref().map(|p| &p.name),
+        target = ?plan.target().map(|t| (t.addr, t.transport)),
+        targets = plan.targets.len(),
+        "dialing"
+    );
     let (dialog, invite) = ua
         .dialog_layer
         .do_invite_async(opt, state_tx)

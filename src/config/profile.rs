@@ -189,6 +189,7 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
 
     // transport first: it decides the default port of proxy and outbound_proxy.
     let mut transport = Transport::Udp;
+    let transport_explicit = f.get("transport").is_some();
     if let Some(v) = f.get("transport") {
         if let Some(s) = doc.string("transport", v) {
             match Transport::parse(&s) {
@@ -347,6 +348,7 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
     let mut profile = Profile::new(name, proxy?);
     profile.file = doc.file.to_path_buf();
     profile.transport = transport;
+    profile.transport_explicit = transport_explicit;
     profile.realm = realm;
     profile.username = username;
     profile.password = password;
