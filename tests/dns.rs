@@ -204,7 +204,10 @@ async fn naptr_and_srv_choose_the_target_and_answers_are_cached_for_their_ttl() 
     // NAPTR (UDP before TCP) → SRV by priority → A: priority 10 first, the weighted
     // priority-20 pair next in either order, then the TCP target.
     let resolved_at = Instant::now();
-    let targets = ua.trunk_targets(&profile).await.expect("the trunk resolves");
+    let targets = ua
+        .trunk_targets(&profile)
+        .await
+        .expect("the trunk resolves");
     let seen: Vec<(SocketAddr, Transport, &str)> = targets
         .iter()
         .map(|t| (t.addr, t.transport, t.host.as_str()))
@@ -270,7 +273,11 @@ async fn naptr_and_srv_choose_the_target_and_answers_are_cached_for_their_ttl() 
         .into_iter()
         .filter(|m| m.received && m.method() == Some("INVITE"))
         .collect();
-    assert_eq!(invites.len(), 2, "both calls reached the priority-10 target");
+    assert_eq!(
+        invites.len(),
+        2,
+        "both calls reached the priority-10 target"
+    );
     assert_eq!(
         invites[0].first_line,
         format!("INVITE sip:15551230000@{DOMAIN} SIP/2.0"),
@@ -298,6 +305,11 @@ async fn naptr_and_srv_choose_the_target_and_answers_are_cached_for_their_ttl() 
         "{err}"
     );
     missing().await.expect_err("still no such host");
-    assert_eq!(dns.count("nowhere.outdial.test. A"), 1, "{:?}", dns.questions());
+    assert_eq!(
+        dns.count("nowhere.outdial.test. A"),
+        1,
+        "{:?}",
+        dns.questions()
+    );
     ua.shutdown().await;
 }

@@ -392,7 +392,9 @@ impl HostPort {
         match port {
             None => Ok(HostPort::with_default_port(host, default_port)),
             Some(p) => match p.parse::<u16>() {
-                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(HostPort::new(host, n)),
+                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                    Ok(HostPort::new(host, n))
+                }
                 _ => Err(format!("the port {p:?} must be a number from 1 to 65535")),
             },
         }

@@ -181,16 +181,21 @@ fn dns_servers(doc: &mut Doc<'_>, key: &str, v: &Val<'_>) -> Option<Vec<SocketAd
     }
     let mut out = Vec::with_capacity(items.len());
     for item in &items {
-        let parsed = item
-            .parse::<SocketAddr>()
-            .ok()
-            .or_else(|| item.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
+        let parsed = item.parse::<SocketAddr>().ok().or_else(|| {
+            item.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 53))
+        });
         match parsed {
             Some(a) if a.port() != 0 && !a.ip().is_unspecified() && !a.ip().is_multicast() => {
                 out.push(a)
             }
             _ => {
-                doc.invalid(key, v, format!("{item:?} is not a name server address; {EXPECTED}"));
+                doc.invalid(
+                    key,
+                    v,
+                    format!("{item:?} is not a name server address; {EXPECTED}"),
+                );
                 return None;
             }
         }

@@ -167,11 +167,7 @@ fn example_files_parse() {
     assert_eq!(c.database, DatabaseSettings::default());
     assert_eq!(c.http, HttpSettings::default());
     let p = c.profile("example-carrier").expect("profile");
-    assert_eq!(
-        p.proxy,
-        HostPort::with_default_port("sip.carrier.example", 5060)
-    );
-    assert!(!p.proxy.explicit_port, "no port written: SRV may name one");
+    assert_eq!(p.proxy, HostPort::new("sip.carrier.example", 5060));
     assert_eq!(p.transport, Transport::Udp);
     assert_eq!(p.username.as_deref(), Some("outdial-trunk"));
     assert_eq!(
@@ -979,14 +975,20 @@ fn dns_servers_are_addresses() {
         .main("[sip]\ndns_servers = []\n")
         .load(&[])
         .unwrap();
-    assert!(c.sip.dns_servers.is_empty(), "empty = the system's resolv.conf");
+    assert!(
+        c.sip.dns_servers.is_empty(),
+        "empty = the system's resolv.conf"
+    );
 }
 
 #[test]
 fn a_profile_without_transport_lets_dns_choose() {
     let c = Fixture::new()
         .profile("plain.toml", "proxy = \"trunk.example\"\n")
-        .profile("tcp.toml", "proxy = \"trunk.example:5070\"\ntransport = \"tcp\"\n")
+        .profile(
+            "tcp.toml",
+            "proxy = \"trunk.example:5070\"\ntransport = \"tcp\"\n",
+        )
         .load(&[])
         .unwrap();
     let plain = c.profile("plain").unwrap();

@@ -255,8 +255,11 @@ impl<D: FnMut(u32) -> u32> Resolution<D> {
         };
         let answer = match (&asked.kind, answer) {
             (_, Answer::Failed(reason)) => {
-                self.failures
-                    .push(format!("{} {}: {reason}", kind_name(asked.kind), asked.name));
+                self.failures.push(format!(
+                    "{} {}: {reason}",
+                    kind_name(asked.kind),
+                    asked.name
+                ));
                 None
             }
             (RecordKind::Naptr, a @ Answer::Naptr(_))
@@ -465,9 +468,9 @@ mod tests {
                             Answer::Failed("timed out".into())
                         } else {
                             match q.kind {
-                                RecordKind::Naptr => Answer::Naptr(
-                                    self.naptr.get(name).cloned().unwrap_or_default(),
-                                ),
+                                RecordKind::Naptr => {
+                                    Answer::Naptr(self.naptr.get(name).cloned().unwrap_or_default())
+                                }
                                 RecordKind::Srv => {
                                     Answer::Srv(self.srv.get(name).cloned().unwrap_or_default())
                                 }
@@ -559,7 +562,11 @@ mod tests {
         let (r, asked) = z.run(req("192.0.2.7", None, None), BOTH, |_| 0);
         assert!(asked.is_empty());
         assert_eq!(addrs(&r.unwrap()), [(sa(7, 5060), Transport::Udp)]);
-        let (r, _) = z.run(req("[2001:db8::1]", Some(5070), Some(Transport::Tcp)), BOTH, |_| 0);
+        let (r, _) = z.run(
+            req("[2001:db8::1]", Some(5070), Some(Transport::Tcp)),
+            BOTH,
+            |_| 0,
+        );
         assert_eq!(
             addrs(&r.unwrap()),
             [(
@@ -598,10 +605,10 @@ mod tests {
             [
                 (RecordKind::Naptr, "trunk.example."),
                 (RecordKind::Srv, "_sip._udp.trunk.example."),
+                (RecordKind::Srv, "_sip._tcp.trunk.example."),
                 (RecordKind::Address, "a.trunk.example."),
                 (RecordKind::Address, "b1.trunk.example."),
                 (RecordKind::Address, "b2.trunk.example."),
-                (RecordKind::Srv, "_sip._tcp.trunk.example."),
                 (RecordKind::Address, "a.trunk.example."),
             ]
         );
@@ -657,14 +664,20 @@ mod tests {
 
     #[test]
     fn a_given_transport_asks_its_srv_only() {
-        let (r, asked) =
-            carrier().run(req("trunk.example", None, Some(Transport::Tcp)), BOTH, |_| 0);
+        let (r, asked) = carrier().run(
+            req("trunk.example", None, Some(Transport::Tcp)),
+            BOTH,
+            |_| 0,
+        );
         assert_eq!(asked[0].name, "_sip._tcp.trunk.example.");
         assert!(asked.iter().all(|q| q.kind != RecordKind::Naptr));
         assert_eq!(addrs(&r.unwrap()), [(sa(1, 5071), Transport::Tcp)]);
 
-        let (_, asked) =
-            carrier().run(req("trunk.example", None, Some(Transport::Tls)), BOTH, |_| 0);
+        let (_, asked) = carrier().run(
+            req("trunk.example", None, Some(Transport::Tls)),
+            BOTH,
+            |_| 0,
+        );
         assert_eq!(asked[0].name, "_sips._tcp.trunk.example.");
     }
 
@@ -734,7 +747,11 @@ mod tests {
     fn a_failing_srv_target_is_skipped_and_failures_are_named() {
         let mut z = carrier();
         z.failing.push("a.trunk.example");
-        let (r, _) = z.run(req("trunk.example", None, Some(Transport::Udp)), BOTH, |_| 0);
+        let (r, _) = z.run(
+            req("trunk.example", None, Some(Transport::Udp)),
+            BOTH,
+            |_| 0,
+        );
         let r = r.unwrap();
         assert_eq!(r[0].host, "b1.trunk.example");
 
@@ -754,16 +771,32 @@ mod tests {
         z.a.insert("x.example", vec![ip(1)]);
         let (r, asked) = z.run(req("pbx.example", None, Some(Transport::Udp)), BOTH, |_| 0);
         assert_eq!(asked.len(), MAX_QUESTIONS);
-        assert_eq!(addrs(&r.unwrap()), [(sa(1, 5060), Transport::Udp)], "duplicates dropped");
+        assert_eq!(
+            addrs(&r.unwrap()),
+            [(sa(1, 5060), Transport::Udp)],
+            "duplicates dropped"
+        );
     }
 
     #[test]
     fn out_of_turn_answers_do_not_panic() {
         let mut r = Resolution::new(req("pbx.example", None, None), BOTH, |_| 0);
         r.answer(Answer::Address(vec![ip(1)]));
-        assert!(matches!(r.poll(), Poll::Ask(Question { kind: RecordKind::Naptr, .. })));
+        assert!(matches!(
+            r.poll(),
+            Poll::Ask(Question {
+                kind: RecordKind::Naptr,
+                ..
+            })
+        ));
         r.answer(Answer::Address(vec![ip(1)]));
         // The wrong kind counted as a failed NAPTR lookup: on to SRV.
-        assert!(matches!(r.poll(), Poll::Ask(Question { kind: RecordKind::Srv, .. })));
+        assert!(matches!(
+            r.poll(),
+            Poll::Ask(Question {
+                kind: RecordKind::Srv,
+                ..
+            })
+        ));
     }
 }

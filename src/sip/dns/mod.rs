@@ -28,8 +28,8 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use tracing::{debug, warn};
 
-pub use self::core::{Request, Target};
 use self::core::{Answer, Naptr, Poll, Question, RecordKind, Resolution, Srv};
+pub use self::core::{Request, Target};
 use super::SipError;
 use crate::config::Transport;
 
@@ -84,14 +84,13 @@ impl DnsResolver {
         opts.negative_max_ttl = Some(NEGATIVE_MAX_TTL);
         opts.timeout = LOOKUP_TIMEOUT;
         opts.attempts = 2;
-        let resolver =
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-                .with_options(opts)
-                .build()
-                .map_err(|e| SipError::Resolve {
-                    host: "(DNS resolver)".into(),
-                    reason: e.to_string(),
-                })?;
+        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .build()
+            .map_err(|e| SipError::Resolve {
+                host: "(DNS resolver)".into(),
+                reason: e.to_string(),
+            })?;
         Ok(DnsResolver {
             resolver: Some(resolver),
             unavailable: String::new(),
