@@ -88,8 +88,8 @@ impl DnsResolver {
             .with_options(opts)
             .build()
             .map_err(|e| SipError::Resolve {
-                host: "(DNS resolver)".into(),
-                reason: e.to_string(),
+                host: "trunk hosts".into(),
+                reason: format!("cannot start the DNS resolver: {e}"),
             })?;
         Ok(DnsResolver {
             resolver: Some(resolver),
@@ -202,4 +202,36 @@ fn describe(r: &Request) -> String {
         text.push_str(&format!(" ({t})"));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_name_servers_addresses_work_and_names_fail_clearly() {
+        let dns = DnsResolver {
+            resolver: None,
+            unavailable: "no DNS server: test".into(),
+        };
+        let request = |host: &str, port| Request {
+            host: host.into(),
+            port,
+            transport: None,
+        };
+        let ip = dns
+            .resolve(&request("192.0.2.9", None), &[Transport::Tcp])
+            .await
+            .expect("an IP address needs no DNS");
+        assert_eq!(ip[0].addr, "192.0.2.9:5060".parse::<SocketAddr>().unwrap());
+        assert_eq!(ip[0].transport, Transport::Tcp);
+        let err = dns
+            .resolve(&request("pbx.example", Some(5070)), &[Transport::Udp])
+            .await
+            .expect_err("a name needs a server");
+        assert_eq!(
+            err.to_string(),
+            "cannot resolve pbx.example:5070: A/AAAA pbx.example.: no DNS server: test"
+        );
+    }
 }
