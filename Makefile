@@ -2,7 +2,7 @@
 #
 #   make setup   install the real SIP/RTP peers the tests drive (Debian/Ubuntu, apt; idempotent)
 #                and the pinned Python tools (.venv: openapi-spec-validator; numpy + onnx; the AI-agent
-#                test peers' websockets, pipecat-ai, aiortc), and the
+#                test peers' websockets, pipecat-ai, aiortc; the DNS test peer's dnslib), and the
 #                pinned ONNX Runtime + Silero VAD wheels and the Whisper tiny.en weights, converted
 #                to ONNX, into the model cache (scripts/fetch-models.sh)
 #   make build   cargo build --all-targets

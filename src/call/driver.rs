@@ -102,11 +102,13 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
         local,
     );
     if let Some(t) = &first.trunk {
-        core = core.on_trunk(&t.name, Some(t.invite_timeout), !trunks.is_empty());
+        let more = first.plan.has_next_target() || !trunks.is_empty();
+        core = core.on_trunk(&t.name, Some(t.invite_timeout), more);
     }
     core.left_behind(failover);
     let span = info_span!("call", call_id = %call_id, to = %first.plan.callee);
     let offer = core.offer(Direction::SendRecv);
+    let mut first = first;
     let leg = first.send(&ua, &call_id, offer, &span)?;
 
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -128,6 +130,7 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
         _channel: channel,
         trunk_channel: leg.channel,
         trunks,
+        current: first,
         request: req,
         next_leg: None,
         abandon: false,
@@ -180,15 +183,15 @@ impl Try {
         })
     }
 
-    /// Sends the INVITE with `offer`.
+    /// Sends the INVITE with `offer` to the plan's current target.
     fn send(
-        self,
+        &mut self,
         ua: &UserAgent,
         call_id: &str,
         offer: String,
         span: &tracing::Span,
     ) -> Result<Leg, CallError> {
-        let plan = self.plan;
+        let plan = &self.plan;
         let (state_tx, states) = ua.dialog_layer.new_dialog_state_channel();
         // Session timers (RFC 4028): a far end that wants one sets it in its answer.
         let mut headers = plan.headers.clone();
@@ -208,7 +211,14 @@ impl Try {
             support_prack: true,
             ..Default::default()
         };
-        info!(parent: span, trunk = ?self.trunk.as_ref().map(|t| &t.name), to = %plan.callee, "dialing");
+        info!(
+            parent: span,
+            trunk = ?self.trunk.as_ref().map(|t| &t.name),
+            to = %plan.callee,
+            target = ?plan.target().map(|t| (t.addr, t.transport)),
+            targets = plan.targets.len(),
+            "dialing"
+        );
         let (dialog, invite) = ua
             .dialog_layer
             .do_invite_async(opt, state_tx)
@@ -217,7 +227,7 @@ impl Try {
             dialog,
             invite,
             states,
-            channel: self.channel,
+            channel: self.channel.take(),
         })
     }
 }
@@ -243,6 +253,8 @@ struct CallTask {
     trunk_channel: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The trunks not tried yet, in order.
     trunks: VecDeque<Trunk>,
+    /// The trunk (and its resolved targets) the INVITE in flight went to.
+    current: Try,
     /// What was asked (a failover makes the next trunk's plan from it).
     request: CallRequest,
     /// The next trunk's INVITE, for the run loop to take over.
@@ -434,26 +446,59 @@ impl CallTask {
         }
     }
 
-    /// Sends the INVITE on the next trunk that takes it, and tells the core.
+    /// Sends the INVITE to the next target of the same trunk (its host's next SRV or A
+    /// record), else on the next trunk that takes it, and tells the core.
     async fn next_trunk(&mut self) {
         self.ua.dialog_layer.remove_dialog(&self.dialog.id());
+        match self.current.plan.next_target(&self.ua) {
+            Ok(Some(_)) => {
+                let offer = self.core.offer(Direction::SendRecv);
+                match self
+                    .current
+                    .send(&self.ua, &self.call_id, offer, &tracing::Span::current())
+                {
+                    Ok(leg) => {
+                        info!("trying the trunk's next address");
+                        self.dialog = leg.dialog.clone();
+                        self.next_leg = Some(leg);
+                        let name = self.current.trunk.as_ref().map(|t| t.name.clone());
+                        let timeout = self.current.trunk.as_ref().map(|t| t.invite_timeout);
+                        let more = self.current.plan.has_next_target() || !self.trunks.is_empty();
+                        self.core.handle(
+                            std::time::Instant::now(),
+                            Input::Redialed {
+                                trunk: name.as_deref().unwrap_or_default(),
+                                invite_timeout: timeout,
+                                more,
+                            },
+                        );
+                        return;
+                    }
+                    Err(e) => warn!(error = %e, "the trunk's next address is not usable"),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "the trunk's next address is not usable"),
+        }
         self.trunk_channel = None;
         while let Some(trunk) = self.trunks.pop_front() {
             let attempt = match Plan::new(&self.ua, &self.request, Some(&trunk)).await {
                 Ok(plan) => Try::admit(&self.ua, &self.request, Some(&trunk), plan).await,
                 Err(e) => Err(e),
             };
-            let sent = attempt.and_then(|t| {
+            let sent = attempt.and_then(|mut t| {
                 let offer = self.core.offer(Direction::SendRecv);
-                t.send(&self.ua, &self.call_id, offer, &tracing::Span::current())
+                let leg = t.send(&self.ua, &self.call_id, offer, &tracing::Span::current())?;
+                Ok((t, leg))
             });
             match sent {
-                Ok(mut leg) => {
+                Ok((t, mut leg)) => {
                     info!(trunk = %trunk.name, "failing over to the next trunk");
                     self.dialog = leg.dialog.clone();
                     self.trunk_channel = leg.channel.take();
                     self.next_leg = Some(leg);
-                    let more = !self.trunks.is_empty();
+                    let more = t.plan.has_next_target() || !self.trunks.is_empty();
+                    self.current = t;
                     self.core.handle(
                         std::time::Instant::now(),
                         Input::Redialed {
@@ -487,13 +532,15 @@ impl CallTask {
         req.destination = target.clone();
         let sent = match Plan::new(&self.ua, &req, None).await {
             Ok(plan) => {
-                let t = Try {
-                    trunk: None,
+                let mut t = Try {
+                    trunk: self.current.trunk.clone(),
                     plan,
                     channel: None,
                 };
                 let offer = self.core.offer(Direction::SendRecv);
-                t.send(&self.ua, &self.call_id, offer, &tracing::Span::current())
+                let leg = t.send(&self.ua, &self.call_id, offer, &tracing::Span::current());
+                self.current = t;
+                leg
             }
             Err(e) => Err(e),
         };

@@ -2,8 +2,10 @@
 //! everything decided before the INVITE goes out.
 //!
 //! It reads the request, the profile and the trunk this try goes to, and resolves the first
-//! hop (a call that fails over makes a new plan for the next trunk); it must not send
-//! anything, hold call state, or decide what happens once the call is up.
+//! hop (RFC 3263, through the user agent's resolver) into an ordered list of targets, aiming
+//! at the first; a failed target moves on with [`Plan::next_target`], a failed trunk gets a
+//! new plan for the next trunk. It must not send anything, hold call state, or decide what
+//! happens once the call is up.
 
 use std::net::SocketAddr;
 
@@ -14,8 +16,9 @@ use rsipstack::transport::SipAddr;
 use super::{CallError, CallRequest};
 use crate::config::{CodecName, Transport, Trunk};
 use crate::media::g711::Codec;
+use crate::sip::dns::Target;
 use crate::sip::sdp::{Format, TELEPHONE_EVENT_PT};
-use crate::sip::ua::{credential, host_port, resolve, UserAgent};
+use crate::sip::ua::{credential, host_port, sip_addr, UserAgent};
 use crate::sip::SipError;
 
 /// Who we call, as whom, and through where: everything decided before the
@@ -24,9 +27,18 @@ pub(super) struct Plan {
     pub(super) callee: rsipstack::sip::Uri,
     pub(super) caller: rsipstack::sip::Uri,
     pub(super) display_name: Option<String>,
+    /// Our Contact, for the current target's transport.
     pub(super) contact: rsipstack::sip::Uri,
+    /// Where the INVITE goes: the current target.
     pub(super) destination: Option<SipAddr>,
+    /// The current target's address (chooses the local address we advertise).
     pub(super) peer: Option<SocketAddr>,
+    /// Every address the first hop resolved to, in the order to try them (SRV priority, then
+    /// weight); `destination`, `peer` and `contact` aim at `targets[current]`.
+    pub(super) targets: Vec<Target>,
+    current: usize,
+    /// The user part of our Contact.
+    contact_user: String,
     pub(super) credential: Option<rsipstack::dialog::authenticate::Credential>,
     pub(super) headers: Vec<Header>,
     pub(super) formats: Vec<Format>,
@@ -50,16 +62,23 @@ impl Plan {
         let profile = req.profile.as_ref();
         let is_uri = dest.starts_with("sip:") || dest.starts_with("sips:");
         let trunk = trunk.or_else(|| profile.map(|p| p.primary()));
-        let (callee, transport, peer, destination) = if is_uri {
+        let (callee, targets) = if is_uri {
             let uri = rsipstack::sip::Uri::try_from(dest)
                 .map_err(|_| CallError::BadDestination(dest.to_string()))?;
             let transport = match uri.transport() {
-                Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
-                Some(rsipstack::sip::Transport::Tls) => Transport::Tls,
-                _ => Transport::Udp,
+                Some(rsipstack::sip::Transport::Udp) => Some(Transport::Udp),
+                Some(rsipstack::sip::Transport::Tcp) => Some(Transport::Tcp),
+                Some(rsipstack::sip::Transport::Tls) => Some(Transport::Tls),
+                _ if dest.starts_with("sips:") => Some(Transport::Tls),
+                _ => None,
             };
-            let peer = uri_peer(&uri).await;
-            (uri, transport, peer, None)
+            let host = match &uri.host_with_port.host {
+                rsipstack::sip::Host::IpAddr(ip) => ip.to_string(),
+                rsipstack::sip::Host::Domain(d) => d.to_string(),
+            };
+            let port = uri.host_with_port.port.as_ref().map(|p| p.0);
+            let targets = ua.resolve(&host, port, transport).await?;
+            (uri, targets)
         } else {
             if !is_phone_number(dest) {
                 return Err(CallError::BadDestination(dest.to_string()));
@@ -67,16 +86,14 @@ impl Plan {
             let p = trunk.ok_or_else(|| CallError::NoProfile(dest.to_string()))?;
             let number = dest.replace([' ', '-', '(', ')', '.'], "");
             let uri = crate::sip::ua::trunk_uri(p, Some(&number))?;
-            let peer = resolve(p.hop()).await?;
-            let destination = p.outbound_proxy.as_ref().map(|_| SipAddr {
-                r#type: Some(match p.transport {
-                    Transport::Udp => rsipstack::sip::Transport::Udp,
-                    Transport::Tcp => rsipstack::sip::Transport::Tcp,
-                    Transport::Tls => rsipstack::sip::Transport::Tls,
-                }),
-                addr: peer.into(),
-            });
-            (uri, p.transport, Some(peer), destination)
+            (uri, ua.trunk_targets(p).await?)
+        };
+        let Some(first) = targets.first() else {
+            return Err(SipError::Resolve {
+                host: callee.to_string(),
+                reason: "no address".into(),
+            }
+            .into());
         };
 
         let user = req
@@ -86,24 +103,19 @@ impl Plan {
             .or_else(|| profile.and_then(|p| p.from_user.clone()))
             .or_else(|| profile.and_then(|p| p.username.clone()))
             .unwrap_or_else(|| "outdial".to_string());
-        let contact_addr = ua
-            .contact_addr(transport, peer)
-            .or_else(|| ua.contact_addr(Transport::Udp, peer))
-            .ok_or(SipError::NoTransport)?;
+        let contact_user = uri_user(
+            profile
+                .and_then(|p| p.username.as_deref())
+                .unwrap_or("outdial"),
+        );
+        let (contact, contact_addr) = contact_for(ua, &contact_user, first)?;
         let domain = profile
             .and_then(|p| p.from_domain.clone().or_else(|| p.realm.clone()))
             .or_else(|| trunk.map(|t| t.proxy.host.clone()))
             .unwrap_or_else(|| contact_addr.ip().to_string());
         let caller = parse_uri(&format!("sip:{}@{}", uri_user(&user), domain))?;
-        let contact = parse_uri(&format!(
-            "sip:{}@{}",
-            uri_user(
-                profile
-                    .and_then(|p| p.username.as_deref())
-                    .unwrap_or("outdial")
-            ),
-            contact_addr
-        ))?;
+        let destination = Some(sip_addr(first));
+        let peer = Some(first.addr);
 
         let mut headers = Vec::new();
         let id_domain = profile
@@ -142,10 +154,37 @@ impl Plan {
             contact,
             destination,
             peer,
+            targets,
+            current: 0,
+            contact_user,
             credential: profile.and_then(credential),
             headers,
             formats,
         })
+    }
+
+    /// Whether a target is left after the current one.
+    pub(super) fn has_next_target(&self) -> bool {
+        self.current + 1 < self.targets.len()
+    }
+
+    /// The target the plan aims at now.
+    pub(super) fn target(&self) -> Option<&Target> {
+        self.targets.get(self.current)
+    }
+
+    /// After a failure at the current target: aims at the next one (destination, peer and
+    /// Contact follow it) and returns it, or `None` when every target was tried.
+    pub(super) fn next_target(&mut self, ua: &UserAgent) -> Result<Option<&Target>, CallError> {
+        let Some(next) = self.targets.get(self.current + 1) else {
+            return Ok(None);
+        };
+        let (contact, _) = contact_for(ua, &self.contact_user, next)?;
+        self.contact = contact;
+        self.destination = Some(sip_addr(next));
+        self.peer = Some(next.addr);
+        self.current += 1;
+        Ok(self.targets.get(self.current))
     }
 
     pub(super) fn preferred_codec(&self) -> Codec {
@@ -211,20 +250,18 @@ fn parse_uri(text: &str) -> Result<rsipstack::sip::Uri, SipError> {
     })
 }
 
-async fn uri_peer(uri: &rsipstack::sip::Uri) -> Option<SocketAddr> {
-    let port = uri
-        .host_with_port
-        .port
-        .as_ref()
-        .map(|p| p.0)
-        .unwrap_or(5060);
-    match &uri.host_with_port.host {
-        rsipstack::sip::Host::IpAddr(ip) => Some(SocketAddr::new(*ip, port)),
-        rsipstack::sip::Host::Domain(d) => tokio::net::lookup_host((d.to_string(), port))
-            .await
-            .ok()?
-            .next(),
-    }
+/// Our Contact toward `target` (the address of its transport, else UDP's), and that address.
+fn contact_for(
+    ua: &UserAgent,
+    user: &str,
+    target: &Target,
+) -> Result<(rsipstack::sip::Uri, SocketAddr), CallError> {
+    let peer = Some(target.addr);
+    let addr = ua
+        .contact_addr(target.transport, peer)
+        .or_else(|| ua.contact_addr(Transport::Udp, peer))
+        .ok_or(SipError::NoTransport)?;
+    Ok((parse_uri(&format!("sip:{user}@{addr}"))?, addr))
 }
 
 #[cfg(test)]

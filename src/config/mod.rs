@@ -54,6 +54,8 @@ pub struct SipSettings {
     pub external_addr: Option<IpAddr>,
     /// `User-Agent` header value.
     pub user_agent: String,
+    /// DNS servers for trunk hosts (`sip.dns_servers`); empty = the system's (resolv.conf).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for SipSettings {
@@ -64,6 +66,7 @@ impl Default for SipSettings {
             listen_tcp: Some(any),
             external_addr: None,
             user_agent: default_user_agent(),
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -309,13 +312,28 @@ impl fmt::Display for CodecName {
 pub struct HostPort {
     pub host: String,
     pub port: u16,
+    /// The port was written (`host:port`), not defaulted. RFC 3263: a host with a port is
+    /// looked up with A/AAAA only; one without goes through NAPTR/SRV first.
+    pub explicit_port: bool,
 }
 
 impl HostPort {
+    /// A host with this port written explicitly.
     pub fn new(host: impl Into<String>, port: u16) -> HostPort {
         HostPort {
             host: host.into(),
             port,
+            explicit_port: true,
+        }
+    }
+
+    /// A host written without a port: `port` is the transport's default, and DNS (SRV) may
+    /// name another.
+    pub fn with_default_port(host: impl Into<String>, port: u16) -> HostPort {
+        HostPort {
+            host: host.into(),
+            port,
+            explicit_port: false,
         }
     }
 
@@ -371,14 +389,15 @@ impl HostPort {
         if !host.contains(':') && !valid_hostname(host) {
             return Err(format!("{host:?} is not a valid host name; {EXPECTED}"));
         }
-        let port = match port {
-            None => default_port,
+        match port {
+            None => Ok(HostPort::with_default_port(host, default_port)),
             Some(p) => match p.parse::<u16>() {
-                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
-                _ => return Err(format!("the port {p:?} must be a number from 1 to 65535")),
+                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                    Ok(HostPort::new(host, n))
+                }
+                _ => Err(format!("the port {p:?} must be a number from 1 to 65535")),
             },
-        };
-        Ok(HostPort::new(host, port))
+        }
     }
 }
 
@@ -452,7 +471,11 @@ pub struct Trunk {
     /// `name` in the `[[trunk]]` table; the profile's name for a profile with one `proxy`.
     pub name: String,
     pub proxy: HostPort,
+    /// `transport`, UDP when not written.
     pub transport: Transport,
+    /// `transport` was written. RFC 3263: then only that transport's SRV records are asked;
+    /// without it, NAPTR records may choose the transport.
+    pub transport_explicit: bool,
     /// Send the requests through this hop first (an SBC), instead of straight to `proxy`.
     pub outbound_proxy: Option<HostPort>,
     /// Lower is tried first.
@@ -479,6 +502,7 @@ impl Trunk {
             name: name.into(),
             proxy,
             transport: Transport::Udp,
+            transport_explicit: false,
             outbound_proxy: None,
             priority: 1,
             weight: 1,

@@ -408,6 +408,7 @@ fn trunk_fields(doc: &mut Doc<'_>, f: &Fields<'_, '_>, name: &str, top: bool) ->
         .and_then(|v| host_port(doc, &f.key("outbound_proxy"), v, transport));
     let mut trunk = Trunk::new(name, proxy?);
     trunk.transport = transport;
+    trunk.transport_explicit = f.get("transport").is_some();
     trunk.outbound_proxy = outbound_proxy;
     if !top {
         if let Some(v) = f.get("priority") {

@@ -17,7 +17,13 @@ use super::{
 };
 
 const TOP: &[&str] = &["sip", "rtp", "log", "database", "http", "media", "engine"];
-const SIP: &[&str] = &["listen_udp", "listen_tcp", "external_addr", "user_agent"];
+const SIP: &[&str] = &[
+    "listen_udp",
+    "listen_tcp",
+    "external_addr",
+    "user_agent",
+    "dns_servers",
+];
 const RTP: &[&str] = &["bind_addr", "port_min", "port_max", "external_addr"];
 const LOG: &[&str] = &["level"];
 const DATABASE: &[&str] = &["url"];
@@ -153,6 +159,48 @@ fn parse_sip(doc: &mut Doc<'_>, t: &DeTable<'_>, sip: &mut SipSettings) {
             sip.user_agent = s;
         }
     }
+    if let Some(v) = f.get("dns_servers") {
+        if let Some(servers) = dns_servers(doc, &f.key("dns_servers"), v) {
+            sip.dns_servers = servers;
+        }
+    }
+}
+
+/// Most name servers `sip.dns_servers` may list.
+const MAX_DNS_SERVERS: usize = 8;
+
+/// `sip.dns_servers`: a list of `IP` or `IP:PORT` (port 53 when not written); empty = the
+/// system's resolv.conf.
+fn dns_servers(doc: &mut Doc<'_>, key: &str, v: &Val<'_>) -> Option<Vec<SocketAddr>> {
+    const EXPECTED: &str =
+        "expected a list of name server addresses such as [\"192.0.2.53\", \"[2001:db8::53]:5353\"]";
+    let items = doc.string_list(key, v)?;
+    if items.len() > MAX_DNS_SERVERS {
+        doc.invalid(key, v, format!("at most {MAX_DNS_SERVERS} name servers"));
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in &items {
+        let parsed = item.parse::<SocketAddr>().ok().or_else(|| {
+            item.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 53))
+        });
+        match parsed {
+            Some(a) if a.port() != 0 && !a.ip().is_unspecified() && !a.ip().is_multicast() => {
+                out.push(a)
+            }
+            _ => {
+                doc.invalid(
+                    key,
+                    v,
+                    format!("{item:?} is not a name server address; {EXPECTED}"),
+                );
+                return None;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// An address string, or `false` for "disabled".

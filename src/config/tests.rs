@@ -236,6 +236,7 @@ listen_udp = "127.0.0.1:5070"
 listen_tcp = false
 external_addr = "203.0.113.10"
 user_agent = "acme-dialer"
+dns_servers = ["127.0.0.1:5353", "192.0.2.53", "[2001:db8::53]:53"]
 [rtp]
 bind_addr = "::"
 port_min = 30000
@@ -255,6 +256,14 @@ listen = "[::1]:9000"
     assert_eq!(c.sip.listen_tcp, None);
     assert_eq!(c.sip.external_addr, Some("203.0.113.10".parse().unwrap()));
     assert_eq!(c.sip.user_agent, "acme-dialer");
+    assert_eq!(
+        c.sip.dns_servers,
+        [
+            "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+            "192.0.2.53:53".parse().unwrap(),
+            "[2001:db8::53]:53".parse().unwrap()
+        ]
+    );
     assert_eq!(c.rtp.bind_addr, "::".parse::<IpAddr>().unwrap());
     assert_eq!((c.rtp.port_min, c.rtp.port_max), (30000, 30999));
     assert_eq!(c.rtp.external_addr, Some("2001:db8::1".parse().unwrap()));
@@ -299,8 +308,12 @@ rtp_latching = "Always"
         .load(&[])
         .unwrap();
     let p = c.profile("acme-east").unwrap();
-    assert_eq!(p.primary().proxy, HostPort::new("sip.acme.example", 5061));
+    assert_eq!(
+        p.primary().proxy,
+        HostPort::with_default_port("sip.acme.example", 5061)
+    );
     assert_eq!(p.primary().transport, Transport::Tls);
+    assert!(p.primary().transport_explicit);
     assert_eq!(
         p.primary().name,
         "acme-east",
@@ -319,7 +332,7 @@ rtp_latching = "Always"
     assert_eq!(p.max_cps, Some(0.5));
     assert_eq!(
         p.primary().outbound_proxy,
-        Some(HostPort::new("2001:db8::5", 5061))
+        Some(HostPort::with_default_port("2001:db8::5", 5061))
     );
     assert_eq!(
         p.primary().outbound_proxy.as_ref().unwrap().to_string(),
@@ -369,7 +382,7 @@ fn unknown_keys() {
     assert_eq!(
         main_error("[sip]\nlisten = \"0.0.0.0:5060\"\n"),
         "outdial.toml: sip.listen = \"0.0.0.0:5060\": unknown key; expected one of listen_udp, \
-         listen_tcp, external_addr, user_agent (line 2)"
+         listen_tcp, external_addr, user_agent, dns_servers (line 2)"
     );
     assert_eq!(
         main_error("[rtp]\nport_mni = 10000\n"),
@@ -953,6 +966,48 @@ fn passwords_never_appear_in_output() {
     assert!(!e.to_string().contains(PW));
 }
 
+#[test]
+fn dns_servers_are_addresses() {
+    assert_eq!(
+        main_error("[sip]\ndns_servers = [\"ns1.example\"]\n"),
+        "outdial.toml: sip.dns_servers = [\"ns1.example\"]: \"ns1.example\" is not a name server \
+         address; expected a list of name server addresses such as [\"192.0.2.53\", \
+         \"[2001:db8::53]:5353\"] (line 2)"
+    );
+    assert_eq!(
+        main_error("[sip]\ndns_servers = \"127.0.0.1\"\n"),
+        "outdial.toml: sip.dns_servers = \"127.0.0.1\": expected a list of strings such as \
+         [\"PCMU\"] (found string) (line 2)"
+    );
+    assert!(main_error("[sip]\ndns_servers = [\"0.0.0.0:53\"]\n").contains("is not a name server"));
+    assert!(main_error("[sip]\ndns_servers = [\"127.0.0.1:0\"]\n").contains("is not a name server"));
+    let c = Fixture::new()
+        .main("[sip]\ndns_servers = []\n")
+        .load(&[])
+        .unwrap();
+    assert!(
+        c.sip.dns_servers.is_empty(),
+        "empty = the system's resolv.conf"
+    );
+}
+
+#[test]
+fn a_profile_without_transport_lets_dns_choose() {
+    let c = Fixture::new()
+        .profile("plain.toml", "proxy = \"trunk.example\"\n")
+        .profile(
+            "tcp.toml",
+            "proxy = \"trunk.example:5070\"\ntransport = \"tcp\"\n",
+        )
+        .load(&[])
+        .unwrap();
+    let plain = c.profile("plain").unwrap();
+    assert!(!plain.primary().transport_explicit && !plain.primary().proxy.explicit_port);
+    let tcp = c.profile("tcp").unwrap();
+    assert!(tcp.primary().transport_explicit && tcp.primary().proxy.explicit_port);
+    assert_eq!(tcp.primary().proxy.port, 5070);
+}
+
 // ---- small types ---------------------------------------------------------------------------
 
 #[test]
@@ -960,8 +1015,10 @@ fn host_port_parsing_and_display() {
     let ok = |s: &str, d: u16| HostPort::parse(s, d).unwrap();
     assert_eq!(
         ok("sip.example.com", 5060),
-        HostPort::new("sip.example.com", 5060)
+        HostPort::with_default_port("sip.example.com", 5060)
     );
+    assert!(ok("sip.example.com:5060", 5060).explicit_port);
+    assert!(!ok("[::1]", 5060).explicit_port);
     assert_eq!(
         ok("sip.example.com:5080", 5060).to_string(),
         "sip.example.com:5080"

@@ -1,12 +1,14 @@
 //! SIP signalling: the user agent on rsipstack, SDP offer/answer, outcomes.
 //!
-//! `ua` owns the endpoint (transports, registrations, out-of-dialog requests);
-//! `sdp` and `outcome` are sans-IO helpers; `guard` limits floods (with the sans-IO `flood`)
+//! `ua` owns the endpoint (transports, registrations, out-of-dialog requests) and the
+//! process's `dns` resolver (RFC 3263: NAPTR, SRV, A/AAAA with a TTL cache) that turns every
+//! trunk host into an ordered list of targets; `sdp` and `outcome` are sans-IO helpers; `guard` limits floods (with the sans-IO `flood`)
 //! and filters malformed datagrams before rsipstack sees them; `orphan` ends a call whose
 //! dialog another (dead) process held. A call's dialog is driven from `crate::call`.
 
 #[cfg(test)]
 mod digest_tests;
+pub mod dns;
 pub mod flood;
 pub mod guard;
 pub mod interop;

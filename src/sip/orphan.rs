@@ -18,7 +18,6 @@ use rsipstack::dialog::dialog::DialogSnapshot;
 use rsipstack::sip::{Header, Method, Request};
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::Transaction;
-use rsipstack::transport::SipAddr;
 
 use super::{SipError, UserAgent};
 use crate::config::HostPort;
@@ -109,7 +108,17 @@ pub async fn bye(
     let key = TransactionKey::from_request(&req, TransactionRole::Client).map_err(stack)?;
     let mut tx = Transaction::new_client(key, req, endpoint.clone(), None);
     if let Some(proxy) = outbound_proxy {
-        tx.destination = Some(SipAddr::from(super::ua::resolve(proxy).await?));
+        // The proxy's first target (RFC 3263, through the process's resolver).
+        let target = ua
+            .resolve_host_port(proxy, None)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| SipError::Resolve {
+                host: proxy.to_string(),
+                reason: "no address".into(),
+            })?;
+        tx.destination = Some(super::ua::sip_addr(&target));
     }
     tx.send().await.map_err(stack)?;
     while let Some(msg) = tx.receive().await {

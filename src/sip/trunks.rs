@@ -2,8 +2,9 @@
 //! and whether a trunk is up (its OPTIONS pings).
 //!
 //! - [`order`]: the trunks by priority (lower first), by weight within a priority (RFC 2782's
-//!   weighted random draw, so traffic splits by weight over many calls), trunks that are down
-//!   after all that are up (a call still tries them when nothing else is left).
+//!   weighted random draw, the one SRV records use, so traffic splits by weight over many
+//!   calls), trunks that are down after all that are up (a call still tries them when nothing
+//!   else is left).
 //! - [`fails_over`]: the rule of which ends of an INVITE move the call to the next trunk.
 //! - [`Health`]: up or down from the pings, with hysteresis (down after N failures in a row,
 //!   up after M successes in a row).
@@ -13,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::dns::core::weighted_order;
 use crate::config::Trunk;
 
 /// One trunk a call left behind, and why (kept on the attempt's record).
@@ -41,48 +43,23 @@ pub fn fails_over(code: Option<u16>) -> bool {
     }
 }
 
-/// The order a call tries `trunks` in (indexes into `trunks`). `is_up` says which are up;
-/// `draw(n)` returns a number in `0..n` (uniform), the weighted random choice's only source of
-/// chance.
+/// The order a call tries `trunks` in (indexes into `trunks`): RFC 2782's selection by
+/// priority and weight ([`weighted_order`], as for SRV records), then every trunk that is
+/// down after every one that is up. `is_up` says which are up; `draw(total)` returns a number
+/// in `0..=total` (uniform in production), the selection's only source of chance.
 pub fn order(
     trunks: &[Trunk],
     is_up: impl Fn(&Trunk) -> bool,
-    mut draw: impl FnMut(u64) -> u64,
+    mut draw: impl FnMut(u32) -> u32,
 ) -> Vec<usize> {
-    let mut priorities: Vec<u32> = trunks.iter().map(|t| t.priority).collect();
-    priorities.sort_unstable();
-    priorities.dedup();
-    let mut up = Vec::with_capacity(trunks.len());
-    let mut down = Vec::new();
-    for p in priorities {
-        let mut group: Vec<usize> = (0..trunks.len())
-            .filter(|&i| trunks[i].priority == p)
-            .collect();
-        // RFC 2782: draw among the remaining by running sums of weights; weight 0 only when
-        // nothing with a weight is left (in file order).
-        while !group.is_empty() {
-            let total: u64 = group.iter().map(|&i| u64::from(trunks[i].weight)).sum();
-            let pick = if total == 0 {
-                0
-            } else {
-                let r = draw(total).min(total - 1);
-                let mut sum = 0;
-                group
-                    .iter()
-                    .position(|&i| {
-                        sum += u64::from(trunks[i].weight);
-                        sum > r
-                    })
-                    .unwrap_or(0)
-            };
-            let i = group.remove(pick);
-            if is_up(&trunks[i]) {
-                up.push(i);
-            } else {
-                down.push(i);
-            }
-        }
-    }
+    let ordered = weighted_order(
+        (0..trunks.len()).collect(),
+        |&i| trunks[i].priority,
+        |&i| trunks[i].weight,
+        &mut draw,
+    );
+    let (mut up, down): (Vec<usize>, Vec<usize>) =
+        ordered.into_iter().partition(|&i| is_up(&trunks[i]));
     up.extend(down);
     up
 }
@@ -196,7 +173,7 @@ mod tests {
     #[test]
     fn priority_first_then_weight_and_down_trunks_last() {
         let trunks = [trunk("b", 2, 1), trunk("a1", 1, 1), trunk("a2", 1, 1)];
-        // draw always 0: the first by running sum within each priority.
+        // A draw of 0 takes the first by running sum within each priority.
         let got = order(&trunks, |_| true, |_| 0);
         assert_eq!(got, vec![1, 2, 0]);
         let got = order(&trunks, |t| t.name != "a1", |_| 0);
@@ -205,19 +182,15 @@ mod tests {
 
     #[test]
     fn weights_split_the_first_choice() {
-        let trunks = [
-            trunk("heavy", 1, 3),
-            trunk("light", 1, 1),
-            trunk("none", 1, 0),
-        ];
-        let mut firsts = [0u32; 3];
-        for r in 0..4u64 {
+        let trunks = [trunk("heavy", 1, 3), trunk("light", 1, 1)];
+        // Draws 1..=4 over weights 3:1: the first place goes 3 times to heavy, once to light.
+        let mut firsts = [0u32; 2];
+        for r in 1..=4u32 {
             let mut once = Some(r);
-            let got = order(&trunks, |_| true, |n| once.take().unwrap_or(0) % n);
+            let got = order(&trunks, |_| true, |_| once.take().unwrap_or(0));
             firsts[got[0]] += 1;
-            assert_eq!(got[2], 2, "weight 0 comes after the weighted ones");
         }
-        assert_eq!(firsts, [3, 1, 0], "draws 0..4 over weights 3:1");
+        assert_eq!(firsts, [3, 1]);
     }
 
     #[test]

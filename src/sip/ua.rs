@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::dns::{DnsResolver, Request, Target};
 use super::guard::GuardedUdpSocket;
 use super::limits::TrunkLimit;
 use super::trunks::{Health, HealthState};
@@ -76,6 +77,9 @@ pub struct UserAgent {
     limits: parking_lot::Mutex<HashMap<String, Arc<TrunkLimit>>>,
     /// Each trunk's health from its OPTIONS pings, by [`trunk_key`].
     health: parking_lot::Mutex<HashMap<String, TrunkHealth>>,
+    /// The process's one DNS resolver (RFC 3263, with its TTL cache): every trunk host,
+    /// outbound proxy and `sip:` destination is resolved through it.
+    dns: DnsResolver,
 }
 
 /// One trunk's health as `GET /v1/trunks` shows it.
@@ -149,6 +153,7 @@ impl UserAgent {
         if udp.is_none() && tcp.is_none() {
             return Err(SipError::NoTransport);
         }
+        let dns = DnsResolver::new(&config.sip.dns_servers)?;
 
         let option = rsipstack::transaction::endpoint::EndpointOption {
             callid_suffix: Some("outdial".into()),
@@ -208,6 +213,7 @@ impl UserAgent {
             registrations: parking_lot::Mutex::new(HashMap::new()),
             limits: parking_lot::Mutex::new(HashMap::new()),
             health: parking_lot::Mutex::new(HashMap::new()),
+            dns,
         }))
     }
 
@@ -222,6 +228,52 @@ impl UserAgent {
             Transport::Tcp => self.tcp,
             Transport::Tls => None,
         }
+    }
+
+    /// The transports we can send requests on, UDP first: what DNS may choose from when a
+    /// trunk does not name its transport.
+    pub fn transports(&self) -> Vec<Transport> {
+        let mut t = Vec::with_capacity(2);
+        if self.udp.is_some() {
+            t.push(Transport::Udp);
+        }
+        if self.tcp.is_some() {
+            t.push(Transport::Tcp);
+        }
+        t
+    }
+
+    /// Where to send requests for `host` (RFC 3263, see [`super::dns`]), in the order to
+    /// try them. `port`/`transport` are what was written, if anything.
+    pub async fn resolve(
+        &self,
+        host: &str,
+        port: Option<u16>,
+        transport: Option<Transport>,
+    ) -> Result<Vec<Target>, SipError> {
+        let request = Request {
+            host: host.to_string(),
+            port,
+            transport,
+        };
+        self.dns.resolve(&request, &self.transports()).await
+    }
+
+    /// The targets of a trunk's first hop (its outbound proxy, else its proxy), in the order
+    /// to try them.
+    pub async fn trunk_targets(&self, t: &Trunk) -> Result<Vec<Target>, SipError> {
+        self.resolve_host_port(t.hop(), t.transport_explicit.then_some(t.transport))
+            .await
+    }
+
+    /// [`UserAgent::resolve`] for a configured host (its port only when it was written).
+    pub async fn resolve_host_port(
+        &self,
+        hp: &HostPort,
+        transport: Option<Transport>,
+    ) -> Result<Vec<Target>, SipError> {
+        self.resolve(&hp.host, hp.explicit_port.then_some(hp.port), transport)
+            .await
     }
 
     /// The address we put in Contact for `transport`, toward `peer`.
@@ -344,7 +396,7 @@ impl UserAgent {
                     .get(&trunk_key(p, t))
                     .is_none_or(|h| h.health.is_up())
             },
-            |n| rand::random::<u64>() % n.max(1),
+            |total| rand::random_range(0..=total),
         )
     }
 
@@ -397,50 +449,105 @@ pub fn credential(p: &Profile) -> Option<Credential> {
     })
 }
 
-/// `sip:host:port` of the trunk's proxy, with the transport parameter.
+/// `sip:host[:port]` of the trunk's proxy (the port only when the profile wrote one, so the
+/// next hop may resolve the domain by SRV too), with the transport parameter when the
+/// profile named a transport other than UDP.
 pub fn trunk_uri(p: &Trunk, user: Option<&str>) -> Result<rsipstack::sip::Uri, SipError> {
+    trunk_uri_over(p, user, p.transport)
+}
+
+/// [`trunk_uri`] for a request sent over `transport` (DNS may choose it when the profile
+/// does not name one).
+pub fn trunk_uri_over(
+    p: &Trunk,
+    user: Option<&str>,
+    transport: Transport,
+) -> Result<rsipstack::sip::Uri, SipError> {
     let user = user.map(|u| format!("{u}@")).unwrap_or_default();
-    let transport = match p.transport {
-        Transport::Udp => "",
-        Transport::Tcp => ";transport=tcp",
-        Transport::Tls => ";transport=tls",
-    };
-    let scheme = if p.transport == Transport::Tls {
+    let scheme = if transport == Transport::Tls {
         "sips"
     } else {
         "sip"
     };
-    let text = format!("{scheme}:{user}{}{transport}", host_port(&p.proxy));
+    let text = format!(
+        "{scheme}:{user}{}{}",
+        host_port(&p.proxy),
+        transport_param(transport)
+    );
     rsipstack::sip::Uri::try_from(text.as_str()).map_err(|e| SipError::BadUri {
         uri: text,
         reason: e.to_string(),
     })
 }
 
-pub fn host_port(hp: &HostPort) -> String {
-    if hp.host.contains(':') && !hp.host.starts_with('[') {
-        format!("[{}]:{}", hp.host, hp.port)
-    } else {
-        format!("{}:{}", hp.host, hp.port)
+fn transport_param(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Udp => "",
+        Transport::Tcp => ";transport=tcp",
+        Transport::Tls => ";transport=tls",
     }
 }
 
-/// Resolves a proxy address to a socket address (DNS A/AAAA; no SRV yet).
-pub async fn resolve(hp: &HostPort) -> Result<SocketAddr, SipError> {
-    let mut addrs = tokio::net::lookup_host((hp.host.as_str(), hp.port))
-        .await
-        .map_err(|e| SipError::Resolve {
-            host: hp.to_string(),
-            reason: e.to_string(),
-        })?;
-    addrs.next().ok_or_else(|| SipError::Resolve {
-        host: hp.to_string(),
-        reason: "no address".into(),
-    })
+/// `host:port`, or `host` when the port was not written ([`HostPort::explicit_port`]);
+/// IPv6 in brackets.
+pub fn host_port(hp: &HostPort) -> String {
+    let host = if hp.host.contains(':') && !hp.host.starts_with('[') {
+        format!("[{}]", hp.host)
+    } else {
+        hp.host.clone()
+    };
+    if hp.explicit_port {
+        format!("{host}:{}", hp.port)
+    } else {
+        host
+    }
+}
+
+/// rsipstack's address for a target: where a request goes and over what.
+pub fn sip_addr(target: &Target) -> SipAddr {
+    SipAddr {
+        r#type: Some(sip_transport(target.transport)),
+        addr: target.addr.into(),
+    }
+}
+
+pub fn sip_transport(t: Transport) -> rsipstack::sip::Transport {
+    match t {
+        Transport::Udp => rsipstack::sip::Transport::Udp,
+        Transport::Tcp => rsipstack::sip::Transport::Tcp,
+        Transport::Tls => rsipstack::sip::Transport::Tls,
+    }
 }
 
 async fn keep_registered(ua: Arc<UserAgent>, p: Profile, state: watch::Sender<RegistrationState>) {
-    let server = match registrar_uri(&p) {
+    let mut reg = Registration::new(ua.endpoint(), credential(&p));
+    let token = ua.trunks_cancel.child_token();
+    // The REGISTER names the trunk's domain but travels to the first target of its proxy
+    // (or outbound proxy), resolved here (RFC 3263): the domain need not resolve at all.
+    let mut failures = 0;
+    let target = loop {
+        match ua.trunk_targets(p.primary()).await {
+            Ok(targets) if !targets.is_empty() => break targets[0].clone(),
+            Ok(_) => {}
+            Err(e) => {
+                warn!(trunk = %p.name, error = %e, "trunk proxy does not resolve; retrying");
+                state.send_replace(RegistrationState::Failed {
+                    code: None,
+                    reason: e.to_string(),
+                });
+            }
+        }
+        let wait = rsipstack::dialog::registration::backoff_interval(failures);
+        failures += 1;
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    };
+    reg.outbound_proxy = Some(target.addr);
+    // The registrar URI carries the transport the target is reached over (rsipstack sends
+    // to the outbound proxy over the URI's transport).
+    let server = match registrar_uri(&p, target.transport) {
         Ok(u) => u,
         Err(e) => {
             state.send_replace(RegistrationState::Failed {
@@ -450,36 +557,6 @@ async fn keep_registered(ua: Arc<UserAgent>, p: Profile, state: watch::Sender<Re
             return;
         }
     };
-    let mut reg = Registration::new(ua.endpoint(), credential(&p));
-    let token = ua.trunks_cancel.child_token();
-    // The REGISTER names the trunk's domain but travels to its proxy (or
-    // outbound proxy): the domain need not resolve at all.
-    let primary = p.primary();
-    if primary.outbound_proxy.is_some() || p.from_domain.is_some() {
-        let hop = primary.hop();
-        let mut failures = 0;
-        loop {
-            match resolve(hop).await {
-                Ok(addr) => {
-                    reg.outbound_proxy = Some(addr);
-                    break;
-                }
-                Err(e) => {
-                    warn!(trunk = %p.name, error = %e, "trunk proxy does not resolve; retrying");
-                    state.send_replace(RegistrationState::Failed {
-                        code: None,
-                        reason: e.to_string(),
-                    });
-                    let wait = rsipstack::dialog::registration::backoff_interval(failures);
-                    failures += 1;
-                    tokio::select! {
-                        _ = token.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-            }
-        }
-    }
     let name = p.name.clone();
     info!(trunk = %name, registrar = %server, "registering");
     reg.keep_alive(server.clone(), p.register_expires, token, |outcome| {
@@ -526,21 +603,21 @@ async fn keep_registered(ua: Arc<UserAgent>, p: Profile, state: watch::Sender<Re
     }
 }
 
-fn registrar_uri(p: &Profile) -> Result<rsipstack::sip::Uri, SipError> {
+fn registrar_uri(p: &Profile, transport: Transport) -> Result<rsipstack::sip::Uri, SipError> {
     match &p.from_domain {
         Some(domain) => {
-            let transport = match p.primary().transport {
-                Transport::Udp => "",
-                Transport::Tcp => ";transport=tcp",
-                Transport::Tls => ";transport=tls",
+            let scheme = if transport == Transport::Tls {
+                "sips"
+            } else {
+                "sip"
             };
-            let text = format!("sip:{domain}{transport}");
+            let text = format!("{scheme}:{domain}{}", transport_param(transport));
             rsipstack::sip::Uri::try_from(text.as_str()).map_err(|e| SipError::BadUri {
                 uri: text,
                 reason: e.to_string(),
             })
         }
-        None => trunk_uri(p.primary(), None),
+        None => trunk_uri_over(p.primary(), None, transport),
     }
 }
 
@@ -592,7 +669,16 @@ async fn keep_pinging(ua: Arc<UserAgent>, p: Profile, t: Trunk, every: Duration)
 
 async fn options_ping(ua: &UserAgent, p: &Profile, t: &Trunk, seq: u32) -> Result<u16, SipError> {
     use rsipstack::transaction::key::{TransactionKey, TransactionRole};
-    let uri = trunk_uri(t, None)?;
+    let target = ua
+        .trunk_targets(t)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| SipError::Resolve {
+            host: t.proxy.to_string(),
+            reason: "no address".into(),
+        })?;
+    let uri = trunk_uri_over(t, None, target.transport)?;
     let endpoint = ua.endpoint();
     let via = endpoint
         .get_via(None, None)
@@ -619,9 +705,7 @@ async fn options_ping(ua: &UserAgent, p: &Profile, t: &Trunk, seq: u32) -> Resul
     let key = TransactionKey::from_request(&req, TransactionRole::Client)
         .map_err(|e| SipError::Stack(e.to_string()))?;
     let mut tx = Transaction::new_client(key, req, endpoint.clone(), None);
-    if let Some(proxy) = &t.outbound_proxy {
-        tx.destination = Some(SipAddr::from(resolve(proxy).await?));
-    }
+    tx.destination = Some(sip_addr(&target));
     tx.send()
         .await
         .map_err(|e| SipError::Stack(e.to_string()))?;
