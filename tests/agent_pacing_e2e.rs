@@ -44,16 +44,7 @@ async fn an_agent_pool_paces_the_campaign_one_call_per_free_agent() {
         "far-end",
         &format!("proxy = \"127.0.0.1:{}\"\n", sipp.port),
     );
-    let key = outdial_in(dir)
-        .args(["keys", "create", "--login", "pacing"])
-        .output()
-        .expect("outdial keys create");
-    assert!(
-        key.status.success(),
-        "{}",
-        String::from_utf8_lossy(&key.stderr)
-    );
-    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    let key = create_key(dir, "pacing");
 
     let server = ServeProcess::start(dir, http_port);
     let http = reqwest::Client::new();

@@ -82,12 +82,7 @@ async fn ai_agent_campaign_and_transfer_to_a_person_through_the_api() {
         "far-end",
         &format!("proxy = \"127.0.0.1:{}\"\n", sipp.port),
     );
-    let key = outdial_in(dir)
-        .args(["keys", "create", "--login", "ai"])
-        .output()
-        .expect("outdial keys create");
-    assert!(key.status.success());
-    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    let key = create_key(dir, "ai");
 
     // The server reads the agent's secret from its environment (the record names the variable).
     std::env::set_var("AI_AGENT_TEST_KEY", "s3cret-agent-key");
@@ -174,11 +169,7 @@ async fn ai_agent_campaign_and_transfer_to_a_person_through_the_api() {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Another account's key does not see it.
-    let other = outdial_in(dir)
-        .args(["keys", "create", "--login", "someone-else"])
-        .output()
-        .expect("outdial keys create");
-    let other = format!("Bearer {}", String::from_utf8_lossy(&other.stdout).trim());
+    let other = format!("Bearer {}", create_key(dir, "someone-else"));
     let (status, _) = api_request(
         &http,
         &other,

@@ -67,16 +67,7 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
     let http_port = free_tcp_port();
     write_config(dir, sipp.port, http_port);
 
-    let key = outdial_in(dir)
-        .args(["keys", "create", "--login", "e2e"])
-        .output()
-        .expect("outdial keys create");
-    assert!(
-        key.status.success(),
-        "{}",
-        String::from_utf8_lossy(&key.stderr)
-    );
-    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    let key = create_key(dir, "e2e");
     assert!(!key.is_empty(), "keys create printed no key");
 
     let server = ServeProcess::start(dir, http_port);
@@ -268,12 +259,7 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
         .start();
     let http_port = free_tcp_port();
     write_config(dir, sipp.port, http_port);
-    let key = outdial_in(dir)
-        .args(["keys", "create", "--login", "amd"])
-        .output()
-        .expect("outdial keys create");
-    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
-    assert!(!key.is_empty(), "keys create printed no key");
+    let key = create_key(dir, "amd");
     let server = ServeProcess::start(dir, http_port);
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");
@@ -407,12 +393,7 @@ async fn a_number_listed_while_the_campaign_runs_is_never_dialed() {
         .start();
     let http_port = free_tcp_port();
     write_config(dir, sipp.port, http_port);
-    let key = outdial_in(dir)
-        .args(["keys", "create", "--login", "dnc"])
-        .output()
-        .expect("outdial keys create");
-    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
-    assert!(!key.is_empty(), "keys create printed no key");
+    let key = create_key(dir, "dnc");
     let server = ServeProcess::start(dir, http_port);
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");

@@ -144,16 +144,7 @@ fn hold_message(dir: &Path, secs: u32) {
 }
 
 fn api_key(dir: &Path) -> String {
-    let out = outdial_in(dir)
-        .args(["keys", "create", "--login", "faults"])
-        .output()
-        .expect("outdial keys create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("Bearer {}", String::from_utf8_lossy(&out.stdout).trim())
+    format!("Bearer {}", create_key(dir, "faults"))
 }
 
 struct Api {

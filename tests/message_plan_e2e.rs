@@ -132,16 +132,7 @@ async fn pressing_9_puts_the_number_on_dnc_and_a_reply_is_recorded() {
             &format!("proxy = \"127.0.0.1:{}\"\n", sipp.port),
         );
     }
-    let key = outdial_in(dir)
-        .args(["keys", "create", "--login", "plans"])
-        .output()
-        .expect("outdial keys create");
-    assert!(
-        key.status.success(),
-        "{}",
-        String::from_utf8_lossy(&key.stderr)
-    );
-    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    let key = create_key(dir, "plans");
     let server = ServeProcess::start(dir, http_port);
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");

@@ -197,16 +197,7 @@ async fn pings_mark_a_silent_trunk_down_and_the_api_shows_it() {
             west.port
         ),
     );
-    let key = outdial_in(d)
-        .args(["keys", "create", "--login", "admin"])
-        .output()
-        .expect("outdial keys create");
-    assert!(
-        key.status.success(),
-        "{}",
-        String::from_utf8_lossy(&key.stderr)
-    );
-    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    let key = create_key(d, "admin");
     let server = ServeProcess::start(d, http_port);
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");

@@ -1178,18 +1178,24 @@ fn trunk_tables_make_a_group_in_priority_order() {
     let names: Vec<&str> = p.trunks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["east", "west"], "file order is kept");
     let east = &p.trunks[0];
-    assert_eq!(east.proxy, HostPort::new("sip-east.acme.example", 5060));
+    assert_eq!(
+        east.proxy,
+        HostPort::with_default_port("sip-east.acme.example", 5060)
+    );
+    assert!(!east.transport_explicit);
     assert_eq!((east.priority, east.weight), (2, 1));
     assert_eq!(east.invite_timeout, std::time::Duration::from_secs(4));
     assert_eq!(east.max_channels, None);
     let west = &p.trunks[1];
     assert_eq!(west.transport, Transport::Tcp);
+    assert!(west.transport_explicit);
+    assert_eq!(west.proxy, HostPort::new("sip-west.acme.example", 5080));
     assert_eq!((west.priority, west.weight), (1, 3));
     assert_eq!((west.max_channels, west.max_cps), (Some(10), Some(2.0)));
     assert_eq!(west.invite_timeout, std::time::Duration::from_millis(1500));
     assert_eq!(
         west.outbound_proxy,
-        Some(HostPort::new("sbc.acme.example", 5060))
+        Some(HostPort::with_default_port("sbc.acme.example", 5060))
     );
     assert_eq!(p.primary().name, "west", "the lowest priority registers");
 }

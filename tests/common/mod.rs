@@ -1895,6 +1895,22 @@ pub fn outdial_in(dir: &Path) -> Command {
     cmd
 }
 
+/// `outdial keys create --login LOGIN` in `dir` (see [`outdial_in`]): the new API key.
+pub fn create_key(dir: &Path, login: &str) -> String {
+    let out = outdial_in(dir)
+        .args(["keys", "create", "--login", login])
+        .output()
+        .expect("outdial keys create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!key.is_empty(), "keys create printed no key");
+    key
+}
+
 /// `outdial serve` as a child process (its log in `serve.log`), stopped (SIGTERM, then kill)
 /// on drop.
 pub struct ServeProcess {
