@@ -7,7 +7,8 @@
 //! Checked through the library API (one user agent, so one resolver and one cache): the order
 //! of the targets, the call's INVITE reaching the first one with the domain (no port) in its
 //! Request-URI, a second call within the TTL asking no question, a call after the TTL asking
-//! again, and a "no such name" answer kept for its negative TTL.
+//! again, and a "no such name" answer kept for its negative TTL. A second test: an SRV target
+//! that answers 503 moves the call to the next target.
 
 mod common;
 
@@ -311,5 +312,54 @@ async fn naptr_and_srv_choose_the_target_and_answers_are_cached_for_their_ttl() 
         "{:?}",
         dns.questions()
     );
+    ua.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_srv_target_fails_over_to_the_next_one() {
+    let dir = test_dir("dns-failover");
+    let d = dir.path();
+    let first_dir = d.join("pri");
+    let next_dir = d.join("next");
+    std::fs::create_dir_all(&first_dir).unwrap();
+    std::fs::create_dir_all(&next_dir).unwrap();
+    // The priority-10 target is overloaded (503 at once); both priority-20 targets are the
+    // same far end, which answers busy, so whichever the weights draw takes the call.
+    let overloaded = Sipp::uas(&first_dir, "uas_503_at_once.xml").start();
+    let next = Sipp::uas(&next_dir, "uas_busy.xml").start();
+    let t = common::free_tcp_port();
+    let dns = DnsPeer::start(d, &zone(overloaded.port, next.port, next.port, t));
+    let config = load(d, dns.port);
+    let ua = UserAgent::start(&config).await.expect("user agent");
+
+    let mut req = CallRequest::new(
+        "15551230000",
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+    );
+    req.profile = Some(config.profile("carrier").expect("profile").clone());
+    let mut call = Call::dial(ua.clone(), req).await.expect("dial");
+    let summary = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match call.next_event().await {
+                Some(CallEvent::Ended(summary)) => return Some(summary),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the call ended in time")
+    .expect("a summary");
+
+    assert_eq!(summary.sip_code, Some(486), "{summary:?}");
+    assert_eq!(summary.trunk.as_deref(), Some("carrier"));
+    assert_eq!(summary.failover.len(), 1, "{summary:?}");
+    assert_eq!(summary.failover[0].code, Some(503));
+    overloaded
+        .wait(Duration::from_secs(10))
+        .assert_passed("503 at the priority-10 target (needs our ACK)");
+    next.wait(Duration::from_secs(10))
+        .assert_passed("the priority-20 target takes the call");
     ua.shutdown().await;
 }
