@@ -1,6 +1,7 @@
 //! SIP floods at outdial's own UDP port. An INVITE flood from one source, far above the limit,
 //! while `outdial call` places a real call to a sipp UAS: the call goes through with its audio,
-//! the flood gets what the README documents (480 within the per-source limit, a few 503 with
+//! the flood gets what the README documents (403 within the per-source limit — the flood's
+//! source is no trunk of outdial's —, a few 503 with
 //! Retry-After, silence beyond), and outdial's memory stays flat. A flood of malformed
 //! datagrams from many sources at `outdial serve`: it keeps answering, and its log holds a
 //! few lines, not one per datagram.
@@ -197,7 +198,7 @@ fn an_invite_flood_is_limited_while_a_real_call_goes_through() {
         }
     }
     let flood_secs = started.elapsed().as_secs_f64();
-    // Let late answers (retransmitted 480s) arrive, then stop the reader and the sampler. The
+    // Let late answers (retransmitted 403s) arrive, then stop the reader and the sampler. The
     // limit refills until the last datagram has been read: count that time too.
     thread::sleep(Duration::from_millis(600));
     done.store(true, Ordering::Relaxed);
@@ -208,9 +209,9 @@ fn an_invite_flood_is_limited_while_a_real_call_goes_through() {
     let (status, stdout, stderr) = finish(child, Duration::from_secs(60));
     let sipp_run = sipp.wait(SIPP_WAIT);
     eprintln!(
-        "flood: {sent} INVITEs in {flood_secs:.1} s; {} answered 480, {} answered 503; \
+        "flood: {sent} INVITEs in {flood_secs:.1} s; {} answered 403, {} answered 503; \
          RSS {baseline} KiB -> peak {peak} KiB",
-        answers.count(480),
+        answers.count(403),
         answers.count(503)
     );
 
@@ -223,15 +224,15 @@ fn an_invite_flood_is_limited_while_a_real_call_goes_through() {
     assert!(received > 150, "far-end audio during the flood: {json}");
     sipp_run.assert_passed("the legit call (needs our ACK and BYE)");
 
-    // The flood got what is documented: 480 within the per-source limit (a burst of 40, then
+    // The flood got what is documented: 403 within the per-source limit (a burst of 40, then
     // 20/s), a few 503s with Retry-After (5, then 2/s), nothing for the rest.
     assert!(sent > 10_000, "the flood sent {sent}");
     let allowed = 40.0 + 20.0 * limited_secs;
-    let got_480 = answers.count(480);
-    assert!(got_480 >= 40, "the burst at least: {got_480}");
+    let got_403 = answers.count(403);
+    assert!(got_403 >= 40, "the burst at least: {got_403}");
     assert!(
-        (got_480 as f64) <= allowed + 10.0,
-        "{got_480} INVITEs reached the stack, at most {allowed:.0} may"
+        (got_403 as f64) <= allowed + 10.0,
+        "{got_403} INVITEs reached the stack, at most {allowed:.0} may"
     );
     let got_503 = answers.count(503);
     assert!(
@@ -242,7 +243,7 @@ fn an_invite_flood_is_limited_while_a_real_call_goes_through() {
     let others: u64 = answers
         .by_code
         .iter()
-        .filter(|(c, _)| !matches!(**c, 480 | 503))
+        .filter(|(c, _)| !matches!(**c, 403 | 503))
         .map(|(_, ids)| ids.len() as u64)
         .sum();
     assert_eq!(others, 0, "{answers:?}");

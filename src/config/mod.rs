@@ -555,6 +555,9 @@ pub struct Profile {
     pub ping_up_after: u32,
     /// Which RTP sources besides the SDP address a call on this trunk takes.
     pub rtp_latching: crate::media::RtpLatching,
+    /// Networks besides its trunks' own addresses that may send this carrier's inbound
+    /// INVITEs (`inbound_allow`).
+    pub inbound_allow: Vec<ipnet::IpNet>,
 }
 
 impl Profile {
@@ -583,6 +586,7 @@ impl Profile {
             ping_down_after: 3,
             ping_up_after: 2,
             rtp_latching: crate::media::RtpLatching::Initial,
+            inbound_allow: Vec::new(),
         }
     }
 

@@ -37,6 +37,7 @@ const KEYS: &[&str] = &[
     "ping_up_after",
     "rtp_latching",
     "invite_timeout",
+    "inbound_allow",
     "trunk",
 ];
 
@@ -353,6 +354,11 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
         }
     }
 
+    let inbound_allow = f
+        .get("inbound_allow")
+        .and_then(|v| networks(doc, "inbound_allow", v))
+        .unwrap_or_default();
+
     let trunks = trunks?;
     let first = trunks.first()?.proxy.clone();
     let mut profile = Profile::new(name, first);
@@ -373,6 +379,7 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
     profile.max_cps = max_cps;
     profile.ping_interval = ping_interval;
     profile.ping_down_after = ping_down_after;
+    profile.inbound_allow = inbound_allow;
     profile.ping_up_after = ping_up_after;
     profile.rtp_latching = rtp_latching;
     Some(Parsed { profile, name_line })
@@ -523,6 +530,34 @@ fn limits(doc: &mut Doc<'_>, f: &Fields<'_, '_>) -> (Option<u32>, Option<f64>) {
         }
     });
     (max_channels, max_cps)
+}
+
+/// A list of networks (`"203.0.113.0/24"`, `"2001:db8::/32"`) or single addresses.
+fn networks(doc: &mut Doc<'_>, key: &str, v: &Val<'_>) -> Option<Vec<ipnet::IpNet>> {
+    let items = doc.string_list(key, v)?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in &items {
+        let text = item.trim();
+        let net = text.parse::<ipnet::IpNet>().ok().or_else(|| {
+            text.parse::<std::net::IpAddr>()
+                .ok()
+                .map(ipnet::IpNet::from)
+        });
+        match net {
+            Some(n) => out.push(n.trunc()),
+            None => {
+                doc.invalid(
+                    key,
+                    v,
+                    format!(
+                        "{text:?} is not an address or a network; expected such as \"203.0.113.0/24\" or \"198.51.100.7\""
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Whole or fractional seconds, 0.1 to 64 (an INVITE's time without any response).

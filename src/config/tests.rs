@@ -784,7 +784,7 @@ fn every_problem_is_reported_in_file_order() {
              transport, realm, username, password, password_env, register, register_expires, \
              from_user, from_domain, caller_id, pai, ppi, codecs, max_channels, max_cps, \
              outbound_proxy, ping_interval, ping_down_after, ping_up_after, rtp_latching, \
-             invite_timeout, trunk (line 4)",
+             invite_timeout, inbound_allow, trunk (line 4)",
             "sip-profiles/acme.toml: proxy: missing; set the carrier's SIP server, e.g. \
              proxy = \"sip.carrier.example:5060\"",
         ]
@@ -1226,5 +1226,28 @@ fn trunk_table_rules() {
         "sip-profiles/acme.toml: trunk[1].register = true: unknown key; expected one of name, \
          proxy, transport, outbound_proxy, priority, weight, max_channels, max_cps, \
          invite_timeout (line 3)"
+    );
+}
+
+#[test]
+fn inbound_allow_takes_networks_and_addresses() {
+    let c = Fixture::new()
+        .profile(
+            "acme.toml",
+            &format!("{PROXY}inbound_allow = [\"203.0.113.9/24\", \"198.51.100.7\", \"2001:db8::/32\"]\n"),
+        )
+        .load(&[])
+        .expect("loads");
+    let p = c.profile("acme").unwrap();
+    let nets: Vec<String> = p.inbound_allow.iter().map(|n| n.to_string()).collect();
+    assert_eq!(
+        nets,
+        ["203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32"],
+        "host bits are dropped"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}inbound_allow = [\"carrier.example\"]\n")),
+        "sip-profiles/acme.toml: inbound_allow = [\"carrier.example\"]: \"carrier.example\" is not \
+         an address or a network; expected such as \"203.0.113.0/24\" or \"198.51.100.7\" (line 2)"
     );
 }

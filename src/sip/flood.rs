@@ -4,7 +4,7 @@
 //! turns a stream of log-worthy events into one line per interval.
 //!
 //! An outbound dialer expects little out-of-dialog traffic: a carrier's OPTIONS pings, the odd
-//! inbound INVITE (answered 480). So:
+//! inbound INVITE from a carrier (and 403 for one from anywhere else). So:
 //!
 //! * **Counted** ([`Kind::OutOfDialog`], [`Kind::Unknown`]): requests without a To tag
 //!   (INVITE, OPTIONS, REGISTER, CANCEL, …) and anything that does not look like SIP at all.

@@ -11,6 +11,7 @@ mod digest_tests;
 pub mod dns;
 pub mod flood;
 pub mod guard;
+pub mod inbound;
 pub mod interop;
 pub mod limits;
 pub mod orphan;

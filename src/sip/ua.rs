@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use super::dns::{DnsResolver, Request, Target};
 use super::guard::GuardedUdpSocket;
+use super::inbound::{source_of, InboundGate};
 use super::limits::TrunkLimit;
 use super::trunks::{Health, HealthState};
 use super::SipError;
@@ -80,6 +81,8 @@ pub struct UserAgent {
     /// The process's one DNS resolver (RFC 3263, with its TTL cache): every trunk host,
     /// outbound proxy and `sip:` destination is resolved through it.
     dns: DnsResolver,
+    /// The addresses carriers' inbound INVITEs may come from (anything else gets 403).
+    inbound: Arc<InboundGate>,
 }
 
 /// One trunk's health as `GET /v1/trunks` shows it.
@@ -186,10 +189,12 @@ impl UserAgent {
                 warn!(error = %e, "SIP endpoint stopped");
             }
         });
+        let inbound = Arc::new(InboundGate::new(&config.profiles));
         tokio::spawn(serve_requests(
             incoming,
             dialog_layer.clone(),
             user_agent.clone(),
+            inbound.clone(),
         ));
 
         let ports = PortPool::new(
@@ -214,6 +219,7 @@ impl UserAgent {
             limits: parking_lot::Mutex::new(HashMap::new()),
             health: parking_lot::Mutex::new(HashMap::new()),
             dns,
+            inbound,
         }))
     }
 
@@ -266,6 +272,19 @@ impl UserAgent {
             .await
     }
 
+    /// [`UserAgent::trunk_targets`], also telling the inbound gate where this carrier's
+    /// calls may come from.
+    pub async fn learn_trunk_addresses(
+        &self,
+        p: &Profile,
+        t: &Trunk,
+    ) -> Result<Vec<Target>, SipError> {
+        let targets = self.trunk_targets(t).await?;
+        let addrs = targets.iter().map(|target| target.addr.ip()).collect();
+        self.inbound.note_resolved(&p.name, &trunk_key(p, t), addrs);
+        Ok(targets)
+    }
+
     /// [`UserAgent::resolve`] for a configured host (its port only when it was written).
     pub async fn resolve_host_port(
         &self,
@@ -302,6 +321,16 @@ impl UserAgent {
     /// OPTIONS keep-alives for trunks with a ping interval.
     pub fn start_trunks(self: &Arc<Self>, profiles: &[Profile]) {
         for p in profiles {
+            // What the trunks resolve to is where their inbound calls may come from.
+            for t in &p.trunks {
+                let (ua, p, t) = (self.clone(), p.clone(), t.clone());
+                let task = tokio::spawn(async move {
+                    if let Err(e) = ua.learn_trunk_addresses(&p, &t).await {
+                        warn!(profile = %p.name, trunk = %t.name, error = %e, "trunk does not resolve");
+                    }
+                });
+                self.trunk_tasks.lock().push(task);
+            }
             if p.register {
                 let (tx, rx) = watch::channel(RegistrationState::Registering);
                 self.registrations.lock().insert(p.name.clone(), rx);
@@ -670,7 +699,7 @@ async fn keep_pinging(ua: Arc<UserAgent>, p: Profile, t: Trunk, every: Duration)
 async fn options_ping(ua: &UserAgent, p: &Profile, t: &Trunk, seq: u32) -> Result<u16, SipError> {
     use rsipstack::transaction::key::{TransactionKey, TransactionRole};
     let target = ua
-        .trunk_targets(t)
+        .learn_trunk_addresses(p, t)
         .await?
         .into_iter()
         .next()
@@ -726,6 +755,7 @@ async fn serve_requests(
     mut incoming: TransactionReceiver,
     dialogs: Arc<DialogLayer>,
     server: String,
+    inbound: Arc<InboundGate>,
 ) {
     while let Some(mut tx) = incoming.recv().await {
         let has_to_tag = tx
@@ -752,8 +782,15 @@ async fn serve_requests(
             Method::Bye | Method::Cancel | Method::Info | Method::Update | Method::PRack => {
                 StatusCode::CallTransactionDoesNotExist
             }
-            // A dialer takes no inbound calls yet.
-            Method::Invite => StatusCode::TemporarilyUnavailable,
+            Method::Invite => match source_of(&tx.original) {
+                // A carrier's call: routing inbound calls is not built yet.
+                Some(ip) if inbound.profile_for(ip).is_some() => StatusCode::TemporarilyUnavailable,
+                // Not from a configured trunk: refused before any dialog exists.
+                source => {
+                    debug!(?source, "INVITE from an address of no trunk");
+                    StatusCode::Forbidden
+                }
+            },
             _ => StatusCode::MethodNotAllowed,
         };
         let headers = vec![
