@@ -1,8 +1,9 @@
 //! The tokio driver of one leg: sends the INVITE, then turns what rsipstack and the media
 //! session report into [`Input`]s for the leg's [`CallCore`] and carries out its [`Output`]s.
 //!
-//! It decides nothing itself — every rule (timeouts, CANCEL or BYE, outcomes, SDP answers)
-//! is the core's. It must not block: SIP requests are awaited one at a time inside the task,
+//! It decides nothing itself — every rule (timeouts, CANCEL or BYE, outcomes, SDP answers,
+//! when to fail over or follow a redirect) is the core's; the driver only walks to the next
+//! target of the trunk, else the next trunk in the order [`crate::sip::trunks::order`] gave. It must not block: SIP requests are awaited one at a time inside the task,
 //! received audio is passed on with `try_send` (a slow owner loses frames, never stalls the
 //! call), and in-dialog requests are always answered so the stack stops retransmitting.
 

@@ -1,8 +1,10 @@
 //! One outbound leg: the only place that joins SIP signalling and media.
 //!
-//! [`Call::dial`] works out the [`plan`] (destination, identity, codecs), takes an RTP port,
-//! sends the INVITE and hands the leg to its own task ([`driver`]) — the single owner of the
-//! dialog and the media session — whose decisions all come from the sans-IO [`core`]. The
+//! [`Call::dial`] works out the [`plan`] (destination, identity, codecs, the profile's trunks
+//! in their order), takes an RTP port, sends the INVITE and hands the leg to its own task
+//! ([`driver`]) — the single owner of the dialog and the media session, which also sends the
+//! INVITE again to the next target or trunk when the first fails over, or to a redirect's
+//! Contact — whose decisions all come from the sans-IO [`core`]. The
 //! owner drives the leg with commands (play, send a frame or digits, hold, hang up) and reads
 //! [`CallEvent`]s (ringing, answered, re-offered, ended with a [`CallSummary`]) and received
 //! audio frames. No state is shared with the task behind locks. What happens once a leg is

@@ -6,7 +6,9 @@
 //! dialog are handed to that dialog, whose state changes reach the call's own
 //! task; nothing here holds per-call state. Out-of-dialog OPTIONS get 200,
 //! unknown dialogs 481, methods we do not serve 405 (501 for unknown ones,
-//! answered by the socket guard).
+//! answered by the socket guard); an INVITE from a carrier's address 480 (inbound
+//! calls are not routed yet), from any other address 403 ([`super::inbound`]). It
+//! also keeps each trunk's health (OPTIONS pings), limits and the one DNS resolver.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
