@@ -119,31 +119,7 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
         .expect("start");
     assert!(started.status().is_success(), "start: {}", started.status());
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut campaign = Value::Null;
-    while Instant::now() < deadline {
-        campaign = api_json(
-            &http,
-            &auth,
-            reqwest::Method::GET,
-            format!("{}/v1/campaigns/{id}", server.api),
-            None,
-        )
-        .await;
-        if campaign["status"] == "finished" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert_eq!(
-        campaign["status"],
-        "finished",
-        "campaign did not finish: {campaign}\n{}",
-        tail(
-            &std::fs::read_to_string(&server.log).unwrap_or_default(),
-            40
-        )
-    );
+    wait_finished(&http, &auth, &server, id).await;
 
     let contacts: Value = api_json(
         &http,
@@ -216,6 +192,34 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
     assert!(report.to_string().contains("\"answered\":12"), "{report}");
     drop(server);
     drop(sipp);
+}
+
+/// Polls the campaign until it is `finished` (at most 90 s); fails with its state and the
+/// server's log otherwise.
+async fn wait_finished(http: &reqwest::Client, auth: &str, server: &ServeProcess, id: i64) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut campaign = Value::Null;
+    while Instant::now() < deadline {
+        campaign = api_json(
+            http,
+            auth,
+            reqwest::Method::GET,
+            format!("{}/v1/campaigns/{id}", server.api),
+            None,
+        )
+        .await;
+        if campaign["status"] == "finished" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!(
+        "campaign did not finish: {campaign}\n{}",
+        tail(
+            &std::fs::read_to_string(&server.log).unwrap_or_default(),
+            40
+        )
+    );
 }
 
 /// GET or POST through the API, as JSON.
@@ -301,31 +305,7 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
     .await;
     assert!(started.is_object(), "{started}");
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut campaign = Value::Null;
-    while Instant::now() < deadline {
-        campaign = api_json(
-            &http,
-            &auth,
-            reqwest::Method::GET,
-            api(&format!("/v1/campaigns/{id}")),
-            None,
-        )
-        .await;
-        if campaign["status"] == "finished" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert_eq!(
-        campaign["status"],
-        "finished",
-        "{campaign}\n{}",
-        tail(
-            &std::fs::read_to_string(&server.log).unwrap_or_default(),
-            40
-        )
-    );
+    wait_finished(&http, &auth, &server, id).await;
     let contacts = api_json(
         &http,
         &auth,
@@ -468,31 +448,7 @@ async fn a_number_listed_while_the_campaign_runs_is_never_dialed() {
     .await;
     assert_eq!(added["phone"], listed.as_str(), "{added}");
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut campaign = Value::Null;
-    while Instant::now() < deadline {
-        campaign = api_json(
-            &http,
-            &auth,
-            reqwest::Method::GET,
-            api(&format!("/v1/campaigns/{id}")),
-            None,
-        )
-        .await;
-        if campaign["status"] == "finished" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    assert_eq!(
-        campaign["status"],
-        "finished",
-        "{campaign}\n{}",
-        tail(
-            &std::fs::read_to_string(&server.log).unwrap_or_default(),
-            40
-        )
-    );
+    wait_finished(&http, &auth, &server, id).await;
     let contacts = api_json(
         &http,
         &auth,
