@@ -1057,18 +1057,28 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let recorder = outdial::dialer::recovery::Recorder::new(store.clone(), journal);
     let live = outdial::flow::control::LiveCalls::new();
     tracing::info!(%node, "node id");
+    let engine_options = outdial::dialer::engine::EngineOptions {
+        node: node.clone(),
+        recordings_dir: data_dir.join("recordings"),
+        media_dir: config.media.dir.clone(),
+        live: live.clone(),
+    };
     let (engine, engine_task) = outdial::dialer::engine::spawn(
         store.clone(),
         ua.clone(),
         config.clone(),
-        outdial::dialer::engine::EngineOptions {
-            node: node.clone(),
-            recordings_dir: data_dir.join("recordings"),
-            media_dir: config.media.dir.clone(),
-            live: live.clone(),
-        },
+        engine_options.clone(),
         recorder,
         wake.clone(),
+    );
+    // Callbacks: matched to their campaign and contact, put through like answered calls.
+    let inbound_stop = tokio_util::sync::CancellationToken::new();
+    let inbound_task = outdial::dialer::inbound::spawn(
+        store.clone(),
+        ua.clone(),
+        config.clone(),
+        engine_options,
+        inbound_stop.clone(),
     );
     let state = outdial::api::AppState::new(store.clone(), wake, data_dir.join("exports"))
         .with_media_dir(config.media.dir.clone())
@@ -1091,7 +1101,11 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     tracing::info!("stopping: hanging up live calls, unregistering trunks");
     stop.cancel();
     engine.shutdown();
+    inbound_stop.cancel();
     let _ = engine_task.await;
+    if let Some(task) = inbound_task {
+        let _ = task.await;
+    }
     match api.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("admin API: {e}"),

@@ -1174,6 +1174,7 @@ fn full_record(campaign_id: i64, contact_id: i64) -> AttemptRecord {
         sit: Some("VC".into()),
         rtp_rejected_source: 3,
         rtp_latched_to: Some("192.0.2.7:40000".into()),
+        direction: outdial::store::attempts::CallDirection::Inbound,
         bridge: BridgeRecord {
             agent_call_id: Some("b2b-leg-7@outdial".into()),
             agent_id: Some(7),

@@ -431,6 +431,9 @@ pub struct AttemptView {
     /// The Special Information Tone heard in early media that ended the attempt (`VC`
     /// vacant code, `IC` intercept, `RO` reorder, `NC` no circuit, `IO`, `unknown`).
     pub sit: Option<String>,
+    /// `outbound` (we dialed the contact) or `inbound` (the contact called back; `destination`
+    /// is then the number called, `caller_id` the caller's).
+    pub direction: crate::store::attempts::CallDirection,
     pub recording_path: Option<String>,
     pub dtmf: String,
     /// Digits the message plan collected, in order.
@@ -507,6 +510,7 @@ impl From<CallAttempt> for AttemptView {
             trunk: r.trunk,
             failover: r.failover,
             sit: r.sit,
+            direction: r.direction,
             recording_path: r.recording_path,
             dtmf: r.dtmf,
             digits: r.digits,

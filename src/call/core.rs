@@ -1,5 +1,6 @@
-//! The sans-IO core of one outbound leg: what the INVITE's responses, the dialog's in-dialog
-//! requests, the owner's commands and the clock mean for the call, and what to do about them.
+//! The sans-IO core of one leg — an outbound call we place, or an inbound one we answer: what
+//! the INVITE's responses, the dialog's in-dialog requests, the owner's commands and the clock
+//! mean for the call, and what to do about them.
 //!
 //! One input door, one output door (as str0m does it): the driver feeds [`Input`]s with the
 //! current time to [`CallCore::handle`], drains [`CallCore::poll_output`] until it returns
@@ -25,7 +26,13 @@
 //!  Calling, Proceeding ──3xx with a Contact, fewer than MAX_REDIRECTS so far──▶ Redialing
 //!  Redialing ──the driver sent the INVITE on the next trunk (or the redirect target)──▶ Calling
 //!  Redialing ──no trunk could take it, hang-up, ring timeout──▶ Ended
+//!
+//!  (inbound) Accepting ──ACK──▶ Answered        Accepting ──CANCEL, BYE, no ACK──▶ Ended
 //! ```
+//!
+//! An inbound leg ([`CallCore::incoming`]) starts in `Accepting`: the caller's offer is
+//! answered in our 200 at once; the call is up when the ACK comes (RFC 3261 §13.3.1.4). A
+//! hang-up asked before the ACK is sent as BYE once it arrives (we may not BYE earlier).
 //!
 //! Early media (a 18x with SDP) turns tone detection on: a Special Information Tone heard
 //! before any answer decides the attempt's outcome — vacant code or intercept:
@@ -69,6 +76,9 @@ pub const MAX_REDIRECTS: usize = 3;
 /// CANCEL.
 pub const SIT_GRACE: Duration = Duration::from_secs(2);
 
+/// How long an inbound leg waits for the ACK of its 200 (64 × T1, RFC 3261 timer H).
+pub const ACK_WAIT: Duration = Duration::from_secs(32);
+
 /// How long after the NOTIFY that reports a transfer's success our BYE waits, so the answer
 /// to that NOTIFY leaves first (peers that expect it before the BYE abort otherwise).
 pub const TRANSFER_RELEASE_DELAY: Duration = Duration::from_millis(100);
@@ -87,6 +97,8 @@ pub enum State {
     /// The INVITE failed on one trunk in a way that fails over; the driver is sending it on
     /// the next.
     Redialing,
+    /// Inbound: our 200 is out; waiting for its ACK.
+    Accepting,
     /// Over; the summary can be taken.
     Ended,
 }
@@ -102,8 +114,9 @@ impl State {
                 | (Calling | Proceeding, Cancelling)
                 | (Calling | Proceeding, Redialing)
                 | (Redialing, Calling)
+                | (Accepting, Answered)
                 | (
-                    Calling | Proceeding | Cancelling | Answered | Redialing,
+                    Calling | Proceeding | Cancelling | Answered | Redialing | Accepting,
                     Ended
                 )
         )
@@ -228,7 +241,7 @@ pub enum Output {
     Event(CallEvent),
 }
 
-/// The core of one outbound leg; see the module documentation.
+/// The core of one leg; see the module documentation.
 #[derive(Debug)]
 pub struct CallCore {
     state: State,
@@ -282,6 +295,8 @@ pub struct CallCore {
     /// Which of `tries` is the INVITE that failed over last (the call ends as it did when
     /// no trunk is left).
     last_failed: Option<usize>,
+    /// Inbound: the owner hung up before the ACK; BYE goes out when it comes.
+    bye_on_ack: bool,
 }
 
 impl CallCore {
@@ -327,7 +342,27 @@ impl CallCore {
             sit: None,
             tries: Vec::new(),
             last_failed: None,
+            bye_on_ack: false,
         }
+    }
+
+    /// An inbound leg whose INVITE offered `offer`, answered at `now` from `local` with one
+    /// of `formats`: the core, and the SDP answer our 200 carries. An offer we cannot take
+    /// (no common codec, unreadable) is the caller's error, answered 488 by the driver.
+    pub fn incoming(
+        now: Instant,
+        max_duration: Duration,
+        formats: Vec<Format>,
+        local: LocalMedia,
+        offer: &[u8],
+    ) -> Result<(CallCore, String), sdp::SdpError> {
+        let remote = sdp::parse_remote(offer, &formats)?;
+        let mut core = CallCore::new(now, ACK_WAIT, max_duration, formats, local);
+        core.state = State::Accepting;
+        core.heard_from_peer = true;
+        core.use_remote(&remote);
+        let answer = core.local.answer(&remote, &core.formats);
+        Ok((core, answer))
     }
 
     /// Records trunks the call could not use (full, not resolving) before or between its
@@ -358,6 +393,11 @@ impl CallCore {
         self.state
     }
 
+    /// The codec the peer's SDP chose, once there was one.
+    pub fn codec(&self) -> Option<Codec> {
+        self.codec
+    }
+
     /// The call is over: no more inputs matter; take the summary.
     pub fn is_over(&self) -> bool {
         self.state == State::Ended
@@ -376,6 +416,7 @@ impl CallCore {
                 None => ring_deadline,
             }),
             State::Redialing => Some(ring_deadline),
+            State::Accepting => Some(self.started + ACK_WAIT),
             State::Cancelling => Some(self.cancelled_at.unwrap_or(ring_deadline) + CANCEL_GRACE),
             State::Answered => {
                 let session = self.session_due().map(|(at, _)| at);
@@ -427,11 +468,11 @@ impl CallCore {
         match input {
             Input::Trying => self.heard_from_peer = true,
             Input::Provisional { code, sdp } => self.on_provisional(now, code, sdp),
-            Input::Confirmed { code, reason, sdp } => {
-                if matches!(self.state, State::Calling | State::Proceeding) {
-                    self.on_answer(now, code, reason, sdp);
-                }
-            }
+            Input::Confirmed { code, reason, sdp } => match self.state {
+                State::Calling | State::Proceeding => self.on_answer(now, code, reason, sdp),
+                State::Accepting => self.on_ack(now),
+                _ => {}
+            },
             Input::InviteFinal { code, reason, sdp } => self.on_final(now, code, reason, sdp),
             Input::InviteGone { error } => {
                 let reason = match &error {
@@ -494,6 +535,13 @@ impl CallCore {
                 }
             }
             Input::Terminated { by_remote } => {
+                if self.state == State::Accepting {
+                    // The caller cancelled, or hung up, before acknowledging our answer.
+                    self.outcome = Some(Outcome::Failed);
+                    self.reason = "the caller left before the ACK".into();
+                    self.end(now);
+                    return;
+                }
                 // Unanswered: the INVITE's final response says why; keep waiting for it.
                 if self.state == State::Answered {
                     self.hangup.get_or_insert(if by_remote {
@@ -522,6 +570,7 @@ impl CallCore {
                     }
                     self.cancel(now);
                 }
+                State::Accepting => self.bye_on_ack = true,
                 State::Cancelling | State::Ended => {}
             },
             Input::Hold(hold) => {
@@ -758,7 +807,7 @@ impl CallCore {
                     self.reason = "answered after CANCEL; ended with BYE".into();
                     self.end(now);
                 }
-                State::Answered | State::Redialing | State::Ended => {}
+                State::Answered | State::Redialing | State::Accepting | State::Ended => {}
             }
             return;
         }
@@ -804,6 +853,24 @@ impl CallCore {
         let codec = self.codec.unwrap_or(Codec::Pcmu);
         self.out
             .push_back(Output::Event(CallEvent::Answered { codec }));
+    }
+
+    /// Inbound: the ACK of our 200 came; the call is up.
+    fn on_ack(&mut self, now: Instant) {
+        self.go(State::Answered);
+        self.answered_at = Some(now);
+        self.final_code = Some(200);
+        self.reason = "OK".into();
+        self.outcome = Some(Outcome::Answered);
+        self.out.push_back(Output::ToneDetection);
+        let codec = self.codec.unwrap_or(Codec::Pcmu);
+        self.out
+            .push_back(Output::Event(CallEvent::Answered { codec }));
+        if self.bye_on_ack {
+            self.hangup = Some(Hangup::Local);
+            self.out.push_back(Output::Bye);
+            self.end(now);
+        }
     }
 
     fn on_reoffer(&mut self, body: &[u8]) {
@@ -874,6 +941,11 @@ impl CallCore {
             }
             State::Cancelling => {
                 self.outcome.get_or_insert(Outcome::Failed);
+                self.end(now);
+            }
+            State::Accepting => {
+                self.outcome = Some(Outcome::Failed);
+                self.reason = "no ACK for our 200".into();
                 self.end(now);
             }
             State::Answered => {
@@ -1816,5 +1888,108 @@ mod tests {
         let s = summary(&c);
         assert_eq!(s.reason, "session timer expired: no refresh within 1800 s");
         assert_eq!(s.hangup, Some(Hangup::Local));
+    }
+
+    fn incoming(t0: Instant, offer: &[u8]) -> (CallCore, String) {
+        let formats = vec![
+            Format::Audio(Codec::Pcmu),
+            Format::Audio(Codec::Pcma),
+            Format::TelephoneEvent(TELEPHONE_EVENT_PT),
+        ];
+        let local = LocalMedia::new("127.0.0.1".parse().unwrap(), 40000);
+        CallCore::incoming(t0, MAX, formats, local, offer).unwrap()
+    }
+
+    #[test]
+    fn an_inbound_leg_answers_the_offer_and_is_up_at_the_ack() {
+        let t0 = Instant::now();
+        let (mut c, answer) = incoming(t0, &sdp(30000, 8, "sendrecv"));
+        assert!(answer.contains("m=audio 40000 RTP/AVP 8 101"), "{answer}");
+        assert_eq!(c.state(), State::Accepting);
+        // The media goes to the caller's address before the ACK (it may send at once).
+        let outs = drain(&mut c);
+        assert!(matches!(
+            outs.as_slice(),
+            [Output::Media(MediaUpdate {
+                codec: Codec::Pcma,
+                remote: Some(_),
+                ..
+            })]
+        ));
+        assert_eq!(c.poll_timeout(), Some(t0 + ACK_WAIT));
+        let ack = t0 + Duration::from_millis(40);
+        c.handle(
+            ack,
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: b"",
+            },
+        );
+        let outs = drain(&mut c);
+        assert_eq!(
+            events(&outs),
+            vec![&CallEvent::Answered { codec: Codec::Pcma }]
+        );
+        assert_eq!(c.state(), State::Answered);
+        c.handle(
+            ack + Duration::from_secs(5),
+            Input::Terminated { by_remote: true },
+        );
+        let s = summary(&c);
+        assert_eq!(s.outcome, Outcome::Answered);
+        assert_eq!(s.answer_ms, Some(40));
+        assert_eq!(s.duration_ms, 5000);
+        assert_eq!(s.hangup, Some(Hangup::Remote));
+    }
+
+    #[test]
+    fn an_inbound_offer_without_a_common_codec_is_refused() {
+        let t0 = Instant::now();
+        let formats = vec![Format::Audio(Codec::Pcmu)];
+        let local = LocalMedia::new("127.0.0.1".parse().unwrap(), 40000);
+        assert!(CallCore::incoming(
+            t0,
+            MAX,
+            formats.clone(),
+            local.clone(),
+            &sdp(30000, 9, "sendrecv")
+        )
+        .is_err());
+        assert!(CallCore::incoming(t0, MAX, formats, local, b"not sdp").is_err());
+    }
+
+    #[test]
+    fn an_inbound_hang_up_before_the_ack_waits_for_it_then_byes() {
+        let t0 = Instant::now();
+        let (mut c, _) = incoming(t0, &sdp(30000, 0, "sendrecv"));
+        drain(&mut c);
+        c.handle(t0, Input::Hangup);
+        assert!(drain(&mut c).is_empty(), "no BYE before the ACK");
+        c.handle(
+            t0 + Duration::from_millis(10),
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: b"",
+            },
+        );
+        assert_eq!(drain(&mut c).last(), Some(&Output::Bye));
+        assert!(c.is_over());
+        assert_eq!(summary(&c).hangup, Some(Hangup::Local));
+    }
+
+    #[test]
+    fn an_inbound_leg_without_an_ack_or_cancelled_ends_failed() {
+        let t0 = Instant::now();
+        let (mut c, _) = incoming(t0, &sdp(30000, 0, "sendrecv"));
+        c.handle(t0 + ACK_WAIT, Input::Timeout);
+        assert!(c.is_over());
+        assert_eq!(summary(&c).reason, "no ACK for our 200");
+        let (mut c, _) = incoming(t0, &sdp(30000, 0, "sendrecv"));
+        c.handle(t0, Input::Terminated { by_remote: true });
+        assert!(c.is_over());
+        let s = summary(&c);
+        assert_eq!((s.outcome, s.answer_ms), (Outcome::Failed, None));
     }
 }

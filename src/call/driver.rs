@@ -1,5 +1,6 @@
-//! The tokio driver of one leg: sends the INVITE, then turns what rsipstack and the media
-//! session report into [`Input`]s for the leg's [`CallCore`] and carries out its [`Output`]s.
+//! The tokio driver of one leg: sends the INVITE ([`dial`]) or answers the caller's
+//! ([`answer`]), then turns what rsipstack and the media session report into [`Input`]s for
+//! the leg's [`CallCore`] and carries out its [`Output`]s.
 //!
 //! It decides nothing itself — every rule (timeouts, CANCEL or BYE, outcomes, SDP answers,
 //! when to fail over or follow a redirect) is the core's; the driver only walks to the next
@@ -19,8 +20,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::core::{CallCore, Input, Output};
-use super::plan::Plan;
-use super::{Call, CallError, CallEvent, CallRequest, Command};
+use super::plan::{answer_contact, profile_formats, Plan};
+use super::{AnswerRequest, Call, CallError, CallEvent, CallRequest, Command};
 use crate::config::Trunk;
 use crate::media::dtmf::parse_info_body;
 use crate::media::session::{AudioFrame, MediaEvent, MediaSession};
@@ -130,14 +131,16 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
         on_answer: req.on_answer.clone(),
         _channel: channel,
         trunk_channel: leg.channel,
-        trunks,
-        current: first,
-        request: req,
+        redial: Some(Redial {
+            trunks,
+            current: first,
+            request: req,
+        }),
         next_leg: None,
         abandon: false,
     };
     tokio::spawn(
-        task.run(leg.invite, leg.states, cmd_rx, media_events)
+        task.run(Some(leg.invite), leg.states, cmd_rx, media_events)
             .instrument(span),
     );
     Ok(Call {
@@ -148,6 +151,160 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
         sent_audio: sent_rx,
         media: weak,
     })
+}
+
+/// Answers an admitted inbound INVITE: takes an RTP port, answers the caller's offer in a
+/// 200 and hands the leg to its own task, which reports [`CallEvent::Answered`] at the ACK.
+/// Errors here were answered to the caller already (488 for an offer we cannot take, 503
+/// without a free RTP port): no dialog is left.
+pub(super) async fn answer(
+    ua: Arc<UserAgent>,
+    incoming: crate::sip::inbound::IncomingCall,
+    req: AnswerRequest,
+) -> Result<Call, CallError> {
+    use rsipstack::sip::prelude::HeadersExt;
+    let mut tx = incoming.tx;
+    let call_id = tx
+        .original
+        .call_id_header()
+        .map(|h| h.value().to_string())
+        .unwrap_or_default();
+    let transport = match tx.connection.as_ref().map(|c| c.transport()) {
+        Some(rsipstack::sip::Transport::Tcp) => crate::config::Transport::Tcp,
+        Some(rsipstack::sip::Transport::Tls) => crate::config::Transport::Tls,
+        _ => crate::config::Transport::Udp,
+    };
+    let peer = std::net::SocketAddr::new(incoming.source, 5060);
+    let socket = match ua.ports.bind() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.reply(StatusCode::ServiceUnavailable).await;
+            return Err(e.into());
+        }
+    };
+    let local = LocalMedia::new(ua.media_addr(Some(peer)), socket.port);
+    let formats = profile_formats(req.profile.as_ref());
+    let (core, answer_sdp) = match CallCore::incoming(
+        std::time::Instant::now(),
+        req.max_duration,
+        formats,
+        local,
+        &tx.original.body,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(call_id = %call_id, error = %e, "inbound offer refused");
+            let _ = tx.reply(StatusCode::NotAcceptableHere).await;
+            return Err(CallError::Invite(format!("the caller's offer: {e}")));
+        }
+    };
+    let contact_user = req
+        .profile
+        .as_ref()
+        .and_then(|p| p.username.clone())
+        .unwrap_or_else(|| "outdial".into());
+    let contact = match answer_contact(&ua, &contact_user, transport, peer) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.reply(StatusCode::ServerInternalError).await;
+            return Err(e);
+        }
+    };
+    let (state_tx, states) = ua.dialog_layer.new_dialog_state_channel();
+    let dialog =
+        match ua
+            .dialog_layer
+            .get_or_create_server_invite(&tx, state_tx, None, Some(contact))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = tx.reply(StatusCode::ServerInternalError).await;
+                return Err(CallError::Invite(e.to_string()));
+            }
+        };
+    let options = MediaOptions {
+        tap_sent: req.tap_sent,
+        latching: req
+            .profile
+            .as_ref()
+            .map_or_else(Default::default, |p| p.rtp_latching),
+        ..Default::default()
+    };
+    let codec = core.codec().unwrap_or(crate::media::g711::Codec::Pcmu);
+    let (media, media_events) = match MediaSession::start_with(socket, codec, None, options) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = dialog.reject(Some(StatusCode::ServiceUnavailable), None);
+            ua.dialog_layer.remove_dialog(&dialog.id());
+            return Err(e.into());
+        }
+    };
+    let media = Arc::new(media);
+    let span = info_span!("call", call_id = %call_id, inbound = true);
+    if let Err(e) = dialog.accept(
+        Some(vec![Header::ContentType("application/sdp".into())]),
+        Some(answer_sdp.into_bytes()),
+    ) {
+        ua.dialog_layer.remove_dialog(&dialog.id());
+        return Err(CallError::Invite(e.to_string()));
+    }
+    info!(parent: &span, profile = %incoming.profile, "inbound call answered");
+    // The INVITE's server transaction: retransmits our 200 until the ACK (or a CANCEL).
+    let mut server = dialog.clone();
+    tokio::spawn(
+        async move {
+            if let Err(e) = server.handle(&mut tx).await {
+                debug!(error = %e, "inbound INVITE transaction ended with an error");
+            }
+        }
+        .instrument(span.clone()),
+    );
+
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let (audio_tx, audio_rx) = mpsc::channel(AUDIO_QUEUE);
+    let (sent_tx, sent_rx) = mpsc::channel(AUDIO_QUEUE);
+    let weak = Arc::downgrade(&media);
+    let task = CallTask {
+        ua,
+        dialog,
+        call_id: call_id.clone(),
+        core,
+        media,
+        events: event_tx,
+        audio: audio_tx,
+        sent_audio: sent_tx,
+        early_received: 0,
+        on_answer: None,
+        _channel: None,
+        trunk_channel: None,
+        redial: None,
+        next_leg: None,
+        abandon: false,
+    };
+    tokio::spawn(
+        task.run(None, states, cmd_rx, media_events)
+            .instrument(span),
+    );
+    Ok(Call {
+        call_id,
+        commands: cmd_tx,
+        events: event_rx,
+        audio: audio_rx,
+        sent_audio: sent_rx,
+        media: weak,
+    })
+}
+
+/// What an outbound leg needs to send its INVITE again (next target, next trunk, a
+/// redirect); an inbound leg has none.
+struct Redial {
+    /// The trunks not tried yet, in order.
+    trunks: VecDeque<Trunk>,
+    /// The trunk (and its resolved targets) the INVITE in flight went to.
+    current: Try,
+    /// What was asked (a failover makes the next trunk's plan from it).
+    request: CallRequest,
 }
 
 /// One INVITE about to go out: its plan and the trunk channel it holds.
@@ -252,12 +409,8 @@ struct CallTask {
     _channel: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The channel of the trunk the INVITE in flight went to.
     trunk_channel: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// The trunks not tried yet, in order.
-    trunks: VecDeque<Trunk>,
-    /// The trunk (and its resolved targets) the INVITE in flight went to.
-    current: Try,
-    /// What was asked (a failover makes the next trunk's plan from it).
-    request: CallRequest,
+    /// An outbound leg's trunks and plan; `None` for an inbound leg.
+    redial: Option<Redial>,
     /// The next trunk's INVITE, for the run loop to take over.
     next_leg: Option<Leg>,
     /// The INVITE in flight is to be given up (no response at all).
@@ -267,23 +420,29 @@ struct CallTask {
 impl CallTask {
     async fn run(
         mut self,
-        mut invite: tokio::task::JoinHandle<InviteResult>,
+        mut invite: Option<tokio::task::JoinHandle<InviteResult>>,
         mut states: rsipstack::dialog::dialog::DialogStateReceiver,
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut media_events: mpsc::Receiver<MediaEvent>,
     ) {
-        let mut invite_done = false;
+        let mut invite_done = invite.is_none();
         let mut commands_open = true;
+        // What the core decided before the task started (an inbound leg's media).
+        while let Some(out) = self.core.poll_output() {
+            self.execute(out).await;
+        }
         let mut media_open = true;
         let mut states_open = true;
         while !self.core.is_over() {
             if std::mem::take(&mut self.abandon) {
-                invite.abort();
+                if let Some(i) = &invite {
+                    i.abort();
+                }
                 invite_done = true;
             }
             if let Some(leg) = self.next_leg.take() {
                 // The call moved to another trunk: its INVITE and dialog replace the old.
-                invite = leg.invite;
+                invite = Some(leg.invite);
                 states = leg.states;
                 invite_done = false;
                 states_open = true;
@@ -294,7 +453,12 @@ impl CallTask {
                 .map(Instant::from_std)
                 .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600));
             tokio::select! {
-                res = &mut invite, if !invite_done => {
+                res = async {
+                    match invite.as_mut() {
+                        Some(i) => i.await,
+                        None => std::future::pending().await,
+                    }
+                }, if !invite_done => {
                     invite_done = true;
                     // States sent before the INVITE ended come first.
                     while let Ok(state) = states.try_recv() {
@@ -451,10 +615,20 @@ impl CallTask {
     /// record), else on the next trunk that takes it, and tells the core.
     async fn next_trunk(&mut self) {
         self.ua.dialog_layer.remove_dialog(&self.dialog.id());
-        match self.current.plan.next_target(&self.ua) {
+        let Some(mut redial) = self.redial.take() else {
+            self.core
+                .handle(std::time::Instant::now(), Input::NoTrunkLeft);
+            return;
+        };
+        self.next_trunk_of(&mut redial).await;
+        self.redial = Some(redial);
+    }
+
+    async fn next_trunk_of(&mut self, r: &mut Redial) {
+        match r.current.plan.next_target(&self.ua) {
             Ok(Some(_)) => {
                 let offer = self.core.offer(Direction::SendRecv);
-                match self
+                match r
                     .current
                     .send(&self.ua, &self.call_id, offer, &tracing::Span::current())
                 {
@@ -462,9 +636,9 @@ impl CallTask {
                         info!("trying the trunk's next address");
                         self.dialog = leg.dialog.clone();
                         self.next_leg = Some(leg);
-                        let name = self.current.trunk.as_ref().map(|t| t.name.clone());
-                        let timeout = self.current.trunk.as_ref().map(|t| t.invite_timeout);
-                        let more = self.current.plan.has_next_target() || !self.trunks.is_empty();
+                        let name = r.current.trunk.as_ref().map(|t| t.name.clone());
+                        let timeout = r.current.trunk.as_ref().map(|t| t.invite_timeout);
+                        let more = r.current.plan.has_next_target() || !r.trunks.is_empty();
                         self.core.handle(
                             std::time::Instant::now(),
                             Input::Redialed {
@@ -482,9 +656,9 @@ impl CallTask {
             Err(e) => warn!(error = %e, "the trunk's next address is not usable"),
         }
         self.trunk_channel = None;
-        while let Some(trunk) = self.trunks.pop_front() {
-            let attempt = match Plan::new(&self.ua, &self.request, Some(&trunk)).await {
-                Ok(plan) => Try::admit(&self.ua, &self.request, Some(&trunk), plan).await,
+        while let Some(trunk) = r.trunks.pop_front() {
+            let attempt = match Plan::new(&self.ua, &r.request, Some(&trunk)).await {
+                Ok(plan) => Try::admit(&self.ua, &r.request, Some(&trunk), plan).await,
                 Err(e) => Err(e),
             };
             let sent = attempt.and_then(|mut t| {
@@ -498,8 +672,8 @@ impl CallTask {
                     self.dialog = leg.dialog.clone();
                     self.trunk_channel = leg.channel.take();
                     self.next_leg = Some(leg);
-                    let more = t.plan.has_next_target() || !self.trunks.is_empty();
-                    self.current = t;
+                    let more = t.plan.has_next_target() || !r.trunks.is_empty();
+                    r.current = t;
                     self.core.handle(
                         std::time::Instant::now(),
                         Input::Redialed {
@@ -528,19 +702,29 @@ impl CallTask {
     /// identity and credentials), and tells the core.
     async fn redirect(&mut self, target: String) {
         self.ua.dialog_layer.remove_dialog(&self.dialog.id());
+        let Some(mut redial) = self.redial.take() else {
+            self.core
+                .handle(std::time::Instant::now(), Input::NoTrunkLeft);
+            return;
+        };
+        self.redirect_of(&mut redial, target).await;
+        self.redial = Some(redial);
+    }
+
+    async fn redirect_of(&mut self, r: &mut Redial, target: String) {
         self.trunk_channel = None;
-        let mut req = self.request.clone();
+        let mut req = r.request.clone();
         req.destination = target.clone();
         let sent = match Plan::new(&self.ua, &req, None).await {
             Ok(plan) => {
                 let mut t = Try {
-                    trunk: self.current.trunk.clone(),
+                    trunk: r.current.trunk.clone(),
                     plan,
                     channel: None,
                 };
                 let offer = self.core.offer(Direction::SendRecv);
                 let leg = t.send(&self.ua, &self.call_id, offer, &tracing::Span::current());
-                self.current = t;
+                r.current = t;
                 leg
             }
             Err(e) => Err(e),
@@ -551,7 +735,7 @@ impl CallTask {
                 self.dialog = leg.dialog.clone();
                 self.next_leg = Some(leg);
                 let trunk = self.core.trunk().unwrap_or_default().to_string();
-                let more = !self.trunks.is_empty();
+                let more = !r.trunks.is_empty();
                 self.core.handle(
                     std::time::Instant::now(),
                     Input::Redialed {
@@ -701,7 +885,16 @@ impl CallTask {
             }
             DialogState::Terminated(_, reason) => {
                 debug!(?reason, "dialog terminated");
-                let by_remote = matches!(reason, TerminatedReason::UasBye);
+                // The far end's BYE (or an inbound caller's CANCEL): rsipstack names a BYE
+                // by the side that sent it.
+                use rsipstack::transaction::key::TransactionRole;
+                let by_remote = match self.dialog.role() {
+                    TransactionRole::Client => matches!(reason, TerminatedReason::UasBye),
+                    TransactionRole::Server => matches!(
+                        reason,
+                        TerminatedReason::UacBye | TerminatedReason::UacCancel
+                    ),
+                };
                 self.input(Input::Terminated { by_remote }).await;
             }
             DialogState::Trying(_) => self.input(Input::Trying).await,

@@ -1,4 +1,4 @@
-//! One outbound leg: the only place that joins SIP signalling and media.
+//! One leg, outbound or inbound: the only place that joins SIP signalling and media.
 //!
 //! [`Call::dial`] works out the [`plan`] (destination, identity, codecs, the profile's trunks
 //! in their order), takes an RTP port, sends the INVITE and hands the leg to its own task
@@ -7,7 +7,8 @@
 //! Contact — whose decisions all come from the sans-IO [`core`]. The
 //! owner drives the leg with commands (play, send a frame or digits, hold, hang up) and reads
 //! [`CallEvent`]s (ringing, answered, re-offered, ended with a [`CallSummary`]) and received
-//! audio frames. No state is shared with the task behind locks. What happens once a leg is
+//! audio frames. [`Call::answer`] makes the same handle for an inbound call we answer (no
+//! trunks, no redial). No state is shared with the task behind locks. What happens once a leg is
 //! answered (detection, messages, bridges) is the [`flow`](crate::flow)'s business, not this
 //! module's: it must not know about campaigns, AMD or other legs.
 
@@ -77,6 +78,17 @@ impl CallRequest {
             on_answer: None,
         }
     }
+}
+
+/// How to answer an inbound call.
+#[derive(Debug, Clone)]
+pub struct AnswerRequest {
+    /// The carrier's profile: codecs we take, RTP latching, our Contact's user.
+    pub profile: Option<Profile>,
+    /// Longest answered call; then we hang up.
+    pub max_duration: Duration,
+    /// Deliver the audio we send too ([`Call::take_sent_audio`]).
+    pub tap_sent: bool,
 }
 
 /// How an answered leg ended, seen from the leg: our BYE or the far end's. The leg does not
@@ -231,6 +243,17 @@ impl Call {
     /// caller's (bad destination, no free RTP port): no INVITE went out.
     pub async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, CallError> {
         driver::dial(ua, req).await
+    }
+
+    /// Answers an admitted inbound INVITE (our 200 with the SDP answer) and starts the
+    /// call's task; [`CallEvent::Answered`] follows at the caller's ACK. On an error the
+    /// caller was refused already (488, 503) and no dialog is left.
+    pub async fn answer(
+        ua: Arc<UserAgent>,
+        incoming: crate::sip::inbound::IncomingCall,
+        req: AnswerRequest,
+    ) -> Result<Call, CallError> {
+        driver::answer(ua, incoming, req).await
     }
 
     pub fn call_id(&self) -> &str {

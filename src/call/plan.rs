@@ -140,9 +140,7 @@ impl Plan {
         for (name, value) in &req.headers {
             headers.push(Header::Other(name.clone(), value.clone()));
         }
-        let formats = profile.map(|p| formats_of(&p.codecs)).unwrap_or_else(|| {
-            formats_of(&[CodecName::Pcmu, CodecName::Pcma, CodecName::TelephoneEvent])
-        });
+        let formats = profile_formats(profile);
 
         Ok(Plan {
             callee,
@@ -196,6 +194,29 @@ impl Plan {
             })
             .unwrap_or(Codec::Pcmu)
     }
+}
+
+/// The formats a leg of `profile` offers (or takes from an offer): its codecs, else PCMU,
+/// PCMA and telephone-event.
+pub(super) fn profile_formats(profile: Option<&crate::config::Profile>) -> Vec<Format> {
+    profile.map(|p| formats_of(&p.codecs)).unwrap_or_else(|| {
+        formats_of(&[CodecName::Pcmu, CodecName::Pcma, CodecName::TelephoneEvent])
+    })
+}
+
+/// Our Contact for a dialog the peer at `peer` started over `transport` (an inbound call).
+pub(super) fn answer_contact(
+    ua: &UserAgent,
+    user: &str,
+    transport: Transport,
+    peer: SocketAddr,
+) -> Result<rsipstack::sip::Uri, CallError> {
+    let target = Target {
+        addr: peer,
+        transport,
+        host: peer.ip().to_string(),
+    };
+    Ok(contact_for(ua, &uri_user(user), &target)?.0)
 }
 
 /// The formats a profile's codecs offer, in its order, except that G.722 (listed only) comes

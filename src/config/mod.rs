@@ -558,6 +558,32 @@ pub struct Profile {
     /// Networks besides its trunks' own addresses that may send this carrier's inbound
     /// INVITEs (`inbound_allow`).
     pub inbound_allow: Vec<ipnet::IpNet>,
+    /// Where an inbound call's called number (the DID) is read (`inbound_number`).
+    pub inbound_number: InboundNumber,
+    /// Where an inbound call goes when no campaign's contact matches its caller: a `sip:` URI
+    /// or a number through this profile's trunks (`inbound_route`); `None`: 480.
+    pub inbound_route: Option<String>,
+}
+
+/// Which header of an inbound INVITE names the number called.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InboundNumber {
+    /// The Request-URI's user part (what the carrier routed on).
+    #[default]
+    RequestUri,
+    /// The To header's user part (carriers that rewrite the Request-URI to a registered
+    /// contact).
+    To,
+}
+
+impl InboundNumber {
+    pub fn parse(s: &str) -> Option<InboundNumber> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "request_uri" | "ruri" => Some(InboundNumber::RequestUri),
+            "to" => Some(InboundNumber::To),
+            _ => None,
+        }
+    }
 }
 
 impl Profile {
@@ -587,6 +613,8 @@ impl Profile {
             ping_up_after: 2,
             rtp_latching: crate::media::RtpLatching::Initial,
             inbound_allow: Vec::new(),
+            inbound_number: InboundNumber::RequestUri,
+            inbound_route: None,
         }
     }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::ConfigError;
 use super::reader::{self, Doc, Fields, Val};
-use super::{CodecName, HostPort, Profile, Secret, Transport, Trunk};
+use super::{CodecName, HostPort, InboundNumber, Profile, Secret, Transport, Trunk};
 use crate::media::RtpLatching;
 
 const KEYS: &[&str] = &[
@@ -38,6 +38,8 @@ const KEYS: &[&str] = &[
     "rtp_latching",
     "invite_timeout",
     "inbound_allow",
+    "inbound_number",
+    "inbound_route",
     "trunk",
 ];
 
@@ -359,6 +361,34 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
         .and_then(|v| networks(doc, "inbound_allow", v))
         .unwrap_or_default();
 
+    let mut inbound_number = InboundNumber::default();
+    if let Some(v) = f.get("inbound_number") {
+        if let Some(s) = doc.string("inbound_number", v) {
+            match InboundNumber::parse(&s) {
+                Some(n) => inbound_number = n,
+                None => doc.invalid("inbound_number", v, "must be one of request_uri, to"),
+            }
+        }
+    }
+    let inbound_route = f.get("inbound_route").and_then(|v| {
+        let s = doc.text("inbound_route", v)?;
+        let t = s.trim();
+        let lower = t.to_ascii_lowercase();
+        if lower.starts_with("sip:")
+            || lower.starts_with("sips:")
+            || crate::call::is_phone_number(t)
+        {
+            Some(t.to_string())
+        } else {
+            doc.invalid(
+                "inbound_route",
+                v,
+                "expected a sip: URI or a phone number (where unknown callers are connected)",
+            );
+            None
+        }
+    });
+
     let trunks = trunks?;
     let first = trunks.first()?.proxy.clone();
     let mut profile = Profile::new(name, first);
@@ -380,6 +410,8 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
     profile.ping_interval = ping_interval;
     profile.ping_down_after = ping_down_after;
     profile.inbound_allow = inbound_allow;
+    profile.inbound_number = inbound_number;
+    profile.inbound_route = inbound_route;
     profile.ping_up_after = ping_up_after;
     profile.rtp_latching = rtp_latching;
     Some(Parsed { profile, name_line })

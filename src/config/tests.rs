@@ -784,7 +784,7 @@ fn every_problem_is_reported_in_file_order() {
              transport, realm, username, password, password_env, register, register_expires, \
              from_user, from_domain, caller_id, pai, ppi, codecs, max_channels, max_cps, \
              outbound_proxy, ping_interval, ping_down_after, ping_up_after, rtp_latching, \
-             invite_timeout, inbound_allow, trunk (line 4)",
+             invite_timeout, inbound_allow, inbound_number, inbound_route, trunk (line 4)",
             "sip-profiles/acme.toml: proxy: missing; set the carrier's SIP server, e.g. \
              proxy = \"sip.carrier.example:5060\"",
         ]
@@ -1249,5 +1249,40 @@ fn inbound_allow_takes_networks_and_addresses() {
         profile_error(&format!("{PROXY}inbound_allow = [\"carrier.example\"]\n")),
         "sip-profiles/acme.toml: inbound_allow = [\"carrier.example\"]: \"carrier.example\" is not \
          an address or a network; expected such as \"203.0.113.0/24\" or \"198.51.100.7\" (line 2)"
+    );
+}
+
+#[test]
+fn inbound_number_and_route_say_where_the_did_is_and_where_strangers_go() {
+    let c = Fixture::new()
+        .profile(
+            "acme.toml",
+            &format!(
+                "{PROXY}inbound_number = \"to\"\ninbound_route = \"sip:reception@pbx.example\"\n"
+            ),
+        )
+        .load(&[])
+        .expect("loads");
+    let p = c.profile("acme").unwrap();
+    assert_eq!(p.inbound_number, crate::config::InboundNumber::To);
+    assert_eq!(
+        p.inbound_route.as_deref(),
+        Some("sip:reception@pbx.example")
+    );
+    let c = Fixture::new()
+        .profile("acme.toml", PROXY)
+        .load(&[])
+        .expect("loads");
+    let p = c.profile("acme").unwrap();
+    assert_eq!(p.inbound_number, crate::config::InboundNumber::RequestUri);
+    assert_eq!(p.inbound_route, None);
+    assert_eq!(
+        profile_error(&format!("{PROXY}inbound_number = \"from\"\n")),
+        "sip-profiles/acme.toml: inbound_number = \"from\": must be one of request_uri, to (line 2)"
+    );
+    assert_eq!(
+        profile_error(&format!("{PROXY}inbound_route = \"reception\"\n")),
+        "sip-profiles/acme.toml: inbound_route = \"reception\": expected a sip: URI or a phone \
+         number (where unknown callers are connected) (line 2)"
     );
 }

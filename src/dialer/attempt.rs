@@ -1,6 +1,6 @@
 //! One call attempt of a campaign: the campaign's settings turned into a call request and a
-//! flow plan, run through the one call-flow runner ([`crate::flow::run`]), and the report the
-//! attempt record (CDR) keeps.
+//! flow plan, run through the one call-flow runner ([`crate::flow::run`]; for a callback we
+//! answer, [`crate::flow::run_answered`]), and the report the attempt record (CDR) keeps.
 //!
 //! The plan itself (AMD verdict → message, voicemail after the greeting, bridge to the
 //! `connect_to` target, abandon, hang-up) is the flow's; this is a thin adapter. It owns no
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::amd::{Amd, AmdConfig, AmdResult};
 use crate::bridge::BridgeReport;
-use crate::call::{CallRequest, CallSummary};
+use crate::call::{AnswerRequest, Call, CallRequest, CallSummary};
 use crate::campaign::model::MachineAction;
 use crate::config::Profile;
 use crate::flow::core::FlowRecord;
@@ -57,6 +57,9 @@ pub struct AttemptPlan {
     pub registration: Option<crate::flow::control::Registration>,
     /// Told the dialog's facts at answer ([`CallRequest::on_answer`]).
     pub on_answer: Option<tokio::sync::mpsc::UnboundedSender<crate::sip::orphan::DialogFacts>>,
+    /// A callback to answer instead of dialing `destination` (which is then the caller's
+    /// number, and `caller_id` the number called).
+    pub incoming: Option<crate::sip::inbound::IncomingCall>,
 }
 
 /// What became of the attempt.
@@ -91,7 +94,7 @@ pub struct AttemptError(pub String);
 /// (campaign stopped, server shutting down).
 pub async fn run_attempt(
     ua: Arc<UserAgent>,
-    plan: AttemptPlan,
+    mut plan: AttemptPlan,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<AttemptReport, AttemptError> {
     let recorder = match &plan.record_to {
@@ -137,9 +140,26 @@ pub async fn run_attempt(
         stream: plan.stream.clone(),
         registration: plan.registration,
     };
-    let report = crate::flow::run(ua, request, flow_plan, stop)
-        .await
-        .map_err(|e| AttemptError(e.to_string()))?;
+    let report = match plan.incoming.take() {
+        Some(incoming) => {
+            let answer = AnswerRequest {
+                profile: plan.profile.clone(),
+                max_duration: plan.max_duration,
+                tap_sent: request.tap_sent,
+            };
+            let person = crate::flow::Person {
+                number: plan.destination.clone(),
+                from: plan.caller_id.clone().unwrap_or_default(),
+                max_duration: plan.max_duration,
+            };
+            let call = Call::answer(ua.clone(), incoming, answer)
+                .await
+                .map_err(|e| AttemptError(e.to_string()))?;
+            crate::flow::run_answered(ua, call, person, flow_plan, stop).await
+        }
+        None => crate::flow::run(ua, request, flow_plan, stop).await,
+    }
+    .map_err(|e| AttemptError(e.to_string()))?;
     let recording = match (plan.record_to, &report.recording_error) {
         (Some(path), None) if report.summary.outcome == Outcome::Answered => Some(path),
         (Some(path), Some(e)) if report.summary.outcome == Outcome::Answered => {

@@ -849,6 +849,7 @@ impl Engine {
             stream: Some(stream),
             registration: Some(registration),
             on_answer: None,
+            incoming: None,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let serial = self.next_serial;
@@ -884,7 +885,7 @@ impl Engine {
 /// `ai_agent_url`: a Twilio Media Streams socket) — with, when the agent leaves and is set to
 /// connect, its hand-off target or else `connect_to` — or, without an agent, `connect_to`; see
 /// [`bridge_target`].
-fn connect_plan(
+pub(super) fn connect_plan(
     settings: &CampaignSettings,
     profile: Option<&Profile>,
     campaign_id: i64,
@@ -1001,11 +1002,11 @@ fn bridge_target(
 }
 
 /// A campaign's agent pool as the bridge sees it: leases and releases through the store.
-struct StoreAgents {
-    store: Store,
-    campaign_id: i64,
-    node: String,
-    config: Arc<Config>,
+pub(super) struct StoreAgents {
+    pub(super) store: Store,
+    pub(super) campaign_id: i64,
+    pub(super) node: String,
+    pub(super) config: Arc<Config>,
 }
 
 #[async_trait::async_trait]
@@ -1196,44 +1197,8 @@ impl AttemptJob {
         };
         let result = match &report {
             Ok(r) => {
-                let s = &r.summary;
-                record.call_id = s.call_id.clone();
-                record.ring_ms = s.ring_ms.map(|v| v as i64);
-                record.answer_ms = s.answer_ms.map(|v| v as i64);
-                record.duration_ms = s.duration_ms as i64;
-                record.sip_code = s.sip_code.map(i64::from);
-                record.reason = s.reason.clone();
-                record.outcome = s.outcome.as_str().to_string();
-                record.ended_by = r.ended_by;
-                record.codec = s.codec.map(str::to_string);
-                record.rtp_sent = s.rtp.sent as i64;
-                record.rtp_received = s.rtp.received as i64;
-                record.rtp_lost = s.rtp.lost;
-                record.jitter_ms = Some(s.rtp.jitter_ms);
-                record.rtt_ms = s.rtp.rtt_ms;
-                record.rtp_rejected_source = s.rtp.rejected_source as i64;
-                record.rtp_latched_to = s.rtp.latched_to.map(|a| a.to_string());
-                record.trunk = s.trunk.clone();
-                record.failover = s.failover.clone();
-                record.sit = s.sit.map(str::to_string);
-                record.dtmf = s.dtmf_received.clone();
-                record.digits = r.digits.clone();
-                record.recording = r.reply.as_ref().map(|p| p.display().to_string());
-                record.bridge = bridge_record(r);
-                record.recording_path = r.recording.as_ref().map(|p| p.display().to_string());
-                let mut machine = false;
-                if let Some(a) = &r.amd {
-                    record.amd_verdict = Some(a.verdict.name().to_string());
-                    record.answered_by = Some(a.answered_by.name().to_string());
-                    record.amd_cause = Some(a.cause.name().to_string());
-                    record.amd_confidence = Some(a.confidence as f64);
-                    record.amd_decision_ms = a.decision_ms.map(|v| v as i64);
-                    record.beep_ms = a.beep_ms.map(|v| v as i64);
-                    // A machine, a fax, or a line where nobody ever spoke.
-                    machine = a.verdict == crate::amd::Verdict::Machine
-                        || a.cause == crate::amd::Cause::Initialsilence;
-                }
-                AttemptResult::from_call(s.outcome, machine)
+                let machine = fill_record(&mut record, r);
+                AttemptResult::from_call(r.summary.outcome, machine)
             }
             Err(e) => {
                 record.outcome = "failed".into();
@@ -1313,6 +1278,49 @@ impl AttemptJob {
             at: ended_at,
         }
     }
+}
+
+/// The attempt record's fields from what the call reported; whether AMD found a machine (a
+/// fax, or a line where nobody spoke). One reading for outbound attempts and callbacks.
+pub(super) fn fill_record(record: &mut AttemptRecord, r: &AttemptReport) -> bool {
+    let s = &r.summary;
+    record.call_id = s.call_id.clone();
+    record.ring_ms = s.ring_ms.map(|v| v as i64);
+    record.answer_ms = s.answer_ms.map(|v| v as i64);
+    record.duration_ms = s.duration_ms as i64;
+    record.sip_code = s.sip_code.map(i64::from);
+    record.reason = s.reason.clone();
+    record.outcome = s.outcome.as_str().to_string();
+    record.ended_by = r.ended_by;
+    record.codec = s.codec.map(str::to_string);
+    record.rtp_sent = s.rtp.sent as i64;
+    record.rtp_received = s.rtp.received as i64;
+    record.rtp_lost = s.rtp.lost;
+    record.jitter_ms = Some(s.rtp.jitter_ms);
+    record.rtt_ms = s.rtp.rtt_ms;
+    record.rtp_rejected_source = s.rtp.rejected_source as i64;
+    record.rtp_latched_to = s.rtp.latched_to.map(|a| a.to_string());
+    record.trunk = s.trunk.clone();
+    record.failover = s.failover.clone();
+    record.sit = s.sit.map(str::to_string);
+    record.dtmf = s.dtmf_received.clone();
+    record.digits = r.digits.clone();
+    record.recording = r.reply.as_ref().map(|p| p.display().to_string());
+    record.bridge = bridge_record(r);
+    record.recording_path = r.recording.as_ref().map(|p| p.display().to_string());
+    let mut machine = false;
+    if let Some(a) = &r.amd {
+        record.amd_verdict = Some(a.verdict.name().to_string());
+        record.answered_by = Some(a.answered_by.name().to_string());
+        record.amd_cause = Some(a.cause.name().to_string());
+        record.amd_confidence = Some(a.confidence as f64);
+        record.amd_decision_ms = a.decision_ms.map(|v| v as i64);
+        record.beep_ms = a.beep_ms.map(|v| v as i64);
+        // A machine, a fax, or a line where nobody ever spoke.
+        machine = a.verdict == crate::amd::Verdict::Machine
+            || a.cause == crate::amd::Cause::Initialsilence;
+    }
+    machine
 }
 
 /// The detection a campaign's AMD mode asks for (`None` when it is off).

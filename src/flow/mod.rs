@@ -18,5 +18,5 @@ pub mod steps;
 pub mod tap;
 
 pub use record::record_call;
-pub use runner::{run, Connect, FlowError, FlowPlan, FlowReport};
+pub use runner::{run, run_answered, Connect, FlowError, FlowPlan, FlowReport, Person};
 pub use tap::AmdTap;

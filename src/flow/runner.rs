@@ -141,6 +141,45 @@ pub async fn run(
     ua: Arc<UserAgent>,
     request: CallRequest,
     plan: FlowPlan,
+    stop: watch::Receiver<bool>,
+) -> Result<FlowReport, FlowError> {
+    let person = Person {
+        number: request.destination.clone(),
+        from: request.caller_id.clone().unwrap_or_default(),
+        max_duration: request.max_duration,
+    };
+    let call = Call::dial(ua.clone(), request).await?;
+    drive(ua, call, person, plan, stop).await
+}
+
+/// The person the flow serves: the callee of [`run`], the caller of [`run_answered`].
+#[derive(Debug, Clone)]
+pub struct Person {
+    /// The person's number (the callee we dial, or the caller who called us).
+    pub number: String,
+    /// The other party's number as an AI agent is told (our caller ID, or the number called).
+    pub from: String,
+    /// Longest call.
+    pub max_duration: Duration,
+}
+
+/// Runs the plan on an inbound call we answer ([`Call::answer`]) until it ends: the same
+/// script as [`run`] from the answer on (a plan for an inbound call has no detection).
+pub async fn run_answered(
+    ua: Arc<UserAgent>,
+    call: Call,
+    person: Person,
+    plan: FlowPlan,
+    stop: watch::Receiver<bool>,
+) -> Result<FlowReport, FlowError> {
+    drive(ua, call, person, plan, stop).await
+}
+
+async fn drive(
+    ua: Arc<UserAgent>,
+    mut call: Call,
+    person: Person,
+    plan: FlowPlan,
     mut stop: watch::Receiver<bool>,
 ) -> Result<FlowReport, FlowError> {
     let settings = FlowSettings {
@@ -157,19 +196,18 @@ pub async fn run(
             .map_or(Duration::ZERO, |c| c.queue_timeout),
         hang_up_when_idle: plan.hang_up_when_idle,
     };
-    let callee_number = request.destination.clone();
-    let max_duration = request.max_duration;
+    let callee_number = person.number.clone();
+    let max_duration = person.max_duration;
     let stream = plan.stream.clone().unwrap_or_else(|| StreamInfo {
         ids: twilio::StreamIds {
             account_sid: twilio::account_sid(0),
             call_sid: twilio::random_sid("CA"),
             stream_sid: twilio::random_sid("MZ"),
         },
-        from: request.caller_id.clone().unwrap_or_default(),
-        to: request.destination.clone(),
+        from: person.from.clone(),
+        to: person.number.clone(),
     });
     let mut registration = plan.registration;
-    let mut call = Call::dial(ua.clone(), request).await?;
     // Warm start: the agent's socket opens while the call rings and the detector listens.
     let warm = match plan.connect.as_ref().map(|c| &c.target) {
         Some(BridgeTarget::Agent(agent)) => {

@@ -6,8 +6,9 @@
 //! dialog are handed to that dialog, whose state changes reach the call's own
 //! task; nothing here holds per-call state. Out-of-dialog OPTIONS get 200,
 //! unknown dialogs 481, methods we do not serve 405 (501 for unknown ones,
-//! answered by the socket guard); an INVITE from a carrier's address 480 (inbound
-//! calls are not routed yet), from any other address 403 ([`super::inbound`]). It
+//! answered by the socket guard); an INVITE from any address but a carrier's 403
+//! ([`super::inbound`]); a carrier's goes to the inbound router when one is installed
+//! ([`UserAgent::route_inbound`]), else 480 (503 while the router is full). It
 //! also keeps each trunk's health (OPTIONS pings), limits and the one DNS resolver.
 
 use std::collections::HashMap;
@@ -32,7 +33,7 @@ use tracing::{debug, info, warn};
 
 use super::dns::{DnsResolver, Request, Target};
 use super::guard::GuardedUdpSocket;
-use super::inbound::{source_of, InboundGate};
+use super::inbound::{source_of, InboundGate, IncomingCall};
 use super::limits::TrunkLimit;
 use super::trunks::{Health, HealthState};
 use super::SipError;
@@ -85,6 +86,8 @@ pub struct UserAgent {
     dns: DnsResolver,
     /// The addresses carriers' inbound INVITEs may come from (anything else gets 403).
     inbound: Arc<InboundGate>,
+    /// Where admitted inbound INVITEs go (set once by whoever routes them).
+    router: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<IncomingCall>>>,
 }
 
 /// One trunk's health as `GET /v1/trunks` shows it.
@@ -192,11 +195,13 @@ impl UserAgent {
             }
         });
         let inbound = Arc::new(InboundGate::new(&config.profiles));
+        let router = Arc::new(std::sync::OnceLock::new());
         tokio::spawn(serve_requests(
             incoming,
             dialog_layer.clone(),
             user_agent.clone(),
             inbound.clone(),
+            router.clone(),
         ));
 
         let ports = PortPool::new(
@@ -222,7 +227,14 @@ impl UserAgent {
             health: parking_lot::Mutex::new(HashMap::new()),
             dns,
             inbound,
+            router,
         }))
+    }
+
+    /// Sends every admitted inbound INVITE to `router` from now on (once per process; a
+    /// second router is refused: `false`). Whoever receives them answers them.
+    pub fn route_inbound(&self, router: tokio::sync::mpsc::Sender<IncomingCall>) -> bool {
+        self.router.set(router).is_ok()
     }
 
     pub fn endpoint(&self) -> EndpointInnerRef {
@@ -758,6 +770,7 @@ async fn serve_requests(
     dialogs: Arc<DialogLayer>,
     server: String,
     inbound: Arc<InboundGate>,
+    router: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<IncomingCall>>>,
 ) {
     while let Some(mut tx) = incoming.recv().await {
         let has_to_tag = tx
@@ -785,11 +798,38 @@ async fn serve_requests(
                 StatusCode::CallTransactionDoesNotExist
             }
             Method::Invite => match source_of(&tx.original) {
-                // A carrier's call: routing inbound calls is not built yet.
-                Some(ip) if inbound.profile_for(ip).is_some() => StatusCode::TemporarilyUnavailable,
+                Some(ip) => match inbound.profile_for(ip) {
+                    // A carrier's call: the router answers it.
+                    Some(profile) => match router.get() {
+                        Some(route) => {
+                            let call = IncomingCall {
+                                tx,
+                                profile,
+                                source: ip,
+                            };
+                            match route.try_send(call) {
+                                Ok(()) => continue,
+                                Err(e) => {
+                                    warn!("inbound call refused: the router is busy");
+                                    let call = match e {
+                                        tokio::sync::mpsc::error::TrySendError::Full(c)
+                                        | tokio::sync::mpsc::error::TrySendError::Closed(c) => c,
+                                    };
+                                    tokio::spawn(call.refuse(StatusCode::ServiceUnavailable));
+                                    continue;
+                                }
+                            }
+                        }
+                        None => StatusCode::TemporarilyUnavailable,
+                    },
+                    None => {
+                        debug!(source = %ip, "INVITE from an address of no trunk");
+                        StatusCode::Forbidden
+                    }
+                },
                 // Not from a configured trunk: refused before any dialog exists.
-                source => {
-                    debug!(?source, "INVITE from an address of no trunk");
+                None => {
+                    debug!("INVITE whose source is not an address");
                     StatusCode::Forbidden
                 }
             },

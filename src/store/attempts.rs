@@ -27,6 +27,34 @@ use crate::campaign::model::{EndedBy, Millis};
 pub const ANSWERED: &str = "answered";
 const QUARTER_HOUR_MS: i64 = 15 * 60 * 1000;
 
+/// Which way a recorded call went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallDirection {
+    /// We dialed the contact (a campaign attempt).
+    #[default]
+    Outbound,
+    /// The contact called us (a callback, matched to the campaign and contact).
+    Inbound,
+}
+
+impl CallDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallDirection::Outbound => "outbound",
+            CallDirection::Inbound => "inbound",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CallDirection> {
+        match s {
+            "outbound" => Some(CallDirection::Outbound),
+            "inbound" => Some(CallDirection::Inbound),
+            _ => None,
+        }
+    }
+}
+
 /// One call attempt as the call reports it (a CDR).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -91,6 +119,8 @@ pub struct AttemptRecord {
     pub rtp_rejected_source: i64,
     /// Where our RTP went instead of the SDP address, when it moved (symmetric RTP).
     pub rtp_latched_to: Option<String>,
+    /// Which way the call went: we dialed the contact, or the contact called us back.
+    pub direction: CallDirection,
     /// The agent leg (all empty when the call was not bridged to an agent).
     #[serde(flatten)]
     pub bridge: BridgeRecord,
@@ -201,7 +231,7 @@ const COLUMNS: &str = "id, campaign_id, contact_id, attempt_number, call_id, sip
     duration_ms, sip_code, reason, outcome, ended_by, codec, amd_mode, amd_verdict, answered_by, \
     amd_cause, amd_confidence, amd_decision_ms, beep_ms, rtp_sent, rtp_received, rtp_lost, \
     jitter_ms, rtt_ms, recording_path, dtmf, digits, recording, trunk, failover, sit, \
-    rtp_rejected_source, rtp_latched_to, agent_call_id, agent_id, \
+    rtp_rejected_source, rtp_latched_to, direction, agent_call_id, agent_id, \
     agent_name, agent_ring_at, agent_answer_at, bridge_start_at, bridge_end_at, talk_ms, \
     queue_wait_ms, agent_idle_ms, abandoned, bridge_kind, bridge_target, call_sid, \
     agent_first_audio_ms, agent_marks, agent_clears";
@@ -330,6 +360,12 @@ fn attempt_from(row: &AnyRow) -> Result<CallAttempt> {
             sit: row.try_get("sit")?,
             rtp_rejected_source: row.try_get("rtp_rejected_source")?,
             rtp_latched_to: row.try_get("rtp_latched_to")?,
+            direction: {
+                let text: String = row.try_get("direction")?;
+                CallDirection::parse(&text).ok_or_else(|| {
+                    StoreError::Invalid(format!("call_attempts.direction: {text:?}"))
+                })?
+            },
             bridge: bridge_from(row)?,
         },
     })
@@ -380,6 +416,7 @@ fn record_args(r: &AttemptRecord) -> Vec<Arg> {
         Arg::OptText(r.sit.clone()),
         Arg::I64(r.rtp_rejected_source),
         Arg::OptText(r.rtp_latched_to.clone()),
+        Arg::Text(r.direction.as_str().to_string()),
     ]
     .into_iter()
     .chain(bridge_args(&r.bridge))
@@ -551,7 +588,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT started_at / 900000 AS q, COUNT(*) AS n, \
                     CAST(COALESCE(SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END), 0) AS BIGINT) AS answered \
-             FROM call_attempts WHERE campaign_id = $1 GROUP BY started_at / 900000",
+             FROM call_attempts WHERE campaign_id = $1 AND direction = 'outbound' \
+             GROUP BY started_at / 900000",
         )
         .bind(campaign_id)
         .fetch_all(&self.pool)
@@ -609,7 +647,7 @@ impl Store {
                     CAST(COALESCE(SUM(CASE WHEN outcome = 'answered' \
                          AND (answered_by IS NULL OR answered_by = 'human') THEN 1 ELSE 0 END), 0) AS BIGINT) AS human, \
                     CAST(COALESCE(SUM(CASE WHEN outcome = 'answered' THEN duration_ms ELSE 0 END), 0) AS BIGINT) AS talk_ms \
-             FROM call_attempts WHERE campaign_id = $1",
+             FROM call_attempts WHERE campaign_id = $1 AND direction = 'outbound'",
         )
         .bind(campaign_id)
         .fetch_one(&self.pool)
@@ -740,7 +778,8 @@ impl Store {
         let sql = format!(
             "SELECT CAST(COALESCE(SUM(CASE WHEN {PERSON} THEN 1 ELSE 0 END), 0) AS BIGINT) AS people, \
                     CAST(COALESCE(SUM(CASE WHEN {PERSON} AND abandoned = 1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS abandoned \
-             FROM call_attempts WHERE campaign_id = $1 AND started_at >= $2"
+             FROM call_attempts WHERE campaign_id = $1 AND started_at >= $2 \
+             AND direction = 'outbound'"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(campaign_id)
@@ -772,7 +811,8 @@ impl Store {
                     CAST(COALESCE(SUM(CASE WHEN outcome = 'answered' THEN COALESCE(answer_ms, 0) ELSE 0 END), 0) AS BIGINT) AS answer_ms, \
                     CAST(COALESCE(SUM(CASE WHEN talk_ms IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS bridged, \
                     CAST(COALESCE(SUM(COALESCE(talk_ms, 0)), 0) AS BIGINT) AS talk_ms \
-             FROM call_attempts WHERE campaign_id = $1 AND started_at >= $2"
+             FROM call_attempts WHERE campaign_id = $1 AND started_at >= $2 \
+             AND direction = 'outbound'"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(campaign_id)

@@ -446,7 +446,8 @@ impl Store {
         sql.text = format!(
             "SELECT campaign_id, COUNT(*) AS n, \
                     CAST(COALESCE(SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END), 0) AS BIGINT) AS answered \
-             FROM call_attempts WHERE campaign_id IN ({list}) GROUP BY campaign_id"
+             FROM call_attempts WHERE campaign_id IN ({list}) AND direction = 'outbound' \
+             GROUP BY campaign_id"
         );
         for row in sql.query().fetch_all(&self.pool).await? {
             let id: i64 = row.try_get("campaign_id")?;

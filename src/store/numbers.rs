@@ -371,6 +371,42 @@ impl Store {
         row.map(|r| Ok((r.try_get("account_id")?, r.try_get("id")?)))
             .transpose()
     }
+
+    /// For a callback from `caller` to `called` (both E.164): the campaign and contact of the
+    /// most recent outbound call to `caller` from `called` (our caller ID then) started at or
+    /// after `since`, within `account` when the called number is an account's. The link a
+    /// callback carries when its caller is not a contact of the campaign owning the number.
+    pub async fn last_call_to(
+        &self,
+        caller: &str,
+        called: &str,
+        account: Option<i64>,
+        since: Millis,
+    ) -> Result<Option<(i64, i64)>> {
+        let bare = called.trim_start_matches('+');
+        let mut sql = String::from(
+            "SELECT a.campaign_id, a.contact_id FROM call_attempts a \
+             JOIN campaigns c ON c.id = a.campaign_id \
+             WHERE a.destination IN ($1, $2) AND a.caller_id IN ($3, $4) \
+             AND a.direction = 'outbound' AND a.started_at >= $5 AND a.contact_id IS NOT NULL",
+        );
+        if account.is_some() {
+            sql.push_str(" AND c.account_id = $6");
+        }
+        sql.push_str(" ORDER BY a.started_at DESC, a.id DESC LIMIT 1");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(caller.to_string())
+            .bind(caller.trim_start_matches('+').to_string())
+            .bind(called.to_string())
+            .bind(bare.to_string())
+            .bind(since);
+        if let Some(a) = account {
+            q = q.bind(a);
+        }
+        let row = q.fetch_optional(&self.pool).await?;
+        row.map(|r| Ok((r.try_get("campaign_id")?, r.try_get("contact_id")?)))
+            .transpose()
+    }
 }
 
 #[cfg(test)]
