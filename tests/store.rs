@@ -1174,7 +1174,7 @@ fn full_record(campaign_id: i64, contact_id: i64) -> AttemptRecord {
         sit: Some("VC".into()),
         rtp_rejected_source: 3,
         rtp_latched_to: Some("192.0.2.7:40000".into()),
-        direction: outdial::store::attempts::CallDirection::Inbound,
+        direction: outdial::store::attempts::CallDirection::Outbound,
         bridge: BridgeRecord {
             agent_call_id: Some("b2b-leg-7@outdial".into()),
             agent_id: Some(7),
@@ -1306,6 +1306,24 @@ async fn attempt_cdr_round_trip_and_filters(db: &TestDb) {
         (1, vec![aid])
     );
 
+    let report = s.campaign_report(id, "UTC").await.unwrap();
+    assert_eq!(
+        (
+            report.calls.answered,
+            report.calls.not_answered,
+            report.calls.total
+        ),
+        (1, 1, 2)
+    );
+    // A callback is on the contact's record but not in the dialing figures.
+    let callback = AttemptRecord {
+        direction: outdial::store::attempts::CallDirection::Inbound,
+        started_at: NOW + 120_000,
+        ..full_record(id, vip.id)
+    };
+    let cid = s.insert_attempt(&callback).await.unwrap();
+    assert_eq!(s.get_attempt(cid).await.unwrap().record, callback);
+    assert_eq!(list(for_campaign.clone()).await, (3, vec![cid, bid, aid]));
     let report = s.campaign_report(id, "UTC").await.unwrap();
     assert_eq!(
         (
