@@ -20,7 +20,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 # Debian packages the integration tests and the demo need.
-PACKAGES := sip-tester baresip kamailio kamailio-extra-modules sox espeak-ng rtpengine-daemon python3 python3-venv python3-pip curl \
+PACKAGES := sip-tester baresip kamailio kamailio-extra-modules kamailio-tls-modules sox espeak-ng rtpengine-daemon python3 python3-venv python3-pip curl \
 	festival flite festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 # Python tools the tests run (tests/api.rs validates the OpenAPI document; the AI-agent peers in
 # tests/peers/agents/), every package pinned in tests/requirements-tools.txt, installed into .venv.

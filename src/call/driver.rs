@@ -324,6 +324,9 @@ struct Leg {
 
 impl Try {
     /// Takes a channel of `trunk`'s own (its `max_channels`, then its `max_cps` slot).
+    /// Over TCP or TLS, also opens the connection first (or finds it open), so that a refused
+    /// connection or a certificate that does not verify fails this trunk at once with that
+    /// reason, rather than as a silent timer B.
     async fn admit(
         ua: &UserAgent,
         req: &CallRequest,
@@ -334,6 +337,24 @@ impl Try {
             (Some(p), Some(t)) => ua.one_trunk_limit(p, t).admit().await?,
             _ => None,
         };
+        let reliable = plan.destination.as_ref().filter(|d| {
+            matches!(
+                d.r#type,
+                Some(rsipstack::sip::Transport::Tcp | rsipstack::sip::Transport::Tls)
+            )
+        });
+        if let Some(dest) = reliable {
+            if let Err(e) = ua.endpoint().transport_layer.lookup(dest, None).await {
+                let transport = match dest.r#type {
+                    Some(rsipstack::sip::Transport::Tls) => "TLS",
+                    _ => "TCP",
+                };
+                return Err(CallError::Invite(format!(
+                    "cannot connect to {} over {transport}: {e}",
+                    dest.addr
+                )));
+            }
+        }
         Ok(Try {
             trunk: trunk.cloned(),
             plan,

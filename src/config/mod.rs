@@ -563,6 +563,12 @@ pub struct Profile {
     /// Where an inbound call goes when no campaign's contact matches its caller: a `sip:` URI
     /// or a number through this profile's trunks (`inbound_route`); `None`: 480.
     pub inbound_route: Option<String>,
+    /// PEM CA certificates a TLS trunk's server certificate must chain to (`tls_ca_file`),
+    /// besides the system's bundle.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Our client certificate and its key for carriers that ask for one (`tls_cert_file`,
+    /// `tls_key_file`).
+    pub tls_client: Option<(PathBuf, PathBuf)>,
 }
 
 /// Which header of an inbound INVITE names the number called.
@@ -615,6 +621,8 @@ impl Profile {
             inbound_allow: Vec::new(),
             inbound_number: InboundNumber::RequestUri,
             inbound_route: None,
+            tls_ca_file: None,
+            tls_client: None,
         }
     }
 

@@ -40,6 +40,9 @@ const KEYS: &[&str] = &[
     "inbound_allow",
     "inbound_number",
     "inbound_route",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
     "trunk",
 ];
 
@@ -389,6 +392,30 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
         }
     });
 
+    let tls_ca_file = f
+        .get("tls_ca_file")
+        .and_then(|v| pem_file(doc, "tls_ca_file", v));
+    let tls_cert_file = f
+        .get("tls_cert_file")
+        .and_then(|v| pem_file(doc, "tls_cert_file", v));
+    let tls_key_file = f
+        .get("tls_key_file")
+        .and_then(|v| pem_file(doc, "tls_key_file", v));
+    for (have, key, missing) in [
+        (tls_cert_file.is_some(), "tls_cert_file", "tls_key_file"),
+        (tls_key_file.is_some(), "tls_key_file", "tls_cert_file"),
+    ] {
+        if have && f.get(missing).is_none() {
+            if let Some(v) = f.get(key) {
+                doc.invalid(
+                    key,
+                    v,
+                    format!("a client certificate needs both tls_cert_file and tls_key_file (missing: {missing})"),
+                );
+            }
+        }
+    }
+
     let trunks = trunks?;
     let first = trunks.first()?.proxy.clone();
     let mut profile = Profile::new(name, first);
@@ -412,6 +439,8 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
     profile.inbound_allow = inbound_allow;
     profile.inbound_number = inbound_number;
     profile.inbound_route = inbound_route;
+    profile.tls_ca_file = tls_ca_file;
+    profile.tls_client = tls_cert_file.zip(tls_key_file);
     profile.ping_up_after = ping_up_after;
     profile.rtp_latching = rtp_latching;
     Some(Parsed { profile, name_line })
@@ -562,6 +591,30 @@ fn limits(doc: &mut Doc<'_>, f: &Fields<'_, '_>) -> (Option<u32>, Option<f64>) {
         }
     });
     (max_channels, max_cps)
+}
+
+/// A PEM file's path (relative to the profile's folder), which must be a readable file.
+fn pem_file(doc: &mut Doc<'_>, key: &str, v: &Val<'_>) -> Option<PathBuf> {
+    let text = doc.text(key, v)?;
+    let path = Path::new(text.trim());
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        doc.file
+            .parent()
+            .map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
+    };
+    match std::fs::File::open(&path) {
+        Ok(_) if path.is_file() => Some(path),
+        Ok(_) => {
+            doc.invalid(key, v, format!("{} is not a file", path.display()));
+            None
+        }
+        Err(e) => {
+            doc.invalid(key, v, format!("cannot read {}: {e}", path.display()));
+            None
+        }
+    }
 }
 
 /// A list of networks (`"203.0.113.0/24"`, `"2001:db8::/32"`) or single addresses.

@@ -784,7 +784,8 @@ fn every_problem_is_reported_in_file_order() {
              transport, realm, username, password, password_env, register, register_expires, \
              from_user, from_domain, caller_id, pai, ppi, codecs, max_channels, max_cps, \
              outbound_proxy, ping_interval, ping_down_after, ping_up_after, rtp_latching, \
-             invite_timeout, inbound_allow, inbound_number, inbound_route, trunk (line 4)",
+             invite_timeout, inbound_allow, inbound_number, inbound_route, tls_ca_file, \
+             tls_cert_file, tls_key_file, trunk (line 4)",
             "sip-profiles/acme.toml: proxy: missing; set the carrier's SIP server, e.g. \
              proxy = \"sip.carrier.example:5060\"",
         ]
@@ -1128,7 +1129,7 @@ fn odd_inputs_give_one_line_errors_without_panicking() {
         if let Err(lines) = fx.load(&[]) {
             for line in lines {
                 assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
-                assert!(line.len() < 400, "{line}");
+                assert!(line.len() < 500, "{line}");
             }
         }
     }
@@ -1284,5 +1285,32 @@ fn inbound_number_and_route_say_where_the_did_is_and_where_strangers_go() {
         profile_error(&format!("{PROXY}inbound_route = \"reception\"\n")),
         "sip-profiles/acme.toml: inbound_route = \"reception\": expected a sip: URI or a phone \
          number (where unknown callers are connected) (line 2)"
+    );
+}
+
+#[test]
+fn tls_files_must_be_readable_and_a_client_certificate_needs_its_key() {
+    let err = profile_error(&format!("{PROXY}tls_ca_file = \"no-such-ca.pem\"\n"));
+    assert!(
+        err.starts_with("sip-profiles/acme.toml: tls_ca_file = \"no-such-ca.pem\": cannot read ")
+            && err.contains("no-such-ca.pem"),
+        "{err}"
+    );
+    let f = Fixture::new();
+    std::fs::write(
+        f.profiles_dir().join("client.pem"),
+        "-----BEGIN CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let err = f
+        .profile(
+            "acme.toml",
+            &format!("{PROXY}tls_cert_file = \"client.pem\"\n"),
+        )
+        .one_error(&[]);
+    assert_eq!(
+        err,
+        "sip-profiles/acme.toml: tls_cert_file = \"client.pem\": a client certificate needs both \
+         tls_cert_file and tls_key_file (missing: tls_key_file) (line 2)"
     );
 }

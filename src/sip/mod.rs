@@ -41,6 +41,8 @@ pub enum SipError {
     Resolve { host: String, reason: String },
     #[error("SIP stack error: {0}")]
     Stack(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

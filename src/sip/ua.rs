@@ -110,6 +110,9 @@ impl UserAgent {
     pub async fn start(config: &Config) -> Result<Arc<UserAgent>, SipError> {
         let cancel = CancellationToken::new();
         let transport_layer = TransportLayer::new(cancel.child_token());
+        if let Some(tls) = tls_config(&config.profiles)? {
+            transport_layer.set_tls_config(tls);
+        }
         let external = config.sip.external_addr;
         let user_agent = config.sip.user_agent.clone();
 
@@ -761,6 +764,65 @@ async fn options_ping(ua: &UserAgent, p: &Profile, t: &Trunk, seq: u32) -> Resul
         }
     }
     Err(SipError::Stack("no response".into()))
+}
+
+/// Where Debian (and most Linux systems) keep the public CA bundle TLS trunks are verified
+/// against, besides the profiles' own `tls_ca_file`s.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The TLS client configuration of every TLS trunk: one trust store (the system bundle plus
+/// every profile's `tls_ca_file`) and at most one client certificate (rsipstack keeps one TLS
+/// configuration per process); `None` when no profile uses TLS.
+fn tls_config(
+    profiles: &[Profile],
+) -> Result<Option<rsipstack::transport::tls::TlsConfig>, SipError> {
+    let uses_tls = profiles.iter().any(|p| {
+        p.tls_ca_file.is_some()
+            || p.tls_client.is_some()
+            || p.trunks.iter().any(|t| t.transport == Transport::Tls)
+    });
+    if !uses_tls {
+        return Ok(None);
+    }
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| SipError::Tls(format!("cannot read {}: {e}", path.display())))
+    };
+    let mut ca = std::fs::read(SYSTEM_CA_BUNDLE).unwrap_or_default();
+    for p in profiles {
+        if let Some(path) = &p.tls_ca_file {
+            let pem = read(path)?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(SipError::Tls(format!(
+                    "profile {}: tls_ca_file {} holds no PEM certificate",
+                    p.name,
+                    path.display()
+                )));
+            }
+            ca.push(b'\n');
+            ca.extend(pem);
+        }
+    }
+    let clients: Vec<(&Profile, &(std::path::PathBuf, std::path::PathBuf))> = profiles
+        .iter()
+        .filter_map(|p| p.tls_client.as_ref().map(|c| (p, c)))
+        .collect();
+    if let Some((other, _)) = clients.iter().find(|(_, c)| *c != clients[0].1) {
+        return Err(SipError::Tls(format!(
+            "profiles {} and {} name different client certificates; one per process is supported",
+            clients[0].0.name, other.name
+        )));
+    }
+    let (client_cert, client_key) = match clients.first() {
+        Some((_, (cert, key))) => (Some(read(cert)?), Some(read(key)?)),
+        None => (None, None),
+    };
+    Ok(Some(rsipstack::transport::tls::TlsConfig {
+        ca_certs: (!ca.is_empty()).then_some(ca),
+        client_cert,
+        client_key,
+        ..Default::default()
+    }))
 }
 
 /// Answers every request rsipstack hands us: in-dialog ones go to their

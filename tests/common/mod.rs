@@ -1477,6 +1477,150 @@ impl Kamailio {
 }
 
 // ---------------------------------------------------------------------------------------------
+// kamailio over TLS, with certificates a test CA signed
+// ---------------------------------------------------------------------------------------------
+
+/// Certificates made by `openssl` for one test: a CA, a server certificate it signed for
+/// 127.0.0.1, a client certificate it signed, and a second CA that signed nothing we meet.
+pub struct TestPki {
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TestPki {
+    pub fn make(dir: &Path) -> TestPki {
+        require_tool("openssl");
+        let pki = dir.join("pki");
+        fs::create_dir_all(&pki).expect("pki dir");
+        let openssl = |args: &[&str]| {
+            let mut cmd = Command::new("openssl");
+            cmd.current_dir(&pki).args(args);
+            run_tool(&mut cmd, &format!("openssl {}", args.join(" ")));
+        };
+        for ca in ["ca", "other-ca"] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=outdial test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+            ]);
+        }
+        fs::write(
+            pki.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:carrier.test\n",
+        )
+        .expect("server.ext");
+        fs::write(pki.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("client.ext");
+        for (name, cn) in [("server", "carrier.test"), ("client", "outdial client")] {
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+                "-out",
+                &format!("{name}.crt"),
+            ]);
+        }
+        TestPki {
+            ca: pki.join("ca.crt"),
+            other_ca: pki.join("other-ca.crt"),
+            server_cert: pki.join("server.crt"),
+            server_key: pki.join("server.key"),
+            client_cert: pki.join("client.crt"),
+            client_key: pki.join("client.key"),
+        }
+    }
+}
+
+/// kamailio running `tests/peers/kamailio-tls.cfg`: TLS on 127.0.0.1:`tls_port` with the
+/// test CA's server certificate, relaying INVITEs to `ua_uri`; with `client_cert`, it asks
+/// for our client certificate and refuses a connection without one the CA signed.
+pub struct KamailioTls {
+    peer: Peer,
+    pub tls_port: u16,
+}
+
+impl KamailioTls {
+    pub fn start(dir: &Path, pki: &TestPki, ua_uri: &str, client_cert: bool) -> KamailioTls {
+        require_tool("kamailio");
+        let seq = next_seq();
+        let port = free_tcp_port();
+        let tls_port = free_tcp_port();
+        let tls_cfg = dir.join(format!("kamailio-tls-{seq}.cfg"));
+        let verify = if client_cert { "yes" } else { "no" };
+        fs::write(
+            &tls_cfg,
+            format!(
+                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = {verify}\n\
+                 require_certificate = {verify}\nprivate_key = {}\ncertificate = {}\n\
+                 ca_list = {}\n\n[client:default]\nverify_certificate = no\n\
+                 require_certificate = no\n",
+                pki.server_key.display(),
+                pki.server_cert.display(),
+                pki.ca.display()
+            ),
+        )
+        .expect("write tls.cfg");
+        let template = fs::read_to_string(repo_file("tests/peers/kamailio-tls.cfg"))
+            .expect("read tests/peers/kamailio-tls.cfg");
+        let text = template
+            .replace("@PORT@", &port.to_string())
+            .replace("@TLS_PORT@", &tls_port.to_string())
+            .replace("@TLS_CFG@", &tls_cfg.to_string_lossy())
+            .replace("@UA_URI@", ua_uri);
+        let peer = spawn_kamailio(dir, seq, port, &text, &[]);
+        KamailioTls { peer, tls_port }
+    }
+
+    /// The `CARRIER …` decision lines (text after "CARRIER ").
+    pub fn carrier_lines(&self) -> Vec<String> {
+        self.peer
+            .log_text()
+            .lines()
+            .filter_map(|l| l.split_once("CARRIER ").map(|(_, r)| r.to_string()))
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        self.peer.log_text()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // kamailio: a registrar + proxy in front of agents
 // ---------------------------------------------------------------------------------------------
 
