@@ -113,44 +113,28 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
     let mut first = first;
     let leg = first.send(&ua, &call_id, offer, &span)?;
 
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (event_tx, event_rx) = mpsc::unbounded_channel();
-    let (audio_tx, audio_rx) = mpsc::channel(AUDIO_QUEUE);
-    let (sent_tx, sent_rx) = mpsc::channel(AUDIO_QUEUE);
-    let weak = Arc::downgrade(&media);
-    let task = CallTask {
+    let leg_parts = LegParts {
         ua,
         dialog: leg.dialog,
-        call_id: call_id.clone(),
+        call_id,
         core,
         media,
-        events: event_tx,
-        audio: audio_tx,
-        sent_audio: sent_tx,
-        early_received: 0,
         on_answer: req.on_answer.clone(),
-        _channel: channel,
+        channel,
         trunk_channel: leg.channel,
         redial: Some(Redial {
             trunks,
             current: first,
             request: req,
         }),
-        next_leg: None,
-        abandon: false,
     };
-    tokio::spawn(
-        task.run(Some(leg.invite), leg.states, cmd_rx, media_events)
-            .instrument(span),
-    );
-    Ok(Call {
-        call_id,
-        commands: cmd_tx,
-        events: event_rx,
-        audio: audio_rx,
-        sent_audio: sent_rx,
-        media: weak,
-    })
+    Ok(start_leg(
+        leg_parts,
+        Some(leg.invite),
+        leg.states,
+        media_events,
+        span,
+    ))
 }
 
 /// Answers an admitted inbound INVITE: takes an RTP port, answers the caller's offer in a
@@ -260,40 +244,76 @@ pub(super) async fn answer(
         .instrument(span.clone()),
     );
 
+    let parts = LegParts {
+        ua,
+        dialog,
+        call_id,
+        core,
+        media,
+        on_answer: None,
+        channel: None,
+        trunk_channel: None,
+        redial: None,
+    };
+    Ok(start_leg(parts, None, states, media_events, span))
+}
+
+/// What a leg's task is made of, besides its channels.
+struct LegParts {
+    ua: Arc<UserAgent>,
+    dialog: InviteDialog,
+    call_id: String,
+    core: CallCore,
+    media: Arc<MediaSession>,
+    on_answer: Option<mpsc::UnboundedSender<crate::sip::orphan::DialogFacts>>,
+    channel: Option<tokio::sync::OwnedSemaphorePermit>,
+    trunk_channel: Option<tokio::sync::OwnedSemaphorePermit>,
+    redial: Option<Redial>,
+}
+
+/// Spawns the leg's task (the INVITE in flight, for an outbound leg) and returns its handle.
+fn start_leg(
+    parts: LegParts,
+    invite: Option<tokio::task::JoinHandle<InviteResult>>,
+    states: rsipstack::dialog::dialog::DialogStateReceiver,
+    media_events: mpsc::Receiver<MediaEvent>,
+    span: tracing::Span,
+) -> Call {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let (audio_tx, audio_rx) = mpsc::channel(AUDIO_QUEUE);
     let (sent_tx, sent_rx) = mpsc::channel(AUDIO_QUEUE);
-    let weak = Arc::downgrade(&media);
+    let weak = Arc::downgrade(&parts.media);
+    let call_id = parts.call_id.clone();
     let task = CallTask {
-        ua,
-        dialog,
-        call_id: call_id.clone(),
-        core,
-        media,
+        ua: parts.ua,
+        dialog: parts.dialog,
+        call_id: parts.call_id,
+        core: parts.core,
+        media: parts.media,
         events: event_tx,
         audio: audio_tx,
         sent_audio: sent_tx,
         early_received: 0,
-        on_answer: None,
-        _channel: None,
-        trunk_channel: None,
-        redial: None,
+        on_answer: parts.on_answer,
+        _channel: parts.channel,
+        trunk_channel: parts.trunk_channel,
+        redial: parts.redial,
         next_leg: None,
         abandon: false,
     };
     tokio::spawn(
-        task.run(None, states, cmd_rx, media_events)
+        task.run(invite, states, cmd_rx, media_events)
             .instrument(span),
     );
-    Ok(Call {
+    Call {
         call_id,
         commands: cmd_tx,
         events: event_rx,
         audio: audio_rx,
         sent_audio: sent_rx,
         media: weak,
-    })
+    }
 }
 
 /// What an outbound leg needs to send its INVITE again (next target, next trunk, a
