@@ -104,7 +104,12 @@ impl DnsPeer {
 
 impl Drop for DnsPeer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM to `timeout`, which passes it on to the server: a SIGKILL would leave the
+        // Python process running without its guard.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }

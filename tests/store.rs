@@ -1081,6 +1081,11 @@ async fn contact_lifecycle_helpers(db: &TestDb) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(s.count_non_final(id).await.unwrap(), 3); // called + 2 pending
+    assert!(s.has_non_final(id).await.unwrap());
+    assert!(
+        !s.has_non_final(987_654).await.unwrap(),
+        "no contacts, nothing left"
+    );
 
     // The completion timeout turns old `called` contacts into `completed`.
     assert_eq!(

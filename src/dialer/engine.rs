@@ -458,7 +458,7 @@ impl Engine {
                 zones: zones_for_contact(c, &settings.default_country),
             })
             .collect();
-        let has_unfinished = self.store.count_non_final(campaign.id).await? > 0;
+        let has_unfinished = self.store.has_non_final(campaign.id).await?;
         let next_due_at = self.store.next_due_at(campaign.id, now).await?;
         let pool = self.pool_view(campaign, live_calls, now).await?;
         let view = CampaignView {

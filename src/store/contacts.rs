@@ -560,6 +560,20 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
+    /// Whether the campaign has a contact not in a final status (the engine's "is anything
+    /// left?" on every tick): stops at the first such row, where a count would read them all.
+    pub async fn has_non_final(&self, campaign_id: i64) -> Result<bool> {
+        let sql = format!(
+            "SELECT id FROM contacts WHERE campaign_id = $1 AND status NOT IN ({}) LIMIT 1",
+            final_list()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(campaign_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Contacts of the campaign in `status` (the pacer counts `on_hold`: people waiting
     /// for an agent).
     pub async fn count_in_status(&self, campaign_id: i64, status: ContactStatus) -> Result<i64> {
