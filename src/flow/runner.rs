@@ -8,8 +8,9 @@
 //! [`Registration`] in the live-call registry; a transfer (or an AI agent that leaves with a
 //! hand-off target) starts a second bridge, and the first is released once it connects.
 //!
-//! `outdial call` and the campaign engine both run their calls through [`run`]; there is no
-//! second copy of this script. It must not decide anything (the core does) nor touch the
+//! `outdial call` and the campaign engine both run their calls through [`run`], and a callback
+//! we answer through [`run_answered`] — the same script from the answer on; there is no
+//! second copy of it. It must not decide anything (the core does) nor touch the
 //! store (the caller records the [`FlowReport`]).
 
 use std::collections::{BTreeMap, HashMap};

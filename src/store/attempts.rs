@@ -1,9 +1,10 @@
-//! Call attempts: one CDR per call placed (SIP result, timings, AMD verdict, RTP figures,
-//! recording, DTMF, and the agent leg of a bridged call: [`BridgeRecord`]), and the
-//! campaign report built from them: per-status contact counts, answered / not answered /
-//! total calls, the 7 × 24 answer-rate heat map, the abandon rate (campaign total and
-//! rolling 30 days), agent occupancy and queue wait; and the measured rates the
-//! predictive pacer reads ([`PacingStats`]).
+//! Call attempts: one CDR per call placed or callback answered (`direction`): SIP result,
+//! timings, AMD verdict, RTP figures, recording, DTMF, and the agent leg of a bridged call
+//! ([`BridgeRecord`]); and the campaign report built from them: per-status contact counts,
+//! answered / not answered / total calls, the 7 × 24 answer-rate heat map, the abandon rate
+//! (campaign total and rolling 30 days), agent occupancy and queue wait; and the measured rates
+//! the predictive pacer reads ([`PacingStats`]). Calls, heat map, abandon rate and pacing
+//! rates count outbound attempts only; agent occupancy counts callbacks too.
 //!
 //! A person answered = an `answered` attempt AMD did not class as a machine, fax or
 //! unknown (`answered_by` human, or none when AMD was off); machines never count in the
