@@ -84,14 +84,7 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
     };
     let media_ip = ua.media_addr(first.plan.peer);
     let local = LocalMedia::new(media_ip, port);
-    let options = MediaOptions {
-        tap_sent: req.tap_sent,
-        latching: req
-            .profile
-            .as_ref()
-            .map_or_else(Default::default, |p| p.rtp_latching),
-        ..Default::default()
-    };
+    let options = media_options(req.profile.as_ref(), req.tap_sent);
     let (media, media_events) =
         MediaSession::start_with(socket, first.plan.preferred_codec(), None, options)?;
     let media = Arc::new(media);
@@ -206,14 +199,7 @@ pub(super) async fn answer(
                 return Err(CallError::Invite(e.to_string()));
             }
         };
-    let options = MediaOptions {
-        tap_sent: req.tap_sent,
-        latching: req
-            .profile
-            .as_ref()
-            .map_or_else(Default::default, |p| p.rtp_latching),
-        ..Default::default()
-    };
+    let options = media_options(req.profile.as_ref(), req.tap_sent);
     let codec = core.codec().unwrap_or(crate::media::g711::Codec::Pcmu);
     let (media, media_events) = match MediaSession::start_with(socket, codec, None, options) {
         Ok(m) => m,
@@ -256,6 +242,15 @@ pub(super) async fn answer(
         redial: None,
     };
     Ok(start_leg(parts, None, states, media_events, span))
+}
+
+/// The media session's options for a leg of `profile` (its RTP latching).
+fn media_options(profile: Option<&crate::config::Profile>, tap_sent: bool) -> MediaOptions {
+    MediaOptions {
+        tap_sent,
+        latching: profile.map_or_else(Default::default, |p| p.rtp_latching),
+        ..Default::default()
+    }
 }
 
 /// What a leg's task is made of, besides its channels.
