@@ -18,6 +18,23 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// `serve`'s configuration in `dir`: SIP on 127.0.0.1:`sip_port` (UDP), the admin API on
+/// `http_port`, SQLite, RTP on loopback, and one profile `carrier` with `profile`'s keys.
+fn configure(dir: &std::path::Path, sip_port: u16, http_port: u16, profile: &str) {
+    let (lo, hi) = free_rtp_range(40);
+    std::fs::write(
+        dir.join("outdial.toml"),
+        format!(
+            "[sip]\nlisten_udp = \"127.0.0.1:{sip_port}\"\nlisten_tcp = false\n\n\
+             [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {lo}\nport_max = {hi}\n\n\
+             [database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+            dir.join("outdial.db").display()
+        ),
+    )
+    .expect("write outdial.toml");
+    write_profile(&dir.join("sip-profiles"), "carrier", profile);
+}
+
 fn invite_from(dir: &std::path::Path, ip: &str, sip_port: u16, code: u16) -> SippRun {
     let at = At {
         netns: None,
@@ -37,18 +54,10 @@ async fn only_a_carriers_address_may_call_in() {
     let d = dir.path();
     let http_port = free_tcp_port();
     let sip_port = free_udp_port();
-    std::fs::write(
-        d.join("outdial.toml"),
-        format!(
-            "[sip]\nlisten_udp = \"127.0.0.1:{sip_port}\"\nlisten_tcp = false\n\n\
-             [database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-            d.join("outdial.db").display()
-        ),
-    )
-    .expect("write outdial.toml");
-    write_profile(
-        &d.join("sip-profiles"),
-        "carrier",
+    configure(
+        d,
+        sip_port,
+        http_port,
         "proxy = \"127.0.0.1:5999\"\ninbound_allow = [\"127.0.0.3/32\"]\n",
     );
     let server = ServeProcess::start(d, http_port);
@@ -118,20 +127,10 @@ async fn callbacks_reach_their_campaigns_agent_and_the_contact_is_called() {
         .start();
     let http_port = free_tcp_port();
     let sip_port = free_udp_port();
-    let (lo, hi) = free_rtp_range(40);
-    std::fs::write(
-        d.join("outdial.toml"),
-        format!(
-            "[sip]\nlisten_udp = \"127.0.0.1:{sip_port}\"\nlisten_tcp = false\n\n\
-             [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {lo}\nport_max = {hi}\n\n\
-             [database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-            d.join("outdial.db").display()
-        ),
-    )
-    .expect("write outdial.toml");
-    write_profile(
-        &d.join("sip-profiles"),
-        "carrier",
+    configure(
+        d,
+        sip_port,
+        http_port,
         &format!("proxy = \"127.0.0.1:{}\"\n", far.port),
     );
     let key = create_key(d, "inbound");

@@ -25,6 +25,17 @@ fn tls_profile(dir: &Path, name: &str, port: u16, extra: &str) -> PathBuf {
     profiles
 }
 
+/// Test certificates, the callee (a sipp UAS answering once) and the TLS carrier in front of
+/// it (asking for a client certificate when `client_cert`).
+fn carrier(dir: &Path, client_cert: bool) -> (TestPki, Sipp, KamailioTls) {
+    let pki = TestPki::make(dir);
+    let sipp = Sipp::uas(dir, "uas_answer_wait_bye_rr.xml")
+        .args(["-m", "1"])
+        .start();
+    let carrier = KamailioTls::start(dir, &pki, &sipp.uri("callee"), client_cert);
+    (pki, sipp, carrier)
+}
+
 fn call(dir: &Path, profiles: &Path) -> CallRun {
     let mut cmd = outdial_cmd(dir);
     cmd.arg("--profiles").arg(profiles);
@@ -47,11 +58,7 @@ fn call(dir: &Path, profiles: &Path) -> CallRun {
 fn a_tls_trunk_is_verified_against_its_ca_file() {
     let dir = test_dir("tls-trunk");
     let d = dir.path();
-    let pki = TestPki::make(d);
-    let sipp = Sipp::uas(d, "uas_answer_wait_bye_rr.xml")
-        .args(["-m", "1"])
-        .start();
-    let carrier = KamailioTls::start(d, &pki, &sipp.uri("callee"), false);
+    let (pki, sipp, carrier) = carrier(d, false);
 
     let trusted = tls_profile(
         d,
@@ -117,11 +124,7 @@ fn a_tls_trunk_is_verified_against_its_ca_file() {
 fn a_carrier_that_asks_for_a_client_certificate_gets_ours() {
     let dir = test_dir("tls-client-cert");
     let d = dir.path();
-    let pki = TestPki::make(d);
-    let sipp = Sipp::uas(d, "uas_answer_wait_bye_rr.xml")
-        .args(["-m", "1"])
-        .start();
-    let carrier = KamailioTls::start(d, &pki, &sipp.uri("callee"), true);
+    let (pki, sipp, carrier) = carrier(d, true);
 
     let without = tls_profile(
         d,
