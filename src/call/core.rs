@@ -58,6 +58,7 @@ use std::time::{Duration, Instant};
 use crate::media::dtmf::DtmfDigit;
 use crate::media::g711::Codec;
 use crate::media::session::RtpStats;
+use crate::media::srtp::SrtpKeys;
 use crate::media::tones::{SitCause, ToneEvent};
 use crate::sip::sdp::{self, Direction, Format, LocalMedia, RemoteMedia};
 use crate::sip::trunks::TrunkTry;
@@ -202,8 +203,10 @@ enum SessionDue {
 }
 
 /// Where the media should go now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaUpdate {
+    /// SRTP keys (`None`: plain RTP). Applied before the address, so nothing leaves unprotected.
+    pub srtp: Option<SrtpKeys>,
     pub codec: Codec,
     /// The peer's telephone-event payload type, when both sides take DTMF events.
     pub dtmf_pt: Option<u8>,
@@ -358,10 +361,11 @@ impl CallCore {
     ) -> Result<(CallCore, String), sdp::SdpError> {
         let remote = sdp::parse_remote(offer, &formats)?;
         let mut core = CallCore::new(now, ACK_WAIT, max_duration, formats, local);
+        let keys = core.local.srtp_keys(&remote, true)?;
         core.state = State::Accepting;
         core.heard_from_peer = true;
-        core.use_remote(&remote);
-        let answer = core.local.answer(&remote, &core.formats);
+        let answer = core.local.answer(&remote, &core.formats, keys.as_ref());
+        core.use_remote(&remote, keys);
         Ok((core, answer))
     }
 
@@ -744,6 +748,8 @@ impl CallCore {
                 concealed: rtp.jitter_buffer.concealed,
                 rejected_source: rtp.rejected_source,
                 latched_to: rtp.latched_to,
+                srtp: rtp.srtp,
+                srtp_rejected: rtp.srtp_rejected,
             },
             codec: self.codec.map(Codec::name),
             dtmf_received: self.dtmf_received.clone(),
@@ -847,8 +853,16 @@ impl CallCore {
         self.final_code = Some(code);
         self.reason = reason.to_string();
         self.outcome = Some(Outcome::Answered);
-        // An unusable answer leaves the media where it was (no audio will flow).
-        let _ = self.apply_remote(body);
+        // An unusable answer leaves the media where it was (no audio will flow), except one
+        // without the SRTP the profile requires: that call ends at once, nothing sent in clear.
+        if let Err(sdp::SdpError::SrtpRequired) = self.apply_remote(body) {
+            self.outcome = Some(Outcome::Failed);
+            self.reason = sdp::SdpError::SrtpRequired.to_string();
+            self.hangup = Some(Hangup::Local);
+            self.out.push_back(Output::Bye);
+            self.end(now);
+            return;
+        }
         self.out.push_back(Output::ToneDetection);
         let codec = self.codec.unwrap_or(Codec::Pcmu);
         self.out
@@ -882,10 +896,14 @@ impl CallCore {
             });
             return;
         }
-        match sdp::parse_remote(body, &self.formats) {
-            Ok(remote) => {
-                self.use_remote(&remote);
-                let sdp = self.local.answer(&remote, &self.formats);
+        let parsed = sdp::parse_remote(body, &self.formats).and_then(|remote| {
+            let keys = self.local.srtp_keys(&remote, true)?;
+            Ok((remote, keys))
+        });
+        match parsed {
+            Ok((remote, keys)) => {
+                let sdp = self.local.answer(&remote, &self.formats, keys.as_ref());
+                self.use_remote(&remote, keys);
                 self.out.push_back(Output::AnswerReoffer {
                     code: 200,
                     sdp: Some(sdp),
@@ -997,19 +1015,22 @@ impl CallCore {
         }
     }
 
+    /// The peer's answer to our offer (in a 18x or the 200).
     fn apply_remote(&mut self, body: &[u8]) -> Result<(), sdp::SdpError> {
         let remote = sdp::parse_remote(body, &self.formats)?;
-        self.use_remote(&remote);
+        let keys = self.local.srtp_keys(&remote, false)?;
+        self.use_remote(&remote, keys);
         Ok(())
     }
 
-    fn use_remote(&mut self, remote: &RemoteMedia) {
+    fn use_remote(&mut self, remote: &RemoteMedia, srtp: Option<SrtpKeys>) {
         self.codec = Some(remote.codec);
         let we_take_dtmf = self
             .formats
             .iter()
             .any(|f| matches!(f, Format::TelephoneEvent(_)));
         self.out.push_back(Output::Media(MediaUpdate {
+            srtp,
             codec: remote.codec,
             dtmf_pt: remote.dtmf_pt.filter(|_| we_take_dtmf),
             remote: remote.addr.filter(|_| remote.peer_receives()),
@@ -1141,6 +1162,7 @@ mod tests {
         );
         let outs = drain(&mut c);
         assert!(outs.contains(&Output::Media(MediaUpdate {
+            srtp: None,
             codec: Codec::Pcma,
             dtmf_pt: Some(101),
             remote: Some("127.0.0.2:7000".parse().unwrap()),
@@ -1161,6 +1183,7 @@ mod tests {
         assert_eq!(
             outs[0],
             Output::Media(MediaUpdate {
+                srtp: None,
                 codec: Codec::Pcmu,
                 dtmf_pt: Some(101),
                 remote: Some("127.0.0.2:7100".parse().unwrap()),
@@ -1991,5 +2014,101 @@ mod tests {
         assert!(c.is_over());
         let s = summary(&c);
         assert_eq!((s.outcome, s.answer_ms), (Outcome::Failed, None));
+    }
+
+    fn srtp_core(t0: Instant, policy: crate::media::srtp::SrtpPolicy) -> CallCore {
+        let mut c = core(t0);
+        c.local = LocalMedia::new("127.0.0.1".parse().unwrap(), 40000).with_srtp(policy);
+        c
+    }
+
+    fn keyed_sdp(port: u16, proto: &str) -> Vec<u8> {
+        let key = crate::media::srtp::MasterKey::generate().to_base64();
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+             m=audio {port} {proto} 0 101\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn required_srtp_answered_in_clear_is_hung_up_at_once_and_never_sends() {
+        use crate::media::srtp::SrtpPolicy;
+        let t0 = Instant::now();
+        let mut c = srtp_core(t0, SrtpPolicy::Required);
+        assert!(c.offer(Direction::SendRecv).contains("RTP/SAVP"));
+        // Early media without a key: not taken (no address for the media).
+        c.handle(
+            t0,
+            Input::Provisional {
+                code: 183,
+                sdp: &sdp(7000, 0, "sendrecv"),
+            },
+        );
+        let outs = drain(&mut c);
+        assert!(!outs.iter().any(|o| matches!(o, Output::Media(_))), "{outs:?}");
+        c.handle(
+            t0 + Duration::from_secs(1),
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: &sdp(7000, 0, "sendrecv"),
+            },
+        );
+        let outs = drain(&mut c);
+        assert!(outs.contains(&Output::Bye), "{outs:?}");
+        assert!(!outs.iter().any(|o| matches!(o, Output::Media(_))), "{outs:?}");
+        assert!(c.is_over());
+        let s = summary(&c);
+        assert_eq!((s.outcome, s.sip_code), (Outcome::Failed, Some(200)));
+        assert!(s.reason.contains("srtp = \"required\""), "{}", s.reason);
+
+        // With the far end's key, the media update carries both keys.
+        let mut c = srtp_core(t0, SrtpPolicy::Required);
+        c.offer(Direction::SendRecv);
+        c.handle(
+            t0,
+            Input::Confirmed {
+                code: 200,
+                reason: "OK",
+                sdp: &keyed_sdp(7000, "RTP/SAVP"),
+            },
+        );
+        let outs = drain(&mut c);
+        assert!(
+            outs.iter().any(|o| matches!(o, Output::Media(MediaUpdate { srtp: Some(_), remote: Some(_), .. }))),
+            "{outs:?}"
+        );
+        assert!(!c.is_over());
+    }
+
+    #[test]
+    fn inbound_srtp_offers_are_answered_with_our_key_or_refused() {
+        use crate::media::srtp::SrtpPolicy;
+        let t0 = Instant::now();
+        let formats = vec![Format::Audio(Codec::Pcmu), Format::TelephoneEvent(101)];
+        let local = |p| LocalMedia::new("127.0.0.1".parse().unwrap(), 40000).with_srtp(p);
+        let (mut c, answer) = CallCore::incoming(
+            t0,
+            MAX,
+            formats.clone(),
+            local(SrtpPolicy::Off),
+            &keyed_sdp(30000, "RTP/SAVP"),
+        )
+        .unwrap();
+        assert!(answer.contains("m=audio 40000 RTP/SAVP 0 101"), "{answer}");
+        assert!(answer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{answer}");
+        assert!(drain(&mut c)
+            .iter()
+            .any(|o| matches!(o, Output::Media(MediaUpdate { srtp: Some(_), .. }))));
+        let refused = CallCore::incoming(
+            t0,
+            MAX,
+            formats,
+            local(SrtpPolicy::Required),
+            &sdp(30000, 0, "sendrecv"),
+        );
+        assert!(matches!(refused, Err(sdp::SdpError::SrtpRequired)));
     }
 }

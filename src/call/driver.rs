@@ -26,6 +26,7 @@ use crate::config::Trunk;
 use crate::media::dtmf::parse_info_body;
 use crate::media::session::{AudioFrame, MediaEvent, MediaSession};
 use crate::media::MediaOptions;
+use crate::media::srtp::SrtpPolicy;
 use crate::sip::sdp::{Direction, LocalMedia};
 use crate::sip::trunks::TrunkTry;
 use crate::sip::{reason_phrase, UserAgent};
@@ -83,7 +84,7 @@ pub(super) async fn dial(ua: Arc<UserAgent>, req: CallRequest) -> Result<Call, C
         }
     };
     let media_ip = ua.media_addr(first.plan.peer);
-    let local = LocalMedia::new(media_ip, port);
+    let local = LocalMedia::new(media_ip, port).with_srtp(srtp_policy(req.profile.as_ref()));
     let options = media_options(req.profile.as_ref(), req.tap_sent);
     let (media, media_events) =
         MediaSession::start_with(socket, first.plan.preferred_codec(), None, options)?;
@@ -159,7 +160,8 @@ pub(super) async fn answer(
             return Err(e.into());
         }
     };
-    let local = LocalMedia::new(ua.media_addr(Some(peer)), socket.port);
+    let local = LocalMedia::new(ua.media_addr(Some(peer)), socket.port)
+        .with_srtp(srtp_policy(req.profile.as_ref()));
     let formats = profile_formats(req.profile.as_ref());
     let (core, answer_sdp) = match CallCore::incoming(
         std::time::Instant::now(),
@@ -251,6 +253,11 @@ fn media_options(profile: Option<&crate::config::Profile>, tap_sent: bool) -> Me
         latching: profile.map_or_else(Default::default, |p| p.rtp_latching),
         ..Default::default()
     }
+}
+
+/// Whether a leg of `profile` offers SRTP (a SIP URI without a profile: plain RTP).
+fn srtp_policy(profile: Option<&crate::config::Profile>) -> SrtpPolicy {
+    profile.map_or(SrtpPolicy::Off, |p| p.srtp)
 }
 
 /// What a leg's task is made of, besides its channels.
@@ -611,6 +618,10 @@ impl CallTask {
                 // Answered where the request's handle is (on_state).
             }
             Output::Media(m) => {
+                if let Err(e) = self.media.set_srtp(m.srtp) {
+                    warn!(error = %e, "hanging up: the call's media cannot be protected");
+                    self.core.handle(std::time::Instant::now(), Input::Hangup);
+                }
                 self.media.set_codec(m.codec);
                 self.media.set_dtmf_pt(m.dtmf_pt);
                 self.media.set_remote(m.remote);

@@ -129,6 +129,10 @@ pub struct RtpCounts {
     pub rejected_source: u64,
     /// Where our RTP went instead of the SDP address (symmetric RTP), if it moved.
     pub latched_to: Option<std::net::SocketAddr>,
+    /// The SRTP suite the media was protected with (`None`: plain RTP).
+    pub srtp: Option<&'static str>,
+    /// Packets dropped because SRTP authentication, replay or decryption failed.
+    pub srtp_rejected: u64,
 }
 
 /// The record of one attempt, as the CLI prints it and a campaign stores it.
@@ -367,6 +371,8 @@ mod tests {
                 concealed: 4,
                 rejected_source: 2,
                 latched_to: None,
+                srtp: None,
+                srtp_rejected: 0,
             },
             codec: Some("PCMU"),
             dtmf_received: "12#".into(),

@@ -569,6 +569,8 @@ pub struct Profile {
     /// Our client certificate and its key for carriers that ask for one (`tls_cert_file`,
     /// `tls_key_file`).
     pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// SDES-SRTP on this trunk's calls (`srtp`: off, optional, required).
+    pub srtp: crate::media::srtp::SrtpPolicy,
 }
 
 /// Which header of an inbound INVITE names the number called.
@@ -623,6 +625,7 @@ impl Profile {
             inbound_route: None,
             tls_ca_file: None,
             tls_client: None,
+            srtp: crate::media::srtp::SrtpPolicy::Off,
         }
     }
 

@@ -12,6 +12,7 @@ use super::error::ConfigError;
 use super::reader::{self, Doc, Fields, Val};
 use super::{CodecName, HostPort, InboundNumber, Profile, Secret, Transport, Trunk};
 use crate::media::RtpLatching;
+use crate::media::srtp::SrtpPolicy;
 
 const KEYS: &[&str] = &[
     "name",
@@ -43,6 +44,7 @@ const KEYS: &[&str] = &[
     "tls_ca_file",
     "tls_cert_file",
     "tls_key_file",
+    "srtp",
     "trunk",
 ];
 
@@ -359,6 +361,16 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
         }
     }
 
+    let mut srtp = SrtpPolicy::default();
+    if let Some(v) = f.get("srtp") {
+        if let Some(s) = doc.string("srtp", v) {
+            match SrtpPolicy::parse(&s) {
+                Some(policy) => srtp = policy,
+                None => doc.invalid("srtp", v, "must be one of off, optional, required"),
+            }
+        }
+    }
+
     let inbound_allow = f
         .get("inbound_allow")
         .and_then(|v| networks(doc, "inbound_allow", v))
@@ -443,6 +455,7 @@ fn parse_doc(doc: &mut Doc<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<
     profile.tls_client = tls_cert_file.zip(tls_key_file);
     profile.ping_up_after = ping_up_after;
     profile.rtp_latching = rtp_latching;
+    profile.srtp = srtp;
     Some(Parsed { profile, name_line })
 }
 

@@ -240,6 +240,10 @@ impl Engine {
 pub(crate) struct Scratch {
     /// Packets of the batch being read that a linked leg forwards: (index, kind).
     pub forward: Vec<(usize, InKind)>,
+    /// The batch's packets as SRTP opened them (by index), when the leg reading it uses SRTP;
+    /// `opened` says whether `forward` refers to these or to the batch.
+    pub plain: Vec<Vec<u8>>,
+    pub opened: bool,
     /// Digits heard in-band during a play-out (for a linked leg).
     pub digits: Vec<DtmfDigit>,
     pub out: SendBatch,
@@ -292,6 +296,8 @@ impl Worker {
             rx: RecvBatch::new(BATCH, SLOT_LEN, true),
             scratch: Scratch {
                 forward: Vec::with_capacity(BATCH),
+                plain: Vec::new(),
+                opened: false,
                 digits: Vec::new(),
                 out: SendBatch::new(BATCH, SLOT_LEN),
             },

@@ -36,6 +36,7 @@ pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
+pub mod srtp;
 pub mod sys;
 pub mod tones;
 pub mod wav;
@@ -81,6 +82,9 @@ pub enum MediaError {
     WavWrite { path: PathBuf, reason: String },
     #[error("media I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// SRTP contexts could not be made from the negotiated keys.
+    #[error("SRTP cannot start: {0}")]
+    Srtp(String),
     /// A sample-rate conversion that is not offered.
     #[error("{0}")]
     Resample(String),

@@ -66,6 +66,7 @@ use super::link::{InKind, OutStream, RelayTx, Relayed};
 use super::ports::{PortLease, RtpSocket};
 use super::rtcp::{RtcpConfig, RtcpState, RtcpStats, DEFAULT_INTERVAL};
 use super::rtp::{is_rtcp, RtpPacket, RtpSender, RTP_HEADER_LEN};
+use super::srtp::{SrtpKeys, SrtpStreams};
 use super::sys::RecvBatch;
 use super::tones::{ToneDetectors, ToneEvent};
 use super::{MediaError, FRAME_MS, FRAME_SAMPLES};
@@ -178,6 +179,10 @@ pub struct RtpStats {
     /// an address the [`RtpLatching`] mode does not take, or the first packets of a source
     /// before it was latched onto.
     pub rejected_source: u64,
+    /// Packets (RTP or RTCP) dropped because SRTP authentication, replay or decryption failed.
+    pub srtp_rejected: u64,
+    /// The SRTP suite the media was protected with when the session ended (`None`: plain RTP).
+    pub srtp: Option<&'static str>,
     /// Packets lost from the far end (RFC 3550: expected − received, duplicates offsetting).
     pub lost: i64,
     /// Interarrival jitter of the far end's packets, in ms (RFC 3550).
@@ -200,6 +205,7 @@ struct Counters {
     dropped_frames: AtomicU64,
     invalid: AtomicU64,
     rejected_source: AtomicU64,
+    srtp_rejected: AtomicU64,
 }
 
 impl Counters {
@@ -231,6 +237,36 @@ struct Control {
     detect_tones: bool,
     /// Bumped on every change the receiving side copies (addresses, DTMF, tones).
     generation: u64,
+    /// SRTP for everything sent and received, once the offer/answer settled on it.
+    srtp: Option<Srtp>,
+}
+
+/// A leg's SRTP contexts and the buffer packets are sealed or opened into.
+#[derive(Debug)]
+struct Srtp {
+    streams: SrtpStreams,
+    buf: Vec<u8>,
+}
+
+impl Srtp {
+    /// Seals `packet` (RTP, or RTCP when `rtcp`) in place: the caller sends it only on `true`.
+    fn seal(&mut self, packet: &mut Vec<u8>, rtcp: bool) -> bool {
+        let sealed = if rtcp {
+            self.streams.protect_rtcp(packet, &mut self.buf)
+        } else {
+            self.streams.protect_rtp(packet, &mut self.buf)
+        };
+        match sealed {
+            Ok(()) => {
+                std::mem::swap(packet, &mut self.buf);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "SRTP protect failed: packet not sent");
+                false
+            }
+        }
+    }
 }
 
 impl Control {
@@ -373,15 +409,34 @@ impl Core {
             let leg = &mut *guard;
             let linked = leg.partner.is_some();
             let buffer_audio = !linked || leg.side_path();
+            scratch.opened = leg.control.srtp.is_some();
+            if scratch.opened && scratch.plain.len() < n {
+                scratch.plain.resize_with(n, Vec::new);
+            }
             for i in 0..n {
                 let Some(from) = batch.source_addr(i) else {
                     continue;
                 };
-                let datagram = batch.packet(i);
+                let mut datagram = batch.packet(i);
                 let arrival = clock.arrival(batch.timestamp_ns(i));
                 if batch.truncated(i) {
                     Counters::bump(&self.stats.invalid);
                     continue;
+                }
+                if let (Some(srtp), Some(plain)) =
+                    (leg.control.srtp.as_mut(), scratch.plain.get_mut(i))
+                {
+                    let opened = if rtcp_port || is_rtcp(datagram) {
+                        srtp.streams.unprotect_rtcp(datagram, plain)
+                    } else {
+                        srtp.streams.unprotect_rtp(datagram, plain)
+                    };
+                    if let Err(e) = opened {
+                        Counters::bump(&self.stats.srtp_rejected);
+                        tracing::trace!(error = %e, %from, "SRTP packet dropped");
+                        continue;
+                    }
+                    datagram = plain;
                 }
                 if rtcp_port {
                     leg.rx.on_rtcp(datagram, from, arrival, false, &self.stats);
@@ -437,19 +492,31 @@ impl Core {
                 dtmf_pt: leg.control.dtmf_pt,
             };
             for &(i, kind) in &scratch.forward {
-                let Ok(packet) = RtpPacket::try_parse(batch.packet(i)) else {
+                let bytes = match scratch.opened {
+                    true => scratch.plain.get(i).map_or(&[][..], |p| p.as_slice()),
+                    false => batch.packet(i),
+                };
+                let Ok(packet) = RtpPacket::try_parse(bytes) else {
                     continue;
                 };
                 let mut relayed = Relayed::Dropped;
+                let control = &mut leg.control;
                 let queued = out.push_to(dest, |buf| {
                     relayed = relay.forward(
                         &packet,
                         kind,
                         to,
-                        &mut leg.control.dtmf_tx,
+                        &mut control.dtmf_tx,
                         &mut leg.tx.rtp,
                         buf,
                     );
+                    if relayed != Relayed::Dropped {
+                        if let Some(srtp) = control.srtp.as_mut() {
+                            if !srtp.seal(buf, false) {
+                                relayed = Relayed::Dropped;
+                            }
+                        }
+                    }
                 });
                 if !queued {
                     break;
@@ -521,7 +588,7 @@ impl Core {
                     .playout(now, &leg.events, &self.stats, &mut scratch.digits);
             }
             if leg.rx.rtcp_enabled && leg.rx.rtcp.next_report_at() <= now {
-                leg.rx.report_if_due(now, &leg.control, self);
+                leg.rx.report_if_due(now, &mut leg.control, self);
             }
             let (send_due, sent) = leg.tx.poll(
                 now,
@@ -578,7 +645,7 @@ impl Core {
         let partner = {
             let mut guard = self.leg();
             let leg = &mut *guard;
-            leg.rx.say_bye(&leg.control, self);
+            leg.rx.say_bye(&mut leg.control, self);
             leg.rx.drops.flush();
             leg.events.0 = None;
             leg.relay = None;
@@ -698,6 +765,7 @@ impl MediaSession {
                     dtmf_tx: Rfc4733Sender::new(),
                     detect_tones: false,
                     generation: 0,
+                    srtp: None,
                 },
                 rx: Receiver::new(&options, ssrc, remote),
                 tx: Sender::new(ssrc, options.tap_sent),
@@ -757,6 +825,35 @@ impl MediaSession {
             control.generation += 1;
         }
         self.core.poke();
+    }
+
+    /// SRTP keys for everything sent and received from now on (`None`: plain RTP). The same
+    /// keys again (a re-INVITE that kept them) keep the running contexts, with their rollover
+    /// counters and replay windows; new keys start new ones.
+    pub fn set_srtp(&self, keys: Option<SrtpKeys>) -> Result<(), MediaError> {
+        let mut leg = self.control();
+        let control = &mut leg.control;
+        let current = control.srtp.as_ref().map(|s| s.streams.keys());
+        if current == keys.as_ref() {
+            return Ok(());
+        }
+        control.srtp = match keys {
+            None => None,
+            Some(keys) => match SrtpStreams::new(keys) {
+                Ok(streams) => Some(Srtp {
+                    streams,
+                    buf: Vec::with_capacity(RTP_HEADER_LEN + FRAME_SAMPLES + 16),
+                }),
+                Err(e) => {
+                    // Nothing may leave in clear: stop sending until keys that work come.
+                    control.srtp = None;
+                    control.remote = None;
+                    control.generation += 1;
+                    return Err(MediaError::Srtp(e.to_string()));
+                }
+            },
+        };
+        Ok(())
     }
 
     /// The codec outgoing audio is encoded with (incoming packets are decoded by their own
@@ -873,12 +970,13 @@ impl MediaSession {
     /// Counters now.
     pub fn stats(&self) -> RtpStats {
         let c = &self.core.stats;
-        let (jitter, rtcp, latched_to) = {
+        let (jitter, rtcp, latched_to, srtp) = {
             let leg = self.control();
             (
                 leg.rx.jitter.stats(),
                 leg.rx.rtcp.stats(),
                 leg.rx.latch.latched,
+                leg.control.srtp.as_ref().map(|s| s.streams.keys().suite.name()),
             )
         };
         RtpStats {
@@ -887,6 +985,8 @@ impl MediaSession {
             dropped_frames: c.dropped_frames.load(Ordering::Relaxed),
             invalid: c.invalid.load(Ordering::Relaxed),
             rejected_source: c.rejected_source.load(Ordering::Relaxed),
+            srtp_rejected: c.srtp_rejected.load(Ordering::Relaxed),
+            srtp,
             lost: rtcp.packets_lost,
             jitter_ms: rtcp.jitter_ms,
             rtt_ms: rtcp.rtt_ms,
@@ -1095,8 +1195,13 @@ impl Sender {
                     self.marker,
                 );
             }
-            match socket.send_to(&self.packet, destination) {
-                Ok(_) => {
+            let sealed = match control.srtp.as_mut() {
+                Some(srtp) => srtp.seal(&mut self.packet, false),
+                None => true,
+            };
+            match sealed.then(|| socket.send_to(&self.packet, destination)) {
+                None => {}
+                Some(Ok(_)) => {
                     Counters::bump(&stats.sent);
                     stats
                         .sent_octets
@@ -1104,7 +1209,7 @@ impl Sender {
                     self.marker = false;
                     sent += 1;
                 }
-                Err(e) => tracing::debug!(error = %e, %destination, "RTP send failed"),
+                Some(Err(e)) => tracing::debug!(error = %e, %destination, "RTP send failed"),
             }
             self.last_due = Some(pacer.due());
             pacer.advance();
@@ -1551,11 +1656,17 @@ impl Receiver {
         Some((false, SocketAddr::new(rtp_to.ip(), port)))
     }
 
-    /// Sends what is in `self.report` (best effort: a full socket buffer drops it).
-    fn send_report(&self, core: &Core, last_known: bool) {
+    /// Sends what is in `self.report` (best effort: a full socket buffer drops it), sealed as
+    /// SRTCP when the call uses SRTP.
+    fn send_report(&mut self, core: &Core, last_known: bool, srtp: Option<&mut Srtp>) {
         let Some((via_rtp, to)) = self.rtcp_destination(last_known) else {
             return;
         };
+        if let Some(srtp) = srtp {
+            if !srtp.seal(&mut self.report, true) {
+                return;
+            }
+        }
         let socket = match (&core.rtcp, via_rtp) {
             (Some(rtcp), false) => rtcp,
             _ => &core.socket,
@@ -1566,7 +1677,7 @@ impl Receiver {
     }
 
     /// Sends an RTCP report if one is due.
-    fn report_if_due(&mut self, now: Instant, control: &Control, core: &Core) {
+    fn report_if_due(&mut self, now: Instant, control: &mut Control, core: &Core) {
         self.rtcp.set_sent_totals(
             core.stats.sent.load(Ordering::Relaxed),
             core.stats.sent_octets.load(Ordering::Relaxed),
@@ -1574,19 +1685,19 @@ impl Receiver {
         );
         self.report.clear();
         if self.rtcp.poll_report(now, &mut self.report) {
-            self.send_report(core, false);
+            self.send_report(core, false, control.srtp.as_mut());
         }
     }
 
     /// The session is ending: a last report and BYE.
-    fn say_bye(&mut self, control: &Control, core: &Core) {
+    fn say_bye(&mut self, control: &mut Control, core: &Core) {
         if !self.rtcp_enabled {
             return;
         }
         self.refresh(control);
         self.report.clear();
         self.rtcp.write_bye(Instant::now(), &mut self.report);
-        self.send_report(core, true);
+        self.send_report(core, true, control.srtp.as_mut());
     }
 
     /// Pops every frame that is due and sends it to the call; digits heard in-band also go
@@ -1991,6 +2102,103 @@ mod tests {
             "relayed packets counted: {sa:?} {sb:?}"
         );
         assert_eq!(pool.in_use(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_srtp_leg_linked_to_a_plain_leg_opens_and_seals_every_packet() {
+        use crate::media::srtp::{MasterKey, SrtpKeys, SrtpStreams, Suite};
+        let pool = test_pool();
+        let (peer_a, addr_a) = raw_socket().await;
+        let (peer_b, addr_b) = raw_socket().await;
+        let (peer_a, peer_b) = (Arc::new(peer_a), Arc::new(peer_b));
+        let (ours, theirs) = (MasterKey::generate(), MasterKey::generate());
+        // Leg A is SRTP (its far end holds the mirror contexts); leg B is plain RTP.
+        let (a, _events_a) = start_with(&pool, Codec::Pcmu, None, quiet());
+        a.set_srtp(Some(SrtpKeys {
+            suite: Suite::AesCm128HmacSha1_80,
+            local: ours.clone(),
+            remote: theirs.clone(),
+        }))
+        .expect("srtp");
+        a.set_remote(Some(addr_a));
+        let mut far_a = SrtpStreams::new(SrtpKeys {
+            suite: Suite::AesCm128HmacSha1_80,
+            local: theirs,
+            remote: ours,
+        })
+        .expect("far end's contexts");
+        let (b, _events_b) = start_with(&pool, Codec::Pcmu, Some(addr_b), quiet());
+        let a_port = SocketAddr::new(LOCALHOST, a.local_port());
+        let b_port = SocketAddr::new(LOCALHOST, b.local_port());
+        let end = Instant::now() + Duration::from_millis(1500);
+        let at_b = collect_task(Arc::clone(&peer_b), end);
+        let raw_a = {
+            let sock = Arc::clone(&peer_a);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 2048];
+                while let Ok(Ok((len, _))) =
+                    tokio::time::timeout_at(end, sock.recv_from(&mut buf)).await
+                {
+                    got.push(buf[..len].to_vec());
+                }
+                got
+            })
+        };
+        let link = a.link(&b).expect("link");
+        let pattern: Vec<u8> = (0..160u32).map(|i| (i * 3 % 200) as u8).collect();
+        let mut from_a = Vec::new();
+        let mut sealed = Vec::new();
+        for k in 0..20u16 {
+            let mut p = Vec::new();
+            write_rtp(&mut p, false, 0, 100 + k, 800 + u32::from(k) * 160, 0xAAAA, &pattern);
+            far_a.protect_rtp(&p, &mut sealed).expect("seal");
+            from_a.push(sealed.clone());
+        }
+        // Forged: plain RTP, and a sealed packet with one payload bit flipped.
+        let mut plain = Vec::new();
+        write_rtp(&mut plain, false, 0, 200, 99_999, 0xAAAA, &[0x11; 160]);
+        let mut flipped = from_a[3].clone();
+        flipped[40] ^= 0x01;
+        from_a.push(plain);
+        from_a.push(flipped);
+        from_a.push(from_a[5].clone()); // a replay
+        let mut from_b = Vec::new();
+        for k in 0..20u16 {
+            let mut p = Vec::new();
+            write_rtp(&mut p, false, 0, 7000 + k, 9000 + u32::from(k) * 160, 0xBBBB, &pattern);
+            from_b.push(p);
+        }
+        let send_a = tokio::spawn(send_paced(Arc::clone(&peer_a), a_port, from_a));
+        let send_b = tokio::spawn(send_paced(Arc::clone(&peer_b), b_port, from_b));
+        send_a.await.expect("peer A sent");
+        send_b.await.expect("peer B sent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        link.unlink();
+        let at_b = at_b.await.expect("collected at B");
+        let raw_a = raw_a.await.expect("collected at A");
+        let stats_a = a.stop().await;
+        b.stop().await;
+
+        // B's far end hears A's audio in clear, and nothing forged.
+        let relayed: Vec<_> = at_b.iter().filter(|(_, p)| p.payload == pattern).collect();
+        assert_eq!(relayed.len(), 20, "every SRTP packet opened and relayed");
+        assert!(!at_b.iter().any(|(_, p)| p.payload == vec![0x11; 160]));
+        assert_eq!(stats_a.srtp_rejected, 3, "{stats_a:?}");
+        assert_eq!(stats_a.srtp, Some("AES_CM_128_HMAC_SHA1_80"));
+        // A's far end gets only SRTP: every datagram opens with its key, none is plain RTP,
+        // and B's audio is among them.
+        assert!(raw_a.len() >= 20, "{} packets at A", raw_a.len());
+        let mut opened = Vec::new();
+        let mut heard_b = 0;
+        for d in &raw_a {
+            assert_ne!(&d[12..d.len().min(172)], &pattern[..], "no plain copy of B's audio");
+            far_a.unprotect_rtp(d, &mut opened).expect("A sends SRTP only");
+            if RtpPacket::parse(&opened).is_ok_and(|p| p.payload == pattern.as_slice()) {
+                heard_b += 1;
+            }
+        }
+        assert_eq!(heard_b, 20, "B's audio reached A's far end sealed");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -3073,6 +3281,7 @@ mod tests {
             dtmf_tx: Rfc4733Sender::new(),
             detect_tones: false,
             generation: 0,
+            srtp: None,
         };
         let stats = Counters::default();
         let events = Events(None);

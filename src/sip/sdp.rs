@@ -1,5 +1,7 @@
 //! SDP offer/answer for one audio stream (RFC 3264), G.711 (and G.722 with the `g722` feature:
-//! `a=rtpmap:9 G722/8000`, its RTP clock being 8 kHz per RFC 3551) plus telephone-event.
+//! `a=rtpmap:9 G722/8000`, its RTP clock being 8 kHz per RFC 3551) plus telephone-event, and
+//! SDES-SRTP keys (RFC 4568 `a=crypto`) as the profile's [`SrtpPolicy`] asks: `RTP/SAVP` with
+//! our key when required, `RTP/AVP` with our key when optional (best effort).
 //!
 //! Sans-IO: builds our offer or answer as text and reads the peer's SDP into a
 //! [`RemoteMedia`] (where to send, which codec, which direction). Parsing is done
@@ -10,6 +12,7 @@ use std::io::Cursor;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::media::g711::Codec;
+use crate::media::srtp::{MasterKey, SrtpKeys, SrtpPolicy, Suite};
 
 /// The media formats we can offer, in the order the trunk profile prefers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +67,23 @@ pub struct RemoteMedia {
     pub dtmf_pt: Option<u8>,
     /// The peer's direction as written in its SDP.
     pub direction: Direction,
+    /// The stream's transport is `RTP/SAVP` (or `RTP/SAVPF`): SRTP or nothing.
+    pub secure: bool,
+    /// The first `a=crypto` line we can use (suite we take, one inline key, no MKI, no session
+    /// parameter we do not know).
+    pub crypto: Option<Crypto>,
 }
+
+/// One usable `a=crypto` line (RFC 4568 §9.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crypto {
+    pub tag: u32,
+    pub suite: Suite,
+    pub key: MasterKey,
+}
+
+/// The tag of the one crypto line our offers carry.
+const OUR_CRYPTO_TAG: u32 = 1;
 
 impl RemoteMedia {
     /// Whether we may send audio to the peer.
@@ -85,6 +104,13 @@ pub enum SdpError {
     BadAddress(String),
     #[error("SDP offers no codec we support (formats: {0})")]
     NoCommonCodec(String),
+    #[error(
+        "SDP has no SRTP key we can use (a=crypto with AES_CM_128_HMAC_SHA1_80 or _32) and \
+         the profile says srtp = \"required\""
+    )]
+    SrtpRequired,
+    #[error("SDP asks for SRTP (RTP/SAVP) without a key we can use (a=crypto with AES_CM_128_HMAC_SHA1_80 or _32)")]
+    SrtpUnusable,
 }
 
 /// Our side of a session: used to write offers and answers.
@@ -96,6 +122,11 @@ pub struct LocalMedia {
     /// Session id for `o=`; the version goes up with every new SDP we send.
     pub session_id: u64,
     pub version: u64,
+    /// Whether our SDP offers SRTP (see [`SrtpPolicy`]).
+    pub srtp: SrtpPolicy,
+    /// The master key we send SRTP with (one per call; `None` with [`SrtpPolicy::Off`] until a
+    /// peer's offer asks for SRTP).
+    key: Option<MasterKey>,
 }
 
 impl LocalMedia {
@@ -106,26 +137,99 @@ impl LocalMedia {
             port,
             session_id,
             version: session_id,
+            srtp: SrtpPolicy::Off,
+            key: None,
         }
+    }
+
+    /// The same, offering SRTP as `policy` says (a fresh master key unless it is off).
+    pub fn with_srtp(mut self, policy: SrtpPolicy) -> LocalMedia {
+        self.srtp = policy;
+        self.key = (policy != SrtpPolicy::Off).then(MasterKey::generate);
+        self
     }
 
     /// An offer listing `formats` in order.
     pub fn offer(&mut self, formats: &[Format], direction: Direction) -> String {
-        self.write(formats, direction)
+        let (proto, crypto) = match (self.srtp, &self.key) {
+            (SrtpPolicy::Required, Some(_)) => ("RTP/SAVP", Some((OUR_CRYPTO_TAG, Suite::AesCm128HmacSha1_80))),
+            (SrtpPolicy::Optional, Some(_)) => ("RTP/AVP", Some((OUR_CRYPTO_TAG, Suite::AesCm128HmacSha1_80))),
+            _ => ("RTP/AVP", None),
+        };
+        self.write(formats, direction, proto, crypto)
     }
 
-    /// Our answer to a peer's offer: the chosen codec, and telephone-event if
-    /// both sides take it, with the peer's payload type.
-    pub fn answer(&mut self, remote: &RemoteMedia, ours: &[Format]) -> String {
+    /// Our answer to a peer's offer: the chosen codec, and telephone-event if both sides take
+    /// it, with the peer's payload type; the peer's transport, and our key on its crypto line's
+    /// tag and suite when [`LocalMedia::srtp_keys`] settled on SRTP (`keys`).
+    pub fn answer(
+        &mut self,
+        remote: &RemoteMedia,
+        ours: &[Format],
+        keys: Option<&SrtpKeys>,
+    ) -> String {
         let mut formats = vec![Format::Audio(remote.codec)];
         let we_take_dtmf = ours.iter().any(|f| matches!(f, Format::TelephoneEvent(_)));
         if let (Some(pt), true) = (remote.dtmf_pt, we_take_dtmf) {
             formats.push(Format::TelephoneEvent(pt));
         }
-        self.write(&formats, Direction::answer_to(remote.direction))
+        let crypto = match (keys, &remote.crypto) {
+            (Some(k), Some(c)) => Some((c.tag, k.suite)),
+            _ => None,
+        };
+        let proto = if remote.secure { "RTP/SAVP" } else { "RTP/AVP" };
+        self.write(
+            &formats,
+            Direction::answer_to(remote.direction),
+            proto,
+            crypto,
+        )
     }
 
-    fn write(&mut self, formats: &[Format], direction: Direction) -> String {
+    /// What the peer's SDP means for SRTP under our policy: the keys to protect the media with,
+    /// `None` for plain RTP, or an error when the two cannot agree. `peer_offered`: the SDP is
+    /// the peer's offer (we answer it) rather than its answer to ours.
+    ///
+    /// * A peer's `RTP/SAVP` needs a usable key, whatever our policy (we can do SRTP).
+    /// * `required`: no usable key is an error.
+    /// * `optional`: a usable key is taken (best effort both ways).
+    /// * `off`: a key on `RTP/AVP` is ignored; an answer's key to our plain offer too.
+    pub fn srtp_keys(
+        &mut self,
+        remote: &RemoteMedia,
+        peer_offered: bool,
+    ) -> Result<Option<SrtpKeys>, SdpError> {
+        let usable = match &remote.crypto {
+            // An answer's line must be the one we offered (RFC 4568 §7.1.2).
+            Some(c) if peer_offered || c.tag == OUR_CRYPTO_TAG => Some(c),
+            _ => None,
+        };
+        let take = match self.srtp {
+            SrtpPolicy::Off => peer_offered && remote.secure,
+            SrtpPolicy::Optional | SrtpPolicy::Required => true,
+        };
+        match usable {
+            Some(c) if take => {
+                let local = self.key.get_or_insert_with(MasterKey::generate).clone();
+                Ok(Some(SrtpKeys {
+                    suite: c.suite,
+                    local,
+                    remote: c.key.clone(),
+                }))
+            }
+            None if self.srtp == SrtpPolicy::Required => Err(SdpError::SrtpRequired),
+            None if peer_offered && remote.secure => Err(SdpError::SrtpUnusable),
+            _ => Ok(None),
+        }
+    }
+
+    fn write(
+        &mut self,
+        formats: &[Format],
+        direction: Direction,
+        proto: &str,
+        crypto: Option<(u32, Suite)>,
+    ) -> String {
         self.version += 1;
         let ip_kind = if self.addr.is_ipv4() { "IP4" } else { "IP6" };
         let pts: Vec<String> = formats
@@ -145,10 +249,17 @@ impl LocalMedia {
         s.push_str(&format!("c=IN {ip_kind} {}\r\n", self.addr));
         s.push_str("t=0 0\r\n");
         s.push_str(&format!(
-            "m=audio {} RTP/AVP {}\r\n",
+            "m=audio {} {proto} {}\r\n",
             self.port,
             pts.join(" ")
         ));
+        if let (Some((tag, suite)), Some(key)) = (crypto, &self.key) {
+            s.push_str(&format!(
+                "a=crypto:{tag} {} inline:{}\r\n",
+                suite.name(),
+                key.to_base64()
+            ));
+        }
         for f in formats {
             match f {
                 Format::Audio(c) => s.push_str(&format!(
@@ -247,12 +358,46 @@ pub fn parse_remote(body: &[u8], ours: &[Format]) -> Result<RemoteMedia, SdpErro
     } else {
         Some(SocketAddr::new(ip, port as u16))
     };
+    let proto = media.media_name.protos.join("/").to_ascii_uppercase();
+    let secure = proto.contains("SAVP");
+    let crypto = media
+        .attributes
+        .iter()
+        .filter(|a| a.key.eq_ignore_ascii_case("crypto"))
+        .find_map(|a| parse_crypto(a.value.as_deref()?));
     Ok(RemoteMedia {
         addr,
         codec,
         dtmf_pt,
         direction,
+        secure,
+        crypto,
     })
+}
+
+/// One `a=crypto` value (`1 AES_CM_128_HMAC_SHA1_80 inline:KEY[|2^31][|1:4] [params]`), if we
+/// can use it: a suite we take, exactly one inline key of the right length, no MKI (we send
+/// none, so we could not read its packets), and no session parameter but a window size hint.
+fn parse_crypto(value: &str) -> Option<Crypto> {
+    let mut words = value.split_ascii_whitespace();
+    let tag: u32 = words.next()?.parse().ok()?;
+    let suite = Suite::from_name(words.next()?)?;
+    let key_params = words.next()?;
+    if words.any(|p| !p.to_ascii_uppercase().starts_with("WSH=")) {
+        return None;
+    }
+    if key_params.contains(';') {
+        return None;
+    }
+    let inline = key_params.strip_prefix("inline:")?;
+    let mut parts = inline.split('|');
+    let key = MasterKey::from_base64(parts.next()?)?;
+    for part in parts {
+        if part.contains(':') {
+            return None; // MKI
+        }
+    }
+    Some(Crypto { tag, suite, key })
 }
 
 #[cfg(test)]
@@ -356,9 +501,11 @@ mod tests {
             codec: Codec::Pcmu,
             dtmf_pt: Some(96),
             direction: Direction::SendOnly,
+            secure: false,
+            crypto: None,
         };
         let mut local = LocalMedia::new("127.0.0.1".parse().unwrap(), 4000);
-        let a = local.answer(&remote, &OURS);
+        let a = local.answer(&remote, &OURS, None);
         assert!(a.contains("m=audio 4000 RTP/AVP 0 96\r\n"), "{a}");
         assert!(a.contains("a=recvonly\r\n"));
     }
@@ -421,11 +568,134 @@ mod tests {
             &ours,
         )
         .unwrap();
-        let answer = local.answer(&r, &ours);
+        let answer = local.answer(&r, &ours, None);
         assert!(
             answer.contains("m=audio 20000 RTP/AVP 9 101\r\n"),
             "{answer}"
         );
         assert!(answer.contains("a=rtpmap:9 G722/8000\r\n"), "{answer}");
+    }
+
+    fn peer_sdp(proto: &str, crypto: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n\
+             m=audio 30000 {proto} 0 101\r\na=rtpmap:101 telephone-event/8000\r\n{crypto}"
+        )
+    }
+
+    fn crypto_line(tag: u32, suite: &str, key: &MasterKey, extra: &str) -> String {
+        format!("a=crypto:{tag} {suite} inline:{}{extra}\r\n", key.to_base64())
+    }
+
+    #[test]
+    fn srtp_offers_follow_the_policy() {
+        let ip = "192.0.2.10".parse().unwrap();
+        let mut off = LocalMedia::new(ip, 20000);
+        let plain = off.offer(&OURS, Direction::SendRecv);
+        assert!(plain.contains("RTP/AVP") && !plain.contains("a=crypto"), "{plain}");
+        let mut required = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Required);
+        let offer = required.offer(&OURS, Direction::SendRecv);
+        assert!(offer.contains("m=audio 20000 RTP/SAVP 0 8 101\r\n"), "{offer}");
+        let back = parse_remote(offer.as_bytes(), &OURS).unwrap();
+        assert!(back.secure);
+        let c = back.crypto.expect("our crypto line parses back");
+        assert_eq!((c.tag, c.suite), (1, Suite::AesCm128HmacSha1_80));
+        let mut optional = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Optional);
+        let offer = optional.offer(&OURS, Direction::SendRecv);
+        assert!(offer.contains("RTP/AVP") && offer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{offer}");
+        // One key per call: a re-offer carries the same.
+        assert_eq!(
+            parse_remote(optional.offer(&OURS, Direction::SendOnly).as_bytes(), &OURS).unwrap().crypto,
+            parse_remote(offer.as_bytes(), &OURS).unwrap().crypto
+        );
+    }
+
+    #[test]
+    fn answers_to_our_offer_settle_srtp_or_refuse_it() {
+        let ip = "192.0.2.10".parse().unwrap();
+        let theirs = MasterKey::generate();
+        let with_key = peer_sdp("RTP/SAVP", &crypto_line(1, "AES_CM_128_HMAC_SHA1_80", &theirs, ""));
+        let without = peer_sdp("RTP/AVP", "");
+        let other_tag = peer_sdp("RTP/SAVP", &crypto_line(7, "AES_CM_128_HMAC_SHA1_80", &theirs, ""));
+
+        let mut required = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Required);
+        let offer = required.offer(&OURS, Direction::SendRecv);
+        let ours = parse_remote(offer.as_bytes(), &OURS).unwrap().crypto.unwrap().key;
+        let keys = required
+            .srtp_keys(&parse_remote(with_key.as_bytes(), &OURS).unwrap(), false)
+            .unwrap()
+            .expect("SRTP settled");
+        assert_eq!((keys.local, keys.remote), (ours, theirs.clone()));
+        for bad in [&without, &other_tag] {
+            let remote = parse_remote(bad.as_bytes(), &OURS).unwrap();
+            assert_eq!(required.srtp_keys(&remote, false), Err(SdpError::SrtpRequired));
+        }
+
+        let mut optional = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Optional);
+        optional.offer(&OURS, Direction::SendRecv);
+        let plain = parse_remote(without.as_bytes(), &OURS).unwrap();
+        assert_eq!(optional.srtp_keys(&plain, false), Ok(None), "best effort: plain RTP");
+        let keyed = parse_remote(with_key.as_bytes(), &OURS).unwrap();
+        assert!(optional.srtp_keys(&keyed, false).unwrap().is_some());
+
+        let mut off = LocalMedia::new(ip, 20000);
+        off.offer(&OURS, Direction::SendRecv);
+        assert_eq!(off.srtp_keys(&keyed, false), Ok(None), "we offered none");
+    }
+
+    #[test]
+    fn peer_offers_are_answered_on_their_transport_with_our_key() {
+        let ip = "192.0.2.10".parse().unwrap();
+        let theirs = MasterKey::generate();
+        // A suite we do not take first, then one we do, on the peer's tag 3.
+        let lines = format!(
+            "a=crypto:1 AEAD_AES_256_GCM inline:{}\r\n{}",
+            theirs.to_base64(),
+            crypto_line(3, "AES_CM_128_HMAC_SHA1_32", &theirs, "|2^31")
+        );
+        let savp = parse_remote(peer_sdp("RTP/SAVP", &lines).as_bytes(), &OURS).unwrap();
+        for policy in [SrtpPolicy::Off, SrtpPolicy::Optional, SrtpPolicy::Required] {
+            let mut local = LocalMedia::new(ip, 20000).with_srtp(policy);
+            let keys = local.srtp_keys(&savp, true).unwrap().expect("SAVP is taken");
+            assert_eq!(keys.suite, Suite::AesCm128HmacSha1_32);
+            let answer = local.answer(&savp, &OURS, Some(&keys));
+            assert!(answer.contains("m=audio 20000 RTP/SAVP 0 101\r\n"), "{answer}");
+            let line = format!("a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:{}\r\n", keys.local.to_base64());
+            assert!(answer.contains(&line), "{policy:?}: {answer}");
+        }
+        // Best effort on RTP/AVP: taken unless off.
+        let avp = parse_remote(peer_sdp("RTP/AVP", &lines).as_bytes(), &OURS).unwrap();
+        let mut off = LocalMedia::new(ip, 20000);
+        assert_eq!(off.srtp_keys(&avp, true), Ok(None));
+        assert!(!off.answer(&avp, &OURS, None).contains("a=crypto"));
+        let mut optional = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Optional);
+        let keys = optional.srtp_keys(&avp, true).unwrap();
+        let answer = optional.answer(&avp, &OURS, keys.as_ref());
+        assert!(answer.contains("RTP/AVP") && answer.contains("a=crypto:3 "), "{answer}");
+        // Refusals: SAVP without a usable key; required without any key.
+        let unusable = peer_sdp("RTP/SAVP", &crypto_line(1, "AES_CM_128_HMAC_SHA1_80", &theirs, "|2^20|1:4"));
+        let remote = parse_remote(unusable.as_bytes(), &OURS).unwrap();
+        assert_eq!(remote.crypto, None, "an MKI we would not send");
+        assert_eq!(LocalMedia::new(ip, 1).srtp_keys(&remote, true), Err(SdpError::SrtpUnusable));
+        let plain = parse_remote(peer_sdp("RTP/AVP", "").as_bytes(), &OURS).unwrap();
+        let mut required = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Required);
+        assert_eq!(required.srtp_keys(&plain, true), Err(SdpError::SrtpRequired));
+    }
+
+    #[test]
+    fn crypto_lines_we_cannot_use_are_skipped_not_fatal() {
+        let key = MasterKey::generate().to_base64();
+        for line in [
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key} KDR=1"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key};inline:{key}"),
+            "1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=".to_string(),
+            format!("x AES_CM_128_HMAC_SHA1_80 inline:{key}"),
+            "1 AES_CM_128_HMAC_SHA1_80".to_string(),
+            "".to_string(),
+            format!("1 F8_128_HMAC_SHA1_80 inline:{key}"),
+        ] {
+            assert_eq!(parse_crypto(&line), None, "{line}");
+        }
+        assert!(parse_crypto(&format!("2 AES_CM_128_HMAC_SHA1_80 inline:{key} WSH=64")).is_some());
     }
 }

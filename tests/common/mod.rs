@@ -1748,6 +1748,9 @@ pub struct BaresipOptions {
     pub register: Option<(String, String)>,
     /// A command console ([`Baresip::command`]: hold, resume, hangup). Default: none.
     pub control: bool,
+    /// Media encryption (its `srtp` module's account parameter `mediaenc`: `srtp` best
+    /// effort, `srtp-mand` SDES-SRTP only on RTP/SAVP). Default: none (plain RTP).
+    pub mediaenc: Option<String>,
 }
 
 impl Default for BaresipOptions {
@@ -1757,6 +1760,7 @@ impl Default for BaresipOptions {
             audio_codecs: "pcmu,pcma".into(),
             register: None,
             control: false,
+            mediaenc: None,
         }
     }
 }
@@ -1869,10 +1873,12 @@ impl Baresip {
              module\t\t\taubridge.so\n\
              module\t\t\tsndfile.so\n\
              {control}\
+             {srtp}\
              module_tmp\t\taccount.so\n\
              snd_path\t\t{rec}\n",
             ip = at.ip,
             g722 = if g722 { "module\t\t\tg722.so\n" } else { "" },
+            srtp = if opts.mediaenc.is_some() { "module\t\t\tsrtp.so\n" } else { "" },
             source = source.display(),
             modules = baresip_module_path().display(),
             rec = rec_dir.display(),
@@ -1886,7 +1892,13 @@ impl Baresip {
         };
         fs::write(
             bdir.join("accounts"),
-            format!("{account};answermode=auto;audio_codecs={audio_codecs}\n"),
+            format!(
+                "{account};answermode=auto;audio_codecs={audio_codecs}{}\n",
+                opts.mediaenc
+                    .as_deref()
+                    .map(|m| format!(";mediaenc={m}"))
+                    .unwrap_or_default()
+            ),
         )
         .expect("write baresip accounts");
         let args = vec!["-f".to_string(), bdir.to_string_lossy().into_owned()];
