@@ -1,9 +1,11 @@
 //! Malformed and unexpected SIP from the network: `outdial serve` answers what
 //! it can (400, 501, 481, 405, 200 to OPTIONS), never crashes, and keeps
 //! serving. The peer here is a plain UDP socket sending hand-written
-//! datagrams, so each case is exactly the bytes under test.
+//! datagrams (or a plain TCP connection writing hand-written messages), so
+//! each case is exactly the bytes under test.
 
-use std::net::UdpSocket;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -197,6 +199,121 @@ fn malformed_and_unexpected_requests_are_answered_and_survived() {
 
     // Still serving.
     let r = exchange(&c, server.port, &options("opt2", cp)).expect("still answers OPTIONS");
+    assert_eq!(status(&r), 200, "{r}");
+}
+
+/// Reads SIP responses from a TCP stream until one with a final status comes, or the
+/// timeout; `None` when the connection closed or nothing came.
+fn read_final(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end + 4]).to_string();
+            let body: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if pending.len() < end + 4 + body {
+                break;
+            }
+            pending.drain(..end + 4 + body);
+            if !head.starts_with("SIP/2.0 1") {
+                return Some(head);
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn malformed_requests_over_tcp_are_answered_on_the_same_connection() {
+    let server = start_server();
+    let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).expect("connect over TCP");
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let cp = tcp.local_addr().expect("addr").port();
+    let mut pending = Vec::new();
+    let over_tcp = |m: String| m.replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+
+    // A keep-alive ping is answered with its pong and the connection goes on.
+    tcp.write_all(b"\r\n\r\n").expect("ping");
+    let r = {
+        tcp.write_all(over_tcp(options("tcp-opt1", cp)).as_bytes())
+            .expect("write");
+        read_final(&mut tcp, &mut pending).expect("OPTIONS over TCP answered")
+    };
+    // The pong (CRLF) may lead the response.
+    assert_eq!(status(r.trim_start()), 200, "{r}");
+    assert!(r.contains("branch=z9hG4bK-tcp-opt1"), "{r}");
+
+    // Each broken request is answered 400 (501 for an unknown method) on this connection,
+    // written in one go with a good request after it: the good one is answered too.
+    let no_call_id = over_tcp(request("OPTIONS", "OPTIONS", "tcp-nocid", "", cp))
+        .replace("Call-ID: tcp-nocid@probe\r\n", "");
+    let bad_cseq = over_tcp(request("OPTIONS", "OPTIONS", "tcp-badcseq", "", cp))
+        .replace("CSeq: 1 OPTIONS", "CSeq: one OPTIONS");
+    let unknown = over_tcp(request("FROBNICATE", "FROBNICATE", "tcp-unk", "", cp));
+    let unparsable = over_tcp(request("OPTIONS", "OPTIONS", "tcp-junk", "", cp))
+        .replace("From: <sip:probe@127.0.0.1>", "From: <<<sip:probe@@>>");
+    for (msg, code, branch) in [
+        (no_call_id, 400, "tcp-nocid"),
+        (bad_cseq, 400, "tcp-badcseq"),
+        (unknown, 501, "tcp-unk"),
+        (unparsable, 400, "tcp-junk"),
+    ] {
+        let good = over_tcp(options(&format!("{branch}-after"), cp));
+        tcp.write_all(format!("{msg}{good}").as_bytes())
+            .expect("write");
+        let r = read_final(&mut tcp, &mut pending)
+            .unwrap_or_else(|| panic!("{branch}: no answer over TCP"));
+        assert_eq!(status(&r), code, "{branch}: {r}");
+        assert!(r.contains(&format!("branch=z9hG4bK-{branch}")), "{r}");
+        let r = read_final(&mut tcp, &mut pending)
+            .unwrap_or_else(|| panic!("{branch}: the request after it was not answered"));
+        assert_eq!(status(&r), 200, "{branch}-after: {r}");
+    }
+
+    // A Content-Length that is no number cannot be framed: 400, then the connection ends.
+    let unframed =
+        over_tcp(options("tcp-cl", cp)).replace("Content-Length: 0", "Content-Length: x");
+    tcp.write_all(unframed.as_bytes()).expect("write");
+    let r = read_final(&mut tcp, &mut pending).expect("400 for an unframeable message");
+    assert_eq!(status(&r), 400, "{r}");
+    assert!(
+        read_final(&mut tcp, &mut pending).is_none(),
+        "connection closed"
+    );
+
+    // A new connection, and UDP, are still served.
+    let mut again = TcpStream::connect(("127.0.0.1", server.port)).expect("reconnect");
+    again
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let cp2 = again.local_addr().expect("addr").port();
+    again
+        .write_all(over_tcp(options("tcp-opt2", cp2)).as_bytes())
+        .expect("write");
+    let r = read_final(&mut again, &mut Vec::new()).expect("OPTIONS on a new connection");
+    assert_eq!(status(&r), 200, "{r}");
+    let c = client();
+    let r = exchange(
+        &c,
+        server.port,
+        &options("udp-after-tcp", c.local_addr().expect("addr").port()),
+    )
+    .expect("UDP still answers");
     assert_eq!(status(&r), 200, "{r}");
 }
 

@@ -69,11 +69,7 @@ fn profiles(d: &Path) {
 
 fn assert_audio_both_ways(c: &Call, phone: &Baresip) {
     let heard_by_phone = phone.received_recording(Duration::from_secs(15));
-    let (corr, lag) = best_correlation(
-        &read_wav_8k(&c.ours),
-        &read_wav_8k(&heard_by_phone),
-        16000,
-    );
+    let (corr, lag) = best_correlation(&read_wav_8k(&c.ours), &read_wav_8k(&heard_by_phone), 16000);
     eprintln!("baresip heard our file: {corr:.3} at lag {lag}");
     assert!(corr > 0.8, "baresip's recording vs our file: {corr:.3}");
     let (corr, lag) = best_correlation(&read_wav_8k(&phone.source), &read_wav_8k(&c.rec), 16000);

@@ -2047,7 +2047,10 @@ mod tests {
             },
         );
         let outs = drain(&mut c);
-        assert!(!outs.iter().any(|o| matches!(o, Output::Media(_))), "{outs:?}");
+        assert!(
+            !outs.iter().any(|o| matches!(o, Output::Media(_))),
+            "{outs:?}"
+        );
         c.handle(
             t0 + Duration::from_secs(1),
             Input::Confirmed {
@@ -2058,7 +2061,10 @@ mod tests {
         );
         let outs = drain(&mut c);
         assert!(outs.contains(&Output::Bye), "{outs:?}");
-        assert!(!outs.iter().any(|o| matches!(o, Output::Media(_))), "{outs:?}");
+        assert!(
+            !outs.iter().any(|o| matches!(o, Output::Media(_))),
+            "{outs:?}"
+        );
         assert!(c.is_over());
         let s = summary(&c);
         assert_eq!((s.outcome, s.sip_code), (Outcome::Failed, Some(200)));
@@ -2077,7 +2083,14 @@ mod tests {
         );
         let outs = drain(&mut c);
         assert!(
-            outs.iter().any(|o| matches!(o, Output::Media(MediaUpdate { srtp: Some(_), remote: Some(_), .. }))),
+            outs.iter().any(|o| matches!(
+                o,
+                Output::Media(MediaUpdate {
+                    srtp: Some(_),
+                    remote: Some(_),
+                    ..
+                })
+            )),
             "{outs:?}"
         );
         assert!(!c.is_over());
@@ -2098,7 +2111,10 @@ mod tests {
         )
         .unwrap();
         assert!(answer.contains("m=audio 40000 RTP/SAVP 0 101"), "{answer}");
-        assert!(answer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{answer}");
+        assert!(
+            answer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{answer}"
+        );
         assert!(drain(&mut c)
             .iter()
             .any(|o| matches!(o, Output::Media(MediaUpdate { srtp: Some(_), .. }))));

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use super::error::ConfigError;
 use super::reader::{self, Doc, Fields, Val};
 use super::{CodecName, HostPort, InboundNumber, Profile, Secret, Transport, Trunk};
-use crate::media::RtpLatching;
 use crate::media::srtp::SrtpPolicy;
+use crate::media::RtpLatching;
 
 const KEYS: &[&str] = &[
     "name",

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::media::srtp::SrtpPolicy;
 use crate::media::RtpLatching;
 
 /// A temporary directory holding `outdial.toml` and `sip-profiles/`.
@@ -649,6 +650,27 @@ fn limits() {
             .unwrap();
         assert_eq!(c.profiles[0].rtp_latching, mode, "{text}");
     }
+    assert_eq!(
+        profile_error(&format!("{PROXY}srtp = \"always\"\n")),
+        "sip-profiles/acme.toml: srtp = \"always\": must be one of off, optional, required \
+         (line 2)"
+    );
+    for (text, policy) in [
+        ("off", SrtpPolicy::Off),
+        ("Optional", SrtpPolicy::Optional),
+        ("REQUIRED", SrtpPolicy::Required),
+    ] {
+        let c = Fixture::new()
+            .profile("acme.toml", &format!("{PROXY}srtp = \"{text}\"\n"))
+            .load(&[])
+            .unwrap();
+        assert_eq!(c.profiles[0].srtp, policy, "{text}");
+    }
+    let c = Fixture::new()
+        .profile("acme.toml", PROXY)
+        .load(&[])
+        .unwrap();
+    assert_eq!(c.profiles[0].srtp, SrtpPolicy::Off, "off unless set");
 }
 
 #[test]
@@ -785,7 +807,7 @@ fn every_problem_is_reported_in_file_order() {
              from_user, from_domain, caller_id, pai, ppi, codecs, max_channels, max_cps, \
              outbound_proxy, ping_interval, ping_down_after, ping_up_after, rtp_latching, \
              invite_timeout, inbound_allow, inbound_number, inbound_route, tls_ca_file, \
-             tls_cert_file, tls_key_file, trunk (line 4)",
+             tls_cert_file, tls_key_file, srtp, trunk (line 4)",
             "sip-profiles/acme.toml: proxy: missing; set the carrier's SIP server, e.g. \
              proxy = \"sip.carrier.example:5060\"",
         ]

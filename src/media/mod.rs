@@ -17,11 +17,13 @@
 //!
 //! * **Linked legs** (a bridge, [`MediaSession::link`]) forward each packet at once from one
 //!   leg to the other, rewritten and transcoded by [`link`].
+//! * **SRTP** (SDES keys from the SDP, [`srtp`]) protects a leg's RTP and RTCP both ways when
+//!   its trunk profile asks for it or the far end offers it.
 //!
 //! Every call's RTP runs on the one [`engine`]: one or two worker threads with epoll and
 //! batched `recvmmsg`/`sendmmsg`, the same code `outdial bench media` measures.
-//! The protocol pieces ([`rtp`], [`rtcp`], [`jitter`], [`g711`], [`link`]) are sans-IO: they
-//! parse, build and convert buffers and never touch a socket or a clock. Only [`engine`] (with
+//! The protocol pieces ([`rtp`], [`rtcp`], [`jitter`], [`g711`], [`link`], [`srtp`]) are
+//! sans-IO: they parse, build and convert buffers and never touch a socket or a clock. Only [`engine`] (with
 //! [`session`]'s per-call state and [`sys`]'s system calls) and [`ports`] (binding) do I/O.
 //! Nothing here may panic on bytes from the network or on a file's contents.
 

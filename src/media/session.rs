@@ -37,10 +37,16 @@
 //!   [`MediaSession::set_frames_while_linked`] (a recording), through the jitter buffer on the
 //!   side.
 //!
+//! * **SRTP** ([`MediaSession::set_srtp`], keys from the SDP offer/answer): every datagram on
+//!   either port is opened by [`srtp`](super::srtp) before anything else looks at it (one that
+//!   fails authentication or the replay window is dropped and counted in
+//!   [`RtpStats::srtp_rejected`]); every packet we send, paced, relayed or RTCP, is sealed last,
+//!   and one that cannot be sealed is not sent: nothing leaves in clear once keys are set.
+//!
 //! The handle and the engine share one small mutex-guarded state per call; the handle never
 //! blocks on the network, and the engine never holds two calls' locks at once. Nothing received
 //! from the network can make it panic, and nothing on the per-packet path allocates except each
-//! frame's own samples.
+//! frame's own samples and, on SRTP calls, the crypto crate's output buffer per packet.
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
@@ -976,7 +982,10 @@ impl MediaSession {
                 leg.rx.jitter.stats(),
                 leg.rx.rtcp.stats(),
                 leg.rx.latch.latched,
-                leg.control.srtp.as_ref().map(|s| s.streams.keys().suite.name()),
+                leg.control
+                    .srtp
+                    .as_ref()
+                    .map(|s| s.streams.keys().suite.name()),
             )
         };
         RtpStats {
@@ -2151,7 +2160,15 @@ mod tests {
         let mut sealed = Vec::new();
         for k in 0..20u16 {
             let mut p = Vec::new();
-            write_rtp(&mut p, false, 0, 100 + k, 800 + u32::from(k) * 160, 0xAAAA, &pattern);
+            write_rtp(
+                &mut p,
+                false,
+                0,
+                100 + k,
+                800 + u32::from(k) * 160,
+                0xAAAA,
+                &pattern,
+            );
             far_a.protect_rtp(&p, &mut sealed).expect("seal");
             from_a.push(sealed.clone());
         }
@@ -2166,7 +2183,15 @@ mod tests {
         let mut from_b = Vec::new();
         for k in 0..20u16 {
             let mut p = Vec::new();
-            write_rtp(&mut p, false, 0, 7000 + k, 9000 + u32::from(k) * 160, 0xBBBB, &pattern);
+            write_rtp(
+                &mut p,
+                false,
+                0,
+                7000 + k,
+                9000 + u32::from(k) * 160,
+                0xBBBB,
+                &pattern,
+            );
             from_b.push(p);
         }
         let send_a = tokio::spawn(send_paced(Arc::clone(&peer_a), a_port, from_a));
@@ -2192,8 +2217,14 @@ mod tests {
         let mut opened = Vec::new();
         let mut heard_b = 0;
         for d in &raw_a {
-            assert_ne!(&d[12..d.len().min(172)], &pattern[..], "no plain copy of B's audio");
-            far_a.unprotect_rtp(d, &mut opened).expect("A sends SRTP only");
+            assert_ne!(
+                &d[12..d.len().min(172)],
+                &pattern[..],
+                "no plain copy of B's audio"
+            );
+            far_a
+                .unprotect_rtp(d, &mut opened)
+                .expect("A sends SRTP only");
             if RtpPacket::parse(&opened).is_ok_and(|p| p.payload == pattern.as_slice()) {
                 heard_b += 1;
             }

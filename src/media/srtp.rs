@@ -265,7 +265,11 @@ mod tests {
     fn both_suites_round_trip_rtp_across_a_sequence_wrap_and_hide_the_payload() {
         for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
             let (mut ours, mut theirs) = pair(suite);
-            let tag = if suite == Suite::AesCm128HmacSha1_80 { 10 } else { 4 };
+            let tag = if suite == Suite::AesCm128HmacSha1_80 {
+                10
+            } else {
+                4
+            };
             let (mut sealed, mut plain) = (Vec::new(), Vec::new());
             for p in rtp_packets(12) {
                 ours.protect_rtp(&p, &mut sealed).unwrap();
@@ -295,8 +299,15 @@ mod tests {
         );
         let (mut stranger, _) = pair(Suite::AesCm128HmacSha1_80);
         stranger.protect_rtp(&packets[2], &mut sealed).unwrap();
-        assert!(theirs.unprotect_rtp(&sealed, &mut plain).is_err(), "other key");
-        for junk in [&[][..], &[0x80][..], &[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9][..]] {
+        assert!(
+            theirs.unprotect_rtp(&sealed, &mut plain).is_err(),
+            "other key"
+        );
+        for junk in [
+            &[][..],
+            &[0x80][..],
+            &[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9][..],
+        ] {
             assert!(theirs.unprotect_rtp(junk, &mut plain).is_err());
             assert!(theirs.unprotect_rtcp(junk, &mut plain).is_err());
         }
@@ -309,7 +320,11 @@ mod tests {
         let rr = [0x80, 201, 0, 1, 1, 2, 3, 4];
         let (mut sealed, mut plain) = (Vec::new(), Vec::new());
         ours.protect_rtcp(&rr, &mut sealed).unwrap();
-        assert_eq!(sealed.len(), rr.len() + 4 + 10, "E flag + index, then the tag");
+        assert_eq!(
+            sealed.len(),
+            rr.len() + 4 + 10,
+            "E flag + index, then the tag"
+        );
         theirs.unprotect_rtcp(&sealed, &mut plain).unwrap();
         assert_eq!(plain, rr);
     }

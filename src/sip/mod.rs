@@ -17,6 +17,7 @@ pub mod limits;
 pub mod orphan;
 pub mod outcome;
 pub mod sdp;
+pub mod tcp_guard;
 pub mod trunks;
 pub mod ua;
 

@@ -152,8 +152,14 @@ impl LocalMedia {
     /// An offer listing `formats` in order.
     pub fn offer(&mut self, formats: &[Format], direction: Direction) -> String {
         let (proto, crypto) = match (self.srtp, &self.key) {
-            (SrtpPolicy::Required, Some(_)) => ("RTP/SAVP", Some((OUR_CRYPTO_TAG, Suite::AesCm128HmacSha1_80))),
-            (SrtpPolicy::Optional, Some(_)) => ("RTP/AVP", Some((OUR_CRYPTO_TAG, Suite::AesCm128HmacSha1_80))),
+            (SrtpPolicy::Required, Some(_)) => (
+                "RTP/SAVP",
+                Some((OUR_CRYPTO_TAG, Suite::AesCm128HmacSha1_80)),
+            ),
+            (SrtpPolicy::Optional, Some(_)) => (
+                "RTP/AVP",
+                Some((OUR_CRYPTO_TAG, Suite::AesCm128HmacSha1_80)),
+            ),
             _ => ("RTP/AVP", None),
         };
         self.write(formats, direction, proto, crypto)
@@ -584,7 +590,10 @@ mod tests {
     }
 
     fn crypto_line(tag: u32, suite: &str, key: &MasterKey, extra: &str) -> String {
-        format!("a=crypto:{tag} {suite} inline:{}{extra}\r\n", key.to_base64())
+        format!(
+            "a=crypto:{tag} {suite} inline:{}{extra}\r\n",
+            key.to_base64()
+        )
     }
 
     #[test]
@@ -592,20 +601,32 @@ mod tests {
         let ip = "192.0.2.10".parse().unwrap();
         let mut off = LocalMedia::new(ip, 20000);
         let plain = off.offer(&OURS, Direction::SendRecv);
-        assert!(plain.contains("RTP/AVP") && !plain.contains("a=crypto"), "{plain}");
+        assert!(
+            plain.contains("RTP/AVP") && !plain.contains("a=crypto"),
+            "{plain}"
+        );
         let mut required = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Required);
         let offer = required.offer(&OURS, Direction::SendRecv);
-        assert!(offer.contains("m=audio 20000 RTP/SAVP 0 8 101\r\n"), "{offer}");
+        assert!(
+            offer.contains("m=audio 20000 RTP/SAVP 0 8 101\r\n"),
+            "{offer}"
+        );
         let back = parse_remote(offer.as_bytes(), &OURS).unwrap();
         assert!(back.secure);
         let c = back.crypto.expect("our crypto line parses back");
         assert_eq!((c.tag, c.suite), (1, Suite::AesCm128HmacSha1_80));
         let mut optional = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Optional);
         let offer = optional.offer(&OURS, Direction::SendRecv);
-        assert!(offer.contains("RTP/AVP") && offer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{offer}");
+        assert!(
+            offer.contains("RTP/AVP")
+                && offer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{offer}"
+        );
         // One key per call: a re-offer carries the same.
         assert_eq!(
-            parse_remote(optional.offer(&OURS, Direction::SendOnly).as_bytes(), &OURS).unwrap().crypto,
+            parse_remote(optional.offer(&OURS, Direction::SendOnly).as_bytes(), &OURS)
+                .unwrap()
+                .crypto,
             parse_remote(offer.as_bytes(), &OURS).unwrap().crypto
         );
     }
@@ -614,13 +635,23 @@ mod tests {
     fn answers_to_our_offer_settle_srtp_or_refuse_it() {
         let ip = "192.0.2.10".parse().unwrap();
         let theirs = MasterKey::generate();
-        let with_key = peer_sdp("RTP/SAVP", &crypto_line(1, "AES_CM_128_HMAC_SHA1_80", &theirs, ""));
+        let with_key = peer_sdp(
+            "RTP/SAVP",
+            &crypto_line(1, "AES_CM_128_HMAC_SHA1_80", &theirs, ""),
+        );
         let without = peer_sdp("RTP/AVP", "");
-        let other_tag = peer_sdp("RTP/SAVP", &crypto_line(7, "AES_CM_128_HMAC_SHA1_80", &theirs, ""));
+        let other_tag = peer_sdp(
+            "RTP/SAVP",
+            &crypto_line(7, "AES_CM_128_HMAC_SHA1_80", &theirs, ""),
+        );
 
         let mut required = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Required);
         let offer = required.offer(&OURS, Direction::SendRecv);
-        let ours = parse_remote(offer.as_bytes(), &OURS).unwrap().crypto.unwrap().key;
+        let ours = parse_remote(offer.as_bytes(), &OURS)
+            .unwrap()
+            .crypto
+            .unwrap()
+            .key;
         let keys = required
             .srtp_keys(&parse_remote(with_key.as_bytes(), &OURS).unwrap(), false)
             .unwrap()
@@ -628,13 +659,20 @@ mod tests {
         assert_eq!((keys.local, keys.remote), (ours, theirs.clone()));
         for bad in [&without, &other_tag] {
             let remote = parse_remote(bad.as_bytes(), &OURS).unwrap();
-            assert_eq!(required.srtp_keys(&remote, false), Err(SdpError::SrtpRequired));
+            assert_eq!(
+                required.srtp_keys(&remote, false),
+                Err(SdpError::SrtpRequired)
+            );
         }
 
         let mut optional = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Optional);
         optional.offer(&OURS, Direction::SendRecv);
         let plain = parse_remote(without.as_bytes(), &OURS).unwrap();
-        assert_eq!(optional.srtp_keys(&plain, false), Ok(None), "best effort: plain RTP");
+        assert_eq!(
+            optional.srtp_keys(&plain, false),
+            Ok(None),
+            "best effort: plain RTP"
+        );
         let keyed = parse_remote(with_key.as_bytes(), &OURS).unwrap();
         assert!(optional.srtp_keys(&keyed, false).unwrap().is_some());
 
@@ -656,11 +694,20 @@ mod tests {
         let savp = parse_remote(peer_sdp("RTP/SAVP", &lines).as_bytes(), &OURS).unwrap();
         for policy in [SrtpPolicy::Off, SrtpPolicy::Optional, SrtpPolicy::Required] {
             let mut local = LocalMedia::new(ip, 20000).with_srtp(policy);
-            let keys = local.srtp_keys(&savp, true).unwrap().expect("SAVP is taken");
+            let keys = local
+                .srtp_keys(&savp, true)
+                .unwrap()
+                .expect("SAVP is taken");
             assert_eq!(keys.suite, Suite::AesCm128HmacSha1_32);
             let answer = local.answer(&savp, &OURS, Some(&keys));
-            assert!(answer.contains("m=audio 20000 RTP/SAVP 0 101\r\n"), "{answer}");
-            let line = format!("a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:{}\r\n", keys.local.to_base64());
+            assert!(
+                answer.contains("m=audio 20000 RTP/SAVP 0 101\r\n"),
+                "{answer}"
+            );
+            let line = format!(
+                "a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:{}\r\n",
+                keys.local.to_base64()
+            );
             assert!(answer.contains(&line), "{policy:?}: {answer}");
         }
         // Best effort on RTP/AVP: taken unless off.
@@ -671,15 +718,27 @@ mod tests {
         let mut optional = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Optional);
         let keys = optional.srtp_keys(&avp, true).unwrap();
         let answer = optional.answer(&avp, &OURS, keys.as_ref());
-        assert!(answer.contains("RTP/AVP") && answer.contains("a=crypto:3 "), "{answer}");
+        assert!(
+            answer.contains("RTP/AVP") && answer.contains("a=crypto:3 "),
+            "{answer}"
+        );
         // Refusals: SAVP without a usable key; required without any key.
-        let unusable = peer_sdp("RTP/SAVP", &crypto_line(1, "AES_CM_128_HMAC_SHA1_80", &theirs, "|2^20|1:4"));
+        let unusable = peer_sdp(
+            "RTP/SAVP",
+            &crypto_line(1, "AES_CM_128_HMAC_SHA1_80", &theirs, "|2^20|1:4"),
+        );
         let remote = parse_remote(unusable.as_bytes(), &OURS).unwrap();
         assert_eq!(remote.crypto, None, "an MKI we would not send");
-        assert_eq!(LocalMedia::new(ip, 1).srtp_keys(&remote, true), Err(SdpError::SrtpUnusable));
+        assert_eq!(
+            LocalMedia::new(ip, 1).srtp_keys(&remote, true),
+            Err(SdpError::SrtpUnusable)
+        );
         let plain = parse_remote(peer_sdp("RTP/AVP", "").as_bytes(), &OURS).unwrap();
         let mut required = LocalMedia::new(ip, 20000).with_srtp(SrtpPolicy::Required);
-        assert_eq!(required.srtp_keys(&plain, true), Err(SdpError::SrtpRequired));
+        assert_eq!(
+            required.srtp_keys(&plain, true),
+            Err(SdpError::SrtpRequired)
+        );
     }
 
     #[test]

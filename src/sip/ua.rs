@@ -141,7 +141,21 @@ impl UserAgent {
             udp = Some(local);
         }
         let mut tcp = None;
-        if let Some(mut addr) = config.sip.listen_tcp {
+        // With a UDP listener beside it, TCP is accepted by our own guard (malformed messages
+        // answered 400 there, see `tcp_guard`), bound now and served once the endpoint is up;
+        // our Via for TCP then names the UDP listener's address with the TCP token (the same
+        // port by default). TCP alone stays rsipstack's listener: the Via needs a listener.
+        let mut guarded_tcp = None;
+        if let (Some(addr), Some(_)) = (config.sip.listen_tcp, udp) {
+            let listener = bind_tcp(addr).map_err(|e| SipError::Bind {
+                transport: "TCP",
+                addr,
+                reason: e.to_string(),
+            })?;
+            let local = listener.local_addr()?;
+            tcp = Some(local);
+            guarded_tcp = Some((listener, advertised(local, None)));
+        } else if let Some(mut addr) = config.sip.listen_tcp {
             if addr.port() == 0 {
                 // rsipstack binds the listener later, with the port it is
                 // given: choose the port now so Via and Contact are right.
@@ -197,6 +211,15 @@ impl UserAgent {
                 warn!(error = %e, "SIP endpoint stopped");
             }
         });
+        if let Some((listener, local)) = guarded_tcp {
+            super::tcp_guard::serve(
+                listener,
+                local,
+                endpoint.inner.clone(),
+                user_agent.clone(),
+                cancel.child_token(),
+            );
+        }
         let inbound = Arc::new(InboundGate::new(&config.profiles));
         let router = Arc::new(std::sync::OnceLock::new());
         tokio::spawn(serve_requests(
@@ -930,6 +953,22 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// The SIP TCP listener the guard accepts on (`tcp_guard`).
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
 }
 
 /// The address a peer can reach us at: the bound address, or for a wildcard

@@ -1878,7 +1878,11 @@ impl Baresip {
              snd_path\t\t{rec}\n",
             ip = at.ip,
             g722 = if g722 { "module\t\t\tg722.so\n" } else { "" },
-            srtp = if opts.mediaenc.is_some() { "module\t\t\tsrtp.so\n" } else { "" },
+            srtp = if opts.mediaenc.is_some() {
+                "module\t\t\tsrtp.so\n"
+            } else {
+                ""
+            },
             source = source.display(),
             modules = baresip_module_path().display(),
             rec = rec_dir.display(),
