@@ -1,5 +1,6 @@
 //! Guard on the SIP UDP socket: floods are limited and malformed datagrams are answered,
-//! before rsipstack sees anything.
+//! before rsipstack sees anything. Its [`check`] and [`error_response`] also judge and answer
+//! each message of a TCP connection ([`super::tcp_guard`]).
 //!
 //! Every datagram is first classified and, if it is out-of-dialog or not SIP at all, put to
 //! the per-source [`FloodGuard`](super::flood::FloodGuard) — before any parsing, so a flood

@@ -6,7 +6,7 @@
 //! dialog are handed to that dialog, whose state changes reach the call's own
 //! task; nothing here holds per-call state. Out-of-dialog OPTIONS get 200,
 //! unknown dialogs 481, methods we do not serve 405 (501 for unknown ones,
-//! answered by the socket guard); an INVITE from any address but a carrier's 403
+//! answered by the UDP socket guard and the TCP listener's, [`super::tcp_guard`]); an INVITE from any address but a carrier's 403
 //! ([`super::inbound`]); a carrier's goes to the inbound router when one is installed
 //! ([`UserAgent::route_inbound`]), else 480 (503 while the router is full). It
 //! also keeps each trunk's health (OPTIONS pings), limits and the one DNS resolver.
