@@ -199,7 +199,7 @@ async fn answer(
 
 /// What the start of a stream's buffer holds.
 #[derive(Debug, PartialEq, Eq)]
-enum Frame {
+pub enum Frame {
     /// Not a whole message yet.
     Incomplete,
     /// A keep-alive (RFC 5626 CRLFCRLF ping, or its CRLF pong) of this many bytes.
@@ -210,7 +210,8 @@ enum Frame {
     Broken(String),
 }
 
-fn frame(buffer: &[u8]) -> Frame {
+/// Delimits the first message (or keep-alive) of a TCP stream's `buffer`.
+pub fn frame(buffer: &[u8]) -> Frame {
     if buffer.starts_with(b"\r\n\r\n") {
         return Frame::KeepAlive(4);
     }
