@@ -476,7 +476,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         cli.command,
         Command::Call(_) | Command::Keys(_) | Command::Campaign(_) | Command::Contacts(_)
     ) && !cli.verbose;
-    init_logs(&config.log.level, quiet);
+    init_logs(&config.log, quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -504,8 +504,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_logs(level: &str, quiet: bool) {
+/// Logs to stderr: text (coloured only on a terminal) or one JSON object per line, each with
+/// the spans it was written in (an attempt's campaign, contact and call ids).
+fn init_logs(log: &outdial::config::LogSettings, quiet: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
+    let level = log.level.as_str();
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::new(v),
         // rsipstack logs whole messages (digest responses included) at info:
@@ -517,10 +521,19 @@ fn init_logs(level: &str, quiet: bool) {
             "{level},rsipstack=warn,rtc=warn,rtc_ice=warn,rtc_dtls=error"
         )),
     };
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        outdial::config::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        outdial::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 /// Why `destination` must not be dialed: the DNC lists (global and every account's) of the

@@ -190,6 +190,14 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
     )
     .await;
     assert!(report.to_string().contains("\"answered\":12"), "{report}");
+    // Written to a file, the log is plain text: no terminal colour codes.
+    let log = std::fs::read_to_string(&server.log).expect("serve.log");
+    assert!(log.lines().count() > 5, "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a log file:\n{}",
+        server.log_tail(20)
+    );
     drop(server);
     drop(sipp);
 }
@@ -264,7 +272,8 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
     let http_port = free_tcp_port();
     write_config(dir, sipp.port, http_port);
     let key = create_key(dir, "amd");
-    let server = ServeProcess::start(dir, http_port);
+    // Machine-readable logs: one JSON object per line, an attempt's lines in its span.
+    let server = ServeProcess::start_with_env(dir, http_port, &[("OUTDIAL_LOG_FORMAT", "json")]);
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");
     let api = |path: &str| format!("{}{path}", server.api);
@@ -346,6 +355,34 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
             assert_eq!(a["amd_verdict"], "human", "{a}");
         }
     }
+    let log = std::fs::read_to_string(&server.log).expect("serve.log");
+    let mut in_attempt = 0;
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        let spans = v["spans"].as_array().cloned().unwrap_or_default();
+        let attempt = spans.iter().find(|s| s["name"] == "attempt");
+        let call = spans.iter().find(|s| s["name"] == "call");
+        if let (Some(attempt), Some(call)) = (attempt, call) {
+            assert_eq!(attempt["campaign"], id, "{line}");
+            assert!(attempt["contact"].as_i64().is_some(), "{line}");
+            assert!(attempt["attempt"].as_i64().is_some(), "{line}");
+            assert!(
+                call["call_id"].as_str().is_some_and(|c| !c.is_empty()),
+                "{line}"
+            );
+            in_attempt += 1;
+        }
+    }
+    assert!(
+        in_attempt > 0,
+        "no line carries the attempt's and the call's ids:\n{}",
+        server.log_tail(20)
+    );
     drop(server);
     drop(sipp);
 }

@@ -103,12 +103,36 @@ pub struct LogSettings {
     /// A level (`error|warn|info|debug|trace`) or an EnvFilter directive list such as
     /// `info,outdial::sip=debug`; checked on load, so `EnvFilter::new` will accept it.
     pub level: String,
+    /// How each line is written (`log.format`).
+    pub format: LogFormat,
+}
+
+/// The shape of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable text; colours only when the output is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, message, fields, and the spans
+    /// the line was written in, such as the attempt's ids).
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
         LogSettings {
             level: "info".to_string(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -657,8 +681,8 @@ impl Profile {
 impl Config {
     /// Loads `config_path` and every `*.toml` in `profiles_dir` (sorted by file name), then
     /// applies the environment overrides (`OUTDIAL_SIP_LISTEN`, `OUTDIAL_RTP_PORTS`,
-    /// `OUTDIAL_DATABASE_URL`, `OUTDIAL_HTTP_LISTEN`, `OUTDIAL_LOG`, `OUTDIAL_MEDIA_DIR`;
-    /// empty = unset).
+    /// `OUTDIAL_DATABASE_URL`, `OUTDIAL_HTTP_LISTEN`, `OUTDIAL_LOG`, `OUTDIAL_LOG_FORMAT`,
+    /// `OUTDIAL_MEDIA_DIR`; empty = unset).
     ///
     /// A missing config file means built-in defaults unless `explicit`; a missing profiles
     /// directory means no profiles unless `profiles_explicit`. Every problem is returned.

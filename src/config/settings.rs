@@ -12,7 +12,7 @@ use toml::de::DeTable;
 use super::error::ConfigError;
 use super::reader::{self, Doc, Fields, Val};
 use super::{
-    Config, DatabaseSettings, EngineSettings, HttpSettings, LogSettings, MediaSettings,
+    Config, DatabaseSettings, EngineSettings, HttpSettings, LogFormat, LogSettings, MediaSettings,
     RtpSettings, SipSettings,
 };
 
@@ -25,7 +25,7 @@ const SIP: &[&str] = &[
     "dns_servers",
 ];
 const RTP: &[&str] = &["bind_addr", "port_min", "port_max", "external_addr"];
-const LOG: &[&str] = &["level"];
+const LOG: &[&str] = &["level", "format"];
 const DATABASE: &[&str] = &["url"];
 const HTTP: &[&str] = &[
     "listen",
@@ -44,6 +44,7 @@ pub(crate) const ENV_RTP_PORTS: &str = "OUTDIAL_RTP_PORTS";
 pub(crate) const ENV_DATABASE_URL: &str = "OUTDIAL_DATABASE_URL";
 pub(crate) const ENV_HTTP_LISTEN: &str = "OUTDIAL_HTTP_LISTEN";
 pub(crate) const ENV_LOG: &str = "OUTDIAL_LOG";
+pub(crate) const ENV_LOG_FORMAT: &str = "OUTDIAL_LOG_FORMAT";
 pub(crate) const ENV_MEDIA_DIR: &str = "OUTDIAL_MEDIA_DIR";
 
 const LISTEN_EXPECTED: &str = "expected IP:PORT such as 0.0.0.0:5060 ([::]:5060 for IPv6)";
@@ -311,7 +312,18 @@ fn parse_log(doc: &mut Doc<'_>, t: &DeTable<'_>, log: &mut LogSettings) {
             }
         }
     }
+    if let Some(v) = f.get("format") {
+        let key = f.key("format");
+        if let Some(s) = doc.string(&key, v) {
+            match LogFormat::parse(&s) {
+                Some(format) => log.format = format,
+                None => doc.invalid(&key, v, LOG_FORMAT_EXPECTED),
+            }
+        }
+    }
 }
+
+const LOG_FORMAT_EXPECTED: &str = "must be one of text, json";
 
 fn parse_database(doc: &mut Doc<'_>, t: &DeTable<'_>, db: &mut DatabaseSettings) {
     let f = doc.fields("database.", t, DATABASE);
@@ -464,6 +476,16 @@ fn apply_env(
         match check_level(&v) {
             Ok(()) => config.log.level = v,
             Err(reason) => errors.push(env_error(ENV_LOG, &v, reason)),
+        }
+    }
+    if let Some(v) = get(ENV_LOG_FORMAT) {
+        match LogFormat::parse(&v) {
+            Some(format) => config.log.format = format,
+            None => errors.push(env_error(
+                ENV_LOG_FORMAT,
+                &v,
+                LOG_FORMAT_EXPECTED.to_string(),
+            )),
         }
     }
 }

@@ -245,6 +245,7 @@ port_max = 30999
 external_addr = "2001:db8::1"
 [log]
 level = "info,outdial::sip=debug"
+format = "JSON"
 [database]
 url = "postgres://outdial:pw@db:5432/outdial"
 [http]
@@ -269,6 +270,7 @@ listen = "[::1]:9000"
     assert_eq!((c.rtp.port_min, c.rtp.port_max), (30000, 30999));
     assert_eq!(c.rtp.external_addr, Some("2001:db8::1".parse().unwrap()));
     assert_eq!(c.log.level, "info,outdial::sip=debug");
+    assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.database.url, "postgres://outdial:pw@db:5432/outdial");
     assert_eq!(c.http.listen, "[::1]:9000".parse::<SocketAddr>().unwrap());
     let debug = format!("{c:?}");
@@ -829,6 +831,7 @@ fn env_overrides() {
             ("OUTDIAL_DATABASE_URL", "postgres://u:p@localhost/test"),
             ("OUTDIAL_HTTP_LISTEN", "0.0.0.0:9090"),
             ("OUTDIAL_LOG", "debug"),
+            ("OUTDIAL_LOG_FORMAT", "json"),
         ])
         .unwrap();
     let addr: SocketAddr = "127.0.0.1:5080".parse().unwrap();
@@ -838,6 +841,23 @@ fn env_overrides() {
     assert_eq!(c.database.url, "postgres://u:p@localhost/test");
     assert_eq!(c.http.listen, "0.0.0.0:9090".parse::<SocketAddr>().unwrap());
     assert_eq!(c.log.level, "debug");
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(Config::default().log.format, LogFormat::Text);
+    let lines = Fixture::new()
+        .main("[log]\nformat = \"xml\"\n")
+        .load(&[])
+        .unwrap_err();
+    assert_eq!(
+        lines,
+        ["outdial.toml: log.format = \"xml\": must be one of text, json (line 2)"]
+    );
+    let lines = Fixture::new()
+        .load(&[("OUTDIAL_LOG_FORMAT", "yaml")])
+        .unwrap_err();
+    assert_eq!(
+        lines,
+        ["environment variable OUTDIAL_LOG_FORMAT = \"yaml\": must be one of text, json"]
+    );
 
     // Empty variables are unset; a listener disabled in the file stays disabled.
     let fx = Fixture::new();

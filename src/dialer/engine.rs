@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::attempt::{run_attempt, AttemptPlan, AttemptReport, MAX_CALL};
 use super::recovery::{reconcile_node, Recorder, STORE_TRY};
@@ -1122,14 +1123,19 @@ struct AttemptJob {
 }
 
 impl AttemptJob {
-    async fn run(self, mut plan: AttemptPlan, stop: watch::Receiver<bool>) {
+    /// The attempt, every line it logs (the call's and the flow's included) inside its span.
+    async fn run(self, plan: AttemptPlan, stop: watch::Receiver<bool>) {
         let span = tracing::info_span!(
             "attempt",
+            account = self.account,
             campaign = self.campaign.id,
-            contact = self.contact.id
+            contact = self.contact.id,
+            attempt = self.contact.attempts,
         );
-        let _enter = span.enter();
-        drop(_enter);
+        self.work(plan, stop).instrument(span).await
+    }
+
+    async fn work(self, mut plan: AttemptPlan, stop: watch::Receiver<bool>) {
         let started_at = now_ms();
         let destination = plan.destination.clone();
         let (answer_tx, mut answered) = mpsc::unbounded_channel();

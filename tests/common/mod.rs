@@ -2084,10 +2084,16 @@ impl ServeProcess {
     /// Starts `outdial serve` in `dir` (see [`outdial_in`]) and waits until its admin API
     /// listens on `http_port`.
     pub fn start(dir: &Path, http_port: u16) -> ServeProcess {
+        Self::start_with_env(dir, http_port, &[])
+    }
+
+    /// [`ServeProcess::start`] with extra environment variables (`OUTDIAL_LOG_FORMAT`, …).
+    pub fn start_with_env(dir: &Path, http_port: u16, env: &[(&str, &str)]) -> ServeProcess {
         let log = dir.join("serve.log");
         let child = outdial_in(dir)
             .arg("serve")
             .env("RUST_LOG", "info,rsipstack=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("serve.log"))
             .spawn()
