@@ -717,6 +717,7 @@ async fn call(config: Config, args: CallArgs) -> anyhow::Result<ExitCode> {
         connect,
         stream: Some(stream),
         registration: Some(registration),
+        events: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -1069,12 +1070,15 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     )?;
     let recorder = outdial::dialer::recovery::Recorder::new(store.clone(), journal);
     let live = outdial::flow::control::LiveCalls::new();
+    // Calls' events: stored in batches by their own writer, told to live listeners.
+    let (events, events_writer) = outdial::observe::events::EventBus::start(store.clone());
     tracing::info!(%node, "node id");
     let engine_options = outdial::dialer::engine::EngineOptions {
         node: node.clone(),
         recordings_dir: data_dir.join("recordings"),
         media_dir: config.media.dir.clone(),
         live: live.clone(),
+        events: Some(events.clone()),
     };
     let (engine, engine_task) = outdial::dialer::engine::spawn(
         store.clone(),
@@ -1123,6 +1127,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("admin API: {e}"),
         Err(e) => tracing::warn!("admin API task: {e}"),
+    }
+    // Every call is over: the events still queued are stored before the store closes.
+    drop(events);
+    if tokio::time::timeout(Duration::from_secs(10), events_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("call events still queued at exit were not all stored");
     }
     ua.shutdown().await;
     store.close().await;

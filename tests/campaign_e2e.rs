@@ -355,6 +355,78 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
             assert_eq!(a["amd_verdict"], "human", "{a}");
         }
     }
+    // Every call's events, in order, by cursor: initiated … answered, the verdict (and a
+    // machine's beep), completed; another account sees none of them.
+    let events_after = |after: i64, limit: i64, key: &str| {
+        let (http, url, auth) = (
+            http.clone(),
+            api(&format!(
+                "/v1/events?campaign={id}&after={after}&limit={limit}"
+            )),
+            format!("Bearer {key}"),
+        );
+        async move { api_json(&http, &auth, reqwest::Method::GET, url, None).await }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let all = loop {
+        let page = events_after(0, 1000, &key).await;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        let completed = items.iter().filter(|e| e["kind"] == "completed").count();
+        if completed >= 4 || Instant::now() > deadline {
+            break items;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = events_after(after, 3, &key).await;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            break;
+        }
+        after = page["next_after"].as_i64().expect("next_after");
+        paged.extend(items);
+    }
+    assert_eq!(paged, all, "paging by cursor gives the same events");
+    let mut calls: std::collections::BTreeMap<String, Vec<&Value>> = Default::default();
+    for e in &all {
+        if let Some(call) = e["call_id"].as_str() {
+            calls.entry(call.to_string()).or_default().push(e);
+        }
+    }
+    assert_eq!(calls.len(), 4, "{all:?}");
+    for (call, events) in &calls {
+        let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+        assert_eq!(kinds.first(), Some(&"initiated"), "{call}: {kinds:?}");
+        assert_eq!(kinds.last(), Some(&"completed"), "{call}: {kinds:?}");
+        let at = |k: &str| kinds.iter().position(|x| *x == k);
+        let (answered, amd) = (at("answered"), at("amd"));
+        assert!(answered.is_some() && answered < amd, "{call}: {kinds:?}");
+        let first = events[0];
+        assert!(
+            first["contact_id"].as_i64().is_some() && first["attempt"] == 1,
+            "{first}"
+        );
+        let completed = events[events.len() - 1];
+        assert_eq!(completed["detail"]["outcome"], "answered", "{completed}");
+        assert_eq!(completed["detail"]["sip_code"], 200, "{completed}");
+        let verdict = &events[amd.unwrap_or(0)]["detail"];
+        if verdict["verdict"] == "machine" {
+            assert!(kinds.contains(&"machine_end"), "{call}: {kinds:?}");
+            assert_eq!(
+                completed["detail"]["answered_by"], "machine_end_beep",
+                "{completed}"
+            );
+        } else {
+            assert_eq!(verdict["answered_by"], "human", "{verdict}");
+            assert!(verdict["decision_ms"].as_u64().is_some(), "{verdict}");
+        }
+    }
+    let other = create_key(dir, "someone-else");
+    let theirs = events_after(0, 1000, &other).await;
+    assert_eq!(theirs["items"], serde_json::json!([]), "{theirs}");
+
     let log = std::fs::read_to_string(&server.log).expect("serve.log");
     let mut in_attempt = 0;
     for line in log.lines() {

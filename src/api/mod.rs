@@ -45,7 +45,8 @@
 //! [`exports`], [`reports`], [`dnc`], [`schedules`], [`media`] (WAV uploads and attempt
 //! recordings), [`agents`] (SIP agents and pools), [`ai_agents`] (AI voice agents),
 //! [`goals`] (goals, analyses and agents' reports about attempts), [`node`] (this node's state),
-//! [`numbers`] (the account's phone numbers), [`trunks`] (the SIP trunks and their health);
+//! [`numbers`] (the account's phone numbers), [`trunks`] (the SIP trunks and their health),
+//! [`events`] (every call's events and campaign changes, by cursor);
 //! [`error`] holds the one error shape
 //! and the extractors, [`openapi`] the document and the schemas of the model's words.
 
@@ -57,6 +58,7 @@ pub mod campaigns;
 pub mod contacts;
 pub mod dnc;
 pub mod error;
+pub mod events;
 pub mod exports;
 pub mod goals;
 pub mod import;

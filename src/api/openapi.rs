@@ -20,8 +20,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    agents, ai_agents, auth, calls, campaigns, contacts, dnc, exports, goals, import, keys, media,
-    node, numbers, reports, schedules, trunks, AppState,
+    agents, ai_agents, auth, calls, campaigns, contacts, dnc, events, exports, goals, import, keys,
+    media, node, numbers, reports, schedules, trunks, AppState,
 };
 use crate::campaign::ai::{AiAgentKind, OnAgentClose};
 use crate::campaign::goals::{GoalOutcome, QuestionKind, QuestionType};
@@ -161,6 +161,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             numbers::update_number,
             numbers::delete_number
         ))
+        .routes(routes!(events::list_events))
         .routes(routes!(node::get_node))
         .routes(routes!(trunks::list_trunks))
         .routes(routes!(calls::list_calls))
@@ -250,6 +251,10 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 "The Do-Not-Call lists: the account's own and the global one",
             ),
             ("schedules", "Business-hours schedules"),
+            (
+                "events",
+                "Every call's events as they happened, and campaign changes, by cursor",
+            ),
             (
                 "numbers",
                 "The account's phone numbers: a campaign's caller ID, held by one running campaign at a time",
@@ -375,6 +380,7 @@ mod tests {
             "/v1/attempts/{id}/analysis",
             "/v1/numbers",
             "/v1/numbers/{id}",
+            "/v1/events",
             "/healthz",
         ] {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");

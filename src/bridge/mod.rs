@@ -63,6 +63,30 @@ impl std::fmt::Debug for dyn AgentSource {
 
 impl BridgeTarget {
     /// The target as the attempt record and the CLI's JSON show it.
+    /// What kind of target it is, as events name it: `sip`, `refer`, `pool`, `ai_agent`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BridgeTarget::Sip { .. } => "sip",
+            BridgeTarget::Refer { .. } => "refer",
+            BridgeTarget::Pool { .. } => "pool",
+            BridgeTarget::Agent(_) => "ai_agent",
+        }
+    }
+
+    /// [`BridgeTarget::describe`] without what an AI agent's URL may carry after its path
+    /// (a token in the query): what events and webhooks show.
+    pub fn describe_public(&self) -> String {
+        let text = self.describe();
+        match self {
+            BridgeTarget::Agent(_) => text
+                .split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            _ => text,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             BridgeTarget::Sip { destination, .. } => destination.clone(),

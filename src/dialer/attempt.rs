@@ -60,6 +60,8 @@ pub struct AttemptPlan {
     /// A callback to answer instead of dialing `destination` (which is then the caller's
     /// number, and `caller_id` the number called).
     pub incoming: Option<crate::sip::inbound::IncomingCall>,
+    /// Where the call's events go.
+    pub events: Option<crate::observe::events::EventSink>,
 }
 
 /// What became of the attempt.
@@ -139,6 +141,7 @@ pub async fn run_attempt(
         hang_up_when_idle: true,
         stream: plan.stream.clone(),
         registration: plan.registration,
+        events: plan.events.take(),
     };
     let report = match plan.incoming.take() {
         Some(incoming) => {

@@ -80,6 +80,8 @@ pub struct EngineOptions {
     pub media_dir: PathBuf,
     /// Calls in progress, shared with the admin API (transfers, Twilio-style hang-ups).
     pub live: crate::flow::control::LiveCalls,
+    /// Where calls' events go (`None`: not recorded).
+    pub events: Option<crate::observe::events::EventBus>,
 }
 
 struct Live {
@@ -851,6 +853,14 @@ impl Engine {
             registration: Some(registration),
             on_answer: None,
             incoming: None,
+            events: self.options.events.as_ref().map(|bus| {
+                bus.sink(crate::observe::events::CallIds {
+                    account_id: account,
+                    campaign_id: Some(campaign.id),
+                    contact_id: Some(claimed.id),
+                    attempt: Some(i64::from(claimed.attempts)),
+                })
+            }),
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let serial = self.next_serial;

@@ -468,6 +468,14 @@ impl Router {
             registration: Some(registration),
             on_answer: None,
             incoming: Some(call),
+            events: self.options.events.as_ref().map(|bus| {
+                bus.sink(crate::observe::events::CallIds {
+                    account_id: account,
+                    campaign_id: record.campaign_id,
+                    contact_id: record.contact_id,
+                    attempt: Some(record.attempt_number),
+                })
+            }),
         };
         record.started_at = now_ms();
         let report = run_attempt(self.ua.clone(), plan, stop).await;

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::warn;
@@ -27,7 +28,7 @@ use super::core::{BridgeInput, FlowCore, FlowRecord, FlowSettings, Input, Output
 use super::record::{record_call, ReplyRequest};
 use super::steps::Step;
 use super::tap::AmdTap;
-use crate::amd::{Amd, AmdEvent, AmdResult};
+use crate::amd::{Amd, AmdEvent, AmdResult, GreetingEnd};
 use crate::bridge::agent::{twilio, AgentBridge, StreamInfo, Warm};
 use crate::bridge::{
     self, leg_ended_by, Bridge, BridgeContext, BridgeEvent, BridgeReport, BridgeTarget,
@@ -36,6 +37,7 @@ use crate::bridge::{
 use crate::call::{Call, CallError, CallEvent, CallRequest, CallSummary};
 use crate::campaign::model::MachineAction;
 use crate::media::wav::CallRecorder;
+use crate::observe::events::{CallEventKind, EventSink};
 use crate::sip::outcome::Outcome;
 use crate::sip::UserAgent;
 
@@ -83,6 +85,8 @@ pub struct FlowPlan {
     pub stream: Option<StreamInfo>,
     /// The call's entry in the live-call registry (REST hang-up, transfer, status).
     pub registration: Option<Registration>,
+    /// Where the call's events go (a campaign's calls); `None`: nowhere.
+    pub events: Option<EventSink>,
 }
 
 impl FlowPlan {
@@ -102,6 +106,7 @@ impl FlowPlan {
             hang_up_when_idle: false,
             stream: None,
             registration: None,
+            events: None,
         }
     }
 }
@@ -150,7 +155,7 @@ pub async fn run(
         max_duration: request.max_duration,
     };
     let call = Call::dial(ua.clone(), request).await?;
-    drive(ua, call, person, plan, stop).await
+    drive(ua, call, person, plan, stop, "outbound").await
 }
 
 /// The person the flow serves: the callee of [`run`], the caller of [`run_answered`].
@@ -173,7 +178,7 @@ pub async fn run_answered(
     plan: FlowPlan,
     stop: watch::Receiver<bool>,
 ) -> Result<FlowReport, FlowError> {
-    drive(ua, call, person, plan, stop).await
+    drive(ua, call, person, plan, stop, "inbound").await
 }
 
 async fn drive(
@@ -182,7 +187,16 @@ async fn drive(
     person: Person,
     plan: FlowPlan,
     mut stop: watch::Receiver<bool>,
+    direction: &'static str,
 ) -> Result<FlowReport, FlowError> {
+    let mut events = plan.events;
+    if let Some(sink) = events.as_mut() {
+        sink.set_call_id(call.call_id());
+        sink.emit(
+            CallEventKind::Initiated,
+            json!({"direction": direction, "to": person.number, "from": person.from}),
+        );
+    }
     let settings = FlowSettings {
         send_dtmf: plan.send_dtmf.is_some(),
         detect: plan.amd.is_some(),
@@ -266,6 +280,9 @@ async fn drive(
         abandon_message: plan.abandon_message,
         connect: plan.connect,
         recording: recorded_call,
+        events,
+        early_media: false,
+        abandoned: false,
     };
     let mut stopping = *stop.borrow();
     if stopping {
@@ -280,6 +297,7 @@ async fn drive(
                 None => amd_open = false,
                 Some(event) => {
                     run.note_verdict(&event);
+                    run.emit_amd(&event);
                     run.feed(Input::Amd(event), tap.as_ref()).await
                 }
             },
@@ -298,8 +316,15 @@ async fn drive(
                 }
             },
             event = run.call.next_event() => match event {
-                Some(CallEvent::Ringing { .. }) => {}
-                Some(CallEvent::Answered { .. }) => {
+                Some(CallEvent::Ringing { code, early_media }) => {
+                    run.emit(CallEventKind::Ringing, json!({"code": code}));
+                    if early_media && !run.early_media {
+                        run.early_media = true;
+                        run.emit(CallEventKind::EarlyMedia, json!({"code": code}));
+                    }
+                }
+                Some(CallEvent::Answered { codec }) => {
+                    run.emit(CallEventKind::Answered, json!({"codec": codec.name()}));
                     if let Some(r) = &registration {
                         r.set_status(CallStatus::InProgress);
                     }
@@ -330,6 +355,10 @@ async fn drive(
                         b.callee_event(&other);
                     }
                     if let CallEvent::Dtmf(d) = other {
+                        run.emit(
+                            CallEventKind::Dtmf,
+                            json!({"digit": d.digit.to_string(), "duration_ms": d.duration_ms}),
+                        );
                         run.feed(Input::Dtmf(d.digit), tap.as_ref()).await;
                     }
                 }
@@ -338,12 +367,14 @@ async fn drive(
             event = next_bridge_event(&mut run.bridge), if run.bridge_open => {
                 match event {
                     Some(BridgeEvent::Connected) => {
+                        run.emit_bridged(false);
                         run.feed(Input::Bridge(BridgeInput::Connected), tap.as_ref()).await
                     }
                     Some(BridgeEvent::Failed) => {
                         run.feed(Input::Bridge(BridgeInput::Failed), tap.as_ref()).await
                     }
                     Some(BridgeEvent::Ended) => {
+                        run.emit(CallEventKind::Unbridged, json!({}));
                         run.feed(Input::Bridge(BridgeInput::Ended), tap.as_ref()).await
                     }
                     Some(BridgeEvent::HoldCallee(on)) => run.call.hold(on),
@@ -360,7 +391,10 @@ async fn drive(
             },
             event = next_bridge_event(&mut run.handoff), if run.handoff_open => {
                 match event {
-                    Some(BridgeEvent::Connected) => run.handoff_connected().await,
+                    Some(BridgeEvent::Connected) => {
+                        run.emit_bridged(true);
+                        run.handoff_connected().await
+                    }
                     Some(BridgeEvent::Failed) => {
                         warn!("transfer target not reached: the person stays where they were");
                         run.handoff_open = false;
@@ -401,6 +435,7 @@ async fn drive(
     };
     let flow = run.core.record();
     let digits = run.core.digits().to_string();
+    let events = run.events.take();
     let reply = run.reply.take();
     if let Some(warm) = run.warm.take() {
         warm.close();
@@ -431,6 +466,12 @@ async fn drive(
         None => None,
     };
     let summary = summary.ok_or(FlowError::NoSummary)?;
+    if let Some(sink) = &events {
+        sink.emit(
+            CallEventKind::Completed,
+            completed(&summary, amd.as_ref(), &flow),
+        );
+    }
     // The bridge the person ended on says who ended the call (a transfer that connected, else
     // the first bridge).
     let ended_by = transfer
@@ -491,6 +532,11 @@ struct Run {
     connect: Option<Connect>,
     /// The call is recorded: its audio is wanted while bridged too.
     recording: bool,
+    events: Option<EventSink>,
+    /// `early_media` was emitted (once per call).
+    early_media: bool,
+    /// `abandoned` was emitted.
+    abandoned: bool,
 }
 
 impl Run {
@@ -499,10 +545,105 @@ impl Run {
         self.pending.push(input);
         while let Some(input) = self.pending.pop() {
             self.core.handle(std::time::Instant::now(), input);
+            if self.core.record().abandoned && !self.abandoned {
+                self.abandoned = true;
+                let wait = self.core.record().queue_wait_ms;
+                self.emit(CallEventKind::Abandoned, json!({"queue_wait_ms": wait}));
+            }
             while let Some(out) = self.core.poll_output() {
                 self.execute(out, tap).await;
             }
         }
+    }
+
+    fn emit(&self, kind: CallEventKind, detail: serde_json::Value) {
+        if let Some(sink) = &self.events {
+            sink.emit(kind, detail);
+        }
+    }
+
+    /// The verdict (`amd`) or the end of a machine's greeting (`machine_end`).
+    fn emit_amd(&self, event: &AmdEvent) {
+        let (kind, detail) = match *event {
+            AmdEvent::HumanDetected {
+                cause,
+                confidence,
+                at_ms,
+            }
+            | AmdEvent::MachineDetected {
+                cause,
+                confidence,
+                at_ms,
+            } => {
+                let human = matches!(event, AmdEvent::HumanDetected { .. });
+                (
+                    CallEventKind::Amd,
+                    json!({
+                        "verdict": if human { "human" } else { "machine" },
+                        "answered_by": if human { "human" } else { "machine_start" },
+                        "cause": cause.name(),
+                        "confidence": confidence,
+                        "decision_ms": at_ms,
+                    }),
+                )
+            }
+            AmdEvent::Fax { confidence, at_ms } => (
+                CallEventKind::Amd,
+                json!({"verdict": "fax", "answered_by": "fax", "cause": "FAX",
+                       "confidence": confidence, "decision_ms": at_ms}),
+            ),
+            AmdEvent::NoSpeech { confidence, at_ms } | AmdEvent::Timeout { confidence, at_ms } => {
+                let cause = if matches!(event, AmdEvent::NoSpeech { .. }) {
+                    "INITIALSILENCE"
+                } else {
+                    "TOOLONG"
+                };
+                (
+                    CallEventKind::Amd,
+                    json!({"verdict": "unknown", "answered_by": "unknown", "cause": cause,
+                           "confidence": confidence, "decision_ms": at_ms}),
+                )
+            }
+            AmdEvent::Beep {
+                onset_ms,
+                frequency_hz,
+                at_ms,
+                ..
+            } => (
+                CallEventKind::MachineEnd,
+                json!({"how": "beep", "answered_by": "machine_end_beep", "beep_ms": onset_ms,
+                       "frequency_hz": frequency_hz, "at_ms": at_ms}),
+            ),
+            AmdEvent::MachineGreetingEnded { how, at_ms, .. } => {
+                let (how, by) = match how {
+                    GreetingEnd::Beep => ("beep", "machine_end_beep"),
+                    GreetingEnd::Silence => ("silence", "machine_end_silence"),
+                    GreetingEnd::Other => ("other", "machine_end_other"),
+                };
+                (
+                    CallEventKind::MachineEnd,
+                    json!({"how": how, "answered_by": by, "at_ms": at_ms}),
+                )
+            }
+        };
+        self.emit(kind, detail);
+    }
+
+    /// The person is connected (`transfer`: to the target of a hand-off).
+    fn emit_bridged(&self, transfer: bool) {
+        let target = match (&self.connect, transfer) {
+            (Some(c), false) => Some(&c.target),
+            _ => None,
+        };
+        self.emit(
+            CallEventKind::Bridged,
+            json!({
+                "target": target.map(|t| t.describe_public()),
+                "kind": target.map(|t| t.kind()),
+                "transfer": transfer,
+                "queue_wait_ms": self.core.record().queue_wait_ms,
+            }),
+        );
     }
 
     async fn execute(&mut self, out: Output, tap: Option<&AmdTap>) {
@@ -695,6 +836,25 @@ impl Run {
     fn bridge_over(&self) -> bool {
         self.bridge.is_none()
     }
+}
+
+/// The `completed` event's detail: how the call ended and its figures.
+fn completed(
+    summary: &CallSummary,
+    amd: Option<&AmdResult>,
+    flow: &FlowRecord,
+) -> serde_json::Value {
+    // The call's record as `outdial call` prints it, plus what the flow adds.
+    let mut detail = serde_json::to_value(summary).unwrap_or_else(|_| json!({}));
+    if let Some(map) = detail.as_object_mut() {
+        map.insert(
+            "answered_by".into(),
+            json!(amd.map(|a| a.answered_by.name())),
+        );
+        map.insert("abandoned".into(), json!(flow.abandoned));
+        map.insert("voicemail_left".into(), json!(flow.voicemail_left));
+    }
+    detail
 }
 
 /// Twilio's final status of a call.

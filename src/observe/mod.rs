@@ -5,4 +5,5 @@
 //! Must not: change what it observes, or fail a caller when a figure cannot be read (every
 //! figure is optional: other systems than Linux have no `/proc`).
 
+pub mod events;
 pub mod process;

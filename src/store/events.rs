@@ -1,6 +1,8 @@
-//! The event log: what happened to campaigns and contacts (status changes, calls placed,
-//! verdicts, admin actions), append-only, read back by id as a cursor (webhooks and the
-//! UI's activity feed poll "events after N").
+//! The event log: what happened to campaigns, contacts and calls (status changes, each call's
+//! progress from `initiated` to `completed`, admin actions), append-only, each event in an
+//! account, read back by id as a cursor (the events API, webhooks, the live monitor).
+//!
+//! Must not: change or delete an event once written (the cursor relies on ids only growing).
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -13,8 +15,14 @@ use crate::campaign::model::Millis;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: i64,
+    /// The account the event belongs to (`None`: a node-wide event).
+    pub account_id: Option<i64>,
     pub campaign_id: Option<i64>,
     pub contact_id: Option<i64>,
+    /// A call's event: the contact's attempt number...
+    pub attempt: Option<i64>,
+    /// ...and the call's SIP Call-ID.
+    pub call_id: Option<String>,
     /// e.g. `campaign.status`, `contact.status`, `call.ended`.
     pub kind: String,
     pub detail: serde_json::Value,
@@ -25,6 +33,8 @@ pub struct Event {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EventFilter {
+    /// Only this account's events (every API request sets it).
+    pub account_id: Option<i64>,
     pub campaign_id: Option<i64>,
     pub contact_id: Option<i64>,
     pub kind: Option<String>,
@@ -35,11 +45,30 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
+/// An event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub account_id: Option<i64>,
+    pub campaign_id: Option<i64>,
+    pub contact_id: Option<i64>,
+    pub attempt: Option<i64>,
+    pub call_id: Option<String>,
+    pub kind: String,
+    pub detail: serde_json::Value,
+    pub at: Millis,
+}
+
+const EVENT_COLUMNS: &str =
+    "id, account_id, campaign_id, contact_id, attempt, call_id, kind, detail, created_at";
+
 fn event_from(row: &AnyRow) -> Result<Event> {
     Ok(Event {
         id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
         campaign_id: row.try_get("campaign_id")?,
         contact_id: row.try_get("contact_id")?,
+        attempt: row.try_get("attempt")?,
+        call_id: row.try_get("call_id")?,
         kind: row.try_get("kind")?,
         detail: get_json(row, "detail")?,
         at: row.try_get("created_at")?,
@@ -58,9 +87,11 @@ pub(crate) async fn append_event_on<'e, E>(
 where
     E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
 {
+    // The campaign's account, so the account's event feed has it.
     let row = sqlx::query(
-        "INSERT INTO events (campaign_id, contact_id, kind, detail, created_at) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO events (account_id, campaign_id, contact_id, kind, detail, created_at) \
+         VALUES ((SELECT account_id FROM campaigns WHERE id = $1), $1, $2, $3, $4, $5) \
+         RETURNING id",
     )
     .bind(campaign_id)
     .bind(contact_id)
@@ -85,10 +116,48 @@ impl Store {
         append_event_on(&self.pool, campaign_id, contact_id, kind, detail, now).await
     }
 
+    /// Appends `events` in one transaction, in order; returns them as stored (with their ids).
+    pub async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Event>> {
+        let mut tx = self.pool.begin().await?;
+        let mut stored = Vec::with_capacity(events.len());
+        for e in events {
+            let row = sqlx::query(
+                "INSERT INTO events (account_id, campaign_id, contact_id, attempt, call_id, kind, \
+                 detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            )
+            .bind(e.account_id)
+            .bind(e.campaign_id)
+            .bind(e.contact_id)
+            .bind(e.attempt)
+            .bind(e.call_id.clone())
+            .bind(e.kind.clone())
+            .bind(to_json(&e.detail))
+            .bind(e.at)
+            .fetch_one(&mut *tx)
+            .await?;
+            stored.push(Event {
+                id: row.try_get("id")?,
+                account_id: e.account_id,
+                campaign_id: e.campaign_id,
+                contact_id: e.contact_id,
+                attempt: e.attempt,
+                call_id: e.call_id.clone(),
+                kind: e.kind.clone(),
+                detail: e.detail.clone(),
+                at: e.at,
+            });
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
     /// Events matching `filter`, oldest first.
     pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
         let mut sql = Sql::default();
         let mut conds = Vec::new();
+        if let Some(a) = filter.account_id {
+            conds.push(format!("account_id = {}", sql.arg(Arg::I64(a))));
+        }
         if let Some(c) = filter.campaign_id {
             conds.push(format!("campaign_id = {}", sql.arg(Arg::I64(c))));
         }
@@ -111,8 +180,7 @@ impl Store {
         };
         let limit = sql.arg(Arg::I64(limit));
         sql.text = format!(
-            "SELECT id, campaign_id, contact_id, kind, detail, created_at FROM events{} \
-             ORDER BY id LIMIT {limit}",
+            "SELECT {EVENT_COLUMNS} FROM events{} ORDER BY id LIMIT {limit}",
             where_clause(&conds)
         );
         let rows = sql.query().fetch_all(&self.pool).await?;
