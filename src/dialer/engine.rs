@@ -858,7 +858,7 @@ impl Engine {
                     account_id: account,
                     campaign_id: Some(campaign.id),
                     contact_id: Some(claimed.id),
-                    attempt: Some(i64::from(claimed.attempts)),
+                    attempt: Some(claimed.attempts),
                 })
             }),
         };
