@@ -886,6 +886,7 @@ impl Engine {
             done: self.done_tx.clone(),
             serial,
             wake: self.wake.clone(),
+            events: plan.events.clone(),
         };
         tokio::spawn(job.run(plan, stop_rx));
         Ok(true)
@@ -1130,6 +1131,9 @@ struct AttemptJob {
     /// This attempt's key in the engine's live attempts.
     serial: u64,
     wake: Arc<Notify>,
+    /// The call's events (the flow emits them; an attempt that never dialed gets its
+    /// `completed` here).
+    events: Option<crate::observe::events::EventSink>,
 }
 
 impl AttemptJob {
@@ -1175,6 +1179,12 @@ impl AttemptJob {
             }
         });
         let report = run_attempt(self.ua.clone(), plan, stop).await;
+        if let (Err(e), Some(sink)) = (&report, &self.events) {
+            sink.emit(
+                crate::observe::events::CallEventKind::Completed,
+                serde_json::json!({"outcome": "failed", "reason": e.to_string()}),
+            );
+        }
         // The facts land before the end deletes the row (and the contact can be claimed
         // again): a late write must not mark a later call of this contact answered. Bounded:
         // with the store down the end goes to the journal and the row stays anyway.
