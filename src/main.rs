@@ -1100,6 +1100,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let state = outdial::api::AppState::new(store.clone(), wake, data_dir.join("exports"))
         .with_media_dir(config.media.dir.clone())
         .with_live_calls(live)
+        .with_events(events.clone())
         .with_node(node)
         .with_trunks(config.profiles.clone(), ua.clone())
         .with_limits(outdial::api::ApiLimits::from_settings(&config.http));

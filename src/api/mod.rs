@@ -46,7 +46,8 @@
 //! recordings), [`agents`] (SIP agents and pools), [`ai_agents`] (AI voice agents),
 //! [`goals`] (goals, analyses and agents' reports about attempts), [`node`] (this node's state),
 //! [`numbers`] (the account's phone numbers), [`trunks`] (the SIP trunks and their health),
-//! [`events`] (every call's events and campaign changes, by cursor);
+//! [`events`] (every call's events and campaign changes, by cursor), [`live`] (the live
+//! monitor's event stream);
 //! [`error`] holds the one error shape
 //! and the extractors, [`openapi`] the document and the schemas of the model's words.
 
@@ -63,6 +64,7 @@ pub mod exports;
 pub mod goals;
 pub mod import;
 pub mod keys;
+pub mod live;
 pub mod media;
 pub mod node;
 pub mod numbers;
@@ -205,6 +207,9 @@ pub struct AppState {
     pub export_slots: Arc<Semaphore>,
     /// The trunks and their health (`GET /v1/trunks`).
     pub trunks: trunks::TrunkBoard,
+    /// Calls' events as they are stored, and the calls in progress (`GET /v1/live`); `None`:
+    /// this server records none.
+    pub events: Option<crate::observe::events::EventBus>,
 }
 
 impl AppState {
@@ -226,6 +231,7 @@ impl AppState {
             ),
             export_slots: Arc::new(Semaphore::new(ApiLimits::default().max_export_jobs)),
             trunks: trunks::TrunkBoard::default(),
+            events: None,
         }
     }
 
@@ -257,6 +263,12 @@ impl AppState {
     }
 
     /// The same state sharing the engine's registry of live calls.
+    /// The same state with the server's event bus (the live monitor reads it).
+    pub fn with_events(mut self, events: crate::observe::events::EventBus) -> AppState {
+        self.events = Some(events);
+        self
+    }
+
     pub fn with_live_calls(mut self, live: crate::flow::control::LiveCalls) -> AppState {
         self.live = live;
         self

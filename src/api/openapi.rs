@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::{
     agents, ai_agents, auth, calls, campaigns, contacts, dnc, events, exports, goals, import, keys,
-    media, node, numbers, reports, schedules, trunks, AppState,
+    live, media, node, numbers, reports, schedules, trunks, AppState,
 };
 use crate::campaign::ai::{AiAgentKind, OnAgentClose};
 use crate::campaign::goals::{GoalOutcome, QuestionKind, QuestionType};
@@ -162,6 +162,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             numbers::delete_number
         ))
         .routes(routes!(events::list_events))
+        .routes(routes!(live::live))
         .routes(routes!(node::get_node))
         .routes(routes!(trunks::list_trunks))
         .routes(routes!(calls::list_calls))
@@ -381,6 +382,7 @@ mod tests {
             "/v1/numbers",
             "/v1/numbers/{id}",
             "/v1/events",
+            "/v1/live",
             "/healthz",
         ] {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");

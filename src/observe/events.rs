@@ -5,7 +5,8 @@
 //! A call emits through its [`EventSink`] (the ids it was given, plus its Call-ID once dialed);
 //! the one [`EventBus`] of a `serve` queues them (bounded), and its writer task stores them in
 //! batches (one transaction per batch, in the order emitted, so a call's events keep their
-//! order), then tells each live subscriber the stored events. A store that fails is retried
+//! order), keeps the [`LiveBoard`] of calls in progress from them, then tells each live
+//! subscriber the stored events. A store that fails is retried
 //! with the batch kept; while it is down, what does not fit the queue is dropped and counted.
 //!
 //! Must not: block a call (emitting never waits), or hold a call's events back from the store
@@ -18,6 +19,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
+use super::live::{LiveBoard, LiveCall};
 use crate::campaign::model::Millis;
 use crate::store::events::{Event, NewEvent};
 use crate::store::Store;
@@ -142,6 +144,8 @@ pub struct EventBus {
     queue: mpsc::Sender<NewEvent>,
     live: broadcast::Sender<Arc<Event>>,
     dropped: Arc<AtomicU64>,
+    /// The calls in progress, kept by the writer from what it stores.
+    board: Arc<parking_lot::Mutex<LiveBoard>>,
 }
 
 impl EventBus {
@@ -150,12 +154,14 @@ impl EventBus {
     pub fn start(store: Store) -> (EventBus, tokio::task::JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(QUEUE);
         let (live, _) = broadcast::channel(LIVE_BACKLOG);
-        let writer = tokio::spawn(write(store, rx, live.clone()));
+        let board = Arc::new(parking_lot::Mutex::new(LiveBoard::default()));
+        let writer = tokio::spawn(write(store, rx, live.clone(), board.clone()));
         (
             EventBus {
                 queue,
                 live,
                 dropped: Arc::new(AtomicU64::new(0)),
+                board,
             },
             writer,
         )
@@ -189,12 +195,18 @@ impl EventBus {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.live.subscribe()
     }
+
+    /// An account's calls in progress, as their stored events tell.
+    pub fn calls(&self, account_id: i64) -> Vec<LiveCall> {
+        self.board.lock().calls(account_id)
+    }
 }
 
 async fn write(
     store: Store,
     mut rx: mpsc::Receiver<NewEvent>,
     live: broadcast::Sender<Arc<Event>>,
+    board: Arc<parking_lot::Mutex<LiveBoard>>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = rx.recv().await {
@@ -218,6 +230,13 @@ async fn write(
             }
         };
         batch.clear();
+        {
+            let mut board = board.lock();
+            for e in &stored {
+                board.apply(e);
+            }
+            board.sweep(now_ms());
+        }
         for e in stored {
             // Nobody listening is fine.
             let _ = live.send(Arc::new(e));

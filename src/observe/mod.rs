@@ -6,4 +6,5 @@
 //! figure is optional: other systems than Linux have no `/proc`).
 
 pub mod events;
+pub mod live;
 pub mod process;
