@@ -1070,6 +1070,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     )?;
     let recorder = outdial::dialer::recovery::Recorder::new(store.clone(), journal);
     let live = outdial::flow::control::LiveCalls::new();
+    // Prometheus: the recorder is in place before the first call counts.
+    let _ = outdial::observe::metrics::handle();
     // Calls' events: stored in batches by their own writer, told to live listeners.
     let (events, events_writer) = outdial::observe::events::EventBus::start(store.clone());
     tracing::info!(%node, "node id");
@@ -1101,6 +1103,12 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         .with_media_dir(config.media.dir.clone())
         .with_live_calls(live)
         .with_events(events.clone())
+        .with_metrics_token(
+            std::env::var("OUTDIAL_METRICS_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .map(outdial::config::Secret::new),
+        )
         .with_node(node)
         .with_trunks(config.profiles.clone(), ua.clone())
         .with_limits(outdial::api::ApiLimits::from_settings(&config.http));

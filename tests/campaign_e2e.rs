@@ -70,7 +70,11 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
     let key = create_key(dir, "e2e");
     assert!(!key.is_empty(), "keys create printed no key");
 
-    let server = ServeProcess::start(dir, http_port);
+    let server = ServeProcess::start_with_env(
+        dir,
+        http_port,
+        &[("OUTDIAL_METRICS_TOKEN", "scrape-me-please")],
+    );
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");
 
@@ -190,6 +194,71 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
     )
     .await;
     assert!(report.to_string().contains("\"answered\":12"), "{report}");
+    // Prometheus: the scrape token (or an admin key) reads /metrics; Prometheus' own parser
+    // takes it; the attempts by outcome are the campaign's.
+    let metrics_url = format!("{}/metrics", server.api);
+    let anonymous = http.get(&metrics_url).send().await.expect("GET /metrics");
+    assert_eq!(anonymous.status(), 401);
+    let wrong = http
+        .get(&metrics_url)
+        .bearer_auth("scrape-me-not")
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(wrong.status(), 401);
+    let scraped = http
+        .get(&metrics_url)
+        .bearer_auth("scrape-me-please")
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(scraped.status(), 200);
+    let text = scraped.text().await.expect("metrics text");
+    let samples = prometheus_samples(&text);
+    let sum = |name: &str, label: &str, value: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s["name"] == name && s["labels"][label] == value)
+            .filter_map(|s| s["value"].as_f64())
+            .sum()
+    };
+    let mut by_outcome: HashMap<String, usize> = HashMap::new();
+    for a in rows {
+        *by_outcome
+            .entry(a["outcome"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    for (outcome, n) in &by_outcome {
+        assert_eq!(
+            sum("outdial_attempts_total", "outcome", outcome),
+            *n as f64,
+            "{outcome}: {text}"
+        );
+    }
+    assert_eq!(
+        samples
+            .iter()
+            .filter(|s| s["name"] == "outdial_calls_initiated_total")
+            .filter_map(|s| s["value"].as_f64())
+            .sum::<f64>(),
+        rows.len() as f64,
+        "{text}"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|s| s["name"] == "outdial_ring_seconds_count"),
+        "{text}"
+    );
+    assert_eq!(sum("outdial_calls_in_progress", "state", "bridged"), 0.0);
+    assert!(text.contains("outdial_build_info{version="), "{text}");
+    let by_key = http
+        .get(&metrics_url)
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(by_key.status(), 200, "an admin's key reads the metrics too");
     // Written to a file, the log is plain text: no terminal colour codes.
     let log = std::fs::read_to_string(&server.log).expect("serve.log");
     assert!(log.lines().count() > 5, "{log}");
@@ -200,6 +269,37 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
     );
     drop(server);
     drop(sipp);
+}
+
+/// `text` through Prometheus' own text-format parser (tests/peers/prom_parse.py): every
+/// sample as `{name, labels, value}`; a text it refuses fails the test.
+fn prometheus_samples(text: &str) -> Vec<Value> {
+    use std::io::Write;
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(python.is_file(), "run `make setup` (.venv)");
+    let mut child = std::process::Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/prom_parse.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("prom_parse.py");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write metrics");
+    let out = child.wait_with_output().expect("prom_parse.py");
+    assert!(
+        out.status.success(),
+        "Prometheus' parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("sample JSON"))
+        .collect()
 }
 
 /// Polls the campaign until it is `finished` (at most 90 s); fails with its state and the

@@ -18,8 +18,10 @@
 //! only [`PUBLIC_PATHS`] skip the gate.
 
 use std::collections::HashMap;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -213,6 +215,16 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
         || req.uri().path().starts_with(super::twilio::PREFIX)
     {
         return next.run(req).await;
+    }
+    // A scraper with the node's metrics token (compared in constant time).
+    if req.uri().path() == super::METRICS_PATH {
+        if let (Some(token), Some(given)) = (&state.metrics_token, bearer(req.headers())) {
+            let same: bool = token.expose().as_bytes().ct_eq(given.as_bytes()).into();
+            if same {
+                req.extensions_mut().insert(super::metrics::MetricsScrape);
+                return next.run(req).await;
+            }
+        }
     }
     let Some(credential) = bearer(req.headers()) else {
         return ApiError::unauthorized(

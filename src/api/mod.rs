@@ -47,7 +47,7 @@
 //! [`goals`] (goals, analyses and agents' reports about attempts), [`node`] (this node's state),
 //! [`numbers`] (the account's phone numbers), [`trunks`] (the SIP trunks and their health),
 //! [`events`] (every call's events and campaign changes, by cursor), [`live`] (the live
-//! monitor's event stream);
+//! monitor's event stream), [`metrics`] (Prometheus);
 //! [`error`] holds the one error shape
 //! and the extractors, [`openapi`] the document and the schemas of the model's words.
 
@@ -66,6 +66,7 @@ pub mod import;
 pub mod keys;
 pub mod live;
 pub mod media;
+pub mod metrics;
 pub mod node;
 pub mod numbers;
 pub mod openapi;
@@ -210,6 +211,8 @@ pub struct AppState {
     /// Calls' events as they are stored, and the calls in progress (`GET /v1/live`); `None`:
     /// this server records none.
     pub events: Option<crate::observe::events::EventBus>,
+    /// The token a Prometheus scraper may send instead of an admin's key (`GET /metrics`).
+    pub metrics_token: Option<crate::config::Secret>,
 }
 
 impl AppState {
@@ -232,6 +235,7 @@ impl AppState {
             export_slots: Arc::new(Semaphore::new(ApiLimits::default().max_export_jobs)),
             trunks: trunks::TrunkBoard::default(),
             events: None,
+            metrics_token: None,
         }
     }
 
@@ -263,6 +267,12 @@ impl AppState {
     }
 
     /// The same state sharing the engine's registry of live calls.
+    /// The same state with a metrics token (`OUTDIAL_METRICS_TOKEN`).
+    pub fn with_metrics_token(mut self, token: Option<crate::config::Secret>) -> AppState {
+        self.metrics_token = token;
+        self
+    }
+
     /// The same state with the server's event bus (the live monitor reads it).
     pub fn with_events(mut self, events: crate::observe::events::EventBus) -> AppState {
         self.events = Some(events);
@@ -292,6 +302,9 @@ impl AppState {
 
 /// The whole HTTP service: `/healthz`, `/v1/…`, JSON 404/405, the auth gate and the
 /// request body timeout.
+/// Where Prometheus scrapes ([`metrics`]).
+pub const METRICS_PATH: &str = "/metrics";
+
 pub fn router(state: AppState) -> Router {
     let body_timeout = state.limits.body_timeout;
     let (routes, _doc) = openapi::api_router().split_for_parts();
@@ -301,6 +314,7 @@ pub fn router(state: AppState) -> Router {
             twilio::CALL_PATH,
             axum::routing::get(twilio::get_call).post(twilio::update_call),
         )
+        .route(METRICS_PATH, axum::routing::get(metrics::get_metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -34,6 +34,17 @@ impl std::fmt::Debug for TrunkBoard {
     }
 }
 
+/// Each trunk's (name, up, free channels on this node) for the metrics: up unless its pings
+/// say down.
+pub fn trunk_gauges(board: &TrunkBoard) -> Vec<(String, bool, Option<u32>)> {
+    board
+        .profiles
+        .iter()
+        .flat_map(|p| profile_view(p, board.ua.as_deref()).trunks)
+        .map(|t| (t.name, t.health != HealthState::Down, t.free_channels))
+        .collect()
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProfileView {
     pub profile: String,

@@ -143,6 +143,14 @@ impl Workers {
         }
     }
 
+    /// Jobs waiting for a worker now; `None` when the workers were never started.
+    pub fn queued_now() -> Option<usize> {
+        match WORKERS.get() {
+            Some(Ok(w)) => Some(w.queued.load(Ordering::Relaxed)),
+            _ => None,
+        }
+    }
+
     /// The longest the job queue has been (jobs waiting for a free worker): above zero for
     /// long, transcription is not keeping up and text verdicts come late.
     pub fn max_queued(&self) -> usize {

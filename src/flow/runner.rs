@@ -851,6 +851,7 @@ fn completed(
             "answered_by".into(),
             json!(amd.map(|a| a.answered_by.name())),
         );
+        map.insert("amd_mode".into(), json!(amd.map(|a| a.mode.name())));
         map.insert("abandoned".into(), json!(flow.abandoned));
         map.insert("voicemail_left".into(), json!(flow.voicemail_left));
     }

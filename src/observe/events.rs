@@ -196,6 +196,11 @@ impl EventBus {
         self.live.subscribe()
     }
 
+    /// Calls in progress (every account) by state.
+    pub fn calls_by_state(&self) -> Vec<(&'static str, usize)> {
+        self.board.lock().counts_by_state()
+    }
+
     /// An account's calls in progress, as their stored events tell.
     pub fn calls(&self, account_id: i64) -> Vec<LiveCall> {
         self.board.lock().calls(account_id)
@@ -236,6 +241,9 @@ async fn write(
                 board.apply(e);
             }
             board.sweep(now_ms());
+        }
+        for e in &stored {
+            super::metrics::record_event(e);
         }
         for e in stored {
             // Nobody listening is fine.

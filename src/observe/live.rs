@@ -35,6 +35,28 @@ pub enum CallState {
     Bridged,
 }
 
+impl CallState {
+    pub const ALL: [CallState; 6] = [
+        CallState::Dialing,
+        CallState::Ringing,
+        CallState::Answered,
+        CallState::Human,
+        CallState::Machine,
+        CallState::Bridged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Dialing => "dialing",
+            CallState::Ringing => "ringing",
+            CallState::Answered => "answered",
+            CallState::Human => "human",
+            CallState::Machine => "machine",
+            CallState::Bridged => "bridged",
+        }
+    }
+}
+
 /// One call in progress.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LiveCall {
@@ -143,6 +165,19 @@ impl LiveBoard {
     /// Takes off calls silent since before `now - STALE_MS`.
     pub fn sweep(&mut self, now: Millis) {
         self.calls.retain(|_, c| now - c.updated_at < STALE_MS);
+    }
+
+    /// Calls in progress by state (every state listed, zeros included).
+    pub fn counts_by_state(&self) -> Vec<(&'static str, usize)> {
+        CallState::ALL
+            .iter()
+            .map(|s| {
+                (
+                    s.as_str(),
+                    self.calls.values().filter(|c| c.state == *s).count(),
+                )
+            })
+            .collect()
     }
 
     /// An account's calls in progress, oldest first.

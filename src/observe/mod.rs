@@ -7,4 +7,5 @@
 
 pub mod events;
 pub mod live;
+pub mod metrics;
 pub mod process;
