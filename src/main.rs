@@ -1109,10 +1109,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                 .filter(|t| !t.trim().is_empty())
                 .map(outdial::config::Secret::new),
         )
-        .with_node(node)
+        .with_node(node.clone())
         .with_trunks(config.profiles.clone(), ua.clone())
         .with_limits(outdial::api::ApiLimits::from_settings(&config.http));
     let stop = tokio_util::sync::CancellationToken::new();
+    // Webhooks: the outbox's deliveries, sent until the server stops (what is left is sent by
+    // the next start, or by another node).
+    let webhooks =
+        outdial::observe::webhooks::spawn(store.clone(), events.clone(), node, stop.clone());
     let api_stop = stop.clone();
     let api = tokio::spawn(outdial::api::serve(listener, state, async move {
         api_stop.cancelled().await
@@ -1137,6 +1141,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         Ok(Err(e)) => tracing::warn!("admin API: {e}"),
         Err(e) => tracing::warn!("admin API task: {e}"),
     }
+    let _ = webhooks.await;
     // Every call is over: the events still queued are stored before the store closes.
     drop(events);
     if tokio::time::timeout(Duration::from_secs(10), events_writer)

@@ -47,7 +47,7 @@
 //! [`goals`] (goals, analyses and agents' reports about attempts), [`node`] (this node's state),
 //! [`numbers`] (the account's phone numbers), [`trunks`] (the SIP trunks and their health),
 //! [`events`] (every call's events and campaign changes, by cursor), [`live`] (the live
-//! monitor's event stream), [`metrics`] (Prometheus);
+//! monitor's event stream), [`metrics`] (Prometheus), [`webhooks`] (where events are sent);
 //! [`error`] holds the one error shape
 //! and the extractors, [`openapi`] the document and the schemas of the model's words.
 
@@ -74,6 +74,7 @@ pub mod reports;
 pub mod schedules;
 pub mod trunks;
 pub mod twilio;
+pub mod webhooks;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::{
     agents, ai_agents, auth, calls, campaigns, contacts, dnc, events, exports, goals, import, keys,
-    live, media, node, numbers, reports, schedules, trunks, AppState,
+    live, media, node, numbers, reports, schedules, trunks, webhooks, AppState,
 };
 use crate::campaign::ai::{AiAgentKind, OnAgentClose};
 use crate::campaign::goals::{GoalOutcome, QuestionKind, QuestionType};
@@ -163,6 +163,15 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(events::list_events))
         .routes(routes!(live::live))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(webhooks::get_secret))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
         .routes(routes!(node::get_node))
         .routes(routes!(trunks::list_trunks))
         .routes(routes!(calls::list_calls))
@@ -383,6 +392,10 @@ mod tests {
             "/v1/numbers/{id}",
             "/v1/events",
             "/v1/live",
+            "/v1/webhooks",
+            "/v1/webhooks/{id}",
+            "/v1/webhooks/secret",
+            "/v1/webhooks/deliveries",
             "/healthz",
         ] {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");

@@ -9,3 +9,4 @@ pub mod events;
 pub mod live;
 pub mod metrics;
 pub mod process;
+pub mod webhooks;

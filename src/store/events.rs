@@ -75,32 +75,42 @@ fn event_from(row: &AnyRow) -> Result<Event> {
     })
 }
 
-/// Appends an event through `ex` (the pool, or a transaction); returns its id.
-pub(crate) async fn append_event_on<'e, E>(
-    ex: E,
+/// Appends an event, and its webhook delivery, through `conn` (inside a transaction, so both
+/// are written or neither); returns its id.
+pub(crate) async fn append_event_on(
+    conn: &mut sqlx::AnyConnection,
     campaign_id: Option<i64>,
     contact_id: Option<i64>,
     kind: &str,
     detail: &serde_json::Value,
     now: Millis,
-) -> Result<i64>
-where
-    E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
-{
+) -> Result<i64> {
     // The campaign's account, so the account's event feed has it.
     let row = sqlx::query(
         "INSERT INTO events (account_id, campaign_id, contact_id, kind, detail, created_at) \
          VALUES ((SELECT account_id FROM campaigns WHERE id = $1), $1, $2, $3, $4, $5) \
-         RETURNING id",
+         RETURNING id, account_id",
     )
     .bind(campaign_id)
     .bind(contact_id)
     .bind(kind.to_string())
     .bind(to_json(detail))
     .bind(now)
-    .fetch_one(ex)
+    .fetch_one(&mut *conn)
     .await?;
-    Ok(row.try_get("id")?)
+    let event = Event {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        campaign_id,
+        contact_id,
+        attempt: None,
+        call_id: None,
+        kind: kind.to_string(),
+        detail: detail.clone(),
+        at: now,
+    };
+    super::webhooks::queue_deliveries(conn, &event).await?;
+    Ok(event.id)
 }
 
 impl Store {
@@ -113,7 +123,10 @@ impl Store {
         detail: &serde_json::Value,
         now: Millis,
     ) -> Result<i64> {
-        append_event_on(&self.pool, campaign_id, contact_id, kind, detail, now).await
+        let mut tx = self.pool.begin().await?;
+        let id = append_event_on(&mut tx, campaign_id, contact_id, kind, detail, now).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Appends `events` in one transaction, in order; returns them as stored (with their ids).
@@ -135,7 +148,7 @@ impl Store {
             .bind(e.at)
             .fetch_one(&mut *tx)
             .await?;
-            stored.push(Event {
+            let event = Event {
                 id: row.try_get("id")?,
                 account_id: e.account_id,
                 campaign_id: e.campaign_id,
@@ -145,7 +158,10 @@ impl Store {
                 kind: e.kind.clone(),
                 detail: e.detail.clone(),
                 at: e.at,
-            });
+            };
+            // Its webhook delivery, in the same transaction: stored means sent.
+            super::webhooks::queue_deliveries(&mut tx, &event).await?;
+            stored.push(event);
         }
         tx.commit().await?;
         Ok(stored)

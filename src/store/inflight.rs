@@ -361,7 +361,7 @@ impl Store {
             map.insert("status".into(), serde_json::json!(status));
         }
         super::events::append_event_on(
-            &mut *tx,
+            &mut tx,
             end.record.campaign_id,
             Some(contact_id),
             "attempt",

@@ -34,6 +34,7 @@ pub mod imports;
 pub mod inflight;
 pub mod leases;
 pub mod numbers;
+pub mod webhooks;
 
 pub use accounts::{Account, ApiKey, Authenticated, Login, NewApiKey, Role, Session};
 pub use agents::{Agent, AgentLease, AgentPool, AgentRelease};

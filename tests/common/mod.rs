@@ -2115,6 +2115,14 @@ impl ServeProcess {
         server
     }
 
+    /// `kill -9`: the process dies at once, nothing of it runs after.
+    pub fn kill9(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
     /// The last `n` lines of its log.
     pub fn log_tail(&self, n: usize) -> String {
         tail(&fs::read_to_string(&self.log).unwrap_or_default(), n)
