@@ -44,9 +44,19 @@ async fn ai_agent_campaign_and_transfer_to_a_person_through_the_api() {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     assert!(python.is_file(), "run `make setup` (.venv)");
     let report = dir.join("agent.json");
+    // It says one line, then marks its end: the call's events show the mark.
+    speech_wav_padded(
+        &dir.join("agent-says.wav"),
+        "Hello, this is the assistant.",
+        0.1,
+        0.2,
+    );
     let mut agent = Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/agents/twilio_strict.py"))
         .args(["--port", "0", "--once", "--close-after-ms", "30000"])
+        .arg("--say")
+        .arg(dir.join("agent-says.wav"))
+        .args(["--marks", "end"])
         .args(["--expect-header", "X-Agent-Key=s3cret-agent-key"])
         .arg("--report")
         .arg(&report)
@@ -253,6 +263,22 @@ async fn ai_agent_campaign_and_transfer_to_a_person_through_the_api() {
     assert!(
         corr > 0.5,
         "the front desk did not hear the callee: {corr:.3}"
+    );
+
+    // The agent's mark is one of the call's events.
+    let (_, marks) = api_request(
+        &http,
+        &auth,
+        reqwest::Method::GET,
+        api(&format!("/v1/events?campaign={id}&kind=agent_event")),
+        None,
+    )
+    .await;
+    assert!(
+        marks["items"].as_array().is_some_and(|m| m
+            .iter()
+            .any(|e| e["detail"]["what"] == "mark" && e["call_id"].is_string())),
+        "{marks}"
     );
 
     // The agent: header checked, start with the record's and the call's parameters, `stop`

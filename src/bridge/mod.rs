@@ -125,6 +125,11 @@ pub enum BridgeEvent {
     Ended,
     /// The far side (an AI agent) left and the person is to be handed to this target.
     HandOff(BridgeTarget),
+    /// An AI agent's stream sent a mark or a clear (for the call's `agent_event`s).
+    Agent {
+        what: &'static str,
+        name: Option<String>,
+    },
 }
 
 impl PartialEq for BridgeEvent {
@@ -132,6 +137,9 @@ impl PartialEq for BridgeEvent {
         match (self, other) {
             (BridgeEvent::HoldCallee(a), BridgeEvent::HoldCallee(b)) => a == b,
             (BridgeEvent::HandOff(a), BridgeEvent::HandOff(b)) => a.describe() == b.describe(),
+            (BridgeEvent::Agent { what: a, name: x }, BridgeEvent::Agent { what: b, name: y }) => {
+                a == b && x == y
+            }
             (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
         }
     }

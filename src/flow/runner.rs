@@ -378,6 +378,9 @@ async fn drive(
                         run.feed(Input::Bridge(BridgeInput::Ended), tap.as_ref()).await
                     }
                     Some(BridgeEvent::HoldCallee(on)) => run.call.hold(on),
+                    Some(BridgeEvent::Agent { what, name }) => {
+                        run.emit(CallEventKind::AgentEvent, json!({"what": what, "name": name}));
+                    }
                     Some(BridgeEvent::HandOff(target)) => {
                         if let Some(b) = run.bridge.as_mut() {
                             b.stop(EndedBy::Agent);
@@ -408,6 +411,9 @@ async fn drive(
                         }
                     }
                     Some(BridgeEvent::HoldCallee(on)) => run.call.hold(on),
+                    Some(BridgeEvent::Agent { what, name }) => {
+                        run.emit(CallEventKind::AgentEvent, json!({"what": what, "name": name}));
+                    }
                     Some(BridgeEvent::Ended) | Some(BridgeEvent::HandOff(_)) => {
                         run.feed(Input::Bridge(BridgeInput::Ended), tap.as_ref()).await
                     }

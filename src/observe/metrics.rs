@@ -3,7 +3,8 @@
 //! outcome and trunk, ring and answer times, AMD verdicts and decision times, RTP loss, jitter
 //! and concealment, bridges, queue waits, abandons) and, when scraped, from what is true now
 //! ([`Gauges`]: calls in progress by state, trunk health and free channels, dropped events,
-//! the transcription backlog, build info).
+//! the transcription backlog, build info); the webhook dispatcher counts its deliveries and
+//! their lag.
 //!
 //! Must not: label a series with anything that grows without bound (no call ids, numbers or
 //! campaign names: outcome, trunk, mode, AnsweredBy, state and kind only), or make a call wait
@@ -129,6 +130,14 @@ fn describe() {
         "Greetings waiting for the speech recognizer"
     );
     describe_gauge!("outdial_build_info", "Always 1; the version is the label");
+    describe_counter!(
+        "outdial_webhook_deliveries_total",
+        "Webhook requests by result (delivered, or failed and to be retried or given up)"
+    );
+    describe_histogram!(
+        "outdial_webhook_lag_seconds",
+        "From an event to its webhook delivery"
+    );
 }
 
 /// Counts one stored event.

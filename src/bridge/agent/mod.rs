@@ -172,6 +172,11 @@ enum LegEvent {
     Failed(String),
     /// The agent closed the socket, or asked to hang up (`disconnect`).
     AgentEnded,
+    /// The agent sent a mark, or cleared what it had queued (`what`: `mark`, `clear`).
+    Agent {
+        what: &'static str,
+        name: Option<String>,
+    },
 }
 
 /// What the driver kept for the attempt record.
@@ -301,6 +306,7 @@ impl Bridge for AgentBridge {
                 self.ended_at = Some(Instant::now());
                 Some(BridgeEvent::Failed)
             }
+            Some(LegEvent::Agent { what, name }) => Some(BridgeEvent::Agent { what, name }),
             Some(LegEvent::AgentEnded) => {
                 self.over = true;
                 self.ended_at = Some(Instant::now());
@@ -681,9 +687,17 @@ async fn drive(
                         playout.audio(pcm.len());
                     }
                     Action::Mark(name) => {
+                        let _ = events.send(LegEvent::Agent {
+                            what: "mark",
+                            name: Some(name.clone()),
+                        });
                         playout.mark(name);
                     }
                     Action::Clear => {
+                        let _ = events.send(LegEvent::Agent {
+                            what: "clear",
+                            name: None,
+                        });
                         if let Some(m) = media.upgrade() {
                             m.clear_playback();
                         }

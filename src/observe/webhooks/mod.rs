@@ -200,6 +200,13 @@ async fn send(
         Err(e) => (None, Some(describe(&e))),
     };
     let delivered = error.is_none();
+    let result = if delivered { "delivered" } else { "failed" };
+    metrics::counter!("outdial_webhook_deliveries_total", "result" => result).increment(1);
+    if delivered {
+        // From the event to its delivery: what a receiver waits.
+        metrics::histogram!("outdial_webhook_lag_seconds")
+            .record((now - event.at).max(0) as f64 / 1000.0);
+    }
     let expired = now - delivery.created_at >= GIVE_UP_AFTER.as_millis() as Millis;
     let next = (!delivered).then(|| next_try(now, delivery.attempts));
     if let Some(why) = &error {
