@@ -263,6 +263,13 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
     )
     .await;
     check(st, &number, StatusCode::CREATED, "number");
+    let (st, webhook) = o(
+        Method::POST,
+        "/v1/webhooks".into(),
+        Some(json!({"url": format!("http://127.0.0.1:9/{MARK}")})),
+    )
+    .await;
+    check(st, &webhook, StatusCode::CREATED, "webhook");
     let (st, campaign) = o(
         Method::POST,
         "/v1/campaigns".into(),
@@ -398,6 +405,7 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
             "id" if path.starts_with("/v1/keys/") => key_id.to_string(),
             "id" if path.starts_with("/v1/logins/") => id(&login),
             "id" if path.starts_with("/v1/numbers/") => id(&number),
+            "id" if path.starts_with("/v1/webhooks/") => id(&webhook),
             other => panic!("{path}: path parameter {other:?} is not mapped to an owner's object"),
         }
     };
@@ -426,6 +434,7 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
         ("/v1/agents/sip/{id}/state", json!({"state": "available"})),
         ("/v1/agents/pools/{id}", pool_body.clone()),
         ("/v1/numbers/{id}", json!({"label": "stranger's label"})),
+        ("/v1/webhooks/{id}", json!({"url": "http://127.0.0.1:9/stranger"})),
         (
             "/v1/calls/{sid}/transfer",
             json!({"target": "+12025550100"}),

@@ -5,7 +5,8 @@
 //! `ringing` to `answered` to the `amd` verdict to `bridged` to `completed`, in that order and
 //! under one Call-ID, and sends `counters` with the agent; a client connecting while the call
 //! is bridged gets it in its snapshot (bridged to the pool, answered by a human, talk time);
-//! another account's stream shows none of it.
+//! another account's stream shows none of it. `GET /v1/live/ws` gives the same stream over a
+//! WebSocket.
 
 mod common;
 
@@ -258,6 +259,30 @@ async fn a_call_moves_from_ringing_to_amd_to_bridged_to_ended_on_the_live_stream
     assert!(!strange
         .iter()
         .any(|(_, e)| e.to_string().contains(&call_id)));
+    // The same stream over a WebSocket: its first frame is the snapshot.
+    let url = api("/v1/live/ws").replacen("http://", "ws://", 1);
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            url.as_str(),
+        )
+        .expect("ws request");
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {key}").parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("WebSocket to /v1/live/ws");
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a frame within 5 s")
+        .expect("a frame")
+        .expect("a good frame");
+    let first: Value = serde_json::from_str(first.to_text().expect("text")).expect("JSON");
+    assert_eq!(first["event"], "snapshot", "{first}");
+    assert!(first["data"]["calls"].is_array(), "{first}");
+    drop(ws);
     drop(server);
     drop(sipp);
     drop(desk);

@@ -214,6 +214,8 @@ pub struct AppState {
     pub events: Option<crate::observe::events::EventBus>,
     /// The token a Prometheus scraper may send instead of an admin's key (`GET /metrics`).
     pub metrics_token: Option<crate::config::Secret>,
+    /// Cancelled when the server stops: endless responses (the live monitor) end then.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -237,6 +239,7 @@ impl AppState {
             trunks: trunks::TrunkBoard::default(),
             events: None,
             metrics_token: None,
+            closing: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -357,10 +360,12 @@ pub async fn serve(
         tracing::info!(%addr, "admin API listening");
     }
     let limits = state.limits;
+    let closing = state.closing.clone();
     let purge = tokio::spawn(purge_sessions(state.clone()));
     let app = router(state);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Each connection's task holds a sender: once all are gone, every connection has ended.
+    let (open_tx, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -390,18 +395,32 @@ pub async fn serve(
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            // The live monitor's WebSocket (`GET /v1/live/ws`).
+            .with_upgrades();
+        let (closing, open) = (closing.clone(), open_tx.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = closing.cancelled() => {
+                    // Requests in flight finish; then the connection closes.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, %peer, "admin API connection ended");
             }
             drop(permit);
+            drop(open);
         });
     }
     drop(listener);
     purge.abort();
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    closing.cancel();
+    drop(open_tx);
+    if tokio::time::timeout(SHUTDOWN_GRACE, all_closed.recv())
         .await
         .is_err()
     {

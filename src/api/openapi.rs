@@ -163,6 +163,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(events::list_events))
         .routes(routes!(live::live))
+        .routes(routes!(live::live_ws))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(webhooks::get_secret))
         .routes(routes!(webhooks::rotate_secret))
