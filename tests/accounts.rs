@@ -434,7 +434,10 @@ async fn every_route_hides_another_accounts_objects(db: Db) {
         ("/v1/agents/sip/{id}/state", json!({"state": "available"})),
         ("/v1/agents/pools/{id}", pool_body.clone()),
         ("/v1/numbers/{id}", json!({"label": "stranger's label"})),
-        ("/v1/webhooks/{id}", json!({"url": "http://127.0.0.1:9/stranger"})),
+        (
+            "/v1/webhooks/{id}",
+            json!({"url": "http://127.0.0.1:9/stranger"}),
+        ),
         (
             "/v1/calls/{sid}/transfer",
             json!({"target": "+12025550100"}),

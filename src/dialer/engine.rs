@@ -384,7 +384,11 @@ impl Engine {
             {
                 continue;
             }
-            match self.tick_campaign(campaign, now).await {
+            let started = std::time::Instant::now();
+            let ticked = self.tick_campaign(campaign, now).await;
+            metrics::histogram!("outdial_engine_tick_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match ticked {
                 Ok(Some(at)) => wake_at = Some(wake_at.map_or(at, |w: Millis| w.min(at))),
                 Ok(None) => {}
                 Err(e) => tracing::error!(campaign = campaign.id, "campaign engine: {e}"),
@@ -672,6 +676,7 @@ impl Engine {
             return Ok(true);
         }
         let trunk = profile.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let started = std::time::Instant::now();
         let claim = self
             .store
             .claim_call(&NewCall {
@@ -686,8 +691,10 @@ impl Engine {
                 caller_id: &settings.caller_id,
                 now,
             })
-            .await?;
-        let claimed = match claim {
+            .await;
+        metrics::histogram!("outdial_store_seconds", "op" => "claim_call")
+            .record(started.elapsed().as_secs_f64());
+        let claimed = match claim? {
             Claim::Claimed(contact) => *contact,
             // Another node took it, or an admin moved it.
             Claim::Taken => return Ok(true),

@@ -225,7 +225,11 @@ async fn write(
         }
         let mut wait = Duration::from_millis(100);
         let stored = loop {
-            match store.append_events(&batch).await {
+            let started = std::time::Instant::now();
+            let appended = store.append_events(&batch).await;
+            metrics::histogram!("outdial_store_seconds", "op" => "append_events")
+                .record(started.elapsed().as_secs_f64());
+            match appended {
                 Ok(stored) => break stored,
                 Err(e) => {
                     tracing::warn!(events = batch.len(), error = %e, "events not stored yet: retrying");

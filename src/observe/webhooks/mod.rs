@@ -126,7 +126,11 @@ pub fn spawn(
         let mut secrets: HashMap<i64, (String, Millis)> = HashMap::new();
         while !stop.is_cancelled() {
             let now = now_ms();
-            let due = match store.due_deliveries(now, PARALLEL as i64).await {
+            let started = std::time::Instant::now();
+            let due = store.due_deliveries(now, PARALLEL as i64).await;
+            metrics::histogram!("outdial_store_seconds", "op" => "due_deliveries")
+                .record(started.elapsed().as_secs_f64());
+            let due = match due {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(error = %e, "webhook outbox not readable: retrying");
