@@ -15,25 +15,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-fn write_config(dir: &Path, sip_port: u16, http_port: u16) {
-    let (lo, hi) = free_rtp_range(40);
-    std::fs::write(
-        dir.join("outdial.toml"),
-        format!(
-            "[sip]\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = false\n\n\
-             [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {lo}\nport_max = {hi}\n\n\
-             [database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-            dir.join("outdial.db").display()
-        ),
-    )
-    .expect("write outdial.toml");
-    write_profile(
-        &dir.join("sip-profiles"),
-        "far-end",
-        &format!("proxy = \"127.0.0.1:{sip_port}\"\n"),
-    );
-}
-
 /// Campaigns name media files, not paths: the WAVs go into `serve`'s media directory
 /// (`media/` in its working directory). A copy stays in the working directory for an engine
 /// that opens the name as given.
@@ -65,7 +46,7 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
         .args(["-m", "1000"])
         .start();
     let http_port = free_tcp_port();
-    write_config(dir, sipp.port, http_port);
+    write_serve_config(dir, sipp.port, http_port, 40);
 
     let key = create_key(dir, "e2e");
     assert!(!key.is_empty(), "keys create printed no key");
@@ -370,7 +351,7 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
         .args(["-m", "1000"])
         .start();
     let http_port = free_tcp_port();
-    write_config(dir, sipp.port, http_port);
+    write_serve_config(dir, sipp.port, http_port, 40);
     let key = create_key(dir, "amd");
     // Machine-readable logs: one JSON object per line, an attempt's lines in its span.
     let server = ServeProcess::start_with_env(dir, http_port, &[("OUTDIAL_LOG_FORMAT", "json")]);
@@ -581,7 +562,7 @@ async fn a_number_listed_while_the_campaign_runs_is_never_dialed() {
         .args(["-m", "1000"])
         .start();
     let http_port = free_tcp_port();
-    write_config(dir, sipp.port, http_port);
+    write_serve_config(dir, sipp.port, http_port, 40);
     let key = create_key(dir, "dnc");
     let server = ServeProcess::start(dir, http_port);
     let http = reqwest::Client::new();

@@ -66,22 +66,7 @@ async fn a_call_moves_from_ringing_to_amd_to_bridged_to_ended_on_the_live_stream
         .args(["-m", "1"])
         .start();
     let http_port = free_tcp_port();
-    let (lo, hi) = free_rtp_range(20);
-    std::fs::write(
-        dir.join("outdial.toml"),
-        format!(
-            "[sip]\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = false\n\n\
-             [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {lo}\nport_max = {hi}\n\n\
-             [database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-            dir.join("outdial.db").display()
-        ),
-    )
-    .expect("write outdial.toml");
-    write_profile(
-        &dir.join("sip-profiles"),
-        "far-end",
-        &format!("proxy = \"127.0.0.1:{}\"\n", sipp.port),
-    );
+    write_serve_config(dir, sipp.port, http_port, 20);
     let key = create_key(dir, "monitor");
     let other = create_key(dir, "elsewhere");
     let server = ServeProcess::start(dir, http_port);

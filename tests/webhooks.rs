@@ -200,22 +200,7 @@ async fn every_event_arrives_signed_in_order_through_failures_and_a_kill_9() {
         .args(["-m", "1000"])
         .start();
     let http_port = free_tcp_port();
-    let (lo, hi) = free_rtp_range(20);
-    std::fs::write(
-        dir.join("outdial.toml"),
-        format!(
-            "[sip]\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = false\n\n\
-             [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {lo}\nport_max = {hi}\n\n\
-             [database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-            dir.join("outdial.db").display()
-        ),
-    )
-    .expect("write outdial.toml");
-    write_profile(
-        &dir.join("sip-profiles"),
-        "far-end",
-        &format!("proxy = \"127.0.0.1:{}\"\n", sipp.port),
-    );
+    write_serve_config(dir, sipp.port, http_port, 20);
     let key = create_key(dir, "hooks");
     let auth = format!("Bearer {key}");
     let rx_port = free_tcp_port();

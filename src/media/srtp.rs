@@ -184,6 +184,7 @@ impl SrtpStreams {
 
     /// Protects the RTP packet `plain` into `out` (cleared first).
     pub fn protect_rtp(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        rtp_header_fits(plain, 0)?;
         let sealed = self
             .tx
             .encrypt_rtp(plain)
@@ -195,6 +196,7 @@ impl SrtpStreams {
 
     /// Checks and decrypts the SRTP packet `sealed` into `out` (cleared first).
     pub fn unprotect_rtp(&mut self, sealed: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        rtp_header_fits(sealed, self.keys.suite.profile().rtp_auth_tag_len())?;
         let plain = self
             .rx
             .decrypt_rtp(sealed)
@@ -225,6 +227,24 @@ impl SrtpStreams {
         out.extend_from_slice(&plain);
         Ok(())
     }
+}
+
+/// The packet's RTP header, as the SRTP crate reads and re-writes it, fits in `packet` less
+/// `tag` bytes: the crate slices the payload at the re-written header's length and would panic
+/// on a header that claims more (a fuzzed packet found it).
+fn rtp_header_fits(packet: &[u8], tag: usize) -> Result<(), SrtpError> {
+    use rtc::shared::marshal::{MarshalSize, Unmarshal};
+    let mut buf = packet;
+    let header = rtc::rtp::header::Header::unmarshal(&mut buf)
+        .map_err(|e| SrtpError::Rejected(e.to_string()))?;
+    if header.marshal_size() + tag > packet.len() {
+        return Err(SrtpError::Rejected(format!(
+            "RTP header of {} bytes in a packet of {}",
+            header.marshal_size(),
+            packet.len()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -310,6 +330,27 @@ mod tests {
         ] {
             assert!(theirs.unprotect_rtp(junk, &mut plain).is_err());
             assert!(theirs.unprotect_rtcp(junk, &mut plain).is_err());
+        }
+    }
+
+    #[test]
+    fn a_header_claiming_more_than_the_packet_is_refused_not_a_panic() {
+        // Found by the rtp_parse fuzz target: the crate sliced past the end.
+        let hex = "7b000000626262626262226262626262626262000000000000004d626262626262626262\
+                   6262626262626286626262626262000000000000100000011c0062010108";
+        let crash: Vec<u8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(crash.len(), 66);
+        for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
+            let (mut ours, _) = pair(suite);
+            let mut out = Vec::new();
+            for len in 0..=crash.len() {
+                let _ = ours.protect_rtp(&crash[..len], &mut out);
+                let _ = ours.unprotect_rtp(&crash[..len], &mut out);
+                let _ = ours.protect_rtcp(&crash[..len], &mut out);
+                let _ = ours.unprotect_rtcp(&crash[..len], &mut out);
+            }
         }
     }
 

@@ -375,6 +375,29 @@ pub fn stderr_lines(stderr: &str) -> Vec<&str> {
     stderr.lines().filter(|l| !l.trim().is_empty()).collect()
 }
 
+/// What a campaign test's `outdial serve` runs on in `dir`: `outdial.toml` (SIP on a free
+/// loopback UDP port and no TCP, `rtp_ports` RTP ports on loopback, the SQLite store
+/// `outdial.db`, the admin API on `http_port`) and the trunk profile `far-end` to
+/// `127.0.0.1:sip_port` (the sipp far end).
+pub fn write_serve_config(dir: &Path, sip_port: u16, http_port: u16, rtp_ports: u16) {
+    let (lo, hi) = free_rtp_range(rtp_ports);
+    fs::write(
+        dir.join("outdial.toml"),
+        format!(
+            "[sip]\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = false\n\n\
+             [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {lo}\nport_max = {hi}\n\n\
+             [database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+            dir.join("outdial.db").display()
+        ),
+    )
+    .expect("write outdial.toml");
+    write_profile(
+        &dir.join("sip-profiles"),
+        "far-end",
+        &format!("proxy = \"127.0.0.1:{sip_port}\"\n"),
+    );
+}
+
 /// Writes `PROFILES_DIR/NAME.toml` (creating the dir) and returns the dir.
 pub fn write_profile(profiles_dir: &Path, name: &str, toml: &str) -> PathBuf {
     fs::create_dir_all(profiles_dir).expect("create profiles dir");
