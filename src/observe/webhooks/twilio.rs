@@ -6,7 +6,7 @@
 //! `CallSid` is `CA` and 32 hex digits made from the SIP Call-ID (the same for every event of
 //! a call), `AccountSid` `AC` and the account's id. `CallStatus` follows Twilio's words:
 //! `initiated`, `ringing`, `in-progress` from the answer on, and at the end `completed`,
-//! `busy`, `no-answer`, `failed` or `canceled`.
+//! `busy` (busy or declined), `no-answer` or `failed` (everything else).
 //!
 //! Must not: invent a value it does not have (a field without one is left out).
 
@@ -34,7 +34,6 @@ pub fn body(event: &Event) -> String {
             Some("answered") => "completed",
             Some("busy") | Some("rejected") => "busy",
             Some("no_answer") => "no-answer",
-            Some("canceled") => "canceled",
             _ => "failed",
         }),
         _ => Some("in-progress"),
