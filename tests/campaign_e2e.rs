@@ -104,7 +104,15 @@ async fn twenty_contacts_end_in_the_right_status_with_the_right_attempts() {
         .expect("start");
     assert!(started.status().is_success(), "start: {}", started.status());
 
-    wait_finished(&http, &auth, &server, id).await;
+    wait_campaign_finished(
+        &http,
+        &auth,
+        &server.api,
+        id,
+        &server.log,
+        Duration::from_secs(90),
+    )
+    .await;
 
     let contacts: Value = api_json(
         &http,
@@ -283,34 +291,6 @@ fn prometheus_samples(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Polls the campaign until it is `finished` (at most 90 s); fails with its state and the
-/// server's log otherwise.
-async fn wait_finished(http: &reqwest::Client, auth: &str, server: &ServeProcess, id: i64) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut campaign = Value::Null;
-    while Instant::now() < deadline {
-        campaign = api_json(
-            http,
-            auth,
-            reqwest::Method::GET,
-            format!("{}/v1/campaigns/{id}", server.api),
-            None,
-        )
-        .await;
-        if campaign["status"] == "finished" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    panic!(
-        "campaign did not finish: {campaign}\n{}",
-        tail(
-            &std::fs::read_to_string(&server.log).unwrap_or_default(),
-            40
-        )
-    );
-}
-
 /// GET or POST through the API, as JSON.
 async fn api_json(
     http: &reqwest::Client,
@@ -395,7 +375,15 @@ async fn amd_tells_people_from_voicemail_and_leaves_a_message_after_the_beep() {
     .await;
     assert!(started.is_object(), "{started}");
 
-    wait_finished(&http, &auth, &server, id).await;
+    wait_campaign_finished(
+        &http,
+        &auth,
+        &server.api,
+        id,
+        &server.log,
+        Duration::from_secs(90),
+    )
+    .await;
     let contacts = api_json(
         &http,
         &auth,
@@ -638,7 +626,15 @@ async fn a_number_listed_while_the_campaign_runs_is_never_dialed() {
     .await;
     assert_eq!(added["phone"], listed.as_str(), "{added}");
 
-    wait_finished(&http, &auth, &server, id).await;
+    wait_campaign_finished(
+        &http,
+        &auth,
+        &server.api,
+        id,
+        &server.log,
+        Duration::from_secs(90),
+    )
+    .await;
     let contacts = api_json(
         &http,
         &auth,

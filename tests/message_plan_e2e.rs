@@ -7,34 +7,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-
-async fn wait_finished(http: &reqwest::Client, auth: &str, api: &str, id: i64, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, c) = api_request(
-            http,
-            auth,
-            reqwest::Method::GET,
-            format!("{api}/v1/campaigns/{id}"),
-            None,
-        )
-        .await;
-        if c["status"] == "finished" {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "campaign {id} did not finish: {c}\n{}",
-            tail(&std::fs::read_to_string(log).unwrap_or_default(), 30)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
 
 async fn campaign(http: &reqwest::Client, auth: &str, api: &str, body: Value, csv: &str) -> i64 {
     let (status, created) = api_request(
@@ -149,7 +125,7 @@ async fn pressing_9_puts_the_number_on_dnc_and_a_reply_is_recorded() {
         ]
     });
     let id = campaign(&http, &auth, &api, menu.clone(), "12025550191,Nina Nine\n").await;
-    wait_finished(&http, &auth, &api, id, &server.log).await;
+    wait_campaign_finished(&http, &auth, &api, id, &server.log, Duration::from_secs(60)).await;
     let a = attempts(&http, &auth, &api, id).await;
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0]["outcome"], "answered", "{}", a[0]);
@@ -170,7 +146,15 @@ async fn pressing_9_puts_the_number_on_dnc_and_a_reply_is_recorded() {
     let mut again = menu.clone();
     again["name"] = json!("menu again");
     let id2 = campaign(&http, &auth, &api, again, "12025550191,Nina Nine\n").await;
-    wait_finished(&http, &auth, &api, id2, &server.log).await;
+    wait_campaign_finished(
+        &http,
+        &auth,
+        &api,
+        id2,
+        &server.log,
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(attempts(&http, &auth, &api, id2).await.is_empty());
 
     // The survey: a prompt, then the reply recorded after the beep.
@@ -183,7 +167,15 @@ async fn pressing_9_puts_the_number_on_dnc_and_a_reply_is_recorded() {
         ]
     });
     let id3 = campaign(&http, &auth, &api, survey, "12025550192,Rita Reply\n").await;
-    wait_finished(&http, &auth, &api, id3, &server.log).await;
+    wait_campaign_finished(
+        &http,
+        &auth,
+        &api,
+        id3,
+        &server.log,
+        Duration::from_secs(60),
+    )
+    .await;
     let a = attempts(&http, &auth, &api, id3).await;
     assert_eq!(a.len(), 1, "{a:?}");
     let url = a[0]["recording_url"]

@@ -131,26 +131,7 @@ async fn start_and_finish(http: &reqwest::Client, auth: &str, api: &str, id: i64
     )
     .await;
     assert!(status.is_success(), "{body}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, c) = api_request(
-            http,
-            auth,
-            reqwest::Method::GET,
-            format!("{api}/v1/campaigns/{id}"),
-            None,
-        )
-        .await;
-        if c["status"] == "finished" {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "campaign {id} did not finish: {c}\n{}",
-            tail(&std::fs::read_to_string(log).unwrap_or_default(), 30)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_campaign_finished(http, auth, api, id, log, Duration::from_secs(60)).await;
 }
 
 /// The campaign's events (every kind), oldest first.

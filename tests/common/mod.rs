@@ -2170,6 +2170,38 @@ impl Drop for ServeProcess {
     }
 }
 
+/// Polls campaign `id` through the API at `api` until it is `finished`; fails after
+/// `timeout` with the campaign and the tail of `serve`'s `log`.
+pub async fn wait_campaign_finished(
+    http: &reqwest::Client,
+    auth: &str,
+    api: &str,
+    id: i64,
+    log: &Path,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (_, c) = api_request(
+            http,
+            auth,
+            reqwest::Method::GET,
+            format!("{api}/v1/campaigns/{id}"),
+            None,
+        )
+        .await;
+        if c["status"] == "finished" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "campaign {id} did not finish: {c}\n{}",
+            tail(&fs::read_to_string(log).unwrap_or_default(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// One admin API request with a bearer key; the status and the JSON body.
 pub async fn api_request(
     http: &reqwest::Client,
