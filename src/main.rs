@@ -1070,8 +1070,9 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     )?;
     let recorder = outdial::dialer::recovery::Recorder::new(store.clone(), journal);
     let live = outdial::flow::control::LiveCalls::new();
-    // Prometheus: the recorder is in place before the first call counts.
-    let _ = outdial::observe::metrics::handle();
+    // Prometheus: the recorder is in place before the first call counts, and its samples are
+    // folded into buckets whether or not anyone scrapes.
+    let _metrics_upkeep = outdial::observe::metrics::spawn_upkeep();
     // Calls' events: stored in batches by their own writer, told to live listeners.
     let (events, events_writer) = outdial::observe::events::EventBus::start(store.clone());
     tracing::info!(%node, "node id");

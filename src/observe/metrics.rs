@@ -67,6 +67,24 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// How often recorded histogram samples are folded into their buckets when nobody scrapes.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every few seconds. The recorder keeps
+/// each sample until an upkeep: without this task a node that is never scraped would hold every
+/// sample of its life. Does nothing when the recorder is off.
+pub fn spawn_upkeep() -> Option<tokio::task::JoinHandle<()>> {
+    let handle = handle()?;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    }))
+}
+
 fn describe() {
     describe_counter!(
         "outdial_calls_initiated_total",
