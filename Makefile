@@ -4,7 +4,8 @@
 #                and the pinned Python tools (.venv: openapi-spec-validator; numpy + onnx; the AI-agent
 #                test peers' websockets, pipecat-ai, aiortc; the DNS test peer's dnslib), and the
 #                pinned ONNX Runtime + Silero VAD wheels and the Whisper tiny.en weights, converted
-#                to ONNX, into the model cache (scripts/fetch-models.sh)
+#                to ONNX, into the model cache (scripts/fetch-models.sh); Debian's chromium, and
+#                axe-core from npm (tests/web/package-lock.json) for the web page's browser tests
 #   make build   cargo build --all-targets
 #   make test    setup, then fmt check, clippy -D warnings, cargo test --all-targets, the unit
 #                tests and the baresip call again with G.722 (--features g722), amd-check,
@@ -21,7 +22,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the integration tests and the demo need.
 PACKAGES := sip-tester baresip kamailio kamailio-extra-modules kamailio-tls-modules sox espeak-ng rtpengine-daemon python3 python3-venv python3-pip curl \
-	festival flite festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+	festival flite festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+	chromium nodejs
 # Python tools the tests run (tests/api.rs validates the OpenAPI document; the AI-agent peers in
 # tests/peers/agents/), every package pinned in tests/requirements-tools.txt, installed into .venv.
 VENV := .venv
@@ -63,6 +65,13 @@ setup: check-cargo
 	  $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(PY_TOOLS); \
 	fi
 	PYTHON=$(VENV)/bin/python scripts/fetch-models.sh
+	@if [ -f tests/web/node_modules/axe-core/axe.min.js ]; then \
+	  echo "setup: tests/web has axe-core"; \
+	else \
+	  command -v npm >/dev/null 2>&1 || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm; \
+	  echo "setup: installing axe-core (tests/web/package-lock.json)"; \
+	  (cd tests/web && npm ci --no-audit --no-fund); \
+	fi
 
 build: check-cargo
 	$(CARGO) build --all-targets

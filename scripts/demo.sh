@@ -199,7 +199,8 @@ echo "demo: API key made for login 'demo' (printed once by 'outdial keys create'
 # not through od(): a function runs in a subshell when put in the background, and $! would be
 # that subshell, not the server (killing it would leave the server running)
 env -u RUST_LOG "$bin" --config outdial.toml --profiles sip-profiles serve >serve.log 2>&1 &
-pids+=($!)
+server_pid=$!
+pids+=($server_pid)
 api="http://127.0.0.1:$http_port"
 for _ in $(seq 1 100); do curl -fsS "$api/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "$api/healthz" >/dev/null || die "outdial serve did not come up; see $work/serve.log"
@@ -434,3 +435,12 @@ grep -q "mark 'greeting' echoed" ai-agent.log && grep -q "pressed 1" ai-agent.lo
 [ "$shape" = ok ] || die "the pool did not show two people bridged at once, one queued and one \
 abandoned (a machine too busy for the demo's timing? see $work/serve.log)"
 echo "demo: done"
+# On a terminal the server keeps serving its web page until Ctrl-C (then everything stops);
+# otherwise (CI, a pipe) the demo ends here and stops everything it started.
+if [ -t 0 ] && [ -t 1 ]; then
+  echo
+  echo "demo: the web page: open $api/ and log in with login 'demo' and the API key:"
+  echo "      $key"
+  echo "demo: serving until Ctrl-C"
+  while kill -0 "$server_pid" 2>/dev/null; do sleep 1; done
+fi

@@ -22,3 +22,4 @@ pub mod observe;
 pub mod onnx;
 pub mod sip;
 pub mod store;
+pub mod web;

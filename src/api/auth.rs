@@ -14,8 +14,12 @@
 //! before its credentials are even checked. The address is the TCP peer's (a proxy's
 //! `X-Forwarded-For` is not trusted).
 //!
-//! Must not: log or echo a key or token, or let a request past without a [`Caller`] —
-//! only [`PUBLIC_PATHS`] skip the gate.
+//! The web page ([`crate::web`]) logs in with a session cookie instead: the gate takes it in
+//! place of a bearer credential and then wants the session's CSRF token on every request that
+//! is not a GET or HEAD.
+//!
+//! Must not: log or echo a key, token or cookie, or let a request past without a [`Caller`] —
+//! only [`PUBLIC_PATHS`], the web page's shell, assets and login skip the gate.
 
 use std::collections::HashMap;
 
@@ -208,12 +212,56 @@ async fn authenticate(state: &AppState, credential: &str) -> ApiResult<Option<Au
     }
 }
 
-/// The gate: every path except [`PUBLIC_PATHS`] needs a valid bearer credential (401 with
-/// the JSON error otherwise, also for paths that do not exist).
+/// The web page's session cookie: the session token, `HttpOnly` and `SameSite=Strict`.
+pub const SESSION_COOKIE: &str = "outdial_session";
+/// The header that carries the web page's CSRF token ([`csrf_token`]) on every request made
+/// with the session cookie that is not a GET or HEAD.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The session token in a request's [`SESSION_COOKIE`], if it has one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
+}
+
+/// The CSRF token of a session: derived from its token, so nothing more is stored, and
+/// unknowable to a page that cannot read the `HttpOnly` cookie.
+pub fn csrf_token(session_token: &str) -> String {
+    crate::store::sha256_hex(format!("outdial-csrf\0{session_token}").as_bytes())
+}
+
+/// Whether a request made with the session cookie carries its session's CSRF token.
+fn csrf_ok(headers: &HeaderMap, session_token: &str) -> bool {
+    let Some(given) = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    csrf_token(session_token)
+        .as_bytes()
+        .ct_eq(given.trim().as_bytes())
+        .into()
+}
+
+/// Whether `path` is answered without credentials: [`PUBLIC_PATHS`], the web page and its
+/// assets, and Twilio-compatible call control (which checks its own).
+fn is_public(path: &str) -> bool {
+    PUBLIC_PATHS.contains(&path)
+        || path.starts_with(super::twilio::PREFIX)
+        || crate::web::is_public(path)
+}
+
+/// The gate: every path except the public ones needs a valid bearer credential or the web
+/// page's session cookie (401 with the JSON error otherwise, also for paths that do not
+/// exist). With the cookie, anything but GET and HEAD also needs the session's CSRF token
+/// in [`CSRF_HEADER`] (403 without it).
 pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    if PUBLIC_PATHS.contains(&req.uri().path())
-        || req.uri().path().starts_with(super::twilio::PREFIX)
-    {
+    if is_public(req.uri().path()) {
         return next.run(req).await;
     }
     // A scraper with the node's metrics token (compared in constant time).
@@ -226,13 +274,27 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
             }
         }
     }
-    let Some(credential) = bearer(req.headers()) else {
+    let credential = if let Some(credential) = bearer(req.headers()) {
+        credential.to_string()
+    } else if let Some(token) = session_cookie(req.headers()) {
+        let safe = matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        if !safe && !csrf_ok(req.headers(), token) {
+            return ApiError::forbidden(format!(
+                "a request made with the session cookie needs its {CSRF_HEADER} header"
+            ))
+            .into_response();
+        }
+        token.to_string()
+    } else {
         return ApiError::unauthorized(
             "authentication required: send Authorization: Bearer <API key or session token>",
         )
         .into_response();
     };
-    match authenticate(&state, credential).await {
+    match authenticate(&state, &credential).await {
         Ok(Some(who)) => {
             req.extensions_mut().insert(Caller::from(who));
             next.run(req).await
@@ -295,6 +357,16 @@ pub async fn login(
     ClientAddr(addr): ClientAddr,
     super::ApiJson(body): super::ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
+    open_session(&state, addr, &body).await.map(Json)
+}
+
+/// Checks Login + API key (rate limited per address) and opens a session: the one way in
+/// for `POST /v1/login` and the web page's cookie login.
+pub async fn open_session(
+    state: &AppState,
+    addr: Option<IpAddr>,
+    body: &LoginRequest,
+) -> ApiResult<LoginResponse> {
     let now = state.now();
     let addr = addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     if let Err(wait_ms) = state.login_limiter.check(addr, now) {
@@ -332,7 +404,7 @@ pub async fn login(
         login = who.login.id,
         "session opened"
     );
-    Ok(Json(LoginResponse {
+    Ok(LoginResponse {
         token,
         token_type: "Bearer".into(),
         expires_at: session.expires_at,
@@ -342,7 +414,7 @@ pub async fn login(
             name: who.account.name,
             role: who.login.role,
         },
-    }))
+    })
 }
 
 /// Ends the session whose token is the bearer credential (an API key stays valid).

@@ -21,8 +21,10 @@
 //! added, retried, imported; schedules edited) calls `engine.notify_one()` once the store
 //! has it: the engine re-reads the store, so settings apply to queued calls at once.
 //!
-//! Every route but `GET /healthz` (and `POST /v1/login`, which checks its own credentials)
-//! needs `Authorization: Bearer <API key or session token>`; unknown paths answer 401 too
+//! Every route but `GET /healthz` (and `POST /v1/login`, which checks its own credentials, and
+//! the web page at `/` with its assets and cookie login, [`crate::web`])
+//! needs `Authorization: Bearer <API key or session token>` or the web page's session cookie
+//! with its CSRF token; unknown paths answer 401 too
 //! before they answer 404, so nothing can be probed without a key.
 //!
 //! Accounts: every object (campaign and what hangs off it, schedule, DNC entry, agent,
@@ -319,6 +321,8 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(twilio::get_call).post(twilio::update_call),
         )
         .route(METRICS_PATH, axum::routing::get(metrics::get_metrics))
+        // The web page at `/` and its cookie session.
+        .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

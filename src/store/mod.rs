@@ -441,7 +441,7 @@ pub fn is_e164(phone: &str) -> bool {
 }
 
 /// Hex of SHA-256 of `bytes`.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex(&Sha256::digest(bytes))
 }
