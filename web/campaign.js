@@ -540,7 +540,7 @@ async function renderContacts(panel, ctx, campaign) {
       list,
       table({
         columns: [
-          { label: all, render: (c) => h("input", { type: "checkbox", "aria-label": `Select ${c.name || c.phone}`, checked: selected.has(c.id), onchange: (e) => (e.target.checked ? selected.add(c.id) : selected.delete(c.id)) }) },
+          { label: all, text: "Select", render: (c) => h("input", { type: "checkbox", "aria-label": `Select ${c.name || c.phone}`, checked: selected.has(c.id), onchange: (e) => (e.target.checked ? selected.add(c.id) : selected.delete(c.id)) }) },
           { label: "Name", render: (c) => h("div", c.name || "—", c.tags?.length ? h("div.tags", c.tags.map((t) => h("span.tag", t))) : null) },
           { label: "Phone number", render: (c) => c.phone },
           { label: "Status", render: (c) => badge(c.status) },

@@ -277,7 +277,8 @@ export function formValues(form) {
 }
 
 /**
- * A table: columns are {label, render(row) → node|string, sort: key, class}. `onSort(key)`
+ * A table: columns are {label, render(row) → node|string, sort: key, class, text}; `text`
+ * names a column whose label is an element (shown before each cell on a phone). `onSort(key)`
  * is called when a sortable header is chosen; `sort` = {key, desc} marks the current one.
  */
 export function table({ columns, rows, empty = "Nothing here yet.", sort, onSort, caption, rowAttrs, label }) {
@@ -294,7 +295,7 @@ export function table({ columns, rows, empty = "Nothing here yet.", sort, onSort
     }),
   );
   const body = rows.length
-    ? rows.map((r) => h("tr", rowAttrs ? rowAttrs(r) : null, columns.map((c) => h("td", { class: c.class, "data-label": c.label }, c.render(r)))))
+    ? rows.map((r) => h("tr", rowAttrs ? rowAttrs(r) : null, columns.map((c) => h("td", { class: c.class, "data-label": typeof c.label === "string" ? c.label : c.text || null }, c.render(r)))))
     : [h("tr", h("td.empty", { colspan: columns.length }, empty))];
   // Focusable, so a table wider than the screen can be scrolled with the keyboard.
   return h("div.table-wrap", { tabindex: "0", role: "region", "aria-label": label || caption || "Table" }, h("table", caption ? h("caption", caption) : null, h("thead", head), h("tbody", body)));

@@ -248,6 +248,39 @@ def test_an_admins_day(page: Page, env, context):
         axe_check(page, hash_)
         shot(page, env, name)
 
+    # Forms of the other screens: a schedule with its open-now indicator, an agent with its
+    # state, a DNC number.
+    page.goto(base + "/#/schedules")
+    page.get_by_test_id("add-schedule").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Name").fill("Office")
+    dialog.locator("footer button.primary").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    indicator = page.get_by_test_id("schedules-table").get_by_test_id("open-now")
+    expect(indicator).to_have_count(1)
+    # The default week is Monday to Friday, 09:00-17:00 in the browser's zone (UTC here).
+    now = time.gmtime()
+    open_now = now.tm_wday < 5 and 9 <= now.tm_hour < 17
+    expect(indicator).to_have_attribute("data-open", "true" if open_now else "false")
+    expect(indicator).to_contain_text("Open now" if open_now else "Closed")
+    page.goto(base + "/#/agents")
+    page.get_by_test_id("add-agent").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Name").fill("Alice")
+    dialog.get_by_label("Target").fill("sip:alice@127.0.0.1:5999")
+    dialog.get_by_label("State").select_option("available")
+    dialog.locator("footer button.primary").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(page.get_by_test_id("agents-table")).to_contain_text("Alice")
+    expect(page.get_by_test_id("agents-table")).to_contain_text("Available")
+    page.goto(base + "/#/dnc")
+    page.get_by_test_id("add-dnc").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Phone number").fill("+12025550199")
+    dialog.locator("footer button.primary").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(page.get_by_test_id("dnc-table")).to_contain_text("+12025550199")
+
     # Phone width: nothing wider than the screen.
     page.set_viewport_size({"width": 390, "height": 844})
     for hash_ in ["#/campaigns", f"#/campaigns/{campaign_id}", f"#/campaigns/{campaign_id}/contacts"]:
