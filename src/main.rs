@@ -106,6 +106,11 @@ enum BenchCommand {
     /// concurrent calls against sipp; its memory, open files, threads and tasks are read every
     /// few seconds and the first and last quarters compared (leaks show as growth).
     Soak(SoakBenchArgs),
+    /// Call attempts per second through the whole server: `outdial serve` runs a campaign of N
+    /// contacts (no AMD, no message) against sipp's UAS answering at once; attempts/s, CPU per
+    /// attempt, INVITE → 200 p50/p99, store statements per attempt, and sipp's own UAC ceiling
+    /// against the same far end in the same run.
+    Cps(CpsBenchArgs),
     /// The traffic generator `bench media` runs as its child (control over stdin/stdout).
     #[command(hide = true)]
     MediaGen {
@@ -164,6 +169,29 @@ struct SoakBenchArgs {
     #[arg(long)]
     json: bool,
     /// sipp binary, the far end of every call.
+    #[arg(long, value_name = "PATH", default_value = "sipp")]
+    sipp: PathBuf,
+    /// Keep the work directory (store, serve.log) and print where it is.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(clap::Args)]
+struct CpsBenchArgs {
+    /// Contacts in the campaign (one attempt each).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    contacts: u32,
+    /// The campaign's max_concurrent (and the trunk's max_channels).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    concurrent: u32,
+    /// Store the campaign in a fresh database made on this PostgreSQL server (dropped
+    /// afterwards), e.g. postgres://postgres@127.0.0.1:5432/test; default: a fresh SQLite file.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// sipp binary: the far end, and the anchor's UAC.
     #[arg(long, value_name = "PATH", default_value = "sipp")]
     sipp: PathBuf,
     /// Keep the work directory (store, serve.log) and print where it is.
@@ -938,6 +966,23 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 keep: args.keep,
             };
             let report = outdial::bench::soak::run(&opts).map_err(anyhow::Error::msg)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Cps(args) => {
+            let opts = outdial::bench::cps::CpsOptions {
+                contacts: args.contacts as usize,
+                concurrent: args.concurrent as usize,
+                postgres: args.postgres,
+                exe: std::env::current_exe().context("cannot find the outdial binary")?,
+                sipp_bin: args.sipp,
+                keep: args.keep,
+            };
+            let report = outdial::bench::cps::run(&opts).map_err(anyhow::Error::msg)?;
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

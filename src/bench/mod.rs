@@ -35,10 +35,12 @@ pub mod amd;
 pub mod bencode;
 pub mod bridge;
 pub mod calls;
+pub mod cps;
 pub mod echo;
 pub mod gen;
 pub mod import;
 pub mod rtpengine;
+pub mod serve;
 pub mod soak;
 pub use crate::media::sys;
 

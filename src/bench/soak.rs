@@ -20,20 +20,21 @@
 //! Linux only; needs `sipp`, `espeak-ng` and `sox` on PATH (`make setup`). Nothing here runs in
 //! the server: it is a measuring tool.
 
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::observe::process::{resources, Pid, ProcessResources};
+use super::serve::{
+    cpu_percent, create_key, free_port_block, free_tcp_port, free_udp_port, log_levels, mib,
+    run_tool, start_serve, wait_ready, write_config, Api, Process, ServeConfig,
+};
+use crate::observe::process::{resources, Pid};
 
 /// The far end's scenario: numbers' last digits pick what happens (see the module header).
 const FAR_END_SCENARIO: &str = include_str!("../../tests/scenarios/uas_by_number.xml");
-/// Clock ticks per second of `/proc/PID/stat` on Linux.
-const TICKS_PER_SECOND: f64 = 100.0;
 /// The ring timeout of the campaign (numbers ending 8 ring until it).
 const RING_TIMEOUT_SECS: u64 = 15;
 
@@ -202,87 +203,6 @@ impl SoakReport {
     }
 }
 
-/// A child process killed (and waited for) when dropped.
-struct Process {
-    child: Child,
-    name: &'static str,
-}
-
-impl Process {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn exited(&mut self) -> Option<String> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(format!("{} exited ({status})", self.name)),
-            Ok(None) => None,
-            Err(e) => Some(format!("{}: {e}", self.name)),
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // SIGTERM first, so that serve hangs its calls up and closes its store.
-        // SAFETY: kill(2) with a pid we own; no memory is touched.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_udp_port() -> Result<u16, String> {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free UDP port: {e}"))
-}
-
-fn free_tcp_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free TCP port: {e}"))
-}
-
-/// A free block of `len` UDP ports (each one bound and released to check).
-fn free_port_block(len: u16) -> Result<(u16, u16), String> {
-    for start in (30_000u16..60_000).step_by(usize::from(len)) {
-        let end = start + len - 1;
-        if (start..=end).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
-            return Ok((start, end));
-        }
-    }
-    Err(format!("no block of {len} free UDP ports in 30000-60000"))
-}
-
-fn run_tool(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("cannot run {what}: {e} (make setup installs it)"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 /// `text` spoken by espeak-ng into `out` (8 kHz mono 16-bit WAV), padded with silence.
 fn speech(dir: &Path, text: &str, out: &str, lead_s: f64, tail_s: f64) -> Result<(), String> {
     let raw = dir.join(format!("{out}.espeak.wav"));
@@ -388,104 +308,6 @@ fn make_audio(dir: &Path, call_secs: f64) -> Result<(), String> {
     Ok(())
 }
 
-/// `outdial.toml` and `sip-profiles/far-end.toml` for `serve` in `dir`.
-fn write_config(
-    dir: &Path,
-    sip_port: u16,
-    http_port: u16,
-    rtp: (u16, u16),
-    calls: usize,
-) -> Result<(), String> {
-    let config = format!(
-        "[sip]\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = false\n\n\
-         [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {}\nport_max = {}\n\n\
-         [database]\nurl = \"sqlite://{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
-         [log]\nlevel = \"warn\"\n",
-        rtp.0,
-        rtp.1,
-        dir.join("outdial.db").display()
-    );
-    std::fs::write(dir.join("outdial.toml"), config)
-        .map_err(|e| format!("cannot write outdial.toml: {e}"))?;
-    let profiles = dir.join("sip-profiles");
-    std::fs::create_dir_all(&profiles).map_err(|e| format!("cannot create sip-profiles/: {e}"))?;
-    std::fs::write(
-        profiles.join("far-end.toml"),
-        format!(
-            "proxy = \"127.0.0.1:{sip_port}\"\nmax_channels = {}\n",
-            calls + calls / 10 + 5
-        ),
-    )
-    .map_err(|e| format!("cannot write the far end's profile: {e}"))
-}
-
-fn outdial_in(exe: &Path, dir: &Path) -> Command {
-    let mut cmd = Command::new(exe);
-    cmd.current_dir(dir).env_remove("RUST_LOG");
-    // Only dir's outdial.toml and sip-profiles/ count, not the caller's OUTDIAL_* settings.
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("OUTDIAL_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    auth: String,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, String> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .header("Authorization", &self.auth)
-            .timeout(Duration::from_secs(30));
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        if !status.is_success() {
-            return Err(format!("{method} {path}: {status}: {text}"));
-        }
-        if text.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).map_err(|e| format!("{method} {path}: not JSON ({e})"))
-    }
-
-    async fn node(&self) -> Result<(usize, usize), String> {
-        let node = self.call(reqwest::Method::GET, "/v1/node", None).await?;
-        let get = |k: &str| {
-            node[k]
-                .as_u64()
-                .map(|n| n as usize)
-                .ok_or_else(|| format!("GET /v1/node: no {k} in {node}"))
-        };
-        Ok((get("tasks")?, get("live_calls")?))
-    }
-}
-
-fn mib(bytes: Option<u64>) -> f64 {
-    bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
-}
-
 async fn idle(api: &Api, serve: u32) -> Result<Idle, String> {
     let (tasks, _) = api.node().await?;
     let r = resources(Pid::Other(serve));
@@ -495,23 +317,6 @@ async fn idle(api: &Api, serve: u32) -> Result<Idle, String> {
         open_files: r.open_files.unwrap_or(0),
         threads: r.threads.unwrap_or(0),
     })
-}
-
-fn cpu_percent(before: &ProcessResources, after: &ProcessResources, seconds: f64) -> f64 {
-    match (before.cpu_ticks, after.cpu_ticks) {
-        (Some(a), Some(b)) if seconds > 0.0 => {
-            b.saturating_sub(a) as f64 / TICKS_PER_SECOND / seconds * 100.0
-        }
-        _ => 0.0,
-    }
-}
-
-/// Counts WARN and ERROR lines of `serve`'s log.
-fn log_levels(log: &Path) -> (usize, usize) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let warnings = text.lines().filter(|l| l.contains(" WARN ")).count();
-    let errors = text.lines().filter(|l| l.contains(" ERROR ")).count();
-    (warnings, errors)
 }
 
 /// Runs the soak: see the module header.
@@ -576,32 +381,20 @@ fn run_in(opts: &SoakOptions, dir: &Path) -> Result<SoakReport, String> {
     // Two ports per call (RTP, RTCP), with room for the calls still ending.
     let rtp_len = u16::try_from(opts.calls * 4 + 40).map_err(|_| "too many calls".to_string())?;
     let rtp = free_port_block(rtp_len)?;
-    write_config(dir, sip_port, http_port, rtp, opts.calls)?;
-
-    let key = outdial_in(&opts.exe, dir)
-        .args(["keys", "create", "--login", "soak"])
-        .output()
-        .map_err(|e| format!("cannot run outdial keys create: {e}"))?;
-    if !key.status.success() {
-        return Err(format!(
-            "outdial keys create: {}",
-            String::from_utf8_lossy(&key.stderr).trim()
-        ));
-    }
-    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    write_config(
+        dir,
+        &ServeConfig {
+            sip_port,
+            http_port,
+            rtp,
+            database_url: format!("sqlite://{}", dir.join("outdial.db").display()),
+            max_channels: opts.calls + opts.calls / 10 + 5,
+            log_level: "warn",
+        },
+    )?;
+    let key = create_key(&opts.exe, dir, "soak")?;
     let log = dir.join("serve.log");
-    let mut serve = Process {
-        child: outdial_in(&opts.exe, dir)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(&log)
-                    .map_err(|e| format!("cannot create {}: {e}", log.display()))?,
-            )
-            .spawn()
-            .map_err(|e| format!("cannot start outdial serve: {e}"))?,
-        name: "outdial serve",
-    };
+    let mut serve = start_serve(&opts.exe, dir, &log)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -613,19 +406,7 @@ fn run_in(opts: &SoakOptions, dir: &Path) -> Result<SoakReport, String> {
         auth: format!("Bearer {key}"),
     };
     runtime.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if api.node().await.is_ok() {
-                break;
-            }
-            if let Some(why) = serve.exited() {
-                return Err(format!("{why}; see {}", log.display()));
-            }
-            if Instant::now() > deadline {
-                return Err("outdial serve did not answer GET /v1/node within 30 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_ready(&api, &mut serve, &log).await?;
         soak(opts, &api, &mut serve, &mut sipp, &log).await
     })
 }

@@ -288,6 +288,10 @@ pub fn apply_action(
     Ok(to)
 }
 
+/// The highest campaign pace accepted: 100,000 calls a second (a trunk's `max_cps` limits what
+/// is dialed).
+pub const MAX_PACE_PER_MINUTE: f64 = 6_000_000.0;
+
 word_enum! {
     /// Answering-machine detection on answered calls.
     AmdMode {
@@ -592,11 +596,12 @@ impl CampaignSettings {
         if self.description.chars().count() > 4000 {
             return Err(invalid("description", "longer than 4000 characters"));
         }
-        if !self.pace.is_finite() || self.pace <= 0.0 || self.pace > 60_000.0 {
+        // The trunks' `max_cps` is the real limit; this only refuses nonsense.
+        if !self.pace.is_finite() || self.pace <= 0.0 || self.pace > MAX_PACE_PER_MINUTE {
             return Err(invalid(
                 "pace",
                 format!(
-                    "{} is not a rate between 0 and 60000 calls per minute",
+                    "{} is not a rate between 0 and {MAX_PACE_PER_MINUTE} calls per minute",
                     self.pace
                 ),
             ));

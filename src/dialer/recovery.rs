@@ -110,7 +110,12 @@ impl Recorder {
         loop {
             // While results wait in the journal, new ones queue behind them.
             if self.journal.lock().is_empty() {
-                match tokio::time::timeout(STORE_TRY, self.store.finish_attempt(&end)).await {
+                let began = std::time::Instant::now();
+                let written =
+                    tokio::time::timeout(STORE_TRY, self.store.finish_attempt(&end)).await;
+                metrics::histogram!("outdial_store_seconds", "op" => "finish_attempt")
+                    .record(began.elapsed().as_secs_f64());
+                match written {
                     Ok(Ok(Ended::Written { status, .. })) => {
                         tracing::info!(
                             campaign = ?end.record.campaign_id,

@@ -148,7 +148,7 @@ fn describe() {
         "Greetings waiting for the speech recognizer"
     );
     describe_gauge!("outdial_build_info", "Always 1; the version is the label");
-    describe_histogram!("outdial_store_seconds", "Store statements on the hot paths by op: claiming a call (claim_call), a batch of events with their deliveries (append_events), the webhook outbox (due_deliveries)");
+    describe_histogram!("outdial_store_seconds", "Store statements on the hot paths by op: claiming a call (claim_call), an attempt's record, contact transition and event (finish_attempt), a batch of events with their deliveries (append_events), the webhook outbox (due_deliveries)");
     describe_histogram!(
         "outdial_engine_tick_seconds",
         "One campaign's turn of the engine (its store reads, the pacer, the claims)"

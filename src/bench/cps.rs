@@ -1,0 +1,581 @@
+//! `outdial bench cps`: call attempts per second through the whole server — `outdial serve`
+//! (the binary as deployed: store, campaign engine and scheduler, SIP user agent, attempt
+//! records and events) runs one campaign of N contacts against sipp's built-in UAS on
+//! loopback, which answers every INVITE at once (`-sn uas`). No AMD and no message: each
+//! attempt is INVITE → 180/200 → ACK → BYE → 200 plus everything the server records about it.
+//!
+//! Reported: attempts per second (N over the time from Start until the last call's record is
+//! readable, and over the attempts' own first start to last end), failed calls (any attempt
+//! not answered), `serve`'s CPU per attempt, INVITE → 200 at p50 and p99 (the attempts'
+//! `answer_ms`), the hot-path store statements per attempt (from `/metrics`), and, in the
+//! same run against the same sipp UAS, sipp's own UAC ceiling (`-sn uac` as fast as it goes):
+//! the anchor the figures are read against.
+//!
+//! The store is a fresh SQLite file, or with `--postgres URL` a fresh database made on that
+//! server (dropped afterwards).
+//!
+//! Linux only; needs `sipp` on PATH (`make setup`). Nothing here runs in the server: it is a
+//! measuring tool.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::serve::{
+    cpu_seconds, create_key, free_port_block, free_tcp_port, free_udp_port, log_levels,
+    start_serve, wait_ready, write_config, Api, Process, ServeConfig,
+};
+use crate::observe::process::{resources, Pid};
+
+/// What `outdial bench cps` was asked to do.
+#[derive(Debug, Clone)]
+pub struct CpsOptions {
+    /// Contacts in the campaign (one attempt each).
+    pub contacts: usize,
+    /// The campaign's `max_concurrent` (and the trunk's `max_channels`).
+    pub concurrent: usize,
+    /// A PostgreSQL server to make a fresh database on (`None`: SQLite).
+    pub postgres: Option<String>,
+    /// The outdial binary to run as `serve` (normally `std::env::current_exe()`).
+    pub exe: PathBuf,
+    pub sipp_bin: PathBuf,
+    /// Keep the work directory (store, logs) instead of removing it.
+    pub keep: bool,
+}
+
+/// sipp's own UAC against the same far end.
+#[derive(Debug, Clone, Serialize)]
+pub struct Anchor {
+    pub calls: usize,
+    pub seconds: f64,
+    pub calls_per_second: f64,
+    /// Whether sipp reported every call successful (exit status 0).
+    pub all_successful: bool,
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpsReport {
+    pub store: String,
+    pub contacts: usize,
+    pub concurrent: usize,
+    pub attempts: usize,
+    /// Attempts not answered (busy, failed, timed out…): 0 expected.
+    pub failed: usize,
+    /// Start → the last attempt readable through the API.
+    pub seconds: f64,
+    pub attempts_per_second: f64,
+    /// The attempts' own first start → last end.
+    pub attempts_per_second_on_the_wire: f64,
+    pub serve_cpu_seconds: f64,
+    pub serve_cpu_ms_per_attempt: f64,
+    pub invite_to_200_p50_ms: f64,
+    pub invite_to_200_p99_ms: f64,
+    /// Hot-path store statements per attempt, by `op` (`outdial_store_seconds_count`).
+    pub store_statements_per_attempt: std::collections::BTreeMap<String, f64>,
+    pub anchor: Anchor,
+    /// Attempts per second over sipp's UAC ceiling.
+    pub ratio_to_anchor: f64,
+    pub warnings: usize,
+    pub errors: usize,
+}
+
+impl CpsReport {
+    /// The figures as a plain-text table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "outdial bench cps: {} contacts, {} concurrent, store {}\n",
+            self.contacts, self.concurrent, self.store
+        ));
+        s.push_str(&format!(
+            "  attempts           {} ({} failed) in {:.2} s\n",
+            self.attempts, self.failed, self.seconds
+        ));
+        s.push_str(&format!(
+            "  attempts/s         {:.0} (on the wire {:.0})\n",
+            self.attempts_per_second, self.attempts_per_second_on_the_wire
+        ));
+        s.push_str(&format!(
+            "  serve CPU          {:.2} s, {:.3} ms per attempt\n",
+            self.serve_cpu_seconds, self.serve_cpu_ms_per_attempt
+        ));
+        s.push_str(&format!(
+            "  INVITE → 200       p50 {:.1} ms, p99 {:.1} ms\n",
+            self.invite_to_200_p50_ms, self.invite_to_200_p99_ms
+        ));
+        for (op, n) in &self.store_statements_per_attempt {
+            s.push_str(&format!("  store {op:<12} {n:.2} per attempt\n"));
+        }
+        s.push_str(&format!(
+            "  sipp UAC ceiling   {:.0} calls/s ({} calls in {:.2} s{})\n",
+            self.anchor.calls_per_second,
+            self.anchor.calls,
+            self.anchor.seconds,
+            if self.anchor.all_successful {
+                ""
+            } else {
+                ", some failed"
+            }
+        ));
+        s.push_str(&format!(
+            "  ratio              {:.1} % of sipp's ceiling\n",
+            self.ratio_to_anchor * 100.0
+        ));
+        s.push_str(&format!(
+            "  serve log          {} WARN, {} ERROR\n",
+            self.warnings, self.errors
+        ));
+        s
+    }
+}
+
+/// Runs the benchmark: see the module header.
+pub fn run(opts: &CpsOptions) -> Result<CpsReport, String> {
+    if opts.contacts == 0 || opts.concurrent == 0 {
+        return Err("bench cps needs --contacts ≥ 1 and --concurrent ≥ 1".into());
+    }
+    let dir = std::env::temp_dir().join(format!("outdial-cps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let database = match &opts.postgres {
+        None => Ok(None),
+        Some(url) => runtime.block_on(fresh_postgres(url)).map(Some),
+    };
+    let result = database.and_then(|db| {
+        let url = match &db {
+            Some((_, url)) => url.clone(),
+            None => format!("sqlite://{}", dir.join("outdial.db").display()),
+        };
+        let result = run_in(opts, &dir, &url, &runtime);
+        if let (Some(admin), Some((name, _))) = (&opts.postgres, &db) {
+            if let Err(e) = runtime.block_on(drop_postgres(admin, name)) {
+                eprintln!("outdial: bench cps: database {name} not dropped: {e}");
+            }
+        }
+        result
+    });
+    if opts.keep {
+        eprintln!("outdial: bench cps: work directory kept: {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> Result<String, String> {
+    let (head, tail) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} is not a postgres:// URL"))?;
+    let (authority, query) = match tail.split_once('/') {
+        Some((authority, rest)) => (authority, rest.split_once('?').map(|(_, q)| q)),
+        None => (tail, None),
+    };
+    Ok(match query {
+        Some(q) => format!("{head}://{authority}/{name}?{q}"),
+        None => format!("{head}://{authority}/{name}"),
+    })
+}
+
+/// Makes a fresh database on the server `url` names: (its name, its URL).
+async fn fresh_postgres(url: &str) -> Result<(String, String), String> {
+    use sqlx::Connection;
+    let name = format!("outdial_cps_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to PostgreSQL at the given URL: {e}"))?;
+    // `name` is ours: letters, digits and _ only.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&mut admin)
+    .await
+    .map_err(|e| format!("cannot drop {name}: {e}"))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .map_err(|e| format!("cannot create {name}: {e}"))?;
+    let _ = admin.close().await;
+    let fresh = with_database(url, &name)?;
+    Ok((name, fresh))
+}
+
+/// Drops the database [`fresh_postgres`] made (`name` is that one, never the caller's).
+async fn drop_postgres(url: &str, name: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .map_err(|e| e.to_string())?;
+    let _ = admin.close().await;
+    Ok(())
+}
+
+/// sipp's built-in UAS on 127.0.0.1 (answers at once, waits for BYE).
+fn far_end(opts: &CpsOptions, dir: &Path, port: u16) -> Result<Process, String> {
+    let mut sipp = Process {
+        child: Command::new(&opts.sipp_bin)
+            .current_dir(dir)
+            .args(["-sn", "uas", "-t", "u1", "-i", "127.0.0.1"])
+            .args(["-p", &port.to_string()])
+            .args(["-buff_size", "8388608", "-max_recv_loops", "100000"])
+            .args(["-nostdin"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", opts.sipp_bin.display()))?,
+        name: "sipp",
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(why) = sipp.exited() {
+        return Err(why);
+    }
+    Ok(sipp)
+}
+
+/// sipp's own UAC: `calls` calls against the far end as fast as it goes, `concurrent` at once.
+fn anchor(opts: &CpsOptions, dir: &Path, port: u16, calls: usize) -> Result<Anchor, String> {
+    let started = Instant::now();
+    let status = Command::new(&opts.sipp_bin)
+        .current_dir(dir)
+        .args(["-sn", "uac", &format!("127.0.0.1:{port}")])
+        .args([
+            "-t",
+            "u1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_udp_port()?.to_string(),
+        ])
+        .args(["-r", "100000", "-rp", "1000"])
+        .args(["-l", &opts.concurrent.to_string()])
+        .args(["-m", &calls.to_string()])
+        .args([
+            "-d",
+            "0",
+            "-buff_size",
+            "8388608",
+            "-max_recv_loops",
+            "100000",
+        ])
+        .args(["-nostdin", "-timeout", "120s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run sipp's UAC: {e}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Anchor {
+        calls,
+        seconds,
+        calls_per_second: calls as f64 / seconds.max(1e-9),
+        all_successful: status.success(),
+    })
+}
+
+fn run_in(
+    opts: &CpsOptions,
+    dir: &Path,
+    database_url: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<CpsReport, String> {
+    let sip_port = free_udp_port()?;
+    let mut sipp = far_end(opts, dir, sip_port)?;
+    let http_port = free_tcp_port()?;
+    // Two ports per call (RTP, RTCP), with room for the calls still ending.
+    let rtp_len =
+        u16::try_from(opts.concurrent * 4 + 40).map_err(|_| "too many calls".to_string())?;
+    let rtp = free_port_block(rtp_len)?;
+    write_config(
+        dir,
+        &ServeConfig {
+            sip_port,
+            http_port,
+            rtp,
+            database_url: database_url.to_string(),
+            max_channels: opts.concurrent + 5,
+            log_level: "warn",
+        },
+    )?;
+    let key = create_key(&opts.exe, dir, "cps")?;
+    let log = dir.join("serve.log");
+    let mut serve = start_serve(&opts.exe, dir, &log)?;
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{http_port}"),
+        auth: format!("Bearer {key}"),
+    };
+    let store = if database_url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let mut report = runtime.block_on(async {
+        wait_ready(&api, &mut serve, &log).await?;
+        campaign(opts, &api, &mut serve, &log, store).await
+    })?;
+    drop(serve);
+    report.anchor = anchor(opts, dir, sip_port, opts.contacts)?;
+    report.ratio_to_anchor = report.attempts_per_second / report.anchor.calls_per_second.max(1e-9);
+    if let Some(why) = sipp.exited() {
+        return Err(format!("{why} during the run"));
+    }
+    Ok(report)
+}
+
+/// `outdial_store_seconds_count` by `op` from a Prometheus text page.
+fn store_counts(metrics: &str) -> std::collections::BTreeMap<String, f64> {
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("outdial_store_seconds_count{")?;
+            let (labels, value) = rest.split_once("} ")?;
+            let op = labels
+                .split(',')
+                .find_map(|l| l.strip_prefix("op=\""))?
+                .trim_end_matches('"');
+            Some((op.to_string(), value.trim().parse::<f64>().ok()?))
+        })
+        .collect()
+}
+
+async fn metrics_page(api: &Api) -> Result<String, String> {
+    let resp = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .header("Authorization", &api.auth)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| format!("GET /metrics: {e}"))?;
+    resp.text().await.map_err(|e| format!("GET /metrics: {e}"))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn campaign(
+    opts: &CpsOptions,
+    api: &Api,
+    serve: &mut Process,
+    log: &Path,
+    store: &str,
+) -> Result<CpsReport, String> {
+    use reqwest::Method;
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/campaigns",
+            Some(json!({
+                "name": "cps", "pace": crate::campaign::model::MAX_PACE_PER_MINUTE,
+                "max_concurrent": opts.concurrent, "call_interval": 0,
+                "ring_timeout_secs": 15, "max_retries": 0, "amd_mode": "off",
+                "sip_profile": "far-end", "caller_id": "+12025550100"
+            })),
+        )
+        .await?;
+    let id = created["id"]
+        .as_i64()
+        .ok_or_else(|| format!("POST /v1/campaigns: no id in {created}"))?;
+    // Valid US numbers (NANP: the exchange starts with 2-9), all different.
+    let csv: String = (0..opts.contacts)
+        .map(|i| {
+            format!(
+                "1202{}{:04},Cps {i}\n",
+                200 + (i / 10_000) % 800,
+                i % 10_000
+            )
+        })
+        .collect();
+    let imported = api
+        .http
+        .post(format!("{}/v1/campaigns/{id}/contacts/import", api.base))
+        .header("Authorization", &api.auth)
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .map_err(|e| format!("import: {e}"))?;
+    let status = imported.status();
+    let imported = imported.text().await.unwrap_or_default();
+    let inserted = serde_json::from_str::<Value>(&imported)
+        .ok()
+        .and_then(|v| v["inserted"].as_u64());
+    if !status.is_success() || inserted != Some(opts.contacts as u64) {
+        return Err(format!(
+            "import: {} contacts sent, answer {status}: {imported}",
+            opts.contacts
+        ));
+    }
+
+    let metrics_before = store_counts(&metrics_page(api).await?);
+    let cpu_before = resources(Pid::Other(serve.pid()));
+    let started = Instant::now();
+    api.call(Method::POST, &format!("/v1/campaigns/{id}/start"), None)
+        .await?;
+    // Until every contact has its attempt recorded and no call is live.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let report = api
+            .call(Method::GET, &format!("/v1/campaigns/{id}/report"), None)
+            .await?;
+        let total = report["calls"]["total"].as_u64().unwrap_or(0) as usize;
+        if total >= opts.contacts {
+            let (_, live) = api.node().await?;
+            if live == 0 {
+                break;
+            }
+        }
+        if let Some(why) = serve.exited() {
+            return Err(format!("{why}; see {}", log.display()));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{total} of {} attempts recorded after 600 s",
+                opts.contacts
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = resources(Pid::Other(serve.pid()));
+    let metrics_after = store_counts(&metrics_page(api).await?);
+
+    // Every attempt's record, a page at a time.
+    let mut answer_ms = Vec::with_capacity(opts.contacts);
+    let mut failed = 0;
+    let mut attempts = 0;
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    let mut offset = 0;
+    loop {
+        let page = api
+            .call(
+                Method::GET,
+                &format!("/v1/campaigns/{id}/attempts?limit=1000&offset={offset}"),
+                None,
+            )
+            .await?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            break;
+        }
+        for a in &items {
+            attempts += 1;
+            if a["outcome"] != "answered" {
+                failed += 1;
+            }
+            if let Some(ms) = a["answer_ms"].as_f64() {
+                answer_ms.push(ms);
+            }
+            if let Some(t) = a["started_at"].as_i64() {
+                first = first.min(t);
+            }
+            if let Some(t) = a["ended_at"].as_i64() {
+                last = last.max(t);
+            }
+        }
+        offset += items.len();
+    }
+    answer_ms.sort_by(|a, b| a.total_cmp(b));
+    let wire_seconds = if last > first {
+        (last - first) as f64 / 1000.0
+    } else {
+        seconds
+    };
+    let cpu = cpu_seconds(&cpu_before, &cpu_after);
+    let n = attempts.max(1) as f64;
+    let store_statements_per_attempt = metrics_after
+        .iter()
+        .map(|(op, after)| {
+            let before = metrics_before.get(op).copied().unwrap_or(0.0);
+            (op.clone(), (after - before) / n)
+        })
+        .collect();
+    let (warnings, errors) = log_levels(log);
+    Ok(CpsReport {
+        store: store.to_string(),
+        contacts: opts.contacts,
+        concurrent: opts.concurrent,
+        attempts,
+        failed,
+        seconds,
+        attempts_per_second: attempts as f64 / seconds.max(1e-9),
+        attempts_per_second_on_the_wire: attempts as f64 / wire_seconds.max(1e-9),
+        serve_cpu_seconds: cpu,
+        serve_cpu_ms_per_attempt: cpu * 1000.0 / n,
+        invite_to_200_p50_ms: percentile(&answer_ms, 50.0),
+        invite_to_200_p99_ms: percentile(&answer_ms, 99.0),
+        store_statements_per_attempt,
+        anchor: Anchor {
+            calls: 0,
+            seconds: 0.0,
+            calls_per_second: 0.0,
+            all_successful: false,
+        },
+        ratio_to_anchor: 0.0,
+        warnings,
+        errors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_counts_read_the_ops_of_the_histogram() {
+        let page = "# TYPE outdial_store_seconds histogram\n\
+                    outdial_store_seconds_bucket{op=\"claim_call\",le=\"0.1\"} 3\n\
+                    outdial_store_seconds_count{op=\"claim_call\"} 12\n\
+                    outdial_store_seconds_count{op=\"append_events\"} 4.0\n\
+                    outdial_other_count{op=\"x\"} 9\n";
+        let counts = store_counts(page);
+        assert_eq!(counts.len(), 2);
+        assert_eq!(counts["claim_call"], 12.0);
+        assert_eq!(counts["append_events"], 4.0);
+    }
+
+    #[test]
+    fn a_database_name_replaces_the_urls_own() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "x").as_deref(),
+            Ok("postgres://postgres@127.0.0.1:5432/x")
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x").as_deref(),
+            Ok("postgres://u:p@h/x?sslmode=disable")
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "x").as_deref(),
+            Ok("postgres://h:5432/x")
+        );
+        assert!(with_database("nonsense", "x").is_err());
+    }
+
+    #[test]
+    fn percentiles_of_sorted_values() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 51.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[], 99.0), 0.0);
+    }
+}

@@ -1,0 +1,279 @@
+//! `outdial serve` under measurement, for the benchmarks that run the whole server as
+//! deployed (`bench soak`, `bench cps`): a work directory with its `outdial.toml` and trunk
+//! profile, an API key, the `serve` child with its log, its admin API, sipp as the far end,
+//! and readings of a child's CPU from `/proc`.
+//!
+//! Must not: be used by the server itself (it is a measuring tool), or read the caller's
+//! `OUTDIAL_*` settings into the child (only the work directory's files count).
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::observe::process::ProcessResources;
+
+/// Clock ticks per second of `/proc/PID/stat` on Linux.
+pub const TICKS_PER_SECOND: f64 = 100.0;
+
+/// What `serve` in a work directory is configured with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The far end's SIP port on 127.0.0.1 (the `far-end` trunk profile's proxy).
+    pub sip_port: u16,
+    pub http_port: u16,
+    /// The RTP port range.
+    pub rtp: (u16, u16),
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// The trunk's `max_channels`.
+    pub max_channels: usize,
+    /// `[log] level`.
+    pub log_level: &'static str,
+}
+
+/// Writes `outdial.toml` and `sip-profiles/far-end.toml` for `serve` in `dir`.
+pub fn write_config(dir: &Path, c: &ServeConfig) -> Result<(), String> {
+    let config = format!(
+        "[sip]\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = false\n\n\
+         [rtp]\nbind_addr = \"127.0.0.1\"\nport_min = {}\nport_max = {}\n\n\
+         [database]\nurl = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n\
+         [log]\nlevel = \"{}\"\n",
+        c.rtp.0, c.rtp.1, c.database_url, c.http_port, c.log_level
+    );
+    std::fs::write(dir.join("outdial.toml"), config)
+        .map_err(|e| format!("cannot write outdial.toml: {e}"))?;
+    let profiles = dir.join("sip-profiles");
+    std::fs::create_dir_all(&profiles).map_err(|e| format!("cannot create sip-profiles/: {e}"))?;
+    std::fs::write(
+        profiles.join("far-end.toml"),
+        format!(
+            "proxy = \"127.0.0.1:{}\"\nmax_channels = {}\n",
+            c.sip_port, c.max_channels
+        ),
+    )
+    .map_err(|e| format!("cannot write the far end's profile: {e}"))
+}
+
+/// `outdial keys create --login LOGIN` in `dir`: the new key.
+pub fn create_key(exe: &Path, dir: &Path, login: &str) -> Result<String, String> {
+    let key = outdial_in(exe, dir)
+        .args(["keys", "create", "--login", login])
+        .output()
+        .map_err(|e| format!("cannot run outdial keys create: {e}"))?;
+    if !key.status.success() {
+        return Err(format!(
+            "outdial keys create: {}",
+            String::from_utf8_lossy(&key.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&key.stdout).trim().to_string())
+}
+
+/// Starts `outdial serve` in `dir`, its log in `log`.
+pub fn start_serve(exe: &Path, dir: &Path, log: &Path) -> Result<Process, String> {
+    Ok(Process {
+        child: outdial_in(exe, dir)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(log)
+                    .map_err(|e| format!("cannot create {}: {e}", log.display()))?,
+            )
+            .spawn()
+            .map_err(|e| format!("cannot start outdial serve: {e}"))?,
+        name: "outdial serve",
+    })
+}
+
+/// Waits (30 s at most) until `serve` answers `GET /v1/node`.
+pub async fn wait_ready(api: &Api, serve: &mut Process, log: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if api.node().await.is_ok() {
+            return Ok(());
+        }
+        if let Some(why) = serve.exited() {
+            return Err(format!("{why}; see {}", log.display()));
+        }
+        if Instant::now() > deadline {
+            return Err("outdial serve did not answer GET /v1/node within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// CPU seconds a process used between two readings.
+pub fn cpu_seconds(before: &ProcessResources, after: &ProcessResources) -> f64 {
+    match (before.cpu_ticks, after.cpu_ticks) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / TICKS_PER_SECOND,
+        _ => 0.0,
+    }
+}
+
+/// A child process killed (and waited for) when dropped.
+pub struct Process {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(format!("{} exited ({status})", self.name)),
+            Ok(None) => None,
+            Err(e) => Some(format!("{}: {e}", self.name)),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SIGTERM first, so that serve hangs its calls up and closes its store.
+        // SAFETY: kill(2) with a pid we own; no memory is touched.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_udp_port() -> Result<u16, String> {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free UDP port: {e}"))
+}
+
+pub fn free_tcp_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free TCP port: {e}"))
+}
+
+/// A free block of `len` UDP ports (each one bound and released to check).
+pub fn free_port_block(len: u16) -> Result<(u16, u16), String> {
+    for start in (30_000u16..60_000).step_by(usize::from(len)) {
+        let end = start + len - 1;
+        if (start..=end).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
+            return Ok((start, end));
+        }
+    }
+    Err(format!("no block of {len} free UDP ports in 30000-60000"))
+}
+
+pub fn run_tool(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e} (make setup installs it)"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+pub fn outdial_in(exe: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.current_dir(dir).env_remove("RUST_LOG");
+    // Only dir's outdial.toml and sip-profiles/ count, not the caller's OUTDIAL_* settings.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OUTDIAL_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub auth: String,
+}
+
+impl Api {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .timeout(Duration::from_secs(30));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{method} {path}: {status}: {text}"));
+        }
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{method} {path}: not JSON ({e})"))
+    }
+
+    pub async fn node(&self) -> Result<(usize, usize), String> {
+        let node = self.call(reqwest::Method::GET, "/v1/node", None).await?;
+        let get = |k: &str| {
+            node[k]
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| format!("GET /v1/node: no {k} in {node}"))
+        };
+        Ok((get("tasks")?, get("live_calls")?))
+    }
+}
+
+pub fn mib(bytes: Option<u64>) -> f64 {
+    bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
+}
+
+pub fn cpu_percent(before: &ProcessResources, after: &ProcessResources, seconds: f64) -> f64 {
+    match (before.cpu_ticks, after.cpu_ticks) {
+        (Some(a), Some(b)) if seconds > 0.0 => {
+            b.saturating_sub(a) as f64 / TICKS_PER_SECOND / seconds * 100.0
+        }
+        _ => 0.0,
+    }
+}
+
+/// Counts WARN and ERROR lines of `serve`'s log.
+pub fn log_levels(log: &Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let warnings = text.lines().filter(|l| l.contains(" WARN ")).count();
+    let errors = text.lines().filter(|l| l.contains(" ERROR ")).count();
+    (warnings, errors)
+}
