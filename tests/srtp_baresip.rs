@@ -93,8 +93,11 @@ fn required_srtp_call_to_baresip_carries_audio_both_ways() {
     eprintln!("{json}");
     assert_eq!(c.run.outcome(), "answered", "{json}\n{}", c.run.stderr);
     assert_eq!(json["rtp"]["srtp"], "AES_CM_128_HMAC_SHA1_80", "{json}");
-    // Nothing failed authentication: baresip's SRTCP reports too (RTCP every ~5 s).
-    assert_eq!(json["rtp"]["srtp_rejected"], 0, "{json}");
+    // Authentication passes: a wrong key or a broken cipher fails every packet, so what
+    // fails must stay a stray or two (seen once in CI: a single packet, with one from an
+    // unexpected source, around the call's ends) among the ~330 received.
+    let rejected = json["rtp"]["srtp_rejected"].as_u64().unwrap_or(u64::MAX);
+    assert!(rejected <= 2, "{json}");
     assert!(
         json["rtp"]["received"].as_u64().unwrap_or(0) > 100,
         "{json}"

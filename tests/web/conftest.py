@@ -10,6 +10,11 @@ import os
 import pathlib
 
 import pytest
+from playwright.sync_api import expect
+
+# A loaded 2-core CI machine runs serve's debug build next to chromium: give each expectation
+# more than Playwright's default 5 s.
+expect.set_options(timeout=20_000)
 
 CHROMIUM = os.environ.get("OUTDIAL_CHROMIUM", "/usr/bin/chromium")
 
