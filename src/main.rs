@@ -10,6 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+
+/// jemalloc rather than glibc's malloc: audio frames, rows and SIP messages are freed on other
+/// threads than allocated them, which fragments glibc's per-thread arenas into a resident size
+/// that creeps up for as long as calls run.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 use outdial::call::CallRequest;
 use outdial::config::{Config, ConfigErrors};
