@@ -100,8 +100,8 @@ pub fn next_try(now: Millis, attempts: i64) -> Millis {
     now + wait.as_millis() as Millis
 }
 
-/// Runs the dispatcher until `stop`: sends due deliveries, woken by every stored event and
-/// every [`POLL`].
+/// Runs the dispatcher until `stop`: sends due deliveries, woken by stored events (once for
+/// the events stored together) and every [`POLL`].
 pub fn spawn(
     store: Store,
     bus: EventBus,
@@ -166,7 +166,10 @@ pub fn spawn(
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = wake.recv() => {}
+                _ = wake.recv() => {
+                    // One look at the outbox for a whole batch of events, not one per event.
+                    while wake.try_recv().is_ok() {}
+                }
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
