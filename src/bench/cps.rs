@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::serve::{
     cpu_seconds, create_key, free_port_block, free_tcp_port, free_udp_port, log_levels,
@@ -395,37 +395,7 @@ async fn campaign(
     let id = created["id"]
         .as_i64()
         .ok_or_else(|| format!("POST /v1/campaigns: no id in {created}"))?;
-    // Valid US numbers (NANP: the exchange starts with 2-9), all different.
-    let csv: String = (0..opts.contacts)
-        .map(|i| {
-            format!(
-                "1202{}{:04},Cps {i}\n",
-                200 + (i / 10_000) % 800,
-                i % 10_000
-            )
-        })
-        .collect();
-    let imported = api
-        .http
-        .post(format!("{}/v1/campaigns/{id}/contacts/import", api.base))
-        .header("Authorization", &api.auth)
-        .header("Content-Type", "text/csv")
-        .body(csv)
-        .timeout(Duration::from_secs(600))
-        .send()
-        .await
-        .map_err(|e| format!("import: {e}"))?;
-    let status = imported.status();
-    let imported = imported.text().await.unwrap_or_default();
-    let inserted = serde_json::from_str::<Value>(&imported)
-        .ok()
-        .and_then(|v| v["inserted"].as_u64());
-    if !status.is_success() || inserted != Some(opts.contacts as u64) {
-        return Err(format!(
-            "import: {} contacts sent, answer {status}: {imported}",
-            opts.contacts
-        ));
-    }
+    api.import_contacts(id, opts.contacts, "Cps").await?;
 
     let metrics_before = store_counts(&metrics_page(api).await?);
     let cpu_before = resources(Pid::Other(serve.pid()));

@@ -25,7 +25,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::serve::{
     cpu_percent, create_key, free_port_block, free_tcp_port, free_udp_port, log_levels, mib,
@@ -441,40 +441,8 @@ async fn soak(
     // Enough contacts for the whole window even if every call ended at once (busy numbers
     // do): the pace's worth, plus the ramp.
     let contacts = (pace * (opts.minutes + 1.0)).ceil() as usize + opts.calls;
-    // Valid US numbers (NANP: the exchange starts with 2-9), all different; the last digit
-    // picks the far end's behaviour.
-    let csv: String = (0..contacts)
-        .map(|i| {
-            format!(
-                "1202{}{:04},Soak {i}\n",
-                200 + (i / 10_000) % 800,
-                i % 10_000
-            )
-        })
-        .collect();
-    let imported = api
-        .http
-        .post(format!("{}/v1/campaigns/{id}/contacts/import", api.base))
-        .header("Authorization", &api.auth)
-        .header("Content-Type", "text/csv")
-        .body(csv)
-        .timeout(Duration::from_secs(600))
-        .send()
-        .await
-        .map_err(|e| format!("import: {e}"))?;
-    let status = imported.status();
-    let imported = imported.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!("import: {status}: {imported}"));
-    }
-    let inserted = serde_json::from_str::<Value>(&imported)
-        .ok()
-        .and_then(|v| v["inserted"].as_u64());
-    if inserted != Some(contacts as u64) {
-        return Err(format!(
-            "import: {contacts} contacts sent, answer: {imported}"
-        ));
-    }
+    // The last digit picks the far end's behaviour.
+    api.import_contacts(id, contacts, "Soak").await?;
     let idle_before = idle(api, serve.pid()).await?;
     api.call(Method::POST, &format!("/v1/campaigns/{id}/start"), None)
         .await?;
