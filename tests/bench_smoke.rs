@@ -249,8 +249,10 @@ fn bench_agent_measures_dead_air_and_echoes_every_frame() {
     assert_eq!(v["frames_echoed_total"], v["frames_sent_total"], "{v}");
     assert_eq!(v["agent_tagged_frames"], v["frames_sent_total"], "{v}");
     assert_eq!(v["frames_dropped_agent_channel"], 0, "{v}");
-    // The callee legs sent their 20 ms packets, none late (the engine counts them).
-    assert!(v["engine_sends"].as_u64().unwrap_or(0) >= sent, "{v}");
+    // The callee legs sent their 20 ms packets, none late (the engine counts them). The
+    // engine's counters are read at the generator's window edges while the echoes trail the
+    // generator by one round trip, so up to two packets per call fall on the other side.
+    assert!(v["engine_sends"].as_u64().unwrap_or(0) + 10 >= sent, "{v}");
     assert_eq!(v["late_sends"], 0, "{v}");
     // The round trip goes through the jitter buffer (≥ 20 ms) and back: well under a second.
     let rt = v["round_trip_ms_p50"].as_f64().unwrap_or(0.0);
