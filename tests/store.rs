@@ -156,6 +156,7 @@ macro_rules! both {
 
 both!(
     migrations_apply_twice,
+    optional_reals_are_stored_after_nulls_on_every_connection,
     campaign_round_trip,
     campaign_status_is_compare_and_set,
     campaign_list_counts_and_paging,
@@ -1199,6 +1200,31 @@ fn full_record(campaign_id: i64, contact_id: i64) -> AttemptRecord {
             agent_marks: Some(12),
             agent_clears: Some(2),
         },
+    }
+}
+
+/// A statement first run with NULL reals and then with values, on every pooled connection
+/// (one after the other, so each connection prepares it with the NULLs first): the values
+/// are stored, not refused for their binary format.
+async fn optional_reals_are_stored_after_nulls_on_every_connection(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "reals").await;
+    let c = s
+        .create_contact(id, &contact("+12025550101", "Real"), NOW)
+        .await
+        .unwrap();
+    for with_values in [false, true] {
+        for i in 0..12 {
+            let mut record = full_record(id, c.id);
+            record.call_id = format!("reals-{with_values}-{i}");
+            if !with_values {
+                (record.amd_confidence, record.jitter_ms, record.rtt_ms) = (None, None, None);
+            }
+            let aid = s.insert_attempt(&record).await.unwrap();
+            let stored = s.get_attempt(aid).await.unwrap().record;
+            assert_eq!(stored.amd_confidence, record.amd_confidence);
+            assert_eq!(stored.jitter_ms, record.jitter_ms);
+        }
     }
 }
 

@@ -76,6 +76,13 @@ pub struct CpsReport {
     pub invite_to_200_p99_ms: f64,
     /// Hot-path store statements per attempt, by `op` (`outdial_store_seconds_count`).
     pub store_statements_per_attempt: std::collections::BTreeMap<String, f64>,
+    /// Their mean time (ms), by `op`: a wait for a group commit counts whole.
+    pub store_ms_mean: std::collections::BTreeMap<String, f64>,
+    /// Engine ticks (one pass over the campaigns) during the run, and their mean time.
+    pub engine_ticks: f64,
+    pub engine_tick_ms_mean: f64,
+    /// Attempt ends written per group commit (one transaction), on average.
+    pub attempt_ends_per_group_commit: f64,
     pub anchor: Anchor,
     /// Attempts per second over sipp's UAC ceiling.
     pub ratio_to_anchor: f64,
@@ -108,8 +115,15 @@ impl CpsReport {
             self.invite_to_200_p50_ms, self.invite_to_200_p99_ms
         ));
         for (op, n) in &self.store_statements_per_attempt {
-            s.push_str(&format!("  store {op:<12} {n:.2} per attempt\n"));
+            let ms = self.store_ms_mean.get(op).copied().unwrap_or(0.0);
+            s.push_str(&format!(
+                "  store {op:<14} {n:.3} per attempt, {ms:.2} ms each\n"
+            ));
         }
+        s.push_str(&format!(
+            "  engine ticks       {:.0}, {:.2} ms each; {:.1} attempt ends per group commit\n",
+            self.engine_ticks, self.engine_tick_ms_mean, self.attempt_ends_per_group_commit
+        ));
         s.push_str(&format!(
             "  sipp UAC ceiling   {:.0} calls/s ({} calls in {:.2} s{})\n",
             self.anchor.calls_per_second,
@@ -336,20 +350,59 @@ fn run_in(
     Ok(report)
 }
 
-/// `outdial_store_seconds_count` by `op` from a Prometheus text page.
-fn store_counts(metrics: &str) -> std::collections::BTreeMap<String, f64> {
-    metrics
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("outdial_store_seconds_count{")?;
-            let (labels, value) = rest.split_once("} ")?;
-            let op = labels
-                .split(',')
-                .find_map(|l| l.strip_prefix("op=\""))?
-                .trim_end_matches('"');
-            Some((op.to_string(), value.trim().parse::<f64>().ok()?))
-        })
-        .collect()
+/// A histogram's `_count` and `_sum` from a Prometheus text page, by its `op` label (`""`
+/// for a histogram without one).
+fn histogram(metrics: &str, name: &str) -> std::collections::BTreeMap<String, (f64, f64)> {
+    let mut out: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (is_count, rest) = if let Some(r) = rest.strip_prefix("_count") {
+            (true, r)
+        } else if let Some(r) = rest.strip_prefix("_sum") {
+            (false, r)
+        } else {
+            continue;
+        };
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => match r.split_once("} ") {
+                Some(x) => x,
+                None => continue,
+            },
+            None => ("", rest.trim_start()),
+        };
+        let op = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("op=\""))
+            .map_or("", |op| op.trim_end_matches('"'));
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let entry = out.entry(op.to_string()).or_default();
+        if is_count {
+            entry.0 = value;
+        } else {
+            entry.1 = value;
+        }
+    }
+    out
+}
+
+/// The store, tick and group-commit histograms this bench reads.
+struct Histograms {
+    store: std::collections::BTreeMap<String, (f64, f64)>,
+    ticks: (f64, f64),
+    groups: (f64, f64),
+}
+
+fn histograms(metrics: &str) -> Histograms {
+    let one = |name| histogram(metrics, name).remove("").unwrap_or((0.0, 0.0));
+    Histograms {
+        store: histogram(metrics, "outdial_store_seconds"),
+        ticks: one("outdial_engine_tick_seconds"),
+        groups: one("outdial_store_group_size"),
+    }
 }
 
 async fn metrics_page(api: &Api) -> Result<String, String> {
@@ -397,7 +450,7 @@ async fn campaign(
         .ok_or_else(|| format!("POST /v1/campaigns: no id in {created}"))?;
     api.import_contacts(id, opts.contacts, "Cps").await?;
 
-    let metrics_before = store_counts(&metrics_page(api).await?);
+    let metrics_before = histograms(&metrics_page(api).await?);
     let cpu_before = resources(Pid::Other(serve.pid()));
     let started = Instant::now();
     api.call(Method::POST, &format!("/v1/campaigns/{id}/start"), None)
@@ -428,7 +481,7 @@ async fn campaign(
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu_after = resources(Pid::Other(serve.pid()));
-    let metrics_after = store_counts(&metrics_page(api).await?);
+    let metrics_after = histograms(&metrics_page(api).await?);
 
     // Every attempt's record, a page at a time.
     let mut answer_ms = Vec::with_capacity(opts.contacts);
@@ -473,13 +526,17 @@ async fn campaign(
     };
     let cpu = cpu_seconds(&cpu_before, &cpu_after);
     let n = attempts.max(1) as f64;
-    let store_statements_per_attempt = metrics_after
-        .iter()
-        .map(|(op, after)| {
-            let before = metrics_before.get(op).copied().unwrap_or(0.0);
-            (op.clone(), (after - before) / n)
-        })
-        .collect();
+    let delta = |before: (f64, f64), after: (f64, f64)| (after.0 - before.0, after.1 - before.1);
+    let mut store_statements_per_attempt = std::collections::BTreeMap::new();
+    let mut store_ms_mean = std::collections::BTreeMap::new();
+    for (op, after) in &metrics_after.store {
+        let before = metrics_before.store.get(op).copied().unwrap_or_default();
+        let (count, sum) = delta(before, *after);
+        store_statements_per_attempt.insert(op.clone(), count / n);
+        store_ms_mean.insert(op.clone(), 1000.0 * sum / count.max(1.0));
+    }
+    let ticks = delta(metrics_before.ticks, metrics_after.ticks);
+    let groups = delta(metrics_before.groups, metrics_after.groups);
     let (warnings, errors) = log_levels(log);
     Ok(CpsReport {
         store: store.to_string(),
@@ -495,6 +552,10 @@ async fn campaign(
         invite_to_200_p50_ms: percentile(&answer_ms, 50.0),
         invite_to_200_p99_ms: percentile(&answer_ms, 99.0),
         store_statements_per_attempt,
+        store_ms_mean,
+        engine_ticks: ticks.0,
+        engine_tick_ms_mean: 1000.0 * ticks.1 / ticks.0.max(1.0),
+        attempt_ends_per_group_commit: groups.1 / groups.0.max(1.0),
         anchor: Anchor {
             calls: 0,
             seconds: 0.0,
@@ -512,16 +573,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn store_counts_read_the_ops_of_the_histogram() {
+    fn histograms_read_counts_and_sums_by_op() {
         let page = "# TYPE outdial_store_seconds histogram\n\
-                    outdial_store_seconds_bucket{op=\"claim_call\",le=\"0.1\"} 3\n\
-                    outdial_store_seconds_count{op=\"claim_call\"} 12\n\
+                    outdial_store_seconds_bucket{op=\"claim_calls\",le=\"0.1\"} 3\n\
+                    outdial_store_seconds_sum{op=\"claim_calls\"} 0.5\n\
+                    outdial_store_seconds_count{op=\"claim_calls\"} 12\n\
                     outdial_store_seconds_count{op=\"append_events\"} 4.0\n\
-                    outdial_other_count{op=\"x\"} 9\n";
-        let counts = store_counts(page);
-        assert_eq!(counts.len(), 2);
-        assert_eq!(counts["claim_call"], 12.0);
-        assert_eq!(counts["append_events"], 4.0);
+                    outdial_other_count{op=\"x\"} 9\n\
+                    outdial_engine_tick_seconds_sum 2.5\n\
+                    outdial_engine_tick_seconds_count 100\n\
+                    outdial_store_group_size_sum{x=\"y\"} 40\n\
+                    outdial_store_group_size_count{x=\"y\"} 4\n";
+        let h = histograms(page);
+        assert_eq!(h.store.len(), 2);
+        assert_eq!(h.store["claim_calls"], (12.0, 0.5));
+        assert_eq!(h.store["append_events"], (4.0, 0.0));
+        assert_eq!(h.ticks, (100.0, 2.5));
+        assert_eq!(h.groups, (4.0, 40.0));
     }
 
     #[test]

@@ -12,10 +12,12 @@
 //! Rules:
 //! - dial only while `processing` and inside business hours; a contact whose own calling
 //!   window is closed is skipped (the others are still dialed);
-//! - pace: a smooth token bucket (pace/60 tokens a second, capacity one call, so starts are
-//!   spread evenly, never bursts); `call_interval_secs` is the least time between two
-//!   starts; both hold, so the stricter wins. A pace change keeps the tokens (capped at
-//!   one) and applies from this tick on;
+//! - pace: a smooth token bucket (pace/60 tokens a second) holding one call, or what the
+//!   pace allows in [`PACE_QUANTUM_MS`] when that is more (above 6,000 a minute), so starts
+//!   are spread evenly — one at a time up to 100 a second, in groups at most 10 ms apart
+//!   beyond; `call_interval_secs` is the least time between two starts (one per tick then);
+//!   both hold, so the stricter wins. A pace change keeps the tokens (capped at the new
+//!   capacity) and applies from this tick on;
 //! - never more live calls than `max_concurrent`, nor more starts than the trunk's free
 //!   channels or its calls-per-second allowance;
 //! - with an agent pool (`connect_to` names one), never more starts than the campaign's
@@ -104,7 +106,7 @@ pub struct Scheduler {
 
 #[derive(Debug)]
 struct Pacer {
-    /// Calls that may start now (0..=1).
+    /// Calls that may start now (0..=capacity).
     tokens: f64,
     refilled_at: Millis,
     /// Tokens per ms in force since `refilled_at`.
@@ -117,6 +119,10 @@ struct Pacer {
 
 /// Float slack on the token count, so a tick at the computed wake time finds its token.
 const EPSILON: f64 = 1e-9;
+
+/// The pacer's time grain: a bucket holds the calls its pace allows in this long (one at
+/// least), so at high paces a tick starts a group instead of waking once per call.
+pub const PACE_QUANTUM_MS: Millis = 10;
 
 impl Scheduler {
     pub fn new() -> Scheduler {
@@ -201,10 +207,14 @@ impl Scheduler {
             room = room.min(u64::from(limit));
         }
         let interval_ms = settings.call_interval_secs.max(0).saturating_mul(1000);
-        let ready_at = pacer.ready_at(now, interval_ms);
+        let ready_at = pacer.ready_at(now, interval_ms, 1.0);
         let paced = ready_at == Some(now);
-        // The bucket holds one call: at most one start per tick.
-        let allowed = if paced { room.min(1) } else { 0 };
+        // As many starts as whole tokens (one with a call interval).
+        let allowed = match (paced, interval_ms) {
+            (false, _) => 0,
+            (true, 0) => room.min((pacer.tokens + EPSILON).floor().max(1.0) as u64),
+            (true, _) => room.min(1),
+        };
 
         let window = pacer.window(settings.contact_window.as_ref());
         let mut window_wake = None;
@@ -233,7 +243,10 @@ impl Scheduler {
         }
         // Pace is the only limit the core can foresee lifting; room frees on call ends.
         let pace_wake = if waiting && room > tick.dials.len() as u64 {
-            pacer.ready_at(now, interval_ms).filter(|&at| at > now)
+            // Back when the bucket is full again: one token, or a group at high paces.
+            pacer
+                .ready_at(now, interval_ms, capacity(pacer.rate))
+                .filter(|&at| at > now)
         } else {
             None
         };
@@ -248,18 +261,20 @@ impl Pacer {
     fn refill(&mut self, now: Millis, rate: f64) {
         if now > self.refilled_at {
             let elapsed = (now - self.refilled_at) as f64;
-            self.tokens = (self.tokens + elapsed * self.rate).min(1.0);
+            self.tokens = (self.tokens + elapsed * self.rate).min(capacity(self.rate));
             self.refilled_at = now;
         }
         self.rate = rate;
+        self.tokens = self.tokens.min(capacity(rate));
     }
 
-    /// When the next call may start (`now` if it may now); `None`: never (no pace).
-    fn ready_at(&self, now: Millis, interval_ms: Millis) -> Option<Millis> {
-        let token_at = if self.tokens >= 1.0 - EPSILON {
+    /// When the bucket holds `want` tokens and the call interval has passed (`now` if it
+    /// does now); `None`: never (no pace).
+    fn ready_at(&self, now: Millis, interval_ms: Millis, want: f64) -> Option<Millis> {
+        let token_at = if self.tokens >= want - EPSILON {
             now
         } else if self.rate > 0.0 {
-            let wait = ((1.0 - self.tokens) / self.rate).ceil();
+            let wait = ((want - self.tokens) / self.rate).ceil();
             if !wait.is_finite() || wait > 1e15 {
                 return None;
             }
@@ -287,6 +302,11 @@ impl Pacer {
             .as_ref()
             .map(|(_, compiled)| compiled.as_ref().ok_or(()))
     }
+}
+
+/// The bucket's size at `rate` tokens per ms: one call, or [`PACE_QUANTUM_MS`]'s worth.
+fn capacity(rate: f64) -> f64 {
+    (rate * PACE_QUANTUM_MS as f64).max(1.0)
 }
 
 fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {

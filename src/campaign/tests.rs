@@ -670,3 +670,48 @@ fn an_agent_pool_caps_progressive_at_free_agents_and_lets_predictive_dial_ahead(
         assert_eq!(dialed, want, "{pacing}");
     }
 }
+
+#[test]
+fn high_paces_start_groups_at_most_a_quantum_apart_and_hold_the_rate() {
+    use super::scheduler::PACE_QUANTUM_MS;
+    // 600,000 a minute = 10 a ms: the bucket holds 100 (10 ms' worth).
+    let c = campaign(CampaignStatus::Processing, settings(600_000.0, 1_000_000));
+    let mut scheduler = Scheduler::new();
+    let mut now = T0;
+    let (mut started, mut next_id, mut ticks) = (0u64, 0i64, 0u32);
+    while now < T0 + 10 * SEC {
+        let candidates: Vec<Candidate> = (next_id..next_id + 500)
+            .map(|id| Candidate { id, zones: vec![] })
+            .collect();
+        let view = CampaignView {
+            campaign: &c,
+            hours: None,
+            live_calls: 0,
+            trunk_free_channels: None,
+            trunk_cps_allowance: None,
+            candidates: &candidates,
+            next_due_at: None,
+            has_unfinished: true,
+            pool: None,
+        };
+        let tick = scheduler.tick(now, &view);
+        assert!(
+            tick.dials.len() <= 100,
+            "{} starts in one tick",
+            tick.dials.len()
+        );
+        started += tick.dials.len() as u64;
+        next_id += tick.dials.len() as i64;
+        ticks += 1;
+        let at = tick.wake_at.expect("more contacts wait: a wake time");
+        assert!(
+            at > now && at - now <= PACE_QUANTUM_MS,
+            "woke {} ms later",
+            at - now
+        );
+        now = at;
+    }
+    // 10 s at 10 a ms, within 2 %, in about a thousand ticks rather than 100,000.
+    assert!((98_000..=102_000).contains(&started), "{started} starts");
+    assert!((900..=1100).contains(&ticks), "{ticks} ticks");
+}

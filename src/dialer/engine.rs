@@ -1,18 +1,21 @@
 //! The campaign engine: the tokio driver around the sans-IO [`Scheduler`].
 //!
-//! Once a tick (at most a second apart, sooner when the scheduler asks or when the API
-//! wakes it through the shared `Notify`), it says this node is alive (its heartbeat),
-//! writes results waiting in the journal, hangs up its own calls another node took over
-//! while this one was away, reconciles the calls of nodes that died
-//! ([`recovery`](super::recovery)), reads the campaigns that may dial from the store, takes a
-//! lease on each (so several nodes sharing a PostgreSQL store split the campaigns instead of
-//! doubling their pace), asks the scheduler what to do, and acts: stores status changes,
-//! checks every contact against the DNC list, claims it together with its call's row (so no
-//! two nodes dial one contact, and trunk channels, trunk CPS and campaign concurrency are
+//! Ticks come at most a second apart, sooner when the scheduler asks, when a call ends or
+//! when the API wakes it through the shared `Notify` — but at least [`MIN_TICK_GAP`] apart, so
+//! a burst of call ends is one tick. Once a second it says this node is alive (its
+//! heartbeat), hangs up its own calls another node took over while this one was away and
+//! reconciles the calls of nodes that died ([`recovery`](super::recovery)). Every tick it
+//! writes results waiting in the journal, reads the campaigns that may dial from the store,
+//! holds a lease on each (renewed when half of it is left; so several nodes sharing a
+//! PostgreSQL store split the campaigns instead of doubling their pace), asks the scheduler
+//! what to do, and acts: stores status changes, checks the tick's group of contacts against
+//! the DNC list, claims them together with their calls' rows in one transaction (so no two
+//! nodes dial one contact, and trunk channels, trunk CPS and campaign concurrency are
 //! counted over every node) and spawns one task per attempt. An attempt task places the
 //! call ([`run_attempt`]), keeps the dialog's facts in the call's row at answer, and writes
 //! its end — attempt record (CDR), the contact moved on ([`after_attempt`]), the event — in
-//! one transaction through the [`Recorder`] (the journal while the store is unreachable).
+//! one transaction through the [`Recorder`] (grouped with the other ends waiting at that
+//! moment; the journal while the store is unreachable).
 //! While results wait in the journal, nothing is dialed.
 //!
 //! Settings are re-read every tick, so edits apply to queued calls at once; pause stops
@@ -56,8 +59,14 @@ use crate::store::{Store, StoreError};
 const FACTS_WAIT: Duration = Duration::from_secs(6);
 /// Longest sleep between two ticks.
 const MAX_TICK: Duration = Duration::from_secs(1);
-/// How long a campaign lease lasts; renewed every tick.
+/// How long a campaign lease lasts; renewed once less than half of it is left.
 const LEASE_MS: Millis = 5_000;
+/// How often the heartbeat is written and taken-over calls and dead nodes are looked for.
+const UPKEEP_MS: Millis = 1_000;
+/// The least time between two ticks: call ends and API wake-ups that come sooner are
+/// handled together (the pacer's grain, so a high pace still starts its groups on time).
+const MIN_TICK_GAP: Duration =
+    Duration::from_millis(crate::campaign::scheduler::PACE_QUANTUM_MS as u64);
 /// Contacts read per campaign per tick at most (candidates for the free slots).
 const CANDIDATES: i64 = 200;
 /// The attempts the pacer's answer rate, person rate and handle time are measured over.
@@ -147,6 +156,8 @@ pub fn spawn(
         recorder,
         recovered: false,
         store_ok_since: None,
+        upkeep_at: 0,
+        leases: HashMap::new(),
     };
     let task = tokio::spawn(engine.run());
     (handle, task)
@@ -182,11 +193,16 @@ struct Engine {
     /// Since when the store has answered without a break: other nodes are judged dead only
     /// after a whole node lease of it, so that after an outage everyone may beat again first.
     store_ok_since: Option<Millis>,
+    /// When the heartbeat and the look at taken-over calls and dead nodes are next due.
+    upkeep_at: Millis,
+    /// Campaign → until when this node's lease on it holds (as last written).
+    leases: HashMap<i64, Millis>,
 }
 
 impl Engine {
     async fn run(mut self) {
         loop {
+            let began = tokio::time::Instant::now();
             let now = now_ms();
             let wake_at = match self.tick(now).await {
                 Ok(wake_at) => wake_at,
@@ -204,6 +220,12 @@ impl Engine {
                 _ = self.wake.notified() => {}
                 Some(done) = self.done_rx.recv() => { self.live.remove(&done.serial); }
                 _ = tokio::time::sleep(sleep) => {}
+            }
+            if let Some(gap) = MIN_TICK_GAP.checked_sub(began.elapsed()) {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => break,
+                    _ = tokio::time::sleep(gap) => {}
+                }
             }
             while let Ok(done) = self.done_rx.try_recv() {
                 self.live.remove(&done.serial);
@@ -278,20 +300,29 @@ impl Engine {
     /// The heartbeat, the journal and other nodes' leftovers; `false` when nothing may be
     /// dialed this tick (results still wait for the store).
     async fn keep_whole(&mut self, now: Millis) -> Result<bool, StoreError> {
-        if let Err(e) = self.store.heartbeat(&self.options.node, now).await {
-            self.store_ok_since = None;
-            return Err(e);
+        let upkeep = now >= self.upkeep_at || !self.recovered || self.store_ok_since.is_none();
+        if upkeep {
+            if let Err(e) = self.store.heartbeat(&self.options.node, now).await {
+                self.store_ok_since = None;
+                return Err(e);
+            }
+            self.upkeep_at = now + UPKEEP_MS;
         }
         let ok_since = *self.store_ok_since.get_or_insert(now);
         if !self.recovered {
             self.recover(now).await?;
         }
-        self.hang_up_taken_over().await?;
+        if upkeep {
+            self.hang_up_taken_over().await?;
+        }
         if self.recorder.waiting() > 0 {
             self.recorder.replay().await?;
             if self.recorder.waiting() > 0 {
                 return Ok(false);
             }
+        }
+        if !upkeep {
+            return Ok(true);
         }
         let lease = (self.config.engine.node_lease_secs as Millis) * 1000;
         if now - ok_since >= lease {
@@ -377,12 +408,20 @@ impl Engine {
             ) {
                 continue;
             }
-            if !self
-                .store
-                .take_campaign_lease(campaign.id, &self.options.node, now, now + LEASE_MS)
-                .await?
-            {
-                continue;
+            let held = self
+                .leases
+                .get(&campaign.id)
+                .is_some_and(|&until| now < until - LEASE_MS / 2);
+            if !held {
+                if !self
+                    .store
+                    .take_campaign_lease(campaign.id, &self.options.node, now, now + LEASE_MS)
+                    .await?
+                {
+                    self.leases.remove(&campaign.id);
+                    continue;
+                }
+                self.leases.insert(campaign.id, now + LEASE_MS);
             }
             let started = std::time::Instant::now();
             let ticked = self.tick_campaign(campaign, now).await;
@@ -507,13 +546,12 @@ impl Engine {
                 return Ok(tick.wake_at);
             }
         }
-        for contact_id in tick.dials {
-            if let Some(contact) = due.iter().find(|c| c.id == contact_id) {
-                if !self.dial(campaign, contact, profile.clone(), now).await? {
-                    break; // a cap counted over every node is reached
-                }
-            }
-        }
+        let group: Vec<&Contact> = tick
+            .dials
+            .iter()
+            .filter_map(|id| due.iter().find(|c| c.id == *id))
+            .collect();
+        self.dial(campaign, &group, profile, now).await?;
         Ok(tick.wake_at)
     }
 
@@ -637,19 +675,43 @@ impl Engine {
         Ok(owner)
     }
 
-    /// DNC check, claim (with the call's row, within the caps counted over every node),
-    /// then the attempt on its own task. `false` when a cap stops this tick's dialing.
+    /// A tick's group of contacts: the DNC check (one statement), the claim (one
+    /// transaction: each contact with its call's row, within the caps counted over every
+    /// node), then each claimed contact's attempt on its own task. `false` when a cap stopped
+    /// the group.
     async fn dial(
         &mut self,
         campaign: &Campaign,
-        contact: &Contact,
+        contacts: &[&Contact],
         profile: Option<Profile>,
         now: Millis,
     ) -> Result<bool, StoreError> {
+        if contacts.is_empty() {
+            return Ok(true);
+        }
         let settings = &campaign.settings;
         let account = self.owner(campaign.id).await?;
         // The one DNC check: the global list and the campaign's account's own list.
-        if self.store.dnc_contains(account, &contact.phone).await? {
+        let phones: Vec<&str> = contacts.iter().map(|c| c.phone.as_str()).collect();
+        let listed = self.store.dnc_matching(account, &phones).await?;
+        let mut calls = Vec::with_capacity(contacts.len());
+        let trunk = profile.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        for contact in contacts {
+            if !listed.contains(&contact.phone) {
+                calls.push(NewCall {
+                    campaign_id: campaign.id,
+                    contact_id: contact.id,
+                    expected: &[ContactStatus::Pending, ContactStatus::Retry],
+                    node: &self.options.node,
+                    trunk: &trunk,
+                    max_channels: profile.as_ref().and_then(|p| p.max_channels),
+                    max_cps: profile.as_ref().and_then(|p| p.max_cps),
+                    max_concurrent: settings.max_concurrent,
+                    caller_id: &settings.caller_id,
+                    now,
+                });
+                continue;
+            }
             let update = after_attempt(settings, contact, AttemptResult::Dnc, now);
             self.store
                 .transition_contact(
@@ -673,36 +735,69 @@ impl Engine {
                     now,
                 )
                 .await;
+        }
+        if calls.is_empty() {
             return Ok(true);
         }
-        let trunk = profile.as_ref().map(|p| p.name.clone()).unwrap_or_default();
         let started = std::time::Instant::now();
-        let claim = self
-            .store
-            .claim_call(&NewCall {
-                campaign_id: campaign.id,
-                contact_id: contact.id,
-                expected: &[ContactStatus::Pending, ContactStatus::Retry],
-                node: &self.options.node,
-                trunk: &trunk,
-                max_channels: profile.as_ref().and_then(|p| p.max_channels),
-                max_cps: profile.as_ref().and_then(|p| p.max_cps),
-                max_concurrent: settings.max_concurrent,
-                caller_id: &settings.caller_id,
-                now,
-            })
-            .await;
-        metrics::histogram!("outdial_store_seconds", "op" => "claim_call")
+        let claims = self.store.claim_calls(&calls).await;
+        metrics::histogram!("outdial_store_seconds", "op" => "claim_calls")
             .record(started.elapsed().as_secs_f64());
-        let claimed = match claim? {
-            Claim::Claimed(contact) => *contact,
-            // Another node took it, or an admin moved it.
-            Claim::Taken => return Ok(true),
-            capped @ (Claim::TrunkFull | Claim::TrunkCps | Claim::CampaignFull) => {
-                tracing::debug!(campaign = campaign.id, ?capped, "cap reached across nodes");
-                return Ok(false);
+        drop(calls);
+        let mut room = true;
+        let mut claimed = Vec::new();
+        for claim in claims? {
+            match claim {
+                Claim::Claimed(contact) => claimed.push(*contact),
+                // Another node took it, or an admin moved it.
+                Claim::Taken => {}
+                capped @ (Claim::TrunkFull | Claim::TrunkCps | Claim::CampaignFull) => {
+                    tracing::debug!(campaign = campaign.id, ?capped, "cap reached across nodes");
+                    room = false;
+                }
+            }
+        }
+        if claimed.is_empty() {
+            return Ok(room);
+        }
+        // The campaign's AI agent (a record, or `ai_agent_url`), its auth header read from the
+        // environment now: once for the group.
+        let ai_agent = match self.store.campaign_ai_agent(campaign.id).await {
+            Ok(Some(spec)) => match spec.resolve_env() {
+                Ok(target) => Some(target),
+                Err(e) => {
+                    tracing::error!(campaign = campaign.id, "AI agent not usable: {e}");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(campaign = campaign.id, "AI agent not read: {e}");
+                None
             }
         };
+        for contact in claimed {
+            self.start_attempt(
+                campaign,
+                contact,
+                account,
+                profile.clone(),
+                ai_agent.clone(),
+            );
+        }
+        Ok(room)
+    }
+
+    /// A claimed contact's attempt: its plan, its entry among the live calls, its task.
+    fn start_attempt(
+        &mut self,
+        campaign: &Campaign,
+        claimed: Contact,
+        account: Option<i64>,
+        profile: Option<Profile>,
+        ai_agent: Option<crate::campaign::ai::AiAgentTarget>,
+    ) {
+        let settings = &campaign.settings;
         // The person's plan: the campaign's steps; without steps, the AI agent or connect_to
         // when set, else play_message then hang up.
         let connects = !settings.connect_to.trim().is_empty()
@@ -779,22 +874,6 @@ impl Engine {
                 }
             }
             _ => None,
-        };
-        // The campaign's AI agent (a record, or `ai_agent_url`), its auth header read from the
-        // environment now.
-        let ai_agent = match self.store.campaign_ai_agent(campaign.id).await {
-            Ok(Some(spec)) => match spec.resolve_env() {
-                Ok(target) => Some(target),
-                Err(e) => {
-                    tracing::error!(campaign = campaign.id, "AI agent not usable: {e}");
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(campaign = campaign.id, "AI agent not read: {e}");
-                None
-            }
         };
         let agents: Arc<dyn crate::bridge::AgentSource> = Arc::new(StoreAgents {
             store: self.store.clone(),
@@ -896,7 +975,6 @@ impl Engine {
             events: plan.events.clone(),
         };
         tokio::spawn(job.run(plan, stop_rx));
-        Ok(true)
     }
 }
 

@@ -1,5 +1,6 @@
 //! What keeps a campaign's attempts whole when things fail: this node's stable id, the
-//! [`Recorder`] that writes an attempt's end (retried on transient store errors, kept in the
+//! [`Recorder`] that writes an attempt's end (in a group commit with the other ends waiting at
+//! that moment, retried on transient store errors, kept in the
 //! on-disk [`Journal`] while the store is unreachable, replayed in order when it is back), and
 //! [`reconcile_node`], which ends and records the calls a dead node left in flight.
 //!
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
 
 use super::journal::Journal;
 use crate::call::core::CANCEL_GRACE;
@@ -84,13 +86,48 @@ pub fn node_id(data_dir: &Path) -> std::io::Result<String> {
 pub struct Recorder {
     store: Store,
     journal: Arc<Mutex<Journal>>,
+    /// The group committer's inbox, started with the first write.
+    group: Arc<Mutex<Option<mpsc::UnboundedSender<GroupEntry>>>>,
 }
+
+/// The most attempt ends one group commit writes.
+const GROUP_MAX: usize = 256;
+
+/// One end waiting for its group commit, and who waits for the answer.
+type GroupEntry = (AttemptEnd, oneshot::Sender<Result<Ended, StoreError>>);
 
 impl Recorder {
     pub fn new(store: Store, journal: Journal) -> Recorder {
         Recorder {
             store,
             journal: Arc::new(Mutex::new(journal)),
+            group: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Writes `end` to the store together with the other ends waiting at that moment (one
+    /// transaction for the group, [`Store::finish_attempts`]); answers once it is committed.
+    /// A group that fails is written again one end at a time, so one end's error is only its
+    /// own.
+    async fn write(&self, end: &AttemptEnd) -> Result<Ended, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        let sent = {
+            let mut group = self.group.lock();
+            let inbox = group.get_or_insert_with(|| spawn_group_writer(self.store.clone()));
+            match inbox.send((end.clone(), answer)) {
+                Ok(()) => true,
+                Err(_) => {
+                    *group = None; // its task is gone (runtime shutting down)
+                    false
+                }
+            }
+        };
+        if !sent {
+            return self.store.finish_attempt(end).await;
+        }
+        match answered.await {
+            Ok(result) => result,
+            Err(_) => self.store.finish_attempt(end).await,
         }
     }
 
@@ -111,8 +148,7 @@ impl Recorder {
             // While results wait in the journal, new ones queue behind them.
             if self.journal.lock().is_empty() {
                 let began = std::time::Instant::now();
-                let written =
-                    tokio::time::timeout(STORE_TRY, self.store.finish_attempt(&end)).await;
+                let written = tokio::time::timeout(STORE_TRY, self.write(&end)).await;
                 metrics::histogram!("outdial_store_seconds", "op" => "finish_attempt")
                     .record(began.elapsed().as_secs_f64());
                 match written {
@@ -149,8 +185,8 @@ impl Recorder {
                         tracing::error!(contact = ?contact, "attempt not recorded: {e}");
                         return;
                     }
-                    // Dropped mid-transaction: rolled back, or (if its commit got through)
-                    // the replay finds the call's row gone and writes nothing twice.
+                    // Its group may still commit: then the replay finds the call's row gone
+                    // and writes nothing twice.
                     Err(_) => {
                         tracing::error!(
                             contact = ?contact,
@@ -208,6 +244,37 @@ impl Recorder {
             }
         }
     }
+}
+
+/// The group committer: takes every end waiting, writes them in one transaction, answers
+/// each; ends when every [`Recorder`] holding its inbox is gone.
+fn spawn_group_writer(store: Store) -> mpsc::UnboundedSender<GroupEntry> {
+    let (inbox, mut waiting) = mpsc::unbounded_channel::<GroupEntry>();
+    tokio::spawn(async move {
+        let mut group: Vec<GroupEntry> = Vec::with_capacity(GROUP_MAX);
+        while waiting.recv_many(&mut group, GROUP_MAX).await > 0 {
+            let ends: Vec<AttemptEnd> = group.iter().map(|(end, _)| end.clone()).collect();
+            match store.finish_attempts(&ends).await {
+                Ok(ended) => {
+                    for ((_, answer), ended) in group.drain(..).zip(ended) {
+                        let _ = answer.send(Ok(ended));
+                    }
+                }
+                Err(e) if group.len() == 1 => {
+                    if let Some((_, answer)) = group.pop() {
+                        let _ = answer.send(Err(e));
+                    }
+                }
+                Err(_) => {
+                    for (end, answer) in group.drain(..) {
+                        let _ = answer.send(store.finish_attempt(&end).await);
+                    }
+                }
+            }
+            metrics::histogram!("outdial_store_group_size").record(ends.len() as f64);
+        }
+    });
+    inbox
 }
 
 /// Whether `e` says the database cannot be reached (no connection, the server shutting

@@ -50,6 +50,12 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
+                        Matcher::Full("outdial_store_group_size".into()),
+                        COUNTS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
                         Matcher::Full("outdial_rtp_jitter_ms".into()),
                         JITTER_MS,
                     )
@@ -148,7 +154,11 @@ fn describe() {
         "Greetings waiting for the speech recognizer"
     );
     describe_gauge!("outdial_build_info", "Always 1; the version is the label");
-    describe_histogram!("outdial_store_seconds", "Store statements on the hot paths by op: claiming a call (claim_call), an attempt's record, contact transition and event (finish_attempt), a batch of events with their deliveries (append_events), the webhook outbox (due_deliveries)");
+    describe_histogram!("outdial_store_seconds", "Store statements on the hot paths by op: claiming a tick's group of calls (claim_calls), an attempt's record, contact transition and event, waiting for its group commit (finish_attempt), a batch of events with their deliveries (append_events), the webhook outbox (due_deliveries)");
+    describe_histogram!(
+        "outdial_store_group_size",
+        "Attempt ends written per group commit (one transaction)"
+    );
     describe_histogram!(
         "outdial_engine_tick_seconds",
         "One campaign's turn of the engine (its store reads, the pacer, the claims)"

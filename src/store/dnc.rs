@@ -13,8 +13,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{
-    conflict_on_constraint, is_e164, like_pattern, where_clause, Arg, Page, Paged, Result, Sql,
-    Store, StoreError,
+    conflict_on_constraint, in_list, is_e164, like_pattern, where_clause, Arg, Page, Paged, Result,
+    Sql, Store, StoreError,
 };
 use crate::campaign::model::Millis;
 
@@ -250,15 +250,29 @@ impl Store {
     /// global list or on that account's list (`None`: a campaign of no account, the
     /// global list only).
     pub async fn dnc_contains(&self, account: Option<i64>, phone: &str) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT id FROM dnc_entries WHERE phone = $1 \
-             AND (account_id IS NULL OR account_id = $2) LIMIT 1",
-        )
-        .bind(phone.to_string())
-        .bind(account)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
+        Ok(!self.dnc_matching(account, &[phone]).await?.is_empty())
+    }
+
+    /// Which of `phones` are on the global list or `account`'s: one statement for a group.
+    pub async fn dnc_matching(
+        &self,
+        account: Option<i64>,
+        phones: &[&str],
+    ) -> Result<std::collections::HashSet<String>> {
+        if phones.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut sql = Sql::default();
+        let account_arg = sql.arg(Arg::OptI64(account));
+        let list = in_list(&mut sql, phones.iter().map(|p| Arg::Text(p.to_string())));
+        sql.text = format!(
+            "SELECT DISTINCT phone FROM dnc_entries WHERE phone IN ({list}) \
+             AND (account_id IS NULL OR account_id = {account_arg})"
+        );
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("phone").map_err(StoreError::from))
+            .collect()
     }
 }
 

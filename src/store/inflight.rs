@@ -177,19 +177,41 @@ impl Store {
     /// Takes `call.contact_id` for dialing and writes its call row, all or nothing; see the
     /// module header for the counting.
     pub async fn claim_call(&self, call: &NewCall<'_>) -> Result<Claim> {
-        if call.expected.is_empty() {
-            return Ok(Claim::Taken);
+        let mut claims = self.claim_calls(std::slice::from_ref(call)).await?;
+        Ok(claims.pop().unwrap_or(Claim::Taken))
+    }
+
+    /// Takes a group of contacts of one campaign for dialing through one trunk, in order, in
+    /// one transaction: the caps are counted once, each contact is claimed with its call row
+    /// while room is left, and once a cap is reached the rest get that cap's answer untouched.
+    /// One [`Claim`] per call, in order. Every call must name the same campaign, trunk, node
+    /// and caps as the first (else [`StoreError::Invalid`], nothing written).
+    pub async fn claim_calls(&self, calls: &[NewCall<'_>]) -> Result<Vec<Claim>> {
+        let Some(first) = calls.first() else {
+            return Ok(Vec::new());
+        };
+        if calls.iter().any(|c| {
+            c.campaign_id != first.campaign_id
+                || c.trunk != first.trunk
+                || c.node != first.node
+                || c.max_channels != first.max_channels
+                || c.max_cps != first.max_cps
+                || c.max_concurrent != first.max_concurrent
+        }) {
+            return Err(StoreError::Invalid(
+                "a claim group mixes campaigns, trunks, nodes or caps".into(),
+            ));
         }
         let mut tx = self.pool.begin().await?;
         // A write first: SQLite takes its write lock here, so the counts below cannot change
         // under us; PostgreSQL then locks the trunk's row and the campaign's.
-        let (window, allowed) = call.max_cps.map_or((1000, i64::MAX), cps_window);
-        let window_start = call.now - call.now.rem_euclid(window);
+        let (window, allowed) = first.max_cps.map_or((1000, i64::MAX), cps_window);
+        let window_start = first.now - first.now.rem_euclid(window);
         sqlx::query(
             "INSERT INTO trunk_claims (trunk, window_start, claims) VALUES ($1, $2, 0) \
              ON CONFLICT (trunk) DO NOTHING",
         )
-        .bind(call.trunk.to_string())
+        .bind(first.trunk.to_string())
         .bind(window_start)
         .execute(&mut *tx)
         .await?;
@@ -201,7 +223,7 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT window_start, claims FROM trunk_claims WHERE trunk = $1{lock}"
         )))
-        .bind(call.trunk.to_string())
+        .bind(first.trunk.to_string())
         .fetch_one(&mut *tx)
         .await?;
         let (stored_start, claims): (i64, i64) =
@@ -211,68 +233,94 @@ impl Store {
         } else {
             0
         };
-        if call.max_cps.is_some() && claims_now >= allowed {
-            tx.rollback().await?;
-            return Ok(Claim::TrunkCps);
-        }
+        let mut cps_room = match first.max_cps {
+            Some(_) => allowed.saturating_sub(claims_now).max(0),
+            None => i64::MAX,
+        };
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT id FROM campaigns WHERE id = $1 FOR UPDATE")
-                .bind(call.campaign_id)
+                .bind(first.campaign_id)
                 .fetch_optional(&mut *tx)
                 .await?;
         }
-        if let Some(max) = call.max_channels.filter(|_| !call.trunk.is_empty()) {
-            let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM calls_in_flight WHERE trunk = $1")
-                .bind(call.trunk.to_string())
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("n")?;
-            if n >= i64::from(max) {
-                tx.rollback().await?;
-                return Ok(Claim::TrunkFull);
+        let mut trunk_room = match first.max_channels.filter(|_| !first.trunk.is_empty()) {
+            Some(max) => {
+                let n: i64 =
+                    sqlx::query("SELECT COUNT(*) AS n FROM calls_in_flight WHERE trunk = $1")
+                        .bind(first.trunk.to_string())
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("n")?;
+                (i64::from(max) - n).max(0)
             }
-        }
+            None => i64::MAX,
+        };
         let n: i64 =
             sqlx::query("SELECT COUNT(*) AS n FROM calls_in_flight WHERE campaign_id = $1")
-                .bind(call.campaign_id)
+                .bind(first.campaign_id)
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get("n")?;
-        if n >= call.max_concurrent.max(0) {
-            tx.rollback().await?;
-            return Ok(Claim::CampaignFull);
+        let mut campaign_room = (first.max_concurrent.max(0) - n).max(0);
+        let mut out = Vec::with_capacity(calls.len());
+        let mut claimed = 0i64;
+        for call in calls {
+            let capped = if cps_room == 0 {
+                Some(Claim::TrunkCps)
+            } else if trunk_room == 0 {
+                Some(Claim::TrunkFull)
+            } else if campaign_room == 0 {
+                Some(Claim::CampaignFull)
+            } else {
+                None
+            };
+            if let Some(capped) = capped {
+                out.push(capped);
+                continue;
+            }
+            let Some(contact) =
+                super::contacts::claim_on(&mut *tx, call.contact_id, call.expected, call.now)
+                    .await?
+            else {
+                out.push(Claim::Taken);
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO calls_in_flight (contact_id, campaign_id, node, trunk, \
+                 attempt_number, destination, caller_id, started_at, state, reset_on_end) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ringing', 0)",
+            )
+            .bind(contact.id)
+            .bind(call.campaign_id)
+            .bind(call.node.to_string())
+            .bind(call.trunk.to_string())
+            .bind(contact.attempts)
+            .bind(contact.phone.clone())
+            .bind(call.caller_id.to_string())
+            .bind(call.now)
+            .execute(&mut *tx)
+            .await?;
+            cps_room = cps_room.saturating_sub(1);
+            trunk_room = trunk_room.saturating_sub(1);
+            campaign_room -= 1;
+            claimed += 1;
+            out.push(Claim::Claimed(Box::new(contact)));
         }
-        let Some(contact) =
-            super::contacts::claim_on(&mut *tx, call.contact_id, call.expected, call.now).await?
-        else {
+        if claimed == 0 {
             tx.rollback().await?;
-            return Ok(Claim::Taken);
-        };
+            return Ok(out);
+        }
         sqlx::query(
-            "INSERT INTO calls_in_flight (contact_id, campaign_id, node, trunk, attempt_number, \
-             destination, caller_id, started_at, state, reset_on_end) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ringing', 0)",
+            "UPDATE trunk_claims SET claims = CASE WHEN window_start = $2 THEN claims + $3 \
+             ELSE $3 END, window_start = $2 WHERE trunk = $1",
         )
-        .bind(contact.id)
-        .bind(call.campaign_id)
-        .bind(call.node.to_string())
-        .bind(call.trunk.to_string())
-        .bind(contact.attempts)
-        .bind(contact.phone.clone())
-        .bind(call.caller_id.to_string())
-        .bind(call.now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE trunk_claims SET claims = CASE WHEN window_start = $2 THEN claims + 1 \
-             ELSE 1 END, window_start = $2 WHERE trunk = $1",
-        )
-        .bind(call.trunk.to_string())
+        .bind(first.trunk.to_string())
         .bind(window_start)
+        .bind(claimed)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Claim::Claimed(Box::new(contact)))
+        Ok(out)
     }
 
     /// The call was answered: its row keeps the dialog's facts (`dialog`, JSON). `false` when
@@ -303,74 +351,30 @@ impl Store {
     /// Writes the end of an attempt in one transaction (see the module header); nothing at
     /// all when the call row is not `end.node`'s any more.
     pub async fn finish_attempt(&self, end: &AttemptEnd) -> Result<Ended> {
-        let contact_id = end.record.contact_id.ok_or_else(|| {
-            StoreError::Invalid("attempt end: the record names no contact".into())
-        })?;
-        let mut tx = self.pool.begin().await?;
-        let fence = sqlx::query(
-            "DELETE FROM calls_in_flight WHERE contact_id = $1 AND node = $2 \
-             RETURNING reset_on_end",
-        )
-        .bind(contact_id)
-        .bind(end.node.clone())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(fence) = fence else {
-            tx.rollback().await?;
-            return Ok(Ended::Fenced);
-        };
-        let reset = get_flag(&fence, "reset_on_end")?;
-        let attempt_id = super::attempts::insert_attempt_on(&mut *tx, &end.record).await?;
-        let mut sql = Sql::default();
-        let id_arg = sql.arg(Arg::I64(contact_id));
-        let outcome = sql.arg(Arg::OptText(end.contact.last_outcome.clone()));
-        let now_arg = sql.arg(Arg::I64(end.at));
-        let set = if reset {
-            // A restart came during the call: pending again, counters reset.
-            "status = 'pending', attempts = 0, retries = 0, next_attempt_at = NULL".to_string()
-        } else {
-            let status = sql.arg(Arg::Text(end.contact.status.as_str().into()));
-            let next = sql.arg(Arg::OptI64(end.contact.next_attempt_at));
-            let mut set = format!("status = {status}, next_attempt_at = {next}");
-            if let Some((attempts, retries)) = end.counters {
-                let a = sql.arg(Arg::I64(attempts));
-                let r = sql.arg(Arg::I64(retries));
-                set.push_str(&format!(", attempts = {a}, retries = {r}"));
+        let mut ended = self.finish_attempts(std::slice::from_ref(end)).await?;
+        ended
+            .pop()
+            .ok_or_else(|| StoreError::Invalid("attempt end: nothing written".into()))
+    }
+
+    /// Writes a group of attempt ends in one transaction (a group commit: one write to the
+    /// disk for many calls), each as [`Store::finish_attempt`] would; one [`Ended`] per end,
+    /// in order. All or nothing: on an error none is written.
+    pub async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<Vec<Ended>> {
+        for end in ends {
+            if end.record.contact_id.is_none() {
+                return Err(StoreError::Invalid(
+                    "attempt end: the record names no contact".into(),
+                ));
             }
-            set
-        };
-        sql.text = format!(
-            "UPDATE contacts SET {set}, last_outcome = COALESCE({outcome}, last_outcome), \
-             updated_at = {now_arg} WHERE id = {id_arg} AND status IN ('dialing', 'on_hold') \
-             RETURNING status"
-        );
-        let moved = sql.query().fetch_optional(&mut *tx).await?;
-        let status = match moved {
-            Some(row) => super::get_word(&row, "status", ContactStatus::parse)?,
-            None => {
-                // Someone moved the contact during the call: its status stays theirs.
-                let row = sqlx::query("SELECT status FROM contacts WHERE id = $1")
-                    .bind(contact_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                super::get_word(&row, "status", ContactStatus::parse)?
-            }
-        };
-        let mut detail = end.event.clone();
-        if let Some(map) = detail.as_object_mut() {
-            map.insert("status".into(), serde_json::json!(status));
         }
-        super::events::append_event_on(
-            &mut tx,
-            end.record.campaign_id,
-            Some(contact_id),
-            "attempt",
-            &detail,
-            end.at,
-        )
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(ends.len());
+        for end in ends {
+            out.push(finish_on(&mut tx, end).await?);
+        }
         tx.commit().await?;
-        Ok(Ended::Written { attempt_id, status })
+        Ok(out)
     }
 
     /// Says `node` is alive at `now` (a new node row when there is none).
@@ -522,4 +526,77 @@ impl Store {
         let campaign = self.status_set(id, expected, row).await?;
         Ok((campaign, reset, deferred))
     }
+}
+
+/// One attempt's end inside `tx` (see [`Store::finish_attempt`]).
+async fn finish_on(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    end: &AttemptEnd,
+) -> Result<Ended> {
+    let contact_id = end
+        .record
+        .contact_id
+        .ok_or_else(|| StoreError::Invalid("attempt end: the record names no contact".into()))?;
+    let fence = sqlx::query(
+        "DELETE FROM calls_in_flight WHERE contact_id = $1 AND node = $2 \
+             RETURNING reset_on_end",
+    )
+    .bind(contact_id)
+    .bind(end.node.clone())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(fence) = fence else {
+        return Ok(Ended::Fenced);
+    };
+    let reset = get_flag(&fence, "reset_on_end")?;
+    let attempt_id = super::attempts::insert_attempt_on(&mut **tx, &end.record).await?;
+    let mut sql = Sql::default();
+    let id_arg = sql.arg(Arg::I64(contact_id));
+    let outcome = sql.arg(Arg::OptText(end.contact.last_outcome.clone()));
+    let now_arg = sql.arg(Arg::I64(end.at));
+    let set = if reset {
+        // A restart came during the call: pending again, counters reset.
+        "status = 'pending', attempts = 0, retries = 0, next_attempt_at = NULL".to_string()
+    } else {
+        let status = sql.arg(Arg::Text(end.contact.status.as_str().into()));
+        let next = sql.arg(Arg::OptI64(end.contact.next_attempt_at));
+        let mut set = format!("status = {status}, next_attempt_at = {next}");
+        if let Some((attempts, retries)) = end.counters {
+            let a = sql.arg(Arg::I64(attempts));
+            let r = sql.arg(Arg::I64(retries));
+            set.push_str(&format!(", attempts = {a}, retries = {r}"));
+        }
+        set
+    };
+    sql.text = format!(
+        "UPDATE contacts SET {set}, last_outcome = COALESCE({outcome}, last_outcome), \
+             updated_at = {now_arg} WHERE id = {id_arg} AND status IN ('dialing', 'on_hold') \
+             RETURNING status"
+    );
+    let moved = sql.query().fetch_optional(&mut **tx).await?;
+    let status = match moved {
+        Some(row) => super::get_word(&row, "status", ContactStatus::parse)?,
+        None => {
+            // Someone moved the contact during the call: its status stays theirs.
+            let row = sqlx::query("SELECT status FROM contacts WHERE id = $1")
+                .bind(contact_id)
+                .fetch_one(&mut **tx)
+                .await?;
+            super::get_word(&row, "status", ContactStatus::parse)?
+        }
+    };
+    let mut detail = end.event.clone();
+    if let Some(map) = detail.as_object_mut() {
+        map.insert("status".into(), serde_json::json!(status));
+    }
+    super::events::append_event_on(
+        tx,
+        end.record.campaign_id,
+        Some(contact_id),
+        "attempt",
+        &detail,
+        end.at,
+    )
+    .await?;
+    Ok(Ended::Written { attempt_id, status })
 }

@@ -340,7 +340,12 @@ pub(crate) fn bind_all(
             Arg::I64(v) => q.bind(*v),
             Arg::OptI64(v) => q.bind(*v),
             Arg::F64(v) => q.bind(*v),
-            Arg::OptF64(v) => q.bind(*v),
+            Arg::OptF64(Some(v)) => q.bind(*v),
+            // sqlx-core 0.9.0 hands a NULL of `f64` to PostgreSQL as a `real` (float4) and one
+            // of `f32` as a `double precision`: a statement first prepared with a NULL would
+            // then refuse a later 8-byte value ("incorrect binary data format"). A NULL `f32`
+            // arrives as `double precision`, which every such column is.
+            Arg::OptF64(None) => q.bind(Option::<f32>::None),
             Arg::Text(v) => q.bind(v.clone()),
             Arg::OptText(v) => q.bind(v.clone()),
         };
