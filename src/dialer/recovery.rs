@@ -93,8 +93,13 @@ pub struct Recorder {
 /// The most attempt ends one group commit writes.
 const GROUP_MAX: usize = 256;
 
-/// One end waiting for its group commit, and who waits for the answer.
-type GroupEntry = (AttemptEnd, oneshot::Sender<Result<Ended, StoreError>>);
+/// One end waiting for its group commit, who waits for the answer (`None`: none in time),
+/// and until when.
+type GroupEntry = (
+    AttemptEnd,
+    oneshot::Sender<Option<Result<Ended, StoreError>>>,
+    tokio::time::Instant,
+);
 
 impl Recorder {
     pub fn new(store: Store, journal: Journal) -> Recorder {
@@ -106,15 +111,17 @@ impl Recorder {
     }
 
     /// Writes `end` to the store together with the other ends waiting at that moment (one
-    /// transaction for the group, [`Store::finish_attempts`]); answers once it is committed.
-    /// A group that fails is written again one end at a time, so one end's error is only its
-    /// own.
-    async fn write(&self, end: &AttemptEnd) -> Result<Ended, StoreError> {
+    /// transaction for the group, [`Store::finish_attempts`]); answers once it is committed,
+    /// or `None` when no answer came within [`STORE_TRY`] (then the write was rolled back,
+    /// or — its commit just through — a replay of it is fenced). A group that fails is
+    /// written again one end at a time, so one end's error is only its own.
+    async fn write(&self, end: &AttemptEnd) -> Option<Result<Ended, StoreError>> {
+        let deadline = tokio::time::Instant::now() + STORE_TRY;
         let (answer, answered) = oneshot::channel();
         let sent = {
             let mut group = self.group.lock();
             let inbox = group.get_or_insert_with(|| spawn_group_writer(self.store.clone()));
-            match inbox.send((end.clone(), answer)) {
+            match inbox.send((end.clone(), answer, deadline)) {
                 Ok(()) => true,
                 Err(_) => {
                     *group = None; // its task is gone (runtime shutting down)
@@ -122,13 +129,14 @@ impl Recorder {
                 }
             }
         };
-        if !sent {
-            return self.store.finish_attempt(end).await;
+        if sent {
+            if let Ok(result) = answered.await {
+                return result;
+            }
         }
-        match answered.await {
-            Ok(result) => result,
-            Err(_) => self.store.finish_attempt(end).await,
-        }
+        tokio::time::timeout_at(deadline, self.store.finish_attempt(end))
+            .await
+            .ok()
     }
 
     /// Results waiting in the journal.
@@ -148,7 +156,7 @@ impl Recorder {
             // While results wait in the journal, new ones queue behind them.
             if self.journal.lock().is_empty() {
                 let began = std::time::Instant::now();
-                let written = tokio::time::timeout(STORE_TRY, self.write(&end)).await;
+                let written = self.write(&end).await.ok_or(());
                 metrics::histogram!("outdial_store_seconds", "op" => "finish_attempt")
                     .record(began.elapsed().as_secs_f64());
                 match written {
@@ -185,8 +193,8 @@ impl Recorder {
                         tracing::error!(contact = ?contact, "attempt not recorded: {e}");
                         return;
                     }
-                    // Its group may still commit: then the replay finds the call's row gone
-                    // and writes nothing twice.
+                    // Rolled back, or (if its commit got through) the replay finds the
+                    // call's row gone and writes nothing twice.
                     Err(_) => {
                         tracing::error!(
                             contact = ?contact,
@@ -247,31 +255,49 @@ impl Recorder {
 }
 
 /// The group committer: takes every end waiting, writes them in one transaction, answers
-/// each; ends when every [`Recorder`] holding its inbox is gone.
+/// each; ends when every [`Recorder`] holding its inbox is gone. A write never outlives the
+/// earliest deadline of its group (dropped: rolled back), so an end its waiter has given up
+/// on (and journaled) is not written behind its back.
 fn spawn_group_writer(store: Store) -> mpsc::UnboundedSender<GroupEntry> {
     let (inbox, mut waiting) = mpsc::unbounded_channel::<GroupEntry>();
     tokio::spawn(async move {
         let mut group: Vec<GroupEntry> = Vec::with_capacity(GROUP_MAX);
         while waiting.recv_many(&mut group, GROUP_MAX).await > 0 {
-            let ends: Vec<AttemptEnd> = group.iter().map(|(end, _)| end.clone()).collect();
-            match store.finish_attempts(&ends).await {
-                Ok(ended) => {
-                    for ((_, answer), ended) in group.drain(..).zip(ended) {
-                        let _ = answer.send(Ok(ended));
+            let now = tokio::time::Instant::now();
+            let (live, late): (Vec<_>, Vec<_>) = group
+                .drain(..)
+                .partition(|(_, answer, deadline)| *deadline > now && !answer.is_closed());
+            for (_, answer, _) in late {
+                let _ = answer.send(None);
+            }
+            let Some(deadline) = live.iter().map(|(_, _, d)| *d).min() else {
+                continue;
+            };
+            let ends: Vec<AttemptEnd> = live.iter().map(|(end, _, _)| end.clone()).collect();
+            metrics::histogram!("outdial_store_group_size").record(ends.len() as f64);
+            match tokio::time::timeout_at(deadline, store.finish_attempts(&ends)).await {
+                Ok(Ok(ended)) => {
+                    for ((_, answer, _), ended) in live.into_iter().zip(ended) {
+                        let _ = answer.send(Some(Ok(ended)));
                     }
                 }
-                Err(e) if group.len() == 1 => {
-                    if let Some((_, answer)) = group.pop() {
-                        let _ = answer.send(Err(e));
+                Ok(Err(e)) if live.len() == 1 => {
+                    if let Some((_, answer, _)) = live.into_iter().next() {
+                        let _ = answer.send(Some(Err(e)));
+                    }
+                }
+                Ok(Err(_)) => {
+                    for (end, answer, deadline) in live {
+                        let one = tokio::time::timeout_at(deadline, store.finish_attempt(&end));
+                        let _ = answer.send(one.await.ok());
                     }
                 }
                 Err(_) => {
-                    for (end, answer) in group.drain(..) {
-                        let _ = answer.send(store.finish_attempt(&end).await);
+                    for (_, answer, _) in live {
+                        let _ = answer.send(None);
                     }
                 }
             }
-            metrics::histogram!("outdial_store_group_size").record(ends.len() as f64);
         }
     });
     inbox
