@@ -155,6 +155,7 @@ macro_rules! both {
 }
 
 both!(
+    claim_groups_take_what_fits_under_the_caps_in_order,
     migrations_apply_twice,
     optional_reals_are_stored_after_nulls_on_every_connection,
     campaign_round_trip,
@@ -3204,6 +3205,77 @@ async fn contact_ids(s: &Store, campaign_id: i64) -> Vec<i64> {
         .iter()
         .map(|c| c.id)
         .collect()
+}
+
+/// A tick's group: one transaction claims the contacts that fit under the caps, in order;
+/// a contact taken meanwhile is `Taken`, the rest past a cap get that cap untouched.
+async fn claim_groups_take_what_fits_under_the_caps_in_order(db: &TestDb) {
+    let s = &db.store;
+    let id = campaign(s, "groups").await;
+    let batch: Vec<_> = (0..12)
+        .map(|i| contact(&format!("+1415777{i:04}"), ""))
+        .collect();
+    s.bulk_insert_contacts(id, &batch, NOW).await.unwrap();
+    let ids = contact_ids(s, id).await;
+    // One call already up: 4 concurrent leave room for 3; contact 1 is taken first.
+    let one = |cid| NewCall {
+        max_concurrent: 4,
+        ..new_call(id, cid, "node-a", NOW)
+    };
+    assert!(matches!(
+        s.claim_call(&one(ids[0])).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    let taken = NewCall {
+        max_concurrent: 1000,
+        trunk: "other",
+        ..new_call(id, ids[1], "node-b", NOW)
+    };
+    assert!(matches!(
+        s.claim_call(&taken).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    // Now 2 live: room for 2 more under max_concurrent 4.
+    let group: Vec<NewCall> = ids[1..7].iter().map(|cid| one(*cid)).collect();
+    let got = s.claim_calls(&group).await.unwrap();
+    assert_eq!(got.len(), 6);
+    assert_eq!(got[0], Claim::Taken);
+    match &got[1] {
+        Claim::Claimed(c) => {
+            assert_eq!(
+                (c.id, c.status, c.attempts),
+                (ids[2], ContactStatus::Dialing, 1)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        got[2..].iter().all(|c| *c == Claim::CampaignFull),
+        "{got:?}"
+    );
+    assert_eq!(s.campaign_calls(id).await.unwrap(), 3);
+    // Past the cap, nothing was touched.
+    let c = s.get_contact(ids[4]).await.unwrap();
+    assert_eq!((c.status, c.attempts), (ContactStatus::Pending, 0));
+    // Trunk CPS: two a second, counted with the group.
+    let cps = |cid| NewCall {
+        trunk: "slow",
+        max_cps: Some(2.0),
+        ..new_call(id, cid, "node-a", NOW)
+    };
+    let group: Vec<NewCall> = ids[7..12].iter().map(|cid| cps(*cid)).collect();
+    let got = s.claim_calls(&group).await.unwrap();
+    assert!(matches!(got[0], Claim::Claimed(_)) && matches!(got[1], Claim::Claimed(_)));
+    assert!(got[2..].iter().all(|c| *c == Claim::TrunkCps), "{got:?}");
+    assert_eq!(
+        s.claim_call(&cps(ids[9])).await.unwrap(),
+        Claim::TrunkCps,
+        "the window's two claims are counted"
+    );
+    // A group that mixes caps is refused whole.
+    let mixed = vec![one(ids[9]), cps(ids[10])];
+    assert!(s.claim_calls(&mixed).await.is_err());
+    assert_eq!(s.campaign_calls(id).await.unwrap(), 5);
 }
 
 async fn claims_count_caps_over_every_node(db: &TestDb) {

@@ -250,6 +250,35 @@ where
     row.as_ref().map(contact_from).transpose()
 }
 
+/// [`claim_on`] for a group of contacts in one statement: those still in an `expected`
+/// status are `dialing` now, by id (the others were taken or moved meanwhile).
+pub(crate) async fn claim_many_on<'e, E>(
+    ex: E,
+    ids: &[i64],
+    expected: &[ContactStatus],
+    now: Millis,
+) -> Result<std::collections::HashMap<i64, Contact>>
+where
+    E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    if expected.is_empty() || ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut sql = Sql::default();
+    let now_arg = sql.arg(Arg::I64(now));
+    let list = status_list(&mut sql, expected);
+    let id_list = super::in_list(&mut sql, ids.iter().map(|id| Arg::I64(*id)));
+    sql.text = format!(
+        "UPDATE contacts SET status = 'dialing', attempts = attempts + 1, retries = attempts, \
+         last_attempt_at = {now_arg}, updated_at = {now_arg} \
+         WHERE id IN ({id_list}) AND status IN ({list}) RETURNING {COLUMNS}"
+    );
+    let rows = sql.query().fetch_all(ex).await?;
+    rows.iter()
+        .map(|row| contact_from(row).map(|c| (c.id, c)))
+        .collect()
+}
+
 impl Store {
     pub(crate) async fn ensure_campaign(&self, campaign_id: i64) -> Result<()> {
         let found = sqlx::query("SELECT id FROM campaigns WHERE id = $1")

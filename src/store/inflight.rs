@@ -233,7 +233,7 @@ impl Store {
         } else {
             0
         };
-        let mut cps_room = match first.max_cps {
+        let cps_room = match first.max_cps {
             Some(_) => allowed.saturating_sub(claims_now).max(0),
             None => i64::MAX,
         };
@@ -243,7 +243,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         }
-        let mut trunk_room = match first.max_channels.filter(|_| !first.trunk.is_empty()) {
+        let trunk_room = match first.max_channels.filter(|_| !first.trunk.is_empty()) {
             Some(max) => {
                 let n: i64 =
                     sqlx::query("SELECT COUNT(*) AS n FROM calls_in_flight WHERE trunk = $1")
@@ -261,50 +261,63 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get("n")?;
-        let mut campaign_room = (first.max_concurrent.max(0) - n).max(0);
-        let mut out = Vec::with_capacity(calls.len());
-        let mut claimed = 0i64;
-        for call in calls {
-            let capped = if cps_room == 0 {
-                Some(Claim::TrunkCps)
-            } else if trunk_room == 0 {
-                Some(Claim::TrunkFull)
-            } else if campaign_room == 0 {
-                Some(Claim::CampaignFull)
-            } else {
-                None
-            };
-            if let Some(capped) = capped {
-                out.push(capped);
-                continue;
-            }
-            let Some(contact) =
-                super::contacts::claim_on(&mut *tx, call.contact_id, call.expected, call.now)
-                    .await?
-            else {
-                out.push(Claim::Taken);
+        let campaign_room = (first.max_concurrent.max(0) - n).max(0);
+        // The contacts that fit under every cap, in order; the first cap that stops the rest
+        // is their answer.
+        let room = usize::try_from(cps_room.min(trunk_room).min(campaign_room)).unwrap_or(0);
+        let cap = if cps_room as usize == room {
+            Claim::TrunkCps
+        } else if trunk_room as usize == room {
+            Claim::TrunkFull
+        } else {
+            Claim::CampaignFull
+        };
+        let tried = &calls[..room.min(calls.len())];
+        let ids: Vec<i64> = tried.iter().map(|c| c.contact_id).collect();
+        let mut taken =
+            super::contacts::claim_many_on(&mut *tx, &ids, first.expected, first.now).await?;
+        let mut sql = Sql::default();
+        let mut rows = Vec::with_capacity(taken.len());
+        for call in tried {
+            let Some(contact) = taken.get(&call.contact_id) else {
                 continue;
             };
-            sqlx::query(
+            let values = [
+                Arg::I64(contact.id),
+                Arg::I64(call.campaign_id),
+                Arg::Text(call.node.to_string()),
+                Arg::Text(call.trunk.to_string()),
+                Arg::I64(contact.attempts),
+                Arg::Text(contact.phone.clone()),
+                Arg::Text(call.caller_id.to_string()),
+                Arg::I64(call.now),
+            ]
+            .into_iter()
+            .map(|a| sql.arg(a))
+            .collect::<Vec<_>>()
+            .join(", ");
+            rows.push(format!("({values}, 'ringing', 0)"));
+        }
+        let claimed = rows.len() as i64;
+        if claimed > 0 {
+            sql.text = format!(
                 "INSERT INTO calls_in_flight (contact_id, campaign_id, node, trunk, \
                  attempt_number, destination, caller_id, started_at, state, reset_on_end) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ringing', 0)",
-            )
-            .bind(contact.id)
-            .bind(call.campaign_id)
-            .bind(call.node.to_string())
-            .bind(call.trunk.to_string())
-            .bind(contact.attempts)
-            .bind(contact.phone.clone())
-            .bind(call.caller_id.to_string())
-            .bind(call.now)
-            .execute(&mut *tx)
-            .await?;
-            cps_room = cps_room.saturating_sub(1);
-            trunk_room = trunk_room.saturating_sub(1);
-            campaign_room -= 1;
-            claimed += 1;
-            out.push(Claim::Claimed(Box::new(contact)));
+                 VALUES {}",
+                rows.join(", ")
+            );
+            sql.query().execute(&mut *tx).await?;
+        }
+        let mut out = Vec::with_capacity(calls.len());
+        for (i, call) in calls.iter().enumerate() {
+            out.push(if i >= tried.len() {
+                cap.clone()
+            } else {
+                match taken.remove(&call.contact_id) {
+                    Some(contact) => Claim::Claimed(Box::new(contact)),
+                    None => Claim::Taken,
+                }
+            });
         }
         if claimed == 0 {
             tx.rollback().await?;
