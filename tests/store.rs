@@ -156,6 +156,7 @@ macro_rules! both {
 
 both!(
     claim_groups_take_what_fits_under_the_caps_in_order,
+    a_group_commit_writes_what_one_by_one_ends_write,
     migrations_apply_twice,
     optional_reals_are_stored_after_nulls_on_every_connection,
     campaign_round_trip,
@@ -3404,6 +3405,131 @@ fn end_of(node: &str, campaign_id: i64, contact_id: i64, status: ContactStatus) 
         event: serde_json::json!({"attempt": 1, "outcome": "busy"}),
         at: NOW + 5,
     }
+}
+
+/// Five ends of every kind — plain, with counters written back, fenced (another node's),
+/// of a contact moved during its call, of a contact reset by a restart — written one by one
+/// in one campaign and as one group in another: the same contacts, records and events.
+async fn a_group_commit_writes_what_one_by_one_ends_write(db: &TestDb) {
+    let s = &db.store;
+    let mut seen = Vec::new();
+    for grouped in [false, true] {
+        let id = campaign(s, if grouped { "grouped" } else { "single" }).await;
+        let batch: Vec<_> = (0..6)
+            .map(|i| contact(&format!("+1415888{i:04}"), ""))
+            .collect();
+        s.bulk_insert_contacts(id, &batch, NOW).await.unwrap();
+        let ids = contact_ids(s, id).await;
+        // Contact 4's campaign restarts while its call is up: reset when it ends.
+        let first = s.claim_call(&new_call(id, ids[4], "node-a", NOW)).await;
+        assert!(matches!(first.unwrap(), Claim::Claimed(_)));
+        s.set_campaign_status(id, CampaignStatus::New, CampaignStatus::Canceled, NOW)
+            .await
+            .unwrap();
+        s.restart_campaign(
+            id,
+            CampaignStatus::Canceled,
+            CampaignStatus::Processing,
+            NOW,
+        )
+        .await
+        .unwrap();
+        let group: Vec<NewCall> = ids[..4]
+            .iter()
+            .map(|cid| new_call(id, *cid, "node-a", NOW))
+            .collect();
+        let claimed = s.claim_calls(&group).await.unwrap();
+        assert!(claimed.iter().all(|c| matches!(c, Claim::Claimed(_))));
+        // Contact 3 is moved by someone during its call.
+        s.transition_contact(
+            ids[3],
+            &[ContactStatus::Dialing],
+            &ContactTransition {
+                status: ContactStatus::Completed,
+                next_attempt_at: None,
+                last_outcome: None,
+            },
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+        let mut ends = vec![
+            end_of("node-a", id, ids[0], ContactStatus::Retry),
+            AttemptEnd {
+                counters: Some((0, 0)),
+                ..end_of("node-a", id, ids[1], ContactStatus::Retry)
+            },
+            end_of("node-b", id, ids[2], ContactStatus::Retry),
+            end_of("node-a", id, ids[3], ContactStatus::Retry),
+        ];
+        ends.push(end_of("node-a", id, ids[4], ContactStatus::Rejected));
+        let ended = if grouped {
+            s.finish_attempts(&ends).await.unwrap()
+        } else {
+            let mut out = Vec::new();
+            for end in &ends {
+                out.push(s.finish_attempt(end).await.unwrap());
+            }
+            out
+        };
+        let statuses: Vec<Option<ContactStatus>> = ended
+            .iter()
+            .map(|e| match e {
+                Ended::Written { status, .. } => Some(*status),
+                Ended::Fenced => None,
+            })
+            .collect();
+        let mut contacts = Vec::new();
+        for cid in &ids[..5] {
+            let c = s.get_contact(*cid).await.unwrap();
+            contacts.push((
+                c.status,
+                c.attempts,
+                c.retries,
+                c.next_attempt_at,
+                c.last_outcome.clone(),
+                attempts_of(s, *cid).await,
+            ));
+        }
+        let events: Vec<(Option<i64>, serde_json::Value)> = s
+            .list_events(&EventFilter {
+                campaign_id: Some(id),
+                kind: Some("attempt".into()),
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.contact_id.map(|c| c - ids[0]), e.detail))
+            .collect();
+        let in_flight = s.campaign_calls(id).await.unwrap();
+        seen.push((statuses, contacts, events, in_flight));
+    }
+    let (single, grouped) = (&seen[0], &seen[1]);
+    assert_eq!(single.0, grouped.0, "Ended");
+    assert_eq!(single.1, grouped.1, "contacts");
+    assert_eq!(single.2, grouped.2, "events");
+    assert_eq!(single.3, grouped.3, "calls in flight");
+    // And what that is: written, written, fenced, the mover's status kept, reset.
+    assert_eq!(
+        single.0,
+        vec![
+            Some(ContactStatus::Retry),
+            Some(ContactStatus::Retry),
+            None,
+            Some(ContactStatus::Completed),
+            Some(ContactStatus::Pending)
+        ]
+    );
+    assert_eq!(
+        (single.1[1].1, single.1[1].2),
+        (0, 0),
+        "counters written back"
+    );
+    assert_eq!((single.1[4].0, single.1[4].1), (ContactStatus::Pending, 0));
+    assert_eq!(single.1[2].5, 0, "the fenced end wrote no record");
+    assert_eq!(single.3, 1, "the fenced call's row stays");
+    assert_eq!(single.2.len(), 4);
 }
 
 async fn attempts_of(s: &Store, contact_id: i64) -> usize {

@@ -227,7 +227,10 @@ pub struct CampaignReport {
     pub heat_map: HeatMap,
 }
 
-const COLUMNS: &str = "id, campaign_id, contact_id, attempt_number, call_id, sip_profile, \
+/// The columns an attempt record is inserted with, in [`record_args`]' order.
+macro_rules! insert_columns {
+    () => {
+        "campaign_id, contact_id, attempt_number, call_id, sip_profile, \
     caller_id, billable_account, destination, started_at, ended_at, ring_ms, answer_ms, \
     duration_ms, sip_code, reason, outcome, ended_by, codec, amd_mode, amd_verdict, answered_by, \
     amd_cause, amd_confidence, amd_decision_ms, beep_ms, rtp_sent, rtp_received, rtp_lost, \
@@ -235,7 +238,11 @@ const COLUMNS: &str = "id, campaign_id, contact_id, attempt_number, call_id, sip
     rtp_rejected_source, rtp_latched_to, direction, agent_call_id, agent_id, \
     agent_name, agent_ring_at, agent_answer_at, bridge_start_at, bridge_end_at, talk_ms, \
     queue_wait_ms, agent_idle_ms, abandoned, bridge_kind, bridge_target, call_sid, \
-    agent_first_audio_ms, agent_marks, agent_clears";
+    agent_first_audio_ms, agent_marks, agent_clears"
+    };
+}
+pub(crate) const INSERT_COLUMNS: &str = insert_columns!();
+const COLUMNS: &str = concat!("id, ", insert_columns!());
 
 /// The bridge columns in [`bridge_args`] order.
 const BRIDGE_COLUMNS: [&str; 17] = [
@@ -372,7 +379,7 @@ fn attempt_from(row: &AnyRow) -> Result<CallAttempt> {
     })
 }
 
-fn record_args(r: &AttemptRecord) -> Vec<Arg> {
+pub(crate) fn record_args(r: &AttemptRecord) -> Vec<Arg> {
     vec![
         Arg::OptI64(r.campaign_id),
         Arg::OptI64(r.contact_id),
@@ -464,9 +471,8 @@ where
         .into_iter()
         .map(|a| sql.arg(a))
         .collect();
-    let columns = COLUMNS.trim_start_matches("id, ");
     sql.text = format!(
-        "INSERT INTO call_attempts ({columns}) VALUES ({}) RETURNING id",
+        "INSERT INTO call_attempts ({INSERT_COLUMNS}) VALUES ({}) RETURNING id",
         values.join(", ")
     );
     let row = sql.query().fetch_one(ex).await.map_err(|e| {

@@ -382,10 +382,20 @@ impl Store {
             }
         }
         let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(ends.len());
-        for end in ends {
-            out.push(finish_on(&mut tx, end).await?);
-        }
+        let mut contacts = std::collections::HashSet::new();
+        let out = if ends.len() > 1
+            && ends
+                .iter()
+                .all(|e| contacts.insert(e.record.contact_id.unwrap_or(0)))
+        {
+            finish_group_on(&mut tx, ends).await?
+        } else {
+            let mut out = Vec::with_capacity(ends.len());
+            for end in ends {
+                out.push(finish_on(&mut tx, end).await?);
+            }
+            out
+        };
         tx.commit().await?;
         Ok(out)
     }
@@ -539,6 +549,199 @@ impl Store {
         let campaign = self.status_set(id, expected, row).await?;
         Ok((campaign, reset, deferred))
     }
+}
+
+/// Placeholders `($a, $b, …)` for `args`, added to `sql`.
+fn row_of(sql: &mut Sql, args: impl IntoIterator<Item = Arg>) -> String {
+    let list: Vec<String> = args.into_iter().map(|a| sql.arg(a)).collect();
+    format!("({})", list.join(", "))
+}
+
+/// The ends of a group of attempts (one contact each) inside `tx`, as [`finish_on`] would
+/// write them one by one, in one statement per table: the call rows deleted (the fence), the
+/// attempt records inserted, the contacts moved on, the events and their webhook deliveries
+/// inserted.
+async fn finish_group_on(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ends: &[AttemptEnd],
+) -> Result<Vec<Ended>> {
+    use std::collections::HashMap;
+    let contact_of = |end: &AttemptEnd| end.record.contact_id.unwrap_or(0);
+    // The fence: only ends whose call row is still their node's are written.
+    let mut sql = Sql::default();
+    let pairs: Vec<String> = ends
+        .iter()
+        .map(|end| {
+            let c = sql.arg(Arg::I64(contact_of(end)));
+            let n = sql.arg(Arg::Text(end.node.clone()));
+            format!("(contact_id = {c} AND node = {n})")
+        })
+        .collect();
+    sql.text = format!(
+        "DELETE FROM calls_in_flight WHERE {} RETURNING contact_id, reset_on_end",
+        pairs.join(" OR ")
+    );
+    let mut reset: HashMap<i64, bool> = HashMap::new();
+    for row in sql.query().fetch_all(&mut **tx).await? {
+        reset.insert(row.try_get("contact_id")?, get_flag(&row, "reset_on_end")?);
+    }
+    let written: Vec<&AttemptEnd> = ends
+        .iter()
+        .filter(|e| reset.contains_key(&contact_of(e)))
+        .collect();
+    if written.is_empty() {
+        return Ok(ends.iter().map(|_| Ended::Fenced).collect());
+    }
+    // The attempt records.
+    let mut sql = Sql::default();
+    let rows: Vec<String> = written
+        .iter()
+        .map(|end| row_of(&mut sql, super::attempts::record_args(&end.record)))
+        .collect();
+    sql.text = format!(
+        "INSERT INTO call_attempts ({}) VALUES {} RETURNING id, contact_id",
+        super::attempts::INSERT_COLUMNS,
+        rows.join(", ")
+    );
+    let mut attempt_ids: HashMap<i64, i64> = HashMap::new();
+    let inserted = sql.query().fetch_all(&mut **tx).await.map_err(|e| {
+        super::conflict_on_constraint(e, || {
+            "an attempt's campaign or contact does not exist".into()
+        })
+    })?;
+    for row in inserted {
+        attempt_ids.insert(row.try_get("contact_id")?, row.try_get("id")?);
+    }
+    // The contacts moved on; one that someone moved during its call keeps their status.
+    let mut sql = Sql::default();
+    let rows: Vec<String> = written
+        .iter()
+        .map(|end| {
+            let (counted, attempts, retries) = match end.counters {
+                Some((a, r)) => (1, Some(a), Some(r)),
+                None => (0, None, None),
+            };
+            row_of(
+                &mut sql,
+                [
+                    Arg::I64(contact_of(end)),
+                    Arg::I64(i64::from(reset[&contact_of(end)])),
+                    Arg::Text(end.contact.status.as_str().into()),
+                    Arg::OptI64(end.contact.next_attempt_at),
+                    Arg::I64(counted),
+                    Arg::OptI64(attempts),
+                    Arg::OptI64(retries),
+                    Arg::OptText(end.contact.last_outcome.clone()),
+                    Arg::I64(end.at),
+                ],
+            )
+        })
+        .collect();
+    sql.text = format!(
+        "UPDATE contacts SET \
+         status = CASE WHEN v.column2 = 1 THEN 'pending' ELSE v.column3 END, \
+         next_attempt_at = CASE WHEN v.column2 = 1 THEN NULL ELSE v.column4 END, \
+         attempts = CASE WHEN v.column2 = 1 THEN 0 WHEN v.column5 = 1 THEN v.column6 \
+         ELSE contacts.attempts END, \
+         retries = CASE WHEN v.column2 = 1 THEN 0 WHEN v.column5 = 1 THEN v.column7 \
+         ELSE contacts.retries END, \
+         last_outcome = COALESCE(v.column8, contacts.last_outcome), updated_at = v.column9 \
+         FROM (VALUES {}) AS v WHERE contacts.id = v.column1 \
+         AND contacts.status IN ('dialing', 'on_hold') RETURNING contacts.id, contacts.status",
+        rows.join(", ")
+    );
+    let mut status: HashMap<i64, ContactStatus> = HashMap::new();
+    for row in sql.query().fetch_all(&mut **tx).await? {
+        status.insert(
+            row.try_get("id")?,
+            super::get_word(&row, "status", ContactStatus::parse)?,
+        );
+    }
+    let moved: Vec<i64> = written
+        .iter()
+        .map(|e| contact_of(e))
+        .filter(|c| !status.contains_key(c))
+        .collect();
+    if !moved.is_empty() {
+        let mut sql = Sql::default();
+        let list = super::in_list(&mut sql, moved.iter().map(|c| Arg::I64(*c)));
+        sql.text = format!("SELECT id, status FROM contacts WHERE id IN ({list})");
+        for row in sql.query().fetch_all(&mut **tx).await? {
+            status.insert(
+                row.try_get("id")?,
+                super::get_word(&row, "status", ContactStatus::parse)?,
+            );
+        }
+    }
+    // The events (each with the contact's final status), then their webhook deliveries.
+    let mut sql = Sql::default();
+    let mut details = HashMap::new();
+    let rows: Vec<String> = written
+        .iter()
+        .map(|end| {
+            let contact = contact_of(end);
+            let mut detail = end.event.clone();
+            if let (Some(map), Some(st)) = (detail.as_object_mut(), status.get(&contact)) {
+                map.insert("status".into(), serde_json::json!(st));
+            }
+            let campaign = sql.arg(Arg::OptI64(end.record.campaign_id));
+            let rest = [
+                Arg::I64(contact),
+                Arg::Text("attempt".into()),
+                Arg::Text(super::to_json(&detail)),
+                Arg::I64(end.at),
+            ]
+            .into_iter()
+            .map(|a| sql.arg(a))
+            .collect::<Vec<_>>()
+            .join(", ");
+            details.insert(contact, detail);
+            format!(
+                "((SELECT account_id FROM campaigns WHERE id = {campaign}), {campaign}, {rest})"
+            )
+        })
+        .collect();
+    sql.text = format!(
+        "INSERT INTO events (account_id, campaign_id, contact_id, kind, detail, created_at) \
+         VALUES {} RETURNING id, account_id, contact_id",
+        rows.join(", ")
+    );
+    let mut events = Vec::with_capacity(written.len());
+    let by_contact: HashMap<i64, &AttemptEnd> =
+        written.iter().map(|e| (contact_of(e), *e)).collect();
+    for row in sql.query().fetch_all(&mut **tx).await? {
+        let contact: i64 = row.try_get("contact_id")?;
+        let Some(end) = by_contact.get(&contact) else {
+            continue;
+        };
+        events.push(super::events::Event {
+            id: row.try_get("id")?,
+            account_id: row.try_get("account_id")?,
+            campaign_id: end.record.campaign_id,
+            contact_id: Some(contact),
+            attempt: None,
+            call_id: None,
+            kind: "attempt".into(),
+            detail: details.remove(&contact).unwrap_or_default(),
+            at: end.at,
+        });
+    }
+    events.sort_by_key(|e| e.id);
+    super::webhooks::queue_deliveries_many(tx, &events).await?;
+    ends.iter()
+        .map(|end| {
+            let contact = contact_of(end);
+            if !reset.contains_key(&contact) {
+                return Ok(Ended::Fenced);
+            }
+            match (attempt_ids.get(&contact), status.get(&contact)) {
+                (Some(&attempt_id), Some(&status)) => Ok(Ended::Written { attempt_id, status }),
+                _ => Err(StoreError::Invalid(format!(
+                    "attempt end of contact {contact}: its record or status was not returned"
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// One attempt's end inside `tx` (see [`Store::finish_attempt`]).

@@ -116,45 +116,82 @@ pub fn stream_of(event: &Event) -> String {
 /// else its account's default) when that webhook takes its kind. Called for every event
 /// stored, in the same transaction.
 pub(crate) async fn queue_deliveries(conn: &mut sqlx::AnyConnection, event: &Event) -> Result<()> {
-    let Some(account) = event.account_id else {
-        return Ok(());
-    };
-    // The campaign's own webhook first, then the account's default.
-    let rows = sqlx::query(
-        "SELECT id, campaign_id, events FROM webhooks WHERE account_id = $1 \
-         AND (campaign_id = $2 OR campaign_id IS NULL)",
-    )
-    .bind(account)
-    .bind(event.campaign_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut chosen = None;
-    for row in &rows {
-        let id: i64 = row.try_get("id")?;
-        let campaign: Option<i64> = row.try_get("campaign_id")?;
-        let events: String = row.try_get("events")?;
-        if campaign.is_some() || chosen.is_none() {
-            chosen = Some((id, events));
+    queue_deliveries_many(conn, std::slice::from_ref(event)).await
+}
+
+/// [`queue_deliveries`] for a group of events: one look at the webhooks per account and
+/// campaign, one statement for every delivery.
+pub(crate) async fn queue_deliveries_many(
+    conn: &mut sqlx::AnyConnection,
+    events: &[Event],
+) -> Result<()> {
+    // (account, campaign) → the webhook that serves it and the kinds it takes.
+    type Serving = Option<(i64, Vec<String>)>;
+    let mut serving: std::collections::HashMap<(i64, Option<i64>), Serving> = Default::default();
+    let mut sql = Sql::default();
+    let mut rows = Vec::new();
+    for event in events {
+        let Some(account) = event.account_id else {
+            continue;
+        };
+        let key = (account, event.campaign_id);
+        if let std::collections::hash_map::Entry::Vacant(slot) = serving.entry(key) {
+            // The campaign's own webhook first, then the account's default.
+            let found = sqlx::query(
+                "SELECT id, campaign_id, events FROM webhooks WHERE account_id = $1 \
+                 AND (campaign_id = $2 OR campaign_id IS NULL)",
+            )
+            .bind(account)
+            .bind(event.campaign_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut chosen = None;
+            for row in &found {
+                let id: i64 = row.try_get("id")?;
+                let campaign: Option<i64> = row.try_get("campaign_id")?;
+                let events: String = row.try_get("events")?;
+                if campaign.is_some() || chosen.is_none() {
+                    chosen = Some((id, events));
+                }
+            }
+            let chosen = chosen.map(|(id, events)| {
+                (
+                    id,
+                    serde_json::from_str::<Vec<String>>(&events).unwrap_or_default(),
+                )
+            });
+            slot.insert(chosen);
         }
+        let Some(Some((webhook, kinds))) = serving.get(&key) else {
+            continue;
+        };
+        if !kinds.is_empty() && !kinds.contains(&event.kind) {
+            continue;
+        }
+        let values = [
+            Arg::I64(*webhook),
+            Arg::I64(event.id),
+            Arg::I64(account),
+            Arg::Text(stream_of(event)),
+            Arg::I64(event.at),
+        ]
+        .into_iter()
+        .map(|a| sql.arg(a))
+        .collect::<Vec<_>>();
+        rows.push(format!(
+            "({}, {}, {}, {}, 'pending', 0, {}, {})",
+            values[0], values[1], values[2], values[3], values[4], values[4]
+        ));
     }
-    let Some((webhook, events)) = chosen else {
-        return Ok(());
-    };
-    let kinds: Vec<String> = serde_json::from_str(&events).unwrap_or_default();
-    if !kinds.is_empty() && !kinds.contains(&event.kind) {
+    if rows.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    sql.text = format!(
         "INSERT INTO webhook_deliveries (webhook_id, event_id, account_id, stream, status, \
-         attempts, next_at, created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
-    )
-    .bind(webhook)
-    .bind(event.id)
-    .bind(account)
-    .bind(stream_of(event))
-    .bind(event.at)
-    .execute(&mut *conn)
-    .await?;
+         attempts, next_at, created_at) VALUES {}",
+        rows.join(", ")
+    );
+    sql.query().execute(&mut *conn).await?;
     Ok(())
 }
 
