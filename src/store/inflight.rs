@@ -273,40 +273,16 @@ impl Store {
             Claim::CampaignFull
         };
         let tried = &calls[..room.min(calls.len())];
-        let ids: Vec<i64> = tried.iter().map(|c| c.contact_id).collect();
-        let mut taken =
-            super::contacts::claim_many_on(&mut *tx, &ids, first.expected, first.now).await?;
-        let mut sql = Sql::default();
-        let mut rows = Vec::with_capacity(taken.len());
-        for call in tried {
-            let Some(contact) = taken.get(&call.contact_id) else {
-                continue;
-            };
-            let values = [
-                Arg::I64(contact.id),
-                Arg::I64(call.campaign_id),
-                Arg::Text(call.node.to_string()),
-                Arg::Text(call.trunk.to_string()),
-                Arg::I64(contact.attempts),
-                Arg::Text(contact.phone.clone()),
-                Arg::Text(call.caller_id.to_string()),
-                Arg::I64(call.now),
-            ]
-            .into_iter()
-            .map(|a| sql.arg(a))
-            .collect::<Vec<_>>()
-            .join(", ");
-            rows.push(format!("({values}, 'ringing', 0)"));
-        }
-        let claimed = rows.len() as i64;
-        if claimed > 0 {
-            sql.text = format!(
-                "INSERT INTO calls_in_flight (contact_id, campaign_id, node, trunk, \
-                 attempt_number, destination, caller_id, started_at, state, reset_on_end) \
-                 VALUES {}",
-                rows.join(", ")
+        let mut taken = std::collections::HashMap::new();
+        for chunk in tried.chunks(ROWS_PER_STATEMENT) {
+            let ids: Vec<i64> = chunk.iter().map(|c| c.contact_id).collect();
+            taken.extend(
+                super::contacts::claim_many_on(&mut *tx, &ids, first.expected, first.now).await?,
             );
-            sql.query().execute(&mut *tx).await?;
+        }
+        let mut claimed = 0i64;
+        for chunk in tried.chunks(ROWS_PER_STATEMENT) {
+            claimed += insert_calls_on(&mut tx, chunk, &taken).await?;
         }
         let mut out = Vec::with_capacity(calls.len());
         for (i, call) in calls.iter().enumerate() {
@@ -388,7 +364,11 @@ impl Store {
                 .iter()
                 .all(|e| contacts.insert(e.record.contact_id.unwrap_or(0)))
         {
-            finish_group_on(&mut tx, ends).await?
+            let mut out = Vec::with_capacity(ends.len());
+            for chunk in ends.chunks(ROWS_PER_STATEMENT) {
+                out.extend(finish_group_on(&mut tx, chunk).await?);
+            }
+            out
         } else {
             let mut out = Vec::with_capacity(ends.len());
             for end in ends {
@@ -551,6 +531,49 @@ impl Store {
     }
 }
 
+/// Rows per multi-row statement: sqlx's SQLite driver finds each placeholder by name with a
+/// walk over all of them, so a statement's cost grows with the square of its placeholders.
+const ROWS_PER_STATEMENT: usize = 24;
+
+/// The call rows of the claimed contacts among `calls` (`taken`), in one statement; how many.
+async fn insert_calls_on(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    calls: &[NewCall<'_>],
+    taken: &std::collections::HashMap<i64, Contact>,
+) -> Result<i64> {
+    let mut sql = Sql::default();
+    let mut rows = Vec::with_capacity(calls.len());
+    for call in calls {
+        let Some(contact) = taken.get(&call.contact_id) else {
+            continue;
+        };
+        let values = row_of(
+            &mut sql,
+            [
+                Arg::I64(contact.id),
+                Arg::I64(call.campaign_id),
+                Arg::Text(call.node.to_string()),
+                Arg::Text(call.trunk.to_string()),
+                Arg::I64(contact.attempts),
+                Arg::Text(contact.phone.clone()),
+                Arg::Text(call.caller_id.to_string()),
+                Arg::I64(call.now),
+            ],
+        );
+        rows.push(format!("{}, 'ringing', 0)", values.trim_end_matches(')')));
+    }
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    sql.text = format!(
+        "INSERT INTO calls_in_flight (contact_id, campaign_id, node, trunk, attempt_number, \
+         destination, caller_id, started_at, state, reset_on_end) VALUES {}",
+        rows.join(", ")
+    );
+    sql.query().execute(&mut **tx).await?;
+    Ok(rows.len() as i64)
+}
+
 /// Placeholders `($a, $b, …)` for `args`, added to `sql`.
 fn row_of(sql: &mut Sql, args: impl IntoIterator<Item = Arg>) -> String {
     let list: Vec<String> = args.into_iter().map(|a| sql.arg(a)).collect();
@@ -592,25 +615,11 @@ async fn finish_group_on(
     if written.is_empty() {
         return Ok(ends.iter().map(|_| Ended::Fenced).collect());
     }
-    // The attempt records.
-    let mut sql = Sql::default();
-    let rows: Vec<String> = written
-        .iter()
-        .map(|end| row_of(&mut sql, super::attempts::record_args(&end.record)))
-        .collect();
-    sql.text = format!(
-        "INSERT INTO call_attempts ({}) VALUES {} RETURNING id, contact_id",
-        super::attempts::INSERT_COLUMNS,
-        rows.join(", ")
-    );
+    // The attempt records: one statement each (a record has some sixty columns).
     let mut attempt_ids: HashMap<i64, i64> = HashMap::new();
-    let inserted = sql.query().fetch_all(&mut **tx).await.map_err(|e| {
-        super::conflict_on_constraint(e, || {
-            "an attempt's campaign or contact does not exist".into()
-        })
-    })?;
-    for row in inserted {
-        attempt_ids.insert(row.try_get("contact_id")?, row.try_get("id")?);
+    for end in &written {
+        let id = super::attempts::insert_attempt_on(&mut **tx, &end.record).await?;
+        attempt_ids.insert(contact_of(end), id);
     }
     // The contacts moved on; one that someone moved during its call keeps their status.
     let mut sql = Sql::default();
@@ -637,6 +646,8 @@ async fn finish_group_on(
             )
         })
         .collect();
+    // The ids again, so the planner walks the group by key instead of the whole table.
+    let ids = super::in_list(&mut sql, written.iter().map(|e| Arg::I64(contact_of(e))));
     sql.text = format!(
         "UPDATE contacts SET \
          status = CASE WHEN v.column2 = 1 THEN 'pending' ELSE v.column3 END, \
@@ -646,9 +657,10 @@ async fn finish_group_on(
          retries = CASE WHEN v.column2 = 1 THEN 0 WHEN v.column5 = 1 THEN v.column7 \
          ELSE contacts.retries END, \
          last_outcome = COALESCE(v.column8, contacts.last_outcome), updated_at = v.column9 \
-         FROM (VALUES {}) AS v WHERE contacts.id = v.column1 \
+         FROM (VALUES {}) AS v WHERE contacts.id = v.column1 AND contacts.id IN ({}) \
          AND contacts.status IN ('dialing', 'on_hold') RETURNING contacts.id, contacts.status",
-        rows.join(", ")
+        rows.join(", "),
+        ids
     );
     let mut status: HashMap<i64, ContactStatus> = HashMap::new();
     for row in sql.query().fetch_all(&mut **tx).await? {
