@@ -677,17 +677,17 @@ impl Engine {
 
     /// A tick's group of contacts: the DNC check (one statement), the claim (one
     /// transaction: each contact with its call's row, within the caps counted over every
-    /// node), then each claimed contact's attempt on its own task. `false` when a cap stopped
-    /// the group.
+    /// node), then each claimed contact's attempt on its own task; contacts past a cap wait
+    /// for a later tick.
     async fn dial(
         &mut self,
         campaign: &Campaign,
         contacts: &[&Contact],
         profile: Option<Profile>,
         now: Millis,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(), StoreError> {
         if contacts.is_empty() {
-            return Ok(true);
+            return Ok(());
         }
         let settings = &campaign.settings;
         let account = self.owner(campaign.id).await?;
@@ -737,14 +737,13 @@ impl Engine {
                 .await;
         }
         if calls.is_empty() {
-            return Ok(true);
+            return Ok(());
         }
         let started = std::time::Instant::now();
         let claims = self.store.claim_calls(&calls).await;
         metrics::histogram!("outdial_store_seconds", "op" => "claim_calls")
             .record(started.elapsed().as_secs_f64());
         drop(calls);
-        let mut room = true;
         let mut claimed = Vec::new();
         for claim in claims? {
             match claim {
@@ -753,12 +752,11 @@ impl Engine {
                 Claim::Taken => {}
                 capped @ (Claim::TrunkFull | Claim::TrunkCps | Claim::CampaignFull) => {
                     tracing::debug!(campaign = campaign.id, ?capped, "cap reached across nodes");
-                    room = false;
                 }
             }
         }
         if claimed.is_empty() {
-            return Ok(room);
+            return Ok(());
         }
         // The campaign's AI agent (a record, or `ai_agent_url`), its auth header read from the
         // environment now: once for the group.
@@ -785,7 +783,7 @@ impl Engine {
                 ai_agent.clone(),
             );
         }
-        Ok(room)
+        Ok(())
     }
 
     /// A claimed contact's attempt: its plan, its entry among the live calls, its task.
