@@ -100,7 +100,8 @@ enum BenchCommand {
     /// the far end), RTP relayed between the linked legs, next to rtpengine relaying the same
     /// streams.
     Bridge(BridgeBenchArgs),
-    /// Import N generated contacts into a fresh SQLite store as the CSV import does (staged, then committed); prints rows/s.
+    /// A CSV file of N generated contacts uploaded to `outdial serve`'s import API (fresh
+    /// SQLite store, or a fresh PostgreSQL database): rows/s and serve's peak memory.
     Import(ImportBenchArgs),
     /// Answering-machine detection at N concurrent calls, paced in real time, on a corpus's
     /// audio; plus the unpaced per-frame cost of the mode.
@@ -261,12 +262,16 @@ struct BridgeBenchArgs {
 
 #[derive(clap::Args)]
 struct ImportBenchArgs {
-    /// Contacts to import (1 in 1,000 is a duplicate phone).
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
+    /// Contacts to import (1 in 1,000 repeats the previous phone and is refused).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=8_000_000))]
     rows: u64,
-    /// SQLite file to create (must not exist) and keep; default: a temporary file.
-    #[arg(long, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// A PostgreSQL server (`postgres://…`) to make a fresh database on (dropped
+    /// afterwards); default: a fresh SQLite file.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Keep the work directory (store, serve's log).
+    #[arg(long)]
+    keep: bool,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -1033,13 +1038,13 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Import(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            let report = runtime
-                .block_on(outdial::bench::import::run(args.rows as usize, args.db))
-                .context("bench import")?;
+            let opts = outdial::bench::import::ImportOptions {
+                rows: args.rows as usize,
+                postgres: args.postgres,
+                exe: std::env::current_exe().context("cannot find the outdial binary")?,
+                keep: args.keep,
+            };
+            let report = outdial::bench::import::run(&opts).map_err(anyhow::Error::msg)?;
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

@@ -321,6 +321,7 @@ on_both!(
     campaign_validation_names_the_field,
     contacts_crud_filters_and_retry,
     import_the_guides_csv_and_headed_files,
+    import_repeats_across_batches_and_the_campaigns_own_phones,
     import_bad_csvs,
     exports_in_three_formats,
     reports_and_attempts,
@@ -1146,6 +1147,82 @@ async fn import_the_guides_csv_and_headed_files(db: Db) {
     let (status, body) = s.import(999_999, GUIDE_CSV).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     s.stop().await;
+}
+
+/// A file of several staging batches (1,000 rows each): a phone repeated within a batch, one
+/// repeated two batches later (written apart, the first line wins), one the campaign has
+/// already (a duplicate, left as it was); the contacts keep the file's order.
+async fn import_repeats_across_batches_and_the_campaigns_own_phones(db: Db) {
+    let s = Server::start(db).await;
+    let id = s.campaign("Batches").await;
+    let (status, r) = s
+        .post(
+            &format!("/v1/campaigns/{id}/contacts"),
+            json!({"phone": "+12025559999", "name": "Already here"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let phone = |i: usize| format!("+12025{:06}", 550_000 + i);
+    let mut file = String::from("phone,name\n");
+    for i in 0..2600 {
+        let p = match i {
+            // Line 8 repeats line 6 (same batch); line 2402 repeats line 12 (two batches on).
+            6 => phone(4),
+            2400 => phone(10),
+            // The campaign has this one.
+            2000 => "+12025559999".to_string(),
+            _ => phone(i),
+        };
+        file.push_str(&format!("{p},Row {i}\n"));
+    }
+    let (status, r) = s.import(id, file).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (
+            r["inserted"].as_u64(),
+            r["duplicates"].as_u64(),
+            r["error_count"].as_u64()
+        ),
+        (Some(2597), Some(1), Some(2)),
+        "{r}"
+    );
+    assert_eq!(r["errors"][0]["line"], 8, "{r}");
+    assert_eq!(r["errors"][0]["reason"], "duplicate of line 6", "{r}");
+    assert_eq!(r["errors"][1]["line"], 2402, "{r}");
+    assert_eq!(r["errors"][1]["reason"], "duplicate of line 12", "{r}");
+    let stored = s.stored(id).await;
+    assert_eq!(stored.len(), 2598);
+    let kept = stored.iter().find(|c| c.phone == phone(10)).unwrap();
+    assert_eq!(kept.name, "Row 10");
+    let already = stored.iter().find(|c| c.phone == "+12025559999").unwrap();
+    assert_eq!(already.name, "Already here");
+    // Imported in the file's order: ids rise with the lines.
+    let mut imported: Vec<_> = stored
+        .iter()
+        .filter(|c| c.name.starts_with("Row "))
+        .collect();
+    imported.sort_by_key(|c| c.id);
+    let rows: Vec<usize> = imported
+        .iter()
+        .map(|c| c.name["Row ".len()..].parse().unwrap())
+        .collect();
+    assert!(rows.windows(2).all(|w| w[0] < w[1]), "not in file order");
+    // The staging rows go once the import has answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contact_imports")
+            .fetch_one(s.store.pool())
+            .await
+            .unwrap();
+        if staged == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{staged} staged rows left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn import_bad_csvs(db: Db) {

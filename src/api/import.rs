@@ -36,7 +36,7 @@ use super::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::AppState;
 use crate::campaign::model::{ContactStatus, Millis};
 use crate::contacts::{ImportOptions, ImportRow, Importer, RowError};
-use crate::store::imports::StagedImport;
+use crate::store::imports::{Repeat, StagedImport};
 use crate::store::{NewContact, Store};
 
 /// Row errors returned (the count covers them all).
@@ -163,6 +163,13 @@ impl ContactImport {
                 return Err(e);
             }
         }
+        match self.staged.settle().await {
+            Ok(repeats) => self.refuse_repeats(repeats),
+            Err(e) => {
+                self.abort().await;
+                return Err(e.into());
+            }
+        }
         let ContactImport {
             importer,
             staged,
@@ -241,16 +248,19 @@ impl ContactImport {
         if rows.is_empty() {
             return Ok(());
         }
-        let repeated = self.staged.stage(&rows, self.now).await?;
-        for (line, first) in repeated {
-            let phone = rows
-                .iter()
-                .find(|(l, _)| *l == line)
-                .map(|(_, c)| c.phone.clone())
-                .unwrap_or_default();
-            self.refuse(line, &phone, format!("duplicate of line {first}"));
-        }
+        let repeats = self.staged.stage(rows, self.now).await?;
+        self.refuse_repeats(repeats);
         Ok(())
+    }
+
+    fn refuse_repeats(&mut self, repeats: Vec<Repeat>) {
+        for r in repeats {
+            self.refuse(
+                r.line,
+                &r.phone,
+                format!("duplicate of line {}", r.first_line),
+            );
+        }
     }
 }
 
@@ -364,6 +374,7 @@ pub async fn import_contacts(
     let country = query
         .default_country
         .unwrap_or_else(|| campaign.settings.default_country.clone());
+    let began = std::time::Instant::now();
     let mut import = ContactImport::begin(&state.store, id, country, state.now()).await?;
     let (request, over) = capped(request, limit);
     let read = if multipart {
@@ -381,7 +392,9 @@ pub async fn import_contacts(
             ..e
         });
     }
+    let read_ms = began.elapsed().as_millis() as u64;
     let result = import.finish(state.now()).await?;
+    let total_ms = began.elapsed().as_millis() as u64;
     record_event(
         &state,
         Some(id),
@@ -401,6 +414,8 @@ pub async fn import_contacts(
         inserted = result.inserted,
         duplicates = result.duplicates,
         errors = result.error_count,
+        read_ms,
+        commit_ms = total_ms.saturating_sub(read_ms),
         "contacts imported"
     );
     Ok((StatusCode::OK, Json(result)))

@@ -25,8 +25,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::serve::{
-    cpu_seconds, create_key, free_port_block, free_tcp_port, free_udp_port, log_levels,
-    start_serve, wait_ready, write_config, Api, Process, ServeConfig,
+    cpu_seconds, create_key, drop_postgres, free_port_block, free_tcp_port, free_udp_port,
+    fresh_postgres, log_levels, start_serve, wait_ready, write_config, Api, Process, ServeConfig,
 };
 use crate::observe::process::{resources, Pid};
 
@@ -160,7 +160,9 @@ pub fn run(opts: &CpsOptions) -> Result<CpsReport, String> {
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     let database = match &opts.postgres {
         None => Ok(None),
-        Some(url) => runtime.block_on(fresh_postgres(url)).map(Some),
+        Some(url) => runtime
+            .block_on(fresh_postgres(url, "outdial_cps"))
+            .map(Some),
     };
     let result = database.and_then(|db| {
         let url = match &db {
@@ -181,60 +183,6 @@ pub fn run(opts: &CpsOptions) -> Result<CpsReport, String> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
-}
-
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> Result<String, String> {
-    let (head, tail) = url
-        .split_once("://")
-        .ok_or_else(|| format!("{url:?} is not a postgres:// URL"))?;
-    let (authority, query) = match tail.split_once('/') {
-        Some((authority, rest)) => (authority, rest.split_once('?').map(|(_, q)| q)),
-        None => (tail, None),
-    };
-    Ok(match query {
-        Some(q) => format!("{head}://{authority}/{name}?{q}"),
-        None => format!("{head}://{authority}/{name}"),
-    })
-}
-
-/// Makes a fresh database on the server `url` names: (its name, its URL).
-async fn fresh_postgres(url: &str) -> Result<(String, String), String> {
-    use sqlx::Connection;
-    let name = format!("outdial_cps_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(url)
-        .await
-        .map_err(|e| format!("cannot connect to PostgreSQL at the given URL: {e}"))?;
-    // `name` is ours: letters, digits and _ only.
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name}"
-    )))
-    .execute(&mut admin)
-    .await
-    .map_err(|e| format!("cannot drop {name}: {e}"))?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .map_err(|e| format!("cannot create {name}: {e}"))?;
-    let _ = admin.close().await;
-    let fresh = with_database(url, &name)?;
-    Ok((name, fresh))
-}
-
-/// Drops the database [`fresh_postgres`] made (`name` is that one, never the caller's).
-async fn drop_postgres(url: &str, name: &str) -> Result<(), String> {
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(url)
-        .await
-        .map_err(|e| e.to_string())?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .map_err(|e| e.to_string())?;
-    let _ = admin.close().await;
-    Ok(())
 }
 
 /// sipp's built-in UAS on 127.0.0.1 (answers at once, waits for BYE).
@@ -590,23 +538,6 @@ mod tests {
         assert_eq!(h.store["append_events"], (4.0, 0.0));
         assert_eq!(h.ticks, (100.0, 2.5));
         assert_eq!(h.groups, (4.0, 40.0));
-    }
-
-    #[test]
-    fn a_database_name_replaces_the_urls_own() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/test", "x").as_deref(),
-            Ok("postgres://postgres@127.0.0.1:5432/x")
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h/db?sslmode=disable", "x").as_deref(),
-            Ok("postgres://u:p@h/x?sslmode=disable")
-        );
-        assert_eq!(
-            with_database("postgres://h:5432", "x").as_deref(),
-            Ok("postgres://h:5432/x")
-        );
-        assert!(with_database("nonsense", "x").is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Benchmarks of outdial itself: `outdial bench media`, `outdial bench import`
-//! ([`import`]: bulk contact import into a fresh SQLite store), `outdial bench amd`
+//! ([`import`]: a CSV upload to `outdial serve`'s import API), `outdial bench amd`
 //! ([`amd`]: answering-machine detection at N concurrent calls in real time),
 //! `outdial bench bridge` ([`bridge`]: bridged calls through SIP), `outdial bench agent`
 //! ([`agent`]: calls streamed to AI agents — dead air, barge-in, load; its echo agent is

@@ -293,6 +293,61 @@ impl Api {
     }
 }
 
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> Result<String, String> {
+    let (head, tail) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} is not a postgres:// URL"))?;
+    let (authority, query) = match tail.split_once('/') {
+        Some((authority, rest)) => (authority, rest.split_once('?').map(|(_, q)| q)),
+        None => (tail, None),
+    };
+    Ok(match query {
+        Some(q) => format!("{head}://{authority}/{name}?{q}"),
+        None => format!("{head}://{authority}/{name}"),
+    })
+}
+
+/// Makes a fresh database `{prefix}_{pid}` on the server `url` names: (its name, its URL).
+/// `prefix` is the caller's: letters, digits and `_` only.
+pub async fn fresh_postgres(url: &str, prefix: &str) -> Result<(String, String), String> {
+    use sqlx::Connection;
+    let name = format!("{prefix}_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to PostgreSQL at the given URL: {e}"))?;
+    // `name` is ours: letters, digits and _ only.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&mut admin)
+    .await
+    .map_err(|e| format!("cannot drop {name}: {e}"))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .map_err(|e| format!("cannot create {name}: {e}"))?;
+    let _ = admin.close().await;
+    let fresh = with_database(url, &name)?;
+    Ok((name, fresh))
+}
+
+/// Drops the database [`fresh_postgres`] made (`name` is that one, never the caller's).
+pub async fn drop_postgres(url: &str, name: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .map_err(|e| e.to_string())?;
+    let _ = admin.close().await;
+    Ok(())
+}
+
 pub fn mib(bytes: Option<u64>) -> f64 {
     bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
 }
@@ -312,4 +367,26 @@ pub fn log_levels(log: &Path) -> (usize, usize) {
     let warnings = text.lines().filter(|l| l.contains(" WARN ")).count();
     let errors = text.lines().filter(|l| l.contains(" ERROR ")).count();
     (warnings, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_name_replaces_the_urls_own() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "x").as_deref(),
+            Ok("postgres://postgres@127.0.0.1:5432/x")
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x").as_deref(),
+            Ok("postgres://u:p@h/x?sslmode=disable")
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "x").as_deref(),
+            Ok("postgres://h:5432/x")
+        );
+        assert!(with_database("nonsense", "x").is_err());
+    }
 }

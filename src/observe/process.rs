@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub struct ProcessResources {
     /// Resident set size, bytes (`VmRSS`).
     pub rss_bytes: Option<u64>,
+    /// The most resident memory the process ever held, bytes (`VmHWM`).
+    pub peak_rss_bytes: Option<u64>,
     /// Open file descriptors (sockets included).
     pub open_files: Option<u64>,
     /// OS threads.
@@ -47,6 +49,7 @@ pub fn resources(pid: Pid) -> ProcessResources {
         .and_then(|stat| cpu_ticks(&stat));
     ProcessResources {
         rss_bytes: status_field(&status, "VmRSS:").map(|kib| kib * 1024),
+        peak_rss_bytes: status_field(&status, "VmHWM:").map(|kib| kib * 1024),
         open_files,
         threads: status_field(&status, "Threads:"),
         cpu_ticks,
@@ -98,6 +101,7 @@ mod tests {
     fn this_process_is_read() {
         let r = resources(Pid::This);
         assert!(r.rss_bytes.is_some_and(|b| b > 0), "{r:?}");
+        assert!(r.peak_rss_bytes >= r.rss_bytes, "{r:?}");
         assert!(r.open_files.is_some_and(|n| n >= 3), "{r:?}");
         assert!(r.threads.is_some_and(|n| n >= 1), "{r:?}");
         assert!(r.cpu_ticks.is_some(), "{r:?}");
