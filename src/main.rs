@@ -517,8 +517,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(_) | Command::Keys(_) | Command::Campaign(_) | Command::Contacts(_)
     ) && !cli.verbose;
     init_logs(&config.log, quiet);
+    if matches!(cli.command, Command::Serve | Command::Call(_)) {
+        // The media engine's workers start here, at the process's priority, before the
+        // runtime's threads take a lower one (below): under full load the calls' audio runs
+        // first. A failure here is reported again by the first call that needs the engine.
+        let _ = outdial::media::engine::Engine::global();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(|| {
+            if let Err(e) = outdial::media::sys::yield_to_media() {
+                tracing::debug!(error = %e, "runtime thread keeps its priority");
+            }
+        })
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {

@@ -36,6 +36,7 @@ pub async fn get_metrics(State(state): State<AppState>, req: Request) -> ApiResu
         trunks: super::trunks::trunk_gauges(&state.trunks),
         events_dropped: state.events.as_ref().map_or(0, |bus| bus.dropped()),
         transcriptions_queued: crate::asr::stream::Workers::queued_now(),
+        media: crate::media::engine::Engine::running().map(|e| e.counters()),
     };
     let Some(text) = metrics::render(&gauges) else {
         return Err(ApiError::new(

@@ -26,7 +26,8 @@ use serde_json::json;
 
 use super::serve::{
     cpu_seconds, create_key, drop_postgres, free_port_block, free_tcp_port, free_udp_port,
-    fresh_postgres, log_levels, start_serve, wait_ready, write_config, Api, Process, ServeConfig,
+    fresh_postgres, histogram, log_levels, metrics_page, start_serve, wait_ready, write_config,
+    Api, Process, ServeConfig,
 };
 use crate::observe::process::{resources, Pid};
 
@@ -298,45 +299,6 @@ fn run_in(
     Ok(report)
 }
 
-/// A histogram's `_count` and `_sum` from a Prometheus text page, by its `op` label (`""`
-/// for a histogram without one).
-fn histogram(metrics: &str, name: &str) -> std::collections::BTreeMap<String, (f64, f64)> {
-    let mut out: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
-    for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        let (is_count, rest) = if let Some(r) = rest.strip_prefix("_count") {
-            (true, r)
-        } else if let Some(r) = rest.strip_prefix("_sum") {
-            (false, r)
-        } else {
-            continue;
-        };
-        let (labels, value) = match rest.strip_prefix('{') {
-            Some(r) => match r.split_once("} ") {
-                Some(x) => x,
-                None => continue,
-            },
-            None => ("", rest.trim_start()),
-        };
-        let op = labels
-            .split(',')
-            .find_map(|l| l.strip_prefix("op=\""))
-            .map_or("", |op| op.trim_end_matches('"'));
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let entry = out.entry(op.to_string()).or_default();
-        if is_count {
-            entry.0 = value;
-        } else {
-            entry.1 = value;
-        }
-    }
-    out
-}
-
 /// The store, tick and group-commit histograms this bench reads.
 struct Histograms {
     store: std::collections::BTreeMap<String, (f64, f64)>,
@@ -351,18 +313,6 @@ fn histograms(metrics: &str) -> Histograms {
         ticks: one("outdial_engine_tick_seconds"),
         groups: one("outdial_store_group_size"),
     }
-}
-
-async fn metrics_page(api: &Api) -> Result<String, String> {
-    let resp = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .header("Authorization", &api.auth)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .map_err(|e| format!("GET /metrics: {e}"))?;
-    resp.text().await.map_err(|e| format!("GET /metrics: {e}"))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

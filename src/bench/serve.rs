@@ -348,6 +348,67 @@ pub async fn drop_postgres(url: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A histogram's `_count` and `_sum` from a Prometheus text page, by its `op` label (`""`
+/// for a histogram without one).
+pub fn histogram(metrics: &str, name: &str) -> std::collections::BTreeMap<String, (f64, f64)> {
+    let mut out: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (is_count, rest) = if let Some(r) = rest.strip_prefix("_count") {
+            (true, r)
+        } else if let Some(r) = rest.strip_prefix("_sum") {
+            (false, r)
+        } else {
+            continue;
+        };
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => match r.split_once("} ") {
+                Some(x) => x,
+                None => continue,
+            },
+            None => ("", rest.trim_start()),
+        };
+        let op = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("op=\""))
+            .map_or("", |op| op.trim_end_matches('"'));
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let entry = out.entry(op.to_string()).or_default();
+        if is_count {
+            entry.0 = value;
+        } else {
+            entry.1 = value;
+        }
+    }
+    out
+}
+
+/// A counter's (or gauge's) value from a Prometheus text page (0 when it is not there).
+pub fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `GET /metrics` of `serve`.
+pub async fn metrics_page(api: &Api) -> Result<String, String> {
+    let resp = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .header("Authorization", &api.auth)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| format!("GET /metrics: {e}"))?;
+    resp.text().await.map_err(|e| format!("GET /metrics: {e}"))
+}
+
 pub fn mib(bytes: Option<u64>) -> f64 {
     bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
 }
@@ -372,6 +433,15 @@ pub fn log_levels(log: &Path) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_are_read_by_exact_name() {
+        let page = "# TYPE outdial_media_late_sends_total counter\n\
+                    outdial_media_late_sends_total 7\n\
+                    outdial_media_late_sends_total_x 9\n";
+        assert_eq!(counter(page, "outdial_media_late_sends_total"), 7.0);
+        assert_eq!(counter(page, "outdial_media_wakeups_total"), 0.0);
+    }
 
     #[test]
     fn a_database_name_replaces_the_urls_own() {

@@ -28,8 +28,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::serve::{
-    cpu_percent, create_key, free_port_block, free_tcp_port, free_udp_port, log_levels, mib,
-    run_tool, start_serve, wait_ready, write_config, Api, Process, ServeConfig,
+    counter, cpu_percent, create_key, free_port_block, free_tcp_port, free_udp_port, histogram,
+    log_levels, metrics_page, mib, run_tool, start_serve, wait_ready, write_config, Api, Process,
+    ServeConfig,
 };
 use crate::observe::process::{resources, Pid};
 
@@ -148,6 +149,58 @@ pub struct SoakReport {
     /// Lines of `serve`'s log at WARN or ERROR level during the run.
     pub warnings: usize,
     pub errors: usize,
+    /// The media path over the loaded window (from `serve`'s `/metrics`).
+    pub media: MediaHealth,
+}
+
+/// Whether every call's audio kept time over the loaded window: what `serve`'s `/metrics`
+/// counted between its start and its end. Late sends and dropped frames are the engine or a
+/// call's consumer (AMD) falling behind; concealed frames also count packets the far end
+/// lost or sent late.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MediaHealth {
+    /// Media engine wake-ups per second.
+    pub engine_wakeups_per_second: f64,
+    /// Paced 20 ms packets sent a frame or more late (or skipped after a stall).
+    pub late_sends: f64,
+    /// Answered calls that ended in the window (the frame counts below are theirs).
+    pub calls_ended: f64,
+    /// Frames those calls' consumers (AMD, a recorder) were too slow to take.
+    pub dropped_frames: f64,
+    /// Frames those calls' jitter buffers made up.
+    pub concealed_frames: f64,
+    /// AMD verdicts in the window and their mean time from the answer, seconds.
+    pub amd_verdicts: f64,
+    pub amd_decision_mean_s: f64,
+}
+
+impl MediaHealth {
+    /// The change between two `/metrics` pages `seconds` apart.
+    fn between(before: &str, after: &str, seconds: f64) -> MediaHealth {
+        let count = |page: &str, name: &str| counter(page, name);
+        let hist = |page: &str, name: &str| histogram(page, name).remove("").unwrap_or((0.0, 0.0));
+        let delta = |name: &str| count(after, name) - count(before, name);
+        let (rtp_calls_after, concealed_after) = hist(after, "outdial_rtp_concealed_frames");
+        let (rtp_calls_before, concealed_before) = hist(before, "outdial_rtp_concealed_frames");
+        let (_, dropped_after) = hist(after, "outdial_rtp_dropped_frames");
+        let (_, dropped_before) = hist(before, "outdial_rtp_dropped_frames");
+        let (amd_after, amd_s_after) = hist(after, "outdial_amd_decision_seconds");
+        let (amd_before, amd_s_before) = hist(before, "outdial_amd_decision_seconds");
+        let amd_verdicts = amd_after - amd_before;
+        MediaHealth {
+            engine_wakeups_per_second: delta("outdial_media_wakeups_total") / seconds.max(1e-9),
+            late_sends: delta("outdial_media_late_sends_total"),
+            calls_ended: rtp_calls_after - rtp_calls_before,
+            dropped_frames: dropped_after - dropped_before,
+            concealed_frames: concealed_after - concealed_before,
+            amd_verdicts,
+            amd_decision_mean_s: if amd_verdicts > 0.0 {
+                (amd_s_after - amd_s_before) / amd_verdicts
+            } else {
+                0.0
+            },
+        }
+    }
 }
 
 impl SoakReport {
@@ -175,6 +228,18 @@ impl SoakReport {
             self.answered,
             self.human_answered,
         );
+        let m = &self.media;
+        s.push_str(&format!(
+            "media over the window: {:.0} late sends, {:.0} frames dropped and {:.0} concealed in \
+             {:.0} calls that ended; engine {:.0} wake-ups/s; {:.0} AMD verdicts, {:.2} s mean\n",
+            m.late_sends,
+            m.dropped_frames,
+            m.concealed_frames,
+            m.calls_ended,
+            m.engine_wakeups_per_second,
+            m.amd_verdicts,
+            m.amd_decision_mean_s
+        ));
         s.push_str(&d("resident memory", &self.rss, "MiB"));
         s.push_str(&d("open files", &self.open_files, ""));
         s.push_str(&d("threads", &self.threads, ""));
@@ -471,12 +536,14 @@ async fn soak(
     let mut samples = Vec::new();
     let mut next = warmup_start;
     let mut warm = false;
+    let mut metrics_before = String::new();
     while Instant::now() < window_start || window_start.elapsed() < window {
         if !warm && Instant::now() >= window_start {
             warm = true;
             window_start = Instant::now();
             serve_cpu_before = resources(Pid::Other(serve.pid()));
             sipp_cpu_before = resources(Pid::Other(sipp.pid()));
+            metrics_before = metrics_page(api).await?;
         }
         if let Some(why) = serve.exited() {
             return Err(format!("{why} during the soak; see {}", log.display()));
@@ -517,6 +584,7 @@ async fn soak(
         }
     }
     let seconds = window_start.elapsed().as_secs_f64();
+    let media = MediaHealth::between(&metrics_before, &metrics_page(api).await?, seconds);
     let serve_cpu_after = resources(Pid::Other(serve.pid()));
     let sipp_after = resources(Pid::Other(sipp.pid()));
 
@@ -578,6 +646,7 @@ async fn soak(
         sipp_rss_mib: mib(sipp_after.rss_bytes),
         warnings,
         errors,
+        media,
     })
 }
 
@@ -609,6 +678,32 @@ mod tests {
         assert!((d.change_pct - 50.0).abs() < 1e-9);
         let flat = Drift::of(&samples, |s| s.tasks as f64);
         assert_eq!(flat.change_pct, 0.0);
+    }
+
+    #[test]
+    fn media_health_is_the_change_between_two_pages() {
+        let before = "outdial_media_wakeups_total 1000\n\
+                      outdial_media_late_sends_total 2\n\
+                      outdial_rtp_concealed_frames_sum 10\n\
+                      outdial_rtp_concealed_frames_count 4\n\
+                      outdial_rtp_dropped_frames_sum 0\n\
+                      outdial_amd_decision_seconds_sum 3\n\
+                      outdial_amd_decision_seconds_count 2\n";
+        let after = "outdial_media_wakeups_total 3000\n\
+                     outdial_media_late_sends_total 2\n\
+                     outdial_rtp_concealed_frames_sum 16\n\
+                     outdial_rtp_concealed_frames_count 10\n\
+                     outdial_rtp_dropped_frames_sum 5\n\
+                     outdial_amd_decision_seconds_sum 9\n\
+                     outdial_amd_decision_seconds_count 6\n";
+        let m = MediaHealth::between(before, after, 20.0);
+        assert_eq!(m.engine_wakeups_per_second, 100.0);
+        assert_eq!(m.late_sends, 0.0);
+        assert_eq!(
+            (m.calls_ended, m.concealed_frames, m.dropped_frames),
+            (6.0, 6.0, 5.0)
+        );
+        assert_eq!((m.amd_verdicts, m.amd_decision_mean_s), (4.0, 1.5));
     }
 
     #[test]

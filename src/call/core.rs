@@ -746,6 +746,7 @@ impl CallCore {
                 jitter_ms: (rtp.jitter_ms * 100.0).round() / 100.0,
                 rtt_ms: rtp.rtt_ms.map(|r| (r * 100.0).round() / 100.0),
                 concealed: rtp.jitter_buffer.concealed,
+                dropped_frames: rtp.dropped_frames,
                 rejected_source: rtp.rejected_source,
                 latched_to: rtp.latched_to,
                 srtp: rtp.srtp,

@@ -124,6 +124,9 @@ pub struct RtpCounts {
     pub rtt_ms: Option<f64>,
     /// Frames the jitter buffer had to make up (loss, late packets).
     pub concealed: u64,
+    /// Frames the call's own consumer (detection, a recorder, an agent's stream) was too slow
+    /// to take: dropped rather than holding up the media engine.
+    pub dropped_frames: u64,
     /// RTP and RTCP packets dropped for their source (before the far end's address was known,
     /// from an address the trunk's `rtp_latching` does not take, or before a latch).
     pub rejected_source: u64,
@@ -369,6 +372,7 @@ mod tests {
                 jitter_ms: 1.25,
                 rtt_ms: None,
                 concealed: 4,
+                dropped_frames: 1,
                 rejected_source: 2,
                 latched_to: None,
                 srtp: None,
@@ -390,6 +394,7 @@ mod tests {
         );
         assert_eq!(v["rtp"]["sent"], 200);
         assert_eq!(v["rtp"]["received"], 190);
+        assert_eq!(v["rtp"]["dropped_frames"], 1);
         assert_eq!(v["rtp"]["rejected_source"], 2);
         assert_eq!(v["rtp"]["latched_to"], serde_json::Value::Null);
         assert_eq!(v["codec"], "PCMU");

@@ -191,6 +191,11 @@ impl Engine {
             .map_err(|e| MediaError::Io(io::Error::other(e)))
     }
 
+    /// The process-wide engine if something started it (never starts it).
+    pub fn running() -> Option<Engine> {
+        GLOBAL.get().and_then(|e| e.as_ref().ok()).cloned()
+    }
+
     pub fn config(&self) -> EngineConfig {
         self.inner.config
     }

@@ -1,7 +1,7 @@
 //! The only unsafe code of the media engine and the benchmark: thin, safe wrappers over the
 //! Linux calls that `std` does not offer — `recvmmsg`/`sendmmsg` (many datagrams per system call), `epoll`,
 //! `SO_TIMESTAMPNS` (the kernel's receive time of each datagram), `getrusage`, `setrlimit`,
-//! `clock_nanosleep` and `kill`.
+//! `clock_nanosleep`, `kill` and a thread's nice value (`getpriority`/`setpriority`).
 //!
 //! Every wrapper checks the call's return value and turns failure into `io::Error`; "would
 //! block" and "interrupted" read as zero datagrams / zero events, never as an error. The batch
@@ -19,6 +19,47 @@ use std::time::Duration;
 const SO_TIMESTAMPNS: libc::c_int = 35;
 /// Room for one `SCM_TIMESTAMPNS` control message (a `timespec`), plus slack.
 const CONTROL_LEN: usize = 64;
+
+/// Nice steps the control plane's threads (async runtime, store, detection) yield to the
+/// media engine's workers.
+pub const CONTROL_NICE_STEPS: libc::c_int = 5;
+
+/// Lowers the calling thread's priority by [`CONTROL_NICE_STEPS`] (a higher nice value, which
+/// any thread may take; threads it starts inherit it). Call it on the control plane's
+/// threads, so that when every core is busy the media engine's workers — started at the
+/// process's own priority — run first and keep their 20 ms frames on time.
+pub fn yield_to_media() -> io::Result<()> {
+    // SAFETY: gettid has no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+    // getpriority may return -1 as a value: errno tells an error apart.
+    // SAFETY: errno is this thread's; getpriority/setpriority only read their arguments.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now == -1 && *libc::__errno_location() != 0 {
+            return Err(last_error());
+        }
+        let to = (now + CONTROL_NICE_STEPS).min(19);
+        if libc::setpriority(libc::PRIO_PROCESS, tid, to) != 0 {
+            return Err(last_error());
+        }
+    }
+    Ok(())
+}
+
+/// The calling thread's nice value.
+pub fn thread_nice() -> io::Result<i32> {
+    // SAFETY: as in yield_to_media.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now == -1 && *libc::__errno_location() != 0 {
+            return Err(last_error());
+        }
+        Ok(now)
+    }
+}
 
 fn last_error() -> io::Error {
     io::Error::last_os_error()
@@ -608,6 +649,29 @@ pub fn clock_ticks_per_sec() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_yields_to_media_and_its_children_inherit_it() {
+        std::thread::spawn(|| {
+            let before = thread_nice().unwrap();
+            yield_to_media().unwrap();
+            let after = thread_nice().unwrap();
+            assert_eq!(after, (before + CONTROL_NICE_STEPS).min(19));
+            let child = std::thread::spawn(|| thread_nice().unwrap())
+                .join()
+                .unwrap();
+            assert_eq!(child, after);
+        })
+        .join()
+        .unwrap();
+        // Other threads keep theirs.
+        assert_eq!(
+            thread_nice().unwrap(),
+            std::thread::spawn(|| thread_nice().unwrap())
+                .join()
+                .unwrap()
+        );
+    }
     use std::net::UdpSocket;
 
     #[test]

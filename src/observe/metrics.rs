@@ -50,6 +50,12 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
+                        Matcher::Full("outdial_rtp_dropped_frames".into()),
+                        COUNTS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
                         Matcher::Full("outdial_store_group_size".into()),
                         COUNTS,
                     )
@@ -125,6 +131,30 @@ fn describe() {
     describe_histogram!(
         "outdial_rtp_concealed_frames",
         "Frames the jitter buffer made up per answered call"
+    );
+    describe_histogram!(
+        "outdial_rtp_dropped_frames",
+        "Frames per answered call its consumer (detection, a recorder, an agent) was too slow to take"
+    );
+    describe_counter!(
+        "outdial_media_wakeups_total",
+        "Media engine worker wake-ups (ticks and socket readiness)"
+    );
+    describe_counter!(
+        "outdial_media_packets_received_total",
+        "RTP/RTCP datagrams the media engine read"
+    );
+    describe_counter!(
+        "outdial_media_packets_sent_total",
+        "RTP datagrams the media engine sent (paced and relayed)"
+    );
+    describe_counter!(
+        "outdial_media_late_sends_total",
+        "Paced 20 ms packets sent a frame (20 ms) or more after they were due, or skipped after a stall"
+    );
+    describe_counter!(
+        "outdial_media_io_errors_total",
+        "Media engine socket errors"
     );
     describe_counter!(
         "outdial_bridges_total",
@@ -215,6 +245,9 @@ pub fn record_event(event: &Event) {
                     if let Some(n) = num(rtp, "concealed") {
                         histogram!("outdial_rtp_concealed_frames").record(n);
                     }
+                    if let Some(n) = num(rtp, "dropped_frames") {
+                        histogram!("outdial_rtp_dropped_frames").record(n);
+                    }
                 }
             }
             let answered_by = text(d, "answered_by");
@@ -237,6 +270,8 @@ pub struct Gauges {
     pub trunks: Vec<(String, bool, Option<u32>)>,
     pub events_dropped: u64,
     pub transcriptions_queued: Option<usize>,
+    /// The media engine's counters, once a call started it.
+    pub media: Option<crate::media::engine::EngineCounters>,
 }
 
 /// Sets the gauges, then renders every metric in the Prometheus text format.
@@ -254,6 +289,13 @@ pub fn render(gauges: &Gauges) -> Option<String> {
     gauge!("outdial_events_dropped").set(gauges.events_dropped as f64);
     if let Some(n) = gauges.transcriptions_queued {
         gauge!("outdial_transcriptions_queued").set(n as f64);
+    }
+    if let Some(m) = gauges.media {
+        counter!("outdial_media_wakeups_total").absolute(m.wakeups);
+        counter!("outdial_media_packets_received_total").absolute(m.received);
+        counter!("outdial_media_packets_sent_total").absolute(m.sent);
+        counter!("outdial_media_late_sends_total").absolute(m.late_sends);
+        counter!("outdial_media_io_errors_total").absolute(m.io_errors);
     }
     gauge!("outdial_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     handle.run_upkeep();
