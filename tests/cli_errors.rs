@@ -358,6 +358,8 @@ fn contacts_import_is_all_or_nothing() {
         result["errors"][0]["reason"], "duplicate of line 1",
         "{result}"
     );
+    // The command waited for its staging rows to go before it exited.
+    assert_eq!(contacts_and_staged(dir.path(), campaign), (2, 0));
     // The same file again: every number is in the campaign already.
     let out = run_with_timeout(
         outdial_cmd(dir.path()).args(["contacts", "import", "a.csv", "--campaign", &campaign_arg]),

@@ -36,7 +36,7 @@ use super::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::AppState;
 use crate::campaign::model::{ContactStatus, Millis};
 use crate::contacts::{ImportOptions, ImportRow, Importer, RowError};
-use crate::store::imports::{Repeat, StagedImport};
+use crate::store::imports::{Cleanup, Repeat, StagedImport};
 use crate::store::{NewContact, Store};
 
 /// Row errors returned (the count covers them all).
@@ -154,8 +154,9 @@ impl ContactImport {
 
     /// The end of the file: stages the last rows and commits them all, or — on a
     /// whole-file problem (400 `invalid_csv`) or a store error — deletes what was staged
-    /// and imports nothing.
-    pub async fn finish(mut self, now: Millis) -> ApiResult<ImportResult> {
+    /// and imports nothing. The staging rows of a committed import are deleted by the
+    /// returned [`Cleanup`], on its own.
+    pub async fn finish(mut self, now: Millis) -> ApiResult<(ImportResult, Cleanup)> {
         self.importer.finish();
         while let Some(batch) = self.importer.take_batch() {
             if let Err(e) = self.stage(batch).await {
@@ -187,7 +188,7 @@ impl ContactImport {
                     .with_field("file"),
             );
         }
-        let done = staged.commit(now).await?;
+        let (done, cleanup) = staged.commit(now).await?;
         let mut errors: Vec<ImportRowError> = report
             .errors
             .into_iter()
@@ -196,7 +197,7 @@ impl ContactImport {
         errors.extend(refused);
         errors.sort_by_key(|e| e.line);
         errors.truncate(MAX_ERRORS_SHOWN);
-        Ok(ImportResult {
+        let result = ImportResult {
             inserted: done.inserted,
             duplicates: done.duplicates,
             errors,
@@ -207,7 +208,8 @@ impl ContactImport {
             columns: report.columns,
             delimiter: report.delimiter.map(String::from),
             warnings: report.warnings,
-        })
+        };
+        Ok((result, cleanup))
     }
 
     /// Deletes what was staged: the campaign is left as it was.
@@ -393,7 +395,8 @@ pub async fn import_contacts(
         });
     }
     let read_ms = began.elapsed().as_millis() as u64;
-    let result = import.finish(state.now()).await?;
+    // The staging rows are deleted after the answer.
+    let (result, _cleanup) = import.finish(state.now()).await?;
     let total_ms = began.elapsed().as_millis() as u64;
     record_event(
         &state,

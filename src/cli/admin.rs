@@ -454,7 +454,9 @@ pub async fn contacts(store: Store, cmd: ContactsCommand) -> anyhow::Result<()> 
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let result = import.finish(now_ms()).await.map_err(failed)?;
+    let (result, cleanup) = import.finish(now_ms()).await.map_err(failed)?;
+    // The staging rows are deleted before the process ends (not left to the day-old purge).
+    cleanup.wait().await;
     if json {
         println!("{}", serde_json::to_string(&result)?);
     } else {

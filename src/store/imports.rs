@@ -32,6 +32,19 @@ pub struct ImportCommit {
     pub duplicates: u64,
 }
 
+/// The deletion of a committed import's staging rows, running on its own. Dropping this
+/// leaves it running; a process about to exit waits for it ([`Cleanup::wait`]), or the rows
+/// stay until the stale-import purge.
+#[derive(Debug)]
+pub struct Cleanup(tokio::task::JoinHandle<()>);
+
+impl Cleanup {
+    /// Waits until the staging rows are deleted (or the deletion failed, which is logged).
+    pub async fn wait(self) {
+        let _ = self.0.await;
+    }
+}
+
 /// An import in progress (see the module notes). Dropping it without
 /// [`StagedImport::commit`] deletes what it staged.
 #[derive(Debug)]
@@ -167,7 +180,7 @@ impl StagedImport {
     /// transaction; the staging rows are deleted afterwards, apart (a few thousand per
     /// statement, so the store's writers are not held up; what a stop leaves is purged a day
     /// later). Call [`StagedImport::settle`] first: a batch still in flight is refused.
-    pub async fn commit(mut self, now: Millis) -> Result<ImportCommit> {
+    pub async fn commit(mut self, now: Millis) -> Result<(ImportCommit, Cleanup)> {
         if !self.in_flight.is_empty() {
             return Err(super::StoreError::Invalid(
                 "an import was committed with a batch still being staged".into(),
@@ -190,15 +203,18 @@ impl StagedImport {
         self.finished = true;
         let store = self.store.clone();
         let id = std::mem::take(&mut self.id);
-        tokio::spawn(async move {
+        let cleanup = Cleanup(tokio::spawn(async move {
             if let Err(e) = delete_staged(&store, &id).await {
                 tracing::warn!(error = %e, "staged import rows not deleted (purged later)");
             }
-        });
-        Ok(ImportCommit {
-            inserted,
-            duplicates: self.staged.saturating_sub(inserted),
-        })
+        }));
+        Ok((
+            ImportCommit {
+                inserted,
+                duplicates: self.staged.saturating_sub(inserted),
+            },
+            cleanup,
+        ))
     }
 
     /// The staged rows into the campaign's contacts, in line order, but for the phones the
