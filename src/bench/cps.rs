@@ -25,9 +25,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::serve::{
-    cpu_seconds, create_key, drop_postgres, free_port_block, free_tcp_port, free_udp_port,
-    fresh_postgres, histogram, log_levels, metrics_page, start_serve, wait_ready, write_config,
-    Api, Process, ServeConfig,
+    cpu_seconds, create_key, free_port_block, free_tcp_port, free_udp_port, histogram,
+    in_fresh_store, log_levels, metrics_page, start_serve, wait_ready, write_config, Api, Process,
+    ServeConfig,
 };
 use crate::observe::process::{resources, Pid};
 
@@ -153,37 +153,17 @@ pub fn run(opts: &CpsOptions) -> Result<CpsReport, String> {
     if opts.contacts == 0 || opts.concurrent == 0 {
         return Err("bench cps needs --contacts ≥ 1 and --concurrent ≥ 1".into());
     }
-    let dir = std::env::temp_dir().join(format!("outdial-cps-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    let database = match &opts.postgres {
-        None => Ok(None),
-        Some(url) => runtime
-            .block_on(fresh_postgres(url, "outdial_cps"))
-            .map(Some),
-    };
-    let result = database.and_then(|db| {
-        let url = match &db {
-            Some((_, url)) => url.clone(),
-            None => format!("sqlite://{}", dir.join("outdial.db").display()),
-        };
-        let result = run_in(opts, &dir, &url, &runtime);
-        if let (Some(admin), Some((name, _))) = (&opts.postgres, &db) {
-            if let Err(e) = runtime.block_on(drop_postgres(admin, name)) {
-                eprintln!("outdial: bench cps: database {name} not dropped: {e}");
-            }
-        }
-        result
-    });
-    if opts.keep {
-        eprintln!("outdial: bench cps: work directory kept: {}", dir.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
+    in_fresh_store(
+        "cps",
+        opts.postgres.as_deref(),
+        opts.keep,
+        &runtime,
+        |dir, url| run_in(opts, dir, url, &runtime),
+    )
 }
 
 /// sipp's built-in UAS on 127.0.0.1 (answers at once, waits for BYE).

@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::serve::{
-    cpu_seconds, create_key, drop_postgres, free_port_block, free_tcp_port, free_udp_port,
-    fresh_postgres, mib, start_serve, wait_ready, write_config, Api, ServeConfig,
+    cpu_seconds, create_key, free_port_block, free_tcp_port, free_udp_port, in_fresh_store, mib,
+    start_serve, wait_ready, write_config, Api, ServeConfig,
 };
 use crate::observe::process::{resources, Pid};
 
@@ -112,40 +112,17 @@ pub fn run(opts: &ImportOptions) -> Result<ImportReport, String> {
     if opts.rows == 0 || opts.rows > 8_000_000 {
         return Err("bench import needs 1 ≤ --rows ≤ 8,000,000".into());
     }
-    let dir = std::env::temp_dir().join(format!("outdial-import-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    let database = match &opts.postgres {
-        None => Ok(None),
-        Some(url) => runtime
-            .block_on(fresh_postgres(url, "outdial_import"))
-            .map(Some),
-    };
-    let result = database.and_then(|db| {
-        let url = match &db {
-            Some((_, url)) => url.clone(),
-            None => format!("sqlite://{}", dir.join("outdial.db").display()),
-        };
-        let result = runtime.block_on(run_in(opts, &dir, &url));
-        if let (Some(admin), Some((name, _))) = (&opts.postgres, &db) {
-            if let Err(e) = runtime.block_on(drop_postgres(admin, name)) {
-                eprintln!("outdial: bench import: database {name} not dropped: {e}");
-            }
-        }
-        result
-    });
-    if opts.keep {
-        eprintln!(
-            "outdial: bench import: work directory kept: {}",
-            dir.display()
-        );
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
+    in_fresh_store(
+        "import",
+        opts.postgres.as_deref(),
+        opts.keep,
+        &runtime,
+        |dir, url| runtime.block_on(run_in(opts, dir, url)),
+    )
 }
 
 async fn run_in(

@@ -293,6 +293,49 @@ impl Api {
     }
 }
 
+/// Runs `body` in a fresh work directory (`outdial-{bench}-{pid}` in the temporary folder)
+/// with the URL of a fresh store: a SQLite file in that directory, or a fresh database
+/// `outdial_{bench}_{pid}` on the PostgreSQL server `postgres` names, dropped afterwards. The
+/// directory is removed afterwards unless `keep`. `bench` is the caller's: letters only.
+pub fn in_fresh_store<T>(
+    bench: &str,
+    postgres: Option<&str>,
+    keep: bool,
+    runtime: &tokio::runtime::Runtime,
+    body: impl FnOnce(&Path, &str) -> Result<T, String>,
+) -> Result<T, String> {
+    let dir = std::env::temp_dir().join(format!("outdial-{bench}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let database = match postgres {
+        None => Ok(None),
+        Some(url) => runtime
+            .block_on(fresh_postgres(url, &format!("outdial_{bench}")))
+            .map(Some),
+    };
+    let result = database.and_then(|db| {
+        let url = match &db {
+            Some((_, url)) => url.clone(),
+            None => format!("sqlite://{}", dir.join("outdial.db").display()),
+        };
+        let result = body(&dir, &url);
+        if let (Some(admin), Some((name, _))) = (postgres, &db) {
+            if let Err(e) = runtime.block_on(drop_postgres(admin, name)) {
+                eprintln!("outdial: bench {bench}: database {name} not dropped: {e}");
+            }
+        }
+        result
+    });
+    if keep {
+        eprintln!(
+            "outdial: bench {bench}: work directory kept: {}",
+            dir.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
 /// `url` with its database name replaced by `name`.
 pub fn with_database(url: &str, name: &str) -> Result<String, String> {
     let (head, tail) = url
