@@ -153,16 +153,11 @@ pub fn run(opts: &CpsOptions) -> Result<CpsReport, String> {
     if opts.contacts == 0 || opts.concurrent == 0 {
         return Err("bench cps needs --contacts ≥ 1 and --concurrent ≥ 1".into());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
     in_fresh_store(
         "cps",
         opts.postgres.as_deref(),
         opts.keep,
-        &runtime,
-        |dir, url| run_in(opts, dir, url, &runtime),
+        |runtime, dir, url| run_in(opts, dir, url, runtime),
     )
 }
 

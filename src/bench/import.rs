@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::serve::{
     cpu_seconds, create_key, free_port_block, free_tcp_port, free_udp_port, in_fresh_store, mib,
@@ -112,16 +112,11 @@ pub fn run(opts: &ImportOptions) -> Result<ImportReport, String> {
     if opts.rows == 0 || opts.rows > 8_000_000 {
         return Err("bench import needs 1 ≤ --rows ≤ 8,000,000".into());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
     in_fresh_store(
         "import",
         opts.postgres.as_deref(),
         opts.keep,
-        &runtime,
-        |dir, url| runtime.block_on(run_in(opts, dir, url)),
+        |runtime, dir, url| runtime.block_on(run_in(opts, dir, url)),
     )
 }
 
@@ -168,28 +163,13 @@ async fn run_in(
     let file_bytes = file.len();
     let before = resources(Pid::Other(serve.pid()));
     let started = Instant::now();
-    let answer = api
-        .http
-        .post(format!("{}/v1/campaigns/{id}/contacts/import", api.base))
-        .header("Authorization", &api.auth)
-        .header("Content-Type", "text/csv")
-        .body(file)
-        .timeout(Duration::from_secs(1800))
-        .send()
-        .await
-        .map_err(|e| format!("import: {e}"))?;
-    let status = answer.status();
-    let text = answer.text().await.map_err(|e| format!("import: {e}"))?;
+    let answer = api.upload_csv(id, file, Duration::from_secs(1800)).await;
     let seconds = started.elapsed().as_secs_f64();
     let after = resources(Pid::Other(serve.pid()));
     if let Some(why) = serve.exited() {
         return Err(format!("{why} during the import; see {}", log.display()));
     }
-    let result: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("import answered {status}: {text} ({e})"))?;
-    if !status.is_success() {
-        return Err(format!("import answered {status}: {text}"));
-    }
+    let result = answer?;
     let inserted = result["inserted"].as_u64().unwrap_or(0);
     let refused = result["error_count"].as_u64().unwrap_or(0);
     let expected_refused = repeats(opts.rows);

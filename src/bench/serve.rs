@@ -258,27 +258,39 @@ impl Api {
                 )
             })
             .collect();
-        let imported = self
+        let answer = self
+            .upload_csv(id, csv.into_bytes(), Duration::from_secs(600))
+            .await?;
+        if answer["inserted"].as_u64() != Some(n as u64) {
+            return Err(format!("import: {n} contacts sent, answer: {answer}"));
+        }
+        Ok(())
+    }
+
+    /// Uploads a CSV file to campaign `id`'s import, as a user's upload: the import's answer
+    /// (an error unless it is a success).
+    pub async fn upload_csv(
+        &self,
+        id: i64,
+        file: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let answer = self
             .http
             .post(format!("{}/v1/campaigns/{id}/contacts/import", self.base))
             .header("Authorization", &self.auth)
             .header("Content-Type", "text/csv")
-            .body(csv)
-            .timeout(Duration::from_secs(600))
+            .body(file)
+            .timeout(timeout)
             .send()
             .await
             .map_err(|e| format!("import: {e}"))?;
-        let status = imported.status();
-        let imported = imported.text().await.unwrap_or_default();
-        let inserted = serde_json::from_str::<Value>(&imported)
-            .ok()
-            .and_then(|v| v["inserted"].as_u64());
-        if !status.is_success() || inserted != Some(n as u64) {
-            return Err(format!(
-                "import: {n} contacts sent, answer {status}: {imported}"
-            ));
+        let status = answer.status();
+        let text = answer.text().await.map_err(|e| format!("import: {e}"))?;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(v) if status.is_success() => Ok(v),
+            _ => Err(format!("import answered {status}: {text}")),
         }
-        Ok(())
     }
 
     pub async fn node(&self) -> Result<(usize, usize), String> {
@@ -293,7 +305,7 @@ impl Api {
     }
 }
 
-/// Runs `body` in a fresh work directory (`outdial-{bench}-{pid}` in the temporary folder)
+/// Runs `body` on a new single-threaded runtime in a fresh work directory (`outdial-{bench}-{pid}` in the temporary folder)
 /// with the URL of a fresh store: a SQLite file in that directory, or a fresh database
 /// `outdial_{bench}_{pid}` on the PostgreSQL server `postgres` names, dropped afterwards. The
 /// directory is removed afterwards unless `keep`. `bench` is the caller's: letters only.
@@ -301,9 +313,12 @@ pub fn in_fresh_store<T>(
     bench: &str,
     postgres: Option<&str>,
     keep: bool,
-    runtime: &tokio::runtime::Runtime,
-    body: impl FnOnce(&Path, &str) -> Result<T, String>,
+    body: impl FnOnce(&tokio::runtime::Runtime, &Path, &str) -> Result<T, String>,
 ) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
     let dir = std::env::temp_dir().join(format!("outdial-{bench}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let database = match postgres {
@@ -317,7 +332,7 @@ pub fn in_fresh_store<T>(
             Some((_, url)) => url.clone(),
             None => format!("sqlite://{}", dir.join("outdial.db").display()),
         };
-        let result = body(&dir, &url);
+        let result = body(&runtime, &dir, &url);
         if let (Some(admin), Some((name, _))) = (postgres, &db) {
             if let Err(e) = runtime.block_on(drop_postgres(admin, name)) {
                 eprintln!("outdial: bench {bench}: database {name} not dropped: {e}");
