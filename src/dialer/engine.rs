@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::attempt::{run_attempt, AttemptPlan, AttemptReport, MAX_CALL};
-use super::recovery::{reconcile_node, Recorder, STORE_TRY};
+use super::recovery::{reconcile_node, Recorder};
 use crate::campaign::agents::{ConnectTarget, Pool};
 use crate::campaign::contact_tz::zones_for_contact;
 use crate::campaign::hours::CompiledHours;
@@ -52,7 +52,7 @@ use crate::media::wav::load_wav_8k_mono;
 use crate::sip::UserAgent;
 use crate::store::attempts::AttemptRecord;
 use crate::store::contacts::ContactTransition;
-use crate::store::inflight::{AttemptEnd, Claim, NewCall};
+use crate::store::inflight::{AttemptEnd, CallAnswered, Claim, NewCall};
 use crate::store::{Store, StoreError};
 
 /// How long an attempt's end waits for its dialog's facts to be written.
@@ -158,6 +158,7 @@ pub fn spawn(
         store_ok_since: None,
         upkeep_at: 0,
         leases: HashMap::new(),
+        current: HashMap::new(),
     };
     let task = tokio::spawn(engine.run());
     (handle, task)
@@ -197,6 +198,9 @@ struct Engine {
     upkeep_at: Millis,
     /// Campaign → until when this node's lease on it holds (as last written).
     leases: HashMap<i64, Millis>,
+    /// Campaign → the campaign as the last tick read it: an attempt's end reads its
+    /// settings here (the retry rules of the settings current when the call ends).
+    current: HashMap<i64, watch::Sender<Arc<Campaign>>>,
 }
 
 impl Engine {
@@ -400,6 +404,7 @@ impl Engine {
             ])
             .await?;
         self.hang_up_canceled(&campaigns);
+        self.keep_current(&campaigns);
         let mut wake_at: Option<Millis> = None;
         for campaign in &campaigns {
             if !matches!(
@@ -434,6 +439,30 @@ impl Engine {
             }
         }
         Ok(wake_at)
+    }
+
+    /// The campaigns as read this tick, for the attempts that end before the next one.
+    fn keep_current(&mut self, campaigns: &[Campaign]) {
+        for campaign in campaigns {
+            match self.current.get(&campaign.id) {
+                Some(current) => {
+                    current.send_if_modified(|c| {
+                        let changed = **c != *campaign;
+                        if changed {
+                            *c = Arc::new(campaign.clone());
+                        }
+                        changed
+                    });
+                }
+                None => {
+                    self.current
+                        .insert(campaign.id, watch::channel(Arc::new(campaign.clone())).0);
+                }
+            }
+        }
+        // Campaigns no attempt reads any more (finished, deleted).
+        self.current
+            .retain(|id, c| c.receiver_count() > 0 || campaigns.iter().any(|k| k.id == *id));
     }
 
     /// Stop means stop: calls of canceled campaigns are hung up.
@@ -957,10 +986,16 @@ impl Engine {
                 stop: stop_tx,
             },
         );
+        let current = match self.current.get(&campaign.id) {
+            Some(current) => current.subscribe(),
+            None => watch::channel(Arc::new(campaign.clone())).1,
+        };
+        let started = current.borrow().clone();
         let job = AttemptJob {
             store: self.store.clone(),
             ua: self.ua.clone(),
-            campaign: campaign.clone(),
+            campaign: started,
+            current,
             contact: claimed,
             account,
             profile_name: profile.map(|p| p.name).unwrap_or_default(),
@@ -1199,7 +1234,10 @@ fn bridge_record(r: &AttemptReport) -> crate::store::attempts::BridgeRecord {
 struct AttemptJob {
     store: Store,
     ua: Arc<UserAgent>,
-    campaign: Campaign,
+    /// As it was when the attempt started.
+    campaign: Arc<Campaign>,
+    /// As the engine last read it.
+    current: watch::Receiver<Arc<Campaign>>,
     /// As claimed (status dialing, `attempts` already counts this attempt).
     contact: Contact,
     /// The campaign's account (whose DNC list a callee's "do not call" joins).
@@ -1239,7 +1277,8 @@ impl AttemptJob {
         plan.on_answer = Some(answer_tx);
         // What another node needs to end this call if this one dies, kept on a task of its
         // own: a slow or unreachable store never holds the call up.
-        let (store, contact_id, node) = (self.store.clone(), self.contact.id, self.node.clone());
+        let (recorder, contact_id, node) =
+            (self.recorder.clone(), self.contact.id, self.node.clone());
         let attempt = self.contact.attempts;
         let call_over = CancellationToken::new();
         let over = call_over.clone();
@@ -1253,10 +1292,14 @@ impl AttemptJob {
                 };
                 let Some(facts) = facts else { break };
                 let dialog = crate::store::to_json(&facts);
-                if let Err(e) = store
-                    .call_answered(contact_id, &node, attempt, &dialog, now_ms())
-                    .await
-                {
+                let answer = CallAnswered {
+                    contact_id,
+                    node: node.clone(),
+                    attempt_number: attempt,
+                    dialog,
+                    at: now_ms(),
+                };
+                if let Err(e) = recorder.answered(answer).await {
                     tracing::warn!(contact = contact_id, "keeping the dialog's facts: {e}");
                 }
             }
@@ -1356,16 +1399,13 @@ impl AttemptJob {
             let counters = Some((update.attempts, update.retries));
             (update, counters)
         } else {
-            // Settings may have changed while the call ran: the current ones decide (those
-            // the call started with when the store does not answer in time).
-            let current =
-                tokio::time::timeout(STORE_TRY, self.store.get_campaign(self.campaign.id))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .map(|c| c.settings)
-                    .unwrap_or_else(|| settings.clone());
-            (after_attempt(&current, &before, result, ended_at), None)
+            // Settings may have changed while the call ran: the current ones decide (as the
+            // engine read them last; it reads them every tick and at once after an edit).
+            let current = self.current.borrow().clone();
+            (
+                after_attempt(&current.settings, &before, result, ended_at),
+                None,
+            )
         };
         AttemptEnd {
             node: self.node.clone(),

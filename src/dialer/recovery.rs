@@ -1,6 +1,6 @@
 //! What keeps a campaign's attempts whole when things fail: this node's stable id, the
-//! [`Recorder`] that writes an attempt's end (in a group commit with the other ends waiting at
-//! that moment, retried on transient store errors, kept in the
+//! [`Recorder`] that writes an answered call's dialog facts to its row and an attempt's end
+//! (each in a group commit with the others waiting at that moment; ends retried on transient store errors, kept in the
 //! on-disk [`Journal`] while the store is unreachable, replayed in order when it is back), and
 //! [`reconcile_node`], which ends and records the calls a dead node left in flight.
 //!
@@ -33,7 +33,7 @@ use crate::sip::orphan::DialogFacts;
 use crate::sip::UserAgent;
 use crate::store::attempts::AttemptRecord;
 use crate::store::contacts::ContactTransition;
-use crate::store::inflight::{AttemptEnd, CallState, Ended, InFlight};
+use crate::store::inflight::{AttemptEnd, CallAnswered, CallState, Ended, InFlight};
 use crate::store::{Store, StoreError};
 
 /// How long a reconcile waits for the far ends to answer its BYEs before recording.
@@ -88,7 +88,12 @@ pub struct Recorder {
     journal: Arc<Mutex<Journal>>,
     /// The group committer's inbox, started with the first write.
     group: Arc<Mutex<Option<mpsc::UnboundedSender<GroupEntry>>>>,
+    /// The answers' group committer's inbox, started with the first answer.
+    answers: Arc<Mutex<Option<mpsc::UnboundedSender<AnswerEntry>>>>,
 }
+
+/// An answered call's facts waiting for their group commit, and who waits for the answer.
+type AnswerEntry = (CallAnswered, oneshot::Sender<Result<bool, StoreError>>);
 
 /// The most attempt ends one group commit writes.
 const GROUP_MAX: usize = 256;
@@ -107,7 +112,36 @@ impl Recorder {
             store,
             journal: Arc::new(Mutex::new(journal)),
             group: Arc::new(Mutex::new(None)),
+            answers: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Keeps an answered call's dialog facts in its row, together with the other answers
+    /// waiting at that moment (one transaction, [`Store::calls_answered`]); whether the row
+    /// took them (`false`: it is not that node's attempt any more).
+    pub async fn answered(&self, answer: CallAnswered) -> Result<bool, StoreError> {
+        let (reply, replied) = oneshot::channel();
+        let sent = {
+            let mut inbox = self.answers.lock();
+            let writer = inbox.get_or_insert_with(|| spawn_answer_writer(self.store.clone()));
+            match writer.send((answer.clone(), reply)) {
+                Ok(()) => true,
+                Err(_) => {
+                    *inbox = None; // its task is gone (runtime shutting down)
+                    false
+                }
+            }
+        };
+        if sent {
+            if let Ok(result) = replied.await {
+                return result;
+            }
+        }
+        let took = self
+            .store
+            .calls_answered(std::slice::from_ref(&answer))
+            .await?;
+        Ok(took.first().copied().unwrap_or(false))
     }
 
     /// Writes `end` to the store together with the other ends waiting at that moment (one
@@ -295,6 +329,42 @@ fn spawn_group_writer(store: Store) -> mpsc::UnboundedSender<GroupEntry> {
                 Err(_) => {
                     for (_, answer, _) in live {
                         let _ = answer.send(None);
+                    }
+                }
+            }
+        }
+    });
+    inbox
+}
+
+/// The answers' group committer: takes every answer waiting, writes them in one transaction,
+/// replies to each; a group that fails is written again one answer at a time, so one
+/// answer's error is only its own. Ends when every [`Recorder`] holding its inbox is gone.
+fn spawn_answer_writer(store: Store) -> mpsc::UnboundedSender<AnswerEntry> {
+    let (inbox, mut waiting) = mpsc::unbounded_channel::<AnswerEntry>();
+    tokio::spawn(async move {
+        let mut group: Vec<AnswerEntry> = Vec::with_capacity(GROUP_MAX);
+        while waiting.recv_many(&mut group, GROUP_MAX).await > 0 {
+            let answers: Vec<CallAnswered> = group.iter().map(|(a, _)| a.clone()).collect();
+            let started = std::time::Instant::now();
+            let written = store.calls_answered(&answers).await;
+            metrics::histogram!("outdial_store_seconds", "op" => "calls_answered")
+                .record(started.elapsed().as_secs_f64());
+            match written {
+                Ok(took) => {
+                    for ((_, reply), took) in group.drain(..).zip(took) {
+                        let _ = reply.send(Ok(took));
+                    }
+                }
+                Err(e) if group.len() == 1 => {
+                    if let Some((_, reply)) = group.pop() {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+                Err(_) => {
+                    for (answer, reply) in group.drain(..) {
+                        let one = store.calls_answered(std::slice::from_ref(&answer)).await;
+                        let _ = reply.send(one.map(|took| took.first().copied().unwrap_or(false)));
                     }
                 }
             }

@@ -58,6 +58,10 @@ pub struct NewEvent {
     pub at: Millis,
 }
 
+/// Events per `INSERT` in [`Store::append_events`] (8 placeholders each: sqlx's SQLite
+/// driver's cost per statement grows with the square of its placeholders).
+const EVENTS_PER_STATEMENT: usize = 24;
+
 const EVENT_COLUMNS: &str =
     "id, account_id, campaign_id, contact_id, attempt, call_id, kind, detail, created_at";
 
@@ -129,27 +133,54 @@ impl Store {
         Ok(id)
     }
 
-    /// Appends `events` in one transaction, in order; returns them as stored (with their ids).
+    /// Appends `events` in one transaction, in order; returns them as stored (with their ids),
+    /// and queues their webhook deliveries in the same transaction.
+    ///
+    /// Written [`EVENTS_PER_STATEMENT`] rows to a statement. A statement's rows take their
+    /// ids in the order of its `VALUES` list (SQLite's rowids and PostgreSQL's sequence are
+    /// both drawn row by row, and only grow), so the ids it returns, sorted, are its events'
+    /// in order, whatever order `RETURNING` lists them in.
     pub async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Event>> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let mut stored = Vec::with_capacity(events.len());
-        for e in events {
-            let row = sqlx::query(
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+            let mut sql = Sql::default();
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|e| {
+                    let values = [
+                        Arg::OptI64(e.account_id),
+                        Arg::OptI64(e.campaign_id),
+                        Arg::OptI64(e.contact_id),
+                        Arg::OptI64(e.attempt),
+                        Arg::OptText(e.call_id.clone()),
+                        Arg::Text(e.kind.clone()),
+                        Arg::Text(to_json(&e.detail)),
+                        Arg::I64(e.at),
+                    ];
+                    format!("({})", super::in_list(&mut sql, values))
+                })
+                .collect();
+            sql.text = format!(
                 "INSERT INTO events (account_id, campaign_id, contact_id, attempt, call_id, kind, \
-                 detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            )
-            .bind(e.account_id)
-            .bind(e.campaign_id)
-            .bind(e.contact_id)
-            .bind(e.attempt)
-            .bind(e.call_id.clone())
-            .bind(e.kind.clone())
-            .bind(to_json(&e.detail))
-            .bind(e.at)
-            .fetch_one(&mut *tx)
-            .await?;
-            let event = Event {
-                id: row.try_get("id")?,
+                 detail, created_at) VALUES {} RETURNING id",
+                rows.join(", ")
+            );
+            let mut ids = Vec::with_capacity(chunk.len());
+            for row in sql.query().fetch_all(&mut *tx).await? {
+                ids.push(row.try_get::<i64, _>("id")?);
+            }
+            if ids.len() != chunk.len() {
+                return Err(super::StoreError::Invalid(format!(
+                    "events: {} written, {} ids returned",
+                    chunk.len(),
+                    ids.len()
+                )));
+            }
+            ids.sort_unstable();
+            stored.extend(chunk.iter().zip(ids).map(|(e, id)| Event {
+                id,
                 account_id: e.account_id,
                 campaign_id: e.campaign_id,
                 contact_id: e.contact_id,
@@ -158,11 +189,10 @@ impl Store {
                 kind: e.kind.clone(),
                 detail: e.detail.clone(),
                 at: e.at,
-            };
-            // Its webhook delivery, in the same transaction: stored means sent.
-            super::webhooks::queue_deliveries(&mut tx, &event).await?;
-            stored.push(event);
+            }));
         }
+        // Their webhook deliveries, in the same transaction: stored means sent.
+        super::webhooks::queue_deliveries_many(&mut tx, &stored).await?;
         tx.commit().await?;
         Ok(stored)
     }

@@ -202,6 +202,7 @@ impl Store {
                 "a claim group mixes campaigns, trunks, nodes or caps".into(),
             ));
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         // A write first: SQLite takes its write lock here, so the counts below cannot change
         // under us; PostgreSQL then locks the trunk's row and the campaign's.
@@ -323,18 +324,62 @@ impl Store {
         dialog: &str,
         now: Millis,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE calls_in_flight SET state = 'answered', answered_at = $3, dialog = $4 \
-             WHERE contact_id = $1 AND node = $2 AND attempt_number = $5",
-        )
-        .bind(contact_id)
-        .bind(node.to_string())
-        .bind(now)
-        .bind(dialog.to_string())
-        .bind(attempt_number)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let answer = CallAnswered {
+            contact_id,
+            node: node.to_string(),
+            attempt_number,
+            dialog: dialog.to_string(),
+            at: now,
+        };
+        let took = self.calls_answered(std::slice::from_ref(&answer)).await?;
+        Ok(took.first().copied().unwrap_or(false))
+    }
+
+    /// [`Store::call_answered`] for a group of calls in one statement (one write to the disk
+    /// for many answers); for each, in order, whether its row took the facts.
+    pub async fn calls_answered(&self, answers: &[CallAnswered]) -> Result<Vec<bool>> {
+        let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await?;
+        let mut took = std::collections::HashSet::new();
+        for chunk in answers.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = Sql::default();
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|a| {
+                    row_of(
+                        &mut sql,
+                        [
+                            Arg::I64(a.contact_id),
+                            Arg::Text(a.node.clone()),
+                            Arg::I64(a.attempt_number),
+                            Arg::Text(a.dialog.clone()),
+                            Arg::I64(a.at),
+                        ],
+                    )
+                })
+                .collect();
+            let ids = super::in_list(&mut sql, chunk.iter().map(|a| Arg::I64(a.contact_id)));
+            sql.text = format!(
+                "UPDATE calls_in_flight SET state = 'answered', answered_at = v.column5, \
+                 dialog = v.column4 FROM (VALUES {}) AS v \
+                 WHERE calls_in_flight.contact_id = v.column1 AND calls_in_flight.node = v.column2 \
+                 AND calls_in_flight.attempt_number = v.column3 \
+                 AND calls_in_flight.contact_id IN ({ids}) \
+                 RETURNING calls_in_flight.contact_id, calls_in_flight.attempt_number",
+                rows.join(", ")
+            );
+            for row in sql.query().fetch_all(&mut *tx).await? {
+                took.insert((
+                    row.try_get::<i64, _>("contact_id")?,
+                    row.try_get::<i64, _>("attempt_number")?,
+                ));
+            }
+        }
+        tx.commit().await?;
+        Ok(answers
+            .iter()
+            .map(|a| took.contains(&(a.contact_id, a.attempt_number)))
+            .collect())
     }
 
     /// Writes the end of an attempt in one transaction (see the module header); nothing at
@@ -357,6 +402,7 @@ impl Store {
                 ));
             }
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let mut contacts = std::collections::HashSet::new();
         let out = if ends.len() > 1
@@ -529,6 +575,19 @@ impl Store {
         let campaign = self.status_set(id, expected, row).await?;
         Ok((campaign, reset, deferred))
     }
+}
+
+/// An answered call's dialog facts for its row ([`Store::calls_answered`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallAnswered {
+    pub contact_id: i64,
+    /// The node whose call it is...
+    pub node: String,
+    /// ...and the contact's attempt it is: a late write never lands on a later call.
+    pub attempt_number: i64,
+    /// The dialog's facts (JSON).
+    pub dialog: String,
+    pub at: Millis,
 }
 
 /// Rows per multi-row statement: sqlx's SQLite driver finds each placeholder by name with a

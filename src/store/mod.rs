@@ -52,6 +52,7 @@ pub use goals::{Answer, AttemptAnalysis, GoalReport, OutcomeCounts, QuestionStat
 pub use numbers::{NewNumber, NumberUpdate, PhoneNumber};
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -151,6 +152,11 @@ pub struct Paged<T> {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer at a time, and a connection that finds the file locked sleeps
+    /// in SQLite's busy handler (1, 2, 5, 10… ms) before it looks again. The writers of a
+    /// live campaign (claims, answers, ends, events) queue here instead, so each starts the
+    /// moment the one before commits. PostgreSQL: not used (its writers run side by side).
+    write_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -179,7 +185,11 @@ impl Store {
                     .await?
             }
         };
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            write_gate: Arc::new(tokio::sync::Mutex::new(())),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -210,6 +220,15 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The turn of a hot-path writer on SQLite (see `write_gate`); hold it over the whole
+    /// transaction. `None` on PostgreSQL.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_gate.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// The pool, for what this module does not cover yet.

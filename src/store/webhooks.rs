@@ -128,7 +128,6 @@ pub(crate) async fn queue_deliveries_many(
     // (account, campaign) → the webhook that serves it and the kinds it takes.
     type Serving = Option<(i64, Vec<String>)>;
     let mut serving: std::collections::HashMap<(i64, Option<i64>), Serving> = Default::default();
-    let mut sql = Sql::default();
     let mut rows = Vec::new();
     for event in events {
         let Some(account) = event.account_id else {
@@ -168,30 +167,35 @@ pub(crate) async fn queue_deliveries_many(
         if !kinds.is_empty() && !kinds.contains(&event.kind) {
             continue;
         }
-        let values = [
+        rows.push([
             Arg::I64(*webhook),
             Arg::I64(event.id),
             Arg::I64(account),
             Arg::Text(stream_of(event)),
             Arg::I64(event.at),
-        ]
-        .into_iter()
-        .map(|a| sql.arg(a))
-        .collect::<Vec<_>>();
-        rows.push(format!(
-            "({}, {}, {}, {}, 'pending', 0, {}, {})",
-            values[0], values[1], values[2], values[3], values[4], values[4]
-        ));
+        ]);
     }
-    if rows.is_empty() {
-        return Ok(());
+    // A few dozen rows per statement: sqlx's SQLite driver's cost per statement grows with
+    // the square of its placeholders.
+    for chunk in rows.chunks(32) {
+        let mut sql = Sql::default();
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|row| {
+                let p: Vec<String> = row.iter().map(|a| sql.arg(a.clone())).collect();
+                format!(
+                    "({}, {}, {}, {}, 'pending', 0, {}, {})",
+                    p[0], p[1], p[2], p[3], p[4], p[4]
+                )
+            })
+            .collect();
+        sql.text = format!(
+            "INSERT INTO webhook_deliveries (webhook_id, event_id, account_id, stream, status, \
+             attempts, next_at, created_at) VALUES {}",
+            values.join(", ")
+        );
+        sql.query().execute(&mut *conn).await?;
     }
-    sql.text = format!(
-        "INSERT INTO webhook_deliveries (webhook_id, event_id, account_id, stream, status, \
-         attempts, next_at, created_at) VALUES {}",
-        rows.join(", ")
-    );
-    sql.query().execute(&mut *conn).await?;
     Ok(())
 }
 
