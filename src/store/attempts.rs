@@ -483,6 +483,49 @@ where
     Ok(row.try_get("id")?)
 }
 
+/// Attempt records per `INSERT` in [`insert_attempts_on`] (some sixty placeholders each:
+/// sqlx's SQLite driver's cost per statement grows with the square of its placeholders).
+const RECORDS_PER_STATEMENT: usize = 8;
+
+/// Inserts `records` through `conn`, a few to a statement; their ids, in order. A
+/// statement's rows take their ids in the order of its `VALUES` list (SQLite's rowids and
+/// PostgreSQL's sequence both only grow), so its returned ids, sorted, are its rows' in order.
+pub(crate) async fn insert_attempts_on(
+    conn: &mut sqlx::AnyConnection,
+    records: &[&AttemptRecord],
+) -> Result<Vec<i64>> {
+    let mut out = Vec::with_capacity(records.len());
+    for chunk in records.chunks(RECORDS_PER_STATEMENT) {
+        let mut sql = Sql::default();
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|r| format!("({})", super::in_list(&mut sql, record_args(r))))
+            .collect();
+        sql.text = format!(
+            "INSERT INTO call_attempts ({INSERT_COLUMNS}) VALUES {} RETURNING id",
+            rows.join(", ")
+        );
+        let mut ids = Vec::with_capacity(chunk.len());
+        for row in sql.query().fetch_all(&mut *conn).await.map_err(|e| {
+            super::conflict_on_constraint(e, || {
+                "an attempt's campaign or contact does not exist".into()
+            })
+        })? {
+            ids.push(row.try_get::<i64, _>("id")?);
+        }
+        if ids.len() != chunk.len() {
+            return Err(super::StoreError::Invalid(format!(
+                "attempt records: {} written, {} ids returned",
+                chunk.len(),
+                ids.len()
+            )));
+        }
+        ids.sort_unstable();
+        out.extend(ids);
+    }
+    Ok(out)
+}
+
 impl Store {
     /// Records an attempt; returns its id.
     pub async fn insert_attempt(&self, record: &AttemptRecord) -> Result<i64> {

@@ -674,12 +674,15 @@ async fn finish_group_on(
     if written.is_empty() {
         return Ok(ends.iter().map(|_| Ended::Fenced).collect());
     }
-    // The attempt records: one statement each (a record has some sixty columns).
-    let mut attempt_ids: HashMap<i64, i64> = HashMap::new();
-    for end in &written {
-        let id = super::attempts::insert_attempt_on(&mut **tx, &end.record).await?;
-        attempt_ids.insert(contact_of(end), id);
-    }
+    // The attempt records, a few to a statement (a record has some sixty columns).
+    let records: Vec<&super::attempts::AttemptRecord> =
+        written.iter().map(|end| &end.record).collect();
+    let ids = super::attempts::insert_attempts_on(tx, &records).await?;
+    let attempt_ids: HashMap<i64, i64> = written
+        .iter()
+        .zip(ids)
+        .map(|(end, id)| (contact_of(end), id))
+        .collect();
     // The contacts moved on; one that someone moved during its call keeps their status.
     let mut sql = Sql::default();
     let rows: Vec<String> = written
