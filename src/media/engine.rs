@@ -57,11 +57,11 @@ pub struct EngineConfig {
 }
 
 impl Default for EngineConfig {
-    /// One worker on machines with fewer than 4 cores, else two; a 10 ms tick.
+    /// Two workers (one on a one-core machine); a 10 ms tick.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         EngineConfig {
-            workers: if cores >= 4 { 2 } else { 1 },
+            workers: if cores >= 2 { 2 } else { 1 },
             tick: DEFAULT_TICK,
         }
     }
