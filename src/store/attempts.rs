@@ -487,9 +487,8 @@ where
 /// sqlx's SQLite driver's cost per statement grows with the square of its placeholders).
 const RECORDS_PER_STATEMENT: usize = 8;
 
-/// Inserts `records` through `conn`, a few to a statement; their ids, in order. A
-/// statement's rows take their ids in the order of its `VALUES` list (SQLite's rowids and
-/// PostgreSQL's sequence both only grow), so its returned ids, sorted, are its rows' in order.
+/// Inserts `records` through `conn`, a few to a statement; their ids, in order
+/// ([`super::ids_in_order`]).
 pub(crate) async fn insert_attempts_on(
     conn: &mut sqlx::AnyConnection,
     records: &[&AttemptRecord],
@@ -505,22 +504,12 @@ pub(crate) async fn insert_attempts_on(
             "INSERT INTO call_attempts ({INSERT_COLUMNS}) VALUES {} RETURNING id",
             rows.join(", ")
         );
-        let mut ids = Vec::with_capacity(chunk.len());
-        for row in sql.query().fetch_all(&mut *conn).await.map_err(|e| {
+        let rows = sql.query().fetch_all(&mut *conn).await.map_err(|e| {
             super::conflict_on_constraint(e, || {
                 "an attempt's campaign or contact does not exist".into()
             })
-        })? {
-            ids.push(row.try_get::<i64, _>("id")?);
-        }
-        if ids.len() != chunk.len() {
-            return Err(super::StoreError::Invalid(format!(
-                "attempt records: {} written, {} ids returned",
-                chunk.len(),
-                ids.len()
-            )));
-        }
-        ids.sort_unstable();
+        })?;
+        let ids = super::ids_in_order(&rows, chunk.len(), "attempt records")?;
         out.extend(ids);
     }
     Ok(out)

@@ -136,10 +136,8 @@ impl Store {
     /// Appends `events` in one transaction, in order; returns them as stored (with their ids),
     /// and queues their webhook deliveries in the same transaction.
     ///
-    /// Written [`EVENTS_PER_STATEMENT`] rows to a statement. A statement's rows take their
-    /// ids in the order of its `VALUES` list (SQLite's rowids and PostgreSQL's sequence are
-    /// both drawn row by row, and only grow), so the ids it returns, sorted, are its events'
-    /// in order, whatever order `RETURNING` lists them in.
+    /// Written [`EVENTS_PER_STATEMENT`] rows to a statement, their ids matched to them with
+    /// [`super::ids_in_order`].
     pub async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Event>> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
@@ -167,18 +165,8 @@ impl Store {
                  detail, created_at) VALUES {} RETURNING id",
                 rows.join(", ")
             );
-            let mut ids = Vec::with_capacity(chunk.len());
-            for row in sql.query().fetch_all(&mut *tx).await? {
-                ids.push(row.try_get::<i64, _>("id")?);
-            }
-            if ids.len() != chunk.len() {
-                return Err(super::StoreError::Invalid(format!(
-                    "events: {} written, {} ids returned",
-                    chunk.len(),
-                    ids.len()
-                )));
-            }
-            ids.sort_unstable();
+            let rows = sql.query().fetch_all(&mut *tx).await?;
+            let ids = super::ids_in_order(&rows, chunk.len(), "events")?;
             stored.extend(chunk.iter().zip(ids).map(|(e, id)| Event {
                 id,
                 account_id: e.account_id,

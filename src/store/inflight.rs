@@ -7,7 +7,8 @@
 //!   the campaign's row are locked first, so two nodes count one after the other; a SQLite
 //!   write transaction is exclusive already). The contact id is the row's key: a contact has
 //!   at most one live call.
-//! - [`Store::call_answered`] adds the dialog's facts (what a BYE needs) at answer.
+//! - [`Store::calls_answered`] adds the dialogs' facts (what a BYE needs) at answer, for a group
+//!   of calls at once ([`Store::call_answered`]: one).
 //! - [`Store::finish_attempt`] deletes the row, writes the attempt record (CDR), moves the
 //!   contact on and appends the event in one transaction, and only when the row is still the
 //!   node's: a node whose call was reconciled by another node meanwhile writes nothing

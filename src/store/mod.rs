@@ -405,6 +405,25 @@ pub(crate) fn like_pattern(text: &str) -> String {
     p
 }
 
+/// The ids a multi-row `INSERT … RETURNING id` gave back, in the order of its `VALUES` list:
+/// a statement's rows take their ids in that order (SQLite's rowids and PostgreSQL's sequences
+/// only grow), so the ids sorted are its rows' in order, whatever order `RETURNING` lists them
+/// in. `written`: the rows the statement wrote (an error when the ids are not as many).
+pub(crate) fn ids_in_order(rows: &[AnyRow], written: usize, what: &str) -> Result<Vec<i64>> {
+    let mut ids = rows
+        .iter()
+        .map(|row| row.try_get::<i64, _>("id"))
+        .collect::<std::result::Result<Vec<i64>, _>>()?;
+    if ids.len() != written {
+        return Err(StoreError::Invalid(format!(
+            "{what}: {written} written, {} ids returned",
+            ids.len()
+        )));
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// A decode error for a stored value we cannot read.
 pub(crate) fn corrupt(column: &str, value: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("column {column}: unreadable stored value {value:?}").into())
