@@ -340,15 +340,20 @@ pub fn in_fresh_store<T>(
         }
         result
     });
+    keep_or_remove(bench, &dir, keep);
+    result
+}
+
+/// A bench's work directory after its run: kept (and said where) or removed.
+pub fn keep_or_remove(bench: &str, dir: &Path, keep: bool) {
     if keep {
         eprintln!(
             "outdial: bench {bench}: work directory kept: {}",
             dir.display()
         );
     } else {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir);
     }
-    result
 }
 
 /// `url` with its database name replaced by `name`.

@@ -395,14 +395,7 @@ pub fn run(opts: &SoakOptions) -> Result<SoakReport, String> {
     let dir = std::env::temp_dir().join(format!("outdial-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let result = run_in(opts, &dir);
-    if opts.keep {
-        eprintln!(
-            "outdial: bench soak: work directory kept: {}",
-            dir.display()
-        );
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    super::serve::keep_or_remove("soak", &dir, opts.keep);
     result
 }
 

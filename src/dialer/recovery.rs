@@ -121,17 +121,11 @@ impl Recorder {
     /// took them (`false`: it is not that node's attempt any more).
     pub async fn answered(&self, answer: CallAnswered) -> Result<bool, StoreError> {
         let (reply, replied) = oneshot::channel();
-        let sent = {
-            let mut inbox = self.answers.lock();
-            let writer = inbox.get_or_insert_with(|| spawn_answer_writer(self.store.clone()));
-            match writer.send((answer.clone(), reply)) {
-                Ok(()) => true,
-                Err(_) => {
-                    *inbox = None; // its task is gone (runtime shutting down)
-                    false
-                }
-            }
-        };
+        let sent = post(
+            &self.answers,
+            || spawn_answer_writer(self.store.clone()),
+            (answer.clone(), reply),
+        );
         if sent {
             if let Ok(result) = replied.await {
                 return result;
@@ -152,17 +146,11 @@ impl Recorder {
     async fn write(&self, end: &AttemptEnd) -> Option<Result<Ended, StoreError>> {
         let deadline = tokio::time::Instant::now() + STORE_TRY;
         let (answer, answered) = oneshot::channel();
-        let sent = {
-            let mut group = self.group.lock();
-            let inbox = group.get_or_insert_with(|| spawn_group_writer(self.store.clone()));
-            match inbox.send((end.clone(), answer, deadline)) {
-                Ok(()) => true,
-                Err(_) => {
-                    *group = None; // its task is gone (runtime shutting down)
-                    false
-                }
-            }
-        };
+        let sent = post(
+            &self.group,
+            || spawn_group_writer(self.store.clone()),
+            (end.clone(), answer, deadline),
+        );
         if sent {
             if let Ok(result) = answered.await {
                 return result;
@@ -286,6 +274,21 @@ impl Recorder {
             }
         }
     }
+}
+
+/// Hands `item` to a group committer's inbox, starting the committer (`start`) on first use;
+/// `false` when its task is gone (the runtime shutting down: the inbox is forgotten).
+fn post<T>(
+    inbox: &Mutex<Option<mpsc::UnboundedSender<T>>>,
+    start: impl FnOnce() -> mpsc::UnboundedSender<T>,
+    item: T,
+) -> bool {
+    let mut inbox = inbox.lock();
+    if inbox.get_or_insert_with(start).send(item).is_ok() {
+        return true;
+    }
+    *inbox = None;
+    false
 }
 
 /// The group committer: takes every end waiting, writes them in one transaction, answers
