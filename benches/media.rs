@@ -1,7 +1,8 @@
 //! Hot paths of the media engine (`cargo bench --bench media`): RTP parse, G.711 decode +
 //! encode of one 20 ms frame, one packet through a call's jitter buffer and decoder (on a
 //! simulated 20 ms clock), and one packet through a linked leg's relay path (header rewrite,
-//! as is and PCMU→PCMA). Each bench is short (20 samples, about a second). `outdial bench
+//! as is and PCMU→PCMA), and the
+//! tone detectors on a second of audio. Each bench is short (20 samples, about a second). `outdial bench
 //! media` measures the whole engine with sockets.
 
 use std::hint::black_box;
@@ -125,6 +126,38 @@ fn relay_paths(c: &mut Criterion) {
     g.finish();
 }
 
+/// The beep/SIT/fax detectors on one second of non-silent audio (a 440 Hz tone under white
+/// noise, so every 10 ms hop runs the spectrum): 50 frames of 20 ms, as a call's answer feeds them.
+fn tone_detection(c: &mut Criterion) {
+    use outdial::media::tones::ToneDetectors;
+    let mut seed = 0x2545_f491u32;
+    let audio: Vec<i16> = (0..8000)
+        .map(|n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let noise = (seed % 2001) as f32 - 1000.0;
+            let tone = 4000.0 * (2.0 * std::f32::consts::PI * 440.0 * n as f32 / 8000.0).sin();
+            (tone + noise) as i16
+        })
+        .collect();
+    let mut g = c.benchmark_group("tones");
+    g.throughput(Throughput::Elements(50));
+    g.bench_function("detectors_1s_of_audio", |b| {
+        let mut tones = ToneDetectors::new();
+        let mut at_ms = 0u64;
+        b.iter(|| {
+            let mut events = 0usize;
+            for frame in audio.chunks(160) {
+                events += tones.process(black_box(frame), at_ms).len();
+                at_ms += 20;
+            }
+            events
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -135,6 +168,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = codec_paths, relay_paths
+    targets = codec_paths, relay_paths, tone_detection
 }
 criterion_main!(benches);

@@ -8,7 +8,7 @@
 //! the frames' times (lost audio, a restarted stream) resets the detectors. [`ToneDetectors`] runs
 //! all three on one shared analysis; a media session owns one per call.
 //!
-//! How: every 10 ms a Hann-windowed 32 ms spectrum (one 256-point real FFT) gives the strongest
+//! How: every 10 ms a Hann-windowed 32 ms spectrum (one 256-point real FFT, realfft's) gives the strongest
 //! peak between 250 and 3600 Hz, its frequency (parabola through the log powers of three bins),
 //! its level, and its purity: the share of the band's energy within ±2 bins of the peak. A
 //! detector follows runs of such 10 ms hops holding one steady tone. Once a run is confirmed, its
@@ -38,12 +38,15 @@
 //! at 1062–1138 Hz lasting 400–620 ms is indistinguishable from one CNG burst and is reported as
 //! fax by [`ToneDetectors`].
 
+use std::sync::{Arc, OnceLock};
+
+use realfft::num_complex::Complex;
+use realfft::{RealFftPlanner, RealToComplex};
+
 use super::SAMPLE_RATE;
 
 /// Samples in the analysis window (32 ms).
 const WIN: usize = 256;
-/// Complex FFT length: the real 256-point transform is done as a 128-point complex one.
-const FFT_LEN: usize = WIN / 2;
 /// Samples between analyses (10 ms).
 const HOP: usize = 80;
 /// Stored history, in samples (1.024 s): enough to place the start of a 400 ms SIT segment.
@@ -225,66 +228,12 @@ impl Hop {
     }
 }
 
-/// Radix-2 complex FFT of length [`FFT_LEN`], with the tables to turn it into a real
-/// [`WIN`]-point transform.
-struct Fft {
-    /// e^{-2πi m / FFT_LEN}, m < FFT_LEN / 2.
-    twiddles: Vec<(f32, f32)>,
-    /// e^{-2πi k / WIN}, k ≤ FFT_LEN.
-    post: Vec<(f32, f32)>,
-    bit_reverse: Vec<usize>,
-}
-
-impl Fft {
-    fn new() -> Self {
-        let bits = FFT_LEN.trailing_zeros();
-        let angle = |num: usize, den: usize| -2.0 * std::f64::consts::PI * num as f64 / den as f64;
-        Fft {
-            twiddles: (0..FFT_LEN / 2)
-                .map(|m| {
-                    let a = angle(m, FFT_LEN);
-                    (a.cos() as f32, a.sin() as f32)
-                })
-                .collect(),
-            post: (0..=FFT_LEN)
-                .map(|k| {
-                    let a = angle(k, WIN);
-                    (a.cos() as f32, a.sin() as f32)
-                })
-                .collect(),
-            bit_reverse: (0..FFT_LEN)
-                .map(|i| i.reverse_bits() >> (usize::BITS - bits))
-                .collect(),
-        }
-    }
-
-    /// In-place forward transform of `re + i·im` (both [`FFT_LEN`] long).
-    fn run(&self, re: &mut [f32], im: &mut [f32]) {
-        for (i, &j) in self.bit_reverse.iter().enumerate() {
-            if j > i {
-                re.swap(i, j);
-                im.swap(i, j);
-            }
-        }
-        let mut len = 2;
-        while len <= FFT_LEN {
-            let half = len / 2;
-            let stride = FFT_LEN / len;
-            for start in (0..FFT_LEN).step_by(len) {
-                for k in 0..half {
-                    let (wr, wi) = self.twiddles[k * stride];
-                    let (a, b) = (start + k, start + k + half);
-                    let tr = re[b] * wr - im[b] * wi;
-                    let ti = re[b] * wi + im[b] * wr;
-                    re[b] = re[a] - tr;
-                    im[b] = im[a] - ti;
-                    re[a] += tr;
-                    im[a] += ti;
-                }
-            }
-            len *= 2;
-        }
-    }
+/// The one 256-point real forward transform every call's analyzer uses (realfft's plan,
+/// built once: planning costs far more than a transform).
+fn shared_fft() -> Arc<dyn RealToComplex<f32>> {
+    static PLAN: OnceLock<Arc<dyn RealToComplex<f32>>> = OnceLock::new();
+    PLAN.get_or_init(|| RealFftPlanner::<f32>::new().plan_fft_forward(WIN))
+        .clone()
 }
 
 /// Sample history, clock and per-hop spectrum, shared by the detectors of one call.
@@ -302,9 +251,11 @@ struct Analyzer {
     window_energy: f32,
     env_window: Vec<f32>,
     env_window_sum: f32,
-    fft: Fft,
-    re: Vec<f32>,
-    im: Vec<f32>,
+    fft: Arc<dyn RealToComplex<f32>>,
+    /// The windowed hop, the transform's input (it is overwritten by the transform).
+    input: Vec<f32>,
+    spectrum: Vec<Complex<f32>>,
+    scratch: Vec<Complex<f32>>,
     /// Power per bin, `BAND_LO - 1 ..= BAND_HI + 1` filled.
     power: Vec<f32>,
 }
@@ -321,6 +272,7 @@ impl Analyzer {
         };
         let window = hann(WIN);
         let env_window = hann(ENV_LEN);
+        let fft = shared_fft();
         Analyzer {
             ring: vec![0.0; RING],
             total: 0,
@@ -331,10 +283,11 @@ impl Analyzer {
             window,
             env_window_sum: env_window.iter().sum(),
             env_window,
-            fft: Fft::new(),
-            re: vec![0.0; FFT_LEN],
-            im: vec![0.0; FFT_LEN],
-            power: vec![0.0; FFT_LEN + 1],
+            input: vec![0.0; WIN],
+            spectrum: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            fft,
+            power: vec![0.0; WIN / 2 + 1],
         }
     }
 
@@ -395,15 +348,22 @@ impl Analyzer {
         let end = self.total;
         let start = end as i64 - WIN as i64;
         let mut energy = 0.0;
-        for n in 0..FFT_LEN {
-            let i = 2 * n;
-            let (x0, x1) = (
-                self.sample(start + i as i64),
-                self.sample(start + i as i64 + 1),
-            );
-            energy += x0 * x0 + x1 * x1;
-            self.re[n] = x0 * self.window[i];
-            self.im[n] = x1 * self.window[i + 1];
+        // The window's samples, oldest first: at most two runs of the ring (it wraps once).
+        let valid = (start.max(self.valid_from as i64) - start).clamp(0, WIN as i64) as usize;
+        self.input[..valid].fill(0.0);
+        let first = (start + valid as i64) as usize & RING_MASK;
+        let head = (RING - first).min(WIN - valid);
+        let runs = [
+            &self.ring[first..first + head],
+            &self.ring[..WIN - valid - head],
+        ];
+        let mut n = valid;
+        for run in runs {
+            for &x in run {
+                energy += x * x;
+                self.input[n] = x * self.window[n];
+                n += 1;
+            }
         }
         // Far below every detector's quietest tone (silence, line noise): no spectrum needed.
         if energy / WIN as f32 / 0.5 < SILENT_HOP {
@@ -414,18 +374,21 @@ impl Analyzer {
                 level_dbfs: f32::NEG_INFINITY,
             };
         }
-        self.fft.run(&mut self.re, &mut self.im);
-        // Split the packed transform into the real signal's spectrum (bins of interest only).
+        // Lengths are the plan's own (fixed at construction), so this cannot fail.
+        if self
+            .fft
+            .process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch)
+            .is_err()
+        {
+            return Hop {
+                end,
+                freq_hz: 0.0,
+                purity: 0.0,
+                level_dbfs: f32::NEG_INFINITY,
+            };
+        }
         for k in BAND_LO - 1..=BAND_HI + 1 {
-            let (zr, zi) = (self.re[k], self.im[k]);
-            let m = FFT_LEN - k;
-            let (cr, ci) = (self.re[m], -self.im[m]);
-            let (er, ei) = (0.5 * (zr + cr), 0.5 * (zi + ci));
-            let (or, oi) = (0.5 * (zi - ci), -0.5 * (zr - cr));
-            let (wr, wi) = self.fft.post[k];
-            let xr = er + wr * or - wi * oi;
-            let xi = ei + wr * oi + wi * or;
-            self.power[k] = xr * xr + xi * xi;
+            self.power[k] = self.spectrum[k].norm_sqr();
         }
         let band = &self.power[BAND_LO..=BAND_HI];
         let band_energy: f32 = band.iter().sum();
