@@ -65,7 +65,7 @@ fn check_machine(mode: &str) {
     let d = dir.path();
     let far_end = d.join("voicemail.wav");
     let beep_at = voicemail_with_beep(d, &far_end);
-    let (_, amd) = call_with_amd(d, &far_end, mode);
+    let (run, amd) = call_with_amd(d, &far_end, mode);
     assert_eq!(amd["verdict"], "machine", "{amd}");
     assert_eq!(amd["answered_by"], "machine_end_beep", "{amd}");
     assert_eq!(amd["status"], "MACHINE", "{amd}");
@@ -79,6 +79,19 @@ fn check_machine(mode: &str) {
     assert!(
         decision < beep_at,
         "the machine is known before its beep: {amd}"
+    );
+    // After the answer the AMD's detectors are the call's: the beep is in the call's tones
+    // once (not a second time from the media session's), in received-audio time.
+    let beeps: Vec<&serde_json::Value> = run.json["tones"]
+        .as_array()
+        .map(|t| t.iter().filter(|t| t["type"] == "beep").collect())
+        .unwrap_or_default();
+    assert_eq!(beeps.len(), 1, "{}", run.json);
+    let onset = beeps[0]["onset_ms"].as_u64().expect("onset_ms");
+    assert!(
+        onset + 40 >= beep_at && onset <= beep_at + 250,
+        "the call's beep at {onset} ms, streamed at {beep_at} ms: {}",
+        run.json
     );
 }
 

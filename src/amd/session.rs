@@ -156,6 +156,8 @@ pub struct Amd {
     now_ms: u64,
     frames: u64,
     pending_beep: Option<PendingBeep>,
+    /// Tones heard since [`Amd::take_tones`] last emptied it.
+    heard: Vec<ToneEvent>,
 }
 
 impl Amd {
@@ -190,6 +192,7 @@ impl Amd {
             now_ms: 0,
             frames: 0,
             pending_beep: None,
+            heard: Vec::new(),
         }
     }
 
@@ -201,6 +204,12 @@ impl Amd {
     /// What the verdict detector heard (text mode), as lower-case words.
     pub fn transcript(&self) -> Option<String> {
         self.detector.transcript()
+    }
+
+    /// The beeps, SITs and fax tones heard since the last call (times in this detector's audio
+    /// time), for whoever reports a call's tones; empty (and unallocated) on most frames.
+    pub fn take_tones(&mut self) -> Vec<ToneEvent> {
+        std::mem::take(&mut self.heard)
     }
 
     /// A verdict has been reached.
@@ -276,6 +285,7 @@ impl Amd {
     }
 
     fn on_tone(&mut self, tone: ToneEvent, events: &mut Vec<AmdEvent>) {
+        self.heard.push(tone);
         let now = self.now_ms;
         match tone {
             ToneEvent::Beep {

@@ -398,6 +398,11 @@ impl CallCore {
     }
 
     /// The codec the peer's SDP chose, once there was one.
+    /// The call has been answered (whatever happened since).
+    pub fn is_answered(&self) -> bool {
+        self.answered_at.is_some()
+    }
+
     pub fn codec(&self) -> Option<Codec> {
         self.codec
     }

@@ -285,6 +285,10 @@ fn start_leg(
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let (audio_tx, audio_rx) = mpsc::channel(AUDIO_QUEUE);
     let (sent_tx, sent_rx) = mpsc::channel(AUDIO_QUEUE);
+    // Received frames go from the media engine straight to the call's consumers (AMD, the
+    // recorder, an agent's stream), not through this task; the task keeps its own sender so
+    // the channel still closes when the call's task ends.
+    parts.media.send_frames_to(Some(audio_tx.clone()));
     let weak = Arc::downgrade(&parts.media);
     let call_id = parts.call_id.clone();
     let task = CallTask {
@@ -297,6 +301,7 @@ fn start_leg(
         audio: audio_tx,
         sent_audio: sent_tx,
         early_received: 0,
+        tones_beside: false,
         on_answer: parts.on_answer,
         _channel: parts.channel,
         trunk_channel: parts.trunk_channel,
@@ -446,6 +451,8 @@ struct CallTask {
     sent_audio: mpsc::Sender<Vec<i16>>,
     /// Packets received before the answer (early media), taken when it comes.
     early_received: u64,
+    /// The answered call's tones come from a detector beside it ([`crate::call::ToneInput`]).
+    tones_beside: bool,
     /// Told the dialog's facts at answer (see [`CallRequest::on_answer`]).
     on_answer: Option<mpsc::UnboundedSender<crate::sip::orphan::DialogFacts>>,
     /// The profile channel this call occupies, freed when the task ends.
@@ -527,6 +534,16 @@ impl CallTask {
                         if let Err(e) = self.media.send_dtmf(&digits, ms) {
                             warn!(error = %e, "DTMF not sent");
                         }
+                    }
+                    Some(Command::TonesHeardBeside) => {
+                        self.tones_beside = true;
+                        if self.core.is_answered() {
+                            self.media.set_tone_detection(false);
+                        }
+                    }
+                    Some(Command::Tone(tone)) => {
+                        info!(?tone, "tone heard");
+                        self.input(Input::Tone(tone)).await;
                     }
                     Some(Command::Hold(on)) => self.input(Input::Hold(on)).await,
                     Some(Command::Transfer(target)) => {
@@ -626,7 +643,11 @@ impl CallTask {
                 self.media.set_dtmf_pt(m.dtmf_pt);
                 self.media.set_remote(m.remote);
             }
-            Output::ToneDetection => self.media.set_tone_detection(true),
+            // Before the answer (early media) the media session listens; after it, unless a
+            // detector beside the call (the AMD) hears the tones instead.
+            Output::ToneDetection => self
+                .media
+                .set_tone_detection(!(self.tones_beside && self.core.is_answered())),
             Output::AbandonInvite => {
                 // No provisional came, so there is nothing a CANCEL may go to (RFC 3261
                 // §9.1); the transaction is dropped and a late answer finds no dialog.
@@ -957,6 +978,7 @@ impl CallTask {
                 // A bridge is linking this leg's media right now: it lets go at once; the
                 // session stops when the last reference drops.
                 shared.set_remote(None);
+                shared.send_frames_to(None);
                 let stats = shared.stats();
                 drop(shared);
                 let summary = self

@@ -231,6 +231,28 @@ enum Command {
     Play(Vec<i16>),
     Frame(Vec<i16>),
     Dtmf(String, u32),
+    /// From now on the answered call's tones come from a detector beside the call
+    /// ([`ToneInput`]): the media session's own detectors stop at the answer.
+    TonesHeardBeside,
+    /// A tone that detector heard, taken as the media session's own would be.
+    Tone(ToneEvent),
+}
+
+/// Where a detector listening to the call's received audio beside it (the AMD, which runs the
+/// same beep/SIT/fax detectors) reports the tones it hears, so the media session does not run a
+/// second copy of them on the same audio after the answer. Holds the call only weakly:
+/// dropping the [`Call`] still hangs it up.
+#[derive(Debug, Clone)]
+pub struct ToneInput(mpsc::WeakUnboundedSender<Command>);
+
+impl ToneInput {
+    /// A tone heard; its times in the call's received-audio time (ms since the first
+    /// received frame), like the media session's.
+    pub fn heard(&self, tone: ToneEvent) {
+        if let Some(tx) = self.0.upgrade() {
+            let _ = tx.send(Command::Tone(tone));
+        }
+    }
 }
 
 /// A handle on a call in progress. Dropping it hangs the call up.
@@ -298,6 +320,13 @@ impl Call {
     }
 
     /// CANCEL before the answer, BYE after it.
+    /// The answered call's tones will come from a detector beside it: the returned
+    /// [`ToneInput`].
+    pub fn hear_tones_beside(&self) -> ToneInput {
+        let _ = self.commands.send(Command::TonesHeardBeside);
+        ToneInput(self.commands.downgrade())
+    }
+
     pub fn hangup(&self) {
         let _ = self.commands.send(Command::Hangup);
     }

@@ -235,7 +235,8 @@ async fn drive(
     }
     let (audio, mut tap) = match plan.amd {
         Some(amd) => {
-            let (audio, tap) = AmdTap::start(call.take_audio(), amd);
+            let tones = call.hear_tones_beside();
+            let (audio, tap) = AmdTap::start(call.take_audio(), amd, Some(tones));
             (audio, Some(tap))
         }
         None => (call.take_audio(), None),

@@ -2,12 +2,15 @@
 //! passes through (to a recorder or anyone else) and, from the answer on, into the [`Amd`].
 //!
 //! Frames are re-cut into 20 ms; audio time starts at 0 at the answer. When the audio ends
-//! (the call is over) an undecided detection is closed as a hang-up. It must not act on the
-//! verdict: the runner does.
+//! (the call is over) an undecided detection is closed as a hang-up. The AMD's beep/SIT/fax
+//! detectors are the call's after the answer: the tones they hear go to the call
+//! ([`ToneInput`]), shifted into the call's received-audio time, and the media session does not
+//! run its own on the same audio. It must not act on the verdict: the runner does.
 
 use tokio::sync::mpsc;
 
 use crate::amd::{Amd, AmdEvent, AmdResult};
+use crate::call::ToneInput;
 use crate::media::session::AudioFrame;
 
 pub struct AmdTap {
@@ -17,10 +20,14 @@ pub struct AmdTap {
 }
 
 impl AmdTap {
-    /// Starts the tap on `audio` (from [`Call::take_audio`](crate::call::Call::take_audio)); returns the frames passed on.
+    /// Starts the tap on `audio` (from [`Call::take_audio`](crate::call::Call::take_audio)),
+    /// reporting the tones the AMD hears to `tones`
+    /// ([`Call::hear_tones_beside`](crate::call::Call::hear_tones_beside)); returns the frames
+    /// passed on.
     pub fn start(
         mut audio: mpsc::Receiver<AudioFrame>,
         mut amd: Amd,
+        tones: Option<ToneInput>,
     ) -> (mpsc::Receiver<AudioFrame>, AmdTap) {
         use std::sync::atomic::Ordering;
         let (forward_tx, forward_rx) = mpsc::channel(64);
@@ -33,8 +40,16 @@ impl AmdTap {
             let mut started = false;
             let mut events_out = Vec::new();
             let mut forwarding = true;
+            // Received-audio time of the call (ms since its first frame) and where the AMD's
+            // audio time began in it.
+            let (mut call_ms, mut amd_from_ms) = (0u64, 0u64);
             while let Some(frame) = audio.recv().await {
+                let frame_ms =
+                    (frame.samples.len() as u64 * 1000) / crate::media::SAMPLE_RATE as u64;
                 if flag.load(Ordering::Acquire) && !amd.is_done() {
+                    if !started {
+                        amd_from_ms = call_ms;
+                    }
                     started = true;
                     pending.extend_from_slice(&frame.samples);
                     let mut used = 0;
@@ -45,12 +60,18 @@ impl AmdTap {
                         t_ms += crate::amd::FRAME_MS;
                     }
                     pending.drain(..used);
+                    for tone in amd.take_tones() {
+                        if let Some(tones) = &tones {
+                            tones.heard(tone.later_by(amd_from_ms));
+                        }
+                    }
                     for ev in events_out.drain(..) {
                         let _ = events_tx.send(ev);
                     }
                 } else if started {
-                    t_ms += (frame.samples.len() as u64 * 1000) / crate::media::SAMPLE_RATE as u64;
+                    t_ms += frame_ms;
                 }
+                call_ms += frame_ms;
                 if forwarding && forward_tx.send(frame).await.is_err() {
                     forwarding = false;
                 }

@@ -20,7 +20,8 @@
 //!   noise goes into the jitter buffer;
 //!   telephone-events are decoded into digits, other payload types only counted. Each tick
 //!   plays out the frames that are due and sends them as [`MediaEvent::Frame`] with `try_send`
-//!   on a bounded channel: a slow consumer loses frames (counted in
+//!   on a bounded channel (or, once the call asked, on its own frames channel:
+//!   [`MediaSession::send_frames_to`]): a slow consumer loses frames (counted in
 //!   [`RtpStats::dropped_frames`]), it never stalls the engine. Frames that no packet filled in
 //!   time are concealed and say so ([`AudioFrame::concealed`]). RTCP is read on the RTCP port
 //!   and, multiplexed (RFC 5761), on the RTP port; reports go out every few seconds to where
@@ -282,13 +283,40 @@ impl Control {
 }
 
 /// The call's end of the event channel; `None` once the session has stopped (closing it).
+/// Received frames go to `frames` instead when the call asked for them there
+/// ([`MediaSession::send_frames_to`]).
 #[derive(Debug)]
-struct Events(Option<mpsc::Sender<MediaEvent>>);
+struct Events {
+    tx: Option<mpsc::Sender<MediaEvent>>,
+    frames: Option<mpsc::Sender<AudioFrame>>,
+}
 
 impl Events {
+    fn new(tx: Option<mpsc::Sender<MediaEvent>>) -> Self {
+        Events { tx, frames: None }
+    }
+
+    /// The session stopped: both channels let go of.
+    fn close(&mut self) {
+        self.tx = None;
+        self.frames = None;
+    }
+
+    /// A received frame: to the frames channel when there is one, else as an event; dropped
+    /// and counted when the channel is full.
+    fn received(&self, frame: AudioFrame, stats: &Counters) {
+        match &self.frames {
+            Some(tx) => match tx.try_send(frame) {
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Err(TrySendError::Full(_)) => Counters::bump(&stats.dropped_frames),
+            },
+            None => self.frame(MediaEvent::Frame(frame), stats),
+        }
+    }
+
     /// A frame: dropped and counted when the channel is full.
     fn frame(&self, event: MediaEvent, stats: &Counters) {
-        if let Some(tx) = &self.0 {
+        if let Some(tx) = &self.tx {
             match tx.try_send(event) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}
                 Err(TrySendError::Full(_)) => Counters::bump(&stats.dropped_frames),
@@ -299,7 +327,7 @@ impl Events {
     /// A control event (a digit, a tone). These are rare and matter: if the channel is full of
     /// frames, one is dropped and counted rather than the event.
     fn control(&self, event: MediaEvent, stats: &Counters) {
-        if let Some(tx) = &self.0 {
+        if let Some(tx) = &self.tx {
             match tx.try_send(event) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}
                 Err(TrySendError::Full(event)) => {
@@ -653,7 +681,7 @@ impl Core {
             let leg = &mut *guard;
             leg.rx.say_bye(&mut leg.control, self);
             leg.rx.drops.flush();
-            leg.events.0 = None;
+            leg.events.close();
             leg.relay = None;
             leg.partner.take()
         };
@@ -775,7 +803,7 @@ impl MediaSession {
                 },
                 rx: Receiver::new(&options, ssrc, remote),
                 tx: Sender::new(ssrc, options.tap_sent),
-                events: Events(Some(events_tx)),
+                events: Events::new(Some(events_tx)),
                 partner: None,
                 relay: None,
                 frames_while_linked: false,
@@ -890,6 +918,16 @@ impl MediaSession {
             }
             control.queue.extend(samples);
             Ok(())
+        }
+    }
+
+    /// Sends received frames to `frames` from now on instead of as [`MediaEvent::Frame`] on the
+    /// event channel (`None`: back to the event channel). A call's consumers then get them
+    /// without a hop through the call's task. Nothing changes once the session has stopped.
+    pub fn send_frames_to(&self, frames: Option<mpsc::Sender<AudioFrame>>) {
+        let mut leg = self.control();
+        if leg.events.tx.is_some() {
+            leg.events.frames = frames;
         }
     }
 
@@ -1190,7 +1228,7 @@ impl Sender {
                 control.sent_ref = Some((self.rtp.next_timestamp(), now));
                 if self.tap_sent {
                     // Dropped when the channel is full: a recording gap, never a stall.
-                    if let Some(tx) = &events.0 {
+                    if let Some(tx) = &events.tx {
                         let _ = tx.try_send(MediaEvent::Sent(self.frame.to_vec()));
                     }
                 }
@@ -1225,7 +1263,7 @@ impl Sender {
             self.finished_pending |= finished;
             if self.finished_pending {
                 match events
-                    .0
+                    .tx
                     .as_ref()
                     .map(|tx| tx.try_send(MediaEvent::PlaybackFinished))
                 {
@@ -1768,7 +1806,7 @@ impl Receiver {
                 payload_type: frame.payload_type,
                 concealed,
             };
-            events.frame(MediaEvent::Frame(frame), stats);
+            events.received(frame, stats);
         }
         digits.retain(|d| d.source == DtmfSource::Inband);
     }
@@ -3315,7 +3353,7 @@ mod tests {
             srtp: None,
         };
         let stats = Counters::default();
-        let events = Events(None);
+        let events = Events::new(None);
         let mut tx = Sender::new(1, false);
         let t0 = std::time::Instant::now();
         let mut poll = |tx: &mut Sender, ms: u64| {

@@ -103,6 +103,29 @@ pub enum ToneEvent {
 }
 
 impl ToneEvent {
+    /// The same tone with its times `ms` later (from one audio time to another).
+    pub fn later_by(self, ms: u64) -> ToneEvent {
+        match self {
+            ToneEvent::Beep {
+                onset_ms,
+                frequency_hz,
+                duration_ms,
+            } => ToneEvent::Beep {
+                onset_ms: onset_ms + ms,
+                frequency_hz,
+                duration_ms,
+            },
+            ToneEvent::Sit { cause, onset_ms } => ToneEvent::Sit {
+                cause,
+                onset_ms: onset_ms + ms,
+            },
+            ToneEvent::Fax { kind, onset_ms } => ToneEvent::Fax {
+                kind,
+                onset_ms: onset_ms + ms,
+            },
+        }
+    }
+
     /// Audio time at which the tone began.
     pub fn onset_ms(&self) -> u64 {
         match *self {
