@@ -285,10 +285,10 @@ fn start_leg(
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let (audio_tx, audio_rx) = mpsc::channel(AUDIO_QUEUE);
     let (sent_tx, sent_rx) = mpsc::channel(AUDIO_QUEUE);
-    // Received frames go from the media engine straight to the call's consumers (AMD, the
-    // recorder, an agent's stream), not through this task; the task keeps its own sender so
-    // the channel still closes when the call's task ends.
-    parts.media.send_frames_to(Some(audio_tx.clone()));
+    // Once a consumer takes the received frames (`Call::take_audio`), the media engine sends
+    // them straight to it instead of through this task; the task keeps its own sender so the
+    // channel still closes when the call's task ends.
+    let frames_tx = audio_tx.clone();
     let weak = Arc::downgrade(&parts.media);
     let call_id = parts.call_id.clone();
     let task = CallTask {
@@ -318,6 +318,7 @@ fn start_leg(
         commands: cmd_tx,
         events: event_rx,
         audio: audio_rx,
+        frames_tx: Some(frames_tx),
         sent_audio: sent_rx,
         media: weak,
     }

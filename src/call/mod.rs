@@ -261,6 +261,8 @@ pub struct Call {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<CallEvent>,
     audio: mpsc::Receiver<AudioFrame>,
+    /// A sender into `audio`, handed to the media session when a consumer takes the frames.
+    frames_tx: Option<mpsc::Sender<AudioFrame>>,
     sent_audio: mpsc::Receiver<Vec<i16>>,
     /// The leg's media session, owned by the call's task; reachable here only to link two
     /// legs' media for a bridge.
@@ -365,8 +367,12 @@ impl Call {
         std::mem::replace(&mut self.sent_audio, rx)
     }
 
-    /// Splits the audio receiver off, for a consumer in another task.
+    /// Splits the audio receiver off, for a consumer in another task. From then on the media
+    /// session sends received frames straight into it (not through the call's task).
     pub fn take_audio(&mut self) -> mpsc::Receiver<AudioFrame> {
+        if let (Some(tx), Some(media)) = (self.frames_tx.take(), self.media.upgrade()) {
+            media.send_frames_to(Some(tx));
+        }
         let (_tx, rx) = mpsc::channel(1);
         std::mem::replace(&mut self.audio, rx)
     }
