@@ -397,12 +397,12 @@ impl CallCore {
         self.state
     }
 
-    /// The codec the peer's SDP chose, once there was one.
     /// The call has been answered (whatever happened since).
     pub fn is_answered(&self) -> bool {
         self.answered_at.is_some()
     }
 
+    /// The codec the peer's SDP chose, once there was one.
     pub fn codec(&self) -> Option<Codec> {
         self.codec
     }

@@ -288,7 +288,7 @@ fn start_leg(
     // Once a consumer takes the received frames (`Call::take_audio`), the media engine sends
     // them straight to it instead of through this task; the task keeps its own sender so the
     // channel still closes when the call's task ends.
-    let frames_tx = audio_tx.clone();
+    let frames_tx = audio_tx.downgrade();
     let weak = Arc::downgrade(&parts.media);
     let call_id = parts.call_id.clone();
     let task = CallTask {
@@ -536,10 +536,10 @@ impl CallTask {
                             warn!(error = %e, "DTMF not sent");
                         }
                     }
-                    Some(Command::TonesHeardBeside) => {
-                        self.tones_beside = true;
+                    Some(Command::TonesHeardBeside(beside)) => {
+                        self.tones_beside = beside;
                         if self.core.is_answered() {
-                            self.media.set_tone_detection(false);
+                            self.media.set_tone_detection(!beside);
                         }
                     }
                     Some(Command::Tone(tone)) => {

@@ -231,9 +231,10 @@ enum Command {
     Play(Vec<i16>),
     Frame(Vec<i16>),
     Dtmf(String, u32),
-    /// From now on the answered call's tones come from a detector beside the call
-    /// ([`ToneInput`]): the media session's own detectors stop at the answer.
-    TonesHeardBeside,
+    /// From now on (`true`) the answered call's tones come from a detector beside the call
+    /// ([`ToneInput`]): the media session's own detectors stop at the answer; `false`: that
+    /// detector stopped listening, the media session's listen again.
+    TonesHeardBeside(bool),
     /// A tone that detector heard, taken as the media session's own would be.
     Tone(ToneEvent),
 }
@@ -253,6 +254,14 @@ impl ToneInput {
             let _ = tx.send(Command::Tone(tone));
         }
     }
+
+    /// The detector stopped listening (the AMD is done): the media session's detectors take
+    /// over again for the rest of the call.
+    pub fn done(&self) {
+        if let Some(tx) = self.0.upgrade() {
+            let _ = tx.send(Command::TonesHeardBeside(false));
+        }
+    }
 }
 
 /// A handle on a call in progress. Dropping it hangs the call up.
@@ -261,8 +270,9 @@ pub struct Call {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<CallEvent>,
     audio: mpsc::Receiver<AudioFrame>,
-    /// A sender into `audio`, handed to the media session when a consumer takes the frames.
-    frames_tx: Option<mpsc::Sender<AudioFrame>>,
+    /// A sender into `audio` (weak: it must not keep the channel open once the call's task
+    /// ends), handed to the media session when a consumer takes the frames.
+    frames_tx: Option<mpsc::WeakSender<AudioFrame>>,
     sent_audio: mpsc::Receiver<Vec<i16>>,
     /// The leg's media session, owned by the call's task; reachable here only to link two
     /// legs' media for a bridge.
@@ -321,14 +331,14 @@ impl Call {
         let _ = self.commands.send(Command::ClearPlayback);
     }
 
-    /// CANCEL before the answer, BYE after it.
-    /// The answered call's tones will come from a detector beside it: the returned
-    /// [`ToneInput`].
+    /// The answered call's tones will come from a detector beside it, through the returned
+    /// [`ToneInput`], until it says it is done.
     pub fn hear_tones_beside(&self) -> ToneInput {
-        let _ = self.commands.send(Command::TonesHeardBeside);
+        let _ = self.commands.send(Command::TonesHeardBeside(true));
         ToneInput(self.commands.downgrade())
     }
 
+    /// CANCEL before the answer, BYE after it.
     pub fn hangup(&self) {
         let _ = self.commands.send(Command::Hangup);
     }
@@ -370,7 +380,8 @@ impl Call {
     /// Splits the audio receiver off, for a consumer in another task. From then on the media
     /// session sends received frames straight into it (not through the call's task).
     pub fn take_audio(&mut self) -> mpsc::Receiver<AudioFrame> {
-        if let (Some(tx), Some(media)) = (self.frames_tx.take(), self.media.upgrade()) {
+        let tx = self.frames_tx.take().and_then(|tx| tx.upgrade());
+        if let (Some(tx), Some(media)) = (tx, self.media.upgrade()) {
             media.send_frames_to(Some(tx));
         }
         let (_tx, rx) = mpsc::channel(1);

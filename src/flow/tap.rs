@@ -3,9 +3,10 @@
 //!
 //! Frames are re-cut into 20 ms; audio time starts at 0 at the answer. When the audio ends
 //! (the call is over) an undecided detection is closed as a hang-up. The AMD's beep/SIT/fax
-//! detectors are the call's after the answer: the tones they hear go to the call
-//! ([`ToneInput`]), shifted into the call's received-audio time, and the media session does not
-//! run its own on the same audio. It must not act on the verdict: the runner does.
+//! detectors are the call's after the answer until it is done: the tones they hear go to the
+//! call ([`ToneInput`]), shifted into the call's received-audio time (counted in the frames
+//! that reach the tap), and the media session does not run its own on the same audio; once the
+//! AMD is done, the media session's listen again. It must not act on the verdict: the runner does.
 
 use tokio::sync::mpsc;
 
@@ -60,9 +61,12 @@ impl AmdTap {
                         t_ms += crate::amd::FRAME_MS;
                     }
                     pending.drain(..used);
-                    for tone in amd.take_tones() {
-                        if let Some(tones) = &tones {
+                    if let Some(tones) = &tones {
+                        for tone in amd.take_tones() {
                             tones.heard(tone.later_by(amd_from_ms));
+                        }
+                        if amd.is_done() {
+                            tones.done();
                         }
                     }
                     for ev in events_out.drain(..) {
