@@ -236,7 +236,7 @@ async fn drive(
     let (audio, mut tap) = match plan.amd {
         Some(amd) => {
             let tones = call.hear_tones_beside();
-            let (audio, tap) = AmdTap::start(call.take_audio(), amd, Some(tones));
+            let (audio, tap) = AmdTap::start(call.take_audio(), amd, tones);
             (audio, Some(tap))
         }
         None => (call.take_audio(), None),

@@ -28,7 +28,7 @@ impl AmdTap {
     pub fn start(
         mut audio: mpsc::Receiver<AudioFrame>,
         mut amd: Amd,
-        tones: Option<ToneInput>,
+        tones: ToneInput,
     ) -> (mpsc::Receiver<AudioFrame>, AmdTap) {
         use std::sync::atomic::Ordering;
         let (forward_tx, forward_rx) = mpsc::channel(64);
@@ -61,13 +61,11 @@ impl AmdTap {
                         t_ms += crate::amd::FRAME_MS;
                     }
                     pending.drain(..used);
-                    if let Some(tones) = &tones {
-                        for tone in amd.take_tones() {
-                            tones.heard(tone.later_by(amd_from_ms));
-                        }
-                        if amd.is_done() {
-                            tones.done();
-                        }
+                    for tone in amd.take_tones() {
+                        tones.heard(tone.later_by(amd_from_ms));
+                    }
+                    if amd.is_done() {
+                        tones.done();
                     }
                     for ev in events_out.drain(..) {
                         let _ = events_tx.send(ev);
