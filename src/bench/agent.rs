@@ -511,6 +511,7 @@ async fn dial_warm(
         None,
         reply_rx,
         callee_audio.clone(),
+        None,
     ));
     Ok((call, warm, callee_audio, recording, replies))
 }

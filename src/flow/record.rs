@@ -93,14 +93,17 @@ impl Reply {
 /// Writes the call's audio into the recorder: received frames and (for outbound and stereo)
 /// sent frames, paired slot by slot; a side that runs ahead alone (the other not started, or
 /// silent) is written with silence on the other. Drains both channels even without a recorder.
-/// Each received frame is also offered to `listener` when a bridge has put a sender there (a
-/// full channel drops the frame and counts it: [`listener_dropped_frames`]).
+/// Each received frame goes first to the call's answering-machine detection when it has one
+/// (`amd`, dropped, and so closed, when the received audio ends), then is offered to `listener`
+/// when a bridge has put a sender there (a full channel drops the frame and counts it:
+/// [`listener_dropped_frames`]).
 pub async fn record_call(
     mut received: mpsc::Receiver<AudioFrame>,
     mut sent: mpsc::Receiver<Vec<i16>>,
     mut recorder: Option<CallRecorder>,
     mut replies: mpsc::UnboundedReceiver<ReplyRequest>,
     listener: crate::bridge::CalleeAudio,
+    mut amd: Option<super::tap::AmdFeed>,
 ) -> Result<(), MediaError> {
     use std::collections::VecDeque;
     const AHEAD: usize = 3;
@@ -122,6 +125,9 @@ pub async fn record_call(
             },
             f = received.recv(), if rx_open => match f {
                 Some(f) => {
+                    if let Some(feed) = amd.as_mut() {
+                        feed.push(&f);
+                    }
                     if let Some(tx) = listener.lock().as_ref() {
                         if let Err(TrySendError::Full(_)) = tx.try_send(f.clone()) {
                             LISTENER_DROPPED.fetch_add(1, Ordering::Relaxed);
@@ -144,7 +150,10 @@ pub async fn record_call(
                     }
                     rx.push_back(f.samples)
                 }
-                None => rx_open = false,
+                None => {
+                    rx_open = false;
+                    amd = None;
+                }
             },
             f = sent.recv(), if tx_open => match f {
                 Some(f) => tx.push_back(f),

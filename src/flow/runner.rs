@@ -233,23 +233,23 @@ async fn drive(
     if let Some(r) = &registration {
         r.set_status(CallStatus::Ringing);
     }
-    let (audio, mut tap) = match plan.amd {
+    let (feed, mut tap) = match plan.amd {
         Some(amd) => {
-            let tones = call.hear_tones_beside();
-            let (audio, tap) = AmdTap::start(call.take_audio(), amd, tones);
-            (audio, Some(tap))
+            let (feed, tap) = AmdTap::start(amd, call.hear_tones_beside());
+            (Some(feed), Some(tap))
         }
-        None => (call.take_audio(), None),
+        None => (None, None),
     };
     let recorded_call = plan.recorder.is_some();
     let (reply_tx, reply_rx) = mpsc::unbounded_channel();
     let callee_audio = CalleeAudio::default();
     let recording = tokio::spawn(record_call(
-        audio,
+        call.take_audio(),
         call.take_sent_audio(),
         plan.recorder,
         reply_rx,
         callee_audio.clone(),
+        feed,
     ));
 
     let mut run = Run {

@@ -1,106 +1,84 @@
-//! Answering-machine detection on a call's received audio, run beside the call: every frame
-//! passes through (to a recorder or anyone else) and, from the answer on, into the [`Amd`].
+//! Answering-machine detection on a call's received audio, run beside the call: the call's
+//! recorder task ([`record_call`](super::record_call)) hands every received frame to the
+//! [`AmdFeed`] before anything else, so detection costs no task or channel hop of its own;
+//! from the answer on the frames go into the [`Amd`].
 //!
 //! Frames are re-cut into 20 ms; audio time starts at 0 at the answer. When the audio ends
-//! (the call is over) an undecided detection is closed as a hang-up. The AMD's beep/SIT/fax
-//! detectors are the call's after the answer until it is done: the tones they hear go to the
-//! call ([`ToneInput`]), shifted into the call's received-audio time (counted in the frames
-//! that reach the tap), and the media session does not run its own on the same audio; once the
-//! AMD is done, the media session's listen again. It must not act on the verdict: the runner does.
+//! (the call is over, the feed is dropped) an undecided detection is closed as a hang-up. The
+//! AMD's beep/SIT/fax detectors are the call's after the answer until it is done: the tones
+//! they hear go to the call ([`ToneInput`]), shifted into the call's received-audio time
+//! (counted in the frames that reach the feed), and the media session does not run its own on
+//! the same audio; once the AMD is done, the media session's listen again. It must not act on
+//! the verdict: the runner does ([`AmdTap`]).
 
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::amd::{Amd, AmdEvent, AmdResult};
 use crate::call::ToneInput;
 use crate::media::session::AudioFrame;
 
+/// The runner's side: tells the detection the call was answered, reads its events and result.
 pub struct AmdTap {
-    answered: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    answered: Arc<AtomicBool>,
     events: mpsc::UnboundedReceiver<AmdEvent>,
-    task: tokio::task::JoinHandle<Option<AmdResult>>,
+    result: oneshot::Receiver<Option<AmdResult>>,
+}
+
+/// The audio side: the detection itself, fed each received frame in the recorder's task.
+pub struct AmdFeed {
+    amd: Amd,
+    tones: ToneInput,
+    answered: Arc<AtomicBool>,
+    events_tx: mpsc::UnboundedSender<AmdEvent>,
+    result_tx: Option<oneshot::Sender<Option<AmdResult>>>,
+    pending: Vec<i16>,
+    events_out: Vec<AmdEvent>,
+    /// AMD audio time (ms since the answer).
+    t_ms: u64,
+    started: bool,
+    /// Received-audio time of the call (ms since its first frame) and where the AMD's audio
+    /// time began in it.
+    call_ms: u64,
+    amd_from_ms: u64,
 }
 
 impl AmdTap {
-    /// Starts the tap on `audio` (from [`Call::take_audio`](crate::call::Call::take_audio)),
-    /// reporting the tones the AMD hears to `tones`
-    /// ([`Call::hear_tones_beside`](crate::call::Call::hear_tones_beside)); returns the frames
-    /// passed on.
-    pub fn start(
-        mut audio: mpsc::Receiver<AudioFrame>,
-        mut amd: Amd,
-        tones: ToneInput,
-    ) -> (mpsc::Receiver<AudioFrame>, AmdTap) {
-        use std::sync::atomic::Ordering;
-        let (forward_tx, forward_rx) = mpsc::channel(64);
+    /// Sets up detection with `amd`, reporting the tones it hears to `tones`
+    /// ([`Call::hear_tones_beside`](crate::call::Call::hear_tones_beside)); the feed goes to
+    /// the task that reads the call's audio.
+    pub fn start(amd: Amd, tones: ToneInput) -> (AmdFeed, AmdTap) {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = answered.clone();
-        let task = tokio::spawn(async move {
-            let mut pending: Vec<i16> = Vec::with_capacity(2 * crate::amd::FRAME_SAMPLES);
-            let mut t_ms = 0u64;
-            let mut started = false;
-            let mut events_out = Vec::new();
-            let mut forwarding = true;
-            // Received-audio time of the call (ms since its first frame) and where the AMD's
-            // audio time began in it.
-            let (mut call_ms, mut amd_from_ms) = (0u64, 0u64);
-            while let Some(frame) = audio.recv().await {
-                let frame_ms =
-                    (frame.samples.len() as u64 * 1000) / crate::media::SAMPLE_RATE as u64;
-                if flag.load(Ordering::Acquire) && !amd.is_done() {
-                    if !started {
-                        amd_from_ms = call_ms;
-                    }
-                    started = true;
-                    pending.extend_from_slice(&frame.samples);
-                    let mut used = 0;
-                    while pending.len() - used >= crate::amd::FRAME_SAMPLES {
-                        let chunk = &pending[used..used + crate::amd::FRAME_SAMPLES];
-                        amd.push(chunk, t_ms, &mut events_out);
-                        used += crate::amd::FRAME_SAMPLES;
-                        t_ms += crate::amd::FRAME_MS;
-                    }
-                    pending.drain(..used);
-                    for tone in amd.take_tones() {
-                        tones.heard(tone.later_by(amd_from_ms));
-                    }
-                    if amd.is_done() {
-                        tones.done();
-                    }
-                    for ev in events_out.drain(..) {
-                        let _ = events_tx.send(ev);
-                    }
-                } else if started {
-                    t_ms += frame_ms;
-                }
-                call_ms += frame_ms;
-                if forwarding && forward_tx.send(frame).await.is_err() {
-                    forwarding = false;
-                }
-            }
-            if !started {
-                return None;
-            }
-            amd.finish(t_ms, true, &mut events_out);
-            for ev in events_out.drain(..) {
-                let _ = events_tx.send(ev);
-            }
-            Some(amd.result())
-        });
+        let (result_tx, result) = oneshot::channel();
+        let answered = Arc::new(AtomicBool::new(false));
+        let feed = AmdFeed {
+            amd,
+            tones,
+            answered: answered.clone(),
+            events_tx,
+            result_tx: Some(result_tx),
+            pending: Vec::with_capacity(2 * crate::amd::FRAME_SAMPLES),
+            events_out: Vec::new(),
+            t_ms: 0,
+            started: false,
+            call_ms: 0,
+            amd_from_ms: 0,
+        };
         (
-            forward_rx,
+            feed,
             AmdTap {
                 answered,
                 events,
-                task,
+                result,
             },
         )
     }
 
     /// The call was answered: detection starts with the next frame.
     pub fn answered(&self) {
-        self.answered
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.answered.store(true, Ordering::Release);
     }
 
     /// The next detection event; `None` once the audio has ended and every event was read.
@@ -110,6 +88,60 @@ impl AmdTap {
 
     /// The final result, once the audio has ended (`None` when the call was never answered).
     pub async fn result(self) -> Option<AmdResult> {
-        self.task.await.ok().flatten()
+        self.result.await.ok().flatten()
+    }
+}
+
+impl AmdFeed {
+    /// One received frame of the call.
+    pub fn push(&mut self, frame: &AudioFrame) {
+        let frame_ms = (frame.samples.len() as u64 * 1000) / crate::media::SAMPLE_RATE as u64;
+        if self.answered.load(Ordering::Acquire) && !self.amd.is_done() {
+            if !self.started {
+                self.amd_from_ms = self.call_ms;
+            }
+            self.started = true;
+            self.pending.extend_from_slice(&frame.samples);
+            let mut used = 0;
+            while self.pending.len() - used >= crate::amd::FRAME_SAMPLES {
+                let chunk = &self.pending[used..used + crate::amd::FRAME_SAMPLES];
+                self.amd.push(chunk, self.t_ms, &mut self.events_out);
+                used += crate::amd::FRAME_SAMPLES;
+                self.t_ms += crate::amd::FRAME_MS;
+            }
+            self.pending.drain(..used);
+            for tone in self.amd.take_tones() {
+                self.tones.heard(tone.later_by(self.amd_from_ms));
+            }
+            if self.amd.is_done() {
+                self.tones.done();
+            }
+            self.send_events();
+        } else if self.started {
+            self.t_ms += frame_ms;
+        }
+        self.call_ms += frame_ms;
+    }
+
+    fn send_events(&mut self) {
+        for ev in self.events_out.drain(..) {
+            let _ = self.events_tx.send(ev);
+        }
+    }
+}
+
+impl Drop for AmdFeed {
+    /// The audio ended: an undecided detection is closed as a hang-up and the result sent.
+    fn drop(&mut self) {
+        let result = if self.started {
+            self.amd.finish(self.t_ms, true, &mut self.events_out);
+            self.send_events();
+            Some(self.amd.result())
+        } else {
+            None
+        };
+        if let Some(tx) = self.result_tx.take() {
+            let _ = tx.send(result);
+        }
     }
 }
