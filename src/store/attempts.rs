@@ -483,9 +483,10 @@ where
     Ok(row.try_get("id")?)
 }
 
-/// Attempt records per `INSERT` in [`insert_attempts_on`] (some sixty placeholders each:
-/// sqlx's SQLite driver's cost per statement grows with the square of its placeholders).
-const RECORDS_PER_STATEMENT: usize = 8;
+/// Attempt records per `INSERT` in [`insert_attempts_on`] (some sixty placeholders each; on
+/// SQLite they go anonymous, [`Sql::query_on`](super::Sql::query_on), so a statement's cost
+/// grows with its rows only).
+const RECORDS_PER_STATEMENT: usize = 32;
 
 /// Inserts `records` through `conn`, a few to a statement; their ids, in order
 /// ([`super::ids_in_order`]).
@@ -504,11 +505,15 @@ pub(crate) async fn insert_attempts_on(
             "INSERT INTO call_attempts ({INSERT_COLUMNS}) VALUES {} RETURNING id",
             rows.join(", ")
         );
-        let rows = sql.query().fetch_all(&mut *conn).await.map_err(|e| {
-            super::conflict_on_constraint(e, || {
-                "an attempt's campaign or contact does not exist".into()
-            })
-        })?;
+        let rows = sql
+            .query_on(super::Backend::of(&*conn))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| {
+                super::conflict_on_constraint(e, || {
+                    "an attempt's campaign or contact does not exist".into()
+                })
+            })?;
         let ids = super::ids_in_order(&rows, chunk.len(), "attempt records")?;
         out.extend(ids);
     }

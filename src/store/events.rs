@@ -58,9 +58,9 @@ pub struct NewEvent {
     pub at: Millis,
 }
 
-/// Events per `INSERT` in [`Store::append_events`] (8 placeholders each: sqlx's SQLite
-/// driver's cost per statement grows with the square of its placeholders).
-const EVENTS_PER_STATEMENT: usize = 24;
+/// Events per `INSERT` in [`Store::append_events`] (8 placeholders each; on SQLite they go
+/// anonymous, [`Sql::query_on`](super::Sql::query_on), so a statement's cost grows with its rows only).
+const EVENTS_PER_STATEMENT: usize = 64;
 
 const EVENT_COLUMNS: &str =
     "id, account_id, campaign_id, contact_id, attempt, call_id, kind, detail, created_at";
@@ -165,7 +165,10 @@ impl Store {
                  detail, created_at) VALUES {} RETURNING id",
                 rows.join(", ")
             );
-            let rows = sql.query().fetch_all(&mut *tx).await?;
+            let rows = sql
+                .query_on(super::Backend::of(&tx))
+                .fetch_all(&mut *tx)
+                .await?;
             let ids = super::ids_in_order(&rows, chunk.len(), "events")?;
             stored.extend(chunk.iter().zip(ids).map(|(e, id)| Event {
                 id,

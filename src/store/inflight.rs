@@ -369,7 +369,11 @@ impl Store {
                  RETURNING calls_in_flight.contact_id, calls_in_flight.attempt_number",
                 rows.join(", ")
             );
-            for row in sql.query().fetch_all(&mut *tx).await? {
+            for row in sql
+                .query_on(super::Backend::of(&tx))
+                .fetch_all(&mut *tx)
+                .await?
+            {
                 took.insert((
                     row.try_get::<i64, _>("contact_id")?,
                     row.try_get::<i64, _>("attempt_number")?,
@@ -630,7 +634,9 @@ async fn insert_calls_on(
          destination, caller_id, started_at, state, reset_on_end) VALUES {}",
         rows.join(", ")
     );
-    sql.query().execute(&mut **tx).await?;
+    sql.query_on(super::Backend::of(tx))
+        .execute(&mut **tx)
+        .await?;
     Ok(rows.len() as i64)
 }
 
@@ -665,7 +671,11 @@ async fn finish_group_on(
         pairs.join(" OR ")
     );
     let mut reset: HashMap<i64, bool> = HashMap::new();
-    for row in sql.query().fetch_all(&mut **tx).await? {
+    for row in sql
+        .query_on(super::Backend::of(tx))
+        .fetch_all(&mut **tx)
+        .await?
+    {
         reset.insert(row.try_get("contact_id")?, get_flag(&row, "reset_on_end")?);
     }
     let written: Vec<&AttemptEnd> = ends
@@ -726,7 +736,11 @@ async fn finish_group_on(
         ids
     );
     let mut status: HashMap<i64, ContactStatus> = HashMap::new();
-    for row in sql.query().fetch_all(&mut **tx).await? {
+    for row in sql
+        .query_on(super::Backend::of(tx))
+        .fetch_all(&mut **tx)
+        .await?
+    {
         status.insert(
             row.try_get("id")?,
             super::get_word(&row, "status", ContactStatus::parse)?,
@@ -741,7 +755,11 @@ async fn finish_group_on(
         let mut sql = Sql::default();
         let list = super::in_list(&mut sql, moved.iter().map(|c| Arg::I64(*c)));
         sql.text = format!("SELECT id, status FROM contacts WHERE id IN ({list})");
-        for row in sql.query().fetch_all(&mut **tx).await? {
+        for row in sql
+            .query_on(super::Backend::of(tx))
+            .fetch_all(&mut **tx)
+            .await?
+        {
             status.insert(
                 row.try_get("id")?,
                 super::get_word(&row, "status", ContactStatus::parse)?,
@@ -759,6 +777,9 @@ async fn finish_group_on(
             if let (Some(map), Some(st)) = (detail.as_object_mut(), status.get(&contact)) {
                 map.insert("status".into(), serde_json::json!(st));
             }
+            // The campaign twice (its own placeholder each), so the statement's placeholders
+            // come once each, in order ([`Sql::query_on`]).
+            let account_of = sql.arg(Arg::OptI64(end.record.campaign_id));
             let campaign = sql.arg(Arg::OptI64(end.record.campaign_id));
             let rest = [
                 Arg::I64(contact),
@@ -772,7 +793,7 @@ async fn finish_group_on(
             .join(", ");
             details.insert(contact, detail);
             format!(
-                "((SELECT account_id FROM campaigns WHERE id = {campaign}), {campaign}, {rest})"
+                "((SELECT account_id FROM campaigns WHERE id = {account_of}), {campaign}, {rest})"
             )
         })
         .collect();
@@ -784,7 +805,11 @@ async fn finish_group_on(
     let mut events = Vec::with_capacity(written.len());
     let by_contact: HashMap<i64, &AttemptEnd> =
         written.iter().map(|e| (contact_of(e), *e)).collect();
-    for row in sql.query().fetch_all(&mut **tx).await? {
+    for row in sql
+        .query_on(super::Backend::of(tx))
+        .fetch_all(&mut **tx)
+        .await?
+    {
         let contact: i64 = row.try_get("contact_id")?;
         let Some(end) = by_contact.get(&contact) else {
             continue;

@@ -348,6 +348,82 @@ impl Sql {
             &self.args,
         )
     }
+
+    /// [`Sql::query`] for a connection to `backend`. On SQLite a statement whose placeholders
+    /// are `$1`, `$2`, … each once and in order goes with anonymous `?` placeholders, bound in
+    /// the same order: sqlx's SQLite driver looks each numbered placeholder up by name, a walk
+    /// over all of them, so a many-row statement's cost grew with the square of its
+    /// placeholders. Anything else (PostgreSQL, a placeholder used twice) is sent as written.
+    pub fn query_on(&self, backend: Backend) -> Query<'static, Any, AnyArguments> {
+        let text = match backend {
+            Backend::Sqlite => positional(&self.text, self.args.len()),
+            Backend::Postgres => None,
+        };
+        match text {
+            Some(text) => bind_all(sqlx::query(sqlx::AssertSqlSafe(text)), &self.args),
+            None => self.query(),
+        }
+    }
+}
+
+impl Backend {
+    /// The backend of an open connection.
+    pub fn of(conn: &sqlx::AnyConnection) -> Backend {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+}
+
+/// `text` with its placeholders `$1` … `$args` made anonymous (`?`), when each appears exactly
+/// once and in that order outside quoted strings and identifiers, and no `?` is there already;
+/// else `None`.
+fn positional(text: &str, args: usize) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut seen = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) => {
+                if b == q {
+                    quote = None;
+                }
+                i += 1;
+            }
+            None if b == b'\'' || b == b'"' => {
+                quote = Some(b);
+                i += 1;
+            }
+            None if b == b'?' => return None,
+            None if b == b'$' => {
+                let digits = bytes[i + 1..]
+                    .iter()
+                    .take_while(|d| d.is_ascii_digit())
+                    .count();
+                let n: usize = text[i + 1..i + 1 + digits].parse().ok()?;
+                if n != seen + 1 {
+                    return None;
+                }
+                seen = n;
+                out.push_str(&text[copied..i]);
+                out.push('?');
+                i += 1 + digits;
+                copied = i;
+            }
+            None => i += 1,
+        }
+    }
+    if quote.is_some() || seen != args {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
 }
 
 pub(crate) fn bind_all(
@@ -502,6 +578,28 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positional_placeholders_only_when_each_comes_once_in_order() {
+        assert_eq!(
+            positional("INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)", 4).as_deref(),
+            Some("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)")
+        );
+        // Quoted text is not a placeholder.
+        assert_eq!(
+            positional("SELECT '$9', \"$x\" FROM t WHERE a = $1 AND b = $2", 2).as_deref(),
+            Some("SELECT '$9', \"$x\" FROM t WHERE a = ? AND b = ?")
+        );
+        // Reused, out of order, missing, unknown arguments, a `?` already there, an open quote.
+        assert_eq!(positional("a = $1 OR b = $1", 1), None);
+        assert_eq!(positional("a = $2 AND b = $1", 2), None);
+        assert_eq!(positional("a = $1", 2), None);
+        assert_eq!(positional("a = $1 AND b = $2", 1), None);
+        assert_eq!(positional("a = ? AND b = $1", 1), None);
+        assert_eq!(positional("a = $ AND b = $1", 1), None);
+        assert_eq!(positional("a = 'x AND b = $1", 1), None);
+        assert_eq!(positional("SELECT 1", 0).as_deref(), Some("SELECT 1"));
+    }
 
     #[test]
     fn like_patterns_escape_wildcards() {

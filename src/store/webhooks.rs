@@ -194,7 +194,9 @@ pub(crate) async fn queue_deliveries_many(
              attempts, next_at, created_at) VALUES {}",
             values.join(", ")
         );
-        sql.query().execute(&mut *conn).await?;
+        sql.query_on(super::Backend::of(&*conn))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
