@@ -1007,7 +1007,9 @@ impl Engine {
             wake: self.wake.clone(),
             events: plan.events.clone(),
         };
-        tokio::spawn(job.run(plan, stop_rx));
+        let fut = job.run(plan, stop_rx);
+        if std::env::var("SZ").is_ok() { eprintln!("SZ job.run {}", std::mem::size_of_val(&fut)); }
+        tokio::spawn(fut);
     }
 }
 

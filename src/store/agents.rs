@@ -173,7 +173,7 @@ impl Store {
         let cond = account_cond(&mut sql, "account_id", account_id);
         sql.text = format!("SELECT {COLUMNS} FROM sip_agents WHERE id = {id_arg} AND {cond}");
         let row = sql
-            .query()
+            .query(self.backend)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("agent {id}")))?;
@@ -198,13 +198,13 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM sip_agents{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(
             "SELECT {COLUMNS} FROM sip_agents{wc} ORDER BY name, id LIMIT {limit} OFFSET {offset}"
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         let items = rows.iter().map(agent_from).collect::<Result<Vec<_>>>()?;
         Ok(Paged { items, total })
     }
@@ -299,7 +299,7 @@ impl Store {
         let list = in_list(&mut sql, ids.iter().map(|&id| Arg::I64(id)));
         let cond = account_cond(&mut sql, "account_id", account_id);
         sql.text = format!("SELECT id FROM sip_agents WHERE id IN ({list}) AND {cond}");
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         let found: Vec<i64> = rows
             .iter()
             .map(|r| r.try_get::<i64, _>("id"))
@@ -392,7 +392,7 @@ impl Store {
              WHERE id = {id_arg} AND {cond}"
         );
         let row = sql
-            .query()
+            .query(self.backend)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("pool {id}")))?;
@@ -412,7 +412,7 @@ impl Store {
             "SELECT id, account_id, name, created_at, updated_at FROM agent_pools \
              WHERE name = {name_arg} AND {cond}"
         );
-        match sql.query().fetch_optional(&self.pool).await? {
+        match sql.query(self.backend).fetch_optional(&self.pool).await? {
             Some(row) => Ok(Some(self.pool_from(&row).await?)),
             None => Ok(None),
         }
@@ -426,7 +426,7 @@ impl Store {
             "SELECT id, account_id, name, created_at, updated_at FROM agent_pools \
              WHERE {cond} ORDER BY name, id"
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         let mut pools = Vec::with_capacity(rows.len());
         for row in &rows {
             pools.push(self.pool_from(row).await?);

@@ -141,7 +141,7 @@ impl Store {
             values.join(", ")
         );
         let row = sql
-            .query()
+            .query(self.backend)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| conflict_on_constraint(e, || duplicate(&spec.name)))?;
@@ -155,7 +155,7 @@ impl Store {
         let cond = account_cond(&mut sql, "account_id", account_id);
         sql.text = format!("SELECT {COLUMNS} FROM ai_agents WHERE id = {id_arg} AND {cond}");
         let row = sql
-            .query()
+            .query(self.backend)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("AI agent {id}")))?;
@@ -176,13 +176,13 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM ai_agents{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(
             "SELECT {COLUMNS} FROM ai_agents{wc} ORDER BY name, id LIMIT {limit} OFFSET {offset}"
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         let items = rows.iter().map(ai_agent_from).collect::<Result<Vec<_>>>()?;
         Ok(Paged { items, total })
     }
@@ -211,7 +211,7 @@ impl Store {
             sets.join(", ")
         );
         let row = sql
-            .query()
+            .query(self.backend)
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| conflict_on_constraint(e, || duplicate(&spec.name)))?

@@ -462,7 +462,11 @@ pub fn bucket_heat_map(tz: chrono_tz::Tz, quarters: &[(i64, i64, i64)]) -> HeatM
 }
 
 /// Records an attempt through `ex` (the pool, or a transaction); returns its id.
-pub(crate) async fn insert_attempt_on<'e, E>(ex: E, record: &AttemptRecord) -> Result<i64>
+pub(crate) async fn insert_attempt_on<'e, E>(
+    ex: E,
+    backend: super::Backend,
+    record: &AttemptRecord,
+) -> Result<i64>
 where
     E: 'e + sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -475,7 +479,7 @@ where
         "INSERT INTO call_attempts ({INSERT_COLUMNS}) VALUES ({}) RETURNING id",
         values.join(", ")
     );
-    let row = sql.query().fetch_one(ex).await.map_err(|e| {
+    let row = sql.query(backend).fetch_one(ex).await.map_err(|e| {
         super::conflict_on_constraint(e, || {
             "the attempt's campaign or contact does not exist".into()
         })
@@ -506,7 +510,7 @@ pub(crate) async fn insert_attempts_on(
             rows.join(", ")
         );
         let rows = sql
-            .query_on(super::Backend::of(&*conn))
+            .query(super::Backend::of(&*conn))
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| {
@@ -523,7 +527,7 @@ pub(crate) async fn insert_attempts_on(
 impl Store {
     /// Records an attempt; returns its id.
     pub async fn insert_attempt(&self, record: &AttemptRecord) -> Result<i64> {
-        insert_attempt_on(&self.pool, record).await
+        insert_attempt_on(&self.pool, self.backend, record).await
     }
 
     /// Stores what an attempt's message plan gathered: the digits collected (in order) and
@@ -609,7 +613,7 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM call_attempts a{join}{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         let columns = COLUMNS
@@ -621,7 +625,7 @@ impl Store {
             "SELECT {columns} FROM call_attempts a{join}{wc} \
              ORDER BY a.started_at DESC, a.id DESC LIMIT {limit} OFFSET {offset}"
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         let items = rows.iter().map(attempt_from).collect::<Result<Vec<_>>>()?;
         Ok(Paged { items, total })
     }
@@ -805,7 +809,7 @@ impl Store {
             "UPDATE call_attempts SET {} WHERE id = {id}",
             sets.join(", ")
         );
-        let done = sql.query().execute(&self.pool).await?;
+        let done = sql.query(self.backend).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("attempt {attempt_id}")));
         }

@@ -296,7 +296,7 @@ impl Store {
         settings.validate(now)?;
         self.check_ai_agent_of(account_id, settings).await?;
         let Some(number_id) = settings.number_id else {
-            let row = insert_on(&self.pool, account_id, settings, status, now).await?;
+            let row = insert_on(&self.pool, self.backend, account_id, settings, status, now).await?;
             return campaign_from(&row);
         };
         let mut tx = self.pool.begin().await?;
@@ -314,7 +314,7 @@ impl Store {
                 settings.sip_profile.clone_from(profile);
             }
         }
-        let row = insert_on(&mut *tx, account_id, &settings, status, now).await?;
+        let row = insert_on(&mut *tx, self.backend, account_id, &settings, status, now).await?;
         tx.commit().await?;
         campaign_from(&row)
     }
@@ -351,7 +351,7 @@ impl Store {
             statuses.iter().map(|s| Arg::Text(s.as_str().into())),
         );
         sql.text = format!("SELECT {COLUMNS} FROM campaigns WHERE status IN ({list}) ORDER BY id");
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         rows.iter().map(campaign_from).collect()
     }
 
@@ -385,13 +385,13 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM campaigns{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(
             "SELECT {COLUMNS} FROM campaigns{wc} ORDER BY id DESC LIMIT {limit} OFFSET {offset}"
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
             items.push(CampaignSummary {
@@ -427,7 +427,7 @@ impl Store {
             "SELECT campaign_id, status, COUNT(*) AS n FROM contacts \
              WHERE campaign_id IN ({list}) GROUP BY campaign_id, status"
         );
-        for row in sql.query().fetch_all(&self.pool).await? {
+        for row in sql.query(self.backend).fetch_all(&self.pool).await? {
             let id: i64 = row.try_get("campaign_id")?;
             let status = get_word(&row, "status", ContactStatus::parse)?;
             out.entry(id).or_default().push((status, row.try_get("n")?));
@@ -449,7 +449,7 @@ impl Store {
              FROM call_attempts WHERE campaign_id IN ({list}) AND direction = 'outbound' \
              GROUP BY campaign_id"
         );
-        for row in sql.query().fetch_all(&self.pool).await? {
+        for row in sql.query(self.backend).fetch_all(&self.pool).await? {
             let id: i64 = row.try_get("campaign_id")?;
             let total: i64 = row.try_get("n")?;
             let answered: i64 = row.try_get("answered")?;
@@ -532,7 +532,7 @@ impl Store {
             sets.join(", ")
         );
         let row = sql
-            .query()
+            .query(self.backend)
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| conflict_on_constraint(e, || missing_reference(settings, None)))?
@@ -617,6 +617,7 @@ fn caller_id_of(caller_id: &str, number: &str) -> Result<String> {
 /// Inserts a campaign through `ex` (the pool or a transaction); its row.
 async fn insert_on<'e, E>(
     ex: E,
+    backend: super::Backend,
     account_id: Option<i64>,
     settings: &CampaignSettings,
     status: CampaignStatus,
@@ -643,7 +644,7 @@ where
         SETTINGS_COLUMNS.join(", "),
         values.join(", ")
     );
-    sql.query()
+    sql.query(backend)
         .fetch_one(ex)
         .await
         .map_err(|e| conflict_on_constraint(e, || missing_reference(settings, account_id)))

@@ -227,6 +227,7 @@ fn quoted_statuses(final_: bool) -> String {
 /// call's row).
 pub(crate) async fn claim_on<'e, E>(
     ex: E,
+    backend: super::Backend,
     id: i64,
     expected: &[ContactStatus],
     now: Millis,
@@ -246,7 +247,7 @@ where
          last_attempt_at = {now_arg}, updated_at = {now_arg} \
          WHERE id = {id_arg} AND status IN ({list}) RETURNING {COLUMNS}"
     );
-    let row = sql.query().fetch_optional(ex).await?;
+    let row = sql.query(backend).fetch_optional(ex).await?;
     row.as_ref().map(contact_from).transpose()
 }
 
@@ -254,6 +255,7 @@ where
 /// status are `dialing` now, by id (the others were taken or moved meanwhile).
 pub(crate) async fn claim_many_on<'e, E>(
     ex: E,
+    backend: super::Backend,
     ids: &[i64],
     expected: &[ContactStatus],
     now: Millis,
@@ -273,7 +275,7 @@ where
          last_attempt_at = {now_arg}, updated_at = {now_arg} \
          WHERE id IN ({id_list}) AND status IN ({list}) RETURNING {COLUMNS}"
     );
-    let rows = sql.query().fetch_all(ex).await?;
+    let rows = sql.query(backend).fetch_all(ex).await?;
     rows.iter()
         .map(|row| contact_from(row).map(|c| (c.id, c)))
         .collect()
@@ -410,12 +412,12 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM contacts{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text =
             format!("SELECT {COLUMNS} FROM contacts{wc} ORDER BY id LIMIT {limit} OFFSET {offset}");
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         let items = rows.iter().map(contact_from).collect::<Result<Vec<_>>>()?;
         Ok(Paged { items, total })
     }
@@ -491,7 +493,7 @@ impl Store {
         sql.text = format!(
             "DELETE FROM contacts WHERE campaign_id = {c} AND status = 'pending' AND id IN ({list})"
         );
-        Ok(sql.query().execute(&self.pool).await?.rows_affected())
+        Ok(sql.query(self.backend).execute(&self.pool).await?.rows_affected())
     }
 
     /// Contacts the campaign may dial now: `pending` or `retry` with `next_attempt_at`
@@ -542,7 +544,7 @@ impl Store {
         expected: &[ContactStatus],
         now: Millis,
     ) -> Result<Option<Contact>> {
-        claim_on(&self.pool, id, expected, now).await
+        claim_on(&self.pool, self.backend, id, expected, now).await
     }
 
     /// Moves a contact to `to.status` if its status is one of `expected` (empty: any).
@@ -571,7 +573,7 @@ impl Store {
              RETURNING {COLUMNS}",
             where_clause(&conds)
         );
-        let row = sql.query().fetch_optional(&self.pool).await?;
+        let row = sql.query(self.backend).fetch_optional(&self.pool).await?;
         match row {
             Some(row) => Ok(Some(contact_from(&row)?)),
             None => {
@@ -637,7 +639,7 @@ impl Store {
              updated_at = {now_arg} \
              WHERE id IN ({list}) AND status NOT IN ('pending', 'retry', 'dialing', 'on_hold')"
         );
-        Ok(sql.query().execute(&self.pool).await?.rows_affected())
+        Ok(sql.query(self.backend).execute(&self.pool).await?.rows_affected())
     }
 
     /// Contacts `called` since before `older_than` become `completed` (the campaign's

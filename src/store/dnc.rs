@@ -183,13 +183,13 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM dnc_entries{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(
             "SELECT {COLUMNS} FROM dnc_entries{wc} ORDER BY phone LIMIT {limit} OFFSET {offset}"
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         let items = rows.iter().map(entry_from).collect::<Result<Vec<_>>>()?;
         Ok(Paged { items, total })
     }
@@ -201,7 +201,7 @@ impl Store {
         let p = sql.arg(Arg::Text(phone.to_string()));
         sql.text = format!("SELECT {COLUMNS} FROM dnc_entries WHERE {cond} AND phone = {p}");
         let row = sql
-            .query()
+            .query(self.backend)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| {
@@ -216,7 +216,7 @@ impl Store {
         let cond = list.condition(&mut sql);
         let p = sql.arg(Arg::Text(phone.to_string()));
         sql.text = format!("DELETE FROM dnc_entries WHERE {cond} AND phone = {p}");
-        let done = sql.query().execute(&self.pool).await?;
+        let done = sql.query(self.backend).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!(
                 "{phone} on the {} DNC list",
@@ -269,7 +269,7 @@ impl Store {
             "SELECT DISTINCT phone FROM dnc_entries WHERE phone IN ({list}) \
              AND (account_id IS NULL OR account_id = {account_arg})"
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| r.try_get::<String, _>("phone").map_err(StoreError::from))
             .collect()

@@ -166,7 +166,7 @@ impl Store {
                 rows.join(", ")
             );
             let rows = sql
-                .query_on(super::Backend::of(&tx))
+                .query(super::Backend::of(&tx))
                 .fetch_all(&mut *tx)
                 .await?;
             let ids = super::ids_in_order(&rows, chunk.len(), "events")?;
@@ -220,7 +220,7 @@ impl Store {
             "SELECT {EVENT_COLUMNS} FROM events{} ORDER BY id LIMIT {limit}",
             where_clause(&conds)
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         rows.iter().map(event_from).collect()
     }
 }

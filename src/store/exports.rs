@@ -310,13 +310,13 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM export_jobs{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(
             "SELECT {COLUMNS} FROM export_jobs{wc} ORDER BY id DESC LIMIT {limit} OFFSET {offset}"
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         let items = rows.iter().map(job_from).collect::<Result<Vec<_>>>()?;
         Ok(Paged { items, total })
     }

@@ -271,7 +271,7 @@ impl Store {
              ORDER BY CASE kind WHEN 'primary' THEN 0 WHEN 'secondary' THEN 1 ELSE 2 END, id",
             conds.join(" AND ")
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         rows.iter().map(question_from).collect()
     }
 
@@ -496,7 +496,7 @@ impl Store {
              JOIN attempt_analyses aa ON aa.attempt_id = a.id WHERE {cond}"
         );
         let mut latest: HashMap<i64, (Millis, i64)> = HashMap::new();
-        for row in sql.query().fetch_all(&self.pool).await? {
+        for row in sql.query(self.backend).fetch_all(&self.pool).await? {
             let id: i64 = row.try_get("id")?;
             let contact: i64 = row.try_get("contact_id")?;
             let started: Millis = row.try_get("started_at")?;
@@ -522,7 +522,7 @@ impl Store {
                 "SELECT attempt_id, question_id, outcome, value FROM attempt_answers \
                  WHERE attempt_id IN ({list})"
             );
-            for row in sql.query().fetch_all(&self.pool).await? {
+            for row in sql.query(self.backend).fetch_all(&self.pool).await? {
                 let outcome: Option<String> = row.try_get("outcome")?;
                 out.insert(
                     (row.try_get("attempt_id")?, row.try_get("question_id")?),

@@ -304,7 +304,7 @@ async fn stage_rows(store: &Store, id: &str, rows: &[(u64, NewContact)], now: Mi
             "SELECT phone, line FROM contact_imports WHERE import_id = {import} AND phone IN ({phones})"
         );
         let mut staged_line: HashMap<String, i64> = HashMap::new();
-        for row in sql.query().fetch_all(&store.pool).await? {
+        for row in sql.query(store.backend).fetch_all(&store.pool).await? {
             staged_line.insert(row.try_get("phone")?, row.try_get("line")?);
         }
         for (line, c) in fresh {

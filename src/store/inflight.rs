@@ -279,7 +279,14 @@ impl Store {
         for chunk in tried.chunks(ROWS_PER_STATEMENT) {
             let ids: Vec<i64> = chunk.iter().map(|c| c.contact_id).collect();
             taken.extend(
-                super::contacts::claim_many_on(&mut *tx, &ids, first.expected, first.now).await?,
+                super::contacts::claim_many_on(
+                    &mut *tx,
+                    self.backend,
+                    &ids,
+                    first.expected,
+                    first.now,
+                )
+                .await?,
             );
         }
         let mut claimed = 0i64;
@@ -370,7 +377,7 @@ impl Store {
                 rows.join(", ")
             );
             for row in sql
-                .query_on(super::Backend::of(&tx))
+                .query(super::Backend::of(&tx))
                 .fetch_all(&mut *tx)
                 .await?
             {
@@ -634,7 +641,7 @@ async fn insert_calls_on(
          destination, caller_id, started_at, state, reset_on_end) VALUES {}",
         rows.join(", ")
     );
-    sql.query_on(super::Backend::of(tx))
+    sql.query(super::Backend::of(tx))
         .execute(&mut **tx)
         .await?;
     Ok(rows.len() as i64)
@@ -672,7 +679,7 @@ async fn finish_group_on(
     );
     let mut reset: HashMap<i64, bool> = HashMap::new();
     for row in sql
-        .query_on(super::Backend::of(tx))
+        .query(super::Backend::of(tx))
         .fetch_all(&mut **tx)
         .await?
     {
@@ -737,7 +744,7 @@ async fn finish_group_on(
     );
     let mut status: HashMap<i64, ContactStatus> = HashMap::new();
     for row in sql
-        .query_on(super::Backend::of(tx))
+        .query(super::Backend::of(tx))
         .fetch_all(&mut **tx)
         .await?
     {
@@ -756,7 +763,7 @@ async fn finish_group_on(
         let list = super::in_list(&mut sql, moved.iter().map(|c| Arg::I64(*c)));
         sql.text = format!("SELECT id, status FROM contacts WHERE id IN ({list})");
         for row in sql
-            .query_on(super::Backend::of(tx))
+            .query(super::Backend::of(tx))
             .fetch_all(&mut **tx)
             .await?
         {
@@ -806,7 +813,7 @@ async fn finish_group_on(
     let by_contact: HashMap<i64, &AttemptEnd> =
         written.iter().map(|e| (contact_of(e), *e)).collect();
     for row in sql
-        .query_on(super::Backend::of(tx))
+        .query(super::Backend::of(tx))
         .fetch_all(&mut **tx)
         .await?
     {
@@ -865,7 +872,8 @@ async fn finish_on(
         return Ok(Ended::Fenced);
     };
     let reset = get_flag(&fence, "reset_on_end")?;
-    let attempt_id = super::attempts::insert_attempt_on(&mut **tx, &end.record).await?;
+    let backend = super::Backend::of(tx);
+    let attempt_id = super::attempts::insert_attempt_on(&mut **tx, backend, &end.record).await?;
     let mut sql = Sql::default();
     let id_arg = sql.arg(Arg::I64(contact_id));
     let outcome = sql.arg(Arg::OptText(end.contact.last_outcome.clone()));
@@ -889,7 +897,10 @@ async fn finish_on(
              updated_at = {now_arg} WHERE id = {id_arg} AND status IN ('dialing', 'on_hold') \
              RETURNING status"
     );
-    let moved = sql.query().fetch_optional(&mut **tx).await?;
+    let moved = sql
+        .query(super::Backend::of(tx))
+        .fetch_optional(&mut **tx)
+        .await?;
     let status = match moved {
         Some(row) => super::get_word(&row, "status", ContactStatus::parse)?,
         None => {

@@ -342,26 +342,26 @@ impl Sql {
         format!("${}", self.args.len())
     }
 
-    pub fn query(&self) -> Query<'static, Any, AnyArguments> {
-        bind_all(
-            sqlx::query(sqlx::AssertSqlSafe(self.text.clone())),
-            &self.args,
-        )
-    }
-
-    /// [`Sql::query`] for a connection to `backend`. On SQLite a statement whose placeholders
-    /// are `$1`, `$2`, … each once and in order goes with anonymous `?` placeholders, bound in
-    /// the same order: sqlx's SQLite driver looks each numbered placeholder up by name, a walk
-    /// over all of them, so a many-row statement's cost grew with the square of its
-    /// placeholders. Anything else (PostgreSQL, a placeholder used twice) is sent as written.
-    pub fn query_on(&self, backend: Backend) -> Query<'static, Any, AnyArguments> {
-        let text = match backend {
-            Backend::Sqlite => positional(&self.text, self.args.len()),
+    /// The statement for a connection to `backend`. On SQLite its numbered placeholders go
+    /// as anonymous `?`, each bound in the order it appears (an argument used twice is bound
+    /// twice): sqlx's SQLite driver looks each numbered placeholder up by name, a walk over
+    /// all of them, so a many-row statement's cost grew with the square of its placeholders.
+    /// PostgreSQL, and a text this cannot rewrite safely (a `?` already there, an unclosed
+    /// quote, an argument never used), get the text as written.
+    pub fn query(&self, backend: Backend) -> Query<'static, Any, AnyArguments> {
+        let rewritten = match backend {
+            Backend::Sqlite => anonymous(&self.text, self.args.len()),
             Backend::Postgres => None,
         };
-        match text {
-            Some(text) => bind_all(sqlx::query(sqlx::AssertSqlSafe(text)), &self.args),
-            None => self.query(),
+        match rewritten {
+            Some((text, order)) => bind_all(
+                sqlx::query(sqlx::AssertSqlSafe(text)),
+                order.into_iter().map(|i| &self.args[i]),
+            ),
+            None => bind_all(
+                sqlx::query(sqlx::AssertSqlSafe(self.text.clone())),
+                &self.args,
+            ),
         }
     }
 }
@@ -377,13 +377,15 @@ impl Backend {
     }
 }
 
-/// `text` with its placeholders `$1` … `$args` made anonymous (`?`), when each appears exactly
-/// once and in that order outside quoted strings and identifiers, and no `?` is there already;
-/// else `None`.
-fn positional(text: &str, args: usize) -> Option<String> {
+/// `text` with its placeholders `$1` … `$args` made anonymous (`?`) outside quoted strings
+/// and identifiers, and the index of the argument each `?` takes, in order; `None` when a `?`
+/// is there already, a quote is left open, a placeholder is out of range or an argument is
+/// never used.
+fn anonymous(text: &str, args: usize) -> Option<(String, Vec<usize>)> {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut seen = 0usize;
+    let mut order = Vec::with_capacity(args);
+    let mut used = vec![false; args];
     let mut quote: Option<u8> = None;
     let mut copied = 0;
     let mut i = 0;
@@ -407,10 +409,9 @@ fn positional(text: &str, args: usize) -> Option<String> {
                     .take_while(|d| d.is_ascii_digit())
                     .count();
                 let n: usize = text[i + 1..i + 1 + digits].parse().ok()?;
-                if n != seen + 1 {
-                    return None;
-                }
-                seen = n;
+                let index = n.checked_sub(1).filter(|&k| k < args)?;
+                used[index] = true;
+                order.push(index);
                 out.push_str(&text[copied..i]);
                 out.push('?');
                 i += 1 + digits;
@@ -419,16 +420,16 @@ fn positional(text: &str, args: usize) -> Option<String> {
             None => i += 1,
         }
     }
-    if quote.is_some() || seen != args {
+    if quote.is_some() || used.contains(&false) {
         return None;
     }
     out.push_str(&text[copied..]);
-    Some(out)
+    Some((out, order))
 }
 
-pub(crate) fn bind_all(
+pub(crate) fn bind_all<'a>(
     mut q: Query<'static, Any, AnyArguments>,
-    args: &[Arg],
+    args: impl IntoIterator<Item = &'a Arg>,
 ) -> Query<'static, Any, AnyArguments> {
     for a in args {
         q = match a {
@@ -580,25 +581,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn positional_placeholders_only_when_each_comes_once_in_order() {
+    fn placeholders_go_anonymous_in_the_order_they_appear() {
+        let q = |text: &str, args| anonymous(text, args);
+        let owned = |text: &str, order: &[usize]| Some((text.to_string(), order.to_vec()));
         assert_eq!(
-            positional("INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)", 4).as_deref(),
-            Some("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)")
+            q("INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)", 4),
+            owned("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)", &[0, 1, 2, 3])
         );
         // Quoted text is not a placeholder.
         assert_eq!(
-            positional("SELECT '$9', \"$x\" FROM t WHERE a = $1 AND b = $2", 2).as_deref(),
-            Some("SELECT '$9', \"$x\" FROM t WHERE a = ? AND b = ?")
+            q("SELECT '$9', \"$x\" FROM t WHERE a = $1 AND b = $2", 2),
+            owned("SELECT '$9', \"$x\" FROM t WHERE a = ? AND b = ?", &[0, 1])
         );
-        // Reused, out of order, missing, unknown arguments, a `?` already there, an open quote.
-        assert_eq!(positional("a = $1 OR b = $1", 1), None);
-        assert_eq!(positional("a = $2 AND b = $1", 2), None);
-        assert_eq!(positional("a = $1", 2), None);
-        assert_eq!(positional("a = $1 AND b = $2", 1), None);
-        assert_eq!(positional("a = ? AND b = $1", 1), None);
-        assert_eq!(positional("a = $ AND b = $1", 1), None);
-        assert_eq!(positional("a = 'x AND b = $1", 1), None);
-        assert_eq!(positional("SELECT 1", 0).as_deref(), Some("SELECT 1"));
+        // Reused and out of order: bound once per use, in the order of the text.
+        assert_eq!(
+            q("a = $2 OR b = $1 OR c = $2", 2),
+            owned("a = ? OR b = ? OR c = ?", &[1, 0, 1])
+        );
+        assert_eq!(q("a = $10 AND b = $1", 10), None, "arguments 2–9 unused");
+        // Missing or unknown arguments, a `?` already there, a bare `$`, an open quote.
+        assert_eq!(q("a = $1", 2), None);
+        assert_eq!(q("a = $1 AND b = $2", 1), None);
+        assert_eq!(q("a = $0", 1), None);
+        assert_eq!(q("a = ? AND b = $1", 1), None);
+        assert_eq!(q("a = $ AND b = $1", 1), None);
+        assert_eq!(q("a = 'x AND b = $1", 1), None);
+        assert_eq!(q("SELECT 1", 0), owned("SELECT 1", &[]));
+    }
+
+    #[tokio::test]
+    async fn a_reused_argument_binds_each_time_on_sqlite() {
+        let store = Store::open("sqlite::memory:").await.expect("store");
+        let mut sql = Sql::default();
+        let a = sql.arg(Arg::I64(7));
+        let b = sql.arg(Arg::Text("x".into()));
+        sql.text = format!("SELECT {b} || {a} AS s, {a} + {a} AS n");
+        let row = sql.query(store.backend()).fetch_one(&store.pool).await.expect("row");
+        let s: String = row.try_get("s").expect("s");
+        let n: i64 = row.try_get("n").expect("n");
+        assert_eq!((s.as_str(), n), ("x7", 14));
     }
 
     #[test]

@@ -267,13 +267,13 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM numbers n{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(
             "SELECT {COLUMNS} FROM numbers n{wc} ORDER BY n.number LIMIT {limit} OFFSET {offset}"
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         let items = rows.iter().map(number_from).collect::<Result<Vec<_>>>()?;
         Ok(Paged { items, total })
     }
@@ -314,7 +314,7 @@ impl Store {
             "UPDATE numbers SET {} WHERE id = {id_arg} AND account_id = {account}",
             sets.join(", ")
         );
-        if sql.query().execute(&self.pool).await?.rows_affected() == 0 {
+        if sql.query(self.backend).execute(&self.pool).await?.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("number {id}")));
         }
         self.get_number(account_id, id).await

@@ -194,7 +194,7 @@ pub(crate) async fn queue_deliveries_many(
              attempts, next_at, created_at) VALUES {}",
             values.join(", ")
         );
-        sql.query_on(super::Backend::of(&*conn))
+        sql.query(super::Backend::of(&*conn))
             .execute(&mut *conn)
             .await?;
     }
@@ -352,7 +352,7 @@ impl Store {
         };
         sql.text =
             format!("UPDATE accounts SET webhook_secret = {secret} WHERE id = {id} AND {cond}");
-        sql.query().execute(&self.pool).await?;
+        sql.query(self.backend).execute(&self.pool).await?;
         let row = sqlx::query("SELECT webhook_secret FROM accounts WHERE id = $1")
             .bind(account_id)
             .fetch_one(&self.pool)
@@ -461,14 +461,14 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE {cond}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query().fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE {cond} \
              ORDER BY id DESC LIMIT {limit} OFFSET {offset}"
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.pool).await?;
         let items = rows.iter().map(delivery_from).collect::<Result<Vec<_>>>()?;
         Ok(Paged { items, total })
     }
