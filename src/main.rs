@@ -192,6 +192,10 @@ struct CpsBenchArgs {
     /// The campaign's max_concurrent (and the trunk's max_channels).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     concurrent: u32,
+    /// The campaign's pace, attempts per second (an offered load, as `sipp -r`); default: the
+    /// highest pace accepted, so the server dials as fast as it can.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pace: Option<u32>,
     /// Store the campaign in a fresh database made on this PostgreSQL server (dropped
     /// afterwards), e.g. postgres://postgres@127.0.0.1:5432/test; default: a fresh SQLite file.
     #[arg(long, value_name = "URL")]
@@ -1000,6 +1004,7 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             let opts = outdial::bench::cps::CpsOptions {
                 contacts: args.contacts as usize,
                 concurrent: args.concurrent as usize,
+                pace: args.pace.map(f64::from),
                 postgres: args.postgres,
                 exe: std::env::current_exe().context("cannot find the outdial binary")?,
                 sipp_bin: args.sipp,

@@ -3,6 +3,9 @@
 //! records and events) runs one campaign of N contacts against sipp's built-in UAS on
 //! loopback, which answers every INVITE at once (`-sn uas`). No AMD and no message: each
 //! attempt is INVITE → 180/200 → ACK → BYE → 200 plus everything the server records about it.
+//! The campaign's pace is `--pace` attempts per second (an offered load, as `sipp -r`: the
+//! latency figures then say what a campaign at that pace sees) or, by default, the highest
+//! pace accepted (the server dials as fast as it can: the throughput figure).
 //!
 //! Reported: attempts per second (N over the time from Start until the last call's record is
 //! readable, and over the attempts' own first start to last end), failed calls (any attempt
@@ -38,6 +41,8 @@ pub struct CpsOptions {
     pub contacts: usize,
     /// The campaign's `max_concurrent` (and the trunk's `max_channels`).
     pub concurrent: usize,
+    /// The campaign's pace, attempts per second (`None`: the highest accepted).
+    pub pace: Option<f64>,
     /// A PostgreSQL server to make a fresh database on (`None`: SQLite).
     pub postgres: Option<String>,
     /// The outdial binary to run as `serve` (normally `std::env::current_exe()`).
@@ -63,6 +68,8 @@ pub struct CpsReport {
     pub store: String,
     pub contacts: usize,
     pub concurrent: usize,
+    /// The campaign's pace, attempts per second (`None`: as fast as the server goes).
+    pub pace: Option<f64>,
     pub attempts: usize,
     /// Attempts not answered (busy, failed, timed out…): 0 expected.
     pub failed: usize,
@@ -96,8 +103,12 @@ impl CpsReport {
     pub fn table(&self) -> String {
         let mut s = String::new();
         s.push_str(&format!(
-            "outdial bench cps: {} contacts, {} concurrent, store {}\n",
-            self.contacts, self.concurrent, self.store
+            "outdial bench cps: {} contacts, {} concurrent, pace {}, store {}\n",
+            self.contacts,
+            self.concurrent,
+            self.pace
+                .map_or("unlimited".to_string(), |p| format!("{p:.0}/s")),
+            self.store
         ));
         s.push_str(&format!(
             "  attempts           {} ({} failed) in {:.2} s\n",
@@ -311,7 +322,7 @@ async fn campaign(
             Method::POST,
             "/v1/campaigns",
             Some(json!({
-                "name": "cps", "pace": crate::campaign::model::MAX_PACE_PER_MINUTE,
+                "name": "cps", "pace": opts.pace.map_or(crate::campaign::model::MAX_PACE_PER_MINUTE, |p| p * 60.0),
                 "max_concurrent": opts.concurrent, "call_interval": 0,
                 "ring_timeout_secs": 15, "max_retries": 0, "amd_mode": "off",
                 "sip_profile": "far-end", "caller_id": "+12025550100"
@@ -423,6 +434,7 @@ async fn campaign(
         store: store.to_string(),
         contacts: opts.contacts,
         concurrent: opts.concurrent,
+        pace: opts.pace,
         attempts,
         failed,
         seconds,

@@ -310,7 +310,9 @@ fn start_leg(
         abandon: false,
     };
     let fut = task.run(invite, states, cmd_rx, media_events);
-    if std::env::var("SZ").is_ok() { eprintln!("SZ task.run {}", std::mem::size_of_val(&fut)); }
+    if std::env::var("SZ").is_ok() {
+        eprintln!("SZ task.run {}", std::mem::size_of_val(&fut));
+    }
     tokio::spawn(fut.instrument(span));
     Call {
         call_id,

@@ -15,7 +15,9 @@
 //! - pace: a smooth token bucket (pace/60 tokens a second) holding one call, or what the
 //!   pace allows in [`PACE_QUANTUM_MS`] when that is more (above 6,000 a minute), so starts
 //!   are spread evenly — one at a time up to 100 a second, in groups at most 10 ms apart
-//!   beyond; `call_interval_secs` is the least time between two starts (one per tick then);
+//!   beyond (a driver that ticks later than asked while the pace alone held contacts back
+//!   gets the tokens of its delay, up to [`MAX_CATCH_UP_MS`], so a slow tick does not lower
+//!   the pace); `call_interval_secs` is the least time between two starts (one per tick then);
 //!   both hold, so the stricter wins. A pace change keeps the tokens (capped at the new
 //!   capacity) and applies from this tick on;
 //! - never more live calls than `max_concurrent`, nor more starts than the trunk's free
@@ -112,6 +114,9 @@ struct Pacer {
     /// Tokens per ms in force since `refilled_at`.
     rate: f64,
     last_start: Option<Millis>,
+    /// The last tick left due contacts undialed for want of tokens only (room was left):
+    /// the time until the next tick is the driver's, so its tokens are all owed.
+    pace_bound: bool,
     /// It ticked this campaign while scheduled with its start still ahead.
     watched_before_start: bool,
     window: Option<(ContactWindow, Option<CompiledWindow>)>,
@@ -123,6 +128,9 @@ const EPSILON: f64 = 1e-9;
 /// The pacer's time grain: a bucket holds the calls its pace allows in this long (one at
 /// least), so at high paces a tick starts a group instead of waking once per call.
 pub const PACE_QUANTUM_MS: Millis = 10;
+
+/// The most of a late driver's delay a pace-bound campaign makes up at its next tick.
+pub const MAX_CATCH_UP_MS: Millis = 1_000;
 
 impl Scheduler {
     pub fn new() -> Scheduler {
@@ -148,10 +156,13 @@ impl Scheduler {
             refilled_at: now,
             rate,
             last_start: None,
+            pace_bound: false,
             watched_before_start: false,
             window: None,
         });
         pacer.refill(now, rate);
+        // Owed tokens last one tick: only a tick that ends held back by the pace renews them.
+        pacer.pace_bound = false;
 
         let mut tick = Tick::default();
         let mut status = campaign.status;
@@ -242,7 +253,8 @@ impl Scheduler {
             pacer.last_start = Some(now);
         }
         // Pace is the only limit the core can foresee lifting; room frees on call ends.
-        let pace_wake = if waiting && room > tick.dials.len() as u64 {
+        pacer.pace_bound = waiting && room > tick.dials.len() as u64;
+        let pace_wake = if pacer.pace_bound {
             // Back when the bucket is full again: one token, or a group at high paces.
             pacer
                 .ready_at(now, interval_ms, capacity(pacer.rate))
@@ -257,15 +269,25 @@ impl Scheduler {
 
 impl Pacer {
     /// Accrues tokens for the time since the last refill at the rate then in force, then
-    /// switches to `rate`.
+    /// switches to `rate`. The bucket holds [`capacity`], except that a campaign held back
+    /// by its pace alone keeps what accrued while the driver came late (up to
+    /// [`MAX_CATCH_UP_MS`] of it): a tick that takes longer than the pacer's grain must not
+    /// lower the pace, while an idle or full campaign still gains no burst.
     fn refill(&mut self, now: Millis, rate: f64) {
         if now > self.refilled_at {
             let elapsed = (now - self.refilled_at) as f64;
-            self.tokens = (self.tokens + elapsed * self.rate).min(capacity(self.rate));
+            let owed = if self.pace_bound {
+                elapsed.min(MAX_CATCH_UP_MS as f64) * self.rate
+            } else {
+                0.0
+            };
+            self.tokens = (self.tokens + elapsed * self.rate).min(capacity(self.rate) + owed);
             self.refilled_at = now;
         }
-        self.rate = rate;
-        self.tokens = self.tokens.min(capacity(rate));
+        if rate != self.rate {
+            self.rate = rate;
+            self.tokens = self.tokens.min(capacity(rate));
+        }
     }
 
     /// When the bucket holds `want` tokens and the call interval has passed (`now` if it

@@ -715,3 +715,59 @@ fn high_paces_start_groups_at_most_a_quantum_apart_and_hold_the_rate() {
     assert!((98_000..=102_000).contains(&started), "{started} starts");
     assert!((900..=1100).contains(&ticks), "{ticks} ticks");
 }
+
+#[test]
+fn a_late_driver_still_gets_the_pace_and_a_full_campaign_gains_no_burst() {
+    // 60,000 a minute = 1 a ms; the bucket holds 10. The driver ticks 7 ms after each wake
+    // time (its own work takes that long), so every tick comes 17 ms after the last.
+    let mut c = campaign(CampaignStatus::Processing, settings(60_000.0, 1_000_000));
+    let mut scheduler = Scheduler::new();
+    let mut now = T0;
+    let mut next_id = 0i64;
+    let tick_at = |scheduler: &mut Scheduler, c: &Campaign, now, next_id, live| {
+        let candidates: Vec<Candidate> = (next_id..next_id + 500)
+            .map(|id| Candidate { id, zones: vec![] })
+            .collect();
+        let view = CampaignView {
+            campaign: c,
+            hours: None,
+            live_calls: live,
+            trunk_free_channels: None,
+            trunk_cps_allowance: None,
+            candidates: &candidates,
+            next_due_at: None,
+            has_unfinished: true,
+            pool: None,
+        };
+        scheduler.tick(now, &view)
+    };
+    let mut started = 0usize;
+    while now < T0 + 10 * SEC {
+        let tick = tick_at(&mut scheduler, &c, now, next_id, 0);
+        assert!(
+            tick.dials.len() <= 17,
+            "{} starts in one tick",
+            tick.dials.len()
+        );
+        started += tick.dials.len();
+        next_id += tick.dials.len() as i64;
+        now = tick.wake_at.expect("contacts wait") + 7;
+    }
+    assert_within(started, 10_000.0, "a driver 7 ms late");
+
+    // Full (max_concurrent reached) for 5 s: no tokens owed, so when room frees the first
+    // tick starts a bucket's worth at most, not 5 s of pace.
+    c.settings.max_concurrent = 100;
+    let until = now + 5 * SEC;
+    while now < until {
+        let tick = tick_at(&mut scheduler, &c, now, next_id, 100);
+        assert!(tick.dials.is_empty());
+        now += 17;
+    }
+    let tick = tick_at(&mut scheduler, &c, now, next_id, 0);
+    assert!(
+        (1..=10).contains(&tick.dials.len()),
+        "{} starts after the campaign was full",
+        tick.dials.len()
+    );
+}

@@ -1008,7 +1008,9 @@ impl Engine {
             events: plan.events.clone(),
         };
         let fut = job.run(plan, stop_rx);
-        if std::env::var("SZ").is_ok() { eprintln!("SZ job.run {}", std::mem::size_of_val(&fut)); }
+        if std::env::var("SZ").is_ok() {
+            eprintln!("SZ job.run {}", std::mem::size_of_val(&fut));
+        }
         tokio::spawn(fut);
     }
 }

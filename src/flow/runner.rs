@@ -251,7 +251,9 @@ async fn drive(
         callee_audio.clone(),
         feed,
     );
-    if std::env::var("SZ").is_ok() { eprintln!("SZ record_call {}", std::mem::size_of_val(&rfut)); }
+    if std::env::var("SZ").is_ok() {
+        eprintln!("SZ record_call {}", std::mem::size_of_val(&rfut));
+    }
     let recording = tokio::spawn(rfut);
 
     let mut run = Run {

@@ -296,7 +296,8 @@ impl Store {
         settings.validate(now)?;
         self.check_ai_agent_of(account_id, settings).await?;
         let Some(number_id) = settings.number_id else {
-            let row = insert_on(&self.pool, self.backend, account_id, settings, status, now).await?;
+            let row =
+                insert_on(&self.pool, self.backend, account_id, settings, status, now).await?;
             return campaign_from(&row);
         };
         let mut tx = self.pool.begin().await?;
@@ -385,7 +386,11 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM campaigns{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count
+            .query(self.backend)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(

@@ -412,7 +412,11 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM contacts{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count
+            .query(self.backend)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text =
@@ -493,7 +497,11 @@ impl Store {
         sql.text = format!(
             "DELETE FROM contacts WHERE campaign_id = {c} AND status = 'pending' AND id IN ({list})"
         );
-        Ok(sql.query(self.backend).execute(&self.pool).await?.rows_affected())
+        Ok(sql
+            .query(self.backend)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// Contacts the campaign may dial now: `pending` or `retry` with `next_attempt_at`
@@ -639,7 +647,11 @@ impl Store {
              updated_at = {now_arg} \
              WHERE id IN ({list}) AND status NOT IN ('pending', 'retry', 'dialing', 'on_hold')"
         );
-        Ok(sql.query(self.backend).execute(&self.pool).await?.rows_affected())
+        Ok(sql
+            .query(self.backend)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// Contacts `called` since before `older_than` become `completed` (the campaign's

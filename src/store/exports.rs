@@ -310,7 +310,11 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM export_jobs{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count
+            .query(self.backend)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(

@@ -641,9 +641,7 @@ async fn insert_calls_on(
          destination, caller_id, started_at, state, reset_on_end) VALUES {}",
         rows.join(", ")
     );
-    sql.query(super::Backend::of(tx))
-        .execute(&mut **tx)
-        .await?;
+    sql.query(super::Backend::of(tx)).execute(&mut **tx).await?;
     Ok(rows.len() as i64)
 }
 

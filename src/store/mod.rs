@@ -616,7 +616,11 @@ mod tests {
         let a = sql.arg(Arg::I64(7));
         let b = sql.arg(Arg::Text("x".into()));
         sql.text = format!("SELECT {b} || {a} AS s, {a} + {a} AS n");
-        let row = sql.query(store.backend()).fetch_one(&store.pool).await.expect("row");
+        let row = sql
+            .query(store.backend())
+            .fetch_one(&store.pool)
+            .await
+            .expect("row");
         let s: String = row.try_get("s").expect("s");
         let n: i64 = row.try_get("n").expect("n");
         assert_eq!((s.as_str(), n), ("x7", 14));

@@ -267,7 +267,11 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM numbers n{wc}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count
+            .query(self.backend)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(
@@ -314,7 +318,13 @@ impl Store {
             "UPDATE numbers SET {} WHERE id = {id_arg} AND account_id = {account}",
             sets.join(", ")
         );
-        if sql.query(self.backend).execute(&self.pool).await?.rows_affected() == 0 {
+        if sql
+            .query(self.backend)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 0
+        {
             return Err(StoreError::NotFound(format!("number {id}")));
         }
         self.get_number(account_id, id).await

@@ -461,7 +461,11 @@ impl Store {
             text: format!("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE {cond}"),
             args: sql.args.clone(),
         };
-        let total: i64 = count.query(self.backend).fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = count
+            .query(self.backend)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
         let limit = sql.arg(Arg::I64(page.limit));
         let offset = sql.arg(Arg::I64(page.offset));
         sql.text = format!(
