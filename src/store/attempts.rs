@@ -488,7 +488,7 @@ where
 }
 
 /// Attempt records per `INSERT` in [`insert_attempts_on`] (some sixty placeholders each; on
-/// SQLite they go anonymous, [`Sql::query_on`](super::Sql::query_on), so a statement's cost
+/// SQLite they go anonymous, [`Sql::query`](super::Sql::query), so a statement's cost
 /// grows with its rows only).
 const RECORDS_PER_STATEMENT: usize = 32;
 

@@ -59,7 +59,7 @@ pub struct NewEvent {
 }
 
 /// Events per `INSERT` in [`Store::append_events`] (8 placeholders each; on SQLite they go
-/// anonymous, [`Sql::query_on`](super::Sql::query_on), so a statement's cost grows with its rows only).
+/// anonymous, [`Sql::query`](super::Sql::query), so a statement's cost grows with its rows only).
 const EVENTS_PER_STATEMENT: usize = 64;
 
 const EVENT_COLUMNS: &str =

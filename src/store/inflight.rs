@@ -782,8 +782,8 @@ async fn finish_group_on(
             if let (Some(map), Some(st)) = (detail.as_object_mut(), status.get(&contact)) {
                 map.insert("status".into(), serde_json::json!(st));
             }
-            // The campaign twice (its own placeholder each), so the statement's placeholders
-            // come once each, in order ([`Sql::query_on`]).
+            // The campaign twice, its own placeholder each (a reused one would be bound
+            // twice anyway on SQLite: [`Sql::query`]).
             let account_of = sql.arg(Arg::OptI64(end.record.campaign_id));
             let campaign = sql.arg(Arg::OptI64(end.record.campaign_id));
             let rest = [
