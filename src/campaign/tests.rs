@@ -671,6 +671,31 @@ fn an_agent_pool_caps_progressive_at_free_agents_and_lets_predictive_dial_ahead(
     }
 }
 
+/// One tick of `c` with `live` calls up and 500 contacts due from `next_id` on, no other limit.
+fn tick_endless(
+    scheduler: &mut Scheduler,
+    c: &Campaign,
+    now: Millis,
+    next_id: i64,
+    live: u32,
+) -> Tick {
+    let candidates: Vec<Candidate> = (next_id..next_id + 500)
+        .map(|id| Candidate { id, zones: vec![] })
+        .collect();
+    let view = CampaignView {
+        campaign: c,
+        hours: None,
+        live_calls: live,
+        trunk_free_channels: None,
+        trunk_cps_allowance: None,
+        candidates: &candidates,
+        next_due_at: None,
+        has_unfinished: true,
+        pool: None,
+    };
+    scheduler.tick(now, &view)
+}
+
 #[test]
 fn high_paces_start_groups_at_most_a_quantum_apart_and_hold_the_rate() {
     use super::scheduler::PACE_QUANTUM_MS;
@@ -680,21 +705,7 @@ fn high_paces_start_groups_at_most_a_quantum_apart_and_hold_the_rate() {
     let mut now = T0;
     let (mut started, mut next_id, mut ticks) = (0u64, 0i64, 0u32);
     while now < T0 + 10 * SEC {
-        let candidates: Vec<Candidate> = (next_id..next_id + 500)
-            .map(|id| Candidate { id, zones: vec![] })
-            .collect();
-        let view = CampaignView {
-            campaign: &c,
-            hours: None,
-            live_calls: 0,
-            trunk_free_channels: None,
-            trunk_cps_allowance: None,
-            candidates: &candidates,
-            next_due_at: None,
-            has_unfinished: true,
-            pool: None,
-        };
-        let tick = scheduler.tick(now, &view);
+        let tick = tick_endless(&mut scheduler, &c, now, next_id, 0);
         assert!(
             tick.dials.len() <= 100,
             "{} starts in one tick",
@@ -724,26 +735,9 @@ fn a_late_driver_still_gets_the_pace_and_a_full_campaign_gains_no_burst() {
     let mut scheduler = Scheduler::new();
     let mut now = T0;
     let mut next_id = 0i64;
-    let tick_at = |scheduler: &mut Scheduler, c: &Campaign, now, next_id, live| {
-        let candidates: Vec<Candidate> = (next_id..next_id + 500)
-            .map(|id| Candidate { id, zones: vec![] })
-            .collect();
-        let view = CampaignView {
-            campaign: c,
-            hours: None,
-            live_calls: live,
-            trunk_free_channels: None,
-            trunk_cps_allowance: None,
-            candidates: &candidates,
-            next_due_at: None,
-            has_unfinished: true,
-            pool: None,
-        };
-        scheduler.tick(now, &view)
-    };
     let mut started = 0usize;
     while now < T0 + 10 * SEC {
-        let tick = tick_at(&mut scheduler, &c, now, next_id, 0);
+        let tick = tick_endless(&mut scheduler, &c, now, next_id, 0);
         assert!(
             tick.dials.len() <= 17,
             "{} starts in one tick",
@@ -760,11 +754,11 @@ fn a_late_driver_still_gets_the_pace_and_a_full_campaign_gains_no_burst() {
     c.settings.max_concurrent = 100;
     let until = now + 5 * SEC;
     while now < until {
-        let tick = tick_at(&mut scheduler, &c, now, next_id, 100);
+        let tick = tick_endless(&mut scheduler, &c, now, next_id, 100);
         assert!(tick.dials.is_empty());
         now += 17;
     }
-    let tick = tick_at(&mut scheduler, &c, now, next_id, 0);
+    let tick = tick_endless(&mut scheduler, &c, now, next_id, 0);
     assert!(
         (1..=10).contains(&tick.dials.len()),
         "{} starts after the campaign was full",
