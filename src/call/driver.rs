@@ -309,11 +309,10 @@ fn start_leg(
         next_leg: None,
         abandon: false,
     };
-    let fut = task.run(invite, states, cmd_rx, media_events);
-    if std::env::var("SZ").is_ok() {
-        eprintln!("SZ task.run {}", std::mem::size_of_val(&fut));
-    }
-    tokio::spawn(fut.instrument(span));
+    tokio::spawn(
+        task.run(invite, states, cmd_rx, media_events)
+            .instrument(span),
+    );
     Call {
         call_id,
         commands: cmd_tx,

@@ -1007,11 +1007,7 @@ impl Engine {
             wake: self.wake.clone(),
             events: plan.events.clone(),
         };
-        let fut = job.run(plan, stop_rx);
-        if std::env::var("SZ").is_ok() {
-            eprintln!("SZ job.run {}", std::mem::size_of_val(&fut));
-        }
-        tokio::spawn(fut);
+        tokio::spawn(job.run(plan, stop_rx));
     }
 }
 

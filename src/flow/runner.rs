@@ -243,18 +243,14 @@ async fn drive(
     let recorded_call = plan.recorder.is_some();
     let (reply_tx, reply_rx) = mpsc::unbounded_channel();
     let callee_audio = CalleeAudio::default();
-    let rfut = record_call(
+    let recording = tokio::spawn(record_call(
         call.take_audio(),
         call.take_sent_audio(),
         plan.recorder,
         reply_rx,
         callee_audio.clone(),
         feed,
-    );
-    if std::env::var("SZ").is_ok() {
-        eprintln!("SZ record_call {}", std::mem::size_of_val(&rfut));
-    }
-    let recording = tokio::spawn(rfut);
+    ));
 
     let mut run = Run {
         core: FlowCore::new(settings),
