@@ -157,6 +157,7 @@ macro_rules! both {
 both!(
     claim_groups_take_what_fits_under_the_caps_in_order,
     a_group_commit_writes_what_one_by_one_ends_write,
+    groups_larger_than_one_statement_are_claimed_and_ended_whole,
     migrations_apply_twice,
     optional_reals_are_stored_after_nulls_on_every_connection,
     campaign_round_trip,
@@ -3530,6 +3531,70 @@ async fn a_group_commit_writes_what_one_by_one_ends_write(db: &TestDb) {
     assert_eq!(single.1[2].5, 0, "the fenced end wrote no record");
     assert_eq!(single.3, 1, "the fenced call's row stays");
     assert_eq!(single.2.len(), 4);
+}
+
+/// Claims and ends in groups of several hundred (more rows than one multi-row statement
+/// takes): every contact claimed and ended once, each end its own record, contact update and
+/// event, the call rows gone; one end of another node's call is fenced, in the last statement.
+async fn groups_larger_than_one_statement_are_claimed_and_ended_whole(db: &TestDb) {
+    const N: usize = 300;
+    let s = &db.store;
+    let id = campaign(s, "big groups").await;
+    let batch: Vec<_> = (0..N)
+        .map(|i| contact(&format!("+1415777{i:04}"), ""))
+        .collect();
+    s.bulk_insert_contacts(id, &batch, NOW).await.unwrap();
+    let ids = contact_ids(s, id).await;
+    assert_eq!(ids.len(), N);
+    let group: Vec<NewCall> = ids
+        .iter()
+        .map(|cid| new_call(id, *cid, "node-a", NOW))
+        .collect();
+    let claimed = s.claim_calls(&group).await.unwrap();
+    assert_eq!(claimed.len(), N);
+    assert!(claimed.iter().all(|c| matches!(c, Claim::Claimed(_))));
+    assert_eq!(s.campaign_calls(id).await.unwrap(), N as i64);
+    let mut ends: Vec<AttemptEnd> = ids
+        .iter()
+        .map(|cid| end_of("node-a", id, *cid, ContactStatus::Retry))
+        .collect();
+    ends[N - 1].node = "node-b".into();
+    let ended = s.finish_attempts(&ends).await.unwrap();
+    assert_eq!(ended.len(), N);
+    let mut attempt_ids = std::collections::HashSet::new();
+    for e in &ended[..N - 1] {
+        match e {
+            Ended::Written { attempt_id, status } => {
+                assert_eq!(*status, ContactStatus::Retry);
+                assert!(attempt_ids.insert(*attempt_id), "one record per end");
+            }
+            Ended::Fenced => panic!("an end of this node's call was fenced"),
+        }
+    }
+    assert_eq!(ended[N - 1], Ended::Fenced);
+    assert_eq!(
+        s.campaign_calls(id).await.unwrap(),
+        1,
+        "the fenced call's row stays"
+    );
+    for cid in &ids[..N - 1] {
+        let c = s.get_contact(*cid).await.unwrap();
+        assert_eq!(c.status, ContactStatus::Retry);
+    }
+    assert_eq!(
+        s.get_contact(ids[N - 1]).await.unwrap().status,
+        ContactStatus::Dialing
+    );
+    let events = s
+        .list_events(&EventFilter {
+            campaign_id: Some(id),
+            kind: Some("attempt".into()),
+            limit: 1000,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), N - 1);
 }
 
 async fn attempts_of(s: &Store, contact_id: i64) -> usize {

@@ -86,6 +86,12 @@ pub struct CpsReport {
     pub store_statements_per_attempt: std::collections::BTreeMap<String, f64>,
     /// Their mean time (ms), by `op`: a wait for a group commit counts whole.
     pub store_ms_mean: std::collections::BTreeMap<String, f64>,
+    /// SQLite's write turn by writer (`op`): the mean time one waited for it and held it (ms),
+    /// and the share of the run it was held (`outdial_store_write_turn_*_seconds`; empty on
+    /// PostgreSQL, whose writers do not take turns).
+    pub write_turn_wait_ms_mean: std::collections::BTreeMap<String, f64>,
+    pub write_turn_held_ms_mean: std::collections::BTreeMap<String, f64>,
+    pub write_turn_held_share: f64,
     /// Engine ticks (one pass over the campaigns) during the run, and their mean time.
     pub engine_ticks: f64,
     pub engine_tick_ms_mean: f64,
@@ -130,6 +136,18 @@ impl CpsReport {
             let ms = self.store_ms_mean.get(op).copied().unwrap_or(0.0);
             s.push_str(&format!(
                 "  store {op:<14} {n:.3} per attempt, {ms:.2} ms each\n"
+            ));
+        }
+        for (op, held) in &self.write_turn_held_ms_mean {
+            let wait = self.write_turn_wait_ms_mean.get(op).copied().unwrap_or(0.0);
+            s.push_str(&format!(
+                "  write turn {op:<15} waited {wait:.2} ms, held {held:.2} ms\n"
+            ));
+        }
+        if !self.write_turn_held_ms_mean.is_empty() {
+            s.push_str(&format!(
+                "  write turn held    {:.0} % of the run\n",
+                100.0 * self.write_turn_held_share
             ));
         }
         s.push_str(&format!(
@@ -288,6 +306,8 @@ fn run_in(
 /// The store, tick and group-commit histograms this bench reads.
 struct Histograms {
     store: std::collections::BTreeMap<String, (f64, f64)>,
+    turn_wait: std::collections::BTreeMap<String, (f64, f64)>,
+    turn_held: std::collections::BTreeMap<String, (f64, f64)>,
     ticks: (f64, f64),
     groups: (f64, f64),
 }
@@ -296,6 +316,8 @@ fn histograms(metrics: &str) -> Histograms {
     let one = |name| histogram(metrics, name).remove("").unwrap_or((0.0, 0.0));
     Histograms {
         store: histogram(metrics, "outdial_store_seconds"),
+        turn_wait: histogram(metrics, "outdial_store_write_turn_wait_seconds"),
+        turn_held: histogram(metrics, "outdial_store_write_turn_held_seconds"),
         ticks: one("outdial_engine_tick_seconds"),
         groups: one("outdial_store_group_size"),
     }
@@ -427,6 +449,19 @@ async fn campaign(
         store_statements_per_attempt.insert(op.clone(), count / n);
         store_ms_mean.insert(op.clone(), 1000.0 * sum / count.max(1.0));
     }
+    let mean_ms = |before: &std::collections::BTreeMap<String, (f64, f64)>,
+                   after: &std::collections::BTreeMap<String, (f64, f64)>| {
+        after
+            .iter()
+            .map(|(op, a)| {
+                let (count, sum) = delta(before.get(op).copied().unwrap_or_default(), *a);
+                (op.clone(), (1000.0 * sum / count.max(1.0), sum))
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let turn_wait = mean_ms(&metrics_before.turn_wait, &metrics_after.turn_wait);
+    let turn_held = mean_ms(&metrics_before.turn_held, &metrics_after.turn_held);
+    let held_seconds: f64 = turn_held.values().map(|(_, sum)| sum).sum();
     let ticks = delta(metrics_before.ticks, metrics_after.ticks);
     let groups = delta(metrics_before.groups, metrics_after.groups);
     let (warnings, errors) = log_levels(log);
@@ -446,6 +481,15 @@ async fn campaign(
         invite_to_200_p99_ms: percentile(&answer_ms, 99.0),
         store_statements_per_attempt,
         store_ms_mean,
+        write_turn_wait_ms_mean: turn_wait
+            .into_iter()
+            .map(|(op, (ms, _))| (op, ms))
+            .collect(),
+        write_turn_held_ms_mean: turn_held
+            .into_iter()
+            .map(|(op, (ms, _))| (op, ms))
+            .collect(),
+        write_turn_held_share: held_seconds / seconds.max(1e-9),
         engine_ticks: ticks.0,
         engine_tick_ms_mean: 1000.0 * ticks.1 / ticks.0.max(1.0),
         attempt_ends_per_group_commit: groups.1 / groups.0.max(1.0),

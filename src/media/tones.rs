@@ -269,10 +269,10 @@ struct Analyzer {
     valid_from: u64,
     since_hop: usize,
     clock: Clock,
-    window: Vec<f32>,
+    window: &'static [f32],
     /// Σ window², for levels.
     window_energy: f32,
-    env_window: Vec<f32>,
+    env_window: &'static [f32],
     env_window_sum: f32,
     fft: Arc<dyn RealToComplex<f32>>,
     /// The windowed hop, the transform's input (it is overwritten by the transform).
@@ -283,8 +283,18 @@ struct Analyzer {
     power: Vec<f32>,
 }
 
-impl Analyzer {
-    fn new() -> Self {
+/// The Hann windows of the hop's spectrum and of the envelope, with their sums: the same
+/// for every call, computed once.
+struct Windows {
+    hop: Vec<f32>,
+    hop_energy: f32,
+    envelope: Vec<f32>,
+    envelope_sum: f32,
+}
+
+fn windows() -> &'static Windows {
+    static WINDOWS: OnceLock<Windows> = OnceLock::new();
+    WINDOWS.get_or_init(|| {
         let hann = |len: usize| -> Vec<f32> {
             (0..len)
                 .map(|i| {
@@ -293,8 +303,20 @@ impl Analyzer {
                 })
                 .collect()
         };
-        let window = hann(WIN);
-        let env_window = hann(ENV_LEN);
+        let hop = hann(WIN);
+        let envelope = hann(ENV_LEN);
+        Windows {
+            hop_energy: hop.iter().map(|w| w * w).sum(),
+            hop,
+            envelope_sum: envelope.iter().sum(),
+            envelope,
+        }
+    })
+}
+
+impl Analyzer {
+    fn new() -> Self {
+        let w = windows();
         let fft = shared_fft();
         Analyzer {
             ring: vec![0.0; RING],
@@ -302,10 +324,10 @@ impl Analyzer {
             valid_from: 0,
             since_hop: 0,
             clock: Clock::default(),
-            window_energy: window.iter().map(|w| w * w).sum(),
-            window,
-            env_window_sum: env_window.iter().sum(),
-            env_window,
+            window_energy: w.hop_energy,
+            window: &w.hop,
+            env_window_sum: w.envelope_sum,
+            env_window: &w.envelope,
             input: vec![0.0; WIN],
             spectrum: fft.make_output_vec(),
             scratch: fft.make_scratch_vec(),

@@ -489,8 +489,8 @@ where
 
 /// Attempt records per `INSERT` in [`insert_attempts_on`] (some sixty placeholders each; on
 /// SQLite they go anonymous, [`Sql::query`](super::Sql::query), so a statement's cost
-/// grows with its rows only).
-const RECORDS_PER_STATEMENT: usize = 32;
+/// grows with its rows only; 128 records stay far below SQLite's 32,766 placeholders).
+const RECORDS_PER_STATEMENT: usize = 128;
 
 /// Inserts `records` through `conn`, a few to a statement; their ids, in order
 /// ([`super::ids_in_order`]).

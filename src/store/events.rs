@@ -60,7 +60,7 @@ pub struct NewEvent {
 
 /// Events per `INSERT` in [`Store::append_events`] (8 placeholders each; on SQLite they go
 /// anonymous, [`Sql::query`](super::Sql::query), so a statement's cost grows with its rows only).
-const EVENTS_PER_STATEMENT: usize = 64;
+const EVENTS_PER_STATEMENT: usize = 256;
 
 const EVENT_COLUMNS: &str =
     "id, account_id, campaign_id, contact_id, attempt, call_id, kind, detail, created_at";
@@ -139,7 +139,7 @@ impl Store {
     /// Written [`EVENTS_PER_STATEMENT`] rows to a statement, their ids matched to them with
     /// [`super::ids_in_order`].
     pub async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Event>> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("append_events").await;
         let mut tx = self.pool.begin().await?;
         let mut stored = Vec::with_capacity(events.len());
         for chunk in events.chunks(EVENTS_PER_STATEMENT) {

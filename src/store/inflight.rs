@@ -203,7 +203,7 @@ impl Store {
                 "a claim group mixes campaigns, trunks, nodes or caps".into(),
             ));
         }
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("claim_calls").await;
         let mut tx = self.pool.begin().await?;
         // A write first: SQLite takes its write lock here, so the counts below cannot change
         // under us; PostgreSQL then locks the trunk's row and the campaign's.
@@ -346,7 +346,7 @@ impl Store {
     /// [`Store::call_answered`] for a group of calls in one statement (one write to the disk
     /// for many answers); for each, in order, whether its row took the facts.
     pub async fn calls_answered(&self, answers: &[CallAnswered]) -> Result<Vec<bool>> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("calls_answered").await;
         let mut tx = self.pool.begin().await?;
         let mut took = std::collections::HashSet::new();
         for chunk in answers.chunks(ROWS_PER_STATEMENT) {
@@ -414,7 +414,7 @@ impl Store {
                 ));
             }
         }
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("finish_attempts").await;
         let mut tx = self.pool.begin().await?;
         let mut contacts = std::collections::HashSet::new();
         let out = if ends.len() > 1
@@ -602,9 +602,11 @@ pub struct CallAnswered {
     pub at: Millis,
 }
 
-/// Rows per multi-row statement: sqlx's SQLite driver finds each placeholder by name with a
-/// walk over all of them, so a statement's cost grows with the square of its placeholders.
-const ROWS_PER_STATEMENT: usize = 24;
+/// Rows per multi-row statement (at most ten placeholders each; on SQLite they go anonymous,
+/// [`Sql::query`], so a statement's cost grows with its rows only). Each statement is a round
+/// trip to the store while the write turn is held: the fewer, the longer SQLite's one writer
+/// can work for the calls.
+const ROWS_PER_STATEMENT: usize = 128;
 
 /// The call rows of the claimed contacts among `calls` (`taken`), in one statement; how many.
 async fn insert_calls_on(

@@ -223,10 +223,23 @@ impl Store {
     }
 
     /// The turn of a hot-path writer on SQLite (see `write_gate`); hold it over the whole
-    /// transaction. `None` on PostgreSQL.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    /// transaction. `None` on PostgreSQL. `op` names the writer in the metrics
+    /// `outdial_store_write_turn_wait_seconds` (queued for the turn) and
+    /// `outdial_store_write_turn_held_seconds` (from the turn to its release).
+    pub(crate) async fn write_turn(&self, op: &'static str) -> Option<WriteTurn<'_>> {
         match self.backend {
-            Backend::Sqlite => Some(self.write_gate.lock().await),
+            Backend::Sqlite => {
+                let asked = std::time::Instant::now();
+                let guard = self.write_gate.lock().await;
+                let taken = std::time::Instant::now();
+                metrics::histogram!("outdial_store_write_turn_wait_seconds", "op" => op)
+                    .record(taken.duration_since(asked).as_secs_f64());
+                Some(WriteTurn {
+                    _guard: guard,
+                    op,
+                    taken,
+                })
+            }
             Backend::Postgres => None,
         }
     }
@@ -239,6 +252,20 @@ impl Store {
     /// Waits for the connections to close.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// A hot-path writer's turn on SQLite ([`Store::write_turn`]); released when dropped.
+pub(crate) struct WriteTurn<'a> {
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+    op: &'static str,
+    taken: std::time::Instant,
+}
+
+impl Drop for WriteTurn<'_> {
+    fn drop(&mut self) {
+        metrics::histogram!("outdial_store_write_turn_held_seconds", "op" => self.op)
+            .record(self.taken.elapsed().as_secs_f64());
     }
 }
 
