@@ -158,8 +158,13 @@ struct AgentBenchArgs {
 #[derive(clap::Args)]
 struct SoakBenchArgs {
     /// Concurrent calls (the campaign's max_concurrent).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=5000))]
     calls: u32,
+    /// Every number answers (people and voicemail only: no busy, declined or unanswered
+    /// numbers) and machines' voicemail message lasts --call-secs as people's does, so the
+    /// live calls are answered calls that stay up: how many the server holds with AMD.
+    #[arg(long)]
+    answered: bool,
     /// Length of the loaded window in minutes (after the ramp-up).
     #[arg(long, default_value_t = 60.0, value_parser = positive_secs)]
     minutes: f64,
@@ -988,6 +993,7 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 sample_secs: args.sample_secs,
                 amd: args.amd,
                 call_secs: args.call_secs,
+                answered: args.answered,
                 exe: std::env::current_exe().context("cannot find the outdial binary")?,
                 sipp_bin: args.sipp,
                 keep: args.keep,

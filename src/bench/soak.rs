@@ -11,7 +11,10 @@
 //! (a greeting, then its beep), 6–7 busy, 8 never answers (the campaign's ring timeout ends
 //! it), 9 declines. AMD decides people from machines; people hear a `--call-secs` long message
 //! and are hung up on; machines get a voicemail after the beep. So the load has every end a
-//! campaign meets, not only answered calls.
+//! campaign meets, not only answered calls. With `--answered` the campaign's numbers all end
+//! 0–5 (every call is answered, by a person or a voicemail) and the voicemail message lasts
+//! `--call-secs` too: the live calls are answered calls that stay up, the measure of how many
+//! the server holds at once with AMD.
 //!
 //! Readings: `/proc/PID` of `serve` (resident memory, open files, threads, CPU) — the same
 //! reader as `GET /v1/node` — and `GET /v1/node` for tasks and live calls. sipp's own memory and
@@ -52,6 +55,8 @@ pub struct SoakOptions {
     pub amd: String,
     /// How long the message people hear lasts, seconds (sets how long their calls are).
     pub call_secs: f64,
+    /// Only numbers that answer, and a voicemail message as long as people's (module header).
+    pub answered: bool,
     /// The outdial binary to run as `serve` (normally `std::env::current_exe()`).
     pub exe: PathBuf,
     pub sipp_bin: PathBuf,
@@ -122,6 +127,8 @@ pub struct SoakReport {
     pub minutes: f64,
     pub amd: String,
     pub call_secs: f64,
+    /// Only numbers that answer (`--answered`).
+    pub answering_only: bool,
     /// Readings while the calls settle after the ramp-up (a tenth of the window, a minute at
     /// most): memory grows there as caches fill, so they are not compared.
     pub warmup_samples: Vec<SoakSample>,
@@ -213,7 +220,7 @@ impl SoakReport {
             )
         };
         let mut s = format!(
-            "bench soak: {} concurrent calls for {} min, AMD {}, people's calls {} s\n\
+            "bench soak: {} concurrent calls for {} min, AMD {}, people's calls {} s{}\n\
              live calls: mean {:.1}, min {} over {} readings\n\
              attempts {}, answered {}, people {} (AMD)\n\
              first quarter → last quarter of the loaded window:\n",
@@ -221,6 +228,11 @@ impl SoakReport {
             self.minutes,
             self.amd,
             self.call_secs,
+            if self.answering_only {
+                ", every number answers"
+            } else {
+                ""
+            },
             self.live_calls_mean,
             self.live_calls_min,
             self.samples.len(),
@@ -292,7 +304,7 @@ fn speech(dir: &Path, text: &str, out: &str, lead_s: f64, tail_s: f64) -> Result
 
 /// The far end's streams (raw µ-law, sipp reads them from its directory) and the campaign's
 /// two messages (in `media/`).
-fn make_audio(dir: &Path, call_secs: f64) -> Result<(), String> {
+fn make_audio(dir: &Path, call_secs: f64, answered: bool) -> Result<(), String> {
     speech(dir, "Hello? Yes, speaking.", "hello.wav", 0.1, 3.0)?;
     speech(dir, "Yes, I am still here.", "still.wav", 0.0, 1.5)?;
     let mut person = Command::new("sox");
@@ -348,21 +360,7 @@ fn make_audio(dir: &Path, call_secs: f64) -> Result<(), String> {
         0.1,
         0.1,
     )?;
-    // Pad people's message to call_secs.
-    run_tool(
-        Command::new("sox")
-            .arg(media.join("message.wav"))
-            .arg(media.join("message-long.wav"))
-            .args([
-                "pad",
-                "0",
-                &call_secs.to_string(),
-                "trim",
-                "0",
-                &call_secs.to_string(),
-            ]),
-        "sox (message length)",
-    )?;
+    pad_to(&media, "message.wav", "message-long.wav", call_secs)?;
     speech(
         &media,
         "Please call us back. Goodbye.",
@@ -370,7 +368,42 @@ fn make_audio(dir: &Path, call_secs: f64) -> Result<(), String> {
         0.1,
         0.2,
     )?;
+    if answered {
+        pad_to(&media, "voicemail.wav", "voicemail-long.wav", call_secs)?;
+    }
     Ok(())
+}
+
+/// `from` padded with silence (or cut) to `secs` seconds, as `to`, both in `media`.
+fn pad_to(media: &Path, from: &str, to: &str, secs: f64) -> Result<(), String> {
+    run_tool(
+        Command::new("sox")
+            .arg(media.join(from))
+            .arg(media.join(to))
+            .args([
+                "pad",
+                "0",
+                &secs.to_string(),
+                "trim",
+                "0",
+                &secs.to_string(),
+            ]),
+        "sox (message length)",
+    )
+}
+
+/// A CSV of `n` contacts whose numbers all end 0–5: people and voicemail, every call answered.
+fn answering_numbers(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let j = i / 6 * 10 + i % 6;
+            format!(
+                "1202{}{:04},Soak {i}\n",
+                200 + (j / 10_000) % 800,
+                j % 10_000
+            )
+        })
+        .collect()
 }
 
 async fn idle(api: &Api, serve: u32) -> Result<Idle, String> {
@@ -400,7 +433,7 @@ pub fn run(opts: &SoakOptions) -> Result<SoakReport, String> {
 }
 
 fn run_in(opts: &SoakOptions, dir: &Path) -> Result<SoakReport, String> {
-    make_audio(dir, opts.call_secs)?;
+    make_audio(dir, opts.call_secs, opts.answered)?;
     std::fs::write(dir.join("uas_by_number.xml"), FAR_END_SCENARIO)
         .map_err(|e| format!("cannot write the far end's scenario: {e}"))?;
     let sip_port = free_udp_port()?;
@@ -488,7 +521,8 @@ async fn soak(
                 "name": "soak", "pace": pace, "max_concurrent": opts.calls,
                 "ring_timeout_secs": RING_TIMEOUT_SECS, "max_retries": 0,
                 "amd_mode": opts.amd, "machine_action": "leave_message",
-                "voicemail_message": "voicemail.wav", "play_message": "message-long.wav",
+                "voicemail_message": if opts.answered { "voicemail-long.wav" } else { "voicemail.wav" },
+                "play_message": "message-long.wav",
                 "sip_profile": "far-end", "caller_id": "+12025550100"
             })),
         )
@@ -500,7 +534,22 @@ async fn soak(
     // do): the pace's worth, plus the ramp.
     let contacts = (pace * (opts.minutes + 1.0)).ceil() as usize + opts.calls;
     // The last digit picks the far end's behaviour.
-    api.import_contacts(id, contacts, "Soak").await?;
+    if opts.answered {
+        let answer = api
+            .upload_csv(
+                id,
+                answering_numbers(contacts).into_bytes(),
+                Duration::from_secs(600),
+            )
+            .await?;
+        if answer["inserted"].as_u64() != Some(contacts as u64) {
+            return Err(format!(
+                "import: {contacts} contacts sent, answer: {answer}"
+            ));
+        }
+    } else {
+        api.import_contacts(id, contacts, "Soak").await?;
+    }
     let idle_before = idle(api, serve.pid()).await?;
     api.call(Method::POST, &format!("/v1/campaigns/{id}/start"), None)
         .await?;
@@ -620,6 +669,7 @@ async fn soak(
         minutes: opts.minutes,
         amd: opts.amd.clone(),
         call_secs: opts.call_secs,
+        answering_only: opts.answered,
         live_calls_mean,
         live_calls_min: samples.iter().map(|s| s.live_calls).min().unwrap_or(0),
         rss: Drift::of(&samples, |s| s.rss_mib),
@@ -646,6 +696,21 @@ async fn soak(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answering_numbers_all_end_in_a_person_or_a_voicemail_and_differ() {
+        let csv = answering_numbers(30_000);
+        let numbers: Vec<&str> = csv
+            .lines()
+            .map(|l| l.split(',').next().unwrap_or(""))
+            .collect();
+        assert_eq!(numbers.len(), 30_000);
+        assert!(numbers
+            .iter()
+            .all(|n| n.len() == 11 && matches!(n.as_bytes()[10], b'0'..=b'5')));
+        let distinct: std::collections::HashSet<&&str> = numbers.iter().collect();
+        assert_eq!(distinct.len(), 30_000);
+    }
 
     fn sample(rss: f64, tasks: usize) -> SoakSample {
         SoakSample {
