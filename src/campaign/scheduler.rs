@@ -142,15 +142,29 @@ impl Scheduler {
         self.campaigns.remove(&campaign_id);
     }
 
+    /// The most calls the pace would let `campaign` start if it ticked at `now` (before
+    /// room, candidates or windows are counted), so a driver reads no more due contacts than
+    /// it can use; `None` for a campaign not ticked yet. A tick at `now` allows no more.
+    pub fn starts_allowed(&self, now: Millis, campaign: &Campaign) -> Option<u64> {
+        let pacer = self.campaigns.get(&campaign.id)?;
+        let settings = &campaign.settings;
+        let (tokens, _) = pacer.refilled(now, pace_rate(settings.pace));
+        let interval_ms = settings.call_interval_secs.max(0).saturating_mul(1000);
+        let ready = pacer
+            .last_start
+            .is_none_or(|last| now >= last.saturating_add(interval_ms));
+        Some(match (tokens + EPSILON >= 1.0 && ready, interval_ms) {
+            (false, _) => 0,
+            (true, 0) => (tokens + EPSILON).floor() as u64,
+            (true, _) => 1,
+        })
+    }
+
     /// Decides what `view`'s campaign does at `now`.
     pub fn tick(&mut self, now: Millis, view: &CampaignView<'_>) -> Tick {
         let campaign = view.campaign;
         let settings = &campaign.settings;
-        let rate = if settings.pace.is_finite() && settings.pace > 0.0 {
-            settings.pace / 60_000.0
-        } else {
-            0.0
-        };
+        let rate = pace_rate(settings.pace);
         let pacer = self.campaigns.entry(campaign.id).or_insert(Pacer {
             tokens: 1.0,
             refilled_at: now,
@@ -274,20 +288,29 @@ impl Pacer {
     /// [`MAX_CATCH_UP_MS`] of it): a tick that takes longer than the pacer's grain must not
     /// lower the pace, while an idle or full campaign still gains no burst.
     fn refill(&mut self, now: Millis, rate: f64) {
-        if now > self.refilled_at {
-            let elapsed = (now - self.refilled_at) as f64;
+        let (tokens, refilled_at) = self.refilled(now, rate);
+        self.tokens = tokens;
+        self.refilled_at = refilled_at;
+        self.rate = rate;
+    }
+
+    /// What [`Pacer::refill`] would make of the bucket at `now`: its tokens and refill time.
+    fn refilled(&self, now: Millis, rate: f64) -> (f64, Millis) {
+        let (mut tokens, mut refilled_at) = (self.tokens, self.refilled_at);
+        if now > refilled_at {
+            let elapsed = (now - refilled_at) as f64;
             let owed = if self.pace_bound {
                 elapsed.min(MAX_CATCH_UP_MS as f64) * self.rate
             } else {
                 0.0
             };
-            self.tokens = (self.tokens + elapsed * self.rate).min(capacity(self.rate) + owed);
-            self.refilled_at = now;
+            tokens = (tokens + elapsed * self.rate).min(capacity(self.rate) + owed);
+            refilled_at = now;
         }
         if rate != self.rate {
-            self.rate = rate;
-            self.tokens = self.tokens.min(capacity(rate));
+            tokens = tokens.min(capacity(rate));
         }
+        (tokens, refilled_at)
     }
 
     /// When the bucket holds `want` tokens and the call interval has passed (`now` if it
@@ -323,6 +346,15 @@ impl Pacer {
         self.window
             .as_ref()
             .map(|(_, compiled)| compiled.as_ref().ok_or(()))
+    }
+}
+
+/// A campaign's pace (calls per minute) as tokens per ms; 0 when it has none.
+fn pace_rate(pace: f64) -> f64 {
+    if pace.is_finite() && pace > 0.0 {
+        pace / 60_000.0
+    } else {
+        0.0
     }
 }
 

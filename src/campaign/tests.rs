@@ -765,3 +765,32 @@ fn a_late_driver_still_gets_the_pace_and_a_full_campaign_gains_no_burst() {
         tick.dials.len()
     );
 }
+
+#[test]
+fn the_starts_a_pace_allows_are_known_before_the_candidates_are_read() {
+    // 60,000 a minute = 1 a ms; the bucket holds 10. Each preview is what the tick at the
+    // same instant then starts (room and candidates plentiful), late ticks included.
+    let c = campaign(CampaignStatus::Processing, settings(60_000.0, 1_000_000));
+    let mut scheduler = Scheduler::new();
+    assert_eq!(scheduler.starts_allowed(T0, &c), None, "not ticked yet");
+    let mut now = T0;
+    let mut next_id = 0i64;
+    for late in [0, 3, 7, 40, 0, 1] {
+        let preview = scheduler.starts_allowed(now, &c);
+        let tick = tick_endless(&mut scheduler, &c, now, next_id, 0);
+        if now > T0 {
+            assert_eq!(preview, Some(tick.dials.len() as u64), "{late} ms late");
+        }
+        next_id += tick.dials.len() as i64;
+        now = tick.wake_at.expect("contacts wait") + late;
+    }
+    // With a call interval, one start at most, and none before the interval has passed.
+    let mut slow = settings(60.0, 100);
+    slow.call_interval_secs = 30;
+    let c = campaign(CampaignStatus::Processing, slow);
+    let mut scheduler = Scheduler::new();
+    let first = tick_endless(&mut scheduler, &c, T0, 0, 0);
+    assert_eq!(first.dials.len(), 1);
+    assert_eq!(scheduler.starts_allowed(T0 + 10 * SEC, &c), Some(0));
+    assert_eq!(scheduler.starts_allowed(T0 + 31 * SEC, &c), Some(1));
+}

@@ -520,8 +520,20 @@ impl Engine {
         };
         let free = (settings.max_concurrent.max(0) as u32).saturating_sub(live_calls);
         let due = if free > 0 && campaign.status == CampaignStatus::Processing {
+            // Four candidates per call that may start, and one at least, so a tick held back
+            // by its pace still sees a contact waiting; with a contact window, four per free
+            // slot whatever the pace (the window passes some over, and the ones it passes
+            // over come first again on the next tick).
+            let starts = match settings.contact_window {
+                Some(_) => u64::from(free),
+                None => self
+                    .scheduler
+                    .starts_allowed(now, campaign)
+                    .map_or(u64::from(free), |s| s.min(u64::from(free)).max(1)),
+            };
+            let ask = i64::try_from(starts.saturating_mul(4)).unwrap_or(CANDIDATES);
             self.store
-                .due_contacts(campaign.id, now, (i64::from(free) * 4).min(CANDIDATES))
+                .due_contacts(campaign.id, now, ask.min(CANDIDATES))
                 .await?
         } else {
             Vec::new()
