@@ -67,7 +67,8 @@ const UPKEEP_MS: Millis = 1_000;
 /// handled together (the pacer's grain, so a high pace still starts its groups on time).
 const MIN_TICK_GAP: Duration =
     Duration::from_millis(crate::campaign::scheduler::PACE_QUANTUM_MS as u64);
-/// Contacts read per campaign per tick at most (candidates for the free slots).
+/// Contacts read per campaign per tick at most (candidates for the starts its pace allows,
+/// or for its free slots when it has a contact window).
 const CANDIDATES: i64 = 200;
 /// The attempts the pacer's answer rate, person rate and handle time are measured over.
 const RATE_WINDOW_MS: Millis = 3600 * 1000;
