@@ -186,6 +186,14 @@ fn describe() {
     describe_gauge!("outdial_build_info", "Always 1; the version is the label");
     describe_histogram!("outdial_store_seconds", "Store statements on the hot paths by op: claiming a tick's group of calls (claim_calls), an attempt's record, contact transition and event, waiting for its group commit (finish_attempt), a batch of events with their deliveries (append_events), the webhook outbox (due_deliveries)");
     describe_histogram!(
+        "outdial_store_write_turn_wait_seconds",
+        "SQLite only: how long a hot-path writer (op: claim_calls, calls_answered, finish_attempts, append_events) queued for the store's one write turn"
+    );
+    describe_histogram!(
+        "outdial_store_write_turn_held_seconds",
+        "SQLite only: how long a hot-path writer (op as for the wait) held the write turn, its whole transaction"
+    );
+    describe_histogram!(
         "outdial_store_group_size",
         "Attempt ends written per group commit (one transaction)"
     );
