@@ -212,6 +212,12 @@ pub struct Api {
     pub auth: String,
 }
 
+/// The `j`-th of the benches' distinct valid US numbers (`1202` + exchange 200–999 + four
+/// digits); its last digit is `j % 10`.
+pub fn bench_phone(j: usize) -> String {
+    format!("1202{}{:04}", 200 + (j / 10_000) % 800, j % 10_000)
+}
+
 impl Api {
     pub async fn call(
         &self,
@@ -249,14 +255,21 @@ impl Api {
     /// into campaign `id` through the CSV import, as a user would; the number's last digit is
     /// `i % 10`, so a far end deciding by it sees every digit in turn.
     pub async fn import_contacts(&self, id: i64, n: usize, name: &str) -> Result<(), String> {
+        self.import_numbered(id, n, name, |i| i).await
+    }
+
+    /// [`Api::import_contacts`] with contact `i` given the `number(i)`-th of those numbers
+    /// (`number` must not repeat a value), so a far end deciding by the last digit sees only
+    /// the digits `number` picks.
+    pub async fn import_numbered(
+        &self,
+        id: i64,
+        n: usize,
+        name: &str,
+        number: impl Fn(usize) -> usize,
+    ) -> Result<(), String> {
         let csv: String = (0..n)
-            .map(|i| {
-                format!(
-                    "1202{}{:04},{name} {i}\n",
-                    200 + (i / 10_000) % 800,
-                    i % 10_000
-                )
-            })
+            .map(|i| format!("{},{name} {i}\n", bench_phone(number(i))))
             .collect();
         let answer = self
             .upload_csv(id, csv.into_bytes(), Duration::from_secs(600))

@@ -392,18 +392,10 @@ fn pad_to(media: &Path, from: &str, to: &str, secs: f64) -> Result<(), String> {
     )
 }
 
-/// A CSV of `n` contacts whose numbers all end 0–5: people and voicemail, every call answered.
-fn answering_numbers(n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            let j = i / 6 * 10 + i % 6;
-            format!(
-                "1202{}{:04},Soak {i}\n",
-                200 + (j / 10_000) % 800,
-                j % 10_000
-            )
-        })
-        .collect()
+/// The index of contact `i`'s number when every number must answer: last digits 0–5 only
+/// (people and voicemail), no index twice.
+fn answering_number(i: usize) -> usize {
+    i / 6 * 10 + i % 6
 }
 
 async fn idle(api: &Api, serve: u32) -> Result<Idle, String> {
@@ -535,18 +527,8 @@ async fn soak(
     let contacts = (pace * (opts.minutes + 1.0)).ceil() as usize + opts.calls;
     // The last digit picks the far end's behaviour.
     if opts.answered {
-        let answer = api
-            .upload_csv(
-                id,
-                answering_numbers(contacts).into_bytes(),
-                Duration::from_secs(600),
-            )
+        api.import_numbered(id, contacts, "Soak", answering_number)
             .await?;
-        if answer["inserted"].as_u64() != Some(contacts as u64) {
-            return Err(format!(
-                "import: {contacts} contacts sent, answer: {answer}"
-            ));
-        }
     } else {
         api.import_contacts(id, contacts, "Soak").await?;
     }
@@ -699,16 +681,13 @@ mod tests {
 
     #[test]
     fn answering_numbers_all_end_in_a_person_or_a_voicemail_and_differ() {
-        let csv = answering_numbers(30_000);
-        let numbers: Vec<&str> = csv
-            .lines()
-            .map(|l| l.split(',').next().unwrap_or(""))
+        let numbers: Vec<String> = (0..30_000)
+            .map(|i| super::super::serve::bench_phone(answering_number(i)))
             .collect();
-        assert_eq!(numbers.len(), 30_000);
         assert!(numbers
             .iter()
             .all(|n| n.len() == 11 && matches!(n.as_bytes()[10], b'0'..=b'5')));
-        let distinct: std::collections::HashSet<&&str> = numbers.iter().collect();
+        let distinct: std::collections::HashSet<&String> = numbers.iter().collect();
         assert_eq!(distinct.len(), 30_000);
     }
 
