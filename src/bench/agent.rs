@@ -512,6 +512,7 @@ async fn dial_warm(
         reply_rx,
         callee_audio.clone(),
         None,
+        None,
     ));
     Ok((call, warm, callee_audio, recording, replies))
 }

@@ -28,9 +28,47 @@ use crate::media::session::AudioFrame;
 use crate::sip::UserAgent;
 
 /// Where the callee's received frames go besides the recorder, while a bridge wants them (an
-/// AI agent's stream): the call-flow runner fills the slot's sender with every frame
-/// (`try_send`: a slow bridge loses frames, it never stalls the call).
-pub type CalleeAudio = Arc<parking_lot::Mutex<Option<tokio::sync::mpsc::Sender<AudioFrame>>>>;
+/// AI agent's stream): the call's recorder task offers the slot's sender every frame
+/// (`try_send`: a slow bridge loses frames, it never stalls the call), and is woken when the
+/// slot is filled or emptied (it asks for the call's frames only while someone takes them).
+#[derive(Debug, Clone, Default)]
+pub struct CalleeAudio(Arc<CalleeAudioSlot>);
+
+#[derive(Debug, Default)]
+struct CalleeAudioSlot {
+    tx: parking_lot::Mutex<Option<tokio::sync::mpsc::Sender<AudioFrame>>>,
+    changed: tokio::sync::Notify,
+}
+
+impl CalleeAudio {
+    /// Fills (`Some`) or empties the slot.
+    pub fn set(&self, tx: Option<tokio::sync::mpsc::Sender<AudioFrame>>) {
+        *self.0.tx.lock() = tx;
+        self.0.changed.notify_one();
+    }
+
+    /// A bridge takes frames now.
+    pub fn is_set(&self) -> bool {
+        self.0.tx.lock().is_some()
+    }
+
+    /// Offers a frame to the bridge, if any; `false` when its channel was full (the frame is
+    /// dropped).
+    pub fn offer(&self, frame: &AudioFrame) -> bool {
+        match self.0.tx.lock().as_ref() {
+            Some(tx) => !matches!(
+                tx.try_send(frame.clone()),
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_))
+            ),
+            None => true,
+        }
+    }
+
+    /// Resolves once the slot was set since the last time this resolved.
+    pub async fn changed(&self) {
+        self.0.changed.notified().await
+    }
+}
 
 /// Where a person is connected.
 #[derive(Debug, Clone)]

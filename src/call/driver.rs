@@ -536,10 +536,10 @@ impl CallTask {
                             warn!(error = %e, "DTMF not sent");
                         }
                     }
-                    Some(Command::TonesHeardBeside(beside)) => {
-                        self.tones_beside = beside;
+                    Some(Command::TonesHeardBeside) => {
+                        self.tones_beside = true;
                         if self.core.is_answered() {
-                            self.media.set_tone_detection(!beside);
+                            self.media.set_tone_detection(false);
                         }
                     }
                     Some(Command::Tone(tone)) => {

@@ -228,13 +228,13 @@ enum Command {
     ClearPlayback,
     Transfer(String),
     Hold(bool),
-    Play(Vec<i16>),
+    Play(Arc<Vec<i16>>),
     Frame(Vec<i16>),
     Dtmf(String, u32),
-    /// From now on (`true`) the answered call's tones come from a detector beside the call
-    /// ([`ToneInput`]): the media session's own detectors stop at the answer; `false`: that
-    /// detector stopped listening, the media session's listen again.
-    TonesHeardBeside(bool),
+    /// From now on the answered call's tones come from a detector beside the call
+    /// ([`ToneInput`]): the media session's own detectors stop at the answer, and stay off
+    /// once that detector is done (it heard what a call acts on: the beep, a SIT, a fax tone).
+    TonesHeardBeside,
     /// A tone that detector heard, taken as the media session's own would be.
     Tone(ToneEvent),
 }
@@ -254,12 +254,24 @@ impl ToneInput {
             let _ = tx.send(Command::Tone(tone));
         }
     }
+}
 
-    /// The detector stopped listening (the AMD is done): the media session's detectors take
-    /// over again for the rest of the call.
-    pub fn done(&self) {
-        if let Some(tx) = self.0.upgrade() {
-            let _ = tx.send(Command::TonesHeardBeside(false));
+/// Turns the delivery of a call's received frames on and off
+/// ([`MediaSession::deliver_frames`]); remembers what it last set, so setting the same again
+/// costs nothing. On at first.
+#[derive(Debug, Clone)]
+pub struct FrameGate {
+    media: Weak<MediaSession>,
+    on: bool,
+}
+
+impl FrameGate {
+    pub fn set(&mut self, on: bool) {
+        if on != self.on {
+            self.on = on;
+            if let Some(media) = self.media.upgrade() {
+                media.deliver_frames(on);
+            }
         }
     }
 }
@@ -301,8 +313,8 @@ impl Call {
         &self.call_id
     }
 
-    /// Queues 8 kHz PCM to send after what is already queued.
-    pub fn play(&self, samples: Vec<i16>) {
+    /// Queues 8 kHz PCM to send after what is already queued (shared, not copied).
+    pub fn play(&self, samples: Arc<Vec<i16>>) {
         let _ = self.commands.send(Command::Play(samples));
     }
 
@@ -332,9 +344,9 @@ impl Call {
     }
 
     /// The answered call's tones will come from a detector beside it, through the returned
-    /// [`ToneInput`], until it says it is done.
+    /// [`ToneInput`], and from nothing once it is done.
     pub fn hear_tones_beside(&self) -> ToneInput {
-        let _ = self.commands.send(Command::TonesHeardBeside(true));
+        let _ = self.commands.send(Command::TonesHeardBeside);
         ToneInput(self.commands.downgrade())
     }
 
@@ -375,6 +387,15 @@ impl Call {
     pub fn take_sent_audio(&mut self) -> mpsc::Receiver<Vec<i16>> {
         let (_tx, rx) = mpsc::channel(1);
         std::mem::replace(&mut self.sent_audio, rx)
+    }
+
+    /// A switch for the delivery of received frames, for the consumer that took them
+    /// ([`take_audio`](Self::take_audio)): off while nobody needs them.
+    pub fn frame_gate(&self) -> FrameGate {
+        FrameGate {
+            media: self.media.clone(),
+            on: true,
+        }
     }
 
     /// Splits the audio receiver off, for a consumer in another task. From then on the media

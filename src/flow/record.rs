@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::media::wav::RecordMode;
 
+use crate::call::FrameGate;
 use crate::media::session::AudioFrame;
 use crate::media::wav::CallRecorder;
 use crate::media::MediaError;
@@ -97,6 +97,12 @@ impl Reply {
 /// (`amd`, dropped, and so closed, when the received audio ends), then is offered to `listener`
 /// when a bridge has put a sender there (a full channel drops the frame and counts it:
 /// [`listener_dropped_frames`]).
+///
+/// With a `gate`, the call's frames are asked for only while something takes them — the AMD
+/// until it is done, the recorder, a reply being recorded, a bridge in `listener` — and the
+/// media engine does not hand over the rest (a person hearing a message costs no frame
+/// deliveries). Without one, every frame comes (a caller that will want them later, without
+/// a hop's delay: an AI agent's stream).
 pub async fn record_call(
     mut received: mpsc::Receiver<AudioFrame>,
     mut sent: mpsc::Receiver<Vec<i16>>,
@@ -104,6 +110,7 @@ pub async fn record_call(
     mut replies: mpsc::UnboundedReceiver<ReplyRequest>,
     listener: crate::bridge::CalleeAudio,
     mut amd: Option<super::tap::AmdFeed>,
+    mut gate: Option<FrameGate>,
 ) -> Result<(), MediaError> {
     use std::collections::VecDeque;
     const AHEAD: usize = 3;
@@ -113,7 +120,16 @@ pub async fn record_call(
     let mut reply: Option<Reply> = None;
     let mut replies_open = true;
     while rx_open || tx_open {
+        if let Some(g) = gate.as_mut() {
+            g.set(
+                amd.as_ref().is_some_and(|a| !a.is_done())
+                    || recorder.is_some()
+                    || reply.is_some()
+                    || listener.is_set(),
+            );
+        }
         tokio::select! {
+            _ = listener.changed(), if gate.is_some() => {}
             req = replies.recv(), if replies_open => match req {
                 Some(req) => {
                     if let Some(old) = reply.take() {
@@ -128,10 +144,8 @@ pub async fn record_call(
                     if let Some(feed) = amd.as_mut() {
                         feed.push(&f);
                     }
-                    if let Some(tx) = listener.lock().as_ref() {
-                        if let Err(TrySendError::Full(_)) = tx.try_send(f.clone()) {
-                            LISTENER_DROPPED.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if !listener.offer(&f) {
+                        LISTENER_DROPPED.fetch_add(1, Ordering::Relaxed);
                     }
                     if let Some(r) = reply.as_mut() {
                         match r.push(&f.samples) {

@@ -243,6 +243,8 @@ async fn drive(
     let recorded_call = plan.recorder.is_some();
     let (reply_tx, reply_rx) = mpsc::unbounded_channel();
     let callee_audio = CalleeAudio::default();
+    // An AI agent's stream takes the person's audio from the verdict on: every frame comes.
+    let gate = warm.is_none().then(|| call.frame_gate());
     let recording = tokio::spawn(record_call(
         call.take_audio(),
         call.take_sent_audio(),
@@ -250,6 +252,7 @@ async fn drive(
         reply_rx,
         callee_audio.clone(),
         feed,
+        gate,
     ));
 
     let mut run = Run {
@@ -675,7 +678,7 @@ impl Run {
                     Prompt::Abandon => self.abandon_message.as_ref(),
                 };
                 match audio {
-                    Some(samples) => self.call.play(samples.as_ref().clone()),
+                    Some(samples) => self.call.play(samples.clone()),
                     None => {
                         warn!(?prompt, "nothing to play: skipped");
                         self.pending.push(Input::PlaybackFinished);
@@ -694,7 +697,7 @@ impl Run {
                     return;
                 };
                 if beep {
-                    self.call.play(beep_tone());
+                    self.call.play(Arc::new(beep_tone()));
                 }
                 let (done, reply_done) = oneshot::channel();
                 let request = ReplyRequest {

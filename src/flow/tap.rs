@@ -8,8 +8,8 @@
 //! AMD's beep/SIT/fax detectors are the call's after the answer until it is done: the tones
 //! they hear go to the call ([`ToneInput`]), shifted into the call's received-audio time
 //! (counted in the frames that reach the feed), and the media session does not run its own on
-//! the same audio; once the AMD is done, the media session's listen again. It must not act on
-//! the verdict: the runner does ([`AmdTap`]).
+//! the same audio, nor after the AMD is done (it heard the beep, SIT or fax tone a call acts
+//! on). It must not act on the verdict: the runner does ([`AmdTap`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -93,6 +93,11 @@ impl AmdTap {
 }
 
 impl AmdFeed {
+    /// The detection is over (it needs no more frames).
+    pub fn is_done(&self) -> bool {
+        self.amd.is_done()
+    }
+
     /// One received frame of the call.
     pub fn push(&mut self, frame: &AudioFrame) {
         let frame_ms = (frame.samples.len() as u64 * 1000) / crate::media::SAMPLE_RATE as u64;
@@ -112,9 +117,6 @@ impl AmdFeed {
             self.pending.drain(..used);
             for tone in self.amd.take_tones() {
                 self.tones.heard(tone.later_by(self.amd_from_ms));
-            }
-            if self.amd.is_done() {
-                self.tones.done();
             }
             self.send_events();
         } else if self.started {

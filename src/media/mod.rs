@@ -33,6 +33,7 @@ pub mod engine;
 pub mod g711;
 pub mod jitter;
 pub mod link;
+pub mod playback;
 pub mod ports;
 pub mod resample;
 pub mod rtcp;

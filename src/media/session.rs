@@ -49,7 +49,6 @@
 //! from the network can make it panic, and nothing on the per-packet path allocates except each
 //! frame's own samples and, on SRTP calls, the crypto crate's output buffer per packet.
 
-use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,6 +69,7 @@ use super::jitter::{
     Concealer, FrameKind, JitterBuffer, JitterConfig, JitterStats, COMFORT_NOISE_PT,
 };
 use super::link::{InKind, OutStream, RelayTx, Relayed};
+use super::playback::PlaybackQueue;
 use super::ports::{PortLease, RtpSocket};
 use super::rtcp::{RtcpConfig, RtcpState, RtcpStats, DEFAULT_INTERVAL};
 use super::rtp::{is_rtcp, RtpPacket, RtpSender, RTP_HEADER_LEN};
@@ -231,7 +231,7 @@ struct Control {
     /// Where the far end really sends from, when it is not `sdp_remote` (set on receive).
     latched: Option<SocketAddr>,
     codec: Codec,
-    queue: VecDeque<i16>,
+    queue: PlaybackQueue,
     /// A `play` is outstanding: report [`MediaEvent::PlaybackFinished`] when the queue drains.
     playing: bool,
     /// RTP timestamp of the last packet sent and when (for RTCP sender reports).
@@ -284,16 +284,27 @@ impl Control {
 
 /// The call's end of the event channel; `None` once the session has stopped (closing it).
 /// Received frames go to `frames` instead when the call asked for them there
-/// ([`MediaSession::send_frames_to`]).
+/// ([`MediaSession::send_frames_to`]), and nowhere while `frames_off`
+/// ([`MediaSession::deliver_frames`]).
 #[derive(Debug)]
 struct Events {
     tx: Option<mpsc::Sender<MediaEvent>>,
     frames: Option<mpsc::Sender<AudioFrame>>,
+    frames_off: bool,
 }
 
 impl Events {
     fn new(tx: Option<mpsc::Sender<MediaEvent>>) -> Self {
-        Events { tx, frames: None }
+        Events {
+            tx,
+            frames: None,
+            frames_off: false,
+        }
+    }
+
+    /// Someone takes received frames now.
+    fn wants_frames(&self) -> bool {
+        !self.frames_off && (self.frames.is_some() || self.tx.is_some())
     }
 
     /// The session stopped: both channels let go of.
@@ -792,7 +803,7 @@ impl MediaSession {
                     sdp_remote: remote,
                     latched: None,
                     codec,
-                    queue: VecDeque::new(),
+                    queue: PlaybackQueue::default(),
                     playing: false,
                     sent_ref: None,
                     dtmf_pt: None,
@@ -931,6 +942,13 @@ impl MediaSession {
         }
     }
 
+    /// Received frames go to their consumer (`true`, the default) or nowhere (`false`: nobody
+    /// needs them now — the AMD is done and nothing records or streams the call). Either way
+    /// they are played out and counted, and listened to while tones or in-band digits are.
+    pub fn deliver_frames(&self, on: bool) {
+        self.control().events.frames_off = !on;
+    }
+
     /// Turns the beep/SIT/fax detectors on or off (on once a call is answered: ringback and busy
     /// tones are single tones too).
     pub fn set_tone_detection(&self, on: bool) {
@@ -947,9 +965,10 @@ impl MediaSession {
 
     /// Queues 8 kHz mono PCM after whatever is already queued; [`MediaEvent::PlaybackFinished`]
     /// follows once the queue has drained (one event however many `play` calls fed it).
-    pub fn play(&self, samples: Vec<i16>) {
+    /// The samples are shared, not copied: calls playing the same prompt hold one copy.
+    pub fn play(&self, samples: Arc<Vec<i16>>) {
         let mut leg = self.control();
-        leg.control.queue.extend(samples);
+        leg.control.queue.push_shared(samples);
         leg.control.playing = true;
     }
 
@@ -1216,11 +1235,7 @@ impl Sender {
                     ts.copy_from_slice(&event_ts.to_be_bytes());
                 }
             } else {
-                let n = control.queue.len().min(FRAME_SAMPLES);
-                for (dst, src) in self.frame.iter_mut().zip(control.queue.drain(..n)) {
-                    *dst = src;
-                }
-                self.frame[n..].fill(0);
+                control.queue.take_frame(&mut self.frame);
                 finished = control.playing && control.queue.is_empty();
                 if finished {
                     control.playing = false;
@@ -1762,7 +1777,15 @@ impl Receiver {
                 events.control(MediaEvent::Dtmf(digit), stats);
             }
         }
+        let deliver = events.wants_frames();
+        // Nothing takes the audio itself: frames are only played out (and counted).
+        let listen = deliver || self.detect_tones || self.dtmf_pt.is_none();
         while let Some(frame) = self.jitter.pop(now) {
+            self.frames_out += 1;
+            if !listen {
+                self.concealer.reset();
+                continue;
+            }
             let len = frame.samples as usize;
             let samples = &mut self.samples;
             samples.clear();
@@ -1783,8 +1806,7 @@ impl Receiver {
                     true
                 }
             };
-            let at_ms = self.frames_out * FRAME_MS;
-            self.frames_out += 1;
+            let at_ms = (self.frames_out - 1) * FRAME_MS;
             if self.detect_tones {
                 for tone in self.tones.process(samples, at_ms) {
                     events.control(MediaEvent::Tone(tone), stats);
@@ -1800,13 +1822,15 @@ impl Receiver {
                     digits.push(digit);
                 }
             }
-            let frame = AudioFrame {
-                samples: samples.clone(),
-                rtp_timestamp: frame.timestamp,
-                payload_type: frame.payload_type,
-                concealed,
-            };
-            events.received(frame, stats);
+            if deliver {
+                let frame = AudioFrame {
+                    samples: samples.clone(),
+                    rtp_timestamp: frame.timestamp,
+                    payload_type: frame.payload_type,
+                    concealed,
+                };
+                events.received(frame, stats);
+            }
         }
         digits.retain(|d| d.source == DtmfSource::Inband);
     }
@@ -2392,7 +2416,7 @@ mod tests {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        a.play(signal.clone());
+        a.play(Arc::new(signal.clone()));
 
         let mut b_frames = Vec::new();
         let mut a_frames = Vec::new();
@@ -3343,7 +3367,7 @@ mod tests {
             sdp_remote: Some(remote),
             latched: None,
             codec: Codec::Pcmu,
-            queue: VecDeque::new(),
+            queue: PlaybackQueue::default(),
             playing: false,
             sent_ref: None,
             dtmf_pt: None,

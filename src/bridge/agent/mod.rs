@@ -261,7 +261,7 @@ impl AgentBridge {
         params.extend(custom);
         let custom = params;
         let (tx, rx) = mpsc::channel(64);
-        *callee_audio.lock() = Some(tx);
+        callee_audio.set(Some(tx));
         let media = match &callee_media {
             Some(m) => {
                 // A person is on the line: no beep or fax to listen for any more.
@@ -311,7 +311,7 @@ impl Bridge for AgentBridge {
                 self.over = true;
                 self.ended_at = Some(Instant::now());
                 self.ended_by.get_or_insert(EndedBy::Agent);
-                *self.callee_audio.lock() = None;
+                self.callee_audio.set(None);
                 match &self.warm.target.on_close {
                     OnAgentClose::Hangup => Some(BridgeEvent::Ended),
                     OnAgentClose::Connect(target) => {
@@ -338,13 +338,13 @@ impl Bridge for AgentBridge {
     fn stop(&mut self, by: EndedBy) {
         self.ended_by.get_or_insert(by);
         self.ended_at.get_or_insert_with(Instant::now);
-        *self.callee_audio.lock() = None;
+        self.callee_audio.set(None);
         let _ = self.warm.commands.send(Command::Stop);
     }
 
     async fn finish(self: Box<Self>) -> BridgeReport {
         let this = *self;
-        *this.callee_audio.lock() = None;
+        this.callee_audio.set(None);
         let _ = this.warm.commands.send(Command::Stop);
         let stats = match tokio::time::timeout(Duration::from_secs(5), this.warm.task).await {
             Ok(Ok(s)) => s,
