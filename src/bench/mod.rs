@@ -484,9 +484,11 @@ pub fn run_media(opts: &MediaBenchOptions) -> Result<MediaReport, String> {
         0 => 1,
         w => w.min(2),
     };
+    // At the process's priority, like the rtpengine it is compared with.
     let config = EngineConfig {
         workers,
         tick: Duration::from_micros(opts.tick_us),
+        realtime: false,
     };
     let sinks: Vec<SocketAddrV4> = (0..opts.streams).map(|i| gen.sink(i)).collect();
     const LINKED_SSRC_BASE: u32 = 0x1000_0000;

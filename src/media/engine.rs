@@ -54,6 +54,11 @@ pub struct EngineConfig {
     pub workers: usize,
     /// How often each worker wakes ([`MIN_TICK`]–[`MAX_TICK`]).
     pub tick: Duration,
+    /// Ask for real-time scheduling for the workers ([`sys::realtime_for_media`]): granted
+    /// when the process may (root, `CAP_SYS_NICE`, or an `RLIMIT_RTPRIO` that allows it),
+    /// otherwise they keep the process's priority. Then no other process's busy thread (a
+    /// load generator, a backup, the database) can hold a worker back from its tick.
+    pub realtime: bool,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +68,7 @@ impl Default for EngineConfig {
         EngineConfig {
             workers: if cores >= 2 { 2 } else { 1 },
             tick: DEFAULT_TICK,
+            realtime: true,
         }
     }
 }
@@ -149,6 +155,7 @@ impl Engine {
         let config = EngineConfig {
             workers: config.workers.max(1),
             tick: config.tick.clamp(MIN_TICK, MAX_TICK),
+            realtime: config.realtime,
         };
         let mut workers = Vec::with_capacity(config.workers);
         let mut threads = Vec::with_capacity(config.workers);
@@ -157,11 +164,23 @@ impl Engine {
             let counters = Arc::new(WorkerCounters::default());
             let worker_counters = Arc::clone(&counters);
             let tick = config.tick;
+            let realtime = config.realtime;
             let thread = std::thread::Builder::new()
                 .name(format!("media-{i}"))
-                .spawn(move || match Worker::new(rx, tick, worker_counters) {
-                    Ok(mut w) => w.run(),
-                    Err(e) => tracing::error!(error = %e, "media worker cannot start"),
+                .spawn(move || {
+                    if realtime {
+                        match sys::realtime_for_media() {
+                            Ok(()) => tracing::debug!("media worker runs with real-time priority"),
+                            Err(e) => tracing::debug!(
+                                error = %e,
+                                "media worker keeps the process's priority (real-time not permitted)"
+                            ),
+                        }
+                    }
+                    match Worker::new(rx, tick, worker_counters) {
+                        Ok(mut w) => w.run(),
+                        Err(e) => tracing::error!(error = %e, "media worker cannot start"),
+                    }
                 })?;
             workers.push(WorkerHandle {
                 commands: Mutex::new(tx),
@@ -536,5 +555,37 @@ impl Worker {
             }
         }
         due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_run_real_time_when_the_process_may_and_at_its_priority_otherwise() {
+        let permitted = std::thread::spawn(sys::realtime_for_media)
+            .join()
+            .expect("probe thread")
+            .is_ok();
+        for realtime in [true, false] {
+            let engine = Engine::start(EngineConfig {
+                workers: 2,
+                tick: DEFAULT_TICK,
+                realtime,
+            })
+            .expect("engine starts");
+            // The worker sets its policy first thing: give it the moment it needs.
+            std::thread::sleep(Duration::from_millis(100));
+            let threads = engine.inner.threads.lock().expect("threads");
+            assert_eq!(threads.len(), 2);
+            for t in threads.iter() {
+                assert_eq!(
+                    sys::is_realtime(t).expect("policy readable"),
+                    realtime && permitted,
+                    "realtime asked: {realtime}, permitted: {permitted}"
+                );
+            }
+        }
     }
 }

@@ -2647,6 +2647,50 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_nobody_takes_are_played_out_but_not_delivered() {
+        let pool = test_pool();
+        let (raw, raw_addr) = raw_socket().await;
+        let raw = Arc::new(raw);
+        let (session, mut events) = start(&pool, Codec::Pcmu, Some(raw_addr));
+        let to = SocketAddr::new(LOCALHOST, session.local_port());
+        // One stream of 50 packets (1 s); delivery off for its first 400 ms.
+        let packets: Vec<Vec<u8>> = (0..50u16)
+            .map(|k| {
+                let mut pkt = Vec::new();
+                let ts = 160 * u32::from(k);
+                write_rtp(&mut pkt, k == 0, 0, k, ts, 0x77, &[marker_byte(k); 160]);
+                pkt
+            })
+            .collect();
+        session.deliver_frames(false);
+        let sender = tokio::spawn(send_paced(raw.clone(), to, packets));
+        let quiet = frames_until(&mut events, Instant::now() + Duration::from_millis(400)).await;
+        assert!(
+            quiet.is_empty(),
+            "{} frames delivered while off",
+            quiet.len()
+        );
+        session.deliver_frames(true);
+        sender.await.expect("sender");
+        let frames = frames_until(&mut events, Instant::now() + Duration::from_millis(300)).await;
+        let heard: Vec<u16> = frames
+            .iter()
+            .filter(|(_, f)| !f.concealed)
+            .map(|(_, f)| (f.rtp_timestamp / 160) as u16)
+            .collect();
+        let first = *heard.first().expect("frames once on again");
+        assert!(first >= 10, "frame {first} was played out while off");
+        assert_eq!(
+            heard,
+            (first..50).collect::<Vec<u16>>(),
+            "every frame once on again, in order"
+        );
+        let stats = session.stop().await;
+        assert_eq!(stats.received, 50);
+        assert_eq!(stats.jitter_buffer.played, 50, "{:?}", stats.jitter_buffer);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn impaired_stream_still_gives_one_frame_per_20_ms() {
         let pool = test_pool();
         let options = MediaOptions {

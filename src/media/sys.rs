@@ -1,7 +1,8 @@
 //! The only unsafe code of the media engine and the benchmark: thin, safe wrappers over the
 //! Linux calls that `std` does not offer — `recvmmsg`/`sendmmsg` (many datagrams per system call), `epoll`,
 //! `SO_TIMESTAMPNS` (the kernel's receive time of each datagram), `getrusage`, `setrlimit`,
-//! `clock_nanosleep`, `kill` and a thread's nice value (`getpriority`/`setpriority`).
+//! `clock_nanosleep`, `kill`, a thread's nice value (`getpriority`/`setpriority`) and its
+//! real-time scheduling (`sched_setscheduler`).
 //!
 //! Every wrapper checks the call's return value and turns failure into `io::Error`; "would
 //! block" and "interrupted" read as zero datagrams / zero events, never as an error. The batch
@@ -45,6 +46,42 @@ pub fn yield_to_media() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The real-time priority (`SCHED_RR`) the media engine's workers ask for: above every
+/// ordinary thread, below the kernel's own real-time threads (50) and audio servers' usual
+/// choices, so it preempts nothing that matters more. The kernel's real-time throttling
+/// (`sched_rt_runtime_us`) still leaves ordinary threads their share if a worker ever spins.
+pub const MEDIA_RT_PRIORITY: libc::c_int = 10;
+
+/// Makes the calling thread `SCHED_RR` at [`MEDIA_RT_PRIORITY`]; `EPERM` when the process
+/// may not (not root, no `CAP_SYS_NICE`, `RLIMIT_RTPRIO` below it).
+pub fn realtime_for_media() -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: MEDIA_RT_PRIORITY,
+    };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param that outlives the
+    // call, which only reads it.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) } != 0 {
+        return Err(last_error());
+    }
+    Ok(())
+}
+
+/// Whether `thread` runs with a real-time policy (`SCHED_RR` or `SCHED_FIFO`).
+#[cfg(test)]
+pub(crate) fn is_realtime<T>(thread: &std::thread::JoinHandle<T>) -> io::Result<bool> {
+    use std::os::unix::thread::JoinHandleExt;
+    let mut policy: libc::c_int = 0;
+    // SAFETY: sched_param is plain old data; all-zero is a valid value.
+    let mut param: libc::sched_param = unsafe { zeroed() };
+    // SAFETY: the handle keeps the thread joinable (its pthread_t valid); both out-pointers
+    // point at live locals.
+    let rc = unsafe { libc::pthread_getschedparam(thread.as_pthread_t(), &mut policy, &mut param) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(policy == libc::SCHED_RR || policy == libc::SCHED_FIFO)
 }
 
 /// The calling thread's nice value.
