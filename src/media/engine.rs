@@ -13,7 +13,10 @@
 //! ([`Core::tick`](super::session::Core)); the worker keeps each call's next due time, so a
 //! tick looks only at calls with something to do. No tasks, channels or allocation per packet;
 //! the handle ([`MediaSession`](super::MediaSession)) talks to its call through one small
-//! mutex and a flag, and adds/removes calls through a command queue read at each tick.
+//! mutex and a flag, and adds/removes calls through a command queue read at each tick. At a
+//! tick a worker never waits for a call's mutex: a call whose handle holds it (on a thread of
+//! lower priority, perhaps preempted) gets its turn at the next tick, and the worker's other
+//! calls theirs on time.
 //!
 //! An idle worker (no calls) sleeps on its command queue and costs nothing.
 //! It must NOT block on anything but its sockets until the tick and, when idle, its queue;

@@ -52,7 +52,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc::error::TrySendError;
@@ -622,7 +622,14 @@ impl Core {
     ) -> (Option<Instant>, usize, u64) {
         scratch.digits.clear();
         let (next, sent, late, partner) = {
-            let mut guard = self.leg();
+            // The handle may hold the call's state on a thread of lower priority, and that
+            // thread may be preempted for a while: this call waits for the next tick rather
+            // than the worker (and every other call of it) for that thread.
+            let mut guard = match self.leg.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => return (Some(now), 0, 0),
+            };
             let leg = &mut *guard;
             leg.rx.refresh(&leg.control);
             let linked = leg.relay.is_some();
@@ -1991,6 +1998,51 @@ mod tests {
             "{stats:?} vs {n}"
         );
         assert_eq!(pool.in_use(), 0, "ports released by stop");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_whose_state_is_held_does_not_hold_back_the_others() {
+        let pool = test_pool();
+        // Sessions go to the workers in turn: among four, others share the held one's worker.
+        let mut others = Vec::new();
+        for _ in 0..4 {
+            let (raw, raw_addr) = raw_socket().await;
+            let (session, _events) = start_with(&pool, Codec::Pcmu, Some(raw_addr), quiet());
+            others.push((Arc::new(raw), session, _events));
+        }
+        let (_held_raw, held_addr) = raw_socket().await;
+        let (held, _held_events) = start_with(&pool, Codec::Pcmu, Some(held_addr), quiet());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let until = Instant::now() + Duration::from_millis(700);
+        let collectors: Vec<_> = others
+            .iter()
+            .map(|(raw, _, _)| collect_task(raw.clone(), until))
+            .collect();
+        // A thread of the handle's side holds the call's state for 400 ms.
+        let holder = std::thread::spawn(move || {
+            let guard = held.control();
+            std::thread::sleep(Duration::from_millis(400));
+            drop(guard);
+            held
+        });
+        for c in collectors {
+            let packets = c.await.expect("collector");
+            assert!(packets.len() >= 20, "{} packets in 700 ms", packets.len());
+            let worst = packets
+                .windows(2)
+                .map(|w| w[1].0 - w[0].0)
+                .max()
+                .unwrap_or_default();
+            assert!(
+                worst < Duration::from_millis(200),
+                "another call's packets stopped for {worst:?} while one call's state was held"
+            );
+        }
+        let held = holder.join().expect("holder");
+        held.stop().await;
+        for (_, session, _) in others {
+            session.stop().await;
+        }
     }
 
     /// Sends `packets` from `sock` to `to`, one every 20 ms.
