@@ -527,9 +527,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     ) && !cli.verbose;
     init_logs(&config.log, quiet);
     if matches!(cli.command, Command::Serve | Command::Call(_)) {
-        // The media engine's workers start here, at the process's priority, before the
-        // runtime's threads take a lower one (below): under full load the calls' audio runs
-        // first. A failure here is reported again by the first call that needs the engine.
+        // The media engine's workers start here, at the process's priority (real-time where
+        // the process may: `EngineConfig::realtime`), before the runtime's threads take a
+        // lower one (below): under full load the calls' audio runs first. A failure here is reported again by the first call that needs the engine.
         let _ = outdial::media::engine::Engine::global();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
